@@ -1,0 +1,1195 @@
+/* gRPC server: listeners, HTTP/2 connections, call dispatch, streaming with backpressure. */
+#include "server.h"
+#include "frame.h"
+#include "outq.h"
+#include "../h2/conn.h"
+#include "../h2/io.h"
+#include "../base/util.h"
+#include "../base/log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_HEADER_BYTES (64 * 1024)
+#define CONN_WINDOW (16 * 1024 * 1024)
+
+struct method_entry {
+	char *path;
+	grpc_start_fn start;
+	grpc_unary_fn unary;
+	void *data;
+};
+
+struct listener {
+	struct grpc_server *srv;
+	union {
+		uv_handle_t handle;
+		uv_stream_t stream;
+		uv_tcp_t tcp;
+		uv_pipe_t pipe;
+	} h;
+	char *unix_path;    /* removed at close */
+	struct listener *next;
+};
+
+struct srv_conn;
+
+struct deadline_timer {
+	uv_timer_t timer;
+	struct grpc_call *call;
+};
+
+struct grpc_call {
+	struct srv_conn *conn;
+	int32_t stream_id;
+	struct grpc_call *prev, *next;     /* conn's call list */
+	struct grpc_call *wnext;           /* conn's pending-writable list */
+	int in_wlist;
+
+	struct strbuf path;
+	struct strbuf content_type;
+	int method_post;
+	struct grpc_metadata md;
+	size_t header_bytes;
+	uint64_t timeout_ns;
+	uint64_t deadline;                 /* now_ms() clock, 0 = none */
+	uint64_t start_ns;
+	struct deadline_timer *dl;
+
+	const struct grpc_call_ops *ops;
+	void *user;
+	void (*close_cb)(struct grpc_call *, enum grpc_code, void *);
+	void *close_arg;
+
+	/* unary adapter */
+	grpc_unary_fn unary;
+	void *unary_data;
+	struct strbuf unary_req;
+	int unary_count;
+
+	/* receiving */
+	struct grpc_framer in;
+	size_t unconsumed;        /* bytes received but not yet given back to the stream window */
+	int paused, delivering;
+	int remote_closed;        /* END_STREAM received */
+	int half_close_fired;
+	int started;              /* handler dispatched */
+
+	/* sending */
+	struct grpc_outq out;
+	int headers_sent;
+	int finished;             /* grpc_call_finish() called */
+	int status_sent;          /* END_STREAM with status written */
+	int want_writable;
+	int deferred;             /* data provider returned DEFERRED */
+	enum grpc_code code;
+	struct strbuf message;
+	struct grpc_metadata trailers;
+
+	int notified;             /* on_close fired */
+	int deadline_hit;
+	enum grpc_code close_code;
+};
+
+struct srv_conn {
+	struct h2_conn h2;
+	struct grpc_server *srv;
+	struct srv_conn *prev, *next;
+	struct grpc_call *calls;
+	size_t ncalls;
+	struct grpc_call *wlist;
+	int goaway_sent;
+	int closed;
+};
+
+struct grpc_server {
+	uv_loop_t *loop;
+	struct grpc_server_opts opts;
+	struct method_entry *methods;
+	size_t nr_methods, alloc_methods;
+	int methods_sorted;
+	grpc_start_fn fallback;
+	void *fallback_data;
+	struct grpc_server_hooks hooks;
+	int have_hooks;
+	char **services;
+	size_t nr_services, alloc_services;
+
+	struct listener *listeners;
+	int pending_listener_closes;
+	struct srv_conn *conns;
+	size_t nconns;
+	size_t active_calls;
+	uint64_t accepted;
+
+	int shutting_down;
+	uv_timer_t *grace_timer;
+	void (*shutdown_done)(struct grpc_server *, void *);
+	void *shutdown_arg;
+	int shutdown_reported;
+};
+
+static void call_notify_close(struct grpc_call *call, enum grpc_code code);
+static void call_free(struct grpc_call *call);
+static void server_check_shutdown_done(struct grpc_server *s);
+static void call_deliver(struct grpc_call *call);
+
+void grpc_server_opts_default(struct grpc_server_opts *o)
+{
+	o->max_recv_msg = 4 * 1024 * 1024;
+	o->max_concurrent_streams = 10000;
+	o->stream_window = 1024 * 1024;
+	o->keepalive_ms = 5 * 60 * 1000;
+	o->keepalive_timeout_ms = 20 * 1000;
+}
+
+struct grpc_server *grpc_server_new(uv_loop_t *loop, const struct grpc_server_opts *opts)
+{
+	struct grpc_server *s = xcalloc(1, sizeof(*s));
+	s->loop = loop;
+	grpc_server_opts_default(&s->opts);
+	if (opts) {
+		if (opts->max_recv_msg)
+			s->opts.max_recv_msg = opts->max_recv_msg;
+		if (opts->max_concurrent_streams)
+			s->opts.max_concurrent_streams = opts->max_concurrent_streams;
+		if (opts->stream_window)
+			s->opts.stream_window = opts->stream_window;
+		s->opts.keepalive_ms = opts->keepalive_ms;
+		if (opts->keepalive_timeout_ms)
+			s->opts.keepalive_timeout_ms = opts->keepalive_timeout_ms;
+	}
+	return s;
+}
+
+void grpc_server_free(struct grpc_server *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->nr_methods; i++)
+		free(s->methods[i].path);
+	free(s->methods);
+	for (size_t i = 0; i < s->nr_services; i++)
+		free(s->services[i]);
+	free(s->services);
+	free(s);
+}
+
+/* --- method table --- */
+
+static int method_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct method_entry *)a)->path, ((const struct method_entry *)b)->path);
+}
+
+static void remember_service(struct grpc_server *s, const char *path)
+{
+	const char *slash;
+	size_t len;
+	if (path[0] != '/' || !(slash = strchr(path + 1, '/')))
+		return;
+	len = (size_t)(slash - path - 1);
+	for (size_t i = 0; i < s->nr_services; i++)
+		if (strlen(s->services[i]) == len && !memcmp(s->services[i], path + 1, len))
+			return;
+	ALLOC_GROW(s->services, s->nr_services + 1, s->alloc_services);
+	s->services[s->nr_services++] = xstrndup(path + 1, len);
+}
+
+static int add_method(struct grpc_server *s, const char *path, grpc_start_fn start,
+		      grpc_unary_fn unary, void *data)
+{
+	if (path[0] != '/' || !strchr(path + 1, '/'))
+		return -EINVAL;
+	for (size_t i = 0; i < s->nr_methods; i++)
+		if (!strcmp(s->methods[i].path, path))
+			return -EEXIST;
+	ALLOC_GROW(s->methods, s->nr_methods + 1, s->alloc_methods);
+	s->methods[s->nr_methods].path = xstrdup(path);
+	s->methods[s->nr_methods].start = start;
+	s->methods[s->nr_methods].unary = unary;
+	s->methods[s->nr_methods].data = data;
+	s->nr_methods++;
+	s->methods_sorted = 0;
+	remember_service(s, path);
+	return 0;
+}
+
+int grpc_server_add_method(struct grpc_server *s, const char *path, grpc_start_fn start, void *data)
+{
+	return add_method(s, path, start, NULL, data);
+}
+
+int grpc_server_add_unary(struct grpc_server *s, const char *path, grpc_unary_fn fn, void *data)
+{
+	return add_method(s, path, NULL, fn, data);
+}
+
+void grpc_server_set_fallback(struct grpc_server *s, grpc_start_fn start, void *data)
+{
+	s->fallback = start;
+	s->fallback_data = data;
+}
+
+void grpc_server_set_hooks(struct grpc_server *s, const struct grpc_server_hooks *hooks)
+{
+	s->hooks = *hooks;
+	s->have_hooks = 1;
+}
+
+int grpc_server_has_service(const struct grpc_server *s, const char *name)
+{
+	for (size_t i = 0; i < s->nr_services; i++)
+		if (!strcmp(s->services[i], name))
+			return 1;
+	return 0;
+}
+
+static const struct method_entry *find_method(struct grpc_server *s, const char *path)
+{
+	struct method_entry key;
+	if (!s->methods_sorted) {
+		qsort(s->methods, s->nr_methods, sizeof(*s->methods), method_cmp);
+		s->methods_sorted = 1;
+	}
+	key.path = (char *)path;
+	return bsearch(&key, s->methods, s->nr_methods, sizeof(*s->methods), method_cmp);
+}
+
+/* --- call accessors --- */
+
+void grpc_call_set_ops(struct grpc_call *call, const struct grpc_call_ops *ops, void *user)
+{
+	call->ops = ops;
+	call->user = user;
+}
+
+void *grpc_call_user(const struct grpc_call *call) { return call->user; }
+void grpc_call_set_user(struct grpc_call *call, void *user) { call->user = user; }
+const char *grpc_call_method(const struct grpc_call *call) { return call->path.buf; }
+const struct grpc_metadata *grpc_call_metadata(const struct grpc_call *call) { return &call->md; }
+uint64_t grpc_call_deadline(const struct grpc_call *call) { return call->deadline; }
+uint64_t grpc_call_start_ns(const struct grpc_call *call) { return call->start_ns; }
+struct grpc_server *grpc_call_server(const struct grpc_call *call) { return call->conn->srv; }
+struct io *grpc_call_io(const struct grpc_call *call) { return call->conn->h2.io; }
+int grpc_call_is_closed(const struct grpc_call *call) { return call->notified; }
+size_t grpc_call_send_queued(const struct grpc_call *call) { return call->out.bytes; }
+int grpc_call_send_full(const struct grpc_call *call) { return call->out.bytes >= GRPC_SEND_HIGH_WATER; }
+
+void grpc_call_on_close(struct grpc_call *call, void (*cb)(struct grpc_call *, enum grpc_code, void *), void *arg)
+{
+	call->close_cb = cb;
+	call->close_arg = arg;
+}
+
+/* --- sending --- */
+
+static nghttp2_nv make_nv(const char *name, size_t nlen, const char *value, size_t vlen)
+{
+	nghttp2_nv nv = { (uint8_t *)name, (uint8_t *)value, nlen, vlen, NGHTTP2_NV_FLAG_NONE };
+	return nv;
+}
+#define NV_LIT(n, v) make_nv(n, sizeof(n) - 1, v, strlen(v))
+
+/*
+ * Append application metadata as header fields. Binary values are base64
+ * encoded into `scratch`, whose storage must outlive the submit call: we size it
+ * once up front so its buffer never moves while pointers into it are taken.
+ */
+static void add_md_nv(nghttp2_nv **nva, size_t *n, size_t *alloc, const struct grpc_metadata *md,
+		      struct strbuf *scratch)
+{
+	size_t need = 0;
+	if (!md)
+		return;
+	for (size_t i = 0; i < md->nr; i++)
+		if (grpc_metadata_is_binary(md->v[i].key, strlen(md->v[i].key)))
+			need += md->v[i].value_len * 4 / 3 + 4;
+	strbuf_grow(scratch, need);
+	for (size_t i = 0; i < md->nr; i++) {
+		const struct grpc_md *e = &md->v[i];
+		size_t klen = strlen(e->key);
+		if (grpc_metadata_is_reserved(e->key, klen))
+			continue;
+		ALLOC_GROW(*nva, *n + 1, *alloc);
+		if (grpc_metadata_is_binary(e->key, klen)) {
+			size_t start = scratch->len;
+			grpc_base64_encode(scratch, e->value, e->value_len);
+			(*nva)[(*n)++] = make_nv(e->key, klen, scratch->buf + start, scratch->len - start);
+		} else {
+			(*nva)[(*n)++] = make_nv(e->key, klen, e->value, e->value_len);
+		}
+	}
+}
+
+static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
+			    uint32_t *data_flags, nghttp2_data_source *source, void *user_data);
+
+static int submit_headers(struct grpc_call *call, const struct grpc_metadata *md)
+{
+	nghttp2_nv *nva = NULL;
+	size_t n = 0, alloc = 0;
+	struct strbuf scratch = STRBUF_INIT;
+	nghttp2_data_provider prd;
+	int rc;
+
+	ALLOC_GROW(nva, 2, alloc);
+	nva[n++] = NV_LIT(":status", "200");
+	nva[n++] = NV_LIT("content-type", "application/grpc");
+	add_md_nv(&nva, &n, &alloc, md, &scratch);
+	prd.source.ptr = call;
+	prd.read_callback = data_read_cb;
+	rc = nghttp2_submit_response(call->conn->h2.session, call->stream_id, nva, n, &prd);
+	free(nva);
+	strbuf_release(&scratch);
+	if (rc == 0)
+		call->headers_sent = 1;
+	return rc;
+}
+
+/* Build status trailers (or Trailers-Only headers when `trailers_only`). */
+static int submit_status(struct grpc_call *call, int trailers_only)
+{
+	nghttp2_nv *nva = NULL;
+	size_t n = 0, alloc = 0;
+	struct strbuf scratch = STRBUF_INIT, msg = STRBUF_INIT;
+	char code[12];
+	int rc;
+
+	snprintf(code, sizeof(code), "%d", (int)call->code);
+	grpc_percent_encode(&msg, call->message.buf, call->message.len);
+	ALLOC_GROW(nva, 4, alloc);
+	if (trailers_only) {
+		nva[n++] = NV_LIT(":status", "200");
+		nva[n++] = NV_LIT("content-type", "application/grpc");
+	}
+	nva[n++] = NV_LIT("grpc-status", code);
+	if (msg.len)
+		nva[n++] = make_nv("grpc-message", 12, msg.buf, msg.len);
+	add_md_nv(&nva, &n, &alloc, &call->trailers, &scratch);
+	if (trailers_only)
+		rc = nghttp2_submit_response(call->conn->h2.session, call->stream_id, nva, n, NULL);
+	else
+		rc = nghttp2_submit_trailer(call->conn->h2.session, call->stream_id, nva, n);
+	free(nva);
+	strbuf_release(&scratch);
+	strbuf_release(&msg);
+	if (rc == 0)
+		call->headers_sent = 1;
+	return rc;
+}
+
+static void wlist_add(struct grpc_call *call)
+{
+	if (call->in_wlist)
+		return;
+	call->in_wlist = 1;
+	call->wnext = call->conn->wlist;
+	call->conn->wlist = call;
+}
+
+static void wlist_remove(struct grpc_call *call)
+{
+	struct grpc_call **pp;
+	if (!call->in_wlist)
+		return;
+	for (pp = &call->conn->wlist; *pp; pp = &(*pp)->wnext) {
+		if (*pp == call) {
+			*pp = call->wnext;
+			break;
+		}
+	}
+	call->in_wlist = 0;
+}
+
+static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
+			    uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
+{
+	struct grpc_call *call = source->ptr;
+	size_t n = outq_read(&call->out, buf, length);
+
+	if (call->want_writable && call->out.bytes < GRPC_SEND_LOW_WATER)
+		wlist_add(call);
+	if (call->out.bytes == 0 && call->finished) {
+		*data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+		if (submit_status(call, 0) != 0)
+			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+		return (ssize_t)n;
+	}
+	if (n == 0) {
+		call->deferred = 1;
+		return NGHTTP2_ERR_DEFERRED;
+	}
+	return (ssize_t)n;
+}
+
+static void kick(struct grpc_call *call)
+{
+	if (call->deferred) {
+		call->deferred = 0;
+		nghttp2_session_resume_data(call->conn->h2.session, call->stream_id);
+	}
+	h2_conn_flush(&call->conn->h2);
+}
+
+int grpc_call_send_headers(struct grpc_call *call, const struct grpc_metadata *md)
+{
+	if (call->notified || call->finished)
+		return -EPIPE;
+	if (call->headers_sent)
+		return -EALREADY;
+	if (submit_headers(call, md) != 0)
+		return -EPIPE;
+	h2_conn_flush(&call->conn->h2);
+	return 0;
+}
+
+int grpc_call_send(struct grpc_call *call, const void *msg, size_t len)
+{
+	if (call->notified || call->finished)
+		return -EPIPE;
+	outq_push_msg(&call->out, msg, len);
+	if (call->out.bytes >= GRPC_SEND_HIGH_WATER)
+		call->want_writable = 1;
+	if (!call->headers_sent) {
+		if (submit_headers(call, NULL) != 0)
+			return -EPIPE;
+		h2_conn_flush(&call->conn->h2);
+		return 0;
+	}
+	kick(call);
+	return 0;
+}
+
+int grpc_call_finish(struct grpc_call *call, enum grpc_code code, const char *msg,
+		     const struct grpc_metadata *trailers)
+{
+	if (call->notified || call->finished)
+		return 0;
+	call->finished = 1;
+	call->code = code;
+	strbuf_reset(&call->message);
+	if (msg)
+		strbuf_addstr(&call->message, msg);
+	grpc_metadata_copy(&call->trailers, trailers);
+	if (!call->headers_sent && call->out.bytes == 0) {
+		if (submit_status(call, 1) != 0)
+			return -EPIPE;
+		h2_conn_flush(&call->conn->h2);
+		return 0;
+	}
+	if (!call->headers_sent && submit_headers(call, NULL) != 0)
+		return -EPIPE;
+	kick(call);
+	return 0;
+}
+
+int grpc_call_finishf(struct grpc_call *call, enum grpc_code code, const char *fmt, ...)
+{
+	struct strbuf sb = STRBUF_INIT;
+	va_list ap;
+	int rc;
+	va_start(ap, fmt);
+	strbuf_vaddf(&sb, fmt, ap);
+	va_end(ap);
+	rc = grpc_call_finish(call, code, sb.buf, NULL);
+	strbuf_release(&sb);
+	return rc;
+}
+
+int grpc_call_reply(struct grpc_call *call, const void *msg, size_t len)
+{
+	int rc = grpc_call_send(call, msg, len);
+	if (rc < 0)
+		return rc;
+	return grpc_call_finish(call, GRPC_OK, NULL, NULL);
+}
+
+/* --- receiving --- */
+
+static void give_back_window(struct grpc_call *call, size_t n)
+{
+	if (!n || !call->conn->h2.session)
+		return;
+	nghttp2_session_consume_stream(call->conn->h2.session, call->stream_id, n);
+	h2_conn_flush(&call->conn->h2);
+}
+
+/* Deliver buffered whole messages, then a pending half-close, unless paused. */
+static void call_deliver(struct grpc_call *call)
+{
+	if (call->delivering)
+		return;
+	call->delivering = 1;
+	while (!call->paused && !call->notified) {
+		const uint8_t *msg;
+		size_t len;
+		int rc = grpc_framer_peek(&call->in, &msg, &len);
+		if (rc == 0)
+			break;
+		if (rc < 0) {
+			if (rc == -EMSGSIZE)
+				grpc_call_finishf(call, GRPC_RESOURCE_EXHAUSTED,
+						  "grpc: received message larger than max (%zu vs. %zu)",
+						  len, call->conn->srv->opts.max_recv_msg);
+			else
+				grpc_call_finish(call, GRPC_INTERNAL,
+						 "grpc: compressed message received but no compression was negotiated",
+						 NULL);
+			nghttp2_submit_rst_stream(call->conn->h2.session, NGHTTP2_FLAG_NONE, call->stream_id,
+						  NGHTTP2_NO_ERROR);
+			grpc_framer_release(&call->in);
+			break;
+		}
+		if (call->ops && call->ops->on_message)
+			call->ops->on_message(call, msg, len);
+		if (call->notified)
+			break;
+		{
+			size_t n = grpc_framer_consume(&call->in);
+			size_t give = MIN(n, call->unconsumed);
+			call->unconsumed -= give;
+			give_back_window(call, give);
+		}
+	}
+	if (!call->paused && !call->notified && call->remote_closed && !call->half_close_fired &&
+	    grpc_framer_buffered(&call->in) == 0) {
+		call->half_close_fired = 1;
+		if (call->ops && call->ops->on_half_close)
+			call->ops->on_half_close(call);
+	} else if (!call->paused && !call->notified && call->remote_closed && !call->half_close_fired &&
+		   !call->finished) {
+		/* a partial message followed by END_STREAM */
+		grpc_call_finish(call, GRPC_INTERNAL, "grpc: stream ended inside a message", NULL);
+	}
+	call->delivering = 0;
+}
+
+void grpc_call_pause_recv(struct grpc_call *call)
+{
+	call->paused = 1;
+}
+
+void grpc_call_resume_recv(struct grpc_call *call)
+{
+	if (!call->paused)
+		return;
+	call->paused = 0;
+	if (!call->delivering)
+		call_deliver(call);
+}
+
+/* --- call lifecycle --- */
+
+static void on_dl_close(uv_handle_t *h)
+{
+	free(container_of((uv_timer_t *)h, struct deadline_timer, timer));
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+	struct deadline_timer *dl = container_of(t, struct deadline_timer, timer);
+	struct grpc_call *call = dl->call;
+	if (!call || call->notified)
+		return;
+	call->deadline_hit = 1;
+	if (!call->finished) {
+		outq_clear(&call->out);
+		grpc_call_finish(call, GRPC_DEADLINE_EXCEEDED, "context deadline exceeded", NULL);
+	}
+	/* Tell the handler now, even if the status cannot reach a stalled peer. */
+	call_notify_close(call, GRPC_DEADLINE_EXCEEDED);
+}
+
+static void call_notify_close(struct grpc_call *call, enum grpc_code code)
+{
+	struct grpc_server *s = call->conn->srv;
+	if (call->notified)
+		return;
+	call->notified = 1;
+	call->close_code = code;
+	wlist_remove(call);
+	if (call->started) {
+		if (call->ops && call->ops->on_close)
+			call->ops->on_close(call, code);
+		if (call->close_cb)
+			call->close_cb(call, code, call->close_arg);
+	}
+	if (s->have_hooks && s->hooks.on_call_end)
+		s->hooks.on_call_end(call, code, now_ns() - call->start_ns, s->hooks.data);
+}
+
+static void call_free(struct grpc_call *call)
+{
+	struct srv_conn *c = call->conn;
+	if (!call->notified)
+		call_notify_close(call, call->status_sent ? call->code : GRPC_CANCELLED);
+	wlist_remove(call);
+	if (call->prev)
+		call->prev->next = call->next;
+	else
+		c->calls = call->next;
+	if (call->next)
+		call->next->prev = call->prev;
+	c->ncalls--;
+	c->srv->active_calls--;
+	if (call->dl) {
+		call->dl->call = NULL;
+		uv_close((uv_handle_t *)&call->dl->timer, on_dl_close);
+	}
+	strbuf_release(&call->path);
+	strbuf_release(&call->content_type);
+	grpc_metadata_release(&call->md);
+	strbuf_release(&call->unary_req);
+	grpc_framer_release(&call->in);
+	outq_clear(&call->out);
+	strbuf_release(&call->message);
+	grpc_metadata_release(&call->trailers);
+	free(call);
+}
+
+/* unary adapter */
+
+static void unary_on_message(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	if (call->unary_count++ == 0) {
+		strbuf_add(&call->unary_req, msg, len);
+		return;
+	}
+	grpc_call_finish(call, GRPC_INTERNAL, "grpc: unary method received more than one request message", NULL);
+}
+
+static void unary_on_half_close(struct grpc_call *call)
+{
+	if (call->finished)
+		return;
+	if (call->unary_count != 1) {
+		grpc_call_finish(call, GRPC_INTERNAL, "grpc: unary method received no request message", NULL);
+		return;
+	}
+	call->unary(call, (const uint8_t *)call->unary_req.buf, call->unary_req.len, call->unary_data);
+}
+
+static const struct grpc_call_ops unary_ops = {
+	.on_message = unary_on_message,
+	.on_half_close = unary_on_half_close,
+};
+
+static void dispatch(struct grpc_call *call)
+{
+	struct grpc_server *s = call->conn->srv;
+	const struct method_entry *m;
+
+	call->started = 1;
+	if (!call->method_post) {
+		grpc_call_finish(call, GRPC_INTERNAL, "grpc: only POST is supported", NULL);
+		return;
+	}
+	if (strncmp(call->content_type.buf, "application/grpc", 16) ||
+	    (call->content_type.buf[16] && call->content_type.buf[16] != '+' &&
+	     call->content_type.buf[16] != ';')) {
+		grpc_call_finishf(call, GRPC_INTERNAL, "grpc: invalid content-type \"%s\"", call->content_type.buf);
+		return;
+	}
+	if (call->timeout_ns) {
+		uint64_t ms = call->timeout_ns / 1000000 + (call->timeout_ns % 1000000 ? 1 : 0);
+		call->deadline = now_ms() + ms;
+		call->dl = xcalloc(1, sizeof(*call->dl));
+		call->dl->call = call;
+		uv_timer_init(s->loop, &call->dl->timer);
+		uv_timer_start(&call->dl->timer, on_deadline, ms, 0);
+	}
+	if (s->have_hooks && s->hooks.on_call_start) {
+		struct strbuf msg = STRBUF_INIT;
+		enum grpc_code code = s->hooks.on_call_start(call, &msg, s->hooks.data);
+		if (code != GRPC_OK) {
+			grpc_call_finish(call, code, msg.buf, NULL);
+			strbuf_release(&msg);
+			return;
+		}
+		strbuf_release(&msg);
+	}
+	m = find_method(s, call->path.buf);
+	if (m && m->unary) {
+		call->unary = m->unary;
+		call->unary_data = m->data;
+		call->ops = &unary_ops;
+	} else if (m) {
+		m->start(call, m->data);
+	} else if (s->fallback) {
+		s->fallback(call, s->fallback_data);
+	} else {
+		grpc_call_finishf(call, GRPC_UNIMPLEMENTED, "unknown method %s", call->path.buf);
+		return;
+	}
+	if (!call->notified && !call->ops && !call->finished)
+		grpc_call_finish(call, GRPC_INTERNAL, "grpc: handler installed no callbacks", NULL);
+}
+
+/* --- nghttp2 callbacks --- */
+
+static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
+{
+	struct srv_conn *c = user_data;
+	struct grpc_call *call;
+
+	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	call = xcalloc(1, sizeof(*call));
+	call->conn = c;
+	call->stream_id = frame->hd.stream_id;
+	call->start_ns = now_ns();
+	strbuf_init(&call->path, 0);
+	strbuf_init(&call->content_type, 0);
+	strbuf_init(&call->unary_req, 0);
+	strbuf_init(&call->message, 0);
+	grpc_framer_init(&call->in, c->srv->opts.max_recv_msg);
+	call->next = c->calls;
+	if (c->calls)
+		c->calls->prev = call;
+	c->calls = call;
+	c->ncalls++;
+	c->srv->active_calls++;
+	nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, call);
+	return 0;
+}
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+		     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *user_data)
+{
+	struct grpc_call *call = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+	const char *k = (const char *)name, *v = (const char *)value;
+
+	if (!call || call->started)
+		return 0; /* trailers from a client carry nothing we use */
+	call->header_bytes += namelen + valuelen + 32;
+	if (call->header_bytes > MAX_HEADER_BYTES)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	if (namelen == 5 && !memcmp(k, ":path", 5)) {
+		strbuf_reset(&call->path);
+		strbuf_add(&call->path, v, valuelen);
+	} else if (namelen == 7 && !memcmp(k, ":method", 7)) {
+		call->method_post = valuelen == 4 && !memcmp(v, "POST", 4);
+	} else if (namelen == 12 && !memcmp(k, "content-type", 12)) {
+		strbuf_reset(&call->content_type);
+		strbuf_add(&call->content_type, v, valuelen);
+	} else if (namelen == 12 && !memcmp(k, "grpc-timeout", 12)) {
+		if (grpc_timeout_parse(v, valuelen, &call->timeout_ns) < 0)
+			call->timeout_ns = 0;
+	} else if (!grpc_metadata_is_reserved(k, namelen)) {
+		if (grpc_metadata_is_binary(k, namelen)) {
+			struct strbuf dec = STRBUF_INIT;
+			if (grpc_base64_decode(&dec, v, valuelen) == 0)
+				grpc_metadata_add(&call->md, k, namelen, dec.buf, dec.len);
+			strbuf_release(&dec);
+		} else {
+			grpc_metadata_add(&call->md, k, namelen, v, valuelen);
+		}
+	}
+	return 0;
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
+{
+	struct srv_conn *c = user_data;
+	struct grpc_call *call;
+
+	h2_conn_on_frame(&c->h2, frame);
+	if (frame->hd.stream_id == 0)
+		return 0;
+	call = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+	if (!call)
+		return 0;
+	if (frame->hd.type == NGHTTP2_HEADERS && !call->started &&
+	    (frame->hd.flags & NGHTTP2_FLAG_END_HEADERS))
+		dispatch(call);
+	if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
+	    (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && !call->remote_closed) {
+		call->remote_closed = 1;
+		if (!call->notified)
+			call_deliver(call);
+	}
+	return 0;
+}
+
+static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream_id, const uint8_t *data,
+			 size_t len, void *user_data)
+{
+	struct grpc_call *call = nghttp2_session_get_stream_user_data(session, stream_id);
+
+	/* The connection window is never held back: only streams are flow controlled. */
+	nghttp2_session_consume_connection(session, len);
+	if (!call || call->notified || call->finished) {
+		nghttp2_session_consume_stream(session, stream_id, len);
+		return 0;
+	}
+	grpc_framer_push(&call->in, data, len);
+	call->unconsumed += len;
+	call_deliver(call);
+	return 0;
+}
+
+static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
+{
+	struct grpc_call *call;
+	if (frame->hd.type != NGHTTP2_HEADERS || !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		return 0;
+	call = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+	if (!call)
+		return 0;
+	call->status_sent = 1;
+	/* The status is out; a client still sending gets RST_STREAM(NO_ERROR), as gRPC servers do. */
+	if (!call->remote_closed)
+		nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
+	return 0;
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code, void *user_data)
+{
+	struct grpc_call *call = nghttp2_session_get_stream_user_data(session, stream_id);
+	struct srv_conn *c = user_data;
+	if (!call)
+		return 0;
+	nghttp2_session_set_stream_user_data(session, stream_id, NULL);
+	if (!call->notified)
+		call_notify_close(call, call->status_sent ? call->code
+				  : call->deadline_hit ? GRPC_DEADLINE_EXCEEDED : GRPC_CANCELLED);
+	call_free(call);
+	if (c->srv->shutting_down && c->ncalls == 0 && !c->h2.closing)
+		h2_conn_close_after_flush(&c->h2);
+	return 0;
+}
+
+/* --- connections --- */
+
+static void conn_after_flush(struct h2_conn *h2)
+{
+	struct srv_conn *c = h2->data;
+	while (c->wlist) {
+		struct grpc_call *call = c->wlist;
+		c->wlist = call->wnext;
+		call->in_wlist = 0;
+		if (call->notified || !call->want_writable || call->out.bytes >= GRPC_SEND_LOW_WATER)
+			continue;
+		call->want_writable = 0;
+		if (call->ops && call->ops->on_writable)
+			call->ops->on_writable(call);
+	}
+}
+
+static void conn_on_closed(struct h2_conn *h2, int reason)
+{
+	struct srv_conn *c = h2->data;
+	struct grpc_server *s = c->srv;
+	/* nghttp2_session_del() ran without stream callbacks: end what is left */
+	while (c->calls)
+		call_free(c->calls);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s->nconns--;
+	free(c);
+	server_check_shutdown_done(s);
+}
+
+static const struct h2_conn_hooks srv_conn_hooks = {
+	.after_flush = conn_after_flush,
+	.on_closed = conn_on_closed,
+};
+
+static nghttp2_session_callbacks *server_callbacks(void)
+{
+	static nghttp2_session_callbacks *cbs;
+	if (!cbs) {
+		nghttp2_session_callbacks_new(&cbs);
+		nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
+		nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+		nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+		nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+		nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
+		nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+	}
+	return cbs;
+}
+
+int grpc_server_adopt(struct grpc_server *s, struct io *io)
+{
+	struct srv_conn *c;
+	nghttp2_session *session;
+	nghttp2_option *opt;
+	nghttp2_settings_entry iv[3];
+
+	if (s->shutting_down) {
+		io_close(io);
+		return -ESHUTDOWN;
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->srv = s;
+	nghttp2_option_new(&opt);
+	nghttp2_option_set_no_auto_window_update(opt, 1);
+	nghttp2_option_set_max_outbound_ack(opt, 10000);
+	nghttp2_session_server_new2(&session, server_callbacks(), c, opt);
+	nghttp2_option_del(opt);
+
+	iv[0].settings_id = NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS;
+	iv[0].value = s->opts.max_concurrent_streams;
+	iv[1].settings_id = NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE;
+	iv[1].value = s->opts.stream_window;
+	iv[2].settings_id = NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE;
+	iv[2].value = MAX_HEADER_BYTES;
+	nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, iv, 3);
+	nghttp2_session_set_local_window_size(session, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
+
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->nconns++;
+	s->accepted++;
+	h2_conn_init(&c->h2, s->loop, io, session, &srv_conn_hooks, c,
+		     s->opts.keepalive_ms, s->opts.keepalive_timeout_ms);
+	return 0;
+}
+
+/* --- listeners --- */
+
+static void on_connection(uv_stream_t *server, int status)
+{
+	struct listener *l = server->data;
+	uv_stream_t *client;
+
+	if (status < 0) {
+		log_msgf(LOG_WARN, "accept failed: %s", uv_strerror(status));
+		return;
+	}
+	if (server->type == UV_TCP) {
+		client = (uv_stream_t *)io_uv_alloc_tcp();
+		uv_tcp_init(l->srv->loop, (uv_tcp_t *)client);
+	} else {
+		client = (uv_stream_t *)io_uv_alloc_pipe();
+		uv_pipe_init(l->srv->loop, (uv_pipe_t *)client, 0);
+	}
+	if (uv_accept(server, client) < 0) {
+		io_uv_discard(client);
+		return;
+	}
+	grpc_server_adopt(l->srv, io_uv_wrap(client));
+}
+
+static void listener_link(struct grpc_server *s, struct listener *l)
+{
+	l->srv = s;
+	l->h.handle.data = l;
+	l->next = s->listeners;
+	s->listeners = l;
+}
+
+static void on_listener_free(uv_handle_t *h)
+{
+	struct listener *l = h->data;
+	free(l->unix_path);
+	free(l);
+}
+
+int grpc_server_listen(struct grpc_server *s, const char *addrstr, char *bound, size_t boundsz)
+{
+	struct addr a;
+	struct listener *l;
+	int rc;
+
+	if (addr_parse(addrstr, &a) < 0)
+		return -EINVAL;
+	if (a.kind == ADDR_TLS)
+		return -ENOTSUP;
+	l = xcalloc(1, sizeof(*l));
+	if (a.kind == ADDR_UNIX) {
+		struct stat st;
+		uv_pipe_init(s->loop, &l->h.pipe, 0);
+		l->h.handle.data = l;
+		/* replace a stale socket left by a crashed process, never a regular file */
+		if (lstat(a.path, &st) == 0 && S_ISSOCK(st.st_mode))
+			unlink(a.path);
+		rc = uv_pipe_bind(&l->h.pipe, a.path);
+		if (rc == 0)
+			l->unix_path = xstrdup(a.path);
+		if (bound)
+			snprintf(bound, boundsz, "unix:%s", a.path);
+	} else {
+		struct sockaddr_storage ss;
+		uv_tcp_init(s->loop, &l->h.tcp);
+		l->h.handle.data = l;
+		if (uv_ip4_addr(a.host, a.port, (struct sockaddr_in *)&ss) &&
+		    uv_ip6_addr(a.host, a.port, (struct sockaddr_in6 *)&ss)) {
+			if (!strcmp(a.host, "localhost")) {
+				uv_ip4_addr("127.0.0.1", a.port, (struct sockaddr_in *)&ss);
+			} else {
+				uv_close(&l->h.handle, on_listener_free);
+				return -EINVAL; /* listeners take literal addresses, as upstream */
+			}
+		}
+		rc = uv_tcp_bind(&l->h.tcp, (struct sockaddr *)&ss, 0);
+		if (rc == 0 && bound) {
+			int len = sizeof(ss);
+			char host[INET6_ADDRSTRLEN] = "";
+			uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&ss, &len);
+			if (ss.ss_family == AF_INET6) {
+				uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
+				snprintf(bound, boundsz, "[%s]:%d", host,
+					 ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+			} else {
+				uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
+				snprintf(bound, boundsz, "%s:%d", host,
+					 ntohs(((struct sockaddr_in *)&ss)->sin_port));
+			}
+		}
+	}
+	if (rc == 0)
+		rc = uv_listen(&l->h.stream, 1024, on_connection);
+	if (rc < 0) {
+		free(l->unix_path);
+		l->unix_path = NULL;
+		uv_close(&l->h.handle, on_listener_free);
+		return rc;
+	}
+	listener_link(s, l);
+	return 0;
+}
+
+int grpc_server_listen_fd(struct grpc_server *s, int fd)
+{
+	struct listener *l = xcalloc(1, sizeof(*l));
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int rc;
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+		free(l);
+		return -errno;
+	}
+	if (ss.ss_family == AF_UNIX) {
+		uv_pipe_init(s->loop, &l->h.pipe, 0);
+		rc = uv_pipe_open(&l->h.pipe, fd);
+	} else {
+		uv_tcp_init(s->loop, &l->h.tcp);
+		rc = uv_tcp_open(&l->h.tcp, fd);
+	}
+	l->h.handle.data = l;
+	if (rc == 0)
+		rc = uv_listen(&l->h.stream, 1024, on_connection);
+	if (rc < 0) {
+		uv_close(&l->h.handle, on_listener_free);
+		return rc;
+	}
+	listener_link(s, l);
+	return 0;
+}
+
+size_t grpc_server_listen_fds(struct grpc_server *s, int *fds, size_t max)
+{
+	size_t n = 0;
+	for (struct listener *l = s->listeners; l && n < max; l = l->next) {
+		uv_os_fd_t fd;
+		if (uv_fileno(&l->h.handle, &fd) == 0)
+			fds[n++] = fd;
+	}
+	return n;
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+	struct listener *l = h->data;
+	struct grpc_server *s = l->srv;
+	s->pending_listener_closes--;
+	free(l->unix_path);
+	free(l);
+	server_check_shutdown_done(s);
+}
+
+void grpc_server_stop_listening(struct grpc_server *s)
+{
+	while (s->listeners) {
+		struct listener *l = s->listeners;
+		s->listeners = l->next;
+		s->pending_listener_closes++;
+		/* The socket file is left for a successor process that inherited the fd. */
+		uv_close(&l->h.handle, on_listener_closed);
+	}
+}
+
+size_t grpc_server_active_calls(const struct grpc_server *s)
+{
+	return s->active_calls;
+}
+
+uint64_t grpc_server_connections_accepted(const struct grpc_server *s)
+{
+	return s->accepted;
+}
+
+/* --- shutdown --- */
+
+static void on_grace_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void server_check_shutdown_done(struct grpc_server *s)
+{
+	if (!s->shutting_down || s->shutdown_reported)
+		return;
+	if (s->conns || s->pending_listener_closes || s->listeners)
+		return;
+	s->shutdown_reported = 1;
+	if (s->grace_timer) {
+		uv_close((uv_handle_t *)s->grace_timer, on_grace_closed);
+		s->grace_timer = NULL;
+	}
+	if (s->shutdown_done)
+		s->shutdown_done(s, s->shutdown_arg);
+}
+
+static void on_grace_expired(uv_timer_t *t)
+{
+	struct grpc_server *s = t->data;
+	for (struct srv_conn *c = s->conns; c; c = c->next) {
+		for (struct grpc_call *call = c->calls; call; call = call->next)
+			call_notify_close(call, GRPC_UNAVAILABLE);
+		h2_conn_close(&c->h2, -ECANCELED);
+	}
+}
+
+void grpc_server_shutdown(struct grpc_server *s, uint64_t grace_ms,
+			  void (*done)(struct grpc_server *s, void *arg), void *arg)
+{
+	if (s->shutting_down)
+		return;
+	s->shutting_down = 1;
+	s->shutdown_done = done;
+	s->shutdown_arg = arg;
+	grpc_server_stop_listening(s);
+	for (struct srv_conn *c = s->conns; c; c = c->next) {
+		if (c->h2.closing)
+			continue;
+		nghttp2_submit_goaway(c->h2.session, NGHTTP2_FLAG_NONE,
+				      nghttp2_session_get_last_proc_stream_id(c->h2.session),
+				      NGHTTP2_NO_ERROR, NULL, 0);
+		c->goaway_sent = 1;
+		if (c->ncalls == 0)
+			h2_conn_close_after_flush(&c->h2);
+		else
+			h2_conn_flush(&c->h2);
+	}
+	s->grace_timer = xcalloc(1, sizeof(*s->grace_timer));
+	uv_timer_init(s->loop, s->grace_timer);
+	s->grace_timer->data = s;
+	uv_timer_start(s->grace_timer, on_grace_expired, grace_ms, 0);
+	server_check_shutdown_done(s);
+}

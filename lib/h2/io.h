@@ -1,0 +1,91 @@
+/*
+ * io: a connected, ordered byte stream that HTTP/2 runs on. The plain
+ * implementation wraps a libuv TCP or Unix socket (io_uv.c); TLS, yamux
+ * streams and test transports implement the same operations, so the HTTP/2
+ * and gRPC layers never touch a socket directly.
+ *
+ * Rules: one owner per io. The owner sets on_read/on_close/data. read_start
+ * delivers data through on_read until read_stop; nread < 0 is an error or
+ * UV_EOF and no more reads follow. write() takes one buffer that must stay
+ * valid until its callback, which fires exactly once (with a negative status
+ * on failure or after close). Like libuv's, write and close callbacks always
+ * fire later from the loop, never from inside write() or close() themselves. close() is idempotent; on_close fires once
+ * when the io is gone, and the owner may free its own state there (the io
+ * frees itself after on_close returns).
+ */
+#ifndef H2_IO_H
+#define H2_IO_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include <uv.h>
+
+struct io;
+typedef void (*io_write_cb)(struct io *io, int status, void *arg);
+
+struct io_ops {
+	int (*read_start)(struct io *io);
+	int (*read_stop)(struct io *io);
+	int (*write)(struct io *io, const char *buf, size_t len, io_write_cb cb, void *arg);
+	void (*close)(struct io *io);
+	/* Peer address for logs, e.g. "127.0.0.1:5000" or "unix" ("" if unknown). */
+	const char *(*peer)(struct io *io);
+};
+
+struct io {
+	const struct io_ops *ops;
+	void *data;                                               /* owner's */
+	void (*on_read)(struct io *io, const char *buf, ssize_t nread);
+	void (*on_close)(struct io *io);
+	int closing;
+};
+
+static inline int io_read_start(struct io *io) { return io->ops->read_start(io); }
+static inline int io_read_stop(struct io *io) { return io->ops->read_stop(io); }
+static inline int io_write(struct io *io, const char *buf, size_t len, io_write_cb cb, void *arg)
+{
+	return io->ops->write(io, buf, len, cb, arg);
+}
+void io_close(struct io *io);
+static inline const char *io_peer(struct io *io) { return io->ops->peer ? io->ops->peer(io) : ""; }
+
+/* --- libuv sockets (io_uv.c) --- */
+
+/*
+ * Wrap an accepted or connected uv stream (uv_tcp_t or uv_pipe_t) that was
+ * allocated with io_uv_alloc(); returns the io that now owns it.
+ */
+struct io *io_uv_wrap(uv_stream_t *stream);
+/* Allocate an uninitialised uv_tcp_t / uv_pipe_t inside a new io_uv. */
+uv_tcp_t *io_uv_alloc_tcp(void);
+uv_pipe_t *io_uv_alloc_pipe(void);
+/* Release a stream from io_uv_alloc_*() that failed before being wrapped. */
+void io_uv_discard(uv_stream_t *stream);
+
+/* --- addresses in the forms upstream accepts --- */
+
+enum addr_kind { ADDR_UNIX, ADDR_TCP, ADDR_TLS };
+
+struct addr {
+	enum addr_kind kind;
+	char path[108];   /* ADDR_UNIX */
+	char host[256];   /* ADDR_TCP/TLS, without brackets */
+	int port;
+};
+
+/*
+ * Parse "unix:/path" and "unix:///path" (the path after "unix:" or
+ * "unix://"), "tcp://host:port", "tls://host:port", "host:port" and
+ * "[v6addr]:port". Returns 0 or -EINVAL.
+ */
+int addr_parse(const char *s, struct addr *out);
+
+/*
+ * Connect to a parsed address (resolving names with uv_getaddrinfo); `done`
+ * fires once with an io or a negative error. Returns 0 or a negative error
+ * (then `done` never fires).
+ */
+int io_connect(uv_loop_t *loop, const struct addr *a, void (*done)(void *arg, struct io *io, int status),
+	       void *arg);
+
+#endif
