@@ -55,6 +55,7 @@ struct grpc_call {
 	struct strbuf content_type;
 	int method_post;
 	struct grpc_metadata md;
+	struct grpc_metadata tags;
 	size_t header_bytes;
 	uint64_t timeout_ns;
 	uint64_t deadline;                 /* now_ms() clock, 0 = none */
@@ -278,6 +279,13 @@ uint64_t grpc_call_start_ns(const struct grpc_call *call) { return call->start_n
 struct grpc_server *grpc_call_server(const struct grpc_call *call) { return call->conn->srv; }
 struct io *grpc_call_io(const struct grpc_call *call) { return call->conn->h2.io; }
 int grpc_call_is_closed(const struct grpc_call *call) { return call->notified; }
+const struct grpc_metadata *grpc_call_tags(const struct grpc_call *call) { return &call->tags; }
+
+void grpc_call_set_tag(struct grpc_call *call, const char *key, const char *value)
+{
+	grpc_metadata_remove(&call->tags, key);
+	grpc_metadata_addstr(&call->tags, key, value ? value : "");
+}
 size_t grpc_call_send_queued(const struct grpc_call *call) { return call->out.bytes; }
 int grpc_call_send_full(const struct grpc_call *call) { return call->out.bytes >= GRPC_SEND_HIGH_WATER; }
 
@@ -645,6 +653,7 @@ static void call_free(struct grpc_call *call)
 	strbuf_release(&call->path);
 	strbuf_release(&call->content_type);
 	grpc_metadata_release(&call->md);
+	grpc_metadata_release(&call->tags);
 	strbuf_release(&call->unary_req);
 	grpc_framer_release(&call->in);
 	outq_clear(&call->out);

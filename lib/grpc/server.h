@@ -131,6 +131,9 @@ struct grpc_server *grpc_call_server(const struct grpc_call *call);
 /* The transport the call arrived on (a yamux session lets handlers call back). */
 struct io *grpc_call_io(const struct grpc_call *call);
 int grpc_call_is_closed(const struct grpc_call *call);
+/* Key/value pairs a handler attaches for the request log (not sent anywhere). */
+void grpc_call_set_tag(struct grpc_call *call, const char *key, const char *value);
+const struct grpc_metadata *grpc_call_tags(const struct grpc_call *call);
 
 /* Response headers; optional: sent implicitly before the first message. */
 int grpc_call_send_headers(struct grpc_call *call, const struct grpc_metadata *md);

@@ -1,0 +1,386 @@
+/* gitaly: the storage node. Parses flags and config, prepares the runtime directory, serves. */
+#include "gitaly.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "base/fs.h"
+#include "grpc/auth.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define GITALY_VERSION "16.8.0-c"
+
+static const char *const env_allow[] = {
+	"HOME", "PATH", "LD_LIBRARY_PATH", "TZ", "GIT_EXEC_PATH", "SSL_CERT_FILE", "SSL_CERT_DIR",
+	"http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "all_proxy",
+	"ALL_PROXY", NULL,
+};
+
+static void build_base_env(struct gitaly *g)
+{
+	extern char **environ;
+	for (char **e = environ; *e; e++) {
+		int keep = !strncmp(*e, "GIT_TRACE", 9);
+		for (const char *const *a = env_allow; *a && !keep; a++) {
+			size_t n = strlen(*a);
+			keep = !strncmp(*e, *a, n) && (*e)[n] == '=';
+		}
+		if (keep)
+			strvec_push(&g->base_env, *e);
+	}
+}
+
+/* Find `name` in PATH, as exec would. */
+static char *which(const char *name)
+{
+	const char *path = getenv("PATH");
+	char *copy, *save = NULL, *res = NULL;
+	if (strchr(name, '/'))
+		return access(name, X_OK) == 0 ? xstrdup(name) : NULL;
+	if (!path)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	copy = xstrdup(path);
+	for (char *dir = strtok_r(copy, ":", &save); dir && !res; dir = strtok_r(NULL, ":", &save)) {
+		struct strbuf sb = STRBUF_INIT;
+		strbuf_addf(&sb, "%s/%s", *dir ? dir : ".", name);
+		if (access(sb.buf, X_OK) == 0)
+			res = strbuf_detach(&sb, NULL);
+		strbuf_release(&sb);
+	}
+	free(copy);
+	return res;
+}
+
+struct version_probe {
+	int done, status;
+	struct strbuf out;
+};
+
+static void on_version(void *arg, int status, struct strbuf *out, struct strbuf *err)
+{
+	struct version_probe *v = arg;
+	v->done = 1;
+	v->status = status;
+	strbuf_add(&v->out, out->buf, out->len);
+}
+
+/* "git version 2.39.5" -> "2.39.5" */
+static char *git_version(uv_loop_t *loop, const char *git)
+{
+	const char *argv[] = { git, "version", NULL };
+	struct git_cmd_spec spec = { .argv = argv };
+	struct version_probe v = { 0, 0, STRBUF_INIT };
+	char *res = NULL;
+
+	if (git_cmd_capture(loop, &spec, NULL, 0, 4096, on_version, &v, NULL) < 0)
+		return NULL;
+	while (!v.done)
+		uv_run(loop, UV_RUN_ONCE);
+	if (v.status == 0 && !strncmp(v.out.buf, "git version ", 12)) {
+		char *p = v.out.buf + 12;
+		p[strcspn(p, " \n")] = '\0';
+		res = xstrdup(p);
+	}
+	strbuf_release(&v.out);
+	return res;
+}
+
+/* Remove gitaly-<pid> runtime dirs of processes that are gone. */
+static void prune_runtime_dirs(const char *parent)
+{
+	DIR *d = opendir(parent);
+	struct dirent *de;
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		char *end;
+		long pid;
+		if (strncmp(de->d_name, "gitaly-", 7))
+			continue;
+		pid = strtol(de->d_name + 7, &end, 10);
+		if (*end || pid <= 0 || pid == getpid())
+			continue;
+		if (kill((pid_t)pid, 0) == 0 || errno == EPERM)
+			continue;
+		{
+			struct strbuf p = STRBUF_INIT;
+			strbuf_addf(&p, "%s/%s", parent, de->d_name);
+			fs_remove_tree(p.buf);
+			strbuf_release(&p);
+		}
+	}
+	closedir(d);
+}
+
+static void setup_runtime_dir(struct gitaly *g)
+{
+	struct strbuf sb = STRBUF_INIT;
+	const char *parent = g->cfg.runtime_dir;
+	char tmpl[] = "/tmp/gitaly-runtime-XXXXXX";
+	static const char *const hooks[] = { "pre-receive", "post-receive", "update", "reference-transaction" };
+
+	if (!parent) {
+		const char *tmp = getenv("TMPDIR");
+		if (tmp && *tmp) {
+			strbuf_addf(&sb, "%s/gitaly-runtime-XXXXXX", tmp);
+			if (!mkdtemp(sb.buf))
+				die("cannot create a runtime directory under \"%s\": %s", tmp, strerror(errno));
+			parent = strbuf_detach(&sb, NULL);
+		} else {
+			if (!mkdtemp(tmpl))
+				die("cannot create a runtime directory: %s", strerror(errno));
+			parent = xstrdup(tmpl);
+		}
+	} else {
+		if (fs_mkdir_p(parent, 0700) < 0)
+			die("cannot create runtime_dir \"%s\": %s", parent, strerror(errno));
+		prune_runtime_dirs(parent);
+	}
+	strbuf_reset(&sb);
+	strbuf_addf(&sb, "%s/gitaly-%d", parent, (int)getpid());
+	fs_remove_tree(sb.buf);
+	if (mkdir(sb.buf, 0700) < 0)
+		die("cannot create \"%s\": %s", sb.buf, strerror(errno));
+	g->runtime_dir = strbuf_detach(&sb, NULL);
+	if (parent != g->cfg.runtime_dir)
+		free((char *)parent);
+
+	strbuf_addf(&sb, "%s/sock.d", g->runtime_dir);
+	if (mkdir(sb.buf, 0700) < 0)
+		die("cannot create \"%s\": %s", sb.buf, strerror(errno));
+	strbuf_addstr(&sb, "/intern");
+	if (sb.len >= 108)
+		die("runtime directory path too long for a Unix socket: \"%s\"", sb.buf);
+	g->internal_socket = strbuf_detach(&sb, NULL);
+
+	strbuf_addf(&sb, "%s/hooks-XXXXXX", g->runtime_dir);
+	if (!mkdtemp(sb.buf))
+		die("cannot create hooks directory: %s", strerror(errno));
+	strbuf_addstr(&sb, ".d");
+	{
+		char *tmp = xstrndup(sb.buf, sb.len - 2);
+		if (rename(tmp, sb.buf) < 0)
+			die("cannot create hooks directory: %s", strerror(errno));
+		free(tmp);
+	}
+	g->hooks_dir = strbuf_detach(&sb, NULL);
+	for (size_t i = 0; i < ARRAY_SIZE(hooks); i++) {
+		struct strbuf target = STRBUF_INIT, link = STRBUF_INIT;
+		strbuf_addf(&target, "%s/gitaly-hooks", g->cfg.bin_dir);
+		strbuf_addf(&link, "%s/%s", g->hooks_dir, hooks[i]);
+		if (symlink(target.buf, link.buf) < 0)
+			die("cannot create hook link \"%s\": %s", link.buf, strerror(errno));
+		strbuf_release(&target);
+		strbuf_release(&link);
+	}
+}
+
+/* <storage>/.gitaly-metadata with a filesystem id, written once (spec §7.3). */
+static void write_storage_metadata(const struct gitaly_storage *s)
+{
+	struct strbuf path = STRBUF_INIT, json = STRBUF_INIT;
+	unsigned char u[16];
+	int fd;
+
+	strbuf_addf(&path, "%s/.gitaly-metadata", s->path);
+	if (access(path.buf, F_OK) == 0) {
+		strbuf_release(&path);
+		return;
+	}
+	fd = open("/dev/urandom", O_RDONLY);
+	if (fd < 0 || read(fd, u, sizeof(u)) != (ssize_t)sizeof(u))
+		die("cannot read /dev/urandom");
+	close(fd);
+	u[6] = (u[6] & 0x0f) | 0x40;
+	u[8] = (u[8] & 0x3f) | 0x80;
+	strbuf_addf(&json, "{\"gitaly_filesystem_id\":\"%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+		    "%02x%02x%02x%02x%02x%02x\"}", u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8],
+		    u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+	fd = open(path.buf, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	if (fd >= 0) {
+		if (write(fd, json.buf, json.len) != (ssize_t)json.len)
+			log_msgf(LOG_WARN, "cannot write \"%s\"", path.buf);
+		close(fd);
+	}
+	strbuf_release(&path);
+	strbuf_release(&json);
+}
+
+/* --- call hooks: authentication and the request log --- */
+
+static enum grpc_code on_call_start(struct grpc_call *call, struct strbuf *msg, void *data)
+{
+	struct gitaly *g = data;
+	const char *why;
+	enum grpc_code code;
+
+	if (!g->cfg.auth_token || !*g->cfg.auth_token)
+		return GRPC_OK;
+	code = auth_v2_check(g->cfg.auth_token, strlen(g->cfg.auth_token),
+			     grpc_metadata_value(grpc_call_metadata(call), "authorization"), time(NULL), &why);
+	if (code == GRPC_OK)
+		return GRPC_OK;
+	if (g->cfg.auth_transitioning) {
+		log_msgf(LOG_WARN, "authentication failed for %s (transitioning: allowed)", grpc_call_method(call));
+		return GRPC_OK;
+	}
+	strbuf_addstr(msg, why);
+	return code;
+}
+
+static void on_call_end(struct grpc_call *call, enum grpc_code code, uint64_t ns, void *data)
+{
+	struct log_entry e;
+	const struct grpc_metadata *md = grpc_call_metadata(call);
+	const struct grpc_metadata *tags = grpc_call_tags(call);
+	const char *method = grpc_call_method(call);
+	const char *slash = method[0] == '/' ? strchr(method + 1, '/') : NULL;
+
+	if (!strcmp(method, "/grpc.health.v1.Health/Check"))
+		return; /* once a second per praefect: not worth a line */
+	if (!log_begin(&e, code == GRPC_OK ? LOG_INFO : LOG_WARN, "finished call"))
+		return;
+	if (slash) {
+		log_strn(&e, "grpc.service", method + 1, (size_t)(slash - method - 1));
+		log_str(&e, "grpc.method", slash + 1);
+	} else {
+		log_str(&e, "grpc.method", method);
+	}
+	log_str(&e, "grpc.code", grpc_code_name(code));
+	log_double(&e, "grpc.time_ms", (double)ns / 1e6);
+	for (size_t i = 0; tags && i < tags->nr; i++)
+		log_str(&e, tags->v[i].key, tags->v[i].value);
+	if (grpc_metadata_value(md, "x-gitlab-correlation-id"))
+		log_str(&e, "correlation_id", grpc_metadata_value(md, "x-gitlab-correlation-id"));
+	log_end(&e);
+}
+
+/* --- signals --- */
+
+static struct gitaly gitaly;
+static uv_signal_t sig_term, sig_int;
+
+static void on_shutdown_done(struct grpc_server *s, void *arg)
+{
+	uv_signal_stop(&sig_term);
+	uv_signal_stop(&sig_int);
+	uv_close((uv_handle_t *)&sig_term, NULL);
+	uv_close((uv_handle_t *)&sig_int, NULL);
+}
+
+static void on_stop_signal(uv_signal_t *h, int signum)
+{
+	log_msgf(LOG_INFO, "received %s, stopping (waiting up to %llu ms for calls)", strsignal(signum),
+		 (unsigned long long)gitaly.cfg.graceful_restart_timeout_ms);
+	grpc_server_shutdown(gitaly.server, gitaly.cfg.graceful_restart_timeout_ms, on_shutdown_done, NULL);
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: gitaly [serve] <config.toml>\n       gitaly --version\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	struct gitaly *g = &gitaly;
+	struct strbuf err = STRBUF_INIT;
+	const char *config;
+	char bound[256];
+	int rc;
+
+	if (argc == 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-version") ||
+			  !strcmp(argv[1], "version"))) {
+		printf("Gitaly, version %s\n", GITALY_VERSION);
+		return 0;
+	}
+	if (argc == 3 && !strcmp(argv[1], "serve"))
+		config = argv[2];
+	else if (argc == 2 && argv[1][0] != '-')
+		config = argv[1];
+	else
+		usage();
+
+	signal(SIGPIPE, SIG_IGN);
+	if (gitaly_config_load(&g->cfg, config, &err) < 0)
+		die("invalid configuration: %s", err.buf);
+	log_configure(g->cfg.log_format ? (enum log_format)log_format_parse(g->cfg.log_format) : LOG_FORMAT_TEXT,
+		      g->cfg.log_level && *g->cfg.log_level ? (enum log_level)log_level_parse(g->cfg.log_level)
+							     : LOG_INFO, NULL);
+	g->version = xstrdup(GITALY_VERSION);
+	g->loop = uv_default_loop();
+	build_base_env(g);
+
+	g->git_path = which(g->cfg.git_bin_path ? g->cfg.git_bin_path : "git");
+	if (!g->git_path)
+		die("git executable not found (%s)", g->cfg.git_bin_path ? g->cfg.git_bin_path : "PATH");
+	g->git_version = git_version(g->loop, g->git_path);
+	if (!g->git_version)
+		die("cannot run \"%s version\"", g->git_path);
+
+	setup_runtime_dir(g);
+	for (size_t i = 0; i < g->cfg.nr_storages; i++)
+		write_storage_metadata(&g->cfg.storages[i]);
+
+	g->server = grpc_server_new(g->loop, NULL);
+	{
+		struct grpc_server_hooks hooks = { on_call_start, on_call_end, g };
+		grpc_server_set_hooks(g->server, &hooks);
+	}
+	grpc_server_add_health(g->server);
+	gitaly_register_server(g, g->server);
+	gitaly_register_repository(g, g->server);
+	gitaly_register_ssh(g, g->server);
+	gitaly_register_smarthttp(g, g->server);
+	gitaly_register_ref(g, g->server);
+	gitaly_register_commit(g, g->server);
+	gitaly_register_blob(g, g->server);
+	gitaly_register_operations(g, g->server);
+	gitaly_register_hook(g, g->server);
+	gitaly_register_objectpool(g, g->server);
+
+	if (g->cfg.socket_path && *g->cfg.socket_path) {
+		struct strbuf a = STRBUF_INIT;
+		strbuf_addf(&a, "unix:%s", g->cfg.socket_path);
+		rc = grpc_server_listen(g->server, a.buf, bound, sizeof(bound));
+		if (rc < 0)
+			die("cannot listen on \"%s\": %s", g->cfg.socket_path, uv_strerror(rc));
+		log_msgf(LOG_INFO, "listening on %s", bound);
+		strbuf_release(&a);
+	}
+	if (g->cfg.listen_addr && *g->cfg.listen_addr) {
+		rc = grpc_server_listen(g->server, g->cfg.listen_addr, bound, sizeof(bound));
+		if (rc < 0)
+			die("cannot listen on \"%s\": %s", g->cfg.listen_addr, uv_strerror(rc));
+		log_msgf(LOG_INFO, "listening on %s", bound);
+	}
+	{
+		struct strbuf a = STRBUF_INIT;
+		strbuf_addf(&a, "unix:%s", g->internal_socket);
+		rc = grpc_server_listen(g->server, a.buf, NULL, 0);
+		if (rc < 0)
+			die("cannot listen on internal socket \"%s\": %s", g->internal_socket, uv_strerror(rc));
+		strbuf_release(&a);
+	}
+	log_msgf(LOG_INFO, "Starting Gitaly %s (git %s)", g->version, g->git_version);
+
+	uv_signal_init(g->loop, &sig_term);
+	uv_signal_init(g->loop, &sig_int);
+	uv_signal_start(&sig_term, on_stop_signal, SIGTERM);
+	uv_signal_start(&sig_int, on_stop_signal, SIGINT);
+
+	uv_run(g->loop, UV_RUN_DEFAULT);
+
+	grpc_server_free(g->server);
+	fs_remove_tree(g->runtime_dir);
+	log_msgf(LOG_INFO, "Gitaly stopped");
+	return 0;
+}

@@ -1,0 +1,104 @@
+/* v2 HMAC token authentication, as Gitaly clients and servers use it. */
+#include "auth.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+static void hmac_hex(const char *secret, size_t secret_len, const char *msg, char hex[65])
+{
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int maclen = 0;
+	static const char digits[] = "0123456789abcdef";
+
+	HMAC(EVP_sha256(), secret, (int)secret_len, (const unsigned char *)msg, strlen(msg), mac, &maclen);
+	for (unsigned i = 0; i < 32; i++) {
+		hex[2 * i] = digits[mac[i] >> 4];
+		hex[2 * i + 1] = digits[mac[i] & 15];
+	}
+	hex[64] = '\0';
+}
+
+void auth_v2_token(const char *secret, size_t secret_len, time_t now, char out[128])
+{
+	char ts[32], hex[65];
+	snprintf(ts, sizeof(ts), "%lld", (long long)now);
+	hmac_hex(secret, secret_len, ts, hex);
+	snprintf(out, 128, "v2.%s.%s", hex, ts);
+}
+
+void auth_v2_add(struct grpc_metadata *md, const char *secret)
+{
+	char tok[128], hdr[160];
+	if (!secret || !*secret)
+		return;
+	auth_v2_token(secret, strlen(secret), time(NULL), tok);
+	snprintf(hdr, sizeof(hdr), "Bearer %s", tok);
+	grpc_metadata_addstr(md, "authorization", hdr);
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9') return c - '0';
+	if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+	return -1;
+}
+
+/* Decode hex into out (at most max bytes); -1 when not valid hex. */
+static int unhex(const char *s, size_t len, unsigned char *out, size_t max)
+{
+	if (len == 0 || len % 2 || len / 2 > max)
+		return -1;
+	for (size_t i = 0; i < len; i += 2) {
+		int hi = hexval(s[i]), lo = hexval(s[i + 1]);
+		if (hi < 0 || lo < 0)
+			return -1;
+		out[i / 2] = (unsigned char)(hi << 4 | lo);
+	}
+	return (int)(len / 2);
+}
+
+enum grpc_code auth_v2_check(const char *secret, size_t secret_len, const char *authorization,
+			     time_t now, const char **msg)
+{
+	const char *tok, *dot1, *dot2, *ts;
+	unsigned char sig[64], mac[EVP_MAX_MD_SIZE];
+	unsigned int maclen = 0;
+	int siglen;
+	long long t = 0;
+
+	*msg = "authentication required";
+	if (!authorization || strncasecmp(authorization, "bearer ", 7))
+		return GRPC_UNAUTHENTICATED;
+	tok = authorization + 7;
+	while (*tok == ' ')
+		tok++;
+	if (!(dot1 = strchr(tok, '.')) || !(dot2 = strchr(dot1 + 1, '.')))
+		return GRPC_UNAUTHENTICATED;
+	siglen = unhex(dot1 + 1, (size_t)(dot2 - dot1 - 1), sig, sizeof(sig));
+	if (siglen < 0)
+		return GRPC_UNAUTHENTICATED;
+
+	*msg = "permission denied";
+	if (dot1 - tok != 2 || strncmp(tok, "v2", 2))
+		return GRPC_PERMISSION_DENIED;
+	ts = dot2 + 1;
+	if (!*ts || strlen(ts) > 18)
+		return GRPC_PERMISSION_DENIED;
+	for (const char *p = ts; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return GRPC_PERMISSION_DENIED;
+		t = t * 10 + (*p - '0');
+	}
+	HMAC(EVP_sha256(), secret, (int)secret_len, (const unsigned char *)ts, strlen(ts), mac, &maclen);
+	if ((unsigned)siglen != maclen || CRYPTO_memcmp(sig, mac, maclen) != 0)
+		return GRPC_PERMISSION_DENIED;
+	if (t < (long long)now - AUTH_V2_SKEW || t > (long long)now + AUTH_V2_SKEW)
+		return GRPC_PERMISSION_DENIED;
+	*msg = NULL;
+	return GRPC_OK;
+}
