@@ -1,0 +1,34 @@
+/*
+ * Transactional votes cast by handlers (spec §3.5-3.6). A call that carries
+ * no "gitaly-reference-transaction" metadata has no transaction: every vote
+ * succeeds at once. With a transaction, the vote goes to the praefect that
+ * sent the call, over the backchannel of the connection the call arrived on.
+ *
+ * Votes are asynchronous: `done` fires exactly once, always from the loop
+ * (never inside gitaly_tx_vote()), with GRPC_OK or the failure (ABORTED:
+ * "transaction was aborted", FAILED_PRECONDITION: "transaction was stopped",
+ * or the error reaching praefect).
+ */
+#ifndef GITALY_TX_H
+#define GITALY_TX_H
+
+#include <stdint.h>
+#include "gitaly.h"
+
+enum tx_phase {
+	TX_PHASE_UNKNOWN = 0,
+	TX_PHASE_PREPARED = 1,
+	TX_PHASE_COMMITTED = 2,
+	TX_PHASE_SYNCHRONIZED = 3,
+};
+
+typedef void (*tx_done_fn)(void *arg, enum grpc_code code, const char *msg);
+
+/* 1 when the call carries transaction metadata. */
+int gitaly_tx_present(struct grpc_call *call);
+void gitaly_tx_vote(struct gitaly *g, struct grpc_call *call, enum tx_phase phase,
+		    const uint8_t hash[20], tx_done_fn done, void *arg);
+/* SHA-1 helper for vote payloads. */
+void gitaly_sha1(const void *data, size_t len, uint8_t out[20]);
+
+#endif
