@@ -440,15 +440,7 @@ static void call_deliver(struct grpc_client_call *call)
 			call->ops->on_message(call, msg, len);
 		if (call->notified)
 			break;
-		{
-			size_t n = grpc_framer_consume(&call->in);
-			size_t give = MIN(n, call->unconsumed);
-			call->unconsumed -= give;
-			if (give && call->conn && !call->stream_closed) {
-				nghttp2_session_consume_stream(call->conn->h2.session, call->stream_id, give);
-				h2_conn_flush(&call->conn->h2);
-			}
-		}
+		grpc_framer_consume(&call->in);
 	}
 	call->delivering = 0;
 	call_maybe_done(call);
@@ -464,6 +456,11 @@ void grpc_client_call_resume_recv(struct grpc_client_call *call)
 	if (!call->paused)
 		return;
 	call->paused = 0;
+	if (call->unconsumed && call->conn && !call->stream_closed) {
+		nghttp2_session_consume_stream(call->conn->h2.session, call->stream_id, call->unconsumed);
+		h2_conn_flush(&call->conn->h2);
+	}
+	call->unconsumed = 0;
 	if (!call->delivering)
 		call_deliver(call);
 }
@@ -610,7 +607,11 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
 		return 0;
 	}
 	grpc_framer_push(&call->in, data, len);
-	call->unconsumed += len;
+	/* as on the server: hold window back only while the caller paused */
+	if (call->paused)
+		call->unconsumed += len;
+	else
+		nghttp2_session_consume_stream(session, stream_id, len);
 	call_deliver(call);
 	return 0;
 }

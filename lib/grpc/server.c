@@ -558,12 +558,7 @@ static void call_deliver(struct grpc_call *call)
 			call->ops->on_message(call, msg, len);
 		if (call->notified)
 			break;
-		{
-			size_t n = grpc_framer_consume(&call->in);
-			size_t give = MIN(n, call->unconsumed);
-			call->unconsumed -= give;
-			give_back_window(call, give);
-		}
+		grpc_framer_consume(&call->in);
 	}
 	if (!call->paused && !call->notified && call->remote_closed && !call->half_close_fired &&
 	    grpc_framer_buffered(&call->in) == 0) {
@@ -585,9 +580,13 @@ void grpc_call_pause_recv(struct grpc_call *call)
 
 void grpc_call_resume_recv(struct grpc_call *call)
 {
+	size_t held;
 	if (!call->paused)
 		return;
 	call->paused = 0;
+	held = call->unconsumed;
+	call->unconsumed = 0;
+	give_back_window(call, held);
 	if (!call->delivering)
 		call_deliver(call);
 }
@@ -838,7 +837,15 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
 		return 0;
 	}
 	grpc_framer_push(&call->in, data, len);
-	call->unconsumed += len;
+	/*
+	 * Window goes back at once unless the handler paused: a message may be
+	 * larger than the window, and the framer caps what one message buffers.
+	 * While paused the peer can send at most one window more.
+	 */
+	if (call->paused)
+		call->unconsumed += len;
+	else
+		nghttp2_session_consume_stream(session, stream_id, len);
 	call_deliver(call);
 	return 0;
 }
