@@ -219,48 +219,12 @@ static void write_storage_metadata(const struct gitaly_storage *s)
 static enum grpc_code on_call_start(struct grpc_call *call, struct strbuf *msg, void *data)
 {
 	struct gitaly *g = data;
-	const char *why;
-	enum grpc_code code;
-
-	if (!g->cfg.auth_token || !*g->cfg.auth_token)
-		return GRPC_OK;
-	code = auth_v2_check(g->cfg.auth_token, strlen(g->cfg.auth_token),
-			     grpc_metadata_value(grpc_call_metadata(call), "authorization"), time(NULL), &why);
-	if (code == GRPC_OK)
-		return GRPC_OK;
-	if (g->cfg.auth_transitioning) {
-		log_msgf(LOG_WARN, "authentication failed for %s (transitioning: allowed)", grpc_call_method(call));
-		return GRPC_OK;
-	}
-	strbuf_addstr(msg, why);
-	return code;
+	return auth_check_call(call, g->cfg.auth_token, g->cfg.auth_transitioning, msg);
 }
 
 static void on_call_end(struct grpc_call *call, enum grpc_code code, uint64_t ns, void *data)
 {
-	struct log_entry e;
-	const struct grpc_metadata *md = grpc_call_metadata(call);
-	const struct grpc_metadata *tags = grpc_call_tags(call);
-	const char *method = grpc_call_method(call);
-	const char *slash = method[0] == '/' ? strchr(method + 1, '/') : NULL;
-
-	if (!strcmp(method, "/grpc.health.v1.Health/Check"))
-		return; /* once a second per praefect: not worth a line */
-	if (!log_begin(&e, code == GRPC_OK ? LOG_INFO : LOG_WARN, "finished call"))
-		return;
-	if (slash) {
-		log_strn(&e, "grpc.service", method + 1, (size_t)(slash - method - 1));
-		log_str(&e, "grpc.method", slash + 1);
-	} else {
-		log_str(&e, "grpc.method", method);
-	}
-	log_str(&e, "grpc.code", grpc_code_name(code));
-	log_double(&e, "grpc.time_ms", (double)ns / 1e6);
-	for (size_t i = 0; tags && i < tags->nr; i++)
-		log_str(&e, tags->v[i].key, tags->v[i].value);
-	if (grpc_metadata_value(md, "x-gitlab-correlation-id"))
-		log_str(&e, "correlation_id", grpc_metadata_value(md, "x-gitlab-correlation-id"));
-	log_end(&e);
+	grpc_log_call(call, code, ns);
 }
 
 /* --- signals --- */

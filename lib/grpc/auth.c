@@ -1,5 +1,7 @@
 /* v2 HMAC token authentication, as Gitaly clients and servers use it. */
 #include "auth.h"
+#include "server.h"
+#include "../base/log.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -101,4 +103,23 @@ enum grpc_code auth_v2_check(const char *secret, size_t secret_len, const char *
 		return GRPC_PERMISSION_DENIED;
 	*msg = NULL;
 	return GRPC_OK;
+}
+
+enum grpc_code auth_check_call(struct grpc_call *call, const char *secret, int transitioning,
+			       struct strbuf *msg)
+{
+	const char *why;
+	enum grpc_code code;
+	if (!secret || !*secret)
+		return GRPC_OK;
+	code = auth_v2_check(secret, strlen(secret),
+			     grpc_metadata_value(grpc_call_metadata(call), "authorization"), time(NULL), &why);
+	if (code == GRPC_OK)
+		return GRPC_OK;
+	if (transitioning) {
+		log_msgf(LOG_WARN, "authentication failed for %s (transitioning: allowed)", grpc_call_method(call));
+		return GRPC_OK;
+	}
+	strbuf_addstr(msg, why);
+	return code;
 }

@@ -27,4 +27,13 @@ void auth_v2_add(struct grpc_metadata *md, const char *secret);
 enum grpc_code auth_v2_check(const char *secret, size_t secret_len, const char *authorization,
 			     time_t now, const char **msg);
 
+struct grpc_call;
+/*
+ * The server-side check for one call, for on_call_start hooks: OK when no
+ * secret is configured or the token is valid; with `transitioning` a failure
+ * is logged and the call allowed, as upstream's [auth] transitioning does.
+ */
+enum grpc_code auth_check_call(struct grpc_call *call, const char *secret, int transitioning,
+			       struct strbuf *msg);
+
 #endif

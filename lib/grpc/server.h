@@ -82,6 +82,13 @@ int grpc_server_add_unary(struct grpc_server *s, const char *path, grpc_unary_fn
 /* Handler for methods not registered (a proxy's "unknown service handler"). */
 void grpc_server_set_fallback(struct grpc_server *s, grpc_start_fn start, void *data);
 void grpc_server_set_hooks(struct grpc_server *s, const struct grpc_server_hooks *hooks);
+/*
+ * Log one line for a finished call: service, method, code, duration, the
+ * call's tags and its correlation id (an on_call_end hook for servers).
+ * Health checks are not logged: load balancers and praefect send them every
+ * second.
+ */
+void grpc_log_call(struct grpc_call *call, enum grpc_code code, uint64_t duration_ns);
 /* Register grpc.health.v1.Health (Check and Watch), always SERVING. */
 void grpc_server_add_health(struct grpc_server *s);
 
