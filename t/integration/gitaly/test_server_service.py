@@ -2,7 +2,7 @@
 import grpc
 import pytest
 
-from conftest import pb, v2_token
+from gitaly_itest import pb, v2_token
 
 
 def test_server_info_reports_storages_and_git(gitaly_node):
@@ -58,7 +58,7 @@ def test_health_over_tcp_needs_auth_too(gitaly_node):
 def test_bad_config_is_refused_with_file_and_line(tmp_path):
     import subprocess
     import os
-    from conftest import BUILD
+    from gitaly_itest import BUILD
     cfg = tmp_path / "c.toml"
     cfg.write_text('socket_path = "/tmp/x.sock"\nbin_dir = "%s"\n[[storage]]\nname = "a"\npath = 12\n' % tmp_path)
     r = subprocess.run([os.path.join(BUILD, "gitaly", "gitaly"), str(cfg)], capture_output=True, text=True)
