@@ -1,0 +1,261 @@
+/* Loading and validating praefect's config.toml (upstream keys and messages). */
+#include "config.h"
+#include "config/reader.h"
+#include "config/toml.h"
+#include "base/util.h"
+#include "base/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_CONFIG_SIZE (4 * 1024 * 1024)
+
+static void load_vs(struct cfg_reader *r, struct praefect_config *cfg, struct toml_table *root)
+{
+	struct toml_array *arr = cfg_tables(r, root, "virtual_storage");
+	if (!arr)
+		return;
+	cfg->vs = xcalloc(toml_array_len(arr) + 1, sizeof(*cfg->vs));
+	for (size_t i = 0; i < toml_array_len(arr) && !cfg_failed(r); i++) {
+		struct toml_table *t = toml_array_table(arr, i);
+		struct praefect_vs_cfg *vs = &cfg->vs[cfg->nr_vs++];
+		struct toml_array *nodes;
+		cfg_string(r, t, "name", &vs->name);
+		cfg_int(r, t, "default_replication_factor", INT32_MIN, INT32_MAX, &vs->default_replication_factor);
+		nodes = cfg_tables(r, t, "node");
+		if (!nodes)
+			continue;
+		vs->nodes = xcalloc(toml_array_len(nodes) + 1, sizeof(*vs->nodes));
+		for (size_t j = 0; j < toml_array_len(nodes) && !cfg_failed(r); j++) {
+			struct toml_table *nt = toml_array_table(nodes, j);
+			struct praefect_node_cfg *n = &vs->nodes[vs->nr_nodes++];
+			cfg_string(r, nt, "storage", &n->storage);
+			cfg_string(r, nt, "address", &n->address);
+			cfg_string(r, nt, "token", &n->token);
+			if (!n->token)
+				n->token = xstrdup("");
+		}
+	}
+}
+
+static int blank(const char *s)
+{
+	if (!s)
+		return 1;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	return !*s;
+}
+
+/* The classic validator of upstream, first failure wins (praefect-ops.md §2.3). */
+static void validate(struct praefect_config *cfg, struct strbuf *err)
+{
+	if (strcmp(cfg->election_strategy, "per_repository") && strcmp(cfg->election_strategy, "sql") &&
+	    strcmp(cfg->election_strategy, "local")) {
+		strbuf_addf(err, "invalid election strategy: \"%s\"", cfg->election_strategy);
+		return;
+	}
+	if (blank(cfg->listen_addr) && blank(cfg->socket_path) && blank(cfg->tls_listen_addr)) {
+		strbuf_addstr(err, "no listen address or socket path configured");
+		return;
+	}
+	if (!cfg->nr_vs) {
+		strbuf_addstr(err, "no virtual storages configured");
+		return;
+	}
+	if (cfg->replication_batch_size < 1) {
+		strbuf_addf(err, "replication batch size was %lld but must be >=1",
+			    (long long)cfg->replication_batch_size);
+		return;
+	}
+	for (size_t i = 0; i < cfg->nr_vs; i++) {
+		struct praefect_vs_cfg *vs = &cfg->vs[i];
+		if (blank(vs->name)) {
+			strbuf_addstr(err, "virtual storages must have a name");
+			return;
+		}
+		if (!vs->nr_nodes) {
+			strbuf_addf(err, "virtual storage \"%s\": no primary gitaly backends configured", vs->name);
+			return;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(cfg->vs[j].name, vs->name)) {
+				strbuf_addf(err, "virtual storage \"%s\": virtual storages must have unique names",
+					    vs->name);
+				return;
+			}
+		for (size_t j = 0; j < vs->nr_nodes; j++) {
+			if (blank(vs->nodes[j].storage)) {
+				strbuf_addf(err, "virtual storage \"%s\": all gitaly nodes must have a storage", vs->name);
+				return;
+			}
+			if (blank(vs->nodes[j].address)) {
+				strbuf_addf(err, "virtual storage \"%s\": all gitaly nodes must have an address", vs->name);
+				return;
+			}
+			for (size_t k = 0; k < j; k++)
+				if (!strcmp(vs->nodes[k].storage, vs->nodes[j].storage)) {
+					strbuf_addf(err, "virtual storage \"%s\": internal gitaly storages are not unique",
+						    vs->name);
+					return;
+				}
+		}
+		if (vs->default_replication_factor > (int64_t)vs->nr_nodes) {
+			strbuf_addf(err, "virtual storage \"%s\" has a default replication factor (%lld) which is "
+				    "higher than the number of storages (%zu)", vs->name,
+				    (long long)vs->default_replication_factor, vs->nr_nodes);
+			return;
+		}
+	}
+	if (cfg->yamux_max_window < 262144) {
+		strbuf_addf(err, "yamux.maximum_stream_window_size_bytes must be at least 262144 but it was %lld",
+			    (long long)cfg->yamux_max_window);
+		return;
+	}
+	if (cfg->yamux_accept_backlog < 1) {
+		strbuf_addf(err, "yamux.accept_backlog must be at least 1 but it was %lld",
+			    (long long)cfg->yamux_accept_backlog);
+		return;
+	}
+	if (!cfg->sqlite_path && cfg->db_host && *cfg->db_host)
+		strbuf_addstr(err, "a PostgreSQL [database] is not supported yet: set [database] sqlite_path "
+			      "to use the embedded store");
+}
+
+int praefect_config_load(struct praefect_config *cfg, const char *path, struct strbuf *err)
+{
+	struct toml_table *root = NULL, *t;
+	struct cfg_reader r;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->file = xstrdup(path);
+	cfg->graceful_stop_timeout_ms = 60000;
+	cfg->failover_enabled = true;
+	cfg->election_strategy = xstrdup("per_repository");
+	cfg->replication_batch_size = 10;
+	cfg->replication_workers = 1;
+	cfg->reconciliation_interval_ms = 5 * 60 * 1000;
+	cfg->yamux_max_window = 262144;
+	cfg->yamux_accept_backlog = 256;
+
+	if (toml_parse_file(path, MAX_CONFIG_SIZE, &root, err) < 0) {
+		struct strbuf m = STRBUF_INIT;
+		strbuf_addf(&m, "error reading config file: %s", err->buf);
+		strbuf_reset(err);
+		strbuf_add(err, m.buf, m.len);
+		strbuf_release(&m);
+		return -1;
+	}
+	cfg_reader_init(&r, path);
+	cfg_string(&r, root, "listen_addr", &cfg->listen_addr);
+	cfg_string(&r, root, "tls_listen_addr", &cfg->tls_listen_addr);
+	cfg_string(&r, root, "socket_path", &cfg->socket_path);
+	cfg_string(&r, root, "prometheus_listen_addr", &cfg->prometheus_listen_addr);
+	cfg_duration(&r, root, "graceful_stop_timeout", &cfg->graceful_stop_timeout_ms);
+	if ((t = cfg_table(&r, root, "auth"))) {
+		cfg_string(&r, t, "token", &cfg->auth_token);
+		cfg_bool(&r, t, "transitioning", &cfg->auth_transitioning);
+	}
+	if ((t = cfg_table(&r, root, "logging"))) {
+		cfg_string(&r, t, "format", &cfg->log_format);
+		cfg_string(&r, t, "level", &cfg->log_level);
+		if (!cfg_failed(&r) && cfg->log_format && log_format_parse(cfg->log_format) < 0)
+			cfg_errorf(&r, t, "format", "invalid logger format \"%s\"", cfg->log_format);
+	}
+	if ((t = cfg_table(&r, root, "failover"))) {
+		cfg_bool(&r, t, "enabled", &cfg->failover_enabled);
+		cfg_string(&r, t, "election_strategy", &cfg->election_strategy);
+	}
+	if ((t = cfg_table(&r, root, "database"))) {
+		cfg_string(&r, t, "host", &cfg->db_host);
+		cfg_string(&r, t, "user", &cfg->db_user);
+		cfg_string(&r, t, "dbname", &cfg->db_dbname);
+		cfg_string(&r, t, "sqlite_path", &cfg->sqlite_path);
+	}
+	if ((t = cfg_table(&r, root, "replication"))) {
+		cfg_int(&r, t, "batch_size", INT32_MIN, INT32_MAX, &cfg->replication_batch_size);
+		cfg_int(&r, t, "parallel_storage_processing_workers", 0, 1024, &cfg->replication_workers);
+	}
+	if ((t = cfg_table(&r, root, "reconciliation")))
+		cfg_duration(&r, t, "scheduling_interval", &cfg->reconciliation_interval_ms);
+	if ((t = cfg_table(&r, root, "yamux"))) {
+		cfg_int(&r, t, "maximum_stream_window_size_bytes", 0, UINT32_MAX, &cfg->yamux_max_window);
+		cfg_int(&r, t, "accept_backlog", 0, INT32_MAX, &cfg->yamux_accept_backlog);
+	}
+	load_vs(&r, cfg, root);
+	toml_free(root);
+	if (cfg_failed(&r)) {
+		strbuf_addf(err, "error reading config file: %s", r.err.buf);
+		cfg_reader_release(&r);
+		return -1;
+	}
+	cfg_reader_release(&r);
+	if (!cfg->graceful_stop_timeout_ms)
+		cfg->graceful_stop_timeout_ms = 60000;
+	/* upstream forces the per-repository strategy unless told otherwise */
+	free(cfg->election_strategy);
+	cfg->election_strategy = xstrdup("per_repository");
+	validate(cfg, err);
+	if (err->len) {
+		struct strbuf m = STRBUF_INIT;
+		strbuf_addf(&m, "validating config: %s", err->buf);
+		strbuf_reset(err);
+		strbuf_add(err, m.buf, m.len);
+		strbuf_release(&m);
+		return -1;
+	}
+	if (!cfg->sqlite_path)
+		cfg->sqlite_path = xstrdup(PRAEFECT_DEFAULT_DB);
+	return 0;
+}
+
+void praefect_config_release(struct praefect_config *cfg)
+{
+	char **strs[] = {
+		&cfg->file, &cfg->listen_addr, &cfg->tls_listen_addr, &cfg->socket_path,
+		&cfg->prometheus_listen_addr, &cfg->auth_token, &cfg->log_format, &cfg->log_level,
+		&cfg->election_strategy, &cfg->db_host, &cfg->db_user, &cfg->db_dbname, &cfg->sqlite_path,
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(strs); i++)
+		free(*strs[i]);
+	for (size_t i = 0; i < cfg->nr_vs; i++) {
+		for (size_t j = 0; j < cfg->vs[i].nr_nodes; j++) {
+			free(cfg->vs[i].nodes[j].storage);
+			free(cfg->vs[i].nodes[j].address);
+			free(cfg->vs[i].nodes[j].token);
+		}
+		free(cfg->vs[i].nodes);
+		free(cfg->vs[i].name);
+	}
+	free(cfg->vs);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+const struct praefect_vs_cfg *praefect_config_vs(const struct praefect_config *cfg, const char *name,
+						  size_t len)
+{
+	for (size_t i = 0; i < cfg->nr_vs; i++)
+		if (strlen(cfg->vs[i].name) == len && !memcmp(cfg->vs[i].name, name, len))
+			return &cfg->vs[i];
+	return NULL;
+}
+
+const struct praefect_node_cfg *praefect_config_node(const struct praefect_vs_cfg *vs, const char *storage)
+{
+	for (size_t i = 0; i < vs->nr_nodes; i++)
+		if (!strcmp(vs->nodes[i].storage, storage))
+			return &vs->nodes[i];
+	return NULL;
+}
+
+char *praefect_config_dial_address(const struct praefect_config *cfg)
+{
+	struct strbuf sb = STRBUF_INIT;
+	if (cfg->socket_path && *cfg->socket_path)
+		strbuf_addf(&sb, "unix:%s", cfg->socket_path);
+	else if (cfg->listen_addr && *cfg->listen_addr)
+		strbuf_addf(&sb, "%s%s", strstr(cfg->listen_addr, "://") ? "" : "tcp://", cfg->listen_addr);
+	else
+		return NULL;
+	return strbuf_detach(&sb, NULL);
+}

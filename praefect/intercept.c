@@ -1,0 +1,445 @@
+/*
+ * RPCs praefect answers itself (spec praefect-core §1.6): RepositoryExists
+ * from its records, RemoveRepository (records first, then every replica),
+ * ServerInfo and DiskStatistics aggregated over the nodes, and
+ * PraefectInfoService/GetRepositoryMetadata.
+ */
+#include "praefect.h"
+#include "base/util.h"
+#include "base/log.h"
+#include "grpc/auth.h"
+#include "repository.pb-c.h"
+#include "server.pb-c.h"
+#include "praefect.pb-c.h"
+
+#include <errno.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int reply(struct grpc_call *call, const ProtobufCMessage *msg)
+{
+	size_t n = protobuf_c_message_get_packed_size(msg);
+	uint8_t *buf = xmalloc(n ? n : 1);
+	int rc;
+	protobuf_c_message_pack(msg, buf);
+	rc = grpc_call_reply(call, buf, n);
+	free(buf);
+	return rc;
+}
+
+/* Validate the target repository the way the router does (§1.5). */
+static int check_repo(struct grpc_call *call, const Gitaly__Repository *r)
+{
+	if (!r || ((!r->storage_name || !*r->storage_name) && (!r->relative_path || !*r->relative_path))) {
+		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "repository not set", NULL);
+		return -1;
+	}
+	if (!r->storage_name || !*r->storage_name) {
+		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "storage name not set", NULL);
+		return -1;
+	}
+	if (!r->relative_path || !*r->relative_path) {
+		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "repository path not set", NULL);
+		return -1;
+	}
+	return 0;
+}
+
+/* --- RepositoryExists: answered from the records, no node contacted --- */
+
+static void repository_exists(struct grpc_call *call, const uint8_t *req, size_t len, void *data)
+{
+	struct praefect *p = data;
+	Gitaly__RepositoryExistsRequest *r = gitaly__repository_exists_request__unpack(NULL, len, req);
+	Gitaly__RepositoryExistsResponse resp = GITALY__REPOSITORY_EXISTS_RESPONSE__INIT;
+	if (!r) {
+		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "cannot decode request", NULL);
+		return;
+	}
+	if (check_repo(call, r->repository) == 0) {
+		if (!praefect_vs(p, r->repository->storage_name, strlen(r->repository->storage_name))) {
+			grpc_call_finishf(call, GRPC_INVALID_ARGUMENT, "storage name not found: \"%s\"",
+					  r->repository->storage_name);
+		} else {
+			resp.exists = repo_by_path(p, r->repository->storage_name, strlen(r->repository->storage_name),
+						   r->repository->relative_path,
+						   strlen(r->repository->relative_path)) != NULL;
+			reply(call, &resp.base);
+		}
+	}
+	gitaly__repository_exists_request__free_unpacked(r, NULL);
+}
+
+/* --- RemoveRepository: delete the record, then every replica (failures only logged) --- */
+
+struct removal {
+	struct praefect *p;
+	struct grpc_call *call;
+	char *vs;
+	Gitaly__Repository *repo;      /* the request's repository, other fields kept */
+	Gitaly__RemoveRepositoryRequest *req;
+	size_t pending;
+};
+
+static void removal_close(struct grpc_call *call, enum grpc_code code, void *arg)
+{
+	struct removal *rm = arg;
+	rm->call = NULL;
+}
+
+static void removal_maybe_done(struct removal *rm)
+{
+	Gitaly__RemoveRepositoryResponse resp = GITALY__REMOVE_REPOSITORY_RESPONSE__INIT;
+	if (rm->pending)
+		return;
+	if (rm->call) {
+		grpc_call_on_close(rm->call, NULL, NULL);
+		reply(rm->call, &resp.base);
+	}
+	gitaly__remove_repository_request__free_unpacked(rm->req, NULL);
+	free(rm->vs);
+	free(rm);
+}
+
+static void on_node_removed(struct grpc_client_call *cc, enum grpc_code code, const char *message,
+			    const struct grpc_metadata *trailers)
+{
+	struct removal *rm = grpc_client_call_user(cc);
+	if (code != GRPC_OK && code != GRPC_NOT_FOUND)
+		log_msgf(LOG_WARN, "removing a replica of %s/%s failed: %s", rm->vs,
+			 rm->repo->relative_path, message ? message : grpc_code_name(code));
+	rm->pending--;
+	removal_maybe_done(rm);
+}
+
+static const struct grpc_client_ops node_remove_ops = { .on_close = on_node_removed };
+
+static void on_record_deleted(void *arg, int status, const char *msg, const char *replica_path,
+			      const char *const *storages, size_t n)
+{
+	struct removal *rm = arg;
+	struct vstorage *vs = praefect_vs(rm->p, rm->vs, strlen(rm->vs));
+	struct repo *r;
+
+	if (status == -ENOENT) {
+		if (rm->call) {
+			grpc_call_on_close(rm->call, NULL, NULL);
+			grpc_call_finish(rm->call, GRPC_NOT_FOUND, "repository does not exist", NULL);
+		}
+		rm->pending = 0;
+		rm->call = NULL;
+		removal_maybe_done(rm);
+		return;
+	}
+	if (status < 0) {
+		if (rm->call) {
+			grpc_call_on_close(rm->call, NULL, NULL);
+			grpc_call_finishf(rm->call, GRPC_INTERNAL, "deleting repository records: %s", msg ? msg : "");
+		}
+		rm->call = NULL;
+		removal_maybe_done(rm);
+		return;
+	}
+	r = repo_by_path(rm->p, rm->vs, strlen(rm->vs), rm->repo->relative_path, strlen(rm->repo->relative_path));
+	if (r)
+		repo_remove(rm->p, r);
+	/* fan out with the replica path on every storage that had a replica, one 10 s deadline */
+	rm->pending = 1;
+	for (size_t i = 0; vs && i < n; i++) {
+		struct node *node = vs_node(vs, storages[i]);
+		struct grpc_metadata md = GRPC_METADATA_INIT;
+		struct grpc_client_call *cc;
+		size_t len;
+		uint8_t *buf;
+		if (!node)
+			continue;
+		{
+			/* the same request, rewritten to the node's storage and the replica path */
+			char *orig_storage = rm->repo->storage_name, *orig_path = rm->repo->relative_path;
+			rm->repo->storage_name = (char *)storages[i];
+			rm->repo->relative_path = (char *)replica_path;
+			len = gitaly__remove_repository_request__get_packed_size(rm->req);
+			buf = xmalloc(len ? len : 1);
+			gitaly__remove_repository_request__pack(rm->req, buf);
+			rm->repo->storage_name = orig_storage;
+			rm->repo->relative_path = orig_path;
+		}
+		node_call_metadata(node, rm->call ? grpc_call_metadata(rm->call) : NULL, &md);
+		if (grpc_channel_call(node->ch, "/gitaly.RepositoryService/RemoveRepository", &md, 10000, 0,
+				      &node_remove_ops, rm, &cc) == 0) {
+			rm->pending++;
+			grpc_client_call_send(cc, buf, len);
+			grpc_client_call_close_send(cc);
+		}
+		grpc_metadata_release(&md);
+		free(buf);
+	}
+	rm->pending--;
+	removal_maybe_done(rm);
+}
+
+static void remove_repository(struct grpc_call *call, const uint8_t *req, size_t len, void *data)
+{
+	struct praefect *p = data;
+	struct removal *rm;
+	Gitaly__RemoveRepositoryRequest *r = gitaly__remove_repository_request__unpack(NULL, len, req);
+	if (!r) {
+		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "cannot decode request", NULL);
+		return;
+	}
+	if (check_repo(call, r->repository) < 0) {
+		gitaly__remove_repository_request__free_unpacked(r, NULL);
+		return;
+	}
+	if (!praefect_vs(p, r->repository->storage_name, strlen(r->repository->storage_name))) {
+		grpc_call_finishf(call, GRPC_INVALID_ARGUMENT, "storage name not found: \"%s\"",
+				  r->repository->storage_name);
+		gitaly__remove_repository_request__free_unpacked(r, NULL);
+		return;
+	}
+	rm = xcalloc(1, sizeof(*rm));
+	rm->p = p;
+	rm->call = call;
+	rm->req = r;
+	rm->repo = r->repository;
+	rm->vs = xstrdup(r->repository->storage_name);
+	grpc_call_on_close(call, removal_close, rm);
+	store_delete_repository(p->store, rm->vs, rm->repo->relative_path, on_record_deleted, rm);
+}
+
+/* --- ServerInfo: one node per virtual storage, renamed to the virtual storage --- */
+
+struct info {
+	struct praefect *p;
+	struct grpc_call *call;
+	size_t pending;
+	Gitaly__ServerInfoResponse__StorageStatus **st;
+	size_t nr;
+	char *server_version, *git_version;
+};
+
+struct info_part {
+	struct info *info;
+	struct vstorage *vs;
+	struct node *node;
+	struct strbuf resp;
+};
+
+static void info_close(struct grpc_call *call, enum grpc_code code, void *arg)
+{
+	((struct info *)arg)->call = NULL;
+}
+
+/* UUIDv5 (SHA-1 name-based) of the virtual storage name, as upstream derives filesystem_id. */
+static void uuid5(const char *name, char out[37])
+{
+	static const unsigned char ns[16] = { 0x1e, 0xf1, 0xa8, 0xc6, 0xcf, 0x52, 0x4d, 0x0a,
+					      0x92, 0xa6, 0xca, 0x64, 0x3e, 0x8b, 0xc7, 0xc5 };
+	unsigned char h[SHA_DIGEST_LENGTH];
+	size_t n = strlen(name);
+	unsigned char *buf = xmalloc(sizeof(ns) + n);
+	memcpy(buf, ns, sizeof(ns));
+	memcpy(buf + sizeof(ns), name, n);
+	SHA1(buf, sizeof(ns) + n, h);
+	free(buf);
+	h[6] = (h[6] & 0x0f) | 0x50;
+	h[8] = (h[8] & 0x3f) | 0x80;
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", h[0], h[1],
+		 h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]);
+}
+
+static void info_maybe_done(struct info *in)
+{
+	Gitaly__ServerInfoResponse resp = GITALY__SERVER_INFO_RESPONSE__INIT;
+	if (--in->pending)
+		return;
+	resp.server_version = in->server_version ? in->server_version : (char *)"";
+	resp.git_version = in->git_version ? in->git_version : (char *)"";
+	resp.storage_statuses = in->st;
+	resp.n_storage_statuses = in->nr;
+	if (in->call) {
+		grpc_call_on_close(in->call, NULL, NULL);
+		reply(in->call, &resp.base);
+	}
+	for (size_t i = 0; i < in->nr; i++) {
+		free(in->st[i]->storage_name);
+		free(in->st[i]->fs_type);
+		free(in->st[i]->filesystem_id);
+		free(in->st[i]);
+	}
+	free(in->st);
+	free(in->server_version);
+	free(in->git_version);
+	free(in);
+}
+
+static void info_part_message(struct grpc_client_call *cc, const uint8_t *msg, size_t len)
+{
+	struct info_part *ip = grpc_client_call_user(cc);
+	strbuf_reset(&ip->resp);
+	strbuf_add(&ip->resp, msg, len);
+}
+
+static void info_part_close(struct grpc_client_call *cc, enum grpc_code code, const char *message,
+			    const struct grpc_metadata *trailers)
+{
+	struct info_part *ip = grpc_client_call_user(cc);
+	struct info *in = ip->info;
+	Gitaly__ServerInfoResponse *r = NULL;
+
+	if (code == GRPC_OK)
+		r = gitaly__server_info_response__unpack(NULL, ip->resp.len, (const uint8_t *)ip->resp.buf);
+	if (!r) {
+		log_msgf(LOG_WARN, "ServerInfo from %s/%s failed: %s", ip->vs->cfg->name, ip->node->cfg->storage,
+			 message ? message : "bad response");
+	} else {
+		if (!in->server_version && r->server_version)
+			in->server_version = xstrdup(r->server_version);
+		if (!in->git_version && r->git_version)
+			in->git_version = xstrdup(r->git_version);
+		for (size_t i = 0; i < r->n_storage_statuses; i++) {
+			Gitaly__ServerInfoResponse__StorageStatus *s = r->storage_statuses[i], *o;
+			char fsid[37];
+			if (!s->storage_name || strcmp(s->storage_name, ip->node->cfg->storage))
+				continue;
+			o = xcalloc(1, sizeof(*o));
+			gitaly__server_info_response__storage_status__init(o);
+			o->storage_name = xstrdup(ip->vs->cfg->name);
+			o->readable = s->readable;
+			o->writeable = s->writeable;
+			o->fs_type = xstrdup(s->fs_type ? s->fs_type : "");
+			if (ip->vs->nr_nodes > 1) {
+				uuid5(ip->vs->cfg->name, fsid);
+				o->filesystem_id = xstrdup(fsid);
+			} else {
+				o->filesystem_id = xstrdup(s->filesystem_id ? s->filesystem_id : "");
+			}
+			o->replication_factor = (uint32_t)ip->vs->nr_nodes;
+			in->st = xrealloc(in->st, (in->nr + 1) * sizeof(*in->st));
+			in->st[in->nr++] = o;
+		}
+		gitaly__server_info_response__free_unpacked(r, NULL);
+	}
+	strbuf_release(&ip->resp);
+	free(ip);
+	info_maybe_done(in);
+}
+
+static const struct grpc_client_ops info_ops = { .on_message = info_part_message, .on_close = info_part_close };
+
+static void server_info(struct grpc_call *call, const uint8_t *req, size_t len, void *data)
+{
+	struct praefect *p = data;
+	struct info *in = xcalloc(1, sizeof(*in));
+	in->p = p;
+	in->call = call;
+	in->pending = 1;
+	grpc_call_on_close(call, info_close, in);
+	for (size_t i = 0; i < p->nr_vs; i++) {
+		struct vstorage *vs = &p->vs[i];
+		struct node *n = &vs->nodes[0];
+		struct info_part *ip;
+		struct grpc_metadata md = GRPC_METADATA_INIT;
+		struct grpc_client_call *cc;
+		for (size_t j = 0; j < vs->nr_nodes; j++)
+			if (vs->nodes[j].healthy) {
+				n = &vs->nodes[j];
+				break;
+			}
+		ip = xcalloc(1, sizeof(*ip));
+		ip->info = in;
+		ip->vs = vs;
+		ip->node = n;
+		strbuf_init(&ip->resp, 0);
+		auth_v2_add(&md, n->cfg->token);
+		if (grpc_channel_call(n->ch, "/gitaly.ServerService/ServerInfo", &md, 10000, 0, &info_ops, ip, &cc) == 0) {
+			in->pending++;
+			grpc_client_call_send(cc, "", 0);
+			grpc_client_call_close_send(cc);
+		} else {
+			free(ip);
+		}
+		grpc_metadata_release(&md);
+	}
+	info_maybe_done(in);
+}
+
+/* --- GetRepositoryMetadata --- */
+
+static int node_healthy(struct repo *r, const char *storage)
+{
+	struct node *n = vs_node(r->vs, storage);
+	return n && n->healthy;
+}
+
+static void get_repository_metadata(struct grpc_call *call, const uint8_t *req, size_t len, void *data)
+{
+	struct praefect *p = data;
+	Gitaly__GetRepositoryMetadataRequest *q = gitaly__get_repository_metadata_request__unpack(NULL, len, req);
+	Gitaly__GetRepositoryMetadataResponse resp = GITALY__GET_REPOSITORY_METADATA_RESPONSE__INIT;
+	Gitaly__GetRepositoryMetadataResponse__Replica *reps, **repp;
+	struct repo *r = NULL;
+	size_t n = 0;
+
+	if (!q) {
+		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "cannot decode request", NULL);
+		return;
+	}
+	if (q->query_case == GITALY__GET_REPOSITORY_METADATA_REQUEST__QUERY_REPOSITORY_ID)
+		r = repo_by_id(p, q->repository_id);
+	else if (q->query_case == GITALY__GET_REPOSITORY_METADATA_REQUEST__QUERY_PATH && q->path &&
+		 q->path->virtual_storage && q->path->relative_path)
+		r = repo_by_path(p, q->path->virtual_storage, strlen(q->path->virtual_storage),
+				 q->path->relative_path, strlen(q->path->relative_path));
+	gitaly__get_repository_metadata_request__free_unpacked(q, NULL);
+	if (!r) {
+		grpc_call_finish(call, GRPC_NOT_FOUND, "repository not found", NULL);
+		return;
+	}
+	/* every configured storage that has a replica or an assignment, sorted by name */
+	reps = xcalloc(r->vs->nr_nodes + r->nr_replicas + 1, sizeof(*reps));
+	repp = xcalloc(r->vs->nr_nodes + r->nr_replicas + 1, sizeof(*repp));
+	for (size_t i = 0; i < r->vs->nr_nodes; i++) {
+		const char *s = r->vs->nodes[i].cfg->storage;
+		struct replica *rep = repo_replica(r, s);
+		int assigned = repo_assigned(r, s);
+		if (!rep && !assigned)
+			continue;
+		gitaly__get_repository_metadata_response__replica__init(&reps[n]);
+		reps[n].storage = (char *)s;
+		reps[n].assigned = assigned;
+		reps[n].generation = rep ? rep->generation : GENERATION_UNKNOWN;
+		reps[n].healthy = node_healthy(r, s);
+		reps[n].valid_primary = reps[n].healthy && assigned && repo_up_to_date(r, s);
+		repp[n] = &reps[n];
+		n++;
+	}
+	for (size_t i = 1; i < n; i++)
+		for (size_t j = i; j > 0 && strcmp(repp[j - 1]->storage, repp[j]->storage) > 0; j--) {
+			Gitaly__GetRepositoryMetadataResponse__Replica *t = repp[j];
+			repp[j] = repp[j - 1];
+			repp[j - 1] = t;
+		}
+	resp.repository_id = r->id;
+	resp.virtual_storage = (char *)r->vs->cfg->name;
+	resp.relative_path = r->relative_path;
+	resp.replica_path = r->replica_path;
+	resp.primary = r->primary ? r->primary : (char *)"";
+	resp.generation = r->generation;
+	resp.replicas = repp;
+	resp.n_replicas = n;
+	reply(call, &resp.base);
+	free(reps);
+	free(repp);
+}
+
+void intercept_register(struct praefect *p)
+{
+	grpc_server_add_unary(p->server, "/gitaly.RepositoryService/RepositoryExists", repository_exists, p);
+	grpc_server_add_unary(p->server, "/gitaly.RepositoryService/RemoveRepository", remove_repository, p);
+	grpc_server_add_unary(p->server, "/gitaly.ServerService/ServerInfo", server_info, p);
+	grpc_server_add_unary(p->server, "/gitaly.PraefectInfoService/GetRepositoryMetadata",
+			      get_repository_metadata, p);
+}

@@ -1,0 +1,146 @@
+/* Connections to the gitaly nodes and the health checks that feed routing. */
+#include "praefect.h"
+#include "base/util.h"
+#include "base/log.h"
+#include "grpc/auth.h"
+#include "health.pb-c.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void on_check_done(struct grpc_client_call *call, enum grpc_code code, const char *message,
+			  const struct grpc_metadata *trailers);
+static void on_check_message(struct grpc_client_call *call, const uint8_t *msg, size_t len);
+
+struct check {
+	struct node *node;
+	int serving;
+};
+
+static const struct grpc_client_ops check_ops = {
+	.on_message = on_check_message,
+	.on_close = on_check_done,
+};
+
+static void set_health(struct praefect *p, struct node *n, int healthy, const char *why)
+{
+	if (n->healthy != healthy) {
+		if (healthy)
+			log_msgf(LOG_INFO, "node %s/%s is healthy", n->vs->cfg->name, n->cfg->storage);
+		else
+			log_msgf(LOG_WARN, "node %s/%s is unhealthy: %s", n->vs->cfg->name, n->cfg->storage, why);
+		n->healthy = healthy;
+		if (healthy)
+			replicator_kick(p, n->vs, n->cfg->storage);
+	}
+}
+
+static void on_check_message(struct grpc_client_call *call, const uint8_t *msg, size_t len)
+{
+	struct check *c = grpc_client_call_user(call);
+	Grpc__Health__V1__HealthCheckResponse *r = grpc__health__v1__health_check_response__unpack(NULL, len, msg);
+	if (r) {
+		c->serving = r->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+		grpc__health__v1__health_check_response__free_unpacked(r, NULL);
+	}
+}
+
+static struct praefect *node_praefect;
+
+static void on_status_recorded(void *arg, int status, const char *msg)
+{
+	if (status < 0)
+		log_msgf(LOG_WARN, "recording node status: %s", msg ? msg : "store error");
+}
+
+static void on_check_done(struct grpc_client_call *call, enum grpc_code code, const char *message,
+			  const struct grpc_metadata *trailers)
+{
+	struct check *c = grpc_client_call_user(call);
+	struct node *n = c->node;
+	int ok = code == GRPC_OK && c->serving;
+	n->check_in_flight = 0;
+	set_health(node_praefect, n, ok, code == GRPC_OK ? "not serving" : message);
+	store_record_node_status(node_praefect->store, node_praefect->name, n->vs->cfg->name, n->cfg->storage,
+				 ok, on_status_recorded, NULL);
+	free(c);
+}
+
+static void check_node(struct praefect *p, struct node *n)
+{
+	struct grpc_metadata md = GRPC_METADATA_INIT;
+	struct grpc_client_call *call;
+	struct check *c;
+	uint8_t req[2];
+	if (n->check_in_flight)
+		return;
+	c = xcalloc(1, sizeof(*c));
+	c->node = n;
+	auth_v2_add(&md, n->cfg->token);
+	if (grpc_channel_call(n->ch, "/grpc.health.v1.Health/Check", &md, p->health_timeout_ms, 0,
+			      &check_ops, c, &call) < 0) {
+		free(c);
+		grpc_metadata_release(&md);
+		return;
+	}
+	n->check_in_flight = 1;
+	n->last_check_ms = now_ms();
+	grpc_client_call_send(call, req, 0);
+	grpc_client_call_close_send(call);
+	grpc_metadata_release(&md);
+}
+
+static void on_health_timer(uv_timer_t *t)
+{
+	struct praefect *p = t->data;
+	for (size_t i = 0; i < p->nr_vs; i++)
+		for (size_t j = 0; j < p->vs[i].nr_nodes; j++)
+			check_node(p, &p->vs[i].nodes[j]);
+}
+
+void node_call_metadata(struct node *n, const struct grpc_metadata *in, struct grpc_metadata *out)
+{
+	if (in)
+		for (size_t i = 0; i < in->nr; i++)
+			if (strcmp(in->v[i].key, "authorization"))
+				grpc_metadata_add(out, in->v[i].key, strlen(in->v[i].key), in->v[i].value,
+						  in->v[i].value_len);
+	auth_v2_add(out, n->cfg->token);
+}
+
+int nodes_start(struct praefect *p, struct strbuf *err)
+{
+	struct grpc_channel_opts o;
+	grpc_channel_opts_default(&o);
+	o.backoff_initial_ms = 250;
+	o.backoff_max_ms = 2000;
+	o.connect_timeout_ms = 2000;
+	node_praefect = p;
+	for (size_t i = 0; i < p->nr_vs; i++) {
+		for (size_t j = 0; j < p->vs[i].nr_nodes; j++) {
+			struct node *n = &p->vs[i].nodes[j];
+			int rc = grpc_channel_new(p->loop, n->cfg->address, &o, &n->ch);
+			if (rc < 0) {
+				strbuf_addf(err, "virtual storage \"%s\": cannot use node address \"%s\" of storage \"%s\"",
+					    p->vs[i].cfg->name, n->cfg->address, n->cfg->storage);
+				return -1;
+			}
+			grpc_channel_connect(n->ch);
+		}
+	}
+	uv_timer_init(p->loop, &p->health_timer);
+	p->health_timer.data = p;
+	on_health_timer(&p->health_timer);
+	uv_timer_start(&p->health_timer, on_health_timer, p->health_interval_ms, p->health_interval_ms);
+	return 0;
+}
+
+void nodes_stop(struct praefect *p)
+{
+	uv_timer_stop(&p->health_timer);
+	uv_close((uv_handle_t *)&p->health_timer, NULL);
+	for (size_t i = 0; i < p->nr_vs; i++)
+		for (size_t j = 0; j < p->vs[i].nr_nodes; j++)
+			if (p->vs[i].nodes[j].ch)
+				grpc_channel_close(p->vs[i].nodes[j].ch);
+}

@@ -1,0 +1,120 @@
+/*
+ * praefect: the router in front of several gitaly nodes. One `struct
+ * praefect` per process, passed to every component.
+ *
+ * Routing never waits on the store: `repos` is an in-memory copy of every
+ * repository's record (id, paths, primary, generation, replicas and their
+ * generations, assignments), loaded at start-up and updated by the same code
+ * paths that write the store, after each write succeeds. With the embedded
+ * store one praefect owns the database, so the copy is exact.
+ */
+#ifndef PRAEFECT_PRAEFECT_H
+#define PRAEFECT_PRAEFECT_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "base/hashmap.h"
+#include "grpc/server.h"
+#include "grpc/client.h"
+#include "store/store.h"
+
+struct praefect;
+struct vstorage;
+
+/* One gitaly storage of a virtual storage, and our connection to it. */
+struct node {
+	struct vstorage *vs;
+	const struct praefect_node_cfg *cfg;   /* storage, address, token */
+	struct grpc_channel *ch;
+	int healthy;                           /* this praefect's latest view */
+	int check_in_flight;
+	uint64_t last_check_ms;
+	uint64_t routed_reads;                 /* accessor calls sent here (test hook, metrics) */
+	uint64_t routed_writes;
+};
+
+struct vstorage {
+	const struct praefect_vs_cfg *cfg;
+	struct node *nodes;
+	size_t nr_nodes;
+};
+
+struct replica {
+	char *storage;
+	int64_t generation;                    /* GENERATION_UNKNOWN: no replica */
+	int assigned;
+};
+
+struct repo {
+	int64_t id;
+	struct vstorage *vs;
+	char *relative_path;
+	char *replica_path;
+	char *primary;                         /* may be NULL */
+	int64_t generation;
+	struct replica *replicas;
+	size_t nr_replicas, alloc_replicas;
+};
+
+struct praefect {
+	struct praefect_config cfg;
+	uv_loop_t *loop;
+	struct grpc_server *server;
+	struct store *store;
+	struct vstorage *vs;
+	size_t nr_vs;
+	struct hashmap repos_by_path;          /* "<vs>\x1f<relative path>" -> struct repo */
+	struct hashmap repos_by_id;            /* decimal id -> struct repo */
+	struct hashmap reserved_paths;         /* creations in flight: key -> non-NULL */
+	char *name;                            /* praefect_name for node_status */
+	struct replicator *replicator;
+	uv_timer_t health_timer;
+	uint64_t health_interval_ms;
+	uint64_t health_timeout_ms;
+};
+
+/* --- configuration lookups --- */
+struct vstorage *praefect_vs(struct praefect *p, const char *name, size_t len);
+struct node *vs_node(struct vstorage *vs, const char *storage);
+
+/* --- the repository model (repos.c) --- */
+struct repo *repo_by_path(struct praefect *p, const char *vs, size_t vslen, const char *path, size_t plen);
+struct repo *repo_by_id(struct praefect *p, int64_t id);
+/* Take over a store record (copies it). */
+struct repo *repo_insert(struct praefect *p, const struct store_repo *r);
+void repo_remove(struct praefect *p, struct repo *r);
+struct replica *repo_replica(struct repo *r, const char *storage);
+struct replica *repo_replica_add(struct repo *r, const char *storage);
+int repo_up_to_date(const struct repo *r, const char *storage);
+/* Assigned storages: assignment rows among configured storages, else every configured storage. */
+int repo_assigned(const struct repo *r, const char *storage);
+/* Load every repository from the store (start-up; runs the loop until done). */
+int repos_load(struct praefect *p, struct strbuf *err);
+/* "@cluster/repositories/6b/86/1" for id 1 (or the pool form for Rails pool paths). */
+void replica_path_for(int64_t id, const char *relative_path, struct strbuf *out);
+
+/* --- nodes and health (nodes.c) --- */
+int nodes_start(struct praefect *p, struct strbuf *err);
+void nodes_stop(struct praefect *p);
+/* Outgoing metadata for a call to `n`: the given metadata + n's v2 token. */
+void node_call_metadata(struct node *n, const struct grpc_metadata *in, struct grpc_metadata *out);
+
+/* --- the proxy (coordinator.c) --- */
+void coordinator_register(struct praefect *p);
+
+/* --- replication (replicator.c) --- */
+int replicator_start(struct praefect *p);
+void replicator_stop(struct praefect *p);
+/* A job for (vs, target) was queued: wake that worker now. */
+void replicator_kick(struct praefect *p, struct vstorage *vs, const char *target);
+/* Queue update jobs from `source` to each of `targets` (finalizer); done(status) after all. */
+void replicator_enqueue_updates(struct praefect *p, struct repo *r, const char *source,
+				const char *const *targets, size_t n, const char *correlation_id,
+				void (*done)(void *arg, int status), void *arg);
+
+/* --- RPCs praefect answers itself (intercept.c) --- */
+void intercept_register(struct praefect *p);
+
+#endif

@@ -1,0 +1,574 @@
+/*
+ * Replication workers (spec praefect-core §6): one worker per (virtual
+ * storage, target storage) dequeues batches of jobs from the store, asks the
+ * target gitaly to ReplicateRepository from the source named in
+ * `gitaly-servers` metadata, records the replicated generation and
+ * acknowledges. Idle workers back off 1 s → 5 s; a newly queued job or a node
+ * turning healthy wakes its worker at once.
+ */
+#include "praefect.h"
+#include "base/util.h"
+#include "base/log.h"
+#include "grpc/auth.h"
+#include "repository.pb-c.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BACKOFF_MIN_MS 1000
+#define BACKOFF_MAX_MS 5000
+#define HEARTBEAT_MS 5000
+#define STALE_CHECK_MS 30000
+#define STALE_AFTER_MS 60000
+#define JOB_CALL_TIMEOUT_MS (60 * 60 * 1000)
+
+struct worker {
+	struct praefect *p;
+	struct vstorage *vs;
+	struct node *node;
+	uv_timer_t timer;
+	uint64_t backoff_ms;
+	int busy;                  /* a batch is being dequeued or processed */
+	int kicked;                /* work arrived while busy */
+
+	/* the batch in progress */
+	struct repl_job *jobs;
+	char **strs;               /* owned copies of the jobs' strings */
+	size_t nr_strs;
+	size_t nr_jobs, next;
+	int64_t *completed, *failed, *dead;
+	size_t nr_completed, nr_failed, nr_dead;
+	int64_t source_gen;
+};
+
+struct replicator {
+	struct worker *workers;
+	size_t nr;
+	uv_timer_t heartbeat, stale;
+	int stopping;
+};
+
+static void worker_run(struct worker *w);
+static void process_next(struct worker *w);
+
+static struct worker *find_worker(struct praefect *p, struct vstorage *vs, const char *target)
+{
+	struct replicator *rp = p->replicator;
+	if (!rp)
+		return NULL;
+	for (size_t i = 0; i < rp->nr; i++)
+		if (rp->workers[i].vs == vs && !strcmp(rp->workers[i].node->cfg->storage, target))
+			return &rp->workers[i];
+	return NULL;
+}
+
+void replicator_kick(struct praefect *p, struct vstorage *vs, const char *target)
+{
+	struct worker *w = find_worker(p, vs, target);
+	if (!w || p->replicator->stopping)
+		return;
+	if (w->busy) {
+		w->kicked = 1;
+		return;
+	}
+	uv_timer_stop(&w->timer);
+	w->backoff_ms = 0;
+	worker_run(w);
+}
+
+static void on_worker_timer(uv_timer_t *t)
+{
+	worker_run(t->data);
+}
+
+static void worker_sleep(struct worker *w, int did_work)
+{
+	w->busy = 0;
+	if (w->p->replicator->stopping)
+		return;
+	if (did_work || w->kicked) {
+		w->kicked = 0;
+		w->backoff_ms = 0;
+		uv_timer_start(&w->timer, on_worker_timer, 0, 0);
+		return;
+	}
+	w->backoff_ms = w->backoff_ms ? MIN(w->backoff_ms * 2, (uint64_t)BACKOFF_MAX_MS) : BACKOFF_MIN_MS;
+	uv_timer_start(&w->timer, on_worker_timer, w->backoff_ms, 0);
+}
+
+/* --- batch bookkeeping --- */
+
+static char *keep(struct worker *w, const char *s)
+{
+	char *c = xstrdup(s ? s : "");
+	w->strs = xrealloc(w->strs, (w->nr_strs + 1) * sizeof(*w->strs));
+	w->strs[w->nr_strs++] = c;
+	return c;
+}
+
+static void batch_clear(struct worker *w)
+{
+	for (size_t i = 0; i < w->nr_strs; i++)
+		free(w->strs[i]);
+	free(w->strs);
+	free(w->jobs);
+	free(w->completed);
+	free(w->failed);
+	free(w->dead);
+	w->strs = NULL;
+	w->jobs = NULL;
+	w->completed = w->failed = w->dead = NULL;
+	w->nr_strs = w->nr_jobs = w->next = 0;
+	w->nr_completed = w->nr_failed = w->nr_dead = 0;
+}
+
+static void job_done(struct worker *w, int ok, const char *why)
+{
+	struct repl_job *j = &w->jobs[w->next];
+	if (ok) {
+		w->completed[w->nr_completed++] = j->id;
+	} else {
+		log_msgf(LOG_WARN, "replication job %lld (%s %s -> %s, %s) failed: %s", (long long)j->id, j->change,
+			 j->source_storage, j->target_storage, j->relative_path, why);
+		if (j->attempt > 0 || !strcmp(j->change, "delete_replica"))
+			w->failed[w->nr_failed++] = j->id;
+		else
+			w->dead[w->nr_dead++] = j->id;
+	}
+	w->next++;
+	process_next(w);
+}
+
+/* --- executing one job --- */
+
+struct job_call {
+	struct worker *w;
+	int64_t repo_id;
+};
+
+static void on_generation_set(void *arg, int status, const char *msg)
+{
+	struct worker *w = arg;
+	struct repl_job *j = &w->jobs[w->next];
+	struct repo *r = repo_by_id(w->p, j->repository_id);
+	if (status < 0) {
+		job_done(w, 0, msg ? msg : "recording generation failed");
+		return;
+	}
+	if (r) {
+		struct replica *rep = repo_replica_add(r, j->target_storage);
+		rep->generation = w->source_gen;
+		if (w->source_gen > r->generation)
+			r->generation = w->source_gen;
+	}
+	job_done(w, 1, NULL);
+}
+
+static void on_invalid_source_deleted(void *arg, int status, const char *msg)
+{
+	struct worker *w = arg;
+	struct repl_job *j = &w->jobs[w->next];
+	struct repo *r = repo_by_id(w->p, j->repository_id);
+	if (r) {
+		struct replica *rep = repo_replica(r, j->source_storage);
+		int others = 0;
+		if (rep)
+			rep->generation = GENERATION_UNKNOWN;
+		for (size_t i = 0; i < r->nr_replicas; i++)
+			others += r->replicas[i].generation >= 0;
+		if (!others)
+			repo_remove(w->p, r);
+	}
+	job_done(w, status == 0, msg);
+}
+
+static void on_replicated(struct grpc_client_call *cc, enum grpc_code code, const char *message,
+			  const struct grpc_metadata *trailers)
+{
+	struct worker *w = grpc_client_call_user(cc);
+	struct repl_job *j = &w->jobs[w->next];
+	if (code == GRPC_NOT_FOUND && message && strstr(message, "invalid source repository")) {
+		store_delete_invalid_replica(w->p->store, j->repository_id, j->source_storage,
+					     on_invalid_source_deleted, w);
+		return;
+	}
+	if (code != GRPC_OK) {
+		struct strbuf m = STRBUF_INIT;
+		strbuf_addf(&m, "ReplicateRepository: %s: %s", grpc_code_name(code), message ? message : "");
+		job_done(w, 0, m.buf);
+		strbuf_release(&m);
+		return;
+	}
+	if (w->source_gen == GENERATION_UNKNOWN) {
+		job_done(w, 1, NULL);
+		return;
+	}
+	store_set_generation(w->p->store, j->repository_id, j->target_storage, j->relative_path, w->source_gen,
+			     on_generation_set, w);
+}
+
+static const struct grpc_client_ops replicate_ops = { .on_close = on_replicated };
+
+static void servers_metadata(struct node *source, struct grpc_metadata *md)
+{
+	json_t *o = json_object(), *s = json_object();
+	char *txt;
+	struct strbuf b64 = STRBUF_INIT;
+	json_object_set_new(s, "address", json_string(source->cfg->address));
+	json_object_set_new(s, "token", json_string(source->cfg->token));
+	json_object_set_new(o, source->cfg->storage, s);
+	txt = json_dumps(o, JSON_COMPACT);
+	grpc_base64_encode(&b64, txt, strlen(txt));
+	while (b64.len % 4)
+		strbuf_addch(&b64, '=');
+	grpc_metadata_addstr(md, "gitaly-servers", b64.buf);
+	strbuf_release(&b64);
+	free(txt);
+	json_decref(o);
+}
+
+static void run_update(struct worker *w, struct repl_job *j, struct repo *r)
+{
+	struct node *source = vs_node(w->vs, j->source_storage);
+	struct replica *src, *tgt;
+	Gitaly__ReplicateRepositoryRequest req = GITALY__REPLICATE_REPOSITORY_REQUEST__INIT;
+	Gitaly__Repository target = GITALY__REPOSITORY__INIT, from = GITALY__REPOSITORY__INIT;
+	struct grpc_metadata md = GRPC_METADATA_INIT;
+	struct grpc_client_call *cc;
+	uint8_t *buf;
+	size_t len;
+	struct strbuf corr = STRBUF_INIT;
+
+	if (!source) {
+		job_done(w, 0, "source storage is not configured");
+		return;
+	}
+	src = repo_replica(r, j->source_storage);
+	tgt = repo_replica(r, j->target_storage);
+	w->source_gen = src ? src->generation : GENERATION_UNKNOWN;
+	if (tgt && tgt->generation >= 0 && tgt->generation >= w->source_gen) {
+		job_done(w, 1, NULL); /* already there (or newer): nothing to copy */
+		return;
+	}
+	target.storage_name = (char *)j->target_storage;
+	target.relative_path = r->replica_path;
+	from.storage_name = (char *)j->source_storage;
+	from.relative_path = r->replica_path;
+	req.repository = &target;
+	req.source = &from;
+	len = gitaly__replicate_repository_request__get_packed_size(&req);
+	buf = xmalloc(len ? len : 1);
+	gitaly__replicate_repository_request__pack(&req, buf);
+
+	servers_metadata(source, &md);
+	auth_v2_add(&md, w->node->cfg->token);
+	if (j->correlation_id && *j->correlation_id)
+		grpc_metadata_addstr(&md, "x-gitlab-correlation-id", j->correlation_id);
+	if (grpc_channel_call(w->node->ch, "/gitaly.RepositoryService/ReplicateRepository", &md,
+			      JOB_CALL_TIMEOUT_MS, 0, &replicate_ops, w, &cc) < 0) {
+		free(buf);
+		grpc_metadata_release(&md);
+		job_done(w, 0, "cannot start ReplicateRepository");
+		return;
+	}
+	grpc_client_call_send(cc, buf, len);
+	grpc_client_call_close_send(cc);
+	free(buf);
+	grpc_metadata_release(&md);
+	strbuf_release(&corr);
+}
+
+static void on_replica_deleted(void *arg, int status, const char *msg)
+{
+	struct worker *w = arg;
+	struct repl_job *j = &w->jobs[w->next];
+	struct repo *r = repo_by_id(w->p, j->repository_id);
+	if (status == 0 && r) {
+		struct replica *rep = repo_replica(r, j->target_storage);
+		if (rep)
+			rep->generation = GENERATION_UNKNOWN;
+	}
+	job_done(w, status == 0, msg);
+}
+
+static void on_removed(struct grpc_client_call *cc, enum grpc_code code, const char *message,
+		       const struct grpc_metadata *trailers)
+{
+	struct worker *w = grpc_client_call_user(cc);
+	struct repl_job *j = &w->jobs[w->next];
+	if (code != GRPC_OK && code != GRPC_NOT_FOUND) {
+		job_done(w, 0, message ? message : "RemoveRepository failed");
+		return;
+	}
+	store_delete_replica(w->p->store, j->repository_id, j->target_storage, on_replica_deleted, w);
+}
+
+static const struct grpc_client_ops remove_ops = { .on_close = on_removed };
+
+static void run_delete(struct worker *w, struct repl_job *j, const char *replica_path)
+{
+	Gitaly__RemoveRepositoryRequest req = GITALY__REMOVE_REPOSITORY_REQUEST__INIT;
+	Gitaly__Repository target = GITALY__REPOSITORY__INIT;
+	struct grpc_metadata md = GRPC_METADATA_INIT;
+	struct grpc_client_call *cc;
+	uint8_t buf[1024 + 256];
+	size_t len;
+
+	target.storage_name = (char *)j->target_storage;
+	target.relative_path = (char *)replica_path;
+	req.repository = &target;
+	len = gitaly__remove_repository_request__get_packed_size(&req);
+	if (len > sizeof(buf)) {
+		job_done(w, 0, "replica path too long");
+		return;
+	}
+	gitaly__remove_repository_request__pack(&req, buf);
+	auth_v2_add(&md, w->node->cfg->token);
+	if (grpc_channel_call(w->node->ch, "/gitaly.RepositoryService/RemoveRepository", &md, 60000, 0,
+			      &remove_ops, w, &cc) < 0) {
+		grpc_metadata_release(&md);
+		job_done(w, 0, "cannot start RemoveRepository");
+		return;
+	}
+	grpc_client_call_send(cc, buf, len);
+	grpc_client_call_close_send(cc);
+	grpc_metadata_release(&md);
+}
+
+static void on_acked(void *arg, int status, const char *msg)
+{
+	if (status < 0)
+		log_msgf(LOG_WARN, "acknowledging replication jobs: %s", msg ? msg : "store error");
+}
+
+static void process_next(struct worker *w)
+{
+	struct repl_job *j;
+	struct repo *r;
+
+	if (w->next == w->nr_jobs) {
+		size_t did = w->nr_jobs;
+		if (w->nr_completed)
+			store_acknowledge(w->p->store, JOB_COMPLETED, w->completed, w->nr_completed, on_acked, NULL);
+		if (w->nr_failed)
+			store_acknowledge(w->p->store, JOB_FAILED, w->failed, w->nr_failed, on_acked, NULL);
+		if (w->nr_dead)
+			store_acknowledge(w->p->store, JOB_DEAD, w->dead, w->nr_dead, on_acked, NULL);
+		batch_clear(w);
+		worker_sleep(w, did > 0);
+		return;
+	}
+	j = &w->jobs[w->next];
+	r = repo_by_id(w->p, j->repository_id);
+	if (!strcmp(j->change, "update")) {
+		if (!r) {
+			job_done(w, 0, "repository not found");
+			return;
+		}
+		run_update(w, j, r);
+	} else if (!strcmp(j->change, "delete_replica") || !strcmp(j->change, "delete")) {
+		const char *rp = r ? r->replica_path : (j->replica_path && *j->replica_path ? j->replica_path : NULL);
+		if (!rp) {
+			job_done(w, 0, "repository not found");
+			return;
+		}
+		run_delete(w, j, rp);
+	} else {
+		job_done(w, 0, "unknown replication change type");
+	}
+}
+
+static void on_dequeued(void *arg, int status, const char *msg, const struct repl_job *jobs, size_t n)
+{
+	struct worker *w = arg;
+	if (status < 0 || n == 0) {
+		if (status < 0)
+			log_msgf(LOG_WARN, "dequeueing replication jobs for %s: %s", w->node->cfg->storage,
+				 msg ? msg : "store error");
+		worker_sleep(w, 0);
+		return;
+	}
+	w->jobs = xcalloc(n, sizeof(*w->jobs));
+	w->completed = xcalloc(n, sizeof(int64_t));
+	w->failed = xcalloc(n, sizeof(int64_t));
+	w->dead = xcalloc(n, sizeof(int64_t));
+	for (size_t i = 0; i < n; i++) {
+		w->jobs[i] = jobs[i];
+		w->jobs[i].change = keep(w, jobs[i].change);
+		w->jobs[i].virtual_storage = keep(w, jobs[i].virtual_storage);
+		w->jobs[i].relative_path = keep(w, jobs[i].relative_path);
+		w->jobs[i].replica_path = keep(w, jobs[i].replica_path);
+		w->jobs[i].source_storage = keep(w, jobs[i].source_storage);
+		w->jobs[i].target_storage = keep(w, jobs[i].target_storage);
+		w->jobs[i].correlation_id = keep(w, jobs[i].correlation_id);
+	}
+	w->nr_jobs = n;
+	w->next = 0;
+	process_next(w);
+}
+
+static void worker_run(struct worker *w)
+{
+	if (w->busy || w->p->replicator->stopping)
+		return;
+	if (!w->node->healthy) {
+		w->busy = 1;
+		worker_sleep(w, 0);
+		return;
+	}
+	w->busy = 1;
+	store_dequeue(w->p->store, w->vs->cfg->name, w->node->cfg->storage,
+		      (size_t)w->p->cfg.replication_batch_size, on_dequeued, w);
+}
+
+/* --- queueing (the request finalizer uses this) --- */
+
+struct enqueue_batch {
+	struct praefect *p;
+	struct repo *r;
+	size_t pending;
+	int status;
+	void (*done)(void *arg, int status);
+	void *arg;
+	struct vstorage *vs;
+	char **targets;
+	size_t nr;
+};
+
+static void on_enqueued(void *arg, int status, const char *msg, int64_t id)
+{
+	struct enqueue_batch *b = arg;
+	if (status < 0 && status != -EEXIST) {
+		log_msgf(LOG_WARN, "queueing replication job: %s", msg ? msg : "store error");
+		b->status = status;
+	}
+	if (--b->pending)
+		return;
+	for (size_t i = 0; i < b->nr; i++) {
+		replicator_kick(b->p, b->vs, b->targets[i]);
+		free(b->targets[i]);
+	}
+	free(b->targets);
+	b->done(b->arg, b->status);
+	free(b);
+}
+
+void replicator_enqueue_updates(struct praefect *p, struct repo *r, const char *source,
+				const char *const *targets, size_t n, const char *correlation_id,
+				void (*done)(void *arg, int status), void *arg)
+{
+	struct enqueue_batch *b = xcalloc(1, sizeof(*b));
+	b->p = p;
+	b->r = r;
+	b->pending = n;
+	b->done = done;
+	b->arg = arg;
+	b->vs = r->vs;
+	b->targets = xcalloc(n ? n : 1, sizeof(char *));
+	b->nr = n;
+	for (size_t i = 0; i < n; i++) {
+		struct repl_job j = { 0 };
+		b->targets[i] = xstrdup(targets[i]);
+		j.change = "update";
+		j.repository_id = r->id;
+		j.virtual_storage = r->vs->cfg->name;
+		j.relative_path = r->relative_path;
+		j.replica_path = "";
+		j.source_storage = source;
+		j.target_storage = targets[i];
+		j.correlation_id = correlation_id ? correlation_id : "";
+		store_enqueue(p->store, &j, on_enqueued, b);
+	}
+	if (n == 0) {
+		done(arg, 0);
+		free(b->targets);
+		free(b);
+	}
+}
+
+/* --- housekeeping timers --- */
+
+static void on_heartbeat(uv_timer_t *t)
+{
+	struct praefect *p = t->data;
+	for (size_t i = 0; i < p->replicator->nr; i++) {
+		struct worker *w = &p->replicator->workers[i];
+		if (w->nr_jobs) {
+			int64_t *ids = xcalloc(w->nr_jobs, sizeof(*ids));
+			for (size_t k = 0; k < w->nr_jobs; k++)
+				ids[k] = w->jobs[k].id;
+			store_heartbeat(p->store, ids, w->nr_jobs, on_acked, NULL);
+			free(ids);
+		}
+	}
+}
+
+static void on_stale_released(void *arg, int status, const char *msg, int64_t n)
+{
+	struct praefect *p = arg;
+	if (status < 0) {
+		log_msgf(LOG_WARN, "releasing stale replication jobs: %s", msg ? msg : "store error");
+		return;
+	}
+	if (n > 0) {
+		log_msgf(LOG_INFO, "released %lld stale replication jobs", (long long)n);
+		for (size_t i = 0; i < p->replicator->nr; i++)
+			replicator_kick(p, p->replicator->workers[i].vs, p->replicator->workers[i].node->cfg->storage);
+	}
+}
+
+static void on_stale_timer(uv_timer_t *t)
+{
+	struct praefect *p = t->data;
+	store_acknowledge_stale(p->store, STALE_AFTER_MS, on_stale_released, p);
+}
+
+int replicator_start(struct praefect *p)
+{
+	struct replicator *rp = xcalloc(1, sizeof(*rp));
+	size_t n = 0;
+	for (size_t i = 0; i < p->nr_vs; i++)
+		n += p->vs[i].nr_nodes;
+	rp->workers = xcalloc(n ? n : 1, sizeof(*rp->workers));
+	p->replicator = rp;
+	for (size_t i = 0; i < p->nr_vs; i++) {
+		for (size_t j = 0; j < p->vs[i].nr_nodes; j++) {
+			struct worker *w = &rp->workers[rp->nr++];
+			w->p = p;
+			w->vs = &p->vs[i];
+			w->node = &p->vs[i].nodes[j];
+			uv_timer_init(p->loop, &w->timer);
+			w->timer.data = w;
+		}
+	}
+	/*
+	 * With the embedded store this praefect is the only one: jobs left in
+	 * progress belong to a previous run of ours that died. Release them now.
+	 */
+	store_acknowledge_stale(p->store, 0, on_stale_released, p);
+	for (size_t i = 0; i < rp->nr; i++)
+		uv_timer_start(&rp->workers[i].timer, on_worker_timer, 0, 0);
+	uv_timer_init(p->loop, &rp->heartbeat);
+	rp->heartbeat.data = p;
+	uv_timer_start(&rp->heartbeat, on_heartbeat, HEARTBEAT_MS, HEARTBEAT_MS);
+	uv_timer_init(p->loop, &rp->stale);
+	rp->stale.data = p;
+	uv_timer_start(&rp->stale, on_stale_timer, STALE_CHECK_MS, STALE_CHECK_MS);
+	return 0;
+}
+
+void replicator_stop(struct praefect *p)
+{
+	struct replicator *rp = p->replicator;
+	if (!rp)
+		return;
+	rp->stopping = 1;
+	for (size_t i = 0; i < rp->nr; i++) {
+		uv_timer_stop(&rp->workers[i].timer);
+		uv_close((uv_handle_t *)&rp->workers[i].timer, NULL);
+	}
+	uv_close((uv_handle_t *)&rp->heartbeat, NULL);
+	uv_close((uv_handle_t *)&rp->stale, NULL);
+}

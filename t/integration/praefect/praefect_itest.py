@@ -1,0 +1,141 @@
+"""Helpers for tests of praefect in front of real gitaly nodes.
+
+cluster() starts N gitaly nodes (one storage each, named gitaly-1..N) and a
+praefect with virtual storage "default" over them, an embedded SQLite store
+and auth tokens on every hop. Stubs talk to praefect exactly as GitLab would.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "gitaly"))
+from gitaly_itest import BUILD, GitalyNode, auth_md, pb, pb_grpc, SERVICE_FILES, _make_interceptor  # noqa: E402
+
+PRAEFECT_TOKEN = "praefect-secret"
+NODE_TOKEN = "node-secret"
+
+
+class Praefect:
+    def __init__(self, workdir, nodes, replication_factor=0, extra=""):
+        self.dir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        self.nodes = nodes
+        self.socket = os.path.join(workdir, "praefect.socket")
+        self.db = os.path.join(workdir, "praefect.db")
+        self.config_path = os.path.join(workdir, "praefect.toml")
+        lines = [
+            'socket_path = "%s"' % self.socket,
+            'listen_addr = "127.0.0.1:0"',
+            "", "[auth]", 'token = "%s"' % PRAEFECT_TOKEN,
+            "", "[logging]", 'format = "json"', 'level = "info"',
+            "", "[database]", 'sqlite_path = "%s"' % self.db,
+            "", "[[virtual_storage]]", 'name = "default"',
+        ]
+        if replication_factor:
+            lines.append("default_replication_factor = %d" % replication_factor)
+        for name, node in nodes.items():
+            lines += ["", "[[virtual_storage.node]]", 'storage = "%s"' % name,
+                      'address = "unix:%s"' % node.socket, 'token = "%s"' % NODE_TOKEN]
+        with open(self.config_path, "w") as f:
+            f.write("\n".join(lines) + "\n" + extra)
+        self.log_path = os.path.join(workdir, "praefect.log")
+        self.proc = None
+        self._channels = []
+
+    def start(self):
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([os.path.join(BUILD, "praefect", "praefect"), "-config", self.config_path],
+                                     stdout=self._log, stderr=self._log)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("praefect exited: " + open(self.log_path).read())
+            if os.path.exists(self.socket) and "listening on" in open(self.log_path).read():
+                return self
+            time.sleep(0.02)
+        raise RuntimeError("praefect did not start: " + open(self.log_path).read())
+
+    def stop(self, sig=signal.SIGTERM):
+        for ch in self._channels:
+            ch.close()
+        self._channels = []
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self._log.close()
+            self.proc = None
+
+    def kill(self):
+        self.stop(signal.SIGKILL)
+
+    def channel(self, secret=PRAEFECT_TOKEN):
+        import grpc
+        ch = grpc.insecure_channel("unix:" + self.socket)
+        self._channels.append(ch)
+        return grpc.intercept_channel(ch, _make_interceptor(secret)) if secret is not None else ch
+
+    def stub(self, service, secret=PRAEFECT_TOKEN):
+        mod = pb_grpc(SERVICE_FILES.get(service, "praefect"))
+        return getattr(mod, service + "Stub")(self.channel(secret))
+
+    def info(self):
+        return getattr(pb_grpc("praefect"), "PraefectInfoServiceStub")(self.channel())
+
+    def repo(self, relative_path, **kw):
+        return pb("shared").Repository(storage_name="default", relative_path=relative_path, **kw)
+
+    def metadata(self, relative_path):
+        req = pb("praefect").GetRepositoryMetadataRequest(
+            path=pb("praefect").GetRepositoryMetadataRequest.Path(virtual_storage="default",
+                                                                  relative_path=relative_path))
+        return self.info().GetRepositoryMetadata(req)
+
+    def log(self):
+        return open(self.log_path).read()
+
+
+class Cluster:
+    def __init__(self, tmp, n=3, replication_factor=0):
+        self.tmp = str(tmp)
+        self.nodes = {}
+        for i in range(1, n + 1):
+            name = "gitaly-%d" % i
+            self.nodes[name] = GitalyNode(os.path.join(self.tmp, name), storages=(name,), token=NODE_TOKEN).start()
+        self.praefect = Praefect(os.path.join(self.tmp, "praefect"), self.nodes, replication_factor).start()
+
+    def node_stub(self, name, service):
+        return self.nodes[name].stub(service, secret=NODE_TOKEN)
+
+    def checksum(self, name, replica_path):
+        r = self.node_stub(name, "RepositoryService").CalculateChecksum(
+            pb("repository").CalculateChecksumRequest(
+                repository=pb("shared").Repository(storage_name=name, relative_path=replica_path)))
+        return r.checksum
+
+    def stop(self):
+        self.praefect.stop()
+        for n in self.nodes.values():
+            n.stop()
+
+
+def wait_for(cond, timeout=20.0, what="condition"):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = cond()
+            if last:
+                return last
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            last = e
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
