@@ -1,0 +1,410 @@
+/* SQLite tracking store: repositories, replicas (generations) and assignments. */
+#include "sqlite.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+#include "base/banned.h"
+
+#define REPO_COLUMNS "repository_id, virtual_storage, relative_path, replica_path, \"primary\", generation"
+
+static const char SQL_REPOS_ALL[] =
+	"SELECT " REPO_COLUMNS " FROM repositories ORDER BY repository_id";
+static const char SQL_REPOS_VS[] =
+	"SELECT " REPO_COLUMNS " FROM repositories WHERE virtual_storage = ?1 ORDER BY repository_id";
+static const char SQL_REPO_PATH[] =
+	"SELECT " REPO_COLUMNS " FROM repositories WHERE virtual_storage = ?1 AND relative_path = ?2";
+
+/*
+ * Replicas are the union of replica rows and assignment rows: a storage only
+ * assigned reads as generation -1, one only holding a replica as unassigned.
+ * Real generations are >= 0, so MAX() merges the two.
+ */
+#define REPLICAS(where) \
+	"SELECT repository_id, storage, MAX(generation), MAX(assigned) FROM (" \
+	" SELECT repository_id, storage, generation, 0 AS assigned FROM storage_repositories " where \
+	" UNION ALL" \
+	" SELECT repository_id, storage, -1, 1 FROM repository_assignments " where \
+	") GROUP BY repository_id, storage ORDER BY repository_id, storage"
+
+static const char SQL_REPLICAS_ALL[] = REPLICAS("");
+static const char SQL_REPLICAS_VS[] = REPLICAS("WHERE virtual_storage = ?1");
+static const char SQL_REPLICAS_ID[] = REPLICAS("WHERE repository_id = ?1");
+
+static int read_repos(struct sqlite_backend *q, struct store_op *op, sqlite3_stmt *st)
+{
+	int r;
+
+	while ((r = sq_next(q, op, st)) > 0) {
+		struct store_repo *repo = store_op_add_repo(op);
+		repo->id = sqlite3_column_int64(st, 0);
+		repo->virtual_storage = sq_text(op, st, 1);
+		repo->relative_path = sq_text(op, st, 2);
+		repo->replica_path = sq_text(op, st, 3);
+		repo->primary = sq_text(op, st, 4);
+		repo->generation = sqlite3_column_type(st, 5) == SQLITE_NULL ? GENERATION_UNKNOWN
+									 : sqlite3_column_int64(st, 5);
+	}
+	return r;
+}
+
+/* Attach replica rows (ordered by repository id) to op->repos (ordered the same way). */
+static int read_replicas(struct sqlite_backend *q, struct store_op *op, sqlite3_stmt *st)
+{
+	size_t i = 0, alloc = 0;
+	int r;
+
+	while ((r = sq_next(q, op, st)) > 0) {
+		int64_t id = sqlite3_column_int64(st, 0);
+		struct store_repo *repo;
+		struct store_replica *rep;
+
+		while (i < op->nr_repos && op->repos[i].id < id) {
+			i++;
+			alloc = 0;
+		}
+		if (i == op->nr_repos || op->repos[i].id != id)
+			continue;
+		repo = &op->repos[i];
+		ALLOC_GROW(repo->replicas, repo->nr_replicas + 1, alloc);
+		rep = &repo->replicas[repo->nr_replicas++];
+		rep->storage = sq_text(op, st, 1);
+		rep->generation = sqlite3_column_int64(st, 2);
+		rep->assigned = sqlite3_column_int(st, 3) != 0;
+	}
+	return r;
+}
+
+int sq_list_repositories(struct store_backend *b, struct store_op *op)
+{
+	struct sqlite_backend *q = sq_backend(b);
+	sqlite3_stmt *st;
+	int r;
+
+	if (op->in.vs)
+		r = sq_query(q, op, &st, SQL_REPOS_VS, "t", op->in.vs);
+	else
+		r = sq_query(q, op, &st, SQL_REPOS_ALL, "");
+	if (r < 0 || (r = read_repos(q, op, st)) < 0)
+		return r;
+	if (op->in.vs)
+		r = sq_query(q, op, &st, SQL_REPLICAS_VS, "t", op->in.vs);
+	else
+		r = sq_query(q, op, &st, SQL_REPLICAS_ALL, "");
+	if (r < 0 || (r = read_replicas(q, op, st)) < 0)
+		return r;
+	return 0;
+}
+
+int sq_get_repository(struct store_backend *b, struct store_op *op)
+{
+	struct sqlite_backend *q = sq_backend(b);
+	sqlite3_stmt *st;
+	int r;
+
+	if ((r = sq_query(q, op, &st, SQL_REPO_PATH, "tt", op->in.vs, op->in.path)) < 0 ||
+	    (r = read_repos(q, op, st)) < 0)
+		return r;
+	if (!op->nr_repos)
+		return store_op_fail(op, -ENOENT, "repository \"%s\"/\"%s\" not found",
+				     op->in.vs, op->in.path);
+	if ((r = sq_query(q, op, &st, SQL_REPLICAS_ID, "l", op->repos[0].id)) < 0 ||
+	    (r = read_replicas(q, op, st)) < 0)
+		return r;
+	return 0;
+}
+
+static const char SQL_REPO_BY_PATH[] =
+	"SELECT repository_id FROM repositories WHERE virtual_storage = ?1 AND relative_path = ?2";
+static const char SQL_REPO_BY_ID[] =
+	"SELECT repository_id FROM repositories WHERE repository_id = ?1";
+static const char SQL_NEXTVAL[] =
+	"UPDATE sequences SET value = value + 1 WHERE name = 'repositories_repository_id_seq' RETURNING value";
+
+int sq_reserve_id(struct store_backend *b, struct store_op *op)
+{
+	struct sqlite_backend *q = sq_backend(b);
+	int64_t id;
+	int r;
+
+	if ((r = sq_int(q, op, &id, 0, SQL_REPO_BY_PATH, "tt", op->in.vs, op->in.path)) < 0)
+		return r;
+	if (r)
+		return store_op_fail(op, -EEXIST, "repository already exists");
+	if ((r = sq_int(q, op, &op->value, 0, SQL_NEXTVAL, "")) < 0)
+		return r;
+	if (!r)
+		return store_op_fail(op, -EIO, "repository id sequence missing");
+	return 0;
+}
+
+static const char SQL_INSERT_REPO[] =
+	"INSERT INTO repositories (repository_id, virtual_storage, relative_path, replica_path, generation, \"primary\")"
+	" VALUES (?1, ?2, ?3, ?4, 0, ?5)";
+static const char SQL_INSERT_REPLICA0[] =
+	"INSERT INTO storage_repositories (repository_id, virtual_storage, relative_path, storage, generation)"
+	" VALUES (?1, ?2, ?3, ?4, 0) ON CONFLICT DO NOTHING";
+static const char SQL_INSERT_ASSIGNMENT[] =
+	"INSERT INTO repository_assignments (repository_id, virtual_storage, relative_path, storage)"
+	" VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING";
+/* ids given explicitly must not be handed out again by reserve_id */
+static const char SQL_SEQ_RAISE[] =
+	"UPDATE sequences SET value = MAX(value, ?1) WHERE name = 'repositories_repository_id_seq'";
+
+static int insert_each(struct sqlite_backend *q, struct store_op *op, const char *sql, const struct strvec *v)
+{
+	for (size_t i = 0; i < v->nr; i++) {
+		int r = sq_exec(q, op, sql, "lttt", op->in.id, op->in.vs, op->in.path, v->v[i]);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+int sq_create_repository(struct store_backend *b, struct store_op *op)
+{
+	struct sqlite_backend *q = sq_backend(b);
+	const char *replica_path = op->in.replica_path ? op->in.replica_path : op->in.path;
+	const char *primary = op->in.primary;
+	int64_t found;
+	int r;
+
+	if ((r = sq_int(q, op, &found, 0, SQL_REPO_BY_ID, "l", op->in.id)) < 0)
+		return r;
+	if (r)
+		return store_op_fail(op, -EEXIST, "repository id %" PRId64 " already in use", op->in.id);
+	if ((r = sq_int(q, op, &found, 0, SQL_REPO_BY_PATH, "tt", op->in.vs, op->in.path)) < 0)
+		return r;
+	if (r)
+		return store_op_fail(op, -EEXIST, "repository already exists");
+	if ((r = sq_exec(q, op, SQL_INSERT_REPO, "lttt" "t", op->in.id, op->in.vs, op->in.path, replica_path,
+			 op->in.store_primary ? primary : NULL)) < 0)
+		return r;
+	if (primary && (r = sq_exec(q, op, SQL_INSERT_REPLICA0, "lttt", op->in.id, op->in.vs,
+				    op->in.path, primary)) < 0)
+		return r;
+	if ((r = insert_each(q, op, SQL_INSERT_REPLICA0, &op->in.storages)) < 0)
+		return r;
+	if (op->in.store_assignments) {
+		if (primary && (r = sq_exec(q, op, SQL_INSERT_ASSIGNMENT, "lttt", op->in.id, op->in.vs,
+					    op->in.path, primary)) < 0)
+			return r;
+		if ((r = insert_each(q, op, SQL_INSERT_ASSIGNMENT, &op->in.storages)) < 0 ||
+		    (r = insert_each(q, op, SQL_INSERT_ASSIGNMENT, &op->in.storages2)) < 0)
+			return r;
+	}
+	if ((r = sq_exec(q, op, SQL_SEQ_RAISE, "l", op->in.id)) < 0)
+		return r;
+	return 0;
+}
+
+static const char SQL_REPO_GEN[] =
+	"SELECT generation FROM repositories WHERE repository_id = ?1";
+static const char SQL_BUMP_REPLICA[] =
+	"UPDATE storage_repositories SET generation = generation + 1"
+	" WHERE repository_id = ?1 AND storage = ?2 AND generation = ?3";
+static const char SQL_SET_REPO_GEN[] =
+	"UPDATE repositories SET generation = ?2 WHERE repository_id = ?1";
+
+int sq_increment_generation(struct store_backend *b, struct store_op *op)
+{
+	struct sqlite_backend *q = sq_backend(b);
+	int64_t gen;
+	int r, bumped = 0;
+
+	if ((r = sq_int(q, op, &gen, GENERATION_UNKNOWN, SQL_REPO_GEN, "l", op->in.id)) < 0)
+		return r;
+	if (!r)
+		return store_op_fail(op, -ENOENT, "repository not found");
+	/* a NULL (legacy) repository generation matches no replica, as upstream's join */
+	for (size_t i = 0; gen != GENERATION_UNKNOWN && i < op->in.storages.nr; i++) {
+		/* a storage named twice was bumped already and no longer matches */
+		if ((r = sq_exec(q, op, SQL_BUMP_REPLICA, "ltl", op->in.id, op->in.storages.v[i], gen)) < 0)
+			return r;
+		bumped += r;
+	}
+	if (!bumped)
+		return store_op_fail(op, -ESTALE, "write to outdated nodes");
+	if ((r = sq_exec(q, op, SQL_SET_REPO_GEN, "ll", op->in.id, gen + 1)) < 0)
+		return r;
+	op->value = gen + 1;
+	return 0;
+}
+
+static const char SQL_RAISE_REPO_GEN[] =
+	"UPDATE repositories SET generation = ?2"
+	" WHERE repository_id = ?1 AND COALESCE(generation, -1) < ?2";
+static const char SQL_UPSERT_REPLICA[] =
+	"INSERT INTO storage_repositories (repository_id, virtual_storage, relative_path, storage, generation)"
+	" SELECT repository_id, virtual_storage, COALESCE(?3, relative_path), ?2, ?4"
+	" FROM repositories WHERE repository_id = ?1"
+	" ON CONFLICT (repository_id, storage) DO UPDATE SET"
+	"  relative_path = excluded.relative_path, generation = excluded.generation";
+
+/* No repository row: nothing happens and it is not an error (upstream SetGeneration). */
+int sq_set_generation(struct store_backend *b, struct store_op *op)
+{
+	struct sqlite_backend *q = sq_backend(b);
+	int r;
+
+	if ((r = sq_exec(q, op, SQL_RAISE_REPO_GEN, "ll", op->in.id, op->in.generation)) < 0 ||
+	    (r = sq_exec(q, op, SQL_UPSERT_REPLICA, "lttl", op->in.id, op->in.storage, op->in.path,
+			 op->in.generation)) < 0)
+		return r;
+	return 0;
+}
+
+static const char SQL_REPO_REPLICA_PATH[] =
+	"SELECT repository_id, replica_path FROM repositories WHERE virtual_storage = ?1 AND relative_path = ?2";
+static const char SQL_REPLICA_STORAGES[] =
+	"SELECT storage FROM storage_repositories WHERE repository_id = ?1 ORDER BY storage";
+static const char SQL_DELETE_REPO[] =
+	"DELETE FROM repositories WHERE repository_id = ?1";
+
+int sq_delete_repository(struct store_backend *b, struct store_op *op)
+{
+	struct sqlite_backend *q = sq_backend(b);
+	sqlite3_stmt *st;
+	int64_t id;
+	int r;
+
+	if ((r = sq_query(q, op, &st, SQL_REPO_REPLICA_PATH, "tt", op->in.vs, op->in.path)) < 0 ||
+	    (r = sq_next(q, op, st)) < 0)
+		return r;
+	if (!r)
+		return store_op_fail(op, -ENOENT, "repository \"%s\"/\"%s\" not found", op->in.vs, op->in.path);
+	id = sqlite3_column_int64(st, 0);
+	op->deleted_replica_path = sq_text(op, st, 1);
+	sqlite3_reset(st);
+	if ((r = sq_query(q, op, &st, SQL_REPLICA_STORAGES, "l", id)) < 0)
+		return r;
+	while ((r = sq_next(q, op, st)) > 0)
+		strvec_push(&op->deleted_storages, (const char *)sqlite3_column_text(st, 0));
+	if (r < 0)
+		return r;
+	/* replicas and assignments go with it (ON DELETE CASCADE) */
+	if ((r = sq_exec(q, op, SQL_DELETE_REPO, "l", id)) < 0)
+		return r;
+	return 0;
+}
+
+static const char SQL_DELETE_REPLICA[] =
+	"DELETE FROM storage_repositories WHERE repository_id = ?1 AND storage = ?2";
+
+int sq_delete_replica(struct store_backend *b, struct store_op *op)
+{
+	int r = sq_exec(sq_backend(b), op, SQL_DELETE_REPLICA, "lt", op->in.id, op->in.storage);
+	return r < 0 ? r : 0;
+}
+
+static const char SQL_DELETE_REPO_IF_NO_REPLICA[] =
+	"DELETE FROM repositories WHERE repository_id = ?1 AND NOT EXISTS ("
+	" SELECT 1 FROM storage_repositories WHERE repository_id = ?1 AND storage != ?2)";
+
+int sq_delete_invalid_replica(struct store_backend *b, struct store_op *op)
+{
+	struct sqlite_backend *q = sq_backend(b);
+	int r;
+
+	if ((r = sq_exec(q, op, SQL_DELETE_REPLICA, "lt", op->in.id, op->in.storage)) < 0 ||
+	    (r = sq_exec(q, op, SQL_DELETE_REPO_IF_NO_REPLICA, "lt", op->in.id, op->in.storage)) < 0)
+		return r;
+	return 0;
+}
+
+static const char SQL_BUMP_REPO[] =
+	"UPDATE repositories SET generation = COALESCE(generation, -1) + 1"
+	" WHERE virtual_storage = ?1 AND relative_path = ?2 RETURNING repository_id, generation";
+static const char SQL_UPSERT_AUTHORITATIVE[] =
+	"INSERT INTO storage_repositories (repository_id, virtual_storage, relative_path, storage, generation)"
+	" VALUES (?1, ?2, ?3, ?4, ?5)"
+	" ON CONFLICT (virtual_storage, relative_path, storage) DO UPDATE SET"
+	"  repository_id = excluded.repository_id, generation = excluded.generation";
+
+int sq_set_authoritative(struct store_backend *b, struct store_op *op)
+{
+	struct sqlite_backend *q = sq_backend(b);
+	sqlite3_stmt *st;
+	int64_t id, gen;
+	int r;
+
+	if ((r = sq_query(q, op, &st, SQL_BUMP_REPO, "tt", op->in.vs, op->in.path)) < 0 ||
+	    (r = sq_next(q, op, st)) < 0)
+		return r;
+	if (!r)
+		return store_op_fail(op, -ENOENT, "repository \"%s\"/\"%s\" not found", op->in.vs, op->in.path);
+	id = sqlite3_column_int64(st, 0);
+	gen = sqlite3_column_int64(st, 1);
+	sqlite3_reset(st);
+	if ((r = sq_exec(q, op, SQL_UPSERT_AUTHORITATIVE, "ltttl", id, op->in.vs, op->in.path,
+			 op->in.storage, gen)) < 0)
+		return r;
+	op->value = gen;
+	return 0;
+}
+
+static const char SQL_SET_PRIMARY[] =
+	"UPDATE repositories SET \"primary\" = ?2 WHERE repository_id = ?1";
+
+int sq_set_primary(struct store_backend *b, struct store_op *op)
+{
+	int r = sq_exec(sq_backend(b), op, SQL_SET_PRIMARY, "lt", op->in.id, op->in.primary);
+	if (r == 0)
+		return store_op_fail(op, -ENOENT, "repository not found");
+	return r < 0 ? r : 0;
+}
+
+static const char SQL_DELETE_ASSIGNMENTS[] =
+	"DELETE FROM repository_assignments WHERE repository_id = ?1";
+static const char SQL_ASSIGN[] =
+	"INSERT INTO repository_assignments (repository_id, virtual_storage, relative_path, storage)"
+	" SELECT repository_id, virtual_storage, relative_path, ?2 FROM repositories WHERE repository_id = ?1"
+	" ON CONFLICT DO NOTHING";
+
+int sq_set_assignments(struct store_backend *b, struct store_op *op)
+{
+	struct sqlite_backend *q = sq_backend(b);
+	int64_t found;
+	int r;
+
+	if ((r = sq_int(q, op, &found, 0, SQL_REPO_BY_ID, "l", op->in.id)) < 0)
+		return r;
+	if (!r)
+		return store_op_fail(op, -ENOENT, "repository not found");
+	if ((r = sq_exec(q, op, SQL_DELETE_ASSIGNMENTS, "l", op->in.id)) < 0)
+		return r;
+	for (size_t i = 0; i < op->in.storages.nr; i++)
+		if ((r = sq_exec(q, op, SQL_ASSIGN, "lt", op->in.id, op->in.storages.v[i])) < 0)
+			return r;
+	return 0;
+}
+
+static const char SQL_RENAME_REPO[] =
+	"UPDATE repositories SET relative_path = ?2 WHERE repository_id = ?1";
+static const char SQL_RENAME_REPLICAS[] =
+	"UPDATE storage_repositories SET relative_path = ?2 WHERE repository_id = ?1 AND relative_path = ?3";
+
+int sq_rename_repository(struct store_backend *b, struct store_op *op)
+{
+	struct sqlite_backend *q = sq_backend(b);
+	int64_t id, other;
+	int r;
+
+	if ((r = sq_int(q, op, &id, 0, SQL_REPO_BY_PATH, "tt", op->in.vs, op->in.path)) < 0)
+		return r;
+	if (!r)
+		return store_op_fail(op, -ENOENT, "repository \"%s\"/\"%s\" not found", op->in.vs, op->in.path);
+	if ((r = sq_int(q, op, &other, 0, SQL_REPO_BY_PATH, "tt", op->in.vs, op->in.path2)) < 0)
+		return r;
+	if (r)
+		return store_op_fail(op, -EEXIST, "repository \"%s\"/\"%s\" already exists",
+				     op->in.vs, op->in.path2);
+	/* assignment rows follow through their ON UPDATE CASCADE foreign key */
+	if ((r = sq_exec(q, op, SQL_RENAME_REPO, "lt", id, op->in.path2)) < 0 ||
+	    (r = sq_exec(q, op, SQL_RENAME_REPLICAS, "ltt", id, op->in.path2, op->in.path)) < 0)
+		return r;
+	return 0;
+}

@@ -1,0 +1,175 @@
+/*
+ * The tracking store: praefect's record of repositories, replicas and their
+ * generations, assignments, the replication queue and node health, with the
+ * semantics of upstream's PostgreSQL schema (docs: praefect-ops.md §1).
+ *
+ * One interface, several backends: sqlite.c (embedded, the default) and later
+ * postgres.c (several praefects sharing one database). Callers only see
+ * `struct store` and the functions below.
+ *
+ * Every operation is asynchronous: it is queued and `cb` fires exactly once,
+ * later, on the loop thread that opened the store (never from inside the
+ * call). Operations complete in the order they were submitted. Backends do the
+ * blocking work elsewhere (sqlite: one worker thread owning the connection), so
+ * the event loop never waits on disk. A `status` of 0 means success; errors are
+ * negative errno values (-ENOENT not found, -EEXIST already exists, -ESTALE
+ * "write to outdated nodes", -EIO backend failure) with a message in `msg`
+ * (valid during the callback).
+ *
+ * Pointers in argument structs are copied before the call returns; results
+ * passed to callbacks are valid only during the callback.
+ */
+#ifndef STORE_STORE_H
+#define STORE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define GENERATION_UNKNOWN (-1)
+
+struct store;
+
+struct store_replica {
+	const char *storage;
+	int64_t generation;          /* GENERATION_UNKNOWN when there is no replica row */
+	int assigned;                /* a repository_assignments row exists */
+};
+
+struct store_repo {
+	int64_t id;
+	const char *virtual_storage;
+	const char *relative_path;
+	const char *replica_path;
+	const char *primary;         /* NULL when none is stored */
+	int64_t generation;
+	struct store_replica *replicas;   /* union of replica rows and assignment rows */
+	size_t nr_replicas;
+};
+
+enum job_state { JOB_READY, JOB_IN_PROGRESS, JOB_COMPLETED, JOB_FAILED, JOB_DEAD, JOB_CANCELLED };
+
+struct repl_job {
+	int64_t id;                  /* 0 before enqueue */
+	const char *change;          /* "update", "delete_replica", "delete", "create" */
+	int64_t repository_id;
+	const char *virtual_storage;
+	const char *relative_path;
+	const char *replica_path;    /* may be empty: workers resolve it */
+	const char *source_storage;  /* empty for deletions */
+	const char *target_storage;
+	const char *correlation_id;
+	enum job_state state;
+	int attempt;                 /* remaining attempts, 3 on enqueue */
+	int64_t created_at_ms;       /* Unix ms */
+};
+
+/* --- callbacks --- */
+typedef void (*store_done_fn)(void *arg, int status, const char *msg);
+typedef void (*store_id_fn)(void *arg, int status, const char *msg, int64_t id);
+typedef void (*store_gen_fn)(void *arg, int status, const char *msg, int64_t generation);
+typedef void (*store_repos_fn)(void *arg, int status, const char *msg,
+			       const struct store_repo *repos, size_t n);
+typedef void (*store_deleted_fn)(void *arg, int status, const char *msg, const char *replica_path,
+				 const char *const *storages, size_t n);
+typedef void (*store_jobs_fn)(void *arg, int status, const char *msg,
+			      const struct repl_job *jobs, size_t n);
+typedef void (*store_count_fn)(void *arg, int status, const char *msg, int64_t count);
+
+/* --- lifecycle --- */
+
+/*
+ * Open (creating if needed) and migrate the SQLite store at `path`, WAL mode.
+ * Synchronous: for start-up and command-line tools. 0, or -1 with `err` set.
+ */
+struct strbuf;
+int store_open_sqlite(uv_loop_t *loop, const char *path, struct store **out, struct strbuf *err);
+/*
+ * Finish queued operations, then close. Their callbacks run before this
+ * returns; an op submitted from one of them fails with -ECANCELED. The
+ * memory goes on the loop's next turn. An idle store does not keep the loop
+ * alive; a pending operation does.
+ */
+void store_close(struct store *s);
+/* Applied migration ids, for `praefect sql-migrate-status`-like tools. */
+const char *const *store_migrations(size_t *n);
+
+/* --- repositories (upstream repository_store.go semantics) --- */
+
+/* Every repository with its replicas and assignments (start-up cache fill). */
+void store_list_repositories(struct store *s, const char *virtual_storage /* NULL: all */,
+			     store_repos_fn cb, void *arg);
+/* One repository by (virtual storage, relative path); -ENOENT if absent. */
+void store_get_repository(struct store *s, const char *vs, const char *relative_path,
+			  store_repos_fn cb, void *arg);
+/* Reserve a new repository id; -EEXIST if (vs, path) already has a repository. */
+void store_reserve_id(struct store *s, const char *vs, const char *relative_path, store_id_fn cb, void *arg);
+/*
+ * Insert a repository at generation 0 with replica rows at 0 for primary and
+ * `updated`; assignment rows for primary ∪ updated ∪ outdated when
+ * `store_assignments`. -EEXIST when (vs, path) or the id exists.
+ */
+void store_create_repository(struct store *s, int64_t id, const char *vs, const char *relative_path,
+			     const char *replica_path, const char *primary,
+			     const char *const *updated, size_t nr_updated,
+			     const char *const *outdated, size_t nr_outdated,
+			     int store_primary, int store_assignments, store_done_fn cb, void *arg);
+/*
+ * +1 on the given storages' replicas that are at the repository generation,
+ * and on the repository if any was bumped. -ENOENT, or -ESTALE ("write to
+ * outdated nodes") if none was up to date. `cb` gets the new generation.
+ */
+void store_increment_generation(struct store *s, int64_t id, const char *const *storages, size_t n,
+				store_gen_fn cb, void *arg);
+/* Upsert a replica at `generation`, raising the repository's if lower. */
+void store_set_generation(struct store *s, int64_t id, const char *storage, const char *relative_path,
+			  int64_t generation, store_done_fn cb, void *arg);
+/* Delete the repository (cascade); returns its replica path and replica storages. */
+void store_delete_repository(struct store *s, const char *vs, const char *relative_path,
+			     store_deleted_fn cb, void *arg);
+/* Delete one replica row (no row is not an error). */
+void store_delete_replica(struct store *s, int64_t id, const char *storage, store_done_fn cb, void *arg);
+/* Delete a replica and the repository too if no other replica remains. */
+void store_delete_invalid_replica(struct store *s, int64_t id, const char *storage,
+				  store_done_fn cb, void *arg);
+/* Repository generation +1 and `storage` upserted to it (accept-dataloss). */
+void store_set_authoritative(struct store *s, const char *vs, const char *relative_path,
+			     const char *storage, store_gen_fn cb, void *arg);
+void store_set_primary(struct store *s, int64_t id, const char *primary, store_done_fn cb, void *arg);
+/* Replace the assignment rows of a repository. */
+void store_set_assignments(struct store *s, int64_t id, const char *const *storages, size_t n,
+			   store_done_fn cb, void *arg);
+/* Rename a repository (relative path), keeping its id and replica path. */
+void store_rename_repository(struct store *s, const char *vs, const char *from, const char *to,
+			     store_done_fn cb, void *arg);
+
+/* --- replication queue (upstream queue.go semantics) --- */
+
+/*
+ * Enqueue `job` (state ready, attempt 3). When a ready job with the same
+ * (virtual storage, relative path, target, change) exists, nothing is inserted
+ * and status is -EEXIST (callers treat that as success); also -EEXIST for a
+ * second live delete_replica job of one repository. `cb` gets the new id.
+ */
+void store_enqueue(struct store *s, const struct repl_job *job, store_id_fn cb, void *arg);
+/* Take up to `max` jobs for one target storage, as upstream Dequeue does. */
+void store_dequeue(struct store *s, const char *vs, const char *target, size_t max,
+		   store_jobs_fn cb, void *arg);
+/* Acknowledge in_progress jobs as completed, failed or dead (see the spec). */
+void store_acknowledge(struct store *s, enum job_state state, const int64_t *ids, size_t n,
+		       store_done_fn cb, void *arg);
+/* Keep the locks of running jobs fresh; -ENOENT once none is held (stop refreshing). */
+void store_heartbeat(struct store *s, const int64_t *ids, size_t n, store_done_fn cb, void *arg);
+/* Release jobs whose lock was not refreshed for `stale_ms` (crashed workers); `cb` gets how many. */
+void store_acknowledge_stale(struct store *s, int64_t stale_ms, store_count_fn cb, void *arg);
+/* Jobs not yet finished (ready, in_progress, failed), for metrics and tests. */
+void store_count_jobs(struct store *s, store_count_fn cb, void *arg);
+/* Every job (any state), for tools and tests. */
+void store_list_jobs(struct store *s, store_jobs_fn cb, void *arg);
+
+/* --- node health (node_status) --- */
+
+void store_record_node_status(struct store *s, const char *praefect_name, const char *vs,
+			      const char *storage, int healthy, store_done_fn cb, void *arg);
+
+#endif

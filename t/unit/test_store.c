@@ -1,0 +1,1034 @@
+/* Unit tests: the tracking store on a real SQLite file, driven through the event loop. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "base/strbuf.h"
+#include "store/store.h"
+#include "store/backend.h"
+
+/* --- fixture: a fresh database file per test --- */
+
+struct fx {
+	uv_loop_t loop;
+	char dir[64];
+	char path[128];
+	struct store *s;
+};
+
+static struct fx *F;
+
+static void fx_open(struct fx *f)
+{
+	struct strbuf err = STRBUF_INIT;
+	if (store_open_sqlite(&f->loop, f->path, &f->s, &err) < 0)
+		fail_msg("open: %s", err.buf);
+	strbuf_release(&err);
+}
+
+/* Close and let the loop free the store (its async handle closes on the next turn). */
+static void fx_close(struct fx *f)
+{
+	store_close(f->s);
+	f->s = NULL;
+	uv_run(&f->loop, UV_RUN_DEFAULT);
+}
+
+static void fx_reopen(struct fx *f)
+{
+	fx_close(f);
+	fx_open(f);
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	snprintf(f->dir, sizeof(f->dir), "/tmp/test_store.XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->path, sizeof(f->path), "%s/praefect.db", f->dir);
+	uv_loop_init(&f->loop);
+	fx_open(f);
+	F = f;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	char p[160];
+	if (f->s)
+		fx_close(f);
+	assert_int_equal(uv_loop_close(&f->loop), 0);
+	static const char *const suffixes[] = { "", "-wal", "-shm", "-journal" };
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(p, sizeof(p), "%s%s", f->path, suffixes[i]);
+		unlink(p);
+	}
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+/* A second connection on the same file, to look at what is committed. */
+static int64_t sql_int(const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int64_t v = -999;
+
+	assert_int_equal(sqlite3_open_v2(F->path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_type(st, 0) == SQLITE_NULL ? -1000 : sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+static void sql_exec(const char *sql)
+{
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open_v2(F->path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+	sqlite3_close(db);
+}
+
+/* --- capturing results --- */
+
+static int seq_counter;
+
+struct res {
+	int fired, seq, status;
+	char msg[256];
+	int64_t val;
+	char text[4096];
+};
+
+static void res_fire(struct res *r, int status, const char *msg)
+{
+	r->fired++;
+	r->seq = ++seq_counter;
+	r->status = status;
+	snprintf(r->msg, sizeof(r->msg), "%s", status < 0 && msg ? msg : "");
+}
+
+static void on_done(void *arg, int status, const char *msg)
+{
+	res_fire(arg, status, msg);
+}
+
+static void on_val(void *arg, int status, const char *msg, int64_t v)
+{
+	struct res *r = arg;
+	res_fire(r, status, msg);
+	r->val = v;
+}
+
+static void on_repos(void *arg, int status, const char *msg, const struct store_repo *repos, size_t n)
+{
+	struct res *r = arg;
+	struct strbuf sb = STRBUF_INIT;
+
+	res_fire(r, status, msg);
+	r->val = (int64_t)n;
+	for (size_t i = 0; i < n; i++) {
+		const struct store_repo *p = &repos[i];
+		if (i)
+			strbuf_addch(&sb, '\n');
+		strbuf_addf(&sb, "%" PRId64 " %s/%s %s primary=%s gen=%" PRId64, p->id, p->virtual_storage,
+			    p->relative_path, p->replica_path ? p->replica_path : "-",
+			    p->primary ? p->primary : "-", p->generation);
+		for (size_t j = 0; j < p->nr_replicas; j++)
+			strbuf_addf(&sb, " %s:%" PRId64 "%s", p->replicas[j].storage, p->replicas[j].generation,
+				    p->replicas[j].assigned ? "*" : "");
+	}
+	snprintf(r->text, sizeof(r->text), "%s", sb.buf);
+	strbuf_release(&sb);
+}
+
+static void on_deleted(void *arg, int status, const char *msg, const char *replica_path,
+		       const char *const *storages, size_t n)
+{
+	struct res *r = arg;
+	struct strbuf sb = STRBUF_INIT;
+
+	res_fire(r, status, msg);
+	if (status == 0) {
+		strbuf_addf(&sb, "%s:", replica_path ? replica_path : "-");
+		for (size_t i = 0; i < n; i++)
+			strbuf_addf(&sb, " %s", storages[i]);
+	}
+	snprintf(r->text, sizeof(r->text), "%s", sb.buf);
+	strbuf_release(&sb);
+}
+
+static const char *state_str(enum job_state s)
+{
+	return store_job_state_name(s);
+}
+
+static int64_t last_ids[64];
+
+static void on_jobs(void *arg, int status, const char *msg, const struct repl_job *jobs, size_t n)
+{
+	struct res *r = arg;
+	struct strbuf sb = STRBUF_INIT;
+
+	res_fire(r, status, msg);
+	r->val = (int64_t)n;
+	for (size_t i = 0; i < n; i++) {
+		const struct repl_job *j = &jobs[i];
+		if (i < 64)
+			last_ids[i] = j->id;
+		if (i)
+			strbuf_addch(&sb, '\n');
+		strbuf_addf(&sb, "%s %s/%s %s->%s %s %d", j->change, j->virtual_storage, j->relative_path,
+			    *j->source_storage ? j->source_storage : "-", j->target_storage,
+			    state_str(j->state), j->attempt);
+		assert_true(j->created_at_ms > 1600000000000);
+	}
+	snprintf(r->text, sizeof(r->text), "%s", sb.buf);
+	strbuf_release(&sb);
+}
+
+/* Run the loop until `r` fired; it must not have fired inside the call. */
+static void wait_for(struct res *r)
+{
+	assert_int_equal(r->fired, 0);
+	while (!r->fired)
+		uv_run(&F->loop, UV_RUN_ONCE);
+	assert_int_equal(r->fired, 1);
+}
+
+#define L(...) ((const char *const[]){ __VA_ARGS__, NULL })
+static size_t len(const char *const *v)
+{
+	size_t n = 0;
+	while (v && v[n])
+		n++;
+	return n;
+}
+
+/* --- synchronous wrappers --- */
+
+static struct res R;
+
+static struct res *reset(void)
+{
+	memset(&R, 0, sizeof(R));
+	return &R;
+}
+
+static int64_t reserve(const char *path, int *status)
+{
+	store_reserve_id(F->s, "vs", path, on_val, reset());
+	wait_for(&R);
+	*status = R.status;
+	return R.val;
+}
+
+static int create(int64_t id, const char *path, const char *primary, const char *const *updated,
+		  const char *const *outdated, int store_primary, int store_assignments)
+{
+	char rp[64];
+	snprintf(rp, sizeof(rp), "@cluster/repositories/%" PRId64, id);
+	store_create_repository(F->s, id, "vs", path, rp, primary, updated, len(updated), outdated,
+				len(outdated), store_primary, store_assignments, on_done, reset());
+	wait_for(&R);
+	return R.status;
+}
+
+static int create1(int64_t id, const char *path)
+{
+	return create(id, path, "s1", L("s2"), L("s3"), 1, 0);
+}
+
+/* "" when absent; the text otherwise (R.status holds the status). */
+static const char *get(const char *path)
+{
+	store_get_repository(F->s, "vs", path, on_repos, reset());
+	wait_for(&R);
+	return R.text;
+}
+
+static int64_t incr(int64_t id, const char *const *storages, int *status)
+{
+	store_increment_generation(F->s, id, storages, len(storages), on_val, reset());
+	wait_for(&R);
+	*status = R.status;
+	return R.val;
+}
+
+static int done_call(void)
+{
+	wait_for(&R);
+	return R.status;
+}
+
+static int64_t enqueue(const char *change, const char *path, const char *source, const char *target,
+		       int *status)
+{
+	struct repl_job job = {
+		.change = change, .repository_id = 1, .virtual_storage = "vs", .relative_path = path,
+		.replica_path = "", .source_storage = source, .target_storage = target,
+		.correlation_id = "cid",
+	};
+	store_enqueue(F->s, &job, on_val, reset());
+	wait_for(&R);
+	*status = R.status;
+	return R.val;
+}
+
+static const char *dequeue(const char *vs, const char *target, size_t max)
+{
+	store_dequeue(F->s, vs, target, max, on_jobs, reset());
+	wait_for(&R);
+	assert_int_equal(R.status, 0);
+	return R.text;
+}
+
+static int ack(enum job_state state, const int64_t *ids, size_t n)
+{
+	store_acknowledge(F->s, state, ids, n, on_done, reset());
+	return done_call();
+}
+
+static const char *jobs(void)
+{
+	store_list_jobs(F->s, on_jobs, reset());
+	wait_for(&R);
+	assert_int_equal(R.status, 0);
+	return R.text;
+}
+
+static int64_t count_jobs(void)
+{
+	store_count_jobs(F->s, on_val, reset());
+	wait_for(&R);
+	assert_int_equal(R.status, 0);
+	return R.val;
+}
+
+/* --- migrations and persistence --- */
+
+static void test_migrations(void **state)
+{
+	size_t n;
+	const char *const *ids = store_migrations(&n);
+	char sql[256];
+
+	assert_true(n >= 1);
+	assert_null(ids[n]);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM schema_migrations"), (int64_t)n);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(strlen(ids[i]) > 15 && ids[i][14] == '_', 1);
+		snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM schema_migrations WHERE id = '%s'", ids[i]);
+		assert_int_equal(sql_int(sql), 1);
+		if (i)
+			assert_true(strcmp(ids[i - 1], ids[i]) < 0);
+	}
+	int64_t applied = sql_int("SELECT MIN(applied_at) FROM schema_migrations");
+	assert_true(applied > 1600000000000);
+
+	/* reopening applies nothing again and keeps the bookkeeping */
+	fx_reopen(F);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM schema_migrations"), (int64_t)n);
+	assert_int_equal(sql_int("SELECT MIN(applied_at) FROM schema_migrations"), applied);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM hello_world"), 1);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
+
+	/* a database migrated by a newer version is refused */
+	fx_close(F);
+	sql_exec("INSERT INTO schema_migrations (id, applied_at) VALUES ('29990101000000_future', 0)");
+	struct strbuf err = STRBUF_INIT;
+	struct store *s = NULL;
+	assert_int_equal(store_open_sqlite(&F->loop, F->path, &s, &err), -1);
+	assert_null(s);
+	assert_non_null(strstr(err.buf, "unknown migration \"29990101000000_future\""));
+	strbuf_release(&err);
+	sql_exec("DELETE FROM schema_migrations WHERE id = '29990101000000_future'");
+	fx_open(F);
+
+	/* a missing older migration is caught up (sql-migrate's plan) */
+	fx_close(F);
+	sql_exec("DROP TABLE node_status;"
+		 "DELETE FROM schema_migrations WHERE id = '20240101000200_node_status'");
+	fx_open(F);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM schema_migrations"), (int64_t)n);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM node_status"), 0);
+}
+
+static void test_open_error(void **state)
+{
+	struct strbuf err = STRBUF_INIT;
+	struct store *s = (struct store *)&err;
+	assert_int_equal(store_open_sqlite(&F->loop, "/nonexistent/dir/x.db", &s, &err), -1);
+	assert_null(s);
+	assert_non_null(strstr(err.buf, "/nonexistent/dir/x.db"));
+	strbuf_release(&err);
+}
+
+static void test_persistence(void **state)
+{
+	int st;
+	assert_int_equal(create1(7, "a.git"), 0);
+	incr(7, L("s1"), &st);
+	assert_int_equal(st, 0);
+	enqueue("update", "a.git", "s1", "s2", &st);
+	assert_int_equal(st, 0);
+	fx_reopen(F);
+	assert_string_equal(get("a.git"), "7 vs/a.git @cluster/repositories/7 primary=s1 gen=1 s1:1 s2:0");
+	assert_string_equal(jobs(), "update vs/a.git s1->s2 ready 3");
+}
+
+/* --- repositories --- */
+
+static void test_repository_basics(void **state)
+{
+	int st;
+
+	assert_int_equal(reserve("a.git", &st), 1);
+	assert_int_equal(st, 0);
+	assert_int_equal(reserve("b.git", &st), 2);
+	assert_int_equal(create1(1, "a.git"), 0);
+	reserve("a.git", &st);
+	assert_int_equal(st, -EEXIST);
+
+	assert_string_equal(get("a.git"), "1 vs/a.git @cluster/repositories/1 primary=s1 gen=0 s1:0 s2:0");
+	assert_int_equal(R.status, 0);
+	get("missing.git");
+	assert_int_equal(R.status, -ENOENT);
+	assert_int_equal(R.val, 0);
+
+	assert_int_equal(create1(1, "other.git"), -EEXIST);
+	assert_string_equal(R.msg, "repository id 1 already in use");
+	assert_int_equal(create1(5, "a.git"), -EEXIST);
+	assert_string_equal(R.msg, "repository already exists");
+
+	/* an id given explicitly is never reserved again */
+	assert_int_equal(create1(10, "c.git"), 0);
+	assert_int_equal(reserve("d.git", &st), 11);
+
+	store_list_repositories(F->s, NULL, on_repos, reset());
+	wait_for(&R);
+	assert_int_equal(R.status, 0);
+	assert_string_equal(R.text, "1 vs/a.git @cluster/repositories/1 primary=s1 gen=0 s1:0 s2:0\n"
+				    "10 vs/c.git @cluster/repositories/10 primary=s1 gen=0 s1:0 s2:0");
+	store_list_repositories(F->s, "vs2", on_repos, reset());
+	wait_for(&R);
+	assert_int_equal(R.status, 0);
+	assert_int_equal(R.val, 0);
+	store_list_repositories(F->s, "vs", on_repos, reset());
+	wait_for(&R);
+	assert_int_equal(R.val, 2);
+}
+
+static void test_create_with_assignments(void **state)
+{
+	assert_int_equal(create(1, "a.git", "s1", L("s2"), L("s3"), 0, 1), 0);
+	assert_string_equal(get("a.git"), "1 vs/a.git @cluster/repositories/1 primary=- gen=0 s1:0* s2:0* s3:-1*");
+	/* the primary among the updated secondaries is not an error */
+	assert_int_equal(create(2, "b.git", "s1", L("s1", "s2"), L("s2"), 1, 1), 0);
+	assert_string_equal(get("b.git"), "2 vs/b.git @cluster/repositories/2 primary=s1 gen=0 s1:0* s2:0*");
+	/* a failed create leaves nothing behind */
+	assert_int_equal(create(2, "c.git", "s1", NULL, NULL, 1, 1), -EEXIST);
+	get("c.git");
+	assert_int_equal(R.status, -ENOENT);
+}
+
+static void test_increment_generation(void **state)
+{
+	int st;
+
+	assert_int_equal(create1(1, "a.git"), 0);
+	assert_int_equal(incr(1, L("s1", "s2", "s3"), &st), 1);
+	assert_int_equal(st, 0);
+	assert_string_equal(get("a.git"), "1 vs/a.git @cluster/repositories/1 primary=s1 gen=1 s1:1 s2:1");
+	assert_int_equal(incr(1, L("s1"), &st), 2);
+	assert_string_equal(get("a.git"), "1 vs/a.git @cluster/repositories/1 primary=s1 gen=2 s1:2 s2:1");
+	/* only outdated replicas named: nothing changes */
+	assert_int_equal(incr(1, L("s2", "s3"), &st), GENERATION_UNKNOWN);
+	assert_int_equal(st, -ESTALE);
+	assert_string_equal(R.msg, "write to outdated nodes");
+	assert_string_equal(get("a.git"), "1 vs/a.git @cluster/repositories/1 primary=s1 gen=2 s1:2 s2:1");
+	incr(99, L("s1"), &st);
+	assert_int_equal(st, -ENOENT);
+	/* a storage named twice is bumped once */
+	assert_int_equal(incr(1, L("s1", "s1"), &st), 3);
+	assert_string_equal(get("a.git"), "1 vs/a.git @cluster/repositories/1 primary=s1 gen=3 s1:3 s2:1");
+}
+
+static void test_set_generation(void **state)
+{
+	assert_int_equal(create1(1, "a.git"), 0);
+	store_set_generation(F->s, 1, "s3", "a.git", 5, on_done, reset());
+	assert_int_equal(done_call(), 0);
+	assert_string_equal(get("a.git"), "1 vs/a.git @cluster/repositories/1 primary=s1 gen=5 s1:0 s2:0 s3:5");
+	/* lower than the repository: the repository keeps its generation */
+	store_set_generation(F->s, 1, "s2", NULL, 2, on_done, reset());
+	assert_int_equal(done_call(), 0);
+	assert_string_equal(get("a.git"), "1 vs/a.git @cluster/repositories/1 primary=s1 gen=5 s1:0 s2:2 s3:5");
+	/* upstream: no repository, no error, no row */
+	store_set_generation(F->s, 99, "s1", "x.git", 1, on_done, reset());
+	assert_int_equal(done_call(), 0);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM storage_repositories WHERE repository_id = 99"), 0);
+}
+
+static void test_delete_repository(void **state)
+{
+	assert_int_equal(create(1, "a.git", "s2", L("s1"), L("s3"), 1, 1), 0);
+	assert_int_equal(create1(2, "b.git"), 0);
+	store_delete_repository(F->s, "vs", "a.git", on_deleted, reset());
+	assert_int_equal(done_call(), 0);
+	assert_string_equal(R.text, "@cluster/repositories/1: s1 s2");
+	get("a.git");
+	assert_int_equal(R.status, -ENOENT);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM storage_repositories WHERE repository_id = 1"), 0);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM repository_assignments WHERE repository_id = 1"), 0);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM storage_repositories"), 2);
+	store_delete_repository(F->s, "vs", "a.git", on_deleted, reset());
+	assert_int_equal(done_call(), -ENOENT);
+}
+
+static void test_delete_replicas(void **state)
+{
+	assert_int_equal(create1(1, "a.git"), 0);
+	store_delete_replica(F->s, 1, "s2", on_done, reset());
+	assert_int_equal(done_call(), 0);
+	store_delete_replica(F->s, 1, "s9", on_done, reset());
+	assert_int_equal(done_call(), 0);
+	assert_string_equal(get("a.git"), "1 vs/a.git @cluster/repositories/1 primary=s1 gen=0 s1:0");
+
+	/* the last replica takes the repository with it */
+	store_delete_invalid_replica(F->s, 1, "s1", on_done, reset());
+	assert_int_equal(done_call(), 0);
+	get("a.git");
+	assert_int_equal(R.status, -ENOENT);
+
+	/* another replica remains: only the invalid one goes */
+	assert_int_equal(create1(2, "b.git"), 0);
+	store_delete_invalid_replica(F->s, 2, "s1", on_done, reset());
+	assert_int_equal(done_call(), 0);
+	assert_string_equal(get("b.git"), "2 vs/b.git @cluster/repositories/2 primary=s1 gen=0 s2:0");
+	store_delete_invalid_replica(F->s, 99, "s1", on_done, reset());
+	assert_int_equal(done_call(), 0);
+}
+
+static void test_set_authoritative(void **state)
+{
+	int st;
+	assert_int_equal(create1(1, "a.git"), 0);
+	assert_int_equal(incr(1, L("s1"), &st), 1);
+	store_set_authoritative(F->s, "vs", "a.git", "s2", on_val, reset());
+	assert_int_equal(done_call(), 0);
+	assert_int_equal(R.val, 2);
+	assert_string_equal(get("a.git"), "1 vs/a.git @cluster/repositories/1 primary=s1 gen=2 s1:1 s2:2");
+	store_set_authoritative(F->s, "vs", "a.git", "s3", on_val, reset());
+	assert_int_equal(done_call(), 0);
+	assert_int_equal(R.val, 3);
+	assert_string_equal(get("a.git"), "1 vs/a.git @cluster/repositories/1 primary=s1 gen=3 s1:1 s2:2 s3:3");
+	store_set_authoritative(F->s, "vs", "missing.git", "s1", on_val, reset());
+	assert_int_equal(done_call(), -ENOENT);
+}
+
+static void test_primary_assignments_rename(void **state)
+{
+	int st;
+	assert_int_equal(create1(1, "a.git"), 0);
+	assert_int_equal(create1(2, "b.git"), 0);
+
+	store_set_primary(F->s, 1, "s2", on_done, reset());
+	assert_int_equal(done_call(), 0);
+	assert_string_equal(get("a.git"), "1 vs/a.git @cluster/repositories/1 primary=s2 gen=0 s1:0 s2:0");
+	store_set_primary(F->s, 1, NULL, on_done, reset());
+	assert_int_equal(done_call(), 0);
+	assert_string_equal(get("a.git"), "1 vs/a.git @cluster/repositories/1 primary=- gen=0 s1:0 s2:0");
+	store_set_primary(F->s, 99, "s1", on_done, reset());
+	assert_int_equal(done_call(), -ENOENT);
+
+	store_set_assignments(F->s, 1, L("s2", "s3"), 2, on_done, reset());
+	assert_int_equal(done_call(), 0);
+	assert_string_equal(get("a.git"), "1 vs/a.git @cluster/repositories/1 primary=- gen=0 s1:0 s2:0* s3:-1*");
+	store_set_assignments(F->s, 1, L("s1"), 1, on_done, reset());
+	assert_int_equal(done_call(), 0);
+	assert_string_equal(get("a.git"), "1 vs/a.git @cluster/repositories/1 primary=- gen=0 s1:0* s2:0");
+	store_set_assignments(F->s, 99, L("s1"), 1, on_done, reset());
+	assert_int_equal(done_call(), -ENOENT);
+
+	/* rename keeps id, replica path, replicas and assignments */
+	store_rename_repository(F->s, "vs", "a.git", "c.git", on_done, reset());
+	assert_int_equal(done_call(), 0);
+	get("a.git");
+	assert_int_equal(R.status, -ENOENT);
+	assert_string_equal(get("c.git"), "1 vs/c.git @cluster/repositories/1 primary=- gen=0 s1:0* s2:0");
+	assert_int_equal(incr(1, L("s1", "s2"), &st), 1);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM storage_repositories WHERE relative_path = 'c.git'"), 2);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM repository_assignments WHERE relative_path = 'c.git'"), 1);
+	store_rename_repository(F->s, "vs", "c.git", "b.git", on_done, reset());
+	assert_int_equal(done_call(), -EEXIST);
+	store_rename_repository(F->s, "vs", "a.git", "d.git", on_done, reset());
+	assert_int_equal(done_call(), -ENOENT);
+}
+
+/* --- replication queue --- */
+
+static void test_enqueue_dedup(void **state)
+{
+	int st;
+	int64_t id = enqueue("update", "a.git", "s1", "s2", &st);
+	assert_int_equal(st, 0);
+	assert_true(id > 0);
+	enqueue("update", "a.git", "s3", "s2", &st);
+	assert_int_equal(st, -EEXIST);
+	assert_string_equal(R.msg, "replication event \"\" -> \"vs\" -> \"s2\" -> \"a.git\" already exists");
+	assert_true(enqueue("update", "a.git", "s1", "s3", &st) > id);
+	assert_int_equal(st, 0);
+	enqueue("delete_replica", "a.git", "", "s2", &st);
+	assert_int_equal(st, 0);
+	enqueue("gc", "a.git", "s1", "s2", &st);
+	assert_int_equal(st, -EINVAL);
+	assert_int_equal(count_jobs(), 3);
+
+	/* both changes of one lock come in one batch */
+	assert_string_equal(dequeue("vs", "s2", 10), "update vs/a.git s1->s2 in_progress 2\n"
+						     "delete_replica vs/a.git -->s2 in_progress 3");
+	/* the dequeued job no longer blocks an identical one */
+	enqueue("update", "a.git", "s1", "s2", &st);
+	assert_int_equal(st, 0);
+	/* one live delete_replica per repository */
+	enqueue("delete_replica", "a.git", "", "s3", &st);
+	assert_int_equal(st, -EEXIST);
+	assert_int_equal(count_jobs(), 4);
+}
+
+static void test_dequeue(void **state)
+{
+	int st;
+	char path[16];
+
+	for (int i = 0; i < 5; i++) {
+		snprintf(path, sizeof(path), "p%d.git", i);
+		enqueue("update", path, "s1", "s2", &st);
+		assert_int_equal(st, 0);
+	}
+	enqueue("update", "p0.git", "s1", "s3", &st);
+	assert_string_equal(dequeue("vs", "s2", 0), "");
+	assert_string_equal(dequeue("vs", "s2", 3), "update vs/p0.git s1->s2 in_progress 2\n"
+						    "update vs/p1.git s1->s2 in_progress 2\n"
+						    "update vs/p2.git s1->s2 in_progress 2");
+	int64_t first = last_ids[0];
+	assert_string_equal(dequeue("vs", "s2", 10), "update vs/p3.git s1->s2 in_progress 2\n"
+						     "update vs/p4.git s1->s2 in_progress 2");
+	assert_string_equal(dequeue("vs", "s2", 10), "");
+	assert_string_equal(dequeue("other", "s3", 10), "");
+	assert_string_equal(dequeue("vs", "s3", 10), "update vs/p0.git s1->s3 in_progress 2");
+
+	/* the lock of p0 on s2 is held until its job is acknowledged */
+	enqueue("update", "p0.git", "s1", "s2", &st);
+	assert_int_equal(st, 0);
+	assert_string_equal(dequeue("vs", "s2", 10), "");
+	assert_int_equal(ack(JOB_COMPLETED, &first, 1), 0);
+	/* queued after p0's job started, so not superseded by it */
+	assert_string_equal(dequeue("vs", "s2", 10), "update vs/p0.git s1->s2 in_progress 2");
+}
+
+static void test_one_job_per_lock_and_change(void **state)
+{
+	int st;
+	int64_t a = enqueue("update", "a.git", "s1", "s2", &st);
+	assert_string_equal(dequeue("vs", "s2", 10), "update vs/a.git s1->s2 in_progress 2");
+	assert_int_equal(ack(JOB_FAILED, &a, 1), 0);
+	/* a failed job does not block a new ready one */
+	int64_t b = enqueue("update", "a.git", "s1", "s2", &st);
+	assert_int_equal(st, 0);
+	assert_true(b > a);
+	/* only the oldest of the two */
+	assert_string_equal(dequeue("vs", "s2", 10), "update vs/a.git s1->s2 in_progress 1");
+	assert_int_equal(last_ids[0], a);
+	assert_string_equal(dequeue("vs", "s2", 10), "");
+}
+
+static void test_attempts(void **state)
+{
+	int st;
+	int64_t id = enqueue("update", "a.git", "s1", "s2", &st);
+	int64_t del = enqueue("delete_replica", "b.git", "", "s2", &st);
+	int64_t both[] = { id, del };
+
+	assert_string_equal(dequeue("vs", "s2", 10), "update vs/a.git s1->s2 in_progress 2\n"
+						     "delete_replica vs/b.git -->s2 in_progress 3");
+	assert_int_equal(ack(JOB_FAILED, both, 2), 0);
+	assert_string_equal(jobs(), "update vs/a.git s1->s2 failed 2\ndelete_replica vs/b.git -->s2 failed 3");
+	assert_string_equal(dequeue("vs", "s2", 10), "update vs/a.git s1->s2 in_progress 1\n"
+						     "delete_replica vs/b.git -->s2 in_progress 3");
+	assert_int_equal(ack(JOB_FAILED, both, 2), 0);
+	assert_string_equal(dequeue("vs", "s2", 10), "update vs/a.git s1->s2 in_progress 0\n"
+						     "delete_replica vs/b.git -->s2 in_progress 3");
+	/* the worker gives up on the update at attempt 0; delete_replica never dies */
+	assert_int_equal(ack(JOB_DEAD, &id, 1), 0);
+	assert_int_equal(ack(JOB_FAILED, &del, 1), 0);
+	for (int i = 0; i < 5; i++) {
+		assert_string_equal(dequeue("vs", "s2", 10), "delete_replica vs/b.git -->s2 in_progress 3");
+		assert_int_equal(ack(JOB_FAILED, &del, 1), 0);
+	}
+	assert_string_equal(jobs(), "delete_replica vs/b.git -->s2 failed 3");
+	assert_int_equal(count_jobs(), 1);
+
+	/* only in_progress jobs are acknowledged; other states are rejected */
+	assert_int_equal(ack(JOB_COMPLETED, &del, 1), 0);
+	assert_string_equal(jobs(), "delete_replica vs/b.git -->s2 failed 3");
+	assert_int_equal(ack(JOB_READY, &del, 1), -EINVAL);
+	assert_string_equal(R.msg, "event state is not supported: \"ready\"");
+}
+
+static void test_acknowledge_completed_supersedes(void **state)
+{
+	int st;
+	int64_t a = enqueue("update", "a.git", "s1", "s2", &st);
+	dequeue("vs", "s2", 10);
+	assert_int_equal(ack(JOB_FAILED, &a, 1), 0);
+	/* queued while a waits for its retry, from the same source */
+	enqueue("update", "a.git", "s1", "s2", &st);
+	assert_int_equal(st, 0);
+	/* other repositories and targets are not touched */
+	enqueue("update", "b.git", "s1", "s2", &st);
+	enqueue("update", "a.git", "s1", "s3", &st);
+	usleep(3000);   /* created_at has millisecond resolution */
+	assert_string_equal(dequeue("vs", "s2", 1), "update vs/a.git s1->s2 in_progress 1");
+	assert_int_equal(ack(JOB_COMPLETED, &a, 1), 0);
+	assert_string_equal(jobs(), "update vs/b.git s1->s2 ready 3\nupdate vs/a.git s1->s3 ready 3");
+
+	/* a ready job from another source survives */
+	int64_t c = enqueue("update", "c.git", "s1", "s2", &st);
+	dequeue("vs", "s2", 10);   /* takes c and b */
+	assert_int_equal(ack(JOB_FAILED, &c, 1), 0);
+	enqueue("update", "c.git", "s3", "s2", &st);
+	assert_int_equal(st, 0);
+	usleep(3000);
+	assert_string_equal(dequeue("vs", "s2", 10), "update vs/c.git s1->s2 in_progress 1");
+	assert_int_equal(ack(JOB_COMPLETED, &c, 1), 0);
+	assert_string_equal(jobs(), "update vs/b.git s1->s2 in_progress 2\nupdate vs/a.git s1->s3 ready 3\n"
+				    "update vs/c.git s3->s2 ready 3");
+}
+
+static void test_heartbeat(void **state)
+{
+	int st;
+	int64_t id = enqueue("update", "a.git", "s1", "s2", &st);
+	int64_t missing = 424242;
+
+	dequeue("vs", "s2", 10);
+	sql_exec("UPDATE replication_queue_job_lock SET triggered_at = 1");
+	store_heartbeat(F->s, &id, 1, on_done, reset());
+	assert_int_equal(done_call(), 0);
+	assert_true(sql_int("SELECT triggered_at FROM replication_queue_job_lock") > 1600000000000);
+	/* fresh: not stale after a minute's threshold */
+	store_acknowledge_stale(F->s, 60000, on_val, reset());
+	assert_int_equal(done_call(), 0);
+	assert_int_equal(R.val, 0);
+	assert_int_equal(ack(JOB_COMPLETED, &id, 1), 0);
+	store_heartbeat(F->s, &id, 1, on_done, reset());
+	assert_int_equal(done_call(), -ENOENT);
+	store_heartbeat(F->s, &missing, 1, on_done, reset());
+	assert_int_equal(done_call(), -ENOENT);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM replication_queue_lock WHERE acquired"), 0);
+}
+
+static void test_stale_after_crash(void **state)
+{
+	int st;
+	int64_t a = enqueue("update", "a.git", "s1", "s2", &st);
+	int64_t b = enqueue("update", "b.git", "s1", "s2", &st);
+	enqueue("delete_replica", "c.git", "", "s2", &st);
+
+	/* b on its last attempt */
+	for (int i = 0; i < 2; i++) {
+		dequeue("vs", "s2", 10);
+		int64_t ids[] = { last_ids[0], last_ids[1], last_ids[2] };
+		assert_int_equal(ack(JOB_FAILED, ids, 3), 0);
+	}
+	enqueue("update", "d.git", "s1", "s3", &st);
+	assert_string_equal(dequeue("vs", "s2", 10), "update vs/a.git s1->s2 in_progress 0\n"
+						     "update vs/b.git s1->s2 in_progress 0\n"
+						     "delete_replica vs/c.git -->s2 in_progress 3");
+	assert_int_equal(ack(JOB_FAILED, &a, 1), 0);
+	dequeue("vs", "s2", 10);   /* a again: attempt -1 */
+	assert_int_equal(sql_int("SELECT attempt FROM replication_queue WHERE id = 1"), -1);
+
+	/* the process dies with jobs in progress */
+	fx_reopen(F);
+	assert_string_equal(jobs(), "update vs/a.git s1->s2 in_progress -1\n"
+				    "update vs/b.git s1->s2 in_progress 0\n"
+				    "delete_replica vs/c.git -->s2 in_progress 3\n"
+				    "update vs/d.git s1->s3 ready 3");
+	assert_string_equal(dequeue("vs", "s2", 10), "");
+	usleep(3000);
+	store_acknowledge_stale(F->s, 0, on_val, reset());
+	assert_int_equal(done_call(), 0);
+	assert_int_equal(R.val, 3);
+	/* out of attempts: gone; the rest can be retried */
+	assert_string_equal(jobs(), "delete_replica vs/c.git -->s2 failed 3\nupdate vs/d.git s1->s3 ready 3");
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM replication_queue_job_lock"), 0);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM replication_queue_lock WHERE acquired"), 0);
+	assert_string_equal(dequeue("vs", "s2", 10), "delete_replica vs/c.git -->s2 in_progress 3");
+	(void)b;
+}
+
+/* --- ordering, draining, batching --- */
+
+static void test_ordering(void **state)
+{
+	struct res rs[40];
+	int st;
+	const char *const s1[] = { "s1", NULL };
+
+	assert_int_equal(create1(1, "a.git"), 0);
+	memset(rs, 0, sizeof(rs));
+	seq_counter = 0;
+	for (int i = 0; i < 40; i++) {
+		switch (i % 4) {
+		case 0:
+			store_increment_generation(F->s, 1, s1, 1, on_val, &rs[i]);
+			break;
+		case 1:
+			store_get_repository(F->s, "vs", "a.git", on_repos, &rs[i]);
+			break;
+		case 2:
+			store_increment_generation(F->s, 1, L("s3"), 1, on_val, &rs[i]);  /* -ESTALE */
+			break;
+		default:
+			store_count_jobs(F->s, on_val, &rs[i]);
+			break;
+		}
+		assert_int_equal(rs[i].fired, 0);
+	}
+	while (rs[39].fired == 0)
+		uv_run(&F->loop, UV_RUN_ONCE);
+	for (int i = 0; i < 40; i++) {
+		assert_int_equal(rs[i].fired, 1);
+		assert_int_equal(rs[i].seq, i + 1);
+		if (i % 4 == 0) {
+			assert_int_equal(rs[i].status, 0);
+			assert_int_equal(rs[i].val, i / 4 + 1);
+		} else if (i % 4 == 2) {
+			assert_int_equal(rs[i].status, -ESTALE);
+		} else {
+			assert_int_equal(rs[i].status, 0);
+		}
+	}
+	/* every read saw the writes submitted before it */
+	char want[128];
+	snprintf(want, sizeof(want), "1 vs/a.git @cluster/repositories/1 primary=s1 gen=%d s1:%d s2:0", 10, 10);
+	assert_string_equal(rs[37].text, want);
+	incr(1, L("s1"), &st);
+	assert_int_equal(R.val, 11);
+}
+
+/* Failing ops inside a group-committed batch undo only themselves. */
+static void test_batch_errors(void **state)
+{
+	enum { N = 60 };
+	struct res rs[N];
+	char paths[N][16];
+
+	memset(rs, 0, sizeof(rs));
+	for (int i = 0; i < N; i++) {
+		/* every third op collides with the one before it */
+		int id = i % 3 == 2 ? i : i + 1;
+		snprintf(paths[i], sizeof(paths[i]), "r%d.git", i);
+		store_create_repository(F->s, id, "vs", paths[i], paths[i], "s1", NULL, 0, NULL, 0, 1, 1,
+					on_done, &rs[i]);
+	}
+	while (!rs[N - 1].fired)
+		uv_run(&F->loop, UV_RUN_ONCE);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(rs[i].status, i % 3 == 2 ? -EEXIST : 0);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM repositories"), N / 3 * 2);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM storage_repositories"), N / 3 * 2);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM repository_assignments"), N / 3 * 2);
+
+	/* the same without group commit: odd ones reuse the id before them */
+	store_set_max_batch(F->s, 1);
+	memset(rs, 0, sizeof(rs));
+	for (int i = 0; i < 6; i++) {
+		snprintf(paths[i], sizeof(paths[i]), "n%d.git", i);
+		store_create_repository(F->s, 1000 + i / 2, "vs", paths[i], "x", "s1", NULL, 0, NULL, 0, 1, 1,
+					on_done, &rs[i]);
+	}
+	while (!rs[5].fired)
+		uv_run(&F->loop, UV_RUN_ONCE);
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(rs[i].status, i % 2 ? -EEXIST : 0);
+}
+
+static void test_close_drains(void **state)
+{
+	struct res rs[50];
+	assert_int_equal(create1(1, "a.git"), 0);
+	memset(rs, 0, sizeof(rs));
+	for (int i = 0; i < 50; i++)
+		store_increment_generation(F->s, 1, L("s1"), 1, on_val, &rs[i]);
+	store_close(F->s);
+	F->s = NULL;
+	for (int i = 0; i < 50; i++) {
+		assert_int_equal(rs[i].fired, 1);
+		assert_int_equal(rs[i].status, 0);
+		assert_int_equal(rs[i].val, i + 1);
+	}
+	uv_run(&F->loop, UV_RUN_DEFAULT);
+	fx_open(F);
+	assert_string_equal(get("a.git"), "1 vs/a.git @cluster/repositories/1 primary=s1 gen=50 s1:50 s2:0");
+}
+
+/* Callbacks may submit more work, and even close the store. */
+static struct res queued_before, chained;
+
+static void on_close_from_cb(void *arg, int status, const char *msg)
+{
+	res_fire(arg, status, msg);
+	store_get_repository(F->s, "vs", "a.git", on_repos, &queued_before);
+	store_close(F->s);
+}
+
+static void on_submit_during_close(void *arg, int status, const char *msg, int64_t v)
+{
+	res_fire(arg, status, msg);
+	store_count_jobs(F->s, on_val, &chained);
+}
+
+static void test_close_from_callback(void **state)
+{
+	struct res first = { 0 }, later = { 0 };
+	memset(&queued_before, 0, sizeof(queued_before));
+	memset(&chained, 0, sizeof(chained));
+	seq_counter = 0;
+	store_set_primary(F->s, 1, NULL, on_close_from_cb, &first);
+	store_count_jobs(F->s, on_submit_during_close, &later);
+	while (!first.fired)
+		uv_run(&F->loop, UV_RUN_ONCE);
+	F->s = NULL;
+	assert_int_equal(first.status, -ENOENT);
+	/* queued before the close: ran, in order; submitted while it drained: cancelled */
+	assert_int_equal(later.fired, 1);
+	assert_int_equal(later.status, 0);
+	assert_int_equal(queued_before.fired, 1);
+	assert_int_equal(queued_before.status, -ENOENT);
+	assert_int_equal(chained.fired, 1);
+	assert_int_equal(chained.status, -ECANCELED);
+	assert_int_equal(first.seq, 1);
+	assert_int_equal(later.seq, 2);
+	assert_int_equal(queued_before.seq, 3);
+	assert_int_equal(chained.seq, 4);
+	uv_run(&F->loop, UV_RUN_DEFAULT);
+}
+
+/* Another process holding the write lock for a moment delays operations, it does not fail them. */
+static sqlite3 *locker;
+
+static void release_lock(uv_timer_t *t)
+{
+	assert_int_equal(sqlite3_exec(locker, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	uv_close((uv_handle_t *)t, NULL);
+}
+
+static void test_busy_waits(void **state)
+{
+	uv_timer_t timer;
+	struct res r = { 0 };
+	uint64_t start;
+
+	assert_int_equal(sqlite3_open_v2(F->path, &locker, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(locker, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	uv_timer_init(&F->loop, &timer);
+	uv_update_time(&F->loop);
+	start = uv_hrtime();
+	uv_timer_start(&timer, release_lock, 200, 0);
+	store_record_node_status(F->s, "p1", "vs", "s1", 1, on_done, &r);
+	while (!r.fired)
+		uv_run(&F->loop, UV_RUN_ONCE);
+	assert_int_equal(r.status, 0);
+	/* loop time has millisecond granularity */
+	assert_true(uv_hrtime() - start >= 190 * 1000000ull);
+	uv_run(&F->loop, UV_RUN_DEFAULT);
+	sqlite3_close(locker);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM node_status"), 1);
+}
+
+/* An idle store does not keep the loop running; a pending op does (command-line tools). */
+static void test_loop_exits_when_idle(void **state)
+{
+	struct res r = { 0 };
+	assert_int_equal(uv_run(&F->loop, UV_RUN_DEFAULT), 0);
+	store_count_jobs(F->s, on_val, &r);
+	uv_run(&F->loop, UV_RUN_DEFAULT);
+	assert_int_equal(r.fired, 1);
+	assert_int_equal(r.status, 0);
+	assert_int_equal(uv_run(&F->loop, UV_RUN_NOWAIT), 0);
+}
+
+/* --- node health --- */
+
+static void test_node_status(void **state)
+{
+	store_record_node_status(F->s, "p1", "vs", "s1", 1, on_done, reset());
+	assert_int_equal(done_call(), 0);
+	int64_t seen = sql_int("SELECT last_seen_active_at FROM node_status");
+	assert_true(seen > 1600000000000);
+	usleep(3000);
+	store_record_node_status(F->s, "p1", "vs", "s1", 0, on_done, reset());
+	assert_int_equal(done_call(), 0);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM node_status"), 1);
+	assert_int_equal(sql_int("SELECT last_seen_active_at FROM node_status"), seen);
+	assert_true(sql_int("SELECT last_contact_attempt_at FROM node_status") > seen);
+	store_record_node_status(F->s, "p2", "vs", "s1", 0, on_done, reset());
+	assert_int_equal(done_call(), 0);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM node_status"), 2);
+	assert_int_equal(sql_int("SELECT last_seen_active_at FROM node_status WHERE praefect_name = 'p2'"), -1000);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_migrations),
+		T(test_open_error),
+		T(test_persistence),
+		T(test_repository_basics),
+		T(test_create_with_assignments),
+		T(test_increment_generation),
+		T(test_set_generation),
+		T(test_delete_repository),
+		T(test_delete_replicas),
+		T(test_set_authoritative),
+		T(test_primary_assignments_rename),
+		T(test_enqueue_dedup),
+		T(test_dequeue),
+		T(test_one_job_per_lock_and_change),
+		T(test_attempts),
+		T(test_acknowledge_completed_supersedes),
+		T(test_heartbeat),
+		T(test_stale_after_crash),
+		T(test_ordering),
+		T(test_batch_errors),
+		T(test_close_drains),
+		T(test_close_from_callback),
+		T(test_loop_exits_when_idle),
+		T(test_busy_waits),
+		T(test_node_status),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
