@@ -285,6 +285,9 @@ void grpc_call_set_tag(struct grpc_call *call, const char *key, const char *valu
 {
 	grpc_metadata_remove(&call->tags, key);
 	grpc_metadata_addstr(&call->tags, key, value ? value : "");
+	/* log field names keep their case ("grpc.request.repoStorage") */
+	free(call->tags.v[call->tags.nr - 1].key);
+	call->tags.v[call->tags.nr - 1].key = xstrdup(key);
 }
 size_t grpc_call_send_queued(const struct grpc_call *call) { return call->out.bytes; }
 int grpc_call_send_full(const struct grpc_call *call) { return call->out.bytes >= GRPC_SEND_HIGH_WATER; }
