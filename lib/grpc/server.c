@@ -552,8 +552,7 @@ static void call_deliver(struct grpc_call *call)
 				grpc_call_finish(call, GRPC_INTERNAL,
 						 "grpc: compressed message received but no compression was negotiated",
 						 NULL);
-			nghttp2_submit_rst_stream(call->conn->h2.session, NGHTTP2_FLAG_NONE, call->stream_id,
-						  NGHTTP2_NO_ERROR);
+			/* the status goes out first; on_frame_send then resets the stream */
 			grpc_framer_release(&call->in);
 			break;
 		}
