@@ -107,7 +107,7 @@ for c in 1 16; do
 	read -r n_rate n_p50 n_p99 n_err < <("$build/bench/unary-load" "tcp://$nginx" $method "$work/direct.bin" "$secs" $c node)
 	for row in "direct $d_rate $d_p50 $d_p99 $d_err" "praefect $p_rate $p_p50 $p_p99 $p_err" "nginx $n_rate $n_p50 $n_p99 $n_err"; do
 		read -r name rate p50 p99 err <<<"$row"
-		ratio=$(awk -v d="$d_rate" -v r="$rate" 'BEGIN { printf "%.2f", d > 0 ? r / d : 0 }')
+		ratio=$(awk -v d="$d_rate" -v r="$rate" 'BEGIN { printf "%.2f", (d > 0 ? r / d : 0) }')
 		printf '%-14s %-10s %10s %9s %9s %8s\n' "$c" "$name" "$rate" "$p50" "$p99" "$ratio"
 		[ "$err" = 0 ] || echo "  ($err failed calls)"
 	done
