@@ -25,6 +25,8 @@ static int cmd_serve(struct praefect_config *cfg, int argc, char **argv)
 static const struct subcommand subcommands[] = {
 	{ "serve", cmd_serve, "launch the server daemon" },
 	{ "list-storages", cmd_list_storages, "list physical storages for virtual storages" },
+	{ "dataloss", cmd_dataloss, "identify repositories that are unavailable or have outdated replicas" },
+	{ "accept-dataloss", cmd_accept_dataloss, "accept potential data loss in a repository" },
 };
 
 int cmd_parse_flags(const char *cmd, int argc, char **argv, struct cmd_flag *flags, size_t n, struct strbuf *err)

@@ -27,5 +27,19 @@ struct cmd_flag {
 int cmd_parse_flags(const char *cmd, int argc, char **argv, struct cmd_flag *flags, size_t n, struct strbuf *err);
 
 int cmd_list_storages(struct praefect_config *cfg, int argc, char **argv);
+int cmd_dataloss(struct praefect_config *cfg, int argc, char **argv);
+int cmd_accept_dataloss(struct praefect_config *cfg, int argc, char **argv);
+
+/*
+ * Call the running praefect (its socket_path, else listen_addr) with the
+ * config's auth token. Server-streaming calls hand every response message to
+ * `on_message`. Returns the gRPC code; the status message goes to `errmsg`.
+ */
+#include <stdint.h>
+#include "base/strbuf.h"
+#include "grpc/status.h"
+enum grpc_code cmd_call_praefect(struct praefect_config *cfg, const char *method, const void *req, size_t len,
+				 void (*on_message)(void *arg, const uint8_t *msg, size_t len), void *arg,
+				 struct strbuf *errmsg);
 
 #endif

@@ -131,6 +131,9 @@ int praefect_config_load(struct praefect_config *cfg, const char *path, struct s
 	cfg->file = xstrdup(path);
 	cfg->graceful_stop_timeout_ms = 60000;
 	cfg->failover_enabled = true;
+	cfg->health_check_interval_ms = 200;
+	cfg->health_check_timeout_ms = 500;
+	cfg->unhealthy_after_ms = 700;
 	cfg->election_strategy = xstrdup("per_repository");
 	cfg->replication_batch_size = 10;
 	cfg->replication_workers = 1;
@@ -165,6 +168,11 @@ int praefect_config_load(struct praefect_config *cfg, const char *path, struct s
 	if ((t = cfg_table(&r, root, "failover"))) {
 		cfg_bool(&r, t, "enabled", &cfg->failover_enabled);
 		cfg_string(&r, t, "election_strategy", &cfg->election_strategy);
+		cfg_duration(&r, t, "health_check_interval", &cfg->health_check_interval_ms);
+		cfg_duration(&r, t, "health_check_timeout", &cfg->health_check_timeout_ms);
+		cfg_duration(&r, t, "unhealthy_after", &cfg->unhealthy_after_ms);
+		if (!cfg_failed(&r) && (!cfg->health_check_interval_ms || !cfg->health_check_timeout_ms))
+			cfg_errorf(&r, t, "health_check_interval", "health check interval and timeout must be > 0");
 	}
 	if ((t = cfg_table(&r, root, "database"))) {
 		cfg_string(&r, t, "host", &cfg->db_host);

@@ -36,6 +36,14 @@ struct praefect_config {
 
 	bool failover_enabled;                  /* default true */
 	char *election_strategy;                /* forced to per_repository */
+	/*
+	 * Ours (not upstream): health checks every interval with a timeout; a
+	 * node is unhealthy once no check succeeded for unhealthy_after, or at
+	 * once when its connection breaks. Tuned for sub-second failover on a LAN.
+	 */
+	uint64_t health_check_interval_ms;      /* [failover] health_check_interval, default 200ms */
+	uint64_t health_check_timeout_ms;       /* [failover] health_check_timeout, default 500ms */
+	uint64_t unhealthy_after_ms;            /* [failover] unhealthy_after, default 700ms */
 
 	char *db_host, *db_user, *db_dbname;    /* PostgreSQL keys: recognised, not supported yet */
 	char *sqlite_path;

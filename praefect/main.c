@@ -36,6 +36,8 @@ static void on_stopped(struct grpc_server *s, void *arg)
 {
 	struct praefect *p = arg;
 	replicator_stop(p);
+	reconciler_stop(p);
+	metrics_stop(p);
 	nodes_stop(p);
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_int, NULL);
@@ -66,8 +68,9 @@ int praefect_serve(struct praefect_config *cfg)
 
 	p->cfg = *cfg;
 	p->loop = uv_default_loop();
-	p->health_interval_ms = 1000;
-	p->health_timeout_ms = 1000;
+	p->health_interval_ms = p->cfg.health_check_interval_ms;
+	p->health_timeout_ms = p->cfg.health_check_timeout_ms;
+	p->unhealthy_after_ms = p->cfg.unhealthy_after_ms;
 	gethostname(host, sizeof(host) - 1);
 	{
 		struct strbuf name = STRBUF_INIT;
@@ -109,6 +112,7 @@ int praefect_serve(struct praefect_config *cfg)
 	}
 	grpc_server_add_health(p->server);
 	intercept_register(p);
+	info_register(p);
 	coordinator_register(p);
 
 	if (nodes_start(p, &err) < 0)
@@ -127,6 +131,8 @@ int praefect_serve(struct praefect_config *cfg)
 		}
 	}
 	replicator_start(p);
+	reconciler_start(p);
+	metrics_start(p);
 
 	if (p->cfg.socket_path && *p->cfg.socket_path) {
 		struct strbuf a = STRBUF_INIT;

@@ -24,15 +24,14 @@ static const struct grpc_client_ops check_ops = {
 
 static void set_health(struct praefect *p, struct node *n, int healthy, const char *why)
 {
-	if (n->healthy != healthy) {
-		if (healthy)
-			log_msgf(LOG_INFO, "node %s/%s is healthy", n->vs->cfg->name, n->cfg->storage);
-		else
-			log_msgf(LOG_WARN, "node %s/%s is unhealthy: %s", n->vs->cfg->name, n->cfg->storage, why);
-		n->healthy = healthy;
-		if (healthy)
-			replicator_kick(p, n->vs, n->cfg->storage);
-	}
+	if (n->healthy == healthy)
+		return;
+	if (healthy)
+		log_msgf(LOG_INFO, "node %s/%s is healthy", n->vs->cfg->name, n->cfg->storage);
+	else
+		log_msgf(LOG_WARN, "node %s/%s is unhealthy: %s", n->vs->cfg->name, n->cfg->storage, why);
+	n->healthy = healthy;
+	praefect_node_health_changed(p, n);
 }
 
 static void on_check_message(struct grpc_client_call *call, const uint8_t *msg, size_t len)
@@ -58,12 +57,34 @@ static void on_check_done(struct grpc_client_call *call, enum grpc_code code, co
 {
 	struct check *c = grpc_client_call_user(call);
 	struct node *n = c->node;
+	struct praefect *p = node_praefect;
+	uint64_t now = now_ms();
 	int ok = code == GRPC_OK && c->serving;
+
 	n->check_in_flight = 0;
-	set_health(node_praefect, n, ok, code == GRPC_OK ? "not serving" : message);
-	store_record_node_status(node_praefect->store, node_praefect->name, n->vs->cfg->name, n->cfg->storage,
-				 ok, on_status_recorded, NULL);
+	if (ok) {
+		n->last_ok_ms = now;
+		set_health(p, n, 1, NULL);
+	} else if (!n->last_ok_ms || now - n->last_ok_ms >= p->unhealthy_after_ms) {
+		/* one slow or failed check is tolerated; a failure window is not */
+		set_health(p, n, 0, code == GRPC_OK ? "not serving" : message);
+	}
+	/* node_status rows (upstream's table) at most once a second, or on change */
+	if (now - n->last_recorded_ms >= 1000 || n->recorded_healthy != n->healthy) {
+		n->last_recorded_ms = now;
+		n->recorded_healthy = n->healthy;
+		store_record_node_status(p->store, p->name, n->vs->cfg->name, n->cfg->storage, n->healthy,
+					 on_status_recorded, NULL);
+	}
 	free(c);
+}
+
+/* A broken connection is a failure signal of its own: no need to wait for checks. */
+static void on_channel_state(struct grpc_channel *ch, enum grpc_channel_state st, void *data)
+{
+	struct node *n = data;
+	if (st == GRPC_CHANNEL_TRANSIENT_FAILURE && node_praefect)
+		set_health(node_praefect, n, 0, "connection failed");
 }
 
 static void check_node(struct praefect *p, struct node *n)
@@ -112,14 +133,19 @@ int nodes_start(struct praefect *p, struct strbuf *err)
 {
 	struct grpc_channel_opts o;
 	grpc_channel_opts_default(&o);
-	o.backoff_initial_ms = 250;
-	o.backoff_max_ms = 2000;
+	o.backoff_initial_ms = 100;
+	o.backoff_max_ms = 1000;
 	o.connect_timeout_ms = 2000;
+	o.keepalive_ms = 5000;
+	o.keepalive_timeout_ms = 2000;
+	o.on_state = on_channel_state;
 	node_praefect = p;
 	for (size_t i = 0; i < p->nr_vs; i++) {
 		for (size_t j = 0; j < p->vs[i].nr_nodes; j++) {
 			struct node *n = &p->vs[i].nodes[j];
-			int rc = grpc_channel_new(p->loop, n->cfg->address, &o, &n->ch);
+			int rc;
+			o.state_data = n;
+			rc = grpc_channel_new(p->loop, n->cfg->address, &o, &n->ch);
 			if (rc < 0) {
 				strbuf_addf(err, "virtual storage \"%s\": cannot use node address \"%s\" of storage \"%s\"",
 					    p->vs[i].cfg->name, n->cfg->address, n->cfg->storage);

@@ -31,6 +31,9 @@ struct node {
 	int healthy;                           /* this praefect's latest view */
 	int check_in_flight;
 	uint64_t last_check_ms;
+	uint64_t last_ok_ms;                   /* last successful check */
+	uint64_t last_recorded_ms;             /* last node_status write */
+	int recorded_healthy;
 	uint64_t routed_reads;                 /* accessor calls sent here (test hook, metrics) */
 	uint64_t routed_writes;
 };
@@ -73,6 +76,11 @@ struct praefect {
 	uv_timer_t health_timer;
 	uint64_t health_interval_ms;
 	uint64_t health_timeout_ms;
+	uint64_t unhealthy_after_ms;
+	uv_timer_t recon_periodic, recon_soon;
+	int recon_started;
+	uv_timer_t metrics_timer;
+	int64_t metric_unavailable, metric_queue_depth;
 };
 
 /* --- configuration lookups --- */
@@ -101,6 +109,9 @@ void nodes_stop(struct praefect *p);
 /* Outgoing metadata for a call to `n`: the given metadata + n's v2 token. */
 void node_call_metadata(struct node *n, const struct grpc_metadata *in, struct grpc_metadata *out);
 
+/* Health changed (nodes.c calls it): wakes replication and the reconciler. */
+void praefect_node_health_changed(struct praefect *p, struct node *n);
+
 /* --- the proxy (coordinator.c) --- */
 void coordinator_register(struct praefect *p);
 
@@ -114,7 +125,17 @@ void replicator_enqueue_updates(struct praefect *p, struct repo *r, const char *
 				const char *const *targets, size_t n, const char *correlation_id,
 				void (*done)(void *arg, int status), void *arg);
 
+/* --- the reconciler (reconciler.c) --- */
+void reconciler_start(struct praefect *p);
+void reconciler_stop(struct praefect *p);
+
+/* --- operator numbers logged on change (metrics.c) --- */
+void metrics_start(struct praefect *p);
+void metrics_stop(struct praefect *p);
+
 /* --- RPCs praefect answers itself (intercept.c) --- */
 void intercept_register(struct praefect *p);
+/* PraefectInfoService Dataloss and SetAuthoritativeStorage (info.c). */
+void info_register(struct praefect *p);
 
 #endif

@@ -1,0 +1,165 @@
+/*
+ * The reconciler (spec praefect-core §8): finds outdated replicas on healthy
+ * assigned storages and queues `update` jobs from a healthy up-to-date
+ * source, and queues `delete_replica` jobs for replicas on storages no longer
+ * assigned. It runs every [reconciliation] scheduling_interval (0 disables the
+ * timer) and, ours, shortly after any node turns healthy, so a returning
+ * node catches up in seconds rather than minutes. It reads the in-memory
+ * model; the store's enqueue deduplication keeps repeated runs harmless.
+ */
+#include "praefect.h"
+#include "base/util.h"
+#include "base/log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RECONCILE_SOON_MS 100
+
+struct recon_run {
+	struct praefect *p;
+	size_t pending;
+	size_t scheduled;
+};
+
+static void on_job_queued(void *arg, int status, const char *msg, int64_t id)
+{
+	struct recon_run *run = arg;
+	if (status == 0)
+		run->scheduled++;
+	else if (status != -EEXIST)
+		log_msgf(LOG_WARN, "reconciler: queueing job: %s", msg ? msg : "store error");
+	if (--run->pending)
+		return;
+	if (run->scheduled) {
+		log_msgf(LOG_INFO, "reconciler scheduled %zu replication jobs", run->scheduled);
+		for (size_t i = 0; i < run->p->nr_vs; i++)
+			for (size_t j = 0; j < run->p->vs[i].nr_nodes; j++)
+				replicator_kick(run->p, &run->p->vs[i], run->p->vs[i].nodes[j].cfg->storage);
+	}
+	free(run);
+}
+
+static void queue(struct recon_run *run, struct repo *r, const char *change, const char *source,
+		  const char *target)
+{
+	struct repl_job j = { 0 };
+	j.change = change;
+	j.repository_id = r->id;
+	j.virtual_storage = r->vs->cfg->name;
+	j.relative_path = r->relative_path;
+	j.replica_path = "";
+	j.source_storage = source ? source : "";
+	j.target_storage = target;
+	j.correlation_id = "reconciler";
+	run->pending++;
+	store_enqueue(run->p->store, &j, on_job_queued, run);
+}
+
+static int has_assignments(const struct repo *r)
+{
+	for (size_t i = 0; i < r->nr_replicas; i++)
+		if (r->replicas[i].assigned && vs_node(r->vs, r->replicas[i].storage))
+			return 1;
+	return 0;
+}
+
+static void reconcile_repo(struct recon_run *run, struct repo *r)
+{
+	struct node **sources = xcalloc(r->vs->nr_nodes, sizeof(*sources));
+	size_t ns = 0;
+	int64_t min_gen = INT64_MAX;
+
+	for (size_t i = 0; i < r->vs->nr_nodes; i++) {
+		struct node *n = &r->vs->nodes[i];
+		if (n->healthy && repo_up_to_date(r, n->cfg->storage))
+			sources[ns++] = n;
+	}
+	/* update jobs for outdated or missing replicas on healthy assigned storages */
+	for (size_t i = 0; ns && i < r->vs->nr_nodes; i++) {
+		struct node *t = &r->vs->nodes[i];
+		const char *ts = t->cfg->storage;
+		if (!t->healthy || repo_up_to_date(r, ts) || !repo_assigned(r, ts))
+			continue;
+		queue(run, r, "update", sources[(size_t)rand() % ns]->cfg->storage, ts);
+	}
+	/* one delete_replica job for a replica on an unassigned storage, once every assigned one is caught up */
+	if (has_assignments(r)) {
+		for (size_t i = 0; i < r->vs->nr_nodes; i++) {
+			const char *s = r->vs->nodes[i].cfg->storage;
+			struct replica *rep = repo_replica(r, s);
+			int64_t g = rep ? rep->generation : GENERATION_UNKNOWN;
+			if (repo_assigned(r, s) && g < min_gen)
+				min_gen = g;
+		}
+		for (size_t i = 0; i < r->nr_replicas; i++) {
+			struct replica *rep = &r->replicas[i];
+			struct node *u = vs_node(r->vs, rep->storage);
+			if (!u || !u->healthy || rep->generation < 0 || repo_assigned(r, rep->storage))
+				continue;
+			if (rep->generation <= min_gen) {
+				queue(run, r, "delete_replica", NULL, rep->storage);
+				break;
+			}
+		}
+	}
+	free(sources);
+}
+
+static void reconcile(struct praefect *p)
+{
+	struct recon_run *run = xcalloc(1, sizeof(*run));
+	const struct hashmap_entry *e;
+	run->p = p;
+	run->pending = 1; /* held until the walk is over */
+	for (size_t i = 0; hashmap_next(&p->repos_by_id, &i, &e);) {
+		struct repo *r = e->value;
+		int healthy = 0;
+		for (size_t k = 0; k < r->vs->nr_nodes; k++)
+			healthy += r->vs->nodes[k].healthy;
+		if (healthy >= 2)
+			reconcile_repo(run, r);
+	}
+	on_job_queued(run, -EEXIST, NULL, 0);
+}
+
+static void on_periodic(uv_timer_t *t)
+{
+	reconcile(t->data);
+}
+
+static void on_soon(uv_timer_t *t)
+{
+	reconcile(t->data);
+}
+
+void reconciler_start(struct praefect *p)
+{
+	uv_timer_init(p->loop, &p->recon_periodic);
+	uv_timer_init(p->loop, &p->recon_soon);
+	p->recon_periodic.data = p->recon_soon.data = p;
+	if (p->cfg.reconciliation_interval_ms)
+		uv_timer_start(&p->recon_periodic, on_periodic, p->cfg.reconciliation_interval_ms,
+			       p->cfg.reconciliation_interval_ms);
+	p->recon_started = 1;
+}
+
+void reconciler_stop(struct praefect *p)
+{
+	if (!p->recon_started)
+		return;
+	p->recon_started = 0;
+	uv_close((uv_handle_t *)&p->recon_periodic, NULL);
+	uv_close((uv_handle_t *)&p->recon_soon, NULL);
+}
+
+void praefect_node_health_changed(struct praefect *p, struct node *n)
+{
+	if (!n->healthy)
+		return;
+	replicator_kick(p, n->vs, n->cfg->storage);
+	/* a node came back: repair what it missed now, not at the next period */
+	if (p->recon_started && !uv_is_active((uv_handle_t *)&p->recon_soon))
+		uv_timer_start(&p->recon_soon, on_soon, RECONCILE_SOON_MS, 0);
+}
