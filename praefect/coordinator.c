@@ -702,8 +702,15 @@ static struct dest *primary_dest(struct proxy *px)
 }
 
 /*
- * Did the primary possibly change? A clean refusal (bad argument, not found,
- * already exists, precondition) changed nothing; anything else may have.
+ * Should the primary's generation move on? Success: yes. A clean refusal
+ * (bad argument, not found, precondition...) changed nothing. A call cut off
+ * (the primary became unreachable, the client cancelled, the deadline passed)
+ * was not acknowledged: whatever the primary may have applied is not promised
+ * to anyone, and outdating every other replica for it would leave the
+ * repository without a valid primary exactly when failover needs one. Such a
+ * write is overwritten if the old primary is later repaired from a new one.
+ * Any other error (the node ran the call and failed inside) may have left
+ * changes, so replicas are brought in line.
  */
 static int primary_maybe_modified(enum grpc_code code)
 {
@@ -711,6 +718,7 @@ static int primary_maybe_modified(enum grpc_code code)
 	case GRPC_INVALID_ARGUMENT: case GRPC_NOT_FOUND: case GRPC_ALREADY_EXISTS:
 	case GRPC_FAILED_PRECONDITION: case GRPC_PERMISSION_DENIED: case GRPC_UNAUTHENTICATED:
 	case GRPC_UNIMPLEMENTED: case GRPC_OUT_OF_RANGE:
+	case GRPC_UNAVAILABLE: case GRPC_CANCELLED: case GRPC_DEADLINE_EXCEEDED:
 		return 0;
 	default:
 		return 1;

@@ -67,7 +67,15 @@ static void on_check_done(struct grpc_client_call *call, enum grpc_code code, co
 		set_health(p, n, 1, NULL);
 	} else if (!n->last_ok_ms || now - n->last_ok_ms >= p->unhealthy_after_ms) {
 		/* one slow or failed check is tolerated; a failure window is not */
+		int was_healthy = n->healthy;
 		set_health(p, n, 0, code == GRPC_OK ? "not serving" : message);
+		/*
+		 * A node silent for the whole window is treated as gone: calls stuck on
+		 * its connection fail now instead of at the keepalive timeout, so
+		 * clients can retry against the new primary.
+		 */
+		if (was_healthy && code == GRPC_DEADLINE_EXCEEDED)
+			grpc_channel_disconnect(n->ch);
 	}
 	/* node_status rows (upstream's table) at most once a second, or on change */
 	if (now - n->last_recorded_ms >= 1000 || n->recorded_healthy != n->healthy) {

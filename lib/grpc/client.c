@@ -850,6 +850,12 @@ static void channel_connect(struct grpc_channel *ch)
 		uv_timer_start(&ch->timer, on_connect_timeout, ch->opts.connect_timeout_ms, 0);
 }
 
+void grpc_channel_disconnect(struct grpc_channel *ch)
+{
+	if (ch->conn && !ch->conn->h2.closing)
+		h2_conn_close(&ch->conn->h2, UV_ECONNRESET);
+}
+
 void grpc_channel_connect(struct grpc_channel *ch)
 {
 	channel_connect(ch);

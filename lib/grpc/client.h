@@ -75,6 +75,11 @@ int grpc_channel_new(uv_loop_t *loop, const char *target, const struct grpc_chan
 void grpc_channel_close(struct grpc_channel *ch);
 enum grpc_channel_state grpc_channel_state(const struct grpc_channel *ch);
 const char *grpc_channel_target(const struct grpc_channel *ch);
+/*
+ * Drop the current connection (its calls end with UNAVAILABLE) and dial
+ * again: for peers judged dead by health checks while TCP still looks fine.
+ */
+void grpc_channel_disconnect(struct grpc_channel *ch);
 /* Start connecting now rather than on the first call. */
 void grpc_channel_connect(struct grpc_channel *ch);
 size_t grpc_channel_active_calls(const struct grpc_channel *ch);

@@ -20,7 +20,7 @@ NODE_TOKEN = "node-secret"
 
 
 class Praefect:
-    def __init__(self, workdir, nodes, replication_factor=0, extra=""):
+    def __init__(self, workdir, nodes, replication_factor=0, extra="", addresses=None):
         self.dir = workdir
         os.makedirs(workdir, exist_ok=True)
         self.nodes = nodes
@@ -38,8 +38,9 @@ class Praefect:
         if replication_factor:
             lines.append("default_replication_factor = %d" % replication_factor)
         for name, node in nodes.items():
+            address = (addresses or {}).get(name, "unix:" + node.socket)
             lines += ["", "[[virtual_storage.node]]", 'storage = "%s"' % name,
-                      'address = "unix:%s"' % node.socket, 'token = "%s"' % NODE_TOKEN]
+                      'address = "%s"' % address, 'token = "%s"' % NODE_TOKEN]
         with open(self.config_path, "w") as f:
             f.write("\n".join(lines) + "\n" + extra)
         self.log_path = os.path.join(workdir, "praefect.log")
@@ -104,13 +105,15 @@ class Praefect:
 
 
 class Cluster:
-    def __init__(self, tmp, n=3, replication_factor=0):
+    def __init__(self, tmp, n=3, replication_factor=0, addresses=None, extra=""):
         self.tmp = str(tmp)
         self.nodes = {}
         for i in range(1, n + 1):
             name = "gitaly-%d" % i
             self.nodes[name] = GitalyNode(os.path.join(self.tmp, name), storages=(name,), token=NODE_TOKEN).start()
-        self.praefect = Praefect(os.path.join(self.tmp, "praefect"), self.nodes, replication_factor).start()
+        addrs = addresses(self) if callable(addresses) else addresses
+        self.praefect = Praefect(os.path.join(self.tmp, "praefect"), self.nodes, replication_factor,
+                                 extra=extra, addresses=addrs).start()
 
     def node_stub(self, name, service):
         return self.nodes[name].stub(service, secret=NODE_TOKEN)

@@ -1,0 +1,255 @@
+"""Failover and repair: a dead primary is replaced within a bound, short stalls are ignored,
+dataloss reports unavailable repositories, accept-dataloss recovers them."""
+import os
+import select
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from praefect_itest import Cluster, wait_for
+from gitaly_itest import BUILD, git, make_bare_repo, pb
+from test_praefect import create_repo, push, replicas_in_sync, gitaly_ssh_env, work_repo
+
+# upstream documents an RTO of 10 s; we aim for well under one second
+FAILOVER_BOUND_S = 10.0
+
+
+def praefect_cmd(cluster, *args):
+    return subprocess.run([os.path.join(BUILD, "praefect", "praefect"), "-config", cluster.praefect.config_path]
+                          + list(args), capture_output=True, text=True)
+
+
+def commit_on(src, n):
+    work = src + ".w%d" % n
+    git("clone", "-q", src, work)
+    with open(os.path.join(work, "f%d.txt" % n), "w") as f:
+        f.write("%d\n" % n)
+    git("add", "-A", cwd=work)
+    git("commit", "-q", "-m", "change %d" % n, cwd=work)
+    git("push", "-q", "origin", "HEAD:main", cwd=work)
+
+
+def try_push(cluster, src, relative_path):
+    r = subprocess.run(["git", "push", "-q", "ssh://gitaly/repo.git", "main"], cwd=src, capture_output=True,
+                       env=dict(os.environ, **gitaly_ssh_env(cluster.praefect, relative_path, "receive-pack")))
+    return r.returncode == 0
+
+
+def test_primary_killed_during_pushes_fails_over(tmp_path):
+    cluster = Cluster(tmp_path)
+    try:
+        create_repo(cluster, "fo.git")
+        src = work_repo(tmp_path, branches=("main",), tags=())
+        push(cluster, src, "fo.git", "main")
+        wait_for(lambda: replicas_in_sync(cluster, "fo.git"), what="replication")
+        old_primary = cluster.praefect.metadata("fo.git").primary
+
+        acked = []
+        for i in range(1, 4):
+            commit_on(src, i)
+            assert try_push(cluster, src, "fo.git")
+            acked.append(git("rev-parse", "main", cwd=src).strip())
+            # without voting replication is asynchronous: let it land before the next write
+            wait_for(lambda: replicas_in_sync(cluster, "fo.git"), what="replication")
+
+        commit_on(src, 100)
+        cluster.nodes[old_primary].proc.send_signal(signal.SIGKILL)
+        killed = time.time()
+        while not try_push(cluster, src, "fo.git"):
+            assert time.time() - killed < FAILOVER_BOUND_S, "no write succeeded within %ss" % FAILOVER_BOUND_S
+            time.sleep(0.02)
+        took = time.time() - killed
+        print("\nfirst successful push %.0f ms after SIGKILL of the primary" % (took * 1000))
+        md = cluster.praefect.metadata("fo.git")
+        assert md.primary != old_primary
+
+        # every acknowledged push is there on the new primary
+        clone = str(tmp_path / "after")
+        git("clone", "-q", "--bare", "ssh://gitaly/repo.git", clone,
+            env=gitaly_ssh_env(cluster.praefect, "fo.git", "upload-pack"))
+        for sha in acked:
+            git("cat-file", "-e", sha, cwd=clone)
+
+        # the old primary comes back and is repaired to the same checksum
+        cluster.nodes[old_primary].proc.wait()
+        cluster.nodes[old_primary].start()
+        wait_for(lambda: replicas_in_sync(cluster, "fo.git"), timeout=30, what="repair of the old primary")
+    finally:
+        cluster.stop()
+
+
+def test_short_stall_does_not_fail_over(tmp_path):
+    cluster = Cluster(tmp_path)
+    try:
+        create_repo(cluster, "stall.git")
+        src = work_repo(tmp_path, branches=("main",), tags=())
+        push(cluster, src, "stall.git", "main")
+        wait_for(lambda: replicas_in_sync(cluster, "stall.git"), what="replication")
+        primary = cluster.praefect.metadata("stall.git").primary
+        proc = cluster.nodes[primary].proc
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(0.3)          # shorter than the 700 ms failure window
+        proc.send_signal(signal.SIGCONT)
+        commit_on(src, 1)
+        assert try_push(cluster, src, "stall.git")
+        assert cluster.praefect.metadata("stall.git").primary == primary
+        assert "%s is unhealthy" % primary not in cluster.praefect.log()
+    finally:
+        cluster.stop()
+
+
+def test_dataloss_and_accept_dataloss(tmp_path):
+    cluster = Cluster(tmp_path)
+    try:
+        create_repo(cluster, "loss.git")
+        src = work_repo(tmp_path, branches=("main",), tags=())
+        push(cluster, src, "loss.git", "main")
+        wait_for(lambda: replicas_in_sync(cluster, "loss.git"), what="replication")
+        out = praefect_cmd(cluster, "dataloss")
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == "Virtual storage: default\n  All repositories are available!\n"
+
+        primary = cluster.praefect.metadata("loss.git").primary
+        others = sorted(n for n in cluster.nodes if n != primary)
+        for n in others:
+            cluster.nodes[n].stop()
+        wait_for(lambda: all(not r.healthy for r in cluster.praefect.metadata("loss.git").replicas
+                             if r.storage in others), what="secondaries unhealthy")
+        commit_on(src, 1)
+        assert try_push(cluster, src, "loss.git")          # only the primary has it
+        cluster.nodes[primary].stop()
+        for n in others:
+            cluster.nodes[n].start()
+        wait_for(lambda: {r.storage: r.healthy for r in cluster.praefect.metadata("loss.git").replicas}
+                 == {primary: False, others[0]: True, others[1]: True}, what="health view")
+
+        out = praefect_cmd(cluster, "dataloss")
+        assert out.returncode == 0, out.stderr
+        expected = (
+            "Virtual storage: default\n"
+            "  Repositories:\n"
+            "    loss.git (unavailable):\n"
+            "      Primary: %s\n"
+            "      In-Sync Storages:\n"
+            "        %s, assigned host, unhealthy\n"
+            "      Outdated Storages:\n"
+            "        %s is behind by 1 change or less, assigned host\n"
+            "        %s is behind by 1 change or less, assigned host\n"
+        ) % (primary, primary, others[0], others[1])
+        assert out.stdout == expected
+        assert not try_push(cluster, src, "loss.git")     # unavailable for writes
+
+        # bring the up-to-date replica back: available again
+        cluster.nodes[primary].start()
+        wait_for(lambda: praefect_cmd(cluster, "dataloss").stdout ==
+                 "Virtual storage: default\n  All repositories are available!\n", what="available again")
+
+        # now lose it again and accept the loss on another storage
+        cluster.nodes[primary].stop()
+        wait_for(lambda: "(unavailable)" in praefect_cmd(cluster, "dataloss").stdout
+                 or replicas_in_sync(cluster, "loss.git") is None, what="unavailable or repaired")
+        md = cluster.praefect.metadata("loss.git")
+        if all(r.generation == md.generation for r in md.replicas if r.storage != primary):
+            pytest.skip("the replicas caught up before the primary stopped; nothing to accept")
+        out = praefect_cmd(cluster, "accept-dataloss", "-virtual-storage", "default", "-relative-path", "loss.git",
+                           "-authoritative-storage", others[0])
+        assert out.returncode == 0 and out.stdout == "", out.stderr
+        wait_for(lambda: praefect_cmd(cluster, "dataloss").stdout ==
+                 "Virtual storage: default\n  All repositories are available!\n", what="available after accepting")
+        commit_on(src, 2)
+        wait_for(lambda: try_push(cluster, src, "loss.git"), what="writes after accepting")
+        # the other storages follow the authoritative one
+        def healthy_in_sync():
+            md = cluster.praefect.metadata("loss.git")
+            sums = {r.storage: cluster.checksum(r.storage, md.replica_path) for r in md.replicas
+                    if r.storage != primary}
+            return len(set(sums.values())) == 1 and all(r.generation == md.generation for r in md.replicas
+                                                         if r.storage != primary)
+        wait_for(healthy_in_sync, what="replicas follow the authoritative storage")
+        out = praefect_cmd(cluster, "accept-dataloss", "-virtual-storage", "default")
+        assert out.returncode == 1 and "Required flags" in out.stderr
+    finally:
+        cluster.stop()
+
+
+class BlackHoleProxy:
+    """A TCP proxy to a Unix socket that can stop forwarding without closing anything."""
+
+    def __init__(self, target):
+        self.target = target
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.black = threading.Event()
+        self.stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stop.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            u = socket.socket(socket.AF_UNIX)
+            try:
+                u.connect(self.target)
+            except OSError:
+                c.close()
+                continue
+            threading.Thread(target=self._pump, args=(c, u), daemon=True).start()
+
+    def _pump(self, a, b):
+        deadline = time.time() + 120   # bounded: tests are short
+        while not self.stop.is_set() and time.time() < deadline:
+            r, _, _ = select.select([a, b], [], [], 0.1)
+            for s in r:
+                try:
+                    data = s.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    a.close()
+                    b.close()
+                    return
+                if not self.black.is_set():
+                    (b if s is a else a).sendall(data)
+        a.close()
+        b.close()
+
+    def close(self):
+        self.stop.set()
+        self.sock.close()
+
+
+def test_black_holed_node_fails_over(tmp_path):
+    proxies = {}
+
+    def addresses(cluster):
+        for name, node in cluster.nodes.items():
+            proxies[name] = BlackHoleProxy(node.socket)
+        return {name: "tcp://127.0.0.1:%d" % p.port for name, p in proxies.items()}
+
+    cluster = Cluster(tmp_path, addresses=addresses)
+    try:
+        create_repo(cluster, "net.git")
+        src = work_repo(tmp_path, branches=("main",), tags=())
+        push(cluster, src, "net.git", "main")
+        wait_for(lambda: replicas_in_sync(cluster, "net.git"), what="replication")
+        primary = cluster.praefect.metadata("net.git").primary
+        commit_on(src, 1)
+        proxies[primary].black.set()
+        cut = time.time()
+        while not try_push(cluster, src, "net.git"):
+            assert time.time() - cut < FAILOVER_BOUND_S, "no write succeeded within %ss" % FAILOVER_BOUND_S
+            time.sleep(0.02)
+        print("\nfirst successful push %.0f ms after black-holing the primary" % ((time.time() - cut) * 1000))
+        assert cluster.praefect.metadata("net.git").primary != primary
+    finally:
+        cluster.stop()
+        for p in proxies.values():
+            p.close()
