@@ -109,6 +109,21 @@ def _make_interceptor(secret):
     return I(secret)
 
 
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def check_sanitizer_log(path):
+    """Fail the test when a sanitizer reported anything in a server's log."""
+    try:
+        text = open(path, errors="replace").read()
+    except FileNotFoundError:
+        return
+    for marker in SANITIZER_MARKERS:
+        if marker in text:
+            start = text.index(marker)
+            raise AssertionError("sanitizer report in %s:\n%s" % (path, text[max(0, start - 200):start + 3000]))
+
+
 class GitalyNode:
     def __init__(self, workdir, storages=("default",), token=TOKEN, extra_config=""):
         self.dir = workdir
@@ -200,6 +215,7 @@ class GitalyNode:
                 self.proc.wait()
         if self.proc:
             self._log.close()
+            check_sanitizer_log(self.log_path)
 
     def log(self):
         return open(self.log_path).read()

@@ -13,7 +13,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "gitaly"))
-from gitaly_itest import BUILD, GitalyNode, auth_md, pb, pb_grpc, SERVICE_FILES, _make_interceptor  # noqa: E402
+from gitaly_itest import BUILD, GitalyNode, auth_md, check_sanitizer_log, pb, pb_grpc, SERVICE_FILES, _make_interceptor  # noqa: E402
 
 PRAEFECT_TOKEN = "praefect-secret"
 NODE_TOKEN = "node-secret"
@@ -74,6 +74,7 @@ class Praefect:
         if self.proc:
             self._log.close()
             self.proc = None
+            check_sanitizer_log(self.log_path)
 
     def kill(self):
         self.stop(signal.SIGKILL)
