@@ -12,6 +12,7 @@
 #include "base/log.h"
 #include "base/strvec.h"
 #include "rpc/registry.h"
+#include "transactions.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -51,6 +52,9 @@ struct proxy {
 	char *replica_path;
 	char *primary;
 	struct strvec outdated;          /* assigned storages that do not get the call: replication targets */
+	struct strvec secondaries;       /* voters besides the primary (transactional mutators) */
+	struct strvec updated;           /* secondaries that committed like the primary (finalizer) */
+	uint64_t txid;                   /* 0: not transactional */
 	int store_assignments;
 	int upsert;                      /* ReplicateRepository: create, or update when it exists */
 	char *reserved_key;
@@ -79,6 +83,8 @@ static void proxy_free(struct proxy *px)
 	free(px->replica_path);
 	free(px->primary);
 	strvec_clear(&px->outdated);
+	strvec_clear(&px->secondaries);
+	strvec_clear(&px->updated);
 	if (px->reserved_key) {
 		hashmap_remove(&px->p->reserved_paths, px->reserved_key, strlen(px->reserved_key));
 		free(px->reserved_key);
@@ -177,6 +183,12 @@ static void dest_close(struct grpc_client_call *cc, enum grpc_code code, const c
 	px->open_dests--;
 	if (d->primary && code != GRPC_OK && px->kind != ROUTE_MAINTENANCE)
 		cancel_dests(px);
+	if (!d->primary && code != GRPC_OK && px->txid) {
+		/* a failed secondary no longer counts; the quorum of the others decides */
+		log_msgf(LOG_WARN, "secondary %s failed during %s: %s", d->node->cfg->storage, px->m->method,
+			 message ? message : grpc_code_name(code));
+		tx_cancel_voter(px->p->txm, px->txid, d->node->cfg->storage);
+	}
 	if (px->open_dests == 0)
 		proxy_finalize(px);
 	proxy_unref(px);
@@ -238,6 +250,13 @@ static int open_dests(struct proxy *px)
 			return rc;
 		}
 		node_call_metadata(d->node, in, &md);
+		if (px->txid) {
+			struct strbuf tx = STRBUF_INIT;
+			tx_metadata_value(px->txid, storage, d->primary, &tx);
+			grpc_metadata_remove(&md, "gitaly-reference-transaction");
+			grpc_metadata_addstr(&md, "gitaly-reference-transaction", tx.buf);
+			strbuf_release(&tx);
+		}
 		rc = grpc_channel_call(d->node->ch, px->m->name, &md, timeout, 0, &dest_ops, d, &d->cc);
 		grpc_metadata_release(&md);
 		if (rc < 0) {
@@ -408,6 +427,22 @@ static void route_accessor(struct proxy *px, struct repo *r)
 	start_forwarding(px);
 }
 
+/*
+ * Transactional: every repository-scoped mutator except the object pool
+ * creation and deletion (spec §7.1), when the nodes can vote (backchannel).
+ */
+static int is_transactional(struct proxy *px)
+{
+	return px->p->transactions && px->m->op == RPC_OP_MUTATOR && px->m->scope == RPC_SCOPE_REPOSITORY &&
+	       strcmp(px->m->name, "/gitaly.ObjectPoolService/CreateObjectPool") &&
+	       strcmp(px->m->name, "/gitaly.ObjectPoolService/DeleteObjectPool");
+}
+
+static void register_tx(struct proxy *px)
+{
+	px->txid = tx_register(px->p->txm, px->primary, px->secondaries.v, px->secondaries.nr);
+}
+
 static void route_mutator(struct proxy *px, struct repo *r)
 {
 	struct node *primary;
@@ -430,16 +465,26 @@ static void route_mutator(struct proxy *px, struct repo *r)
 		return;
 	}
 	px->primary = xstrdup(primary->cfg->storage);
+	add_dest(px, primary, 1);
 	/*
-	 * Without transactions the primary alone applies the change; every other
-	 * assigned storage is brought up to date by a replication job.
+	 * Transactional: healthy up-to-date assigned secondaries apply the change
+	 * too and vote with the primary. Without a transaction the primary alone
+	 * applies it. Every other assigned storage gets a replication job.
 	 */
 	for (size_t i = 0; i < px->vs->nr_nodes; i++) {
-		const char *s = px->vs->nodes[i].cfg->storage;
-		if (strcmp(s, px->primary) && repo_assigned(r, s))
+		struct node *n = &px->vs->nodes[i];
+		const char *s = n->cfg->storage;
+		if (!strcmp(s, px->primary) || !repo_assigned(r, s))
+			continue;
+		if (is_transactional(px) && n->healthy && repo_up_to_date(r, s)) {
+			strvec_push(&px->secondaries, s);
+			add_dest(px, n, 0);
+		} else {
 			strvec_push(&px->outdated, s);
+		}
 	}
-	add_dest(px, primary, 1);
+	if (is_transactional(px))
+		register_tx(px);
 	start_forwarding(px);
 }
 
@@ -517,10 +562,18 @@ static void on_reserved(void *arg, int status, const char *msg, int64_t id)
 		px->store_assignments = 1;
 	}
 	px->primary = xstrdup(primary->cfg->storage);
-	for (size_t i = 0; i < no; i++)
-		strvec_push(&px->outdated, others[i]->cfg->storage);
-	free(others);
 	add_dest(px, primary, 1);
+	for (size_t i = 0; i < no; i++) {
+		if (is_transactional(px) && others[i]->healthy) {
+			strvec_push(&px->secondaries, others[i]->cfg->storage);
+			add_dest(px, others[i], 0);
+		} else {
+			strvec_push(&px->outdated, others[i]->cfg->storage);
+		}
+	}
+	free(others);
+	if (is_transactional(px))
+		register_tx(px);
 	start_forwarding(px);
 	proxy_unref(px);
 }
@@ -758,9 +811,16 @@ static void on_generation_bumped(void *arg, int status, const char *msg, int64_t
 		return;
 	}
 	if (r) {
+		/* the store bumped exactly the replicas that were at the old generation */
+		int64_t old = r->generation;
 		struct replica *rep = repo_replica_add(r, px->primary);
-		if (rep->generation == r->generation)
+		if (rep->generation == old)
 			rep->generation = gen;
+		for (size_t i = 0; i < px->updated.nr; i++) {
+			rep = repo_replica_add(r, px->updated.v[i]);
+			if (rep->generation == old)
+				rep->generation = gen;
+		}
 		r->generation = gen;
 	}
 	queue_jobs(px);
@@ -777,12 +837,17 @@ static void on_created(void *arg, int status, const char *msg)
 		return;
 	}
 	{
-		struct store_replica *reps = xcalloc(1 + px->outdated.nr, sizeof(*reps));
+		struct store_replica *reps = xcalloc(1 + px->updated.nr + px->outdated.nr, sizeof(*reps));
 		struct store_repo sr = { 0 };
 		size_t n = 0;
 		reps[n].storage = px->primary;
 		reps[n].generation = 0;
 		reps[n++].assigned = px->store_assignments;
+		for (size_t i = 0; i < px->updated.nr; i++) {
+			reps[n].storage = px->updated.v[i];
+			reps[n].generation = 0;
+			reps[n++].assigned = px->store_assignments;
+		}
 		for (size_t i = 0; i < px->outdated.nr; i++) {
 			reps[n].storage = px->outdated.v[i];
 			reps[n].generation = GENERATION_UNKNOWN;
@@ -803,33 +868,86 @@ static void on_created(void *arg, int status, const char *msg)
 	proxy_unref(px);
 }
 
+static struct dest *dest_for(struct proxy *px, const char *storage)
+{
+	for (size_t i = 0; i < px->nr_dests; i++)
+		if (!strcmp(px->dests[i].node->cfg->storage, storage))
+			return &px->dests[i];
+	return NULL;
+}
+
+/*
+ * Who applied the change like the primary (spec §7.7)? Returns 0 when the
+ * primary was not dirtied at all (nothing to record), 1 otherwise, with
+ * px->updated and px->outdated filled.
+ */
+static int sort_out_voters(struct proxy *px, struct dest *pd)
+{
+	struct tx_outcome o;
+	int all_outdated;
+
+	tx_cleanup(px->p->txm, px->txid, &o);
+	if ((o.subtransactions == 0 && pd->code != GRPC_OK) ||
+	    (o.subtransactions == 1 && !o.primary_voted_first)) {
+		tx_outcome_release(&o);
+		return 0;
+	}
+	all_outdated = o.subtransactions == 0 || !o.state_known ||
+		       tx_outcome_result(&o, px->primary) != VOTE_COMMITTED;
+	for (size_t i = 0; i < px->secondaries.nr; i++) {
+		const char *s = px->secondaries.v[i];
+		struct dest *d = dest_for(px, s);
+		int same_status = d && d->code == pd->code && !strcmp(d->msg.buf, pd->msg.buf);
+		if (!all_outdated && same_status && tx_outcome_result(&o, s) == VOTE_COMMITTED)
+			strvec_push(&px->updated, s);
+		else
+			strvec_push(&px->outdated, s);
+	}
+	tx_outcome_release(&o);
+	return 1;
+}
+
 static void proxy_finalize(struct proxy *px)
 {
 	struct dest *pd = primary_dest(px);
+	int dirtied;
 
 	if (px->finished || !pd) {
 		proxy_finish(px, GRPC_INTERNAL, "call ended", NULL);
+		if (px->txid) {
+			struct tx_outcome o;
+			tx_cleanup(px->p->txm, px->txid, &o);
+			tx_outcome_release(&o);
+		}
+		return;
+	}
+	if (px->txid)
+		dirtied = sort_out_voters(px, pd);
+	else if (px->kind == ROUTE_CREATE)
+		dirtied = pd->code == GRPC_OK;
+	else
+		dirtied = px->kind == ROUTE_MUTATOR && primary_maybe_modified(pd->code);
+	if (!dirtied || (px->kind != ROUTE_CREATE && px->kind != ROUTE_MUTATOR)) {
+		finish_with_primary(px);
 		return;
 	}
 	if (px->kind == ROUTE_CREATE) {
-		if (pd->code != GRPC_OK) {
-			finish_with_primary(px);
-			return;
-		}
-		/* every storage but the primary gets its copy by replication */
 		px->refs++;
 		store_create_repository(px->p->store, px->repo_id, px->vs->cfg->name, px->relative_path,
-					px->replica_path, px->primary, NULL, 0, px->outdated.v, px->outdated.nr,
-					1, px->store_assignments, on_created, px);
+					px->replica_path, px->primary, px->updated.v, px->updated.nr,
+					px->outdated.v, px->outdated.nr, 1, px->store_assignments, on_created, px);
 		return;
 	}
-	if (px->kind == ROUTE_MUTATOR && primary_maybe_modified(pd->code)) {
-		const char *storages[1] = { px->primary };
+	{
+		const char **storages = xcalloc(1 + px->updated.nr, sizeof(*storages));
+		storages[0] = px->primary;
+		for (size_t i = 0; i < px->updated.nr; i++)
+			storages[1 + i] = px->updated.v[i];
 		px->refs++;
-		store_increment_generation(px->p->store, px->repo_id, storages, 1, on_generation_bumped, px);
-		return;
+		store_increment_generation(px->p->store, px->repo_id, storages, 1 + px->updated.nr,
+					   on_generation_bumped, px);
+		free(storages);
 	}
-	finish_with_primary(px);
 }
 
 /* --- the client side --- */
@@ -929,6 +1047,8 @@ static void proxy_start(struct grpc_call *call, void *data)
 	strbuf_init(&px->first, 0);
 	strbuf_init(&px->pending, 0);
 	strvec_init(&px->outdated);
+	strvec_init(&px->secondaries);
+	strvec_init(&px->updated);
 	grpc_call_set_ops(call, &client_ops, px);
 }
 

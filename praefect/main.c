@@ -4,10 +4,12 @@
  */
 #include "praefect.h"
 #include "cmd.h"
+#include "transactions.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "grpc/auth.h"
+#include "upgrade/upgrade.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -20,6 +22,7 @@
 
 static struct praefect praefect;
 static uv_signal_t sig_term, sig_int;
+static struct upgrade *upgrade; /* SIGHUP upgrades, GITALY_PID_FILE (lib/upgrade) */
 
 static enum grpc_code on_call_start(struct grpc_call *call, struct strbuf *msg, void *data)
 {
@@ -51,10 +54,18 @@ static void on_signal(uv_signal_t *h, int signum)
 	grpc_server_shutdown(praefect.server, praefect.cfg.graceful_stop_timeout_ms, on_stopped, &praefect);
 }
 
+/* A new praefect took over the listeners: drain and exit, as on SIGTERM. */
+static void on_upgrade_handover(void *arg)
+{
+	uv_signal_stop(&sig_term);
+	uv_signal_stop(&sig_int);
+	grpc_server_shutdown(praefect.server, praefect.cfg.graceful_stop_timeout_ms, on_stopped, &praefect);
+}
+
 static void listen_or_die(struct praefect *p, const char *addr)
 {
 	char bound[256];
-	int rc = grpc_server_listen(p->server, addr, bound, sizeof(bound));
+	int rc = upgrade_listen(upgrade, p->server, addr, bound, sizeof(bound));
 	if (rc < 0)
 		die("cannot listen on \"%s\": %s", addr, uv_strerror(rc));
 	log_msgf(LOG_INFO, "listening on %s", bound);
@@ -68,6 +79,7 @@ int praefect_serve(struct praefect_config *cfg)
 
 	p->cfg = *cfg;
 	p->loop = uv_default_loop();
+	upgrade = upgrade_new(p->loop);
 	p->health_interval_ms = p->cfg.health_check_interval_ms;
 	p->health_timeout_ms = p->cfg.health_check_timeout_ms;
 	p->unhealthy_after_ms = p->cfg.unhealthy_after_ms;
@@ -113,6 +125,8 @@ int praefect_serve(struct praefect_config *cfg)
 	grpc_server_add_health(p->server);
 	intercept_register(p);
 	info_register(p);
+	p->txm = tx_manager_new();
+	tx_register_service(p->txm, p->server);
 	coordinator_register(p);
 
 	if (nodes_start(p, &err) < 0)
@@ -149,7 +163,9 @@ int praefect_serve(struct praefect_config *cfg)
 	uv_signal_init(p->loop, &sig_int);
 	uv_signal_start(&sig_term, on_signal, SIGTERM);
 	uv_signal_start(&sig_int, on_signal, SIGINT);
+	upgrade_ready(upgrade, on_upgrade_handover, NULL);
 	uv_run(p->loop, UV_RUN_DEFAULT);
+	upgrade_free(upgrade);
 
 	store_close(p->store);
 	grpc_server_free(p->server);

@@ -73,6 +73,8 @@ struct praefect {
 	struct hashmap reserved_paths;         /* creations in flight: key -> non-NULL */
 	char *name;                            /* praefect_name for node_status */
 	struct replicator *replicator;
+	struct tx_manager *txm;
+	int transactions;                      /* nodes are dialed with a backchannel and can vote */
 	uv_timer_t health_timer;
 	uint64_t health_interval_ms;
 	uint64_t health_timeout_ms;

@@ -1,0 +1,459 @@
+/* The transaction engine and the RefTransaction service (spec praefect-core §7.2-7.5). */
+#include "transactions.h"
+#include "base/hashmap.h"
+#include "base/util.h"
+#include "base/log.h"
+#include "grpc/metadata.h"
+#include "transaction.pb-c.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct transaction;
+
+struct waiter {
+	struct grpc_call *call;      /* NULL once the caller went away */
+	size_t voter;
+	struct waiter *next;
+	struct subtx *sub;
+	struct transaction *t;
+};
+
+struct vote_count {
+	uint8_t hash[20];
+	unsigned weight;
+};
+
+struct subtx {
+	int *voted;
+	uint8_t (*hash)[20];
+	enum vote_result *result;
+	struct vote_count *counts;
+	size_t nr_counts;
+	int done;
+	struct waiter *waiters;
+};
+
+enum tx_state { TX_OPEN, TX_CANCELLED, TX_STOPPED };
+
+struct transaction {
+	uint64_t id;
+	char **voters;
+	unsigned *weight;
+	size_t nr;
+	unsigned threshold;
+	enum tx_state state;
+	struct subtx **subs;
+	size_t nr_subs;
+	struct tx_manager *m;
+};
+
+struct tx_manager {
+	struct hashmap txs;     /* decimal id -> transaction */
+	uint64_t next_id;
+};
+
+struct tx_manager *tx_manager_new(void)
+{
+	struct tx_manager *m = xcalloc(1, sizeof(*m));
+	hashmap_init(&m->txs);
+	m->next_id = 1;
+	return m;
+}
+
+static void tx_key(uint64_t id, char out[24])
+{
+	snprintf(out, 24, "%llu", (unsigned long long)id);
+}
+
+static struct transaction *tx_get(struct tx_manager *m, uint64_t id)
+{
+	char k[24];
+	tx_key(id, k);
+	return hashmap_get(&m->txs, k, strlen(k));
+}
+
+static ssize_t voter_index(struct transaction *t, const char *node)
+{
+	for (size_t i = 0; i < t->nr; i++)
+		if (!strcmp(t->voters[i], node))
+			return (ssize_t)i;
+	return -1;
+}
+
+static struct subtx *sub_new(struct transaction *t, const struct subtx *prev)
+{
+	struct subtx *s = xcalloc(1, sizeof(*s));
+	s->voted = xcalloc(t->nr, sizeof(*s->voted));
+	s->hash = xcalloc(t->nr, sizeof(*s->hash));
+	s->result = xcalloc(t->nr, sizeof(*s->result));
+	s->counts = xcalloc(t->nr, sizeof(*s->counts));
+	for (size_t i = 0; prev && i < t->nr; i++)
+		if (prev->result[i] == VOTE_CANCELLED)
+			s->result[i] = VOTE_CANCELLED;
+	t->subs = xrealloc(t->subs, (t->nr_subs + 1) * sizeof(*t->subs));
+	t->subs[t->nr_subs++] = s;
+	return s;
+}
+
+static void sub_free(struct subtx *s)
+{
+	while (s->waiters) {
+		struct waiter *w = s->waiters;
+		s->waiters = w->next;
+		if (w->call)
+			grpc_call_on_close(w->call, NULL, NULL);
+		free(w);
+	}
+	free(s->voted);
+	free(s->hash);
+	free(s->result);
+	free(s->counts);
+	free(s);
+}
+
+/* --- answering voters --- */
+
+static void answer(struct grpc_call *call, enum vote_result r)
+{
+	Gitaly__VoteTransactionResponse resp = GITALY__VOTE_TRANSACTION_RESPONSE__INIT;
+	uint8_t buf[16];
+	size_t n;
+	switch (r) {
+	case VOTE_COMMITTED:
+		resp.state = GITALY__VOTE_TRANSACTION_RESPONSE__TRANSACTION_STATE__COMMIT;
+		break;
+	case VOTE_FAILED:
+		resp.state = GITALY__VOTE_TRANSACTION_RESPONSE__TRANSACTION_STATE__ABORT;
+		break;
+	case VOTE_STOPPED:
+		resp.state = GITALY__VOTE_TRANSACTION_RESPONSE__TRANSACTION_STATE__STOP;
+		break;
+	case VOTE_CANCELLED:
+		grpc_call_finish(call, GRPC_CANCELLED, "transaction was canceled", NULL);
+		return;
+	default:
+		grpc_call_finish(call, GRPC_INTERNAL, "vote undecided", NULL);
+		return;
+	}
+	n = gitaly__vote_transaction_response__pack(&resp, buf);
+	grpc_call_reply(call, buf, n);
+}
+
+static void release_waiters(struct subtx *s)
+{
+	while (s->waiters) {
+		struct waiter *w = s->waiters;
+		s->waiters = w->next;
+		if (w->call) {
+			grpc_call_on_close(w->call, NULL, NULL);
+			answer(w->call, s->result[w->voter]);
+		}
+		free(w);
+	}
+}
+
+/*
+ * Decide the subtransaction when quorum is reached or became impossible:
+ * voters that voted are committed (with the leading vote) or failed; voters
+ * still to vote are decided by the same rule when they vote.
+ */
+static void sub_check(struct transaction *t, struct subtx *s)
+{
+	unsigned max = 0, pending = 0;
+	size_t leader = 0;
+	int reached;
+
+	for (size_t i = 0; i < s->nr_counts; i++)
+		if (s->counts[i].weight > max) {
+			max = s->counts[i].weight;
+			leader = i;
+		}
+	for (size_t i = 0; i < t->nr; i++)
+		if (!s->voted[i] && s->result[i] == VOTE_UNDECIDED)
+			pending += t->weight[i];
+	reached = max >= t->threshold;
+	if (!reached && max + pending >= t->threshold)
+		return; /* still open */
+	for (size_t i = 0; i < t->nr; i++)
+		if (s->voted[i] && s->result[i] == VOTE_UNDECIDED)
+			s->result[i] = reached && s->nr_counts &&
+					       !memcmp(s->hash[i], s->counts[leader].hash, 20)
+				       ? VOTE_COMMITTED : VOTE_FAILED;
+	if (!s->done) {
+		s->done = 1;
+		release_waiters(s);
+	} else {
+		release_waiters(s); /* late voters decided by the retained counts */
+	}
+}
+
+static void waiter_closed(struct grpc_call *call, enum grpc_code code, void *arg)
+{
+	struct waiter *w = arg;
+	struct subtx *s = w->sub;
+	w->call = NULL;
+	/* the voter's context ended before a decision: it no longer counts */
+	if (s->result[w->voter] == VOTE_UNDECIDED) {
+		s->result[w->voter] = VOTE_CANCELLED;
+		for (size_t i = 0; i < s->nr_counts; i++)
+			if (!memcmp(s->counts[i].hash, s->hash[w->voter], 20)) {
+				s->counts[i].weight -= w->t->weight[w->voter];
+				break;
+			}
+		sub_check(w->t, s);
+	}
+}
+
+/* --- the engine --- */
+
+uint64_t tx_register(struct tx_manager *m, const char *primary, const char *const *secondaries,
+		     size_t nr_secondaries)
+{
+	struct transaction *t = xcalloc(1, sizeof(*t));
+	size_t s = nr_secondaries;
+	char k[24];
+
+	t->m = m;
+	t->id = m->next_id++;
+	t->nr = 1 + s;
+	t->voters = xcalloc(t->nr, sizeof(*t->voters));
+	t->weight = xcalloc(t->nr, sizeof(*t->weight));
+	t->voters[0] = xstrdup(primary);
+	t->weight[0] = (unsigned)s + 1;
+	for (size_t i = 0; i < s; i++) {
+		t->voters[1 + i] = xstrdup(secondaries[i]);
+		t->weight[1 + i] = 1;
+	}
+	/* primary-mandatory majority (§7.2) */
+	t->threshold = s <= 1 ? (unsigned)s + 1 : (unsigned)(s + 1 + (s + 1) / 2);
+	tx_key(t->id, k);
+	hashmap_put(&m->txs, k, strlen(k), t);
+	return t->id;
+}
+
+static void vote(struct tx_manager *m, uint64_t id, const char *node, const uint8_t hash[20], struct grpc_call *call)
+{
+	struct transaction *t = tx_get(m, id);
+	struct subtx *s = NULL;
+	ssize_t v;
+	struct waiter *w;
+	size_t i;
+
+	if (!t) {
+		grpc_call_finishf(call, GRPC_NOT_FOUND, "transaction not found: %llu", (unsigned long long)id);
+		return;
+	}
+	if (t->state == TX_CANCELLED) {
+		grpc_call_finish(call, GRPC_CANCELLED, "transaction has been canceled", NULL);
+		return;
+	}
+	if (t->state == TX_STOPPED) {
+		answer(call, VOTE_STOPPED);
+		return;
+	}
+	v = voter_index(t, node);
+	if (v < 0) {
+		grpc_call_finishf(call, GRPC_INTERNAL, "invalid node for transaction: \"%s\"", node);
+		return;
+	}
+	for (i = 0; i < t->nr_subs; i++) {
+		enum vote_result r = t->subs[i]->result[v];
+		if (r == VOTE_COMMITTED)
+			continue;
+		if (r == VOTE_FAILED || r == VOTE_CANCELLED || r == VOTE_STOPPED) {
+			answer(call, r);
+			return;
+		}
+		s = t->subs[i];
+		break;
+	}
+	if (!s)
+		s = sub_new(t, t->nr_subs ? t->subs[t->nr_subs - 1] : NULL);
+	if (s->voted[v]) {
+		grpc_call_finishf(call, GRPC_INTERNAL, "node \"%s\" already voted", node);
+		return;
+	}
+	s->voted[v] = 1;
+	memcpy(s->hash[v], hash, 20);
+	for (i = 0; i < s->nr_counts; i++)
+		if (!memcmp(s->counts[i].hash, hash, 20))
+			break;
+	if (i == s->nr_counts)
+		memcpy(s->counts[s->nr_counts++].hash, hash, 20);
+	s->counts[i].weight += t->weight[v];
+
+	w = xcalloc(1, sizeof(*w));
+	w->call = call;
+	w->voter = (size_t)v;
+	w->sub = s;
+	w->t = t;
+	w->next = s->waiters;
+	s->waiters = w;
+	grpc_call_on_close(call, waiter_closed, w);
+	sub_check(t, s);
+}
+
+static void stop(struct tx_manager *m, uint64_t id, struct grpc_call *call)
+{
+	struct transaction *t = tx_get(m, id);
+	if (!t) {
+		grpc_call_finishf(call, GRPC_NOT_FOUND, "transaction not found: %llu", (unsigned long long)id);
+		return;
+	}
+	if (t->state == TX_CANCELLED) {
+		grpc_call_finish(call, GRPC_CANCELLED, "transaction has been canceled", NULL);
+		return;
+	}
+	t->state = TX_STOPPED;
+	for (size_t i = 0; i < t->nr_subs; i++) {
+		struct subtx *s = t->subs[i];
+		for (size_t k = 0; k < t->nr; k++)
+			if (s->result[k] == VOTE_UNDECIDED)
+				s->result[k] = VOTE_STOPPED;
+		s->done = 1;
+		release_waiters(s);
+	}
+	grpc_call_reply(call, "", 0);
+}
+
+void tx_cancel_voter(struct tx_manager *m, uint64_t id, const char *node)
+{
+	struct transaction *t = tx_get(m, id);
+	ssize_t v;
+	int any = 0;
+	if (!t || (v = voter_index(t, node)) < 0)
+		return;
+	for (size_t i = 0; i < t->nr_subs; i++) {
+		struct subtx *s = t->subs[i];
+		if (s->result[v] != VOTE_UNDECIDED)
+			continue;
+		any = 1;
+		s->result[v] = VOTE_CANCELLED;
+		if (s->voted[v])
+			for (size_t k = 0; k < s->nr_counts; k++)
+				if (!memcmp(s->counts[k].hash, s->hash[v], 20))
+					s->counts[k].weight -= t->weight[v];
+		/* its weight no longer counts as pending either: quorum may now be impossible */
+		sub_check(t, s);
+	}
+	if (!any) {
+		struct subtx *s = sub_new(t, t->nr_subs ? t->subs[t->nr_subs - 1] : NULL);
+		s->result[v] = VOTE_CANCELLED;
+	}
+}
+
+void tx_cleanup(struct tx_manager *m, uint64_t id, struct tx_outcome *out)
+{
+	struct transaction *t = tx_get(m, id);
+	char k[24];
+
+	memset(out, 0, sizeof(*out));
+	if (!t)
+		return;
+	tx_key(id, k);
+	hashmap_remove(&m->txs, k, strlen(k));
+	out->state_known = 1;
+	out->subtransactions = t->nr_subs;
+	out->primary_voted_first = t->nr_subs && t->subs[0]->voted[0];
+	out->nr = t->nr;
+	out->voters = xcalloc(t->nr, sizeof(*out->voters));
+	out->results = xcalloc(t->nr, sizeof(*out->results));
+	for (size_t i = 0; i < t->nr; i++) {
+		out->voters[i] = t->voters[i]; /* ownership moves to the outcome */
+		out->results[i] = t->nr_subs ? t->subs[t->nr_subs - 1]->result[i] : VOTE_UNDECIDED;
+	}
+	for (size_t i = 0; i < t->nr_subs; i++) {
+		struct subtx *s = t->subs[i];
+		for (size_t v = 0; v < t->nr; v++)
+			if (s->result[v] == VOTE_UNDECIDED)
+				s->result[v] = VOTE_CANCELLED;
+		release_waiters(s);
+		sub_free(s);
+	}
+	free(t->subs);
+	free(t->voters);
+	free(t->weight);
+	free(t);
+}
+
+void tx_outcome_release(struct tx_outcome *o)
+{
+	for (size_t i = 0; i < o->nr; i++)
+		free((char *)o->voters[i]);
+	free(o->voters);
+	free(o->results);
+	memset(o, 0, sizeof(*o));
+}
+
+enum vote_result tx_outcome_result(const struct tx_outcome *o, const char *node)
+{
+	for (size_t i = 0; i < o->nr; i++)
+		if (!strcmp(o->voters[i], node))
+			return o->results[i];
+	return VOTE_UNDECIDED;
+}
+
+void tx_manager_free(struct tx_manager *m)
+{
+	const struct hashmap_entry *e;
+	for (size_t i = 0; hashmap_next(&m->txs, &i, &e);) {
+		struct tx_outcome o;
+		tx_cleanup(m, ((struct transaction *)e->value)->id, &o);
+		tx_outcome_release(&o);
+		i = 0;
+	}
+	hashmap_release(&m->txs);
+	free(m);
+}
+
+/* --- the RefTransaction service --- */
+
+static void vote_rpc(struct grpc_call *call, const uint8_t *req, size_t len, void *data)
+{
+	Gitaly__VoteTransactionRequest *r = gitaly__vote_transaction_request__unpack(NULL, len, req);
+	if (!r) {
+		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "cannot decode request", NULL);
+		return;
+	}
+	if (r->reference_updates_hash.len != 20)
+		grpc_call_finishf(call, GRPC_INVALID_ARGUMENT, "invalid reference hash: %zu bytes",
+				  r->reference_updates_hash.len);
+	else
+		vote(data, r->transaction_id, r->node ? r->node : "", r->reference_updates_hash.data, call);
+	gitaly__vote_transaction_request__free_unpacked(r, NULL);
+}
+
+static void stop_rpc(struct grpc_call *call, const uint8_t *req, size_t len, void *data)
+{
+	Gitaly__StopTransactionRequest *r = gitaly__stop_transaction_request__unpack(NULL, len, req);
+	if (!r) {
+		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "cannot decode request", NULL);
+		return;
+	}
+	stop(data, r->transaction_id, call);
+	gitaly__stop_transaction_request__free_unpacked(r, NULL);
+}
+
+void tx_register_service(struct tx_manager *m, struct grpc_server *s)
+{
+	grpc_server_add_unary(s, "/gitaly.RefTransaction/VoteTransaction", vote_rpc, m);
+	grpc_server_add_unary(s, "/gitaly.RefTransaction/StopTransaction", stop_rpc, m);
+}
+
+void tx_metadata_value(uint64_t id, const char *node, int primary, struct strbuf *out)
+{
+	json_t *o = json_object();
+	char *s;
+	json_object_set_new(o, "id", json_integer((json_int_t)id));
+	json_object_set_new(o, "node", json_string(node));
+	json_object_set_new(o, "primary", json_boolean(primary));
+	s = json_dumps(o, JSON_COMPACT);
+	grpc_base64_encode(out, s, strlen(s));
+	while (out->len % 4)
+		strbuf_addch(out, '=');
+	free(s);
+	json_decref(o);
+}

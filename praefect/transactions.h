@@ -1,0 +1,54 @@
+/*
+ * Reference transactions (spec praefect-core §7): the voters of one
+ * transactional mutator cast SHA-1 votes; votes are matched by order into
+ * subtransactions; a subtransaction commits for the voters whose vote reaches
+ * the threshold (primary-mandatory majority). Voters wait asynchronously:
+ * a VoteTransaction call is answered when its subtransaction is decided,
+ * never blocking the loop.
+ */
+#ifndef PRAEFECT_TRANSACTIONS_H
+#define PRAEFECT_TRANSACTIONS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "grpc/server.h"
+
+enum vote_result { VOTE_UNDECIDED, VOTE_COMMITTED, VOTE_FAILED, VOTE_CANCELLED, VOTE_STOPPED };
+
+struct tx_manager;
+struct tx_manager *tx_manager_new(void);
+void tx_manager_free(struct tx_manager *m);
+
+/*
+ * Register a transaction for `primary` and `nr_secondaries` secondaries with
+ * upstream's weights and threshold. Returns its id (never 0).
+ */
+uint64_t tx_register(struct tx_manager *m, const char *primary, const char *const *secondaries,
+		     size_t nr_secondaries);
+/* A secondary's stream failed: it no longer counts (spec §7.5 CancelVoter). */
+void tx_cancel_voter(struct tx_manager *m, uint64_t id, const char *node);
+
+struct tx_outcome {
+	size_t subtransactions;
+	int primary_voted_first;           /* the primary voted in the first subtransaction */
+	int state_known;
+	/* result of each voter in the last subtransaction (VOTE_UNDECIDED if none) */
+	const char **voters;
+	enum vote_result *results;
+	size_t nr;
+};
+/*
+ * End the transaction (undecided voters cancelled, waiters answered) and
+ * describe it for the finalizer. Free with tx_outcome_release().
+ */
+void tx_cleanup(struct tx_manager *m, uint64_t id, struct tx_outcome *out);
+void tx_outcome_release(struct tx_outcome *o);
+enum vote_result tx_outcome_result(const struct tx_outcome *o, const char *node);
+
+/* Register RefTransaction/VoteTransaction and StopTransaction on `s`. */
+void tx_register_service(struct tx_manager *m, struct grpc_server *s);
+
+/* "gitaly-reference-transaction" value for one voter: base64 of {"id":..,"node":..,"primary":..}. */
+void tx_metadata_value(uint64_t id, const char *node, int primary, struct strbuf *out);
+
+#endif
