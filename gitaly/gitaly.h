@@ -29,6 +29,8 @@
 #include "git/cmd.h"
 #include "shared.pb-c.h"
 
+struct catfile_cache;
+
 struct gitaly {
 	struct gitaly_config cfg;
 	uv_loop_t *loop;
@@ -39,6 +41,7 @@ struct gitaly {
 	char *git_path;                /* the git executable */
 	char *git_version;             /* "2.39.5" */
 	struct strvec base_env;        /* allow-listed environment for children */
+	struct catfile_cache *catfile; /* long-lived cat-file processes (lib/git/catfile.h) */
 	char *version;                 /* our server version */
 };
 
@@ -142,6 +145,8 @@ struct gitaly_pipe_opts {
 	void (*on_exit)(struct gitaly_pipe *p, struct grpc_call *call, int status,
 			const struct strbuf *stderr_text);
 	void *data;
+	/* Optional: sees each stdin chunk before git does (upload-pack's negotiation watch). */
+	void (*on_stdin)(struct gitaly_pipe *p, const uint8_t *data, size_t len);
 };
 
 /*
@@ -149,14 +154,17 @@ struct gitaly_pipe_opts {
  * stdin (field opts->stdin_field), half-close closes it, stdout/stderr become
  * response messages, with backpressure both ways; cancellation or a deadline
  * kills and reaps git. Returns GRPC_OK once started (the pipe then owns the
- * call's callbacks and frees itself), or an error code with `msg` set (nothing
- * was started; the caller finishes the call).
+ * call's callbacks and frees itself; grpc_call_user(call) is then the pipe
+ * until the call closes), or an error code with `msg` set (nothing was
+ * started; the caller finishes the call).
  */
 enum grpc_code gitaly_pipe_run(struct gitaly *g, struct grpc_call *call, const struct git_call *gc,
 			       const struct gitaly_pipe_opts *opts, struct strbuf *msg);
 void *gitaly_pipe_data(const struct gitaly_pipe *p);
 /* Feed bytes to git's stdin from the handler (e.g. stdin in the first message). */
 int gitaly_pipe_write(struct gitaly_pipe *p, const void *data, size_t len);
+/* SIGKILL git (e.g. a timeout); on_exit still fires, with the signal status. */
+void gitaly_pipe_kill(struct gitaly_pipe *p);
 
 /* --- service registration --- */
 

@@ -4,6 +4,8 @@
 #include "base/util.h"
 #include "base/fs.h"
 #include "grpc/auth.h"
+#include "git/catfile.h"
+#include "upgrade/upgrade.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -231,6 +233,7 @@ static void on_call_end(struct grpc_call *call, enum grpc_code code, uint64_t ns
 
 static struct gitaly gitaly;
 static uv_signal_t sig_term, sig_int;
+static struct upgrade *upgrade; /* SIGHUP upgrades, GITALY_PID_FILE (lib/upgrade) */
 
 static void on_shutdown_done(struct grpc_server *s, void *arg)
 {
@@ -245,6 +248,16 @@ static void on_stop_signal(uv_signal_t *h, int signum)
 	log_msgf(LOG_INFO, "received %s, stopping (waiting up to %llu ms for calls)", strsignal(signum),
 		 (unsigned long long)gitaly.cfg.graceful_restart_timeout_ms);
 	grpc_server_shutdown(gitaly.server, gitaly.cfg.graceful_restart_timeout_ms, on_shutdown_done, NULL);
+	/* idle cat-file processes must not keep the stopping server alive */
+	catfile_cache_drain(gitaly.catfile);
+}
+
+/* A new gitaly took over the listeners: drain and exit, as on SIGTERM. */
+static void on_upgrade_handover(void *arg)
+{
+	grpc_server_shutdown(gitaly.server, gitaly.cfg.graceful_restart_timeout_ms, on_shutdown_done, NULL);
+	/* idle cat-file processes must not keep the stopping server alive */
+	catfile_cache_drain(gitaly.catfile);
 }
 
 static void usage(void)
@@ -281,6 +294,7 @@ int main(int argc, char **argv)
 							     : LOG_INFO, NULL);
 	g->version = xstrdup(GITALY_VERSION);
 	g->loop = uv_default_loop();
+	upgrade = upgrade_new(g->loop);
 	build_base_env(g);
 
 	g->git_path = which(g->cfg.git_bin_path ? g->cfg.git_bin_path : "git");
@@ -290,6 +304,14 @@ int main(int argc, char **argv)
 	if (!g->git_version)
 		die("cannot run \"%s version\"", g->git_path);
 
+	{
+		struct catfile_cache_opts o = { 0 };
+		if (g->cfg.catfile_cache_size > 0)
+			o.max_idle = (size_t)g->cfg.catfile_cache_size;
+		else
+			o.keep_none = 1;
+		g->catfile = catfile_cache_new(g->loop, &o);
+	}
 	setup_runtime_dir(g);
 	for (size_t i = 0; i < g->cfg.nr_storages; i++)
 		write_storage_metadata(&g->cfg.storages[i]);
@@ -314,14 +336,14 @@ int main(int argc, char **argv)
 	if (g->cfg.socket_path && *g->cfg.socket_path) {
 		struct strbuf a = STRBUF_INIT;
 		strbuf_addf(&a, "unix:%s", g->cfg.socket_path);
-		rc = grpc_server_listen(g->server, a.buf, bound, sizeof(bound));
+		rc = upgrade_listen(upgrade, g->server, a.buf, bound, sizeof(bound));
 		if (rc < 0)
 			die("cannot listen on \"%s\": %s", g->cfg.socket_path, uv_strerror(rc));
 		log_msgf(LOG_INFO, "listening on %s", bound);
 		strbuf_release(&a);
 	}
 	if (g->cfg.listen_addr && *g->cfg.listen_addr) {
-		rc = grpc_server_listen(g->server, g->cfg.listen_addr, bound, sizeof(bound));
+		rc = upgrade_listen(upgrade, g->server, g->cfg.listen_addr, bound, sizeof(bound));
 		if (rc < 0)
 			die("cannot listen on \"%s\": %s", g->cfg.listen_addr, uv_strerror(rc));
 		log_msgf(LOG_INFO, "listening on %s", bound);
@@ -341,9 +363,12 @@ int main(int argc, char **argv)
 	uv_signal_start(&sig_term, on_stop_signal, SIGTERM);
 	uv_signal_start(&sig_int, on_stop_signal, SIGINT);
 
+	upgrade_ready(upgrade, on_upgrade_handover, NULL);
 	uv_run(g->loop, UV_RUN_DEFAULT);
+	upgrade_free(upgrade);
 
 	grpc_server_free(g->server);
+	catfile_cache_free(g->catfile);
 	fs_remove_tree(g->runtime_dir);
 	log_msgf(LOG_INFO, "Gitaly stopped");
 	return 0;

@@ -11,41 +11,10 @@
 
 /* --- the node's cat-file cache --- */
 
-/*
- * One cache per process, created on first use. TODO(lead): move the pointer
- * into struct gitaly and drain it from main.c's shutdown path; until then a
- * SIGTERM/SIGINT watcher of our own drains it, so idle cat-file processes do
- * not keep the loop (and the shutting-down server) alive.
- */
-static struct catfile_cache *node_cache;
-static uv_signal_t drain_term, drain_int;
-
-static void on_drain_signal(uv_signal_t *h, int signum)
-{
-	(void)signum;
-	catfile_cache_drain(h->data);
-	uv_signal_stop(&drain_term);
-	uv_signal_stop(&drain_int);
-}
-
+/* Created at start-up (main.c), drained when the server stops. */
 struct catfile_cache *gitaly_catfile_cache(struct gitaly *g)
 {
-	struct catfile_cache_opts o = { 0 };
-	if (node_cache)
-		return node_cache;
-	if (g->cfg.catfile_cache_size > 0)
-		o.max_idle = (size_t)g->cfg.catfile_cache_size;
-	else
-		o.keep_none = 1;
-	node_cache = catfile_cache_new(g->loop, &o);
-	uv_signal_init(g->loop, &drain_term);
-	uv_signal_init(g->loop, &drain_int);
-	drain_term.data = drain_int.data = node_cache;
-	uv_signal_start(&drain_term, on_drain_signal, SIGTERM);
-	uv_signal_start(&drain_int, on_drain_signal, SIGINT);
-	uv_unref((uv_handle_t *)&drain_term);
-	uv_unref((uv_handle_t *)&drain_int);
-	return node_cache;
+	return g->catfile;
 }
 
 /* --- per-call contexts --- */

@@ -1,0 +1,464 @@
+/* gitaly-hooks: the hook git runs; it forwards the hook to the node's HookService (spec §3.1). */
+#include "base/pb.h"
+#include "base/strbuf.h"
+#include "base/strvec.h"
+#include "base/util.h"
+#include "grpc/auth.h"
+#include "grpc/client.h"
+#include "grpc/metadata.h"
+#include "hook.pb-c.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdnoreturn.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/*
+ * git runs us through symlinks named after the hook: pre-receive,
+ * post-receive, update (ref old new) and reference-transaction (state).
+ * GITALY_HOOKS_PAYLOAD (base64 JSON written by the node) names the internal
+ * socket and the hooks the node wants; a hook it did not ask for exits 0 at
+ * once. Otherwise the whole environment and stdin go to the matching
+ * HookService RPC, its stdout/stderr come back to ours, and we exit with the
+ * last exit status it sent. Any failure prints "error executing git hook" and
+ * exits 1; details go to $GITALY_LOG_DIR/gitaly_hooks.log, never to
+ * stdout/stderr, which git shows to the pushing user.
+ */
+
+#define STDIN_MAX (64 * 1024 * 1024)
+#define CHUNK (128 * 1024)
+
+enum hook { H_REFTX = 1, H_UPDATE = 2, H_PRE_RECEIVE = 4, H_POST_RECEIVE = 8 };
+
+static const struct {
+	const char *name;
+	enum hook bit;
+	const char *method;
+} hooks[] = {
+	{ "reference-transaction", H_REFTX, "/gitaly.HookService/ReferenceTransactionHook" },
+	{ "update", H_UPDATE, "/gitaly.HookService/UpdateHook" },
+	{ "pre-receive", H_PRE_RECEIVE, "/gitaly.HookService/PreReceiveHook" },
+	{ "post-receive", H_POST_RECEIVE, "/gitaly.HookService/PostReceiveHook" },
+};
+
+struct payload {
+	unsigned requested;
+	char *socket, *token;
+	int has_user;
+	char *userid, *username, *remote_ip;
+	json_t *flags;                 /* feature_flags_with_value, borrowed from root */
+	json_t *root;
+	Gitaly__Repository repo;
+	struct strvec repo_strings;    /* owns the repository's strings */
+	char **alternates;
+};
+
+static void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Append one logfmt line to $GITALY_LOG_DIR/gitaly_hooks.log; silently nothing without it. */
+static void log_error(const char *fmt, ...)
+{
+	const char *dir = getenv("GITALY_LOG_DIR");
+	struct strbuf path = STRBUF_INIT, msg = STRBUF_INIT, line = STRBUF_INIT;
+	char ts[64];
+	time_t now = time(NULL);
+	struct tm tm;
+	va_list ap;
+	int fd;
+
+	if (!dir || !*dir)
+		return;
+	va_start(ap, fmt);
+	strbuf_vaddf(&msg, fmt, ap);
+	va_end(ap);
+	gmtime_r(&now, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	strbuf_addf(&line, "time=\"%s\" level=error msg=\"error executing git hook\" error=", ts);
+	strbuf_add_json_string(&line, msg.buf, msg.len);
+	strbuf_addch(&line, '\n');
+	strbuf_addf(&path, "%s/gitaly_hooks.log", dir);
+	fd = open(path.buf, O_WRONLY | O_CREAT | O_APPEND, 0644);
+	if (fd >= 0) {
+		if (write(fd, line.buf, line.len) < 0) {
+			/* nowhere else to report it */
+		}
+		close(fd);
+	}
+	strbuf_release(&path);
+	strbuf_release(&msg);
+	strbuf_release(&line);
+}
+
+static noreturn void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static noreturn void fail(const char *fmt, ...)
+{
+	struct strbuf msg = STRBUF_INIT;
+	va_list ap;
+	va_start(ap, fmt);
+	strbuf_vaddf(&msg, fmt, ap);
+	va_end(ap);
+	log_error("%s", msg.buf);
+	fputs("error executing git hook\n", stderr);
+	fflush(stderr);
+	exit(1);
+}
+
+/* --- the payload --- */
+
+static char *repo_string(struct payload *p, json_t *o, const char *camel, const char *snake)
+{
+	json_t *v = json_object_get(o, camel);
+	const char *s;
+	if (!v)
+		v = json_object_get(o, snake);
+	s = json_string_value(v);
+	return (char *)strvec_push(&p->repo_strings, s ? s : "");
+}
+
+static void parse_payload(const char *b64, struct payload *p)
+{
+	struct strbuf dec = STRBUF_INIT;
+	json_error_t je;
+	json_t *v, *repo, *alts;
+	const char *s;
+
+	memset(p, 0, sizeof(*p));
+	strvec_init(&p->repo_strings);
+	if (grpc_base64_decode(&dec, b64, strlen(b64)) < 0)
+		fail("error when getting hooks payload: illegal base64 data");
+	p->root = json_loadb(dec.buf, dec.len, 0, &je);
+	strbuf_release(&dec);
+	if (!json_is_object(p->root))
+		fail("error when getting hooks payload: %s", p->root ? "not an object" : je.text);
+	v = json_object_get(p->root, "requested_hooks");
+	p->requested = json_is_integer(v) ? (unsigned)json_integer_value(v) : 0;
+	if (!p->requested)
+		p->requested = 31;
+	s = json_string_value(json_object_get(p->root, "internal_socket"));
+	p->socket = xstrdup(s ? s : "");
+	s = json_string_value(json_object_get(p->root, "internal_socket_token"));
+	p->token = xstrdup(s ? s : "");
+	v = json_object_get(p->root, "user_details");
+	if (json_is_object(v)) {
+		p->has_user = 1;
+		s = json_string_value(json_object_get(v, "userid"));
+		p->userid = xstrdup(s ? s : "");
+		s = json_string_value(json_object_get(v, "username"));
+		p->username = xstrdup(s ? s : "");
+		s = json_string_value(json_object_get(v, "remote_ip"));
+		p->remote_ip = xstrdup(s ? s : "");
+	}
+	p->flags = json_object_get(p->root, "feature_flags_with_value");
+
+	gitaly__repository__init(&p->repo);
+	s = json_string_value(json_object_get(p->root, "repository"));
+	repo = json_loads(s ? s : "{}", 0, &je);
+	if (!json_is_object(repo))
+		fail("error when getting hooks payload: repository: %s", repo ? "not an object" : je.text);
+	p->repo.storage_name = repo_string(p, repo, "storageName", "storage_name");
+	p->repo.relative_path = repo_string(p, repo, "relativePath", "relative_path");
+	p->repo.git_object_directory = repo_string(p, repo, "gitObjectDirectory", "git_object_directory");
+	p->repo.gl_repository = repo_string(p, repo, "glRepository", "gl_repository");
+	p->repo.gl_project_path = repo_string(p, repo, "glProjectPath", "gl_project_path");
+	alts = json_object_get(repo, "gitAlternateObjectDirectories");
+	if (!alts)
+		alts = json_object_get(repo, "git_alternate_object_directories");
+	if (json_is_array(alts) && json_array_size(alts)) {
+		size_t n = json_array_size(alts);
+		p->alternates = xcalloc(n, sizeof(char *));
+		for (size_t i = 0; i < n; i++) {
+			const char *a = json_string_value(json_array_get(alts, i));
+			p->alternates[i] = (char *)strvec_push(&p->repo_strings, a ? a : "");
+		}
+		p->repo.git_alternate_object_directories = p->alternates;
+		p->repo.n_git_alternate_object_directories = n;
+	}
+	json_decref(repo);
+}
+
+static void build_metadata(const struct payload *p, struct grpc_metadata *md)
+{
+	size_t i;
+	json_t *f;
+	if (*p->token)
+		auth_v2_add(md, p->token);
+	if (p->has_user) {
+		grpc_metadata_addstr(md, "user_id", p->userid);
+		grpc_metadata_addstr(md, "username", p->username);
+		grpc_metadata_addstr(md, "remote_ip", p->remote_ip);
+	}
+	if (json_is_array(p->flags)) {
+		json_array_foreach(p->flags, i, f) {
+			const char *name = json_string_value(json_object_get(json_object_get(f, "flag"), "name"));
+			struct strbuf key = STRBUF_INIT;
+			if (!name || !*name)
+				continue;
+			strbuf_addstr(&key, "gitaly-feature-");
+			for (const char *c = name; *c; c++)
+				strbuf_addch(&key, *c == '_' ? '-' : (*c >= 'A' && *c <= 'Z' ? *c + 32 : *c));
+			grpc_metadata_addstr(md, key.buf, json_is_true(json_object_get(f, "enabled")) ? "true" : "false");
+			strbuf_release(&key);
+		}
+	}
+	{
+		const char *cid = getenv("CORRELATION_ID");
+		if (cid && *cid)
+			grpc_metadata_addstr(md, "x-gitlab-correlation-id", cid);
+	}
+}
+
+/* --- the call --- */
+
+struct run {
+	uv_loop_t *loop;
+	struct grpc_channel *ch;
+	int done;
+	int exit_code;
+	enum grpc_code code;
+	struct strbuf err;
+};
+
+static void write_all(int fd, const uint8_t *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return; /* git went away; the RPC's status still decides our exit code */
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+}
+
+static void on_message(struct grpc_client_call *call, const uint8_t *msg, size_t len)
+{
+	struct run *r = grpc_client_call_user(call);
+	const uint8_t *p = msg, *end = msg + len;
+	struct pb_field f;
+	int rc;
+	while ((rc = pb_next_field(&p, end, &f)) == 1) {
+		if (f.num == 1 && f.wire == PB_LEN) {
+			write_all(1, f.data, f.len);
+		} else if (f.num == 2 && f.wire == PB_LEN) {
+			write_all(2, f.data, f.len);
+		} else if (f.num == 3 && f.wire == PB_LEN) {
+			const uint8_t *q = f.data, *qend = f.data + f.len;
+			struct pb_field e;
+			r->exit_code = 0;
+			while (pb_next_field(&q, qend, &e) == 1)
+				if (e.num == 1 && e.wire == PB_VARINT)
+					r->exit_code = (int)(int32_t)e.varint;
+		}
+	}
+}
+
+static void on_close(struct grpc_client_call *call, enum grpc_code code, const char *message,
+		     const struct grpc_metadata *trailers)
+{
+	struct run *r = grpc_client_call_user(call);
+	r->done = 1;
+	r->code = code;
+	strbuf_addstr(&r->err, message ? message : "");
+}
+
+static const struct grpc_client_ops call_ops = {
+	.on_message = on_message,
+	.on_close = on_close,
+};
+
+static void read_stdin(struct strbuf *in)
+{
+	char buf[65536];
+	for (;;) {
+		ssize_t n = read(0, buf, sizeof(buf));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			fail("reading stdin: %s", strerror(errno));
+		}
+		if (n == 0)
+			return;
+		if (in->len + (size_t)n > STDIN_MAX)
+			fail("hook input larger than %d bytes", STDIN_MAX);
+		strbuf_add(in, buf, (size_t)n);
+	}
+}
+
+static void pack_send(struct grpc_client_call *call, const ProtobufCMessage *m)
+{
+	size_t n = protobuf_c_message_get_packed_size(m);
+	uint8_t *buf = xmalloc(n ? n : 1);
+	protobuf_c_message_pack(m, buf);
+	grpc_client_call_send(call, buf, n);
+	free(buf);
+}
+
+/* Stdin as further requests carrying only field `field`. */
+static void send_stdin(struct grpc_client_call *call, uint32_t field, const struct strbuf *in)
+{
+	struct strbuf msg = STRBUF_INIT;
+	for (size_t off = 0; off < in->len; off += CHUNK) {
+		size_t n = MIN((size_t)CHUNK, in->len - off);
+		strbuf_reset(&msg);
+		pb_put_bytes(&msg, field, in->buf + off, n);
+		grpc_client_call_send(call, msg.buf, msg.len);
+	}
+	strbuf_release(&msg);
+}
+
+static char **push_options(size_t *nr)
+{
+	const char *c = getenv("GIT_PUSH_OPTION_COUNT");
+	char *end;
+	long n;
+	char **v;
+	*nr = 0;
+	if (!c || !*c)
+		return NULL;
+	n = strtol(c, &end, 10);
+	if (*end || n <= 0 || n > 10000)
+		return NULL;
+	v = xcalloc((size_t)n, sizeof(char *));
+	for (long i = 0; i < n; i++) {
+		char key[64];
+		const char *val;
+		snprintf(key, sizeof(key), "GIT_PUSH_OPTION_%ld", i);
+		val = getenv(key);
+		v[i] = (char *)(val ? val : "");
+	}
+	*nr = (size_t)n;
+	return v;
+}
+
+int main(int argc, char **argv)
+{
+	extern char **environ;
+	const char *slash = strrchr(argv[0], '/');
+	const char *name = slash ? slash + 1 : argv[0];
+	const char *b64 = getenv("GITALY_HOOKS_PAYLOAD");
+	struct payload p;
+	struct run r = { 0 };
+	struct grpc_metadata md = GRPC_METADATA_INIT;
+	struct grpc_client_call *call;
+	struct strbuf in = STRBUF_INIT, target = STRBUF_INIT;
+	size_t env_nr = 0, idx = ARRAY_SIZE(hooks), npo = 0;
+	char **po = NULL;
+	int rc;
+
+	signal(SIGPIPE, SIG_IGN);
+	for (size_t i = 0; i < ARRAY_SIZE(hooks); i++)
+		if (!strcmp(name, hooks[i].name))
+			idx = i;
+	if (idx == ARRAY_SIZE(hooks)) {
+		if (!strcmp(name, "gitaly-hooks") && argc >= 2 && !strcmp(argv[1], "git"))
+			fail("pack-objects hook is not supported");
+		fail("subcommand name invalid: \"%s\"", name);
+	}
+	if (!b64)
+		fail("error when getting hooks payload: no hooks payload found in environment");
+	parse_payload(b64, &p);
+	if (!(p.requested & hooks[idx].bit))
+		exit(0);
+
+	while (environ[env_nr])
+		env_nr++;
+	r.loop = uv_default_loop();
+	strbuf_init(&r.err, 0);
+	strbuf_addf(&target, "unix:%s", p.socket);
+	if (grpc_channel_new(r.loop, target.buf, NULL, &r.ch) < 0)
+		fail("error when connecting to gitaly: invalid socket \"%s\"", p.socket);
+	build_metadata(&p, &md);
+
+	switch (hooks[idx].bit) {
+	case H_UPDATE: {
+		Gitaly__UpdateHookRequest req = GITALY__UPDATE_HOOK_REQUEST__INIT;
+		if (argc != 4)
+			fail("update hook expects exactly three arguments, got %d", argc - 1);
+		req.repository = &p.repo;
+		req.environment_variables = environ;
+		req.n_environment_variables = env_nr;
+		req.ref.data = (uint8_t *)argv[1];
+		req.ref.len = strlen(argv[1]);
+		req.old_value = argv[2];
+		req.new_value = argv[3];
+		rc = grpc_channel_call(r.ch, hooks[idx].method, &md, 0, 0, &call_ops, &r, &call);
+		if (rc < 0)
+			fail("error when starting command for update hook: %s", strerror(-rc));
+		pack_send(call, &req.base);
+		break;
+	}
+	case H_PRE_RECEIVE: {
+		Gitaly__PreReceiveHookRequest req = GITALY__PRE_RECEIVE_HOOK_REQUEST__INIT;
+		read_stdin(&in);
+		po = push_options(&npo);
+		req.repository = &p.repo;
+		req.environment_variables = environ;
+		req.n_environment_variables = env_nr;
+		req.git_push_options = po;
+		req.n_git_push_options = npo;
+		rc = grpc_channel_call(r.ch, hooks[idx].method, &md, 0, 0, &call_ops, &r, &call);
+		if (rc < 0)
+			fail("error when getting preReceiveHookStream client for: %s", strerror(-rc));
+		pack_send(call, &req.base);
+		send_stdin(call, 4, &in);
+		break;
+	}
+	case H_POST_RECEIVE: {
+		Gitaly__PostReceiveHookRequest req = GITALY__POST_RECEIVE_HOOK_REQUEST__INIT;
+		read_stdin(&in);
+		po = push_options(&npo);
+		req.repository = &p.repo;
+		req.environment_variables = environ;
+		req.n_environment_variables = env_nr;
+		req.git_push_options = po;
+		req.n_git_push_options = npo;
+		rc = grpc_channel_call(r.ch, hooks[idx].method, &md, 0, 0, &call_ops, &r, &call);
+		if (rc < 0)
+			fail("error when getting stream client for post-receive hook: %s", strerror(-rc));
+		pack_send(call, &req.base);
+		send_stdin(call, 3, &in);
+		break;
+	}
+	default: {
+		Gitaly__ReferenceTransactionHookRequest req = GITALY__REFERENCE_TRANSACTION_HOOK_REQUEST__INIT;
+		if (argc != 2)
+			fail("reference-transaction hook is missing required arguments, got %d", argc - 1);
+		if (!strcmp(argv[1], "prepared"))
+			req.state = GITALY__REFERENCE_TRANSACTION_HOOK_REQUEST__STATE__PREPARED;
+		else if (!strcmp(argv[1], "committed"))
+			req.state = GITALY__REFERENCE_TRANSACTION_HOOK_REQUEST__STATE__COMMITTED;
+		else if (!strcmp(argv[1], "aborted"))
+			req.state = GITALY__REFERENCE_TRANSACTION_HOOK_REQUEST__STATE__ABORTED;
+		else
+			fail("reference-transaction hook has invalid state: \"%s\"", argv[1]);
+		read_stdin(&in);
+		req.repository = &p.repo;
+		req.environment_variables = environ;
+		req.n_environment_variables = env_nr;
+		rc = grpc_channel_call(r.ch, hooks[idx].method, &md, 0, 0, &call_ops, &r, &call);
+		if (rc < 0)
+			fail("error when getting referenceTransactionHookStream client: %s", strerror(-rc));
+		pack_send(call, &req.base);
+		send_stdin(call, 3, &in);
+		break;
+	}
+	}
+	grpc_client_call_close_send(call);
+	while (!r.done)
+		uv_run(r.loop, UV_RUN_ONCE);
+	if (r.code != GRPC_OK)
+		fail("error when receiving data for %s hook: rpc error: code = %s desc = %s", hooks[idx].name,
+		     grpc_code_name(r.code), r.err.buf);
+	fflush(stdout);
+	/* exit() rather than return: what main's frame points to is still in use */
+	exit(r.exit_code);
+}
