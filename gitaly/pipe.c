@@ -4,6 +4,7 @@
 #include "base/util.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,6 +101,12 @@ int gitaly_pipe_write(struct gitaly_pipe *p, const void *data, size_t len)
 	return rc;
 }
 
+void gitaly_pipe_kill(struct gitaly_pipe *p)
+{
+	if (p->cmd)
+		git_cmd_kill(p->cmd, SIGKILL);
+}
+
 static void call_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 {
 	struct gitaly_pipe *p = grpc_call_user(call);
@@ -116,7 +123,9 @@ static void call_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 		p->cmd = NULL;
 		return;
 	}
-	if (rc == 1 && dlen)
+	if (rc == 1 && dlen && p->opts.on_stdin)
+		p->opts.on_stdin(p, data, dlen);
+	if (rc == 1 && dlen && p->cmd)
 		gitaly_pipe_write(p, data, dlen); /* EPIPE: git stopped reading; its exit says why */
 }
 
