@@ -414,6 +414,7 @@ void grpc_client_call_cancel(struct grpc_client_call *call)
 
 static void call_deliver(struct grpc_client_call *call)
 {
+	size_t consumed = 0;
 	if (call->delivering)
 		return;
 	call->delivering = 1;
@@ -440,7 +441,13 @@ static void call_deliver(struct grpc_client_call *call)
 			call->ops->on_message(call, msg, len);
 		if (call->notified)
 			break;
-		grpc_framer_consume(&call->in);
+		consumed += grpc_framer_consume(&call->in);
+	}
+	if (call->unconsumed && call->conn && !call->stream_closed && !call->notified) {
+		size_t n = call->paused ? MIN(consumed, call->unconsumed) : call->unconsumed;
+		call->unconsumed -= n;
+		nghttp2_session_consume_stream(call->conn->h2.session, call->stream_id, n);
+		h2_conn_flush(&call->conn->h2);
 	}
 	call->delivering = 0;
 	call_maybe_done(call);
@@ -456,11 +463,6 @@ void grpc_client_call_resume_recv(struct grpc_client_call *call)
 	if (!call->paused)
 		return;
 	call->paused = 0;
-	if (call->unconsumed && call->conn && !call->stream_closed) {
-		nghttp2_session_consume_stream(call->conn->h2.session, call->stream_id, call->unconsumed);
-		h2_conn_flush(&call->conn->h2);
-	}
-	call->unconsumed = 0;
 	if (!call->delivering)
 		call_deliver(call);
 }

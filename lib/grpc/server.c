@@ -534,6 +534,7 @@ static void give_back_window(struct grpc_call *call, size_t n)
 /* Deliver buffered whole messages, then a pending half-close, unless paused. */
 static void call_deliver(struct grpc_call *call)
 {
+	size_t consumed = 0;
 	if (call->delivering)
 		return;
 	call->delivering = 1;
@@ -560,7 +561,13 @@ static void call_deliver(struct grpc_call *call)
 			call->ops->on_message(call, msg, len);
 		if (call->notified)
 			break;
-		grpc_framer_consume(&call->in);
+		consumed += grpc_framer_consume(&call->in);
+	}
+	/* window goes back for bytes that left the buffer; all of it once nothing is held back */
+	if (call->unconsumed && !call->notified) {
+		size_t n = call->paused ? MIN(consumed, call->unconsumed) : call->unconsumed;
+		call->unconsumed -= n;
+		give_back_window(call, n);
 	}
 	if (!call->paused && !call->notified && call->remote_closed && !call->half_close_fired &&
 	    grpc_framer_buffered(&call->in) == 0) {
@@ -582,13 +589,9 @@ void grpc_call_pause_recv(struct grpc_call *call)
 
 void grpc_call_resume_recv(struct grpc_call *call)
 {
-	size_t held;
 	if (!call->paused)
 		return;
 	call->paused = 0;
-	held = call->unconsumed;
-	call->unconsumed = 0;
-	give_back_window(call, held);
 	if (!call->delivering)
 		call_deliver(call);
 }

@@ -211,8 +211,6 @@ def test_large_push(gitaly_node, big_repo):
     fsck(dst)
 
 
-@pytest.mark.xfail(strict=False, reason="lib/grpc gives the whole held stream window back on "
-                   "resume, so a paused call's buffer grows by ~256 KiB per pause (see report)")
 def test_large_push_memory_stays_flat(gitaly_node, big_repo):
     """stdin is streamed into git with backpressure, not buffered in the node."""
     pid = gitaly_node.proc.pid
