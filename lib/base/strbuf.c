@@ -2,6 +2,7 @@
 #include "strbuf.h"
 #include "util.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,16 +37,17 @@ char *strbuf_detach(struct strbuf *sb, size_t *len)
 
 void strbuf_grow(struct strbuf *sb, size_t extra)
 {
-	size_t want = sb->len + extra + 1;
-	if (want < sb->len)
+	size_t want, n;
+	if (extra >= SIZE_MAX - sb->len)
 		die("strbuf overflow");
+	want = sb->len + extra + 1;
 	if (want <= sb->alloc)
 		return;
 	if (!sb->alloc)
 		sb->buf = NULL;
-	size_t n = sb->alloc ? sb->alloc : 64;
+	n = sb->alloc ? sb->alloc : 64;
 	while (n < want)
-		n = n + n / 2 + 16;
+		n = n < SIZE_MAX / 3 ? n + n / 2 + 16 : want;
 	sb->buf = xrealloc(sb->buf, n);
 	sb->alloc = n;
 	if (sb->len == 0)
@@ -54,6 +56,8 @@ void strbuf_grow(struct strbuf *sb, size_t extra)
 
 void strbuf_setlen(struct strbuf *sb, size_t len)
 {
+	if (len > (sb->alloc ? sb->alloc - 1 : 0))
+		die("strbuf_setlen() beyond allocated size");
 	if (!sb->alloc)
 		return; /* only 0 is possible for the slop buffer */
 	sb->len = len;
@@ -62,6 +66,15 @@ void strbuf_setlen(struct strbuf *sb, size_t len)
 
 void strbuf_add(struct strbuf *sb, const void *data, size_t len)
 {
+	/* appending part of ourselves: growing may move the source */
+	if (sb->alloc && (const char *)data >= sb->buf && (const char *)data < sb->buf + sb->alloc) {
+		size_t off = (size_t)((const char *)data - sb->buf);
+		strbuf_grow(sb, len);
+		memmove(sb->buf + sb->len, sb->buf + off, len);
+		sb->len += len;
+		sb->buf[sb->len] = '\0';
+		return;
+	}
 	strbuf_grow(sb, len);
 	if (len)
 		memcpy(sb->buf + sb->len, data, len);

@@ -94,11 +94,12 @@ int cfg_duration(struct cfg_reader *r, struct toml_table *t, const char *key, ui
 	if (cfg_failed(r) || !t || !(v = toml_get(t, key)))
 		return 0;
 	if (toml_value_int(v, &i) == 0) {
-		if (i < 0) {
-			cfg_errorf(r, t, key, "duration must not be negative");
+		/* as upstream: a bare number is read as duration text, so only 0 has no unit */
+		if (i != 0) {
+			cfg_errorf(r, t, key, "missing unit in duration \"%lld\"", (long long)i);
 			return -EINVAL;
 		}
-		*out_ms = (uint64_t)i / 1000000u;
+		*out_ms = 0;
 		return 0;
 	}
 	if (toml_value_string(v, &s, &len) < 0 || parse_go_duration(s, &ns) < 0) {
@@ -151,12 +152,15 @@ int parse_go_duration(const char *s, uint64_t *out_ns)
 		char *end;
 		double v;
 		size_t best = 0, bestlen = 0;
+		const char *num = s;
 		if (!((*s >= '0' && *s <= '9') || *s == '.'))
 			return -EINVAL;
-		v = strtod(s, &end);
-		if (end == s || v < 0)
+		/* digits and at most one point: strtod would also take exponents and hex */
+		while ((*s >= '0' && *s <= '9') || *s == '.')
+			s++;
+		v = strtod(num, &end);
+		if (end != s || v < 0)
 			return -EINVAL;
-		s = end;
 		for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
 			size_t ul = strlen(units[i].unit);
 			if (!strncmp(s, units[i].unit, ul) && ul > bestlen) {
