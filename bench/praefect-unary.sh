@@ -19,10 +19,13 @@ bench_build "$build" gitaly/gitaly praefect/praefect gitaly-ssh/gitaly-ssh gital
 mkdir -p "$work/bin"
 ln -s "$build/gitaly-hooks/gitaly-hooks" "$build/gitaly-ssh/gitaly-ssh" "$work/bin/"
 
-# start_gitaly NAME: a node with one storage NAME, token "node", TCP on a free port
+# start_gitaly NAME: a node with one storage NAME, token "node", TCP on a free
+# port recorded in addr[NAME]. Not called in $(...): its pid must reach bench_pids.
+declare -A addr
 start_gitaly() {
 	local name=$1 port
 	port=$(bench_free_port)
+	addr[$name]="127.0.0.1:$port"
 	mkdir -p "$work/$name/storage"
 	cat >"$work/$name/config.toml" <<-CFG
 		listen_addr = "127.0.0.1:$port"
@@ -38,11 +41,9 @@ start_gitaly() {
 	CFG
 	"$build/gitaly/gitaly" "$work/$name/config.toml" >"$work/$name/log" 2>&1 &
 	bench_pids+=($!)
-	echo "127.0.0.1:$port"
 }
 
-declare -A addr
-for n in gitaly-1 gitaly-2 gitaly-3; do addr[$n]=$(start_gitaly $n); done
+for n in gitaly-1 gitaly-2 gitaly-3; do start_gitaly $n; done
 pport=$(bench_free_port)
 cat >"$work/praefect.toml" <<CFG
 listen_addr = "127.0.0.1:$pport"
