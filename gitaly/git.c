@@ -1,5 +1,6 @@
 /* Building git command lines and environments the way upstream does (spec §2.0, §3.1-3.2). */
 #include "gitaly.h"
+#include "tx.h"
 #include "base/util.h"
 #include "grpc/metadata.h"
 
@@ -146,26 +147,26 @@ static char *repository_json(const Gitaly__Repository *r)
 	return s;
 }
 
-/* The transaction this call votes in, from gitaly-reference-transaction metadata. */
-static json_t *transaction_json(struct grpc_call *rpc)
+/* The transaction this call votes in, plus the backchannel the hook must vote over. */
+static json_t *transaction_json(struct gitaly *g, struct grpc_call *rpc)
 {
-	const char *v = rpc ? grpc_metadata_value(grpc_call_metadata(rpc), "gitaly-reference-transaction") : NULL;
-	struct strbuf dec = STRBUF_INIT;
-	json_t *tx = NULL;
-	if (v && grpc_base64_decode(&dec, v, strlen(v)) == 0)
-		tx = json_loadb(dec.buf, dec.len, 0, NULL);
-	strbuf_release(&dec);
-	if (tx && !json_is_object(tx)) {
-		json_decref(tx);
-		tx = NULL;
-	}
-	return tx;
+	struct tx_info tx;
+	json_t *o;
+	if (!rpc || gitaly_tx_from_call(g, rpc, &tx) < 0)
+		return NULL;
+	o = json_object();
+	if (tx.backchannel_id)
+		json_object_set_new(o, "backchannel_id", json_integer((json_int_t)tx.backchannel_id));
+	json_object_set_new(o, "id", json_integer((json_int_t)tx.id));
+	json_object_set_new(o, "node", json_string(tx.node));
+	json_object_set_new(o, "primary", json_boolean(tx.primary));
+	return o;
 }
 
 static void add_hooks_env(struct gitaly *g, const struct git_call *c, struct strvec *env)
 {
 	json_t *p = json_object();
-	json_t *tx = transaction_json(c->rpc);
+	json_t *tx = transaction_json(g, c->rpc);
 	char *repo = repository_json(c->repo), *s;
 	struct strbuf b64 = STRBUF_INIT;
 

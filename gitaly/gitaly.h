@@ -30,6 +30,7 @@
 #include "shared.pb-c.h"
 
 struct catfile_cache;
+struct bc_server;
 
 struct gitaly {
 	struct gitaly_config cfg;
@@ -42,6 +43,7 @@ struct gitaly {
 	char *git_version;             /* "2.39.5" */
 	struct strvec base_env;        /* allow-listed environment for children */
 	struct catfile_cache *catfile; /* long-lived cat-file processes (lib/git/catfile.h) */
+	struct bc_server *bc;          /* backchannel sessions of praefects (lib/backchannel) */
 	char *version;                 /* our server version */
 };
 

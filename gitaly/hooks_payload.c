@@ -241,20 +241,22 @@ static void deferred_vote_fire(uv_timer_t *t)
 void hook_payload_vote(struct gitaly *g, const struct hook_payload *p, enum tx_phase phase,
 		       const uint8_t hash[20], tx_done_fn done, void *arg)
 {
-	struct deferred_vote *v = xcalloc(1, sizeof(*v));
+	struct deferred_vote *v;
+	if (p->has_tx) {
+		/* the vote goes to the praefect behind the payload's backchannel */
+		struct tx_info tx;
+		memset(&tx, 0, sizeof(tx));
+		tx.id = p->tx_id;
+		tx.primary = p->tx_primary;
+		tx.backchannel_id = p->tx_backchannel_id;
+		snprintf(tx.node, sizeof(tx.node), "%s", p->tx_node ? p->tx_node : "");
+		gitaly_tx_vote_info(g, &tx, phase, hash, done, arg);
+		return;
+	}
+	v = xcalloc(1, sizeof(*v));
 	v->done = done;
 	v->arg = arg;
 	v->code = GRPC_OK;
-	if (p->has_tx) {
-		/*
-		 * The vote must reach the praefect behind backchannel
-		 * p->tx_backchannel_id; tx.h only votes for the transaction of
-		 * a call, so a hook cannot vote yet. Failing is the safe answer:
-		 * git then refuses the update instead of diverging silently.
-		 */
-		v->code = GRPC_UNAVAILABLE;
-		v->msg = "transaction voting from hooks is not supported by this node yet";
-	}
 	uv_timer_init(g->loop, &v->timer);
 	v->timer.data = v;
 	uv_timer_start(&v->timer, deferred_vote_fire, 0, 0);

@@ -5,6 +5,7 @@
 #include "base/fs.h"
 #include "grpc/auth.h"
 #include "git/catfile.h"
+#include "backchannel/backchannel.h"
 #include "upgrade/upgrade.h"
 
 #include <dirent.h>
@@ -321,6 +322,8 @@ int main(int argc, char **argv)
 		struct grpc_server_hooks hooks = { on_call_start, on_call_end, g };
 		grpc_server_set_hooks(g->server, &hooks);
 	}
+	/* praefect dials with the backchannel handshake; plain clients still work */
+	g->bc = bc_server_new(g->server, 0);
 	grpc_server_add_health(g->server);
 	gitaly_register_server(g, g->server);
 	gitaly_register_repository(g, g->server);

@@ -24,10 +24,25 @@ enum tx_phase {
 
 typedef void (*tx_done_fn)(void *arg, enum grpc_code code, const char *msg);
 
+/* Who votes where: the transaction, this node's voter name, and the connection to praefect. */
+struct tx_info {
+	uint64_t id;
+	char node[256];
+	int primary;
+	uint64_t backchannel_id;   /* 0: the call did not arrive over a backchannel */
+};
+
 /* 1 when the call carries transaction metadata. */
 int gitaly_tx_present(struct grpc_call *call);
+/* The transaction of `call`: 0, -ENOENT when it has none, -EINVAL when the metadata is garbage. */
+int gitaly_tx_from_call(struct gitaly *g, struct grpc_call *call, struct tx_info *out);
 void gitaly_tx_vote(struct gitaly *g, struct grpc_call *call, enum tx_phase phase,
 		    const uint8_t hash[20], tx_done_fn done, void *arg);
+/* Vote in an explicit transaction (hooks carry theirs in GITALY_HOOKS_PAYLOAD). */
+void gitaly_tx_vote_info(struct gitaly *g, const struct tx_info *tx, enum tx_phase phase,
+			 const uint8_t hash[20], tx_done_fn done, void *arg);
+/* Stop the transaction so that waiting voters give up (a primary-side hook refused). */
+void gitaly_tx_stop_info(struct gitaly *g, const struct tx_info *tx, tx_done_fn done, void *arg);
 /* SHA-1 helper for vote payloads. */
 void gitaly_sha1(const void *data, size_t len, uint8_t out[20]);
 

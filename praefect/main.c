@@ -5,6 +5,7 @@
 #include "praefect.h"
 #include "cmd.h"
 #include "transactions.h"
+#include "backchannel/backchannel.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -127,6 +128,14 @@ int praefect_serve(struct praefect_config *cfg)
 	info_register(p);
 	p->txm = tx_manager_new();
 	tx_register_service(p->txm, p->server);
+	/* nodes call RefTransaction back over the backchannel (no token there, as upstream) */
+	p->bc_server = grpc_server_new(p->loop, NULL);
+	tx_register_service(p->txm, p->bc_server);
+	p->bc_client = xcalloc(1, sizeof(*p->bc_client));
+	p->bc_client->loop = p->loop;
+	p->bc_client->serve = p->bc_server;
+	p->bc_client->max_window = (uint32_t)p->cfg.yamux_max_window;
+	p->transactions = 1;
 	coordinator_register(p);
 
 	if (nodes_start(p, &err) < 0)

@@ -3,6 +3,7 @@
 #include "base/util.h"
 #include "base/log.h"
 #include "grpc/auth.h"
+#include "backchannel/backchannel.h"
 #include "health.pb-c.h"
 
 #include <stdlib.h>
@@ -147,6 +148,9 @@ int nodes_start(struct praefect *p, struct strbuf *err)
 	o.keepalive_ms = 5000;
 	o.keepalive_timeout_ms = 2000;
 	o.on_state = on_channel_state;
+	/* every connection to a node is a backchannel: the node votes back over it */
+	o.dial = bc_dial;
+	o.dial_data = p->bc_client;
 	node_praefect = p;
 	for (size_t i = 0; i < p->nr_vs; i++) {
 		for (size_t j = 0; j < p->vs[i].nr_nodes; j++) {

@@ -22,6 +22,7 @@
 
 struct praefect;
 struct vstorage;
+struct bc_client;
 
 /* One gitaly storage of a virtual storage, and our connection to it. */
 struct node {
@@ -74,6 +75,8 @@ struct praefect {
 	char *name;                            /* praefect_name for node_status */
 	struct replicator *replicator;
 	struct tx_manager *txm;
+	struct grpc_server *bc_server;         /* serves RefTransaction on streams nodes open back */
+	struct bc_client *bc_client;
 	int transactions;                      /* nodes are dialed with a backchannel and can vote */
 	uv_timer_t health_timer;
 	uint64_t health_interval_ms;

@@ -871,8 +871,13 @@ int grpc_channel_new(uv_loop_t *loop, const char *target, const struct grpc_chan
 	struct grpc_channel *ch;
 	struct addr a;
 
-	if (addr_parse(target, &a) < 0)
-		return -EINVAL;
+	/* with a dial function the target is only a name (a backchannel, say) */
+	if (addr_parse(target, &a) < 0) {
+		if (!(opts && opts->dial))
+			return -EINVAL;
+		memset(&a, 0, sizeof(a));
+		a.kind = ADDR_UNIX;
+	}
 	if (a.kind == ADDR_TLS && !(opts && opts->dial))
 		return -ENOTSUP;
 	ch = xcalloc(1, sizeof(*ch));

@@ -118,6 +118,8 @@ struct grpc_server {
 	void *fallback_data;
 	struct grpc_server_hooks hooks;
 	int have_hooks;
+	void (*accept_fn)(struct grpc_server *s, struct io *io, void *data);
+	void *accept_data;
 	char **services;
 	size_t nr_services, alloc_services;
 
@@ -1002,7 +1004,22 @@ static void on_connection(uv_stream_t *server, int status)
 		io_uv_discard(client);
 		return;
 	}
-	grpc_server_adopt(l->srv, io_uv_wrap(client));
+	if (l->srv->accept_fn)
+		l->srv->accept_fn(l->srv, io_uv_wrap(client), l->srv->accept_data);
+	else
+		grpc_server_adopt(l->srv, io_uv_wrap(client));
+}
+
+void grpc_server_set_accept(struct grpc_server *s, void (*fn)(struct grpc_server *s, struct io *io, void *data),
+			    void *data)
+{
+	s->accept_fn = fn;
+	s->accept_data = data;
+}
+
+uv_loop_t *grpc_server_loop(const struct grpc_server *s)
+{
+	return s->loop;
 }
 
 static void listener_link(struct grpc_server *s, struct listener *l)

@@ -103,6 +103,14 @@ int grpc_server_listen(struct grpc_server *s, const char *addr, char *bound, siz
 int grpc_server_listen_fd(struct grpc_server *s, int fd);
 /* The file descriptors of all listeners, for handing to a new process. */
 size_t grpc_server_listen_fds(struct grpc_server *s, int *fds, size_t max);
+/*
+ * Hand every accepted connection to `fn` instead of serving it directly
+ * (connection multiplexing: sniff a handshake, then call grpc_server_adopt()
+ * or hand the io elsewhere).
+ */
+void grpc_server_set_accept(struct grpc_server *s, void (*fn)(struct grpc_server *s, struct io *io, void *data),
+			    void *data);
+uv_loop_t *grpc_server_loop(const struct grpc_server *s);
 /* Serve HTTP/2 gRPC on a connected byte stream; the server owns it from now on. */
 int grpc_server_adopt(struct grpc_server *s, struct io *io);
 

@@ -62,6 +62,20 @@ uv_pipe_t *io_uv_alloc_pipe(void);
 /* Release a stream from io_uv_alloc_*() that failed before being wrapped. */
 void io_uv_discard(uv_stream_t *stream);
 
+/* --- wrapping (io_wrap.c) --- */
+
+/*
+ * Take over `inner` and return an io that first delivers `prefix` (bytes
+ * already read from `inner`, e.g. while sniffing a handshake) and then
+ * everything `inner` reads; writes and close pass through. `on_close_hook`
+ * (may be NULL) runs after the wrapper's own on_close, to tie the lifetime
+ * of something else (a yamux session) to this stream.
+ */
+struct io *io_wrap(uv_loop_t *loop, struct io *inner, const char *prefix, size_t len,
+		   void (*on_close_hook)(void *arg), void *hook_arg);
+/* The io an io_wrap() wraps, or NULL when `io` is not a wrapper. */
+struct io *io_wrap_inner(struct io *io);
+
 /* --- addresses in the forms upstream accepts --- */
 
 enum addr_kind { ADDR_UNIX, ADDR_TCP, ADDR_TLS };
