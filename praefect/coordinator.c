@@ -438,9 +438,25 @@ static int is_transactional(struct proxy *px)
 	       strcmp(px->m->name, "/gitaly.ObjectPoolService/DeleteObjectPool");
 }
 
-static void register_tx(struct proxy *px)
+/*
+ * Ours, stricter than upstream: a write must be committed by a majority of
+ * the repository's assigned replicas, not only by whoever is healthy, so no
+ * acknowledged write ever lives on a minority that a failover could lose.
+ * Returns 0, or -1 after refusing the call (nothing was sent to any node).
+ */
+static int register_tx(struct proxy *px)
 {
-	px->txid = tx_register(px->p->txm, px->primary, px->secondaries.v, px->secondaries.nr);
+	size_t assigned = 1 + px->secondaries.nr + px->outdated.nr;
+	size_t voters = 1 + px->secondaries.nr;
+	size_t quorum = assigned / 2 + 1;
+	if (voters < quorum) {
+		proxy_fail(px, GRPC_UNAVAILABLE,
+			   "not enough healthy up-to-date replicas for a write quorum: %zu of %zu assigned, %zu needed",
+			   voters, assigned, quorum);
+		return -1;
+	}
+	px->txid = tx_register(px->p->txm, px->primary, px->secondaries.v, px->secondaries.nr, (unsigned)quorum);
+	return 0;
 }
 
 static void route_mutator(struct proxy *px, struct repo *r)
@@ -483,8 +499,8 @@ static void route_mutator(struct proxy *px, struct repo *r)
 			strvec_push(&px->outdated, s);
 		}
 	}
-	if (is_transactional(px))
-		register_tx(px);
+	if (is_transactional(px) && register_tx(px) < 0)
+		return;
 	start_forwarding(px);
 }
 
@@ -572,8 +588,11 @@ static void on_reserved(void *arg, int status, const char *msg, int64_t id)
 		}
 	}
 	free(others);
-	if (is_transactional(px))
-		register_tx(px);
+	if (is_transactional(px) && register_tx(px) < 0) {
+		px->routing = 0;
+		proxy_unref(px);
+		return;
+	}
 	start_forwarding(px);
 	proxy_unref(px);
 }

@@ -210,7 +210,7 @@ static void waiter_closed(struct grpc_call *call, enum grpc_code code, void *arg
 /* --- the engine --- */
 
 uint64_t tx_register(struct tx_manager *m, const char *primary, const char *const *secondaries,
-		     size_t nr_secondaries)
+		     size_t nr_secondaries, unsigned quorum)
 {
 	struct transaction *t = xcalloc(1, sizeof(*t));
 	size_t s = nr_secondaries;
@@ -227,8 +227,11 @@ uint64_t tx_register(struct tx_manager *m, const char *primary, const char *cons
 		t->voters[1 + i] = xstrdup(secondaries[i]);
 		t->weight[1 + i] = 1;
 	}
-	/* primary-mandatory majority (§7.2) */
-	t->threshold = s <= 1 ? (unsigned)s + 1 : (unsigned)(s + 1 + (s + 1) / 2);
+	/* primary-mandatory majority (§7.2), or primary plus quorum-1 secondaries */
+	if (quorum && quorum <= t->nr)
+		t->threshold = (unsigned)s + quorum;
+	else
+		t->threshold = s <= 1 ? (unsigned)s + 1 : (unsigned)(s + 1 + (s + 1) / 2);
 	tx_key(t->id, k);
 	hashmap_put(&m->txs, k, strlen(k), t);
 	return t->id;

@@ -20,11 +20,14 @@ struct tx_manager *tx_manager_new(void);
 void tx_manager_free(struct tx_manager *m);
 
 /*
- * Register a transaction for `primary` and `nr_secondaries` secondaries with
- * upstream's weights and threshold. Returns its id (never 0).
+ * Register a transaction for `primary` and `nr_secondaries` secondaries.
+ * Weights are upstream's (primary S+1, secondaries 1). `quorum` is how many
+ * voters, the primary included, must agree: the threshold becomes
+ * (S+1) + (quorum-1). 0 means upstream's primary-mandatory majority of the
+ * voters. Returns the transaction's id (never 0).
  */
 uint64_t tx_register(struct tx_manager *m, const char *primary, const char *const *secondaries,
-		     size_t nr_secondaries);
+		     size_t nr_secondaries, unsigned quorum);
 /* A secondary's stream failed: it no longer counts (spec §7.5 CancelVoter). */
 void tx_cancel_voter(struct tx_manager *m, uint64_t id, const char *node);
 

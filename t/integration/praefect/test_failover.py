@@ -102,6 +102,20 @@ def test_short_stall_does_not_fail_over(tmp_path):
         cluster.stop()
 
 
+def dataloss_lines(md_primary, in_sync, outdated):
+    """Expected `dataloss` output for loss.git: in-sync and outdated storages listed by name."""
+    lines = ["Virtual storage: default", "  Repositories:", "    loss.git (unavailable):",
+             "      Primary: %s" % md_primary, "      In-Sync Storages:"]
+    lines += ["        %s, assigned host%s" % (s, "" if healthy else ", unhealthy") for s, healthy in in_sync]
+    lines += ["      Outdated Storages:"]
+    lines += ["        %s is behind by %d change%s or less, assigned host%s"
+              % (s, n, "s" if n > 1 else "", "" if healthy else ", unhealthy") for s, n, healthy in outdated]
+    return "\n".join(lines) + "\n"
+
+
+ALL_AVAILABLE = "Virtual storage: default\n  All repositories are available!\n"
+
+
 def test_dataloss_and_accept_dataloss(tmp_path):
     cluster = Cluster(tmp_path)
     try:
@@ -111,69 +125,68 @@ def test_dataloss_and_accept_dataloss(tmp_path):
         wait_for(lambda: replicas_in_sync(cluster, "loss.git"), what="replication")
         out = praefect_cmd(cluster, "dataloss")
         assert out.returncode == 0, out.stderr
-        assert out.stdout == "Virtual storage: default\n  All repositories are available!\n"
+        assert out.stdout == ALL_AVAILABLE
 
-        primary = cluster.praefect.metadata("loss.git").primary
-        others = sorted(n for n in cluster.nodes if n != primary)
-        for n in others:
-            cluster.nodes[n].stop()
-        wait_for(lambda: all(not r.healthy for r in cluster.praefect.metadata("loss.git").replicas
-                             if r.storage in others), what="secondaries unhealthy")
+        md = cluster.praefect.metadata("loss.git")
+        primary = md.primary
+        lagging, other = sorted(n for n in cluster.nodes if n != primary)
+
+        def healthy_view():
+            return {r.storage: r.healthy for r in cluster.praefect.metadata("loss.git").replicas}
+
+        # a write while one replica is down: two of three commit it, the third falls behind
+        cluster.nodes[lagging].stop()
+        wait_for(lambda: not healthy_view()[lagging], what="lagging node unhealthy")
         commit_on(src, 1)
-        assert try_push(cluster, src, "loss.git")          # only the primary has it
+        assert try_push(cluster, src, "loss.git")
+        # now lose both up-to-date replicas; only the lagging one is up
         cluster.nodes[primary].stop()
-        for n in others:
-            cluster.nodes[n].start()
-        wait_for(lambda: {r.storage: r.healthy for r in cluster.praefect.metadata("loss.git").replicas}
-                 == {primary: False, others[0]: True, others[1]: True}, what="health view")
+        cluster.nodes[other].stop()
+        cluster.nodes[lagging].start()
+        wait_for(lambda: healthy_view() == {primary: False, lagging: True, other: False}, what="health view")
 
         out = praefect_cmd(cluster, "dataloss")
         assert out.returncode == 0, out.stderr
-        expected = (
-            "Virtual storage: default\n"
-            "  Repositories:\n"
-            "    loss.git (unavailable):\n"
-            "      Primary: %s\n"
-            "      In-Sync Storages:\n"
-            "        %s, assigned host, unhealthy\n"
-            "      Outdated Storages:\n"
-            "        %s is behind by 1 change or less, assigned host\n"
-            "        %s is behind by 1 change or less, assigned host\n"
-        ) % (primary, primary, others[0], others[1])
-        assert out.stdout == expected
+        in_sync = sorted([(primary, False), (other, False)])
+        assert out.stdout == dataloss_lines(primary, in_sync, [(lagging, 1, True)])
         assert not try_push(cluster, src, "loss.git")     # unavailable for writes
 
-        # bring the up-to-date replica back: available again
+        # bring an up-to-date replica back: available again, and the lagging one is repaired
         cluster.nodes[primary].start()
-        wait_for(lambda: praefect_cmd(cluster, "dataloss").stdout ==
-                 "Virtual storage: default\n  All repositories are available!\n", what="available again")
+        wait_for(lambda: praefect_cmd(cluster, "dataloss").stdout == ALL_AVAILABLE, what="available again")
+        cluster.nodes[other].start()
+        wait_for(lambda: replicas_in_sync(cluster, "loss.git"), what="repair")
 
-        # now lose it again and accept the loss on another storage
-        cluster.nodes[primary].stop()
-        wait_for(lambda: "(unavailable)" in praefect_cmd(cluster, "dataloss").stdout
-                 or replicas_in_sync(cluster, "loss.git") is None, what="unavailable or repaired")
-        md = cluster.praefect.metadata("loss.git")
-        if all(r.generation == md.generation for r in md.replicas if r.storage != primary):
-            pytest.skip("the replicas caught up before the primary stopped; nothing to accept")
-        out = praefect_cmd(cluster, "accept-dataloss", "-virtual-storage", "default", "-relative-path", "loss.git",
-                           "-authoritative-storage", others[0])
-        assert out.returncode == 0 and out.stdout == "", out.stderr
-        wait_for(lambda: praefect_cmd(cluster, "dataloss").stdout ==
-                 "Virtual storage: default\n  All repositories are available!\n", what="available after accepting")
+        # lose it again, and this time accept the loss on the lagging storage
+        cluster.nodes[lagging].stop()
+        wait_for(lambda: not healthy_view()[lagging], what="lagging node unhealthy")
         commit_on(src, 2)
-        wait_for(lambda: try_push(cluster, src, "loss.git"), what="writes after accepting")
-        # the other storages follow the authoritative one
-        def healthy_in_sync():
-            md = cluster.praefect.metadata("loss.git")
-            sums = {r.storage: cluster.checksum(r.storage, md.replica_path) for r in md.replicas
-                    if r.storage != primary}
-            return len(set(sums.values())) == 1 and all(r.generation == md.generation for r in md.replicas
-                                                         if r.storage != primary)
-        wait_for(healthy_in_sync, what="replicas follow the authoritative storage")
+        assert try_push(cluster, src, "loss.git")
+        cluster.nodes[primary].stop()
+        cluster.nodes[other].stop()
+        cluster.nodes[lagging].start()
+        wait_for(lambda: "(unavailable)" in praefect_cmd(cluster, "dataloss").stdout, what="unavailable")
+        out = praefect_cmd(cluster, "accept-dataloss", "-virtual-storage", "default", "-relative-path", "loss.git",
+                           "-authoritative-storage", lagging)
+        assert out.returncode == 0 and out.stdout == "", out.stderr
+        wait_for(lambda: praefect_cmd(cluster, "dataloss").stdout == ALL_AVAILABLE, what="available after accepting")
+        # the other replicas come back outdated and follow the authoritative one
+        cluster.nodes[primary].start()
+        cluster.nodes[other].start()
+        md, sums = wait_for(lambda: replicas_in_sync(cluster, "loss.git"), what="replicas follow the authoritative one")
+        lost = git("rev-parse", "main", cwd=src).strip()
+        assert lost not in refs_on_node(cluster, primary, md.replica_path)   # the accepted loss
+        commit_on(src, 3)          # builds on the lost commit: its push brings that back too
+        assert try_push(cluster, src, "loss.git")
         out = praefect_cmd(cluster, "accept-dataloss", "-virtual-storage", "default")
         assert out.returncode == 1 and "Required flags" in out.stderr
     finally:
         cluster.stop()
+
+
+def refs_on_node(cluster, name, replica_path):
+    return git("for-each-ref", "--format=%(objectname) %(refname)",
+               cwd=os.path.join(cluster.nodes[name].storages[name], replica_path))
 
 
 class BlackHoleProxy:
