@@ -111,6 +111,12 @@ static void run_finish(struct hook_run *r)
 	run_free(r);
 }
 
+static void on_tx_stopped(void *arg, enum grpc_code code, const char *msg)
+{
+	if (code != GRPC_OK)
+		log_msgf(LOG_WARN, "stopping the transaction failed: %s", msg ? msg : grpc_code_name(code));
+}
+
 static void run_fail(struct hook_run *r, enum hook_fail kind, enum grpc_code code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
@@ -123,13 +129,18 @@ static void run_fail(struct hook_run *r, enum hook_fail kind, enum grpc_code cod
 	va_start(ap, fmt);
 	strbuf_vaddf(&r->res.msg, fmt, ap);
 	va_end(ap);
-	if (r->step < STEP_SYNC && r->have_payload && r->payload.has_tx)
-		/*
-		 * Upstream stops the transaction here so that secondaries stop
-		 * waiting for the primary; tx.h has no way to stop one yet, and
-		 * the failed hook already makes the RPC (and its votes) fail.
-		 */
-		log_msgf(LOG_WARN, "hook failed on the primary: %s", r->res.msg.buf);
+	if (r->step < STEP_SYNC && r->have_payload && r->payload.has_tx && r->payload.tx_primary) {
+		/* the secondaries wait on the synchronisation vote: tell them to give up */
+		struct tx_info tx;
+		memset(&tx, 0, sizeof(tx));
+		tx.id = r->payload.tx_id;
+		tx.primary = 1;
+		tx.backchannel_id = r->payload.tx_backchannel_id;
+		snprintf(tx.node, sizeof(tx.node), "%s", r->payload.tx_node ? r->payload.tx_node : "");
+		log_msgf(LOG_WARN, "hook failed on the primary, stopping transaction %llu: %s",
+			 (unsigned long long)tx.id, r->res.msg.buf);
+		gitaly_tx_stop_info(r->g, &tx, on_tx_stopped, NULL);
+	}
 	run_finish(r);
 }
 
