@@ -119,6 +119,8 @@ int praefect_cli(int argc, char **argv)
 		}
 		if (praefect_config_load(&cfg, config, &err) < 0) {
 			fprintf(stderr, "%s\n", err.buf);
+			praefect_config_release(&cfg);
+			strbuf_release(&err);
 			return 1;
 		}
 		if (strcmp(sub, "serve")) {
@@ -129,7 +131,13 @@ int praefect_cli(int argc, char **argv)
 					      ? (enum log_level)log_level_parse(cfg.log_level) : LOG_INFO,
 				      stdout);
 		}
-		return subcommands[k].fn(&cfg, argc - i, argv + i);
+		{
+			int rc = subcommands[k].fn(&cfg, argc - i, argv + i);
+			if (strcmp(sub, "serve"))
+				praefect_config_release(&cfg); /* serve keeps it for the process's lifetime */
+			strbuf_release(&err);
+			return rc;
+		}
 	}
 	fprintf(stderr, "No help topic for '%s'\n", sub);
 	return 3;
@@ -147,6 +155,7 @@ int cmd_list_storages(struct praefect_config *cfg, int argc, char **argv)
 
 	if (cmd_parse_flags("list-storages", argc, argv, flags, 1, &err) < 0) {
 		fprintf(stderr, "%s\n", err.buf);
+		strbuf_release(&err);
 		return 1;
 	}
 	for (size_t i = 0; i < cfg->nr_vs; i++) {

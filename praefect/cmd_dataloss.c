@@ -142,6 +142,7 @@ int cmd_dataloss(struct praefect_config *cfg, int argc, char **argv)
 
 	if (cmd_parse_flags("dataloss", argc, argv, flags, ARRAY_SIZE(flags), &err) < 0) {
 		fprintf(stderr, "%s\n", err.buf);
+		strbuf_release(&err);
 		return 1;
 	}
 	names = xcalloc(cfg->nr_vs + 1, sizeof(*names));
@@ -172,6 +173,7 @@ int cmd_dataloss(struct praefect_config *cfg, int argc, char **argv)
 			fflush(stdout);
 			fprintf(stderr, "getting response: rpc error: code = %s desc = %s\n", grpc_code_name(code), err.buf);
 			free(names);
+			strbuf_release(&err);
 			return 1;
 		}
 		if (!dp.found)
@@ -198,17 +200,18 @@ int cmd_accept_dataloss(struct praefect_config *cfg, int argc, char **argv)
 	uint8_t *buf;
 	size_t len;
 	enum grpc_code code;
+	int rc = 1;
 
 	if (cmd_parse_flags("accept-dataloss", argc, argv, flags, ARRAY_SIZE(flags), &err) < 0) {
 		fprintf(stderr, "%s\n", err.buf);
-		return 1;
+		goto out;
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(flags); i++)
 		if (!*flags[i].value || !**flags[i].value)
 			strbuf_addf(&missing, "%s%s", missing.len ? ", " : "", flags[i].name);
 	if (missing.len) {
 		fprintf(stderr, "Required flag%s \"%s\" not set\n", strchr(missing.buf, ',') ? "s" : "", missing.buf);
-		return 1;
+		goto out;
 	}
 	req.virtual_storage = (char *)vs;
 	req.relative_path = (char *)path;
@@ -218,10 +221,13 @@ int cmd_accept_dataloss(struct praefect_config *cfg, int argc, char **argv)
 	gitaly__set_authoritative_storage_request__pack(&req, buf);
 	code = cmd_call_praefect(cfg, "/gitaly.PraefectInfoService/SetAuthoritativeStorage", buf, len, NULL, NULL, &err);
 	free(buf);
-	if (code != GRPC_OK) {
+	if (code != GRPC_OK)
 		fprintf(stderr, "set authoritative storage: rpc error: code = %s desc = %s\n", grpc_code_name(code),
 			err.buf);
-		return 1;
-	}
-	return 0;
+	else
+		rc = 0;
+out:
+	strbuf_release(&err);
+	strbuf_release(&missing);
+	return rc;
 }

@@ -9,6 +9,7 @@
 #                  build-fuzz); set it to keep out of someone else's trees
 #   FUZZ_SECONDS   how long each fuzz target runs (default 20)
 #   PYTEST_ARGS    extra arguments for pytest (e.g. "-k health -x")
+#   PYTEST_WORKERS parallel pytest workers (default 3; 1 runs serially)
 #
 # Works on a fresh clone: each tree is configured (or reconfigured) here. The
 # last line is "summary: N passed, N failed"; the exit status is non-zero when
@@ -140,10 +141,16 @@ unit_tests() {
 }
 
 integration_tests() {
-	local dir=$1 rc=0
+	local dir=$1 rc=0 par=()
 	[ -d t/integration ] || { echo "no t/integration"; return 1; }
+	# Most of the time is spent waiting on git and servers: run tests side by
+	# side (pytest-xdist, PYTEST_WORKERS, default 3); tests that measure timing
+	# share one worker (xdist_group "timing").
+	if "$python" -c 'import xdist' 2>/dev/null && [ "${PYTEST_WORKERS:-3}" != 1 ]; then
+		par=(-n "${PYTEST_WORKERS:-3}" --dist loadgroup)
+	fi
 	# shellcheck disable=SC2086 # PYTEST_ARGS is a list of words on purpose
-	BUILD_DIR="$dir" timeout 900 "$python" -m pytest -q \
+	BUILD_DIR="$dir" timeout 1500 "$python" -m pytest -q "${par[@]}" \
 		--junitxml="$dir/meson-logs/pytest.junit.xml" ${PYTEST_ARGS:-} t/integration || rc=$?
 	# 5 is "no tests collected": a suite that tests nothing is a failure.
 	[ "$rc" -ne 5 ] || echo "pytest collected no test"

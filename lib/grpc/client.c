@@ -206,9 +206,11 @@ static void call_notify(struct grpc_client_call *call, enum grpc_code code, cons
 		return;
 	call->notified = 1;
 	call->final_code = code;
-	strbuf_reset(&call->final_msg);
-	if (msg)
-		strbuf_addstr(&call->final_msg, msg);
+	if (msg != call->final_msg.buf) { /* the deferred path passes the stored message itself */
+		strbuf_reset(&call->final_msg);
+		if (msg)
+			strbuf_addstr(&call->final_msg, msg);
+	}
 	if (call->ops->on_close)
 		call->ops->on_close(call, code, call->final_msg.buf, &call->trailers);
 }

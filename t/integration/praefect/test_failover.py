@@ -14,6 +14,9 @@ from praefect_itest import Cluster, wait_for
 from gitaly_itest import BUILD, git, make_bare_repo, pb
 from test_praefect import create_repo, push, replicas_in_sync, gitaly_ssh_env, work_repo
 
+# these tests measure failover timing: keep them on one worker when run in parallel
+pytestmark = pytest.mark.xdist_group("timing")
+
 # upstream documents an RTO of 10 s; we aim for well under one second
 FAILOVER_BOUND_S = 10.0
 
