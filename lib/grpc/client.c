@@ -674,7 +674,18 @@ static void conn_on_closed(struct h2_conn *h2, int reason)
 		    reason ? uv_strerror(reason) : "closed by peer");
 	while (conn->calls) {
 		struct grpc_client_call *call = conn->calls;
+		/*
+		 * A stream that ended before the connection (a server closes
+		 * it once its last call is done, e.g. when it shuts down) is
+		 * complete: a paused caller still takes the buffered
+		 * messages, then the status the server sent.
+		 */
+		int ended = call->stream_closed;
 		call->stream_closed = 1;
+		if (ended && !call->notified) {
+			call_unlink(call);
+			continue;
+		}
 		if (!call->notified)
 			call_notify(call, GRPC_UNAVAILABLE, m.buf);
 		call_unlink(call);
@@ -920,6 +931,11 @@ enum grpc_channel_state grpc_channel_state(const struct grpc_channel *ch) { retu
 const char *grpc_channel_target(const struct grpc_channel *ch) { return ch->target; }
 size_t grpc_channel_active_calls(const struct grpc_channel *ch) { return ch->ncalls; }
 uint64_t grpc_channel_connects(const struct grpc_channel *ch) { return ch->connects; }
+
+uint64_t grpc_channel_last_read_ms(const struct grpc_channel *ch)
+{
+	return ch->conn && !ch->conn->h2.closing ? ch->conn->h2.last_read_ms : 0;
+}
 
 static void on_channel_handle_closed(uv_handle_t *h)
 {

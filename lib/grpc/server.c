@@ -104,7 +104,8 @@ struct srv_conn {
 	struct grpc_call *calls;
 	size_t ncalls;
 	struct grpc_call *wlist;
-	int goaway_sent;
+	int goaway_notice;        /* first GOAWAY (no stream refused yet) and its PING sent */
+	int goaway_sent;          /* the final GOAWAY */
 	int closed;
 };
 
@@ -132,6 +133,7 @@ struct grpc_server {
 
 	int shutting_down;
 	uv_timer_t *grace_timer;
+	uv_timer_t *notice_timer;
 	void (*shutdown_done)(struct grpc_server *, void *);
 	void *shutdown_arg;
 	int shutdown_reported;
@@ -141,6 +143,12 @@ static void call_notify_close(struct grpc_call *call, enum grpc_code code);
 static void call_free(struct grpc_call *call);
 static void server_check_shutdown_done(struct grpc_server *s);
 static void call_deliver(struct grpc_call *call);
+static void conn_final_goaway(struct srv_conn *c);
+
+/* Opaque data of the PING that follows the shutdown notice. */
+static const uint8_t goaway_ping[8] = { 'g', 'o', 'a', 'w', 'a', 'y', '0', '1' };
+/* A peer that does not answer the PING gets the final GOAWAY after this. */
+#define GOAWAY_NOTICE_MS 1000
 
 void grpc_server_opts_default(struct grpc_server_opts *o)
 {
@@ -815,6 +823,10 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
 	struct grpc_call *call;
 
 	h2_conn_on_frame(&c->h2, frame);
+	/* the peer saw the shutdown notice: every stream it opened before is known now */
+	if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK) && c->goaway_notice &&
+	    !memcmp(frame->ping.opaque_data, goaway_ping, sizeof(goaway_ping)))
+		conn_final_goaway(c);
 	if (frame->hd.stream_id == 0)
 		return 0;
 	call = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
@@ -883,7 +895,7 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
 		call_notify_close(call, call->status_sent ? call->code
 				  : call->deadline_hit ? GRPC_DEADLINE_EXCEEDED : GRPC_CANCELLED);
 	call_free(call);
-	if (c->srv->shutting_down && c->ncalls == 0 && !c->h2.closing)
+	if (c->goaway_sent && c->ncalls == 0 && !c->h2.closing)
 		h2_conn_close_after_flush(&c->h2);
 	return 0;
 }
@@ -1157,7 +1169,7 @@ void grpc_server_stop_listening(struct grpc_server *s)
 		struct listener *l = s->listeners;
 		s->listeners = l->next;
 		s->pending_listener_closes++;
-		/* The socket file is left for a successor process that inherited the fd. */
+		/* libuv removes the file of a pipe it bound; lib/upgrade binds its own. */
 		uv_close(&l->h.handle, on_listener_closed);
 	}
 }
@@ -1190,8 +1202,33 @@ static void server_check_shutdown_done(struct grpc_server *s)
 		uv_close((uv_handle_t *)s->grace_timer, on_grace_closed);
 		s->grace_timer = NULL;
 	}
+	if (s->notice_timer) {
+		uv_close((uv_handle_t *)s->notice_timer, on_grace_closed);
+		s->notice_timer = NULL;
+	}
 	if (s->shutdown_done)
 		s->shutdown_done(s, s->shutdown_arg);
+}
+
+static void conn_final_goaway(struct srv_conn *c)
+{
+	if (c->goaway_sent || c->h2.closing)
+		return;
+	nghttp2_submit_goaway(c->h2.session, NGHTTP2_FLAG_NONE,
+			      nghttp2_session_get_last_proc_stream_id(c->h2.session),
+			      NGHTTP2_NO_ERROR, NULL, 0);
+	c->goaway_sent = 1;
+	if (c->ncalls == 0)
+		h2_conn_close_after_flush(&c->h2);
+	else
+		h2_conn_flush(&c->h2);
+}
+
+static void on_notice_expired(uv_timer_t *t)
+{
+	struct grpc_server *s = t->data;
+	for (struct srv_conn *c = s->conns; c; c = c->next)
+		conn_final_goaway(c);
 }
 
 static void on_grace_expired(uv_timer_t *t)
@@ -1213,18 +1250,25 @@ void grpc_server_shutdown(struct grpc_server *s, uint64_t grace_ms,
 	s->shutdown_done = done;
 	s->shutdown_arg = arg;
 	grpc_server_stop_listening(s);
+	/*
+	 * Two GOAWAYs (RFC 9113 section 6.8): a notice that refuses nothing,
+	 * then, once the peer answered a PING sent after it (so it has stopped
+	 * opening streams here), the final one. A single GOAWAY followed by a
+	 * close races with requests the client is sending at that moment:
+	 * they would fail instead of going to the new connection.
+	 */
 	for (struct srv_conn *c = s->conns; c; c = c->next) {
 		if (c->h2.closing)
 			continue;
-		nghttp2_submit_goaway(c->h2.session, NGHTTP2_FLAG_NONE,
-				      nghttp2_session_get_last_proc_stream_id(c->h2.session),
-				      NGHTTP2_NO_ERROR, NULL, 0);
-		c->goaway_sent = 1;
-		if (c->ncalls == 0)
-			h2_conn_close_after_flush(&c->h2);
-		else
-			h2_conn_flush(&c->h2);
+		nghttp2_submit_shutdown_notice(c->h2.session);
+		nghttp2_submit_ping(c->h2.session, NGHTTP2_FLAG_NONE, goaway_ping);
+		c->goaway_notice = 1;
+		h2_conn_flush(&c->h2);
 	}
+	s->notice_timer = xcalloc(1, sizeof(*s->notice_timer));
+	uv_timer_init(s->loop, s->notice_timer);
+	s->notice_timer->data = s;
+	uv_timer_start(s->notice_timer, on_notice_expired, MIN(grace_ms, GOAWAY_NOTICE_MS), 0);
 	s->grace_timer = xcalloc(1, sizeof(*s->grace_timer));
 	uv_timer_init(s->loop, s->grace_timer);
 	s->grace_timer->data = s;

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -32,6 +33,11 @@ struct sock {
 	int fd;
 	char *key;      /* canonical address, see addr_key() */
 	int claimed;
+};
+
+/* A Unix socket file this process serves on, removed at exit unless a successor took it. */
+struct sock_path {
+	char *path;
 };
 
 /* One attempt at starting a successor; freed when its last handle is closed. */
@@ -61,6 +67,8 @@ struct upgrade {
 
 	struct sock shared[MAX_SOCKS];
 	size_t nr_shared;
+	struct sock_path paths[MAX_SOCKS];
+	size_t nr_paths;
 
 	uv_signal_t sighup;
 	int serving;                /* upgrade_ready() was called */
@@ -445,7 +453,8 @@ int upgrade_start(struct upgrade *u)
 		return -errno;
 
 	for (int i = 0; i < 3; i++) {
-		stdio[nstdio].flags = UV_INHERIT_FD;
+		/* a daemon started with a closed stdin must not make the child fail */
+		stdio[nstdio].flags = fcntl(i, F_GETFD) < 0 ? UV_IGNORE : UV_INHERIT_FD;
 		stdio[nstdio++].data.fd = i;
 	}
 	for (size_t i = 0; i < u->nr_shared; i++) {
@@ -588,6 +597,12 @@ void upgrade_free(struct upgrade *u)
 	}
 	uv_close((uv_handle_t *)&u->sighup, NULL);
 	uv_run(u->loop, UV_RUN_NOWAIT);
+	for (size_t i = 0; i < u->nr_paths; i++) {
+		/* a successor serves on it now; a process that never served never owned it */
+		if (u->serving && !u->handed_over)
+			unlink(u->paths[i].path);
+		free(u->paths[i].path);
+	}
 	for (size_t i = 0; i < u->nr_inherited; i++)
 		free(u->inherited[i].key);
 	for (size_t i = 0; i < u->nr_shared; i++)
@@ -607,6 +622,53 @@ static void share(struct upgrade *u, int fd, struct strbuf *key)
 	u->shared[u->nr_shared].fd = fd;
 	u->shared[u->nr_shared].key = strbuf_detach(key, NULL);
 	u->nr_shared++;
+}
+
+static void remember_path(struct upgrade *u, const char *path)
+{
+	if (u->nr_paths < MAX_SOCKS)
+		u->paths[u->nr_paths++].path = xstrdup(path);
+}
+
+/*
+ * Bind a Unix socket ourselves rather than with grpc_server_listen(): libuv
+ * removes the file of a pipe it bound when the handle is closed, which would
+ * pull the socket from under the successor when the old process stops
+ * listening. We remove it at exit instead, only if nobody took it over.
+ * Returns the descriptor or a negative errno.
+ */
+static int listen_unix(struct upgrade *u, struct grpc_server *s, const char *path, char *bound, size_t boundsz)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	int fd, rc;
+
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* replace a stale socket left by a crashed process, never a regular file */
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(path);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	rc = grpc_server_listen_fd(s, fd);
+	if (rc < 0) {
+		close(fd);
+		unlink(path);
+		return rc;
+	}
+	remember_path(u, path);
+	if (bound)
+		snprintf(bound, boundsz, "unix:%s", path);
+	return fd;
 }
 
 int upgrade_listen(struct upgrade *u, struct grpc_server *s, const char *addr, char *bound, size_t boundsz)
@@ -631,6 +693,8 @@ int upgrade_listen(struct upgrade *u, struct grpc_server *s, const char *addr, c
 			return rc;
 		}
 		in->claimed = 1;
+		if (!strncmp(key.buf, "unix:", 5))
+			remember_path(u, key.buf + 5);
 		sock_name(in->fd, bound, boundsz);
 		ulogf(LOG_INFO, "upgrade: took over inherited listener %s", key.buf);
 		share(u, in->fd, &key);
@@ -638,6 +702,13 @@ int upgrade_listen(struct upgrade *u, struct grpc_server *s, const char *addr, c
 		return 0;
 	}
 
+	if (!strncmp(key.buf, "unix:", 5)) {
+		rc = listen_unix(u, s, key.buf + 5, bound, boundsz);
+		if (rc >= 0)
+			share(u, rc, &key);
+		strbuf_release(&key);
+		return rc < 0 ? rc : 0;
+	}
 	nb = grpc_server_listen_fds(s, before, ARRAY_SIZE(before));
 	rc = grpc_server_listen(s, addr, bound, boundsz);
 	if (rc < 0) {

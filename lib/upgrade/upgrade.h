@@ -59,14 +59,16 @@ struct upgrade *upgrade_new(uv_loop_t *loop);
 
 /*
  * Kill a new process that is not ready yet, close the module's handles and
- * free it. Call after the daemon's loop has returned.
+ * free it. Unix socket files this process served on are removed here, unless
+ * a successor took them over. Call after the daemon's loop has returned.
  */
 void upgrade_free(struct upgrade *u);
 
 /*
  * Listen on `addr` (as grpc_server_listen()), taking over the socket a
  * parent passed for the same address when there is one, and remember it so
- * a later upgrade passes it on. Addresses not listened to through this
+ * a later upgrade passes it on. Unix sockets are bound here rather than by
+ * libuv, which would remove the file when the old process stops listening. Addresses not listened to through this
  * function (gitaly's per-process internal socket) are never handed over.
  * Returns 0 or a negative errno; `bound` as grpc_server_listen().
  */
