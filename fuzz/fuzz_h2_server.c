@@ -119,7 +119,8 @@ static void mem_complete_writes(struct mem_io *m, int status)
 		if (w.cb)
 			w.cb(&m->io, status, w.arg);
 	}
-	memmove(m->writes, m->writes + n, (m->writes_nr - n) * sizeof(*m->writes));
+	if (n && m->writes)
+		memmove(m->writes, m->writes + n, (m->writes_nr - n) * sizeof(*m->writes));
 	m->writes_nr -= n;
 }
 

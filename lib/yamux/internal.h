@@ -187,6 +187,7 @@ void yamux__stream_update(struct yamux_stream *st);
 void yamux__stream_kick(struct yamux_stream *st);
 void yamux__stream_service(struct yamux_stream *st);
 int yamux__stream_ctl_due(const struct yamux_stream *st);
+int yamux__stream_data_due(const struct yamux_stream *st);
 uint32_t yamux__stream_window_delta(const struct yamux_stream *st);
 void yamux__stream_fail_reqs(struct yamux_stream *st, int status);
 void yamux__stream_abort(struct yamux_stream *st);

@@ -264,7 +264,7 @@ static int emit_stream_data(struct yamux_session *s, struct yamux_stream *st)
 	size_t n;
 	int rc;
 
-	if (!r || !st->send_window)
+	if (!yamux__stream_data_due(st))
 		return 0;
 	n = MIN(r->len - r->off, (size_t)st->send_window);
 	n = MIN(n, (size_t)YAMUX_MAX_FRAME);

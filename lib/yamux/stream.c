@@ -48,7 +48,7 @@ int yamux__stream_ctl_due(const struct yamux_stream *st)
 	return !st->fin_recv && yamux__stream_window_delta(st) >= st->s->opts.max_stream_window / 2;
 }
 
-static int data_due(const struct yamux_stream *st)
+int yamux__stream_data_due(const struct yamux_stream *st)
 {
 	return st->emit && st->send_window > 0 && !st->need_syn && !st->need_ack && !st->syn_waiting &&
 	       !st->rst_wanted && !st->rst_recv && !st->dead && !st->off_wire && !st->s->dying;
@@ -73,7 +73,7 @@ void yamux__stream_update(struct yamux_stream *st)
 	}
 	if (framed)
 		yamux__stream_kick(st);
-	if (data_due(st)) {
+	if (yamux__stream_data_due(st)) {
 		yamux_link_append(&s->data, &st->data);
 		yamux__sched(s);
 	} else {
@@ -232,6 +232,14 @@ void yamux__stream_on_data(struct yamux_stream *st, const char *p, size_t n)
 		st->io.on_read(&st->io, p, (ssize_t)n);
 		yamux__stream_update(st);
 		return;
+	}
+	/*
+	 * Drop what was delivered before appending: a reader that keeps pausing
+	 * before the buffer drains must not make it grow beyond the window.
+	 */
+	if (st->roff) {
+		strbuf_remove_front(&st->rbuf, st->roff);
+		st->roff = 0;
 	}
 	strbuf_add(&st->rbuf, p, n);
 	if (st->reading)

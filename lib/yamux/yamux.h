@@ -27,11 +27,11 @@
  *    while the owner has stopped reading, nothing is consumed and the peer
  *    stalls. Data that arrives before read_start waits in that buffer.
  *  - Writes never copy large buffers: the buffer passed to write() must
- *    stay valid until the write callback, which fires once every byte of it
- *    has been written to the transport (status 0) or the stream failed
- *    (negative). When the peer's window is exhausted writes just wait, so an
- *    owner that waits for its callbacks (as h2_conn does) is slowed down and
- *    memory stays bounded.
+ *    stay valid until the write callback, which fires once all of it has
+ *    been handed to the transport (framed payloads over 4 KiB: written by
+ *    it) with status 0, or the stream failed (negative). While the peer's
+ *    window is exhausted writes just wait, so an owner that waits for its
+ *    callbacks (as h2_conn does) is slowed down and memory stays bounded.
  *  - close() is graceful: queued writes are still sent, then FIN. on_close
  *    fires once the FIN is on its way (or the stream was reset or the
  *    session died); the stream's protocol state then lingers, without the
@@ -47,10 +47,10 @@
  *    the read error), and on_close fires as usual. The session itself is
  *    freed only once every stream has been closed by its owner.
  *
- * Limits: stream ids are never reused; a peer breaking the protocol (bad
- * version or type, data beyond the window, a frame for a stream it never
- * opened, a reused id) gets a go-away with the protocol error code and the
- * session closes. Frames for streams that existed but are finished are
+ * Protocol errors: we never reuse a stream id; a peer breaking the protocol
+ * (bad version or type, data beyond the window, a frame for a stream never
+ * opened, a SYN for a stream still open or for an id of our parity) gets a
+ * go-away with the protocol error code and the session closes. Frames for streams that existed but are finished are
  * ignored, as hashicorp/yamux does (they cross our FIN or RST on the wire).
  */
 #ifndef YAMUX_YAMUX_H
@@ -145,7 +145,7 @@ struct yamux_opts {
 	 * Fires once, when the transport has been closed: `reason` 0 after
 	 * yamux_session_close(), else negative: the transport's read or write
 	 * error (UV_EOF when the peer hung up), -EPROTO when either side broke
-	 * the protocol, -ECONNABORTED for a go-away with an error code,
+	 * the protocol, -ECONNABORTED for a go-away with another error code,
 	 * -ETIMEDOUT for a failed keepalive. Do not use the session afterwards;
 	 * streams not yet closed stay valid until their owners close them.
 	 */
@@ -176,7 +176,9 @@ int yamux_open_stream(struct yamux_session *s, struct io **out);
 /*
  * A grpc_channel_opts.dial function: `dial_data` is the session. `done`
  * fires from the loop with a new stream (or an error as from
- * yamux_open_stream); `loop` and `target` are not used.
+ * yamux_open_stream); `loop` and `target` are not used. A channel keeps
+ * redialling after failures, so close it in the session's on_close at the
+ * latest: the session pointer is not valid afterwards.
  */
 int yamux_dial(uv_loop_t *loop, const char *target, void *dial_data,
 	       void (*done)(void *arg, struct io *io, int status), void *arg);
