@@ -133,7 +133,7 @@ int praefect_config_load(struct praefect_config *cfg, const char *path, struct s
 	cfg->failover_enabled = true;
 	cfg->health_check_interval_ms = 200;
 	cfg->health_check_timeout_ms = 500;
-	cfg->unhealthy_after_ms = 700;
+	cfg->unhealthy_after_ms = 1000;
 	cfg->election_strategy = xstrdup("per_repository");
 	cfg->replication_batch_size = 10;
 	cfg->replication_workers = 1;

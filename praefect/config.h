@@ -43,7 +43,7 @@ struct praefect_config {
 	 */
 	uint64_t health_check_interval_ms;      /* [failover] health_check_interval, default 200ms */
 	uint64_t health_check_timeout_ms;       /* [failover] health_check_timeout, default 500ms */
-	uint64_t unhealthy_after_ms;            /* [failover] unhealthy_after, default 700ms */
+	uint64_t unhealthy_after_ms;            /* [failover] unhealthy_after, default 1s */
 
 	char *db_host, *db_user, *db_dbname;    /* PostgreSQL keys: recognised, not supported yet */
 	char *sqlite_path;

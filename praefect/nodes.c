@@ -66,17 +66,26 @@ static void on_check_done(struct grpc_client_call *call, enum grpc_code code, co
 	if (ok) {
 		n->last_ok_ms = now;
 		set_health(p, n, 1, NULL);
-	} else if (!n->last_ok_ms || now - n->last_ok_ms >= p->unhealthy_after_ms) {
-		/* one slow or failed check is tolerated; a failure window is not */
-		int was_healthy = n->healthy;
-		set_health(p, n, 0, code == GRPC_OK ? "not serving" : message);
+	} else if (!n->last_ok_ms || now - MAX(n->last_ok_ms, grpc_channel_last_read_ms(n->ch)) >= p->unhealthy_after_ms) {
 		/*
-		 * A node silent for the whole window is treated as gone: calls stuck on
-		 * its connection fail now instead of at the keepalive timeout, so
-		 * clients can retry against the new primary.
+		 * Failed checks alone do not condemn a node that is still sending us
+		 * bytes on other calls (overloaded, not dead); a node silent for the
+		 * whole window is; one slow or failed check is tolerated. Connection
+		 * failures act at once (on_channel_state).
 		 */
-		if (was_healthy && code == GRPC_DEADLINE_EXCEEDED)
-			grpc_channel_disconnect(n->ch);
+		set_health(p, n, 0, code == GRPC_OK ? "not serving" : message);
+	}
+	/*
+	 * A node silent for twice the window is treated as gone: calls stuck on
+	 * its connection fail now instead of at the keepalive timeout, so
+	 * clients can retry against the new primary.
+	 */
+	if (!ok && code == GRPC_DEADLINE_EXCEEDED && n->last_ok_ms &&
+	    now - MAX(n->last_ok_ms, grpc_channel_last_read_ms(n->ch)) >= 2 * p->unhealthy_after_ms &&
+	    grpc_channel_state(n->ch) == GRPC_CHANNEL_READY) {
+		log_msgf(LOG_WARN, "node %s/%s: nothing received for %llu ms, dropping its connection",
+			 n->vs->cfg->name, n->cfg->storage, (unsigned long long)(2 * p->unhealthy_after_ms));
+		grpc_channel_disconnect(n->ch);
 	}
 	/* node_status rows (upstream's table) at most once a second, or on change */
 	if (now - n->last_recorded_ms >= 1000 || n->recorded_healthy != n->healthy) {

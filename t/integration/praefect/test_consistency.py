@@ -101,7 +101,17 @@ def test_hook_refusal_on_the_primary_applies_nothing(cluster, tmp_path):
     assert after == before
 
 
-def test_concurrent_pushes_all_land_everywhere(cluster, tmp_path):
+def test_concurrent_pushes_all_land_everywhere(tmp_path):
+    # 70 pushes at once on 2 cores (and under ASan in CI): nodes answer health checks
+    # late; this test is about consistency, so give them a generous failure window
+    cluster = Cluster(tmp_path, extra='\n[failover]\nunhealthy_after = "10s"\nhealth_check_timeout = "5s"\n')
+    try:
+        _concurrent_pushes(cluster, tmp_path)
+    finally:
+        cluster.stop()
+
+
+def _concurrent_pushes(cluster, tmp_path):
     paths = ["many-%02d.git" % i for i in range(20)]
     for p in paths:
         create_repo(cluster, p)
@@ -118,11 +128,12 @@ def test_concurrent_pushes_all_land_everywhere(cluster, tmp_path):
         git("add", "-A", cwd=work)
         git("commit", "-q", "-m", "branch %d" % i, cwd=work)
         env = dict(os.environ, **gitaly_ssh_env(cluster.praefect, "busy.git", "receive-pack"))
-        for attempt in range(5):
-            if subprocess.run(["git", "push", "-q", "ssh://gitaly/repo.git", "b%02d" % i], cwd=work, env=env,
-                              capture_output=True).returncode == 0:
-                results[i] = git("rev-parse", "HEAD", cwd=work).strip()
-                return
+        r = subprocess.run(["git", "push", "-q", "ssh://gitaly/repo.git", "b%02d" % i], cwd=work, env=env,
+                           capture_output=True, text=True)
+        if r.returncode == 0:
+            results[i] = git("rev-parse", "HEAD", cwd=work).strip()
+        else:
+            errors[i] = r.stderr
 
     def push_repo(i):
         env = dict(os.environ, **gitaly_ssh_env(cluster.praefect, paths[i], "receive-pack"))
@@ -130,14 +141,14 @@ def test_concurrent_pushes_all_land_everywhere(cluster, tmp_path):
                           capture_output=True).returncode == 0:
             repo_results[i] = True
 
-    results, repo_results = {}, {}
+    results, repo_results, errors = {}, {}, {}
     threads = [threading.Thread(target=push_branch, args=(i,)) for i in range(50)]
     threads += [threading.Thread(target=push_repo, args=(i,)) for i in range(20)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(120)
-    assert len(results) >= 45, "most pushes should be acknowledged (%d were)" % len(results)
+    assert len(results) == 50, "every push should be acknowledged; failures: %r" % list(errors.values())[:3]
     wait_for(lambda: replicas_in_sync(cluster, "busy.git"), timeout=60, what="busy.git in sync")
     md = cluster.praefect.metadata("busy.git")
     for name in cluster.nodes:

@@ -95,7 +95,7 @@ def test_short_stall_does_not_fail_over(tmp_path):
         primary = cluster.praefect.metadata("stall.git").primary
         proc = cluster.nodes[primary].proc
         proc.send_signal(signal.SIGSTOP)
-        time.sleep(0.3)          # shorter than the 700 ms failure window
+        time.sleep(0.3)          # shorter than the 1 s failure window
         proc.send_signal(signal.SIGCONT)
         commit_on(src, 1)
         assert try_push(cluster, src, "stall.git")
