@@ -11,6 +11,7 @@
 #include "base/util.h"
 #include "base/log.h"
 #include "base/strvec.h"
+#include "base/pb.h"
 #include "rpc/registry.h"
 #include "transactions.h"
 
@@ -637,10 +638,38 @@ static int is_creation(const char *name)
 	return 0;
 }
 
+/*
+ * ReplicateRepository through praefect never replicates object-pool
+ * membership (upstream's interceptor forces field 3 to false): drop the field.
+ */
+static void clear_replicate_pool_flag(struct proxy *px)
+{
+	const uint8_t *p = (const uint8_t *)px->first.buf, *end = p + px->first.len, *start;
+	struct strbuf out = STRBUF_INIT;
+	struct pb_field f;
+	int rc;
+
+	if (strcmp(px->m->name, "/gitaly.RepositoryService/ReplicateRepository"))
+		return;
+	for (start = p; (rc = pb_next_field(&p, end, &f)) == 1; start = p)
+		if (!(f.num == 3 && f.wire == PB_VARINT))
+			strbuf_add(&out, start, (size_t)(p - start));
+	if (rc == 0) {
+		strbuf_release(&px->first);
+		px->first = out;
+	} else {
+		strbuf_release(&out); /* malformed: routing reports it */
+	}
+}
+
 static void route(struct proxy *px)
 {
-	const uint8_t *msg = (const uint8_t *)px->first.buf;
-	size_t len = px->first.len;
+	const uint8_t *msg;
+	size_t len;
+
+	clear_replicate_pool_flag(px);
+	msg = (const uint8_t *)px->first.buf;
+	len = px->first.len;
 	struct rpc_repo t;
 	struct repo *r;
 	int rc;

@@ -8,6 +8,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "gitaly"))
 
 from praefect_itest import Cluster  # noqa: E402
+from gitaly_itest import make_gitaly  # noqa: E402,F401  (fixture: a standalone node)
 
 
 @pytest.fixture

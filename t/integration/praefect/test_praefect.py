@@ -216,3 +216,22 @@ def test_list_storages(cluster):
     out = subprocess.run([os.path.join(BUILD, "praefect", "praefect"), "-config", cluster.praefect.config_path,
                           "list-storages", "-virtual-storage", "other"], capture_output=True, text=True).stdout
     assert out == "No virtual storages named other.\n"
+
+
+def test_replicate_repository_through_praefect_creates_it_everywhere(cluster, tmp_path, make_gitaly):
+    import base64
+    import json
+    outside = make_gitaly("outside", storages=("old",), token="outside-secret")
+    make_bare_repo(outside.repo_path("imported.git", "old"), branches=("main", "dev"), tags=("v1",))
+    servers = base64.b64encode(json.dumps(
+        {"old": {"address": "unix:" + outside.socket, "token": "outside-secret"}}).encode()).decode()
+    req = pb("repository").ReplicateRepositoryRequest(
+        repository=cluster.praefect.repo("imported.git"),
+        source=pb("shared").Repository(storage_name="old", relative_path="imported.git"),
+        replicate_object_deduplication_network_membership=True)
+    cluster.praefect.stub("RepositoryService").ReplicateRepository(req, metadata=[("gitaly-servers", servers)],
+                                                                   timeout=60)
+    md, sums = wait_for(lambda: replicas_in_sync(cluster, "imported.git"), what="imported everywhere")
+    want = refs(outside.repo_path("imported.git", "old"))
+    for name, node in cluster.nodes.items():
+        assert refs(os.path.join(node.storages[name], md.replica_path)) == want
