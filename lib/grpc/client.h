@@ -83,6 +83,8 @@ void grpc_channel_disconnect(struct grpc_channel *ch);
 /* Start connecting now rather than on the first call. */
 void grpc_channel_connect(struct grpc_channel *ch);
 size_t grpc_channel_active_calls(const struct grpc_channel *ch);
+/* now_ms() of the last byte received on the current connection, 0 without one. */
+uint64_t grpc_channel_last_read_ms(const struct grpc_channel *ch);
 /* Number of connections made so far (for tests of reconnection). */
 uint64_t grpc_channel_connects(const struct grpc_channel *ch);
 
