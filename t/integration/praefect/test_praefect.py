@@ -235,3 +235,11 @@ def test_replicate_repository_through_praefect_creates_it_everywhere(cluster, tm
     want = refs(outside.repo_path("imported.git", "old"))
     for name, node in cluster.nodes.items():
         assert refs(os.path.join(node.storages[name], md.replica_path)) == want
+
+
+def test_documented_example_config_loads():
+    example = os.path.join(os.path.dirname(__file__), "..", "..", "..", "docs", "config.praefect.toml")
+    out = subprocess.run([os.path.join(BUILD, "praefect", "praefect"), "-config", example, "list-storages"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert [l.split()[1] for l in out.stdout.splitlines()[1:]] == ["gitaly-1", "gitaly-2", "gitaly-3"]
