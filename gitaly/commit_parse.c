@@ -138,9 +138,45 @@ static Gitaly__SignatureType signature_type(const char *v, size_t len)
 	return GITALY__SIGNATURE_TYPE__NONE;
 }
 
-static int key_is(const char *k, size_t klen, const char *word)
+/* One "key value" header line of a raw commit or tag. */
+struct header {
+	const char *key, *val;
+	size_t klen, vlen;
+};
+
+/*
+ * The next header line in [*p, end): 1 with `h` set, or 0 at the end of the
+ * headers, that is the blank line (*body then points past it) or the end of
+ * the data. Lines with no key (continuations of multi-line headers such as
+ * signatures, lines without a space) are passed over.
+ */
+static int next_header(const char **p, const char *end, struct header *h, const char **body)
 {
-	return strlen(word) == klen && !memcmp(k, word, klen);
+	while (*p < end) {
+		const char *line = *p, *nl = memchr(line, '\n', (size_t)(end - line));
+		const char *le = nl ? nl : end, *sp;
+		size_t n = (size_t)(le - line);
+
+		*p = nl ? nl + 1 : end;
+		if (n == 0 && nl) {
+			*body = *p;
+			return 0;
+		}
+		sp = n ? memchr(line, ' ', n) : NULL;
+		if (sp && sp > line) {
+			h->key = line;
+			h->klen = (size_t)(sp - line);
+			h->val = sp + 1;
+			h->vlen = (size_t)(le - h->val);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static int key_is(const struct header *h, const char *word)
+{
+	return strlen(word) == h->klen && !memcmp(h->key, word, h->klen);
 }
 
 Gitaly__GitCommit *gitaly_commit_parse(const char *oid, const char *data, size_t len)
@@ -148,50 +184,33 @@ Gitaly__GitCommit *gitaly_commit_parse(const char *oid, const char *data, size_t
 	Gitaly__GitCommit *c = xcalloc(1, sizeof(*c));
 	const char *p = data, *end = data + len, *body = NULL;
 	size_t alloc_parents = 0;
+	struct header h;
 
 	gitaly__git_commit__init(c);
 	c->id = xstrdup(oid);
 	c->tree_id = xstrdup("");
 	c->encoding = xstrdup("");
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		const char *le = nl ? nl : end, *sp;
-		const char *next = nl ? nl + 1 : end;
-		size_t n = (size_t)(le - p);
-
-		if (n == 0 && nl) {
-			body = next;
-			break;
+	while (next_header(&p, end, &h, &body)) {
+		const char *v = h.val;
+		size_t vlen = h.vlen;
+		if (key_is(&h, "parent")) {
+			ALLOC_GROW(c->parent_ids, c->n_parent_ids + 1, alloc_parents);
+			c->parent_ids[c->n_parent_ids++] = str_dup_n(v, vlen);
+		} else if (key_is(&h, "author")) {
+			author_free(c->author);
+			c->author = gitaly_author_parse(v, vlen);
+		} else if (key_is(&h, "committer")) {
+			author_free(c->committer);
+			c->committer = gitaly_author_parse(v, vlen);
+		} else if (key_is(&h, "gpgsig") || key_is(&h, "gpgsig-sha256")) {
+			c->signature_type = signature_type(v, vlen);
+		} else if (key_is(&h, "tree")) {
+			free(c->tree_id);
+			c->tree_id = str_dup_n(v, vlen);
+		} else if (key_is(&h, "encoding")) {
+			free(c->encoding);
+			c->encoding = str_dup_n(v, vlen);
 		}
-		if (n == 0 || p[0] == ' ') {
-			/* continuation lines of multi-line headers (signatures) */
-			p = next;
-			continue;
-		}
-		sp = memchr(p, ' ', n);
-		if (sp) {
-			const char *v = sp + 1;
-			size_t klen = (size_t)(sp - p), vlen = (size_t)(le - v);
-			if (key_is(p, klen, "parent")) {
-				ALLOC_GROW(c->parent_ids, c->n_parent_ids + 1, alloc_parents);
-				c->parent_ids[c->n_parent_ids++] = str_dup_n(v, vlen);
-			} else if (key_is(p, klen, "author")) {
-				author_free(c->author);
-				c->author = gitaly_author_parse(v, vlen);
-			} else if (key_is(p, klen, "committer")) {
-				author_free(c->committer);
-				c->committer = gitaly_author_parse(v, vlen);
-			} else if (key_is(p, klen, "gpgsig") || key_is(p, klen, "gpgsig-sha256")) {
-				c->signature_type = signature_type(v, vlen);
-			} else if (key_is(p, klen, "tree")) {
-				free(c->tree_id);
-				c->tree_id = str_dup_n(v, vlen);
-			} else if (key_is(p, klen, "encoding")) {
-				free(c->encoding);
-				c->encoding = str_dup_n(v, vlen);
-			}
-		}
-		p = next;
 	}
 	if (body && body < end) {
 		size_t blen = (size_t)(end - body);
@@ -273,45 +292,33 @@ Gitaly__Tag *gitaly_tag_parse(const char *oid, const char *data, size_t len, con
 	Gitaly__Tag *t = xcalloc(1, sizeof(*t));
 	const char *p = data, *end = data + len, *msg = NULL;
 	int have_name = name && name_len;
+	struct header h;
 
 	gitaly__tag__init(t);
 	memset(tagged, 0, sizeof(*tagged));
 	t->id = xstrdup(oid);
 	if (have_name)
 		t->name = bin_dup(name, name_len);
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		const char *le = nl ? nl : end, *sp;
-		const char *next = nl ? nl + 1 : end;
-		size_t n = (size_t)(le - p);
-
-		if (n == 0 && nl) {
-			msg = next;
-			break;
-		}
-		sp = n ? memchr(p, ' ', n) : NULL;
-		if (sp) {
-			const char *v = sp + 1;
-			size_t klen = (size_t)(sp - p), vlen = (size_t)(le - v);
-			if (key_is(p, klen, "object")) {
-				size_t k = MIN(vlen, sizeof(tagged->oid) - 1);
-				memcpy(tagged->oid, v, k);
-				tagged->oid[k] = '\0';
-			} else if (key_is(p, klen, "type")) {
-				size_t k = MIN(vlen, sizeof(tagged->type) - 1);
-				memcpy(tagged->type, v, k);
-				tagged->type[k] = '\0';
-			} else if (key_is(p, klen, "tag")) {
-				if (!t->name.len) {
-					bin_free(&t->name);
-					t->name = bin_dup(v, vlen);
-				}
-			} else if (key_is(p, klen, "tagger")) {
-				author_free(t->tagger);
-				t->tagger = gitaly_author_parse(v, vlen);
+	while (next_header(&p, end, &h, &msg)) {
+		const char *v = h.val;
+		size_t vlen = h.vlen;
+		if (key_is(&h, "object")) {
+			size_t k = MIN(vlen, sizeof(tagged->oid) - 1);
+			memcpy(tagged->oid, v, k);
+			tagged->oid[k] = '\0';
+		} else if (key_is(&h, "type")) {
+			size_t k = MIN(vlen, sizeof(tagged->type) - 1);
+			memcpy(tagged->type, v, k);
+			tagged->type[k] = '\0';
+		} else if (key_is(&h, "tag")) {
+			if (!t->name.len) {
+				bin_free(&t->name);
+				t->name = bin_dup(v, vlen);
 			}
+		} else if (key_is(&h, "tagger")) {
+			author_free(t->tagger);
+			t->tagger = gitaly_author_parse(v, vlen);
 		}
-		p = next;
 	}
 	if (msg) {
 		size_t mlen = (size_t)(end - msg);

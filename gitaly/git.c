@@ -119,11 +119,9 @@ static unsigned pack_threads(void)
 	return t ? t : 1;
 }
 
-/* Protobuf-JSON of a Repository: lowerCamelCase keys, empty fields omitted. */
-static char *repository_json(const Gitaly__Repository *r)
+json_t *gitaly_repository_json(const Gitaly__Repository *r)
 {
 	json_t *o = json_object();
-	char *s;
 	if (r) {
 		if (r->storage_name && *r->storage_name)
 			json_object_set_new(o, "storageName", json_string(r->storage_name));
@@ -142,7 +140,14 @@ static char *repository_json(const Gitaly__Repository *r)
 		if (r->gl_project_path && *r->gl_project_path)
 			json_object_set_new(o, "glProjectPath", json_string(r->gl_project_path));
 	}
-	s = json_dumps(o, JSON_COMPACT);
+	return o;
+}
+
+/* gitaly_repository_json() as compact text. */
+static char *repository_json(const Gitaly__Repository *r)
+{
+	json_t *o = gitaly_repository_json(r);
+	char *s = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	return s;
 }
@@ -306,19 +311,34 @@ int gitaly_git_spawn(struct gitaly *g, const struct git_call *c, int pipe_stdin,
 }
 
 int gitaly_git_capture(struct gitaly *g, const struct git_call *c, const void *stdin_data,
-		       size_t stdin_len, size_t max_out, git_capture_fn done, void *arg, struct strbuf *msg)
+		       size_t stdin_len, size_t max_out, git_capture_fn done, void *arg, struct git_cmd **cmd,
+		       struct strbuf *msg)
 {
 	struct strvec argv = STRVEC_INIT, env = STRVEC_INIT;
 	struct git_cmd_spec spec = { 0 };
 	int rc;
 
+	if (cmd)
+		*cmd = NULL;
 	if (gitaly_git_spec(g, c, &argv, &env, msg) < 0)
 		return -EINVAL;
 	spec.argv = argv.v;
 	spec.env = env.v;
 	spec.cwd = c->cwd;
-	rc = git_cmd_capture(g->loop, &spec, stdin_data, stdin_len, max_out, done, arg, NULL);
+	rc = git_cmd_capture(g->loop, &spec, stdin_data, stdin_len, max_out, done, arg, cmd);
 	strvec_clear(&argv);
 	strvec_clear(&env);
 	return rc;
+}
+
+void gitaly_describe_status(struct strbuf *sb, int status)
+{
+	if (status >= 0) {
+		strbuf_addf(sb, "exit status %d", status);
+	} else {
+		const char *s = strsignal(-status);
+		strbuf_addstr(sb, "signal: ");
+		for (; s && *s; s++)
+			strbuf_addch(sb, *s >= 'A' && *s <= 'Z' ? *s - 'A' + 'a' : *s);
+	}
 }

@@ -124,9 +124,25 @@ int gitaly_git_spec(struct gitaly *g, const struct git_call *c, struct strvec *a
 int gitaly_git_spawn(struct gitaly *g, const struct git_call *c, int pipe_stdin, int pipe_stdout,
 		     const struct git_cmd_ops *ops, void *user, struct git_cmd **out, struct strbuf *msg);
 
-/* Run `c` to completion capturing stdout (git_cmd_capture()). */
+/*
+ * Run `c` to completion capturing stdout (git_cmd_capture(): `done` always
+ * fires, a failed start included). `*cmd`, when `cmd` is not NULL, gets the
+ * process, so that a cancelled RPC can git_cmd_kill() it. Returns 0, or
+ * -EINVAL with `msg` set when the command line is refused (then `done`
+ * never fires and `*cmd` is NULL).
+ */
 int gitaly_git_capture(struct gitaly *g, const struct git_call *c, const void *stdin_data,
-		       size_t stdin_len, size_t max_out, git_capture_fn done, void *arg, struct strbuf *msg);
+		       size_t stdin_len, size_t max_out, git_capture_fn done, void *arg, struct git_cmd **cmd,
+		       struct strbuf *msg);
+
+/* "exit status 1" / "signal: killed": how upstream words the end of a failed command. */
+void gitaly_describe_status(struct strbuf *sb, int status);
+
+/*
+ * Protobuf-JSON of a Repository (lowerCamelCase keys, empty fields omitted;
+ * NULL gives {}), as hook and gitaly-ssh payloads carry it. A new reference.
+ */
+struct json_t *gitaly_repository_json(const Gitaly__Repository *r);
 
 /* --- streaming between a call and a git process --- */
 

@@ -554,6 +554,22 @@ static void refuse_before_request(struct hook_run *r, const char *fmt, const cha
 	run_fail(r, HOOK_FAIL_NOT_ALLOWED, GRPC_PERMISSION_DENIED, "GitLab: %s", r->res.api_msg.buf);
 }
 
+/* A JSON array of strings as Go marshals a slice: an empty (nil) one is null. */
+static void json_strings(struct strbuf *sb, const struct strvec *v)
+{
+	if (!v->nr) {
+		strbuf_addstr(sb, "null");
+		return;
+	}
+	strbuf_addch(sb, '[');
+	for (size_t i = 0; i < v->nr; i++) {
+		if (i)
+			strbuf_addch(sb, ',');
+		strbuf_add_json_string(sb, v->v[i], strlen(v->v[i]));
+	}
+	strbuf_addch(sb, ']');
+}
+
 static int all_digits(const char *s)
 {
 	if (!*s)
@@ -590,17 +606,7 @@ static void step_allowed(struct hook_run *r)
 	}
 	/* env: Go marshals the map with sorted keys; a nil slice is null */
 	strbuf_addstr(&env, "{\"GIT_ALTERNATE_OBJECT_DIRECTORIES_RELATIVE\":");
-	if (r->rel_alternates.nr) {
-		strbuf_addch(&env, '[');
-		for (size_t i = 0; i < r->rel_alternates.nr; i++) {
-			if (i)
-				strbuf_addch(&env, ',');
-			strbuf_add_json_string(&env, r->rel_alternates.v[i], strlen(r->rel_alternates.v[i]));
-		}
-		strbuf_addch(&env, ']');
-	} else {
-		strbuf_addstr(&env, "null");
-	}
+	json_strings(&env, &r->rel_alternates);
 	strbuf_addstr(&env, ",\"GIT_OBJECT_DIRECTORY_RELATIVE\":");
 	strbuf_add_json_string(&env, r->rel_object_dir, strlen(r->rel_object_dir));
 	strbuf_addch(&env, '}');
@@ -800,17 +806,7 @@ static void step_post_receive(struct hook_run *r)
 	strbuf_addstr(&json, ",\"identifier\":");
 	strbuf_add_json_string(&json, r->payload.userid, strlen(r->payload.userid));
 	strbuf_addstr(&json, ",\"push_options\":");
-	if (r->push_options.nr) {
-		strbuf_addch(&json, '[');
-		for (size_t i = 0; i < r->push_options.nr; i++) {
-			if (i)
-				strbuf_addch(&json, ',');
-			strbuf_add_json_string(&json, r->push_options.v[i], strlen(r->push_options.v[i]));
-		}
-		strbuf_addch(&json, ']');
-	} else {
-		strbuf_addstr(&json, "null");
-	}
+	json_strings(&json, &r->push_options);
 	strbuf_addch(&json, '}');
 	r->http = gitlab_post(r->g, "/post_receive", json.buf, post_receive_done, r, &err);
 	if (!r->http)

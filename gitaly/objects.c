@@ -242,7 +242,7 @@ void rd_capture(struct rd *rd, const struct git_call *gc, size_t max, rd_capture
 	 * The capture always reports (a spawn failure too, from the loop), so
 	 * the context stays alive until then; a cancelled call just ignores it.
 	 */
-	if (gitaly_git_capture(rd->g, gc, NULL, 0, max, on_captured, c, &msg) < 0) {
+	if (gitaly_git_capture(rd->g, gc, NULL, 0, max, on_captured, c, NULL, &msg) < 0) {
 		rd_finish(rd, GRPC_INTERNAL, "%s", msg.buf);
 		free(c);
 		rd->refs--;
@@ -584,25 +584,6 @@ static void pipe_object(void *arg, int status, const struct catfile_info *info, 
 	pipe_check_end(p);
 }
 
-int rd_pipe_read(struct rd_pipe *p, const char *rev, size_t len, void *item, int owns)
-{
-	struct pipe_read *r = xcalloc(1, sizeof(*r));
-	r->p = p;
-	r->item = item;
-	r->owns = owns;
-	if (!p->rd->cf || catfile_read(p->rd->cf, rev, len, MAX_OBJECT_SIZE, pipe_object, r) < 0) {
-		free(r);
-		return -1;
-	}
-	if (p->tail)
-		p->tail->next = r;
-	else
-		p->head = r;
-	p->tail = r;
-	p->inflight++;
-	return 0;
-}
-
 static uint64_t pipe_info_info(void *arg, const struct catfile_info *info)
 {
 	struct pipe_read *r = arg;
@@ -620,13 +601,18 @@ static void pipe_info_done(void *arg, int status)
 
 static const struct catfile_read_ops pipe_info_ops = { pipe_info_info, NULL, pipe_info_done };
 
-int rd_pipe_info(struct rd_pipe *p, const char *rev, size_t len, void *item, int owns)
+/* Ask cat-file for the whole object or (info_only) its header; replies queue in request order. */
+static int pipe_request(struct rd_pipe *p, const char *rev, size_t len, void *item, int owns, int info_only)
 {
 	struct pipe_read *r = xcalloc(1, sizeof(*r));
+	int rc = -1;
 	r->p = p;
 	r->item = item;
 	r->owns = owns;
-	if (!p->rd->cf || catfile_info(p->rd->cf, rev, len, &pipe_info_ops, r) < 0) {
+	if (p->rd->cf)
+		rc = info_only ? catfile_info(p->rd->cf, rev, len, &pipe_info_ops, r)
+			       : catfile_read(p->rd->cf, rev, len, MAX_OBJECT_SIZE, pipe_object, r);
+	if (rc < 0) {
 		free(r);
 		return -1;
 	}
@@ -637,6 +623,16 @@ int rd_pipe_info(struct rd_pipe *p, const char *rev, size_t len, void *item, int
 	p->tail = r;
 	p->inflight++;
 	return 0;
+}
+
+int rd_pipe_read(struct rd_pipe *p, const char *rev, size_t len, void *item, int owns)
+{
+	return pipe_request(p, rev, len, item, owns, 0);
+}
+
+int rd_pipe_info(struct rd_pipe *p, const char *rev, size_t len, void *item, int owns)
+{
+	return pipe_request(p, rev, len, item, owns, 1);
 }
 
 void rd_pipe_stop(struct rd_pipe *p)

@@ -7,6 +7,7 @@
 #ifndef GITALY_REPO_H
 #define GITALY_REPO_H
 
+#include <openssl/evp.h>
 #include <sys/types.h>
 #include "gitaly.h"
 #include "tx.h"
@@ -50,16 +51,6 @@ void repo_op_reply(struct repo_op *op, const void *msg);
 
 /* --- small helpers --- */
 
-/* "exit status 1" / "signal: killed", as upstream words a failed command. */
-void repo_describe_status(struct strbuf *sb, int status);
-/*
- * gitaly_git_capture() that also hands out the process (so a cancelled RPC
- * can git_cmd_kill() it; `done` still fires). Returns 0 (done will fire) or
- * a negative error with `msg` set (done never fires).
- */
-int repo_git_capture(struct gitaly *g, const struct git_call *c, const void *in, size_t in_len,
-		     size_t max_out, git_capture_fn done, void *arg, struct git_cmd **cmd,
-		     struct strbuf *msg);
 /* Kill a process we own and make sure its on_exit can still fire. */
 void repo_kill(struct git_cmd *cmd);
 /* fsync every file and directory below `path` (thread pool only). 0 or -errno. */
@@ -68,6 +59,14 @@ int repo_fsync_tree(const char *path);
 int repo_fsync_hierarchy(const char *root, const char *path);
 /* git's refname rules as upstream checks them for HEAD targets; 0 or -1 with msg. */
 int repo_check_refname(const char *name, size_t len, struct strbuf *msg);
+/*
+ * The names in directory `path` ("." and ".." aside) in byte order, the order
+ * of Go's directory walks; free with repo_free_names(). 0 or -errno.
+ */
+int repo_list_dir(const char *path, char ***names, size_t *nr);
+void repo_free_names(char **names, size_t nr);
+/* Feed the contents of file `path` (symlinks followed) to `ctx`. 0 or -errno. */
+int repo_hash_file(EVP_MD_CTX *ctx, const char *path);
 /* The lower-case hex of 20 bytes into `out` (41 bytes). */
 void repo_hex(const uint8_t *in, size_t len, char *out);
 

@@ -148,7 +148,7 @@ static void show_ref_exit(struct git_cmd *cmd, int status)
 	gc.repo = c->req->repository;
 	gc.subcmd = "rev-parse";
 	gc.flags = flags;
-	if (repo_git_capture(c->op.g, &gc, NULL, 0, 4096, is_bare_done, c, &c->cmd, &msg) < 0)
+	if (gitaly_git_capture(c->op.g, &gc, NULL, 0, 4096, is_bare_done, c, &c->cmd, &msg) < 0)
 		repo_op_finishf(&c->op, GRPC_DATA_LOSS, "not a git repository '%s'", c->path);
 	strbuf_release(&msg);
 }

@@ -5,9 +5,9 @@
 #include "base/util.h"
 #include "repository.pb-c.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +91,20 @@ static void create_fail(struct repo_create *rc, enum grpc_code code, const char 
 	}
 }
 
+static void create_failf(struct repo_create *rc, enum grpc_code code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void create_failf(struct repo_create *rc, enum grpc_code code, const char *fmt, ...)
+{
+	struct strbuf sb = STRBUF_INIT;
+	va_list ap;
+	/* formatted apart: the arguments may point into rc->msg, which create_fail() rewrites */
+	va_start(ap, fmt);
+	strbuf_vaddf(&sb, fmt, ap);
+	va_end(ap);
+	create_fail(rc, code, sb.buf);
+	strbuf_release(&sb);
+}
+
 static int cancelled(struct repo_create *rc)
 {
 	if (!repo_op_cancelled(rc->op))
@@ -99,14 +113,32 @@ static int cancelled(struct repo_create *rc)
 	return 1;
 }
 
+/* Run `work` on the thread pool, then `after` on the loop; not when the call went away. */
+static void queue_job(struct repo_create *rc, uv_work_cb work, uv_after_work_cb after)
+{
+	if (cancelled(rc))
+		return;
+	rc->err = 0;
+	strbuf_reset(&rc->msg);
+	if (uv_queue_work(rc->op->g->loop, &rc->work, work, after) < 0)
+		create_fail(rc, GRPC_INTERNAL, "cannot queue work");
+}
+
+/* After a job: 1 when the creation ends here (the job failed, or the call went away). */
+static int job_failed(struct repo_create *rc)
+{
+	if (rc->err) {
+		create_failf(rc, GRPC_INTERNAL, "%s", rc->msg.buf);
+		return 1;
+	}
+	return cancelled(rc);
+}
+
 static void committed_voted(void *arg, enum grpc_code code, const char *msg)
 {
 	struct repo_create *rc = arg;
 	if (code != GRPC_OK) {
-		struct strbuf sb = STRBUF_INIT;
-		strbuf_addf(&sb, "committing vote: %s", msg);
-		create_fail(rc, GRPC_FAILED_PRECONDITION, sb.buf);
-		strbuf_release(&sb);
+		create_failf(rc, GRPC_FAILED_PRECONDITION, "committing vote: %s", msg);
 		return;
 	}
 	rc->code = GRPC_OK;
@@ -139,14 +171,7 @@ static void move_work(uv_work_t *w)
 static void move_after(uv_work_t *w, int status)
 {
 	struct repo_create *rc = w->data;
-	if (rc->err) {
-		struct strbuf m = STRBUF_INIT;
-		strbuf_add(&m, rc->msg.buf, rc->msg.len);
-		create_fail(rc, GRPC_INTERNAL, m.buf);
-		strbuf_release(&m);
-		return;
-	}
-	if (cancelled(rc))
+	if (job_failed(rc))
 		return;
 	gitaly_tx_vote(rc->op->g, rc->op->call, TX_PHASE_COMMITTED, rc->vote, committed_voted, rc);
 }
@@ -155,74 +180,10 @@ static void prepared_voted(void *arg, enum grpc_code code, const char *msg)
 {
 	struct repo_create *rc = arg;
 	if (code != GRPC_OK) {
-		struct strbuf sb = STRBUF_INIT;
-		strbuf_addf(&sb, "preparatory vote: %s", msg);
-		create_fail(rc, GRPC_FAILED_PRECONDITION, sb.buf);
-		strbuf_release(&sb);
+		create_failf(rc, GRPC_FAILED_PRECONDITION, "preparatory vote: %s", msg);
 		return;
 	}
-	if (cancelled(rc))
-		return;
-	rc->err = 0;
-	strbuf_reset(&rc->msg);
-	if (uv_queue_work(rc->op->g->loop, &rc->work, move_work, move_after) < 0)
-		create_fail(rc, GRPC_INTERNAL, "cannot queue work");
-}
-
-/* Names of a directory in byte order, as Go's directory walks see them. */
-static int cmp_names(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int read_sorted_dir(const char *path, char ***names, size_t *nr)
-{
-	DIR *d = opendir(path);
-	struct dirent *de;
-	size_t alloc = 0;
-
-	*names = NULL;
-	*nr = 0;
-	if (!d)
-		return -errno;
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		ALLOC_GROW(*names, *nr + 1, alloc);
-		(*names)[(*nr)++] = xstrdup(de->d_name);
-	}
-	closedir(d);
-	if (*nr)
-		qsort(*names, *nr, sizeof(**names), cmp_names);
-	return 0;
-}
-
-static void free_names(char **names, size_t nr)
-{
-	for (size_t i = 0; i < nr; i++)
-		free(names[i]);
-	free(names);
-}
-
-static int hash_file(EVP_MD_CTX *ctx, const char *path)
-{
-	char buf[65536];
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	while ((n = read(fd, buf, sizeof(buf))) != 0) {
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			n = -errno;
-			close(fd);
-			return (int)n;
-		}
-		EVP_DigestUpdate(ctx, buf, (size_t)n);
-	}
-	close(fd);
-	return 0;
+	queue_job(rc, move_work, move_after);
 }
 
 /* Contents of every non-directory below `dir`, depth first in byte order, minus objects/ and FETCH_HEAD. */
@@ -231,7 +192,7 @@ static int hash_tree(EVP_MD_CTX *ctx, const char *dir, int top, struct strbuf *e
 	char **names;
 	size_t nr;
 	struct strbuf sub = STRBUF_INIT;
-	int rc = read_sorted_dir(dir, &names, &nr);
+	int rc = repo_list_dir(dir, &names, &nr);
 
 	if (rc < 0) {
 		strbuf_addf(err, "walking repository: open %s: %s", dir, strerror(-rc));
@@ -248,11 +209,11 @@ static int hash_tree(EVP_MD_CTX *ctx, const char *dir, int top, struct strbuf *e
 			strbuf_addf(err, "walking repository: lstat %s: %s", sub.buf, strerror(errno));
 		} else if (S_ISDIR(st.st_mode)) {
 			rc = hash_tree(ctx, sub.buf, 0, err);
-		} else if ((rc = hash_file(ctx, sub.buf)) < 0) {
+		} else if ((rc = repo_hash_file(ctx, sub.buf)) < 0) {
 			strbuf_addf(err, "walking repository: hashing %s: %s", names[i], strerror(-rc));
 		}
 	}
-	free_names(names, nr);
+	repo_free_names(names, nr);
 	strbuf_release(&sub);
 	return rc;
 }
@@ -291,14 +252,7 @@ static void hash_after(uv_work_t *w, int status)
 	char *slash;
 	int fd;
 
-	if (rc->err) {
-		struct strbuf m = STRBUF_INIT;
-		strbuf_add(&m, rc->msg.buf, rc->msg.len);
-		create_fail(rc, GRPC_INTERNAL, m.buf);
-		strbuf_release(&m);
-		return;
-	}
-	if (cancelled(rc))
+	if (job_failed(rc))
 		return;
 
 	/* the critical section: lock the target path, make sure it is still free, vote */
@@ -310,10 +264,8 @@ static void hash_after(uv_work_t *w, int status)
 	strbuf_release(&parent);
 	fd = open(rc->lock, O_CREAT | O_EXCL | O_RDONLY | O_CLOEXEC, 0400);
 	if (fd < 0) {
-		struct strbuf m = STRBUF_INIT;
-		strbuf_addf(&m, "locking repository: %s", errno == EEXIST ? "file already locked" : strerror(errno));
-		create_fail(rc, GRPC_INTERNAL, m.buf);
-		strbuf_release(&m);
+		create_failf(rc, GRPC_INTERNAL, "locking repository: %s",
+			     errno == EEXIST ? "file already locked" : strerror(errno));
 		return;
 	}
 	close(fd);
@@ -331,12 +283,7 @@ void repo_create_seeded(struct repo_create *rc, enum grpc_code code, const char 
 		create_fail(rc, code, msg);
 		return;
 	}
-	if (cancelled(rc))
-		return;
-	rc->err = 0;
-	strbuf_reset(&rc->msg);
-	if (uv_queue_work(rc->op->g->loop, &rc->work, hash_work, hash_after) < 0)
-		create_fail(rc, GRPC_INTERNAL, "cannot queue work");
+	queue_job(rc, hash_work, hash_after);
 }
 
 static void seed(struct repo_create *rc)
@@ -356,7 +303,7 @@ static void init_done(void *arg, int status, struct strbuf *out, struct strbuf *
 	if (status != 0) {
 		struct strbuf m = STRBUF_INIT;
 		strbuf_addstr(&m, "creating repository: ");
-		repo_describe_status(&m, status);
+		gitaly_describe_status(&m, status);
 		strbuf_addstr(&m, ", stderr: ");
 		strbuf_add_json_string(&m, err->buf, err->len);
 		create_fail(rc, GRPC_INTERNAL, m.buf);
@@ -450,7 +397,7 @@ enum grpc_code repo_create_start(struct repo_op *op, const Gitaly__Repository *r
 		gc.subcmd = "init";
 		gc.flags = flags;
 		gc.args = args;
-		if (repo_git_capture(g, &gc, NULL, 0, 64 * 1024, init_done, rc, &rc->init, msg) < 0)
+		if (gitaly_git_capture(g, &gc, NULL, 0, 64 * 1024, init_done, rc, &rc->init, msg) < 0)
 			goto spawn_fail;
 	}
 	return GRPC_OK;

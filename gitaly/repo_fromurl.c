@@ -202,7 +202,7 @@ static void remove_origin_done(void *arg, int status, struct strbuf *out, struct
 	if (status != 0) {
 		struct strbuf m = STRBUF_INIT;
 		strbuf_addstr(&m, "removing origin remote: remote cmd wait: ");
-		repo_describe_status(&m, status);
+		gitaly_describe_status(&m, status);
 		repo_create_seeded(rc, GRPC_INTERNAL, m.buf);
 		strbuf_release(&m);
 		return;
@@ -222,7 +222,7 @@ static void clone_done(void *arg, int status, struct strbuf *out, struct strbuf 
 	if (status != 0) {
 		struct log_entry e;
 		strbuf_addstr(&m, "cloning repository: ");
-		repo_describe_status(&m, status);
+		gitaly_describe_status(&m, status);
 		if (log_begin(&e, LOG_WARN, "clone failed")) {
 			log_strn(&e, "stderr", err->buf, err->len);
 			log_end(&e);
@@ -241,7 +241,7 @@ static void clone_done(void *arg, int status, struct strbuf *out, struct strbuf 
 	gc.args = args;
 	gc.hooks = HOOK_REFERENCE_TRANSACTION;
 	gc.rpc = f->op.call;
-	if (repo_git_capture(f->op.g, &gc, NULL, 0, 64 * 1024, remove_origin_done, f, &f->cmd, &m) < 0)
+	if (gitaly_git_capture(f->op.g, &gc, NULL, 0, 64 * 1024, remove_origin_done, f, &f->cmd, &m) < 0)
 		repo_create_seeded(rc, GRPC_INTERNAL, m.buf);
 	strbuf_release(&m);
 }
@@ -262,7 +262,7 @@ static void clone_seed(struct repo_create *rc, const char *tmp_path, const Gital
 	gc.args = args;
 	gc.env = f->env.v;
 	/* hooks disabled: nothing to vote on in a repository nobody can see yet */
-	if (repo_git_capture(f->op.g, &gc, NULL, 0, 64 * 1024, clone_done, f, &f->cmd, &m) < 0)
+	if (gitaly_git_capture(f->op.g, &gc, NULL, 0, 64 * 1024, clone_done, f, &f->cmd, &m) < 0)
 		repo_create_seeded(rc, GRPC_INTERNAL, m.buf);
 	strbuf_release(&m);
 }

@@ -8,7 +8,6 @@
 #include "base/util.h"
 #include "repository.pb-c.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -41,60 +40,27 @@ static uint32_t go_file_mode(mode_t m)
 	return v;
 }
 
-static int cmp_names(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static int hash_entry(EVP_MD_CTX *ctx, const char *abs, const char *rel, const struct stat *st)
 {
 	uint32_t mode = go_file_mode(st->st_mode);
 	uint8_t be[4] = { (uint8_t)(mode >> 24), (uint8_t)(mode >> 16), (uint8_t)(mode >> 8), (uint8_t)mode };
-	char buf[65536];
-	ssize_t n;
-	int fd;
 
 	EVP_DigestUpdate(ctx, rel, strlen(rel));
 	EVP_DigestUpdate(ctx, be, sizeof(be));
 	if (S_ISDIR(st->st_mode))
 		return 0;
-	fd = open(abs, O_RDONLY | O_CLOEXEC); /* follows symlinks, as upstream's walk does */
-	if (fd < 0)
-		return -errno;
-	while ((n = read(fd, buf, sizeof(buf))) != 0) {
-		if (n < 0) {
-			int e = errno;
-			if (e == EINTR)
-				continue;
-			close(fd);
-			return -e;
-		}
-		EVP_DigestUpdate(ctx, buf, (size_t)n);
-	}
-	close(fd);
-	return 0;
+	return repo_hash_file(ctx, abs); /* follows symlinks, as upstream's walk does */
 }
 
 static int hash_dir(EVP_MD_CTX *ctx, const char *abs, const char *rel)
 {
-	DIR *d = opendir(abs);
-	struct dirent *de;
-	char **names = NULL;
-	size_t nr = 0, alloc = 0;
+	char **names;
+	size_t nr;
 	struct strbuf sa = STRBUF_INIT, sr = STRBUF_INIT;
-	int rc = 0;
+	int rc = repo_list_dir(abs, &names, &nr);
 
-	if (!d)
-		return -errno;
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		ALLOC_GROW(names, nr + 1, alloc);
-		names[nr++] = xstrdup(de->d_name);
-	}
-	closedir(d);
-	if (nr)
-		qsort(names, nr, sizeof(*names), cmp_names);
+	if (rc < 0)
+		return rc;
 	for (size_t i = 0; i < nr && rc == 0; i++) {
 		struct stat st;
 		strbuf_reset(&sa);
@@ -111,9 +77,7 @@ static int hash_dir(EVP_MD_CTX *ctx, const char *abs, const char *rel)
 		if (rc == 0 && S_ISDIR(st.st_mode))
 			rc = hash_dir(ctx, sa.buf, sr.buf);
 	}
-	for (size_t i = 0; i < nr; i++)
-		free(names[i]);
-	free(names);
+	repo_free_names(names, nr);
 	strbuf_release(&sa);
 	strbuf_release(&sr);
 	return rc;
@@ -309,7 +273,7 @@ static void tar_exit(struct git_cmd *cmd, int status)
 		return;
 	}
 	strbuf_addstr(&m, "reading custom hooks: archiving hooks: waiting for tar command completion: ");
-	repo_describe_status(&m, status);
+	gitaly_describe_status(&m, status);
 	repo_op_finish(&h->op, repo_op_cancelled(&h->op) ? GRPC_CANCELLED : GRPC_INTERNAL, m.buf);
 	strbuf_release(&m);
 }

@@ -363,7 +363,7 @@ static void hooks_fed(struct repl *r)
 	if (r->cmd_started && r->cmd_status != 0 &&
 	    strncmp(r->cmd_err.buf, "tar: custom_hooks: Not found in archive", 39)) {
 		strbuf_addstr(&msg, "waiting for tar command completion: ");
-		repo_describe_status(&msg, r->cmd_status);
+		gitaly_describe_status(&msg, r->cmd_status);
 		log_msgf(LOG_WARN, "extracting custom hooks failed: %s", r->cmd_err.buf);
 		repl_fail(r, GRPC_INTERNAL,
 			  "replicating repository: synchronizing custom hooks: setting custom hooks: extracting hooks: %s",
@@ -428,7 +428,7 @@ static void local_head_done(void *arg, int status, struct strbuf *out, struct st
 	nl = memchr(out->buf, '\n', out->len);
 	if (status != 0 || !nl || nl + 1 != out->buf + out->len) {
 		strbuf_addstr(&msg, "getting local default branch: ");
-		repo_describe_status(&msg, status);
+		gitaly_describe_status(&msg, status);
 		repl_fail(r, GRPC_INTERNAL, "replicating repository: synchronizing references: %s", msg.buf);
 		goto out;
 	}
@@ -480,35 +480,13 @@ static void remote_head_done(struct repl *r)
 	gc.repo = r->req->repository;
 	gc.subcmd = "symbolic-ref";
 	gc.args = args;
-	if (repo_git_capture(r->op.g, &gc, NULL, 0, 64 * 1024, local_head_done, r, &r->cmd, &msg) < 0)
+	if (gitaly_git_capture(r->op.g, &gc, NULL, 0, 64 * 1024, local_head_done, r, &r->cmd, &msg) < 0)
 		repl_fail(r, GRPC_INTERNAL, "replicating repository: synchronizing references: "
 			  "getting local default branch: %s", msg.buf);
 	strbuf_release(&msg);
 }
 
 /* --- step 8: refs and objects through gitaly-ssh --- */
-
-static json_t *repository_json(const Gitaly__Repository *r)
-{
-	json_t *o = json_object();
-	if (r->storage_name && *r->storage_name)
-		json_object_set_new(o, "storageName", json_string(r->storage_name));
-	if (r->relative_path && *r->relative_path)
-		json_object_set_new(o, "relativePath", json_string(r->relative_path));
-	if (r->git_object_directory && *r->git_object_directory)
-		json_object_set_new(o, "gitObjectDirectory", json_string(r->git_object_directory));
-	if (r->n_git_alternate_object_directories) {
-		json_t *a = json_array();
-		for (size_t i = 0; i < r->n_git_alternate_object_directories; i++)
-			json_array_append_new(a, json_string(r->git_alternate_object_directories[i]));
-		json_object_set_new(o, "gitAlternateObjectDirectories", a);
-	}
-	if (r->gl_repository && *r->gl_repository)
-		json_object_set_new(o, "glRepository", json_string(r->gl_repository));
-	if (r->gl_project_path && *r->gl_project_path)
-		json_object_set_new(o, "glProjectPath", json_string(r->gl_project_path));
-	return o;
-}
 
 static void fetch_done(void *arg, int status, struct strbuf *out, struct strbuf *err)
 {
@@ -523,7 +501,7 @@ static void fetch_done(void *arg, int status, struct strbuf *out, struct strbuf 
 	if (status != 0) {
 		struct strbuf msg = STRBUF_INIT;
 		struct log_entry e;
-		repo_describe_status(&msg, status);
+		gitaly_describe_status(&msg, status);
 		strbuf_addstr(&msg, ", stderr: ");
 		strbuf_add_json_string(&msg, err->buf, err->len);
 		if (log_begin(&e, LOG_WARN, "replication fetch failed")) {
@@ -569,7 +547,7 @@ static void sync_refs(struct repl *r)
 	in = grpc_call_metadata(r->op.call);
 	corr = grpc_metadata_value(in, "x-gitlab-correlation-id");
 	/* the source's upload-pack, reached through gitaly-ssh and the streaming SSHUploadPack RPC */
-	json_object_set_new(payload, "repository", repository_json(r->req->source));
+	json_object_set_new(payload, "repository", gitaly_repository_json(r->req->source));
 	json_array_append_new(opts, json_string("uploadpack.allowAnySHA1InWant=true"));
 	json_object_set_new(payload, "gitConfigOptions", opts);
 	json_object_set_new(payload, "gitProtocol", json_string("version=2"));
@@ -604,7 +582,7 @@ static void sync_refs(struct repl *r)
 	gc.env = env.v;
 	gc.hooks = HOOK_REFERENCE_TRANSACTION; /* the fetched ref updates are voted on */
 	gc.rpc = r->op.call;
-	if (repo_git_capture(r->op.g, &gc, NULL, 0, 64 * 1024, fetch_done, r, &r->cmd, &msg) < 0)
+	if (gitaly_git_capture(r->op.g, &gc, NULL, 0, 64 * 1024, fetch_done, r, &r->cmd, &msg) < 0)
 		repl_fail(r, GRPC_INTERNAL, "replicating repository: synchronizing references: %s", msg.buf);
 	strvec_clear(&env);
 	strbuf_release(&flagsv);
@@ -780,7 +758,7 @@ static void snapshot_fed(struct repl *r)
 		log_msgf(LOG_WARN, "extracting snapshot failed: %s", r->cmd_err.buf);
 		strbuf_addstr(&msg, "extracting snapshot: wait for tar: ");
 		if (r->cmd_started)
-			repo_describe_status(&msg, r->cmd_status);
+			gitaly_describe_status(&msg, r->cmd_status);
 		else
 			strbuf_addstr(&msg, "empty snapshot");
 		repo_create_seeded(rc, GRPC_INTERNAL, msg.buf);

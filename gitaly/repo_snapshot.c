@@ -6,6 +6,7 @@
  * as fast as the client takes it, so memory stays flat for any repository.
  */
 #include "repo.h"
+#include "objects.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/pb.h"
@@ -13,7 +14,6 @@
 #include "repository.pb-c.h"
 
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -179,33 +179,6 @@ static void add_source(struct snapshot *s, size_t *alloc, const char *abs, const
 	s->nr_src++;
 }
 
-/* Lexically clean an absolute path ("." and ".." resolved, no trailing slash). */
-static void clean_path(struct strbuf *sb)
-{
-	struct strbuf out = STRBUF_INIT;
-	const char *p = sb->buf;
-	while (*p) {
-		size_t n = strcspn(p, "/");
-		if (n == 0 || (n == 1 && p[0] == '.')) {
-			/* skip */
-		} else if (n == 2 && p[0] == '.' && p[1] == '.') {
-			char *slash = strrchr(out.buf, '/');
-			strbuf_setlen(&out, slash ? (size_t)(slash - out.buf) : 0);
-		} else {
-			strbuf_addch(&out, '/');
-			strbuf_add(&out, p, n);
-		}
-		p += n;
-		if (*p == '/')
-			p++;
-	}
-	if (!out.len)
-		strbuf_addch(&out, '/');
-	strbuf_reset(sb);
-	strbuf_add(sb, out.buf, out.len);
-	strbuf_release(&out);
-}
-
 /*
  * Alternate object directories, recursively (git stops at depth 5), each
  * required to lie inside the storage: one outside makes upstream ignore all
@@ -228,15 +201,17 @@ static int alternates(const char *storage, const char *objdir, int depth, struct
 	for (p = data.buf; *p && rc == 0;) {
 		size_t n = strcspn(p, "\n");
 		if (n && p[0] != '#') {
-			struct strbuf dir = STRBUF_INIT;
+			struct strbuf raw = STRBUF_INIT, dir = STRBUF_INIT;
 			if (p[0] != '/')
-				strbuf_addf(&dir, "%s/", objdir);
-			strbuf_add(&dir, p, n);
-			clean_path(&dir);
+				strbuf_addf(&raw, "%s/", objdir);
+			strbuf_add(&raw, p, n);
+			/* absolute, as objdir is; up to a NUL, as a C path would be */
+			go_path_clean(&dir, raw.buf, strlen(raw.buf));
 			if (strncmp(dir.buf, storage, strlen(storage)))
 				rc = -1;
 			else
 				rc = alternates(storage, dir.buf, depth + 1, out);
+			strbuf_release(&raw);
 			strbuf_release(&dir);
 		}
 		p += n;
@@ -251,39 +226,21 @@ out:
 
 static void frame_free(struct frame *f)
 {
-	for (size_t i = 0; i < f->nr; i++)
-		free(f->names[i]);
-	free(f->names);
+	repo_free_names(f->names, f->nr);
 	free(f->abs);
 	free(f->tar);
 	free(f->base);
 }
 
-static int cmp_names(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* Enter a directory: list it now, in byte order (the order a Go walk uses). */
 static int push_dir(struct snapshot *s, const char *abs, const char *tar)
 {
-	DIR *d = opendir(abs);
-	struct dirent *de;
 	struct frame f = { 0 };
-	size_t alloc = 0;
 	const char *slash = strrchr(abs, '/');
+	int rc = repo_list_dir(abs, &f.names, &f.nr);
 
-	if (!d)
-		return errno == ENOENT ? 0 : -errno;
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		ALLOC_GROW(f.names, f.nr + 1, alloc);
-		f.names[f.nr++] = xstrdup(de->d_name);
-	}
-	closedir(d);
-	if (f.nr)
-		qsort(f.names, f.nr, sizeof(*f.names), cmp_names);
+	if (rc < 0)
+		return rc == -ENOENT ? 0 : rc;
 	f.abs = xstrdup(abs);
 	f.tar = xstrdup(tar);
 	f.base = xstrdup(slash ? slash + 1 : abs);

@@ -215,7 +215,7 @@ static void run_update_ref(struct write_ref *w)
 	gc.flags = flags;
 	gc.hooks = HOOK_REFERENCE_TRANSACTION; /* the hook votes on the update */
 	gc.rpc = w->op.call;
-	if (repo_git_capture(w->op.g, &gc, in.buf, in.len, 64 * 1024, update_done, w, &w->cmd, &msg) < 0)
+	if (gitaly_git_capture(w->op.g, &gc, in.buf, in.len, 64 * 1024, update_done, w, &w->cmd, &msg) < 0)
 		repo_op_finishf(&w->op, GRPC_INTERNAL, "error when running creating new updater: %s", msg.buf);
 	strbuf_release(&in);
 	strbuf_release(&msg);
@@ -263,7 +263,7 @@ static void resolve(struct write_ref *w, const char *const *flags, const Protobu
 	gc.subcmd = "rev-parse";
 	gc.flags = flags;
 	gc.args = args;
-	if (repo_git_capture(w->op.g, &gc, NULL, 0, 4096, done, w, &w->cmd, &msg) < 0)
+	if (gitaly_git_capture(w->op.g, &gc, NULL, 0, 4096, done, w, &w->cmd, &msg) < 0)
 		repo_op_finishf(&w->op, GRPC_INTERNAL, "%s", msg.buf);
 	strbuf_release(&r);
 	strbuf_release(&msg);

@@ -6,6 +6,7 @@
  * Anything else, a broken alternates file included, is "no pool".
  */
 #include "gitaly.h"
+#include "objects.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -54,37 +55,12 @@ static int is_praefect_pool(const char *s)
 	return 0;
 }
 
-/* Lexical clean of an absolute path. */
-static void clean(struct strbuf *sb)
-{
-	struct strbuf out = STRBUF_INIT;
-	const char *p = sb->buf;
-	while (*p) {
-		size_t n = strcspn(p, "/");
-		if (n == 0 || (n == 1 && p[0] == '.')) {
-		} else if (n == 2 && p[0] == '.' && p[1] == '.') {
-			char *slash = strrchr(out.buf, '/');
-			strbuf_setlen(&out, slash ? (size_t)(slash - out.buf) : 0);
-		} else {
-			strbuf_addch(&out, '/');
-			strbuf_add(&out, p, n);
-		}
-		p += n;
-		if (*p == '/')
-			p++;
-	}
-	if (!out.len)
-		strbuf_addch(&out, '/');
-	strbuf_reset(sb);
-	strbuf_add(sb, out.buf, out.len);
-	strbuf_release(&out);
-}
-
 /* The pool's relative path, or NULL when the repository has none. */
 static char *pool_of(struct gitaly *g, const Gitaly__Repository *repo, const char *repo_path)
 {
 	const struct gitaly_storage *st;
 	struct strbuf alt = STRBUF_INIT, p = STRBUF_INIT, msg = STRBUF_INIT, pool_path = STRBUF_INIT;
+	struct strbuf joined = STRBUF_INIT;
 	Gitaly__Repository pool = GITALY__REPOSITORY__INIT;
 	char *rel = NULL, *slash;
 	size_t sl;
@@ -98,9 +74,9 @@ static char *pool_of(struct gitaly *g, const Gitaly__Repository *repo, const cha
 	if (alt.buf[0] == '#' || !alt.len)
 		goto out;
 	/* joined under objects/ even when absolute, as upstream's path join does */
+	strbuf_addf(&joined, "%s/objects/%s", repo_path, alt.buf);
 	strbuf_reset(&p);
-	strbuf_addf(&p, "%s/objects/%s", repo_path, alt.buf);
-	clean(&p);
+	go_path_clean(&p, joined.buf, joined.len);   /* absolute, as repo_path is */
 	/* the pool repository is the directory holding that object directory */
 	slash = strrchr(p.buf, '/');
 	if (!slash)
@@ -131,6 +107,7 @@ out:
 	strbuf_release(&p);
 	strbuf_release(&msg);
 	strbuf_release(&pool_path);
+	strbuf_release(&joined);
 	return rel;
 }
 

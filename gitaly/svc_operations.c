@@ -52,24 +52,6 @@ static void fail_plain(struct op *op, const struct op_update_result *r, const ch
 	op_fail(op, code, "%s%s", prefix, r->msg.buf);
 }
 
-/* Resolve expected_old_oid like upstream: valid hex, and an existing object. */
-static int check_expected_old(struct op *op, const char *oid)
-{
-	struct strbuf err = STRBUF_INIT;
-	if (hooks_validate_hex(oid, op->hexlen, &err) < 0) {
-		op_fail(op, GRPC_INVALID_ARGUMENT, "invalid expected old object ID: %s", err.buf);
-		strbuf_release(&err);
-		return -1;
-	}
-	return 0;
-}
-
-static void chomp(struct strbuf *sb)
-{
-	while (sb->len && (sb->buf[sb->len - 1] == '\n' || sb->buf[sb->len - 1] == '\r'))
-		strbuf_setlen(sb, sb->len - 1);
-}
-
 /* ======================= UserCreateBranch ======================= */
 
 struct create_branch {
@@ -269,7 +251,7 @@ static void delete_resolved(struct op *op, int status, struct strbuf *out, struc
 		}
 		return;
 	}
-	chomp(out);
+	op_chomp(out);
 	strbuf_add(&d->old, out->buf, out->len);
 	op_update_ref(op, d->user, d->ref.buf, op_zero_oid(op), d->old.buf,
 		      d->tag ? delete_tag_updated : delete_branch_updated);
@@ -280,7 +262,7 @@ static void delete_hash_known(struct op *op, int status, struct strbuf *out, str
 	struct delete_ref *d = container_of(op, struct delete_ref, op);
 	struct strbuf rev = STRBUF_INIT;
 	if (*d->expected_old) {
-		if (check_expected_old(op, d->expected_old) < 0)
+		if (op_check_expected_old(op, d->expected_old) < 0)
 			return;
 		strbuf_addf(&rev, "%s^{object}", d->expected_old);
 	} else {
@@ -301,59 +283,50 @@ static struct delete_ref *delete_new(struct grpc_call *call, void *data, int tag
 	return d;
 }
 
+/*
+ * What UserDeleteBranch and UserDeleteTag share after decoding: validation
+ * (each RPC words its errors its own way) and the deletion itself.
+ */
+static void delete_start(struct delete_ref *d, ProtobufCMessage *req, const Gitaly__Repository *repo,
+			 const ProtobufCBinaryData *name, const Gitaly__User *user, const char *expected_old)
+{
+	d->req = req;
+	if (op_locate(&d->op, repo) != GRPC_OK)
+		return;
+	if (!name->len) {
+		op_fail(&d->op, GRPC_INVALID_ARGUMENT, d->tag ? "empty tag name" : "bad request: empty branch name");
+		return;
+	}
+	if (!user) {
+		op_fail(&d->op, GRPC_INVALID_ARGUMENT, d->tag ? "empty user" : "bad request: empty user");
+		return;
+	}
+	d->user = user;
+	d->expected_old = expected_old ? expected_old : "";
+	if (bytes_str(name, &d->name) < 0) {
+		op_fail(&d->op, GRPC_FAILED_PRECONDITION, d->tag ? "tag not found: %s" : "branch not found: \"%s\"",
+			d->name.buf);
+		return;
+	}
+	strbuf_addf(&d->ref, "refs/%s/%s", d->tag ? "tags" : "heads", d->name.buf);
+	op_detect_hash(&d->op, delete_hash_known);
+}
+
 static void user_delete_branch(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	struct delete_ref *d = delete_new(call, data, 0);
 	Gitaly__UserDeleteBranchRequest *req = rpc_unpack(call, &gitaly__user_delete_branch_request__descriptor,
 							  buf, len);
-	if (!req)
-		return;
-	d->req = &req->base;
-	if (op_locate(&d->op, req->repository) != GRPC_OK)
-		return;
-	if (!req->branch_name.len) {
-		op_fail(&d->op, GRPC_INVALID_ARGUMENT, "bad request: empty branch name");
-		return;
-	}
-	if (!req->user) {
-		op_fail(&d->op, GRPC_INVALID_ARGUMENT, "bad request: empty user");
-		return;
-	}
-	d->user = req->user;
-	d->expected_old = req->expected_old_oid ? req->expected_old_oid : "";
-	if (bytes_str(&req->branch_name, &d->name) < 0) {
-		op_fail(&d->op, GRPC_FAILED_PRECONDITION, "branch not found: \"%s\"", d->name.buf);
-		return;
-	}
-	strbuf_addf(&d->ref, "refs/heads/%s", d->name.buf);
-	op_detect_hash(&d->op, delete_hash_known);
+	if (req)
+		delete_start(d, &req->base, req->repository, &req->branch_name, req->user, req->expected_old_oid);
 }
 
 static void user_delete_tag(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	struct delete_ref *d = delete_new(call, data, 1);
 	Gitaly__UserDeleteTagRequest *req = rpc_unpack(call, &gitaly__user_delete_tag_request__descriptor, buf, len);
-	if (!req)
-		return;
-	d->req = &req->base;
-	if (op_locate(&d->op, req->repository) != GRPC_OK)
-		return;
-	if (!req->tag_name.len) {
-		op_fail(&d->op, GRPC_INVALID_ARGUMENT, "empty tag name");
-		return;
-	}
-	if (!req->user) {
-		op_fail(&d->op, GRPC_INVALID_ARGUMENT, "empty user");
-		return;
-	}
-	d->user = req->user;
-	d->expected_old = req->expected_old_oid ? req->expected_old_oid : "";
-	if (bytes_str(&req->tag_name, &d->name) < 0) {
-		op_fail(&d->op, GRPC_FAILED_PRECONDITION, "tag not found: %s", d->name.buf);
-		return;
-	}
-	strbuf_addf(&d->ref, "refs/tags/%s", d->name.buf);
-	op_detect_hash(&d->op, delete_hash_known);
+	if (req)
+		delete_start(d, &req->base, req->repository, &req->tag_name, req->user, req->expected_old_oid);
 }
 
 /* ======================= UserCreateTag ======================= */
@@ -443,7 +416,7 @@ static void create_tag_ref_checked(struct op *op, int status, struct strbuf *out
 		/* the tag exists: tell the caller what it points to instead of overwriting it */
 		Gitaly__UserCreateTagError e = GITALY__USER_CREATE_TAG_ERROR__INIT;
 		Gitaly__ReferenceExistsError re = GITALY__REFERENCE_EXISTS_ERROR__INIT;
-		chomp(out);
+		op_chomp(out);
 		re.reference_name.data = (uint8_t *)t->ref.buf;
 		re.reference_name.len = t->ref.len;
 		re.oid = out->buf;
@@ -516,7 +489,7 @@ static void create_tag_written(struct op *op, int status, struct strbuf *out, st
 			t->name.buf);
 		return;
 	}
-	chomp(out);
+	op_chomp(out);
 	strbuf_reset(&t->ref_oid);
 	strbuf_add(&t->ref_oid, out->buf, out->len);
 	t->tag.id = t->ref_oid.buf;

@@ -84,6 +84,10 @@ void op_read_object(struct op *op, const char *rev, op_git_fn fn);
 void op_object_info(struct op *op, const char *rev, op_git_fn fn);
 /* "git rev-parse --verify <rev>": status 0 with the object id on stdout, else not found. */
 void op_rev_parse(struct op *op, const char *rev, op_git_fn fn);
+/* Drop the trailing newlines (and carriage returns) of git's output. */
+void op_chomp(struct strbuf *sb);
+/* Check expected_old_oid as upstream does (op->hexlen hex digits); 0, or -1 with the call failed. */
+int op_check_expected_old(struct op *op, const char *oid);
 /* Split cat-file --batch output; 0 or -1. */
 int op_parse_batch(const struct strbuf *out, const char **oid, size_t *oidlen, const char **type,
 		   size_t *typelen, const char **data, size_t *len);

@@ -350,12 +350,6 @@ static void cf_release(struct op *op)
 	free(c);
 }
 
-static void chomp(struct strbuf *sb)
-{
-	while (sb->len && (sb->buf[sb->len - 1] == '\n' || sb->buf[sb->len - 1] == '\r'))
-		strbuf_setlen(sb, sb->len - 1);
-}
-
 static void index_error(struct op *op, enum index_err type, const char *path)
 {
 	Gitaly__UserCommitFilesError e = GITALY__USER_COMMIT_FILES_ERROR__INIT;
@@ -538,7 +532,7 @@ static void cf_old_resolved(struct op *op, int status, struct strbuf *out, struc
 		op_fail(op, GRPC_INVALID_ARGUMENT, "cannot resolve expected old object ID: reference not found");
 		return;
 	}
-	chomp(out);
+	op_chomp(out);
 	strbuf_reset(&c->old);
 	strbuf_add(&c->old, out->buf, out->len);
 	cf_update(op);
@@ -555,11 +549,8 @@ static void cf_has_branches(struct op *op, int status, struct strbuf *out, struc
 	c->has_branches = out->len > 0;
 	if (*expected) {
 		struct strbuf e = STRBUF_INIT;
-		if (hooks_validate_hex(expected, op->hexlen, &e) < 0) {
-			op_fail(op, GRPC_INVALID_ARGUMENT, "invalid expected old object ID: %s", e.buf);
-			strbuf_release(&e);
+		if (op_check_expected_old(op, expected) < 0)
 			return;
-		}
 		strbuf_addf(&e, "%s^{object}", expected);
 		/* in the repository itself, not the quarantine */
 		{
@@ -607,7 +598,7 @@ static void cf_committed(struct op *op, int status, struct strbuf *out, struct s
 			op_fail(op, GRPC_INTERNAL, "commit-tree: exit status %d: %s %s", status, err->buf, out->buf);
 		return;
 	}
-	chomp(out);
+	op_chomp(out);
 	strbuf_add(&c->commit, out->buf, out->len);
 	count_branches(op, NULL, cf_has_branches);
 }
@@ -674,7 +665,7 @@ static void cf_tree_written(struct op *op, int status, struct strbuf *out, struc
 		op_fail(op, GRPC_INTERNAL, "writing tree: exit status %d: %s", status, err->buf);
 		return;
 	}
-	chomp(out);
+	op_chomp(out);
 	snprintf(c->writing->oid, sizeof(c->writing->oid), "%s", out->buf);
 	cf_write_next_tree(op);
 }
@@ -912,7 +903,7 @@ static void cf_blob_written(struct op *op, int status, struct strbuf *out, struc
 		op_fail(op, GRPC_INTERNAL, "writing blob failed with error code %d", status);
 		return;
 	}
-	chomp(out);
+	op_chomp(out);
 	strbuf_add(&a->oid, out->buf, out->len);
 	c->next++;
 	cf_write_blobs(op);
@@ -1062,7 +1053,7 @@ static void cf_parent_resolved(struct op *op, int status, struct strbuf *out, st
 		strbuf_release(&refish);
 		return;
 	}
-	chomp(out);
+	op_chomp(out);
 	strbuf_reset(&c->parent);
 	strbuf_add(&c->parent, out->buf, out->len);
 	cf_parent_known(op);
@@ -1109,7 +1100,7 @@ static void cf_target_resolved(struct op *op, int status, struct strbuf *out, st
 	struct commit_files *c = container_of(op, struct commit_files, op);
 	const char *start_sha = c->h->start_sha ? c->h->start_sha : "";
 	if (status == 0) {
-		chomp(out);
+		op_chomp(out);
 		strbuf_add(&c->target, out->buf, out->len);
 	}
 	if (*start_sha) {

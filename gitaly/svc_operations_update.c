@@ -265,15 +265,22 @@ static void fail_ref(struct op_update *u)
 	upd_fail(u, UPD_REF, GRPC_FAILED_PRECONDITION, "reference update: %s", r->cause.buf);
 }
 
+/* A vote came back: 1 when the update was cancelled meanwhile (then `u` is gone). */
+static int vote_returned(struct op_update *u)
+{
+	u->vote_pending = 0;
+	if (!u->cancelled)
+		return 0;
+	op_step_end(u->op);
+	upd_free(u);
+	return 1;
+}
+
 static void on_committed_vote(void *arg, enum grpc_code code, const char *msg)
 {
 	struct op_update *u = arg;
-	u->vote_pending = 0;
-	if (u->cancelled) {
-		op_step_end(u->op);
-		upd_free(u);
+	if (vote_returned(u))
 		return;
-	}
 	if (code != GRPC_OK) {
 		upd_fail(u, UPD_OTHER, GRPC_INTERNAL,
 			 "executing committing reference-transaction hook: error voting on transaction: %s", msg ? msg : "");
@@ -325,12 +332,8 @@ static void update_ref_progress(struct op_update *u)
 static void on_prepared_vote(void *arg, enum grpc_code code, const char *msg)
 {
 	struct op_update *u = arg;
-	u->vote_pending = 0;
-	if (u->cancelled) {
-		op_step_end(u->op);
-		upd_free(u);
+	if (vote_returned(u))
 		return;
-	}
 	if (code != GRPC_OK) {
 		u->vote_code = code;
 		strbuf_addstr(&u->vote_msg, msg ? msg : "");

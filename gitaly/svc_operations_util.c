@@ -158,7 +158,7 @@ void op_git(struct op *op, const struct git_call *gc, const void *in, size_t inl
 	struct strbuf msg = STRBUF_INIT;
 	op->busy = 1;
 	op->pending = fn;
-	if (gitaly_git_capture(op->g, gc, in ? in : "", inlen, max_out, op_git_done, op, &msg) < 0) {
+	if (gitaly_git_capture(op->g, gc, in ? in : "", inlen, max_out, op_git_done, op, NULL, &msg) < 0) {
 		op->busy = 0;
 		op->pending = NULL;
 		op_fail(op, GRPC_INTERNAL, "%s", msg.buf);
@@ -225,6 +225,23 @@ void op_read_object(struct op *op, const char *rev, op_git_fn fn)
 	strbuf_addf(&in, "%s\n", rev);
 	op_git(op, &gc, in.buf, in.len, OP_MAX_OBJECT, fn);
 	strbuf_release(&in);
+}
+
+void op_chomp(struct strbuf *sb)
+{
+	while (sb->len && (sb->buf[sb->len - 1] == '\n' || sb->buf[sb->len - 1] == '\r'))
+		strbuf_setlen(sb, sb->len - 1);
+}
+
+int op_check_expected_old(struct op *op, const char *oid)
+{
+	struct strbuf err = STRBUF_INIT;
+	if (hooks_validate_hex(oid, op->hexlen, &err) < 0) {
+		op_fail(op, GRPC_INVALID_ARGUMENT, "invalid expected old object ID: %s", err.buf);
+		strbuf_release(&err);
+		return -1;
+	}
+	return 0;
 }
 
 int op_parse_batch(const struct strbuf *out, const char **oid, size_t *oidlen, const char **type,

@@ -95,6 +95,18 @@ static int check_bytes(struct ref_ctx *x, const ProtobufCBinaryData *b, const ch
 	return -1;
 }
 
+/* Run "git <subcmd> <flags> <arg>" on the repository, `cb` getting at most `max` bytes of stdout. */
+static void ref_git(struct ref_ctx *x, const char *subcmd, const char *const *flags, const char *arg,
+		    size_t max, rd_capture_fn cb)
+{
+	const char *args[] = { arg, NULL };
+	struct git_call gc;
+	rd_git_call(&x->rd, &gc, subcmd);
+	gc.flags = flags;
+	gc.args = args;
+	rd_capture(&x->rd, &gc, max, cb);
+}
+
 /* --- default branch (upstream GetDefaultBranch) --- */
 
 static const char *const candidates[] = { NULL, "refs/heads/main", "refs/heads/master" };
@@ -148,12 +160,7 @@ static void db_candidate_done(struct ref_ctx *x, int i, int status)
 	x->answered = 1;
 	{
 		static const char *const flags[] = { "--format=%(refname)%00%(objectname)%00%(symref)", "--count=1", NULL };
-		static const char *const args[] = { "refs/heads/", NULL };
-		struct git_call gc;
-		rd_git_call(&x->rd, &gc, "for-each-ref");
-		gc.flags = flags;
-		gc.args = args;
-		rd_capture(&x->rd, &gc, 1 << 20, db_first_branch);
+		ref_git(x, "for-each-ref", flags, "refs/heads/", 1 << 20, db_first_branch);
 	}
 }
 
@@ -205,13 +212,9 @@ static void db_symref(struct rd *rd, int status, struct strbuf *out, struct strb
 static void default_branch(struct ref_ctx *x, int head_only,
 			   void (*done)(struct ref_ctx *x, const char *name, size_t len))
 {
-	static const char *const args[] = { "HEAD", NULL };
-	struct git_call gc;
 	x->head_only = head_only;
 	x->defbranch_done = done;
-	rd_git_call(&x->rd, &gc, "symbolic-ref");
-	gc.args = args;
-	rd_capture(&x->rd, &gc, 1 << 20, db_symref);
+	ref_git(x, "symbolic-ref", NULL, "HEAD", 1 << 20, db_symref);
 }
 
 /* --- FindDefaultBranchName --- */
@@ -257,8 +260,6 @@ static void ref_exists(struct grpc_call *call, const uint8_t *buf, size_t len, v
 	Gitaly__RefExistsRequest *req = rpc_unpack(call, &gitaly__ref_exists_request__descriptor, buf, len);
 	static const char *const flags[] = { "--verify", "--quiet", NULL };
 	struct ref_ctx *x;
-	struct git_call gc;
-	const char *args[2];
 
 	if (!req)
 		return;
@@ -270,12 +271,7 @@ static void ref_exists(struct grpc_call *call, const uint8_t *buf, size_t len, v
 		return;
 	}
 	strbuf_add(&x->name, req->ref.data, req->ref.len);
-	args[0] = x->name.buf;
-	args[1] = NULL;
-	rd_git_call(&x->rd, &gc, "show-ref");
-	gc.flags = flags;
-	gc.args = args;
-	rd_capture(&x->rd, &gc, 1 << 20, ref_exists_done);
+	ref_git(x, "show-ref", flags, x->name.buf, 1 << 20, ref_exists_done);
 }
 
 /* --- branch listings --- */
@@ -636,8 +632,6 @@ static void find_branch(struct grpc_call *call, const uint8_t *buf, size_t len, 
 	Gitaly__FindBranchRequest *req = rpc_unpack(call, &gitaly__find_branch_request__descriptor, buf, len);
 	static const char *const flags[] = { "--format=%(refname)%00%(objectname)%00%(symref)", "--count=1", NULL };
 	struct ref_ctx *x;
-	struct git_call gc;
-	const char *args[2];
 
 	if (!req)
 		return;
@@ -653,12 +647,7 @@ static void find_branch(struct grpc_call *call, const uint8_t *buf, size_t len, 
 	/* upstream always qualifies: "refs/heads/" + name, even for "refs/heads/x" */
 	strbuf_addstr(&x->name, "refs/heads/");
 	strbuf_add(&x->name, req->name.data, req->name.len);
-	args[0] = x->name.buf;
-	args[1] = NULL;
-	rd_git_call(&x->rd, &gc, "for-each-ref");
-	gc.flags = flags;
-	gc.args = args;
-	rd_capture(&x->rd, &gc, 1 << 20, fb_listed);
+	ref_git(x, "for-each-ref", flags, x->name.buf, 1 << 20, fb_listed);
 }
 
 /* --- ListRefs --- */
@@ -790,12 +779,7 @@ static void list_refs(struct grpc_call *call, const uint8_t *buf, size_t len, vo
 	}
 	if (req->head) {
 		static const char *const flags[] = { "--verify", NULL };
-		static const char *const args[] = { "HEAD", NULL };
-		struct git_call gc;
-		rd_git_call(&x->rd, &gc, "rev-parse");
-		gc.flags = flags;
-		gc.args = args;
-		rd_capture(&x->rd, &gc, 4096, lr_head);
+		ref_git(x, "rev-parse", flags, "HEAD", 4096, lr_head);
 		return;
 	}
 	lr_list(x);
@@ -933,8 +917,6 @@ static void find_tag(struct grpc_call *call, const uint8_t *buf, size_t len, voi
 	Gitaly__FindTagRequest *req = rpc_unpack(call, &gitaly__find_tag_request__descriptor, buf, len);
 	static const char *const flags[] = { "-l", "--format=%(objectname) %(objecttype) %(refname:lstrip=2)", NULL };
 	struct ref_ctx *x;
-	struct git_call gc;
-	const char *args[2];
 
 	if (!req)
 		return;
@@ -948,12 +930,7 @@ static void find_tag(struct grpc_call *call, const uint8_t *buf, size_t len, voi
 	if (check_bytes(x, &req->tag_name, "tag name") < 0)
 		return;
 	strvec_pushf(&x->args, "%.*s", (int)req->tag_name.len, (const char *)req->tag_name.data);
-	args[0] = x->args.v[0];
-	args[1] = NULL;
-	rd_git_call(&x->rd, &gc, "tag");
-	gc.flags = flags;
-	gc.args = args;
-	rd_capture(&x->rd, &gc, 1 << 20, ft_listed);
+	ref_git(x, "tag", flags, x->args.v[0], 1 << 20, ft_listed);
 }
 
 /* FindAllTags: each tag line becomes one or two reads, answered in order. */

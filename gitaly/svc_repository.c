@@ -94,40 +94,6 @@ void repo_op_reply(struct repo_op *op, const void *msg)
 
 /* --- helpers --- */
 
-void repo_describe_status(struct strbuf *sb, int status)
-{
-	if (status >= 0) {
-		strbuf_addf(sb, "exit status %d", status);
-	} else {
-		const char *s = strsignal(-status);
-		strbuf_addstr(sb, "signal: ");
-		for (; s && *s; s++)
-			strbuf_addch(sb, *s >= 'A' && *s <= 'Z' ? *s - 'A' + 'a' : *s);
-	}
-}
-
-int repo_git_capture(struct gitaly *g, const struct git_call *c, const void *in, size_t in_len,
-		     size_t max_out, git_capture_fn done, void *arg, struct git_cmd **cmd,
-		     struct strbuf *msg)
-{
-	struct strvec argv = STRVEC_INIT, env = STRVEC_INIT;
-	struct git_cmd_spec spec = { 0 };
-	int rc;
-
-	*cmd = NULL;
-	if (gitaly_git_spec(g, c, &argv, &env, msg) < 0)
-		return -EINVAL;
-	spec.argv = argv.v;
-	spec.env = env.v;
-	spec.cwd = c->cwd;
-	rc = git_cmd_capture(g->loop, &spec, in, in_len, max_out, done, arg, cmd);
-	if (rc < 0)
-		strbuf_addf(msg, "cannot start git %s: %s", c->subcmd, uv_strerror(rc));
-	strvec_clear(&argv);
-	strvec_clear(&env);
-	return rc;
-}
-
 void repo_kill(struct git_cmd *cmd)
 {
 	if (!cmd)
@@ -269,6 +235,61 @@ int repo_check_refname(const char *name, size_t len, struct strbuf *msg)
 		}
 		p += n + (slash ? 1 : 0);
 	}
+	return 0;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int repo_list_dir(const char *path, char ***names, size_t *nr)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	size_t alloc = 0;
+
+	*names = NULL;
+	*nr = 0;
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		ALLOC_GROW(*names, *nr + 1, alloc);
+		(*names)[(*nr)++] = xstrdup(de->d_name);
+	}
+	closedir(d);
+	if (*nr)
+		qsort(*names, *nr, sizeof(**names), cmp_names);
+	return 0;
+}
+
+void repo_free_names(char **names, size_t nr)
+{
+	for (size_t i = 0; i < nr; i++)
+		free(names[i]);
+	free(names);
+}
+
+int repo_hash_file(EVP_MD_CTX *ctx, const char *path)
+{
+	char buf[65536];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	while ((n = read(fd, buf, sizeof(buf))) != 0) {
+		if (n < 0) {
+			int e = errno;
+			if (e == EINTR)
+				continue;
+			close(fd);
+			return -e;
+		}
+		EVP_DigestUpdate(ctx, buf, (size_t)n);
+	}
+	close(fd);
 	return 0;
 }
 

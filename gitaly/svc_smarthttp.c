@@ -13,19 +13,6 @@
  * does not speak yet: it stays unregistered and clients get UNIMPLEMENTED.
  */
 
-/* "exit status 1" / "signal: killed", as the reference server words a failed command. */
-static void describe_status(struct strbuf *sb, int status)
-{
-	if (status >= 0) {
-		strbuf_addf(sb, "exit status %d", status);
-	} else {
-		const char *s = strsignal(-status);
-		strbuf_addstr(sb, "signal: ");
-		for (; s && *s; s++)
-			strbuf_addch(sb, *s >= 'A' && *s <= 'Z' ? *s - 'A' + 'a' : *s);
-	}
-}
-
 /* --- InfoRefs: the advertisement, behind a pkt-line service header --- */
 
 static void info_refs_exit(struct gitaly_pipe *p, struct grpc_call *call, int status,
@@ -37,7 +24,7 @@ static void info_refs_exit(struct gitaly_pipe *p, struct grpc_call *call, int st
 		return;
 	}
 	strbuf_addstr(&why, "wait: ");
-	describe_status(&why, status);
+	gitaly_describe_status(&why, status);
 	grpc_call_finish(call, GRPC_INTERNAL, why.buf, NULL);
 	strbuf_release(&why);
 }
@@ -120,13 +107,8 @@ static void post_receive_unref(struct post_receive *r)
 static void on_final_vote(void *arg, enum grpc_code code, const char *msg)
 {
 	struct post_receive *r = arg;
-	if (r->call) {
-		/* STOP means a primary-only hook failed and already told the user */
-		if (code == GRPC_OK || code == GRPC_FAILED_PRECONDITION)
-			grpc_call_finish(r->call, GRPC_OK, NULL, NULL);
-		else
-			grpc_call_finishf(r->call, GRPC_ABORTED, "final transactional vote: %s", msg ? msg : "");
-	}
+	if (r->call)
+		gitaly_tx_finish_push(r->call, code, msg);
 	post_receive_unref(r);
 }
 
@@ -134,19 +116,17 @@ static void post_receive_exit(struct gitaly_pipe *p, struct grpc_call *call, int
 			      const struct strbuf *err)
 {
 	struct post_receive *r = gitaly_pipe_data(p);
-	static const uint8_t zero[20];
 	struct strbuf why = STRBUF_INIT;
 
 	if (status != 0) {
 		strbuf_addstr(&why, "waiting for receive-pack: ");
-		describe_status(&why, status);
+		gitaly_describe_status(&why, status);
 		grpc_call_finish(call, GRPC_FAILED_PRECONDITION, why.buf, NULL);
 		strbuf_release(&why);
 		return;
 	}
-	/* every push ends with a vote, even when all updates were refused */
 	r->refs++;
-	gitaly_tx_vote(r->g, call, TX_PHASE_COMMITTED, zero, on_final_vote, r);
+	gitaly_tx_vote_push_end(r->g, call, on_final_vote, r);
 }
 
 static void post_receive_first(struct grpc_call *call, const uint8_t *buf, size_t len)

@@ -163,19 +163,6 @@ static void on_stdin(struct gitaly_pipe *p, const uint8_t *data, size_t len)
 		timer_close(r);
 }
 
-/* "exit status 1" / "signal: killed", as the reference server words a failed command. */
-static void describe_status(struct strbuf *sb, int status)
-{
-	if (status >= 0) {
-		strbuf_addf(sb, "exit status %d", status);
-	} else {
-		const char *s = strsignal(-status);
-		strbuf_addstr(sb, "signal: ");
-		for (; s && *s; s++)
-			strbuf_addch(sb, *s >= 'A' && *s <= 'Z' ? *s - 'A' + 'a' : *s);
-	}
-}
-
 /* A response holding only exit_status (field 3, ExitStatus.value = 1). */
 static void send_exit_status(struct grpc_call *call, int status)
 {
@@ -192,13 +179,8 @@ static void send_exit_status(struct grpc_call *call, int status)
 static void on_final_vote(void *arg, enum grpc_code code, const char *msg)
 {
 	struct ssh_rpc *r = arg;
-	if (r->call) {
-		/* STOP means a primary-only hook failed and already told the user */
-		if (code == GRPC_OK || code == GRPC_FAILED_PRECONDITION)
-			grpc_call_finish(r->call, GRPC_OK, NULL, NULL);
-		else
-			grpc_call_finishf(r->call, GRPC_ABORTED, "final transactional vote: %s", msg ? msg : "");
-	}
+	if (r->call)
+		gitaly_tx_finish_push(r->call, code, msg);
 	rpc_unref(r);
 }
 
@@ -224,13 +206,10 @@ static void on_git_exit(struct gitaly_pipe *p, struct grpc_call *call, int statu
 			send_exit_status(call, 0);
 			grpc_call_finish(call, GRPC_OK, NULL, NULL);
 			break;
-		case SSH_RECEIVE_PACK: {
-			/* every push ends with a vote, even when all updates were refused */
-			static const uint8_t zero[20];
+		case SSH_RECEIVE_PACK:
 			r->refs++;
-			gitaly_tx_vote(r->g, call, TX_PHASE_COMMITTED, zero, on_final_vote, r);
+			gitaly_tx_vote_push_end(r->g, call, on_final_vote, r);
 			break;
-		}
 		}
 		return;
 	}
@@ -247,7 +226,7 @@ static void on_git_exit(struct gitaly_pipe *p, struct grpc_call *call, int statu
 	else if (r->kind == SSH_UPLOAD_ARCHIVE)
 		strbuf_addstr(&why, "send: ");
 	strbuf_addstr(&why, "cmd wait: ");
-	describe_status(&why, status);
+	gitaly_describe_status(&why, status);
 	if (r->kind != SSH_RECEIVE_PACK) {
 		strbuf_addstr(&why, ", stderr: ");
 		strbuf_add_json_string(&why, err->buf, err->len);
@@ -317,26 +296,33 @@ static void start_git(struct ssh_rpc *r, struct grpc_call *call, const Gitaly__R
 	}
 }
 
-static void first_upload_pack(struct ssh_rpc *r, struct grpc_call *call, const uint8_t *buf, size_t len)
+/* The first request of an upload-pack or upload-archive: no stdin yet, then git. */
+static void first_upload(struct ssh_rpc *r, struct grpc_call *call, const uint8_t *buf, size_t len,
+			 const Gitaly__Repository *repo, char **config, size_t nr_config, const char *protocol)
 {
-	Gitaly__SSHUploadPackRequest *req = rpc_unpack(call, &gitaly__sshupload_pack_request__descriptor, buf, len);
 	struct strbuf path = STRBUF_INIT, msg = STRBUF_INIT;
 	const uint8_t *d;
 	size_t dl;
 	enum grpc_code code;
 
-	if (!req)
-		return;
-	code = gitaly_locate(r->g, req->repository, 0, &path, &msg);
+	code = gitaly_locate(r->g, repo, 0, &path, &msg);
 	if (code != GRPC_OK)
 		grpc_call_finish(call, code, msg.buf, NULL);
 	else if (pb_find_bytes(buf, len, 2, &d, &dl) == 1)
 		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "non-empty stdin in first request", NULL);
 	else
-		start_git(r, call, req->repository, path.buf, req->git_config_options,
-			  req->n_git_config_options, req->git_protocol, NULL);
+		start_git(r, call, repo, path.buf, config, nr_config, protocol, NULL);
 	strbuf_release(&path);
 	strbuf_release(&msg);
+}
+
+static void first_upload_pack(struct ssh_rpc *r, struct grpc_call *call, const uint8_t *buf, size_t len)
+{
+	Gitaly__SSHUploadPackRequest *req = rpc_unpack(call, &gitaly__sshupload_pack_request__descriptor, buf, len);
+	if (!req)
+		return;
+	first_upload(r, call, buf, len, req->repository, req->git_config_options, req->n_git_config_options,
+		     req->git_protocol);
 	rpc_free(req);
 }
 
@@ -373,22 +359,9 @@ static void first_upload_archive(struct ssh_rpc *r, struct grpc_call *call, cons
 {
 	Gitaly__SSHUploadArchiveRequest *req =
 		rpc_unpack(call, &gitaly__sshupload_archive_request__descriptor, buf, len);
-	struct strbuf path = STRBUF_INIT, msg = STRBUF_INIT;
-	const uint8_t *d;
-	size_t dl;
-	enum grpc_code code;
-
 	if (!req)
 		return;
-	code = gitaly_locate(r->g, req->repository, 0, &path, &msg);
-	if (code != GRPC_OK)
-		grpc_call_finish(call, code, msg.buf, NULL);
-	else if (pb_find_bytes(buf, len, 2, &d, &dl) == 1)
-		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "non-empty stdin in first request", NULL);
-	else
-		start_git(r, call, req->repository, path.buf, NULL, 0, NULL, NULL);
-	strbuf_release(&path);
-	strbuf_release(&msg);
+	first_upload(r, call, buf, len, req->repository, NULL, 0, NULL);
 	rpc_free(req);
 }
 

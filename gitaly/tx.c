@@ -203,3 +203,18 @@ void gitaly_tx_vote(struct gitaly *g, struct grpc_call *call, enum tx_phase phas
 	complete(pending(g, done, arg), rc == -ENOENT ? GRPC_OK : GRPC_INVALID_ARGUMENT,
 		 rc == -ENOENT ? NULL : "invalid gitaly-reference-transaction metadata");
 }
+
+void gitaly_tx_vote_push_end(struct gitaly *g, struct grpc_call *call, tx_done_fn done, void *arg)
+{
+	static const uint8_t zero[20];
+	gitaly_tx_vote(g, call, TX_PHASE_COMMITTED, zero, done, arg);
+}
+
+void gitaly_tx_finish_push(struct grpc_call *call, enum grpc_code code, const char *msg)
+{
+	/* STOP means a primary-only hook failed and already told the user */
+	if (code == GRPC_OK || code == GRPC_FAILED_PRECONDITION)
+		grpc_call_finish(call, GRPC_OK, NULL, NULL);
+	else
+		grpc_call_finishf(call, GRPC_ABORTED, "final transactional vote: %s", msg ? msg : "");
+}

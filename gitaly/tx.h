@@ -43,6 +43,13 @@ void gitaly_tx_vote_info(struct gitaly *g, const struct tx_info *tx, enum tx_pha
 			 const uint8_t hash[20], tx_done_fn done, void *arg);
 /* Stop the transaction so that waiting voters give up (a primary-side hook refused). */
 void gitaly_tx_stop_info(struct gitaly *g, const struct tx_info *tx, tx_done_fn done, void *arg);
+/*
+ * The vote every push (receive-pack) ends with, even when all its updates
+ * were refused: COMMITTED on the zero hash. `done` then ends the call with
+ * gitaly_tx_finish_push(), unless the call closed meanwhile.
+ */
+void gitaly_tx_vote_push_end(struct gitaly *g, struct grpc_call *call, tx_done_fn done, void *arg);
+void gitaly_tx_finish_push(struct grpc_call *call, enum grpc_code code, const char *msg);
 /* SHA-1 helper for vote payloads. */
 void gitaly_sha1(const void *data, size_t len, uint8_t out[20]);
 
