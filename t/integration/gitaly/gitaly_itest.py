@@ -143,11 +143,13 @@ class GitalyNode:
                 if os.path.exists(src):
                     os.symlink(src, os.path.join(self.bin_dir, exe))
         self.config_path = os.path.join(workdir, "config.toml")
+        # short: the internal socket inside it must fit a Unix socket path (108 bytes)
+        self.runtime_dir = tempfile.mkdtemp(prefix="gr", dir="/tmp")
         lines = [
             'socket_path = "%s"' % self.socket,
             'listen_addr = "127.0.0.1:0"',
             'bin_dir = "%s"' % self.bin_dir,
-            'runtime_dir = "%s"' % os.path.join(workdir, "run"),
+            'runtime_dir = "%s"' % self.runtime_dir,
         ]
         for name, path in self.storages.items():
             lines += ["", "[[storage]]", 'name = "%s"' % name, 'path = "%s"' % path]
@@ -216,6 +218,8 @@ class GitalyNode:
         if self.proc:
             self._log.close()
             check_sanitizer_log(self.log_path)
+        # gitaly makes it again on the next start
+        shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
     def log(self):
         return open(self.log_path).read()
