@@ -145,7 +145,8 @@ static void dataloss(struct grpc_call *call, const uint8_t *req, size_t len, voi
 		ALLOC_GROW(list, n + 1, alloc);
 		list[n++] = r;
 	}
-	qsort(list, n, sizeof(*list), cmp_repo_path);
+	if (n)
+		qsort(list, n, sizeof(*list), cmp_repo_path);
 	for (size_t off = 0; off < n; off += DATALOSS_CHUNK)
 		send_dataloss_chunk(call, list + off, MIN((size_t)DATALOSS_CHUNK, n - off));
 	free(list);

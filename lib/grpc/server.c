@@ -264,6 +264,8 @@ int grpc_server_has_service(const struct grpc_server *s, const char *name)
 static const struct method_entry *find_method(struct grpc_server *s, const char *path)
 {
 	struct method_entry key;
+	if (!s->nr_methods)
+		return NULL;
 	if (!s->methods_sorted) {
 		qsort(s->methods, s->nr_methods, sizeof(*s->methods), method_cmp);
 		s->methods_sorted = 1;

@@ -104,7 +104,7 @@ def payload(node, repo, hooks=15, tx=None, user=None, token=True):
         r["relativePath"] = repo.relative_path
     if repo.gl_repository:
         r["glRepository"] = repo.gl_repository
-    run = os.path.join(node.dir, "run")
+    run = node.runtime_dir
     sock = None
     for d in os.listdir(run):
         cand = os.path.join(run, d, "sock.d", "intern")

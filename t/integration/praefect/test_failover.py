@@ -140,7 +140,7 @@ def test_dataloss_and_accept_dataloss(tmp_path):
         cluster.nodes[lagging].stop()
         wait_for(lambda: not healthy_view()[lagging], what="lagging node unhealthy")
         commit_on(src, 1)
-        assert try_push(cluster, src, "loss.git")
+        wait_for(lambda: try_push(cluster, src, "loss.git"), what="a write with two of three replicas")
         # now lose both up-to-date replicas; only the lagging one is up
         cluster.nodes[primary].stop()
         cluster.nodes[other].stop()
@@ -163,7 +163,7 @@ def test_dataloss_and_accept_dataloss(tmp_path):
         cluster.nodes[lagging].stop()
         wait_for(lambda: not healthy_view()[lagging], what="lagging node unhealthy")
         commit_on(src, 2)
-        assert try_push(cluster, src, "loss.git")
+        wait_for(lambda: try_push(cluster, src, "loss.git"), what="a write with two of three replicas")
         cluster.nodes[primary].stop()
         cluster.nodes[other].stop()
         cluster.nodes[lagging].start()
@@ -179,7 +179,7 @@ def test_dataloss_and_accept_dataloss(tmp_path):
         lost = git("rev-parse", "main", cwd=src).strip()
         assert lost not in refs_on_node(cluster, primary, md.replica_path)   # the accepted loss
         commit_on(src, 3)          # builds on the lost commit: its push brings that back too
-        assert try_push(cluster, src, "loss.git")
+        wait_for(lambda: try_push(cluster, src, "loss.git"), what="writes after the repair")
         out = praefect_cmd(cluster, "accept-dataloss", "-virtual-storage", "default")
         assert out.returncode == 1 and "Required flags" in out.stderr
     finally:
