@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#define STARTUP_HEALTH_WAIT_MS 3000
+
 static struct praefect praefect;
 static uv_signal_t sig_term, sig_int;
 static struct upgrade *upgrade; /* SIGHUP upgrades, GITALY_PID_FILE (lib/upgrade) */
@@ -140,16 +142,20 @@ int praefect_serve(struct praefect_config *cfg)
 
 	if (nodes_start(p, &err) < 0)
 		die("%s", err.buf);
-	/* one round of health checks before serving, so the first calls can be routed */
+	/*
+	 * Health before serving, so the first calls can be routed: wait until
+	 * every node answered a check, for at most STARTUP_HEALTH_WAIT_MS (a node
+	 * that is down must not keep praefect from serving the others).
+	 */
 	{
-		uint64_t until = now_ms() + p->health_timeout_ms + 200;
-		int pending = 1;
-		while (pending && now_ms() < until) {
-			pending = 0;
+		uint64_t until = now_ms() + STARTUP_HEALTH_WAIT_MS;
+		int waiting = 1;
+		while (waiting && now_ms() < until) {
+			waiting = 0;
 			for (size_t i = 0; i < p->nr_vs; i++)
 				for (size_t j = 0; j < p->vs[i].nr_nodes; j++)
-					pending |= p->vs[i].nodes[j].check_in_flight;
-			if (pending)
+					waiting |= !p->vs[i].nodes[j].healthy;
+			if (waiting)
 				uv_run(p->loop, UV_RUN_ONCE);
 		}
 	}

@@ -55,7 +55,11 @@ class Praefect:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("praefect exited: " + open(self.log_path).read())
-            if os.path.exists(self.socket) and "listening on" in open(self.log_path).read():
+            log = open(self.log_path).read()
+            # serving, and every node seen healthy (slow machines: checks may time out at first)
+            if os.path.exists(self.socket) and "listening on" in log and \
+                    all("node default/%s is healthy" % n in log for n in self.nodes
+                        if self.nodes[n].proc and self.nodes[n].proc.poll() is None):
                 return self
             time.sleep(0.02)
         raise RuntimeError("praefect did not start: " + open(self.log_path).read())
