@@ -964,7 +964,7 @@ int grpc_server_adopt(struct grpc_server *s, struct io *io)
 	nghttp2_option *opt;
 	nghttp2_settings_entry iv[3];
 
-	if (s->shutting_down) {
+	if (s->shutdown_reported) {
 		io_close(io);
 		return -ESHUTDOWN;
 	}
@@ -993,6 +993,17 @@ int grpc_server_adopt(struct grpc_server *s, struct io *io)
 	s->accepted++;
 	h2_conn_init(&c->h2, s->loop, io, session, &srv_conn_hooks, c,
 		     s->opts.keepalive_ms, s->opts.keepalive_timeout_ms);
+	if (s->shutting_down && !c->h2.closing) {
+		/*
+		 * Accepted just before the listeners closed (or still sniffing a
+		 * handshake then): serve what the client already sent, and let it
+		 * move on through the same two GOAWAYs as everyone else.
+		 */
+		nghttp2_submit_shutdown_notice(c->h2.session);
+		nghttp2_submit_ping(c->h2.session, NGHTTP2_FLAG_NONE, goaway_ping);
+		c->goaway_notice = 1;
+		h2_conn_flush(&c->h2);
+	}
 	return 0;
 }
 
