@@ -32,6 +32,7 @@
 #include "base/util.h"
 #include "grpc/server.h"
 #include "h2/io.h"
+#include "mem_io.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -48,199 +49,6 @@ static const char *const methods[] = {
 	"/grpc.health.v1.Health/Check",
 };
 static const size_t chunk_sizes[] = { 1, 3, 9, 17, 64, 512, 4096, SIZE_MAX };
-
-/* --- the memory transport --- */
-
-struct pending_write {
-	const char *buf;
-	size_t len;
-	io_write_cb cb;
-	void *arg;
-};
-
-struct feed;
-
-struct mem_io {
-	struct io io;
-	uv_idle_t tick;          /* one turn of deferred work per loop iteration */
-	struct feed *feed;
-	int reading;
-	int close_requested;
-	struct pending_write *writes;
-	size_t writes_nr, writes_alloc;
-};
-
-/* What the driver knows; outlives the transport. */
-struct feed {
-	const uint8_t *in;
-	size_t len, off, chunk;
-	int send_eof, eof_sent;
-	struct mem_io *conn;     /* NULL once the transport is gone */
-	int shut_down;
-};
-
-static int mem_busy(const struct mem_io *m)
-{
-	const struct feed *f = m->feed;
-
-	if (m->close_requested || m->writes_nr)
-		return 1;
-	return m->reading && (f->off < f->len || (f->send_eof && !f->eof_sent));
-}
-
-static void mem_schedule(struct mem_io *m);
-
-/* Reading every written byte through a volatile keeps the reads from being optimised away. */
-static volatile unsigned char write_sink;
-
-static void mem_freed(uv_handle_t *h)
-{
-	struct mem_io *m = h->data;
-
-	free(m->writes);
-	free(m);
-}
-
-/*
- * Complete the writes queued before this turn. A callback may queue more
- * (the next frames): those complete on a later turn, as on a real socket.
- */
-static void mem_complete_writes(struct mem_io *m, int status)
-{
-	size_t n = m->writes_nr, i;
-
-	for (i = 0; i < n; i++) {
-		struct pending_write w = m->writes[i];
-		size_t k;
-
-		/* The buffer must still be valid: ASan reports it if it was freed. */
-		for (k = 0; k < w.len; k++)
-			write_sink ^= (unsigned char)w.buf[k];
-		if (w.cb)
-			w.cb(&m->io, status, w.arg);
-	}
-	if (n && m->writes)
-		memmove(m->writes, m->writes + n, (m->writes_nr - n) * sizeof(*m->writes));
-	m->writes_nr -= n;
-}
-
-static void mem_deliver(struct mem_io *m)
-{
-	struct feed *f = m->feed;
-
-	if (f->off < f->len) {
-		size_t n = MIN(f->chunk, f->len - f->off);
-		/* A fresh copy per read, freed right after: the server may not keep it. */
-		char *buf = xmemdup(f->in + f->off, n);
-
-		f->off += n;
-		m->io.on_read(&m->io, buf, (ssize_t)n);
-		free(buf);
-	} else if (f->send_eof && !f->eof_sent) {
-		f->eof_sent = 1;
-		m->io.on_read(&m->io, NULL, UV_EOF);
-	}
-}
-
-static void mem_tick(uv_idle_t *h)
-{
-	struct mem_io *m = h->data;
-
-	if (!m->close_requested) {
-		mem_complete_writes(m, 0);
-		if (!m->close_requested && m->reading)
-			mem_deliver(m);
-	}
-	if (m->close_requested) {
-		/* Writes still queued fail, as libuv cancels them at close. */
-		mem_complete_writes(m, UV_ECANCELED);
-		uv_idle_stop(&m->tick);
-		m->feed->conn = NULL;
-		if (m->io.on_close)
-			m->io.on_close(&m->io);
-		uv_close((uv_handle_t *)&m->tick, mem_freed);
-		return;
-	}
-	mem_schedule(m);
-}
-
-static void mem_schedule(struct mem_io *m)
-{
-	if (mem_busy(m))
-		uv_idle_start(&m->tick, mem_tick);
-	else
-		uv_idle_stop(&m->tick);
-}
-
-static int mem_read_start(struct io *io)
-{
-	struct mem_io *m = container_of(io, struct mem_io, io);
-
-	if (io->closing || m->close_requested)
-		return UV_EPIPE;
-	m->reading = 1;
-	mem_schedule(m);
-	return 0;
-}
-
-static int mem_read_stop(struct io *io)
-{
-	struct mem_io *m = container_of(io, struct mem_io, io);
-
-	m->reading = 0;
-	if (!m->close_requested)
-		mem_schedule(m);
-	return 0;
-}
-
-static int mem_write(struct io *io, const char *buf, size_t len, io_write_cb cb, void *arg)
-{
-	struct mem_io *m = container_of(io, struct mem_io, io);
-
-	/* As io_uv: no writes once closing, and then the callback never fires. */
-	if (io->closing || m->close_requested)
-		return UV_EPIPE;
-	ALLOC_GROW(m->writes, m->writes_nr + 1, m->writes_alloc);
-	m->writes[m->writes_nr++] = (struct pending_write){ buf, len, cb, arg };
-	mem_schedule(m);
-	return 0;
-}
-
-static void mem_close(struct io *io)
-{
-	struct mem_io *m = container_of(io, struct mem_io, io);
-
-	if (m->close_requested)
-		return;
-	m->close_requested = 1;
-	m->reading = 0;
-	uv_idle_start(&m->tick, mem_tick);
-}
-
-static const char *mem_peer(struct io *io)
-{
-	return "fuzz";
-}
-
-static const struct io_ops mem_ops = {
-	.read_start = mem_read_start,
-	.read_stop = mem_read_stop,
-	.write = mem_write,
-	.close = mem_close,
-	.peer = mem_peer,
-};
-
-static struct mem_io *mem_io_new(uv_loop_t *loop, struct feed *f)
-{
-	struct mem_io *m = xcalloc(1, sizeof(*m));
-
-	m->io.ops = &mem_ops;
-	m->feed = f;
-	uv_idle_init(loop, &m->tick);
-	m->tick.data = m;
-	f->conn = m;
-	return m;
-}
 
 /* --- handlers --- */
 
@@ -365,9 +173,9 @@ static void add_data(struct strbuf *sb, const uint8_t *data, size_t len)
 
 static void shutdown_done(struct grpc_server *s, void *arg)
 {
-	struct feed *f = arg;
+	int *shut_down = arg;
 
-	f->shut_down = 1;
+	*shut_down = 1;
 	grpc_server_free(s);
 }
 
@@ -390,13 +198,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct strbuf in = STRBUF_INIT;
-	struct feed f = { 0 };
+	struct mem_feed f = { 0 };
 	struct grpc_server_opts opts;
 	struct grpc_server *s;
 	struct mem_io *m;
 	uv_loop_t loop;
 	unsigned mode, flags;
-	int turns, quiet;
+	int turns, quiet, shut_down = 0;
 
 	if (!size)
 		return 0;
@@ -439,15 +247,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* Feed everything, and let the server answer, until the transport is quiet. */
 	for (turns = 0, quiet = 0; turns < MAX_TURNS && quiet < QUIET_TURNS; turns++) {
 		uv_run(&loop, UV_RUN_NOWAIT);
-		quiet = f.conn && mem_busy(f.conn) ? 0 : quiet + 1;
+		quiet = f.conn && mem_io_busy(f.conn) ? 0 : quiet + 1;
 	}
 
 	/* Shutting down cancels what is left and closes the connection. */
-	grpc_server_shutdown(s, 0, shutdown_done, &f);
+	grpc_server_shutdown(s, 0, shutdown_done, &shut_down);
 	uv_run(&loop, UV_RUN_DEFAULT);
-	if (!f.shut_down || f.conn) {
+	if (!shut_down || f.conn) {
 		fprintf(stderr, "fuzz_h2_server: shutdown did not complete (done=%d, io %s)\n",
-			f.shut_down, f.conn ? "still open" : "closed");
+			shut_down, f.conn ? "still open" : "closed");
 		abort();
 	}
 	if (uv_loop_close(&loop)) {
