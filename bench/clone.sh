@@ -36,40 +36,13 @@ if [ ! -d "$src" ]; then
 fi
 size=$(du -sm "$src" | cut -f1)
 
-start_node() { # NAME -> storage dir; listens on a unix socket
-	local name=$1
-	mkdir -p "$work/$name/storage"
-	cat >"$work/$name/config.toml" <<-CFG
-		socket_path = "$work/$name/sock"
-		bin_dir = "$work/bin"
-		runtime_dir = "$work/$name/run"
-		[[storage]]
-		name = "$name"
-		path = "$work/$name/storage"
-		[auth]
-		token = "node"
-		[logging]
-		level = "warn"
-	CFG
-	"$build/gitaly/gitaly" "$work/$name/config.toml" >"$work/$name/log" 2>&1 &
-	bench_pids+=($!)
-	eval "pid_$(echo "$name" | tr - _)=$!"
-}
-for n in gitaly-1 gitaly-2 gitaly-3; do start_node $n; done
-cat >"$work/praefect.toml" <<CFG
-socket_path = "$work/praefect.sock"
-[auth]
-token = "praefect"
-[logging]
-level = "warn"
-[database]
-sqlite_path = "$work/praefect.db"
-[[virtual_storage]]
-name = "default"
-CFG
+nodes=()
 for n in gitaly-1 gitaly-2 gitaly-3; do
-	printf '[[virtual_storage.node]]\nstorage = "%s"\naddress = "unix:%s"\ntoken = "node"\n' $n "$work/$n/sock" >>"$work/praefect.toml"
+	bench_gitaly $n "socket_path = \"$work/$n/sock\""
+	nodes+=("$n=unix:$work/$n/sock")
 done
+pid_gitaly_1=${bench_gitaly_pid[gitaly-1]}
+bench_praefect_config "socket_path = \"$work/praefect.sock\"" "${nodes[@]}"
 sleep 0.5
 "$build/praefect/praefect" -config "$work/praefect.toml" >"$work/praefect.log" 2>&1 &
 praefect_pid=$!

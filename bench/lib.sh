@@ -34,6 +34,55 @@ bench_free_port() {
 	/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# bench_gitaly NAME LISTEN: start a gitaly node ($build) with one storage
+# NAME under $work/NAME, token "node", hooks and gitaly-ssh from $work/bin,
+# listening as the TOML line LISTEN says (socket_path = "..." or
+# listen_addr = "..."). Its pid goes to bench_pids and bench_gitaly_pid[NAME].
+# Not called in $(...): the pid must reach this shell.
+declare -A bench_gitaly_pid
+bench_gitaly() {
+	local name=$1 listen=$2
+	mkdir -p "$work/$name/storage"
+	cat >"$work/$name/config.toml" <<-CFG
+		$listen
+		bin_dir = "$work/bin"
+		runtime_dir = "$work/$name/run"
+		[[storage]]
+		name = "$name"
+		path = "$work/$name/storage"
+		[auth]
+		token = "node"
+		[logging]
+		level = "warn"
+	CFG
+	"$build/gitaly/gitaly" "$work/$name/config.toml" >"$work/$name/log" 2>&1 &
+	bench_pids+=($!)
+	bench_gitaly_pid[$name]=$!
+}
+
+# bench_praefect_config LISTEN STORAGE=ADDRESS...: write $work/praefect.toml,
+# listening as the TOML line LISTEN says, token "praefect", its database in
+# $work, and one virtual storage "default" over the given nodes (token "node").
+bench_praefect_config() {
+	local listen=$1 node
+	shift
+	cat >"$work/praefect.toml" <<-CFG
+		$listen
+		[auth]
+		token = "praefect"
+		[logging]
+		level = "warn"
+		[database]
+		sqlite_path = "$work/praefect.db"
+		[[virtual_storage]]
+		name = "default"
+	CFG
+	for node in "$@"; do
+		printf '[[virtual_storage.node]]\nstorage = "%s"\naddress = "%s"\ntoken = "node"\n' \
+			"${node%%=*}" "${node#*=}" >>"$work/praefect.toml"
+	done
+}
+
 # bench_start NAME CMD...: start CMD in the background (output in
 # $work/NAME.out and .log) and wait for its first "listening <addr>" line;
 # sets $bench_addr to that address.

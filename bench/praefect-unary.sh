@@ -19,46 +19,16 @@ bench_build "$build" gitaly/gitaly praefect/praefect gitaly-ssh/gitaly-ssh gital
 mkdir -p "$work/bin"
 ln -s "$build/gitaly-hooks/gitaly-hooks" "$build/gitaly-ssh/gitaly-ssh" "$work/bin/"
 
-# start_gitaly NAME: a node with one storage NAME, token "node", TCP on a free
-# port recorded in addr[NAME]. Not called in $(...): its pid must reach bench_pids.
+# Three nodes on free TCP ports (addr[NAME]), praefect in front of them.
 declare -A addr
-start_gitaly() {
-	local name=$1 port
-	port=$(bench_free_port)
-	addr[$name]="127.0.0.1:$port"
-	mkdir -p "$work/$name/storage"
-	cat >"$work/$name/config.toml" <<-CFG
-		listen_addr = "127.0.0.1:$port"
-		bin_dir = "$work/bin"
-		runtime_dir = "$work/$name/run"
-		[[storage]]
-		name = "$name"
-		path = "$work/$name/storage"
-		[auth]
-		token = "node"
-		[logging]
-		level = "warn"
-	CFG
-	"$build/gitaly/gitaly" "$work/$name/config.toml" >"$work/$name/log" 2>&1 &
-	bench_pids+=($!)
-}
-
-for n in gitaly-1 gitaly-2 gitaly-3; do start_gitaly $n; done
-pport=$(bench_free_port)
-cat >"$work/praefect.toml" <<CFG
-listen_addr = "127.0.0.1:$pport"
-[auth]
-token = "praefect"
-[logging]
-level = "warn"
-[database]
-sqlite_path = "$work/praefect.db"
-[[virtual_storage]]
-name = "default"
-CFG
+nodes=()
 for n in gitaly-1 gitaly-2 gitaly-3; do
-	printf '[[virtual_storage.node]]\nstorage = "%s"\naddress = "tcp://%s"\ntoken = "node"\n' "$n" "${addr[$n]}" >>"$work/praefect.toml"
+	addr[$n]="127.0.0.1:$(bench_free_port)"
+	bench_gitaly $n "listen_addr = \"${addr[$n]}\""
+	nodes+=("$n=tcp://${addr[$n]}")
 done
+pport=$(bench_free_port)
+bench_praefect_config "listen_addr = \"127.0.0.1:$pport\"" "${nodes[@]}"
 sleep 0.5
 "$build/praefect/praefect" -config "$work/praefect.toml" >"$work/praefect.log" 2>&1 &
 bench_pids+=($!)
