@@ -245,17 +245,6 @@ static int entry_cmp(const void *a, const void *b)
 	return (int)xc - (int)yc;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* The binary tree object for `t`'s entries; -1 when an entry has no valid object id. */
 static int tree_body(struct node *t, struct strbuf *out)
 {
@@ -277,7 +266,7 @@ static int tree_body(struct node *t, struct strbuf *out)
 		strbuf_addf(out, "%s %s", mode, e->name);
 		strbuf_addch(out, '\0');
 		for (size_t k = 0; k < ol; k += 2) {
-			int hi = hexval(e->oid[k]), lo = hexval(e->oid[k + 1]);
+			int hi = hex_digit(e->oid[k]), lo = hex_digit(e->oid[k + 1]);
 			if (hi < 0 || lo < 0)
 				return -1;
 			strbuf_addch(out, hi << 4 | lo);

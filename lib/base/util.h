@@ -40,6 +40,9 @@ void *xmemdup(const void *p, size_t n);
 		}                                                          \
 	} while (0)
 
+/* The value of the hexadecimal digit c (either case), or -1 when it is not one. */
+int hex_digit(int c);
+
 /* For start-up and command-line tools only: print "fatal: ..." and exit(1). */
 noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

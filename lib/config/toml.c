@@ -286,7 +286,7 @@ static int parse_escape(struct parser *p)
 	case 'U':
 		ndigits = c == 'u' ? 4 : 8;
 		for (size_t i = 0; i < ndigits; i++) {
-			int d = toml__hex_digit(peek(p, 2 + i));
+			int d = hex_digit(peek(p, 2 + i));
 			if (d < 0)
 				return fail(p, start, "invalid unicode escape: \\%c needs %zu hex digits",
 					    c, ndigits);

@@ -41,7 +41,6 @@ void toml__path_add_key(struct strbuf *sb, const char *key, size_t len);
 /* Length of the valid UTF-8 sequence at s (n bytes available), or 0. */
 size_t toml__utf8_len(const unsigned char *s, size_t n);
 void toml__add_utf8(struct strbuf *sb, uint32_t cp);
-int toml__hex_digit(int c);
 /* Is s[0..10) a valid YYYY-MM-DD? */
 bool toml__valid_date(const char *s);
 /* Check a date-time token and tell its kind: 0 or -EINVAL. */

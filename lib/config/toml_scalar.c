@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/strbuf.h"
+#include "base/util.h"
 #include "base/banned.h"
 
 /* --- UTF-8 -------------------------------------------------------------- */
@@ -66,17 +67,6 @@ void toml__add_utf8(struct strbuf *sb, uint32_t cp)
 		b[3] = (char)(0x80 | (cp & 0x3f));
 		strbuf_add(sb, b, 4);
 	}
-}
-
-int toml__hex_digit(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 static bool is_digit(int c)
@@ -184,7 +174,7 @@ static bool scan_digits(const char *s, size_t n, int base, struct strbuf *out)
 	if (!n)
 		return false;
 	for (size_t i = 0; i < n; i++) {
-		int d = toml__hex_digit((unsigned char)s[i]);
+		int d = hex_digit((unsigned char)s[i]);
 		if (s[i] == '_') {
 			if (!prev_digit || i + 1 == n)
 				return false;
@@ -204,7 +194,7 @@ static int to_int64(const char *digits, int base, bool neg, int64_t *out)
 	/* Accumulate as a negative number: INT64_MIN has no positive twin. */
 	int64_t v = 0;
 	for (const char *d = digits; *d; d++) {
-		int x = toml__hex_digit((unsigned char)*d);
+		int x = hex_digit((unsigned char)*d);
 		if (v < (INT64_MIN + x) / base)
 			return -ERANGE;
 		v = v * base - x;

@@ -2,6 +2,7 @@
 #include "auth.h"
 #include "server.h"
 #include "../base/log.h"
+#include "../base/util.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -42,21 +43,13 @@ void auth_v2_add(struct grpc_metadata *md, const char *secret)
 	grpc_metadata_addstr(md, "authorization", hdr);
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9') return c - '0';
-	if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-	return -1;
-}
-
 /* Decode hex into out (at most max bytes); -1 when not valid hex. */
 static int unhex(const char *s, size_t len, unsigned char *out, size_t max)
 {
 	if (len == 0 || len % 2 || len / 2 > max)
 		return -1;
 	for (size_t i = 0; i < len; i += 2) {
-		int hi = hexval(s[i]), lo = hexval(s[i + 1]);
+		int hi = hex_digit(s[i]), lo = hex_digit(s[i + 1]);
 		if (hi < 0 || lo < 0)
 			return -1;
 		out[i / 2] = (unsigned char)(hi << 4 | lo);

@@ -1,5 +1,6 @@
 /* gRPC status code names, grpc-message percent-encoding, grpc-timeout values. */
 #include "status.h"
+#include "base/util.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -32,22 +33,11 @@ void grpc_percent_encode(struct strbuf *out, const char *s, size_t len)
 	}
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 void grpc_percent_decode(struct strbuf *out, const char *s, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
 		if (s[i] == '%' && i + 2 < len) {
-			int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+			int hi = hex_digit(s[i + 1]), lo = hex_digit(s[i + 2]);
 			if (hi >= 0 && lo >= 0) {
 				strbuf_addch(out, hi << 4 | lo);
 				i += 2;
