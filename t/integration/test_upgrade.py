@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "gitaly"))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "praefect"))
-from gitaly_itest import BUILD, TOKEN, GitalyNode, _make_interceptor, git, pb, pb_grpc  # noqa: E402
+from gitaly_itest import BUILD, TOKEN, GitalyNode, _make_interceptor, alive, git, pb, pb_grpc, read_pid, wait_for  # noqa: E402
 from praefect_itest import NODE_TOKEN, PRAEFECT_TOKEN, Praefect  # noqa: E402
 
 WRAPPER = os.path.join(BUILD, "gitaly-wrapper", "gitaly-wrapper")
@@ -41,33 +41,6 @@ while True:
     if ahead > 0:
         time.sleep(ahead)
 """
-
-
-def wait_for(cond, timeout=20.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting for " + what)
-
-
-def read_pid(path):
-    try:
-        with open(path) as f:
-            return int(f.read().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (ProcessLookupError, FileNotFoundError):
-        return False
 
 
 def find_tcp(log_path):

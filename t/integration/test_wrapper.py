@@ -9,40 +9,15 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "gitaly"))
-from gitaly_itest import BUILD, TOKEN, GitalyNode, _make_interceptor, pb, pb_grpc  # noqa: E402
+from gitaly_itest import BUILD, TOKEN, GitalyNode, _make_interceptor, alive, pb, pb_grpc, read_pid  # noqa: E402
+from gitaly_itest import wait_for as itest_wait_for  # noqa: E402
 
 WRAPPER = os.path.join(BUILD, "gitaly-wrapper", "gitaly-wrapper")
 GITALY = os.path.join(BUILD, "gitaly", "gitaly")
 
 
 def wait_for(cond, timeout=15.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
-
-
-def read_pid(path):
-    try:
-        with open(path) as f:
-            return int(f.read().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
+    return itest_wait_for(cond, timeout, what, interval=0.05)
 
 
 def ppid(pid):

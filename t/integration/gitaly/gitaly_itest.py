@@ -124,6 +124,39 @@ def check_sanitizer_log(path):
             raise AssertionError("sanitizer report in %s:\n%s" % (path, text[max(0, start - 200):start + 3000]))
 
 
+def wait_for(cond, timeout=20.0, what="condition", interval=0.02):
+    """Poll cond() until it returns something true, and return that."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def read_pid(path):
+    """The pid in a PID file, or None while it is missing or not yet written."""
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def alive(pid):
+    """Whether pid runs (a zombie does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
 class GitalyNode:
     def __init__(self, workdir, storages=("default",), token=TOKEN, extra_config=""):
         self.dir = workdir
