@@ -1,5 +1,5 @@
 /*
- * The backchannel (spec gitaly-node §1.2): a client that wants the server to
+ * The backchannel (docs/technical/yamux.md): a client that wants the server to
  * call it back writes the 11 ASCII bytes "backchannel" after connecting and
  * runs a yamux client session on the socket. Its gRPC calls go over the first
  * stream it opens; the server opens streams of its own to call services the

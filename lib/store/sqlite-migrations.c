@@ -15,7 +15,7 @@
  * INTEGER Unix milliseconds (UTC) everywhere.
  *
  * Names of tables, columns and indexes follow upstream's PostgreSQL schema
- * (praefect-ops.md §1.3) so that queries and documentation carry over; the
+ * (docs/technical/store.md, "Schema") so that queries and documentation carry over; the
  * differences are listed in docs/technical/store.md.
  */
 

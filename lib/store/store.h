@@ -1,7 +1,7 @@
 /*
  * The tracking store: praefect's record of repositories, replicas and their
  * generations, assignments, the replication queue and node health, with the
- * semantics of upstream's PostgreSQL schema (docs: praefect-ops.md §1).
+ * semantics of upstream's PostgreSQL schema (docs/technical/store.md).
  *
  * One interface, several backends: sqlite.c (embedded, the default) and later
  * postgres.c (several praefects sharing one database). Callers only see

@@ -866,7 +866,7 @@ static void test_parse_file(void **state)
 
 /* --- realistic configs -------------------------------------------------- */
 
-/* A storage node config using the keys of gitaly-node.md §7.1. */
+/* A storage node config using upstream gitaly's keys (docs/config.gitaly.toml). */
 static const char gitaly_config[] =
 	"# Gitaly storage node\n"
 	"socket_path = \"/var/opt/gitlab/gitaly/gitaly.socket\"\n"
@@ -1020,7 +1020,7 @@ static void test_gitaly_config(void **state)
 	toml_free(t);
 }
 
-/* praefect-ops.md §2.4, verbatim. */
+/* The minimal router config of upstream's set-up guide. */
 static const char praefect_minimal[] =
 	"listen_addr = \"127.0.0.1:2305\"\n"
 	"prometheus_listen_addr = \"127.0.0.1:10101\"\n"
@@ -1040,7 +1040,7 @@ static const char praefect_minimal[] =
 	"address = \"tcp://10.0.0.1:8075\"\n"
 	"token = \"gitaly-secret\"\n";
 
-/* A fuller router config using the keys of praefect-ops.md §2.2. */
+/* A fuller router config using upstream praefect's keys (docs/config.praefect.toml). */
 static const char praefect_full[] =
 	"listen_addr = \"0.0.0.0:2305\"\n"
 	"socket_path = \"/var/opt/gitlab/praefect/praefect.socket\"\n"
