@@ -392,6 +392,54 @@ def queue_states(db):
         return "unreadable: %s" % e
 
 
+AUDIT_SQL = """
+CREATE TABLE IF NOT EXISTS fault_audit_jobs(t INTEGER, ev TEXT, id INTEGER, state TEXT, src TEXT, tgt TEXT,
+    path TEXT, attempt INTEGER);
+CREATE TABLE IF NOT EXISTS fault_audit_gen(t INTEGER, repo INTEGER, storage TEXT, old INTEGER, new INTEGER);
+CREATE TRIGGER IF NOT EXISTS fault_aj_i AFTER INSERT ON replication_queue BEGIN INSERT INTO fault_audit_jobs
+    VALUES (%(now)s, 'insert', NEW.id, NEW.state, NEW.source_node_storage, NEW.target_node_storage,
+            NEW.relative_path, NEW.attempt); END;
+CREATE TRIGGER IF NOT EXISTS fault_aj_u AFTER UPDATE ON replication_queue BEGIN INSERT INTO fault_audit_jobs
+    VALUES (%(now)s, 'update', NEW.id, NEW.state, NEW.source_node_storage, NEW.target_node_storage,
+            NEW.relative_path, NEW.attempt); END;
+CREATE TRIGGER IF NOT EXISTS fault_aj_d AFTER DELETE ON replication_queue BEGIN INSERT INTO fault_audit_jobs
+    VALUES (%(now)s, 'delete', OLD.id, OLD.state, OLD.source_node_storage, OLD.target_node_storage,
+            OLD.relative_path, OLD.attempt); END;
+CREATE TRIGGER IF NOT EXISTS fault_ag_u AFTER UPDATE OF generation ON storage_repositories BEGIN
+    INSERT INTO fault_audit_gen VALUES (%(now)s, NEW.repository_id, NEW.storage, OLD.generation, NEW.generation); END;
+""" % {"now": "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"}
+
+
+def install_audit(db):
+    """Triggers in the scratch database that record every job and generation change (--audit)."""
+    c = sqlite3.connect(db, timeout=10)
+    c.executescript(AUDIT_SQL)
+    c.commit()
+    c.close()
+
+
+def audit_trail(cluster, repos):
+    """The last job events of every replica behind its repository's generation."""
+    lines = []
+    c = sqlite3.connect("file:%s?mode=ro" % cluster.praefect.db, uri=True, timeout=5)
+    try:
+        for rel in repos:
+            md = metadata(cluster, rel)
+            for r in md.replicas:
+                if r.generation == md.generation:
+                    continue
+                lines.append("%s on %s: generation %d, repository at %d; its last job events:" % (
+                    rel, r.storage, r.generation, md.generation))
+                rows = c.execute("SELECT t, ev, id, state, src, attempt FROM fault_audit_jobs WHERE path = ? AND tgt = ?"
+                                 " ORDER BY t DESC, rowid DESC LIMIT 12", (rel, r.storage)).fetchall()
+                for t, ev, jid, state, src, attempt in reversed(rows):
+                    lines.append("  %s.%03d %-6s job %d from %s: %s, attempts left %d" % (
+                        time.strftime("%H:%M:%S", time.gmtime(t / 1000)), t % 1000, ev, jid, src, state, attempt))
+    finally:
+        c.close()
+    return lines
+
+
 def dataloss(cluster):
     r = subprocess.run([os.path.join(BUILD, "praefect", "praefect"), "-config", cluster.praefect.config_path,
                         "dataloss", "-partially-unavailable"], capture_output=True, text=True)
@@ -454,6 +502,9 @@ def main():
     ap.add_argument("--clones", type=int, default=12, help="corrupt: clones through praefect (default 12)")
     ap.add_argument("--settle", type=float, default=30, help="seconds to wait for every replica to be in sync")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    ap.add_argument("--audit", action="store_true",
+                    help="record job and generation changes with triggers in the scratch database and print "
+                         "the job trail of replicas left behind")
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="fault-")
@@ -462,6 +513,8 @@ def main():
     rc = 2
     try:
         cluster = Cluster(tmp)
+        if args.audit:
+            install_audit(cluster.praefect.db)
         repos = ["fault-%02d.git" % i for i in range(args.repos)]
         base = make_bare_repo(os.path.join(tmp, "base.git"), branches=("main",),
                               files={"f%03d.txt" % i: "file %d\n" % i * 50 for i in range(120)})
@@ -618,6 +671,8 @@ def report(args, cluster, repos, writers, faults, in_sync_after, why, extra):
     print()
     for name, value, verdict in rows:
         print("%-*s  %-6s %s" % (width, name, verdict, value))
+    if args.audit and in_sync_after is None:
+        print("\n" + "\n".join(audit_trail(cluster, repos)))
     if errors:
         print("\nfailed pushes by first line of stderr:")
         for line, n in sorted(errors.items(), key=lambda kv: -kv[1])[:6]:
