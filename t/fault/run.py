@@ -10,7 +10,6 @@ Exit status: 0 when every goal holds, 1 when one is missed, 2 on a harness error
 """
 import argparse
 import os
-import random
 import shutil
 import signal
 import sqlite3
@@ -26,7 +25,7 @@ sys.path.insert(0, os.path.join(ITEST, "praefect"))
 sys.path.insert(0, os.path.join(ITEST, "gitaly"))
 
 from praefect_itest import Cluster  # noqa: E402
-from gitaly_itest import BUILD, git, make_bare_repo, pb  # noqa: E402
+from gitaly_itest import BUILD, git, make_bare_repo  # noqa: E402
 from test_praefect import create_repo, gitaly_ssh_env  # noqa: E402
 
 SCENARIOS = ("primary-kill", "primary-stop", "praefect-kill", "corrupt", "overload")
