@@ -1,0 +1,176 @@
+"""Surviving faults: a killed push leaves no lock behind, a killed primary costs under a
+second of writes and no acknowledged push, a node stalled for 2.5 s fails no push.
+
+Short versions of t/fault/run.py (the long runs). They fail on today's code: the xfail
+markers come off with the fixes (strict, so a fix makes them fail loudly until then).
+"""
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from praefect_itest import Cluster, wait_for
+from gitaly_itest import git, make_bare_repo
+from test_praefect import create_repo, gitaly_ssh_env, push, replicas_in_sync
+
+pytestmark = pytest.mark.xdist_group("timing")
+
+
+def replica(cluster, storage, replica_path):
+    return os.path.join(cluster.nodes[storage].storages[storage], replica_path)
+
+
+def locks_under(cluster, replica_path):
+    found = []
+    for name in cluster.nodes:
+        r = subprocess.run(["find", replica(cluster, name, replica_path), "-name", "*.lock"],
+                           capture_output=True, text=True)
+        found += ["%s: %s" % (name, p) for p in r.stdout.split()]
+    return found
+
+
+def push_env(cluster, rel):
+    return dict(os.environ, **gitaly_ssh_env(cluster.praefect, rel, "receive-pack"))
+
+
+@pytest.mark.xfail(strict=True, reason="gitaly SIGKILLs git's process group on cancellation: "
+                   "refs/heads/*.lock stays behind (lib/git/cmd.c git_cmd_detach)")
+def test_killed_push_leaves_no_lock_file_behind(cluster, tmp_path):
+    create_repo(cluster, "locks.git")
+    src = make_bare_repo(str(tmp_path / "src.git"), branches=("main",))
+    push(cluster, src, "locks.git", "main")
+    md = cluster.praefect.metadata("locks.git")
+    head = git("rev-parse", "main", cwd=src).strip()
+    heads = os.path.join(replica(cluster, md.primary, md.replica_path), "refs", "heads")
+    left = []
+    # receive-pack runs one voted ref transaction per ref, so about half of a push of many
+    # refs is spent with a refs/heads/*.lock held on each node: a few tries catch one
+    for k in range(4):
+        git("update-ref", "--stdin", cwd=src,
+            input="".join("create refs/heads/k%d-%03d %s\n" % (k, i, head) for i in range(150)).encode())
+        before = len(os.listdir(heads))
+        p = subprocess.Popen(["git", "push", "-q", "ssh://gitaly/repo.git", "refs/heads/k%d-*:refs/heads/k%d-*" % (k, k)],
+                             cwd=src, env=push_env(cluster, "locks.git"), start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: len(os.listdir(heads)) > before + 10, timeout=20, what="the push updating refs")
+        os.killpg(p.pid, signal.SIGKILL)     # the user's connection is gone mid-push
+        p.wait()
+        time.sleep(1)
+        left = locks_under(cluster, md.replica_path)
+        if left:
+            break
+    assert left == []
+    # and the same push goes through afterwards
+    r = subprocess.run(["git", "push", "-q", "ssh://gitaly/repo.git", "refs/heads/k0-*:refs/heads/k0-*"], cwd=src,
+                       env=push_env(cluster, "locks.git"), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+class Writer(threading.Thread):
+    """Pushes one branch in a loop and records every attempt: (start, end, ok, sha)."""
+
+    def __init__(self, cluster, base, work, rel, branch):
+        super().__init__(daemon=True)
+        self.cluster, self.rel, self.branch, self.work = cluster, rel, branch, work
+        git("clone", "-q", base, work)
+        self.stop = threading.Event()
+        self.attempts = []
+
+    def run(self):
+        k = 0
+        while not self.stop.is_set():
+            k += 1
+            with open(os.path.join(self.work, "f.txt"), "w") as f:
+                f.write("%s %d\n" % (self.branch, k))
+            git("commit", "-q", "-a", "-m", "change %d" % k, cwd=self.work)
+            sha = git("rev-parse", "HEAD", cwd=self.work).strip()
+            start = time.time()
+            r = subprocess.run(["git", "push", "-q", "-f", "ssh://gitaly/repo.git", "HEAD:refs/heads/" + self.branch],
+                               cwd=self.work, env=push_env(self.cluster, self.rel), capture_output=True, timeout=60)
+            self.attempts.append((start, time.time(), r.returncode == 0, sha))
+            if r.returncode:
+                time.sleep(0.05)
+
+
+@pytest.mark.xfail(strict=True, reason="a push cut off by the primary's death bumps the dead primary alone "
+                   "and outdates every secondary (praefect/coordinator.c sort_out_voters); the replication "
+                   "jobs burn their attempts against the dead source (praefect/replicator.c job_done)")
+def test_primary_kills_cost_under_a_second_of_writes_and_no_acknowledged_push(tmp_path):
+    cluster = Cluster(tmp_path)
+    try:
+        base = make_bare_repo(str(tmp_path / "base.git"), branches=("main",), files={"f.txt": "0\n"})
+        create_repo(cluster, "kills.git")
+        push(cluster, base, "kills.git", "main")
+        writers = [Writer(cluster, base, str(tmp_path / ("w%d" % i)), "kills.git", "w%d" % i) for i in range(3)]
+        for w in writers:
+            w.start()
+        time.sleep(1)
+        kills = []
+        for _ in range(3):
+            name = cluster.praefect.metadata("kills.git").primary
+            node = cluster.nodes[name]
+            kills.append(time.time())
+            node.proc.send_signal(signal.SIGKILL)
+            node.proc.wait()
+            node._log.close()
+            time.sleep(0.5)
+            os.rename(node.log_path, node.log_path + ".%d" % len(kills))
+            node.start()
+            time.sleep(2)
+        last = time.time()
+        time.sleep(1)
+        for w in writers:
+            w.stop.set()
+        for w in writers:
+            w.join(60)
+        attempts = sorted(a for w in writers for a in w.attempts)
+        for t in kills:
+            acked = [end for start, end, ok, _ in attempts if ok and start >= t]
+            assert acked and min(acked) - t <= 1.0, "writes refused for %.1f s after a kill" % (
+                (min(acked) - t) if acked else float("inf"))
+        md, _ = wait_for(lambda: replicas_in_sync(cluster, "kills.git"),
+                         timeout=max(0.1, last + 10 - time.time()), what="every replica in sync")
+        for name in cluster.nodes:
+            path = replica(cluster, name, md.replica_path)
+            for w in writers:
+                have = set(git("rev-list", "refs/heads/" + w.branch, cwd=path).split())
+                lost = [sha for _, _, ok, sha in w.attempts if ok and sha not in have]
+                assert not lost, "%s lacks acknowledged pushes %s" % (name, lost[:3])
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.xfail(strict=True, reason="an in-flight push is cut when its node is silent for 2 x unhealthy_after "
+                   "(praefect/nodes.c on_check_done drops the connection)")
+def test_node_stalled_for_two_and_a_half_seconds_fails_no_push_in_flight(cluster, tmp_path):
+    create_repo(cluster, "stall.git")
+    base = make_bare_repo(str(tmp_path / "base.git"), branches=("main",))
+    push(cluster, base, "stall.git", "main")
+    wait_for(lambda: replicas_in_sync(cluster, "stall.git"), what="replication")
+    primary = cluster.praefect.metadata("stall.git").primary
+    works = []
+    for i in range(4):
+        work = str(tmp_path / ("w%d" % i))
+        git("clone", "-q", base, work)
+        with open(os.path.join(work, "big.bin"), "wb") as f:
+            f.write(os.urandom(4 << 20))   # incompressible: the push is still streaming at the stall
+        git("add", "-A", cwd=work)
+        git("commit", "-q", "-m", "big %d" % i, cwd=work)
+        works.append(work)
+    procs = [subprocess.Popen(["git", "push", "-q", "ssh://gitaly/repo.git", "HEAD:refs/heads/big%d" % i], cwd=w,
+                              env=push_env(cluster, "stall.git"), stderr=subprocess.PIPE, text=True)
+             for i, w in enumerate(works)]
+    time.sleep(0.3)
+    proc = cluster.nodes[primary].proc
+    proc.send_signal(signal.SIGSTOP)
+    time.sleep(2.5)     # slow, not dead: well inside the 5 s + 2 s keepalive
+    proc.send_signal(signal.SIGCONT)
+    errors = []
+    for p in procs:
+        _, err = p.communicate(timeout=60)
+        if p.returncode:
+            errors.append(err.strip().splitlines()[0] if err.strip() else "exit %d" % p.returncode)
+    assert errors == []
