@@ -3,8 +3,8 @@
  * other subcommands are dispatched from the table in cmd.c.
  */
 #include "praefect.h"
-#include "cmd.h"
-#include "transactions.h"
+#include "cmd/cmd.h"
+#include "transactions/transactions.h"
 #include "backchannel/backchannel.h"
 #include "base/fs.h"
 #include "base/log.h"

@@ -13,7 +13,7 @@
 #include "base/strvec.h"
 #include "base/pb.h"
 #include "rpc/registry.h"
-#include "transactions.h"
+#include "transactions/transactions.h"
 
 #include <errno.h>
 #include <stdlib.h>
