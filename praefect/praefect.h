@@ -117,7 +117,15 @@ void node_call_metadata(struct node *n, const struct grpc_metadata *in, struct g
 /* Health changed (nodes.c calls it): wakes replication and the reconciler. */
 void praefect_node_health_changed(struct praefect *p, struct node *n);
 
-/* --- the proxy (coordinator.c) --- */
+/* --- primary election (election/election.c) --- */
+/*
+ * The primary for a request that needs one: the stored primary while it is
+ * healthy, assigned and up to date, else a random valid one, stored as the
+ * new primary. NULL or an invalid node: none is valid (the caller says why).
+ */
+struct node *elect_primary(struct praefect *p, struct repo *r);
+
+/* --- the proxy (coordinator/) --- */
 void coordinator_register(struct praefect *p);
 
 /* --- replication (replicator.c) --- */
