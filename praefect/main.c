@@ -42,8 +42,7 @@ static void on_stopped(struct grpc_server *s, void *arg)
 {
 	struct praefect *p = arg;
 	replicator_stop(p);
-	reconciler_stop(p);
-	metrics_stop(p);
+	schedule_stop(p);
 	nodes_stop(p);
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_int, NULL);
@@ -140,8 +139,10 @@ int praefect_serve(struct praefect_config *cfg)
 	p->transactions = 1;
 	coordinator_register(p);
 
+	schedule_init(p);
 	if (nodes_start(p, &err) < 0)
 		die("%s", err.buf);
+	schedule_start(p, SCHEDULE_WITH_NODES);
 	/*
 	 * Health before serving, so the first calls can be routed: wait until
 	 * every node answered a check, for at most STARTUP_HEALTH_WAIT_MS (a node
@@ -160,8 +161,7 @@ int praefect_serve(struct praefect_config *cfg)
 		}
 	}
 	replicator_start(p);
-	reconciler_start(p);
-	metrics_start(p);
+	schedule_start(p, SCHEDULE_WITH_SERVING);
 
 	if (p->cfg.socket_path && *p->cfg.socket_path) {
 		struct strbuf a = STRBUF_INIT;

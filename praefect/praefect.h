@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "base/hashmap.h"
+#include "loop/cron.h"
 #include "grpc/server.h"
 #include "grpc/client.h"
 #include "store/store.h"
@@ -62,6 +63,21 @@ struct repo {
 	size_t nr_replicas, alloc_replicas;
 };
 
+/* The periodic tasks (schedule.c holds their table). */
+enum praefect_task {
+	TASK_HEALTH_CHECK,
+	TASK_REPL_HEARTBEAT,
+	TASK_REPL_STALE,
+	TASK_RECONCILE,
+	TASK_METRICS,
+	PRAEFECT_NR_TASKS
+};
+
+enum schedule_phase {
+	SCHEDULE_WITH_NODES,    /* once the node connections exist */
+	SCHEDULE_WITH_SERVING,  /* once praefect serves */
+};
+
 struct praefect {
 	struct praefect_config cfg;
 	uv_loop_t *loop;
@@ -78,13 +94,11 @@ struct praefect {
 	struct grpc_server *bc_server;         /* serves RefTransaction on streams nodes open back */
 	struct bc_client *bc_client;
 	int transactions;                      /* nodes are dialed with a backchannel and can vote */
-	uv_timer_t health_timer;
+	struct cron cron;                      /* runs every periodic task (schedule.c) */
+	struct cron_task tasks[PRAEFECT_NR_TASKS];
 	uint64_t health_interval_ms;
 	uint64_t health_timeout_ms;
 	uint64_t unhealthy_after_ms;
-	uv_timer_t recon_periodic, recon_soon;
-	int recon_started;
-	uv_timer_t metrics_timer;
 	int64_t metric_unavailable, metric_queue_depth;
 };
 
@@ -108,8 +122,19 @@ int repos_load(struct praefect *p, struct strbuf *err);
 /* "@cluster/repositories/6b/86/1" for id 1 (or the pool form for Rails pool paths). */
 void replica_path_for(int64_t id, const char *relative_path, struct strbuf *out);
 
-/* --- nodes and health (nodes.c) --- */
+/* --- the periodic tasks (schedule.c) --- */
+void schedule_init(struct praefect *p);
+/* Schedule the tasks of `phase` (running those marked to run at once). */
+void schedule_start(struct praefect *p, enum schedule_phase phase);
+/* One extra run of `task` after its table delay (a pending one stays). */
+void schedule_kick(struct praefect *p, enum praefect_task task);
+/* Stop every task, the replication workers' included. */
+void schedule_stop(struct praefect *p);
+
+/* --- nodes and health (nodes/nodes.c) --- */
 int nodes_start(struct praefect *p, struct strbuf *err);
+/* Send a health check to every node without one in flight (task health-check). */
+void nodes_check_all(struct praefect *p);
 void nodes_stop(struct praefect *p);
 /* Outgoing metadata for a call to `n`: the given metadata + n's v2 token. */
 void node_call_metadata(struct node *n, const struct grpc_metadata *in, struct grpc_metadata *out);
@@ -128,7 +153,11 @@ struct node *elect_primary(struct praefect *p, struct repo *r);
 /* --- the proxy (coordinator/) --- */
 void coordinator_register(struct praefect *p);
 
-/* --- replication (replicator.c) --- */
+/* --- replication (replicator/replicator.c) --- */
+/* Renew the leases of the jobs being worked on (task replication-heartbeat). */
+void replicator_heartbeat(struct praefect *p);
+/* Release jobs whose lease ran out and wake the workers (task replication-stale). */
+void replicator_release_stale(struct praefect *p);
 int replicator_start(struct praefect *p);
 void replicator_stop(struct praefect *p);
 /* A job for (vs, target) was queued: wake that worker now. */
@@ -138,13 +167,13 @@ void replicator_enqueue_updates(struct praefect *p, struct repo *r, const char *
 				const char *const *targets, size_t n, const char *correlation_id,
 				void (*done)(void *arg, int status), void *arg);
 
-/* --- the reconciler (reconciler.c) --- */
-void reconciler_start(struct praefect *p);
-void reconciler_stop(struct praefect *p);
+/* --- the reconciler (reconciler/reconciler.c) --- */
+/* Queue the repairs the in-memory model calls for (task reconcile). */
+void reconciler_run(struct praefect *p);
 
-/* --- operator numbers logged on change (metrics.c) --- */
-void metrics_start(struct praefect *p);
-void metrics_stop(struct praefect *p);
+/* --- operator numbers logged on change (metrics/metrics.c) --- */
+/* Log the numbers that changed since the last run (task metrics). */
+void metrics_tick(struct praefect *p);
 
 /* --- RPCs praefect answers itself (intercept.c) --- */
 void intercept_register(struct praefect *p);

@@ -129,9 +129,8 @@ static void check_node(struct praefect *p, struct node *n)
 	grpc_metadata_release(&md);
 }
 
-static void on_health_timer(uv_timer_t *t)
+void nodes_check_all(struct praefect *p)
 {
-	struct praefect *p = t->data;
 	for (size_t i = 0; i < p->nr_vs; i++)
 		for (size_t j = 0; j < p->vs[i].nr_nodes; j++)
 			check_node(p, &p->vs[i].nodes[j]);
@@ -175,17 +174,11 @@ int nodes_start(struct praefect *p, struct strbuf *err)
 			grpc_channel_connect(n->ch);
 		}
 	}
-	uv_timer_init(p->loop, &p->health_timer);
-	p->health_timer.data = p;
-	on_health_timer(&p->health_timer);
-	uv_timer_start(&p->health_timer, on_health_timer, p->health_interval_ms, p->health_interval_ms);
 	return 0;
 }
 
 void nodes_stop(struct praefect *p)
 {
-	uv_timer_stop(&p->health_timer);
-	uv_close((uv_handle_t *)&p->health_timer, NULL);
 	for (size_t i = 0; i < p->nr_vs; i++)
 		for (size_t j = 0; j < p->vs[i].nr_nodes; j++)
 			if (p->vs[i].nodes[j].ch)
