@@ -41,6 +41,7 @@ struct node {
 };
 
 struct vstorage {
+	struct praefect *p;                    /* the praefect it belongs to */
 	const struct praefect_vs_cfg *cfg;
 	struct node *nodes;
 	size_t nr_nodes;
@@ -91,6 +92,8 @@ struct praefect {
 	char *name;                            /* praefect_name for node_status */
 	struct replicator *replicator;
 	struct tx_manager *txm;
+	struct upgrade *upgrade;               /* SIGHUP upgrades, GITALY_PID_FILE (lib/upgrade) */
+	uv_signal_t sig_term, sig_int;
 	struct grpc_server *bc_server;         /* serves RefTransaction on streams nodes open back */
 	struct bc_client *bc_client;
 	int transactions;                      /* nodes are dialed with a backchannel and can vote */
@@ -132,10 +135,15 @@ void schedule_kick(struct praefect *p, enum praefect_task task);
 void schedule_stop(struct praefect *p);
 
 /* --- nodes and health (nodes/nodes.c) --- */
+/* Build the virtual storages and their nodes from the config (no connections yet). */
+void nodes_init(struct praefect *p);
+/* Dial every node (each connection is a backchannel the node can vote over). */
 int nodes_start(struct praefect *p, struct strbuf *err);
 /* Send a health check to every node without one in flight (task health-check). */
 void nodes_check_all(struct praefect *p);
 void nodes_stop(struct praefect *p);
+/* Free the virtual storages and nodes (after nodes_stop() and the loop's end). */
+void nodes_free(struct praefect *p);
 /* Outgoing metadata for a call to `n`: the given metadata + n's v2 token. */
 void node_call_metadata(struct node *n, const struct grpc_metadata *in, struct grpc_metadata *out);
 
@@ -160,6 +168,8 @@ void replicator_heartbeat(struct praefect *p);
 void replicator_release_stale(struct praefect *p);
 int replicator_start(struct praefect *p);
 void replicator_stop(struct praefect *p);
+/* Free the workers (after replicator_stop() and the loop's end). */
+void replicator_free(struct praefect *p);
 /* A job for (vs, target) was queued: wake that worker now. */
 void replicator_kick(struct praefect *p, struct vstorage *vs, const char *target);
 /* Queue update jobs from `source` to each of `targets` (finalizer); done(status) after all. */

@@ -45,8 +45,6 @@ static void on_check_message(struct grpc_client_call *call, const uint8_t *msg, 
 	}
 }
 
-static struct praefect *node_praefect;
-
 static void on_status_recorded(void *arg, int status, const char *msg)
 {
 	if (status < 0)
@@ -58,7 +56,7 @@ static void on_check_done(struct grpc_client_call *call, enum grpc_code code, co
 {
 	struct check *c = grpc_client_call_user(call);
 	struct node *n = c->node;
-	struct praefect *p = node_praefect;
+	struct praefect *p = n->vs->p;
 	uint64_t now = now_ms();
 	int ok = code == GRPC_OK && c->serving;
 
@@ -101,8 +99,8 @@ static void on_check_done(struct grpc_client_call *call, enum grpc_code code, co
 static void on_channel_state(struct grpc_channel *ch, enum grpc_channel_state st, void *data)
 {
 	struct node *n = data;
-	if (st == GRPC_CHANNEL_TRANSIENT_FAILURE && node_praefect)
-		set_health(node_praefect, n, 0, "connection failed");
+	if (st == GRPC_CHANNEL_TRANSIENT_FAILURE)
+		set_health(n->vs->p, n, 0, "connection failed");
 }
 
 static void check_node(struct praefect *p, struct node *n)
@@ -146,6 +144,23 @@ void node_call_metadata(struct node *n, const struct grpc_metadata *in, struct g
 	auth_v2_add(out, n->cfg->token);
 }
 
+void nodes_init(struct praefect *p)
+{
+	p->vs = xcalloc(p->cfg.nr_vs, sizeof(*p->vs));
+	p->nr_vs = p->cfg.nr_vs;
+	for (size_t i = 0; i < p->nr_vs; i++) {
+		struct vstorage *vs = &p->vs[i];
+		vs->p = p;
+		vs->cfg = &p->cfg.vs[i];
+		vs->nr_nodes = vs->cfg->nr_nodes;
+		vs->nodes = xcalloc(vs->nr_nodes, sizeof(*vs->nodes));
+		for (size_t j = 0; j < vs->nr_nodes; j++) {
+			vs->nodes[j].vs = vs;
+			vs->nodes[j].cfg = &vs->cfg->nodes[j];
+		}
+	}
+}
+
 int nodes_start(struct praefect *p, struct strbuf *err)
 {
 	struct grpc_channel_opts o;
@@ -159,7 +174,6 @@ int nodes_start(struct praefect *p, struct strbuf *err)
 	/* every connection to a node is a backchannel: the node votes back over it */
 	o.dial = bc_dial;
 	o.dial_data = p->bc_client;
-	node_praefect = p;
 	for (size_t i = 0; i < p->nr_vs; i++) {
 		for (size_t j = 0; j < p->vs[i].nr_nodes; j++) {
 			struct node *n = &p->vs[i].nodes[j];
@@ -183,4 +197,13 @@ void nodes_stop(struct praefect *p)
 		for (size_t j = 0; j < p->vs[i].nr_nodes; j++)
 			if (p->vs[i].nodes[j].ch)
 				grpc_channel_close(p->vs[i].nodes[j].ch);
+}
+
+void nodes_free(struct praefect *p)
+{
+	for (size_t i = 0; i < p->nr_vs; i++)
+		free(p->vs[i].nodes);
+	free(p->vs);
+	p->vs = NULL;
+	p->nr_vs = 0;
 }

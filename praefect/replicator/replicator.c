@@ -568,3 +568,15 @@ void replicator_stop(struct praefect *p)
 	for (size_t i = 0; i < rp->nr; i++)
 		cron_remove(&rp->workers[i].task);
 }
+
+void replicator_free(struct praefect *p)
+{
+	struct replicator *rp = p->replicator;
+	if (!rp)
+		return;
+	for (size_t i = 0; i < rp->nr; i++)
+		batch_clear(&rp->workers[i]);
+	free(rp->workers);
+	free(rp);
+	p->replicator = NULL;
+}
