@@ -1,5 +1,10 @@
-/* praefect's command line: global flags and the subcommand table. */
-#include "cmd.h"
+/*
+ * praefect's command line: the global flags, then a subcommand from the
+ * table below (upstream's names, flags, output and exit codes). Each
+ * subcommand lives in its own file here and is glue over lib/ and the
+ * running praefect's gRPC API.
+ */
+#include "cmd/cmd.h"
 #include "base/log.h"
 #include "base/util.h"
 
@@ -7,178 +12,101 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct subcommand {
-	const char *name;
-	int (*fn)(struct praefect_config *cfg, int argc, char **argv);
-	const char *usage;
+static const struct cli_command commands[] = {
+	{ "serve", cmd_serve, "launch the server daemon", NULL },
+	{ "list-storages", cmd_list_storages, "list physical storages for virtual storages", NULL },
+	{ "dataloss", cmd_dataloss, "identify repositories that are unavailable or have outdated replicas", NULL },
+	{ "accept-dataloss", cmd_accept_dataloss, "accept potential data loss in a repository", NULL },
 };
 
-static int cmd_serve(struct praefect_config *cfg, int argc, char **argv)
-{
-	if (argc > 0) {
-		fprintf(stderr, "serve doesn't accept positional arguments\n");
-		return 1;
-	}
-	return praefect_serve(cfg);
-}
-
-static const struct subcommand subcommands[] = {
-	{ "serve", cmd_serve, "launch the server daemon" },
-	{ "list-storages", cmd_list_storages, "list physical storages for virtual storages" },
-	{ "dataloss", cmd_dataloss, "identify repositories that are unavailable or have outdated replicas" },
-	{ "accept-dataloss", cmd_accept_dataloss, "accept potential data loss in a repository" },
+struct globals {
+	const char *config;
+	int help, version;
 };
 
-int cmd_parse_flags(const char *cmd, int argc, char **argv, struct cmd_flag *flags, size_t n, struct strbuf *err)
+static void usage(FILE *out, const struct cli_flag *flags, size_t nr)
 {
-	for (int i = 0; i < argc; i++) {
-		const char *a = argv[i], *eq;
-		size_t len;
-		struct cmd_flag *f = NULL;
-		if (a[0] != '-' || !a[1]) {
-			strbuf_addf(err, "%s doesn't accept positional arguments", cmd);
-			return -1;
-		}
-		a += a[1] == '-' ? 2 : 1;
-		eq = strchr(a, '=');
-		len = eq ? (size_t)(eq - a) : strlen(a);
-		for (size_t k = 0; k < n; k++)
-			if (strlen(flags[k].name) == len && !strncmp(flags[k].name, a, len))
-				f = &flags[k];
-		if (!f) {
-			strbuf_addf(err, "flag provided but not defined: -%.*s", (int)len, a);
-			return -1;
-		}
-		if (f->is_bool) {
-			*f->set = !eq || !strcmp(eq + 1, "true") || !strcmp(eq + 1, "1");
-			continue;
-		}
-		if (eq) {
-			*f->value = eq + 1;
-		} else if (i + 1 < argc) {
-			*f->value = argv[++i];
-		} else {
-			strbuf_addf(err, "flag needs an argument: -%s", f->name);
-			return -1;
-		}
-		if (f->set)
-			*f->set = 1;
-	}
-	return 0;
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_addstr(&sb, "NAME:\n   praefect - a gitaly proxy\n\nUSAGE:\n"
+		      "   praefect [global options] command [command options]\n\nCOMMANDS:\n");
+	cli_usage_commands(&sb, commands, ARRAY_SIZE(commands), 30);
+	strbuf_addstr(&sb, "\nGLOBAL OPTIONS:\n");
+	cli_usage_flags(&sb, flags, nr);
+	fputs(sb.buf, out);
+	strbuf_release(&sb);
 }
 
-static void usage(FILE *out)
+static void configure_logging(const struct praefect_config *cfg, int serving)
 {
-	fprintf(out, "NAME:\n   praefect - a gitaly proxy\n\nUSAGE:\n   praefect [global options] command [command options]\n\nCOMMANDS:\n");
-	for (size_t i = 0; i < ARRAY_SIZE(subcommands); i++)
-		fprintf(out, "   %-30s %s\n", subcommands[i].name, subcommands[i].usage);
-	fprintf(out, "\nGLOBAL OPTIONS:\n   --config FILE, -config FILE  load configuration from FILE\n"
-		"   --help, -h                   show help\n   --version, -v                print the version\n");
+	if (!serving) {
+		log_configure(LOG_FORMAT_TEXT, LOG_ERROR, stderr);
+		return;
+	}
+	log_configure(cfg->log_format ? (enum log_format)log_format_parse(cfg->log_format) : LOG_FORMAT_TEXT,
+		      cfg->log_level && log_level_parse(cfg->log_level) >= 0
+			      ? (enum log_level)log_level_parse(cfg->log_level) : LOG_INFO,
+		      stdout);
 }
 
 int praefect_cli(int argc, char **argv)
 {
-	const char *config = NULL;
-	int i = 1;
+	struct globals g = { 0 };
+	const struct cli_flag flags[] = {
+		{ .name = "config", .type = CLI_STRING, .str = &g.config, .arg = "FILE",
+		  .help = "load configuration from FILE" },
+		{ .name = "help", .alias = "h", .type = CLI_BOOL, .on = &g.help, .stop = 1, .help = "show help" },
+		{ .name = "version", .alias = "v", .type = CLI_BOOL, .on = &g.version, .stop = 1,
+		  .help = "print the version" },
+	};
 	struct praefect_config cfg;
 	struct strbuf err = STRBUF_INIT;
+	const struct cli_command *cmd;
 	const char *sub = "serve";
+	int next, i, rc, serving;
 
-	for (; i < argc && argv[i][0] == '-'; i++) {
-		const char *a = argv[i] + (argv[i][1] == '-' ? 2 : 1);
-		if (!strcmp(a, "version") || !strcmp(a, "v")) {
-			printf("Praefect, version %s\n", PRAEFECT_VERSION);
-			return 0;
-		}
-		if (!strcmp(a, "help") || !strcmp(a, "h")) {
-			usage(stdout);
-			return 0;
-		}
-		if (!strncmp(a, "config=", 7)) {
-			config = a + 7;
-		} else if (!strcmp(a, "config") && i + 1 < argc) {
-			config = argv[++i];
-		} else {
-			fprintf(stderr, "flag provided but not defined: %s\n", argv[i]);
-			return 1;
-		}
+	rc = cli_parse("praefect", flags, ARRAY_SIZE(flags), CLI_STOP_AT_ARG, argc - 1, argv + 1, &next, &err);
+	i = 1 + next;
+	strbuf_release(&err);
+	/* a bare "-" is a flag to praefect, an unknown one */
+	if (rc < 0 || (i < argc && !strcmp(argv[i], "-"))) {
+		fprintf(stderr, "flag provided but not defined: %s\n", argv[i]);
+		return 1;
+	}
+	if (g.version) {
+		printf("Praefect, version %s\n", PRAEFECT_VERSION);
+		return 0;
+	}
+	if (g.help) {
+		usage(stdout, flags, ARRAY_SIZE(flags));
+		return 0;
 	}
 	if (i < argc)
 		sub = argv[i++];
-	for (size_t k = 0; k < ARRAY_SIZE(subcommands); k++) {
-		if (strcmp(subcommands[k].name, sub))
-			continue;
-		if (!config) {
-			if (!strcmp(sub, "serve")) {
-				usage(stderr);
-				fprintf(stderr, "Required flag \"config\" not set\n");
-				return 2;
-			}
-			fprintf(stderr, "error reading config file: open : no such file or directory\n");
-			return 1;
-		}
-		if (praefect_config_load(&cfg, config, &err) < 0) {
-			fprintf(stderr, "%s\n", err.buf);
-			praefect_config_release(&cfg);
-			strbuf_release(&err);
-			return 1;
-		}
-		if (strcmp(sub, "serve")) {
-			log_configure(LOG_FORMAT_TEXT, LOG_ERROR, stderr);
-		} else {
-			log_configure(cfg.log_format ? (enum log_format)log_format_parse(cfg.log_format) : LOG_FORMAT_TEXT,
-				      cfg.log_level && log_level_parse(cfg.log_level) >= 0
-					      ? (enum log_level)log_level_parse(cfg.log_level) : LOG_INFO,
-				      stdout);
-		}
-		{
-			int rc = subcommands[k].fn(&cfg, argc - i, argv + i);
-			if (strcmp(sub, "serve"))
-				praefect_config_release(&cfg); /* serve keeps it for the process's lifetime */
-			strbuf_release(&err);
-			return rc;
-		}
+	cmd = cli_command_find(commands, ARRAY_SIZE(commands), sub);
+	if (!cmd) {
+		fprintf(stderr, "No help topic for '%s'\n", sub);
+		return 3;
 	}
-	fprintf(stderr, "No help topic for '%s'\n", sub);
-	return 3;
-}
-
-/* --- list-storages: reads the config only --- */
-
-int cmd_list_storages(struct praefect_config *cfg, int argc, char **argv)
-{
-	const char *only = NULL;
-	struct cmd_flag flags[] = { { "virtual-storage", 0, &only, NULL } };
-	struct strbuf err = STRBUF_INIT;
-	size_t w[3] = { strlen("VIRTUAL_STORAGE"), strlen("NODE"), strlen("ADDRESS") };
-	int found = 0;
-
-	if (cmd_parse_flags("list-storages", argc, argv, flags, 1, &err) < 0) {
+	serving = cmd->run == cmd_serve;
+	if (!g.config) {
+		if (serving) {
+			usage(stderr, flags, ARRAY_SIZE(flags));
+			fprintf(stderr, "Required flag \"config\" not set\n");
+			return 2;
+		}
+		fprintf(stderr, "error reading config file: open : no such file or directory\n");
+		return 1;
+	}
+	if (praefect_config_load(&cfg, g.config, &err) < 0) {
 		fprintf(stderr, "%s\n", err.buf);
+		praefect_config_release(&cfg);
 		strbuf_release(&err);
 		return 1;
 	}
-	for (size_t i = 0; i < cfg->nr_vs; i++) {
-		if (only && *only && strcmp(only, cfg->vs[i].name))
-			continue;
-		found = 1;
-		for (size_t j = 0; j < cfg->vs[i].nr_nodes; j++) {
-			w[0] = MAX(w[0], strlen(cfg->vs[i].name));
-			w[1] = MAX(w[1], strlen(cfg->vs[i].nodes[j].storage));
-			w[2] = MAX(w[2], strlen(cfg->vs[i].nodes[j].address));
-		}
-	}
-	if (!found) {
-		printf("No virtual storages named %s.\n", only);
-		return 0;
-	}
-	printf("%-*s\t%-*s\t%-*s \n", (int)w[0], "VIRTUAL_STORAGE", (int)w[1], "NODE", (int)w[2], "ADDRESS");
-	for (size_t i = 0; i < cfg->nr_vs; i++) {
-		if (only && *only && strcmp(only, cfg->vs[i].name))
-			continue;
-		for (size_t j = 0; j < cfg->vs[i].nr_nodes; j++)
-			printf("%-*s\t%-*s\t%-*s\t\n", (int)w[0], cfg->vs[i].name, (int)w[1],
-			       cfg->vs[i].nodes[j].storage, (int)w[2], cfg->vs[i].nodes[j].address);
-	}
-	return 0;
+	strbuf_release(&err);
+	configure_logging(&cfg, serving);
+	rc = cmd->run(argc - i, argv + i, &cfg);
+	if (!serving)
+		praefect_config_release(&cfg); /* the daemon owns it from praefect_serve() on */
+	return rc;
 }
