@@ -86,6 +86,11 @@ const struct cli_command *cli_command_find(const struct cli_command *cmds, size_
 	return NULL;
 }
 
+void cli_usage_line(struct strbuf *out, const char *prog, const char *synopsis)
+{
+	strbuf_addf(out, "usage: %s %s", prog, synopsis);
+}
+
 void cli_usage_commands(struct strbuf *out, const struct cli_command *cmds, size_t nr, int width)
 {
 	if (!width)

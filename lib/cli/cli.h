@@ -88,6 +88,9 @@ const struct cli_command *cli_command_find(const struct cli_command *cmds, size_
 
 /* --- usage text --- */
 
+/* "usage: <prog> <synopsis>" (no newline): a binary whose arguments are all positional. */
+void cli_usage_line(struct strbuf *out, const char *prog, const char *synopsis);
+
 /*
  * One line per command: "   <name padded to width> <help>\n". `width` 0
  * pads to the longest name.
