@@ -202,6 +202,9 @@ static void test_commands_and_usage(void **state)
 			    "   --config FILE, -config FILE  load configuration from FILE\n"
 			    "   --help, -h                   show help\n"
 			    "   --version, -v                print the version\n");
+	strbuf_reset(&out);
+	cli_usage_line(&out, "gitaly-wrapper", "forking_binary [args]");
+	assert_string_equal(out.buf, "usage: gitaly-wrapper forking_binary [args]");
 	strbuf_release(&out);
 }
 
