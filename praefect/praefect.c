@@ -88,6 +88,28 @@ static void wait_for_health(struct praefect *p)
 	}
 }
 
+const struct rpc_method *praefect_method(const char *path)
+{
+	const struct rpc_method *m = rpc_lookup(path, strlen(path));
+	if (!m)
+		die("method \"%s\" is not in the RPC registry (proto/*.proto)", path);
+	return m;
+}
+
+void praefect_add_unary(struct grpc_server *s, const char *path, grpc_unary_fn fn, void *data)
+{
+	grpc_server_add_unary(s, praefect_method(path)->name, fn, data);
+}
+
+/* The methods praefect calls on its nodes, resolved once. */
+static void resolve_calls(struct praefect *p)
+{
+	p->calls.health_check = praefect_method("/grpc.health.v1.Health/Check");
+	p->calls.replicate_repository = praefect_method("/gitaly.RepositoryService/ReplicateRepository");
+	p->calls.remove_repository = praefect_method("/gitaly.RepositoryService/RemoveRepository");
+	p->calls.server_info = praefect_method("/gitaly.ServerService/ServerInfo");
+}
+
 /* Free what the components left once the loop has nothing more to run. */
 static void praefect_free(struct praefect *p)
 {
@@ -122,6 +144,7 @@ int praefect_serve(struct praefect_config *cfg)
 	p->cfg = *cfg;
 	p->loop = uv_default_loop();
 	p->upgrade = upgrade_new(p->loop);
+	resolve_calls(p);
 	p->health_interval_ms = p->cfg.health_check_interval_ms;
 	p->health_timeout_ms = p->cfg.health_check_timeout_ms;
 	p->unhealthy_after_ms = p->cfg.unhealthy_after_ms;

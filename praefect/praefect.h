@@ -19,6 +19,7 @@
 #include "loop/cron.h"
 #include "grpc/server.h"
 #include "grpc/client.h"
+#include "rpc/registry.h"
 #include "store/store.h"
 
 struct praefect;
@@ -94,6 +95,10 @@ struct praefect {
 	struct tx_manager *txm;
 	struct upgrade *upgrade;               /* SIGHUP upgrades, GITALY_PID_FILE (lib/upgrade) */
 	uv_signal_t sig_term, sig_int;
+	/* Methods praefect calls on its nodes, checked against the registry at start-up. */
+	struct {
+		const struct rpc_method *health_check, *replicate_repository, *remove_repository, *server_info;
+	} calls;
 	struct grpc_server *bc_server;         /* serves RefTransaction on streams nodes open back */
 	struct bc_client *bc_client;
 	int transactions;                      /* nodes are dialed with a backchannel and can vote */
@@ -104,6 +109,16 @@ struct praefect {
 	uint64_t unhealthy_after_ms;
 	int64_t metric_unavailable, metric_queue_depth;
 };
+
+/* --- methods by name (praefect.c) --- */
+/*
+ * The registry entry of `path` ("/gitaly.RepositoryService/RemoveRepository").
+ * For start-up only: dies with a clear message when the registry (proto/)
+ * does not know the method, so a misspelt name never reaches a request.
+ */
+const struct rpc_method *praefect_method(const char *path);
+/* Answer `path` on `s` locally, after checking it with praefect_method(). */
+void praefect_add_unary(struct grpc_server *s, const char *path, grpc_unary_fn fn, void *data);
 
 /* --- configuration lookups --- */
 struct vstorage *praefect_vs(struct praefect *p, const char *name, size_t len);

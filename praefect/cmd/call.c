@@ -3,6 +3,7 @@
 #include "base/util.h"
 #include "grpc/auth.h"
 #include "grpc/client.h"
+#include "rpc/registry.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,8 @@ enum grpc_code cmd_call_praefect(struct praefect_config *cfg, const char *method
 	struct grpc_metadata md = GRPC_METADATA_INIT;
 	struct stream_call sc = { 0, GRPC_UNKNOWN, errmsg, on_message, arg };
 
+	if (!rpc_lookup(method, strlen(method)))
+		die("method \"%s\" is not in the RPC registry (proto/*.proto)", method);
 	if (!addr) {
 		strbuf_addstr(errmsg, "no Praefect address configured");
 		return GRPC_INVALID_ARGUMENT;

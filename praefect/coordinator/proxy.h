@@ -55,7 +55,6 @@ struct proxy {
 	struct strvec updated;           /* secondaries that committed like the primary (finalizer) */
 	uint64_t txid;                   /* 0: not transactional */
 	int store_assignments;
-	int upsert;                      /* ReplicateRepository: create, or update when it exists */
 	char *reserved_key;
 
 	struct dest *dests;

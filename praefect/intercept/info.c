@@ -232,7 +232,7 @@ static void set_authoritative_storage(struct grpc_call *call, const uint8_t *req
 
 void info_register(struct praefect *p)
 {
-	grpc_server_add_unary(p->server, "/gitaly.PraefectInfoService/Dataloss", dataloss, p);
-	grpc_server_add_unary(p->server, "/gitaly.PraefectInfoService/SetAuthoritativeStorage",
+	praefect_add_unary(p->server, "/gitaly.PraefectInfoService/Dataloss", dataloss, p);
+	praefect_add_unary(p->server, "/gitaly.PraefectInfoService/SetAuthoritativeStorage",
 			      set_authoritative_storage, p);
 }

@@ -114,7 +114,7 @@ static void check_node(struct praefect *p, struct node *n)
 	c = xcalloc(1, sizeof(*c));
 	c->node = n;
 	auth_v2_add(&md, n->cfg->token);
-	if (grpc_channel_call(n->ch, "/grpc.health.v1.Health/Check", &md, p->health_timeout_ms, 0,
+	if (grpc_channel_call(n->ch, p->calls.health_check->name, &md, p->health_timeout_ms, 0,
 			      &check_ops, c, &call) < 0) {
 		free(c);
 		grpc_metadata_release(&md);

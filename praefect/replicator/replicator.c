@@ -270,7 +270,7 @@ static void run_update(struct worker *w, struct repl_job *j, struct repo *r)
 	auth_v2_add(&md, w->node->cfg->token);
 	if (j->correlation_id && *j->correlation_id)
 		grpc_metadata_addstr(&md, "x-gitlab-correlation-id", j->correlation_id);
-	if (grpc_channel_call(w->node->ch, "/gitaly.RepositoryService/ReplicateRepository", &md,
+	if (grpc_channel_call(w->node->ch, w->p->calls.replicate_repository->name, &md,
 			      JOB_CALL_TIMEOUT_MS, 0, &replicate_ops, w, &cc) < 0) {
 		free(buf);
 		grpc_metadata_release(&md);
@@ -330,7 +330,7 @@ static void run_delete(struct worker *w, struct repl_job *j, const char *replica
 	}
 	gitaly__remove_repository_request__pack(&req, buf);
 	auth_v2_add(&md, w->node->cfg->token);
-	if (grpc_channel_call(w->node->ch, "/gitaly.RepositoryService/RemoveRepository", &md, 60000, 0,
+	if (grpc_channel_call(w->node->ch, w->p->calls.remove_repository->name, &md, 60000, 0,
 			      &remove_ops, w, &cc) < 0) {
 		grpc_metadata_release(&md);
 		job_done(w, 0, "cannot start RemoveRepository");

@@ -35,8 +35,7 @@ static int force_primary(struct proxy *px)
 						 "gitaly-route-repository-accessor-policy");
 	if (policy && !strcmp(policy, "primary-only"))
 		return 1;
-	return !strcmp(px->m->name, "/gitaly.RepositoryService/RepositorySize") ||
-	       !strcmp(px->m->name, "/gitaly.RepositoryService/GetObjectDirectorySize");
+	return px->m->primary_only; /* (router) = { primary_only } in proto/ */
 }
 
 static void route_accessor(struct proxy *px, struct repo *r)
@@ -74,14 +73,14 @@ static void route_accessor(struct proxy *px, struct repo *r)
 }
 
 /*
- * Transactional: every repository-scoped mutator except the object pool
- * creation and deletion (spec §7.1), when the nodes can vote (backchannel).
+ * Voted on: every repository-scoped mutator not marked (router) = {
+ * not_voted } in proto/ (the object pool creation and deletion), when the
+ * nodes can vote (backchannel).
  */
 static int is_transactional(struct proxy *px)
 {
 	return px->p->transactions && px->m->op == RPC_OP_MUTATOR && px->m->scope == RPC_SCOPE_REPOSITORY &&
-	       strcmp(px->m->name, "/gitaly.ObjectPoolService/CreateObjectPool") &&
-	       strcmp(px->m->name, "/gitaly.ObjectPoolService/DeleteObjectPool");
+	       !px->m->not_voted;
 }
 
 /*
@@ -265,39 +264,30 @@ static void route_create(struct proxy *px)
 	store_reserve_id(px->p->store, px->vs->cfg->name, px->relative_path, on_reserved, px);
 }
 
-static int is_creation(const char *name)
+static int is_dropped(const struct rpc_method *m, const struct pb_field *f)
 {
-	static const char *const creators[] = {
-		"/gitaly.RepositoryService/CreateRepository",
-		"/gitaly.RepositoryService/CreateRepositoryFromURL",
-		"/gitaly.RepositoryService/CreateRepositoryFromBundle",
-		"/gitaly.RepositoryService/CreateRepositoryFromSnapshot",
-		"/gitaly.RepositoryService/CreateFork",
-		"/gitaly.RepositoryService/RestoreRepository",
-		"/gitaly.RepositoryService/ReplicateRepository",
-		"/gitaly.ObjectPoolService/CreateObjectPool",
-	};
-	for (size_t i = 0; i < ARRAY_SIZE(creators); i++)
-		if (!strcmp(name, creators[i]))
+	for (size_t i = 0; i < m->drops_nr; i++)
+		if (f->num == m->drops[i].field && (unsigned)f->wire == m->drops[i].wire)
 			return 1;
 	return 0;
 }
 
 /*
+ * Remove the fields marked (router_drops) in proto/ from the first message:
  * ReplicateRepository through praefect never replicates object-pool
- * membership (upstream's interceptor forces field 3 to false): drop the field.
+ * membership, as upstream's router forces that flag to false.
  */
-static void clear_replicate_pool_flag(struct proxy *px)
+static void drop_fields(struct proxy *px)
 {
 	const uint8_t *p = (const uint8_t *)px->first.buf, *end = p + px->first.len, *start;
 	struct strbuf out = STRBUF_INIT;
 	struct pb_field f;
 	int rc;
 
-	if (strcmp(px->m->name, "/gitaly.RepositoryService/ReplicateRepository"))
+	if (!px->m->drops_nr)
 		return;
 	for (start = p; (rc = pb_next_field(&p, end, &f)) == 1; start = p)
-		if (!(f.num == 3 && f.wire == PB_VARINT))
+		if (!is_dropped(px->m, &f))
 			strbuf_add(&out, start, (size_t)(p - start));
 	if (rc == 0) {
 		strbuf_release(&px->first);
@@ -312,7 +302,7 @@ void proxy_route(struct proxy *px)
 	const uint8_t *msg;
 	size_t len;
 
-	clear_replicate_pool_flag(px);
+	drop_fields(px);
 	msg = (const uint8_t *)px->first.buf;
 	len = px->first.len;
 	struct rpc_repo t;
@@ -386,9 +376,8 @@ void proxy_route(struct proxy *px)
 	grpc_call_set_tag(px->call, "relative_path", px->relative_path);
 	r = repo_by_path(px->p, t.storage, t.storage_len, t.relative_path, t.relative_path_len);
 
-	if (px->m->op == RPC_OP_MUTATOR && is_creation(px->m->name) &&
-	    !(r && !strcmp(px->m->name, "/gitaly.RepositoryService/ReplicateRepository")) &&
-	    !(r && !strcmp(px->m->name, "/gitaly.RepositoryService/RestoreRepository"))) {
+	/* (router) = { creates_repository [updates_existing] } in proto/ */
+	if (px->m->op == RPC_OP_MUTATOR && px->m->creates_repository && !(r && px->m->updates_existing)) {
 		if (r) {
 			proxy_fail(px, GRPC_ALREADY_EXISTS, "repository already exists");
 			return;
