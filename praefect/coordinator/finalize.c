@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* --- the finalizer (spec §6.3) --- */
+/* --- the finalizer (docs/technical/praefect-routing.md, "After the call") --- */
 
 static void finish_with_primary(struct proxy *px)
 {
@@ -163,7 +163,8 @@ static struct dest *dest_for(struct proxy *px, const char *storage)
 }
 
 /*
- * Who applied the change like the primary (spec §7.7)? Returns 0 when the
+ * Who applied the change like the primary (docs/technical/transactions.md,
+ * step 5)? Returns 0 when the
  * primary was not dirtied at all (nothing to record), 1 otherwise, with
  * px->updated and px->outdated filled.
  */

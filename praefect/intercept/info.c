@@ -1,5 +1,5 @@
 /*
- * PraefectInfoService RPCs for operators (spec praefect-core §1.6):
+ * PraefectInfoService RPCs for operators (docs/technical/praefect-routing.md):
  * Dataloss (repositories with replicas that cannot serve as primary) and
  * SetAuthoritativeStorage (accept data loss: make one replica the latest).
  */

@@ -1,5 +1,5 @@
 /*
- * RPCs praefect answers itself (spec praefect-core §1.6): RepositoryExists
+ * RPCs praefect answers itself (docs/technical/praefect-routing.md): RepositoryExists
  * from its records, RemoveRepository (records first, then every replica),
  * ServerInfo and DiskStatistics aggregated over the nodes, and
  * PraefectInfoService/GetRepositoryMetadata.
@@ -29,7 +29,7 @@ static int reply(struct grpc_call *call, const ProtobufCMessage *msg)
 	return rc;
 }
 
-/* Validate the target repository the way the router does (§1.5). */
+/* Validate the target repository the way the proxy does, with the same messages. */
 static int check_repo(struct grpc_call *call, const Gitaly__Repository *r)
 {
 	if (!r || ((!r->storage_name || !*r->storage_name) && (!r->relative_path || !*r->relative_path))) {

@@ -1,5 +1,5 @@
 /*
- * The reconciler (spec praefect-core §8): finds outdated replicas on healthy
+ * The reconciler (docs/technical/praefect-replication.md): finds outdated replicas on healthy
  * assigned storages and queues `update` jobs from a healthy up-to-date
  * source, and queues `delete_replica` jobs for replicas on storages no longer
  * assigned. It runs every [reconciliation] scheduling_interval (0 disables the

@@ -1,5 +1,5 @@
 /*
- * Replication workers (spec praefect-core §6): one worker per (virtual
+ * Replication workers (docs/technical/praefect-replication.md): one worker per (virtual
  * storage, target storage) dequeues batches of jobs from the store, asks the
  * target gitaly to ReplicateRepository from the source named in
  * `gitaly-servers` metadata, records the replicated generation and

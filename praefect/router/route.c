@@ -199,7 +199,7 @@ static void on_reserved(void *arg, int status, const char *msg, int64_t id)
 	replica_path_for(id, px->relative_path, &rp);
 	px->replica_path = strbuf_detach(&rp, NULL);
 
-	/* choose nodes (§2.4.1): a random healthy primary, replicas by replication factor */
+	/* choose nodes: a random healthy primary, replicas by replication factor (praefect-routing.md) */
 	others = xcalloc(px->vs->nr_nodes, sizeof(*others));
 	for (size_t i = 0; i < px->vs->nr_nodes; i++)
 		if (px->vs->nodes[i].healthy)
