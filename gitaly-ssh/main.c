@@ -1,7 +1,8 @@
-/* gitaly-ssh: lets git reach a gitaly's SSHService as if it were ssh (spec §5). */
+/* gitaly-ssh: lets git reach a gitaly's SSHService as if it were ssh. */
 #include "base/pb.h"
 #include "base/strbuf.h"
 #include "base/util.h"
+#include "cli/cli.h"
 #include "grpc/auth.h"
 #include "grpc/client.h"
 #include "grpc/metadata.h"
@@ -36,14 +37,25 @@
 
 enum verb { UPLOAD_PACK, RECEIVE_PACK, UPLOAD_ARCHIVE };
 
-static const struct {
-	const char *name, *method;
+struct pack_rpc {
+	const char *method;
 	const ProtobufCMessageDescriptor *desc;
-} verbs[] = {
-	{ "upload-pack", "/gitaly.SSHService/SSHUploadPack", &gitaly__sshupload_pack_request__descriptor },
-	{ "receive-pack", "/gitaly.SSHService/SSHReceivePack", &gitaly__sshreceive_pack_request__descriptor },
-	{ "upload-archive", "/gitaly.SSHService/SSHUploadArchive", &gitaly__sshupload_archive_request__descriptor },
 };
+
+/* The pack commands, in enum verb's order (git runs `gitaly-ssh <verb> <host> <command>`). */
+static const struct cli_command verbs[] = {
+	{ "upload-pack", NULL, "fetch", &(const struct pack_rpc){ "/gitaly.SSHService/SSHUploadPack",
+							     &gitaly__sshupload_pack_request__descriptor } },
+	{ "receive-pack", NULL, "push", &(const struct pack_rpc){ "/gitaly.SSHService/SSHReceivePack",
+							      &gitaly__sshreceive_pack_request__descriptor } },
+	{ "upload-archive", NULL, "archive", &(const struct pack_rpc){ "/gitaly.SSHService/SSHUploadArchive",
+								   &gitaly__sshupload_archive_request__descriptor } },
+};
+
+static const struct pack_rpc *verb_of(enum verb v)
+{
+	return verbs[v].data;
+}
 
 static void err_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void err_line(const char *fmt, ...)
@@ -659,7 +671,7 @@ static int channel_target(const char *addr, struct strbuf *target, struct strbuf
 /* Build and send the first request; 0, or -1 after printing why. */
 static int start_call(const char *payload)
 {
-	const ProtobufCMessageDescriptor *d = verbs[S.verb].desc;
+	const ProtobufCMessageDescriptor *d = verb_of(S.verb)->desc;
 	struct grpc_metadata md = GRPC_METADATA_INIT;
 	struct strbuf err = STRBUF_INIT;
 	ProtobufCMessage *req;
@@ -695,7 +707,7 @@ static int start_call(const char *payload)
 	if (cid && *cid)
 		grpc_metadata_addstr(&md, "x-gitlab-correlation-id", cid);
 
-	if (grpc_channel_call(S.ch, verbs[S.verb].method, &md, 0, 0, &call_ops, NULL, &S.call) < 0) {
+	if (grpc_channel_call(S.ch, verb_of(S.verb)->method, &md, 0, 0, &call_ops, NULL, &S.call) < 0) {
 		err_line("cannot start call");
 		free(buf);
 		grpc_metadata_release(&md);
@@ -713,21 +725,20 @@ int main(int argc, char **argv)
 {
 	struct strbuf target = STRBUF_INIT, err = STRBUF_INIT;
 	const char *wd = getenv("GITALY_WD");
-	int i, rc = 1;
+	const struct cli_command *cmd;
+	int rc = 1;
 
 	/* git appends the host and the remote command: both are ignored */
 	if (argc < 4) {
 		err_line("invalid number of arguments, expected at least 1, got %d", argc - 1);
 		return 1;
 	}
-	for (i = 0; i < (int)ARRAY_SIZE(verbs); i++)
-		if (!strcmp(argv[1], verbs[i].name))
-			break;
-	if (i == (int)ARRAY_SIZE(verbs)) {
+	cmd = cli_command_find(verbs, ARRAY_SIZE(verbs), argv[1]);
+	if (!cmd) {
 		err_line("invalid pack command: \"%s\"", argv[1]);
 		return 1;
 	}
-	S.verb = (enum verb)i;
+	S.verb = (enum verb)(cmd - verbs);
 
 	if (wd && *wd && chdir(wd) < 0) {
 		err_line("unable to chdir to %s", wd);

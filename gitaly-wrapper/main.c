@@ -3,6 +3,7 @@
 #include "base/strbuf.h"
 #include "base/strvec.h"
 #include "base/util.h"
+#include "cli/cli.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -336,7 +337,7 @@ int main(int argc, char **argv)
 
 	if (argc < 2) {
 		struct strbuf msg = STRBUF_INIT;
-		strbuf_addf(&msg, "usage: %s forking_binary [args]", argv[0]);
+		cli_usage_line(&msg, argv[0], "forking_binary [args]");
 		wlog(LOG_ERROR, msg.buf);
 		strbuf_release(&msg);
 		return 1;

@@ -47,7 +47,7 @@ static int blank(const char *s)
 	return !*s;
 }
 
-/* The classic validator of upstream, first failure wins (praefect-ops.md §2.3). */
+/* Upstream's classic validator: its checks in its order and words, the first failure wins (docs/technical/config.md). */
 static void validate(struct praefect_config *cfg, struct strbuf *err)
 {
 	if (strcmp(cfg->election_strategy, "per_repository") && strcmp(cfg->election_strategy, "sql") &&

@@ -1,5 +1,5 @@
 /*
- * praefect's config.toml (upstream keys, praefect-ops.md §2), read once at
+ * praefect's config.toml (upstream's keys, docs/technical/config.md), read once at
  * start-up. The tracking store is embedded SQLite: `[database] sqlite_path`
  * names the file; without it the default PRAEFECT_DEFAULT_DB is used.
  */

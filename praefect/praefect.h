@@ -16,8 +16,10 @@
 
 #include "config.h"
 #include "base/hashmap.h"
+#include "loop/cron.h"
 #include "grpc/server.h"
 #include "grpc/client.h"
+#include "rpc/registry.h"
 #include "store/store.h"
 
 struct praefect;
@@ -40,6 +42,7 @@ struct node {
 };
 
 struct vstorage {
+	struct praefect *p;                    /* the praefect it belongs to */
 	const struct praefect_vs_cfg *cfg;
 	struct node *nodes;
 	size_t nr_nodes;
@@ -62,6 +65,21 @@ struct repo {
 	size_t nr_replicas, alloc_replicas;
 };
 
+/* The periodic tasks (schedule.c holds their table). */
+enum praefect_task {
+	TASK_HEALTH_CHECK,
+	TASK_REPL_HEARTBEAT,
+	TASK_REPL_STALE,
+	TASK_RECONCILE,
+	TASK_METRICS,
+	PRAEFECT_NR_TASKS
+};
+
+enum schedule_phase {
+	SCHEDULE_WITH_NODES,    /* once the node connections exist */
+	SCHEDULE_WITH_SERVING,  /* once praefect serves */
+};
+
 struct praefect {
 	struct praefect_config cfg;
 	uv_loop_t *loop;
@@ -75,18 +93,32 @@ struct praefect {
 	char *name;                            /* praefect_name for node_status */
 	struct replicator *replicator;
 	struct tx_manager *txm;
+	struct upgrade *upgrade;               /* SIGHUP upgrades, GITALY_PID_FILE (lib/upgrade) */
+	uv_signal_t sig_term, sig_int;
+	/* Methods praefect calls on its nodes, checked against the registry at start-up. */
+	struct {
+		const struct rpc_method *health_check, *replicate_repository, *remove_repository, *server_info;
+	} calls;
 	struct grpc_server *bc_server;         /* serves RefTransaction on streams nodes open back */
 	struct bc_client *bc_client;
 	int transactions;                      /* nodes are dialed with a backchannel and can vote */
-	uv_timer_t health_timer;
+	struct cron cron;                      /* runs every periodic task (schedule.c) */
+	struct cron_task tasks[PRAEFECT_NR_TASKS];
 	uint64_t health_interval_ms;
 	uint64_t health_timeout_ms;
 	uint64_t unhealthy_after_ms;
-	uv_timer_t recon_periodic, recon_soon;
-	int recon_started;
-	uv_timer_t metrics_timer;
 	int64_t metric_unavailable, metric_queue_depth;
 };
+
+/* --- methods by name (praefect.c) --- */
+/*
+ * The registry entry of `path` ("/gitaly.RepositoryService/RemoveRepository").
+ * For start-up only: dies with a clear message when the registry (proto/)
+ * does not know the method, so a misspelt name never reaches a request.
+ */
+const struct rpc_method *praefect_method(const char *path);
+/* Answer `path` on `s` locally, after checking it with praefect_method(). */
+void praefect_add_unary(struct grpc_server *s, const char *path, grpc_unary_fn fn, void *data);
 
 /* --- configuration lookups --- */
 struct vstorage *praefect_vs(struct praefect *p, const char *name, size_t len);
@@ -108,21 +140,51 @@ int repos_load(struct praefect *p, struct strbuf *err);
 /* "@cluster/repositories/6b/86/1" for id 1 (or the pool form for Rails pool paths). */
 void replica_path_for(int64_t id, const char *relative_path, struct strbuf *out);
 
-/* --- nodes and health (nodes.c) --- */
+/* --- the periodic tasks (schedule.c) --- */
+void schedule_init(struct praefect *p);
+/* Schedule the tasks of `phase` (running those marked to run at once). */
+void schedule_start(struct praefect *p, enum schedule_phase phase);
+/* One extra run of `task` after its table delay (a pending one stays). */
+void schedule_kick(struct praefect *p, enum praefect_task task);
+/* Stop every task, the replication workers' included. */
+void schedule_stop(struct praefect *p);
+
+/* --- nodes and health (nodes/nodes.c) --- */
+/* Build the virtual storages and their nodes from the config (no connections yet). */
+void nodes_init(struct praefect *p);
+/* Dial every node (each connection is a backchannel the node can vote over). */
 int nodes_start(struct praefect *p, struct strbuf *err);
+/* Send a health check to every node without one in flight (task health-check). */
+void nodes_check_all(struct praefect *p);
 void nodes_stop(struct praefect *p);
+/* Free the virtual storages and nodes (after nodes_stop() and the loop's end). */
+void nodes_free(struct praefect *p);
 /* Outgoing metadata for a call to `n`: the given metadata + n's v2 token. */
 void node_call_metadata(struct node *n, const struct grpc_metadata *in, struct grpc_metadata *out);
 
 /* Health changed (nodes.c calls it): wakes replication and the reconciler. */
 void praefect_node_health_changed(struct praefect *p, struct node *n);
 
-/* --- the proxy (coordinator.c) --- */
+/* --- primary election (election/election.c) --- */
+/*
+ * The primary for a request that needs one: the stored primary while it is
+ * healthy, assigned and up to date, else a random valid one, stored as the
+ * new primary. NULL or an invalid node: none is valid (the caller says why).
+ */
+struct node *elect_primary(struct praefect *p, struct repo *r);
+
+/* --- the proxy (coordinator/) --- */
 void coordinator_register(struct praefect *p);
 
-/* --- replication (replicator.c) --- */
+/* --- replication (replicator/replicator.c) --- */
+/* Renew the leases of the jobs being worked on (task replication-heartbeat). */
+void replicator_heartbeat(struct praefect *p);
+/* Release jobs whose lease ran out and wake the workers (task replication-stale). */
+void replicator_release_stale(struct praefect *p);
 int replicator_start(struct praefect *p);
 void replicator_stop(struct praefect *p);
+/* Free the workers (after replicator_stop() and the loop's end). */
+void replicator_free(struct praefect *p);
 /* A job for (vs, target) was queued: wake that worker now. */
 void replicator_kick(struct praefect *p, struct vstorage *vs, const char *target);
 /* Queue update jobs from `source` to each of `targets` (finalizer); done(status) after all. */
@@ -130,13 +192,13 @@ void replicator_enqueue_updates(struct praefect *p, struct repo *r, const char *
 				const char *const *targets, size_t n, const char *correlation_id,
 				void (*done)(void *arg, int status), void *arg);
 
-/* --- the reconciler (reconciler.c) --- */
-void reconciler_start(struct praefect *p);
-void reconciler_stop(struct praefect *p);
+/* --- the reconciler (reconciler/reconciler.c) --- */
+/* Queue the repairs the in-memory model calls for (task reconcile). */
+void reconciler_run(struct praefect *p);
 
-/* --- operator numbers logged on change (metrics.c) --- */
-void metrics_start(struct praefect *p);
-void metrics_stop(struct praefect *p);
+/* --- operator numbers logged on change (metrics/metrics.c) --- */
+/* Log the numbers that changed since the last run (task metrics). */
+void metrics_tick(struct praefect *p);
 
 /* --- RPCs praefect answers itself (intercept.c) --- */
 void intercept_register(struct praefect *p);

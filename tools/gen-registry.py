@@ -18,13 +18,20 @@ import sys
 
 from google.protobuf import descriptor_pb2
 
-# Extension numbers from proto/lint.proto.
+# Extension numbers from proto/lint.proto. Upstream's:
 EXT_INTERCEPTED = 82302  # ServiceOptions, bool
 EXT_OP_TYPE = 82303  # MethodOptions, OperationMsg
 EXT_STORAGE = 91233  # FieldOptions, bool
 EXT_REPOSITORY = 91234
 EXT_TARGET_REPOSITORY = 91235
 EXT_ADDITIONAL_REPOSITORY = 91236
+# Ours (75300-75399, docs/technical/rpc-registry.md):
+EXT_ROUTER = 75300  # MethodOptions, RouterMsg
+EXT_ROUTER_DROPS = 75301  # FieldOptions, bool
+
+# RouterMsg fields, by number.
+ROUTER_FIELDS = {1: 'creates_repository', 2: 'updates_existing', 3: 'not_voted',
+                 4: 'primary_only'}
 
 EXT_NAMES = {
     EXT_STORAGE: 'storage', EXT_REPOSITORY: 'repository',
@@ -117,6 +124,60 @@ def option_op_type(options):
             elif inner == 2 and iwt == 0:
                 scope = iv
     return (op, scope) if found else None
+
+
+def option_router(options):
+    """The RouterMsg extension as {name: bool} (merged), or None if absent."""
+    found = None
+    for num, wt, v in wire_fields(options.SerializeToString()):
+        if num != EXT_ROUTER or wt != 2:
+            continue
+        found = found if found is not None else {}
+        for inner, iwt, iv in wire_fields(v):
+            if inner in ROUTER_FIELDS and iwt == 0:
+                found[ROUTER_FIELDS[inner]] = iv != 0
+    return found
+
+
+# Wire type of a scalar field type (descriptor_pb2.FieldDescriptorProto.Type).
+_FD = descriptor_pb2.FieldDescriptorProto
+WIRE_OF = {
+    _FD.TYPE_BOOL: 0, _FD.TYPE_ENUM: 0, _FD.TYPE_INT32: 0, _FD.TYPE_INT64: 0,
+    _FD.TYPE_UINT32: 0, _FD.TYPE_UINT64: 0, _FD.TYPE_SINT32: 0, _FD.TYPE_SINT64: 0,
+    _FD.TYPE_FIXED64: 1, _FD.TYPE_SFIXED64: 1, _FD.TYPE_DOUBLE: 1,
+    _FD.TYPE_STRING: 2, _FD.TYPE_BYTES: 2,
+    _FD.TYPE_FIXED32: 5, _FD.TYPE_SFIXED32: 5, _FD.TYPE_FLOAT: 5,
+}
+
+
+def find_drops(msgs, request, where):
+    """(number, wire type) of the request's top-level fields marked router_drops.
+
+    Only top-level, singular, scalar fields may carry the mark: the router
+    filters the first message's top level and nothing below it."""
+    drops = []
+
+    def walk(type_name, depth, seen):
+        msg = msgs.get(type_name)
+        if msg is None or type_name in seen:
+            return
+        for f in msg.desc.field:
+            fwhere = '%s: field %s.%s' % (where, type_name[1:], f.name)
+            if field_mark(f, EXT_ROUTER_DROPS, fwhere):
+                if depth:
+                    fail('%s: router_drops is only allowed on top-level request fields' % fwhere)
+                elif f.type == T_MESSAGE or f.label == L_REPEATED or f.type not in WIRE_OF:
+                    fail('%s: router_drops needs a singular scalar field' % fwhere)
+                else:
+                    drops.append((f.number, WIRE_OF[f.type]))
+            if f.type == T_MESSAGE:
+                walk(f.type_name, depth + 1, seen | {type_name})
+
+    walk(request, 0, set())
+    return drops
+
+
+EXT_NAMES[EXT_ROUTER_DROPS] = 'router_drops'
 
 
 def field_mark(field, number, where):
@@ -306,7 +367,10 @@ def build_table(fds):
                 op_type = option_op_type(md.options)
                 m.op, m.scope = op_type if op_type else (0, 0)
                 m.paths = find_paths(msgs, md.input_type, where)
+                m.router = option_router(md.options)
+                m.drops = find_drops(msgs, md.input_type, where)
                 lint(m, op_type, where)
+                lint_router(m, where)
                 table.append(m)
     table.sort(key=lambda m: m.name.encode())
     for a, b in zip(table, table[1:]):
@@ -342,6 +406,27 @@ def lint(m, op_type, where):
                     (': ' + ', '.join(p.describe() for p in got)) if got else ''))
 
 
+def lint_router(m, where):
+    """Where our router annotations may be used (docs/technical/rpc-registry.md)."""
+    r = m.router
+    if r is None:
+        return
+    if m.intercepted:
+        fail('%s: intercepted service methods must not have (gitaly.router)' % where)
+        return
+    for name, val in sorted(r.items()):
+        if val is False:
+            fail('%s: (gitaly.router).%s is set to false; leave it out instead' % (where, name))
+    if r.get('creates_repository') and (m.op != 1 or m.scope != 0):
+        fail('%s: creates_repository needs a REPOSITORY scoped MUTATOR' % where)
+    if r.get('updates_existing') and not r.get('creates_repository'):
+        fail('%s: updates_existing needs creates_repository' % where)
+    if r.get('not_voted') and (m.op != 1 or m.scope != 0):
+        fail('%s: not_voted needs a REPOSITORY scoped MUTATOR' % where)
+    if r.get('primary_only') and (m.op != 2 or m.scope != 0):
+        fail('%s: primary_only needs a REPOSITORY scoped ACCESSOR' % where)
+
+
 def c_string(s):
     return '"' + s.replace('\\', '\\\\').replace('"', '\\"') + '"'
 
@@ -369,6 +454,9 @@ def emit_c(table, out):
                     w('\t{ steps_%d_%s_%d, %d, %d, %s },\n'
                       % (i, kind, j, len(p.steps), p.mark_len, c_string(p.describe())))
                 w('};\n')
+        if m.drops:
+            w('static const struct rpc_field drops_%d[] = { %s };\n'
+              % (i, ', '.join('{ %d, %d }' % d for d in m.drops)))
     w('\nconst struct rpc_method rpc_methods[] = {\n')
     for i, m in enumerate(table):
         w('\t{\n')
@@ -386,6 +474,12 @@ def emit_c(table, out):
         for kind in ('target', 'additional', 'storage'):
             n = len(m.paths[kind])
             w('\t\t.%s = { %s, %d },\n' % (kind, ('paths_%d_%s' % (i, kind)) if n else 'NULL', n))
+        r = m.router or {}
+        for name in ROUTER_FIELDS.values():
+            if r.get(name):
+                w('\t\t.%s = 1,\n' % name)
+        if m.drops:
+            w('\t\t.drops = drops_%d,\n\t\t.drops_nr = %d,\n' % (i, len(m.drops)))
         w('\t},\n')
     if not table:
         w('\t{ .name = NULL },\n')  # C forbids empty initialisers
@@ -402,6 +496,9 @@ def emit_list(table, out):
         for k in ('target', 'additional', 'storage'):
             if m.paths[k]:
                 parts.append('%s=%s' % (k, ','.join(p.describe() for p in m.paths[k])))
+        parts += sorted(k for k, v in (m.router or {}).items() if v)
+        if m.drops:
+            parts.append('drops=%s' % ','.join(str(d[0]) for d in m.drops))
         out.write(' '.join(parts) + '\n')
 
 

@@ -78,6 +78,12 @@ struct rpc_paths {
 	size_t nr;
 };
 
+/* A top-level request field by number and wire type (0 varint, 1 i64, 2 len, 5 i32). */
+struct rpc_field {
+	uint32_t field;
+	uint8_t wire;
+};
+
 struct rpc_method {
 	const char *name;          /* "/gitaly.RepositoryService/CreateRepository" */
 	size_t name_len;
@@ -96,6 +102,25 @@ struct rpc_method {
 	struct rpc_paths target;
 	struct rpc_paths additional;
 	struct rpc_paths storage;
+
+	/*
+	 * Our router's facts (proto/lint.proto, RouterMsg and router_drops; the
+	 * generator checks the op and scope each needs):
+	 *  creates_repository  REPOSITORY MUTATOR that creates its target: the
+	 *                      router reserves an id and picks the nodes; if the
+	 *                      repository exists the call fails AlreadyExists,
+	 *  updates_existing    ...unless this is set: then it is routed as any mutator;
+	 *  not_voted           REPOSITORY MUTATOR without a reference transaction;
+	 *  primary_only        REPOSITORY ACCESSOR always served by the primary;
+	 *  drops               top-level scalar fields the router removes from the
+	 *                      first request message (matched by number and wire type).
+	 */
+	unsigned creates_repository : 1;
+	unsigned updates_existing : 1;
+	unsigned not_voted : 1;
+	unsigned primary_only : 1;
+	const struct rpc_field *drops;
+	size_t drops_nr;
 };
 
 /* --- the table --------------------------------------------------------- */

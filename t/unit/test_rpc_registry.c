@@ -232,6 +232,91 @@ static void test_table_invariants(void **state)
 	assert_true(gitaly >= 140); /* v16.8 proxies 141 */
 }
 
+/* Our router annotations (proto/lint.proto RouterMsg, router_drops). */
+static void test_router_facts(void **state)
+{
+	static const char *const creators[] = {
+		"/gitaly.RepositoryService/CreateRepository",
+		"/gitaly.RepositoryService/CreateRepositoryFromURL",
+		"/gitaly.RepositoryService/CreateRepositoryFromBundle",
+		"/gitaly.RepositoryService/CreateRepositoryFromSnapshot",
+		"/gitaly.RepositoryService/CreateFork",
+		"/gitaly.RepositoryService/RestoreRepository",
+		"/gitaly.RepositoryService/ReplicateRepository",
+		"/gitaly.ObjectPoolService/CreateObjectPool",
+	};
+	size_t nr_creators = 0, nr_updates = 0, nr_not_voted = 0, nr_primary_only = 0, nr_drops = 0;
+	const struct rpc_method *m;
+
+	for (size_t i = 0; i < sizeof(creators) / sizeof(creators[0]); i++)
+		assert_true(lookup(creators[i])->creates_repository);
+	assert_true(lookup("/gitaly.RepositoryService/ReplicateRepository")->updates_existing);
+	assert_true(lookup("/gitaly.RepositoryService/RestoreRepository")->updates_existing);
+	assert_false(lookup("/gitaly.RepositoryService/CreateRepository")->updates_existing);
+	assert_false(lookup("/gitaly.ObjectPoolService/CreateObjectPool")->updates_existing);
+
+	assert_true(lookup("/gitaly.ObjectPoolService/CreateObjectPool")->not_voted);
+	assert_true(lookup("/gitaly.ObjectPoolService/DeleteObjectPool")->not_voted);
+	assert_false(lookup("/gitaly.ObjectPoolService/LinkRepositoryToObjectPool")->not_voted);
+	assert_false(lookup("/gitaly.RepositoryService/CreateRepository")->not_voted);
+
+	assert_true(lookup("/gitaly.RepositoryService/RepositorySize")->primary_only);
+	assert_true(lookup("/gitaly.RepositoryService/GetObjectDirectorySize")->primary_only);
+	assert_false(lookup("/gitaly.RepositoryService/RepositoryInfo")->primary_only);
+
+	m = lookup("/gitaly.RepositoryService/ReplicateRepository");
+	assert_int_equal(m->drops_nr, 1);
+	assert_int_equal(m->drops[0].field, 3); /* replicate_object_deduplication_network_membership */
+	assert_int_equal(m->drops[0].wire, 0);  /* a bool: varint */
+
+	/* Exactly these, and each on the op and scope the generator allows. */
+	for (size_t i = 0; i < rpc_methods_nr; i++) {
+		m = &rpc_methods[i];
+		if (m->creates_repository || m->not_voted) {
+			assert_int_equal(m->op, RPC_OP_MUTATOR);
+			assert_int_equal(m->scope, RPC_SCOPE_REPOSITORY);
+		}
+		if (m->updates_existing)
+			assert_true(m->creates_repository);
+		if (m->primary_only) {
+			assert_int_equal(m->op, RPC_OP_ACCESSOR);
+			assert_int_equal(m->scope, RPC_SCOPE_REPOSITORY);
+		}
+		if (m->intercepted)
+			assert_false(m->creates_repository || m->not_voted || m->primary_only || m->drops_nr);
+		nr_creators += m->creates_repository;
+		nr_updates += m->updates_existing;
+		nr_not_voted += m->not_voted;
+		nr_primary_only += m->primary_only;
+		nr_drops += m->drops_nr;
+	}
+	assert_int_equal(nr_creators, sizeof(creators) / sizeof(creators[0]));
+	assert_int_equal(nr_updates, 2);
+	assert_int_equal(nr_not_voted, 2);
+	assert_int_equal(nr_primary_only, 2);
+	assert_int_equal(nr_drops, 1);
+}
+
+/* Methods praefect answers itself or calls by name are all in the table. */
+static void test_praefect_methods_known(void **state)
+{
+	static const char *const local[] = {
+		"/gitaly.RepositoryService/RepositoryExists",
+		"/gitaly.RepositoryService/RemoveRepository",
+		"/gitaly.ServerService/ServerInfo",
+		"/gitaly.PraefectInfoService/GetRepositoryMetadata",
+		"/gitaly.PraefectInfoService/Dataloss",
+		"/gitaly.PraefectInfoService/SetAuthoritativeStorage",
+		"/gitaly.RefTransaction/VoteTransaction",
+		"/gitaly.RefTransaction/StopTransaction",
+		"/grpc.health.v1.Health/Check",
+		"/gitaly.RepositoryService/ReplicateRepository",
+	};
+	for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++)
+		assert_non_null(lookup(local[i]));
+	assert_null(rpc_lookup("/gitaly.RepositoryService/RepositoryExist", 40));
+}
+
 /* --- reading and rewriting ---------------------------------------------- */
 
 static void test_target_repository(void **state)
@@ -725,6 +810,8 @@ int main(void)
 		cmocka_unit_test(test_intercepted),
 		cmocka_unit_test(test_lookup),
 		cmocka_unit_test(test_table_invariants),
+		cmocka_unit_test(test_router_facts),
+		cmocka_unit_test(test_praefect_methods_known),
 		cmocka_unit_test(test_target_repository),
 		cmocka_unit_test(test_nested_header),
 		cmocka_unit_test(test_object_pool),

@@ -1,13 +1,11 @@
 /*
  * Numbers operators watch, logged when they change (the /metrics endpoint
  * comes later): repositories with no valid primary ("unavailable") and the
- * replication queue depth. Checked once a second from the in-memory model
- * and the store.
+ * replication queue depth. Checked once a second (task metrics, schedule.c)
+ * from the in-memory model and the store.
  */
 #include "praefect.h"
 #include "base/log.h"
-
-#define METRICS_INTERVAL_MS 1000
 
 static int repo_available(struct repo *r)
 {
@@ -28,9 +26,8 @@ static void on_queue_depth(void *arg, int status, const char *msg, int64_t depth
 	}
 }
 
-static void on_metrics_timer(uv_timer_t *t)
+void metrics_tick(struct praefect *p)
 {
-	struct praefect *p = t->data;
 	const struct hashmap_entry *e;
 	int64_t unavailable = 0;
 	for (size_t i = 0; hashmap_next(&p->repos_by_id, &i, &e);)
@@ -40,19 +37,4 @@ static void on_metrics_timer(uv_timer_t *t)
 		p->metric_unavailable = unavailable;
 	}
 	store_count_jobs(p->store, on_queue_depth, p);
-}
-
-void metrics_start(struct praefect *p)
-{
-	p->metric_unavailable = 0;
-	p->metric_queue_depth = 0;
-	uv_timer_init(p->loop, &p->metrics_timer);
-	p->metrics_timer.data = p;
-	uv_timer_start(&p->metrics_timer, on_metrics_timer, METRICS_INTERVAL_MS, METRICS_INTERVAL_MS);
-	uv_unref((uv_handle_t *)&p->metrics_timer);
-}
-
-void metrics_stop(struct praefect *p)
-{
-	uv_close((uv_handle_t *)&p->metrics_timer, NULL);
 }

@@ -1,5 +1,5 @@
 /*
- * PraefectInfoService RPCs for operators (spec praefect-core §1.6):
+ * PraefectInfoService RPCs for operators (docs/technical/praefect-routing.md):
  * Dataloss (repositories with replicas that cannot serve as primary) and
  * SetAuthoritativeStorage (accept data loss: make one replica the latest).
  */
@@ -232,7 +232,7 @@ static void set_authoritative_storage(struct grpc_call *call, const uint8_t *req
 
 void info_register(struct praefect *p)
 {
-	grpc_server_add_unary(p->server, "/gitaly.PraefectInfoService/Dataloss", dataloss, p);
-	grpc_server_add_unary(p->server, "/gitaly.PraefectInfoService/SetAuthoritativeStorage",
+	praefect_add_unary(p->server, "/gitaly.PraefectInfoService/Dataloss", dataloss, p);
+	praefect_add_unary(p->server, "/gitaly.PraefectInfoService/SetAuthoritativeStorage",
 			      set_authoritative_storage, p);
 }

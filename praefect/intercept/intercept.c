@@ -1,5 +1,5 @@
 /*
- * RPCs praefect answers itself (spec praefect-core §1.6): RepositoryExists
+ * RPCs praefect answers itself (docs/technical/praefect-routing.md): RepositoryExists
  * from its records, RemoveRepository (records first, then every replica),
  * ServerInfo and DiskStatistics aggregated over the nodes, and
  * PraefectInfoService/GetRepositoryMetadata.
@@ -29,7 +29,7 @@ static int reply(struct grpc_call *call, const ProtobufCMessage *msg)
 	return rc;
 }
 
-/* Validate the target repository the way the router does (§1.5). */
+/* Validate the target repository the way the proxy does, with the same messages. */
 static int check_repo(struct grpc_call *call, const Gitaly__Repository *r)
 {
 	if (!r || ((!r->storage_name || !*r->storage_name) && (!r->relative_path || !*r->relative_path))) {
@@ -167,7 +167,7 @@ static void on_record_deleted(void *arg, int status, const char *msg, const char
 			rm->repo->relative_path = orig_path;
 		}
 		node_call_metadata(node, rm->call ? grpc_call_metadata(rm->call) : NULL, &md);
-		if (grpc_channel_call(node->ch, "/gitaly.RepositoryService/RemoveRepository", &md, 10000, 0,
+		if (grpc_channel_call(node->ch, rm->p->calls.remove_repository->name, &md, 10000, 0,
 				      &node_remove_ops, rm, &cc) == 0) {
 			rm->pending++;
 			grpc_client_call_send(cc, buf, len);
@@ -354,7 +354,7 @@ static void server_info(struct grpc_call *call, const uint8_t *req, size_t len, 
 		ip->node = n;
 		strbuf_init(&ip->resp, 0);
 		auth_v2_add(&md, n->cfg->token);
-		if (grpc_channel_call(n->ch, "/gitaly.ServerService/ServerInfo", &md, 10000, 0, &info_ops, ip, &cc) == 0) {
+		if (grpc_channel_call(n->ch, p->calls.server_info->name, &md, 10000, 0, &info_ops, ip, &cc) == 0) {
 			in->pending++;
 			grpc_client_call_send(cc, "", 0);
 			grpc_client_call_close_send(cc);
@@ -437,9 +437,9 @@ static void get_repository_metadata(struct grpc_call *call, const uint8_t *req, 
 
 void intercept_register(struct praefect *p)
 {
-	grpc_server_add_unary(p->server, "/gitaly.RepositoryService/RepositoryExists", repository_exists, p);
-	grpc_server_add_unary(p->server, "/gitaly.RepositoryService/RemoveRepository", remove_repository, p);
-	grpc_server_add_unary(p->server, "/gitaly.ServerService/ServerInfo", server_info, p);
-	grpc_server_add_unary(p->server, "/gitaly.PraefectInfoService/GetRepositoryMetadata",
+	praefect_add_unary(p->server, "/gitaly.RepositoryService/RepositoryExists", repository_exists, p);
+	praefect_add_unary(p->server, "/gitaly.RepositoryService/RemoveRepository", remove_repository, p);
+	praefect_add_unary(p->server, "/gitaly.ServerService/ServerInfo", server_info, p);
+	praefect_add_unary(p->server, "/gitaly.PraefectInfoService/GetRepositoryMetadata",
 			      get_repository_metadata, p);
 }

@@ -1,5 +1,5 @@
 /*
- * Replication workers (spec praefect-core §6): one worker per (virtual
+ * Replication workers (docs/technical/praefect-replication.md): one worker per (virtual
  * storage, target storage) dequeues batches of jobs from the store, asks the
  * target gitaly to ReplicateRepository from the source named in
  * `gitaly-servers` metadata, records the replicated generation and
@@ -19,8 +19,6 @@
 
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 5000
-#define HEARTBEAT_MS 5000
-#define STALE_CHECK_MS 30000
 #define STALE_AFTER_MS 60000
 #define JOB_CALL_TIMEOUT_MS (60 * 60 * 1000)
 
@@ -28,7 +26,7 @@ struct worker {
 	struct praefect *p;
 	struct vstorage *vs;
 	struct node *node;
-	uv_timer_t timer;
+	struct cron_task task;     /* no period: runs when woken or after its back-off */
 	uint64_t backoff_ms;
 	int busy;                  /* a batch is being dequeued or processed */
 	int kicked;                /* work arrived while busy */
@@ -46,7 +44,6 @@ struct worker {
 struct replicator {
 	struct worker *workers;
 	size_t nr;
-	uv_timer_t heartbeat, stale;
 	int stopping;
 };
 
@@ -73,14 +70,21 @@ void replicator_kick(struct praefect *p, struct vstorage *vs, const char *target
 		w->kicked = 1;
 		return;
 	}
-	uv_timer_stop(&w->timer);
+	cron_cancel(&w->task);
 	w->backoff_ms = 0;
 	worker_run(w);
 }
 
-static void on_worker_timer(uv_timer_t *t)
+static void on_worker_task(struct cron_task *t)
 {
 	worker_run(t->data);
+}
+
+/* Run the worker `delay_ms` from now (replacing any run already planned). */
+static void worker_wake_in(struct worker *w, uint64_t delay_ms)
+{
+	cron_cancel(&w->task);
+	cron_soon(&w->task, delay_ms);
 }
 
 static void worker_sleep(struct worker *w, int did_work)
@@ -91,11 +95,11 @@ static void worker_sleep(struct worker *w, int did_work)
 	if (did_work || w->kicked) {
 		w->kicked = 0;
 		w->backoff_ms = 0;
-		uv_timer_start(&w->timer, on_worker_timer, 0, 0);
+		worker_wake_in(w, 0);
 		return;
 	}
 	w->backoff_ms = w->backoff_ms ? MIN(w->backoff_ms * 2, (uint64_t)BACKOFF_MAX_MS) : BACKOFF_MIN_MS;
-	uv_timer_start(&w->timer, on_worker_timer, w->backoff_ms, 0);
+	worker_wake_in(w, w->backoff_ms);
 }
 
 /* --- batch bookkeeping --- */
@@ -266,7 +270,7 @@ static void run_update(struct worker *w, struct repl_job *j, struct repo *r)
 	auth_v2_add(&md, w->node->cfg->token);
 	if (j->correlation_id && *j->correlation_id)
 		grpc_metadata_addstr(&md, "x-gitlab-correlation-id", j->correlation_id);
-	if (grpc_channel_call(w->node->ch, "/gitaly.RepositoryService/ReplicateRepository", &md,
+	if (grpc_channel_call(w->node->ch, w->p->calls.replicate_repository->name, &md,
 			      JOB_CALL_TIMEOUT_MS, 0, &replicate_ops, w, &cc) < 0) {
 		free(buf);
 		grpc_metadata_release(&md);
@@ -326,7 +330,7 @@ static void run_delete(struct worker *w, struct repl_job *j, const char *replica
 	}
 	gitaly__remove_repository_request__pack(&req, buf);
 	auth_v2_add(&md, w->node->cfg->token);
-	if (grpc_channel_call(w->node->ch, "/gitaly.RepositoryService/RemoveRepository", &md, 60000, 0,
+	if (grpc_channel_call(w->node->ch, w->p->calls.remove_repository->name, &md, 60000, 0,
 			      &remove_ops, w, &cc) < 0) {
 		grpc_metadata_release(&md);
 		job_done(w, 0, "cannot start RemoveRepository");
@@ -488,11 +492,12 @@ void replicator_enqueue_updates(struct praefect *p, struct repo *r, const char *
 	}
 }
 
-/* --- housekeeping timers --- */
+/* --- housekeeping (tasks replication-heartbeat and replication-stale, schedule.c) --- */
 
-static void on_heartbeat(uv_timer_t *t)
+void replicator_heartbeat(struct praefect *p)
 {
-	struct praefect *p = t->data;
+	if (!p->replicator)
+		return;
 	for (size_t i = 0; i < p->replicator->nr; i++) {
 		struct worker *w = &p->replicator->workers[i];
 		if (w->nr_jobs) {
@@ -519,9 +524,8 @@ static void on_stale_released(void *arg, int status, const char *msg, int64_t n)
 	}
 }
 
-static void on_stale_timer(uv_timer_t *t)
+void replicator_release_stale(struct praefect *p)
 {
-	struct praefect *p = t->data;
 	store_acknowledge_stale(p->store, STALE_AFTER_MS, on_stale_released, p);
 }
 
@@ -539,8 +543,10 @@ int replicator_start(struct praefect *p)
 			w->p = p;
 			w->vs = &p->vs[i];
 			w->node = &p->vs[i].nodes[j];
-			uv_timer_init(p->loop, &w->timer);
-			w->timer.data = w;
+			w->task.name = "replication-worker";
+			w->task.run = on_worker_task;
+			w->task.data = w;
+			cron_add(&p->cron, &w->task, 0);
 		}
 	}
 	/*
@@ -549,13 +555,7 @@ int replicator_start(struct praefect *p)
 	 */
 	store_acknowledge_stale(p->store, 0, on_stale_released, p);
 	for (size_t i = 0; i < rp->nr; i++)
-		uv_timer_start(&rp->workers[i].timer, on_worker_timer, 0, 0);
-	uv_timer_init(p->loop, &rp->heartbeat);
-	rp->heartbeat.data = p;
-	uv_timer_start(&rp->heartbeat, on_heartbeat, HEARTBEAT_MS, HEARTBEAT_MS);
-	uv_timer_init(p->loop, &rp->stale);
-	rp->stale.data = p;
-	uv_timer_start(&rp->stale, on_stale_timer, STALE_CHECK_MS, STALE_CHECK_MS);
+		worker_wake_in(&rp->workers[i], 0);
 	return 0;
 }
 
@@ -565,10 +565,18 @@ void replicator_stop(struct praefect *p)
 	if (!rp)
 		return;
 	rp->stopping = 1;
-	for (size_t i = 0; i < rp->nr; i++) {
-		uv_timer_stop(&rp->workers[i].timer);
-		uv_close((uv_handle_t *)&rp->workers[i].timer, NULL);
-	}
-	uv_close((uv_handle_t *)&rp->heartbeat, NULL);
-	uv_close((uv_handle_t *)&rp->stale, NULL);
+	for (size_t i = 0; i < rp->nr; i++)
+		cron_remove(&rp->workers[i].task);
+}
+
+void replicator_free(struct praefect *p)
+{
+	struct replicator *rp = p->replicator;
+	if (!rp)
+		return;
+	for (size_t i = 0; i < rp->nr; i++)
+		batch_clear(&rp->workers[i]);
+	free(rp->workers);
+	free(rp);
+	p->replicator = NULL;
 }

@@ -1,5 +1,5 @@
 /*
- * Reference transactions (spec praefect-core §7): the voters of one
+ * Reference transactions (docs/technical/transactions.md): the voters of one
  * transactional mutator cast SHA-1 votes; votes are matched by order into
  * subtransactions; a subtransaction commits for the voters whose vote reaches
  * the threshold (primary-mandatory majority). Voters wait asynchronously:
@@ -28,7 +28,7 @@ void tx_manager_free(struct tx_manager *m);
  */
 uint64_t tx_register(struct tx_manager *m, const char *primary, const char *const *secondaries,
 		     size_t nr_secondaries, unsigned quorum);
-/* A secondary's stream failed: it no longer counts (spec §7.5 CancelVoter). */
+/* A secondary's stream failed: its vote is cancelled and its weight no longer counts. */
 void tx_cancel_voter(struct tx_manager *m, uint64_t id, const char *node);
 
 struct tx_outcome {

@@ -45,8 +45,6 @@ static void on_check_message(struct grpc_client_call *call, const uint8_t *msg, 
 	}
 }
 
-static struct praefect *node_praefect;
-
 static void on_status_recorded(void *arg, int status, const char *msg)
 {
 	if (status < 0)
@@ -58,7 +56,7 @@ static void on_check_done(struct grpc_client_call *call, enum grpc_code code, co
 {
 	struct check *c = grpc_client_call_user(call);
 	struct node *n = c->node;
-	struct praefect *p = node_praefect;
+	struct praefect *p = n->vs->p;
 	uint64_t now = now_ms();
 	int ok = code == GRPC_OK && c->serving;
 
@@ -101,8 +99,8 @@ static void on_check_done(struct grpc_client_call *call, enum grpc_code code, co
 static void on_channel_state(struct grpc_channel *ch, enum grpc_channel_state st, void *data)
 {
 	struct node *n = data;
-	if (st == GRPC_CHANNEL_TRANSIENT_FAILURE && node_praefect)
-		set_health(node_praefect, n, 0, "connection failed");
+	if (st == GRPC_CHANNEL_TRANSIENT_FAILURE)
+		set_health(n->vs->p, n, 0, "connection failed");
 }
 
 static void check_node(struct praefect *p, struct node *n)
@@ -116,7 +114,7 @@ static void check_node(struct praefect *p, struct node *n)
 	c = xcalloc(1, sizeof(*c));
 	c->node = n;
 	auth_v2_add(&md, n->cfg->token);
-	if (grpc_channel_call(n->ch, "/grpc.health.v1.Health/Check", &md, p->health_timeout_ms, 0,
+	if (grpc_channel_call(n->ch, p->calls.health_check->name, &md, p->health_timeout_ms, 0,
 			      &check_ops, c, &call) < 0) {
 		free(c);
 		grpc_metadata_release(&md);
@@ -129,9 +127,8 @@ static void check_node(struct praefect *p, struct node *n)
 	grpc_metadata_release(&md);
 }
 
-static void on_health_timer(uv_timer_t *t)
+void nodes_check_all(struct praefect *p)
 {
-	struct praefect *p = t->data;
 	for (size_t i = 0; i < p->nr_vs; i++)
 		for (size_t j = 0; j < p->vs[i].nr_nodes; j++)
 			check_node(p, &p->vs[i].nodes[j]);
@@ -147,6 +144,23 @@ void node_call_metadata(struct node *n, const struct grpc_metadata *in, struct g
 	auth_v2_add(out, n->cfg->token);
 }
 
+void nodes_init(struct praefect *p)
+{
+	p->vs = xcalloc(p->cfg.nr_vs, sizeof(*p->vs));
+	p->nr_vs = p->cfg.nr_vs;
+	for (size_t i = 0; i < p->nr_vs; i++) {
+		struct vstorage *vs = &p->vs[i];
+		vs->p = p;
+		vs->cfg = &p->cfg.vs[i];
+		vs->nr_nodes = vs->cfg->nr_nodes;
+		vs->nodes = xcalloc(vs->nr_nodes, sizeof(*vs->nodes));
+		for (size_t j = 0; j < vs->nr_nodes; j++) {
+			vs->nodes[j].vs = vs;
+			vs->nodes[j].cfg = &vs->cfg->nodes[j];
+		}
+	}
+}
+
 int nodes_start(struct praefect *p, struct strbuf *err)
 {
 	struct grpc_channel_opts o;
@@ -160,7 +174,6 @@ int nodes_start(struct praefect *p, struct strbuf *err)
 	/* every connection to a node is a backchannel: the node votes back over it */
 	o.dial = bc_dial;
 	o.dial_data = p->bc_client;
-	node_praefect = p;
 	for (size_t i = 0; i < p->nr_vs; i++) {
 		for (size_t j = 0; j < p->vs[i].nr_nodes; j++) {
 			struct node *n = &p->vs[i].nodes[j];
@@ -175,19 +188,22 @@ int nodes_start(struct praefect *p, struct strbuf *err)
 			grpc_channel_connect(n->ch);
 		}
 	}
-	uv_timer_init(p->loop, &p->health_timer);
-	p->health_timer.data = p;
-	on_health_timer(&p->health_timer);
-	uv_timer_start(&p->health_timer, on_health_timer, p->health_interval_ms, p->health_interval_ms);
 	return 0;
 }
 
 void nodes_stop(struct praefect *p)
 {
-	uv_timer_stop(&p->health_timer);
-	uv_close((uv_handle_t *)&p->health_timer, NULL);
 	for (size_t i = 0; i < p->nr_vs; i++)
 		for (size_t j = 0; j < p->vs[i].nr_nodes; j++)
 			if (p->vs[i].nodes[j].ch)
 				grpc_channel_close(p->vs[i].nodes[j].ch);
+}
+
+void nodes_free(struct praefect *p)
+{
+	for (size_t i = 0; i < p->nr_vs; i++)
+		free(p->vs[i].nodes);
+	free(p->vs);
+	p->vs = NULL;
+	p->nr_vs = 0;
 }

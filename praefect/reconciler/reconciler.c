@@ -1,5 +1,5 @@
 /*
- * The reconciler (spec praefect-core §8): finds outdated replicas on healthy
+ * The reconciler (docs/technical/praefect-replication.md): finds outdated replicas on healthy
  * assigned storages and queues `update` jobs from a healthy up-to-date
  * source, and queues `delete_replica` jobs for replicas on storages no longer
  * assigned. It runs every [reconciliation] scheduling_interval (0 disables the
@@ -14,8 +14,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define RECONCILE_SOON_MS 100
 
 struct recon_run {
 	struct praefect *p;
@@ -107,7 +105,7 @@ static void reconcile_repo(struct recon_run *run, struct repo *r)
 	free(sources);
 }
 
-static void reconcile(struct praefect *p)
+void reconciler_run(struct praefect *p)
 {
 	struct recon_run *run = xcalloc(1, sizeof(*run));
 	const struct hashmap_entry *e;
@@ -124,42 +122,13 @@ static void reconcile(struct praefect *p)
 	on_job_queued(run, -EEXIST, NULL, 0);
 }
 
-static void on_periodic(uv_timer_t *t)
-{
-	reconcile(t->data);
-}
-
-static void on_soon(uv_timer_t *t)
-{
-	reconcile(t->data);
-}
-
-void reconciler_start(struct praefect *p)
-{
-	uv_timer_init(p->loop, &p->recon_periodic);
-	uv_timer_init(p->loop, &p->recon_soon);
-	p->recon_periodic.data = p->recon_soon.data = p;
-	if (p->cfg.reconciliation_interval_ms)
-		uv_timer_start(&p->recon_periodic, on_periodic, p->cfg.reconciliation_interval_ms,
-			       p->cfg.reconciliation_interval_ms);
-	p->recon_started = 1;
-}
-
-void reconciler_stop(struct praefect *p)
-{
-	if (!p->recon_started)
-		return;
-	p->recon_started = 0;
-	uv_close((uv_handle_t *)&p->recon_periodic, NULL);
-	uv_close((uv_handle_t *)&p->recon_soon, NULL);
-}
 
 void praefect_node_health_changed(struct praefect *p, struct node *n)
 {
 	if (!n->healthy)
 		return;
 	replicator_kick(p, n->vs, n->cfg->storage);
-	/* a node came back: repair what it missed now, not at the next period */
-	if (p->recon_started && !uv_is_active((uv_handle_t *)&p->recon_soon))
-		uv_timer_start(&p->recon_soon, on_soon, RECONCILE_SOON_MS, 0);
+	/* a node came back: repair what it missed now, not at the next period
+	 * (no-op until the reconcile task is scheduled, once praefect serves) */
+	schedule_kick(p, TASK_RECONCILE);
 }

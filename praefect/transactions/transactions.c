@@ -1,4 +1,4 @@
-/* The transaction engine and the RefTransaction service (spec praefect-core §7.2-7.5). */
+/* The transaction engine and the RefTransaction service (docs/technical/transactions.md). */
 #include "transactions.h"
 #include "base/hashmap.h"
 #include "base/util.h"
@@ -227,7 +227,7 @@ uint64_t tx_register(struct tx_manager *m, const char *primary, const char *cons
 		t->voters[1 + i] = xstrdup(secondaries[i]);
 		t->weight[1 + i] = 1;
 	}
-	/* primary-mandatory majority (§7.2), or primary plus quorum-1 secondaries */
+	/* primary-mandatory majority (transactions.md, "Quorum"), or primary plus quorum-1 secondaries */
 	if (quorum && quorum <= t->nr)
 		t->threshold = (unsigned)s + quorum;
 	else

@@ -1,0 +1,41 @@
+/*
+ * praefect's command line: the global -config flag, then a subcommand from
+ * the table in cmd/cmd.c (upstream's names, flags and output), one file per
+ * subcommand in this folder. Each subcommand is a struct cli_command's run
+ * function (lib/cli): argv holds the arguments after its name, `ctx` is the
+ * loaded struct praefect_config. It parses its own flags with cli_parse()
+ * and returns the process's exit code.
+ */
+#ifndef PRAEFECT_CMD_H
+#define PRAEFECT_CMD_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "base/strbuf.h"
+#include "cli/cli.h"
+#include "grpc/status.h"
+
+#define PRAEFECT_VERSION "16.8.0-c"
+
+int praefect_cli(int argc, char **argv);
+/* Run the daemon until it is stopped (praefect.c); takes over `cfg`. */
+int praefect_serve(struct praefect_config *cfg);
+
+/* --- the subcommands, one file each --- */
+int cmd_serve(int argc, char **argv, void *ctx);           /* serve.c */
+int cmd_list_storages(int argc, char **argv, void *ctx);   /* list_storages.c */
+int cmd_dataloss(int argc, char **argv, void *ctx);        /* dataloss.c */
+int cmd_accept_dataloss(int argc, char **argv, void *ctx); /* accept_dataloss.c */
+
+/*
+ * Call the running praefect (its socket_path, else listen_addr) with the
+ * config's auth token (call.c). Server-streaming calls hand every response
+ * message to `on_message`. Returns the gRPC code; the status message goes to
+ * `errmsg`.
+ */
+enum grpc_code cmd_call_praefect(struct praefect_config *cfg, const char *method, const void *req, size_t len,
+				 void (*on_message)(void *arg, const uint8_t *msg, size_t len), void *arg,
+				 struct strbuf *errmsg);
+
+#endif

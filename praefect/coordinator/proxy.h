@@ -1,0 +1,80 @@
+/*
+ * The coordinator's per-call state, shared by the proxy (coordinator.c),
+ * routing (router/route.c) and the finalizer (finalize.c). One `struct
+ * proxy` per client call; one `struct dest` per gitaly node the call goes to.
+ *
+ * Lifecycle: proxy_start() (coordinator.c) creates the proxy when a call
+ * arrives; the first request message goes to proxy_route(), which picks the
+ * destinations (proxy_add_dest()) and calls proxy_forward(); when the last
+ * destination closes, proxy_finalize() records the outcome and ends the
+ * client's call. `refs` counts the client call, every open destination and
+ * every store request in flight.
+ */
+#ifndef PRAEFECT_COORDINATOR_PROXY_H
+#define PRAEFECT_COORDINATOR_PROXY_H
+
+#include "praefect.h"
+#include "base/strvec.h"
+#include "rpc/registry.h"
+
+enum route_kind { ROUTE_ACCESSOR, ROUTE_MUTATOR, ROUTE_CREATE, ROUTE_MAINTENANCE, ROUTE_STORAGE };
+
+struct proxy;
+
+struct dest {
+	struct proxy *px;
+	struct node *node;
+	struct grpc_client_call *cc;     /* NULL once closed */
+	int primary;
+	int paused;                      /* we paused its responses: the client is slow */
+	int closed;
+	enum grpc_code code;
+	struct strbuf msg;
+	struct grpc_metadata trailers;
+};
+
+struct proxy {
+	struct praefect *p;
+	struct grpc_call *call;          /* NULL once the client side closed */
+	const struct rpc_method *m;
+	int refs;
+	int routed, routing, half_closed, finished;
+	int client_paused;
+	struct strbuf first;             /* the first request message, until routed */
+	struct strbuf pending;           /* framed-free queue of messages received while routing */
+	size_t pending_msgs;
+
+	enum route_kind kind;
+	struct vstorage *vs;
+	int64_t repo_id;
+	char *relative_path;
+	char *replica_path;
+	char *primary;
+	struct strvec outdated;          /* assigned storages that do not get the call: replication targets */
+	struct strvec secondaries;       /* voters besides the primary (transactional mutators) */
+	struct strvec updated;           /* secondaries that committed like the primary (finalizer) */
+	uint64_t txid;                   /* 0: not transactional */
+	int store_assignments;
+	char *reserved_key;
+
+	struct dest *dests;
+	size_t nr_dests, open_dests;
+	uint64_t start_ms;
+};
+
+/* --- coordinator.c: lifetime and forwarding --- */
+void proxy_unref(struct proxy *px);
+/* End the client's call (once). */
+void proxy_finish(struct proxy *px, enum grpc_code code, const char *msg, const struct grpc_metadata *trailers);
+void proxy_fail(struct proxy *px, enum grpc_code code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void proxy_add_dest(struct proxy *px, struct node *n, int primary);
+/* Routing is decided: open the destinations and replay what the client sent meanwhile. */
+void proxy_forward(struct proxy *px);
+
+/* --- router/route.c: choose the destinations for the first message --- */
+void proxy_route(struct proxy *px);
+
+/* --- finalize.c: record generations and queue replication, then answer --- */
+void proxy_finalize(struct proxy *px);
+
+#endif

@@ -1,0 +1,411 @@
+/*
+ * Routing: where the first request message of a call goes. Accessors go to
+ * one healthy up-to-date replica, mutators to the primary (and, when voted
+ * on, to every healthy up-to-date assigned secondary), maintenance calls to
+ * every healthy assigned replica, creations to freshly chosen nodes, and
+ * storage-scoped accessors to any healthy node. See
+ * docs/technical/praefect-routing.md.
+ */
+#include "coordinator/proxy.h"
+#include "base/util.h"
+#include "base/log.h"
+#include "base/pb.h"
+#include "transactions/transactions.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct node *random_node(struct node **cands, size_t n)
+{
+	return n ? cands[(size_t)rand() % n] : NULL;
+}
+
+static int vs_healthy_count(struct vstorage *vs)
+{
+	int n = 0;
+	for (size_t i = 0; i < vs->nr_nodes; i++)
+		n += vs->nodes[i].healthy;
+	return n;
+}
+
+static int force_primary(struct proxy *px)
+{
+	const char *policy = grpc_metadata_value(grpc_call_metadata(px->call),
+						 "gitaly-route-repository-accessor-policy");
+	if (policy && !strcmp(policy, "primary-only"))
+		return 1;
+	return px->m->primary_only; /* (router) = { primary_only } in proto/ */
+}
+
+static void route_accessor(struct proxy *px, struct repo *r)
+{
+	struct node **cands;
+	size_t nc = 0;
+	struct node *n;
+
+	if (!vs_healthy_count(px->vs)) {
+		proxy_fail(px, GRPC_UNAVAILABLE, "no healthy nodes");
+		return;
+	}
+	if (force_primary(px)) {
+		n = elect_primary(px->p, r);
+		if (!n || !n->healthy) {
+			proxy_fail(px, GRPC_UNAVAILABLE, "primary gitaly is not healthy");
+			return;
+		}
+	} else {
+		cands = xcalloc(px->vs->nr_nodes, sizeof(*cands));
+		for (size_t i = 0; i < px->vs->nr_nodes; i++) {
+			struct node *c = &px->vs->nodes[i];
+			if (c->healthy && repo_up_to_date(r, c->cfg->storage))
+				cands[nc++] = c;
+		}
+		n = random_node(cands, nc);
+		free(cands);
+		if (!n) {
+			proxy_fail(px, GRPC_UNAVAILABLE, "no suitable node to serve the request");
+			return;
+		}
+	}
+	proxy_add_dest(px, n, 1);
+	proxy_forward(px);
+}
+
+/*
+ * Voted on: every repository-scoped mutator not marked (router) = {
+ * not_voted } in proto/ (the object pool creation and deletion), when the
+ * nodes can vote (backchannel).
+ */
+static int is_transactional(struct proxy *px)
+{
+	return px->p->transactions && px->m->op == RPC_OP_MUTATOR && px->m->scope == RPC_SCOPE_REPOSITORY &&
+	       !px->m->not_voted;
+}
+
+/*
+ * Ours, stricter than upstream: a write must be committed by a majority of
+ * the repository's assigned replicas, not only by whoever is healthy, so no
+ * acknowledged write ever lives on a minority that a failover could lose.
+ * Returns 0, or -1 after refusing the call (nothing was sent to any node).
+ */
+static int register_tx(struct proxy *px)
+{
+	size_t assigned = 1 + px->secondaries.nr + px->outdated.nr;
+	size_t voters = 1 + px->secondaries.nr;
+	size_t quorum = assigned / 2 + 1;
+	if (voters < quorum) {
+		proxy_fail(px, GRPC_UNAVAILABLE,
+			   "not enough healthy up-to-date replicas for a write quorum: %zu of %zu assigned, %zu needed",
+			   voters, assigned, quorum);
+		return -1;
+	}
+	px->txid = tx_register(px->p->txm, px->primary, px->secondaries.v, px->secondaries.nr, (unsigned)quorum);
+	return 0;
+}
+
+static void route_mutator(struct proxy *px, struct repo *r)
+{
+	struct node *primary;
+
+	if (!vs_healthy_count(px->vs)) {
+		proxy_fail(px, GRPC_UNAVAILABLE, "no healthy nodes");
+		return;
+	}
+	primary = elect_primary(px->p, r);
+	if (!primary || !primary->healthy) {
+		proxy_fail(px, GRPC_UNAVAILABLE, "primary gitaly is not healthy");
+		return;
+	}
+	if (!repo_up_to_date(r, primary->cfg->storage)) {
+		proxy_fail(px, GRPC_FAILED_PRECONDITION, "repository is in read-only mode");
+		return;
+	}
+	if (!repo_assigned(r, primary->cfg->storage)) {
+		proxy_fail(px, GRPC_UNKNOWN, "primary node is not assigned");
+		return;
+	}
+	px->primary = xstrdup(primary->cfg->storage);
+	proxy_add_dest(px, primary, 1);
+	/*
+	 * Transactional: healthy up-to-date assigned secondaries apply the change
+	 * too and vote with the primary. Without a transaction the primary alone
+	 * applies it. Every other assigned storage gets a replication job.
+	 */
+	for (size_t i = 0; i < px->vs->nr_nodes; i++) {
+		struct node *n = &px->vs->nodes[i];
+		const char *s = n->cfg->storage;
+		if (!strcmp(s, px->primary) || !repo_assigned(r, s))
+			continue;
+		if (is_transactional(px) && n->healthy && repo_up_to_date(r, s)) {
+			strvec_push(&px->secondaries, s);
+			proxy_add_dest(px, n, 0);
+		} else {
+			strvec_push(&px->outdated, s);
+		}
+	}
+	if (is_transactional(px) && register_tx(px) < 0)
+		return;
+	proxy_forward(px);
+}
+
+static void route_maintenance(struct proxy *px, struct repo *r)
+{
+	for (size_t i = 0; i < r->nr_replicas; i++) {
+		struct node *n = vs_node(r->vs, r->replicas[i].storage);
+		if (n && n->healthy && repo_assigned(r, n->cfg->storage) && r->replicas[i].generation >= 0)
+			proxy_add_dest(px, n, px->nr_dests == 0);
+	}
+	if (!px->nr_dests) {
+		proxy_fail(px, GRPC_UNAVAILABLE, "no healthy nodes");
+		return;
+	}
+	proxy_forward(px);
+}
+
+struct reserve_ctx {
+	struct proxy *px;
+};
+
+static void shuffle(struct node **v, size_t n)
+{
+	for (size_t i = n; i > 1; i--) {
+		size_t j = (size_t)rand() % i;
+		struct node *t = v[i - 1];
+		v[i - 1] = v[j];
+		v[j] = t;
+	}
+}
+
+static void on_reserved(void *arg, int status, const char *msg, int64_t id)
+{
+	struct proxy *px = arg;
+	struct strbuf rp = STRBUF_INIT;
+	struct node *primary;
+	struct node **others;
+	size_t no = 0;
+	int64_t rf = px->vs->cfg->default_replication_factor;
+
+	if (status < 0 || !px->call) {
+		if (status == -EEXIST)
+			proxy_fail(px, GRPC_ALREADY_EXISTS, "repository already exists");
+		else if (status < 0)
+			proxy_fail(px, GRPC_INTERNAL, "reserving repository id: %s", msg ? msg : "store error");
+		px->routing = 0;
+		proxy_unref(px);
+		return;
+	}
+	px->repo_id = id;
+	replica_path_for(id, px->relative_path, &rp);
+	px->replica_path = strbuf_detach(&rp, NULL);
+
+	/* choose nodes: a random healthy primary, replicas by replication factor (praefect-routing.md) */
+	others = xcalloc(px->vs->nr_nodes, sizeof(*others));
+	for (size_t i = 0; i < px->vs->nr_nodes; i++)
+		if (px->vs->nodes[i].healthy)
+			others[no++] = &px->vs->nodes[i];
+	primary = random_node(others, no);
+	no = 0;
+	for (size_t i = 0; i < px->vs->nr_nodes; i++)
+		if (&px->vs->nodes[i] != primary)
+			others[no++] = &px->vs->nodes[i];
+	if (!primary) {
+		free(others);
+		proxy_fail(px, GRPC_UNAVAILABLE, "no healthy nodes");
+		px->routing = 0;
+		proxy_unref(px);
+		return;
+	}
+	if (rf > 0) {
+		shuffle(others, no);
+		if ((size_t)(rf - 1) < no)
+			no = (size_t)(rf - 1);
+		px->store_assignments = 1;
+	}
+	px->primary = xstrdup(primary->cfg->storage);
+	proxy_add_dest(px, primary, 1);
+	for (size_t i = 0; i < no; i++) {
+		if (is_transactional(px) && others[i]->healthy) {
+			strvec_push(&px->secondaries, others[i]->cfg->storage);
+			proxy_add_dest(px, others[i], 0);
+		} else {
+			strvec_push(&px->outdated, others[i]->cfg->storage);
+		}
+	}
+	free(others);
+	if (is_transactional(px) && register_tx(px) < 0) {
+		px->routing = 0;
+		proxy_unref(px);
+		return;
+	}
+	proxy_forward(px);
+	proxy_unref(px);
+}
+
+static void route_create(struct proxy *px)
+{
+	struct strbuf key = STRBUF_INIT;
+	if (!vs_healthy_count(px->vs)) {
+		proxy_fail(px, GRPC_UNAVAILABLE, "no healthy nodes");
+		return;
+	}
+	strbuf_addf(&key, "%s\x1f%s", px->vs->cfg->name, px->relative_path);
+	if (hashmap_get(&px->p->reserved_paths, key.buf, key.len)) {
+		strbuf_release(&key);
+		proxy_fail(px, GRPC_ALREADY_EXISTS, "repository already exists");
+		return;
+	}
+	hashmap_put(&px->p->reserved_paths, key.buf, key.len, px);
+	px->reserved_key = strbuf_detach(&key, NULL);
+	px->kind = ROUTE_CREATE;
+	px->routing = 1;
+	px->refs++;
+	grpc_call_pause_recv(px->call); /* later messages wait until the destination is known */
+	store_reserve_id(px->p->store, px->vs->cfg->name, px->relative_path, on_reserved, px);
+}
+
+static int is_dropped(const struct rpc_method *m, const struct pb_field *f)
+{
+	for (size_t i = 0; i < m->drops_nr; i++)
+		if (f->num == m->drops[i].field && (unsigned)f->wire == m->drops[i].wire)
+			return 1;
+	return 0;
+}
+
+/*
+ * Remove the fields marked (router_drops) in proto/ from the first message:
+ * ReplicateRepository through praefect never replicates object-pool
+ * membership, as upstream's router forces that flag to false.
+ */
+static void drop_fields(struct proxy *px)
+{
+	const uint8_t *p = (const uint8_t *)px->first.buf, *end = p + px->first.len, *start;
+	struct strbuf out = STRBUF_INIT;
+	struct pb_field f;
+	int rc;
+
+	if (!px->m->drops_nr)
+		return;
+	for (start = p; (rc = pb_next_field(&p, end, &f)) == 1; start = p)
+		if (!is_dropped(px->m, &f))
+			strbuf_add(&out, start, (size_t)(p - start));
+	if (rc == 0) {
+		strbuf_release(&px->first);
+		px->first = out;
+	} else {
+		strbuf_release(&out); /* malformed: routing reports it */
+	}
+}
+
+void proxy_route(struct proxy *px)
+{
+	const uint8_t *msg;
+	size_t len;
+
+	drop_fields(px);
+	msg = (const uint8_t *)px->first.buf;
+	len = px->first.len;
+	struct rpc_repo t;
+	struct repo *r;
+	int rc;
+
+	if (px->m->scope == RPC_SCOPE_STORAGE) {
+		const char *st;
+		size_t sl;
+		struct node **cands;
+		size_t nc = 0;
+		rc = rpc_find_storage(px->m, msg, len, &st, &sl);
+		if (rc == -ENOENT) {
+			proxy_fail(px, GRPC_INVALID_ARGUMENT, "storage scoped: target storage is invalid");
+			return;
+		}
+		if (rc < 0) {
+			proxy_fail(px, GRPC_INVALID_ARGUMENT, "cannot decode request");
+			return;
+		}
+		px->vs = praefect_vs(px->p, st, sl);
+		if (!px->vs) {
+			proxy_fail(px, GRPC_INVALID_ARGUMENT, "virtual storage \"%.*s\" does not exist", (int)sl, st);
+			return;
+		}
+		if (px->m->op != RPC_OP_ACCESSOR) {
+			proxy_fail(px, GRPC_UNIMPLEMENTED, "storage scoped mutators are not supported");
+			return;
+		}
+		px->kind = ROUTE_STORAGE;
+		cands = xcalloc(px->vs->nr_nodes, sizeof(*cands));
+		for (size_t i = 0; i < px->vs->nr_nodes; i++)
+			if (px->vs->nodes[i].healthy)
+				cands[nc++] = &px->vs->nodes[i];
+		if (nc)
+			proxy_add_dest(px, random_node(cands, nc), 1);
+		free(cands);
+		if (!px->nr_dests) {
+			proxy_fail(px, GRPC_INTERNAL, "no healthy nodes");
+			return;
+		}
+		proxy_forward(px);
+		return;
+	}
+
+	rc = rpc_find_target(px->m, msg, len, &t);
+	if (rc == -ENOENT || (rc == 0 && !t.storage_len && !t.relative_path_len)) {
+		proxy_fail(px, GRPC_INVALID_ARGUMENT, "repository not set");
+		return;
+	}
+	if (rc < 0) {
+		proxy_fail(px, GRPC_INVALID_ARGUMENT, "cannot decode request: %s",
+			   rc == -ENOTUNIQ ? "target repository is ambiguous" : "malformed message");
+		return;
+	}
+	if (!t.storage_len) {
+		proxy_fail(px, GRPC_INVALID_ARGUMENT, "storage name not set");
+		return;
+	}
+	if (!t.relative_path_len) {
+		proxy_fail(px, GRPC_INVALID_ARGUMENT, "repository path not set");
+		return;
+	}
+	px->vs = praefect_vs(px->p, t.storage, t.storage_len);
+	if (!px->vs) {
+		proxy_fail(px, GRPC_INVALID_ARGUMENT, "storage name not found: \"%.*s\"", (int)t.storage_len, t.storage);
+		return;
+	}
+	px->relative_path = xstrndup(t.relative_path, t.relative_path_len);
+	grpc_call_set_tag(px->call, "virtual_storage", px->vs->cfg->name);
+	grpc_call_set_tag(px->call, "relative_path", px->relative_path);
+	r = repo_by_path(px->p, t.storage, t.storage_len, t.relative_path, t.relative_path_len);
+
+	/* (router) = { creates_repository [updates_existing] } in proto/ */
+	if (px->m->op == RPC_OP_MUTATOR && px->m->creates_repository && !(r && px->m->updates_existing)) {
+		if (r) {
+			proxy_fail(px, GRPC_ALREADY_EXISTS, "repository already exists");
+			return;
+		}
+		route_create(px);
+		return;
+	}
+	if (!r) {
+		proxy_fail(px, GRPC_NOT_FOUND, "repository not found");
+		return;
+	}
+	px->repo_id = r->id;
+	px->replica_path = xstrdup(r->replica_path);
+	switch (px->m->op) {
+	case RPC_OP_ACCESSOR:
+		px->kind = ROUTE_ACCESSOR;
+		route_accessor(px, r);
+		break;
+	case RPC_OP_MUTATOR:
+		px->kind = ROUTE_MUTATOR;
+		route_mutator(px, r);
+		break;
+	case RPC_OP_MAINTENANCE:
+		px->kind = ROUTE_MAINTENANCE;
+		route_maintenance(px, r);
+		break;
+	default:
+		proxy_fail(px, GRPC_INTERNAL, "unknown operation type of %s", px->m->name);
+	}
+}
+

@@ -1,0 +1,83 @@
+/*
+ * praefect's periodic work: every task, its period and when it starts, in
+ * one table. All of them run off one cron (lib/loop/cron.h); the table is
+ * mirrored in docs/technical/praefect-scheduler.md.
+ */
+#include "praefect.h"
+
+#include <stddef.h>
+
+#define REPL_HEARTBEAT_MS 5000      /* keep in-progress jobs' leases alive */
+#define REPL_STALE_CHECK_MS 30000   /* release jobs whose lease ran out */
+#define METRICS_INTERVAL_MS 1000
+#define RECONCILE_SOON_MS 100       /* after a node turns healthy */
+
+static uint64_t health_every(const struct praefect *p) { return p->health_interval_ms; }
+static uint64_t reconcile_every(const struct praefect *p) { return p->cfg.reconciliation_interval_ms; }
+static uint64_t heartbeat_every(const struct praefect *p) { return REPL_HEARTBEAT_MS; }
+static uint64_t stale_every(const struct praefect *p) { return REPL_STALE_CHECK_MS; }
+static uint64_t metrics_every(const struct praefect *p) { return METRICS_INTERVAL_MS; }
+
+/*
+ * The task list. `every` is the period (0: only one-shot runs); `at_once`
+ * runs the task when it is scheduled, before its first period; `soon_ms` is
+ * the delay of a schedule_kick(). Tasks start in two phases: with the node
+ * connections (health must run before praefect serves) and once praefect
+ * serves. Not in the table: one replication worker per (virtual storage,
+ * storage), which has no period; it runs when woken (a job queued, its node
+ * healthy again, a stale job released) or after its idle back-off of 1 s
+ * doubling to 5 s (replicator/replicator.c).
+ */
+static const struct task_def {
+	const char *name;
+	uint64_t (*every)(const struct praefect *p);
+	int at_once;
+	uint64_t soon_ms;
+	enum schedule_phase phase;
+	void (*run)(struct praefect *p);
+} tasks[PRAEFECT_NR_TASKS] = {
+	/*                          name                     every            at_once soon_ms            phase */
+	[TASK_HEALTH_CHECK]     = { "health-check",          health_every,    1,      0,                 SCHEDULE_WITH_NODES, nodes_check_all },
+	[TASK_REPL_HEARTBEAT]   = { "replication-heartbeat", heartbeat_every, 0,      0,                 SCHEDULE_WITH_SERVING, replicator_heartbeat },
+	[TASK_REPL_STALE]       = { "replication-stale",     stale_every,     0,      0,                 SCHEDULE_WITH_SERVING, replicator_release_stale },
+	[TASK_RECONCILE]        = { "reconcile",             reconcile_every, 0,      RECONCILE_SOON_MS, SCHEDULE_WITH_SERVING, reconciler_run },
+	[TASK_METRICS]          = { "metrics",               metrics_every,   0,      0,                 SCHEDULE_WITH_SERVING, metrics_tick },
+};
+
+static void run_task(struct cron_task *t)
+{
+	struct praefect *p = t->data;
+	tasks[t - p->tasks].run(p);
+}
+
+void schedule_init(struct praefect *p)
+{
+	cron_init(&p->cron, p->loop);
+}
+
+void schedule_start(struct praefect *p, enum schedule_phase phase)
+{
+	for (size_t i = 0; i < PRAEFECT_NR_TASKS; i++) {
+		const struct task_def *d = &tasks[i];
+		struct cron_task *t = &p->tasks[i];
+		if (d->phase != phase)
+			continue;
+		t->name = d->name;
+		t->every_ms = d->every(p);
+		t->run = run_task;
+		t->data = p;
+		if (d->at_once)
+			d->run(p);
+		cron_add(&p->cron, t, t->every_ms);
+	}
+}
+
+void schedule_kick(struct praefect *p, enum praefect_task task)
+{
+	cron_soon(&p->tasks[task], tasks[task].soon_ms);
+}
+
+void schedule_stop(struct praefect *p)
+{
+	cron_close(&p->cron);
+}
