@@ -1,39 +1,17 @@
-/* gRPC server: listeners, HTTP/2 connections, call dispatch, streaming with backpressure. */
+/* gRPC server: HTTP/2 connections, call dispatch, streaming with backpressure, shutdown. */
 #include "server.h"
-#include "frame.h"
-#include "outq.h"
 #include "stream.h"
+#include "listen.h"
+#include "methods.h"
 #include "../h2/conn.h"
 #include "../h2/io.h"
 #include "../base/util.h"
-#include "../base/log.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-struct method_entry {
-	char *path;
-	grpc_start_fn start;
-	grpc_unary_fn unary;
-	void *data;
-};
-
-struct listener {
-	struct grpc_server *srv;
-	union {
-		uv_handle_t handle;
-		uv_stream_t stream;
-		uv_tcp_t tcp;
-		uv_pipe_t pipe;
-	} h;
-	char *unix_path;    /* removed at close */
-	struct listener *next;
-};
 
 struct srv_conn;
 
@@ -91,20 +69,15 @@ struct srv_conn {
 struct grpc_server {
 	uv_loop_t *loop;
 	struct grpc_server_opts opts;
-	struct method_entry *methods;
-	size_t nr_methods, alloc_methods;
-	int methods_sorted;
+	struct gmethods methods;
 	grpc_start_fn fallback;
 	void *fallback_data;
 	struct grpc_server_hooks hooks;
 	int have_hooks;
 	void (*accept_fn)(struct grpc_server *s, struct io *io, void *data);
 	void *accept_data;
-	char **services;
-	size_t nr_services, alloc_services;
 
-	struct listener *listeners;
-	int pending_listener_closes;
+	struct glisten listen;
 	struct srv_conn *conns;
 	size_t nconns;
 	size_t active_calls;
@@ -121,6 +94,8 @@ struct grpc_server {
 static void call_notify_close(struct grpc_call *call, enum grpc_code code);
 static void call_free(struct grpc_call *call);
 static void server_check_shutdown_done(struct grpc_server *s);
+static void on_accept(struct glisten *g, struct io *io);
+static void on_listener_closed(struct glisten *g);
 static void conn_final_goaway(struct srv_conn *c);
 
 /* Opaque data of the PING that follows the shutdown notice. */
@@ -141,6 +116,9 @@ struct grpc_server *grpc_server_new(uv_loop_t *loop, const struct grpc_server_op
 {
 	struct grpc_server *s = xcalloc(1, sizeof(*s));
 	s->loop = loop;
+	s->listen.loop = loop;
+	s->listen.on_accept = on_accept;
+	s->listen.on_closed = on_listener_closed;
 	grpc_server_opts_default(&s->opts);
 	if (opts) {
 		if (opts->max_recv_msg)
@@ -160,63 +138,20 @@ void grpc_server_free(struct grpc_server *s)
 {
 	if (!s)
 		return;
-	for (size_t i = 0; i < s->nr_methods; i++)
-		free(s->methods[i].path);
-	free(s->methods);
-	for (size_t i = 0; i < s->nr_services; i++)
-		free(s->services[i]);
-	free(s->services);
+	gmethods_release(&s->methods);
 	free(s);
 }
 
 /* --- method table --- */
 
-static int method_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct method_entry *)a)->path, ((const struct method_entry *)b)->path);
-}
-
-static void remember_service(struct grpc_server *s, const char *path)
-{
-	const char *slash;
-	size_t len;
-	if (path[0] != '/' || !(slash = strchr(path + 1, '/')))
-		return;
-	len = (size_t)(slash - path - 1);
-	for (size_t i = 0; i < s->nr_services; i++)
-		if (strlen(s->services[i]) == len && !memcmp(s->services[i], path + 1, len))
-			return;
-	ALLOC_GROW(s->services, s->nr_services + 1, s->alloc_services);
-	s->services[s->nr_services++] = xstrndup(path + 1, len);
-}
-
-static int add_method(struct grpc_server *s, const char *path, grpc_start_fn start,
-		      grpc_unary_fn unary, void *data)
-{
-	if (path[0] != '/' || !strchr(path + 1, '/'))
-		return -EINVAL;
-	for (size_t i = 0; i < s->nr_methods; i++)
-		if (!strcmp(s->methods[i].path, path))
-			return -EEXIST;
-	ALLOC_GROW(s->methods, s->nr_methods + 1, s->alloc_methods);
-	s->methods[s->nr_methods].path = xstrdup(path);
-	s->methods[s->nr_methods].start = start;
-	s->methods[s->nr_methods].unary = unary;
-	s->methods[s->nr_methods].data = data;
-	s->nr_methods++;
-	s->methods_sorted = 0;
-	remember_service(s, path);
-	return 0;
-}
-
 int grpc_server_add_method(struct grpc_server *s, const char *path, grpc_start_fn start, void *data)
 {
-	return add_method(s, path, start, NULL, data);
+	return gmethods_add(&s->methods, path, start, NULL, data);
 }
 
 int grpc_server_add_unary(struct grpc_server *s, const char *path, grpc_unary_fn fn, void *data)
 {
-	return add_method(s, path, NULL, fn, data);
+	return gmethods_add(&s->methods, path, NULL, fn, data);
 }
 
 void grpc_server_set_fallback(struct grpc_server *s, grpc_start_fn start, void *data)
@@ -233,23 +168,7 @@ void grpc_server_set_hooks(struct grpc_server *s, const struct grpc_server_hooks
 
 int grpc_server_has_service(const struct grpc_server *s, const char *name)
 {
-	for (size_t i = 0; i < s->nr_services; i++)
-		if (!strcmp(s->services[i], name))
-			return 1;
-	return 0;
-}
-
-static const struct method_entry *find_method(struct grpc_server *s, const char *path)
-{
-	struct method_entry key;
-	if (!s->nr_methods)
-		return NULL;
-	if (!s->methods_sorted) {
-		qsort(s->methods, s->nr_methods, sizeof(*s->methods), method_cmp);
-		s->methods_sorted = 1;
-	}
-	key.path = (char *)path;
-	return bsearch(&key, s->methods, s->nr_methods, sizeof(*s->methods), method_cmp);
+	return gmethods_has_service(&s->methods, name);
 }
 
 /* --- call accessors --- */
@@ -574,7 +493,7 @@ static const struct grpc_call_ops unary_ops = {
 static void dispatch(struct grpc_call *call)
 {
 	struct grpc_server *s = call_conn(call)->srv;
-	const struct method_entry *m;
+	const struct gmethod *m;
 
 	call->started = 1;
 	if (!call->method_post) {
@@ -602,7 +521,7 @@ static void dispatch(struct grpc_call *call)
 		}
 		strbuf_release(&msg);
 	}
-	m = find_method(s, call->path.buf);
+	m = gmethods_find(&s->methods, call->path.buf);
 	if (m && m->unary) {
 		call->unary = m->unary;
 		call->unary_data = m->data;
@@ -822,30 +741,18 @@ int grpc_server_adopt(struct grpc_server *s, struct io *io)
 
 /* --- listeners --- */
 
-static void on_connection(uv_stream_t *server, int status)
+static void on_accept(struct glisten *g, struct io *io)
 {
-	struct listener *l = server->data;
-	uv_stream_t *client;
-
-	if (status < 0) {
-		log_msgf(LOG_WARN, "accept failed: %s", uv_strerror(status));
-		return;
-	}
-	if (server->type == UV_TCP) {
-		client = (uv_stream_t *)io_uv_alloc_tcp();
-		uv_tcp_init(l->srv->loop, (uv_tcp_t *)client);
-	} else {
-		client = (uv_stream_t *)io_uv_alloc_pipe();
-		uv_pipe_init(l->srv->loop, (uv_pipe_t *)client, 0);
-	}
-	if (uv_accept(server, client) < 0) {
-		io_uv_discard(client);
-		return;
-	}
-	if (l->srv->accept_fn)
-		l->srv->accept_fn(l->srv, io_uv_wrap(client), l->srv->accept_data);
+	struct grpc_server *s = container_of(g, struct grpc_server, listen);
+	if (s->accept_fn)
+		s->accept_fn(s, io, s->accept_data);
 	else
-		grpc_server_adopt(l->srv, io_uv_wrap(client));
+		grpc_server_adopt(s, io);
+}
+
+static void on_listener_closed(struct glisten *g)
+{
+	server_check_shutdown_done(container_of(g, struct grpc_server, listen));
 }
 
 void grpc_server_set_accept(struct grpc_server *s, void (*fn)(struct grpc_server *s, struct io *io, void *data),
@@ -860,144 +767,24 @@ uv_loop_t *grpc_server_loop(const struct grpc_server *s)
 	return s->loop;
 }
 
-static void listener_link(struct grpc_server *s, struct listener *l)
+int grpc_server_listen(struct grpc_server *s, const char *addr, char *bound, size_t boundsz)
 {
-	l->srv = s;
-	l->h.handle.data = l;
-	l->next = s->listeners;
-	s->listeners = l;
-}
-
-static void on_listener_free(uv_handle_t *h)
-{
-	struct listener *l = h->data;
-	free(l->unix_path);
-	free(l);
-}
-
-int grpc_server_listen(struct grpc_server *s, const char *addrstr, char *bound, size_t boundsz)
-{
-	struct addr a;
-	struct listener *l;
-	int rc;
-
-	if (addr_parse(addrstr, &a) < 0)
-		return -EINVAL;
-	if (a.kind == ADDR_TLS)
-		return -ENOTSUP;
-	l = xcalloc(1, sizeof(*l));
-	if (a.kind == ADDR_UNIX) {
-		struct stat st;
-		uv_pipe_init(s->loop, &l->h.pipe, 0);
-		l->h.handle.data = l;
-		/* replace a stale socket left by a crashed process, never a regular file */
-		if (lstat(a.path, &st) == 0 && S_ISSOCK(st.st_mode))
-			unlink(a.path);
-		rc = uv_pipe_bind(&l->h.pipe, a.path);
-		if (rc == 0)
-			l->unix_path = xstrdup(a.path);
-		if (bound)
-			snprintf(bound, boundsz, "unix:%s", a.path);
-	} else {
-		struct sockaddr_storage ss;
-		uv_tcp_init(s->loop, &l->h.tcp);
-		l->h.handle.data = l;
-		if (uv_ip4_addr(a.host, a.port, (struct sockaddr_in *)&ss) &&
-		    uv_ip6_addr(a.host, a.port, (struct sockaddr_in6 *)&ss)) {
-			if (!strcmp(a.host, "localhost")) {
-				uv_ip4_addr("127.0.0.1", a.port, (struct sockaddr_in *)&ss);
-			} else {
-				uv_close(&l->h.handle, on_listener_free);
-				return -EINVAL; /* listeners take literal addresses, as upstream */
-			}
-		}
-		rc = uv_tcp_bind(&l->h.tcp, (struct sockaddr *)&ss, 0);
-		if (rc == 0 && bound) {
-			int len = sizeof(ss);
-			char host[INET6_ADDRSTRLEN] = "";
-			uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&ss, &len);
-			if (ss.ss_family == AF_INET6) {
-				uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
-				snprintf(bound, boundsz, "[%s]:%d", host,
-					 ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
-			} else {
-				uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
-				snprintf(bound, boundsz, "%s:%d", host,
-					 ntohs(((struct sockaddr_in *)&ss)->sin_port));
-			}
-		}
-	}
-	if (rc == 0)
-		rc = uv_listen(&l->h.stream, 1024, on_connection);
-	if (rc < 0) {
-		free(l->unix_path);
-		l->unix_path = NULL;
-		uv_close(&l->h.handle, on_listener_free);
-		return rc;
-	}
-	listener_link(s, l);
-	return 0;
+	return glisten_add(&s->listen, addr, bound, boundsz);
 }
 
 int grpc_server_listen_fd(struct grpc_server *s, int fd)
 {
-	struct listener *l = xcalloc(1, sizeof(*l));
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	int rc;
-
-	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
-		free(l);
-		return -errno;
-	}
-	if (ss.ss_family == AF_UNIX) {
-		uv_pipe_init(s->loop, &l->h.pipe, 0);
-		rc = uv_pipe_open(&l->h.pipe, fd);
-	} else {
-		uv_tcp_init(s->loop, &l->h.tcp);
-		rc = uv_tcp_open(&l->h.tcp, fd);
-	}
-	l->h.handle.data = l;
-	if (rc == 0)
-		rc = uv_listen(&l->h.stream, 1024, on_connection);
-	if (rc < 0) {
-		uv_close(&l->h.handle, on_listener_free);
-		return rc;
-	}
-	listener_link(s, l);
-	return 0;
+	return glisten_add_fd(&s->listen, fd);
 }
 
 size_t grpc_server_listen_fds(struct grpc_server *s, int *fds, size_t max)
 {
-	size_t n = 0;
-	for (struct listener *l = s->listeners; l && n < max; l = l->next) {
-		uv_os_fd_t fd;
-		if (uv_fileno(&l->h.handle, &fd) == 0)
-			fds[n++] = fd;
-	}
-	return n;
-}
-
-static void on_listener_closed(uv_handle_t *h)
-{
-	struct listener *l = h->data;
-	struct grpc_server *s = l->srv;
-	s->pending_listener_closes--;
-	free(l->unix_path);
-	free(l);
-	server_check_shutdown_done(s);
+	return glisten_fds(&s->listen, fds, max);
 }
 
 void grpc_server_stop_listening(struct grpc_server *s)
 {
-	while (s->listeners) {
-		struct listener *l = s->listeners;
-		s->listeners = l->next;
-		s->pending_listener_closes++;
-		/* libuv removes the file of a pipe it bound; lib/upgrade binds its own. */
-		uv_close(&l->h.handle, on_listener_closed);
-	}
+	glisten_close(&s->listen);
 }
 
 size_t grpc_server_active_calls(const struct grpc_server *s)
@@ -1021,7 +808,7 @@ static void server_check_shutdown_done(struct grpc_server *s)
 {
 	if (!s->shutting_down || s->shutdown_reported)
 		return;
-	if (s->conns || s->pending_listener_closes || s->listeners)
+	if (s->conns || glisten_busy(&s->listen))
 		return;
 	s->shutdown_reported = 1;
 	if (s->grace_timer) {
