@@ -1,12 +1,9 @@
 /* gRPC client: one multiplexed HTTP/2 connection per channel, reconnecting with backoff. */
 #include "client.h"
-#include "frame.h"
-#include "outq.h"
 #include "stream.h"
 #include "../h2/conn.h"
 #include "../h2/io.h"
 #include "../base/util.h"
-#include "../base/log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -891,60 +888,4 @@ int grpc_channel_call(struct grpc_channel *ch, const char *path, const struct gr
 	list_add(&ch->pending, call);
 	channel_connect(ch);
 	return 0;
-}
-
-/* --- blocking unary helper --- */
-
-struct sync_call {
-	int done;
-	enum grpc_code code;
-	struct strbuf *resp, *errmsg;
-};
-
-static void sync_on_message(struct grpc_client_call *call, const uint8_t *msg, size_t len)
-{
-	struct sync_call *s = grpc_client_call_user(call);
-	if (s->resp) {
-		strbuf_reset(s->resp);
-		strbuf_add(s->resp, msg, len);
-	}
-}
-
-static void sync_on_close(struct grpc_client_call *call, enum grpc_code code, const char *message,
-			  const struct grpc_metadata *trailers)
-{
-	struct sync_call *s = grpc_client_call_user(call);
-	s->done = 1;
-	s->code = code;
-	if (s->errmsg) {
-		strbuf_reset(s->errmsg);
-		strbuf_addstr(s->errmsg, message ? message : "");
-	}
-}
-
-static const struct grpc_client_ops sync_ops = {
-	.on_message = sync_on_message,
-	.on_close = sync_on_close,
-};
-
-enum grpc_code grpc_unary_sync(uv_loop_t *loop, struct grpc_channel *ch, const char *path,
-			       const struct grpc_metadata *md, const void *req, size_t len,
-			       uint64_t timeout_ms, struct strbuf *resp, struct strbuf *errmsg)
-{
-	struct sync_call s = { 0, GRPC_UNKNOWN, resp, errmsg };
-	struct grpc_client_call *call;
-	int rc = grpc_channel_call(ch, path, md, timeout_ms, 0, &sync_ops, &s, &call);
-
-	if (rc < 0) {
-		if (errmsg) {
-			strbuf_reset(errmsg);
-			strbuf_addf(errmsg, "cannot start call: %s", strerror(-rc));
-		}
-		return GRPC_INTERNAL;
-	}
-	grpc_client_call_send(call, req, len);
-	grpc_client_call_close_send(call);
-	while (!s.done)
-		uv_run(loop, UV_RUN_ONCE);
-	return s.code;
 }
