@@ -864,11 +864,12 @@ void grpc_server_shutdown(struct grpc_server *s, uint64_t grace_ms,
 	s->shutdown_arg = arg;
 	grpc_server_stop_listening(s);
 	/*
-	 * Two GOAWAYs (RFC 9113 section 6.8): a notice that refuses nothing,
-	 * then, once the peer answered a PING sent after it (so it has stopped
-	 * opening streams here), the final one. A single GOAWAY followed by a
-	 * close races with requests the client is sending at that moment:
-	 * they would fail instead of going to the new connection.
+	 * Two GOAWAYs (docs/technical/grpc-core.md, "Shutdown"): a notice
+	 * that refuses nothing, then, once the peer answered a PING sent
+	 * after it (so it has stopped opening streams here), the final one. A
+	 * single GOAWAY followed by a close races with requests the client is
+	 * sending at that moment: they would fail instead of going to the new
+	 * connection.
 	 */
 	for (struct srv_conn *c = s->conns; c; c = c->next) {
 		if (c->gc.h2.closing)

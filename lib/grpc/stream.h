@@ -160,7 +160,10 @@ void gstream_hdrs_release(struct gstream_hdrs *h);
 
 /* Count a received field against the cap: 0, or -1 when the list is too large. */
 int gstream_header_count(struct gstream *s, size_t namelen, size_t valuelen);
-/* Add a received application field to `md`: reserved keys skipped, -bin values base64-decoded (dropped when undecodable). */
+/*
+ * Add a received application field to `md`: reserved keys are skipped, -bin
+ * values base64-decoded (and dropped when they do not decode).
+ */
 void gstream_header_md(struct grpc_metadata *md, const char *k, size_t klen, const char *v, size_t vlen);
 
 #endif
