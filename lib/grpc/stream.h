@@ -27,7 +27,9 @@
  * gstream_after_flush.
  *
  * Invariant: once `notified` is set (the owner told the application the call
- * ended), no gstream function calls an op again.
+ * ended), no gstream function calls on_message, on_writable or on_deadline
+ * again; after_deliver still runs at the end of a delivery round so the
+ * owner can finish the call off.
  */
 #ifndef GRPC_STREAM_H
 #define GRPC_STREAM_H
@@ -53,7 +55,10 @@ struct gstream_ops {
 	void (*on_message)(struct gstream *s, const uint8_t *msg, size_t len);
 	/* The framer refused a message: end the call with `code` and `msg`. */
 	void (*on_bad_message)(struct gstream *s, enum grpc_code code, const char *msg);
-	/* After each delivery round, outside it (the owner may free the call here). */
+	/*
+	 * After each delivery round (not a nested one), with `delivering`
+	 * already cleared: the owner may free the call here.
+	 */
 	void (*after_deliver)(struct gstream *s);
 	void (*on_writable)(struct gstream *s);
 	void (*on_deadline)(struct gstream *s);
