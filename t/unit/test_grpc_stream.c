@@ -9,7 +9,12 @@
 #include <cmocka.h>
 
 #include "grpc/stream.h"
+#include "grpc/server.h"
+#include "grpc/client.h"
 #include "base/util.h"
+
+#include <signal.h>
+#include <unistd.h>
 
 struct seen {
 	struct gstream s;
@@ -272,6 +277,117 @@ static void test_deadline_fires_unless_released(void **state)
 	assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* --- one server and one client through the stream module --- */
+
+struct e2e {
+	uv_loop_t loop;
+	struct grpc_server *srv;
+	struct grpc_channel *ch;
+	struct grpc_client_call *call;
+	uv_timer_t tick;
+	int idle_ticks;            /* ticks since the server finished the call */
+	int ticks;
+	int closed;
+	enum grpc_code code;
+	struct strbuf msg;
+	int server_down;
+};
+
+static void big_reply(struct grpc_call *call, const uint8_t *req, size_t len, void *data)
+{
+	static const char big[100];
+	grpc_call_reply(call, big, sizeof(big));
+}
+
+static void e2e_on_close(struct grpc_client_call *call, enum grpc_code code, const char *message,
+			 const struct grpc_metadata *trailers)
+{
+	struct e2e *e = grpc_client_call_user(call);
+	e->closed++;
+	e->code = code;
+	strbuf_addstr(&e->msg, message ? message : "");
+}
+
+static const struct grpc_client_ops e2e_ops = { .on_close = e2e_on_close };
+
+/*
+ * Resume a few ticks after the server has finished the call, so that its
+ * reply and status are in (in the worst case, resuming earlier, the test
+ * still passes but checks less). Stop ticking after 5 s either way.
+ */
+static void on_tick(uv_timer_t *t)
+{
+	struct e2e *e = t->data;
+	if (++e->ticks > 500) {
+		uv_timer_stop(t);
+		return;
+	}
+	if (e->closed || grpc_server_active_calls(e->srv))
+		return;
+	if (++e->idle_ticks == 5)
+		grpc_client_call_resume_recv(e->call);
+}
+
+static void on_server_down(struct grpc_server *s, void *arg)
+{
+	((struct e2e *)arg)->server_down = 1;
+}
+
+/*
+ * A paused client whose stream already ended (message and status in) takes
+ * the buffered message on resume; one too large ends the call with
+ * RESOURCE_EXHAUSTED, once, and the channel no longer counts it.
+ */
+static void test_paused_client_refuses_a_buffered_message_and_frees_the_call(void **state)
+{
+	struct e2e e;
+	struct grpc_channel_opts co;
+	char dir[] = "/tmp/test_grpc_stream.XXXXXX", addr[128], bound[160];
+
+	signal(SIGPIPE, SIG_IGN); /* as the daemons do: a peer gone is an error return */
+	memset(&e, 0, sizeof(e));
+	strbuf_init(&e.msg, 0);
+	assert_non_null(mkdtemp(dir));
+	snprintf(addr, sizeof(addr), "unix:%s/s.sock", dir);
+	uv_loop_init(&e.loop);
+	e.srv = grpc_server_new(&e.loop, NULL);
+	assert_int_equal(grpc_server_add_unary(e.srv, "/t.T/Big", big_reply, NULL), 0);
+	assert_int_equal(grpc_server_listen(e.srv, addr, bound, sizeof(bound)), 0);
+
+	grpc_channel_opts_default(&co);
+	co.max_recv_msg = 16;
+	assert_int_equal(grpc_channel_new(&e.loop, addr, &co, &e.ch), 0);
+	assert_int_equal(grpc_channel_call(e.ch, "/t.T/Big", NULL, 0, 0, &e2e_ops, &e, &e.call), 0);
+	grpc_client_call_pause_recv(e.call);
+	grpc_client_call_send(e.call, "x", 1);
+	grpc_client_call_close_send(e.call);
+	uv_timer_init(&e.loop, &e.tick);
+	e.tick.data = &e;
+	uv_timer_start(&e.tick, on_tick, 10, 10);
+	while (!e.closed && e.ticks <= 500)
+		uv_run(&e.loop, UV_RUN_ONCE);
+	assert_int_equal(e.closed, 1);
+	assert_int_equal(e.code, GRPC_RESOURCE_EXHAUSTED);
+	assert_string_equal(e.msg.buf, "grpc: received message larger than max (100 vs. 16)");
+	while (grpc_channel_active_calls(e.ch) && e.ticks <= 500)
+		uv_run(&e.loop, UV_RUN_ONCE);
+	assert_int_equal(grpc_channel_active_calls(e.ch), 0);
+	assert_int_equal(e.closed, 1);
+	uv_timer_stop(&e.tick);
+
+	grpc_channel_close(e.ch);
+	uv_close((uv_handle_t *)&e.tick, NULL);
+	grpc_server_shutdown(e.srv, 1000, on_server_down, &e);
+	uv_run(&e.loop, UV_RUN_DEFAULT);
+	assert_true(e.server_down);
+	grpc_server_free(e.srv);
+	assert_int_equal(uv_loop_close(&e.loop), 0);
+	strbuf_release(&e.msg);
+	snprintf(addr, sizeof(addr), "%s/s.sock", dir);
+	unlink(addr);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -281,6 +397,7 @@ int main(void)
 		cmocka_unit_test(test_header_list_from_metadata),
 		cmocka_unit_test(test_received_fields_to_metadata),
 		cmocka_unit_test(test_deadline_fires_unless_released),
+		cmocka_unit_test(test_paused_client_refuses_a_buffered_message_and_frees_the_call),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
