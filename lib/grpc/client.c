@@ -1,76 +1,52 @@
 /* gRPC client: one multiplexed HTTP/2 connection per channel, reconnecting with backoff. */
 #include "client.h"
-#include "frame.h"
-#include "outq.h"
+#include "stream.h"
 #include "../h2/conn.h"
 #include "../h2/io.h"
 #include "../base/util.h"
-#include "../base/log.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define CONN_WINDOW (16 * 1024 * 1024)
-#define MAX_HEADER_BYTES (64 * 1024)
-
 struct cli_conn;
 
-struct deadline_timer {
-	uv_timer_t timer;
-	struct grpc_client_call *call;
-};
-
 struct grpc_client_call {
+	struct gstream s;                /* framing, flow control, send queue, deadline */
 	struct grpc_channel *ch;
-	struct cli_conn *conn;           /* NULL while pending */
-	int32_t stream_id;               /* 0 until submitted */
 	struct grpc_client_call *prev, *next;   /* pending list or conn list */
-	struct grpc_client_call *wnext;  /* writable / deferred-close lists */
-	int in_wlist;
+	struct grpc_client_call *dead_next;     /* channel's deferred-close list */
 	int in_dead;
 
 	char *path;
 	struct grpc_metadata req_md;
 	uint64_t deadline;               /* now_ms() clock, 0 = none */
 	unsigned flags;
-	struct deadline_timer *dl;
 
 	const struct grpc_client_ops *ops;
 	void *user;
 
-	struct grpc_outq out;
 	int close_send;
-	int deferred;
-	int want_writable;
-
-	struct grpc_framer in;
-	size_t unconsumed;
-	int paused, delivering;
 
 	struct grpc_metadata headers;
 	struct grpc_metadata trailers;
-	size_t header_bytes;
 	int headers_fired;
 	int http_status;
 	int grpc_status;                 /* -1 until received */
 	struct strbuf grpc_message;
-	int stream_closed;
 	uint32_t rst_code;
 
-	int notified;
 	enum grpc_code final_code;
 	struct strbuf final_msg;
 };
 
 struct cli_conn {
-	struct h2_conn h2;
+	struct gstream_conn gc;          /* the h2_conn and the streams waiting for on_writable */
 	struct grpc_channel *ch;
 	struct cli_conn *prev, *next;
 	struct grpc_client_call *calls;
 	size_t ncalls;
-	struct grpc_client_call *wlist;
 	int goaway;
 };
 
@@ -104,7 +80,6 @@ static void call_notify(struct grpc_client_call *call, enum grpc_code code, cons
 static void call_maybe_done(struct grpc_client_call *call);
 static void channel_connect(struct grpc_channel *ch);
 static void channel_maybe_free(struct grpc_channel *ch);
-static void call_deliver(struct grpc_client_call *call);
 
 void grpc_channel_opts_default(struct grpc_channel_opts *o)
 {
@@ -151,22 +126,17 @@ static void list_del(struct grpc_client_call **head, struct grpc_client_call *ca
 
 /* --- call memory --- */
 
-static void on_dl_close(uv_handle_t *h)
+static struct cli_conn *call_conn(const struct grpc_client_call *call)
 {
-	free(container_of((uv_timer_t *)h, struct deadline_timer, timer));
+	return call->s.conn ? container_of(call->s.conn, struct cli_conn, gc) : NULL;
 }
 
 static void call_free(struct grpc_client_call *call)
 {
 	struct grpc_channel *ch = call->ch;
-	if (call->dl) {
-		call->dl->call = NULL;
-		uv_close((uv_handle_t *)&call->dl->timer, on_dl_close);
-	}
+	gstream_release(&call->s);
 	free(call->path);
 	grpc_metadata_release(&call->req_md);
-	outq_clear(&call->out);
-	grpc_framer_release(&call->in);
 	grpc_metadata_release(&call->headers);
 	grpc_metadata_release(&call->trailers);
 	strbuf_release(&call->grpc_message);
@@ -179,21 +149,14 @@ static void call_free(struct grpc_client_call *call)
 /* Detach from whatever list holds the call. */
 static void call_unlink(struct grpc_client_call *call)
 {
-	if (call->conn) {
-		struct grpc_client_call **pp;
-		list_del(&call->conn->calls, call);
-		call->conn->ncalls--;
-		if (call->in_wlist) {
-			for (pp = &call->conn->wlist; *pp; pp = &(*pp)->wnext)
-				if (*pp == call) {
-					*pp = call->wnext;
-					break;
-				}
-			call->in_wlist = 0;
-		}
-		if (call->stream_id && call->conn->h2.session)
-			nghttp2_session_set_stream_user_data(call->conn->h2.session, call->stream_id, NULL);
-		call->conn = NULL;
+	struct cli_conn *conn = call_conn(call);
+	if (conn) {
+		list_del(&conn->calls, call);
+		conn->ncalls--;
+		gstream_wlist_remove(&call->s);
+		if (call->s.id && conn->gc.h2.session)
+			nghttp2_session_set_stream_user_data(conn->gc.h2.session, call->s.id, NULL);
+		call->s.conn = NULL;
 	} else {
 		list_del(&call->ch->pending, call);
 	}
@@ -202,9 +165,9 @@ static void call_unlink(struct grpc_client_call *call)
 /* Fire on_close now. The call stays allocated until its stream is gone. */
 static void call_notify(struct grpc_client_call *call, enum grpc_code code, const char *msg)
 {
-	if (call->notified)
+	if (call->s.notified)
 		return;
-	call->notified = 1;
+	call->s.notified = 1;
 	call->final_code = code;
 	if (msg != call->final_msg.buf) { /* the deferred path passes the stored message itself */
 		strbuf_reset(&call->final_msg);
@@ -221,9 +184,9 @@ static void on_channel_idle(uv_idle_t *h)
 	uv_idle_stop(&ch->idle);
 	while (ch->dead) {
 		struct grpc_client_call *call = ch->dead;
-		ch->dead = call->wnext;
+		ch->dead = call->dead_next;
 		call->in_dead = 0;
-		call->notified = 0; /* was reserved by fail_later() */
+		call->s.notified = 0; /* was reserved by fail_later() */
 		call_notify(call, call->final_code, call->final_msg.buf);
 		call_free(call);
 	}
@@ -236,160 +199,105 @@ static void on_channel_idle(uv_idle_t *h)
 static void fail_later(struct grpc_client_call *call, enum grpc_code code, const char *msg)
 {
 	struct grpc_channel *ch = call->ch;
-	if (call->notified)
+	if (call->s.notified)
 		return;
 	call_unlink(call);
-	call->notified = 1; /* no further events; the real notification is queued */
+	call->s.notified = 1; /* no further events; the real notification is queued */
 	call->final_code = code;
 	strbuf_reset(&call->final_msg);
 	strbuf_addstr(&call->final_msg, msg);
 	call->in_dead = 1;
-	call->wnext = ch->dead;
+	call->dead_next = ch->dead;
 	ch->dead = call;
 	uv_idle_start(&ch->idle, on_channel_idle);
 }
 
 /* --- sending --- */
 
-static nghttp2_nv make_nv(const char *name, size_t nlen, const char *value, size_t vlen)
-{
-	nghttp2_nv nv = { (uint8_t *)name, (uint8_t *)value, nlen, vlen, NGHTTP2_NV_FLAG_NONE };
-	return nv;
-}
-#define NV_LIT(n, v) make_nv(n, sizeof(n) - 1, v, strlen(v))
-
 static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
 			    uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
 	struct grpc_client_call *call = source->ptr;
-	size_t n;
 
-	if (!call || call->notified) {
+	if (!call || call->s.notified) {
 		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
 		return 0;
 	}
-	n = outq_read(&call->out, buf, length);
-	if (call->want_writable && call->out.bytes < GRPC_SEND_LOW_WATER && call->conn && !call->in_wlist) {
-		call->in_wlist = 1;
-		call->wnext = call->conn->wlist;
-		call->conn->wlist = call;
-	}
-	if (call->out.bytes == 0 && call->close_send) {
-		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
-		return (ssize_t)n;
-	}
-	if (n == 0) {
-		call->deferred = 1;
-		return NGHTTP2_ERR_DEFERRED;
-	}
-	return (ssize_t)n;
+	return gstream_data_read(&call->s, buf, length, data_flags, call->close_send);
 }
 
 static int call_submit(struct grpc_client_call *call, struct cli_conn *conn)
 {
 	struct grpc_channel *ch = call->ch;
-	nghttp2_nv *nva = NULL;
-	size_t n = 0, alloc = 0, need = 0;
-	struct strbuf scratch = STRBUF_INIT;
+	struct gstream_hdrs h = GSTREAM_HDRS_INIT;
 	nghttp2_data_provider prd;
 	char timeout[16];
 	int32_t id;
 
-	ALLOC_GROW(nva, 8, alloc);
-	nva[n++] = NV_LIT(":method", "POST");
-	nva[n++] = NV_LIT(":scheme", "http");
-	nva[n++] = NV_LIT(":path", call->path);
-	nva[n++] = NV_LIT(":authority", ch->authority);
-	nva[n++] = NV_LIT("content-type", "application/grpc");
-	nva[n++] = NV_LIT("te", "trailers");
-	nva[n++] = NV_LIT("user-agent", "grpc-c-gitaly/0.1");
+	gstream_hdrs_add(&h, ":method", "POST");
+	gstream_hdrs_add(&h, ":scheme", "http");
+	gstream_hdrs_add(&h, ":path", call->path);
+	gstream_hdrs_add(&h, ":authority", ch->authority);
+	gstream_hdrs_add(&h, "content-type", "application/grpc");
+	gstream_hdrs_add(&h, "te", "trailers");
+	gstream_hdrs_add(&h, "user-agent", "grpc-c-gitaly/0.1");
 	if (call->deadline) {
 		uint64_t now = now_ms();
 		uint64_t left = call->deadline > now ? call->deadline - now : 1;
 		grpc_timeout_format(left * 1000000ull, timeout);
-		nva[n++] = NV_LIT("grpc-timeout", timeout);
+		gstream_hdrs_add(&h, "grpc-timeout", timeout);
 	}
-	for (size_t i = 0; i < call->req_md.nr; i++)
-		need += call->req_md.v[i].value_len * 4 / 3 + 4;
-	strbuf_grow(&scratch, need); /* never reallocated below: pointers into it stay valid */
-	for (size_t i = 0; i < call->req_md.nr; i++) {
-		const struct grpc_md *e = &call->req_md.v[i];
-		size_t klen = strlen(e->key);
-		if (grpc_metadata_is_reserved(e->key, klen))
-			continue;
-		ALLOC_GROW(nva, n + 1, alloc);
-		if (grpc_metadata_is_binary(e->key, klen)) {
-			size_t start = scratch.len;
-			grpc_base64_encode(&scratch, e->value, e->value_len);
-			nva[n++] = make_nv(e->key, klen, scratch.buf + start, scratch.len - start);
-		} else {
-			nva[n++] = make_nv(e->key, klen, e->value, e->value_len);
-		}
-	}
+	gstream_hdrs_add_md(&h, &call->req_md);
 	prd.source.ptr = call;
 	prd.read_callback = data_read_cb;
-	id = nghttp2_submit_request(conn->h2.session, NULL, nva, n, &prd, call);
-	free(nva);
-	strbuf_release(&scratch);
+	id = nghttp2_submit_request(conn->gc.h2.session, NULL, h.nv, h.nr, &prd, call);
+	gstream_hdrs_release(&h);
 	if (id < 0)
 		return id;
-	call->stream_id = id;
-	call->conn = conn;
+	call->s.id = id;
+	call->s.conn = &conn->gc;
 	list_add(&conn->calls, call);
 	conn->ncalls++;
-	h2_conn_flush(&conn->h2);
+	h2_conn_flush(&conn->gc.h2);
 	return 0;
-}
-
-static void kick(struct grpc_client_call *call)
-{
-	if (!call->conn)
-		return; /* pending: sent once submitted */
-	if (call->deferred) {
-		call->deferred = 0;
-		nghttp2_session_resume_data(call->conn->h2.session, call->stream_id);
-	}
-	h2_conn_flush(&call->conn->h2);
 }
 
 int grpc_client_call_send(struct grpc_client_call *call, const void *msg, size_t len)
 {
-	if (call->notified || call->close_send)
+	if (call->s.notified || call->close_send)
 		return -EPIPE;
-	outq_push_msg(&call->out, msg, len);
-	if (call->out.bytes >= GRPC_SEND_HIGH_WATER)
-		call->want_writable = 1;
-	kick(call);
+	gstream_queue(&call->s, msg, len);
+	gstream_kick(&call->s);
 	return 0;
 }
 
 int grpc_client_call_close_send(struct grpc_client_call *call)
 {
-	if (call->notified)
+	if (call->s.notified)
 		return -EPIPE;
 	if (call->close_send)
 		return 0;
 	call->close_send = 1;
-	kick(call);
+	gstream_kick(&call->s);
 	return 0;
 }
 
-size_t grpc_client_call_send_queued(const struct grpc_client_call *call) { return call->out.bytes; }
-int grpc_client_call_send_full(const struct grpc_client_call *call) { return call->out.bytes >= GRPC_SEND_HIGH_WATER; }
+size_t grpc_client_call_send_queued(const struct grpc_client_call *call) { return call->s.out.bytes; }
+int grpc_client_call_send_full(const struct grpc_client_call *call) { return gstream_send_full(&call->s); }
 void *grpc_client_call_user(const struct grpc_client_call *call) { return call->user; }
 
 static void rst_and_notify(struct grpc_client_call *call, enum grpc_code code, const char *msg)
 {
-	if (call->notified)
+	if (call->s.notified)
 		return;
-	if (!call->conn) {
+	if (!call->s.conn) {
 		fail_later(call, code, msg);
 		return;
 	}
-	if (!call->stream_closed) {
-		nghttp2_submit_rst_stream(call->conn->h2.session, NGHTTP2_FLAG_NONE, call->stream_id,
+	if (!call->s.stream_closed) {
+		nghttp2_submit_rst_stream(call->s.conn->h2.session, NGHTTP2_FLAG_NONE, call->s.id,
 					  NGHTTP2_CANCEL);
-		h2_conn_flush(&call->conn->h2);
+		h2_conn_flush(&call->s.conn->h2);
 	}
 	call_notify(call, code, msg);
 	call_maybe_done(call);
@@ -397,77 +305,72 @@ static void rst_and_notify(struct grpc_client_call *call, enum grpc_code code, c
 
 void grpc_client_call_cancel(struct grpc_client_call *call)
 {
-	if (call->notified)
+	if (call->s.notified)
 		return;
-	if (!call->conn) {
+	if (!call->s.conn) {
 		fail_later(call, GRPC_CANCELLED, "context canceled");
 		return;
 	}
 	/* Defer on_close so a caller cancelling from its own callbacks is not re-entered. */
-	if (!call->stream_closed) {
-		nghttp2_submit_rst_stream(call->conn->h2.session, NGHTTP2_FLAG_NONE, call->stream_id,
+	if (!call->s.stream_closed) {
+		nghttp2_submit_rst_stream(call->s.conn->h2.session, NGHTTP2_FLAG_NONE, call->s.id,
 					  NGHTTP2_CANCEL);
-		h2_conn_flush(&call->conn->h2);
+		h2_conn_flush(&call->s.conn->h2);
 	}
 	fail_later(call, GRPC_CANCELLED, "context canceled");
 }
 
-/* --- receiving --- */
-
-static void call_deliver(struct grpc_client_call *call)
-{
-	size_t consumed = 0;
-	if (call->delivering)
-		return;
-	call->delivering = 1;
-	while (!call->paused && !call->notified) {
-		const uint8_t *msg;
-		size_t len;
-		int rc = grpc_framer_peek(&call->in, &msg, &len);
-		if (rc == 0)
-			break;
-		if (rc < 0) {
-			struct strbuf m = STRBUF_INIT;
-			if (rc == -EMSGSIZE)
-				strbuf_addf(&m, "grpc: received message larger than max (%zu vs. %zu)",
-					    len, call->ch->opts.max_recv_msg);
-			else
-				strbuf_addstr(&m, "grpc: compressed message received but no compression was negotiated");
-			grpc_framer_release(&call->in);
-			rst_and_notify(call, rc == -EMSGSIZE ? GRPC_RESOURCE_EXHAUSTED : GRPC_INTERNAL, m.buf);
-			strbuf_release(&m);
-			call->delivering = 0;
-			return;
-		}
-		if (call->ops->on_message)
-			call->ops->on_message(call, msg, len);
-		if (call->notified)
-			break;
-		consumed += grpc_framer_consume(&call->in);
-	}
-	if (call->unconsumed && call->conn && !call->stream_closed && !call->notified) {
-		size_t n = call->paused ? MIN(consumed, call->unconsumed) : call->unconsumed;
-		call->unconsumed -= n;
-		nghttp2_session_consume_stream(call->conn->h2.session, call->stream_id, n);
-		h2_conn_flush(&call->conn->h2);
-	}
-	call->delivering = 0;
-	call_maybe_done(call);
-}
-
 void grpc_client_call_pause_recv(struct grpc_client_call *call)
 {
-	call->paused = 1;
+	gstream_pause(&call->s);
 }
 
 void grpc_client_call_resume_recv(struct grpc_client_call *call)
 {
-	if (!call->paused)
-		return;
-	call->paused = 0;
-	if (!call->delivering)
-		call_deliver(call);
+	gstream_resume(&call->s);
 }
+
+/* --- what the stream tells the call --- */
+
+static void stream_on_message(struct gstream *s, const uint8_t *msg, size_t len)
+{
+	struct grpc_client_call *call = container_of(s, struct grpc_client_call, s);
+	if (call->ops->on_message)
+		call->ops->on_message(call, msg, len);
+}
+
+static void stream_on_bad_message(struct gstream *s, enum grpc_code code, const char *msg)
+{
+	rst_and_notify(container_of(s, struct grpc_client_call, s), code, msg);
+}
+
+static void stream_after_deliver(struct gstream *s)
+{
+	call_maybe_done(container_of(s, struct grpc_client_call, s));
+}
+
+static void stream_on_writable(struct gstream *s)
+{
+	struct grpc_client_call *call = container_of(s, struct grpc_client_call, s);
+	if (call->ops->on_writable)
+		call->ops->on_writable(call);
+}
+
+static void stream_on_deadline(struct gstream *s)
+{
+	rst_and_notify(container_of(s, struct grpc_client_call, s), GRPC_DEADLINE_EXCEEDED,
+		       "context deadline exceeded");
+}
+
+static const struct gstream_ops call_stream_ops = {
+	.on_message = stream_on_message,
+	.on_bad_message = stream_on_bad_message,
+	.after_deliver = stream_after_deliver,
+	.on_writable = stream_on_writable,
+	.on_deadline = stream_on_deadline,
+};
+
+/* --- receiving --- */
 
 static enum grpc_code http_to_grpc(int status)
 {
@@ -484,12 +387,12 @@ static enum grpc_code http_to_grpc(int status)
 /* The stream is closed: once every message is delivered, report the status and free. */
 static void call_maybe_done(struct grpc_client_call *call)
 {
-	if (!call->stream_closed || call->delivering || call->in_dead)
+	if (!call->s.stream_closed || call->s.delivering || call->in_dead)
 		return;
-	if (!call->notified) {
+	if (!call->s.notified) {
 		struct strbuf m = STRBUF_INIT;
 		enum grpc_code code;
-		if (call->paused && grpc_framer_buffered(&call->in))
+		if (call->s.paused && grpc_framer_buffered(&call->s.in))
 			return; /* the caller still has messages to take */
 		if (call->grpc_status >= 0) {
 			code = (enum grpc_code)call->grpc_status;
@@ -533,8 +436,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 
 	if (!call || frame->hd.type != NGHTTP2_HEADERS)
 		return 0;
-	call->header_bytes += namelen + valuelen + 32;
-	if (call->header_bytes > MAX_HEADER_BYTES)
+	if (gstream_header_count(&call->s, namelen, valuelen) < 0)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	trailers = frame->headers.cat == NGHTTP2_HCAT_HEADERS ||
 		   (frame->hd.flags & NGHTTP2_FLAG_END_STREAM);
@@ -555,16 +457,8 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 	} else if (namelen == 12 && !memcmp(k, "grpc-message", 12)) {
 		strbuf_reset(&call->grpc_message);
 		grpc_percent_decode(&call->grpc_message, v, valuelen);
-	} else if (!grpc_metadata_is_reserved(k, namelen)) {
-		struct grpc_metadata *md = trailers ? &call->trailers : &call->headers;
-		if (grpc_metadata_is_binary(k, namelen)) {
-			struct strbuf dec = STRBUF_INIT;
-			if (grpc_base64_decode(&dec, v, valuelen) == 0)
-				grpc_metadata_add(md, k, namelen, dec.buf, dec.len);
-			strbuf_release(&dec);
-		} else {
-			grpc_metadata_add(md, k, namelen, v, valuelen);
-		}
+	} else {
+		gstream_header_md(trailers ? &call->trailers : &call->headers, k, namelen, v, valuelen);
 	}
 	return 0;
 }
@@ -574,7 +468,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
 	struct cli_conn *conn = user_data;
 	struct grpc_client_call *call;
 
-	h2_conn_on_frame(&conn->h2, frame);
+	h2_conn_on_frame(&conn->gc.h2, frame);
 	if (frame->hd.type == NGHTTP2_GOAWAY) {
 		struct grpc_channel *ch = conn->ch;
 		conn->goaway = 1;
@@ -589,7 +483,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
 	if (frame->hd.type != NGHTTP2_HEADERS)
 		return 0;
 	call = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
-	if (!call || call->notified)
+	if (!call || call->s.notified)
 		return 0;
 	if (frame->headers.cat == NGHTTP2_HCAT_RESPONSE && !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
 	    !call->headers_fired) {
@@ -605,18 +499,7 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
 {
 	struct grpc_client_call *call = nghttp2_session_get_stream_user_data(session, stream_id);
 
-	nghttp2_session_consume_connection(session, len);
-	if (!call || call->notified) {
-		nghttp2_session_consume_stream(session, stream_id, len);
-		return 0;
-	}
-	grpc_framer_push(&call->in, data, len);
-	/* as on the server: hold window back only while the caller paused */
-	if (call->paused)
-		call->unconsumed += len;
-	else
-		nghttp2_session_consume_stream(session, stream_id, len);
-	call_deliver(call);
+	gstream_recv_data(session, stream_id, call ? &call->s : NULL, data, len);
 	return 0;
 }
 
@@ -625,7 +508,7 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
 	struct grpc_client_call *call = nghttp2_session_get_stream_user_data(session, stream_id);
 	if (!call)
 		return 0;
-	call->stream_closed = 1;
+	call->s.stream_closed = 1;
 	call->rst_code = error_code;
 	call_maybe_done(call);
 	return 0;
@@ -647,21 +530,6 @@ static nghttp2_session_callbacks *client_callbacks(void)
 
 /* --- connections --- */
 
-static void conn_after_flush(struct h2_conn *h2)
-{
-	struct cli_conn *conn = h2->data;
-	while (conn->wlist) {
-		struct grpc_client_call *call = conn->wlist;
-		conn->wlist = call->wnext;
-		call->in_wlist = 0;
-		if (call->notified || !call->want_writable || call->out.bytes >= GRPC_SEND_LOW_WATER)
-			continue;
-		call->want_writable = 0;
-		if (call->ops->on_writable)
-			call->ops->on_writable(call);
-	}
-}
-
 static void schedule_backoff(struct grpc_channel *ch);
 
 static void conn_on_closed(struct h2_conn *h2, int reason)
@@ -680,13 +548,13 @@ static void conn_on_closed(struct h2_conn *h2, int reason)
 		 * complete: a paused caller still takes the buffered
 		 * messages, then the status the server sent.
 		 */
-		int ended = call->stream_closed;
-		call->stream_closed = 1;
-		if (ended && !call->notified) {
+		int ended = call->s.stream_closed;
+		call->s.stream_closed = 1;
+		if (ended && !call->s.notified) {
 			call_unlink(call);
 			continue;
 		}
-		if (!call->notified)
+		if (!call->s.notified)
 			call_notify(call, GRPC_UNAVAILABLE, m.buf);
 		call_unlink(call);
 		if (!call->in_dead)
@@ -714,7 +582,7 @@ static void conn_on_closed(struct h2_conn *h2, int reason)
 }
 
 static const struct h2_conn_hooks cli_conn_hooks = {
-	.after_flush = conn_after_flush,
+	.after_flush = gstream_after_flush,
 	.on_closed = conn_on_closed,
 };
 
@@ -722,23 +590,12 @@ static void conn_start(struct grpc_channel *ch, struct io *io)
 {
 	struct cli_conn *conn = xcalloc(1, sizeof(*conn));
 	nghttp2_session *session;
-	nghttp2_option *opt;
-	nghttp2_settings_entry iv[3];
+	nghttp2_settings_entry iv;
 
 	conn->ch = ch;
-	nghttp2_option_new(&opt);
-	nghttp2_option_set_no_auto_window_update(opt, 1);
-	nghttp2_option_set_max_outbound_ack(opt, 10000);
-	nghttp2_session_client_new2(&session, client_callbacks(), conn, opt);
-	nghttp2_option_del(opt);
-	iv[0].settings_id = NGHTTP2_SETTINGS_ENABLE_PUSH;
-	iv[0].value = 0;
-	iv[1].settings_id = NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE;
-	iv[1].value = ch->opts.stream_window;
-	iv[2].settings_id = NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE;
-	iv[2].value = MAX_HEADER_BYTES;
-	nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, iv, 3);
-	nghttp2_session_set_local_window_size(session, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
+	iv.settings_id = NGHTTP2_SETTINGS_ENABLE_PUSH;
+	iv.value = 0;
+	session = gstream_session_new(0, client_callbacks(), conn, iv, ch->opts.stream_window);
 
 	conn->next = ch->conns;
 	if (ch->conns)
@@ -747,9 +604,9 @@ static void conn_start(struct grpc_channel *ch, struct io *io)
 	ch->conn = conn;
 	ch->connects++;
 	ch->backoff_ms = 0;
-	h2_conn_init(&conn->h2, ch->loop, io, session, &cli_conn_hooks, conn,
+	h2_conn_init(&conn->gc.h2, ch->loop, io, session, &cli_conn_hooks, conn,
 		     ch->opts.keepalive_ms, ch->opts.keepalive_timeout_ms);
-	if (conn->h2.closing)
+	if (conn->gc.h2.closing)
 		return;
 	set_state(ch, GRPC_CHANNEL_READY);
 	while (ch->pending && ch->conn == conn) {
@@ -867,8 +724,8 @@ static void channel_connect(struct grpc_channel *ch)
 
 void grpc_channel_disconnect(struct grpc_channel *ch)
 {
-	if (ch->conn && !ch->conn->h2.closing)
-		h2_conn_close(&ch->conn->h2, UV_ECONNRESET);
+	if (ch->conn && !ch->conn->gc.h2.closing)
+		h2_conn_close(&ch->conn->gc.h2, UV_ECONNRESET);
 }
 
 void grpc_channel_connect(struct grpc_channel *ch)
@@ -934,7 +791,7 @@ uint64_t grpc_channel_connects(const struct grpc_channel *ch) { return ch->conne
 
 uint64_t grpc_channel_last_read_ms(const struct grpc_channel *ch)
 {
-	return ch->conn && !ch->conn->h2.closing ? ch->conn->h2.last_read_ms : 0;
+	return ch->conn && !ch->conn->gc.h2.closing ? ch->conn->gc.h2.last_read_ms : 0;
 }
 
 static void on_channel_handle_closed(uv_handle_t *h)
@@ -980,23 +837,14 @@ void grpc_channel_close(struct grpc_channel *ch)
 	ch->conn = NULL;
 	for (struct cli_conn *c = ch->conns; c; c = c->next) {
 		for (struct grpc_client_call *call = c->calls; call; call = call->next)
-			if (!call->notified)
+			if (!call->s.notified)
 				call_notify(call, GRPC_CANCELLED, "channel closed");
-		h2_conn_close(&c->h2, -ECANCELED);
+		h2_conn_close(&c->gc.h2, -ECANCELED);
 	}
 	channel_maybe_free(ch);
 }
 
 /* --- calls --- */
-
-static void on_call_deadline(uv_timer_t *t)
-{
-	struct deadline_timer *dl = container_of(t, struct deadline_timer, timer);
-	struct grpc_client_call *call = dl->call;
-	if (!call || call->notified)
-		return;
-	rst_and_notify(call, GRPC_DEADLINE_EXCEEDED, "context deadline exceeded");
-}
 
 int grpc_channel_call(struct grpc_channel *ch, const char *path, const struct grpc_metadata *md,
 		      uint64_t timeout_ms, unsigned flags, const struct grpc_client_ops *ops,
@@ -1009,6 +857,7 @@ int grpc_channel_call(struct grpc_channel *ch, const char *path, const struct gr
 	if (!path || path[0] != '/' || !ops || !ops->on_close)
 		return -EINVAL;
 	call = xcalloc(1, sizeof(*call));
+	gstream_init(&call->s, &call_stream_ops, ch->opts.max_recv_msg);
 	call->ch = ch;
 	call->path = xstrdup(path);
 	grpc_metadata_copy(&call->req_md, md);
@@ -1016,7 +865,6 @@ int grpc_channel_call(struct grpc_channel *ch, const char *path, const struct gr
 	call->ops = ops;
 	call->user = user;
 	call->grpc_status = -1;
-	grpc_framer_init(&call->in, ch->opts.max_recv_msg);
 	strbuf_init(&call->grpc_message, 0);
 	strbuf_init(&call->final_msg, 0);
 	ch->ncalls++;
@@ -1024,13 +872,10 @@ int grpc_channel_call(struct grpc_channel *ch, const char *path, const struct gr
 
 	if (timeout_ms) {
 		call->deadline = now_ms() + timeout_ms;
-		call->dl = xcalloc(1, sizeof(*call->dl));
-		call->dl->call = call;
-		uv_timer_init(ch->loop, &call->dl->timer);
-		uv_timer_start(&call->dl->timer, on_call_deadline, timeout_ms, 0);
+		gstream_deadline_start(&call->s, ch->loop, timeout_ms);
 	}
 
-	if (ch->conn && !ch->conn->goaway && !ch->conn->h2.closing && !ch->conn->h2.draining) {
+	if (ch->conn && !ch->conn->goaway && !ch->conn->gc.h2.closing && !ch->conn->gc.h2.draining) {
 		if (call_submit(call, ch->conn) < 0)
 			fail_later(call, GRPC_UNAVAILABLE, "cannot start stream");
 		return 0;
@@ -1043,60 +888,4 @@ int grpc_channel_call(struct grpc_channel *ch, const char *path, const struct gr
 	list_add(&ch->pending, call);
 	channel_connect(ch);
 	return 0;
-}
-
-/* --- blocking unary helper --- */
-
-struct sync_call {
-	int done;
-	enum grpc_code code;
-	struct strbuf *resp, *errmsg;
-};
-
-static void sync_on_message(struct grpc_client_call *call, const uint8_t *msg, size_t len)
-{
-	struct sync_call *s = grpc_client_call_user(call);
-	if (s->resp) {
-		strbuf_reset(s->resp);
-		strbuf_add(s->resp, msg, len);
-	}
-}
-
-static void sync_on_close(struct grpc_client_call *call, enum grpc_code code, const char *message,
-			  const struct grpc_metadata *trailers)
-{
-	struct sync_call *s = grpc_client_call_user(call);
-	s->done = 1;
-	s->code = code;
-	if (s->errmsg) {
-		strbuf_reset(s->errmsg);
-		strbuf_addstr(s->errmsg, message ? message : "");
-	}
-}
-
-static const struct grpc_client_ops sync_ops = {
-	.on_message = sync_on_message,
-	.on_close = sync_on_close,
-};
-
-enum grpc_code grpc_unary_sync(uv_loop_t *loop, struct grpc_channel *ch, const char *path,
-			       const struct grpc_metadata *md, const void *req, size_t len,
-			       uint64_t timeout_ms, struct strbuf *resp, struct strbuf *errmsg)
-{
-	struct sync_call s = { 0, GRPC_UNKNOWN, resp, errmsg };
-	struct grpc_client_call *call;
-	int rc = grpc_channel_call(ch, path, md, timeout_ms, 0, &sync_ops, &s, &call);
-
-	if (rc < 0) {
-		if (errmsg) {
-			strbuf_reset(errmsg);
-			strbuf_addf(errmsg, "cannot start call: %s", strerror(-rc));
-		}
-		return GRPC_INTERNAL;
-	}
-	grpc_client_call_send(call, req, len);
-	grpc_client_call_close_send(call);
-	while (!s.done)
-		uv_run(loop, UV_RUN_ONCE);
-	return s.code;
 }

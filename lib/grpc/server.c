@@ -1,66 +1,32 @@
-/* gRPC server: listeners, HTTP/2 connections, call dispatch, streaming with backpressure. */
+/* gRPC server: HTTP/2 connections, call dispatch, streaming with backpressure, shutdown. */
 #include "server.h"
-#include "frame.h"
-#include "outq.h"
+#include "stream.h"
+#include "listen.h"
+#include "methods.h"
 #include "../h2/conn.h"
 #include "../h2/io.h"
 #include "../base/util.h"
-#include "../base/log.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#define MAX_HEADER_BYTES (64 * 1024)
-#define CONN_WINDOW (16 * 1024 * 1024)
-
-struct method_entry {
-	char *path;
-	grpc_start_fn start;
-	grpc_unary_fn unary;
-	void *data;
-};
-
-struct listener {
-	struct grpc_server *srv;
-	union {
-		uv_handle_t handle;
-		uv_stream_t stream;
-		uv_tcp_t tcp;
-		uv_pipe_t pipe;
-	} h;
-	char *unix_path;    /* removed at close */
-	struct listener *next;
-};
 
 struct srv_conn;
 
-struct deadline_timer {
-	uv_timer_t timer;
-	struct grpc_call *call;
-};
-
 struct grpc_call {
-	struct srv_conn *conn;
-	int32_t stream_id;
+	struct gstream s;                  /* framing, flow control, send queue, deadline */
 	struct grpc_call *prev, *next;     /* conn's call list */
-	struct grpc_call *wnext;           /* conn's pending-writable list */
-	int in_wlist;
 
 	struct strbuf path;
 	struct strbuf content_type;
 	int method_post;
 	struct grpc_metadata md;
 	struct grpc_metadata tags;
-	size_t header_bytes;
 	uint64_t timeout_ns;
 	uint64_t deadline;                 /* now_ms() clock, 0 = none */
 	uint64_t start_ns;
-	struct deadline_timer *dl;
 
 	const struct grpc_call_ops *ops;
 	void *user;
@@ -74,58 +40,44 @@ struct grpc_call {
 	int unary_count;
 
 	/* receiving */
-	struct grpc_framer in;
-	size_t unconsumed;        /* bytes received but not yet given back to the stream window */
-	int paused, delivering;
 	int remote_closed;        /* END_STREAM received */
 	int half_close_fired;
 	int started;              /* handler dispatched */
 
 	/* sending */
-	struct grpc_outq out;
 	int headers_sent;
 	int finished;             /* grpc_call_finish() called */
 	int status_sent;          /* END_STREAM with status written */
-	int want_writable;
-	int deferred;             /* data provider returned DEFERRED */
 	enum grpc_code code;
 	struct strbuf message;
 	struct grpc_metadata trailers;
 
-	int notified;             /* on_close fired */
 	int deadline_hit;
 	enum grpc_code close_code;
 };
 
 struct srv_conn {
-	struct h2_conn h2;
+	struct gstream_conn gc;   /* the h2_conn and the streams waiting for on_writable */
 	struct grpc_server *srv;
 	struct srv_conn *prev, *next;
 	struct grpc_call *calls;
 	size_t ncalls;
-	struct grpc_call *wlist;
 	int goaway_notice;        /* first GOAWAY (no stream refused yet) and its PING sent */
 	int goaway_sent;          /* the final GOAWAY */
-	int closed;
 };
 
 struct grpc_server {
 	uv_loop_t *loop;
 	struct grpc_server_opts opts;
-	struct method_entry *methods;
-	size_t nr_methods, alloc_methods;
-	int methods_sorted;
+	struct gmethods methods;
 	grpc_start_fn fallback;
 	void *fallback_data;
 	struct grpc_server_hooks hooks;
 	int have_hooks;
 	void (*accept_fn)(struct grpc_server *s, struct io *io, void *data);
 	void *accept_data;
-	char **services;
-	size_t nr_services, alloc_services;
 
-	struct listener *listeners;
-	int pending_listener_closes;
+	struct glisten listen;
 	struct srv_conn *conns;
 	size_t nconns;
 	size_t active_calls;
@@ -142,7 +94,8 @@ struct grpc_server {
 static void call_notify_close(struct grpc_call *call, enum grpc_code code);
 static void call_free(struct grpc_call *call);
 static void server_check_shutdown_done(struct grpc_server *s);
-static void call_deliver(struct grpc_call *call);
+static void on_accept(struct glisten *g, struct io *io);
+static void on_listener_closed(struct glisten *g);
 static void conn_final_goaway(struct srv_conn *c);
 
 /* Opaque data of the PING that follows the shutdown notice. */
@@ -163,6 +116,9 @@ struct grpc_server *grpc_server_new(uv_loop_t *loop, const struct grpc_server_op
 {
 	struct grpc_server *s = xcalloc(1, sizeof(*s));
 	s->loop = loop;
+	s->listen.loop = loop;
+	s->listen.on_accept = on_accept;
+	s->listen.on_closed = on_listener_closed;
 	grpc_server_opts_default(&s->opts);
 	if (opts) {
 		if (opts->max_recv_msg)
@@ -182,63 +138,20 @@ void grpc_server_free(struct grpc_server *s)
 {
 	if (!s)
 		return;
-	for (size_t i = 0; i < s->nr_methods; i++)
-		free(s->methods[i].path);
-	free(s->methods);
-	for (size_t i = 0; i < s->nr_services; i++)
-		free(s->services[i]);
-	free(s->services);
+	gmethods_release(&s->methods);
 	free(s);
 }
 
 /* --- method table --- */
 
-static int method_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct method_entry *)a)->path, ((const struct method_entry *)b)->path);
-}
-
-static void remember_service(struct grpc_server *s, const char *path)
-{
-	const char *slash;
-	size_t len;
-	if (path[0] != '/' || !(slash = strchr(path + 1, '/')))
-		return;
-	len = (size_t)(slash - path - 1);
-	for (size_t i = 0; i < s->nr_services; i++)
-		if (strlen(s->services[i]) == len && !memcmp(s->services[i], path + 1, len))
-			return;
-	ALLOC_GROW(s->services, s->nr_services + 1, s->alloc_services);
-	s->services[s->nr_services++] = xstrndup(path + 1, len);
-}
-
-static int add_method(struct grpc_server *s, const char *path, grpc_start_fn start,
-		      grpc_unary_fn unary, void *data)
-{
-	if (path[0] != '/' || !strchr(path + 1, '/'))
-		return -EINVAL;
-	for (size_t i = 0; i < s->nr_methods; i++)
-		if (!strcmp(s->methods[i].path, path))
-			return -EEXIST;
-	ALLOC_GROW(s->methods, s->nr_methods + 1, s->alloc_methods);
-	s->methods[s->nr_methods].path = xstrdup(path);
-	s->methods[s->nr_methods].start = start;
-	s->methods[s->nr_methods].unary = unary;
-	s->methods[s->nr_methods].data = data;
-	s->nr_methods++;
-	s->methods_sorted = 0;
-	remember_service(s, path);
-	return 0;
-}
-
 int grpc_server_add_method(struct grpc_server *s, const char *path, grpc_start_fn start, void *data)
 {
-	return add_method(s, path, start, NULL, data);
+	return gmethods_add(&s->methods, path, start, NULL, data);
 }
 
 int grpc_server_add_unary(struct grpc_server *s, const char *path, grpc_unary_fn fn, void *data)
 {
-	return add_method(s, path, NULL, fn, data);
+	return gmethods_add(&s->methods, path, NULL, fn, data);
 }
 
 void grpc_server_set_fallback(struct grpc_server *s, grpc_start_fn start, void *data)
@@ -255,26 +168,15 @@ void grpc_server_set_hooks(struct grpc_server *s, const struct grpc_server_hooks
 
 int grpc_server_has_service(const struct grpc_server *s, const char *name)
 {
-	for (size_t i = 0; i < s->nr_services; i++)
-		if (!strcmp(s->services[i], name))
-			return 1;
-	return 0;
-}
-
-static const struct method_entry *find_method(struct grpc_server *s, const char *path)
-{
-	struct method_entry key;
-	if (!s->nr_methods)
-		return NULL;
-	if (!s->methods_sorted) {
-		qsort(s->methods, s->nr_methods, sizeof(*s->methods), method_cmp);
-		s->methods_sorted = 1;
-	}
-	key.path = (char *)path;
-	return bsearch(&key, s->methods, s->nr_methods, sizeof(*s->methods), method_cmp);
+	return gmethods_has_service(&s->methods, name);
 }
 
 /* --- call accessors --- */
+
+static struct srv_conn *call_conn(const struct grpc_call *call)
+{
+	return container_of(call->s.conn, struct srv_conn, gc);
+}
 
 void grpc_call_set_ops(struct grpc_call *call, const struct grpc_call_ops *ops, void *user)
 {
@@ -288,9 +190,9 @@ const char *grpc_call_method(const struct grpc_call *call) { return call->path.b
 const struct grpc_metadata *grpc_call_metadata(const struct grpc_call *call) { return &call->md; }
 uint64_t grpc_call_deadline(const struct grpc_call *call) { return call->deadline; }
 uint64_t grpc_call_start_ns(const struct grpc_call *call) { return call->start_ns; }
-struct grpc_server *grpc_call_server(const struct grpc_call *call) { return call->conn->srv; }
-struct io *grpc_call_io(const struct grpc_call *call) { return call->conn->h2.io; }
-int grpc_call_is_closed(const struct grpc_call *call) { return call->notified; }
+struct grpc_server *grpc_call_server(const struct grpc_call *call) { return call_conn(call)->srv; }
+struct io *grpc_call_io(const struct grpc_call *call) { return call->s.conn->h2.io; }
+int grpc_call_is_closed(const struct grpc_call *call) { return call->s.notified; }
 const struct grpc_metadata *grpc_call_tags(const struct grpc_call *call) { return &call->tags; }
 
 void grpc_call_set_tag(struct grpc_call *call, const char *key, const char *value)
@@ -301,8 +203,8 @@ void grpc_call_set_tag(struct grpc_call *call, const char *key, const char *valu
 	free(call->tags.v[call->tags.nr - 1].key);
 	call->tags.v[call->tags.nr - 1].key = xstrdup(key);
 }
-size_t grpc_call_send_queued(const struct grpc_call *call) { return call->out.bytes; }
-int grpc_call_send_full(const struct grpc_call *call) { return call->out.bytes >= GRPC_SEND_HIGH_WATER; }
+size_t grpc_call_send_queued(const struct grpc_call *call) { return call->s.out.bytes; }
+int grpc_call_send_full(const struct grpc_call *call) { return gstream_send_full(&call->s); }
 
 void grpc_call_on_close(struct grpc_call *call, void (*cb)(struct grpc_call *, enum grpc_code, void *), void *arg)
 {
@@ -312,64 +214,22 @@ void grpc_call_on_close(struct grpc_call *call, void (*cb)(struct grpc_call *, e
 
 /* --- sending --- */
 
-static nghttp2_nv make_nv(const char *name, size_t nlen, const char *value, size_t vlen)
-{
-	nghttp2_nv nv = { (uint8_t *)name, (uint8_t *)value, nlen, vlen, NGHTTP2_NV_FLAG_NONE };
-	return nv;
-}
-#define NV_LIT(n, v) make_nv(n, sizeof(n) - 1, v, strlen(v))
-
-/*
- * Append application metadata as header fields. Binary values are base64
- * encoded into `scratch`, whose storage must outlive the submit call: we size it
- * once up front so its buffer never moves while pointers into it are taken.
- */
-static void add_md_nv(nghttp2_nv **nva, size_t *n, size_t *alloc, const struct grpc_metadata *md,
-		      struct strbuf *scratch)
-{
-	size_t need = 0;
-	if (!md)
-		return;
-	for (size_t i = 0; i < md->nr; i++)
-		if (grpc_metadata_is_binary(md->v[i].key, strlen(md->v[i].key)))
-			need += md->v[i].value_len * 4 / 3 + 4;
-	strbuf_grow(scratch, need);
-	for (size_t i = 0; i < md->nr; i++) {
-		const struct grpc_md *e = &md->v[i];
-		size_t klen = strlen(e->key);
-		if (grpc_metadata_is_reserved(e->key, klen))
-			continue;
-		ALLOC_GROW(*nva, *n + 1, *alloc);
-		if (grpc_metadata_is_binary(e->key, klen)) {
-			size_t start = scratch->len;
-			grpc_base64_encode(scratch, e->value, e->value_len);
-			(*nva)[(*n)++] = make_nv(e->key, klen, scratch->buf + start, scratch->len - start);
-		} else {
-			(*nva)[(*n)++] = make_nv(e->key, klen, e->value, e->value_len);
-		}
-	}
-}
-
 static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
 			    uint32_t *data_flags, nghttp2_data_source *source, void *user_data);
 
 static int submit_headers(struct grpc_call *call, const struct grpc_metadata *md)
 {
-	nghttp2_nv *nva = NULL;
-	size_t n = 0, alloc = 0;
-	struct strbuf scratch = STRBUF_INIT;
+	struct gstream_hdrs h = GSTREAM_HDRS_INIT;
 	nghttp2_data_provider prd;
 	int rc;
 
-	ALLOC_GROW(nva, 2, alloc);
-	nva[n++] = NV_LIT(":status", "200");
-	nva[n++] = NV_LIT("content-type", "application/grpc");
-	add_md_nv(&nva, &n, &alloc, md, &scratch);
+	gstream_hdrs_add(&h, ":status", "200");
+	gstream_hdrs_add(&h, "content-type", "application/grpc");
+	gstream_hdrs_add_md(&h, md);
 	prd.source.ptr = call;
 	prd.read_callback = data_read_cb;
-	rc = nghttp2_submit_response(call->conn->h2.session, call->stream_id, nva, n, &prd);
-	free(nva);
-	strbuf_release(&scratch);
+	rc = nghttp2_submit_response(call->s.conn->h2.session, call->s.id, h.nv, h.nr, &prd);
+	gstream_hdrs_release(&h);
 	if (rc == 0)
 		call->headers_sent = 1;
 	return rc;
@@ -378,121 +238,78 @@ static int submit_headers(struct grpc_call *call, const struct grpc_metadata *md
 /* Build status trailers (or Trailers-Only headers when `trailers_only`). */
 static int submit_status(struct grpc_call *call, int trailers_only)
 {
-	nghttp2_nv *nva = NULL;
-	size_t n = 0, alloc = 0;
-	struct strbuf scratch = STRBUF_INIT, msg = STRBUF_INIT;
+	struct gstream_hdrs h = GSTREAM_HDRS_INIT;
+	struct strbuf msg = STRBUF_INIT;
 	char code[12];
 	int rc;
 
 	snprintf(code, sizeof(code), "%d", (int)call->code);
 	grpc_percent_encode(&msg, call->message.buf, call->message.len);
-	ALLOC_GROW(nva, 4, alloc);
 	if (trailers_only) {
-		nva[n++] = NV_LIT(":status", "200");
-		nva[n++] = NV_LIT("content-type", "application/grpc");
+		gstream_hdrs_add(&h, ":status", "200");
+		gstream_hdrs_add(&h, "content-type", "application/grpc");
 	}
-	nva[n++] = NV_LIT("grpc-status", code);
+	gstream_hdrs_add(&h, "grpc-status", code);
 	if (msg.len)
-		nva[n++] = make_nv("grpc-message", 12, msg.buf, msg.len);
-	add_md_nv(&nva, &n, &alloc, &call->trailers, &scratch);
+		gstream_hdrs_add_owned(&h, "grpc-message", &msg);
+	gstream_hdrs_add_md(&h, &call->trailers);
 	if (trailers_only)
-		rc = nghttp2_submit_response(call->conn->h2.session, call->stream_id, nva, n, NULL);
+		rc = nghttp2_submit_response(call->s.conn->h2.session, call->s.id, h.nv, h.nr, NULL);
 	else
-		rc = nghttp2_submit_trailer(call->conn->h2.session, call->stream_id, nva, n);
-	free(nva);
-	strbuf_release(&scratch);
+		rc = nghttp2_submit_trailer(call->s.conn->h2.session, call->s.id, h.nv, h.nr);
+	gstream_hdrs_release(&h);
 	strbuf_release(&msg);
 	if (rc == 0)
 		call->headers_sent = 1;
 	return rc;
 }
 
-static void wlist_add(struct grpc_call *call)
-{
-	if (call->in_wlist)
-		return;
-	call->in_wlist = 1;
-	call->wnext = call->conn->wlist;
-	call->conn->wlist = call;
-}
-
-static void wlist_remove(struct grpc_call *call)
-{
-	struct grpc_call **pp;
-	if (!call->in_wlist)
-		return;
-	for (pp = &call->conn->wlist; *pp; pp = &(*pp)->wnext) {
-		if (*pp == call) {
-			*pp = call->wnext;
-			break;
-		}
-	}
-	call->in_wlist = 0;
-}
-
 static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
 			    uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
 	struct grpc_call *call = source->ptr;
-	size_t n = outq_read(&call->out, buf, length);
+	ssize_t n = gstream_data_read(&call->s, buf, length, data_flags, call->finished);
 
-	if (call->want_writable && call->out.bytes < GRPC_SEND_LOW_WATER)
-		wlist_add(call);
-	if (call->out.bytes == 0 && call->finished) {
-		*data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+	if (*data_flags & NGHTTP2_DATA_FLAG_EOF) {
+		/* the status goes in trailers, which end the stream */
+		*data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
 		if (submit_status(call, 0) != 0)
 			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-		return (ssize_t)n;
 	}
-	if (n == 0) {
-		call->deferred = 1;
-		return NGHTTP2_ERR_DEFERRED;
-	}
-	return (ssize_t)n;
-}
-
-static void kick(struct grpc_call *call)
-{
-	if (call->deferred) {
-		call->deferred = 0;
-		nghttp2_session_resume_data(call->conn->h2.session, call->stream_id);
-	}
-	h2_conn_flush(&call->conn->h2);
+	return n;
 }
 
 int grpc_call_send_headers(struct grpc_call *call, const struct grpc_metadata *md)
 {
-	if (call->notified || call->finished)
+	if (call->s.notified || call->finished)
 		return -EPIPE;
 	if (call->headers_sent)
 		return -EALREADY;
 	if (submit_headers(call, md) != 0)
 		return -EPIPE;
-	h2_conn_flush(&call->conn->h2);
+	h2_conn_flush(&call->s.conn->h2);
 	return 0;
 }
 
 int grpc_call_send(struct grpc_call *call, const void *msg, size_t len)
 {
-	if (call->notified || call->finished)
+	if (call->s.notified || call->finished)
 		return -EPIPE;
-	outq_push_msg(&call->out, msg, len);
-	if (call->out.bytes >= GRPC_SEND_HIGH_WATER)
-		call->want_writable = 1;
+	gstream_queue(&call->s, msg, len);
 	if (!call->headers_sent) {
 		if (submit_headers(call, NULL) != 0)
 			return -EPIPE;
-		h2_conn_flush(&call->conn->h2);
+		h2_conn_flush(&call->s.conn->h2);
 		return 0;
 	}
-	kick(call);
+	gstream_kick(&call->s);
 	return 0;
 }
 
 int grpc_call_finish(struct grpc_call *call, enum grpc_code code, const char *msg,
 		     const struct grpc_metadata *trailers)
 {
-	if (call->notified || call->finished)
+	if (call->s.notified || call->finished)
 		return 0;
 	call->finished = 1;
 	call->code = code;
@@ -500,15 +317,15 @@ int grpc_call_finish(struct grpc_call *call, enum grpc_code code, const char *ms
 	if (msg)
 		strbuf_addstr(&call->message, msg);
 	grpc_metadata_copy(&call->trailers, trailers);
-	if (!call->headers_sent && call->out.bytes == 0) {
+	if (!call->headers_sent && call->s.out.bytes == 0) {
 		if (submit_status(call, 1) != 0)
 			return -EPIPE;
-		h2_conn_flush(&call->conn->h2);
+		h2_conn_flush(&call->s.conn->h2);
 		return 0;
 	}
 	if (!call->headers_sent && submit_headers(call, NULL) != 0)
 		return -EPIPE;
-	kick(call);
+	gstream_kick(&call->s);
 	return 0;
 }
 
@@ -533,127 +350,100 @@ int grpc_call_reply(struct grpc_call *call, const void *msg, size_t len)
 	return grpc_call_finish(call, GRPC_OK, NULL, NULL);
 }
 
-/* --- receiving --- */
-
-static void give_back_window(struct grpc_call *call, size_t n)
-{
-	if (!n || !call->conn->h2.session)
-		return;
-	nghttp2_session_consume_stream(call->conn->h2.session, call->stream_id, n);
-	h2_conn_flush(&call->conn->h2);
-}
-
-/* Deliver buffered whole messages, then a pending half-close, unless paused. */
-static void call_deliver(struct grpc_call *call)
-{
-	size_t consumed = 0;
-	if (call->delivering)
-		return;
-	call->delivering = 1;
-	while (!call->paused && !call->notified) {
-		const uint8_t *msg;
-		size_t len;
-		int rc = grpc_framer_peek(&call->in, &msg, &len);
-		if (rc == 0)
-			break;
-		if (rc < 0) {
-			if (rc == -EMSGSIZE)
-				grpc_call_finishf(call, GRPC_RESOURCE_EXHAUSTED,
-						  "grpc: received message larger than max (%zu vs. %zu)",
-						  len, call->conn->srv->opts.max_recv_msg);
-			else
-				grpc_call_finish(call, GRPC_INTERNAL,
-						 "grpc: compressed message received but no compression was negotiated",
-						 NULL);
-			/* the status goes out first; on_frame_send then resets the stream */
-			grpc_framer_release(&call->in);
-			break;
-		}
-		if (call->ops && call->ops->on_message)
-			call->ops->on_message(call, msg, len);
-		if (call->notified)
-			break;
-		consumed += grpc_framer_consume(&call->in);
-	}
-	/* window goes back for bytes that left the buffer; all of it once nothing is held back */
-	if (call->unconsumed && !call->notified) {
-		size_t n = call->paused ? MIN(consumed, call->unconsumed) : call->unconsumed;
-		call->unconsumed -= n;
-		give_back_window(call, n);
-	}
-	if (!call->paused && !call->notified && call->remote_closed && !call->half_close_fired &&
-	    grpc_framer_buffered(&call->in) == 0) {
-		call->half_close_fired = 1;
-		if (call->ops && call->ops->on_half_close)
-			call->ops->on_half_close(call);
-	} else if (!call->paused && !call->notified && call->remote_closed && !call->half_close_fired &&
-		   !call->finished) {
-		/* a partial message followed by END_STREAM */
-		grpc_call_finish(call, GRPC_INTERNAL, "grpc: stream ended inside a message", NULL);
-	}
-	call->delivering = 0;
-}
-
 void grpc_call_pause_recv(struct grpc_call *call)
 {
-	call->paused = 1;
+	gstream_pause(&call->s);
 }
 
 void grpc_call_resume_recv(struct grpc_call *call)
 {
-	if (!call->paused)
-		return;
-	call->paused = 0;
-	if (!call->delivering)
-		call_deliver(call);
+	gstream_resume(&call->s);
 }
 
-/* --- call lifecycle --- */
+/* --- what the stream tells the call --- */
 
-static void on_dl_close(uv_handle_t *h)
+static void stream_on_message(struct gstream *s, const uint8_t *msg, size_t len)
 {
-	free(container_of((uv_timer_t *)h, struct deadline_timer, timer));
+	struct grpc_call *call = container_of(s, struct grpc_call, s);
+	if (call->ops && call->ops->on_message)
+		call->ops->on_message(call, msg, len);
 }
 
-static void on_deadline(uv_timer_t *t)
+static void stream_on_bad_message(struct gstream *s, enum grpc_code code, const char *msg)
 {
-	struct deadline_timer *dl = container_of(t, struct deadline_timer, timer);
-	struct grpc_call *call = dl->call;
-	if (!call || call->notified)
+	/* the status goes out first; on_frame_send then resets the stream */
+	grpc_call_finish(container_of(s, struct grpc_call, s), code, msg, NULL);
+}
+
+/* After the buffered messages: a pending half-close, unless paused. */
+static void stream_after_deliver(struct gstream *s)
+{
+	struct grpc_call *call = container_of(s, struct grpc_call, s);
+	if (s->paused || s->notified || !call->remote_closed || call->half_close_fired)
 		return;
+	if (grpc_framer_buffered(&s->in) == 0) {
+		call->half_close_fired = 1;
+		if (call->ops && call->ops->on_half_close)
+			call->ops->on_half_close(call);
+	} else if (!call->finished) {
+		/* a partial message followed by END_STREAM */
+		grpc_call_finish(call, GRPC_INTERNAL, "grpc: stream ended inside a message", NULL);
+	}
+}
+
+static void stream_on_writable(struct gstream *s)
+{
+	struct grpc_call *call = container_of(s, struct grpc_call, s);
+	if (call->ops && call->ops->on_writable)
+		call->ops->on_writable(call);
+}
+
+static void stream_on_deadline(struct gstream *s)
+{
+	struct grpc_call *call = container_of(s, struct grpc_call, s);
 	call->deadline_hit = 1;
 	if (!call->finished) {
-		outq_clear(&call->out);
+		outq_clear(&s->out);
 		grpc_call_finish(call, GRPC_DEADLINE_EXCEEDED, "context deadline exceeded", NULL);
 	}
 	/* Tell the handler now, even if the status cannot reach a stalled peer. */
 	call_notify_close(call, GRPC_DEADLINE_EXCEEDED);
 }
 
+static const struct gstream_ops call_stream_ops = {
+	.on_message = stream_on_message,
+	.on_bad_message = stream_on_bad_message,
+	.after_deliver = stream_after_deliver,
+	.on_writable = stream_on_writable,
+	.on_deadline = stream_on_deadline,
+};
+
+/* --- call lifecycle --- */
+
 static void call_notify_close(struct grpc_call *call, enum grpc_code code)
 {
-	struct grpc_server *s = call->conn->srv;
-	if (call->notified)
+	struct grpc_server *srv = call_conn(call)->srv;
+	if (call->s.notified)
 		return;
-	call->notified = 1;
+	call->s.notified = 1;
 	call->close_code = code;
-	wlist_remove(call);
+	gstream_wlist_remove(&call->s);
 	if (call->started) {
 		if (call->ops && call->ops->on_close)
 			call->ops->on_close(call, code);
 		if (call->close_cb)
 			call->close_cb(call, code, call->close_arg);
 	}
-	if (s->have_hooks && s->hooks.on_call_end)
-		s->hooks.on_call_end(call, code, now_ns() - call->start_ns, s->hooks.data);
+	if (srv->have_hooks && srv->hooks.on_call_end)
+		srv->hooks.on_call_end(call, code, now_ns() - call->start_ns, srv->hooks.data);
 }
 
 static void call_free(struct grpc_call *call)
 {
-	struct srv_conn *c = call->conn;
-	if (!call->notified)
+	struct srv_conn *c = call_conn(call);
+	if (!call->s.notified)
 		call_notify_close(call, call->status_sent ? call->code : GRPC_CANCELLED);
-	wlist_remove(call);
+	gstream_wlist_remove(&call->s);
 	if (call->prev)
 		call->prev->next = call->next;
 	else
@@ -662,17 +452,12 @@ static void call_free(struct grpc_call *call)
 		call->next->prev = call->prev;
 	c->ncalls--;
 	c->srv->active_calls--;
-	if (call->dl) {
-		call->dl->call = NULL;
-		uv_close((uv_handle_t *)&call->dl->timer, on_dl_close);
-	}
+	gstream_release(&call->s);
 	strbuf_release(&call->path);
 	strbuf_release(&call->content_type);
 	grpc_metadata_release(&call->md);
 	grpc_metadata_release(&call->tags);
 	strbuf_release(&call->unary_req);
-	grpc_framer_release(&call->in);
-	outq_clear(&call->out);
 	strbuf_release(&call->message);
 	grpc_metadata_release(&call->trailers);
 	free(call);
@@ -707,8 +492,8 @@ static const struct grpc_call_ops unary_ops = {
 
 static void dispatch(struct grpc_call *call)
 {
-	struct grpc_server *s = call->conn->srv;
-	const struct method_entry *m;
+	struct grpc_server *s = call_conn(call)->srv;
+	const struct gmethod *m;
 
 	call->started = 1;
 	if (!call->method_post) {
@@ -724,10 +509,7 @@ static void dispatch(struct grpc_call *call)
 	if (call->timeout_ns) {
 		uint64_t ms = call->timeout_ns / 1000000 + (call->timeout_ns % 1000000 ? 1 : 0);
 		call->deadline = now_ms() + ms;
-		call->dl = xcalloc(1, sizeof(*call->dl));
-		call->dl->call = call;
-		uv_timer_init(s->loop, &call->dl->timer);
-		uv_timer_start(&call->dl->timer, on_deadline, ms, 0);
+		gstream_deadline_start(&call->s, s->loop, ms);
 	}
 	if (s->have_hooks && s->hooks.on_call_start) {
 		struct strbuf msg = STRBUF_INIT;
@@ -739,7 +521,7 @@ static void dispatch(struct grpc_call *call)
 		}
 		strbuf_release(&msg);
 	}
-	m = find_method(s, call->path.buf);
+	m = gmethods_find(&s->methods, call->path.buf);
 	if (m && m->unary) {
 		call->unary = m->unary;
 		call->unary_data = m->data;
@@ -752,7 +534,7 @@ static void dispatch(struct grpc_call *call)
 		grpc_call_finishf(call, GRPC_UNIMPLEMENTED, "unknown method %s", call->path.buf);
 		return;
 	}
-	if (!call->notified && !call->ops && !call->finished)
+	if (!call->s.notified && !call->ops && !call->finished)
 		grpc_call_finish(call, GRPC_INTERNAL, "grpc: handler installed no callbacks", NULL);
 }
 
@@ -766,14 +548,14 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
 	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
 	call = xcalloc(1, sizeof(*call));
-	call->conn = c;
-	call->stream_id = frame->hd.stream_id;
+	gstream_init(&call->s, &call_stream_ops, c->srv->opts.max_recv_msg);
+	call->s.conn = &c->gc;
+	call->s.id = frame->hd.stream_id;
 	call->start_ns = now_ns();
 	strbuf_init(&call->path, 0);
 	strbuf_init(&call->content_type, 0);
 	strbuf_init(&call->unary_req, 0);
 	strbuf_init(&call->message, 0);
-	grpc_framer_init(&call->in, c->srv->opts.max_recv_msg);
 	call->next = c->calls;
 	if (c->calls)
 		c->calls->prev = call;
@@ -792,8 +574,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 
 	if (!call || call->started)
 		return 0; /* trailers from a client carry nothing we use */
-	call->header_bytes += namelen + valuelen + 32;
-	if (call->header_bytes > MAX_HEADER_BYTES)
+	if (gstream_header_count(&call->s, namelen, valuelen) < 0)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	if (namelen == 5 && !memcmp(k, ":path", 5)) {
 		strbuf_reset(&call->path);
@@ -806,15 +587,8 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 	} else if (namelen == 12 && !memcmp(k, "grpc-timeout", 12)) {
 		if (grpc_timeout_parse(v, valuelen, &call->timeout_ns) < 0)
 			call->timeout_ns = 0;
-	} else if (!grpc_metadata_is_reserved(k, namelen)) {
-		if (grpc_metadata_is_binary(k, namelen)) {
-			struct strbuf dec = STRBUF_INIT;
-			if (grpc_base64_decode(&dec, v, valuelen) == 0)
-				grpc_metadata_add(&call->md, k, namelen, dec.buf, dec.len);
-			strbuf_release(&dec);
-		} else {
-			grpc_metadata_add(&call->md, k, namelen, v, valuelen);
-		}
+	} else {
+		gstream_header_md(&call->md, k, namelen, v, valuelen);
 	}
 	return 0;
 }
@@ -824,7 +598,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
 	struct srv_conn *c = user_data;
 	struct grpc_call *call;
 
-	h2_conn_on_frame(&c->h2, frame);
+	h2_conn_on_frame(&c->gc.h2, frame);
 	/* the peer saw the shutdown notice: every stream it opened before is known now */
 	if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK) && c->goaway_notice &&
 	    !memcmp(frame->ping.opaque_data, goaway_ping, sizeof(goaway_ping)))
@@ -840,8 +614,8 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
 	if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
 	    (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && !call->remote_closed) {
 		call->remote_closed = 1;
-		if (!call->notified)
-			call_deliver(call);
+		if (!call->s.notified)
+			gstream_deliver(&call->s);
 	}
 	return 0;
 }
@@ -851,23 +625,8 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
 {
 	struct grpc_call *call = nghttp2_session_get_stream_user_data(session, stream_id);
 
-	/* The connection window is never held back: only streams are flow controlled. */
-	nghttp2_session_consume_connection(session, len);
-	if (!call || call->notified || call->finished) {
-		nghttp2_session_consume_stream(session, stream_id, len);
-		return 0;
-	}
-	grpc_framer_push(&call->in, data, len);
-	/*
-	 * Window goes back at once unless the handler paused: a message may be
-	 * larger than the window, and the framer caps what one message buffers.
-	 * While paused the peer can send at most one window more.
-	 */
-	if (call->paused)
-		call->unconsumed += len;
-	else
-		nghttp2_session_consume_stream(session, stream_id, len);
-	call_deliver(call);
+	/* a finished call discards what the client still sends */
+	gstream_recv_data(session, stream_id, call && !call->finished ? &call->s : NULL, data, len);
 	return 0;
 }
 
@@ -893,31 +652,16 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
 	if (!call)
 		return 0;
 	nghttp2_session_set_stream_user_data(session, stream_id, NULL);
-	if (!call->notified)
+	if (!call->s.notified)
 		call_notify_close(call, call->status_sent ? call->code
 				  : call->deadline_hit ? GRPC_DEADLINE_EXCEEDED : GRPC_CANCELLED);
 	call_free(call);
-	if (c->goaway_sent && c->ncalls == 0 && !c->h2.closing)
-		h2_conn_close_after_flush(&c->h2);
+	if (c->goaway_sent && c->ncalls == 0 && !c->gc.h2.closing)
+		h2_conn_close_after_flush(&c->gc.h2);
 	return 0;
 }
 
 /* --- connections --- */
-
-static void conn_after_flush(struct h2_conn *h2)
-{
-	struct srv_conn *c = h2->data;
-	while (c->wlist) {
-		struct grpc_call *call = c->wlist;
-		c->wlist = call->wnext;
-		call->in_wlist = 0;
-		if (call->notified || !call->want_writable || call->out.bytes >= GRPC_SEND_LOW_WATER)
-			continue;
-		call->want_writable = 0;
-		if (call->ops && call->ops->on_writable)
-			call->ops->on_writable(call);
-	}
-}
 
 static void conn_on_closed(struct h2_conn *h2, int reason)
 {
@@ -938,7 +682,7 @@ static void conn_on_closed(struct h2_conn *h2, int reason)
 }
 
 static const struct h2_conn_hooks srv_conn_hooks = {
-	.after_flush = conn_after_flush,
+	.after_flush = gstream_after_flush,
 	.on_closed = conn_on_closed,
 };
 
@@ -961,8 +705,7 @@ int grpc_server_adopt(struct grpc_server *s, struct io *io)
 {
 	struct srv_conn *c;
 	nghttp2_session *session;
-	nghttp2_option *opt;
-	nghttp2_settings_entry iv[3];
+	nghttp2_settings_entry iv;
 
 	if (s->shutdown_reported) {
 		io_close(io);
@@ -970,20 +713,9 @@ int grpc_server_adopt(struct grpc_server *s, struct io *io)
 	}
 	c = xcalloc(1, sizeof(*c));
 	c->srv = s;
-	nghttp2_option_new(&opt);
-	nghttp2_option_set_no_auto_window_update(opt, 1);
-	nghttp2_option_set_max_outbound_ack(opt, 10000);
-	nghttp2_session_server_new2(&session, server_callbacks(), c, opt);
-	nghttp2_option_del(opt);
-
-	iv[0].settings_id = NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS;
-	iv[0].value = s->opts.max_concurrent_streams;
-	iv[1].settings_id = NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE;
-	iv[1].value = s->opts.stream_window;
-	iv[2].settings_id = NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE;
-	iv[2].value = MAX_HEADER_BYTES;
-	nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, iv, 3);
-	nghttp2_session_set_local_window_size(session, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
+	iv.settings_id = NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS;
+	iv.value = s->opts.max_concurrent_streams;
+	session = gstream_session_new(1, server_callbacks(), c, iv, s->opts.stream_window);
 
 	c->next = s->conns;
 	if (s->conns)
@@ -991,48 +723,36 @@ int grpc_server_adopt(struct grpc_server *s, struct io *io)
 	s->conns = c;
 	s->nconns++;
 	s->accepted++;
-	h2_conn_init(&c->h2, s->loop, io, session, &srv_conn_hooks, c,
+	h2_conn_init(&c->gc.h2, s->loop, io, session, &srv_conn_hooks, c,
 		     s->opts.keepalive_ms, s->opts.keepalive_timeout_ms);
-	if (s->shutting_down && !c->h2.closing) {
+	if (s->shutting_down && !c->gc.h2.closing) {
 		/*
 		 * Accepted just before the listeners closed (or still sniffing a
 		 * handshake then): serve what the client already sent, and let it
 		 * move on through the same two GOAWAYs as everyone else.
 		 */
-		nghttp2_submit_shutdown_notice(c->h2.session);
-		nghttp2_submit_ping(c->h2.session, NGHTTP2_FLAG_NONE, goaway_ping);
+		nghttp2_submit_shutdown_notice(c->gc.h2.session);
+		nghttp2_submit_ping(c->gc.h2.session, NGHTTP2_FLAG_NONE, goaway_ping);
 		c->goaway_notice = 1;
-		h2_conn_flush(&c->h2);
+		h2_conn_flush(&c->gc.h2);
 	}
 	return 0;
 }
 
 /* --- listeners --- */
 
-static void on_connection(uv_stream_t *server, int status)
+static void on_accept(struct glisten *g, struct io *io)
 {
-	struct listener *l = server->data;
-	uv_stream_t *client;
-
-	if (status < 0) {
-		log_msgf(LOG_WARN, "accept failed: %s", uv_strerror(status));
-		return;
-	}
-	if (server->type == UV_TCP) {
-		client = (uv_stream_t *)io_uv_alloc_tcp();
-		uv_tcp_init(l->srv->loop, (uv_tcp_t *)client);
-	} else {
-		client = (uv_stream_t *)io_uv_alloc_pipe();
-		uv_pipe_init(l->srv->loop, (uv_pipe_t *)client, 0);
-	}
-	if (uv_accept(server, client) < 0) {
-		io_uv_discard(client);
-		return;
-	}
-	if (l->srv->accept_fn)
-		l->srv->accept_fn(l->srv, io_uv_wrap(client), l->srv->accept_data);
+	struct grpc_server *s = container_of(g, struct grpc_server, listen);
+	if (s->accept_fn)
+		s->accept_fn(s, io, s->accept_data);
 	else
-		grpc_server_adopt(l->srv, io_uv_wrap(client));
+		grpc_server_adopt(s, io);
+}
+
+static void on_listener_closed(struct glisten *g)
+{
+	server_check_shutdown_done(container_of(g, struct grpc_server, listen));
 }
 
 void grpc_server_set_accept(struct grpc_server *s, void (*fn)(struct grpc_server *s, struct io *io, void *data),
@@ -1047,144 +767,24 @@ uv_loop_t *grpc_server_loop(const struct grpc_server *s)
 	return s->loop;
 }
 
-static void listener_link(struct grpc_server *s, struct listener *l)
+int grpc_server_listen(struct grpc_server *s, const char *addr, char *bound, size_t boundsz)
 {
-	l->srv = s;
-	l->h.handle.data = l;
-	l->next = s->listeners;
-	s->listeners = l;
-}
-
-static void on_listener_free(uv_handle_t *h)
-{
-	struct listener *l = h->data;
-	free(l->unix_path);
-	free(l);
-}
-
-int grpc_server_listen(struct grpc_server *s, const char *addrstr, char *bound, size_t boundsz)
-{
-	struct addr a;
-	struct listener *l;
-	int rc;
-
-	if (addr_parse(addrstr, &a) < 0)
-		return -EINVAL;
-	if (a.kind == ADDR_TLS)
-		return -ENOTSUP;
-	l = xcalloc(1, sizeof(*l));
-	if (a.kind == ADDR_UNIX) {
-		struct stat st;
-		uv_pipe_init(s->loop, &l->h.pipe, 0);
-		l->h.handle.data = l;
-		/* replace a stale socket left by a crashed process, never a regular file */
-		if (lstat(a.path, &st) == 0 && S_ISSOCK(st.st_mode))
-			unlink(a.path);
-		rc = uv_pipe_bind(&l->h.pipe, a.path);
-		if (rc == 0)
-			l->unix_path = xstrdup(a.path);
-		if (bound)
-			snprintf(bound, boundsz, "unix:%s", a.path);
-	} else {
-		struct sockaddr_storage ss;
-		uv_tcp_init(s->loop, &l->h.tcp);
-		l->h.handle.data = l;
-		if (uv_ip4_addr(a.host, a.port, (struct sockaddr_in *)&ss) &&
-		    uv_ip6_addr(a.host, a.port, (struct sockaddr_in6 *)&ss)) {
-			if (!strcmp(a.host, "localhost")) {
-				uv_ip4_addr("127.0.0.1", a.port, (struct sockaddr_in *)&ss);
-			} else {
-				uv_close(&l->h.handle, on_listener_free);
-				return -EINVAL; /* listeners take literal addresses, as upstream */
-			}
-		}
-		rc = uv_tcp_bind(&l->h.tcp, (struct sockaddr *)&ss, 0);
-		if (rc == 0 && bound) {
-			int len = sizeof(ss);
-			char host[INET6_ADDRSTRLEN] = "";
-			uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&ss, &len);
-			if (ss.ss_family == AF_INET6) {
-				uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
-				snprintf(bound, boundsz, "[%s]:%d", host,
-					 ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
-			} else {
-				uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
-				snprintf(bound, boundsz, "%s:%d", host,
-					 ntohs(((struct sockaddr_in *)&ss)->sin_port));
-			}
-		}
-	}
-	if (rc == 0)
-		rc = uv_listen(&l->h.stream, 1024, on_connection);
-	if (rc < 0) {
-		free(l->unix_path);
-		l->unix_path = NULL;
-		uv_close(&l->h.handle, on_listener_free);
-		return rc;
-	}
-	listener_link(s, l);
-	return 0;
+	return glisten_add(&s->listen, addr, bound, boundsz);
 }
 
 int grpc_server_listen_fd(struct grpc_server *s, int fd)
 {
-	struct listener *l = xcalloc(1, sizeof(*l));
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	int rc;
-
-	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
-		free(l);
-		return -errno;
-	}
-	if (ss.ss_family == AF_UNIX) {
-		uv_pipe_init(s->loop, &l->h.pipe, 0);
-		rc = uv_pipe_open(&l->h.pipe, fd);
-	} else {
-		uv_tcp_init(s->loop, &l->h.tcp);
-		rc = uv_tcp_open(&l->h.tcp, fd);
-	}
-	l->h.handle.data = l;
-	if (rc == 0)
-		rc = uv_listen(&l->h.stream, 1024, on_connection);
-	if (rc < 0) {
-		uv_close(&l->h.handle, on_listener_free);
-		return rc;
-	}
-	listener_link(s, l);
-	return 0;
+	return glisten_add_fd(&s->listen, fd);
 }
 
 size_t grpc_server_listen_fds(struct grpc_server *s, int *fds, size_t max)
 {
-	size_t n = 0;
-	for (struct listener *l = s->listeners; l && n < max; l = l->next) {
-		uv_os_fd_t fd;
-		if (uv_fileno(&l->h.handle, &fd) == 0)
-			fds[n++] = fd;
-	}
-	return n;
-}
-
-static void on_listener_closed(uv_handle_t *h)
-{
-	struct listener *l = h->data;
-	struct grpc_server *s = l->srv;
-	s->pending_listener_closes--;
-	free(l->unix_path);
-	free(l);
-	server_check_shutdown_done(s);
+	return glisten_fds(&s->listen, fds, max);
 }
 
 void grpc_server_stop_listening(struct grpc_server *s)
 {
-	while (s->listeners) {
-		struct listener *l = s->listeners;
-		s->listeners = l->next;
-		s->pending_listener_closes++;
-		/* libuv removes the file of a pipe it bound; lib/upgrade binds its own. */
-		uv_close(&l->h.handle, on_listener_closed);
-	}
+	glisten_close(&s->listen);
 }
 
 size_t grpc_server_active_calls(const struct grpc_server *s)
@@ -1208,7 +808,7 @@ static void server_check_shutdown_done(struct grpc_server *s)
 {
 	if (!s->shutting_down || s->shutdown_reported)
 		return;
-	if (s->conns || s->pending_listener_closes || s->listeners)
+	if (s->conns || glisten_busy(&s->listen))
 		return;
 	s->shutdown_reported = 1;
 	if (s->grace_timer) {
@@ -1225,16 +825,16 @@ static void server_check_shutdown_done(struct grpc_server *s)
 
 static void conn_final_goaway(struct srv_conn *c)
 {
-	if (c->goaway_sent || c->h2.closing)
+	if (c->goaway_sent || c->gc.h2.closing)
 		return;
-	nghttp2_submit_goaway(c->h2.session, NGHTTP2_FLAG_NONE,
-			      nghttp2_session_get_last_proc_stream_id(c->h2.session),
+	nghttp2_submit_goaway(c->gc.h2.session, NGHTTP2_FLAG_NONE,
+			      nghttp2_session_get_last_proc_stream_id(c->gc.h2.session),
 			      NGHTTP2_NO_ERROR, NULL, 0);
 	c->goaway_sent = 1;
 	if (c->ncalls == 0)
-		h2_conn_close_after_flush(&c->h2);
+		h2_conn_close_after_flush(&c->gc.h2);
 	else
-		h2_conn_flush(&c->h2);
+		h2_conn_flush(&c->gc.h2);
 }
 
 static void on_notice_expired(uv_timer_t *t)
@@ -1250,7 +850,7 @@ static void on_grace_expired(uv_timer_t *t)
 	for (struct srv_conn *c = s->conns; c; c = c->next) {
 		for (struct grpc_call *call = c->calls; call; call = call->next)
 			call_notify_close(call, GRPC_UNAVAILABLE);
-		h2_conn_close(&c->h2, -ECANCELED);
+		h2_conn_close(&c->gc.h2, -ECANCELED);
 	}
 }
 
@@ -1264,19 +864,20 @@ void grpc_server_shutdown(struct grpc_server *s, uint64_t grace_ms,
 	s->shutdown_arg = arg;
 	grpc_server_stop_listening(s);
 	/*
-	 * Two GOAWAYs (RFC 9113 section 6.8): a notice that refuses nothing,
-	 * then, once the peer answered a PING sent after it (so it has stopped
-	 * opening streams here), the final one. A single GOAWAY followed by a
-	 * close races with requests the client is sending at that moment:
-	 * they would fail instead of going to the new connection.
+	 * Two GOAWAYs (docs/technical/grpc-core.md, "Shutdown"): a notice
+	 * that refuses nothing, then, once the peer answered a PING sent
+	 * after it (so it has stopped opening streams here), the final one. A
+	 * single GOAWAY followed by a close races with requests the client is
+	 * sending at that moment: they would fail instead of going to the new
+	 * connection.
 	 */
 	for (struct srv_conn *c = s->conns; c; c = c->next) {
-		if (c->h2.closing)
+		if (c->gc.h2.closing)
 			continue;
-		nghttp2_submit_shutdown_notice(c->h2.session);
-		nghttp2_submit_ping(c->h2.session, NGHTTP2_FLAG_NONE, goaway_ping);
+		nghttp2_submit_shutdown_notice(c->gc.h2.session);
+		nghttp2_submit_ping(c->gc.h2.session, NGHTTP2_FLAG_NONE, goaway_ping);
 		c->goaway_notice = 1;
-		h2_conn_flush(&c->h2);
+		h2_conn_flush(&c->gc.h2);
 	}
 	s->notice_timer = xcalloc(1, sizeof(*s->notice_timer));
 	uv_timer_init(s->loop, s->notice_timer);

@@ -34,8 +34,8 @@ const char *grpc_code_name(int code);
 
 /*
  * grpc-message is percent-encoded: bytes outside 0x20..0x7e, and '%' itself,
- * become %XX. Decoding is lenient: a malformed escape is kept verbatim, as the
- * gRPC spec asks of receivers.
+ * become %XX. Decoding is lenient: a malformed escape is kept verbatim (what
+ * receivers must do: docs/technical/grpc-core.md, "Wire format").
  */
 void grpc_percent_encode(struct strbuf *out, const char *s, size_t len);
 void grpc_percent_decode(struct strbuf *out, const char *s, size_t len);
