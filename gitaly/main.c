@@ -1,5 +1,5 @@
 /* gitaly: the storage node. Parses flags and config, prepares the runtime directory, serves. */
-#include "gitaly.h"
+#include "core/gitaly.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "base/fs.h"

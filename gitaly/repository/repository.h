@@ -1,0 +1,156 @@
+/*
+ * Pieces shared by the RepositoryService files (svc_repository.c, repo_*.c):
+ * the life cycle of one asynchronous RPC, the transactional locked-file
+ * writer, the repository creation routine every creator uses, and the
+ * handlers each file exports to svc_repository.c for registration.
+ */
+#ifndef GITALY_REPO_H
+#define GITALY_REPO_H
+
+#include <openssl/evp.h>
+#include <sys/types.h>
+#include "core/gitaly.h"
+#include "core/vote.h"
+
+/* --- one asynchronous RPC --- */
+
+/*
+ * An RPC whose work outlives the handler (git processes, votes, thread-pool
+ * jobs, calls to other nodes). Embedded in a per-call struct; `release`
+ * frees that struct.
+ *
+ * Rules: the work ends by calling repo_op_finish() exactly once, also when
+ * the call was cancelled meanwhile. When the call closes early, `call` turns
+ * NULL and `cancel` (if set) runs: it stops running work (kills processes,
+ * cancels outbound calls), whose completion callbacks then see
+ * repo_op_cancelled() and finish. The struct is released once the work
+ * finished AND the call closed, whichever comes last; so after
+ * repo_op_finish() the caller must not touch the op again.
+ */
+struct repo_op {
+	struct gitaly *g;
+	struct grpc_call *call;                 /* NULL once the call closed */
+	void (*cancel)(struct repo_op *op);
+	void (*release)(struct repo_op *op);
+	int done;                               /* repo_op_finish() ran */
+	int in_close;
+};
+
+void repo_op_init(struct repo_op *op, struct gitaly *g, struct grpc_call *call,
+		  void (*release)(struct repo_op *op));
+/* Unary handlers: install call ops that report the close (after the request arrived). */
+void repo_op_watch(struct repo_op *op);
+/* Streaming handlers with their own grpc_call_ops call this from on_close. */
+void repo_op_closed(struct repo_op *op);
+static inline int repo_op_cancelled(const struct repo_op *op) { return op->call == NULL; }
+void repo_op_finish(struct repo_op *op, enum grpc_code code, const char *msg);
+void repo_op_finishf(struct repo_op *op, enum grpc_code code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Send `msg` (a protobuf-c message) and finish OK. */
+void repo_op_reply(struct repo_op *op, const void *msg);
+
+/* --- small helpers --- */
+
+/* Kill a process we own and make sure its on_exit can still fire. */
+void repo_kill(struct git_cmd *cmd);
+/* fsync every file and directory below `path` (thread pool only). 0 or -errno. */
+int repo_fsync_tree(const char *path);
+/* fsync `path` and every directory above it up to and including `root`. */
+int repo_fsync_hierarchy(const char *root, const char *path);
+/* git's refname rules as upstream checks them for HEAD targets; 0 or -1 with msg. */
+int repo_check_refname(const char *name, size_t len, struct strbuf *msg);
+/*
+ * The names in directory `path` ("." and ".." aside) in byte order, the order
+ * of Go's directory walks; free with repo_free_names(). 0 or -errno.
+ */
+int repo_list_dir(const char *path, char ***names, size_t *nr);
+void repo_free_names(char **names, size_t nr);
+/* Feed the contents of file `path` (symlinks followed) to `ctx`. 0 or -errno. */
+int repo_hash_file(EVP_MD_CTX *ctx, const char *path);
+/* The lower-case hex of 20 bytes into `out` (41 bytes). */
+void repo_hex(const uint8_t *in, size_t len, char *out);
+
+/* --- locked-file writes with votes (spec §3.5 "locked-file writes") --- */
+
+/*
+ * Replace `path` with `data`: take `<path>.lock` (O_EXCL), write and fsync
+ * it, vote PREPARED on SHA-1(data), rename it over `path`, fsync the
+ * directory, vote COMMITTED with the same hash. The lock is always released.
+ * Returns 0 when started (`done` fires exactly once, from the loop) or -1
+ * with `msg` set (nothing happened, `done` never fires). A cancelled call
+ * stops the write before the rename (`done` gets CANCELLED).
+ */
+typedef void (*repo_written_fn)(struct repo_op *op, enum grpc_code code, const char *msg);
+int repo_write_locked(struct repo_op *op, const char *path, const void *data, size_t len,
+		      mode_t mode, repo_written_fn done, struct strbuf *msg);
+
+/* --- creating a repository (spec §2.1.11), shared by every creator --- */
+
+struct repo_create;
+/*
+ * Seed the temporary repository at `tmp_path` (for CreateRepository there is
+ * nothing to do); end with repo_create_seeded(). `tmp_repo` addresses the
+ * temporary repository (same storage, relative path under +gitaly/tmp).
+ */
+typedef void (*repo_seed_fn)(struct repo_create *rc, const char *tmp_path,
+			     const Gitaly__Repository *tmp_repo);
+/* The creation ended; `rc` is freed when this returns. */
+typedef void (*repo_created_fn)(struct repo_create *rc, enum grpc_code code, const char *msg);
+
+struct repo_create_opts {
+	const char *initial_branch;   /* git init --initial-branch (NULL: none) */
+	const char *object_format;    /* git init --object-format (NULL: none) */
+	int skip_init;                /* seeding creates the directory itself (git clone) */
+	repo_seed_fn seed;            /* NULL: no seeding */
+	repo_created_fn done;
+	void *data;
+};
+
+/*
+ * Start creating `repo` for `op`. Returns GRPC_OK when started (`done` fires
+ * exactly once, never synchronously) or an error code with `msg` set
+ * ("repository exists already", validation errors...). Error messages given
+ * to `done` carry no "creating repository" prefix: callers add their own.
+ */
+enum grpc_code repo_create_start(struct repo_op *op, const Gitaly__Repository *repo,
+				 const struct repo_create_opts *opts, struct repo_create **out,
+				 struct strbuf *msg);
+void repo_create_seeded(struct repo_create *rc, enum grpc_code code, const char *msg);
+void *repo_create_data(const struct repo_create *rc);
+struct repo_op *repo_create_op(const struct repo_create *rc);
+/* From the op's cancel hook: stop git init if it runs. */
+void repo_create_cancel(struct repo_create *rc);
+
+/* --- custom hooks (repo_hooks.c) --- */
+
+/*
+ * The custom_hooks vote of spec §3.5: a lexical walk of `dir` feeding each
+ * entry's relative path ("." for the root), its Go FileMode (4 bytes, big
+ * endian) and, for files, the contents. 0 or -errno.
+ */
+int repo_hooks_vote_hash(const char *dir, uint8_t out[20]);
+
+/*
+ * Make `<tmp_dir>/custom_hooks` (created empty if absent: no hooks) the
+ * repository's custom_hooks: lock `<repo>/custom_hooks.lock`, vote PREPARED
+ * on the new directory, swap it in (the old one goes to
+ * `<tmp_dir>/previous_hooks`), vote COMMITTED, unlock. The caller removes
+ * `tmp_dir` afterwards. Returns 0 when started (`done` fires exactly once,
+ * from the loop) or -1 with `msg` set.
+ */
+typedef void (*repo_hooks_installed_fn)(struct repo_op *op, enum grpc_code code, const char *msg);
+int repo_hooks_install(struct repo_op *op, const char *repo_path, const char *tmp_dir,
+		       repo_hooks_installed_fn done, struct strbuf *msg);
+
+/* --- handlers (registered by svc_repository.c) --- */
+
+void repo_create_repository(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+void repo_create_from_url(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+void repo_remove_repository(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+void repo_calculate_checksum(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+void repo_get_snapshot(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+void repo_get_custom_hooks(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+void repo_write_ref(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+void repo_replicate_repository(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+
+#endif
