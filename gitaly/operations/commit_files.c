@@ -1,5 +1,6 @@
 /* OperationService/UserCommitFiles: a commit built from file actions with git plumbing (spec §2.2). */
 #include "operations/operations.h"
+#include "operations/tree_node.h"
 #include "base/util.h"
 
 #include <errno.h>
@@ -22,17 +23,6 @@ enum index_err {
 	IE_FILE_NOT_FOUND = 6,
 };
 
-/* Errors of the tree model (upstream's localrepo tree errors). */
-enum tree_err {
-	TE_OK = 0,
-	TE_NOT_FOUND = -1,
-	TE_EXISTS = -2,
-	TE_EMPTY_PATH = -3,
-	TE_TRAVERSAL = -4,
-	TE_ABSOLUTE = -5,
-	TE_DISALLOWED = -6,
-};
-
 struct action {
 	int type;
 	int base64, exec, infer;
@@ -41,253 +31,6 @@ struct action {
 	struct strbuf content;
 	struct strbuf oid;                    /* the blob written for it, if any */
 };
-
-/* --- the tree being edited --- */
-
-enum node_type { N_UNKNOWN, N_TREE, N_BLOB, N_COMMIT };
-
-struct node {
-	char *name;
-	char mode[8];
-	enum node_type type;
-	char oid[65];           /* "" while the tree must be (re)written */
-	struct node **kids;
-	size_t nr, alloc;
-};
-
-static struct node *node_new(const char *name, size_t len, const char *mode, enum node_type type, const char *oid)
-{
-	struct node *n = xcalloc(1, sizeof(*n));
-	n->name = xstrndup(name, len);
-	snprintf(n->mode, sizeof(n->mode), "%s", mode);
-	n->type = type;
-	snprintf(n->oid, sizeof(n->oid), "%s", oid ? oid : "");
-	return n;
-}
-
-static void node_free(struct node *n)
-{
-	if (!n)
-		return;
-	for (size_t i = 0; i < n->nr; i++)
-		node_free(n->kids[i]);
-	free(n->kids);
-	free(n->name);
-	free(n);
-}
-
-static void node_append(struct node *parent, struct node *kid)
-{
-	ALLOC_GROW(parent->kids, parent->nr + 1, parent->alloc);
-	parent->kids[parent->nr++] = kid;
-}
-
-static struct node *node_find(struct node *t, const char *name, size_t len, size_t *idx)
-{
-	for (size_t i = 0; i < t->nr; i++)
-		if (strlen(t->kids[i]->name) == len && !memcmp(t->kids[i]->name, name, len)) {
-			if (idx)
-				*idx = i;
-			return t->kids[i];
-		}
-	return NULL;
-}
-
-/* Upstream's validateFileCreationPath() on an already clean relative path. */
-static enum tree_err check_creation_path(const char *path)
-{
-	size_t first = strcspn(path, "/");
-	if (path[0] == '/')
-		return TE_ABSOLUTE;
-	if (!strncmp(path, "..", 2))
-		return TE_TRAVERSAL;
-	if (!strcmp(path, ".") || !*path)
-		return TE_EMPTY_PATH;
-	if (first == 4 && !strncmp(path, ".git", 4))
-		return TE_DISALLOWED;
-	return TE_OK;
-}
-
-/*
- * Walk to the entry at `path`; parents on the way are marked for rewriting
- * when `dirty`. Returns the entry and its parent tree, or NULL.
- */
-static struct node *walk(struct node *root, const char *path, int dirty, struct node **parent, size_t *idx)
-{
-	struct node *cur = root;
-	const char *p = path;
-	for (;;) {
-		size_t n = strcspn(p, "/");
-		struct node *e = node_find(cur, p, n, idx);
-		if (!e)
-			return NULL;
-		if (!p[n]) {
-			cur->oid[0] = '\0';   /* upstream marks the containing tree, even for lookups */
-			*parent = cur;
-			return e;
-		}
-		if (dirty)
-			cur->oid[0] = '\0';
-		cur = e;
-		p += n + 1;
-	}
-}
-
-static enum tree_err tree_get(struct node *root, const char *path, struct node **out)
-{
-	struct node *parent;
-	size_t idx;
-	if (!*path || !strcmp(path, ".")) {
-		*out = root;
-		return TE_OK;
-	}
-	*out = walk(root, path, 0, &parent, &idx);
-	return *out ? TE_OK : TE_NOT_FOUND;
-}
-
-/* Add `e` at `path`, creating directories; an existing entry is replaced only as allowed. */
-static enum tree_err tree_add(struct node *root, const char *path, struct node *e, int overwrite_file,
-			      int overwrite_dir)
-{
-	enum tree_err err = check_creation_path(path);
-	struct node *cur = root;
-	const char *p = path;
-	if (err)
-		return err;
-	for (;;) {
-		size_t n = strcspn(p, "/"), idx;
-		struct node *k = node_find(cur, p, n, &idx);
-		cur->oid[0] = '\0';
-		if (k && !p[n]) {
-			if ((k->type == N_TREE && !overwrite_dir) || (k->type == N_BLOB && !overwrite_file))
-				return TE_EXISTS;
-			node_free(k);
-			cur->kids[idx] = e;
-			return TE_OK;
-		}
-		if (k) {
-			/* a file where a directory should be: nothing can be added below it */
-			if (k->type != N_TREE)
-				return TE_EXISTS;
-			cur = k;
-			p += n + 1;
-			continue;
-		}
-		if (!p[n]) {
-			node_append(cur, e);
-			return TE_OK;
-		}
-		k = node_new(p, n, "040000", N_TREE, "");
-		node_append(cur, k);
-		cur = k;
-		p += n + 1;
-	}
-}
-
-static void dirname_of(const char *path, struct strbuf *out)
-{
-	const char *slash = strrchr(path, '/');
-	strbuf_reset(out);
-	if (slash)
-		strbuf_add(out, path, (size_t)(slash - path));
-	else
-		strbuf_addch(out, '.');
-}
-
-/* Delete `path`; a directory left empty goes too (never the root). */
-static enum tree_err tree_delete(struct node *root, const char *path)
-{
-	enum tree_err err = check_creation_path(path);
-	struct node *parent, *e;
-	struct strbuf dir = STRBUF_INIT;
-	size_t idx;
-	if (err)
-		return err;
-	e = walk(root, path, 1, &parent, &idx);
-	if (!e)
-		return TE_NOT_FOUND;
-	node_free(e);
-	memmove(parent->kids + idx, parent->kids + idx + 1, (parent->nr - idx - 1) * sizeof(*parent->kids));
-	parent->nr--;
-	dirname_of(path, &dir);
-	if (!parent->nr && strcmp(dir.buf, "."))
-		err = tree_delete(root, dir.buf);
-	strbuf_release(&dir);
-	return err;
-}
-
-static enum tree_err tree_modify(struct node *root, const char *path, struct node **out)
-{
-	enum tree_err err = check_creation_path(path);
-	struct node *parent;
-	size_t idx;
-	if (err)
-		return err;
-	*out = walk(root, path, 1, &parent, &idx);
-	return *out ? TE_OK : TE_NOT_FOUND;
-}
-
-/* git's tree order: names compare as if trees ended in '/'. */
-static int entry_cmp(const void *a, const void *b)
-{
-	const struct node *x = *(const struct node *const *)a, *y = *(const struct node *const *)b;
-	size_t xl = strlen(x->name), yl = strlen(y->name), n = MIN(xl, yl);
-	int c = memcmp(x->name, y->name, n);
-	unsigned char xc, yc;
-	if (c)
-		return c;
-	xc = xl > n ? (unsigned char)x->name[n] : (x->type == N_TREE ? '/' : 0);
-	yc = yl > n ? (unsigned char)y->name[n] : (y->type == N_TREE ? '/' : 0);
-	if (xl == yl && xc == yc)
-		return 0;
-	if (xl == n && x->type != N_TREE && yl == n && y->type != N_TREE)
-		return 0;
-	return (int)xc - (int)yc;
-}
-
-/* The binary tree object for `t`'s entries; -1 when an entry has no valid object id. */
-static int tree_body(struct node *t, struct strbuf *out)
-{
-	/* a stable sort keeps equal names in insertion order, as Go's sort.Stable */
-	for (size_t i = 1; i < t->nr; i++)
-		for (size_t j = i; j > 0 && entry_cmp(&t->kids[j - 1], &t->kids[j]) > 0; j--) {
-			struct node *tmp = t->kids[j];
-			t->kids[j] = t->kids[j - 1];
-			t->kids[j - 1] = tmp;
-		}
-	for (size_t i = 0; i < t->nr; i++) {
-		struct node *e = t->kids[i];
-		const char *mode = e->mode;
-		size_t ol = strlen(e->oid);
-		while (*mode == '0')
-			mode++;
-		if (!ol || ol % 2)
-			return -1;
-		strbuf_addf(out, "%s %s", mode, e->name);
-		strbuf_addch(out, '\0');
-		for (size_t k = 0; k < ol; k += 2) {
-			int hi = hex_digit(e->oid[k]), lo = hex_digit(e->oid[k + 1]);
-			if (hi < 0 || lo < 0)
-				return -1;
-			strbuf_addch(out, hi << 4 | lo);
-		}
-	}
-	return 0;
-}
-
-/* The deepest tree still to be written (its subtrees are all written), or NULL. */
-static struct node *next_dirty(struct node *t)
-{
-	if (t->oid[0])
-		return NULL;
-	for (size_t i = 0; i < t->nr; i++)
-		if (t->kids[i]->type == N_TREE) {
-			struct node *d = next_dirty(t->kids[i]);
-			if (d)
-				return d;
-		}
-	return t;
-}
 
 /* --- the call --- */
 
@@ -305,8 +48,8 @@ struct commit_files {
 	struct strbuf remote_path;
 	int has_branches;
 	size_t next;
-	struct node *root;
-	struct node *writing;
+	struct tree_node *root;
+	struct tree_node *writing;
 	struct op_signature sig;
 	int have_sig;
 };
@@ -333,7 +76,7 @@ static void cf_release(struct op *op)
 	strbuf_release(&c->old);
 	strbuf_release(&c->tree_oid);
 	strbuf_release(&c->remote_path);
-	node_free(c->root);
+	tree_node_free(c->root);
 	if (c->have_sig)
 		op_signature_release(&c->sig);
 	free(c);
@@ -380,7 +123,7 @@ static void index_error(struct op *op, enum index_err type, const char *path)
 }
 
 /* A tree model error for `path`, as upstream's translateError() reports it. */
-static void tree_error(struct op *op, enum tree_err err, const char *path)
+static void tree_error(struct op *op, enum tree_node_err err, const char *path)
 {
 	switch (err) {
 	case TE_NOT_FOUND:
@@ -666,13 +409,13 @@ static void cf_write_next_tree(struct op *op)
 	struct strbuf body = STRBUF_INIT;
 	struct git_call gc;
 
-	c->writing = next_dirty(c->root);
+	c->writing = tree_node_next_dirty(c->root);
 	if (!c->writing) {
 		strbuf_addstr(&c->tree_oid, c->root->oid);
 		cf_commit(op);
 		return;
 	}
-	if (tree_body(c->writing, &body) < 0) {
+	if (tree_node_body(c->writing, &body) < 0) {
 		op_fail(op, GRPC_INTERNAL, "writing tree: invalid object ID in tree entry");
 		strbuf_release(&body);
 		return;
@@ -689,11 +432,11 @@ static int apply_actions(struct op *op)
 	struct commit_files *c = container_of(op, struct commit_files, op);
 	for (size_t i = 0; i < c->nr; i++) {
 		struct action *a = &c->actions[i];
-		struct node *e = NULL;
-		enum tree_err err;
+		struct tree_node *e = NULL;
+		enum tree_node_err err;
 		switch (a->type) {
 		case A_CHMOD:
-			err = tree_modify(c->root, a->path.buf, &e);
+			err = tree_node_modify(c->root, a->path.buf, &e);
 			if (err) {
 				tree_error(op, err, a->path.buf);
 				return -1;
@@ -704,7 +447,7 @@ static int apply_actions(struct op *op)
 				snprintf(e->mode, sizeof(e->mode), "100644");
 			break;
 		case A_UPDATE:
-			err = tree_modify(c->root, a->path.buf, &e);
+			err = tree_node_modify(c->root, a->path.buf, &e);
 			if (err) {
 				tree_error(op, err, a->path.buf);
 				return -1;
@@ -715,13 +458,13 @@ static int apply_actions(struct op *op)
 			char mode[8];
 			struct strbuf oid = STRBUF_INIT;
 			const char *base;
-			if (tree_get(c->root, a->prev.buf, &e) || e->type != N_BLOB) {
+			if (tree_node_get(c->root, a->prev.buf, &e) || e->type != TN_BLOB) {
 				index_error(op, IE_FILE_NOT_FOUND, a->prev.buf);
 				return -1;
 			}
 			snprintf(mode, sizeof(mode), "%s", e->mode);
 			strbuf_addstr(&oid, a->oid.len ? a->oid.buf : e->oid);
-			err = tree_delete(c->root, a->prev.buf);
+			err = tree_node_delete(c->root, a->prev.buf);
 			if (err) {
 				strbuf_release(&oid);
 				tree_error(op, err, a->prev.buf);
@@ -730,11 +473,11 @@ static int apply_actions(struct op *op)
 			base = strrchr(a->path.buf, '/');
 			base = base ? base + 1 : a->path.buf;
 			/* upstream leaves the type of a moved entry unset */
-			e = node_new(base, strlen(base), mode, N_UNKNOWN, oid.buf);
+			e = tree_node_new(base, strlen(base), mode, TN_UNKNOWN, oid.buf);
 			strbuf_release(&oid);
-			err = tree_add(c->root, a->path.buf, e, 0, 1);
+			err = tree_node_add(c->root, a->path.buf, e, 0, 1);
 			if (err) {
-				node_free(e);
+				tree_node_free(e);
 				tree_error(op, err, a->path.buf);
 				return -1;
 			}
@@ -742,17 +485,17 @@ static int apply_actions(struct op *op)
 		}
 		case A_CREATE_DIR: {
 			struct strbuf keep = STRBUF_INIT;
-			if (tree_get(c->root, a->path.buf, &e) == TE_OK) {
-				index_error(op, e->type == N_TREE || e->type == N_COMMIT ? IE_DIRECTORY_EXISTS
+			if (tree_node_get(c->root, a->path.buf, &e) == TE_OK) {
+				index_error(op, e->type == TN_TREE || e->type == TN_COMMIT ? IE_DIRECTORY_EXISTS
 											   : IE_FILE_EXISTS, a->path.buf);
 				return -1;
 			}
 			strbuf_addf(&keep, "%s/.gitkeep", a->path.buf);
-			e = node_new(".gitkeep", 8, "100644", N_BLOB, a->oid.buf);
-			err = tree_add(c->root, keep.buf, e, 0, 0);
+			e = tree_node_new(".gitkeep", 8, "100644", TN_BLOB, a->oid.buf);
+			err = tree_node_add(c->root, keep.buf, e, 0, 0);
 			strbuf_release(&keep);
 			if (err) {
-				node_free(e);
+				tree_node_free(e);
 				if (err == TE_EXISTS)
 					index_error(op, IE_DIRECTORY_EXISTS, a->path.buf);
 				else
@@ -764,17 +507,17 @@ static int apply_actions(struct op *op)
 		case A_CREATE: {
 			const char *base = strrchr(a->path.buf, '/');
 			base = base ? base + 1 : a->path.buf;
-			e = node_new(base, strlen(base), a->exec ? "100755" : "100644", N_BLOB, a->oid.buf);
-			err = tree_add(c->root, a->path.buf, e, 0, 1);
+			e = tree_node_new(base, strlen(base), a->exec ? "100755" : "100644", TN_BLOB, a->oid.buf);
+			err = tree_node_add(c->root, a->path.buf, e, 0, 1);
 			if (err) {
-				node_free(e);
+				tree_node_free(e);
 				tree_error(op, err, a->path.buf);
 				return -1;
 			}
 			break;
 		}
 		case A_DELETE:
-			err = tree_delete(c->root, a->path.buf);
+			err = tree_node_delete(c->root, a->path.buf);
 			if (err) {
 				tree_error(op, err, a->path.buf);
 				return -1;
@@ -785,71 +528,10 @@ static int apply_actions(struct op *op)
 	return 0;
 }
 
-static enum node_type node_type(const char *t, size_t n)
-{
-	if (n == 4 && !memcmp(t, "tree", 4))
-		return N_TREE;
-	if (n == 4 && !memcmp(t, "blob", 4))
-		return N_BLOB;
-	if (n == 6 && !memcmp(t, "commit", 6))
-		return N_COMMIT;
-	return N_UNKNOWN;
-}
-
-/* "git ls-tree -z -r -t" output into the tree under c->root (upstream's populate()). */
-static int parse_ls_tree(struct commit_files *c, const struct strbuf *out)
-{
-	struct node **stack = NULL;
-	size_t depth = 1, alloc = 0;
-	const char *p = out->buf, *end = out->buf + out->len;
-	ALLOC_GROW(stack, 1, alloc);
-	stack[0] = c->root;
-	while (p < end) {
-		const char *z = memchr(p, '\0', (size_t)(end - p));
-		const char *sp1, *sp2, *tab, *path, *base;
-		size_t d = 1;
-		struct node *n;
-		if (!z)
-			break;
-		sp1 = memchr(p, ' ', (size_t)(z - p));
-		sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(z - sp1 - 1)) : NULL;
-		tab = sp2 ? memchr(sp2 + 1, '\t', (size_t)(z - sp2 - 1)) : NULL;
-		if (!tab || (size_t)(sp1 - p) >= 8 || (size_t)(tab - sp2 - 1) > 64) {
-			free(stack);
-			return -1;
-		}
-		path = tab + 1;
-		for (const char *q = path; q < z; q++)
-			d += *q == '/';
-		base = path;
-		for (const char *q = path; q < z; q++)
-			if (*q == '/')
-				base = q + 1;
-		while (depth > d)
-			depth--;
-		{
-			char mode[8], oid[65];
-			memcpy(mode, p, (size_t)(sp1 - p));
-			mode[sp1 - p] = '\0';
-			memcpy(oid, sp2 + 1, (size_t)(tab - sp2 - 1));
-			oid[tab - sp2 - 1] = '\0';
-			n = node_new(base, (size_t)(z - base), mode, node_type(sp1 + 1, (size_t)(sp2 - sp1 - 1)), oid);
-		}
-		node_append(stack[depth - 1], n);
-		if (n->type == N_TREE) {
-			ALLOC_GROW(stack, depth + 1, alloc);
-			stack[depth++] = n;
-		}
-		p = z + 1;
-	}
-	free(stack);
-	return 0;
-}
-
 static void cf_tree_listed(struct op *op, int status, struct strbuf *out, struct strbuf *err)
 {
 	struct commit_files *c = container_of(op, struct commit_files, op);
-	if (status != 0 || parse_ls_tree(c, out) < 0) {
+	if (status != 0 || tree_node_populate(c->root, out) < 0) {
 		op_fail(op, GRPC_INTERNAL, "reading tree: %s", err->buf);
 		return;
 	}
@@ -866,7 +548,7 @@ static void cf_build_tree(struct op *op)
 	const char *args[] = { NULL, NULL };
 	struct git_call gc;
 
-	c->root = node_new("", 0, "040000", N_TREE, "");
+	c->root = tree_node_new("", 0, "040000", TN_TREE, "");
 	if (!c->parent.len) {
 		if (apply_actions(op) < 0)
 			return;

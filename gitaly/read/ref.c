@@ -4,7 +4,7 @@
  * FindAllTags. Listings stream from for-each-ref; commits and tags come from
  * the cached cat-file processes.
  */
-#include "read/read.h"
+#include "read/ref.h"
 #include "base/util.h"
 #include "errors.pb-c.h"
 #include "ref.pb-c.h"
@@ -13,34 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* One context type serves every ref RPC; each uses the fields it needs. */
-struct ref_ctx {
-	struct rd rd;
-	/* default branch resolution */
-	struct strbuf head;
-	int head_only, found[3], answered;
-	void (*defbranch_done)(struct ref_ctx *x, const char *name, size_t len);
-	/* pipelines */
-	struct rd_pipe pipe;
-	int pipe_started;
-	struct strvec flags, args;
-	const char *token;
-	int token_seen;
-	int64_t limit, count;
-	int kind;                          /* which RPC: RPC_* */
-	void **batch;
-	size_t nbatch, alloc, bytes;
-	/* ListRefs */
-	char *head_oid;
-	int peel, head_in_batch;
-	/* FindTag / FindBranch */
-	struct strbuf name;
-	Gitaly__Tag *tag;
-	struct gitaly_tagged tagged;
-	char *oid;
-};
-
-enum { RPC_LOCAL_BRANCHES = 1, RPC_ALL_BRANCHES, RPC_ALL_TAGS, RPC_LIST_REFS, RPC_OTHER };
 
 static void free_batch_item(struct ref_ctx *x, void *it);
 
@@ -70,7 +42,7 @@ static void ref_writable(struct rd *rd)
 		rd_lines_resume(rd);
 }
 
-static struct ref_ctx *ref_start(struct gitaly *g, struct grpc_call *call, void *req,
+struct ref_ctx *ref_start(struct gitaly *g, struct grpc_call *call, void *req,
 				 const Gitaly__Repository *repo, int kind)
 {
 	struct ref_ctx *x = (struct ref_ctx *)rd_start(g, call, sizeof(struct ref_ctx), req, repo);
@@ -87,7 +59,7 @@ static struct ref_ctx *ref_start(struct gitaly *g, struct grpc_call *call, void 
 	return x;
 }
 
-static int check_bytes(struct ref_ctx *x, const ProtobufCBinaryData *b, const char *what)
+int ref_check_bytes(struct ref_ctx *x, const ProtobufCBinaryData *b, const char *what)
 {
 	if (!rd_has_nul(b->data, b->len))
 		return 0;
@@ -96,7 +68,7 @@ static int check_bytes(struct ref_ctx *x, const ProtobufCBinaryData *b, const ch
 }
 
 /* Run "git <subcmd> <flags> <arg>" on the repository, `cb` getting at most `max` bytes of stdout. */
-static void ref_git(struct ref_ctx *x, const char *subcmd, const char *const *flags, const char *arg,
+void ref_git(struct ref_ctx *x, const char *subcmd, const char *const *flags, const char *arg,
 		    size_t max, rd_capture_fn cb)
 {
 	const char *args[] = { arg, NULL };
@@ -209,7 +181,7 @@ static void db_symref(struct rd *rd, int status, struct strbuf *out, struct strb
 	rd_lease(rd, db_leased);
 }
 
-static void default_branch(struct ref_ctx *x, int head_only,
+void ref_default_branch(struct ref_ctx *x, int head_only,
 			   void (*done)(struct ref_ctx *x, const char *name, size_t len))
 {
 	x->head_only = head_only;
@@ -237,7 +209,7 @@ static void find_default_branch_name(struct grpc_call *call, const uint8_t *buf,
 		return;
 	x = ref_start(data, call, req, req->repository, RPC_OTHER);
 	if (x)
-		default_branch(x, req->head_only, fdbn_done);
+		ref_default_branch(x, req->head_only, fdbn_done);
 }
 
 /* --- RefExists --- */
@@ -274,20 +246,6 @@ static void ref_exists(struct grpc_call *call, const uint8_t *buf, size_t len, v
 	ref_git(x, "show-ref", flags, x->name.buf, 1 << 20, ref_exists_done);
 }
 
-/* --- branch listings --- */
-
-struct branch_item {
-	char *name;
-	size_t len;
-};
-
-static void branch_item_free(void *p)
-{
-	struct branch_item *it = p;
-	free(it->name);
-	free(it);
-}
-
 static void free_batch_item(struct ref_ctx *x, void *it)
 {
 	if (x->kind == RPC_LOCAL_BRANCHES) {
@@ -311,7 +269,7 @@ static void free_batch_item(struct ref_ctx *x, void *it)
 	}
 }
 
-static void flush_batch(struct ref_ctx *x)
+void ref_flush_batch(struct ref_ctx *x)
 {
 	if (!x->nbatch)
 		return;
@@ -342,16 +300,16 @@ static void flush_batch(struct ref_ctx *x)
 	x->bytes = 0;
 }
 
-static void push_batch(struct ref_ctx *x, void *item)
+void ref_push_batch(struct ref_ctx *x, void *item)
 {
 	ALLOC_GROW(x->batch, x->nbatch + 1, x->alloc);
 	x->batch[x->nbatch++] = item;
 	if (x->nbatch >= LINES_PER_MESSAGE)
-		flush_batch(x);
+		ref_flush_batch(x);
 }
 
 /* Skip lines up to and including the page token (compared with the ref name). */
-static int past_token(struct ref_ctx *x, const char *name, size_t len)
+int ref_past_token(struct ref_ctx *x, const char *name, size_t len)
 {
 	if (x->token_seen || !x->token || !*x->token)
 		return 1;
@@ -359,71 +317,7 @@ static int past_token(struct ref_ctx *x, const char *name, size_t len)
 	return 0;
 }
 
-static int branch_line(struct rd_pipe *p, char *line, size_t len)
-{
-	struct ref_ctx *x = container_of(p, struct ref_ctx, pipe);
-	char *nul = memchr(line, '\0', len);
-	struct branch_item *it;
-	struct strbuf rev = STRBUF_INIT;
-	int rc;
-
-	if (x->count >= x->limit)
-		return -1;
-	if (!nul || memchr(nul + 1, '\0', len - (size_t)(nul - line) - 1)) {
-		rd_finish(&x->rd, GRPC_INTERNAL, "error parsing ref %.*s", (int)len, line);
-		return -1;
-	}
-	if (!past_token(x, line, (size_t)(nul - line)))
-		return 0;
-	x->count++;
-	it = xcalloc(1, sizeof(*it));
-	it->len = (size_t)(nul - line);
-	it->name = xmemdup(line, it->len);
-	strbuf_add(&rev, nul + 1, len - it->len - 1);
-	strbuf_addstr(&rev, "^{commit}");
-	rc = rd_pipe_read(p, rev.buf, rev.len, it, 1);
-	strbuf_release(&rev);
-	if (rc < 0) {
-		branch_item_free(it);
-		rd_finish(&x->rd, GRPC_INTERNAL, "finding refs: object reader failed");
-		return -1;
-	}
-	return 0;
-}
-
-static void branch_object(struct rd_pipe *p, void *item, int status, const struct catfile_info *info,
-			  struct strbuf *data)
-{
-	struct ref_ctx *x = container_of(p, struct ref_ctx, pipe);
-	struct branch_item *it = item;
-	Gitaly__GitCommit *c;
-
-	if (status != 0) {
-		rd_finish(&x->rd, GRPC_INTERNAL, "finding refs: reading commit of %.*s: %s", (int)it->len, it->name,
-			  status < 0 ? strerror(-status) : "object not found");
-		branch_item_free(it);
-		return;
-	}
-	c = gitaly_commit_parse(info->oid, data->buf, data->len);
-	if (x->kind == RPC_LOCAL_BRANCHES) {
-		Gitaly__Branch *b = xcalloc(1, sizeof(*b));
-		gitaly__branch__init(b);
-		b->name.data = (uint8_t *)it->name;
-		b->name.len = it->len;
-		b->target_commit = c;
-		push_batch(x, b);
-	} else {
-		Gitaly__FindAllBranchesResponse__Branch *b = xcalloc(1, sizeof(*b));
-		gitaly__find_all_branches_response__branch__init(b);
-		b->name.data = (uint8_t *)it->name;
-		b->name.len = it->len;
-		b->target = c;
-		push_batch(x, b);
-	}
-	free(it);
-}
-
-static void listing_end(struct rd_pipe *p, int status, const struct strbuf *err)
+void ref_listing_end(struct rd_pipe *p, int status, const struct strbuf *err)
 {
 	struct ref_ctx *x = container_of(p, struct ref_ctx, pipe);
 	(void)err;
@@ -436,18 +330,11 @@ static void listing_end(struct rd_pipe *p, int status, const struct strbuf *err)
 			  "could not find page token");
 		return;
 	}
-	flush_batch(x);
+	ref_flush_batch(x);
 	rd_ok(&x->rd);
 }
 
-static const struct rd_pipe_ops branch_ops = {
-	.on_line = branch_line,
-	.on_object = branch_object,
-	.on_end = listing_end,
-	.free_item = branch_item_free,
-};
-
-static void start_listing(struct rd *rd, const struct rd_pipe_ops *ops)
+void ref_start_listing(struct rd *rd, const struct rd_pipe_ops *ops)
 {
 	struct ref_ctx *x = (struct ref_ctx *)rd;
 	struct git_call gc;
@@ -458,13 +345,8 @@ static void start_listing(struct rd *rd, const struct rd_pipe_ops *ops)
 	rd_pipe_start(&x->pipe, rd, &gc, '\n', ops);
 }
 
-static void branches_leased(struct rd *rd)
-{
-	start_listing(rd, &branch_ops);
-}
-
 /* limit 0 reads nothing; a page token then can never be found */
-static int empty_page(struct ref_ctx *x, enum grpc_code code)
+int ref_empty_page(struct ref_ctx *x, enum grpc_code code)
 {
 	if (x->limit != 0)
 		return 0;
@@ -475,7 +357,7 @@ static int empty_page(struct ref_ctx *x, enum grpc_code code)
 	return 1;
 }
 
-static void set_pagination(struct ref_ctx *x, const Gitaly__PaginationParameter *p)
+void ref_set_pagination(struct ref_ctx *x, const Gitaly__PaginationParameter *p)
 {
 	x->token = "";
 	if (!p)
@@ -483,171 +365,6 @@ static void set_pagination(struct ref_ctx *x, const Gitaly__PaginationParameter 
 	if (p->limit >= 0)
 		x->limit = p->limit;
 	x->token = p->page_token ? p->page_token : "";
-}
-
-static void find_local_branches(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
-{
-	Gitaly__FindLocalBranchesRequest *req =
-		rpc_unpack(call, &gitaly__find_local_branches_request__descriptor, buf, len);
-	struct ref_ctx *x;
-	const char *sort;
-
-	if (!req)
-		return;
-	x = ref_start(data, call, req, req->repository, RPC_LOCAL_BRANCHES);
-	if (!x)
-		return;
-	switch (req->sort_by) {
-	case GITALY__FIND_LOCAL_BRANCHES_REQUEST__SORT_BY__UPDATED_ASC: sort = "committerdate"; break;
-	case GITALY__FIND_LOCAL_BRANCHES_REQUEST__SORT_BY__UPDATED_DESC: sort = "-committerdate"; break;
-	default: sort = "refname"; break;
-	}
-	set_pagination(x, req->pagination_params);
-	if (empty_page(x, GRPC_INTERNAL))
-		return;
-	strvec_push(&x->flags, "--format=%(refname)%00%(objectname)");
-	strvec_pushf(&x->flags, "--sort=%s", sort);
-	strvec_push(&x->args, "refs/heads");
-	rd_lease(&x->rd, branches_leased);
-}
-
-static void fab_default(struct ref_ctx *x, const char *name, size_t len)
-{
-	strvec_pushf(&x->flags, "--merged=%.*s", (int)len, name);
-	/* the default-branch lookup may have leased the process already */
-	if (x->rd.cf)
-		branches_leased(&x->rd);
-	else
-		rd_lease(&x->rd, branches_leased);
-}
-
-static void find_all_branches(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
-{
-	Gitaly__FindAllBranchesRequest *req =
-		rpc_unpack(call, &gitaly__find_all_branches_request__descriptor, buf, len);
-	struct ref_ctx *x;
-
-	if (!req)
-		return;
-	x = ref_start(data, call, req, req->repository, RPC_ALL_BRANCHES);
-	if (!x)
-		return;
-	x->token = "";
-	strvec_push(&x->flags, "--format=%(refname)%00%(objectname)");
-	if (req->merged_only && req->n_merged_branches) {
-		for (size_t i = 0; i < req->n_merged_branches; i++) {
-			if (check_bytes(x, &req->merged_branches[i], "merged branch") < 0)
-				return;
-			strvec_pushf(&x->args, "%.*s", (int)req->merged_branches[i].len,
-				     (const char *)req->merged_branches[i].data);
-		}
-	} else {
-		strvec_push(&x->args, "refs/heads");
-		strvec_push(&x->args, "refs/remotes");
-	}
-	if (req->merged_only)
-		default_branch(x, 0, fab_default);
-	else
-		rd_lease(&x->rd, branches_leased);
-}
-
-/* --- FindBranch --- */
-
-static void fb_commit(void *arg, int status, const struct catfile_info *info, struct strbuf *data)
-{
-	struct ref_ctx *x = arg;
-	Gitaly__FindBranchResponse resp = GITALY__FIND_BRANCH_RESPONSE__INIT;
-	Gitaly__Branch b = GITALY__BRANCH__INIT;
-	if (status != 0) {
-		rd_finish(&x->rd, GRPC_INTERNAL, "reading commit: %s",
-			  status < 0 ? strerror(-status) : "object not found");
-		return;
-	}
-	b.target_commit = gitaly_commit_parse(info->oid, data->buf, data->len);
-	/* the short name: what followed refs/heads/ */
-	b.name.data = (uint8_t *)x->name.buf + 11;
-	b.name.len = x->name.len - 11;
-	resp.branch = &b;
-	rd_send(&x->rd, &resp);
-	gitaly_commit_free(b.target_commit);
-	rd_ok(&x->rd);
-}
-
-static void fb_leased(struct rd *rd)
-{
-	struct ref_ctx *x = (struct ref_ctx *)rd;
-	struct strbuf rev = STRBUF_INIT;
-	strbuf_addf(&rev, "%s^{commit}", x->oid);
-	if (catfile_read(rd->cf, rev.buf, rev.len, 64u << 20, fb_commit, x) < 0)
-		rd_finish(rd, GRPC_INTERNAL, "reading commit: object reader failed");
-	strbuf_release(&rev);
-}
-
-static void fb_listed(struct rd *rd, int status, struct strbuf *out, struct strbuf *err)
-{
-	struct ref_ctx *x = (struct ref_ctx *)rd;
-	char *f[3];
-	size_t n = 0;
-	char *p = out->buf, *end;
-
-	if (status != 0) {
-		rd_finish(rd, GRPC_INTERNAL, "getting reference: %s", err->buf);
-		return;
-	}
-	if (!out->len) {
-		/* no such branch: an empty response (spec §9.10) */
-		Gitaly__FindBranchResponse resp = GITALY__FIND_BRANCH_RESPONSE__INIT;
-		rd_send(rd, &resp);
-		rd_ok(rd);
-		return;
-	}
-	end = memchr(p, '\n', out->len);
-	if (!end)
-		end = out->buf + out->len;
-	while (n < 3) {
-		char *nul = memchr(p, '\0', (size_t)(end - p));
-		f[n++] = p;
-		if (!nul)
-			break;
-		*nul = '\0';
-		p = nul + 1;
-	}
-	*end = '\0';
-	if (n != 3) {
-		rd_finish(rd, GRPC_INTERNAL, "unexpected reference format");
-		return;
-	}
-	if (strlen(f[0]) != x->name.len || memcmp(f[0], x->name.buf, x->name.len)) {
-		rd_finish(rd, GRPC_INVALID_ARGUMENT,
-			  "target reference is ambiguous: reference is ambiguous: conflicts with \"%s\"", f[0]);
-		return;
-	}
-	/* a symbolic ref is read through the name it points at */
-	x->oid = xstrdup(*f[2] ? f[2] : f[1]);
-	rd_lease(rd, fb_leased);
-}
-
-static void find_branch(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
-{
-	Gitaly__FindBranchRequest *req = rpc_unpack(call, &gitaly__find_branch_request__descriptor, buf, len);
-	static const char *const flags[] = { "--format=%(refname)%00%(objectname)%00%(symref)", "--count=1", NULL };
-	struct ref_ctx *x;
-
-	if (!req)
-		return;
-	x = ref_start(data, call, req, req->repository, RPC_OTHER);
-	if (!x)
-		return;
-	if (!req->name.len) {
-		rd_finish(&x->rd, GRPC_INVALID_ARGUMENT, "Branch name cannot be empty");
-		return;
-	}
-	if (check_bytes(x, &req->name, "branch name") < 0)
-		return;
-	/* upstream always qualifies: "refs/heads/" + name, even for "refs/heads/x" */
-	strbuf_addstr(&x->name, "refs/heads/");
-	strbuf_add(&x->name, req->name.data, req->name.len);
-	ref_git(x, "for-each-ref", flags, x->name.buf, 1 << 20, fb_listed);
 }
 
 /* --- ListRefs --- */
@@ -696,7 +413,7 @@ static void lr_line(struct rd *rd, char *line, size_t len)
 	x->batch[x->nbatch++] = r;
 	/* 20 refs per message; HEAD rides along in the first one */
 	if (x->nbatch - (size_t)x->head_in_batch >= LINES_PER_MESSAGE) {
-		flush_batch(x);
+		ref_flush_batch(x);
 		x->head_in_batch = 0;
 	}
 	if (rd->call && rd_full(rd))
@@ -711,7 +428,7 @@ static void lr_end(struct rd *rd, int status, const struct strbuf *err)
 		rd_finish(rd, GRPC_INTERNAL, "listing failed with exit code %d", status);
 		return;
 	}
-	flush_batch(x);
+	ref_flush_batch(x);
 	rd_ok(rd);
 }
 
@@ -767,13 +484,13 @@ static void list_refs(struct grpc_call *call, const uint8_t *buf, size_t len, vo
 				       : "--format=%(refname)%00%(objectname)");
 	strvec_pushf(&x->flags, "--sort=%s%s", dir ? "-" : "", keys[key]);
 	for (size_t i = 0; i < req->n_pointing_at_oids; i++) {
-		if (check_bytes(x, &req->pointing_at_oids[i], "oid") < 0)
+		if (ref_check_bytes(x, &req->pointing_at_oids[i], "oid") < 0)
 			return;
 		strvec_pushf(&x->flags, "--points-at=%.*s", (int)req->pointing_at_oids[i].len,
 			     (const char *)req->pointing_at_oids[i].data);
 	}
 	for (size_t i = 0; i < req->n_patterns; i++) {
-		if (check_bytes(x, &req->patterns[i], "pattern") < 0)
+		if (ref_check_bytes(x, &req->patterns[i], "pattern") < 0)
 			return;
 		strvec_pushf(&x->args, "%.*s", (int)req->patterns[i].len, (const char *)req->patterns[i].data);
 	}
@@ -786,328 +503,14 @@ static void list_refs(struct grpc_call *call, const uint8_t *buf, size_t len, vo
 }
 
 /* --- tags --- */
-
-static void tag_send(struct ref_ctx *x)
-{
-	Gitaly__FindTagResponse resp = GITALY__FIND_TAG_RESPONSE__INIT;
-	resp.tag = x->tag;
-	rd_send(&x->rd, &resp);
-	rd_ok(&x->rd);
-}
-
-static void tag_reply(struct ref_ctx *x)
-{
-	gitaly_tag_trim_message(x->tag);
-	tag_send(x);
-}
-
-static void ft_target(void *arg, int status, const struct catfile_info *info, struct strbuf *data)
-{
-	struct ref_ctx *x = arg;
-	if (status != 0) {
-		rd_finish(&x->rd, GRPC_INTERNAL, "getting annotated tag: target: %s",
-			  status < 0 ? strerror(-status) : "object not found");
-		return;
-	}
-	/* a tag of a tag is peeled; only a commit at the end becomes the target */
-	if (status == 0 && info->type == CATFILE_COMMIT)
-		x->tag->target_commit = gitaly_commit_parse(info->oid, data->buf, data->len);
-	tag_reply(x);
-}
-
-static void ft_object(void *arg, int status, const struct catfile_info *info, struct strbuf *data)
-{
-	struct ref_ctx *x = arg;
-	struct strbuf rev = STRBUF_INIT;
-
-	if (status != 0) {
-		rd_finish(&x->rd, GRPC_INTERNAL, "parsing tag: %s", status < 0 ? strerror(-status) : "object not found");
-		return;
-	}
-	if (info->type == CATFILE_COMMIT) {
-		/* a lightweight tag */
-		x->tag->target_commit = gitaly_commit_parse(info->oid, data->buf, data->len);
-		tag_send(x);
-		return;
-	}
-	if (info->type != CATFILE_TAG) {
-		rd_finish(&x->rd, GRPC_INTERNAL, "getting annotated tag: expected tag, got %s",
-			  catfile_type_name(info->type));
-		return;
-	}
-	gitaly_tag_free(x->tag);
-	x->tag = gitaly_tag_parse(info->oid, data->buf, data->len, x->name.buf, x->name.len, &x->tagged);
-	if (!strcmp(x->tagged.type, "commit"))
-		strbuf_addf(&rev, "%s^{commit}", x->tagged.oid);
-	else if (!strcmp(x->tagged.type, "tag"))
-		strbuf_addf(&rev, "%s^{}", x->tagged.oid);
-	if (!rev.len) {
-		tag_reply(x);
-	} else if (catfile_read(x->rd.cf, rev.buf, rev.len, 64u << 20, ft_target, x) < 0) {
-		rd_finish(&x->rd, GRPC_INTERNAL, "getting annotated tag: object reader failed");
-	}
-	strbuf_release(&rev);
-}
-
-static void ft_leased(struct rd *rd)
-{
-	struct ref_ctx *x = (struct ref_ctx *)rd;
-	struct strbuf rev = STRBUF_INIT;
-	/* a commit is read through ^{commit} as upstream's GetCommit does */
-	if (!strcmp(x->tagged.type, "commit"))
-		strbuf_addf(&rev, "%s^{commit}", x->oid);
-	else
-		strbuf_addstr(&rev, x->oid);
-	if (catfile_read(rd->cf, rev.buf, rev.len, 64u << 20, ft_object, x) < 0)
-		rd_finish(rd, GRPC_INTERNAL, "parsing tag: object reader failed");
-	strbuf_release(&rev);
-}
-
-static void ft_listed(struct rd *rd, int status, struct strbuf *out, struct strbuf *err)
-{
-	struct ref_ctx *x = (struct ref_ctx *)rd;
-	Gitaly__FindTagRequest *req = rd->req;
-	size_t n = strcspn(out->buf, "\n");
-	char *sp1, *sp2;
-
-	if (status != 0) {
-		rd_finish(rd, GRPC_INTERNAL, "for-each-ref error: %s", err->buf);
-		return;
-	}
-	if (!out->len) {
-		Gitaly__FindTagError e = GITALY__FIND_TAG_ERROR__INIT;
-		Gitaly__ReferenceNotFoundError nf = GITALY__REFERENCE_NOT_FOUND_ERROR__INIT;
-		struct strbuf ref = STRBUF_INIT;
-		strbuf_addstr(&ref, "refs/tags/");
-		strbuf_add(&ref, req->tag_name.data, req->tag_name.len);
-		nf.reference_name.data = (uint8_t *)ref.buf;
-		nf.reference_name.len = ref.len;
-		e.error_case = GITALY__FIND_TAG_ERROR__ERROR_TAG_NOT_FOUND;
-		e.tag_not_found = &nf;
-		rd_finish_detail(rd, GRPC_NOT_FOUND, "tag does not exist", "FindTagError", &e.base);
-		strbuf_release(&ref);
-		return;
-	}
-	out->buf[n] = '\0';
-	sp1 = strchr(out->buf, ' ');
-	sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-	if (!sp2) {
-		rd_finish(rd, GRPC_INTERNAL, "parsing tag: invalid output from for-each-ref command: %s", out->buf);
-		return;
-	}
-	*sp1 = *sp2 = '\0';
-	x->oid = xstrdup(out->buf);
-	strbuf_addstr(&x->name, sp2 + 1);
-	x->tag = xcalloc(1, sizeof(*x->tag));
-	gitaly__tag__init(x->tag);
-	x->tag->id = xstrdup(x->oid);
-	x->tag->name.len = x->name.len;
-	x->tag->name.data = xmemdup(x->name.buf, x->name.len);
-	if (!strcmp(sp1 + 1, "tag") || !strcmp(sp1 + 1, "commit")) {
-		snprintf(x->tagged.type, sizeof(x->tagged.type), "%s", sp1 + 1);
-		rd_lease(rd, ft_leased);
-		return;
-	}
-	/* a tag of a tree or blob: id and name only */
-	tag_send(x);
-}
-
-static void find_tag(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
-{
-	Gitaly__FindTagRequest *req = rpc_unpack(call, &gitaly__find_tag_request__descriptor, buf, len);
-	static const char *const flags[] = { "-l", "--format=%(objectname) %(objecttype) %(refname:lstrip=2)", NULL };
-	struct ref_ctx *x;
-
-	if (!req)
-		return;
-	x = ref_start(data, call, req, req->repository, RPC_OTHER);
-	if (!x)
-		return;
-	if (!req->tag_name.len) {
-		rd_finish(&x->rd, GRPC_INVALID_ARGUMENT, "tag name is empty");
-		return;
-	}
-	if (check_bytes(x, &req->tag_name, "tag name") < 0)
-		return;
-	strvec_pushf(&x->args, "%.*s", (int)req->tag_name.len, (const char *)req->tag_name.data);
-	ref_git(x, "tag", flags, x->args.v[0], 1 << 20, ft_listed);
-}
-
-/* FindAllTags: each tag line becomes one or two reads, answered in order. */
-struct tag_item {
-	char *refname;
-	size_t len;
-	char oid[CATFILE_HEXSZ_MAX + 1];
-	int annotated;
-	Gitaly__Tag *tag;               /* after the first read of an annotated tag */
-};
-
-static void tag_item_free(void *p)
-{
-	struct tag_item *it = p;
-	free(it->refname);
-	gitaly_tag_free(it->tag);
-	free(it);
-}
-
-static int tags_line(struct rd_pipe *p, char *line, size_t len)
-{
-	struct ref_ctx *x = container_of(p, struct ref_ctx, pipe);
-	char *f[3], *q = line, *end = line + len;
-	size_t nf = 0;
-	struct tag_item *it;
-	struct strbuf rev = STRBUF_INIT;
-	int rc;
-
-	if (x->count >= x->limit)
-		return -1;
-	while (nf < 3) {
-		char *nul = memchr(q, '\0', (size_t)(end - q));
-		f[nf++] = q;
-		if (!nul)
-			break;
-		*nul = '\0';
-		q = nul + 1;
-	}
-	if (nf != 3 || strlen(f[0]) > CATFILE_HEXSZ_MAX) {
-		rd_finish(&x->rd, GRPC_INTERNAL, "iterating over tags: unexpected for-each-ref output");
-		return -1;
-	}
-	if (!past_token(x, f[2], (size_t)(end - f[2])))
-		return 0;
-	x->count++;
-	it = xcalloc(1, sizeof(*it));
-	it->len = (size_t)(end - f[2]);
-	it->refname = xmemdup(f[2], it->len);
-	snprintf(it->oid, sizeof(it->oid), "%s", f[0]);
-	if (!strcmp(f[1], "tag")) {
-		it->annotated = 1;
-		strbuf_addf(&rev, "%s^{}", f[0]);
-		rc = rd_pipe_read(p, f[0], strlen(f[0]), it, 0);
-		if (rc == 0)
-			rc = rd_pipe_read(p, rev.buf, rev.len, it, 1);
-	} else if (!strcmp(f[1], "commit")) {
-		rc = rd_pipe_read(p, f[0], strlen(f[0]), it, 1);
-	} else {
-		/* trees and blobs: only the id is reported, but the order must hold */
-		rc = rd_pipe_info(p, f[0], strlen(f[0]), it, 1);
-	}
-	strbuf_release(&rev);
-	if (rc < 0) {
-		rd_finish(&x->rd, GRPC_INTERNAL, "iterating over tags: object reader failed");
-		return -1;
-	}
-	return 0;
-}
-
-static void tags_push(struct ref_ctx *x, struct tag_item *it, Gitaly__Tag *t)
-{
-	size_t sz;
-	/* the name is the ref without refs/tags/ (unless that leaves nothing) */
-	if (it->len > 10 && !memcmp(it->refname, "refs/tags/", 10)) {
-		free(t->name.data);
-		t->name.len = it->len - 10;
-		t->name.data = xmemdup(it->refname + 10, t->name.len);
-	}
-	sz = protobuf_c_message_get_packed_size(&t->base);
-	if (x->nbatch && x->bytes + sz >= BATCH_BYTES)
-		flush_batch(x);
-	ALLOC_GROW(x->batch, x->nbatch + 1, x->alloc);
-	x->batch[x->nbatch++] = t;
-	x->bytes += sz;
-}
-
-static void tags_object(struct rd_pipe *p, void *item, int status, const struct catfile_info *info,
-			struct strbuf *data)
-{
-	struct ref_ctx *x = container_of(p, struct ref_ctx, pipe);
-	struct tag_item *it = item;
-	Gitaly__Tag *t;
-
-	if (status != 0) {
-		rd_finish(&x->rd, GRPC_INTERNAL, "iterating over tags: %s",
-			  status < 0 ? strerror(-status) : "object not found");
-		if (!it->annotated || it->tag)
-			tag_item_free(it);
-		return;
-	}
-	if (it->annotated && !it->tag) {
-		struct gitaly_tagged tagged;
-		if (info->type != CATFILE_TAG) {
-			rd_finish(&x->rd, GRPC_INTERNAL, "parsing annotated tag: not a tag");
-			return;
-		}
-		it->tag = gitaly_tag_parse(info->oid, data->buf, data->len, NULL, 0, &tagged);
-		gitaly_tag_trim_message(it->tag);
-		return; /* the peeled object follows */
-	}
-	if (it->annotated) {
-		t = it->tag;
-		it->tag = NULL;
-		if (info->type == CATFILE_COMMIT)
-			t->target_commit = gitaly_commit_parse(info->oid, data->buf, data->len);
-	} else {
-		t = xcalloc(1, sizeof(*t));
-		gitaly__tag__init(t);
-		t->id = xstrdup(info->oid);
-		if (info->type == CATFILE_COMMIT)
-			t->target_commit = gitaly_commit_parse(info->oid, data->buf, data->len);
-	}
-	tags_push(x, it, t);
-	tag_item_free(it);
-}
-
-static const struct rd_pipe_ops tags_ops = {
-	.on_line = tags_line,
-	.on_object = tags_object,
-	.on_end = listing_end,
-	.free_item = tag_item_free,
-};
-
-static void tags_leased(struct rd *rd)
-{
-	start_listing(rd, &tags_ops);
-}
-
-static void find_all_tags(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
-{
-	Gitaly__FindAllTagsRequest *req = rpc_unpack(call, &gitaly__find_all_tags_request__descriptor, buf, len);
-	static const char *const keys[] = { "refname", "creatordate", "version:refname" };
-	struct ref_ctx *x;
-
-	if (!req)
-		return;
-	x = ref_start(data, call, req, req->repository, RPC_ALL_TAGS);
-	if (!x)
-		return;
-	strvec_push(&x->flags, "--format=%(objectname)%00%(objecttype)%00%(refname)");
-	if (req->sort_by) {
-		unsigned key = (unsigned)req->sort_by->key, dir = (unsigned)req->sort_by->direction;
-		if (dir > 1) {
-			rd_finish(&x->rd, GRPC_INVALID_ARGUMENT, "unsupported sorting direction: %u", dir);
-			return;
-		}
-		if (key >= ARRAY_SIZE(keys)) {
-			rd_finish(&x->rd, GRPC_INVALID_ARGUMENT, "unsupported sorting key: %u", key);
-			return;
-		}
-		strvec_pushf(&x->flags, "--sort=%s%s", dir ? "-" : "", keys[key]);
-	}
-	strvec_push(&x->args, "refs/tags/");
-	set_pagination(x, req->pagination_params);
-	if (empty_page(x, GRPC_INVALID_ARGUMENT))
-		return;
-	rd_lease(&x->rd, tags_leased);
-}
-
 void gitaly_register_ref(struct gitaly *g, struct grpc_server *s)
 {
 	grpc_server_add_unary(s, "/gitaly.RefService/FindDefaultBranchName", find_default_branch_name, g);
 	grpc_server_add_unary(s, "/gitaly.RefService/RefExists", ref_exists, g);
-	grpc_server_add_unary(s, "/gitaly.RefService/FindLocalBranches", find_local_branches, g);
-	grpc_server_add_unary(s, "/gitaly.RefService/FindAllBranches", find_all_branches, g);
-	grpc_server_add_unary(s, "/gitaly.RefService/FindBranch", find_branch, g);
+	grpc_server_add_unary(s, "/gitaly.RefService/FindLocalBranches", ref_find_local_branches, g);
+	grpc_server_add_unary(s, "/gitaly.RefService/FindAllBranches", ref_find_all_branches, g);
+	grpc_server_add_unary(s, "/gitaly.RefService/FindBranch", ref_find_branch, g);
 	grpc_server_add_unary(s, "/gitaly.RefService/ListRefs", list_refs, g);
-	grpc_server_add_unary(s, "/gitaly.RefService/FindTag", find_tag, g);
-	grpc_server_add_unary(s, "/gitaly.RefService/FindAllTags", find_all_tags, g);
+	grpc_server_add_unary(s, "/gitaly.RefService/FindTag", ref_find_tag, g);
+	grpc_server_add_unary(s, "/gitaly.RefService/FindAllTags", ref_find_all_tags, g);
 }

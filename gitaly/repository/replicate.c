@@ -8,7 +8,7 @@
  * source, one child process and one creation are in flight; the call ends
  * only once all of them are over, so every callback finds its state alive.
  */
-#include "repository/repository.h"
+#include "repository/replicate.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/pb.h"
@@ -28,43 +28,6 @@
 #include <unistd.h>
 #include "base/banned.h"
 
-/* config and info/attributes are buffered whole before the locked write */
-#define MAX_FILE (16 * 1024 * 1024)
-
-struct repl {
-	struct repo_op op;
-	Gitaly__ReplicateRepositoryRequest *req;
-	char *path;                       /* the target repository */
-	char *tmp_root;                   /* <storage>/+gitaly/tmp */
-	char *address, *token;            /* how to reach the source node */
-	struct grpc_channel *ch;
-	struct grpc_metadata fwd;         /* incoming metadata passed on (not our token) */
-
-	/* in flight */
-	struct grpc_client_call *ccall;
-	struct git_cmd *cmd;
-	struct repo_create *rc;
-
-	/* the outbound call */
-	void (*on_msg)(struct repl *r, const uint8_t *msg, size_t len);
-	void (*on_done)(struct repl *r);
-	int call_cancelled, got_msg;
-	enum grpc_code call_code;
-	struct strbuf call_msg;
-	struct strbuf abort_msg;          /* why we cancelled the call ourselves */
-	struct strbuf buf;                /* collected response bytes */
-
-	/* a tar(1) fed by a stream: snapshot or custom hooks */
-	struct strvec tar_argv;
-	void (*fed_end)(struct repl *r);
-	int cmd_started, cmd_status;
-	struct strbuf cmd_err;
-	int recv_paused;
-
-	int invalid_source;
-	char *hooks_tmp;
-	struct strbuf remote_head;
-};
 
 static void repl_release(struct repo_op *op)
 {
@@ -100,10 +63,7 @@ static void repl_cancel(struct repo_op *op)
 	repo_create_cancel(r->rc);
 }
 
-/* End the call. Only with nothing in flight. Inner codes win, as in upstream's error wrapping. */
-static void repl_fail(struct repl *r, enum grpc_code code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void repl_fail(struct repl *r, enum grpc_code code, const char *fmt, ...)
+void repl_fail(struct repl *r, enum grpc_code code, const char *fmt, ...)
 {
 	struct strbuf sb = STRBUF_INIT;
 	va_list ap;
@@ -116,215 +76,6 @@ static void repl_fail(struct repl *r, enum grpc_code code, const char *fmt, ...)
 		code = GRPC_INTERNAL;
 	repo_op_finish(&r->op, code, sb.buf);
 	strbuf_release(&sb);
-}
-
-/* --- calls to the source node --- */
-
-static void cc_message(struct grpc_client_call *call, const uint8_t *msg, size_t len)
-{
-	struct repl *r = grpc_client_call_user(call);
-	r->got_msg = 1;
-	if (!r->call_cancelled && r->on_msg)
-		r->on_msg(r, msg, len);
-}
-
-static void cc_close(struct grpc_client_call *call, enum grpc_code code, const char *message,
-		     const struct grpc_metadata *trailers)
-{
-	struct repl *r = grpc_client_call_user(call);
-	r->ccall = NULL;
-	r->call_code = code;
-	strbuf_reset(&r->call_msg);
-	if (r->abort_msg.len && !repo_op_cancelled(&r->op)) {
-		r->call_code = GRPC_INTERNAL;
-		strbuf_add(&r->call_msg, r->abort_msg.buf, r->abort_msg.len);
-	} else {
-		strbuf_addstr(&r->call_msg, message ? message : "");
-	}
-	r->on_done(r);
-}
-
-static const struct grpc_client_ops cc_ops = {
-	.on_message = cc_message,
-	.on_close = cc_close,
-};
-
-/* Stop the running outbound call (its on_close still comes) for `why`. */
-static void cc_abort(struct repl *r, const char *why)
-{
-	if (why && !r->abort_msg.len)
-		strbuf_addstr(&r->abort_msg, why);
-	if (r->ccall && !r->call_cancelled) {
-		r->call_cancelled = 1;
-		grpc_client_call_cancel(r->ccall);
-	}
-}
-
-/*
- * Call `method` on the source with `req`. `forward` passes the incoming
- * metadata on (upstream does so for the sync steps). Returns 0 (on_done will
- * fire) or -1 (nothing started; `r->call_msg` says why).
- */
-static int cc_start(struct repl *r, const char *method, const void *req, int forward,
-		    void (*on_msg)(struct repl *r, const uint8_t *msg, size_t len), void (*on_done)(struct repl *r))
-{
-	struct grpc_metadata md = GRPC_METADATA_INIT;
-	size_t n = protobuf_c_message_get_packed_size(req);
-	uint8_t *buf = xmalloc(n ? n : 1);
-	uint64_t deadline, timeout = 0;
-	int rc;
-
-	if (repo_op_cancelled(&r->op)) {
-		strbuf_reset(&r->call_msg);
-		strbuf_addstr(&r->call_msg, "context canceled");
-		free(buf);
-		return -1;
-	}
-	deadline = grpc_call_deadline(r->op.call);
-	if (deadline) {
-		uint64_t now = now_ms();
-		timeout = deadline > now ? deadline - now : 1;
-	}
-	if (forward)
-		grpc_metadata_copy(&md, &r->fwd);
-	if (r->token && *r->token)
-		auth_v2_add(&md, r->token);
-	protobuf_c_message_pack(req, buf);
-	r->on_msg = on_msg;
-	r->on_done = on_done;
-	r->call_cancelled = 0;
-	r->got_msg = 0;
-	r->call_code = GRPC_OK;
-	strbuf_reset(&r->call_msg);
-	strbuf_reset(&r->abort_msg);
-	strbuf_reset(&r->buf);
-	rc = grpc_channel_call(r->ch, method, &md, timeout, 0, &cc_ops, r, &r->ccall);
-	if (rc == 0) {
-		grpc_client_call_send(r->ccall, buf, n);
-		grpc_client_call_close_send(r->ccall);
-	} else {
-		r->ccall = NULL;
-		strbuf_addf(&r->call_msg, "cannot call %s: %s", method, strerror(-rc));
-	}
-	grpc_metadata_release(&md);
-	free(buf);
-	return rc == 0 ? 0 : -1;
-}
-
-/* on_msg that keeps the bytes of field 1 of every message (config, attributes). */
-static void collect_field1(struct repl *r, const uint8_t *msg, size_t len)
-{
-	const uint8_t *data = NULL;
-	size_t dlen = 0; /* an empty message (absent file) has no field 1 */
-	if (pb_find_bytes(msg, len, 1, &data, &dlen) < 0 || r->buf.len + dlen > MAX_FILE) {
-		cc_abort(r, "response too large or malformed");
-		return;
-	}
-	if (dlen)
-		strbuf_add(&r->buf, data, dlen);
-}
-
-/* on_msg for unary calls: keep the message. */
-static void collect_message(struct repl *r, const uint8_t *msg, size_t len)
-{
-	strbuf_reset(&r->buf);
-	strbuf_add(&r->buf, msg, len);
-}
-
-/* --- a stream feeding tar(1) --- */
-
-static void fed_maybe_end(struct repl *r)
-{
-	if (r->ccall || r->cmd)
-		return;
-	r->fed_end(r);
-}
-
-static void tar_drained(struct git_cmd *cmd)
-{
-	struct repl *r = git_cmd_user(cmd);
-	if (r->recv_paused && r->ccall) {
-		r->recv_paused = 0;
-		grpc_client_call_resume_recv(r->ccall);
-	}
-}
-
-static void tar_exit(struct git_cmd *cmd, int status)
-{
-	struct repl *r = git_cmd_user(cmd);
-	const struct strbuf *err = git_cmd_stderr(cmd);
-	r->cmd = NULL;
-	r->cmd_status = status;
-	strbuf_add(&r->cmd_err, err->buf, err->len);
-	if (status != 0)
-		cc_abort(r, "tar failed");
-	fed_maybe_end(r);
-}
-
-static const struct git_cmd_ops tar_ops = {
-	.on_stdin_drained = tar_drained,
-	.on_exit = tar_exit,
-};
-
-static void fed_message(struct repl *r, const uint8_t *msg, size_t len)
-{
-	const uint8_t *data;
-	size_t dlen;
-
-	if (pb_find_bytes(msg, len, 1, &data, &dlen) < 0) {
-		cc_abort(r, "malformed response");
-		return;
-	}
-	if (!dlen)
-		return;
-	if (!r->cmd_started) {
-		/* started on the first data only: GNU tar refuses an empty archive */
-		struct git_cmd_spec spec = { 0 };
-		int rc;
-		spec.argv = r->tar_argv.v;
-		spec.env = r->op.g->base_env.v;
-		spec.pipe_stdin = 1;
-		r->cmd_started = 1;
-		rc = git_cmd_spawn(r->op.g->loop, &spec, &tar_ops, r, &r->cmd);
-		if (rc < 0) {
-			r->cmd_status = 127;
-			strbuf_addf(&r->cmd_err, "cannot start tar: %s", uv_strerror(rc));
-			cc_abort(r, "cannot start tar");
-			return;
-		}
-	}
-	if (!r->cmd)
-		return;
-	git_cmd_write_stdin(r->cmd, data, dlen);
-	if (!r->recv_paused && git_cmd_stdin_queued(r->cmd) >= GIT_CMD_STDIN_HIGH) {
-		r->recv_paused = 1;
-		grpc_client_call_pause_recv(r->ccall);
-	}
-}
-
-static void fed_call_done(struct repl *r)
-{
-	if (r->cmd) {
-		if (r->call_code == GRPC_OK)
-			git_cmd_close_stdin(r->cmd);
-		else
-			repo_kill(r->cmd);
-	}
-	fed_maybe_end(r);
-}
-
-/* Stream `method` into tar with `argv`; `end` runs once both are over. */
-static int fed_start(struct repl *r, const char *method, const void *req, int forward,
-		     const char *const *argv, void (*end)(struct repl *r))
-{
-	strvec_clear(&r->tar_argv);
-	strvec_pushv(&r->tar_argv, argv);
-	r->fed_end = end;
-	r->cmd_started = 0;
-	r->cmd_status = 0;
-	r->recv_paused = 0;
-	strbuf_reset(&r->cmd_err);
-	return cc_start(r, method, req, forward, fed_message, fed_call_done);
 }
 
 /* --- step 10: custom hooks --- */
@@ -393,7 +144,7 @@ static void sync_hooks(struct repl *r)
 	r->hooks_tmp = strbuf_detach(&tmp, NULL);
 	argv[4] = r->hooks_tmp;
 	req.repository = r->req->source;
-	if (fed_start(r, "/gitaly.RepositoryService/GetCustomHooks", &req, 1, argv, hooks_fed) < 0)
+	if (repl_feed_start(r, "/gitaly.RepositoryService/GetCustomHooks", &req, 1, argv, hooks_fed) < 0)
 		repl_fail(r, GRPC_INTERNAL, "replicating repository: synchronizing custom hooks: %s", r->call_msg.buf);
 }
 
@@ -515,7 +266,7 @@ static void fetch_done(void *arg, int status, struct strbuf *out, struct strbuf 
 	}
 	req.repository = r->req->source;
 	req.head_only = 1;
-	if (cc_start(r, "/gitaly.RefService/FindDefaultBranchName", &req, 1, collect_message, remote_head_done) < 0)
+	if (repl_call_start(r, "/gitaly.RefService/FindDefaultBranchName", &req, 1, repl_collect_message, remote_head_done) < 0)
 		repl_fail(r, GRPC_INTERNAL, "replicating repository: synchronizing references: %s", r->call_msg.buf);
 }
 
@@ -625,7 +376,7 @@ static void after_attributes(struct repl *r)
 		return;
 	}
 	req.repository = r->req->source;
-	if (cc_start(r, "/gitaly.ObjectPoolService/GetObjectPool", &req, 1, collect_message, pool_done) < 0)
+	if (repl_call_start(r, "/gitaly.ObjectPoolService/GetObjectPool", &req, 1, repl_collect_message, pool_done) < 0)
 		repl_fail(r, GRPC_INTERNAL, "replicating repository: synchronizing object pools: %s", r->call_msg.buf);
 }
 
@@ -677,7 +428,7 @@ static void config_written(struct repo_op *op, enum grpc_code code, const char *
 		return;
 	}
 	req.repository = r->req->source;
-	if (cc_start(r, "/gitaly.RepositoryService/GetInfoAttributes", &req, 1, collect_field1, attributes_done) < 0)
+	if (repl_call_start(r, "/gitaly.RepositoryService/GetInfoAttributes", &req, 1, repl_collect_field1, attributes_done) < 0)
 		repl_fail(r, GRPC_INTERNAL, "replicating repository: synchronizing gitattributes: %s", r->call_msg.buf);
 }
 
@@ -717,7 +468,7 @@ static void exists_done(struct repl *r)
 		return;
 	}
 	req.repository = r->req->source;
-	if (cc_start(r, "/gitaly.RepositoryService/GetConfig", &req, 1, collect_field1, config_done) < 0)
+	if (repl_call_start(r, "/gitaly.RepositoryService/GetConfig", &req, 1, repl_collect_field1, config_done) < 0)
 		repl_fail(r, GRPC_INTERNAL, "replicating repository: synchronizing gitconfig: %s", r->call_msg.buf);
 }
 
@@ -725,7 +476,7 @@ static void check_source(struct repl *r)
 {
 	Gitaly__RepositoryExistsRequest req = GITALY__REPOSITORY_EXISTS_REQUEST__INIT;
 	req.repository = r->req->source;
-	if (cc_start(r, "/gitaly.RepositoryService/RepositoryExists", &req, 0, collect_message, exists_done) < 0)
+	if (repl_call_start(r, "/gitaly.RepositoryService/RepositoryExists", &req, 0, repl_collect_message, exists_done) < 0)
 		repl_fail(r, GRPC_INTERNAL, "new client: %s", r->call_msg.buf);
 }
 
@@ -780,7 +531,7 @@ static void snapshot_seed(struct repo_create *rc, const char *tmp_path, const Gi
 
 	r->rc = rc;
 	req.repository = r->req->source;
-	if (fed_start(r, "/gitaly.RepositoryService/GetSnapshot", &req, 0, argv, snapshot_fed) < 0) {
+	if (repl_feed_start(r, "/gitaly.RepositoryService/GetSnapshot", &req, 0, argv, snapshot_fed) < 0) {
 		strbuf_addf(&msg, "extracting snapshot: %s", r->call_msg.buf);
 		repo_create_seeded(rc, GRPC_INTERNAL, msg.buf);
 	}
