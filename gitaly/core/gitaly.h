@@ -5,7 +5,7 @@
  *
  * Service files (svc_*.c) each export one gitaly_register_<service>() that
  * adds their methods to the server. Conventions inside handlers:
- *   - decode with rpc_unpack(), which answers INVALID_ARGUMENT itself when the
+ *   - decode with msg_unpack(), which answers INVALID_ARGUMENT itself when the
  *     bytes do not decode;
  *   - resolve repositories with gitaly_locate() and return its code/message
  *     unchanged (validation codes propagate, see spec §2.0 and §8);
@@ -47,19 +47,19 @@ struct gitaly {
 	char *version;                 /* our server version */
 };
 
-/* --- requests and replies --- */
+/* --- requests and replies (core/msg.c) --- */
 
 /* Decode `buf` as `desc`; on failure finish the call with INVALID_ARGUMENT and return NULL. */
-void *rpc_unpack(struct grpc_call *call, const ProtobufCMessageDescriptor *desc,
+void *msg_unpack(struct grpc_call *call, const ProtobufCMessageDescriptor *desc,
 		 const uint8_t *buf, size_t len);
-void rpc_free(void *msg);
+void msg_free(void *msg);
 /* Pack and send one message (0, or -EPIPE when the call is gone). */
-int rpc_send(struct grpc_call *call, const void *msg);
+int msg_send(struct grpc_call *call, const void *msg);
 /* Pack, send and finish OK: the usual end of a unary handler. */
-int rpc_reply(struct grpc_call *call, const void *msg);
+int msg_reply(struct grpc_call *call, const void *msg);
 /* Send `len` bytes as a stream of messages whose field `field` holds ≤128 KiB each. */
-int rpc_send_chunked(struct grpc_call *call, uint32_t field, const void *data, size_t len);
-#define RPC_CHUNK (128 * 1024)
+int msg_send_chunked(struct grpc_call *call, uint32_t field, const void *data, size_t len);
+#define MSG_CHUNK (128 * 1024)
 
 /* --- repositories (spec §2.0) --- */
 

@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-void *rpc_unpack(struct grpc_call *call, const ProtobufCMessageDescriptor *desc,
+void *msg_unpack(struct grpc_call *call, const ProtobufCMessageDescriptor *desc,
 		 const uint8_t *buf, size_t len)
 {
 	ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, len, buf);
@@ -30,13 +30,13 @@ void *rpc_unpack(struct grpc_call *call, const ProtobufCMessageDescriptor *desc,
 	return m;
 }
 
-void rpc_free(void *msg)
+void msg_free(void *msg)
 {
 	if (msg)
 		protobuf_c_message_free_unpacked(msg, NULL);
 }
 
-int rpc_send(struct grpc_call *call, const void *msg)
+int msg_send(struct grpc_call *call, const void *msg)
 {
 	size_t n = protobuf_c_message_get_packed_size(msg);
 	uint8_t small[256];
@@ -49,21 +49,21 @@ int rpc_send(struct grpc_call *call, const void *msg)
 	return rc;
 }
 
-int rpc_reply(struct grpc_call *call, const void *msg)
+int msg_reply(struct grpc_call *call, const void *msg)
 {
-	int rc = rpc_send(call, msg);
+	int rc = msg_send(call, msg);
 	if (rc < 0)
 		return rc;
 	return grpc_call_finish(call, GRPC_OK, NULL, NULL);
 }
 
-int rpc_send_chunked(struct grpc_call *call, uint32_t field, const void *data, size_t len)
+int msg_send_chunked(struct grpc_call *call, uint32_t field, const void *data, size_t len)
 {
 	const char *p = data;
 	struct strbuf sb = STRBUF_INIT;
 	int rc = 0;
 	while (len && rc == 0) {
-		size_t n = MIN(len, (size_t)RPC_CHUNK);
+		size_t n = MIN(len, (size_t)MSG_CHUNK);
 		strbuf_reset(&sb);
 		pb_put_bytes(&sb, field, p, n);
 		rc = grpc_call_send(call, sb.buf, sb.len);

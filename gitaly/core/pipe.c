@@ -31,7 +31,7 @@ static void pipe_free(struct gitaly_pipe *p)
 static void send_field(struct gitaly_pipe *p, uint32_t field, const char *buf, size_t len)
 {
 	while (len) {
-		size_t n = MIN(len, (size_t)RPC_CHUNK);
+		size_t n = MIN(len, (size_t)MSG_CHUNK);
 		strbuf_reset(&p->msg);
 		pb_put_bytes(&p->msg, field, buf, n);
 		grpc_call_send(p->call, p->msg.buf, p->msg.len);

@@ -41,7 +41,7 @@ static void hc_free(struct hook_call *h)
 static void send_output(struct hook_call *h, uint32_t field, const char *buf, size_t len)
 {
 	while (len && h->call) {
-		size_t n = MIN(len, (size_t)RPC_CHUNK);
+		size_t n = MIN(len, (size_t)MSG_CHUNK);
 		strbuf_reset(&h->out);
 		pb_put_bytes(&h->out, field, buf, n);
 		grpc_call_send(h->call, h->out.buf, h->out.len);
@@ -231,7 +231,7 @@ static int take_first(struct hook_call *h, const uint8_t *msg, size_t len)
 	struct strbuf path = STRBUF_INIT, err = STRBUF_INIT;
 	enum grpc_code code;
 
-	h->first = rpc_unpack(h->call, method_desc(h->method), msg, len);
+	h->first = msg_unpack(h->call, method_desc(h->method), msg, len);
 	if (!h->first) {
 		h->finished = 1;
 		return -1;

@@ -67,7 +67,7 @@ static void cf_release(struct op *op)
 		strbuf_release(&a->oid);
 	}
 	free(c->actions);
-	rpc_free(c->first);
+	msg_free(c->first);
 	strbuf_release(&c->branch);
 	strbuf_release(&c->ref);
 	strbuf_release(&c->target);
@@ -230,7 +230,7 @@ static void cf_updated(struct op *op, const struct op_update_result *r)
 		bu.repo_created = !c->has_branches;
 		bu.branch_created = !strcmp(c->old.buf, op_zero_oid(op));
 		resp.branch_update = &bu;
-		rpc_reply(op->call, &resp);
+		msg_reply(op->call, &resp);
 	} else if (r->fail == UPD_CUSTOM_HOOK) {
 		Gitaly__UserCommitFilesError e = GITALY__USER_COMMIT_FILES_ERROR__INIT;
 		Gitaly__CustomHookError ch = GITALY__CUSTOM_HOOK_ERROR__INIT;
@@ -841,7 +841,7 @@ static void cf_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 
 	if (c->done_reading)
 		return;
-	req = rpc_unpack(call, &gitaly__user_commit_files_request__descriptor, msg, len);
+	req = msg_unpack(call, &gitaly__user_commit_files_request__descriptor, msg, len);
 	if (!req) {
 		c->done_reading = 1;
 		return;
@@ -921,7 +921,7 @@ static void cf_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 		op_fail(op, GRPC_INTERNAL, "unhandled action payload type: <nil>");
 		c->done_reading = 1;
 	}
-	rpc_free(req);
+	msg_free(req);
 }
 
 static void cf_half_close(struct grpc_call *call)

@@ -64,7 +64,7 @@ struct create_branch {
 static void create_branch_release(struct op *op)
 {
 	struct create_branch *c = container_of(op, struct create_branch, op);
-	rpc_free(c->req);
+	msg_free(c->req);
 	strbuf_release(&c->name);
 	strbuf_release(&c->start);
 	strbuf_release(&c->ref);
@@ -82,7 +82,7 @@ static void create_branch_updated(struct op *op, const struct op_update_result *
 		b.name = c->req->branch_name;
 		b.target_commit = c->commit;
 		resp.branch = &b;
-		rpc_reply(op->call, &resp);
+		msg_reply(op->call, &resp);
 	} else if (r->fail == UPD_CUSTOM_HOOK) {
 		Gitaly__UserCreateBranchError e = GITALY__USER_CREATE_BRANCH_ERROR__INIT;
 		Gitaly__CustomHookError ch;
@@ -120,7 +120,7 @@ static void user_create_branch(struct grpc_call *call, const uint8_t *buf, size_
 	strbuf_init(&c->start, 0);
 	strbuf_init(&c->ref, 0);
 	op_init(&c->op, data, call, create_branch_release, 1);
-	c->req = rpc_unpack(call, &gitaly__user_create_branch_request__descriptor, buf, len);
+	c->req = msg_unpack(call, &gitaly__user_create_branch_request__descriptor, buf, len);
 	if (!c->req)
 		return;
 	if (op_locate(&c->op, c->req->repository) != GRPC_OK)
@@ -166,7 +166,7 @@ struct delete_ref {
 static void delete_ref_release(struct op *op)
 {
 	struct delete_ref *d = container_of(op, struct delete_ref, op);
-	rpc_free(d->req);
+	msg_free(d->req);
 	strbuf_release(&d->name);
 	strbuf_release(&d->ref);
 	strbuf_release(&d->old);
@@ -184,7 +184,7 @@ static void delete_branch_updated(struct op *op, const struct op_update_result *
 	switch (r->fail) {
 	case UPD_OK: {
 		Gitaly__UserDeleteBranchResponse resp = GITALY__USER_DELETE_BRANCH_RESPONSE__INIT;
-		rpc_reply(op->call, &resp);
+		msg_reply(op->call, &resp);
 		break;
 	}
 	case UPD_NOT_ALLOWED:
@@ -220,12 +220,12 @@ static void delete_tag_updated(struct op *op, const struct op_update_result *r)
 	Gitaly__UserDeleteTagResponse resp = GITALY__USER_DELETE_TAG_RESPONSE__INIT;
 	switch (r->fail) {
 	case UPD_OK:
-		rpc_reply(op->call, &resp);
+		msg_reply(op->call, &resp);
 		break;
 	case UPD_CUSTOM_HOOK:
 		/* a remnant of the old API: the refusal travels in a successful response */
 		resp.pre_receive_error = r->hook_error.buf;
-		rpc_reply(op->call, &resp);
+		msg_reply(op->call, &resp);
 		break;
 	case UPD_REF:
 		op_fail(op, GRPC_FAILED_PRECONDITION, "%s", r->msg.buf);
@@ -315,7 +315,7 @@ static void delete_start(struct delete_ref *d, ProtobufCMessage *req, const Gita
 static void user_delete_branch(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	struct delete_ref *d = delete_new(call, data, 0);
-	Gitaly__UserDeleteBranchRequest *req = rpc_unpack(call, &gitaly__user_delete_branch_request__descriptor,
+	Gitaly__UserDeleteBranchRequest *req = msg_unpack(call, &gitaly__user_delete_branch_request__descriptor,
 							  buf, len);
 	if (req)
 		delete_start(d, &req->base, req->repository, &req->branch_name, req->user, req->expected_old_oid);
@@ -324,7 +324,7 @@ static void user_delete_branch(struct grpc_call *call, const uint8_t *buf, size_
 static void user_delete_tag(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	struct delete_ref *d = delete_new(call, data, 1);
-	Gitaly__UserDeleteTagRequest *req = rpc_unpack(call, &gitaly__user_delete_tag_request__descriptor, buf, len);
+	Gitaly__UserDeleteTagRequest *req = msg_unpack(call, &gitaly__user_delete_tag_request__descriptor, buf, len);
 	if (req)
 		delete_start(d, &req->base, req->repository, &req->tag_name, req->user, req->expected_old_oid);
 }
@@ -349,7 +349,7 @@ struct create_tag {
 static void create_tag_release(struct op *op)
 {
 	struct create_tag *t = container_of(op, struct create_tag, op);
-	rpc_free(t->req);
+	msg_free(t->req);
 	strbuf_release(&t->name);
 	strbuf_release(&t->target);
 	strbuf_release(&t->ref);
@@ -379,7 +379,7 @@ static void create_tag_updated(struct op *op, const struct op_update_result *r)
 	case UPD_OK: {
 		Gitaly__UserCreateTagResponse resp = GITALY__USER_CREATE_TAG_RESPONSE__INIT;
 		resp.tag = &t->tag;
-		rpc_reply(op->call, &resp);
+		msg_reply(op->call, &resp);
 		break;
 	}
 	case UPD_NOT_ALLOWED:
@@ -598,7 +598,7 @@ static void user_create_tag(struct grpc_call *call, const uint8_t *buf, size_t l
 	strbuf_init(&t->tag_message, 0);
 	gitaly__tag__init(&t->tag);
 	op_init(&t->op, data, call, create_tag_release, 1);
-	req = t->req = rpc_unpack(call, &gitaly__user_create_tag_request__descriptor, buf, len);
+	req = t->req = msg_unpack(call, &gitaly__user_create_tag_request__descriptor, buf, len);
 	if (!req)
 		return;
 	if (!req->tag_name.len) {

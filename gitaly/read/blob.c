@@ -91,7 +91,7 @@ static void gb_leased(struct rd *rd)
 
 static void get_blob(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
-	Gitaly__GetBlobRequest *req = rpc_unpack(call, &gitaly__get_blob_request__descriptor, buf, len);
+	Gitaly__GetBlobRequest *req = msg_unpack(call, &gitaly__get_blob_request__descriptor, buf, len);
 	struct get_blob *x;
 
 	if (!req)
@@ -291,7 +291,7 @@ static void gbs_leased(struct rd *rd)
 
 static void get_blobs(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
-	Gitaly__GetBlobsRequest *req = rpc_unpack(call, &gitaly__get_blobs_request__descriptor, buf, len);
+	Gitaly__GetBlobsRequest *req = msg_unpack(call, &gitaly__get_blobs_request__descriptor, buf, len);
 	struct get_blobs *x;
 	struct strbuf msg = STRBUF_INIT;
 

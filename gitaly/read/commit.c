@@ -87,7 +87,7 @@ static void fc_leased(struct rd *rd)
 
 static void find_commit(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
-	Gitaly__FindCommitRequest *req = rpc_unpack(call, &gitaly__find_commit_request__descriptor, buf, len);
+	Gitaly__FindCommitRequest *req = msg_unpack(call, &gitaly__find_commit_request__descriptor, buf, len);
 	struct find_commit *x;
 	struct strbuf msg = STRBUF_INIT;
 
@@ -121,7 +121,7 @@ static void is_ancestor_done(struct rd *rd, int status, struct strbuf *out, stru
 static void commit_is_ancestor(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	Gitaly__CommitIsAncestorRequest *req =
-		rpc_unpack(call, &gitaly__commit_is_ancestor_request__descriptor, buf, len);
+		msg_unpack(call, &gitaly__commit_is_ancestor_request__descriptor, buf, len);
 	struct rd *rd;
 	struct git_call gc;
 	static const char *const flags[] = { "--is-ancestor", NULL };
@@ -290,7 +290,7 @@ static void lc_leased(struct rd *rd)
 
 static void list_commits(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
-	Gitaly__ListCommitsRequest *req = rpc_unpack(call, &gitaly__list_commits_request__descriptor, buf, len);
+	Gitaly__ListCommitsRequest *req = msg_unpack(call, &gitaly__list_commits_request__descriptor, buf, len);
 	struct list_commits *x;
 	struct strbuf msg = STRBUF_INIT, sb = STRBUF_INIT;
 

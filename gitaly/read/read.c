@@ -25,7 +25,7 @@ static void rd_unref(struct rd *rd)
 		return;
 	if (rd->on_free)
 		rd->on_free(rd);
-	rpc_free(rd->req);
+	msg_free(rd->req);
 	strbuf_release(&rd->path);
 	free(rd);
 }
@@ -146,7 +146,7 @@ int rd_send(struct rd *rd, const void *msg)
 {
 	if (!rd->call)
 		return -EPIPE;
-	return rpc_send(rd->call, msg);
+	return msg_send(rd->call, msg);
 }
 
 int rd_full(const struct rd *rd)
@@ -451,7 +451,7 @@ void rd_stream_data(struct rd *rd, struct rd_stream *s, const char *buf, size_t 
 	if (!rd->call)
 		return;
 	while (len) {
-		size_t n = MIN(len, (size_t)RPC_CHUNK);
+		size_t n = MIN(len, (size_t)MSG_CHUNK);
 		strbuf_reset(&msg);
 		if (s->first_pending) {
 			/* protobuf fields may come in any order: metadata, then data */

@@ -38,7 +38,7 @@ static void ref_writable(struct rd *rd)
 	struct ref_ctx *x = (struct ref_ctx *)rd;
 	if (x->pipe_started)
 		rd_pipe_writable(&x->pipe);
-	else if (x->kind == RPC_LIST_REFS && !rd_full(rd))
+	else if (x->kind == REF_KIND_LIST_REFS && !rd_full(rd))
 		rd_lines_resume(rd);
 }
 
@@ -203,11 +203,11 @@ static void fdbn_done(struct ref_ctx *x, const char *name, size_t len)
 static void find_default_branch_name(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	Gitaly__FindDefaultBranchNameRequest *req =
-		rpc_unpack(call, &gitaly__find_default_branch_name_request__descriptor, buf, len);
+		msg_unpack(call, &gitaly__find_default_branch_name_request__descriptor, buf, len);
 	struct ref_ctx *x;
 	if (!req)
 		return;
-	x = ref_start(data, call, req, req->repository, RPC_OTHER);
+	x = ref_start(data, call, req, req->repository, REF_KIND_OTHER);
 	if (x)
 		ref_default_branch(x, req->head_only, fdbn_done);
 }
@@ -229,13 +229,13 @@ static void ref_exists_done(struct rd *rd, int status, struct strbuf *out, struc
 
 static void ref_exists(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
-	Gitaly__RefExistsRequest *req = rpc_unpack(call, &gitaly__ref_exists_request__descriptor, buf, len);
+	Gitaly__RefExistsRequest *req = msg_unpack(call, &gitaly__ref_exists_request__descriptor, buf, len);
 	static const char *const flags[] = { "--verify", "--quiet", NULL };
 	struct ref_ctx *x;
 
 	if (!req)
 		return;
-	x = ref_start(data, call, req, req->repository, RPC_OTHER);
+	x = ref_start(data, call, req, req->repository, REF_KIND_OTHER);
 	if (!x)
 		return;
 	if (req->ref.len < 5 || memcmp(req->ref.data, "refs/", 5) || rd_has_nul(req->ref.data, req->ref.len)) {
@@ -248,19 +248,19 @@ static void ref_exists(struct grpc_call *call, const uint8_t *buf, size_t len, v
 
 static void free_batch_item(struct ref_ctx *x, void *it)
 {
-	if (x->kind == RPC_LOCAL_BRANCHES) {
+	if (x->kind == REF_KIND_LOCAL_BRANCHES) {
 		Gitaly__Branch *b = it;
 		gitaly_commit_free(b->target_commit);
 		free(b->name.data);
 		free(b);
-	} else if (x->kind == RPC_ALL_BRANCHES) {
+	} else if (x->kind == REF_KIND_ALL_BRANCHES) {
 		Gitaly__FindAllBranchesResponse__Branch *b = it;
 		gitaly_commit_free(b->target);
 		free(b->name.data);
 		free(b);
-	} else if (x->kind == RPC_ALL_TAGS) {
+	} else if (x->kind == REF_KIND_ALL_TAGS) {
 		gitaly_tag_free(it);
-	} else if (x->kind == RPC_LIST_REFS) {
+	} else if (x->kind == REF_KIND_LIST_REFS) {
 		Gitaly__ListRefsResponse__Reference *r = it;
 		free(r->name.data);
 		free(r->target);
@@ -273,17 +273,17 @@ void ref_flush_batch(struct ref_ctx *x)
 {
 	if (!x->nbatch)
 		return;
-	if (x->kind == RPC_LOCAL_BRANCHES) {
+	if (x->kind == REF_KIND_LOCAL_BRANCHES) {
 		Gitaly__FindLocalBranchesResponse resp = GITALY__FIND_LOCAL_BRANCHES_RESPONSE__INIT;
 		resp.local_branches = (Gitaly__Branch **)x->batch;
 		resp.n_local_branches = x->nbatch;
 		rd_send(&x->rd, &resp);
-	} else if (x->kind == RPC_ALL_BRANCHES) {
+	} else if (x->kind == REF_KIND_ALL_BRANCHES) {
 		Gitaly__FindAllBranchesResponse resp = GITALY__FIND_ALL_BRANCHES_RESPONSE__INIT;
 		resp.branches = (Gitaly__FindAllBranchesResponse__Branch **)x->batch;
 		resp.n_branches = x->nbatch;
 		rd_send(&x->rd, &resp);
-	} else if (x->kind == RPC_ALL_TAGS) {
+	} else if (x->kind == REF_KIND_ALL_TAGS) {
 		Gitaly__FindAllTagsResponse resp = GITALY__FIND_ALL_TAGS_RESPONSE__INIT;
 		resp.tags = (Gitaly__Tag **)x->batch;
 		resp.n_tags = x->nbatch;
@@ -326,7 +326,7 @@ void ref_listing_end(struct rd_pipe *p, int status, const struct strbuf *err)
 		return;
 	}
 	if (x->token && *x->token && !x->token_seen) {
-		rd_finish(&x->rd, x->kind == RPC_ALL_TAGS ? GRPC_INVALID_ARGUMENT : GRPC_INTERNAL,
+		rd_finish(&x->rd, x->kind == REF_KIND_ALL_TAGS ? GRPC_INVALID_ARGUMENT : GRPC_INTERNAL,
 			  "could not find page token");
 		return;
 	}
@@ -453,14 +453,14 @@ static void lr_head(struct rd *rd, int status, struct strbuf *out, struct strbuf
 
 static void list_refs(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
-	Gitaly__ListRefsRequest *req = rpc_unpack(call, &gitaly__list_refs_request__descriptor, buf, len);
+	Gitaly__ListRefsRequest *req = msg_unpack(call, &gitaly__list_refs_request__descriptor, buf, len);
 	static const char *const keys[] = { "refname", "creatordate", "authordate", "committerdate" };
 	struct ref_ctx *x;
 	unsigned key = 0, dir = 0;
 
 	if (!req)
 		return;
-	x = ref_start(data, call, req, req->repository, RPC_LIST_REFS);
+	x = ref_start(data, call, req, req->repository, REF_KIND_LIST_REFS);
 	if (!x)
 		return;
 	if (!req->n_patterns) {

@@ -23,7 +23,7 @@ struct ref_ctx {
 	const char *token;
 	int token_seen;
 	int64_t limit, count;
-	int kind;                          /* which RPC: RPC_* */
+	int kind;                          /* which RPC: REF_KIND_* */
 	void **batch;
 	size_t nbatch, alloc, bytes;
 	/* ListRefs */
@@ -36,7 +36,7 @@ struct ref_ctx {
 	char *oid;
 };
 
-enum { RPC_LOCAL_BRANCHES = 1, RPC_ALL_BRANCHES, RPC_ALL_TAGS, RPC_LIST_REFS, RPC_OTHER };
+enum { REF_KIND_LOCAL_BRANCHES = 1, REF_KIND_ALL_BRANCHES, REF_KIND_ALL_TAGS, REF_KIND_LIST_REFS, REF_KIND_OTHER };
 
 struct ref_ctx *ref_start(struct gitaly *g, struct grpc_call *call, void *req,
 				 const Gitaly__Repository *repo, int kind);

@@ -68,7 +68,7 @@ static void branch_object(struct rd_pipe *p, void *item, int status, const struc
 		return;
 	}
 	c = gitaly_commit_parse(info->oid, data->buf, data->len);
-	if (x->kind == RPC_LOCAL_BRANCHES) {
+	if (x->kind == REF_KIND_LOCAL_BRANCHES) {
 		Gitaly__Branch *b = xcalloc(1, sizeof(*b));
 		gitaly__branch__init(b);
 		b->name.data = (uint8_t *)it->name;
@@ -101,13 +101,13 @@ static void branches_leased(struct rd *rd)
 void ref_find_local_branches(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	Gitaly__FindLocalBranchesRequest *req =
-		rpc_unpack(call, &gitaly__find_local_branches_request__descriptor, buf, len);
+		msg_unpack(call, &gitaly__find_local_branches_request__descriptor, buf, len);
 	struct ref_ctx *x;
 	const char *sort;
 
 	if (!req)
 		return;
-	x = ref_start(data, call, req, req->repository, RPC_LOCAL_BRANCHES);
+	x = ref_start(data, call, req, req->repository, REF_KIND_LOCAL_BRANCHES);
 	if (!x)
 		return;
 	switch (req->sort_by) {
@@ -137,12 +137,12 @@ static void fab_default(struct ref_ctx *x, const char *name, size_t len)
 void ref_find_all_branches(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	Gitaly__FindAllBranchesRequest *req =
-		rpc_unpack(call, &gitaly__find_all_branches_request__descriptor, buf, len);
+		msg_unpack(call, &gitaly__find_all_branches_request__descriptor, buf, len);
 	struct ref_ctx *x;
 
 	if (!req)
 		return;
-	x = ref_start(data, call, req, req->repository, RPC_ALL_BRANCHES);
+	x = ref_start(data, call, req, req->repository, REF_KIND_ALL_BRANCHES);
 	if (!x)
 		return;
 	x->token = "";
@@ -242,13 +242,13 @@ static void fb_listed(struct rd *rd, int status, struct strbuf *out, struct strb
 
 void ref_find_branch(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
-	Gitaly__FindBranchRequest *req = rpc_unpack(call, &gitaly__find_branch_request__descriptor, buf, len);
+	Gitaly__FindBranchRequest *req = msg_unpack(call, &gitaly__find_branch_request__descriptor, buf, len);
 	static const char *const flags[] = { "--format=%(refname)%00%(objectname)%00%(symref)", "--count=1", NULL };
 	struct ref_ctx *x;
 
 	if (!req)
 		return;
-	x = ref_start(data, call, req, req->repository, RPC_OTHER);
+	x = ref_start(data, call, req, req->repository, REF_KIND_OTHER);
 	if (!x)
 		return;
 	if (!req->name.len) {

@@ -137,13 +137,13 @@ static void ft_listed(struct rd *rd, int status, struct strbuf *out, struct strb
 
 void ref_find_tag(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
-	Gitaly__FindTagRequest *req = rpc_unpack(call, &gitaly__find_tag_request__descriptor, buf, len);
+	Gitaly__FindTagRequest *req = msg_unpack(call, &gitaly__find_tag_request__descriptor, buf, len);
 	static const char *const flags[] = { "-l", "--format=%(objectname) %(objecttype) %(refname:lstrip=2)", NULL };
 	struct ref_ctx *x;
 
 	if (!req)
 		return;
-	x = ref_start(data, call, req, req->repository, RPC_OTHER);
+	x = ref_start(data, call, req, req->repository, REF_KIND_OTHER);
 	if (!x)
 		return;
 	if (!req->tag_name.len) {
@@ -294,13 +294,13 @@ static void tags_leased(struct rd *rd)
 
 void ref_find_all_tags(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
-	Gitaly__FindAllTagsRequest *req = rpc_unpack(call, &gitaly__find_all_tags_request__descriptor, buf, len);
+	Gitaly__FindAllTagsRequest *req = msg_unpack(call, &gitaly__find_all_tags_request__descriptor, buf, len);
 	static const char *const keys[] = { "refname", "creatordate", "version:refname" };
 	struct ref_ctx *x;
 
 	if (!req)
 		return;
-	x = ref_start(data, call, req, req->repository, RPC_ALL_TAGS);
+	x = ref_start(data, call, req, req->repository, REF_KIND_ALL_TAGS);
 	if (!x)
 		return;
 	strvec_push(&x->flags, "--format=%(objectname)%00%(objecttype)%00%(refname)");

@@ -84,7 +84,7 @@ static void server_info(struct grpc_call *call, const uint8_t *req, size_t len, 
 	resp.git_version = g->git_version;
 	resp.n_storage_statuses = n;
 	resp.storage_statuses = stp;
-	rpc_reply(call, &resp);
+	msg_reply(call, &resp);
 	for (size_t i = 0; i < n; i++)
 		free(st[i].filesystem_id);
 	free(st);
@@ -112,7 +112,7 @@ static void disk_statistics(struct grpc_call *call, const uint8_t *req, size_t l
 	}
 	resp.n_storage_statuses = n;
 	resp.storage_statuses = stp;
-	rpc_reply(call, &resp);
+	msg_reply(call, &resp);
 	free(st);
 	free(stp);
 }

@@ -278,7 +278,7 @@ static void te_leased(struct rd *rd)
 
 static void tree_entry(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
-	Gitaly__TreeEntryRequest *req = rpc_unpack(call, &gitaly__tree_entry_request__descriptor, buf, len);
+	Gitaly__TreeEntryRequest *req = msg_unpack(call, &gitaly__tree_entry_request__descriptor, buf, len);
 	struct tree_entry_ctx *x;
 	struct strbuf msg = STRBUF_INIT;
 
@@ -695,7 +695,7 @@ static void gte_listed(struct rd *rd, int status, struct strbuf *out, struct str
 static void get_tree_entries(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	Gitaly__GetTreeEntriesRequest *req =
-		rpc_unpack(call, &gitaly__get_tree_entries_request__descriptor, buf, len);
+		msg_unpack(call, &gitaly__get_tree_entries_request__descriptor, buf, len);
 	struct gte_ctx *x;
 	struct strbuf msg = STRBUF_INIT;
 

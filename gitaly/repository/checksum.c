@@ -28,7 +28,7 @@ struct checksum_op {
 static void checksum_release(struct repo_op *op)
 {
 	struct checksum_op *c = container_of(op, struct checksum_op, op);
-	rpc_free(c->req);
+	msg_free(c->req);
 	free(c->path);
 	strbuf_release(&c->line);
 	free(c);
@@ -162,7 +162,7 @@ void repo_calculate_checksum(struct grpc_call *call, const uint8_t *buf, size_t 
 {
 	static const char *const flags[] = { "--head", NULL };
 	struct gitaly *g = data;
-	Gitaly__CalculateChecksumRequest *req = rpc_unpack(call, &gitaly__calculate_checksum_request__descriptor,
+	Gitaly__CalculateChecksumRequest *req = msg_unpack(call, &gitaly__calculate_checksum_request__descriptor,
 							  buf, len);
 	struct strbuf path = STRBUF_INIT, msg = STRBUF_INIT;
 	struct git_call gc = { 0 };
@@ -174,7 +174,7 @@ void repo_calculate_checksum(struct grpc_call *call, const uint8_t *buf, size_t 
 	code = gitaly_locate(g, req->repository, 0, &path, &msg);
 	if (code != GRPC_OK) {
 		grpc_call_finish(call, code, msg.buf, NULL);
-		rpc_free(req);
+		msg_free(req);
 		goto out;
 	}
 	c = xcalloc(1, sizeof(*c));

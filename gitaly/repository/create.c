@@ -448,7 +448,7 @@ static void create_repository_done(struct repo_create *rc, enum grpc_code code, 
 void repo_create_repository(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	struct gitaly *g = data;
-	Gitaly__CreateRepositoryRequest *req = rpc_unpack(call, &gitaly__create_repository_request__descriptor,
+	Gitaly__CreateRepositoryRequest *req = msg_unpack(call, &gitaly__create_repository_request__descriptor,
 							 buf, len);
 	struct strbuf path = STRBUF_INIT, msg = STRBUF_INIT, branch = STRBUF_INIT;
 	struct repo_create_opts opts = { 0 };
@@ -499,5 +499,5 @@ out:
 	strbuf_release(&path);
 	strbuf_release(&msg);
 	strbuf_release(&branch);
-	rpc_free(req);
+	msg_free(req);
 }

@@ -252,7 +252,7 @@ static void tar_stdout(struct git_cmd *cmd, const char *buf, size_t len)
 	if (!h->op.call)
 		return;
 	while (len) {
-		size_t n = MIN(len, (size_t)RPC_CHUNK);
+		size_t n = MIN(len, (size_t)MSG_CHUNK);
 		strbuf_reset(&h->msg);
 		pb_put_bytes(&h->msg, 1, buf, n);
 		grpc_call_send(h->op.call, h->msg.buf, h->msg.len);
@@ -304,7 +304,7 @@ void repo_get_custom_hooks(struct grpc_call *call, const uint8_t *buf, size_t le
 {
 	struct gitaly *g = data;
 	/* GetCustomHooksRequest and BackupCustomHooksRequest: field 1 is the repository in both */
-	Gitaly__GetCustomHooksRequest *req = rpc_unpack(call, &gitaly__get_custom_hooks_request__descriptor,
+	Gitaly__GetCustomHooksRequest *req = msg_unpack(call, &gitaly__get_custom_hooks_request__descriptor,
 						       buf, len);
 	struct strbuf path = STRBUF_INIT, msg = STRBUF_INIT, hooks = STRBUF_INIT;
 	struct git_cmd_spec spec = { 0 };
@@ -347,5 +347,5 @@ out:
 	strbuf_release(&path);
 	strbuf_release(&msg);
 	strbuf_release(&hooks);
-	rpc_free(req);
+	msg_free(req);
 }

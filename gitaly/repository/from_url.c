@@ -272,7 +272,7 @@ void repo_create_from_url(struct grpc_call *call, const uint8_t *buf, size_t len
 {
 	struct gitaly *g = data;
 	Gitaly__CreateRepositoryFromURLRequest *req =
-		rpc_unpack(call, &gitaly__create_repository_from_urlrequest__descriptor, buf, len);
+		msg_unpack(call, &gitaly__create_repository_from_urlrequest__descriptor, buf, len);
 	struct strbuf path = STRBUF_INIT, msg = STRBUF_INIT;
 	struct repo_create_opts opts = { 0 };
 	struct from_url_op *f;
@@ -314,5 +314,5 @@ void repo_create_from_url(struct grpc_call *call, const uint8_t *buf, size_t len
 out:
 	strbuf_release(&path);
 	strbuf_release(&msg);
-	rpc_free(req);
+	msg_free(req);
 }

@@ -114,7 +114,7 @@ out:
 static void get_object_pool(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	struct gitaly *g = data;
-	Gitaly__GetObjectPoolRequest *req = rpc_unpack(call, &gitaly__get_object_pool_request__descriptor, buf, len);
+	Gitaly__GetObjectPoolRequest *req = msg_unpack(call, &gitaly__get_object_pool_request__descriptor, buf, len);
 	Gitaly__GetObjectPoolResponse resp = GITALY__GET_OBJECT_POOL_RESPONSE__INIT;
 	Gitaly__ObjectPool pool = GITALY__OBJECT_POOL__INIT;
 	Gitaly__Repository repo = GITALY__REPOSITORY__INIT;
@@ -136,12 +136,12 @@ static void get_object_pool(struct grpc_call *call, const uint8_t *buf, size_t l
 		pool.repository = &repo;
 		resp.object_pool = &pool;
 	}
-	rpc_reply(call, &resp);
+	msg_reply(call, &resp);
 	free(rel);
 out:
 	strbuf_release(&path);
 	strbuf_release(&msg);
-	rpc_free(req);
+	msg_free(req);
 }
 
 void gitaly_register_objectpool(struct gitaly *g, struct grpc_server *s)

@@ -134,7 +134,7 @@ out:
 void repo_remove_repository(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	struct gitaly *g = data;
-	Gitaly__RemoveRepositoryRequest *req = rpc_unpack(call, &gitaly__remove_repository_request__descriptor,
+	Gitaly__RemoveRepositoryRequest *req = msg_unpack(call, &gitaly__remove_repository_request__descriptor,
 							 buf, len);
 	struct strbuf path = STRBUF_INIT, msg = STRBUF_INIT, tmp = STRBUF_INIT, lock = STRBUF_INIT;
 	const struct gitaly_storage *s;
@@ -197,5 +197,5 @@ out:
 	strbuf_release(&msg);
 	strbuf_release(&tmp);
 	strbuf_release(&lock);
-	rpc_free(req);
+	msg_free(req);
 }

@@ -36,7 +36,7 @@ static void repl_release(struct repo_op *op)
 		grpc_channel_close(r->ch);
 	if (r->hooks_tmp)
 		fs_remove_tree(r->hooks_tmp);
-	rpc_free(r->req);
+	msg_free(r->req);
 	free(r->path);
 	free(r->tmp_root);
 	free(r->address);
@@ -665,7 +665,7 @@ void repo_replicate_repository(struct grpc_call *call, const uint8_t *buf, size_
 {
 	struct gitaly *g = data;
 	Gitaly__ReplicateRepositoryRequest *req =
-		rpc_unpack(call, &gitaly__replicate_repository_request__descriptor, buf, len);
+		msg_unpack(call, &gitaly__replicate_repository_request__descriptor, buf, len);
 	struct strbuf path = STRBUF_INIT, msg = STRBUF_INIT, tmp = STRBUF_INIT;
 	const struct gitaly_storage *st;
 	const struct grpc_metadata *in;
@@ -751,7 +751,7 @@ void repo_replicate_repository(struct grpc_call *call, const uint8_t *buf, size_
 	}
 	goto out;
 fail:
-	rpc_free(req);
+	msg_free(req);
 out:
 	strbuf_release(&path);
 	strbuf_release(&msg);

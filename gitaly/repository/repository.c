@@ -88,7 +88,7 @@ void repo_op_finishf(struct repo_op *op, enum grpc_code code, const char *fmt, .
 void repo_op_reply(struct repo_op *op, const void *msg)
 {
 	if (op->call)
-		rpc_send(op->call, msg);
+		msg_send(op->call, msg);
 	repo_op_finish(op, GRPC_OK, NULL);
 }
 
@@ -308,7 +308,7 @@ void repo_hex(const uint8_t *in, size_t len, char *out)
 static void repository_exists(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	struct gitaly *g = data;
-	Gitaly__RepositoryExistsRequest *req = rpc_unpack(call, &gitaly__repository_exists_request__descriptor,
+	Gitaly__RepositoryExistsRequest *req = msg_unpack(call, &gitaly__repository_exists_request__descriptor,
 							 buf, len);
 	Gitaly__RepositoryExistsResponse resp = GITALY__REPOSITORY_EXISTS_RESPONSE__INIT;
 	struct strbuf path = STRBUF_INIT, msg = STRBUF_INIT;
@@ -321,13 +321,13 @@ static void repository_exists(struct grpc_call *call, const uint8_t *buf, size_t
 	if (code == GRPC_OK || (code == GRPC_NOT_FOUND && !strncmp(msg.buf, "repository not found", 20)) ||
 	    (code == GRPC_FAILED_PRECONDITION && !strncmp(msg.buf, "repository not valid", 20))) {
 		resp.exists = code == GRPC_OK;
-		rpc_reply(call, &resp);
+		msg_reply(call, &resp);
 	} else {
 		grpc_call_finish(call, code, msg.buf, NULL);
 	}
 	strbuf_release(&path);
 	strbuf_release(&msg);
-	rpc_free(req);
+	msg_free(req);
 }
 
 /* --- RepositorySize: a walk of the repository on the thread pool --- */
@@ -399,7 +399,7 @@ static void size_release(struct repo_op *op)
 static void repository_size(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	struct gitaly *g = data;
-	Gitaly__RepositorySizeRequest *req = rpc_unpack(call, &gitaly__repository_size_request__descriptor, buf, len);
+	Gitaly__RepositorySizeRequest *req = msg_unpack(call, &gitaly__repository_size_request__descriptor, buf, len);
 	struct strbuf path = STRBUF_INIT, msg = STRBUF_INIT;
 	struct size_op *s;
 	enum grpc_code code;
@@ -407,7 +407,7 @@ static void repository_size(struct grpc_call *call, const uint8_t *buf, size_t l
 	if (!req)
 		return;
 	code = gitaly_locate(g, req->repository, 0, &path, &msg);
-	rpc_free(req);
+	msg_free(req);
 	if (code != GRPC_OK) {
 		grpc_call_finish(call, code, msg.buf, NULL);
 		strbuf_release(&path);
@@ -430,14 +430,14 @@ struct file_stream {
 	struct repo_op op;
 	int fd;
 	uint32_t field;
-	char *chunk;              /* RPC_CHUNK bytes */
+	char *chunk;              /* MSG_CHUNK bytes */
 	struct strbuf msg;
 };
 
 static void file_stream_pump(struct file_stream *f)
 {
 	while (f->op.call && !grpc_call_send_full(f->op.call)) {
-		ssize_t n = read(f->fd, f->chunk, RPC_CHUNK);
+		ssize_t n = read(f->fd, f->chunk, MSG_CHUNK);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -520,7 +520,7 @@ static void stream_repo_file(struct grpc_call *call, struct gitaly *g, const Git
 	f->op.cancel = file_stream_cancel;
 	f->fd = fd;
 	f->field = field;
-	f->chunk = xmalloc(RPC_CHUNK);
+	f->chunk = xmalloc(MSG_CHUNK);
 	strbuf_init(&f->msg, 0);
 	grpc_call_set_ops(call, &file_stream_ops, f);
 	file_stream_pump(f);
@@ -531,21 +531,21 @@ out:
 
 static void get_config(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
-	Gitaly__GetConfigRequest *req = rpc_unpack(call, &gitaly__get_config_request__descriptor, buf, len);
+	Gitaly__GetConfigRequest *req = msg_unpack(call, &gitaly__get_config_request__descriptor, buf, len);
 	if (!req)
 		return;
 	stream_repo_file(call, data, req->repository, "config", 1, 1);
-	rpc_free(req);
+	msg_free(req);
 }
 
 static void get_info_attributes(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
-	Gitaly__GetInfoAttributesRequest *req = rpc_unpack(call, &gitaly__get_info_attributes_request__descriptor,
+	Gitaly__GetInfoAttributesRequest *req = msg_unpack(call, &gitaly__get_info_attributes_request__descriptor,
 							  buf, len);
 	if (!req)
 		return;
 	stream_repo_file(call, data, req->repository, "info/attributes", 1, 0);
-	rpc_free(req);
+	msg_free(req);
 }
 
 /* --- registration --- */

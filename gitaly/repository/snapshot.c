@@ -348,9 +348,9 @@ static int next_entry(struct snapshot *s)
 /* Fill s->out up to one message. 0, or -errno. */
 static int produce(struct snapshot *s)
 {
-	while (s->out.len < RPC_CHUNK && !s->eof) {
+	while (s->out.len < MSG_CHUNK && !s->eof) {
 		if (s->fd >= 0) {
-			size_t want = RPC_CHUNK - s->out.len;
+			size_t want = MSG_CHUNK - s->out.len;
 			ssize_t n;
 			if (want > s->left)
 				want = (size_t)s->left;
@@ -397,7 +397,7 @@ static void pump(struct snapshot *s)
 			repo_op_finishf(&s->op, GRPC_INTERNAL, "building snapshot failed: %s", strerror(-rc));
 			return;
 		}
-		n = MIN(s->out.len, (size_t)RPC_CHUNK);
+		n = MIN(s->out.len, (size_t)MSG_CHUNK);
 		if (n) {
 			strbuf_reset(&s->msg);
 			pb_put_bytes(&s->msg, 1, s->out.buf, n);
@@ -455,7 +455,7 @@ void repo_get_snapshot(struct grpc_call *call, const uint8_t *buf, size_t len, v
 	static const char *const files_before[] = { "HEAD", "packed-refs" };
 	static const char *const dirs[] = { "refs", "branches" };
 	struct gitaly *g = data;
-	Gitaly__GetSnapshotRequest *req = rpc_unpack(call, &gitaly__get_snapshot_request__descriptor, buf, len);
+	Gitaly__GetSnapshotRequest *req = msg_unpack(call, &gitaly__get_snapshot_request__descriptor, buf, len);
 	struct strbuf path = STRBUF_INIT, msg = STRBUF_INIT, p = STRBUF_INIT;
 	const struct gitaly_storage *st;
 	struct strvec alts = STRVEC_INIT;
@@ -511,5 +511,5 @@ out:
 	strbuf_release(&path);
 	strbuf_release(&msg);
 	strbuf_release(&p);
-	rpc_free(req);
+	msg_free(req);
 }

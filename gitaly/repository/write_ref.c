@@ -136,7 +136,7 @@ struct write_ref {
 static void write_ref_release(struct repo_op *op)
 {
 	struct write_ref *w = container_of(op, struct write_ref, op);
-	rpc_free(w->req);
+	msg_free(w->req);
 	free(w->path);
 	strbuf_release(&w->newoid);
 	strbuf_release(&w->oldoid);
@@ -312,7 +312,7 @@ static void new_resolved(void *arg, int status, struct strbuf *out, struct strbu
 void repo_write_ref(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	struct gitaly *g = data;
-	Gitaly__WriteRefRequest *req = rpc_unpack(call, &gitaly__write_ref_request__descriptor, buf, len);
+	Gitaly__WriteRefRequest *req = msg_unpack(call, &gitaly__write_ref_request__descriptor, buf, len);
 	struct strbuf path = STRBUF_INIT, msg = STRBUF_INIT;
 	struct write_ref *w;
 	enum grpc_code code;
@@ -386,7 +386,7 @@ void repo_write_ref(struct grpc_call *call, const uint8_t *buf, size_t len, void
 	}
 	goto out;
 fail:
-	rpc_free(req);
+	msg_free(req);
 out:
 	strbuf_release(&path);
 	strbuf_release(&msg);

@@ -33,7 +33,7 @@ static void info_refs(struct grpc_call *call, const uint8_t *buf, size_t len, st
 		      const char *service)
 {
 	static const char *const flags[] = { "--stateless-rpc", "--advertise-refs", NULL };
-	Gitaly__InfoRefsRequest *req = rpc_unpack(call, &gitaly__info_refs_request__descriptor, buf, len);
+	Gitaly__InfoRefsRequest *req = msg_unpack(call, &gitaly__info_refs_request__descriptor, buf, len);
 	struct strbuf path = STRBUF_INIT, msg = STRBUF_INIT, header = STRBUF_INIT;
 	struct git_call gc = { 0 };
 	struct gitaly_pipe_opts opts = { 0 };
@@ -75,7 +75,7 @@ out:
 	strbuf_release(&path);
 	strbuf_release(&msg);
 	strbuf_release(&header);
-	rpc_free(req);
+	msg_free(req);
 }
 
 static void info_refs_upload_pack(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
@@ -146,7 +146,7 @@ static void post_receive_first(struct grpc_call *call, const uint8_t *buf, size_
 	if (r->started)
 		return;
 	r->started = 1;
-	req = rpc_unpack(call, &gitaly__post_receive_pack_request__descriptor, buf, len);
+	req = msg_unpack(call, &gitaly__post_receive_pack_request__descriptor, buf, len);
 	if (!req)
 		return;
 	if (!req->gl_id || !*req->gl_id) {
@@ -192,7 +192,7 @@ static void post_receive_first(struct grpc_call *call, const uint8_t *buf, size_
 out:
 	strbuf_release(&path);
 	strbuf_release(&msg);
-	rpc_free(req);
+	msg_free(req);
 }
 
 static void post_receive_half_close(struct grpc_call *call)

@@ -123,7 +123,7 @@ struct ssh_rpc {
 
 static const char *const kind_name[] = { "upload-pack", "receive-pack", "upload-archive" };
 
-static void rpc_unref(struct ssh_rpc *r)
+static void ssh_rpc_unref(struct ssh_rpc *r)
 {
 	if (--r->refs == 0)
 		free(r);
@@ -131,7 +131,7 @@ static void rpc_unref(struct ssh_rpc *r)
 
 static void on_timer_closed(uv_handle_t *h)
 {
-	rpc_unref(h->data);
+	ssh_rpc_unref(h->data);
 }
 
 static void timer_close(struct ssh_rpc *r)
@@ -181,7 +181,7 @@ static void on_final_vote(void *arg, enum grpc_code code, const char *msg)
 	struct ssh_rpc *r = arg;
 	if (r->call)
 		gitaly_tx_finish_push(r->call, code, msg);
-	rpc_unref(r);
+	ssh_rpc_unref(r);
 }
 
 static void on_git_exit(struct gitaly_pipe *p, struct grpc_call *call, int status,
@@ -318,17 +318,17 @@ static void first_upload(struct ssh_rpc *r, struct grpc_call *call, const uint8_
 
 static void first_upload_pack(struct ssh_rpc *r, struct grpc_call *call, const uint8_t *buf, size_t len)
 {
-	Gitaly__SSHUploadPackRequest *req = rpc_unpack(call, &gitaly__sshupload_pack_request__descriptor, buf, len);
+	Gitaly__SSHUploadPackRequest *req = msg_unpack(call, &gitaly__sshupload_pack_request__descriptor, buf, len);
 	if (!req)
 		return;
 	first_upload(r, call, buf, len, req->repository, req->git_config_options, req->n_git_config_options,
 		     req->git_protocol);
-	rpc_free(req);
+	msg_free(req);
 }
 
 static void first_receive_pack(struct ssh_rpc *r, struct grpc_call *call, const uint8_t *buf, size_t len)
 {
-	Gitaly__SSHReceivePackRequest *req = rpc_unpack(call, &gitaly__sshreceive_pack_request__descriptor, buf, len);
+	Gitaly__SSHReceivePackRequest *req = msg_unpack(call, &gitaly__sshreceive_pack_request__descriptor, buf, len);
 	struct strbuf path = STRBUF_INIT, msg = STRBUF_INIT;
 	struct gitaly_user_details user = { 0 };
 	const uint8_t *d;
@@ -352,17 +352,17 @@ static void first_receive_pack(struct ssh_rpc *r, struct grpc_call *call, const 
 	}
 	strbuf_release(&path);
 	strbuf_release(&msg);
-	rpc_free(req);
+	msg_free(req);
 }
 
 static void first_upload_archive(struct ssh_rpc *r, struct grpc_call *call, const uint8_t *buf, size_t len)
 {
 	Gitaly__SSHUploadArchiveRequest *req =
-		rpc_unpack(call, &gitaly__sshupload_archive_request__descriptor, buf, len);
+		msg_unpack(call, &gitaly__sshupload_archive_request__descriptor, buf, len);
 	if (!req)
 		return;
 	first_upload(r, call, buf, len, req->repository, NULL, 0, NULL);
-	rpc_free(req);
+	msg_free(req);
 }
 
 static void first_message(struct grpc_call *call, const uint8_t *buf, size_t len)
@@ -402,7 +402,7 @@ static void on_call_closed(struct grpc_call *call, enum grpc_code code, void *ar
 	r->call = NULL;
 	r->pipe = NULL;   /* the pipe freed itself just before */
 	timer_close(r);
-	rpc_unref(r);
+	ssh_rpc_unref(r);
 }
 
 static void start(struct grpc_call *call, enum ssh_kind kind, struct gitaly *g)
