@@ -23,6 +23,7 @@
 #include <uv.h>
 
 #include "core/config.h"
+#include "core/call.h"
 #include "base/strbuf.h"
 #include "base/strvec.h"
 #include "grpc/server.h"

@@ -14,21 +14,19 @@
 enum hook_method { M_PRE_RECEIVE, M_POST_RECEIVE, M_REFTX, M_UPDATE };
 
 struct hook_call {
-	struct gitaly *g;
-	struct grpc_call *call;         /* NULL once the call closed */
+	struct gitaly_call base;        /* holds: the reference-transaction vote */
 	enum hook_method method;
 	ProtobufCMessage *first;        /* the first request: repository, environment */
 	struct strbuf in;               /* stdin from the following requests */
 	struct hook_run *run;
 	struct hook_payload payload;    /* reference-transaction */
 	int have_payload;
-	int vote_pending;
-	int finished;                   /* the call was finished (or is being) */
 	struct strbuf out;              /* scratch for encoding responses */
 };
 
-static void hc_free(struct hook_call *h)
+static void hc_release(struct gitaly_call *c)
 {
+	struct hook_call *h = container_of(c, struct hook_call, base);
 	if (h->first)
 		protobuf_c_message_free_unpacked(h->first, NULL);
 	if (h->have_payload)
@@ -40,11 +38,11 @@ static void hc_free(struct hook_call *h)
 
 static void send_output(struct hook_call *h, uint32_t field, const char *buf, size_t len)
 {
-	while (len && h->call) {
+	while (len && h->base.call) {
 		size_t n = MIN(len, (size_t)MSG_CHUNK);
 		strbuf_reset(&h->out);
 		pb_put_bytes(&h->out, field, buf, n);
-		grpc_call_send(h->call, h->out.buf, h->out.len);
+		grpc_call_send(h->base.call, h->out.buf, h->out.len);
 		buf += n;
 		len -= n;
 	}
@@ -54,9 +52,10 @@ static void send_output(struct hook_call *h, uint32_t field, const char *buf, si
 static void finish_with_exit(struct hook_call *h, int code, const char *stderr_text)
 {
 	struct strbuf st = STRBUF_INIT;
-	h->finished = 1;
-	if (!h->call)
+	if (!h->base.call) {
+		h->base.finished = 1;
 		return;
+	}
 	strbuf_reset(&h->out);
 	if (stderr_text && *stderr_text)
 		pb_put_bytes(&h->out, 2, stderr_text, strlen(stderr_text));
@@ -64,15 +63,13 @@ static void finish_with_exit(struct hook_call *h, int code, const char *stderr_t
 		pb_put_uint(&st, 1, (uint64_t)(int64_t)code);
 	pb_put_bytes(&h->out, 3, st.buf, st.len);
 	strbuf_release(&st);
-	grpc_call_send(h->call, h->out.buf, h->out.len);
-	grpc_call_finish(h->call, GRPC_OK, NULL, NULL);
+	grpc_call_send(h->base.call, h->out.buf, h->out.len);
+	gitaly_call_finish(&h->base, GRPC_OK, NULL, NULL);
 }
 
 static void finish_error(struct hook_call *h, enum grpc_code code, const char *msg)
 {
-	h->finished = 1;
-	if (h->call)
-		grpc_call_finish(h->call, code, msg, NULL);
+	gitaly_call_finish(&h->base, code, msg, NULL);
 }
 
 static void on_output(void *arg, int fd, const char *buf, size_t len)
@@ -80,7 +77,7 @@ static void on_output(void *arg, int fd, const char *buf, size_t len)
 	struct hook_call *h = arg;
 	send_output(h, fd == 1 ? 1 : 2, buf, len);
 	/* a chatty hook waits for the client rather than filling our memory */
-	if (h->call && h->run && grpc_call_send_full(h->call))
+	if (h->base.call && h->run && grpc_call_send_full(h->base.call))
 		hook_run_pause_output(h->run);
 }
 
@@ -117,11 +114,8 @@ static void reftx_done(void *arg, enum grpc_code code, const char *msg)
 {
 	struct hook_call *h = arg;
 	struct strbuf m = STRBUF_INIT;
-	h->vote_pending = 0;
-	if (!h->call) {
-		hc_free(h);
+	if (gitaly_call_drop(&h->base))
 		return;
-	}
 	if (code == GRPC_OK) {
 		finish_with_exit(h, 0, NULL);
 		return;
@@ -147,8 +141,8 @@ static void start_reftx(struct hook_call *h)
 		return;
 	}
 	h->have_payload = 1;
-	h->vote_pending = 1;
-	hook_reftx_vote(h->g, &h->payload, (enum hook_reftx_state)req->state, h->in.buf, h->in.len,
+	gitaly_call_hold(&h->base);
+	hook_reftx_vote(h->base.g, &h->payload, (enum hook_reftx_state)req->state, h->in.buf, h->in.len,
 			reftx_done, h);
 }
 
@@ -186,7 +180,7 @@ static void start_run(struct hook_call *h)
 		o.on_output = on_output;
 		o.done = on_run_done;
 		o.arg = h;
-		h->run = hook_run_start(h->g, &o);
+		h->run = hook_run_start(h->base.g, &o);
 		strbuf_release(&ref);
 		return;
 	}
@@ -195,7 +189,7 @@ static void start_run(struct hook_call *h)
 	o.on_output = on_output;
 	o.done = on_run_done;
 	o.arg = h;
-	h->run = hook_run_start(h->g, &o);
+	h->run = hook_run_start(h->base.g, &o);
 }
 
 /* --- call plumbing --- */
@@ -231,12 +225,12 @@ static int take_first(struct hook_call *h, const uint8_t *msg, size_t len)
 	struct strbuf path = STRBUF_INIT, err = STRBUF_INIT;
 	enum grpc_code code;
 
-	h->first = msg_unpack(h->call, method_desc(h->method), msg, len);
+	h->first = msg_unpack(h->base.call, method_desc(h->method), msg, len);
 	if (!h->first) {
-		h->finished = 1;
+		h->base.finished = 1;   /* msg_unpack() answered */
 		return -1;
 	}
-	code = gitaly_locate(h->g, first_repo(h), 0, &path, &err);
+	code = gitaly_locate(h->base.g, first_repo(h), 0, &path, &err);
 	strbuf_release(&path);
 	if (code != GRPC_OK) {
 		finish_error(h, code, err.buf);
@@ -261,7 +255,7 @@ static void hc_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 	size_t dlen;
 	int rc;
 
-	if (h->finished)
+	if (h->base.finished)
 		return;
 	if (!h->first) {
 		/* the first request's stdin is not hook input (upstream reads it from later requests) */
@@ -285,7 +279,7 @@ static void hc_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 static void hc_half_close(struct grpc_call *call)
 {
 	struct hook_call *h = grpc_call_user(call);
-	if (h->finished)
+	if (h->base.finished)
 		return;
 	if (!h->first) {
 		finish_error(h, GRPC_INTERNAL, h->method == M_POST_RECEIVE ? "EOF" : "receiving first request: EOF");
@@ -300,13 +294,11 @@ static void hc_half_close(struct grpc_call *call)
 static void hc_close(struct grpc_call *call, enum grpc_code code)
 {
 	struct hook_call *h = grpc_call_user(call);
-	h->call = NULL;
 	if (h->run) {
 		hook_run_cancel(h->run);
 		h->run = NULL;
 	}
-	if (!h->vote_pending)
-		hc_free(h);
+	gitaly_call_closed(&h->base);
 }
 
 static const struct grpc_call_ops hook_call_ops = {
@@ -319,8 +311,7 @@ static const struct grpc_call_ops hook_call_ops = {
 static struct hook_call *hc_new(struct gitaly *g, struct grpc_call *call, enum hook_method m)
 {
 	struct hook_call *h = xcalloc(1, sizeof(*h));
-	h->g = g;
-	h->call = call;
+	gitaly_call_init(&h->base, g, call, hc_release);
 	h->method = m;
 	strbuf_init(&h->in, 0);
 	strbuf_init(&h->out, 0);

@@ -230,7 +230,7 @@ static void cf_updated(struct op *op, const struct op_update_result *r)
 		bu.repo_created = !c->has_branches;
 		bu.branch_created = !strcmp(c->old.buf, op_zero_oid(op));
 		resp.branch_update = &bu;
-		msg_reply(op->call, &resp);
+		msg_reply(op->base.call, &resp);
 	} else if (r->fail == UPD_CUSTOM_HOOK) {
 		Gitaly__UserCommitFilesError e = GITALY__USER_COMMIT_FILES_ERROR__INIT;
 		Gitaly__CustomHookError ch = GITALY__CUSTOM_HOOK_ERROR__INIT;
@@ -806,7 +806,7 @@ static void cf_hash_known(struct op *op, int status, struct strbuf *out, struct 
 		 * directly; reaching one on another node (through
 		 * gitaly-servers) is not supported yet.
 		 */
-		if (gitaly_locate(op->g, sr, 0, &c->remote_path, &e) != GRPC_OK) {
+		if (gitaly_locate(op->base.g, sr, 0, &c->remote_path, &e) != GRPC_OK) {
 			op_fail(op, GRPC_INTERNAL, "resolve parent commit: remote repository: %s", e.buf);
 			strbuf_release(&e);
 			return;

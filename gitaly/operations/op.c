@@ -27,48 +27,48 @@ const char *op_zero_oid(const struct op *op)
 
 /* --- lifecycle --- */
 
-static void op_free(struct op *op)
+static void op_release(struct gitaly_call *c)
 {
+	struct op *op = container_of(c, struct op, base);
 	if (op->qdir.len)
 		fs_remove_tree(op->qdir.buf);
 	strbuf_release(&op->qdir);
 	strbuf_release(&op->path);
 	if (op->qrepo)
 		protobuf_c_message_free_unpacked(&op->qrepo->base, NULL);
-	op->release(op);
+	op->free_ctx(op);
+}
+
+/* The call closed while a step is in flight: an update stops its hooks and git. */
+static void op_cancel(struct gitaly_call *c)
+{
+	struct op *op = container_of(c, struct op, base);
+	if (op->upd)
+		op_update_cancel(op);
 }
 
 void op_closed(struct op *op)
 {
-	op->call = NULL;
-	if (op->upd)
-		op_update_cancel(op);
-	if (!op->busy)
-		op_free(op);
+	gitaly_call_closed(&op->base);
 }
 
-static void on_unary_close(struct grpc_call *call, enum grpc_code code, void *arg)
-{
-	op_closed(arg);
-}
-
-void op_init(struct op *op, struct gitaly *g, struct grpc_call *call, void (*release)(struct op *op),
+void op_init(struct op *op, struct gitaly *g, struct grpc_call *call, void (*free_ctx)(struct op *op),
 	     int unary)
 {
-	op->g = g;
-	op->call = call;
-	op->release = release;
+	gitaly_call_init(&op->base, g, call, op_release);
+	op->base.cancel = op_cancel;
+	op->free_ctx = free_ctx;
 	op->hexlen = 40;
 	strbuf_init(&op->path, 0);
 	strbuf_init(&op->qdir, 0);
 	if (unary)
-		grpc_call_on_close(call, on_unary_close, op);
+		gitaly_call_watch(&op->base);
 }
 
 enum grpc_code op_locate(struct op *op, const Gitaly__Repository *repo)
 {
 	struct strbuf msg = STRBUF_INIT;
-	enum grpc_code code = gitaly_locate(op->g, repo, 0, &op->path, &msg);
+	enum grpc_code code = gitaly_locate(op->base.g, repo, 0, &op->path, &msg);
 	op->repo = repo;
 	if (code != GRPC_OK)
 		op_fail(op, code, "%s", msg.buf);
@@ -83,42 +83,13 @@ void op_fail(struct op *op, enum grpc_code code, const char *fmt, ...)
 	va_start(ap, fmt);
 	strbuf_vaddf(&sb, fmt, ap);
 	va_end(ap);
-	if (op->call)
-		grpc_call_finish(op->call, code, sb.buf, NULL);
+	gitaly_call_finish(&op->base, code, sb.buf, NULL);
 	strbuf_release(&sb);
-}
-
-void op_status_details(struct strbuf *out, enum grpc_code code, const char *msg, const ProtobufCMessage *detail)
-{
-	struct strbuf any = STRBUF_INIT, url = STRBUF_INIT;
-	size_t n = protobuf_c_message_get_packed_size(detail);
-	uint8_t *buf = xmalloc(n ? n : 1);
-
-	protobuf_c_message_pack(detail, buf);
-	strbuf_addf(&url, "type.googleapis.com/%s", detail->descriptor->name);
-	pb_put_bytes(&any, 1, url.buf, url.len);
-	pb_put_bytes(&any, 2, buf, n);
-	if (code)
-		pb_put_uint(out, 1, (uint64_t)code);
-	if (msg && *msg)
-		pb_put_bytes(out, 2, msg, strlen(msg));
-	pb_put_bytes(out, 3, any.buf, any.len);
-	free(buf);
-	strbuf_release(&any);
-	strbuf_release(&url);
 }
 
 void op_fail_detail(struct op *op, enum grpc_code code, const char *msg, const ProtobufCMessage *detail)
 {
-	struct grpc_metadata md = GRPC_METADATA_INIT;
-	struct strbuf st = STRBUF_INIT;
-	if (!op->call)
-		return;
-	op_status_details(&st, code, msg, detail);
-	grpc_metadata_add(&md, "grpc-status-details-bin", 23, st.buf, st.len);
-	grpc_call_finish(op->call, code, msg, &md);
-	grpc_metadata_release(&md);
-	strbuf_release(&st);
+	gitaly_call_finish_detail(&op->base, code, msg, detail);
 }
 
 /* --- git steps --- */
@@ -130,17 +101,12 @@ void op_git_call(struct op *op, struct git_call *gc, const char *subcmd)
 	/* through the quarantine until its objects moved into the repository */
 	gc->repo = op->qrepo && op->qdir.len ? op->qrepo : op->repo;
 	gc->subcmd = subcmd;
-	gc->rpc = op->call;
+	gc->rpc = op->base.call;
 }
 
 int op_step_end(struct op *op)
 {
-	op->busy = 0;
-	if (!op->call) {
-		op_free(op);
-		return 1;
-	}
-	return 0;
+	return gitaly_call_drop(&op->base);
 }
 
 static void op_git_done(void *arg, int status, struct strbuf *out, struct strbuf *err)
@@ -156,10 +122,10 @@ void op_git(struct op *op, const struct git_call *gc, const void *in, size_t inl
 	    op_git_fn fn)
 {
 	struct strbuf msg = STRBUF_INIT;
-	op->busy = 1;
+	gitaly_call_hold(&op->base);
 	op->pending = fn;
-	if (gitaly_git_capture(op->g, gc, in ? in : "", inlen, max_out, op_git_done, op, NULL, &msg) < 0) {
-		op->busy = 0;
+	if (gitaly_git_capture(op->base.g, gc, in ? in : "", inlen, max_out, op_git_done, op, NULL, &msg) < 0) {
+		op->base.holds--;   /* nothing started: undo the hold without a release */
 		op->pending = NULL;
 		op_fail(op, GRPC_INTERNAL, "%s", msg.buf);
 	}
@@ -434,7 +400,7 @@ int op_quarantine(struct op *op)
 	const char *objdir = r->git_object_directory && *r->git_object_directory ? r->git_object_directory
 										    : "objects";
 
-	if (gitaly_storage(op->g, r->storage_name, &s, &msg) != GRPC_OK || gitaly_tmp_dir(op->g, s, &tmp) < 0) {
+	if (gitaly_storage(op->base.g, r->storage_name, &s, &msg) != GRPC_OK || gitaly_tmp_dir(op->base.g, s, &tmp) < 0) {
 		op_fail(op, GRPC_INTERNAL, "creating object quarantine: %s", msg.len ? msg.buf : strerror(errno));
 		goto fail;
 	}

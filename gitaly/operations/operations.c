@@ -82,7 +82,7 @@ static void create_branch_updated(struct op *op, const struct op_update_result *
 		b.name = c->req->branch_name;
 		b.target_commit = c->commit;
 		resp.branch = &b;
-		msg_reply(op->call, &resp);
+		msg_reply(op->base.call, &resp);
 	} else if (r->fail == UPD_CUSTOM_HOOK) {
 		Gitaly__UserCreateBranchError e = GITALY__USER_CREATE_BRANCH_ERROR__INIT;
 		Gitaly__CustomHookError ch;
@@ -184,7 +184,7 @@ static void delete_branch_updated(struct op *op, const struct op_update_result *
 	switch (r->fail) {
 	case UPD_OK: {
 		Gitaly__UserDeleteBranchResponse resp = GITALY__USER_DELETE_BRANCH_RESPONSE__INIT;
-		msg_reply(op->call, &resp);
+		msg_reply(op->base.call, &resp);
 		break;
 	}
 	case UPD_NOT_ALLOWED:
@@ -220,12 +220,12 @@ static void delete_tag_updated(struct op *op, const struct op_update_result *r)
 	Gitaly__UserDeleteTagResponse resp = GITALY__USER_DELETE_TAG_RESPONSE__INIT;
 	switch (r->fail) {
 	case UPD_OK:
-		msg_reply(op->call, &resp);
+		msg_reply(op->base.call, &resp);
 		break;
 	case UPD_CUSTOM_HOOK:
 		/* a remnant of the old API: the refusal travels in a successful response */
 		resp.pre_receive_error = r->hook_error.buf;
-		msg_reply(op->call, &resp);
+		msg_reply(op->base.call, &resp);
 		break;
 	case UPD_REF:
 		op_fail(op, GRPC_FAILED_PRECONDITION, "%s", r->msg.buf);
@@ -379,7 +379,7 @@ static void create_tag_updated(struct op *op, const struct op_update_result *r)
 	case UPD_OK: {
 		Gitaly__UserCreateTagResponse resp = GITALY__USER_CREATE_TAG_RESPONSE__INIT;
 		resp.tag = &t->tag;
-		msg_reply(op->call, &resp);
+		msg_reply(op->base.call, &resp);
 		break;
 	}
 	case UPD_NOT_ALLOWED:

@@ -5,16 +5,18 @@
  * RPCs), which runs pre-receive, update, reference-transaction votes and
  * post-receive in-process around `git update-ref`.
  *
- * Lifecycle: an RPC allocates its context with `struct op` embedded, calls
- * op_init(), and moves from step to step with op_git() and friends. Every
- * asynchronous step marks the op busy; when the call closes (finished or
- * cancelled) the op is freed as soon as no step is in flight, and a step that
- * completes after the close never reaches the RPC's callback.
+ * Lifecycle (core/call.h): an RPC allocates its context with `struct op`
+ * embedded, calls op_init(), and moves from step to step with op_git() and
+ * friends. At most one asynchronous step is in flight, and it holds the
+ * base; when the call closes (finished or cancelled) the op is freed as soon
+ * as no step is in flight, and a step that completes after the close never
+ * reaches the RPC's callback.
  */
 #ifndef GITALY_SVC_OPERATIONS_H
 #define GITALY_SVC_OPERATIONS_H
 
 #include "core/gitaly.h"
+#include "core/call.h"
 #include "hooks/hooks.h"
 #include "operations.pb-c.h"
 #include "errors.pb-c.h"
@@ -25,10 +27,8 @@ struct op_update;
 typedef void (*op_git_fn)(struct op *op, int status, struct strbuf *out, struct strbuf *err);
 
 struct op {
-	struct gitaly *g;
-	struct grpc_call *call;            /* NULL once the call closed */
-	int busy;                          /* an asynchronous step is in flight */
-	void (*release)(struct op *op);    /* frees the enclosing context */
+	struct gitaly_call base;           /* holds: the asynchronous step in flight */
+	void (*free_ctx)(struct op *op);   /* frees the enclosing context */
 	const Gitaly__Repository *repo;    /* the request's repository */
 	struct strbuf path;                /* its absolute path */
 	size_t hexlen;                     /* object id length: 40 (SHA-1) or 64 */
@@ -41,7 +41,7 @@ struct op {
 };
 
 /* Set up `op` for `call`; for unary calls it also watches the call's close. */
-void op_init(struct op *op, struct gitaly *g, struct grpc_call *call, void (*release)(struct op *op),
+void op_init(struct op *op, struct gitaly *g, struct grpc_call *call, void (*free_ctx)(struct op *op),
 	     int unary);
 /* The call closed: stop what runs and free the op once idle (client-streaming RPCs call this). */
 void op_closed(struct op *op);
@@ -62,8 +62,6 @@ enum grpc_code op_locate(struct op *op, const Gitaly__Repository *repo);
 void op_fail(struct op *op, enum grpc_code code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* End the call with an error carrying `detail` in grpc-status-details-bin (google.rpc.Status). */
 void op_fail_detail(struct op *op, enum grpc_code code, const char *msg, const ProtobufCMessage *detail);
-/* Encode google.rpc.Status{code, message, details: [Any(detail)]}. */
-void op_status_details(struct strbuf *out, enum grpc_code code, const char *msg, const ProtobufCMessage *detail);
 
 /* A git call on the op's repository (through the quarantine when there is one). */
 void op_git_call(struct op *op, struct git_call *gc, const char *subcmd);

@@ -170,11 +170,11 @@ static void start_hook(struct op_update *u, enum hook_kind kind, const Gitaly__R
 	o.ref = u->ref;
 	o.old_value = u->old_oid;
 	o.new_value = u->new_oid;
-	o.tx_call = u->op->call;
+	o.tx_call = u->op->base.call;
 	o.on_output = on_hook_output;
 	o.done = on_hook_done;
 	o.arg = u;
-	u->run = hook_run_start(u->op->g, &o);
+	u->run = hook_run_start(u->op->base.g, &o);
 }
 
 static void start_update_ref(struct op_update *u);
@@ -295,7 +295,7 @@ static void vote(struct op_update *u, enum tx_phase phase, tx_done_fn fn)
 	uint8_t hash[20];
 	gitaly_sha1(u->changes.buf, u->changes.len, hash);
 	u->vote_pending = 1;
-	gitaly_tx_vote(u->op->g, u->op->call, phase, hash, fn, u);
+	gitaly_tx_vote(u->op->base.g, u->op->base.call, phase, hash, fn, u);
 }
 
 /* Decide what the update-ref process's state means now; called on output, exit and vote results. */
@@ -398,7 +398,7 @@ static void start_update_ref(struct op_update *u)
 	gc.repo = op->repo;
 	gc.flags = flags;
 	u->state = U_WAIT_PREPARE;
-	if (gitaly_git_spawn(op->g, &gc, 1, 1, &update_ref_ops, u, &u->cmd, &msg) < 0) {
+	if (gitaly_git_spawn(op->base.g, &gc, 1, 1, &update_ref_ops, u, &u->cmd, &msg) < 0) {
 		upd_fail(u, UPD_OTHER, GRPC_INTERNAL, "creating updater: %s", msg.buf);
 		strbuf_release(&msg);
 		return;
@@ -433,7 +433,7 @@ static char *payload_for(struct op *op, const Gitaly__Repository *repo, const Gi
 	gc.repo = repo;
 	gc.hooks = HOOK_RECEIVE_PACK;
 	gc.user = &ud;
-	if (gitaly_git_spec(op->g, &gc, &argv, &env, &msg) == 0)
+	if (gitaly_git_spec(op->base.g, &gc, &argv, &env, &msg) == 0)
 		for (size_t i = 0; i < env.nr; i++)
 			if (!strncmp(env.v[i], HOOK_PAYLOAD_ENV "=", sizeof(HOOK_PAYLOAD_ENV)))
 				res = xstrdup(env.v[i]);
@@ -471,7 +471,7 @@ void op_update_ref(struct op *op, const Gitaly__User *user, const char *ref, con
 	u->payload_q = payload_for(op, op->qrepo ? op->qrepo : op->repo, user);
 	u->payload = payload_for(op, op->repo, user);
 	op->upd = u;
-	op->busy = 1;
+	gitaly_call_hold(&op->base);
 	u->state = U_PRE_RECEIVE;
 	start_hook(u, HOOK_KIND_PRE_RECEIVE, op->qrepo ? op->qrepo : op->repo, u->payload_q);
 }
@@ -494,6 +494,6 @@ void op_update_cancel(struct op *op)
 	}
 	if (u->vote_pending)
 		return;   /* the vote's callback ends the step and frees us */
-	op->busy = 0;
+	op->base.holds--;   /* inside the close: gitaly_call_closed() releases */
 	upd_free(u);
 }

@@ -252,7 +252,7 @@ static void gbs_on_entry(struct rd *rd, const struct tree_ent *e)
 
 static void gbs_next(struct get_blobs *x)
 {
-	while (x->rd.call) {
+	while (x->rd.base.call) {
 		Gitaly__GetBlobsRequest__RevisionPath *rp;
 		const struct tree_ent *e;
 		const char *rev;

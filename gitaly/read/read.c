@@ -19,10 +19,9 @@ struct catfile_cache *gitaly_catfile_cache(struct gitaly *g)
 
 /* --- per-call contexts --- */
 
-static void rd_unref(struct rd *rd)
+static void rd_release(struct gitaly_call *c)
 {
-	if (--rd->refs > 0)
-		return;
+	struct rd *rd = container_of(c, struct rd, base);
 	if (rd->on_free)
 		rd->on_free(rd);
 	msg_free(rd->req);
@@ -54,10 +53,9 @@ static void rd_call_close(struct grpc_call *call, enum grpc_code code)
 {
 	struct rd *rd = grpc_call_user(call);
 	(void)code;
-	rd->call = NULL;
 	release_objects(rd);
 	rd_lines_stop(rd);
-	rd_unref(rd);
+	gitaly_call_closed(&rd->base);
 }
 
 static const struct grpc_call_ops rd_call_ops = {
@@ -72,11 +70,9 @@ struct rd *rd_start(struct gitaly *g, struct grpc_call *call, size_t size, void 
 	struct strbuf msg = STRBUF_INIT;
 	enum grpc_code code;
 
-	rd->g = g;
-	rd->call = call;
+	gitaly_call_init(&rd->base, g, call, rd_release);
 	rd->req = req;
 	rd->repo = repo;
-	rd->refs = 1;
 	strbuf_init(&rd->path, 0);
 	grpc_call_set_ops(call, &rd_call_ops, rd);
 	code = gitaly_locate(g, repo, 0, &rd->path, &msg);
@@ -95,14 +91,14 @@ void rd_finish(struct rd *rd, enum grpc_code code, const char *fmt, ...)
 	va_list ap;
 	release_objects(rd);
 	rd_lines_stop(rd);
-	if (!rd->call)
+	if (!rd->base.call)
 		return;
 	if (fmt) {
 		va_start(ap, fmt);
 		strbuf_vaddf(&msg, fmt, ap);
 		va_end(ap);
 	}
-	grpc_call_finish(rd->call, code, fmt ? msg.buf : NULL, NULL);
+	gitaly_call_finish(&rd->base, code, fmt ? msg.buf : NULL, NULL);
 	strbuf_release(&msg);
 }
 
@@ -111,47 +107,21 @@ void rd_ok(struct rd *rd)
 	rd_finish(rd, GRPC_OK, NULL);
 }
 
-void rd_finish_detail(struct rd *rd, enum grpc_code code, const char *msg, const char *type_name,
-		      const ProtobufCMessage *detail)
+void rd_finish_detail(struct rd *rd, enum grpc_code code, const char *msg, const ProtobufCMessage *detail)
 {
-	struct grpc_metadata md = GRPC_METADATA_INIT;
-	struct strbuf st = STRBUF_INIT, any = STRBUF_INIT, url = STRBUF_INIT;
-	size_t n = protobuf_c_message_get_packed_size(detail);
-	uint8_t *packed = xmalloc(n ? n : 1);
-
 	release_objects(rd);
 	rd_lines_stop(rd);
-	if (!rd->call) {
-		free(packed);
-		return;
-	}
-	/* google.rpc.Status { 1 code, 2 message, 3 details: Any { 1 type_url, 2 value } } */
-	protobuf_c_message_pack(detail, packed);
-	strbuf_addf(&url, "type.googleapis.com/gitaly.%s", type_name);
-	pb_put_bytes(&any, 1, url.buf, url.len);
-	pb_put_bytes(&any, 2, packed, n);
-	pb_put_uint(&st, 1, (uint64_t)code);
-	pb_put_bytes(&st, 2, msg, strlen(msg));
-	pb_put_bytes(&st, 3, any.buf, any.len);
-	grpc_metadata_add(&md, "grpc-status-details-bin", 23, st.buf, st.len);
-	grpc_call_finish(rd->call, code, msg, &md);
-	grpc_metadata_release(&md);
-	strbuf_release(&st);
-	strbuf_release(&any);
-	strbuf_release(&url);
-	free(packed);
+	gitaly_call_finish_detail(&rd->base, code, msg, detail);
 }
 
 int rd_send(struct rd *rd, const void *msg)
 {
-	if (!rd->call)
-		return -EPIPE;
-	return msg_send(rd->call, msg);
+	return gitaly_call_send(&rd->base, msg);
 }
 
 int rd_full(const struct rd *rd)
 {
-	return rd->call && grpc_call_send_full(rd->call);
+	return rd->base.call && grpc_call_send_full(rd->base.call);
 }
 
 void rd_git_call(struct rd *rd, struct git_call *gc, const char *subcmd)
@@ -160,7 +130,7 @@ void rd_git_call(struct rd *rd, struct git_call *gc, const char *subcmd)
 	gc->git_dir = rd->path.buf;
 	gc->repo = rd->repo;
 	gc->subcmd = subcmd;
-	gc->rpc = rd->call;
+	gc->rpc = rd->base.call;
 }
 
 /* --- leases --- */
@@ -189,7 +159,7 @@ void rd_lease(struct rd *rd, void (*cb)(struct rd *rd))
 	rd_git_call(rd, &gc, "cat-file");
 	gc.flags = flags;
 	gc.rpc = NULL; /* a cached process outlives the call: nothing call-specific in it */
-	if (gitaly_git_spec(rd->g, &gc, &argv, &env, &msg) < 0) {
+	if (gitaly_git_spec(rd->base.g, &gc, &argv, &env, &msg) < 0) {
 		rd_finish(rd, GRPC_INTERNAL, "creating object reader: %s", msg.buf);
 		goto out;
 	}
@@ -204,7 +174,7 @@ void rd_lease(struct rd *rd, void (*cb)(struct rd *rd))
 	spec.argv = argv.v;
 	spec.env = env.v;
 	rd->lease_cb = cb;
-	rc = catfile_lease(gitaly_catfile_cache(rd->g), &spec, on_leased, rd, &rd->wait);
+	rc = catfile_lease(gitaly_catfile_cache(rd->base.g), &spec, on_leased, rd, &rd->wait);
 	if (rc < 0)
 		rd_finish(rd, GRPC_INTERNAL, "creating object reader: %s", uv_strerror(rc));
 out:
@@ -225,10 +195,10 @@ static void on_captured(void *arg, int status, struct strbuf *out, struct strbuf
 {
 	struct capture *c = arg;
 	struct rd *rd = c->rd;
-	if (rd->call)
+	if (rd->base.call)
 		c->cb(rd, status, out, err);
 	free(c);
-	rd_unref(rd);
+	gitaly_call_drop(&rd->base);
 }
 
 void rd_capture(struct rd *rd, const struct git_call *gc, size_t max, rd_capture_fn cb)
@@ -237,15 +207,15 @@ void rd_capture(struct rd *rd, const struct git_call *gc, size_t max, rd_capture
 	struct strbuf msg = STRBUF_INIT;
 	c->rd = rd;
 	c->cb = cb;
-	rd->refs++;
+	gitaly_call_hold(&rd->base);
 	/*
 	 * The capture always reports (a spawn failure too, from the loop), so
 	 * the context stays alive until then; a cancelled call just ignores it.
 	 */
-	if (gitaly_git_capture(rd->g, gc, NULL, 0, max, on_captured, c, NULL, &msg) < 0) {
+	if (gitaly_git_capture(rd->base.g, gc, NULL, 0, max, on_captured, c, NULL, &msg) < 0) {
 		rd_finish(rd, GRPC_INTERNAL, "%s", msg.buf);
 		free(c);
-		rd->refs--;
+		rd->base.holds--;   /* nothing started: undo the hold without a release */
 	}
 	strbuf_release(&msg);
 }
@@ -365,7 +335,7 @@ int rd_lines_start(struct rd *rd, const struct git_call *gc, char delim, rd_line
 	l->on_end = on_end;
 	strbuf_init(&l->buf, 0);
 	strbuf_init(&l->err, 0);
-	rc = gitaly_git_spawn(rd->g, gc, 0, 1, &lines_ops, l, &l->cmd, &msg);
+	rc = gitaly_git_spawn(rd->base.g, gc, 0, 1, &lines_ops, l, &l->cmd, &msg);
 	if (rc < 0) {
 		l->cmd = NULL;
 		lines_free(l);
@@ -448,7 +418,7 @@ void rd_stream_begin(struct rd_stream *s, const void *first_msg, uint32_t field)
 void rd_stream_data(struct rd *rd, struct rd_stream *s, const char *buf, size_t len)
 {
 	struct strbuf msg = STRBUF_INIT;
-	if (!rd->call)
+	if (!rd->base.call)
 		return;
 	while (len) {
 		size_t n = MIN(len, (size_t)MSG_CHUNK);
@@ -459,12 +429,12 @@ void rd_stream_data(struct rd *rd, struct rd_stream *s, const char *buf, size_t 
 			s->first_pending = 0;
 		}
 		pb_put_bytes(&msg, s->field, buf, n);
-		grpc_call_send(rd->call, msg.buf, msg.len);
+		grpc_call_send(rd->base.call, msg.buf, msg.len);
 		buf += n;
 		len -= n;
 	}
 	strbuf_release(&msg);
-	if (rd->cf && !s->paused && grpc_call_send_full(rd->call)) {
+	if (rd->cf && !s->paused && grpc_call_send_full(rd->base.call)) {
 		s->paused = 1;
 		catfile_pause(rd->cf);
 	}
@@ -472,8 +442,8 @@ void rd_stream_data(struct rd *rd, struct rd_stream *s, const char *buf, size_t 
 
 void rd_stream_end(struct rd *rd, struct rd_stream *s)
 {
-	if (s->first_pending && rd->call)
-		grpc_call_send(rd->call, s->first.buf, s->first.len);
+	if (s->first_pending && rd->base.call)
+		grpc_call_send(rd->base.call, s->first.buf, s->first.len);
 	s->first_pending = 0;
 }
 
@@ -505,7 +475,7 @@ struct pipe_read {
 
 static void pipe_check_end(struct rd_pipe *p)
 {
-	if (p->ended || !p->listing_done || p->inflight || !p->rd->call)
+	if (p->ended || !p->listing_done || p->inflight || !p->rd->base.call)
 		return;
 	p->ended = 1;
 	p->ops->on_end(p, p->stopped ? 0 : p->status, &p->err);
@@ -515,7 +485,7 @@ static void pipe_check_end(struct rd_pipe *p)
 static void pipe_flow(struct rd_pipe *p)
 {
 	struct rd *rd = p->rd;
-	if (!rd->call || p->listing_done)
+	if (!rd->base.call || p->listing_done)
 		return;
 	if (rd_full(rd)) {
 		p->blocked = 1;
@@ -534,7 +504,7 @@ static void pipe_line(struct rd *rd, char *line, size_t len)
 		rd_pipe_stop(p);
 		return;
 	}
-	if (rd->call && (p->inflight >= CATFILE_WINDOW || rd_full(rd))) {
+	if (rd->base.call && (p->inflight >= CATFILE_WINDOW || rd_full(rd))) {
 		p->blocked = rd_full(rd);
 		rd_lines_pause(rd);
 	}
@@ -578,7 +548,7 @@ static void pipe_object(void *arg, int status, const struct catfile_info *info, 
 	p->inflight--;
 	free(r);
 	p->ops->on_object(p, item, status, info, data);
-	if (!p->rd->call)
+	if (!p->rd->base.call)
 		return;
 	pipe_flow(p);
 	pipe_check_end(p);

@@ -11,7 +11,8 @@
  *	if (!x) return;              // the call was answered (bad repository)
  *
  * From then on the context lives until the call closed AND every git command
- * started through rd_capture() has reported; rd->call is NULL once the call
+ * started through rd_capture() has reported (core/call.h: captures hold the
+ * base); rd->base.call is NULL once the call
  * closed (cancelled, deadline, or finished): callbacks then only clean up.
  * The leased cat-file process and a running rd_lines are released/killed by
  * the context when the call closes, so their callbacks never see a dead call.
@@ -20,6 +21,7 @@
 #define GITALY_OBJECTS_H
 
 #include "core/gitaly.h"
+#include "core/call.h"
 #include "git/catfile.h"
 #include "commit.pb-c.h"
 
@@ -44,8 +46,7 @@ struct rd_lines;
 struct rd_pipe;
 
 struct rd {
-	struct gitaly *g;
-	struct grpc_call *call;          /* NULL once the call closed */
+	struct gitaly_call base;         /* base.call is NULL once the call closed */
 	void *req;                       /* unpacked request, freed with the context */
 	const Gitaly__Repository *repo;
 	struct strbuf path;              /* absolute repository path */
@@ -53,7 +54,6 @@ struct rd {
 	struct catfile_wait *wait;
 	struct rd_lines *lines;          /* the running listing, if any */
 	struct rd_pipe *pipe;            /* the listing -> cat-file pipeline, if any */
-	int refs;
 	void (*lease_cb)(struct rd *rd);
 	/* optional hooks of the RPC */
 	void (*on_writable)(struct rd *rd);
@@ -74,9 +74,8 @@ struct rd *rd_start(struct gitaly *g, struct grpc_call *call, size_t size, void 
  */
 void rd_finish(struct rd *rd, enum grpc_code code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-/* Finish with a status detail: google.rpc.Status carrying gitaly.<type_name>. */
-void rd_finish_detail(struct rd *rd, enum grpc_code code, const char *msg, const char *type_name,
-		      const ProtobufCMessage *detail);
+/* Finish with a status detail: google.rpc.Status carrying `detail`. */
+void rd_finish_detail(struct rd *rd, enum grpc_code code, const char *msg, const ProtobufCMessage *detail);
 void rd_ok(struct rd *rd);
 /* Send one message; 0, or -EPIPE once the call is gone. */
 int rd_send(struct rd *rd, const void *msg);

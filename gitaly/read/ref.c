@@ -416,7 +416,7 @@ static void lr_line(struct rd *rd, char *line, size_t len)
 		ref_flush_batch(x);
 		x->head_in_batch = 0;
 	}
-	if (rd->call && rd_full(rd))
+	if (rd->base.call && rd_full(rd))
 		rd_lines_pause(rd);
 }
 

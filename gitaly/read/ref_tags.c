@@ -107,7 +107,7 @@ static void ft_listed(struct rd *rd, int status, struct strbuf *out, struct strb
 		nf.reference_name.len = ref.len;
 		e.error_case = GITALY__FIND_TAG_ERROR__ERROR_TAG_NOT_FOUND;
 		e.tag_not_found = &nf;
-		rd_finish_detail(rd, GRPC_NOT_FOUND, "tag does not exist", "FindTagError", &e.base);
+		rd_finish_detail(rd, GRPC_NOT_FOUND, "tag does not exist", &e.base);
 		strbuf_release(&ref);
 		return;
 	}

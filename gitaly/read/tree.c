@@ -353,7 +353,7 @@ static void resolve_error(struct gte_ctx *x, enum grpc_code code, const char *ms
 	rr.revision = x->req->revision;
 	err.error_case = GITALY__GET_TREE_ENTRIES_ERROR__ERROR_RESOLVE_TREE;
 	err.resolve_tree = &rr;
-	rd_finish_detail(&x->rd, code, msg, "GetTreeEntriesError", &err.base);
+	rd_finish_detail(&x->rd, code, msg, &err.base);
 }
 
 static int tree_rank(int type)
@@ -715,7 +715,7 @@ static void get_tree_entries(struct grpc_call *call, const uint8_t *buf, size_t 
 		pe.error_type = GITALY__PATH_ERROR__ERROR_TYPE__ERROR_TYPE_EMPTY_PATH;
 		err.error_case = GITALY__GET_TREE_ENTRIES_ERROR__ERROR_PATH;
 		err.path = &pe;
-		rd_finish_detail(&x->rd, GRPC_INVALID_ARGUMENT, "empty path", "GetTreeEntriesError", &err.base);
+		rd_finish_detail(&x->rd, GRPC_INVALID_ARGUMENT, "empty path", &err.base);
 	} else {
 		if (!(req->path.len == 1 && req->path.data[0] == '.'))
 			strbuf_add(&x->path, req->path.data, req->path.len);

@@ -16,7 +16,7 @@
 #define MAX_LINE (64 * 1024)
 
 struct checksum_op {
-	struct repo_op op;
+	struct gitaly_call op;
 	Gitaly__CalculateChecksumRequest *req;
 	char *path;
 	struct git_cmd *cmd;
@@ -25,7 +25,7 @@ struct checksum_op {
 	int too_long;
 };
 
-static void checksum_release(struct repo_op *op)
+static void checksum_release(struct gitaly_call *op)
 {
 	struct checksum_op *c = container_of(op, struct checksum_op, op);
 	msg_free(c->req);
@@ -34,7 +34,7 @@ static void checksum_release(struct repo_op *op)
 	free(c);
 }
 
-static void checksum_cancel(struct repo_op *op)
+static void checksum_cancel(struct gitaly_call *op)
 {
 	repo_kill(container_of(op, struct checksum_op, op)->cmd);
 }
@@ -124,7 +124,7 @@ static void show_ref_exit(struct git_cmd *cmd, int status)
 	int skip = 0;
 
 	c->cmd = NULL;
-	if (repo_op_cancelled(&c->op)) {
+	if (gitaly_call_gone(&c->op)) {
 		repo_op_finish(&c->op, GRPC_CANCELLED, "context canceled");
 		return;
 	}
@@ -192,7 +192,7 @@ void repo_calculate_checksum(struct grpc_call *call, const uint8_t *buf, size_t 
 		checksum_release(&c->op);
 		goto out;
 	}
-	repo_op_watch(&c->op);
+	gitaly_call_watch(&c->op);
 out:
 	strbuf_release(&path);
 	strbuf_release(&msg);

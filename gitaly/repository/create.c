@@ -18,7 +18,7 @@
 /* --- the creation routine --- */
 
 struct repo_create {
-	struct repo_op *op;
+	struct gitaly_call *op;
 	struct repo_create_opts opts;
 	char *initial_branch, *object_format;
 	char *storage_path;
@@ -38,7 +38,7 @@ struct repo_create {
 };
 
 void *repo_create_data(const struct repo_create *rc) { return rc->opts.data; }
-struct repo_op *repo_create_op(const struct repo_create *rc) { return rc->op; }
+struct gitaly_call *repo_create_op(const struct repo_create *rc) { return rc->op; }
 
 void repo_create_cancel(struct repo_create *rc)
 {
@@ -107,7 +107,7 @@ static void create_failf(struct repo_create *rc, enum grpc_code code, const char
 
 static int cancelled(struct repo_create *rc)
 {
-	if (!repo_op_cancelled(rc->op))
+	if (!gitaly_call_gone(rc->op))
 		return 0;
 	create_fail(rc, GRPC_CANCELLED, "context canceled");
 	return 1;
@@ -316,7 +316,7 @@ static void init_done(void *arg, int status, struct strbuf *out, struct strbuf *
 static void noop_work(uv_work_t *w) { }
 static void deferred_seed(uv_work_t *w, int status) { seed(w->data); }
 
-enum grpc_code repo_create_start(struct repo_op *op, const Gitaly__Repository *repo,
+enum grpc_code repo_create_start(struct gitaly_call *op, const Gitaly__Repository *repo,
 				 const struct repo_create_opts *opts, struct repo_create **out,
 				 struct strbuf *msg)
 {
@@ -419,16 +419,16 @@ fail:
 /* --- CreateRepository --- */
 
 struct create_op {
-	struct repo_op op;
+	struct gitaly_call op;
 	struct repo_create *rc;
 };
 
-static void create_op_release(struct repo_op *op)
+static void create_op_release(struct gitaly_call *op)
 {
 	free(container_of(op, struct create_op, op));
 }
 
-static void create_op_cancel(struct repo_op *op)
+static void create_op_cancel(struct gitaly_call *op)
 {
 	repo_create_cancel(container_of(op, struct create_op, op)->rc);
 }
@@ -494,7 +494,7 @@ void repo_create_repository(struct grpc_call *call, const uint8_t *buf, size_t l
 		free(c);
 		goto out;
 	}
-	repo_op_watch(&c->op);
+	gitaly_call_watch(&c->op);
 out:
 	strbuf_release(&path);
 	strbuf_release(&msg);

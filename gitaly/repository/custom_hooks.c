@@ -103,7 +103,7 @@ int repo_hooks_vote_hash(const char *dir, uint8_t out[20])
 /* --- replacing custom_hooks transactionally --- */
 
 struct hooks_install {
-	struct repo_op *op;
+	struct gitaly_call *op;
 	char *repo, *tmp, *lock;
 	repo_hooks_installed_fn done;
 	uint8_t vote[20];
@@ -140,7 +140,7 @@ static void prepared_voted(void *arg, enum grpc_code code, const char *msg)
 		install_end(h, code, m.buf);
 		goto out;
 	}
-	if (repo_op_cancelled(h->op)) {
+	if (gitaly_call_gone(h->op)) {
 		install_end(h, GRPC_CANCELLED, "context canceled");
 		goto out;
 	}
@@ -177,14 +177,14 @@ out:
 	strbuf_release(&m);
 }
 
-int repo_hooks_install(struct repo_op *op, const char *repo_path, const char *tmp_dir,
+int repo_hooks_install(struct gitaly_call *op, const char *repo_path, const char *tmp_dir,
 		       repo_hooks_installed_fn done, struct strbuf *msg)
 {
 	struct hooks_install *h;
 	struct strbuf p = STRBUF_INIT;
 	int fd, rc;
 
-	if (repo_op_cancelled(op)) {
+	if (gitaly_call_gone(op)) {
 		strbuf_addstr(msg, "context canceled");
 		return -1;
 	}
@@ -229,19 +229,19 @@ fail:
 /* --- GetCustomHooks / BackupCustomHooks --- */
 
 struct hooks_stream {
-	struct repo_op op;
+	struct gitaly_call op;
 	struct git_cmd *cmd;
 	struct strbuf msg;
 };
 
-static void hooks_stream_release(struct repo_op *op)
+static void hooks_stream_release(struct gitaly_call *op)
 {
 	struct hooks_stream *h = container_of(op, struct hooks_stream, op);
 	strbuf_release(&h->msg);
 	free(h);
 }
 
-static void hooks_stream_cancel(struct repo_op *op)
+static void hooks_stream_cancel(struct gitaly_call *op)
 {
 	repo_kill(container_of(op, struct hooks_stream, op)->cmd);
 }
@@ -274,7 +274,7 @@ static void tar_exit(struct git_cmd *cmd, int status)
 	}
 	strbuf_addstr(&m, "reading custom hooks: archiving hooks: waiting for tar command completion: ");
 	gitaly_describe_status(&m, status);
-	repo_op_finish(&h->op, repo_op_cancelled(&h->op) ? GRPC_CANCELLED : GRPC_INTERNAL, m.buf);
+	repo_op_finish(&h->op, gitaly_call_gone(&h->op) ? GRPC_CANCELLED : GRPC_INTERNAL, m.buf);
 	strbuf_release(&m);
 }
 
@@ -292,7 +292,7 @@ static void hooks_writable(struct grpc_call *call)
 
 static void hooks_close(struct grpc_call *call, enum grpc_code code)
 {
-	repo_op_closed(grpc_call_user(call));
+	gitaly_call_closed(grpc_call_user(call));
 }
 
 static const struct grpc_call_ops hooks_call_ops = {

@@ -11,7 +11,7 @@
 #include "base/banned.h"
 
 struct from_url_op {
-	struct repo_op op;
+	struct gitaly_call op;
 	struct repo_create *rc;
 	struct git_cmd *cmd;
 	char *url;
@@ -21,7 +21,7 @@ struct from_url_op {
 	const Gitaly__Repository *tmp_repo;
 };
 
-static void from_url_release(struct repo_op *op)
+static void from_url_release(struct gitaly_call *op)
 {
 	struct from_url_op *f = container_of(op, struct from_url_op, op);
 	free(f->url);
@@ -30,7 +30,7 @@ static void from_url_release(struct repo_op *op)
 	free(f);
 }
 
-static void from_url_cancel(struct repo_op *op)
+static void from_url_cancel(struct gitaly_call *op)
 {
 	struct from_url_op *f = container_of(op, struct from_url_op, op);
 	repo_create_cancel(f->rc);
@@ -220,7 +220,7 @@ static void clone_done(void *arg, int status, struct strbuf *out, struct strbuf 
 		strbuf_release(&m);
 		return;
 	}
-	if (repo_op_cancelled(&f->op)) {
+	if (gitaly_call_gone(&f->op)) {
 		repo_create_seeded(rc, GRPC_CANCELLED, "context canceled");
 		return;
 	}
@@ -310,7 +310,7 @@ void repo_create_from_url(struct grpc_call *call, const uint8_t *buf, size_t len
 		from_url_release(&f->op);
 		goto out;
 	}
-	repo_op_watch(&f->op);
+	gitaly_call_watch(&f->op);
 out:
 	strbuf_release(&path);
 	strbuf_release(&msg);

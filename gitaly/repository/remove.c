@@ -14,7 +14,7 @@
 #include "base/banned.h"
 
 struct remove_op {
-	struct repo_op op;
+	struct gitaly_call op;
 	char *path, *lock, *staged, *rel;
 	char *tmpdir;                  /* <storage>/+gitaly/tmp */
 	uv_work_t work;
@@ -22,7 +22,7 @@ struct remove_op {
 	struct strbuf msg;
 };
 
-static void remove_release(struct repo_op *op)
+static void remove_release(struct gitaly_call *op)
 {
 	struct remove_op *r = container_of(op, struct remove_op, op);
 	free(r->path);
@@ -92,7 +92,7 @@ static void pre_remove_voted(void *arg, enum grpc_code code, const char *msg)
 		remove_end(r);
 		return;
 	}
-	if (repo_op_cancelled(&r->op)) {
+	if (gitaly_call_gone(&r->op)) {
 		r->code = GRPC_CANCELLED;
 		strbuf_addstr(&r->msg, "context canceled");
 		remove_end(r);
@@ -189,7 +189,7 @@ void repo_remove_repository(struct grpc_call *call, const uint8_t *buf, size_t l
 	r->work.data = r;
 	r->code = GRPC_OK;
 	strbuf_init(&r->msg, 0);
-	repo_op_watch(&r->op);
+	gitaly_call_watch(&r->op);
 	vote_text("pre-remove", r->rel, vote);
 	gitaly_tx_vote(g, call, TX_PHASE_PREPARED, vote, pre_remove_voted, r);
 out:

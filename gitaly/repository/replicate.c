@@ -29,7 +29,7 @@
 #include "base/banned.h"
 
 
-static void repl_release(struct repo_op *op)
+static void repl_release(struct gitaly_call *op)
 {
 	struct repl *r = container_of(op, struct repl, op);
 	if (r->ch)
@@ -52,7 +52,7 @@ static void repl_release(struct repo_op *op)
 	free(r);
 }
 
-static void repl_cancel(struct repo_op *op)
+static void repl_cancel(struct gitaly_call *op)
 {
 	struct repl *r = container_of(op, struct repl, op);
 	repo_kill(r->cmd);
@@ -70,7 +70,7 @@ void repl_fail(struct repl *r, enum grpc_code code, const char *fmt, ...)
 	va_start(ap, fmt);
 	strbuf_vaddf(&sb, fmt, ap);
 	va_end(ap);
-	if (repo_op_cancelled(&r->op))
+	if (gitaly_call_gone(&r->op))
 		code = GRPC_CANCELLED;
 	else if (code == GRPC_OK || code == GRPC_UNKNOWN)
 		code = GRPC_INTERNAL;
@@ -80,14 +80,14 @@ void repl_fail(struct repl *r, enum grpc_code code, const char *fmt, ...)
 
 /* --- step 10: custom hooks --- */
 
-static void hooks_installed(struct repo_op *op, enum grpc_code code, const char *msg)
+static void hooks_installed(struct gitaly_call *op, enum grpc_code code, const char *msg)
 {
 	struct repl *r = container_of(op, struct repl, op);
 	if (code != GRPC_OK) {
 		repl_fail(r, code, "replicating repository: synchronizing custom hooks: setting custom hooks: %s", msg);
 		return;
 	}
-	if (repo_op_cancelled(op)) {
+	if (gitaly_call_gone(op)) {
 		repl_fail(r, GRPC_CANCELLED, "context canceled");
 		return;
 	}
@@ -101,7 +101,7 @@ static void hooks_fed(struct repl *r)
 {
 	struct strbuf msg = STRBUF_INIT;
 
-	if (repo_op_cancelled(&r->op)) {
+	if (gitaly_call_gone(&r->op)) {
 		repl_fail(r, GRPC_CANCELLED, "context canceled");
 		return;
 	}
@@ -150,7 +150,7 @@ static void sync_hooks(struct repl *r)
 
 /* --- step 9: the default branch --- */
 
-static void head_written(struct repo_op *op, enum grpc_code code, const char *msg)
+static void head_written(struct gitaly_call *op, enum grpc_code code, const char *msg)
 {
 	struct repl *r = container_of(op, struct repl, op);
 	if (code != GRPC_OK) {
@@ -158,7 +158,7 @@ static void head_written(struct repo_op *op, enum grpc_code code, const char *ms
 			  "committing temporary HEAD: %s", msg);
 		return;
 	}
-	if (repo_op_cancelled(op)) {
+	if (gitaly_call_gone(op)) {
 		repl_fail(r, GRPC_CANCELLED, "context canceled");
 		return;
 	}
@@ -172,7 +172,7 @@ static void local_head_done(void *arg, int status, struct strbuf *out, struct st
 	char *nl;
 
 	r->cmd = NULL;
-	if (repo_op_cancelled(&r->op)) {
+	if (gitaly_call_gone(&r->op)) {
 		repl_fail(r, GRPC_CANCELLED, "context canceled");
 		goto out;
 	}
@@ -245,7 +245,7 @@ static void fetch_done(void *arg, int status, struct strbuf *out, struct strbuf 
 	Gitaly__FindDefaultBranchNameRequest req = GITALY__FIND_DEFAULT_BRANCH_NAME_REQUEST__INIT;
 
 	r->cmd = NULL;
-	if (repo_op_cancelled(&r->op)) {
+	if (gitaly_call_gone(&r->op)) {
 		repl_fail(r, GRPC_CANCELLED, "context canceled");
 		return;
 	}
@@ -289,7 +289,7 @@ static void sync_refs(struct repl *r)
 	json_t *payload = json_object(), *opts = json_array();
 	char *p;
 
-	if (repo_op_cancelled(&r->op)) {
+	if (gitaly_call_gone(&r->op)) {
 		json_decref(payload);
 		json_decref(opts);
 		repl_fail(r, GRPC_CANCELLED, "context canceled");
@@ -382,14 +382,14 @@ static void after_attributes(struct repl *r)
 
 /* --- steps 5 and 6: config and info/attributes --- */
 
-static void attributes_written(struct repo_op *op, enum grpc_code code, const char *msg)
+static void attributes_written(struct gitaly_call *op, enum grpc_code code, const char *msg)
 {
 	struct repl *r = container_of(op, struct repl, op);
 	if (code != GRPC_OK) {
 		repl_fail(r, code, "replicating repository: synchronizing gitattributes: %s", msg);
 		return;
 	}
-	if (repo_op_cancelled(op)) {
+	if (gitaly_call_gone(op)) {
 		repl_fail(r, GRPC_CANCELLED, "context canceled");
 		return;
 	}
@@ -414,7 +414,7 @@ static void attributes_done(struct repl *r)
 	strbuf_release(&msg);
 }
 
-static void config_written(struct repo_op *op, enum grpc_code code, const char *msg)
+static void config_written(struct gitaly_call *op, enum grpc_code code, const char *msg)
 {
 	struct repl *r = container_of(op, struct repl, op);
 	Gitaly__GetInfoAttributesRequest req = GITALY__GET_INFO_ATTRIBUTES_REQUEST__INIT;
@@ -423,7 +423,7 @@ static void config_written(struct repo_op *op, enum grpc_code code, const char *
 		repl_fail(r, code, "replicating repository: synchronizing gitconfig: %s", msg);
 		return;
 	}
-	if (repo_op_cancelled(op)) {
+	if (gitaly_call_gone(op)) {
 		repl_fail(r, GRPC_CANCELLED, "context canceled");
 		return;
 	}
@@ -488,7 +488,7 @@ static void snapshot_fed(struct repl *r)
 	struct strbuf msg = STRBUF_INIT;
 	const char *m = r->call_msg.buf;
 
-	if (repo_op_cancelled(&r->op)) {
+	if (gitaly_call_gone(&r->op)) {
 		repo_create_seeded(rc, GRPC_CANCELLED, "context canceled");
 		return;
 	}
@@ -543,7 +543,7 @@ static void created(struct repo_create *rc, enum grpc_code code, const char *msg
 	struct repl *r = repo_create_data(rc);
 	r->rc = NULL;
 	if (code == GRPC_OK) {
-		if (repo_op_cancelled(&r->op))
+		if (gitaly_call_gone(&r->op))
 			repl_fail(r, GRPC_CANCELLED, "context canceled");
 		else
 			check_source(r);
@@ -726,7 +726,7 @@ void repo_replicate_repository(struct grpc_call *call, const uint8_t *buf, size_
 		if (strcmp(m->key, "authorization") && !grpc_metadata_is_reserved(m->key, strlen(m->key)))
 			grpc_metadata_add(&r->fwd, m->key, strlen(m->key), m->value, m->value_len);
 	}
-	repo_op_watch(&r->op);
+	gitaly_call_watch(&r->op);
 
 	strbuf_reset(&msg);
 	if (gitaly_locate(g, req->repository, 0, &path, &msg) == GRPC_OK) {

@@ -15,7 +15,7 @@
 #define MAX_FILE (16 * 1024 * 1024)
 
 struct repl {
-	struct repo_op op;
+	struct gitaly_call op;
 	Gitaly__ReplicateRepositoryRequest *req;
 	char *path;                       /* the target repository */
 	char *tmp_root;                   /* <storage>/+gitaly/tmp */

@@ -36,7 +36,7 @@ static void cc_close(struct grpc_client_call *call, enum grpc_code code, const c
 	r->ccall = NULL;
 	r->call_code = code;
 	strbuf_reset(&r->call_msg);
-	if (r->abort_msg.len && !repo_op_cancelled(&r->op)) {
+	if (r->abort_msg.len && !gitaly_call_gone(&r->op)) {
 		r->call_code = GRPC_INTERNAL;
 		strbuf_add(&r->call_msg, r->abort_msg.buf, r->abort_msg.len);
 	} else {
@@ -75,7 +75,7 @@ int repl_call_start(struct repl *r, const char *method, const void *req, int for
 	uint64_t deadline, timeout = 0;
 	int rc;
 
-	if (repo_op_cancelled(&r->op)) {
+	if (gitaly_call_gone(&r->op)) {
 		strbuf_reset(&r->call_msg);
 		strbuf_addstr(&r->call_msg, "context canceled");
 		free(buf);

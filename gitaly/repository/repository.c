@@ -20,61 +20,31 @@
 
 /* --- the life cycle of one asynchronous RPC --- */
 
-void repo_op_init(struct repo_op *op, struct gitaly *g, struct grpc_call *call,
-		  void (*release)(struct repo_op *op))
+void repo_op_init(struct gitaly_call *op, struct gitaly *g, struct grpc_call *call,
+		  void (*release)(struct gitaly_call *op))
 {
-	memset(op, 0, sizeof(*op));
-	op->g = g;
-	op->call = call;
-	op->release = release;
+	gitaly_call_init(op, g, call, release);
+	gitaly_call_hold(op);   /* the work, until repo_op_finish() */
 }
 
-void repo_op_closed(struct repo_op *op)
+void repo_op_finish(struct gitaly_call *op, enum grpc_code code, const char *msg)
 {
-	op->call = NULL;
-	/*
-	 * The cancel hook may make running work complete synchronously (a
-	 * cancelled outbound call reports at once); its repo_op_finish() must
-	 * not free the op under our feet, so release happens here, last.
-	 */
-	op->in_close = 1;
-	if (!op->done && op->cancel)
-		op->cancel(op);
-	op->in_close = 0;
-	if (op->done)
-		op->release(op);
-}
-
-static void on_unary_closed(struct grpc_call *call, enum grpc_code code)
-{
-	repo_op_closed(grpc_call_user(call));
-}
-
-static const struct grpc_call_ops watch_ops = {
-	.on_close = on_unary_closed,
-};
-
-void repo_op_watch(struct repo_op *op)
-{
-	/* the request is in: the unary adapter's ops are done with */
-	grpc_call_set_ops(op->call, &watch_ops, op);
-}
-
-void repo_op_finish(struct repo_op *op, enum grpc_code code, const char *msg)
-{
-	if (op->done)
+	if (op->finished)
 		return;
-	op->done = 1;
 	if (op->call) {
-		/* may close the call at once; then repo_op_closed() releases the op */
-		grpc_call_finish(op->call, code, msg, NULL);
+		/*
+		 * The work is over before the call closes, so that a close at
+		 * once (inside the finish) releases the op without cancelling.
+		 */
+		op->holds--;
+		gitaly_call_finish(op, code, msg, NULL);
 		return;
 	}
-	if (!op->in_close)
-		op->release(op);
+	gitaly_call_finish(op, code, msg, NULL);
+	gitaly_call_drop(op);
 }
 
-void repo_op_finishf(struct repo_op *op, enum grpc_code code, const char *fmt, ...)
+void repo_op_finishf(struct gitaly_call *op, enum grpc_code code, const char *fmt, ...)
 {
 	struct strbuf sb = STRBUF_INIT;
 	va_list ap;
@@ -85,7 +55,7 @@ void repo_op_finishf(struct repo_op *op, enum grpc_code code, const char *fmt, .
 	strbuf_release(&sb);
 }
 
-void repo_op_reply(struct repo_op *op, const void *msg)
+void repo_op_reply(struct gitaly_call *op, const void *msg)
 {
 	if (op->call)
 		msg_send(op->call, msg);
@@ -333,7 +303,7 @@ static void repository_exists(struct grpc_call *call, const uint8_t *buf, size_t
 /* --- RepositorySize: a walk of the repository on the thread pool --- */
 
 struct size_op {
-	struct repo_op op;
+	struct gitaly_call op;
 	uv_work_t work;
 	char *path;
 	int64_t bytes;
@@ -389,7 +359,7 @@ static void size_after(uv_work_t *w, int status)
 	repo_op_reply(&s->op, &resp);
 }
 
-static void size_release(struct repo_op *op)
+static void size_release(struct gitaly_call *op)
 {
 	struct size_op *s = container_of(op, struct size_op, op);
 	free(s->path);
@@ -418,7 +388,7 @@ static void repository_size(struct grpc_call *call, const uint8_t *buf, size_t l
 	repo_op_init(&s->op, g, call, size_release);
 	s->path = strbuf_detach(&path, NULL);
 	s->work.data = s;
-	repo_op_watch(&s->op);
+	gitaly_call_watch(&s->op);
 	if (uv_queue_work(g->loop, &s->work, size_work, size_after) < 0)
 		repo_op_finish(&s->op, GRPC_INTERNAL, "cannot queue work");
 	strbuf_release(&msg);
@@ -427,7 +397,7 @@ static void repository_size(struct grpc_call *call, const uint8_t *buf, size_t l
 /* --- GetConfig / GetInfoAttributes: a file, streamed with backpressure --- */
 
 struct file_stream {
-	struct repo_op op;
+	struct gitaly_call op;
 	int fd;
 	uint32_t field;
 	char *chunk;              /* MSG_CHUNK bytes */
@@ -457,17 +427,17 @@ static void file_stream_pump(struct file_stream *f)
 static void file_stream_writable(struct grpc_call *call)
 {
 	struct file_stream *f = grpc_call_user(call);
-	if (!f->op.done)
+	if (!f->op.finished)
 		file_stream_pump(f);
 }
 
 static void file_stream_close(struct grpc_call *call, enum grpc_code code)
 {
-	repo_op_closed(grpc_call_user(call));
+	gitaly_call_closed(grpc_call_user(call));
 }
 
 /* Nothing runs between two pumps: a closed call just ends the work. */
-static void file_stream_cancel(struct repo_op *op)
+static void file_stream_cancel(struct gitaly_call *op)
 {
 	repo_op_finish(op, GRPC_CANCELLED, "context canceled");
 }
@@ -477,7 +447,7 @@ static const struct grpc_call_ops file_stream_ops = {
 	.on_close = file_stream_close,
 };
 
-static void file_stream_release(struct repo_op *op)
+static void file_stream_release(struct gitaly_call *op)
 {
 	struct file_stream *f = container_of(op, struct file_stream, op);
 	if (f->fd >= 0)

@@ -11,43 +11,29 @@
 #include <sys/types.h>
 #include "core/gitaly.h"
 #include "core/vote.h"
+#include "core/call.h"
 
 /* --- one asynchronous RPC --- */
 
 /*
  * An RPC whose work outlives the handler (git processes, votes, thread-pool
- * jobs, calls to other nodes). Embedded in a per-call struct; `release`
- * frees that struct.
+ * jobs, calls to other nodes) is a struct gitaly_call (core/call.h)
+ * embedded in a per-call struct; `release` frees that struct, `cancel` (if
+ * set) stops running work when the call closes early.
  *
- * Rules: the work ends by calling repo_op_finish() exactly once, also when
- * the call was cancelled meanwhile. When the call closes early, `call` turns
- * NULL and `cancel` (if set) runs: it stops running work (kills processes,
- * cancels outbound calls), whose completion callbacks then see
- * repo_op_cancelled() and finish. The struct is released once the work
- * finished AND the call closed, whichever comes last; so after
- * repo_op_finish() the caller must not touch the op again.
+ * Rules: repo_op_init() makes the work hold the call; the work ends by
+ * calling repo_op_finish() exactly once, also when the call was cancelled
+ * meanwhile (its completion callbacks see gitaly_call_gone()). The struct is
+ * released once the work finished AND the call closed, whichever comes last;
+ * so after repo_op_finish() the caller must not touch the op again.
  */
-struct repo_op {
-	struct gitaly *g;
-	struct grpc_call *call;                 /* NULL once the call closed */
-	void (*cancel)(struct repo_op *op);
-	void (*release)(struct repo_op *op);
-	int done;                               /* repo_op_finish() ran */
-	int in_close;
-};
-
-void repo_op_init(struct repo_op *op, struct gitaly *g, struct grpc_call *call,
-		  void (*release)(struct repo_op *op));
-/* Unary handlers: install call ops that report the close (after the request arrived). */
-void repo_op_watch(struct repo_op *op);
-/* Streaming handlers with their own grpc_call_ops call this from on_close. */
-void repo_op_closed(struct repo_op *op);
-static inline int repo_op_cancelled(const struct repo_op *op) { return op->call == NULL; }
-void repo_op_finish(struct repo_op *op, enum grpc_code code, const char *msg);
-void repo_op_finishf(struct repo_op *op, enum grpc_code code, const char *fmt, ...)
+void repo_op_init(struct gitaly_call *op, struct gitaly *g, struct grpc_call *call,
+		  void (*release)(struct gitaly_call *op));
+void repo_op_finish(struct gitaly_call *op, enum grpc_code code, const char *msg);
+void repo_op_finishf(struct gitaly_call *op, enum grpc_code code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* Send `msg` (a protobuf-c message) and finish OK. */
-void repo_op_reply(struct repo_op *op, const void *msg);
+void repo_op_reply(struct gitaly_call *op, const void *msg);
 
 /* --- small helpers --- */
 
@@ -80,8 +66,8 @@ void repo_hex(const uint8_t *in, size_t len, char *out);
  * with `msg` set (nothing happened, `done` never fires). A cancelled call
  * stops the write before the rename (`done` gets CANCELLED).
  */
-typedef void (*repo_written_fn)(struct repo_op *op, enum grpc_code code, const char *msg);
-int repo_write_locked(struct repo_op *op, const char *path, const void *data, size_t len,
+typedef void (*repo_written_fn)(struct gitaly_call *op, enum grpc_code code, const char *msg);
+int repo_write_locked(struct gitaly_call *op, const char *path, const void *data, size_t len,
 		      mode_t mode, repo_written_fn done, struct strbuf *msg);
 
 /* --- creating a repository (spec §2.1.11), shared by every creator --- */
@@ -112,12 +98,12 @@ struct repo_create_opts {
  * ("repository exists already", validation errors...). Error messages given
  * to `done` carry no "creating repository" prefix: callers add their own.
  */
-enum grpc_code repo_create_start(struct repo_op *op, const Gitaly__Repository *repo,
+enum grpc_code repo_create_start(struct gitaly_call *op, const Gitaly__Repository *repo,
 				 const struct repo_create_opts *opts, struct repo_create **out,
 				 struct strbuf *msg);
 void repo_create_seeded(struct repo_create *rc, enum grpc_code code, const char *msg);
 void *repo_create_data(const struct repo_create *rc);
-struct repo_op *repo_create_op(const struct repo_create *rc);
+struct gitaly_call *repo_create_op(const struct repo_create *rc);
 /* From the op's cancel hook: stop git init if it runs. */
 void repo_create_cancel(struct repo_create *rc);
 
@@ -138,8 +124,8 @@ int repo_hooks_vote_hash(const char *dir, uint8_t out[20]);
  * `tmp_dir` afterwards. Returns 0 when started (`done` fires exactly once,
  * from the loop) or -1 with `msg` set.
  */
-typedef void (*repo_hooks_installed_fn)(struct repo_op *op, enum grpc_code code, const char *msg);
-int repo_hooks_install(struct repo_op *op, const char *repo_path, const char *tmp_dir,
+typedef void (*repo_hooks_installed_fn)(struct gitaly_call *op, enum grpc_code code, const char *msg);
+int repo_hooks_install(struct gitaly_call *op, const char *repo_path, const char *tmp_dir,
 		       repo_hooks_installed_fn done, struct strbuf *msg);
 
 /* --- handlers (registered by svc_repository.c) --- */

@@ -156,7 +156,7 @@ struct frame {
 };
 
 struct snapshot {
-	struct repo_op op;
+	struct gitaly_call op;
 	struct source *src;
 	size_t nr_src, cur_src;
 	struct frame *stack;
@@ -390,7 +390,7 @@ static int produce(struct snapshot *s)
 
 static void pump(struct snapshot *s)
 {
-	while (s->op.call && !s->op.done && !grpc_call_send_full(s->op.call)) {
+	while (s->op.call && !s->op.finished && !grpc_call_send_full(s->op.call)) {
 		size_t n;
 		int rc = produce(s);
 		if (rc < 0) {
@@ -418,11 +418,11 @@ static void snapshot_writable(struct grpc_call *call)
 
 static void snapshot_close(struct grpc_call *call, enum grpc_code code)
 {
-	repo_op_closed(grpc_call_user(call));
+	gitaly_call_closed(grpc_call_user(call));
 }
 
 /* Nothing runs between two pumps: a closed call just ends the work. */
-static void snapshot_cancel(struct repo_op *op)
+static void snapshot_cancel(struct gitaly_call *op)
 {
 	repo_op_finish(op, GRPC_CANCELLED, "context canceled");
 }
@@ -432,7 +432,7 @@ static const struct grpc_call_ops snapshot_ops = {
 	.on_close = snapshot_close,
 };
 
-static void snapshot_release(struct repo_op *op)
+static void snapshot_release(struct gitaly_call *op)
 {
 	struct snapshot *s = container_of(op, struct snapshot, op);
 	for (size_t i = 0; i < s->nr_src; i++) {

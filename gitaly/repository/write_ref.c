@@ -17,7 +17,7 @@
 /* --- locked-file writes --- */
 
 struct locked_write {
-	struct repo_op *op;
+	struct gitaly_call *op;
 	char *path, *lock;
 	uint8_t vote[20];
 	repo_written_fn done;
@@ -53,7 +53,7 @@ static void pre_voted(void *arg, enum grpc_code code, const char *msg)
 		locked_end(w, code, m.buf);
 		goto out;
 	}
-	if (repo_op_cancelled(w->op)) {
+	if (gitaly_call_gone(w->op)) {
 		locked_end(w, GRPC_CANCELLED, "context canceled");
 		goto out;
 	}
@@ -74,7 +74,7 @@ out:
 	strbuf_release(&m);
 }
 
-int repo_write_locked(struct repo_op *op, const char *path, const void *data, size_t len,
+int repo_write_locked(struct gitaly_call *op, const char *path, const void *data, size_t len,
 		      mode_t mode, repo_written_fn done, struct strbuf *msg)
 {
 	struct strbuf lock = STRBUF_INIT;
@@ -83,7 +83,7 @@ int repo_write_locked(struct repo_op *op, const char *path, const void *data, si
 	size_t left = len;
 	int fd;
 
-	if (repo_op_cancelled(op)) {
+	if (gitaly_call_gone(op)) {
 		strbuf_addstr(msg, "context canceled");
 		return -1;
 	}
@@ -124,7 +124,7 @@ int repo_write_locked(struct repo_op *op, const char *path, const void *data, si
 /* --- WriteRef --- */
 
 struct write_ref {
-	struct repo_op op;
+	struct gitaly_call op;
 	Gitaly__WriteRefRequest *req;
 	char *path;
 	struct git_cmd *cmd;
@@ -133,7 +133,7 @@ struct write_ref {
 	int new_zero, old_zero;
 };
 
-static void write_ref_release(struct repo_op *op)
+static void write_ref_release(struct gitaly_call *op)
 {
 	struct write_ref *w = container_of(op, struct write_ref, op);
 	msg_free(w->req);
@@ -143,7 +143,7 @@ static void write_ref_release(struct repo_op *op)
 	free(w);
 }
 
-static void write_ref_cancel(struct repo_op *op)
+static void write_ref_cancel(struct gitaly_call *op)
 {
 	repo_kill(container_of(op, struct write_ref, op)->cmd);
 }
@@ -154,7 +154,7 @@ static void reply_ok(struct write_ref *w)
 	repo_op_reply(&w->op, &resp);
 }
 
-static void head_written(struct repo_op *op, enum grpc_code code, const char *msg)
+static void head_written(struct gitaly_call *op, enum grpc_code code, const char *msg)
 {
 	struct write_ref *w = container_of(op, struct write_ref, op);
 	if (code == GRPC_OK)
@@ -187,7 +187,7 @@ static void update_done(void *arg, int status, struct strbuf *out, struct strbuf
 	}
 	while (err->len && err->buf[err->len - 1] == '\n')
 		strbuf_setlen(err, err->len - 1);
-	repo_op_finishf(&w->op, repo_op_cancelled(&w->op) ? GRPC_CANCELLED : GRPC_INTERNAL,
+	repo_op_finishf(&w->op, gitaly_call_gone(&w->op) ? GRPC_CANCELLED : GRPC_INTERNAL,
 			"error when running update-ref command: %s", err->buf);
 }
 
@@ -197,7 +197,7 @@ static void run_update_ref(struct write_ref *w)
 	struct strbuf in = STRBUF_INIT, msg = STRBUF_INIT;
 	struct git_call gc = { 0 };
 
-	if (repo_op_cancelled(&w->op)) {
+	if (gitaly_call_gone(&w->op)) {
 		repo_op_finish(&w->op, GRPC_CANCELLED, "context canceled");
 		return;
 	}
@@ -276,7 +276,7 @@ static void new_resolved(void *arg, int status, struct strbuf *out, struct strbu
 	const char *p = out->buf, *end = out->buf + out->len;
 
 	w->cmd = NULL;
-	if (repo_op_cancelled(&w->op)) {
+	if (gitaly_call_gone(&w->op)) {
 		repo_op_finish(&w->op, GRPC_CANCELLED, "context canceled");
 		return;
 	}
@@ -370,7 +370,7 @@ void repo_write_ref(struct grpc_call *call, const uint8_t *buf, size_t len, void
 					  msg.buf);
 			write_ref_release(&w->op);
 		} else {
-			repo_op_watch(&w->op);
+			gitaly_call_watch(&w->op);
 		}
 		strbuf_release(&content);
 		strbuf_release(&head);
@@ -381,7 +381,7 @@ void repo_write_ref(struct grpc_call *call, const uint8_t *buf, size_t len, void
 		static const char *const flags[] = { "--show-object-format", NULL };
 		w->new_zero = all_zero(req->revision.data, req->revision.len);
 		w->old_zero = all_zero(req->old_revision.data, req->old_revision.len);
-		repo_op_watch(&w->op);
+		gitaly_call_watch(&w->op);
 		resolve(w, flags, w->new_zero ? NULL : &req->revision, new_resolved);
 	}
 	goto out;

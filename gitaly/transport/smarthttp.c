@@ -92,24 +92,21 @@ static void info_refs_receive_pack(struct grpc_call *call, const uint8_t *buf, s
 
 /* One push. References: the call (until it closes) and a pending final vote. */
 struct post_receive {
-	struct gitaly *g;
-	struct grpc_call *call;   /* NULL once the call closed */
+	struct gitaly_call base;  /* holds: the final vote */
 	int started;
-	int refs;
 };
 
-static void post_receive_unref(struct post_receive *r)
+static void post_receive_release(struct gitaly_call *c)
 {
-	if (--r->refs == 0)
-		free(r);
+	free(container_of(c, struct post_receive, base));
 }
 
 static void on_final_vote(void *arg, enum grpc_code code, const char *msg)
 {
 	struct post_receive *r = arg;
-	if (r->call)
-		gitaly_tx_finish_push(r->call, code, msg);
-	post_receive_unref(r);
+	if (r->base.call)
+		gitaly_tx_finish_push(r->base.call, code, msg);
+	gitaly_call_drop(&r->base);
 }
 
 static void post_receive_exit(struct gitaly_pipe *p, struct grpc_call *call, int status,
@@ -125,8 +122,8 @@ static void post_receive_exit(struct gitaly_pipe *p, struct grpc_call *call, int
 		strbuf_release(&why);
 		return;
 	}
-	r->refs++;
-	gitaly_tx_vote_push_end(r->g, call, on_final_vote, r);
+	gitaly_call_hold(&r->base);
+	gitaly_tx_vote_push_end(r->base.g, call, on_final_vote, r);
 }
 
 static void post_receive_first(struct grpc_call *call, const uint8_t *buf, size_t len)
@@ -157,7 +154,7 @@ static void post_receive_first(struct grpc_call *call, const uint8_t *buf, size_
 		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "non-empty Data", NULL);
 		goto out;
 	}
-	code = gitaly_locate(r->g, req->repository, 0, &path, &msg);
+	code = gitaly_locate(r->base.g, req->repository, 0, &path, &msg);
 	if (code != GRPC_OK) {
 		grpc_call_finish(call, code, msg.buf, NULL);
 		goto out;
@@ -184,7 +181,7 @@ static void post_receive_first(struct grpc_call *call, const uint8_t *buf, size_
 	opts.stdout_field = 1;   /* stderr is not forwarded over HTTP */
 	opts.on_exit = post_receive_exit;
 	opts.data = r;
-	code = gitaly_pipe_run(r->g, call, &gc, &opts, &msg);
+	code = gitaly_pipe_run(r->base.g, call, &gc, &opts, &msg);
 	if (code == GRPC_INVALID_ARGUMENT)
 		grpc_call_finish(call, code, msg.buf, NULL);
 	else if (code != GRPC_OK)
@@ -207,21 +204,12 @@ static const struct grpc_call_ops post_receive_first_ops = {
 	.on_half_close = post_receive_half_close,
 };
 
-static void post_receive_closed(struct grpc_call *call, enum grpc_code code, void *arg)
-{
-	struct post_receive *r = arg;
-	r->call = NULL;
-	post_receive_unref(r);
-}
-
 static void post_receive_pack(struct grpc_call *call, void *data)
 {
 	struct post_receive *r = xcalloc(1, sizeof(*r));
-	r->g = data;
-	r->call = call;
-	r->refs = 1;
+	gitaly_call_init(&r->base, data, call, post_receive_release);
 	grpc_call_set_ops(call, &post_receive_first_ops, r);
-	grpc_call_on_close(call, post_receive_closed, r);
+	gitaly_call_watch(&r->base);
 }
 
 void gitaly_register_smarthttp(struct gitaly *g, struct grpc_server *s)

@@ -104,17 +104,14 @@ static void watch_feed(struct pkt_watch *w, const uint8_t *data, size_t len)
 }
 
 /*
- * One SSH call. References: the call (dropped in its close notification),
- * the negotiation timer (dropped when the handle is closed) and a pending
- * final vote.
+ * One SSH call. Holds on the base (core/call.h): the negotiation timer
+ * (dropped when the handle is closed) and a pending final vote.
  */
 struct ssh_rpc {
-	struct gitaly *g;
+	struct gitaly_call base;
 	enum ssh_kind kind;
-	struct grpc_call *call;     /* NULL once the call closed */
 	struct gitaly_pipe *pipe;   /* NULL once the call closed */
 	int started;
-	int refs;
 	uv_timer_t timer;
 	int timer_open;
 	int timed_out;
@@ -123,15 +120,15 @@ struct ssh_rpc {
 
 static const char *const kind_name[] = { "upload-pack", "receive-pack", "upload-archive" };
 
-static void ssh_rpc_unref(struct ssh_rpc *r)
+static void ssh_rpc_release(struct gitaly_call *c)
 {
-	if (--r->refs == 0)
-		free(r);
+	free(container_of(c, struct ssh_rpc, base));
 }
 
 static void on_timer_closed(uv_handle_t *h)
 {
-	ssh_rpc_unref(h->data);
+	struct ssh_rpc *r = h->data;
+	gitaly_call_drop(&r->base);
 }
 
 static void timer_close(struct ssh_rpc *r)
@@ -179,9 +176,9 @@ static void send_exit_status(struct grpc_call *call, int status)
 static void on_final_vote(void *arg, enum grpc_code code, const char *msg)
 {
 	struct ssh_rpc *r = arg;
-	if (r->call)
-		gitaly_tx_finish_push(r->call, code, msg);
-	ssh_rpc_unref(r);
+	if (r->base.call)
+		gitaly_tx_finish_push(r->base.call, code, msg);
+	gitaly_call_drop(&r->base);
 }
 
 static void on_git_exit(struct gitaly_pipe *p, struct grpc_call *call, int status,
@@ -207,8 +204,8 @@ static void on_git_exit(struct gitaly_pipe *p, struct grpc_call *call, int statu
 			grpc_call_finish(call, GRPC_OK, NULL, NULL);
 			break;
 		case SSH_RECEIVE_PACK:
-			r->refs++;
-			gitaly_tx_vote_push_end(r->g, call, on_final_vote, r);
+			gitaly_call_hold(&r->base);
+			gitaly_tx_vote_push_end(r->base.g, call, on_final_vote, r);
 			break;
 		}
 		return;
@@ -267,7 +264,7 @@ static void start_git(struct ssh_rpc *r, struct grpc_call *call, const Gitaly__R
 	if (r->kind != SSH_RECEIVE_PACK)
 		opts.on_stdin = on_stdin;
 
-	code = gitaly_pipe_run(r->g, call, &gc, &opts, &msg);
+	code = gitaly_pipe_run(r->base.g, call, &gc, &opts, &msg);
 	if (code != GRPC_OK) {
 		grpc_call_finish(call, code, msg.buf, NULL);
 		strbuf_release(&msg);
@@ -277,8 +274,8 @@ static void start_git(struct ssh_rpc *r, struct grpc_call *call, const Gitaly__R
 	r->pipe = grpc_call_user(call);
 
 	if (r->kind != SSH_RECEIVE_PACK) {
-		uint64_t ms = r->kind == SSH_UPLOAD_PACK ? r->g->cfg.upload_pack_negotiation_ms
-							 : r->g->cfg.upload_archive_negotiation_ms;
+		uint64_t ms = r->kind == SSH_UPLOAD_PACK ? r->base.g->cfg.upload_pack_negotiation_ms
+							 : r->base.g->cfg.upload_archive_negotiation_ms;
 		if (r->kind == SSH_UPLOAD_PACK) {
 			r->watch.want = "0009done\n";
 			r->watch.want_len = 9;
@@ -287,10 +284,10 @@ static void start_git(struct ssh_rpc *r, struct grpc_call *call, const Gitaly__R
 			r->watch.want_len = 4;
 		}
 		if (ms) {
-			uv_timer_init(r->g->loop, &r->timer);
+			uv_timer_init(r->base.g->loop, &r->timer);
 			r->timer.data = r;
 			r->timer_open = 1;
-			r->refs++;
+			gitaly_call_hold(&r->base);
 			uv_timer_start(&r->timer, on_negotiation_timeout, ms, 0);
 		}
 	}
@@ -305,7 +302,7 @@ static void first_upload(struct ssh_rpc *r, struct grpc_call *call, const uint8_
 	size_t dl;
 	enum grpc_code code;
 
-	code = gitaly_locate(r->g, repo, 0, &path, &msg);
+	code = gitaly_locate(r->base.g, repo, 0, &path, &msg);
 	if (code != GRPC_OK)
 		grpc_call_finish(call, code, msg.buf, NULL);
 	else if (pb_find_bytes(buf, len, 2, &d, &dl) == 1)
@@ -341,7 +338,7 @@ static void first_receive_pack(struct ssh_rpc *r, struct grpc_call *call, const 
 		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "empty GlId", NULL);
 	} else if (pb_find_bytes(buf, len, 2, &d, &dl) == 1) {
 		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "non-empty data in first request", NULL);
-	} else if ((code = gitaly_locate(r->g, req->repository, 0, &path, &msg)) != GRPC_OK) {
+	} else if ((code = gitaly_locate(r->base.g, req->repository, 0, &path, &msg)) != GRPC_OK) {
 		grpc_call_finish(call, code, msg.buf, NULL);
 	} else {
 		user.userid = req->gl_id;
@@ -399,19 +396,16 @@ static const struct grpc_call_ops first_ops = {
 static void on_call_closed(struct grpc_call *call, enum grpc_code code, void *arg)
 {
 	struct ssh_rpc *r = arg;
-	r->call = NULL;
 	r->pipe = NULL;   /* the pipe freed itself just before */
 	timer_close(r);
-	ssh_rpc_unref(r);
+	gitaly_call_closed(&r->base);
 }
 
 static void start(struct grpc_call *call, enum ssh_kind kind, struct gitaly *g)
 {
 	struct ssh_rpc *r = xcalloc(1, sizeof(*r));
-	r->g = g;
+	gitaly_call_init(&r->base, g, call, ssh_rpc_release);
 	r->kind = kind;
-	r->call = call;
-	r->refs = 1;
 	grpc_call_set_ops(call, &first_ops, r);
 	grpc_call_on_close(call, on_call_closed, r);
 }
