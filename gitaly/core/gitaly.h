@@ -3,8 +3,10 @@
  * uses. One `struct gitaly` exists per process; handlers get it as the `data`
  * pointer they were registered with.
  *
- * Service files (svc_*.c) each export one gitaly_register_<service>() that
- * adds their methods to the server. Conventions inside handlers:
+ * Service files (one per service or group of RPCs, in read/, operations/,
+ * repository/, hooks/ and transport/) each export one
+ * gitaly_register_<service>() that adds their methods to the server.
+ * Conventions inside handlers:
  *   - decode with msg_unpack(), which answers INVALID_ARGUMENT itself when the
  *     bytes do not decode;
  *   - resolve repositories with gitaly_locate() and return its code/message

@@ -13,7 +13,7 @@
  * stand-alone node accepts pushes; custom hooks still run.
  *
  * Everything here is asynchronous and runs on the node's loop: HTTP through
- * libcurl's multi interface driven by uv (hooks_gitlab.c), custom hooks as
+ * libcurl's multi interface driven by uv (gitlab.c), custom hooks as
  * child processes. A run reports exactly once through its `done` callback,
  * never from inside hook_run_start(), unless it was cancelled first.
  */
@@ -149,7 +149,7 @@ int hook_changes_force_deletions_only(const char *changes, size_t len, size_t he
 void hook_payload_vote(struct gitaly *g, const struct hook_payload *p, enum tx_phase phase,
 		       const uint8_t hash[20], tx_done_fn done, void *arg);
 
-/* --- GitLab internal API (hooks_gitlab.c) --- */
+/* --- GitLab internal API (gitlab.c) --- */
 
 struct gitlab_req;
 

@@ -75,7 +75,7 @@ static char *json_str2(json_t *o, const char *a, const char *b)
 	return xstrdup(s ? s : "");
 }
 
-static int repo_from_json(const char *s, Gitaly__Repository **out, struct strbuf *err)
+static int payload_repo_from_json(const char *s, Gitaly__Repository **out, struct strbuf *err)
 {
 	json_error_t je;
 	json_t *o = json_loads(s, 0, &je), *alts;
@@ -170,7 +170,7 @@ int hook_payload_parse(const char *b64, size_t len, struct hook_payload *p, stru
 		p->remote_ip = json_str_dup(v, "remote_ip");
 	}
 	v = json_object_get(o, "repository");
-	if (repo_from_json(json_is_string(v) ? json_string_value(v) : "{}", &p->repo, err) < 0)
+	if (payload_repo_from_json(json_is_string(v) ? json_string_value(v) : "{}", &p->repo, err) < 0)
 		goto out;
 	rc = 0;
 out:

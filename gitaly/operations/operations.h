@@ -1,5 +1,5 @@
 /*
- * OperationService internals shared by svc_operations*.c: the per-call
+ * OperationService internals shared by the operations/ files: the per-call
  * context every RPC embeds, asynchronous git steps, rich error details, the
  * object quarantine, and "update a reference with hooks" (spec §2.2 write
  * RPCs), which runs pre-receive, update, reference-transaction votes and
@@ -12,8 +12,8 @@
  * as no step is in flight, and a step that completes after the close never
  * reaches the RPC's callback.
  */
-#ifndef GITALY_SVC_OPERATIONS_H
-#define GITALY_SVC_OPERATIONS_H
+#ifndef GITALY_OPERATIONS_OPERATIONS_H
+#define GITALY_OPERATIONS_OPERATIONS_H
 
 #include "core/gitaly.h"
 #include "core/call.h"

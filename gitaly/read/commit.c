@@ -1,4 +1,4 @@
-/* CommitService reads: FindCommit, ListCommits, CommitIsAncestor (spec §2.2); trees are in svc_tree.c. */
+/* CommitService reads: FindCommit, ListCommits, CommitIsAncestor (spec §2.2); trees are in tree.c. */
 #include "read/read.h"
 #include "base/util.h"
 #include "google/protobuf/timestamp.pb-c.h"

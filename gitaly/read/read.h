@@ -17,8 +17,8 @@
  * The leased cat-file process and a running rd_lines are released/killed by
  * the context when the call closes, so their callbacks never see a dead call.
  */
-#ifndef GITALY_OBJECTS_H
-#define GITALY_OBJECTS_H
+#ifndef GITALY_READ_READ_H
+#define GITALY_READ_READ_H
 
 #include "core/gitaly.h"
 #include "core/call.h"
@@ -37,7 +37,7 @@
 #define CATFILE_WINDOW 64
 
 struct catfile_cache *gitaly_catfile_cache(struct gitaly *g);
-/* TreeEntry and GetTreeEntries live in svc_tree.c. */
+/* TreeEntry and GetTreeEntries live in read/tree.c. */
 void gitaly_register_commit_tree(struct gitaly *g, struct grpc_server *s);
 
 /* --- per-call context --- */
@@ -206,7 +206,7 @@ int rd_check_pseudo_revision(const char *rev, size_t len, struct strbuf *msg);
 /* Bytes headed for argv must not hold NUL (it would silently cut them). */
 int rd_has_nul(const void *p, size_t len);
 
-/* --- object parsing (commit_parse.c) --- */
+/* --- object parsing (parse.c) --- */
 
 /* A GitCommit from a raw commit object; free with gitaly_commit_free(). */
 Gitaly__GitCommit *gitaly_commit_parse(const char *oid, const char *data, size_t len);

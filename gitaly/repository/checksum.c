@@ -36,7 +36,7 @@ static void checksum_release(struct gitaly_call *op)
 
 static void checksum_cancel(struct gitaly_call *op)
 {
-	repo_kill(container_of(op, struct checksum_op, op)->cmd);
+	reposvc_kill(container_of(op, struct checksum_op, op)->cmd);
 }
 
 /* The ref filter: "HEAD" or "refs/<kind>/" anywhere in the line. */
@@ -76,7 +76,7 @@ static void show_ref_stdout(struct git_cmd *cmd, const char *buf, size_t len)
 		size_t n = nl ? (size_t)(nl - buf) : len;
 		if (c->line.len + n > MAX_LINE) {
 			c->too_long = 1;
-			repo_kill(cmd);
+			reposvc_kill(cmd);
 			return;
 		}
 		strbuf_add(&c->line, buf, n);
@@ -107,10 +107,10 @@ static void is_bare_done(void *arg, int status, struct strbuf *out, struct strbu
 		strbuf_setlen(out, out->len - 1);
 	if (status == 0 && !strcasecmp(out->buf, "true")) {
 		resp.checksum = (char *)"0000000000000000000000000000000000000000";
-		repo_op_reply(&c->op, &resp);
+		reposvc_reply(&c->op, &resp);
 		return;
 	}
-	repo_op_finishf(&c->op, GRPC_DATA_LOSS, "not a git repository '%s'", c->path);
+	reposvc_finishf(&c->op, GRPC_DATA_LOSS, "not a git repository '%s'", c->path);
 }
 
 static void show_ref_exit(struct git_cmd *cmd, int status)
@@ -125,11 +125,11 @@ static void show_ref_exit(struct git_cmd *cmd, int status)
 
 	c->cmd = NULL;
 	if (gitaly_call_gone(&c->op)) {
-		repo_op_finish(&c->op, GRPC_CANCELLED, "context canceled");
+		reposvc_finish(&c->op, GRPC_CANCELLED, "context canceled");
 		return;
 	}
 	if (c->too_long) {
-		repo_op_finish(&c->op, GRPC_INTERNAL, "bufio.Scanner: token too long");
+		reposvc_finish(&c->op, GRPC_INTERNAL, "bufio.Scanner: token too long");
 		return;
 	}
 	if (c->line.len)
@@ -138,9 +138,9 @@ static void show_ref_exit(struct git_cmd *cmd, int status)
 		/* a big integer's bytes: leading zero bytes vanish from the hex */
 		while (c->sum[skip] == 0)
 			skip++;
-		repo_hex(c->sum + skip, (size_t)(20 - skip), hex);
+		reposvc_hex(c->sum + skip, (size_t)(20 - skip), hex);
 		resp.checksum = hex;
-		repo_op_reply(&c->op, &resp);
+		reposvc_reply(&c->op, &resp);
 		return;
 	}
 	/* no refs (show-ref exits 1) or they cancelled out: an empty repository, or none at all? */
@@ -149,7 +149,7 @@ static void show_ref_exit(struct git_cmd *cmd, int status)
 	gc.subcmd = "rev-parse";
 	gc.flags = flags;
 	if (gitaly_git_capture(c->op.g, &gc, NULL, 0, 4096, is_bare_done, c, &c->cmd, &msg) < 0)
-		repo_op_finishf(&c->op, GRPC_DATA_LOSS, "not a git repository '%s'", c->path);
+		reposvc_finishf(&c->op, GRPC_DATA_LOSS, "not a git repository '%s'", c->path);
 	strbuf_release(&msg);
 }
 
@@ -158,7 +158,7 @@ static const struct git_cmd_ops show_ref_ops = {
 	.on_exit = show_ref_exit,
 };
 
-void repo_calculate_checksum(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
+void reposvc_calculate_checksum(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	static const char *const flags[] = { "--head", NULL };
 	struct gitaly *g = data;
@@ -178,7 +178,7 @@ void repo_calculate_checksum(struct grpc_call *call, const uint8_t *buf, size_t 
 		goto out;
 	}
 	c = xcalloc(1, sizeof(*c));
-	repo_op_init(&c->op, g, call, checksum_release);
+	reposvc_init(&c->op, g, call, checksum_release);
 	c->op.cancel = checksum_cancel;
 	c->req = req;
 	c->path = strbuf_detach(&path, NULL);

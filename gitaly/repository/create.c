@@ -17,9 +17,9 @@
 
 /* --- the creation routine --- */
 
-struct repo_create {
+struct reposvc_create {
 	struct gitaly_call *op;
-	struct repo_create_opts opts;
+	struct reposvc_create_opts opts;
 	char *initial_branch, *object_format;
 	char *storage_path;
 	char *target;                  /* where the repository ends up */
@@ -37,16 +37,16 @@ struct repo_create {
 	struct strbuf msg;
 };
 
-void *repo_create_data(const struct repo_create *rc) { return rc->opts.data; }
-struct gitaly_call *repo_create_op(const struct repo_create *rc) { return rc->op; }
+void *reposvc_create_data(const struct reposvc_create *rc) { return rc->opts.data; }
+struct gitaly_call *reposvc_create_op(const struct reposvc_create *rc) { return rc->op; }
 
-void repo_create_cancel(struct repo_create *rc)
+void reposvc_create_cancel(struct reposvc_create *rc)
 {
 	if (rc && rc->init)
-		repo_kill(rc->init);
+		reposvc_kill(rc->init);
 }
 
-static void create_free(struct repo_create *rc)
+static void create_free(struct reposvc_create *rc)
 {
 	free(rc->initial_branch);
 	free(rc->object_format);
@@ -59,7 +59,7 @@ static void create_free(struct repo_create *rc)
 	free(rc);
 }
 
-static void create_report(struct repo_create *rc)
+static void create_report(struct reposvc_create *rc)
 {
 	if (rc->locked)
 		unlink(rc->lock);
@@ -69,7 +69,7 @@ static void create_report(struct repo_create *rc)
 
 static void cleanup_work(uv_work_t *w)
 {
-	struct repo_create *rc = w->data;
+	struct reposvc_create *rc = w->data;
 	fs_remove_tree(rc->tmp);
 }
 
@@ -79,7 +79,7 @@ static void cleanup_after(uv_work_t *w, int status)
 }
 
 /* Fail: drop the temporary repository (off the loop: it may be large), unlock, report. */
-static void create_fail(struct repo_create *rc, enum grpc_code code, const char *msg)
+static void create_fail(struct reposvc_create *rc, enum grpc_code code, const char *msg)
 {
 	rc->code = code;
 	strbuf_reset(&rc->msg);
@@ -91,9 +91,9 @@ static void create_fail(struct repo_create *rc, enum grpc_code code, const char 
 	}
 }
 
-static void create_failf(struct repo_create *rc, enum grpc_code code, const char *fmt, ...)
+static void create_failf(struct reposvc_create *rc, enum grpc_code code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-static void create_failf(struct repo_create *rc, enum grpc_code code, const char *fmt, ...)
+static void create_failf(struct reposvc_create *rc, enum grpc_code code, const char *fmt, ...)
 {
 	struct strbuf sb = STRBUF_INIT;
 	va_list ap;
@@ -105,7 +105,7 @@ static void create_failf(struct repo_create *rc, enum grpc_code code, const char
 	strbuf_release(&sb);
 }
 
-static int cancelled(struct repo_create *rc)
+static int cancelled(struct reposvc_create *rc)
 {
 	if (!gitaly_call_gone(rc->op))
 		return 0;
@@ -114,7 +114,7 @@ static int cancelled(struct repo_create *rc)
 }
 
 /* Run `work` on the thread pool, then `after` on the loop; not when the call went away. */
-static void queue_job(struct repo_create *rc, uv_work_cb work, uv_after_work_cb after)
+static void queue_job(struct reposvc_create *rc, uv_work_cb work, uv_after_work_cb after)
 {
 	if (cancelled(rc))
 		return;
@@ -125,7 +125,7 @@ static void queue_job(struct repo_create *rc, uv_work_cb work, uv_after_work_cb 
 }
 
 /* After a job: 1 when the creation ends here (the job failed, or the call went away). */
-static int job_failed(struct repo_create *rc)
+static int job_failed(struct reposvc_create *rc)
 {
 	if (rc->err) {
 		create_failf(rc, GRPC_INTERNAL, "%s", rc->msg.buf);
@@ -136,7 +136,7 @@ static int job_failed(struct repo_create *rc)
 
 static void committed_voted(void *arg, enum grpc_code code, const char *msg)
 {
-	struct repo_create *rc = arg;
+	struct reposvc_create *rc = arg;
 	if (code != GRPC_OK) {
 		create_failf(rc, GRPC_FAILED_PRECONDITION, "committing vote: %s", msg);
 		return;
@@ -148,10 +148,10 @@ static void committed_voted(void *arg, enum grpc_code code, const char *msg)
 
 static void move_work(uv_work_t *w)
 {
-	struct repo_create *rc = w->data;
+	struct reposvc_create *rc = w->data;
 	int rc2;
 
-	if ((rc2 = repo_fsync_tree(rc->tmp)) < 0) {
+	if ((rc2 = reposvc_fsync_tree(rc->tmp)) < 0) {
 		rc->err = rc2;
 		strbuf_addf(&rc->msg, "sync recursive: %s", strerror(-rc2));
 		return;
@@ -162,7 +162,7 @@ static void move_work(uv_work_t *w)
 		return;
 	}
 	rc->moved = 1;
-	if ((rc2 = repo_fsync_hierarchy(rc->storage_path, rc->target)) < 0) {
+	if ((rc2 = reposvc_fsync_hierarchy(rc->storage_path, rc->target)) < 0) {
 		rc->err = rc2;
 		strbuf_addf(&rc->msg, "sync hierarchy: %s", strerror(-rc2));
 	}
@@ -170,7 +170,7 @@ static void move_work(uv_work_t *w)
 
 static void move_after(uv_work_t *w, int status)
 {
-	struct repo_create *rc = w->data;
+	struct reposvc_create *rc = w->data;
 	if (job_failed(rc))
 		return;
 	gitaly_tx_vote(rc->op->g, rc->op->call, TX_PHASE_COMMITTED, rc->vote, committed_voted, rc);
@@ -178,7 +178,7 @@ static void move_after(uv_work_t *w, int status)
 
 static void prepared_voted(void *arg, enum grpc_code code, const char *msg)
 {
-	struct repo_create *rc = arg;
+	struct reposvc_create *rc = arg;
 	if (code != GRPC_OK) {
 		create_failf(rc, GRPC_FAILED_PRECONDITION, "preparatory vote: %s", msg);
 		return;
@@ -192,7 +192,7 @@ static int hash_tree(EVP_MD_CTX *ctx, const char *dir, int top, struct strbuf *e
 	char **names;
 	size_t nr;
 	struct strbuf sub = STRBUF_INIT;
-	int rc = repo_list_dir(dir, &names, &nr);
+	int rc = reposvc_list_dir(dir, &names, &nr);
 
 	if (rc < 0) {
 		strbuf_addf(err, "walking repository: open %s: %s", dir, strerror(-rc));
@@ -209,18 +209,18 @@ static int hash_tree(EVP_MD_CTX *ctx, const char *dir, int top, struct strbuf *e
 			strbuf_addf(err, "walking repository: lstat %s: %s", sub.buf, strerror(errno));
 		} else if (S_ISDIR(st.st_mode)) {
 			rc = hash_tree(ctx, sub.buf, 0, err);
-		} else if ((rc = repo_hash_file(ctx, sub.buf)) < 0) {
+		} else if ((rc = reposvc_hash_file(ctx, sub.buf)) < 0) {
 			strbuf_addf(err, "walking repository: hashing %s: %s", names[i], strerror(-rc));
 		}
 	}
-	repo_free_names(names, nr);
+	reposvc_free_names(names, nr);
 	strbuf_release(&sub);
 	return rc;
 }
 
 static void hash_work(uv_work_t *w)
 {
-	struct repo_create *rc = w->data;
+	struct reposvc_create *rc = w->data;
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	unsigned int n = 0;
 	struct strbuf ts = STRBUF_INIT;
@@ -246,7 +246,7 @@ static void hash_work(uv_work_t *w)
 
 static void hash_after(uv_work_t *w, int status)
 {
-	struct repo_create *rc = w->data;
+	struct reposvc_create *rc = w->data;
 	struct stat st;
 	struct strbuf parent = STRBUF_INIT;
 	char *slash;
@@ -277,7 +277,7 @@ static void hash_after(uv_work_t *w, int status)
 	gitaly_tx_vote(rc->op->g, rc->op->call, TX_PHASE_PREPARED, rc->vote, prepared_voted, rc);
 }
 
-void repo_create_seeded(struct repo_create *rc, enum grpc_code code, const char *msg)
+void reposvc_create_seeded(struct reposvc_create *rc, enum grpc_code code, const char *msg)
 {
 	if (code != GRPC_OK) {
 		create_fail(rc, code, msg);
@@ -286,19 +286,19 @@ void repo_create_seeded(struct repo_create *rc, enum grpc_code code, const char 
 	queue_job(rc, hash_work, hash_after);
 }
 
-static void seed(struct repo_create *rc)
+static void seed(struct reposvc_create *rc)
 {
 	if (cancelled(rc))
 		return;
 	if (rc->opts.seed)
 		rc->opts.seed(rc, rc->tmp, &rc->tmp_repo);
 	else
-		repo_create_seeded(rc, GRPC_OK, NULL);
+		reposvc_create_seeded(rc, GRPC_OK, NULL);
 }
 
 static void init_done(void *arg, int status, struct strbuf *out, struct strbuf *err)
 {
-	struct repo_create *rc = arg;
+	struct reposvc_create *rc = arg;
 	rc->init = NULL;
 	if (status != 0) {
 		struct strbuf m = STRBUF_INIT;
@@ -316,14 +316,14 @@ static void init_done(void *arg, int status, struct strbuf *out, struct strbuf *
 static void noop_work(uv_work_t *w) { }
 static void deferred_seed(uv_work_t *w, int status) { seed(w->data); }
 
-enum grpc_code repo_create_start(struct gitaly_call *op, const Gitaly__Repository *repo,
-				 const struct repo_create_opts *opts, struct repo_create **out,
+enum grpc_code reposvc_create_start(struct gitaly_call *op, const Gitaly__Repository *repo,
+				 const struct reposvc_create_opts *opts, struct reposvc_create **out,
 				 struct strbuf *msg)
 {
 	struct gitaly *g = op->g;
 	const struct gitaly_storage *s;
 	struct strbuf path = STRBUF_INIT, tmp = STRBUF_INIT;
-	struct repo_create *rc;
+	struct reposvc_create *rc;
 	enum grpc_code code;
 	struct stat st;
 	int rc2;
@@ -420,7 +420,7 @@ fail:
 
 struct create_op {
 	struct gitaly_call op;
-	struct repo_create *rc;
+	struct reposvc_create *rc;
 };
 
 static void create_op_release(struct gitaly_call *op)
@@ -430,28 +430,28 @@ static void create_op_release(struct gitaly_call *op)
 
 static void create_op_cancel(struct gitaly_call *op)
 {
-	repo_create_cancel(container_of(op, struct create_op, op)->rc);
+	reposvc_create_cancel(container_of(op, struct create_op, op)->rc);
 }
 
-static void create_repository_done(struct repo_create *rc, enum grpc_code code, const char *msg)
+static void create_repository_done(struct reposvc_create *rc, enum grpc_code code, const char *msg)
 {
-	struct create_op *c = repo_create_data(rc);
+	struct create_op *c = reposvc_create_data(rc);
 	c->rc = NULL;
 	if (code == GRPC_OK) {
 		Gitaly__CreateRepositoryResponse resp = GITALY__CREATE_REPOSITORY_RESPONSE__INIT;
-		repo_op_reply(&c->op, &resp);
+		reposvc_reply(&c->op, &resp);
 	} else {
-		repo_op_finishf(&c->op, code, "creating repository: %s", msg);
+		reposvc_finishf(&c->op, code, "creating repository: %s", msg);
 	}
 }
 
-void repo_create_repository(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
+void reposvc_create_repository(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	struct gitaly *g = data;
 	Gitaly__CreateRepositoryRequest *req = msg_unpack(call, &gitaly__create_repository_request__descriptor,
 							 buf, len);
 	struct strbuf path = STRBUF_INIT, msg = STRBUF_INIT, branch = STRBUF_INIT;
-	struct repo_create_opts opts = { 0 };
+	struct reposvc_create_opts opts = { 0 };
 	struct create_op *c;
 	enum grpc_code code;
 
@@ -484,11 +484,11 @@ void repo_create_repository(struct grpc_call *call, const uint8_t *buf, size_t l
 	}
 
 	c = xcalloc(1, sizeof(*c));
-	repo_op_init(&c->op, g, call, create_op_release);
+	reposvc_init(&c->op, g, call, create_op_release);
 	c->op.cancel = create_op_cancel;
 	opts.done = create_repository_done;
 	opts.data = c;
-	code = repo_create_start(&c->op, req->repository, &opts, &c->rc, &msg);
+	code = reposvc_create_start(&c->op, req->repository, &opts, &c->rc, &msg);
 	if (code != GRPC_OK) {
 		grpc_call_finishf(call, code, "creating repository: %s", msg.buf);
 		free(c);

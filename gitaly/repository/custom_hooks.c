@@ -49,7 +49,7 @@ static int hash_entry(EVP_MD_CTX *ctx, const char *abs, const char *rel, const s
 	EVP_DigestUpdate(ctx, be, sizeof(be));
 	if (S_ISDIR(st->st_mode))
 		return 0;
-	return repo_hash_file(ctx, abs); /* follows symlinks, as upstream's walk does */
+	return reposvc_hash_file(ctx, abs); /* follows symlinks, as upstream's walk does */
 }
 
 static int hash_dir(EVP_MD_CTX *ctx, const char *abs, const char *rel)
@@ -57,7 +57,7 @@ static int hash_dir(EVP_MD_CTX *ctx, const char *abs, const char *rel)
 	char **names;
 	size_t nr;
 	struct strbuf sa = STRBUF_INIT, sr = STRBUF_INIT;
-	int rc = repo_list_dir(abs, &names, &nr);
+	int rc = reposvc_list_dir(abs, &names, &nr);
 
 	if (rc < 0)
 		return rc;
@@ -77,13 +77,13 @@ static int hash_dir(EVP_MD_CTX *ctx, const char *abs, const char *rel)
 		if (rc == 0 && S_ISDIR(st.st_mode))
 			rc = hash_dir(ctx, sa.buf, sr.buf);
 	}
-	repo_free_names(names, nr);
+	reposvc_free_names(names, nr);
 	strbuf_release(&sa);
 	strbuf_release(&sr);
 	return rc;
 }
 
-int repo_hooks_vote_hash(const char *dir, uint8_t out[20])
+int reposvc_hooks_vote_hash(const char *dir, uint8_t out[20])
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	unsigned int n = 0;
@@ -105,7 +105,7 @@ int repo_hooks_vote_hash(const char *dir, uint8_t out[20])
 struct hooks_install {
 	struct gitaly_call *op;
 	char *repo, *tmp, *lock;
-	repo_hooks_installed_fn done;
+	reposvc_hooks_installed_fn done;
 	uint8_t vote[20];
 };
 
@@ -154,7 +154,7 @@ static void prepared_voted(void *arg, enum grpc_code code, const char *msg)
 	}
 	strbuf_reset(&to);
 	strbuf_addf(&to, "%s/custom_hooks", h->tmp);
-	if ((rc = repo_fsync_tree(to.buf)) < 0) {
+	if ((rc = reposvc_fsync_tree(to.buf)) < 0) {
 		strbuf_addf(&m, "syncing extracted custom hooks: %s", strerror(-rc));
 		install_end(h, GRPC_INTERNAL, m.buf);
 		goto out;
@@ -164,8 +164,8 @@ static void prepared_voted(void *arg, enum grpc_code code, const char *msg)
 		install_end(h, GRPC_INTERNAL, m.buf);
 		goto out;
 	}
-	repo_fsync_hierarchy(h->repo, h->repo);
-	if ((rc = repo_hooks_vote_hash(from.buf, h->vote)) < 0) {
+	reposvc_fsync_hierarchy(h->repo, h->repo);
+	if ((rc = reposvc_hooks_vote_hash(from.buf, h->vote)) < 0) {
 		strbuf_addf(&m, "generating committed vote: %s", strerror(-rc));
 		install_end(h, GRPC_INTERNAL, m.buf);
 		goto out;
@@ -177,8 +177,8 @@ out:
 	strbuf_release(&m);
 }
 
-int repo_hooks_install(struct gitaly_call *op, const char *repo_path, const char *tmp_dir,
-		       repo_hooks_installed_fn done, struct strbuf *msg)
+int reposvc_hooks_install(struct gitaly_call *op, const char *repo_path, const char *tmp_dir,
+		       reposvc_hooks_installed_fn done, struct strbuf *msg)
 {
 	struct hooks_install *h;
 	struct strbuf p = STRBUF_INIT;
@@ -209,7 +209,7 @@ int repo_hooks_install(struct gitaly_call *op, const char *repo_path, const char
 		strbuf_addf(msg, "making temp hooks directory: %s", strerror(errno));
 		goto fail;
 	}
-	if ((rc = repo_hooks_vote_hash(p.buf, h->vote)) < 0) {
+	if ((rc = reposvc_hooks_vote_hash(p.buf, h->vote)) < 0) {
 		strbuf_addf(msg, "generating prepared vote: %s", strerror(-rc));
 		goto fail;
 	}
@@ -243,7 +243,7 @@ static void hooks_stream_release(struct gitaly_call *op)
 
 static void hooks_stream_cancel(struct gitaly_call *op)
 {
-	repo_kill(container_of(op, struct hooks_stream, op)->cmd);
+	reposvc_kill(container_of(op, struct hooks_stream, op)->cmd);
 }
 
 static void tar_stdout(struct git_cmd *cmd, const char *buf, size_t len)
@@ -269,12 +269,12 @@ static void tar_exit(struct git_cmd *cmd, int status)
 	struct strbuf m = STRBUF_INIT;
 	h->cmd = NULL;
 	if (status == 0) {
-		repo_op_finish(&h->op, GRPC_OK, NULL);
+		reposvc_finish(&h->op, GRPC_OK, NULL);
 		return;
 	}
 	strbuf_addstr(&m, "reading custom hooks: archiving hooks: waiting for tar command completion: ");
 	gitaly_describe_status(&m, status);
-	repo_op_finish(&h->op, gitaly_call_gone(&h->op) ? GRPC_CANCELLED : GRPC_INTERNAL, m.buf);
+	reposvc_finish(&h->op, gitaly_call_gone(&h->op) ? GRPC_CANCELLED : GRPC_INTERNAL, m.buf);
 	strbuf_release(&m);
 }
 
@@ -300,7 +300,7 @@ static const struct grpc_call_ops hooks_call_ops = {
 	.on_close = hooks_close,
 };
 
-void repo_get_custom_hooks(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
+void reposvc_get_custom_hooks(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	struct gitaly *g = data;
 	/* GetCustomHooksRequest and BackupCustomHooksRequest: field 1 is the repository in both */
@@ -331,7 +331,7 @@ void repo_get_custom_hooks(struct grpc_call *call, const uint8_t *buf, size_t le
 		spec.env = g->base_env.v;
 		spec.pipe_stdout = 1;
 		h = xcalloc(1, sizeof(*h));
-		repo_op_init(&h->op, g, call, hooks_stream_release);
+		reposvc_init(&h->op, g, call, hooks_stream_release);
 		h->op.cancel = hooks_stream_cancel;
 		strbuf_init(&h->msg, 0);
 		rc = git_cmd_spawn(g->loop, &spec, &tar_ops, h, &h->cmd);

@@ -12,7 +12,7 @@
 
 struct from_url_op {
 	struct gitaly_call op;
-	struct repo_create *rc;
+	struct reposvc_create *rc;
 	struct git_cmd *cmd;
 	char *url;
 	int mirror;
@@ -33,8 +33,8 @@ static void from_url_release(struct gitaly_call *op)
 static void from_url_cancel(struct gitaly_call *op)
 {
 	struct from_url_op *f = container_of(op, struct from_url_op, op);
-	repo_create_cancel(f->rc);
-	repo_kill(f->cmd);
+	reposvc_create_cancel(f->rc);
+	reposvc_kill(f->cmd);
 }
 
 static void percent_decode(struct strbuf *out, const char *s, size_t len)
@@ -186,23 +186,23 @@ out:
 static void remove_origin_done(void *arg, int status, struct strbuf *out, struct strbuf *err)
 {
 	struct from_url_op *f = arg;
-	struct repo_create *rc = f->rc;
+	struct reposvc_create *rc = f->rc;
 	f->cmd = NULL;
 	if (status != 0) {
 		struct strbuf m = STRBUF_INIT;
 		strbuf_addstr(&m, "removing origin remote: remote cmd wait: ");
 		gitaly_describe_status(&m, status);
-		repo_create_seeded(rc, GRPC_INTERNAL, m.buf);
+		reposvc_create_seeded(rc, GRPC_INTERNAL, m.buf);
 		strbuf_release(&m);
 		return;
 	}
-	repo_create_seeded(rc, GRPC_OK, NULL);
+	reposvc_create_seeded(rc, GRPC_OK, NULL);
 }
 
 static void clone_done(void *arg, int status, struct strbuf *out, struct strbuf *err)
 {
 	struct from_url_op *f = arg;
-	struct repo_create *rc = f->rc;
+	struct reposvc_create *rc = f->rc;
 	static const char *const args[] = { "remove", "origin", NULL };
 	struct git_call gc = { 0 };
 	struct strbuf m = STRBUF_INIT;
@@ -216,12 +216,12 @@ static void clone_done(void *arg, int status, struct strbuf *out, struct strbuf 
 			log_strn(&e, "stderr", err->buf, err->len);
 			log_end(&e);
 		}
-		repo_create_seeded(rc, GRPC_INTERNAL, m.buf);
+		reposvc_create_seeded(rc, GRPC_INTERNAL, m.buf);
 		strbuf_release(&m);
 		return;
 	}
 	if (gitaly_call_gone(&f->op)) {
-		repo_create_seeded(rc, GRPC_CANCELLED, "context canceled");
+		reposvc_create_seeded(rc, GRPC_CANCELLED, "context canceled");
 		return;
 	}
 	gc.git_dir = f->tmp_path.buf;
@@ -231,13 +231,13 @@ static void clone_done(void *arg, int status, struct strbuf *out, struct strbuf 
 	gc.hooks = HOOK_REFERENCE_TRANSACTION;
 	gc.rpc = f->op.call;
 	if (gitaly_git_capture(f->op.g, &gc, NULL, 0, 64 * 1024, remove_origin_done, f, &f->cmd, &m) < 0)
-		repo_create_seeded(rc, GRPC_INTERNAL, m.buf);
+		reposvc_create_seeded(rc, GRPC_INTERNAL, m.buf);
 	strbuf_release(&m);
 }
 
-static void clone_seed(struct repo_create *rc, const char *tmp_path, const Gitaly__Repository *tmp_repo)
+static void clone_seed(struct reposvc_create *rc, const char *tmp_path, const Gitaly__Repository *tmp_repo)
 {
-	struct from_url_op *f = repo_create_data(rc);
+	struct from_url_op *f = reposvc_create_data(rc);
 	const char *flags[] = { "--quiet", f->mirror ? "--mirror" : "--bare", NULL };
 	const char *args[] = { f->url, tmp_path, NULL };
 	struct git_call gc = { 0 };
@@ -252,29 +252,29 @@ static void clone_seed(struct repo_create *rc, const char *tmp_path, const Gital
 	gc.env = f->env.v;
 	/* hooks disabled: nothing to vote on in a repository nobody can see yet */
 	if (gitaly_git_capture(f->op.g, &gc, NULL, 0, 64 * 1024, clone_done, f, &f->cmd, &m) < 0)
-		repo_create_seeded(rc, GRPC_INTERNAL, m.buf);
+		reposvc_create_seeded(rc, GRPC_INTERNAL, m.buf);
 	strbuf_release(&m);
 }
 
-static void from_url_done(struct repo_create *rc, enum grpc_code code, const char *msg)
+static void from_url_done(struct reposvc_create *rc, enum grpc_code code, const char *msg)
 {
-	struct from_url_op *f = repo_create_data(rc);
+	struct from_url_op *f = reposvc_create_data(rc);
 	f->rc = NULL;
 	if (code == GRPC_OK) {
 		Gitaly__CreateRepositoryFromURLResponse resp = GITALY__CREATE_REPOSITORY_FROM_URLRESPONSE__INIT;
-		repo_op_reply(&f->op, &resp);
+		reposvc_reply(&f->op, &resp);
 	} else {
-		repo_op_finishf(&f->op, code, "creating repository: %s", msg);
+		reposvc_finishf(&f->op, code, "creating repository: %s", msg);
 	}
 }
 
-void repo_create_from_url(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
+void reposvc_create_from_url(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	struct gitaly *g = data;
 	Gitaly__CreateRepositoryFromURLRequest *req =
 		msg_unpack(call, &gitaly__create_repository_from_urlrequest__descriptor, buf, len);
 	struct strbuf path = STRBUF_INIT, msg = STRBUF_INIT;
-	struct repo_create_opts opts = { 0 };
+	struct reposvc_create_opts opts = { 0 };
 	struct from_url_op *f;
 	enum grpc_code code;
 
@@ -290,7 +290,7 @@ void repo_create_from_url(struct grpc_call *call, const uint8_t *buf, size_t len
 		goto out;
 	}
 	f = xcalloc(1, sizeof(*f));
-	repo_op_init(&f->op, g, call, from_url_release);
+	reposvc_init(&f->op, g, call, from_url_release);
 	f->op.cancel = from_url_cancel;
 	f->mirror = req->mirror;
 	strvec_init(&f->env);
@@ -304,7 +304,7 @@ void repo_create_from_url(struct grpc_call *call, const uint8_t *buf, size_t len
 	opts.seed = clone_seed;
 	opts.done = from_url_done;
 	opts.data = f;
-	code = repo_create_start(&f->op, req->repository, &opts, &f->rc, &msg);
+	code = reposvc_create_start(&f->op, req->repository, &opts, &f->rc, &msg);
 	if (code != GRPC_OK) {
 		grpc_call_finishf(call, code, "creating repository: %s", msg.buf);
 		from_url_release(&f->op);

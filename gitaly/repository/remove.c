@@ -39,9 +39,9 @@ static void remove_end(struct remove_op *r)
 	unlink(r->lock);
 	if (r->code == GRPC_OK) {
 		Gitaly__RemoveRepositoryResponse resp = GITALY__REMOVE_REPOSITORY_RESPONSE__INIT;
-		repo_op_reply(&r->op, &resp);
+		reposvc_reply(&r->op, &resp);
 	} else {
-		repo_op_finish(&r->op, r->code, r->msg.buf);
+		reposvc_finish(&r->op, r->code, r->msg.buf);
 	}
 }
 
@@ -131,7 +131,7 @@ out:
 	strbuf_release(&dest);
 }
 
-void repo_remove_repository(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
+void reposvc_remove_repository(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	struct gitaly *g = data;
 	Gitaly__RemoveRepositoryRequest *req = msg_unpack(call, &gitaly__remove_repository_request__descriptor,
@@ -181,7 +181,7 @@ void repo_remove_repository(struct grpc_call *call, const uint8_t *buf, size_t l
 	}
 
 	r = xcalloc(1, sizeof(*r));
-	repo_op_init(&r->op, g, call, remove_release);
+	reposvc_init(&r->op, g, call, remove_release);
 	r->path = strbuf_detach(&path, NULL);
 	r->lock = strbuf_detach(&lock, NULL);
 	r->tmpdir = strbuf_detach(&tmp, NULL);

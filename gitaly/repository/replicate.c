@@ -55,12 +55,12 @@ static void repl_release(struct gitaly_call *op)
 static void repl_cancel(struct gitaly_call *op)
 {
 	struct repl *r = container_of(op, struct repl, op);
-	repo_kill(r->cmd);
+	reposvc_kill(r->cmd);
 	if (r->ccall && !r->call_cancelled) {
 		r->call_cancelled = 1;
 		grpc_client_call_cancel(r->ccall); /* on_close comes later, from the loop */
 	}
-	repo_create_cancel(r->rc);
+	reposvc_create_cancel(r->rc);
 }
 
 void repl_fail(struct repl *r, enum grpc_code code, const char *fmt, ...)
@@ -74,7 +74,7 @@ void repl_fail(struct repl *r, enum grpc_code code, const char *fmt, ...)
 		code = GRPC_CANCELLED;
 	else if (code == GRPC_OK || code == GRPC_UNKNOWN)
 		code = GRPC_INTERNAL;
-	repo_op_finish(&r->op, code, sb.buf);
+	reposvc_finish(&r->op, code, sb.buf);
 	strbuf_release(&sb);
 }
 
@@ -93,7 +93,7 @@ static void hooks_installed(struct gitaly_call *op, enum grpc_code code, const c
 	}
 	{
 		Gitaly__ReplicateRepositoryResponse resp = GITALY__REPLICATE_REPOSITORY_RESPONSE__INIT;
-		repo_op_reply(op, &resp);
+		reposvc_reply(op, &resp);
 	}
 }
 
@@ -122,7 +122,7 @@ static void hooks_fed(struct repl *r)
 		strbuf_release(&msg);
 		return;
 	}
-	if (repo_hooks_install(&r->op, r->path, r->hooks_tmp, hooks_installed, &msg) < 0)
+	if (reposvc_hooks_install(&r->op, r->path, r->hooks_tmp, hooks_installed, &msg) < 0)
 		repl_fail(r, GRPC_INTERNAL, "replicating repository: synchronizing custom hooks: setting custom hooks: %s",
 			  msg.buf);
 	strbuf_release(&msg);
@@ -188,14 +188,14 @@ static void local_head_done(void *arg, int status, struct strbuf *out, struct st
 		sync_hooks(r);
 		goto out;
 	}
-	if (repo_check_refname(r->remote_head.buf, r->remote_head.len, &msg) < 0) {
+	if (reposvc_check_refname(r->remote_head.buf, r->remote_head.len, &msg) < 0) {
 		repl_fail(r, GRPC_INTERNAL, "replicating repository: synchronizing references: setting default branch: "
 			  "\"%s\" is a malformed refname", r->remote_head.buf);
 		goto out;
 	}
 	strbuf_addf(&content, "ref: %s\n", r->remote_head.buf);
 	strbuf_addf(&head, "%s/HEAD", r->path);
-	if (repo_write_locked(&r->op, head.buf, content.buf, content.len, 0644, head_written, &msg) < 0)
+	if (reposvc_write_locked(&r->op, head.buf, content.buf, content.len, 0644, head_written, &msg) < 0)
 		repl_fail(r, GRPC_INTERNAL, "replicating repository: synchronizing references: setting default branch: "
 			  "committing temporary HEAD: %s", msg.buf);
 out:
@@ -408,7 +408,7 @@ static void attributes_done(struct repl *r)
 	strbuf_addf(&path, "%s/info", r->path);
 	fs_mkdir_p(path.buf, 0755);
 	strbuf_addstr(&path, "/attributes");
-	if (repo_write_locked(&r->op, path.buf, r->buf.buf, r->buf.len, 0644, attributes_written, &msg) < 0)
+	if (reposvc_write_locked(&r->op, path.buf, r->buf.buf, r->buf.len, 0644, attributes_written, &msg) < 0)
 		repl_fail(r, GRPC_INTERNAL, "replicating repository: synchronizing gitattributes: %s", msg.buf);
 	strbuf_release(&path);
 	strbuf_release(&msg);
@@ -442,7 +442,7 @@ static void config_done(struct repl *r)
 		return;
 	}
 	strbuf_addf(&path, "%s/config", r->path);
-	if (repo_write_locked(&r->op, path.buf, r->buf.buf, r->buf.len, 0644, config_written, &msg) < 0)
+	if (reposvc_write_locked(&r->op, path.buf, r->buf.buf, r->buf.len, 0644, config_written, &msg) < 0)
 		repl_fail(r, GRPC_INTERNAL, "replicating repository: synchronizing gitconfig: %s", msg.buf);
 	strbuf_release(&path);
 	strbuf_release(&msg);
@@ -484,12 +484,12 @@ static void check_source(struct repl *r)
 
 static void snapshot_fed(struct repl *r)
 {
-	struct repo_create *rc = r->rc;
+	struct reposvc_create *rc = r->rc;
 	struct strbuf msg = STRBUF_INIT;
 	const char *m = r->call_msg.buf;
 
 	if (gitaly_call_gone(&r->op)) {
-		repo_create_seeded(rc, GRPC_CANCELLED, "context canceled");
+		reposvc_create_seeded(rc, GRPC_CANCELLED, "context canceled");
 		return;
 	}
 	if (!r->got_msg && r->call_code != GRPC_OK) {
@@ -498,13 +498,13 @@ static void snapshot_fed(struct repl *r)
 							 strstr(m, "GetRepoPath: not a git repository:"))) ||
 		    (r->call_code == GRPC_FAILED_PRECONDITION && strstr(m, "repository not valid"))) {
 			r->invalid_source = 1;
-			repo_create_seeded(rc, GRPC_NOT_FOUND, "invalid source repository");
+			reposvc_create_seeded(rc, GRPC_NOT_FOUND, "invalid source repository");
 			return;
 		}
 		strbuf_addf(&msg, "extracting snapshot: first snapshot read: %s", m);
-		repo_create_seeded(rc, r->call_code, msg.buf);
+		reposvc_create_seeded(rc, r->call_code, msg.buf);
 	} else if (!r->got_msg) {
-		repo_create_seeded(rc, GRPC_INTERNAL, "extracting snapshot: first snapshot read: EOF");
+		reposvc_create_seeded(rc, GRPC_INTERNAL, "extracting snapshot: first snapshot read: EOF");
 	} else if (r->cmd_status != 0 || !r->cmd_started) {
 		log_msgf(LOG_WARN, "extracting snapshot failed: %s", r->cmd_err.buf);
 		strbuf_addstr(&msg, "extracting snapshot: wait for tar: ");
@@ -512,19 +512,19 @@ static void snapshot_fed(struct repl *r)
 			gitaly_describe_status(&msg, r->cmd_status);
 		else
 			strbuf_addstr(&msg, "empty snapshot");
-		repo_create_seeded(rc, GRPC_INTERNAL, msg.buf);
+		reposvc_create_seeded(rc, GRPC_INTERNAL, msg.buf);
 	} else if (r->call_code != GRPC_OK) {
 		strbuf_addf(&msg, "extracting snapshot: %s", m);
-		repo_create_seeded(rc, r->call_code, msg.buf);
+		reposvc_create_seeded(rc, r->call_code, msg.buf);
 	} else {
-		repo_create_seeded(rc, GRPC_OK, NULL);
+		reposvc_create_seeded(rc, GRPC_OK, NULL);
 	}
 	strbuf_release(&msg);
 }
 
-static void snapshot_seed(struct repo_create *rc, const char *tmp_path, const Gitaly__Repository *tmp_repo)
+static void snapshot_seed(struct reposvc_create *rc, const char *tmp_path, const Gitaly__Repository *tmp_repo)
 {
-	struct repl *r = repo_create_data(rc);
+	struct repl *r = reposvc_create_data(rc);
 	Gitaly__GetSnapshotRequest req = GITALY__GET_SNAPSHOT_REQUEST__INIT;
 	const char *argv[] = { "tar", "-C", tmp_path, "-xvf", "-", NULL };
 	struct strbuf msg = STRBUF_INIT;
@@ -533,14 +533,14 @@ static void snapshot_seed(struct repo_create *rc, const char *tmp_path, const Gi
 	req.repository = r->req->source;
 	if (repl_feed_start(r, "/gitaly.RepositoryService/GetSnapshot", &req, 0, argv, snapshot_fed) < 0) {
 		strbuf_addf(&msg, "extracting snapshot: %s", r->call_msg.buf);
-		repo_create_seeded(rc, GRPC_INTERNAL, msg.buf);
+		reposvc_create_seeded(rc, GRPC_INTERNAL, msg.buf);
 	}
 	strbuf_release(&msg);
 }
 
-static void created(struct repo_create *rc, enum grpc_code code, const char *msg)
+static void created(struct reposvc_create *rc, enum grpc_code code, const char *msg)
 {
-	struct repl *r = repo_create_data(rc);
+	struct repl *r = reposvc_create_data(rc);
 	r->rc = NULL;
 	if (code == GRPC_OK) {
 		if (gitaly_call_gone(&r->op))
@@ -661,7 +661,7 @@ static const char *channel_target(const char *address)
 	return address;
 }
 
-void repo_replicate_repository(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
+void reposvc_replicate_repository(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	struct gitaly *g = data;
 	Gitaly__ReplicateRepositoryRequest *req =
@@ -697,7 +697,7 @@ void repo_replicate_repository(struct grpc_call *call, const uint8_t *buf, size_
 	}
 
 	r = xcalloc(1, sizeof(*r));
-	repo_op_init(&r->op, g, call, repl_release);
+	reposvc_init(&r->op, g, call, repl_release);
 	r->op.cancel = repl_cancel;
 	r->req = req;
 	r->path = strbuf_detach(&path, NULL);
@@ -740,12 +740,12 @@ void repo_replicate_repository(struct grpc_call *call, const uint8_t *buf, size_
 		goto out;
 	}
 	{
-		struct repo_create_opts opts = { 0 };
+		struct reposvc_create_opts opts = { 0 };
 		opts.seed = snapshot_seed;
 		opts.done = created;
 		opts.data = r;
 		strbuf_reset(&msg);
-		code = repo_create_start(&r->op, req->repository, &opts, &r->rc, &msg);
+		code = reposvc_create_start(&r->op, req->repository, &opts, &r->rc, &msg);
 		if (code != GRPC_OK)
 			repl_fail(r, code, "could not create repository from snapshot: creating repository: %s", msg.buf);
 	}

@@ -26,7 +26,7 @@ struct repl {
 	/* in flight */
 	struct grpc_client_call *ccall;
 	struct git_cmd *cmd;
-	struct repo_create *rc;
+	struct reposvc_create *rc;
 
 	/* the outbound call */
 	void (*on_msg)(struct repl *r, const uint8_t *msg, size_t len);

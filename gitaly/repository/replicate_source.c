@@ -209,7 +209,7 @@ static void fed_call_done(struct repl *r)
 		if (r->call_code == GRPC_OK)
 			git_cmd_close_stdin(r->cmd);
 		else
-			repo_kill(r->cmd);
+			reposvc_kill(r->cmd);
 	}
 	fed_maybe_end(r);
 }

@@ -1,6 +1,6 @@
 /*
  * RepositoryService: registration, the asynchronous-RPC plumbing shared by
- * repo_*.c, and the small read-only RPCs (RepositoryExists, RepositorySize,
+ * the other repository/ files, and the small read-only RPCs (RepositoryExists, RepositorySize,
  * GetConfig, GetInfoAttributes; spec §2.1.12, §2.1.17-18, §2.2).
  */
 #include "repository/repository.h"
@@ -20,14 +20,14 @@
 
 /* --- the life cycle of one asynchronous RPC --- */
 
-void repo_op_init(struct gitaly_call *op, struct gitaly *g, struct grpc_call *call,
+void reposvc_init(struct gitaly_call *op, struct gitaly *g, struct grpc_call *call,
 		  void (*release)(struct gitaly_call *op))
 {
 	gitaly_call_init(op, g, call, release);
-	gitaly_call_hold(op);   /* the work, until repo_op_finish() */
+	gitaly_call_hold(op);   /* the work, until reposvc_finish() */
 }
 
-void repo_op_finish(struct gitaly_call *op, enum grpc_code code, const char *msg)
+void reposvc_finish(struct gitaly_call *op, enum grpc_code code, const char *msg)
 {
 	if (op->finished)
 		return;
@@ -44,27 +44,27 @@ void repo_op_finish(struct gitaly_call *op, enum grpc_code code, const char *msg
 	gitaly_call_drop(op);
 }
 
-void repo_op_finishf(struct gitaly_call *op, enum grpc_code code, const char *fmt, ...)
+void reposvc_finishf(struct gitaly_call *op, enum grpc_code code, const char *fmt, ...)
 {
 	struct strbuf sb = STRBUF_INIT;
 	va_list ap;
 	va_start(ap, fmt);
 	strbuf_vaddf(&sb, fmt, ap);
 	va_end(ap);
-	repo_op_finish(op, code, sb.buf);
+	reposvc_finish(op, code, sb.buf);
 	strbuf_release(&sb);
 }
 
-void repo_op_reply(struct gitaly_call *op, const void *msg)
+void reposvc_reply(struct gitaly_call *op, const void *msg)
 {
 	if (op->call)
 		msg_send(op->call, msg);
-	repo_op_finish(op, GRPC_OK, NULL);
+	reposvc_finish(op, GRPC_OK, NULL);
 }
 
 /* --- helpers --- */
 
-void repo_kill(struct git_cmd *cmd)
+void reposvc_kill(struct git_cmd *cmd)
 {
 	if (!cmd)
 		return;
@@ -86,7 +86,7 @@ static int fsync_path(const char *path, int dir)
 	return rc;
 }
 
-int repo_fsync_tree(const char *path)
+int reposvc_fsync_tree(const char *path)
 {
 	DIR *d = opendir(path);
 	struct dirent *de;
@@ -106,7 +106,7 @@ int repo_fsync_tree(const char *path)
 			break;
 		}
 		if (S_ISDIR(st.st_mode))
-			rc = repo_fsync_tree(sub.buf);
+			rc = reposvc_fsync_tree(sub.buf);
 		else if (S_ISREG(st.st_mode))
 			rc = fsync_path(sub.buf, 0);
 	}
@@ -115,7 +115,7 @@ int repo_fsync_tree(const char *path)
 	return rc ? rc : fsync_path(path, 1);
 }
 
-int repo_fsync_hierarchy(const char *root, const char *path)
+int reposvc_fsync_hierarchy(const char *root, const char *path)
 {
 	struct strbuf p = STRBUF_INIT;
 	size_t rl = strlen(root);
@@ -137,7 +137,7 @@ int repo_fsync_hierarchy(const char *root, const char *path)
 	return rc;
 }
 
-int repo_check_refname(const char *name, size_t len, struct strbuf *msg)
+int reposvc_check_refname(const char *name, size_t len, struct strbuf *msg)
 {
 	const char *p, *end = name + len;
 
@@ -213,7 +213,7 @@ static int cmp_names(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int repo_list_dir(const char *path, char ***names, size_t *nr)
+int reposvc_list_dir(const char *path, char ***names, size_t *nr)
 {
 	DIR *d = opendir(path);
 	struct dirent *de;
@@ -235,14 +235,14 @@ int repo_list_dir(const char *path, char ***names, size_t *nr)
 	return 0;
 }
 
-void repo_free_names(char **names, size_t nr)
+void reposvc_free_names(char **names, size_t nr)
 {
 	for (size_t i = 0; i < nr; i++)
 		free(names[i]);
 	free(names);
 }
 
-int repo_hash_file(EVP_MD_CTX *ctx, const char *path)
+int reposvc_hash_file(EVP_MD_CTX *ctx, const char *path)
 {
 	char buf[65536];
 	ssize_t n;
@@ -263,7 +263,7 @@ int repo_hash_file(EVP_MD_CTX *ctx, const char *path)
 	return 0;
 }
 
-void repo_hex(const uint8_t *in, size_t len, char *out)
+void reposvc_hex(const uint8_t *in, size_t len, char *out)
 {
 	static const char digits[] = "0123456789abcdef";
 	for (size_t i = 0; i < len; i++) {
@@ -351,12 +351,12 @@ static void size_after(uv_work_t *w, int status)
 	struct size_op *s = w->data;
 	Gitaly__RepositorySizeResponse resp = GITALY__REPOSITORY_SIZE_RESPONSE__INIT;
 	if (s->err) {
-		repo_op_finishf(&s->op, GRPC_INTERNAL, "calculating directory size: walking directory: %s",
+		reposvc_finishf(&s->op, GRPC_INTERNAL, "calculating directory size: walking directory: %s",
 				strerror(-s->err));
 		return;
 	}
 	resp.size = s->bytes / 1024;
-	repo_op_reply(&s->op, &resp);
+	reposvc_reply(&s->op, &resp);
 }
 
 static void size_release(struct gitaly_call *op)
@@ -385,12 +385,12 @@ static void repository_size(struct grpc_call *call, const uint8_t *buf, size_t l
 		return;
 	}
 	s = xcalloc(1, sizeof(*s));
-	repo_op_init(&s->op, g, call, size_release);
+	reposvc_init(&s->op, g, call, size_release);
 	s->path = strbuf_detach(&path, NULL);
 	s->work.data = s;
 	gitaly_call_watch(&s->op);
 	if (uv_queue_work(g->loop, &s->work, size_work, size_after) < 0)
-		repo_op_finish(&s->op, GRPC_INTERNAL, "cannot queue work");
+		reposvc_finish(&s->op, GRPC_INTERNAL, "cannot queue work");
 	strbuf_release(&msg);
 }
 
@@ -411,11 +411,11 @@ static void file_stream_pump(struct file_stream *f)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			repo_op_finishf(&f->op, GRPC_INTERNAL, "sending file: %s", strerror(errno));
+			reposvc_finishf(&f->op, GRPC_INTERNAL, "sending file: %s", strerror(errno));
 			return;
 		}
 		if (n == 0) {
-			repo_op_finish(&f->op, GRPC_OK, NULL);
+			reposvc_finish(&f->op, GRPC_OK, NULL);
 			return;
 		}
 		strbuf_reset(&f->msg);
@@ -439,7 +439,7 @@ static void file_stream_close(struct grpc_call *call, enum grpc_code code)
 /* Nothing runs between two pumps: a closed call just ends the work. */
 static void file_stream_cancel(struct gitaly_call *op)
 {
-	repo_op_finish(op, GRPC_CANCELLED, "context canceled");
+	reposvc_finish(op, GRPC_CANCELLED, "context canceled");
 }
 
 static const struct grpc_call_ops file_stream_ops = {
@@ -486,7 +486,7 @@ static void stream_repo_file(struct grpc_call *call, struct gitaly *g, const Git
 		goto out;
 	}
 	f = xcalloc(1, sizeof(*f));
-	repo_op_init(&f->op, g, call, file_stream_release);
+	reposvc_init(&f->op, g, call, file_stream_release);
 	f->op.cancel = file_stream_cancel;
 	f->fd = fd;
 	f->field = field;
@@ -526,19 +526,19 @@ void gitaly_register_repository(struct gitaly *g, struct grpc_server *s)
 		const char *method;
 		grpc_unary_fn fn;
 	} methods[] = {
-		{ "CreateRepository", repo_create_repository },
-		{ "CreateRepositoryFromURL", repo_create_from_url },
+		{ "CreateRepository", reposvc_create_repository },
+		{ "CreateRepositoryFromURL", reposvc_create_from_url },
 		{ "RepositoryExists", repository_exists },
-		{ "RemoveRepository", repo_remove_repository },
-		{ "CalculateChecksum", repo_calculate_checksum },
-		{ "GetSnapshot", repo_get_snapshot },
+		{ "RemoveRepository", reposvc_remove_repository },
+		{ "CalculateChecksum", reposvc_calculate_checksum },
+		{ "GetSnapshot", reposvc_get_snapshot },
 		{ "GetConfig", get_config },
 		{ "GetInfoAttributes", get_info_attributes },
-		{ "GetCustomHooks", repo_get_custom_hooks },
-		{ "BackupCustomHooks", repo_get_custom_hooks },
+		{ "GetCustomHooks", reposvc_get_custom_hooks },
+		{ "BackupCustomHooks", reposvc_get_custom_hooks },
 		{ "RepositorySize", repository_size },
-		{ "WriteRef", repo_write_ref },
-		{ "ReplicateRepository", repo_replicate_repository },
+		{ "WriteRef", reposvc_write_ref },
+		{ "ReplicateRepository", reposvc_replicate_repository },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(methods); i++) {
 		struct strbuf path = STRBUF_INIT;

@@ -226,7 +226,7 @@ out:
 
 static void frame_free(struct frame *f)
 {
-	repo_free_names(f->names, f->nr);
+	reposvc_free_names(f->names, f->nr);
 	free(f->abs);
 	free(f->tar);
 	free(f->base);
@@ -237,7 +237,7 @@ static int push_dir(struct snapshot *s, const char *abs, const char *tar)
 {
 	struct frame f = { 0 };
 	const char *slash = strrchr(abs, '/');
-	int rc = repo_list_dir(abs, &f.names, &f.nr);
+	int rc = reposvc_list_dir(abs, &f.names, &f.nr);
 
 	if (rc < 0)
 		return rc == -ENOENT ? 0 : rc;
@@ -394,7 +394,7 @@ static void pump(struct snapshot *s)
 		size_t n;
 		int rc = produce(s);
 		if (rc < 0) {
-			repo_op_finishf(&s->op, GRPC_INTERNAL, "building snapshot failed: %s", strerror(-rc));
+			reposvc_finishf(&s->op, GRPC_INTERNAL, "building snapshot failed: %s", strerror(-rc));
 			return;
 		}
 		n = MIN(s->out.len, (size_t)MSG_CHUNK);
@@ -405,7 +405,7 @@ static void pump(struct snapshot *s)
 			strbuf_remove_front(&s->out, n);
 		}
 		if (s->eof && !s->out.len) {
-			repo_op_finish(&s->op, GRPC_OK, NULL);
+			reposvc_finish(&s->op, GRPC_OK, NULL);
 			return;
 		}
 	}
@@ -424,7 +424,7 @@ static void snapshot_close(struct grpc_call *call, enum grpc_code code)
 /* Nothing runs between two pumps: a closed call just ends the work. */
 static void snapshot_cancel(struct gitaly_call *op)
 {
-	repo_op_finish(op, GRPC_CANCELLED, "context canceled");
+	reposvc_finish(op, GRPC_CANCELLED, "context canceled");
 }
 
 static const struct grpc_call_ops snapshot_ops = {
@@ -450,7 +450,7 @@ static void snapshot_release(struct gitaly_call *op)
 	free(s);
 }
 
-void repo_get_snapshot(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
+void reposvc_get_snapshot(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	static const char *const files_before[] = { "HEAD", "packed-refs" };
 	static const char *const dirs[] = { "refs", "branches" };
@@ -473,7 +473,7 @@ void repo_get_snapshot(struct grpc_call *call, const uint8_t *buf, size_t len, v
 		goto out;
 	}
 	s = xcalloc(1, sizeof(*s));
-	repo_op_init(&s->op, g, call, snapshot_release);
+	reposvc_init(&s->op, g, call, snapshot_release);
 	s->op.cancel = snapshot_cancel;
 	s->fd = -1;
 	strbuf_init(&s->out, 0);

@@ -20,7 +20,7 @@ struct locked_write {
 	struct gitaly_call *op;
 	char *path, *lock;
 	uint8_t vote[20];
-	repo_written_fn done;
+	reposvc_written_fn done;
 };
 
 static void locked_end(struct locked_write *w, enum grpc_code code, const char *msg)
@@ -66,7 +66,7 @@ static void pre_voted(void *arg, enum grpc_code code, const char *msg)
 	slash = strrchr(m.buf, '/');
 	if (slash && slash != m.buf) {
 		strbuf_setlen(&m, (size_t)(slash - m.buf));
-		repo_fsync_hierarchy(m.buf, m.buf);
+		reposvc_fsync_hierarchy(m.buf, m.buf);
 	}
 	strbuf_reset(&m);
 	gitaly_tx_vote(w->op->g, w->op->call, TX_PHASE_COMMITTED, w->vote, post_voted, w);
@@ -74,8 +74,8 @@ out:
 	strbuf_release(&m);
 }
 
-int repo_write_locked(struct gitaly_call *op, const char *path, const void *data, size_t len,
-		      mode_t mode, repo_written_fn done, struct strbuf *msg)
+int reposvc_write_locked(struct gitaly_call *op, const char *path, const void *data, size_t len,
+		      mode_t mode, reposvc_written_fn done, struct strbuf *msg)
 {
 	struct strbuf lock = STRBUF_INIT;
 	struct locked_write *w;
@@ -145,13 +145,13 @@ static void write_ref_release(struct gitaly_call *op)
 
 static void write_ref_cancel(struct gitaly_call *op)
 {
-	repo_kill(container_of(op, struct write_ref, op)->cmd);
+	reposvc_kill(container_of(op, struct write_ref, op)->cmd);
 }
 
 static void reply_ok(struct write_ref *w)
 {
 	Gitaly__WriteRefResponse resp = GITALY__WRITE_REF_RESPONSE__INIT;
-	repo_op_reply(&w->op, &resp);
+	reposvc_reply(&w->op, &resp);
 }
 
 static void head_written(struct gitaly_call *op, enum grpc_code code, const char *msg)
@@ -160,7 +160,7 @@ static void head_written(struct gitaly_call *op, enum grpc_code code, const char
 	if (code == GRPC_OK)
 		reply_ok(w);
 	else
-		repo_op_finishf(op, code, "setting default branch: committing temporary HEAD: %s", msg);
+		reposvc_finishf(op, code, "setting default branch: committing temporary HEAD: %s", msg);
 }
 
 static int all_zero(const uint8_t *s, size_t len)
@@ -182,12 +182,12 @@ static void update_done(void *arg, int status, struct strbuf *out, struct strbuf
 		return;
 	}
 	if (strstr(err->buf, "cannot lock ref '") && strstr(err->buf, "': File exists")) {
-		repo_op_finish(&w->op, GRPC_ABORTED, "reference is locked already");
+		reposvc_finish(&w->op, GRPC_ABORTED, "reference is locked already");
 		return;
 	}
 	while (err->len && err->buf[err->len - 1] == '\n')
 		strbuf_setlen(err, err->len - 1);
-	repo_op_finishf(&w->op, gitaly_call_gone(&w->op) ? GRPC_CANCELLED : GRPC_INTERNAL,
+	reposvc_finishf(&w->op, gitaly_call_gone(&w->op) ? GRPC_CANCELLED : GRPC_INTERNAL,
 			"error when running update-ref command: %s", err->buf);
 }
 
@@ -198,7 +198,7 @@ static void run_update_ref(struct write_ref *w)
 	struct git_call gc = { 0 };
 
 	if (gitaly_call_gone(&w->op)) {
-		repo_op_finish(&w->op, GRPC_CANCELLED, "context canceled");
+		reposvc_finish(&w->op, GRPC_CANCELLED, "context canceled");
 		return;
 	}
 	strbuf_add(&in, "start", 6);
@@ -216,7 +216,7 @@ static void run_update_ref(struct write_ref *w)
 	gc.hooks = HOOK_REFERENCE_TRANSACTION; /* the hook votes on the update */
 	gc.rpc = w->op.call;
 	if (gitaly_git_capture(w->op.g, &gc, in.buf, in.len, 64 * 1024, update_done, w, &w->cmd, &msg) < 0)
-		repo_op_finishf(&w->op, GRPC_INTERNAL, "error when running creating new updater: %s", msg.buf);
+		reposvc_finishf(&w->op, GRPC_INTERNAL, "error when running creating new updater: %s", msg.buf);
 	strbuf_release(&in);
 	strbuf_release(&msg);
 }
@@ -240,7 +240,7 @@ static void old_resolved(void *arg, int status, struct strbuf *out, struct strbu
 	const char *p = out->buf;
 	w->cmd = NULL;
 	if (status != 0 || take_oid(w, &p, out->buf + out->len, &w->oldoid) < 0) {
-		repo_op_finish(&w->op, GRPC_INTERNAL, "resolving old revision: reference not found");
+		reposvc_finish(&w->op, GRPC_INTERNAL, "resolving old revision: reference not found");
 		return;
 	}
 	run_update_ref(w);
@@ -264,7 +264,7 @@ static void resolve(struct write_ref *w, const char *const *flags, const Protobu
 	gc.flags = flags;
 	gc.args = args;
 	if (gitaly_git_capture(w->op.g, &gc, NULL, 0, 4096, done, w, &w->cmd, &msg) < 0)
-		repo_op_finishf(&w->op, GRPC_INTERNAL, "%s", msg.buf);
+		reposvc_finishf(&w->op, GRPC_INTERNAL, "%s", msg.buf);
 	strbuf_release(&r);
 	strbuf_release(&msg);
 }
@@ -277,7 +277,7 @@ static void new_resolved(void *arg, int status, struct strbuf *out, struct strbu
 
 	w->cmd = NULL;
 	if (gitaly_call_gone(&w->op)) {
-		repo_op_finish(&w->op, GRPC_CANCELLED, "context canceled");
+		reposvc_finish(&w->op, GRPC_CANCELLED, "context canceled");
 		return;
 	}
 	/* first line: the object format, which decides what the zero object id looks like */
@@ -290,7 +290,7 @@ static void new_resolved(void *arg, int status, struct strbuf *out, struct strbu
 	}
 	if (!w->hexlen || (w->new_zero && w->req->revision.len != w->hexlen) ||
 	    (!w->new_zero && take_oid(w, &p, end, &w->newoid) < 0)) {
-		repo_op_finish(&w->op, GRPC_INTERNAL, "resolving new revision: reference not found");
+		reposvc_finish(&w->op, GRPC_INTERNAL, "resolving new revision: reference not found");
 		return;
 	}
 	if (w->new_zero) {
@@ -309,7 +309,7 @@ static void new_resolved(void *arg, int status, struct strbuf *out, struct strbu
 	run_update_ref(w);
 }
 
-void repo_write_ref(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
+void reposvc_write_ref(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	struct gitaly *g = data;
 	Gitaly__WriteRefRequest *req = msg_unpack(call, &gitaly__write_ref_request__descriptor, buf, len);
@@ -344,7 +344,7 @@ void repo_write_ref(struct grpc_call *call, const uint8_t *buf, size_t len, void
 	}
 
 	w = xcalloc(1, sizeof(*w));
-	repo_op_init(&w->op, g, call, write_ref_release);
+	reposvc_init(&w->op, g, call, write_ref_release);
 	w->op.cancel = write_ref_cancel;
 	w->req = req;
 	w->path = strbuf_detach(&path, NULL);
@@ -354,7 +354,7 @@ void repo_write_ref(struct grpc_call *call, const uint8_t *buf, size_t len, void
 	if (req->ref.len == 4) {
 		/* HEAD: a symbolic ref written as a locked file, voted on by content */
 		struct strbuf content = STRBUF_INIT, head = STRBUF_INIT;
-		if (repo_check_refname((const char *)req->revision.data, req->revision.len, &msg) < 0) {
+		if (reposvc_check_refname((const char *)req->revision.data, req->revision.len, &msg) < 0) {
 			grpc_call_finishf(call, GRPC_INTERNAL, "setting default branch: \"%.*s\" is a malformed refname",
 					  (int)req->revision.len, (const char *)req->revision.data);
 			write_ref_release(&w->op);
@@ -365,7 +365,7 @@ void repo_write_ref(struct grpc_call *call, const uint8_t *buf, size_t len, void
 		strbuf_addch(&content, '\n');
 		strbuf_addf(&head, "%s/HEAD", w->path);
 		strbuf_reset(&msg);
-		if (repo_write_locked(&w->op, head.buf, content.buf, content.len, 0644, head_written, &msg) < 0) {
+		if (reposvc_write_locked(&w->op, head.buf, content.buf, content.len, 0644, head_written, &msg) < 0) {
 			grpc_call_finishf(call, GRPC_INTERNAL, "setting default branch: committing temporary HEAD: %s",
 					  msg.buf);
 			write_ref_release(&w->op);
