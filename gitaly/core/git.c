@@ -155,9 +155,9 @@ static char *repository_json(const Gitaly__Repository *r)
 /* The transaction this call votes in, plus the backchannel the hook must vote over. */
 static json_t *transaction_json(struct gitaly *g, struct grpc_call *rpc)
 {
-	struct tx_info tx;
+	struct vote_info tx;
 	json_t *o;
-	if (!rpc || gitaly_tx_from_call(g, rpc, &tx) < 0)
+	if (!rpc || vote_info_from_call(g, rpc, &tx) < 0)
 		return NULL;
 	o = json_object();
 	if (tx.backchannel_id)

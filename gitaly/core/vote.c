@@ -19,7 +19,7 @@
 
 struct pending_vote {
 	uv_timer_t timer;
-	tx_done_fn done;
+	vote_done_fn done;
 	void *arg;
 	enum grpc_code code;
 	char msg[160];
@@ -27,7 +27,7 @@ struct pending_vote {
 	int stop;
 };
 
-int gitaly_tx_present(struct grpc_call *call)
+int vote_present(struct grpc_call *call)
 {
 	return call && grpc_metadata_value(grpc_call_metadata(call), "gitaly-reference-transaction") != NULL;
 }
@@ -37,7 +37,7 @@ void gitaly_sha1(const void *data, size_t len, uint8_t out[20])
 	SHA1(data, len, out);
 }
 
-int gitaly_tx_from_call(struct gitaly *g, struct grpc_call *call, struct tx_info *out)
+int vote_info_from_call(struct gitaly *g, struct grpc_call *call, struct vote_info *out)
 {
 	const char *v = call ? grpc_metadata_value(grpc_call_metadata(call), "gitaly-reference-transaction") : NULL;
 	struct strbuf dec = STRBUF_INIT;
@@ -86,7 +86,7 @@ static void complete(struct pending_vote *v, enum grpc_code code, const char *ms
 	uv_timer_start(&v->timer, on_vote_timer, 0, 0);
 }
 
-static struct pending_vote *pending(struct gitaly *g, tx_done_fn done, void *arg)
+static struct pending_vote *pending(struct gitaly *g, vote_done_fn done, void *arg)
 {
 	struct pending_vote *v = xcalloc(1, sizeof(*v));
 	v->done = done;
@@ -141,7 +141,7 @@ static void on_vote_close(struct grpc_client_call *call, enum grpc_code code, co
 
 static const struct grpc_client_ops vote_ops = { .on_message = on_vote_message, .on_close = on_vote_close };
 
-static void send_to_praefect(struct gitaly *g, const struct tx_info *tx, const char *method,
+static void send_to_praefect(struct gitaly *g, const struct vote_info *tx, const char *method,
 			     const ProtobufCMessage *req, struct pending_vote *v)
 {
 	struct grpc_channel *ch = bc_channel(g->bc, tx->backchannel_id);
@@ -168,8 +168,8 @@ static void send_to_praefect(struct gitaly *g, const struct tx_info *tx, const c
 	free(buf);
 }
 
-void gitaly_tx_vote_info(struct gitaly *g, const struct tx_info *tx, enum tx_phase phase,
-			 const uint8_t hash[20], tx_done_fn done, void *arg)
+void vote_cast_info(struct gitaly *g, const struct vote_info *tx, enum vote_phase phase,
+			 const uint8_t hash[20], vote_done_fn done, void *arg)
 {
 	struct pending_vote *v = pending(g, done, arg);
 	Gitaly__VoteTransactionRequest req = GITALY__VOTE_TRANSACTION_REQUEST__INIT;
@@ -181,7 +181,7 @@ void gitaly_tx_vote_info(struct gitaly *g, const struct tx_info *tx, enum tx_pha
 	send_to_praefect(g, tx, "/gitaly.RefTransaction/VoteTransaction", &req.base, v);
 }
 
-void gitaly_tx_stop_info(struct gitaly *g, const struct tx_info *tx, tx_done_fn done, void *arg)
+void vote_stop_info(struct gitaly *g, const struct vote_info *tx, vote_done_fn done, void *arg)
 {
 	struct pending_vote *v = pending(g, done, arg);
 	Gitaly__StopTransactionRequest req = GITALY__STOP_TRANSACTION_REQUEST__INIT;
@@ -190,13 +190,13 @@ void gitaly_tx_stop_info(struct gitaly *g, const struct tx_info *tx, tx_done_fn 
 	send_to_praefect(g, tx, "/gitaly.RefTransaction/StopTransaction", &req.base, v);
 }
 
-void gitaly_tx_vote(struct gitaly *g, struct grpc_call *call, enum tx_phase phase,
-		    const uint8_t hash[20], tx_done_fn done, void *arg)
+void vote_cast(struct gitaly *g, struct grpc_call *call, enum vote_phase phase,
+		    const uint8_t hash[20], vote_done_fn done, void *arg)
 {
-	struct tx_info tx;
-	int rc = gitaly_tx_from_call(g, call, &tx);
+	struct vote_info tx;
+	int rc = vote_info_from_call(g, call, &tx);
 	if (rc == 0) {
-		gitaly_tx_vote_info(g, &tx, phase, hash, done, arg);
+		vote_cast_info(g, &tx, phase, hash, done, arg);
 		return;
 	}
 	/* no transaction: the vote passes (still answered from the loop) */
@@ -204,13 +204,13 @@ void gitaly_tx_vote(struct gitaly *g, struct grpc_call *call, enum tx_phase phas
 		 rc == -ENOENT ? NULL : "invalid gitaly-reference-transaction metadata");
 }
 
-void gitaly_tx_vote_push_end(struct gitaly *g, struct grpc_call *call, tx_done_fn done, void *arg)
+void vote_push_end(struct gitaly *g, struct grpc_call *call, vote_done_fn done, void *arg)
 {
 	static const uint8_t zero[20];
-	gitaly_tx_vote(g, call, TX_PHASE_COMMITTED, zero, done, arg);
+	vote_cast(g, call, VOTE_PHASE_COMMITTED, zero, done, arg);
 }
 
-void gitaly_tx_finish_push(struct grpc_call *call, enum grpc_code code, const char *msg)
+void vote_finish_push(struct grpc_call *call, enum grpc_code code, const char *msg)
 {
 	/* STOP means a primary-only hook failed and already told the user */
 	if (code == GRPC_OK || code == GRPC_FAILED_PRECONDITION)

@@ -5,27 +5,27 @@
  * sent the call, over the backchannel of the connection the call arrived on.
  *
  * Votes are asynchronous: `done` fires exactly once, always from the loop
- * (never inside gitaly_tx_vote()), with GRPC_OK or the failure (ABORTED:
+ * (never inside vote_cast()), with GRPC_OK or the failure (ABORTED:
  * "transaction was aborted", FAILED_PRECONDITION: "transaction was stopped",
  * or the error reaching praefect).
  */
-#ifndef GITALY_TX_H
-#define GITALY_TX_H
+#ifndef GITALY_CORE_VOTE_H
+#define GITALY_CORE_VOTE_H
 
 #include <stdint.h>
 #include "core/gitaly.h"
 
-enum tx_phase {
-	TX_PHASE_UNKNOWN = 0,
-	TX_PHASE_PREPARED = 1,
-	TX_PHASE_COMMITTED = 2,
-	TX_PHASE_SYNCHRONIZED = 3,
+enum vote_phase {
+	VOTE_PHASE_UNKNOWN = 0,
+	VOTE_PHASE_PREPARED = 1,
+	VOTE_PHASE_COMMITTED = 2,
+	VOTE_PHASE_SYNCHRONIZED = 3,
 };
 
-typedef void (*tx_done_fn)(void *arg, enum grpc_code code, const char *msg);
+typedef void (*vote_done_fn)(void *arg, enum grpc_code code, const char *msg);
 
 /* Who votes where: the transaction, this node's voter name, and the connection to praefect. */
-struct tx_info {
+struct vote_info {
 	uint64_t id;
 	char node[256];
 	int primary;
@@ -33,23 +33,23 @@ struct tx_info {
 };
 
 /* 1 when the call carries transaction metadata. */
-int gitaly_tx_present(struct grpc_call *call);
+int vote_present(struct grpc_call *call);
 /* The transaction of `call`: 0, -ENOENT when it has none, -EINVAL when the metadata is garbage. */
-int gitaly_tx_from_call(struct gitaly *g, struct grpc_call *call, struct tx_info *out);
-void gitaly_tx_vote(struct gitaly *g, struct grpc_call *call, enum tx_phase phase,
-		    const uint8_t hash[20], tx_done_fn done, void *arg);
+int vote_info_from_call(struct gitaly *g, struct grpc_call *call, struct vote_info *out);
+void vote_cast(struct gitaly *g, struct grpc_call *call, enum vote_phase phase,
+		    const uint8_t hash[20], vote_done_fn done, void *arg);
 /* Vote in an explicit transaction (hooks carry theirs in GITALY_HOOKS_PAYLOAD). */
-void gitaly_tx_vote_info(struct gitaly *g, const struct tx_info *tx, enum tx_phase phase,
-			 const uint8_t hash[20], tx_done_fn done, void *arg);
+void vote_cast_info(struct gitaly *g, const struct vote_info *tx, enum vote_phase phase,
+			 const uint8_t hash[20], vote_done_fn done, void *arg);
 /* Stop the transaction so that waiting voters give up (a primary-side hook refused). */
-void gitaly_tx_stop_info(struct gitaly *g, const struct tx_info *tx, tx_done_fn done, void *arg);
+void vote_stop_info(struct gitaly *g, const struct vote_info *tx, vote_done_fn done, void *arg);
 /*
  * The vote every push (receive-pack) ends with, even when all its updates
  * were refused: COMMITTED on the zero hash. `done` then ends the call with
- * gitaly_tx_finish_push(), unless the call closed meanwhile.
+ * vote_finish_push(), unless the call closed meanwhile.
  */
-void gitaly_tx_vote_push_end(struct gitaly *g, struct grpc_call *call, tx_done_fn done, void *arg);
-void gitaly_tx_finish_push(struct grpc_call *call, enum grpc_code code, const char *msg);
+void vote_push_end(struct gitaly *g, struct grpc_call *call, vote_done_fn done, void *arg);
+void vote_finish_push(struct grpc_call *call, enum grpc_code code, const char *msg);
 /* SHA-1 helper for vote payloads. */
 void gitaly_sha1(const void *data, size_t len, uint8_t out[20]);
 

@@ -63,7 +63,7 @@ static void run_finish(struct hook_run *r)
 	run_free(r);
 }
 
-static void on_tx_stopped(void *arg, enum grpc_code code, const char *msg)
+static void on_vote_stopped(void *arg, enum grpc_code code, const char *msg)
 {
 	if (code != GRPC_OK)
 		log_msgf(LOG_WARN, "stopping the transaction failed: %s", msg ? msg : grpc_code_name(code));
@@ -80,7 +80,7 @@ void hook_run_fail(struct hook_run *r, enum hook_fail kind, enum grpc_code code,
 	va_end(ap);
 	if (r->step < STEP_SYNC && r->have_payload && r->payload.has_tx && r->payload.tx_primary) {
 		/* the secondaries wait on the synchronisation vote: tell them to give up */
-		struct tx_info tx;
+		struct vote_info tx;
 		memset(&tx, 0, sizeof(tx));
 		tx.id = r->payload.tx_id;
 		tx.primary = 1;
@@ -88,7 +88,7 @@ void hook_run_fail(struct hook_run *r, enum hook_fail kind, enum grpc_code code,
 		snprintf(tx.node, sizeof(tx.node), "%s", r->payload.tx_node ? r->payload.tx_node : "");
 		log_msgf(LOG_WARN, "hook failed on the primary, stopping transaction %llu: %s",
 			 (unsigned long long)tx.id, r->res.msg.buf);
-		gitaly_tx_stop_info(r->g, &tx, on_tx_stopped, NULL);
+		vote_stop_info(r->g, &tx, on_vote_stopped, NULL);
 	}
 	run_finish(r);
 }
@@ -134,9 +134,9 @@ static void step_sync(struct hook_run *r)
 	strbuf_release(&text);
 	r->vote_pending = 1;
 	if (r->tx_call)
-		gitaly_tx_vote(r->g, r->tx_call, TX_PHASE_SYNCHRONIZED, hash, sync_vote_done, r);
+		vote_cast(r->g, r->tx_call, VOTE_PHASE_SYNCHRONIZED, hash, sync_vote_done, r);
 	else
-		hook_payload_vote(r->g, &r->payload, TX_PHASE_SYNCHRONIZED, hash, sync_vote_done, r);
+		hook_payload_vote(r->g, &r->payload, VOTE_PHASE_SYNCHRONIZED, hash, sync_vote_done, r);
 }
 
 /* Validation upstream does on the primary before anything else. */

@@ -138,7 +138,7 @@ enum hook_reftx_state { HOOK_REFTX_PREPARED = 0, HOOK_REFTX_COMMITTED = 1, HOOK_
  * fires from the loop, with GRPC_OK or the vote's failure.
  */
 void hook_reftx_vote(struct gitaly *g, const struct hook_payload *p, enum hook_reftx_state state,
-		     const char *changes, size_t len, tx_done_fn done, void *arg);
+		     const char *changes, size_t len, vote_done_fn done, void *arg);
 /* 1 when every line is "<zero> <zero> <ref>" (git's packed-refs clean-up transaction). */
 int hook_changes_force_deletions_only(const char *changes, size_t len, size_t hexlen);
 
@@ -146,8 +146,8 @@ int hook_changes_force_deletions_only(const char *changes, size_t len, size_t he
  * A vote in the transaction named by a payload (hooks run by git carry it
  * there, not in call metadata). Without a transaction it passes.
  */
-void hook_payload_vote(struct gitaly *g, const struct hook_payload *p, enum tx_phase phase,
-		       const uint8_t hash[20], tx_done_fn done, void *arg);
+void hook_payload_vote(struct gitaly *g, const struct hook_payload *p, enum vote_phase phase,
+		       const uint8_t hash[20], vote_done_fn done, void *arg);
 
 /* --- GitLab internal API (gitlab.c) --- */
 

@@ -220,7 +220,7 @@ size_t hook_payload_hexlen(const struct hook_payload *p)
 
 struct deferred_vote {
 	uv_timer_t timer;
-	tx_done_fn done;
+	vote_done_fn done;
 	void *arg;
 	enum grpc_code code;
 	const char *msg;
@@ -238,19 +238,19 @@ static void deferred_vote_fire(uv_timer_t *t)
 	uv_close((uv_handle_t *)&v->timer, deferred_vote_closed);
 }
 
-void hook_payload_vote(struct gitaly *g, const struct hook_payload *p, enum tx_phase phase,
-		       const uint8_t hash[20], tx_done_fn done, void *arg)
+void hook_payload_vote(struct gitaly *g, const struct hook_payload *p, enum vote_phase phase,
+		       const uint8_t hash[20], vote_done_fn done, void *arg)
 {
 	struct deferred_vote *v;
 	if (p->has_tx) {
 		/* the vote goes to the praefect behind the payload's backchannel */
-		struct tx_info tx;
+		struct vote_info tx;
 		memset(&tx, 0, sizeof(tx));
 		tx.id = p->tx_id;
 		tx.primary = p->tx_primary;
 		tx.backchannel_id = p->tx_backchannel_id;
 		snprintf(tx.node, sizeof(tx.node), "%s", p->tx_node ? p->tx_node : "");
-		gitaly_tx_vote_info(g, &tx, phase, hash, done, arg);
+		vote_cast_info(g, &tx, phase, hash, done, arg);
 		return;
 	}
 	v = xcalloc(1, sizeof(*v));
@@ -282,22 +282,22 @@ int hook_changes_force_deletions_only(const char *changes, size_t len, size_t he
 }
 
 void hook_reftx_vote(struct gitaly *g, const struct hook_payload *p, enum hook_reftx_state state,
-		     const char *changes, size_t len, tx_done_fn done, void *arg)
+		     const char *changes, size_t len, vote_done_fn done, void *arg)
 {
 	static const uint8_t none[20];
 	uint8_t hash[20];
 	struct hook_payload no_tx = { 0 };
 
 	if (state != HOOK_REFTX_PREPARED && state != HOOK_REFTX_COMMITTED) {
-		hook_payload_vote(g, &no_tx, TX_PHASE_UNKNOWN, none, done, arg);
+		hook_payload_vote(g, &no_tx, VOTE_PHASE_UNKNOWN, none, done, arg);
 		return;
 	}
 	if (hook_changes_force_deletions_only(changes, len, hook_payload_hexlen(p))) {
-		hook_payload_vote(g, &no_tx, TX_PHASE_UNKNOWN, none, done, arg);
+		hook_payload_vote(g, &no_tx, VOTE_PHASE_UNKNOWN, none, done, arg);
 		return;
 	}
 	gitaly_sha1(changes, len, hash);
-	hook_payload_vote(g, p, state == HOOK_REFTX_PREPARED ? TX_PHASE_PREPARED : TX_PHASE_COMMITTED,
+	hook_payload_vote(g, p, state == HOOK_REFTX_PREPARED ? VOTE_PHASE_PREPARED : VOTE_PHASE_COMMITTED,
 			  hash, done, arg);
 }
 

@@ -290,12 +290,12 @@ static void on_committed_vote(void *arg, enum grpc_code code, const char *msg)
 	start_hook(u, HOOK_KIND_POST_RECEIVE, u->op->repo, u->payload);
 }
 
-static void vote(struct op_update *u, enum tx_phase phase, tx_done_fn fn)
+static void vote(struct op_update *u, enum vote_phase phase, vote_done_fn fn)
 {
 	uint8_t hash[20];
 	gitaly_sha1(u->changes.buf, u->changes.len, hash);
 	u->vote_pending = 1;
-	gitaly_tx_vote(u->op->base.g, u->op->base.call, phase, hash, fn, u);
+	vote_cast(u->op->base.g, u->op->base.call, phase, hash, fn, u);
 }
 
 /* Decide what the update-ref process's state means now; called on output, exit and vote results. */
@@ -319,7 +319,7 @@ static void update_ref_progress(struct op_update *u)
 			break;
 		if (u->exit_status == 0 && strstr(u->out.buf, "commit: ok\n")) {
 			u->state = U_VOTE_COMMITTED;
-			vote(u, TX_PHASE_COMMITTED, on_committed_vote);
+			vote(u, VOTE_PHASE_COMMITTED, on_committed_vote);
 		} else {
 			fail_ref(u);
 		}
@@ -360,7 +360,7 @@ static void ur_stdout(struct git_cmd *cmd, const char *buf, size_t len)
 	if (u->state == U_WAIT_PREPARE && strstr(u->out.buf, "prepare: ok\n")) {
 		/* the reference is locked: vote as git's reference-transaction hook would */
 		u->state = U_VOTE_PREPARED;
-		vote(u, TX_PHASE_PREPARED, on_prepared_vote);
+		vote(u, VOTE_PHASE_PREPARED, on_prepared_vote);
 	}
 }
 

@@ -173,7 +173,7 @@ static void move_after(uv_work_t *w, int status)
 	struct reposvc_create *rc = w->data;
 	if (job_failed(rc))
 		return;
-	gitaly_tx_vote(rc->op->g, rc->op->call, TX_PHASE_COMMITTED, rc->vote, committed_voted, rc);
+	vote_cast(rc->op->g, rc->op->call, VOTE_PHASE_COMMITTED, rc->vote, committed_voted, rc);
 }
 
 static void prepared_voted(void *arg, enum grpc_code code, const char *msg)
@@ -274,7 +274,7 @@ static void hash_after(uv_work_t *w, int status)
 		create_fail(rc, GRPC_ALREADY_EXISTS, "repository exists already");
 		return;
 	}
-	gitaly_tx_vote(rc->op->g, rc->op->call, TX_PHASE_PREPARED, rc->vote, prepared_voted, rc);
+	vote_cast(rc->op->g, rc->op->call, VOTE_PHASE_PREPARED, rc->vote, prepared_voted, rc);
 }
 
 void reposvc_create_seeded(struct reposvc_create *rc, enum grpc_code code, const char *msg)

@@ -170,7 +170,7 @@ static void prepared_voted(void *arg, enum grpc_code code, const char *msg)
 		install_end(h, GRPC_INTERNAL, m.buf);
 		goto out;
 	}
-	gitaly_tx_vote(h->op->g, h->op->call, TX_PHASE_COMMITTED, h->vote, committed_voted, h);
+	vote_cast(h->op->g, h->op->call, VOTE_PHASE_COMMITTED, h->vote, committed_voted, h);
 out:
 	strbuf_release(&from);
 	strbuf_release(&to);
@@ -214,7 +214,7 @@ int reposvc_hooks_install(struct gitaly_call *op, const char *repo_path, const c
 		goto fail;
 	}
 	strbuf_release(&p);
-	gitaly_tx_vote(op->g, op->call, TX_PHASE_PREPARED, h->vote, prepared_voted, h);
+	vote_cast(op->g, op->call, VOTE_PHASE_PREPARED, h->vote, prepared_voted, h);
 	return 0;
 fail:
 	unlink(h->lock);

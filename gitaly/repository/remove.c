@@ -57,7 +57,7 @@ static void remove_staged(uv_work_t *w)
 		log_msgf(LOG_ERROR, "failed removing repository from temporary directory \"%s\"", r->staged);
 }
 
-static void vote_text(const char *step, const char *rel, uint8_t out[20])
+static void removal_vote_hash(const char *step, const char *rel, uint8_t out[20])
 {
 	struct strbuf sb = STRBUF_INIT;
 	strbuf_addf(&sb, "%s %s", step, rel);
@@ -124,8 +124,8 @@ static void pre_remove_voted(void *arg, enum grpc_code code, const char *msg)
 		fs_fsync_dir(parent.buf);
 		strbuf_release(&parent);
 	}
-	vote_text("post-remove", r->rel, vote);
-	gitaly_tx_vote(r->op.g, r->op.call, TX_PHASE_COMMITTED, vote, post_remove_voted, r);
+	removal_vote_hash("post-remove", r->rel, vote);
+	vote_cast(r->op.g, r->op.call, VOTE_PHASE_COMMITTED, vote, post_remove_voted, r);
 out:
 	strbuf_release(&tmp);
 	strbuf_release(&dest);
@@ -190,8 +190,8 @@ void reposvc_remove_repository(struct grpc_call *call, const uint8_t *buf, size_
 	r->code = GRPC_OK;
 	strbuf_init(&r->msg, 0);
 	gitaly_call_watch(&r->op);
-	vote_text("pre-remove", r->rel, vote);
-	gitaly_tx_vote(g, call, TX_PHASE_PREPARED, vote, pre_remove_voted, r);
+	removal_vote_hash("pre-remove", r->rel, vote);
+	vote_cast(g, call, VOTE_PHASE_PREPARED, vote, pre_remove_voted, r);
 out:
 	strbuf_release(&path);
 	strbuf_release(&msg);

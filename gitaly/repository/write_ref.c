@@ -69,7 +69,7 @@ static void pre_voted(void *arg, enum grpc_code code, const char *msg)
 		reposvc_fsync_hierarchy(m.buf, m.buf);
 	}
 	strbuf_reset(&m);
-	gitaly_tx_vote(w->op->g, w->op->call, TX_PHASE_COMMITTED, w->vote, post_voted, w);
+	vote_cast(w->op->g, w->op->call, VOTE_PHASE_COMMITTED, w->vote, post_voted, w);
 out:
 	strbuf_release(&m);
 }
@@ -117,7 +117,7 @@ int reposvc_write_locked(struct gitaly_call *op, const char *path, const void *d
 	w->lock = strbuf_detach(&lock, NULL);
 	w->done = done;
 	gitaly_sha1(data, len, w->vote);
-	gitaly_tx_vote(op->g, op->call, TX_PHASE_PREPARED, w->vote, pre_voted, w);
+	vote_cast(op->g, op->call, VOTE_PHASE_PREPARED, w->vote, pre_voted, w);
 	return 0;
 }
 

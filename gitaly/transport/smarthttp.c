@@ -105,7 +105,7 @@ static void on_final_vote(void *arg, enum grpc_code code, const char *msg)
 {
 	struct post_receive *r = arg;
 	if (r->base.call)
-		gitaly_tx_finish_push(r->base.call, code, msg);
+		vote_finish_push(r->base.call, code, msg);
 	gitaly_call_drop(&r->base);
 }
 
@@ -123,7 +123,7 @@ static void post_receive_exit(struct gitaly_pipe *p, struct grpc_call *call, int
 		return;
 	}
 	gitaly_call_hold(&r->base);
-	gitaly_tx_vote_push_end(r->base.g, call, on_final_vote, r);
+	vote_push_end(r->base.g, call, on_final_vote, r);
 }
 
 static void post_receive_first(struct grpc_call *call, const uint8_t *buf, size_t len)

@@ -177,7 +177,7 @@ static void on_final_vote(void *arg, enum grpc_code code, const char *msg)
 {
 	struct ssh_rpc *r = arg;
 	if (r->base.call)
-		gitaly_tx_finish_push(r->base.call, code, msg);
+		vote_finish_push(r->base.call, code, msg);
 	gitaly_call_drop(&r->base);
 }
 
@@ -205,7 +205,7 @@ static void on_git_exit(struct gitaly_pipe *p, struct grpc_call *call, int statu
 			break;
 		case SSH_RECEIVE_PACK:
 			gitaly_call_hold(&r->base);
-			gitaly_tx_vote_push_end(r->base.g, call, on_final_vote, r);
+			vote_push_end(r->base.g, call, on_final_vote, r);
 			break;
 		}
 		return;
