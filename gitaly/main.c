@@ -325,16 +325,7 @@ int main(int argc, char **argv)
 	/* praefect dials with the backchannel handshake; plain clients still work */
 	g->bc = bc_server_new(g->server, 0);
 	grpc_server_add_health(g->server);
-	gitaly_register_server(g, g->server);
-	gitaly_register_repository(g, g->server);
-	gitaly_register_ssh(g, g->server);
-	gitaly_register_smarthttp(g, g->server);
-	gitaly_register_ref(g, g->server);
-	gitaly_register_commit(g, g->server);
-	gitaly_register_blob(g, g->server);
-	gitaly_register_operations(g, g->server);
-	gitaly_register_hook(g, g->server);
-	gitaly_register_objectpool(g, g->server);
+	gitaly_register_services(g, g->server);
 
 	if (g->cfg.socket_path && *g->cfg.socket_path) {
 		struct strbuf a = STRBUF_INIT;

@@ -26,6 +26,7 @@
 
 #include "core/config.h"
 #include "core/call.h"
+#include "core/methods.h"
 #include "base/strbuf.h"
 #include "base/strvec.h"
 #include "grpc/server.h"

@@ -178,7 +178,7 @@ void vote_cast_info(struct gitaly *g, const struct vote_info *tx, enum vote_phas
 	req.reference_updates_hash.data = (uint8_t *)hash;
 	req.reference_updates_hash.len = 20;
 	req.phase = (Gitaly__VoteTransactionRequest__Phase)phase;
-	send_to_praefect(g, tx, "/gitaly.RefTransaction/VoteTransaction", &req.base, v);
+	send_to_praefect(g, tx, gitaly_out[OUT_VOTE_TRANSACTION], &req.base, v);
 }
 
 void vote_stop_info(struct gitaly *g, const struct vote_info *tx, vote_done_fn done, void *arg)
@@ -187,7 +187,7 @@ void vote_stop_info(struct gitaly *g, const struct vote_info *tx, vote_done_fn d
 	Gitaly__StopTransactionRequest req = GITALY__STOP_TRANSACTION_REQUEST__INIT;
 	v->stop = 1;
 	req.transaction_id = tx->id;
-	send_to_praefect(g, tx, "/gitaly.RefTransaction/StopTransaction", &req.base, v);
+	send_to_praefect(g, tx, gitaly_out[OUT_STOP_TRANSACTION], &req.base, v);
 }
 
 void vote_cast(struct gitaly *g, struct grpc_call *call, enum vote_phase phase,

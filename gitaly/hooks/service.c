@@ -345,8 +345,8 @@ static void update_hook(struct grpc_call *call, const uint8_t *req, size_t len, 
 
 void gitaly_register_hook(struct gitaly *g, struct grpc_server *s)
 {
-	grpc_server_add_method(s, "/gitaly.HookService/PreReceiveHook", start_pre_receive, g);
-	grpc_server_add_method(s, "/gitaly.HookService/PostReceiveHook", start_post_receive, g);
-	grpc_server_add_method(s, "/gitaly.HookService/ReferenceTransactionHook", start_reference_transaction, g);
-	grpc_server_add_unary(s, "/gitaly.HookService/UpdateHook", update_hook, g);
+	gitaly_add_method(s, "/gitaly.HookService/PreReceiveHook", start_pre_receive, g);
+	gitaly_add_method(s, "/gitaly.HookService/PostReceiveHook", start_post_receive, g);
+	gitaly_add_method(s, "/gitaly.HookService/ReferenceTransactionHook", start_reference_transaction, g);
+	gitaly_add_unary(s, "/gitaly.HookService/UpdateHook", update_hook, g);
 }

@@ -966,5 +966,5 @@ static void user_commit_files(struct grpc_call *call, void *data)
 
 void op_register_commit_files(struct gitaly *g, struct grpc_server *s)
 {
-	grpc_server_add_method(s, "/gitaly.OperationService/UserCommitFiles", user_commit_files, g);
+	gitaly_add_method(s, "/gitaly.OperationService/UserCommitFiles", user_commit_files, g);
 }

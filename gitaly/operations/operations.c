@@ -645,9 +645,9 @@ static void user_create_tag(struct grpc_call *call, const uint8_t *buf, size_t l
 
 void gitaly_register_operations(struct gitaly *g, struct grpc_server *s)
 {
-	grpc_server_add_unary(s, "/gitaly.OperationService/UserCreateBranch", user_create_branch, g);
-	grpc_server_add_unary(s, "/gitaly.OperationService/UserDeleteBranch", user_delete_branch, g);
-	grpc_server_add_unary(s, "/gitaly.OperationService/UserCreateTag", user_create_tag, g);
-	grpc_server_add_unary(s, "/gitaly.OperationService/UserDeleteTag", user_delete_tag, g);
+	gitaly_add_unary(s, "/gitaly.OperationService/UserCreateBranch", user_create_branch, g);
+	gitaly_add_unary(s, "/gitaly.OperationService/UserDeleteBranch", user_delete_branch, g);
+	gitaly_add_unary(s, "/gitaly.OperationService/UserCreateTag", user_create_tag, g);
+	gitaly_add_unary(s, "/gitaly.OperationService/UserDeleteTag", user_delete_tag, g);
 	op_register_commit_files(g, s);
 }

@@ -322,6 +322,6 @@ static void get_blobs(struct grpc_call *call, const uint8_t *buf, size_t len, vo
 
 void gitaly_register_blob(struct gitaly *g, struct grpc_server *s)
 {
-	grpc_server_add_unary(s, "/gitaly.BlobService/GetBlob", get_blob, g);
-	grpc_server_add_unary(s, "/gitaly.BlobService/GetBlobs", get_blobs, g);
+	gitaly_add_unary(s, "/gitaly.BlobService/GetBlob", get_blob, g);
+	gitaly_add_unary(s, "/gitaly.BlobService/GetBlobs", get_blobs, g);
 }

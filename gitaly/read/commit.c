@@ -362,8 +362,8 @@ out:
 
 void gitaly_register_commit(struct gitaly *g, struct grpc_server *s)
 {
-	grpc_server_add_unary(s, "/gitaly.CommitService/FindCommit", find_commit, g);
-	grpc_server_add_unary(s, "/gitaly.CommitService/ListCommits", list_commits, g);
-	grpc_server_add_unary(s, "/gitaly.CommitService/CommitIsAncestor", commit_is_ancestor, g);
+	gitaly_add_unary(s, "/gitaly.CommitService/FindCommit", find_commit, g);
+	gitaly_add_unary(s, "/gitaly.CommitService/ListCommits", list_commits, g);
+	gitaly_add_unary(s, "/gitaly.CommitService/CommitIsAncestor", commit_is_ancestor, g);
 	gitaly_register_commit_tree(g, s);
 }

@@ -505,12 +505,12 @@ static void list_refs(struct grpc_call *call, const uint8_t *buf, size_t len, vo
 /* --- tags --- */
 void gitaly_register_ref(struct gitaly *g, struct grpc_server *s)
 {
-	grpc_server_add_unary(s, "/gitaly.RefService/FindDefaultBranchName", find_default_branch_name, g);
-	grpc_server_add_unary(s, "/gitaly.RefService/RefExists", ref_exists, g);
-	grpc_server_add_unary(s, "/gitaly.RefService/FindLocalBranches", ref_find_local_branches, g);
-	grpc_server_add_unary(s, "/gitaly.RefService/FindAllBranches", ref_find_all_branches, g);
-	grpc_server_add_unary(s, "/gitaly.RefService/FindBranch", ref_find_branch, g);
-	grpc_server_add_unary(s, "/gitaly.RefService/ListRefs", list_refs, g);
-	grpc_server_add_unary(s, "/gitaly.RefService/FindTag", ref_find_tag, g);
-	grpc_server_add_unary(s, "/gitaly.RefService/FindAllTags", ref_find_all_tags, g);
+	gitaly_add_unary(s, "/gitaly.RefService/FindDefaultBranchName", find_default_branch_name, g);
+	gitaly_add_unary(s, "/gitaly.RefService/RefExists", ref_exists, g);
+	gitaly_add_unary(s, "/gitaly.RefService/FindLocalBranches", ref_find_local_branches, g);
+	gitaly_add_unary(s, "/gitaly.RefService/FindAllBranches", ref_find_all_branches, g);
+	gitaly_add_unary(s, "/gitaly.RefService/FindBranch", ref_find_branch, g);
+	gitaly_add_unary(s, "/gitaly.RefService/ListRefs", list_refs, g);
+	gitaly_add_unary(s, "/gitaly.RefService/FindTag", ref_find_tag, g);
+	gitaly_add_unary(s, "/gitaly.RefService/FindAllTags", ref_find_all_tags, g);
 }

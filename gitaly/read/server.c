@@ -119,6 +119,6 @@ static void disk_statistics(struct grpc_call *call, const uint8_t *req, size_t l
 
 void gitaly_register_server(struct gitaly *g, struct grpc_server *s)
 {
-	grpc_server_add_unary(s, "/gitaly.ServerService/ServerInfo", server_info, g);
-	grpc_server_add_unary(s, "/gitaly.ServerService/DiskStatistics", disk_statistics, g);
+	gitaly_add_unary(s, "/gitaly.ServerService/ServerInfo", server_info, g);
+	gitaly_add_unary(s, "/gitaly.ServerService/DiskStatistics", disk_statistics, g);
 }

@@ -747,6 +747,6 @@ static void get_tree_entries(struct grpc_call *call, const uint8_t *buf, size_t 
 
 void gitaly_register_commit_tree(struct gitaly *g, struct grpc_server *s)
 {
-	grpc_server_add_unary(s, "/gitaly.CommitService/TreeEntry", tree_entry, g);
-	grpc_server_add_unary(s, "/gitaly.CommitService/GetTreeEntries", get_tree_entries, g);
+	gitaly_add_unary(s, "/gitaly.CommitService/TreeEntry", tree_entry, g);
+	gitaly_add_unary(s, "/gitaly.CommitService/GetTreeEntries", get_tree_entries, g);
 }

@@ -146,5 +146,5 @@ out:
 
 void gitaly_register_objectpool(struct gitaly *g, struct grpc_server *s)
 {
-	grpc_server_add_unary(s, "/gitaly.ObjectPoolService/GetObjectPool", get_object_pool, g);
+	gitaly_add_unary(s, "/gitaly.ObjectPoolService/GetObjectPool", get_object_pool, g);
 }

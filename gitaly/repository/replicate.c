@@ -144,7 +144,7 @@ static void sync_hooks(struct repl *r)
 	r->hooks_tmp = strbuf_detach(&tmp, NULL);
 	argv[4] = r->hooks_tmp;
 	req.repository = r->req->source;
-	if (repl_feed_start(r, "/gitaly.RepositoryService/GetCustomHooks", &req, 1, argv, hooks_fed) < 0)
+	if (repl_feed_start(r, gitaly_out[OUT_GET_CUSTOM_HOOKS], &req, 1, argv, hooks_fed) < 0)
 		repl_fail(r, GRPC_INTERNAL, "replicating repository: synchronizing custom hooks: %s", r->call_msg.buf);
 }
 
@@ -266,7 +266,7 @@ static void fetch_done(void *arg, int status, struct strbuf *out, struct strbuf 
 	}
 	req.repository = r->req->source;
 	req.head_only = 1;
-	if (repl_call_start(r, "/gitaly.RefService/FindDefaultBranchName", &req, 1, repl_collect_message, remote_head_done) < 0)
+	if (repl_call_start(r, gitaly_out[OUT_FIND_DEFAULT_BRANCH_NAME], &req, 1, repl_collect_message, remote_head_done) < 0)
 		repl_fail(r, GRPC_INTERNAL, "replicating repository: synchronizing references: %s", r->call_msg.buf);
 }
 
@@ -376,7 +376,7 @@ static void after_attributes(struct repl *r)
 		return;
 	}
 	req.repository = r->req->source;
-	if (repl_call_start(r, "/gitaly.ObjectPoolService/GetObjectPool", &req, 1, repl_collect_message, pool_done) < 0)
+	if (repl_call_start(r, gitaly_out[OUT_GET_OBJECT_POOL], &req, 1, repl_collect_message, pool_done) < 0)
 		repl_fail(r, GRPC_INTERNAL, "replicating repository: synchronizing object pools: %s", r->call_msg.buf);
 }
 
@@ -428,7 +428,7 @@ static void config_written(struct gitaly_call *op, enum grpc_code code, const ch
 		return;
 	}
 	req.repository = r->req->source;
-	if (repl_call_start(r, "/gitaly.RepositoryService/GetInfoAttributes", &req, 1, repl_collect_field1, attributes_done) < 0)
+	if (repl_call_start(r, gitaly_out[OUT_GET_INFO_ATTRIBUTES], &req, 1, repl_collect_field1, attributes_done) < 0)
 		repl_fail(r, GRPC_INTERNAL, "replicating repository: synchronizing gitattributes: %s", r->call_msg.buf);
 }
 
@@ -468,7 +468,7 @@ static void exists_done(struct repl *r)
 		return;
 	}
 	req.repository = r->req->source;
-	if (repl_call_start(r, "/gitaly.RepositoryService/GetConfig", &req, 1, repl_collect_field1, config_done) < 0)
+	if (repl_call_start(r, gitaly_out[OUT_GET_CONFIG], &req, 1, repl_collect_field1, config_done) < 0)
 		repl_fail(r, GRPC_INTERNAL, "replicating repository: synchronizing gitconfig: %s", r->call_msg.buf);
 }
 
@@ -476,7 +476,7 @@ static void check_source(struct repl *r)
 {
 	Gitaly__RepositoryExistsRequest req = GITALY__REPOSITORY_EXISTS_REQUEST__INIT;
 	req.repository = r->req->source;
-	if (repl_call_start(r, "/gitaly.RepositoryService/RepositoryExists", &req, 0, repl_collect_message, exists_done) < 0)
+	if (repl_call_start(r, gitaly_out[OUT_REPOSITORY_EXISTS], &req, 0, repl_collect_message, exists_done) < 0)
 		repl_fail(r, GRPC_INTERNAL, "new client: %s", r->call_msg.buf);
 }
 
@@ -531,7 +531,7 @@ static void snapshot_seed(struct reposvc_create *rc, const char *tmp_path, const
 
 	r->rc = rc;
 	req.repository = r->req->source;
-	if (repl_feed_start(r, "/gitaly.RepositoryService/GetSnapshot", &req, 0, argv, snapshot_fed) < 0) {
+	if (repl_feed_start(r, gitaly_out[OUT_GET_SNAPSHOT], &req, 0, argv, snapshot_fed) < 0) {
 		strbuf_addf(&msg, "extracting snapshot: %s", r->call_msg.buf);
 		reposvc_create_seeded(rc, GRPC_INTERNAL, msg.buf);
 	}

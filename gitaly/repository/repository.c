@@ -543,7 +543,7 @@ void gitaly_register_repository(struct gitaly *g, struct grpc_server *s)
 	for (size_t i = 0; i < ARRAY_SIZE(methods); i++) {
 		struct strbuf path = STRBUF_INIT;
 		strbuf_addf(&path, "/gitaly.RepositoryService/%s", methods[i].method);
-		grpc_server_add_unary(s, path.buf, methods[i].fn, g);
+		gitaly_add_unary(s, path.buf, methods[i].fn, g);
 		strbuf_release(&path);
 	}
 }

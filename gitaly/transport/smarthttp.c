@@ -214,7 +214,7 @@ static void post_receive_pack(struct grpc_call *call, void *data)
 
 void gitaly_register_smarthttp(struct gitaly *g, struct grpc_server *s)
 {
-	grpc_server_add_unary(s, "/gitaly.SmartHTTPService/InfoRefsUploadPack", info_refs_upload_pack, g);
-	grpc_server_add_unary(s, "/gitaly.SmartHTTPService/InfoRefsReceivePack", info_refs_receive_pack, g);
-	grpc_server_add_method(s, "/gitaly.SmartHTTPService/PostReceivePack", post_receive_pack, g);
+	gitaly_add_unary(s, "/gitaly.SmartHTTPService/InfoRefsUploadPack", info_refs_upload_pack, g);
+	gitaly_add_unary(s, "/gitaly.SmartHTTPService/InfoRefsReceivePack", info_refs_receive_pack, g);
+	gitaly_add_method(s, "/gitaly.SmartHTTPService/PostReceivePack", post_receive_pack, g);
 }

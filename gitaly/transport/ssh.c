@@ -416,7 +416,7 @@ static void start_upload_archive(struct grpc_call *call, void *data) { start(cal
 
 void gitaly_register_ssh(struct gitaly *g, struct grpc_server *s)
 {
-	grpc_server_add_method(s, "/gitaly.SSHService/SSHUploadPack", start_upload_pack, g);
-	grpc_server_add_method(s, "/gitaly.SSHService/SSHReceivePack", start_receive_pack, g);
-	grpc_server_add_method(s, "/gitaly.SSHService/SSHUploadArchive", start_upload_archive, g);
+	gitaly_add_method(s, "/gitaly.SSHService/SSHUploadPack", start_upload_pack, g);
+	gitaly_add_method(s, "/gitaly.SSHService/SSHReceivePack", start_receive_pack, g);
+	gitaly_add_method(s, "/gitaly.SSHService/SSHUploadArchive", start_upload_archive, g);
 }
