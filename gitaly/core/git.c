@@ -155,24 +155,17 @@ static char *repository_json(const Gitaly__Repository *r)
 /* The transaction this call votes in, plus the backchannel the hook must vote over. */
 static json_t *transaction_json(struct gitaly *g, struct grpc_call *rpc)
 {
-	struct vote_info tx;
-	json_t *o;
-	if (!rpc || vote_info_from_call(g, rpc, &tx) < 0)
+	struct txid tx;
+	if (!rpc || vote_txid_from_call(g, rpc, &tx) < 0)
 		return NULL;
-	o = json_object();
-	if (tx.backchannel_id)
-		json_object_set_new(o, "backchannel_id", json_integer((json_int_t)tx.backchannel_id));
-	json_object_set_new(o, "id", json_integer((json_int_t)tx.id));
-	json_object_set_new(o, "node", json_string(tx.node));
-	json_object_set_new(o, "primary", json_boolean(tx.primary));
-	return o;
+	return txid_to_json(&tx);
 }
 
 static void add_hooks_env(struct gitaly *g, const struct git_call *c, struct strvec *env)
 {
 	json_t *p = json_object();
 	json_t *tx = transaction_json(g, c->rpc);
-	char *repo = repository_json(c->repo), *s;
+	char *repo = repository_json(c->repo);
 	struct strbuf b64 = STRBUF_INIT;
 
 	json_object_set_new(p, "requested_hooks", json_integer(c->hooks));
@@ -192,16 +185,12 @@ static void add_hooks_env(struct gitaly *g, const struct git_call *c, struct str
 		json_object_set_new(p, "user_details", json_null());
 	}
 	json_object_set_new(p, "repository", json_string(repo));
-	s = json_dumps(p, JSON_COMPACT);
 	/* standard, padded base64 as upstream writes it */
-	grpc_base64_encode(&b64, s, strlen(s));
-	while (b64.len % 4)
-		strbuf_addch(&b64, '=');
+	txid_envelope_encode(p, &b64);
 	strvec_pushf(env, "GITALY_HOOKS_PAYLOAD=%s", b64.buf);
 	if (g->cfg.log_dir)
 		strvec_pushf(env, "GITALY_LOG_DIR=%s", g->cfg.log_dir);
 	strbuf_release(&b64);
-	free(s);
 	free(repo);
 	json_decref(p);
 }

@@ -29,7 +29,7 @@ struct pending_vote {
 
 int vote_present(struct grpc_call *call)
 {
-	return call && grpc_metadata_value(grpc_call_metadata(call), "gitaly-reference-transaction") != NULL;
+	return call && grpc_metadata_value(grpc_call_metadata(call), TXID_METADATA_KEY) != NULL;
 }
 
 void gitaly_sha1(const void *data, size_t len, uint8_t out[20])
@@ -37,30 +37,17 @@ void gitaly_sha1(const void *data, size_t len, uint8_t out[20])
 	SHA1(data, len, out);
 }
 
-int vote_info_from_call(struct gitaly *g, struct grpc_call *call, struct vote_info *out)
+int vote_txid_from_call(struct gitaly *g, struct grpc_call *call, struct txid *out)
 {
-	const char *v = call ? grpc_metadata_value(grpc_call_metadata(call), "gitaly-reference-transaction") : NULL;
-	struct strbuf dec = STRBUF_INIT;
-	json_t *j;
-	const char *node;
-	int rc = -EINVAL;
+	const char *v = call ? grpc_metadata_value(grpc_call_metadata(call), TXID_METADATA_KEY) : NULL;
 
 	memset(out, 0, sizeof(*out));
 	if (!v)
 		return -ENOENT;
-	if (grpc_base64_decode(&dec, v, strlen(v)) == 0 && (j = json_loadb(dec.buf, dec.len, 0, NULL))) {
-		node = json_string_value(json_object_get(j, "node"));
-		if (json_is_integer(json_object_get(j, "id")) && node && strlen(node) < sizeof(out->node)) {
-			out->id = (uint64_t)json_integer_value(json_object_get(j, "id"));
-			memcpy(out->node, node, strlen(node) + 1);
-			out->primary = json_is_true(json_object_get(j, "primary"));
-			out->backchannel_id = bc_call_id(g->bc, call);
-			rc = 0;
-		}
-		json_decref(j);
-	}
-	strbuf_release(&dec);
-	return rc;
+	if (txid_decode(v, strlen(v), out) < 0)
+		return -EINVAL;
+	out->backchannel_id = bc_call_id(g->bc, call);
+	return 0;
 }
 
 /* --- completion, always from the loop --- */
@@ -141,7 +128,7 @@ static void on_vote_close(struct grpc_client_call *call, enum grpc_code code, co
 
 static const struct grpc_client_ops vote_ops = { .on_message = on_vote_message, .on_close = on_vote_close };
 
-static void send_to_praefect(struct gitaly *g, const struct vote_info *tx, const char *method,
+static void send_to_praefect(struct gitaly *g, const struct txid *tx, const char *method,
 			     const ProtobufCMessage *req, struct pending_vote *v)
 {
 	struct grpc_channel *ch = bc_channel(g->bc, tx->backchannel_id);
@@ -168,7 +155,7 @@ static void send_to_praefect(struct gitaly *g, const struct vote_info *tx, const
 	free(buf);
 }
 
-void vote_cast_info(struct gitaly *g, const struct vote_info *tx, enum vote_phase phase,
+void vote_cast_info(struct gitaly *g, const struct txid *tx, enum vote_phase phase,
 			 const uint8_t hash[20], vote_done_fn done, void *arg)
 {
 	struct pending_vote *v = pending(g, done, arg);
@@ -181,7 +168,7 @@ void vote_cast_info(struct gitaly *g, const struct vote_info *tx, enum vote_phas
 	send_to_praefect(g, tx, gitaly_out[OUT_VOTE_TRANSACTION], &req.base, v);
 }
 
-void vote_stop_info(struct gitaly *g, const struct vote_info *tx, vote_done_fn done, void *arg)
+void vote_stop_info(struct gitaly *g, const struct txid *tx, vote_done_fn done, void *arg)
 {
 	struct pending_vote *v = pending(g, done, arg);
 	Gitaly__StopTransactionRequest req = GITALY__STOP_TRANSACTION_REQUEST__INIT;
@@ -193,8 +180,8 @@ void vote_stop_info(struct gitaly *g, const struct vote_info *tx, vote_done_fn d
 void vote_cast(struct gitaly *g, struct grpc_call *call, enum vote_phase phase,
 		    const uint8_t hash[20], vote_done_fn done, void *arg)
 {
-	struct vote_info tx;
-	int rc = vote_info_from_call(g, call, &tx);
+	struct txid tx;
+	int rc = vote_txid_from_call(g, call, &tx);
 	if (rc == 0) {
 		vote_cast_info(g, &tx, phase, hash, done, arg);
 		return;

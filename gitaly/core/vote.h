@@ -14,6 +14,7 @@
 
 #include <stdint.h>
 #include "core/gitaly.h"
+#include "txid/txid.h"
 
 enum vote_phase {
 	VOTE_PHASE_UNKNOWN = 0,
@@ -24,25 +25,19 @@ enum vote_phase {
 
 typedef void (*vote_done_fn)(void *arg, enum grpc_code code, const char *msg);
 
-/* Who votes where: the transaction, this node's voter name, and the connection to praefect. */
-struct vote_info {
-	uint64_t id;
-	char node[256];
-	int primary;
-	uint64_t backchannel_id;   /* 0: the call did not arrive over a backchannel */
-};
+/* Who votes where: struct txid (lib/txid), the transaction and the connection to praefect. */
 
 /* 1 when the call carries transaction metadata. */
 int vote_present(struct grpc_call *call);
 /* The transaction of `call`: 0, -ENOENT when it has none, -EINVAL when the metadata is garbage. */
-int vote_info_from_call(struct gitaly *g, struct grpc_call *call, struct vote_info *out);
+int vote_txid_from_call(struct gitaly *g, struct grpc_call *call, struct txid *out);
 void vote_cast(struct gitaly *g, struct grpc_call *call, enum vote_phase phase,
 		    const uint8_t hash[20], vote_done_fn done, void *arg);
 /* Vote in an explicit transaction (hooks carry theirs in GITALY_HOOKS_PAYLOAD). */
-void vote_cast_info(struct gitaly *g, const struct vote_info *tx, enum vote_phase phase,
+void vote_cast_info(struct gitaly *g, const struct txid *tx, enum vote_phase phase,
 			 const uint8_t hash[20], vote_done_fn done, void *arg);
 /* Stop the transaction so that waiting voters give up (a primary-side hook refused). */
-void vote_stop_info(struct gitaly *g, const struct vote_info *tx, vote_done_fn done, void *arg);
+void vote_stop_info(struct gitaly *g, const struct txid *tx, vote_done_fn done, void *arg);
 /*
  * The vote every push (receive-pack) ends with, even when all its updates
  * were refused: COMMITTED on the zero hash. `done` then ends the call with

@@ -78,17 +78,12 @@ void hook_run_fail(struct hook_run *r, enum hook_fail kind, enum grpc_code code,
 	va_start(ap, fmt);
 	strbuf_vaddf(&r->res.msg, fmt, ap);
 	va_end(ap);
-	if (r->step < STEP_SYNC && r->have_payload && r->payload.has_tx && r->payload.tx_primary) {
+	if (r->step < STEP_SYNC && r->have_payload && r->payload.has_tx && r->payload.tx.primary) {
 		/* the secondaries wait on the synchronisation vote: tell them to give up */
-		struct vote_info tx;
-		memset(&tx, 0, sizeof(tx));
-		tx.id = r->payload.tx_id;
-		tx.primary = 1;
-		tx.backchannel_id = r->payload.tx_backchannel_id;
-		snprintf(tx.node, sizeof(tx.node), "%s", r->payload.tx_node ? r->payload.tx_node : "");
+		const struct txid *tx = &r->payload.tx;
 		log_msgf(LOG_WARN, "hook failed on the primary, stopping transaction %llu: %s",
-			 (unsigned long long)tx.id, r->res.msg.buf);
-		vote_stop_info(r->g, &tx, on_vote_stopped, NULL);
+			 (unsigned long long)tx->id, r->res.msg.buf);
+		vote_stop_info(r->g, tx, on_vote_stopped, NULL);
 	}
 	run_finish(r);
 }

@@ -32,9 +32,7 @@ struct hook_payload {
 	char *object_format;               /* "sha1" (default) or "sha256" */
 	char *runtime_dir, *internal_socket, *internal_socket_token;
 	int has_tx;                        /* "transaction" was an object */
-	uint64_t tx_id, tx_backchannel_id;
-	char *tx_node;
-	int tx_primary;
+	struct txid tx;                    /* lib/txid */
 	int has_user;                      /* "user_details" was an object */
 	char *username, *userid, *protocol, *remote_ip;
 	Gitaly__Repository *repo;          /* never NULL after a successful parse */

@@ -117,7 +117,6 @@ void hook_payload_release(struct hook_payload *p)
 	free(p->runtime_dir);
 	free(p->internal_socket);
 	free(p->internal_socket_token);
-	free(p->tx_node);
 	free(p->username);
 	free(p->userid);
 	free(p->protocol);
@@ -129,19 +128,18 @@ void hook_payload_release(struct hook_payload *p)
 
 int hook_payload_parse(const char *b64, size_t len, struct hook_payload *p, struct strbuf *err)
 {
-	struct strbuf dec = STRBUF_INIT;
-	json_error_t je;
+	struct strbuf why = STRBUF_INIT;
 	json_t *o = NULL, *v;
-	int rc = -1;
+	int rc = -1, dec;
 
 	memset(p, 0, sizeof(*p));
-	if (grpc_base64_decode(&dec, b64, len) < 0) {
+	dec = txid_envelope_decode(b64, len, &o, &why);
+	if (dec == -EINVAL) {
 		strbuf_addstr(err, "illegal base64 data in hooks payload");
 		goto out;
 	}
-	o = json_loadb(dec.buf, dec.len, 0, &je);
-	if (!o || !json_is_object(o)) {
-		strbuf_addf(err, "invalid hooks payload: %s", o ? "not an object" : je.text);
+	if (dec < 0) {
+		strbuf_addf(err, "invalid hooks payload: %s", why.buf);
 		goto out;
 	}
 	v = json_object_get(o, "requested_hooks");
@@ -153,14 +151,7 @@ int hook_payload_parse(const char *b64, size_t len, struct hook_payload *p, stru
 	p->internal_socket = json_str_dup(o, "internal_socket");
 	p->internal_socket_token = json_str_dup(o, "internal_socket_token");
 	v = json_object_get(o, "transaction");
-	if (json_is_object(v)) {
-		json_t *id = json_object_get(v, "id"), *bc = json_object_get(v, "backchannel_id");
-		p->has_tx = 1;
-		p->tx_id = json_is_integer(id) ? (uint64_t)json_integer_value(id) : 0;
-		p->tx_backchannel_id = json_is_integer(bc) ? (uint64_t)json_integer_value(bc) : 0;
-		p->tx_node = json_str_dup(v, "node");
-		p->tx_primary = json_is_true(json_object_get(v, "primary"));
-	}
+	p->has_tx = txid_from_json(v, &p->tx) == 0;
 	v = json_object_get(o, "user_details");
 	if (json_is_object(v)) {
 		p->has_user = 1;
@@ -175,7 +166,7 @@ int hook_payload_parse(const char *b64, size_t len, struct hook_payload *p, stru
 	rc = 0;
 out:
 	json_decref(o);
-	strbuf_release(&dec);
+	strbuf_release(&why);
 	if (rc < 0)
 		hook_payload_release(p);
 	return rc;
@@ -208,7 +199,7 @@ int hook_payload_from_env(const char *const *env, size_t nr, struct hook_payload
 
 int hook_payload_is_primary(const struct hook_payload *p)
 {
-	return !p->has_tx || p->tx_primary;
+	return !p->has_tx || p->tx.primary;
 }
 
 size_t hook_payload_hexlen(const struct hook_payload *p)
@@ -244,13 +235,7 @@ void hook_payload_vote(struct gitaly *g, const struct hook_payload *p, enum vote
 	struct deferred_vote *v;
 	if (p->has_tx) {
 		/* the vote goes to the praefect behind the payload's backchannel */
-		struct vote_info tx;
-		memset(&tx, 0, sizeof(tx));
-		tx.id = p->tx_id;
-		tx.primary = p->tx_primary;
-		tx.backchannel_id = p->tx_backchannel_id;
-		snprintf(tx.node, sizeof(tx.node), "%s", p->tx_node ? p->tx_node : "");
-		vote_cast_info(g, &tx, phase, hash, done, arg);
+		vote_cast_info(g, &p->tx, phase, hash, done, arg);
 		return;
 	}
 	v = xcalloc(1, sizeof(*v));
