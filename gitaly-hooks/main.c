@@ -1,4 +1,4 @@
-/* gitaly-hooks: the hook git runs; it forwards the hook to the node's HookService (spec §3.1). */
+/* gitaly-hooks: the hook git runs; it forwards the hook to the node's HookService; see docs/technical/hooks.md. */
 #include "base/pb.h"
 #include "base/strbuf.h"
 #include "base/strvec.h"

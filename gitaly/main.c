@@ -186,7 +186,7 @@ static void setup_runtime_dir(struct gitaly *g)
 	}
 }
 
-/* <storage>/.gitaly-metadata with a filesystem id, written once (spec §7.3). */
+/* <storage>/.gitaly-metadata with a filesystem id, written once (docs/technical/gitaly-node.md, "Storage layout"). */
 static void write_storage_metadata(const struct gitaly_storage *s)
 {
 	struct strbuf path = STRBUF_INIT, json = STRBUF_INIT;

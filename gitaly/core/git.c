@@ -1,4 +1,5 @@
-/* Building git command lines and environments the way upstream does (spec §2.0, §3.1-3.2). */
+/* Building git command lines and environments the way upstream does
+ * (docs/technical/gitaly-node.md, "Git command lines"; the hooks payload: hooks.md). */
 #include "core/gitaly.h"
 #include "core/vote.h"
 #include "base/util.h"
@@ -84,7 +85,7 @@ static const struct subcmd_defaults subcmds[] = {
 	{ "clone", clone_cfg, 1, "fetch.fsck.", 0 },
 	{ "pack-objects", NULL, 1, NULL, 0 },
 	{ "repack", NULL, 1, NULL, 0 },
-	/* subcommands that take no --end-of-options (spec §2.0) */
+	/* subcommands that take no --end-of-options (docs/technical/gitaly-node.md, "Git command lines") */
 	{ "archive", NULL, 0, NULL, 1 }, { "blame", NULL, 0, NULL, 1 },
 	{ "check-attr", NULL, 0, NULL, 1 }, { "check-ref-format", NULL, 0, NULL, 1 },
 	{ "checkout", NULL, 0, NULL, 1 }, { "grep", NULL, 0, NULL, 1 },

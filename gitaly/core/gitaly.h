@@ -10,7 +10,8 @@
  *   - decode with msg_unpack(), which answers INVALID_ARGUMENT itself when the
  *     bytes do not decode;
  *   - resolve repositories with gitaly_locate() and return its code/message
- *     unchanged (validation codes propagate, see spec §2.0 and §8);
+ *     unchanged (validation codes propagate: docs/technical/gitaly-node.md,
+ *     "Repositories" and "Errors");
  *   - build git command lines with gitaly_git_spec() only (global and
  *     per-subcommand -c defaults, --end-of-options, safe environment), never
  *     through a shell;
@@ -65,7 +66,7 @@ int msg_reply(struct grpc_call *call, const void *msg);
 int msg_send_chunked(struct grpc_call *call, uint32_t field, const void *data, size_t len);
 #define MSG_CHUNK (128 * 1024)
 
-/* --- repositories (spec §2.0) --- */
+/* --- repositories (docs/technical/gitaly-node.md, "Repositories") --- */
 
 #define LOCATE_NO_EXIST_CHECK 0x1   /* creation RPCs: the repository need not exist yet */
 
@@ -84,10 +85,10 @@ enum grpc_code gitaly_storage(struct gitaly *g, const char *name, const struct g
 /* <storage>/+gitaly/tmp, created on demand. */
 int gitaly_tmp_dir(struct gitaly *g, const struct gitaly_storage *s, struct strbuf *out);
 
-/* Revision validation (spec §2.2): 0, or -1 with msg set. */
+/* Revision validation (docs/technical/gitaly-node.md, "Revisions"): 0, or -1 with msg set. */
 int gitaly_check_revision(const char *rev, size_t len, struct strbuf *msg);
 
-/* --- git command lines (spec §2.0 "Git invocation") --- */
+/* --- git command lines (docs/technical/gitaly-node.md, "Git command lines") --- */
 
 /* Hooks git may run (GITALY_HOOKS_PAYLOAD requested_hooks bits). */
 #define HOOK_REFERENCE_TRANSACTION 1

@@ -1,4 +1,5 @@
-/* Repository and storage resolution with upstream's validation rules (spec §2.0). */
+/* Repository and storage resolution with upstream's validation rules
+ * (docs/technical/gitaly-node.md, "Repositories"). */
 #include "core/gitaly.h"
 #include "base/util.h"
 

@@ -1,6 +1,6 @@
 /*
  * Casting transactional votes: to the praefect that sent the call, over the
- * backchannel of the connection the call arrived on (spec §3.6). Without a
+ * backchannel of the connection the call arrived on (docs/technical/transactions.md). Without a
  * transaction every vote passes.
  */
 #include "core/vote.h"

@@ -1,5 +1,5 @@
 /*
- * Transactional votes cast by handlers (spec §3.5-3.6). A call that carries
+ * Transactional votes cast by handlers (docs/technical/transactions.md). A call that carries
  * no "gitaly-reference-transaction" metadata has no transaction: every vote
  * succeeds at once. With a transaction, the vote goes to the praefect that
  * sent the call, over the backchannel of the connection the call arrived on.

@@ -252,7 +252,7 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userp)
 /*
  * Where to send requests. "http+unix://<escaped socket path>" talks HTTP over
  * a Unix socket with host "unix" and the relative URL root as prefix; http://
- * and https:// URLs are used as they are (spec §7.1, upstream's client).
+ * and https:// URLs are used as they are (as upstream's client does).
  */
 static int build_url(struct gitaly *g, const char *path, struct strbuf *url, struct strbuf *unix_path,
 		     struct strbuf *err)

@@ -1,4 +1,4 @@
-/* pre-receive, update and post-receive as one asynchronous hook run: GitLab calls, custom hooks, votes (spec §3.4). */
+/* pre-receive, update and post-receive as one asynchronous hook run: GitLab calls, custom hooks, votes; see docs/technical/hooks.md, "What a hook run does". */
 #include "hooks/run.h"
 #include "base/log.h"
 #include "base/util.h"

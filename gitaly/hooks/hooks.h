@@ -1,7 +1,7 @@
 /*
  * Hook logic shared by HookService (git runs gitaly-hooks, which calls us
  * back on the internal socket) and OperationService (which runs the same
- * logic in-process around its own reference updates). Spec §3.2-3.5.
+ * logic in-process around its own reference updates); see docs/technical/hooks.md.
  *
  * What a hook does depends on the node's role in the transaction described by
  * the GITALY_HOOKS_PAYLOAD it carries: the primary (or a node without a
@@ -25,7 +25,7 @@
 #include "core/gitaly.h"
 #include "core/vote.h"
 
-/* --- GITALY_HOOKS_PAYLOAD (spec §3.2) --- */
+/* --- GITALY_HOOKS_PAYLOAD (its transaction: lib/txid/txid.h) --- */
 
 struct hook_payload {
 	unsigned requested_hooks;          /* 0 in the JSON reads as "all hooks" */
@@ -125,7 +125,7 @@ void hook_run_cancel(struct hook_run *r);
 void hook_run_pause_output(struct hook_run *r);
 void hook_run_resume_output(struct hook_run *r);
 
-/* --- reference-transaction (spec §3.5) --- */
+/* --- reference-transaction (docs/technical/hooks.md, "reference-transaction") --- */
 
 enum hook_reftx_state { HOOK_REFTX_PREPARED = 0, HOOK_REFTX_COMMITTED = 1, HOOK_REFTX_ABORTED = 2 };
 

@@ -1,4 +1,4 @@
-/* HookService: the RPCs gitaly-hooks calls on the internal socket while git runs hooks (spec §3.3). */
+/* HookService: the RPCs gitaly-hooks calls on the internal socket while git runs hooks; see docs/technical/hooks.md. */
 #include "core/gitaly.h"
 #include "hooks/hooks.h"
 #include "base/pb.h"

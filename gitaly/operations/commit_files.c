@@ -1,4 +1,4 @@
-/* OperationService/UserCommitFiles: a commit built from file actions with git plumbing (spec §2.2). */
+/* OperationService/UserCommitFiles: a commit built from file actions with git plumbing. */
 #include "operations/operations.h"
 #include "operations/tree_node.h"
 #include "base/util.h"

@@ -237,7 +237,7 @@ int op_parse_batch(const struct strbuf *out, const char **oid, size_t *oidlen, c
 	return 0;
 }
 
-/* --- commits (spec §0.3) --- */
+/* --- commits (docs/technical/gitaly-node.md, "Commits and tags") --- */
 
 #define MAX_BODY 10240
 #define FALLBACK_SECONDS 9223371974719179007LL

@@ -1,4 +1,4 @@
-/* OperationService: UserCreateBranch, UserDeleteBranch, UserCreateTag, UserDeleteTag (spec §2.2). */
+/* OperationService: UserCreateBranch, UserDeleteBranch, UserCreateTag, UserDeleteTag. */
 #include "operations/operations.h"
 #include "base/util.h"
 

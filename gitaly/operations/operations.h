@@ -1,8 +1,8 @@
 /*
  * OperationService internals shared by the operations/ files: the per-call
  * context every RPC embeds, asynchronous git steps, rich error details, the
- * object quarantine, and "update a reference with hooks" (spec §2.2 write
- * RPCs), which runs pre-receive, update, reference-transaction votes and
+ * object quarantine, and "update a reference with hooks" (docs/technical/gitaly-node.md,
+ * "Write RPCs"), which runs pre-receive, update, reference-transaction votes and
  * post-receive in-process around `git update-ref`.
  *
  * Lifecycle (core/call.h): an RPC allocates its context with `struct op`
@@ -89,10 +89,10 @@ int op_check_expected_old(struct op *op, const char *oid);
 /* Split cat-file --batch output; 0 or -1. */
 int op_parse_batch(const struct strbuf *out, const char **oid, size_t *oidlen, const char **type,
 		   size_t *typelen, const char **data, size_t *len);
-/* A GitCommit from raw commit data (spec §0.3); free with protobuf_c_message_free_unpacked(). */
+/* A GitCommit from raw commit data (docs/technical/gitaly-node.md, "Commits and tags"); free with protobuf_c_message_free_unpacked(). */
 Gitaly__GitCommit *op_parse_commit(const char *oid, size_t oidlen, const char *data, size_t len);
 
-/* Create the object quarantine of spec §2.2 (op->qrepo, op->qdir); 0 or -1 with the call failed. */
+/* Create the object quarantine (docs/technical/gitaly-node.md, "Write RPCs"; op->qrepo, op->qdir); 0 or -1 with the call failed. */
 int op_quarantine(struct op *op);
 /* Move quarantined objects into the repository; 0 or -1 with `err` set. */
 int op_quarantine_migrate(struct op *op, struct strbuf *err);
@@ -140,7 +140,7 @@ struct op_update_result {
 typedef void (*op_update_fn)(struct op *op, const struct op_update_result *res);
 
 /*
- * Update `ref` from `old_oid` to `new_oid` the way spec §2.2 describes,
+ * Update `ref` from `old_oid` to `new_oid` as docs/technical/gitaly-node.md, "Write RPCs" describes,
  * moving quarantined objects into the repository once pre-receive passed.
  * `user` (gl_id, gl_username) goes into the hooks payload.
  */

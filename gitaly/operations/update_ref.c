@@ -1,4 +1,4 @@
-/* "Update a reference with hooks" for the User* RPCs (spec §2.2 common machinery), asynchronous. */
+/* "Update a reference with hooks" for the User* RPCs, asynchronous (docs/technical/gitaly-node.md, "Write RPCs"). */
 #include "operations/operations.h"
 #include "base/log.h"
 #include "base/util.h"

@@ -1,4 +1,4 @@
-/* BlobService reads: GetBlob and GetBlobs, streamed from cat-file with backpressure (spec §2.2). */
+/* BlobService reads: GetBlob and GetBlobs, streamed from cat-file with backpressure. */
 #include "read/read.h"
 #include "base/util.h"
 #include "blob.pb-c.h"
@@ -59,7 +59,7 @@ static void gb_done(void *arg, int status)
 {
 	struct get_blob *x = arg;
 	if (status == CATFILE_MISSING || (status == 0 && x->not_blob)) {
-		/* not found is one empty message, not an error (spec §9.10) */
+		/* not found is one empty message, not an error (docs/technical/gitaly-node.md, "Not found") */
 		Gitaly__GetBlobResponse empty = GITALY__GET_BLOB_RESPONSE__INIT;
 		rd_send(&x->rd, &empty);
 		rd_ok(&x->rd);

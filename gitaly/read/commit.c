@@ -1,4 +1,4 @@
-/* CommitService reads: FindCommit, ListCommits, CommitIsAncestor (spec §2.2); trees are in tree.c. */
+/* CommitService reads: FindCommit, ListCommits, CommitIsAncestor; trees are in tree.c. */
 #include "read/read.h"
 #include "base/util.h"
 #include "google/protobuf/timestamp.pb-c.h"
@@ -50,7 +50,7 @@ static void fc_read(void *arg, int status, const struct catfile_info *info, stru
 {
 	struct find_commit *x = arg;
 	if (status == CATFILE_MISSING) {
-		/* not found is an empty response, not an error (spec §9.10) */
+		/* not found is an empty response, not an error (docs/technical/gitaly-node.md, "Not found") */
 		Gitaly__FindCommitResponse resp = GITALY__FIND_COMMIT_RESPONSE__INIT;
 		rd_send(&x->rd, &resp);
 		rd_ok(&x->rd);

@@ -1,4 +1,5 @@
-/* Raw commit, tag and tree objects into Gitaly messages, field by field as upstream fills them (spec §0.3). */
+/* Raw commit, tag and tree objects into Gitaly messages, field by field as upstream fills them
+ * (docs/technical/gitaly-node.md, "Commits and tags"). */
 #include "read/read.h"
 #include "base/util.h"
 #include "google/protobuf/timestamp.pb-c.h"

@@ -2,7 +2,8 @@
  * Shared machinery of the read RPCs (RefService, CommitService, BlobService):
  * the node's cat-file process cache, a per-call context that owns every
  * asynchronous step of a read, a line reader for git listings with
- * backpressure, and parsers for commits, tags and trees (spec §0.3).
+ * backpressure, and parsers for commits, tags and trees (docs/technical/gitaly-node.md,
+ * "Commits and tags").
  *
  * A read handler embeds `struct rd` first in its own context:
  *
@@ -25,7 +26,7 @@
 #include "git/catfile.h"
 #include "commit.pb-c.h"
 
-/* Commit and tag messages beyond this are truncated in responses (spec §0.3). */
+/* Commit and tag messages beyond this are truncated in responses (docs/technical/gitaly-node.md, "Commits and tags"). */
 #define MAX_MESSAGE_SIZE 10240
 /* Upper bound for tree objects and listings held in memory by one call. */
 #define MAX_TREE_SIZE (256u * 1024 * 1024)
@@ -61,7 +62,7 @@ struct rd {
 };
 
 /*
- * Allocate a context of `size` bytes for `call`, validate `repo` (spec §2.0)
+ * Allocate a context of `size` bytes for `call`, validate `repo` (gitaly_locate())
  * and take over the call's callbacks. On a validation error the call is
  * finished with upstream's code and NULL returned; `req` is freed with the
  * context either way.

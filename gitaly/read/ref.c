@@ -1,5 +1,5 @@
 /*
- * RefService reads (spec §2.1.20, §2.2): FindDefaultBranchName, RefExists,
+ * RefService reads: FindDefaultBranchName, RefExists,
  * FindLocalBranches, FindAllBranches, FindBranch, ListRefs, FindTag,
  * FindAllTags. Listings stream from for-each-ref; commits and tags come from
  * the cached cat-file processes.

@@ -208,7 +208,7 @@ static void fb_listed(struct rd *rd, int status, struct strbuf *out, struct strb
 		return;
 	}
 	if (!out->len) {
-		/* no such branch: an empty response (spec §9.10) */
+		/* no such branch: an empty response (docs/technical/gitaly-node.md, "Not found") */
 		Gitaly__FindBranchResponse resp = GITALY__FIND_BRANCH_RESPONSE__INIT;
 		rd_send(rd, &resp);
 		rd_ok(rd);

@@ -1,4 +1,4 @@
-/* ServerService: ServerInfo and DiskStatistics (spec §2.1.2-2.1.3). */
+/* ServerService: ServerInfo and DiskStatistics. */
 #include "core/gitaly.h"
 #include "base/fs.h"
 #include "base/util.h"

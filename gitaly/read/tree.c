@@ -1,4 +1,4 @@
-/* CommitService tree reads: TreeEntry and GetTreeEntries (spec §2.2), and the tree entry finder. */
+/* CommitService tree reads: TreeEntry and GetTreeEntries, and the tree entry finder. */
 #include "read/read.h"
 #include "base/util.h"
 #include "errors.pb-c.h"

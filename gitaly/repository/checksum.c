@@ -1,7 +1,8 @@
 /*
- * CalculateChecksum (spec §4.2): XOR of SHA-1s of `git show-ref --head`
- * lines, with upstream's quirks (unanchored filter, leading zero bytes of the
- * result dropped), which replicas must agree on bit for bit.
+ * CalculateChecksum: XOR of SHA-1s of `git show-ref --head` lines, with
+ * upstream's quirks (unanchored filter, leading zero bytes of the result
+ * dropped), which replicas must agree on bit for bit; see
+ * docs/technical/gitaly-repository.md, "CalculateChecksum".
  */
 #include "repository/repository.h"
 #include "base/util.h"

@@ -1,4 +1,4 @@
-/* The repository creation routine every creator shares, and CreateRepository (spec §2.1.11). */
+/* The repository creation routine every creator shares, and CreateRepository; see docs/technical/gitaly-repository.md. */
 #include "repository/repository.h"
 #include "base/fs.h"
 #include "base/log.h"

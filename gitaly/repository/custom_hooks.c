@@ -1,7 +1,7 @@
 /*
- * Custom hooks: GetCustomHooks / BackupCustomHooks (spec §2.1.19), a tar of
+ * Custom hooks: GetCustomHooks / BackupCustomHooks, a tar of
  * <repo>/custom_hooks made by tar(1) as upstream does, and the transactional
- * replacement of that directory used by replication (spec §3.5, §4.1 step 10).
+ * replacement of that directory used by replication (the vote: docs/technical/gitaly-node.md, "Votes").
  */
 #include "repository/repository.h"
 #include "base/pb.h"

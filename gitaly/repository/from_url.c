@@ -1,4 +1,4 @@
-/* CreateRepositoryFromURL: the creation routine seeded by git clone (spec §2.1.22). */
+/* CreateRepositoryFromURL: the creation routine seeded by git clone. */
 #include "repository/repository.h"
 #include "base/fs.h"
 #include "base/log.h"

@@ -1,5 +1,5 @@
 /*
- * ObjectPoolService: GetObjectPool (spec §2.1.21). A repository belongs to a
+ * ObjectPoolService: GetObjectPool. A repository belongs to a
  * pool when the first line of objects/info/alternates leads to a valid
  * repository in the same storage whose path is a pool path (Rails
  * "@pools/xx/yy/<64 hex>.git" or praefect "@cluster/pools/xx/yy/<id>").

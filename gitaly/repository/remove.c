@@ -1,4 +1,4 @@
-/* RemoveRepository: locked, voted, staged removal (spec §2.1.13). */
+/* RemoveRepository: locked, voted, staged removal. */
 #include "repository/repository.h"
 #include "base/fs.h"
 #include "base/log.h"

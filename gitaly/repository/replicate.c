@@ -1,5 +1,5 @@
 /*
- * ReplicateRepository on the target node (spec §4.1): create the repository
+ * ReplicateRepository on the target node (docs/technical/gitaly-repository.md): create the repository
  * from the source's snapshot when it is missing or broken, then copy config,
  * info/attributes, refs and objects (git fetch through gitaly-ssh), the
  * default branch and custom hooks, each change voted on as upstream does.

@@ -1,7 +1,7 @@
 /*
  * RepositoryService: registration, the asynchronous-RPC plumbing shared by
  * the other repository/ files, and the small read-only RPCs (RepositoryExists, RepositorySize,
- * GetConfig, GetInfoAttributes; spec §2.1.12, §2.1.17-18, §2.2).
+ * GetConfig, GetInfoAttributes).
  */
 #include "repository/repository.h"
 #include "base/pb.h"
@@ -287,7 +287,7 @@ static void repository_exists(struct grpc_call *call, const uint8_t *buf, size_t
 	if (!req)
 		return;
 	code = gitaly_locate(g, req->repository, 0, &path, &msg);
-	/* absent or not a repository: a plain "no", not an error (spec §2.1.12) */
+	/* absent or not a repository: a plain "no", not an error, as upstream answers */
 	if (code == GRPC_OK || (code == GRPC_NOT_FOUND && !strncmp(msg.buf, "repository not found", 20)) ||
 	    (code == GRPC_FAILED_PRECONDITION && !strncmp(msg.buf, "repository not valid", 20))) {
 		resp.exists = code == GRPC_OK;

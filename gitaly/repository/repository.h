@@ -56,7 +56,7 @@ int reposvc_hash_file(EVP_MD_CTX *ctx, const char *path);
 /* The lower-case hex of 20 bytes into `out` (41 bytes). */
 void reposvc_hex(const uint8_t *in, size_t len, char *out);
 
-/* --- locked-file writes with votes (spec §3.5 "locked-file writes") --- */
+/* --- locked-file writes with votes (docs/technical/gitaly-node.md, "Votes") --- */
 
 /*
  * Replace `path` with `data`: take `<path>.lock` (O_EXCL), write and fsync
@@ -70,7 +70,7 @@ typedef void (*reposvc_written_fn)(struct gitaly_call *op, enum grpc_code code, 
 int reposvc_write_locked(struct gitaly_call *op, const char *path, const void *data, size_t len,
 		      mode_t mode, reposvc_written_fn done, struct strbuf *msg);
 
-/* --- creating a repository (spec §2.1.11), shared by every creator --- */
+/* --- creating a repository, shared by every creator (docs/technical/gitaly-repository.md) --- */
 
 struct reposvc_create;
 /*
@@ -110,7 +110,7 @@ void reposvc_create_cancel(struct reposvc_create *rc);
 /* --- custom hooks (custom_hooks.c) --- */
 
 /*
- * The custom_hooks vote of spec §3.5: a lexical walk of `dir` feeding each
+ * The custom_hooks vote (docs/technical/gitaly-node.md, "Votes"): a lexical walk of `dir` feeding each
  * entry's relative path ("." for the root), its Go FileMode (4 bytes, big
  * endian) and, for files, the contents. 0 or -errno.
  */

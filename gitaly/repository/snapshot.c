@@ -1,5 +1,5 @@
 /*
- * GetSnapshot (spec §2.1.16): a tar stream of the files that make up a
+ * GetSnapshot: a tar stream of the files that make up a
  * repository's refs and objects, written by us so the paths can be chosen
  * (alternate object directories are re-rooted under objects/). The tree is
  * walked lazily, one directory listing at a time, and file data is read only

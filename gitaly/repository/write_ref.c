@@ -1,5 +1,5 @@
 /*
- * Locked-file writes with votes (spec §3.5), and WriteRef (spec §2.2): HEAD
+ * Locked-file writes with votes (docs/technical/gitaly-node.md, "Votes"), and WriteRef: HEAD
  * through such a write, other refs through `git update-ref` whose
  * reference-transaction hook votes.
  */

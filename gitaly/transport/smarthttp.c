@@ -1,4 +1,4 @@
-/* SmartHTTPService: InfoRefsUploadPack, InfoRefsReceivePack and PostReceivePack (spec §2.1.7-2.1.10). */
+/* SmartHTTPService: InfoRefsUploadPack, InfoRefsReceivePack and PostReceivePack; see docs/technical/gitaly-transport.md. */
 #include "core/gitaly.h"
 #include "core/vote.h"
 #include "base/pb.h"

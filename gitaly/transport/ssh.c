@@ -1,4 +1,4 @@
-/* SSHService: SSHUploadPack, SSHReceivePack and SSHUploadArchive (spec §2.1.5-2.1.6). */
+/* SSHService: SSHUploadPack, SSHReceivePack and SSHUploadArchive; see docs/technical/gitaly-transport.md. */
 #include "core/gitaly.h"
 #include "core/vote.h"
 #include "base/pb.h"
