@@ -156,7 +156,7 @@ static void send_to_praefect(struct gitaly *g, const struct txid *tx, const char
 }
 
 void vote_cast_info(struct gitaly *g, const struct txid *tx, enum vote_phase phase,
-			 const uint8_t hash[20], vote_done_fn done, void *arg)
+		    const uint8_t hash[20], vote_done_fn done, void *arg)
 {
 	struct pending_vote *v = pending(g, done, arg);
 	Gitaly__VoteTransactionRequest req = GITALY__VOTE_TRANSACTION_REQUEST__INIT;
@@ -178,7 +178,7 @@ void vote_stop_info(struct gitaly *g, const struct txid *tx, vote_done_fn done, 
 }
 
 void vote_cast(struct gitaly *g, struct grpc_call *call, enum vote_phase phase,
-		    const uint8_t hash[20], vote_done_fn done, void *arg)
+	       const uint8_t hash[20], vote_done_fn done, void *arg)
 {
 	struct txid tx;
 	int rc = vote_txid_from_call(g, call, &tx);

@@ -32,10 +32,10 @@ int vote_present(struct grpc_call *call);
 /* The transaction of `call`: 0, -ENOENT when it has none, -EINVAL when the metadata is garbage. */
 int vote_txid_from_call(struct gitaly *g, struct grpc_call *call, struct txid *out);
 void vote_cast(struct gitaly *g, struct grpc_call *call, enum vote_phase phase,
-		    const uint8_t hash[20], vote_done_fn done, void *arg);
+	       const uint8_t hash[20], vote_done_fn done, void *arg);
 /* Vote in an explicit transaction (hooks carry theirs in GITALY_HOOKS_PAYLOAD). */
 void vote_cast_info(struct gitaly *g, const struct txid *tx, enum vote_phase phase,
-			 const uint8_t hash[20], vote_done_fn done, void *arg);
+		    const uint8_t hash[20], vote_done_fn done, void *arg);
 /* Stop the transaction so that waiting voters give up (a primary-side hook refused). */
 void vote_stop_info(struct gitaly *g, const struct txid *tx, vote_done_fn done, void *arg);
 /*

@@ -156,7 +156,7 @@ struct gitlab_req;
  * came (then `error` says why). `content_type` may be NULL.
  */
 typedef void (*gitlab_done_fn)(void *arg, long status, const char *content_type,
-			       const struct strbuf *body, const char *error);
+	      const struct strbuf *body, const char *error);
 
 /* 1 when "[gitlab] url" is set: access checks and reference counters are on. */
 int gitlab_configured(const struct gitaly *g);

@@ -98,7 +98,7 @@ enum tree_node_err tree_node_get(struct tree_node *root, const char *path, struc
 
 /* Add `e` at `path`, creating directories; an existing entry is replaced only as allowed. */
 enum tree_node_err tree_node_add(struct tree_node *root, const char *path, struct tree_node *e, int overwrite_file,
-			      int overwrite_dir)
+				 int overwrite_dir)
 {
 	enum tree_node_err err = check_creation_path(path);
 	struct tree_node *cur = root;

@@ -38,7 +38,7 @@ void tree_node_free(struct tree_node *n);
 void tree_node_append(struct tree_node *parent, struct tree_node *kid);
 enum tree_node_err tree_node_get(struct tree_node *root, const char *path, struct tree_node **out);
 enum tree_node_err tree_node_add(struct tree_node *root, const char *path, struct tree_node *e, int overwrite_file,
-			      int overwrite_dir);
+				 int overwrite_dir);
 enum tree_node_err tree_node_delete(struct tree_node *root, const char *path);
 enum tree_node_err tree_node_modify(struct tree_node *root, const char *path, struct tree_node **out);
 int tree_node_body(struct tree_node *t, struct strbuf *out);

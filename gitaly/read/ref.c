@@ -43,7 +43,7 @@ static void ref_writable(struct rd *rd)
 }
 
 struct ref_ctx *ref_start(struct gitaly *g, struct grpc_call *call, void *req,
-				 const Gitaly__Repository *repo, int kind)
+			  const Gitaly__Repository *repo, int kind)
 {
 	struct ref_ctx *x = (struct ref_ctx *)rd_start(g, call, sizeof(struct ref_ctx), req, repo);
 	if (!x)
@@ -69,7 +69,7 @@ int ref_check_bytes(struct ref_ctx *x, const ProtobufCBinaryData *b, const char 
 
 /* Run "git <subcmd> <flags> <arg>" on the repository, `cb` getting at most `max` bytes of stdout. */
 void ref_git(struct ref_ctx *x, const char *subcmd, const char *const *flags, const char *arg,
-		    size_t max, rd_capture_fn cb)
+	     size_t max, rd_capture_fn cb)
 {
 	const char *args[] = { arg, NULL };
 	struct git_call gc;
@@ -182,7 +182,7 @@ static void db_symref(struct rd *rd, int status, struct strbuf *out, struct strb
 }
 
 void ref_default_branch(struct ref_ctx *x, int head_only,
-			   void (*done)(struct ref_ctx *x, const char *name, size_t len))
+			void (*done)(struct ref_ctx *x, const char *name, size_t len))
 {
 	x->head_only = head_only;
 	x->defbranch_done = done;

@@ -39,12 +39,12 @@ struct ref_ctx {
 enum { REF_KIND_LOCAL_BRANCHES = 1, REF_KIND_ALL_BRANCHES, REF_KIND_ALL_TAGS, REF_KIND_LIST_REFS, REF_KIND_OTHER };
 
 struct ref_ctx *ref_start(struct gitaly *g, struct grpc_call *call, void *req,
-				 const Gitaly__Repository *repo, int kind);
+			  const Gitaly__Repository *repo, int kind);
 int ref_check_bytes(struct ref_ctx *x, const ProtobufCBinaryData *b, const char *what);
 void ref_git(struct ref_ctx *x, const char *subcmd, const char *const *flags, const char *arg,
-		    size_t max, rd_capture_fn cb);
+	     size_t max, rd_capture_fn cb);
 void ref_default_branch(struct ref_ctx *x, int head_only,
-			   void (*done)(struct ref_ctx *x, const char *name, size_t len));
+			void (*done)(struct ref_ctx *x, const char *name, size_t len));
 void ref_flush_batch(struct ref_ctx *x);
 void ref_push_batch(struct ref_ctx *x, void *item);
 int ref_past_token(struct ref_ctx *x, const char *name, size_t len);

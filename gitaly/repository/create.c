@@ -317,8 +317,8 @@ static void noop_work(uv_work_t *w) { }
 static void deferred_seed(uv_work_t *w, int status) { seed(w->data); }
 
 enum grpc_code reposvc_create_start(struct gitaly_call *op, const Gitaly__Repository *repo,
-				 const struct reposvc_create_opts *opts, struct reposvc_create **out,
-				 struct strbuf *msg)
+				    const struct reposvc_create_opts *opts, struct reposvc_create **out,
+				    struct strbuf *msg)
 {
 	struct gitaly *g = op->g;
 	const struct gitaly_storage *s;

@@ -178,7 +178,7 @@ out:
 }
 
 int reposvc_hooks_install(struct gitaly_call *op, const char *repo_path, const char *tmp_dir,
-		       reposvc_hooks_installed_fn done, struct strbuf *msg)
+			  reposvc_hooks_installed_fn done, struct strbuf *msg)
 {
 	struct hooks_install *h;
 	struct strbuf p = STRBUF_INIT;

@@ -66,6 +66,6 @@ void repl_collect_field1(struct repl *r, const uint8_t *msg, size_t len);
 void repl_collect_message(struct repl *r, const uint8_t *msg, size_t len);
 /* Stream `method` into tar with `argv`; `end` runs once both are over. */
 int repl_feed_start(struct repl *r, const char *method, const void *req, int forward,
-		     const char *const *argv, void (*end)(struct repl *r));
+		    const char *const *argv, void (*end)(struct repl *r));
 
 #endif

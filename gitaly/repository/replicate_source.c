@@ -216,7 +216,7 @@ static void fed_call_done(struct repl *r)
 
 /* Stream `method` into tar with `argv`; `end` runs once both are over. */
 int repl_feed_start(struct repl *r, const char *method, const void *req, int forward,
-		     const char *const *argv, void (*end)(struct repl *r))
+		    const char *const *argv, void (*end)(struct repl *r))
 {
 	strvec_clear(&r->tar_argv);
 	strvec_pushv(&r->tar_argv, argv);

@@ -68,7 +68,7 @@ void reposvc_hex(const uint8_t *in, size_t len, char *out);
  */
 typedef void (*reposvc_written_fn)(struct gitaly_call *op, enum grpc_code code, const char *msg);
 int reposvc_write_locked(struct gitaly_call *op, const char *path, const void *data, size_t len,
-		      mode_t mode, reposvc_written_fn done, struct strbuf *msg);
+			 mode_t mode, reposvc_written_fn done, struct strbuf *msg);
 
 /* --- creating a repository, shared by every creator (docs/technical/gitaly-repository.md) --- */
 
@@ -79,7 +79,7 @@ struct reposvc_create;
  * temporary repository (same storage, relative path under +gitaly/tmp).
  */
 typedef void (*reposvc_seed_fn)(struct reposvc_create *rc, const char *tmp_path,
-			     const Gitaly__Repository *tmp_repo);
+	      const Gitaly__Repository *tmp_repo);
 /* The creation ended; `rc` is freed when this returns. */
 typedef void (*reposvc_created_fn)(struct reposvc_create *rc, enum grpc_code code, const char *msg);
 
@@ -99,8 +99,8 @@ struct reposvc_create_opts {
  * to `done` carry no "creating repository" prefix: callers add their own.
  */
 enum grpc_code reposvc_create_start(struct gitaly_call *op, const Gitaly__Repository *repo,
-				 const struct reposvc_create_opts *opts, struct reposvc_create **out,
-				 struct strbuf *msg);
+				    const struct reposvc_create_opts *opts, struct reposvc_create **out,
+				    struct strbuf *msg);
 void reposvc_create_seeded(struct reposvc_create *rc, enum grpc_code code, const char *msg);
 void *reposvc_create_data(const struct reposvc_create *rc);
 struct gitaly_call *reposvc_create_op(const struct reposvc_create *rc);
@@ -126,7 +126,7 @@ int reposvc_hooks_vote_hash(const char *dir, uint8_t out[20]);
  */
 typedef void (*reposvc_hooks_installed_fn)(struct gitaly_call *op, enum grpc_code code, const char *msg);
 int reposvc_hooks_install(struct gitaly_call *op, const char *repo_path, const char *tmp_dir,
-		       reposvc_hooks_installed_fn done, struct strbuf *msg);
+			  reposvc_hooks_installed_fn done, struct strbuf *msg);
 
 /* --- handlers (registered by repository.c) --- */
 

@@ -75,7 +75,7 @@ out:
 }
 
 int reposvc_write_locked(struct gitaly_call *op, const char *path, const void *data, size_t len,
-		      mode_t mode, reposvc_written_fn done, struct strbuf *msg)
+			 mode_t mode, reposvc_written_fn done, struct strbuf *msg)
 {
 	struct strbuf lock = STRBUF_INIT;
 	struct locked_write *w;
