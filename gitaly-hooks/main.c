@@ -1,4 +1,4 @@
-/* gitaly-hooks: the hook git runs; it forwards the hook to the node's HookService (spec §3.1). */
+/* gitaly-hooks: the hook git runs; it forwards the hook to the node's HookService; see docs/technical/hooks.md. */
 #include "base/pb.h"
 #include "base/strbuf.h"
 #include "base/strvec.h"
@@ -7,6 +7,7 @@
 #include "grpc/client.h"
 #include "grpc/metadata.h"
 #include "hook.pb-c.h"
+#include "txid/txid.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -124,19 +125,20 @@ static char *repo_string(struct payload *p, json_t *o, const char *camel, const 
 
 static void parse_payload(const char *b64, struct payload *p)
 {
-	struct strbuf dec = STRBUF_INIT;
+	struct strbuf why = STRBUF_INIT;
 	json_error_t je;
 	json_t *v, *repo, *alts;
 	const char *s;
+	int rc;
 
 	memset(p, 0, sizeof(*p));
 	strvec_init(&p->repo_strings);
-	if (grpc_base64_decode(&dec, b64, strlen(b64)) < 0)
+	rc = txid_envelope_decode(b64, strlen(b64), &p->root, &why);
+	if (rc == -EINVAL)
 		fail("error when getting hooks payload: illegal base64 data");
-	p->root = json_loadb(dec.buf, dec.len, 0, &je);
-	strbuf_release(&dec);
-	if (!json_is_object(p->root))
-		fail("error when getting hooks payload: %s", p->root ? "not an object" : je.text);
+	if (rc < 0)
+		fail("error when getting hooks payload: %s", why.buf);
+	strbuf_release(&why);
 	v = json_object_get(p->root, "requested_hooks");
 	p->requested = json_is_integer(v) ? (unsigned)json_integer_value(v) : 0;
 	if (!p->requested)

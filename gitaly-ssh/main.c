@@ -1,4 +1,4 @@
-/* gitaly-ssh: lets git reach a gitaly's SSHService as if it were ssh. */
+/* gitaly-ssh: lets git reach a gitaly's SSHService as if it were ssh; see docs/technical/gitaly-transport.md, "gitaly-ssh". */
 #include "base/pb.h"
 #include "base/strbuf.h"
 #include "base/util.h"

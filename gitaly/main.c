@@ -1,5 +1,5 @@
 /* gitaly: the storage node. Parses flags and config, prepares the runtime directory, serves. */
-#include "gitaly.h"
+#include "core/gitaly.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "base/fs.h"
@@ -186,7 +186,7 @@ static void setup_runtime_dir(struct gitaly *g)
 	}
 }
 
-/* <storage>/.gitaly-metadata with a filesystem id, written once (spec §7.3). */
+/* <storage>/.gitaly-metadata with a filesystem id, written once (docs/technical/gitaly-node.md, "Storage layout"). */
 static void write_storage_metadata(const struct gitaly_storage *s)
 {
 	struct strbuf path = STRBUF_INIT, json = STRBUF_INIT;
@@ -325,16 +325,7 @@ int main(int argc, char **argv)
 	/* praefect dials with the backchannel handshake; plain clients still work */
 	g->bc = bc_server_new(g->server, 0);
 	grpc_server_add_health(g->server);
-	gitaly_register_server(g, g->server);
-	gitaly_register_repository(g, g->server);
-	gitaly_register_ssh(g, g->server);
-	gitaly_register_smarthttp(g, g->server);
-	gitaly_register_ref(g, g->server);
-	gitaly_register_commit(g, g->server);
-	gitaly_register_blob(g, g->server);
-	gitaly_register_operations(g, g->server);
-	gitaly_register_hook(g, g->server);
-	gitaly_register_objectpool(g, g->server);
+	gitaly_register_services(g, g->server);
 
 	if (g->cfg.socket_path && *g->cfg.socket_path) {
 		struct strbuf a = STRBUF_INIT;

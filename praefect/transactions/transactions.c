@@ -1,5 +1,6 @@
 /* The transaction engine and the RefTransaction service (docs/technical/transactions.md). */
 #include "transactions.h"
+#include "txid/txid.h"
 #include "base/hashmap.h"
 #include "base/util.h"
 #include "base/log.h"
@@ -448,15 +449,7 @@ void tx_register_service(struct tx_manager *m, struct grpc_server *s)
 
 void tx_metadata_value(uint64_t id, const char *node, int primary, struct strbuf *out)
 {
-	json_t *o = json_object();
-	char *s;
-	json_object_set_new(o, "id", json_integer((json_int_t)id));
-	json_object_set_new(o, "node", json_string(node));
-	json_object_set_new(o, "primary", json_boolean(primary));
-	s = json_dumps(o, JSON_COMPACT);
-	grpc_base64_encode(out, s, strlen(s));
-	while (out->len % 4)
-		strbuf_addch(out, '=');
-	free(s);
-	json_decref(o);
+	struct txid t = { .id = id, .primary = primary };
+	snprintf(t.node, sizeof(t.node), "%s", node);
+	txid_encode(&t, out);
 }

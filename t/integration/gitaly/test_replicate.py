@@ -1,4 +1,4 @@
-"""ReplicateRepository between two real gitaly nodes (spec §4.1): creation from a snapshot,
+"""ReplicateRepository between two real gitaly nodes (docs/technical/gitaly-repository.md): creation from a snapshot,
 then incremental updates of refs, objects, config, attributes, HEAD and custom hooks."""
 import base64
 import json
