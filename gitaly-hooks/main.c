@@ -7,6 +7,7 @@
 #include "grpc/client.h"
 #include "grpc/metadata.h"
 #include "hook.pb-c.h"
+#include "rpc/registry.h"
 #include "txid/txid.h"
 
 #include <errno.h>
@@ -365,6 +366,8 @@ int main(int argc, char **argv)
 			fail("pack-objects hook is not supported");
 		fail("subcommand name invalid: \"%s\"", name);
 	}
+	if (!rpc_lookup(hooks[idx].method, strlen(hooks[idx].method)))
+		fail("method \"%s\" is not in the RPC registry (proto/*.proto)", hooks[idx].method);
 	if (!b64)
 		fail("error when getting hooks payload: no hooks payload found in environment");
 	parse_payload(b64, &p);

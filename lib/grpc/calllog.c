@@ -13,7 +13,7 @@ void grpc_log_call(struct grpc_call *call, enum grpc_code code, uint64_t ns)
 	const char *slash = method[0] == '/' ? strchr(method + 1, '/') : NULL;
 	const char *corr = grpc_metadata_value(md, "x-gitlab-correlation-id");
 
-	if (!strcmp(method, "/grpc.health.v1.Health/Check"))
+	if (!strcmp(method, GRPC_HEALTH_CHECK))
 		return;
 	if (!log_begin(&e, code == GRPC_OK ? LOG_INFO : LOG_WARN, "finished call"))
 		return;

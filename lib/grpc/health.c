@@ -77,6 +77,6 @@ static void health_watch(struct grpc_call *call, void *data)
 
 void grpc_server_add_health(struct grpc_server *s)
 {
-	grpc_server_add_unary(s, "/grpc.health.v1.Health/Check", health_check, NULL);
-	grpc_server_add_method(s, "/grpc.health.v1.Health/Watch", health_watch, NULL);
+	grpc_server_add_unary(s, GRPC_HEALTH_CHECK, health_check, NULL);
+	grpc_server_add_method(s, GRPC_HEALTH_WATCH, health_watch, NULL);
 }

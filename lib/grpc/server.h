@@ -90,6 +90,9 @@ void grpc_server_set_hooks(struct grpc_server *s, const struct grpc_server_hooks
  */
 void grpc_log_call(struct grpc_call *call, enum grpc_code code, uint64_t duration_ns);
 /* Register grpc.health.v1.Health (Check and Watch), always SERVING. */
+/* The health service's methods (t/unit/test_rpc_registry.c checks them against the registry). */
+#define GRPC_HEALTH_CHECK "/grpc.health.v1.Health/Check"
+#define GRPC_HEALTH_WATCH "/grpc.health.v1.Health/Watch"
 void grpc_server_add_health(struct grpc_server *s);
 
 /*

@@ -1,5 +1,6 @@
 /* The transaction engine and the RefTransaction service (docs/technical/transactions.md). */
 #include "transactions.h"
+#include "praefect.h"
 #include "txid/txid.h"
 #include "base/hashmap.h"
 #include "base/util.h"
@@ -443,8 +444,8 @@ static void stop_rpc(struct grpc_call *call, const uint8_t *req, size_t len, voi
 
 void tx_register_service(struct tx_manager *m, struct grpc_server *s)
 {
-	grpc_server_add_unary(s, "/gitaly.RefTransaction/VoteTransaction", vote_rpc, m);
-	grpc_server_add_unary(s, "/gitaly.RefTransaction/StopTransaction", stop_rpc, m);
+	praefect_add_unary(s, "/gitaly.RefTransaction/VoteTransaction", vote_rpc, m);
+	praefect_add_unary(s, "/gitaly.RefTransaction/StopTransaction", stop_rpc, m);
 }
 
 void tx_metadata_value(uint64_t id, const char *node, int primary, struct strbuf *out)

@@ -11,6 +11,7 @@
 
 #include "base/strbuf.h"
 #include "rpc/registry.h"
+#include "grpc/server.h"
 
 #include "internal.pb-c.h"
 #include "objectpool.pb-c.h"
@@ -803,6 +804,18 @@ static void test_ambiguous(void **state)
 	strbuf_release(&out);
 }
 
+/* lib/grpc registers the health service itself, by these paths: the registry must know them. */
+static void test_health_paths_are_registered(void **state)
+{
+	const struct rpc_method *m = rpc_lookup(GRPC_HEALTH_CHECK, strlen(GRPC_HEALTH_CHECK));
+	assert_non_null(m);
+	assert_false(m->client_streaming);
+	assert_false(m->server_streaming);
+	m = rpc_lookup(GRPC_HEALTH_WATCH, strlen(GRPC_HEALTH_WATCH));
+	assert_non_null(m);
+	assert_true(m->server_streaming);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -820,6 +833,7 @@ int main(void)
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_merge),
 		cmocka_unit_test(test_ambiguous),
+		cmocka_unit_test(test_health_paths_are_registered),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
