@@ -456,6 +456,10 @@ def _connect_refused(addr):
         return False
     except (ConnectionRefusedError, FileNotFoundError):
         return True
+    except ConnectionResetError:
+        # the connection sat in the backlog of a listener closing just then:
+        # not an answer either way, so the caller asks again
+        return False
     finally:
         sk.close()
 
