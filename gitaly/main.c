@@ -217,7 +217,10 @@ static void write_storage_metadata(const struct gitaly_storage *s)
 	strbuf_release(&json);
 }
 
-/* --- call hooks: authentication and the request log --- */
+static struct gitaly gitaly;
+static struct gitaly_limits *limits; /* [[concurrency]] (core/limit.h) */
+
+/* --- call hooks: authentication, then the limiter's release and the request log --- */
 
 static enum grpc_code on_call_start(struct grpc_call *call, struct strbuf *msg, void *data)
 {
@@ -227,12 +230,11 @@ static enum grpc_code on_call_start(struct grpc_call *call, struct strbuf *msg, 
 
 static void on_call_end(struct grpc_call *call, enum grpc_code code, uint64_t ns, void *data)
 {
-	grpc_log_call(call, code, ns);
+	gitaly_limits_call_end(limits, call, code, ns);
 }
 
 /* --- signals --- */
 
-static struct gitaly gitaly;
 static uv_signal_t sig_term, sig_int;
 static struct upgrade *upgrade; /* SIGHUP upgrades, GITALY_PID_FILE (lib/upgrade) */
 
@@ -325,7 +327,8 @@ int main(int argc, char **argv)
 	/* praefect dials with the backchannel handshake; plain clients still work */
 	g->bc = bc_server_new(g->server, 0);
 	grpc_server_add_health(g->server);
-	gitaly_register_services(g, g->server);
+	limits = gitaly_limits_new(g->loop, &g->cfg);
+	gitaly_register_services(g, g->server, limits);
 
 	if (g->cfg.socket_path && *g->cfg.socket_path) {
 		struct strbuf a = STRBUF_INIT;
