@@ -1,8 +1,9 @@
-/* gitaly: the storage node. Parses flags and config, prepares the runtime directory, serves. */
+/* gitaly: the storage node. Parses the command line (lib/cli) and config, prepares the runtime directory, serves. */
 #include "core/gitaly.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "base/fs.h"
+#include "cli/cli.h"
 #include "grpc/auth.h"
 #include "git/catfile.h"
 #include "backchannel/backchannel.h"
@@ -263,31 +264,42 @@ static void on_upgrade_handover(void *arg)
 	catfile_cache_drain(gitaly.catfile);
 }
 
+/* --- the command line: `gitaly [serve] CONFIG`, `gitaly version | -version | --version` --- */
+
+static int cmd_serve(int argc, char **argv, void *ctx);
+static int cmd_version(int argc, char **argv, void *ctx);
+
+/* `data`: how many arguments follow the command's name */
+static const int no_args = 0, one_arg = 1;
+static const struct cli_command commands[] = {
+	{ "serve", cmd_serve, "run the storage node with config file CONFIG", &one_arg },
+	{ "version", cmd_version, "print the version", &no_args },
+};
+
 static void usage(void)
 {
-	fprintf(stderr, "usage: gitaly [serve] <config.toml>\n       gitaly --version\n");
+	struct strbuf sb = STRBUF_INIT;
+	cli_usage_line(&sb, "gitaly", "[serve] <config.toml>");
+	strbuf_addstr(&sb, "\n       gitaly --version\n");
+	fputs(sb.buf, stderr);
+	strbuf_release(&sb);
 	exit(2);
 }
 
-int main(int argc, char **argv)
+static int cmd_version(int argc, char **argv, void *ctx)
+{
+	printf("Gitaly, version %s\n", GITALY_VERSION);
+	return 0;
+}
+
+/* argv[0] is the config file. */
+static int cmd_serve(int argc, char **argv, void *ctx)
 {
 	struct gitaly *g = &gitaly;
 	struct strbuf err = STRBUF_INIT;
-	const char *config;
+	const char *config = argv[0];
 	char bound[256];
 	int rc;
-
-	if (argc == 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-version") ||
-			  !strcmp(argv[1], "version"))) {
-		printf("Gitaly, version %s\n", GITALY_VERSION);
-		return 0;
-	}
-	if (argc == 3 && !strcmp(argv[1], "serve"))
-		config = argv[2];
-	else if (argc == 2 && argv[1][0] != '-')
-		config = argv[1];
-	else
-		usage();
 
 	signal(SIGPIPE, SIG_IGN);
 	if (gitaly_config_load(&g->cfg, config, &err) < 0)
@@ -369,4 +381,34 @@ int main(int argc, char **argv)
 	fs_remove_tree(g->runtime_dir);
 	log_msgf(LOG_INFO, "Gitaly stopped");
 	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int version = 0, next, rc, nargs;
+	const struct cli_flag flags[] = {
+		{ .name = "version", .type = CLI_BOOL, .on = &version, .stop = 1, .help = "print the version" },
+	};
+	const struct cli_command *cmd;
+	struct strbuf err = STRBUF_INIT;
+
+	rc = cli_parse("gitaly", flags, ARRAY_SIZE(flags), CLI_STOP_AT_ARG, argc - 1, argv + 1, &next, &err);
+	strbuf_release(&err);
+	if (rc < 0)
+		usage();
+	if (next > 0) {
+		/* the flag alone and without "=value", as gitaly has always taken it */
+		if (!version || argc != 2 || strchr(argv[1], '='))
+			usage();
+		return cmd_version(0, NULL, NULL);
+	}
+	nargs = argc - 2;
+	cmd = nargs >= 0 ? cli_command_find(commands, ARRAY_SIZE(commands), argv[1]) : NULL;
+	if (cmd && *(const int *)cmd->data == nargs)
+		return cmd->run(nargs, argv + 2, NULL);
+	/* the default command: `gitaly CONFIG` (also `gitaly serve`, a config file named "serve") */
+	if (argc == 2 && argv[1][0] != '-')
+		return cmd_serve(1, argv + 1, NULL);
+	usage();
+	return 2;
 }
