@@ -377,6 +377,7 @@ static int cmd_serve(int argc, char **argv, void *ctx)
 	upgrade_free(upgrade);
 
 	grpc_server_free(g->server);
+	gitaly_limits_free(limits);
 	catfile_cache_free(g->catfile);
 	fs_remove_tree(g->runtime_dir);
 	log_msgf(LOG_INFO, "Gitaly stopped");

@@ -276,3 +276,41 @@ def test_upstream_limit_keys_are_accepted(tmp_path):
         assert c.ok()
     finally:
         node.stop()
+
+
+def test_a_unary_call_waits_before_its_handler_runs(limited, tmp_path):
+    """UserCreateBranch holds its slot while a custom pre-receive hook waits for a file."""
+    from helpers_hooks import write_custom_hook
+    node = limited(rpc="/gitaly.OperationService/UserCreateBranch", max_per_repo=1, max_queue_size=1)
+    started, release = tmp_path / "started", tmp_path / "release"
+    write_custom_hook(node.repo_path("a.git"), "pre-receive",
+                      "#!/bin/sh\ncat >/dev/null\necho x >> %s\n"
+                      "while [ ! -e %s ]; do sleep 0.02; done\n" % (started, release))
+    ops, shared = pb("operations"), pb("shared")
+    stub = node.stub("OperationService")
+    user = shared.User(gl_id="user-1", name=b"Jane", email=b"jane@example.com", gl_username="jane")
+
+    def create(branch):
+        return stub.UserCreateBranch.future(ops.UserCreateBranchRequest(
+            repository=node.repo("a.git"), branch_name=branch, start_point=b"main", user=user), timeout=20)
+
+    def hooks_run():
+        return len(open(started).read().split()) if started.exists() else 0
+
+    first = create(b"one")
+    deadline = time.time() + 10
+    while hooks_run() < 1 and time.time() < deadline:
+        time.sleep(0.02)
+    second = create(b"two")
+    time.sleep(0.5)
+    assert hooks_run() == 1, "the queued call must not have started"
+    third = create(b"three")
+    err = third.exception(timeout=5)
+    assert err is not None and err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert err.details() == "maximum queue size reached"
+    release.write_text("")
+    assert first.result(timeout=10).branch.name == b"one"
+    assert second.result(timeout=10).branch.name == b"two"
+    assert hooks_run() == 2
+    waited = [r for r in log_calls(node, "UserCreateBranch") if r.get("grpc.code") == "OK"]
+    assert max(r["acquire_ms"] for r in waited) >= 450
