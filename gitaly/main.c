@@ -1,4 +1,4 @@
-/* gitaly: the storage node. Parses the command line (lib/cli) and config, prepares the runtime directory, serves. */
+/* gitaly: the storage node. Command line (lib/cli), config, runtime directory, then serve. */
 #include "core/gitaly.h"
 #include "base/log.h"
 #include "base/util.h"
