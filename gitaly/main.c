@@ -1,8 +1,9 @@
-/* gitaly: the storage node. Parses flags and config, prepares the runtime directory, serves. */
+/* gitaly: the storage node. Command line (lib/cli), config, runtime directory, then serve. */
 #include "core/gitaly.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "base/fs.h"
+#include "cli/cli.h"
 #include "grpc/auth.h"
 #include "git/catfile.h"
 #include "backchannel/backchannel.h"
@@ -217,7 +218,10 @@ static void write_storage_metadata(const struct gitaly_storage *s)
 	strbuf_release(&json);
 }
 
-/* --- call hooks: authentication and the request log --- */
+static struct gitaly gitaly;
+static struct gitaly_limits *limits; /* [[concurrency]] (core/limit.h) */
+
+/* --- call hooks: authentication, then the limiter's release and the request log --- */
 
 static enum grpc_code on_call_start(struct grpc_call *call, struct strbuf *msg, void *data)
 {
@@ -227,12 +231,11 @@ static enum grpc_code on_call_start(struct grpc_call *call, struct strbuf *msg, 
 
 static void on_call_end(struct grpc_call *call, enum grpc_code code, uint64_t ns, void *data)
 {
-	grpc_log_call(call, code, ns);
+	gitaly_limits_call_end(limits, call, code, ns);
 }
 
 /* --- signals --- */
 
-static struct gitaly gitaly;
 static uv_signal_t sig_term, sig_int;
 static struct upgrade *upgrade; /* SIGHUP upgrades, GITALY_PID_FILE (lib/upgrade) */
 
@@ -261,31 +264,42 @@ static void on_upgrade_handover(void *arg)
 	catfile_cache_drain(gitaly.catfile);
 }
 
+/* --- the command line: `gitaly [serve] CONFIG`, `gitaly version | -version | --version` --- */
+
+static int cmd_serve(int argc, char **argv, void *ctx);
+static int cmd_version(int argc, char **argv, void *ctx);
+
+/* `data`: how many arguments follow the command's name */
+static const int no_args = 0, one_arg = 1;
+static const struct cli_command commands[] = {
+	{ "serve", cmd_serve, "run the storage node with config file CONFIG", &one_arg },
+	{ "version", cmd_version, "print the version", &no_args },
+};
+
 static void usage(void)
 {
-	fprintf(stderr, "usage: gitaly [serve] <config.toml>\n       gitaly --version\n");
+	struct strbuf sb = STRBUF_INIT;
+	cli_usage_line(&sb, "gitaly", "[serve] <config.toml>");
+	strbuf_addstr(&sb, "\n       gitaly --version\n");
+	fputs(sb.buf, stderr);
+	strbuf_release(&sb);
 	exit(2);
 }
 
-int main(int argc, char **argv)
+static int cmd_version(int argc, char **argv, void *ctx)
+{
+	printf("Gitaly, version %s\n", GITALY_VERSION);
+	return 0;
+}
+
+/* argv[0] is the config file. */
+static int cmd_serve(int argc, char **argv, void *ctx)
 {
 	struct gitaly *g = &gitaly;
 	struct strbuf err = STRBUF_INIT;
-	const char *config;
+	const char *config = argv[0];
 	char bound[256];
 	int rc;
-
-	if (argc == 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-version") ||
-			  !strcmp(argv[1], "version"))) {
-		printf("Gitaly, version %s\n", GITALY_VERSION);
-		return 0;
-	}
-	if (argc == 3 && !strcmp(argv[1], "serve"))
-		config = argv[2];
-	else if (argc == 2 && argv[1][0] != '-')
-		config = argv[1];
-	else
-		usage();
 
 	signal(SIGPIPE, SIG_IGN);
 	if (gitaly_config_load(&g->cfg, config, &err) < 0)
@@ -325,7 +339,8 @@ int main(int argc, char **argv)
 	/* praefect dials with the backchannel handshake; plain clients still work */
 	g->bc = bc_server_new(g->server, 0);
 	grpc_server_add_health(g->server);
-	gitaly_register_services(g, g->server);
+	limits = gitaly_limits_new(g->loop, &g->cfg);
+	gitaly_register_services(g, g->server, limits);
 
 	if (g->cfg.socket_path && *g->cfg.socket_path) {
 		struct strbuf a = STRBUF_INIT;
@@ -362,8 +377,39 @@ int main(int argc, char **argv)
 	upgrade_free(upgrade);
 
 	grpc_server_free(g->server);
+	gitaly_limits_free(limits);
 	catfile_cache_free(g->catfile);
 	fs_remove_tree(g->runtime_dir);
 	log_msgf(LOG_INFO, "Gitaly stopped");
 	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int version = 0, next, rc, nargs;
+	const struct cli_flag flags[] = {
+		{ .name = "version", .type = CLI_BOOL, .on = &version, .stop = 1, .help = "print the version" },
+	};
+	const struct cli_command *cmd;
+	struct strbuf err = STRBUF_INIT;
+
+	rc = cli_parse("gitaly", flags, ARRAY_SIZE(flags), CLI_STOP_AT_ARG, argc - 1, argv + 1, &next, &err);
+	strbuf_release(&err);
+	if (rc < 0)
+		usage();
+	if (next > 0) {
+		/* the flag alone and without "=value", as gitaly has always taken it */
+		if (!version || argc != 2 || strchr(argv[1], '='))
+			usage();
+		return cmd_version(0, NULL, NULL);
+	}
+	nargs = argc - 2;
+	cmd = nargs >= 0 ? cli_command_find(commands, ARRAY_SIZE(commands), argv[1]) : NULL;
+	if (cmd && *(const int *)cmd->data == nargs)
+		return cmd->run(nargs, argv + 2, NULL);
+	/* the default command: `gitaly CONFIG` (also `gitaly serve`, a config file named "serve") */
+	if (argc == 2 && argv[1][0] != '-')
+		return cmd_serve(1, argv + 1, NULL);
+	usage();
+	return 2;
 }

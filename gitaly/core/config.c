@@ -221,6 +221,163 @@ static void load_gitlab(struct cfg_reader *r, struct gitaly_config *cfg, struct 
 	free(secret_file);
 }
 
+/* Go's time.Duration.String() of `ns` nanoseconds: "1m0s", "1.5s", "500ms", "-2m0s". */
+static void go_duration_string(struct strbuf *sb, int64_t ns)
+{
+	uint64_t u = ns < 0 ? (uint64_t)0 - (uint64_t)ns : (uint64_t)ns;
+	const char *unit = "s";
+	uint64_t div = 1000000000u, whole, frac;
+	int digits = 9;
+
+	if (ns < 0)
+		strbuf_addch(sb, '-');
+	if (u == 0) {
+		strbuf_addstr(sb, "0s");
+		return;
+	}
+	if (u < 1000000000u) {
+		if (u < 1000u) {
+			strbuf_addf(sb, "%lluns", (unsigned long long)u);
+			return;
+		}
+		unit = u < 1000000u ? "\xc2\xb5s" : "ms";
+		div = u < 1000000u ? 1000u : 1000000u;
+		digits = u < 1000000u ? 3 : 6;
+	} else {
+		uint64_t h = u / 3600000000000u, m = u / 60000000000u % 60;
+		if (h)
+			strbuf_addf(sb, "%lluh", (unsigned long long)h);
+		if (h || m)
+			strbuf_addf(sb, "%llum", (unsigned long long)m);
+		u %= 60000000000u;
+	}
+	whole = u / div;
+	frac = u % div;
+	strbuf_addf(sb, "%llu", (unsigned long long)whole);
+	if (frac) {
+		char buf[16];
+		int n = snprintf(buf, sizeof(buf), "%0*llu", digits, (unsigned long long)frac);
+		while (n > 0 && buf[n - 1] == '0')
+			buf[--n] = '\0';
+		strbuf_addf(sb, ".%s", buf);
+	}
+	strbuf_addstr(sb, unit);
+}
+
+/*
+ * A duration that upstream requires to be >= 0. Go parses "-1m", so a minus
+ * sign gets upstream's range message rather than "expected a duration".
+ */
+static void limit_duration(struct cfg_reader *r, struct toml_table *t, const char *key, uint64_t *out_ms)
+{
+	struct toml_value *v = cfg_failed(r) || !t ? NULL : toml_get(t, key);
+	const char *s;
+	size_t len;
+	uint64_t ns;
+
+	if (v && toml_value_string(v, &s, &len) == 0 && s[0] == '-' && parse_go_duration(s + 1, &ns) == 0 &&
+	    ns) {
+		struct strbuf d = STRBUF_INIT;
+		go_duration_string(&d, -(int64_t)ns);
+		cfg_errorf(r, t, key, "not in range: %s is not greater than or equal to 0s", d.buf);
+		strbuf_release(&d);
+		return;
+	}
+	if (v && toml_value_string(v, &s, &len) == 0 && s[0] == '-' && parse_go_duration(s + 1, &ns) == 0) {
+		*out_ms = 0; /* "-0s" */
+		return;
+	}
+	cfg_duration(r, t, key, out_ms);
+}
+
+/* An integer with upstream's range check "not in range: -1 is not greater than or equal to 0". */
+static void limit_int(struct cfg_reader *r, struct toml_table *t, const char *key, int64_t min, int64_t *out)
+{
+	int64_t v = *out;
+	if (cfg_int(r, t, key, INT64_MIN, INT64_MAX, &v) < 0 || !toml_get(t, key))
+		return;
+	*out = v;
+	if (v < min)
+		cfg_errorf(r, t, key, "not in range: %lld is not greater than or equal to %lld", (long long)v,
+			   (long long)min);
+}
+
+/* Upstream's adaptive checks, in its order: min_limit > 0 (>= 0 for pack-objects), max >= initial >= min. */
+static void check_adaptive(struct cfg_reader *r, struct toml_table *t, int64_t initial, int64_t max, int64_t min,
+			   int min_positive)
+{
+	if (cfg_failed(r))
+		return;
+	if (min_positive && min <= 0)
+		cfg_errorf(r, t, "min_limit", "not in range: %lld is not greater than 0", (long long)min);
+	else if (!min_positive && min < 0)
+		cfg_errorf(r, t, "min_limit", "not in range: %lld is not greater than or equal to 0", (long long)min);
+	else if (max < initial)
+		cfg_errorf(r, t, "max_limit", "not in range: %lld is not greater than or equal to %lld", (long long)max,
+			   (long long)initial);
+	else if (initial < min)
+		cfg_errorf(r, t, "initial_limit", "not in range: %lld is not greater than or equal to %lld",
+			   (long long)initial, (long long)min);
+}
+
+static void load_concurrency(struct cfg_reader *r, struct gitaly_config *cfg, struct toml_table *root)
+{
+	struct toml_array *arr = cfg_tables(r, root, "concurrency");
+	struct toml_table *t;
+
+	if (arr) {
+		cfg->concurrency = xcalloc(toml_array_len(arr) + 1, sizeof(*cfg->concurrency));
+		for (size_t i = 0; i < toml_array_len(arr) && !cfg_failed(r); i++) {
+			struct gitaly_concurrency *c = &cfg->concurrency[cfg->nr_concurrency++];
+			bool set;
+			t = toml_array_table(arr, i);
+			cfg_string(r, t, "rpc", &c->rpc);
+			cfg_bool(r, t, "adaptive", &c->adaptive);
+			limit_int(r, t, "initial_limit", INT64_MIN, &c->initial_limit);
+			limit_int(r, t, "max_limit", INT64_MIN, &c->max_limit);
+			limit_int(r, t, "min_limit", INT64_MIN, &c->min_limit);
+			limit_int(r, t, "max_per_repo", 0, &c->max_per_repo);
+			limit_int(r, t, "max_queue_size", 0, &c->max_queue_size);
+			limit_duration(r, t, "max_queue_wait", &c->max_queue_wait_ms);
+			if (c->adaptive)
+				check_adaptive(r, t, c->initial_limit, c->max_limit, c->min_limit, 1);
+			set = c->rpc && *c->rpc;
+			if (!cfg_failed(r) && !set)
+				/* upstream would silently never match; an entry without a method is a mistake */
+				strbuf_addf(&r->err, "%s:%u: [[concurrency]] needs \"rpc\", a full method name such as "
+					    "\"/gitaly.SSHService/SSHUploadPack\"", r->file, arr->v[i].line);
+		}
+	}
+	if ((t = cfg_table(r, root, "pack_objects_limiting"))) {
+		struct gitaly_pack_objects_limiting *p = &cfg->pack_objects_limiting;
+		cfg_bool(r, t, "adaptive", &p->adaptive);
+		limit_int(r, t, "max_concurrency", 0, &p->max_concurrency);
+		limit_int(r, t, "max_queue_length", 0, &p->max_queue_length);
+		limit_duration(r, t, "max_queue_wait", &p->max_queue_wait_ms);
+		limit_int(r, t, "min_limit", INT64_MIN, &p->min_limit);
+		limit_int(r, t, "max_limit", INT64_MIN, &p->max_limit);
+		limit_int(r, t, "initial_limit", INT64_MIN, &p->initial_limit);
+		/* upstream checks these whether or not adaptive is on */
+		check_adaptive(r, t, p->initial_limit, p->max_limit, p->min_limit, 0);
+	}
+	if ((t = cfg_table(r, root, "adaptive_limiting"))) {
+		static const char *const keys[] = { "cpu_throttled_threshold", "memory_threshold" };
+		double *outs[] = { &cfg->adaptive_cpu_throttled_threshold, &cfg->adaptive_memory_threshold };
+		for (size_t i = 0; i < ARRAY_SIZE(keys) && !cfg_failed(r); i++) {
+			struct toml_value *v = toml_get(t, keys[i]);
+			int64_t n;
+			if (!v)
+				continue;
+			if (toml_value_int(v, &n) == 0)
+				*outs[i] = (double)n;
+			else if (toml_value_float(v, outs[i]) < 0)
+				cfg_errorf(r, t, keys[i], "expected a number");
+			if (!cfg_failed(r) && *outs[i] < 0)
+				cfg_errorf(r, t, keys[i], "not in range: %g is not greater than or equal to 0", *outs[i]);
+		}
+	}
+}
+
 static void ignore_unread(const char *path, unsigned line, unsigned col, void *data)
 {
 	log_msgf(LOG_DEBUG, "%s:%u: ignoring unknown config key \"%s\"", (const char *)data, line, path);
@@ -240,6 +397,7 @@ int gitaly_config_load(struct gitaly_config *cfg, const char *path, struct strbu
 	cfg->upload_pack_negotiation_ms = 10 * 60 * 1000;
 	cfg->upload_archive_negotiation_ms = 60 * 1000;
 	cfg->gitlab_read_timeout_ms = 0;
+	cfg->pack_objects_limiting.max_concurrency = 200;
 
 	if (toml_parse_file(path, MAX_CONFIG_SIZE, &root, err) < 0)
 		return -1;
@@ -277,6 +435,7 @@ int gitaly_config_load(struct gitaly_config *cfg, const char *path, struct strbu
 		cfg_duration(&r, t, "upload_pack_negotiation", &cfg->upload_pack_negotiation_ms);
 		cfg_duration(&r, t, "upload_archive_negotiation", &cfg->upload_archive_negotiation_ms);
 	}
+	load_concurrency(&r, cfg, root);
 
 	if (!cfg_failed(&r)) {
 		if (!cfg->socket_path && !cfg->listen_addr && !cfg->tls_listen_addr)
@@ -335,6 +494,9 @@ void gitaly_config_release(struct gitaly_config *cfg)
 		free(cfg->git_config[i].value);
 	}
 	free(cfg->git_config);
+	for (size_t i = 0; i < cfg->nr_concurrency; i++)
+		free(cfg->concurrency[i].rpc);
+	free(cfg->concurrency);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

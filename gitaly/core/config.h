@@ -21,6 +21,32 @@ struct gitaly_git_config {
 	char *key, *value;
 };
 
+/*
+ * One [[concurrency]] entry (docs/technical/gitaly-node.md, "Concurrency
+ * limits"): at most `max_per_repo` calls of `rpc` run at once per repository,
+ * `max_queue_size` more may wait (0: no bound), each for at most
+ * `max_queue_wait_ms` (0: as long as the call lives). With `adaptive`,
+ * upstream calibrates the limit between min_limit and max_limit from cgroup
+ * pressure; we start at initial_limit and keep it there.
+ */
+struct gitaly_concurrency {
+	char *rpc;                              /* "/gitaly.SSHService/SSHUploadPack" */
+	int64_t max_per_repo;
+	int64_t max_queue_size;
+	uint64_t max_queue_wait_ms;
+	bool adaptive;
+	int64_t initial_limit, max_limit, min_limit;
+};
+
+/* [pack_objects_limiting]: read and validated; nothing limits pack-objects yet. */
+struct gitaly_pack_objects_limiting {
+	int64_t max_concurrency;                /* default 200 */
+	int64_t max_queue_length;
+	uint64_t max_queue_wait_ms;
+	bool adaptive;
+	int64_t initial_limit, max_limit, min_limit;
+};
+
 struct gitaly_config {
 	char *file;
 	char *socket_path;
@@ -57,6 +83,12 @@ struct gitaly_config {
 
 	uint64_t upload_pack_negotiation_ms;    /* default 10m */
 	uint64_t upload_archive_negotiation_ms; /* default 1m */
+
+	struct gitaly_concurrency *concurrency; /* [[concurrency]], in file order */
+	size_t nr_concurrency;
+	struct gitaly_pack_objects_limiting pack_objects_limiting;
+	/* [adaptive_limiting]: read and validated, used by nothing yet */
+	double adaptive_cpu_throttled_threshold, adaptive_memory_threshold;
 };
 
 /* 0, or -1 with a message in `err`. */

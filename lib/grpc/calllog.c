@@ -6,6 +6,12 @@
 
 void grpc_log_call(struct grpc_call *call, enum grpc_code code, uint64_t ns)
 {
+	grpc_log_call_extra(call, code, ns, NULL, NULL);
+}
+
+void grpc_log_call_extra(struct grpc_call *call, enum grpc_code code, uint64_t ns,
+			 void (*extra)(struct log_entry *e, void *arg), void *arg)
+{
 	struct log_entry e;
 	const struct grpc_metadata *md = grpc_call_metadata(call);
 	const struct grpc_metadata *tags = grpc_call_tags(call);
@@ -27,6 +33,8 @@ void grpc_log_call(struct grpc_call *call, enum grpc_code code, uint64_t ns)
 	log_double(&e, "grpc.time_ms", (double)ns / 1e6);
 	for (size_t i = 0; tags && i < tags->nr; i++)
 		log_str(&e, tags->v[i].key, tags->v[i].value);
+	if (extra)
+		extra(&e, arg);
 	if (corr)
 		log_str(&e, "correlation_id", corr);
 	log_end(&e);

@@ -184,6 +184,7 @@ void grpc_call_set_ops(struct grpc_call *call, const struct grpc_call_ops *ops, 
 	call->user = user;
 }
 
+const struct grpc_call_ops *grpc_call_ops(const struct grpc_call *call) { return call->ops; }
 void *grpc_call_user(const struct grpc_call *call) { return call->user; }
 void grpc_call_set_user(struct grpc_call *call, void *user) { call->user = user; }
 const char *grpc_call_method(const struct grpc_call *call) { return call->path.buf; }

@@ -89,6 +89,10 @@ void grpc_server_set_hooks(struct grpc_server *s, const struct grpc_server_hooks
  * second.
  */
 void grpc_log_call(struct grpc_call *call, enum grpc_code code, uint64_t duration_ns);
+/* The same line with more fields, which `extra` adds (a node's limiter: limit.*). */
+struct log_entry;
+void grpc_log_call_extra(struct grpc_call *call, enum grpc_code code, uint64_t duration_ns,
+			 void (*extra)(struct log_entry *e, void *arg), void *arg);
 /* Register grpc.health.v1.Health (Check and Watch), always SERVING. */
 /* The health service's methods (t/unit/test_rpc_registry.c checks them against the registry). */
 #define GRPC_HEALTH_CHECK "/grpc.health.v1.Health/Check"
@@ -135,6 +139,8 @@ uint64_t grpc_server_connections_accepted(const struct grpc_server *s);
 /* --- one call --- */
 
 void grpc_call_set_ops(struct grpc_call *call, const struct grpc_call_ops *ops, void *user);
+/* The ops installed last (a wrapper that starts the real handler late hands it the first message). */
+const struct grpc_call_ops *grpc_call_ops(const struct grpc_call *call);
 void *grpc_call_user(const struct grpc_call *call);
 void grpc_call_set_user(struct grpc_call *call, void *user);
 /* Extra close notification, independent of the ops (for unary handlers). */
