@@ -218,9 +218,6 @@ static void write_storage_metadata(const struct gitaly_storage *s)
 	strbuf_release(&json);
 }
 
-static struct gitaly gitaly;
-static struct gitaly_limits *limits; /* [[concurrency]] (core/limit.h) */
-
 /* --- call hooks: authentication, then the limiter's release and the request log --- */
 
 static enum grpc_code on_call_start(struct grpc_call *call, struct strbuf *msg, void *data)
@@ -231,37 +228,41 @@ static enum grpc_code on_call_start(struct grpc_call *call, struct strbuf *msg, 
 
 static void on_call_end(struct grpc_call *call, enum grpc_code code, uint64_t ns, void *data)
 {
-	gitaly_limits_call_end(limits, call, code, ns);
+	struct gitaly *g = data;
+	gitaly_limits_call_end(g->limits, call, code, ns);
 }
 
 /* --- signals --- */
 
-static uv_signal_t sig_term, sig_int;
-static struct upgrade *upgrade; /* SIGHUP upgrades, GITALY_PID_FILE (lib/upgrade) */
-
 static void on_shutdown_done(struct grpc_server *s, void *arg)
 {
-	uv_signal_stop(&sig_term);
-	uv_signal_stop(&sig_int);
-	uv_close((uv_handle_t *)&sig_term, NULL);
-	uv_close((uv_handle_t *)&sig_int, NULL);
+	struct gitaly *g = arg;
+	uv_signal_stop(&g->sig_term);
+	uv_signal_stop(&g->sig_int);
+	uv_close((uv_handle_t *)&g->sig_term, NULL);
+	uv_close((uv_handle_t *)&g->sig_int, NULL);
+}
+
+/* Drain: refuse new connections, let calls finish up to the grace period. */
+static void stop_serving(struct gitaly *g)
+{
+	grpc_server_shutdown(g->server, g->cfg.graceful_restart_timeout_ms, on_shutdown_done, g);
+	/* idle cat-file processes must not keep the stopping server alive */
+	catfile_cache_drain(g->catfile);
 }
 
 static void on_stop_signal(uv_signal_t *h, int signum)
 {
+	struct gitaly *g = h->data;
 	log_msgf(LOG_INFO, "received %s, stopping (waiting up to %llu ms for calls)", strsignal(signum),
-		 (unsigned long long)gitaly.cfg.graceful_restart_timeout_ms);
-	grpc_server_shutdown(gitaly.server, gitaly.cfg.graceful_restart_timeout_ms, on_shutdown_done, NULL);
-	/* idle cat-file processes must not keep the stopping server alive */
-	catfile_cache_drain(gitaly.catfile);
+		 (unsigned long long)g->cfg.graceful_restart_timeout_ms);
+	stop_serving(g);
 }
 
 /* A new gitaly took over the listeners: drain and exit, as on SIGTERM. */
 static void on_upgrade_handover(void *arg)
 {
-	grpc_server_shutdown(gitaly.server, gitaly.cfg.graceful_restart_timeout_ms, on_shutdown_done, NULL);
-	/* idle cat-file processes must not keep the stopping server alive */
-	catfile_cache_drain(gitaly.catfile);
+	stop_serving(arg);
 }
 
 /* --- the command line: `gitaly [serve] CONFIG`, `gitaly version | -version | --version` --- */
@@ -292,10 +293,25 @@ static int cmd_version(int argc, char **argv, void *ctx)
 	return 0;
 }
 
+/* Everything cmd_serve() set up, once the loop has stopped. */
+static void gitaly_free(struct gitaly *g)
+{
+	bc_server_free(g->bc);
+	gitaly_config_release(&g->cfg);
+	strvec_clear(&g->base_env);
+	free(g->runtime_dir);
+	free(g->internal_socket);
+	free(g->hooks_dir);
+	free(g->git_path);
+	free(g->git_version);
+	free(g->version);
+	free(g);
+}
+
 /* argv[0] is the config file. */
 static int cmd_serve(int argc, char **argv, void *ctx)
 {
-	struct gitaly *g = &gitaly;
+	struct gitaly *g = xcalloc(1, sizeof(*g)); /* the process's one node context */
 	struct strbuf err = STRBUF_INIT;
 	const char *config = argv[0];
 	char bound[256];
@@ -309,7 +325,7 @@ static int cmd_serve(int argc, char **argv, void *ctx)
 							     : LOG_INFO, NULL);
 	g->version = xstrdup(GITALY_VERSION);
 	g->loop = uv_default_loop();
-	upgrade = upgrade_new(g->loop);
+	g->upgrade = upgrade_new(g->loop);
 	build_base_env(g);
 
 	g->git_path = which(g->cfg.git_bin_path ? g->cfg.git_bin_path : "git");
@@ -339,20 +355,20 @@ static int cmd_serve(int argc, char **argv, void *ctx)
 	/* praefect dials with the backchannel handshake; plain clients still work */
 	g->bc = bc_server_new(g->server, 0);
 	grpc_server_add_health(g->server);
-	limits = gitaly_limits_new(g->loop, &g->cfg);
-	gitaly_register_services(g, g->server, limits);
+	g->limits = gitaly_limits_new(g->loop, &g->cfg);
+	gitaly_register_services(g, g->server);
 
 	if (g->cfg.socket_path && *g->cfg.socket_path) {
 		struct strbuf a = STRBUF_INIT;
 		strbuf_addf(&a, "unix:%s", g->cfg.socket_path);
-		rc = upgrade_listen(upgrade, g->server, a.buf, bound, sizeof(bound));
+		rc = upgrade_listen(g->upgrade, g->server, a.buf, bound, sizeof(bound));
 		if (rc < 0)
 			die("cannot listen on \"%s\": %s", g->cfg.socket_path, uv_strerror(rc));
 		log_msgf(LOG_INFO, "listening on %s", bound);
 		strbuf_release(&a);
 	}
 	if (g->cfg.listen_addr && *g->cfg.listen_addr) {
-		rc = upgrade_listen(upgrade, g->server, g->cfg.listen_addr, bound, sizeof(bound));
+		rc = upgrade_listen(g->upgrade, g->server, g->cfg.listen_addr, bound, sizeof(bound));
 		if (rc < 0)
 			die("cannot listen on \"%s\": %s", g->cfg.listen_addr, uv_strerror(rc));
 		log_msgf(LOG_INFO, "listening on %s", bound);
@@ -367,20 +383,22 @@ static int cmd_serve(int argc, char **argv, void *ctx)
 	}
 	log_msgf(LOG_INFO, "Starting Gitaly %s (git %s)", g->version, g->git_version);
 
-	uv_signal_init(g->loop, &sig_term);
-	uv_signal_init(g->loop, &sig_int);
-	uv_signal_start(&sig_term, on_stop_signal, SIGTERM);
-	uv_signal_start(&sig_int, on_stop_signal, SIGINT);
+	uv_signal_init(g->loop, &g->sig_term);
+	uv_signal_init(g->loop, &g->sig_int);
+	g->sig_term.data = g->sig_int.data = g;
+	uv_signal_start(&g->sig_term, on_stop_signal, SIGTERM);
+	uv_signal_start(&g->sig_int, on_stop_signal, SIGINT);
 
-	upgrade_ready(upgrade, on_upgrade_handover, NULL);
+	upgrade_ready(g->upgrade, on_upgrade_handover, g);
 	uv_run(g->loop, UV_RUN_DEFAULT);
-	upgrade_free(upgrade);
+	upgrade_free(g->upgrade);
 
 	grpc_server_free(g->server);
-	gitaly_limits_free(limits);
+	gitaly_limits_free(g->limits);
 	catfile_cache_free(g->catfile);
 	fs_remove_tree(g->runtime_dir);
 	log_msgf(LOG_INFO, "Gitaly stopped");
+	gitaly_free(g);
 	return 0;
 }
 

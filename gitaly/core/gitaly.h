@@ -36,6 +36,8 @@
 
 struct catfile_cache;
 struct bc_server;
+struct gitaly_limits;
+struct upgrade;
 
 struct gitaly {
 	struct gitaly_config cfg;
@@ -50,6 +52,9 @@ struct gitaly {
 	struct catfile_cache *catfile; /* long-lived cat-file processes (lib/git/catfile.h) */
 	struct bc_server *bc;          /* backchannel sessions of praefects (lib/backchannel) */
 	char *version;                 /* our server version */
+	struct gitaly_limits *limits;  /* [[concurrency]] limiters (core/methods.h) */
+	struct upgrade *upgrade;       /* SIGHUP upgrades, GITALY_PID_FILE (lib/upgrade) */
+	uv_signal_t sig_term, sig_int;
 };
 
 /* --- requests and replies (core/msg.c) --- */

@@ -63,9 +63,6 @@ struct limited_call {
 	int busy, ended;               /* on_call_end came while we were inside a callback */
 };
 
-/* gitaly_add_*() consult the limiters only while gitaly_register_services() runs. */
-static struct gitaly_limits *registering;
-
 static const struct rpc_method *known(const char *path, const char *what)
 {
 	const struct rpc_method *m = path ? rpc_lookup(path, strlen(path)) : NULL;
@@ -387,10 +384,10 @@ void gitaly_limits_call_end(struct gitaly_limits *ls, struct grpc_call *call, en
 
 /* --- registration --- */
 
-void gitaly_add_unary(struct grpc_server *s, const char *path, grpc_unary_fn fn, void *data)
+void gitaly_add_unary(struct grpc_server *s, const char *path, grpc_unary_fn fn, struct gitaly *data)
 {
 	const struct rpc_method *m = known(path, "handler for");
-	struct limited_method *lm = find_limited(registering, path);
+	struct limited_method *lm = find_limited(data->limits, path);
 	int rc;
 	if (m->client_streaming)
 		die("handler for \"%s\": a client-streaming method cannot take a unary handler", path);
@@ -406,10 +403,10 @@ void gitaly_add_unary(struct grpc_server *s, const char *path, grpc_unary_fn fn,
 		die("cannot register \"%s\"", path);
 }
 
-void gitaly_add_method(struct grpc_server *s, const char *path, grpc_start_fn start, void *data)
+void gitaly_add_method(struct grpc_server *s, const char *path, grpc_start_fn start, struct gitaly *data)
 {
 	const struct rpc_method *m = known(path, "handler for");
-	struct limited_method *lm = find_limited(registering, path);
+	struct limited_method *lm = find_limited(data->limits, path);
 	int rc;
 	if (lm) {
 		lm->m = m;
@@ -423,11 +420,11 @@ void gitaly_add_method(struct grpc_server *s, const char *path, grpc_start_fn st
 		die("cannot register \"%s\"", path);
 }
 
-void gitaly_register_services(struct gitaly *g, struct grpc_server *s, struct gitaly_limits *limits)
+void gitaly_register_services(struct gitaly *g, struct grpc_server *s)
 {
+	struct gitaly_limits *limits = g->limits;
 	for (size_t i = 0; i < OUT_METHODS_NR; i++)
 		known(gitaly_out[i], "outbound call to");
-	registering = limits;
 	gitaly_register_server(g, s);
 	gitaly_register_repository(g, s);
 	gitaly_register_ssh(g, s);
@@ -438,7 +435,6 @@ void gitaly_register_services(struct gitaly *g, struct grpc_server *s, struct gi
 	gitaly_register_operations(g, s);
 	gitaly_register_hook(g, s);
 	gitaly_register_objectpool(g, s);
-	registering = NULL;
 	for (size_t i = 0; limits && i < limits->nr; i++)
 		if (!limits->v[i].fn && !limits->v[i].start)
 			log_msgf(LOG_WARN, "[[concurrency]] rpc \"%s\": this node serves no such method, not limited",

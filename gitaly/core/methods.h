@@ -27,8 +27,8 @@ struct gitaly;
 struct gitaly_config;
 struct gitaly_limits;
 
-void gitaly_add_unary(struct grpc_server *s, const char *path, grpc_unary_fn fn, void *data);
-void gitaly_add_method(struct grpc_server *s, const char *path, grpc_start_fn start, void *data);
+void gitaly_add_unary(struct grpc_server *s, const char *path, grpc_unary_fn fn, struct gitaly *data);
+void gitaly_add_method(struct grpc_server *s, const char *path, grpc_start_fn start, struct gitaly *data);
 
 /* Outbound methods: gitaly_out[OUT_GET_CONFIG] is "/gitaly.RepositoryService/GetConfig". */
 enum gitaly_out_method {
@@ -66,6 +66,6 @@ void gitaly_limits_call_end(struct gitaly_limits *ls, struct grpc_call *call, en
  * names behind their limiter, then check gitaly_out[] against the registry
  * (die() on an unknown path).
  */
-void gitaly_register_services(struct gitaly *g, struct grpc_server *s, struct gitaly_limits *limits);
+void gitaly_register_services(struct gitaly *g, struct grpc_server *s);
 
 #endif
