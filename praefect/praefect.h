@@ -25,6 +25,7 @@
 struct praefect;
 struct vstorage;
 struct bc_client;
+struct proxy;
 
 /* One gitaly storage of a virtual storage, and our connection to it. */
 struct node {
@@ -108,6 +109,7 @@ struct praefect {
 	uint64_t health_timeout_ms;
 	uint64_t unhealthy_after_ms;
 	int64_t metric_unavailable, metric_queue_depth;
+	struct proxy *lingering;               /* calls waiting for secondaries (coordinator.c) */
 };
 
 /* --- methods by name (praefect.c) --- */
@@ -175,6 +177,11 @@ struct node *elect_primary(struct praefect *p, struct repo *r);
 
 /* --- the proxy (coordinator/) --- */
 void coordinator_register(struct praefect *p);
+/*
+ * `n` turned unhealthy (nodes.c): calls whose primary already committed stop
+ * waiting for their secondaries on `n` (cancelled, then outdated and repaired).
+ */
+void coordinator_node_unhealthy(struct praefect *p, struct node *n);
 
 /* --- replication (replicator/replicator.c) --- */
 /* Renew the leases of the jobs being worked on (task replication-heartbeat). */

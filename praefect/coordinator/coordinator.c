@@ -21,8 +21,11 @@ static void forward_message(struct proxy *px, const uint8_t *msg, size_t len);
 
 /* --- lifetime --- */
 
+static void linger_end(struct proxy *px);
+
 static void proxy_free(struct proxy *px)
 {
+	linger_end(px);
 	for (size_t i = 0; i < px->nr_dests; i++) {
 		strbuf_release(&px->dests[i].msg);
 		grpc_metadata_release(&px->dests[i].trailers);
@@ -80,6 +83,68 @@ static void cancel_dests(struct proxy *px)
 			grpc_client_call_cancel(px->dests[i].cc);
 }
 
+/*
+ * A stalled secondary must not hold up the answer. Once the primary of a
+ * transactional mutator has finished OK, its last vote was committed, so a
+ * quorum applied the change without whoever is still running. Those still
+ * running on a node that is unhealthy (silent, see nodes/nodes.c) are
+ * cancelled then; the others are given the time they need, unless their node
+ * turns unhealthy meanwhile (coordinator_node_unhealthy()), and the proxy
+ * waits on the list `p->lingering` until then. A cancelled secondary is
+ * outdated by the finalizer and repaired by replication: nothing is lost.
+ */
+static void linger_end(struct proxy *px)
+{
+	struct praefect *p = px->p;
+	if (!px->lingering)
+		return;
+	px->lingering = 0;
+	if (px->linger_prev)
+		px->linger_prev->linger_next = px->linger_next;
+	else
+		p->lingering = px->linger_next;
+	if (px->linger_next)
+		px->linger_next->linger_prev = px->linger_prev;
+	px->linger_prev = px->linger_next = NULL;
+}
+
+/* Cancel the open secondaries on `only` (NULL: on any unhealthy node). */
+static void cancel_stalled_secondaries(struct proxy *px, const struct node *only)
+{
+	px->refs++;
+	for (size_t i = 0; i < px->nr_dests; i++) {
+		struct dest *d = &px->dests[i];
+		if (d->primary || !d->cc || d->closed || (only ? d->node != only : d->node->healthy))
+			continue;
+		log_msgf(LOG_WARN, "secondary %s is not answering and %s committed without it: cancelling it",
+			 d->node->cfg->storage, px->m->method);
+		grpc_client_call_cancel(d->cc);
+	}
+	proxy_unref(px);
+}
+
+static void linger_start(struct proxy *px)
+{
+	struct praefect *p = px->p;
+	if (px->lingering || !px->open_dests)
+		return;
+	px->lingering = 1;
+	px->linger_prev = NULL;
+	px->linger_next = p->lingering;
+	if (p->lingering)
+		p->lingering->linger_prev = px;
+	p->lingering = px;
+}
+
+void coordinator_node_unhealthy(struct praefect *p, struct node *n)
+{
+	struct proxy *px = p->lingering, *next;
+	for (; px; px = next) {
+		next = px->linger_next;
+		cancel_stalled_secondaries(px, n);
+	}
+}
+
 /* --- destination (client calls to gitaly) --- */
 
 static int any_dest_full(struct proxy *px)
@@ -134,6 +199,12 @@ static void dest_close(struct grpc_client_call *cc, enum grpc_code code, const c
 	px->open_dests--;
 	if (d->primary && code != GRPC_OK && px->kind != ROUTE_MAINTENANCE)
 		cancel_dests(px);
+	if (d->primary && code == GRPC_OK && px->txid && px->open_dests) {
+		px->refs++;
+		cancel_stalled_secondaries(px, NULL);
+		linger_start(px);
+		proxy_unref(px);
+	}
 	if (!d->primary && code != GRPC_OK && px->txid) {
 		/* a failed secondary no longer counts; the quorum of the others decides */
 		log_msgf(LOG_WARN, "secondary %s failed during %s: %s", d->node->cfg->storage, px->m->method,

@@ -60,6 +60,10 @@ struct proxy {
 	struct dest *dests;
 	size_t nr_dests, open_dests;
 	uint64_t start_ms;
+
+	/* waiting for secondaries after the primary finished (coordinator.c linger_start) */
+	int lingering;
+	struct proxy *linger_prev, *linger_next;
 };
 
 /* --- coordinator.c: lifetime and forwarding --- */
