@@ -146,6 +146,7 @@ void node_call_metadata(struct node *n, const struct grpc_metadata *in, struct g
 
 void nodes_init(struct praefect *p)
 {
+	p->fsck = praefect_method("/gitaly.RepositoryService/Fsck");
 	p->vs = xcalloc(p->cfg.nr_vs, sizeof(*p->vs));
 	p->nr_vs = p->cfg.nr_vs;
 	for (size_t i = 0; i < p->nr_vs; i++) {
@@ -222,8 +223,11 @@ void nodes_stop(struct praefect *p)
 
 void nodes_free(struct praefect *p)
 {
-	for (size_t i = 0; i < p->nr_vs; i++)
+	for (size_t i = 0; i < p->nr_vs; i++) {
+		for (size_t j = 0; j < p->vs[i].nr_nodes; j++)
+			suspects_release(&p->vs[i].nodes[j]);
 		free(p->vs[i].nodes);
+	}
 	free(p->vs);
 	p->vs = NULL;
 	p->nr_vs = 0;
