@@ -41,6 +41,7 @@ struct node {
 	uint64_t routed_reads;                 /* accessor calls sent here (test hook, metrics) */
 	uint64_t routed_writes;
 	struct hashmap suspects;               /* repository id -> suspect replica here (router/suspect.c) */
+	uint64_t scanned_ms;                   /* last check of all its replicas (router/suspect.c) */
 };
 
 struct vstorage {

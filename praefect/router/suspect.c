@@ -30,6 +30,9 @@
 #define FSCK_RETRY_MS 5000            /* Fsck failed to run (node busy, unreachable) */
 #define FSCK_UNIMPLEMENTED_RETRY_MS 60000
 #define REPAIR_STEP_TIMEOUT_MS 60000  /* a job that did not take effect is queued again */
+#define REPAIR_BUSY_RETRY_MS 1000     /* the queue already had such a job */
+#define FSCK_PER_NODE 2               /* Fsck calls in flight on one node */
+#define NODE_SCAN_EVERY_MS (10 * 60 * 1000) /* at most one scan of a node's replicas */
 
 enum suspect_state { SUSPECT_UNVERIFIED, SUSPECT_VERIFYING, SUSPECT_CORRUPT, SUSPECT_DELETING, SUSPECT_REBUILDING };
 
@@ -142,6 +145,33 @@ int suspect_read_error(enum grpc_code code, const char *msg)
 
 /* --- verification --- */
 
+/*
+ * A replica found corrupt hints at a failing disk or a node that lost
+ * writes: check every other replica on that node too (not avoided until its
+ * own Fsck fails), at most once per NODE_SCAN_EVERY_MS.
+ */
+static void scan_node(struct praefect *p, struct node *n)
+{
+	const struct hashmap_entry *e;
+	uint64_t now = now_ms();
+	size_t added = 0;
+	if (n->scanned_ms && now - n->scanned_ms < NODE_SCAN_EVERY_MS)
+		return;
+	n->scanned_ms = now;
+	for (size_t i = 0; hashmap_next(&p->repos_by_id, &i, &e);) {
+		struct repo *r = e->value;
+		struct replica *rep;
+		if (r->vs != n->vs || !(rep = repo_replica(r, n->cfg->storage)) || rep->generation < 0)
+			continue;
+		if (!suspect_get(n, r->id)) {
+			suspect_add(p, n, r->id, 0);
+			added++;
+		}
+	}
+	if (added)
+		log_msgf(LOG_INFO, "checking the %zu other replicas on %s", added, n->cfg->storage);
+}
+
 static void on_fsck_message(struct grpc_client_call *cc, const uint8_t *msg, size_t len)
 {
 	struct suspect *s = grpc_client_call_user(cc);
@@ -178,6 +208,7 @@ static void on_fsck_done(struct grpc_client_call *cc, enum grpc_code code, const
 		s->state = SUSPECT_CORRUPT;
 		s->avoid = 1;
 		s->next_ms = now;
+		scan_node(s->p, s->node);
 	} else if (code == GRPC_UNIMPLEMENTED) {
 		if (!s->told_unimplemented)
 			log_msgf(LOG_WARN, "cannot verify the replica of repository %lld on %s: its node has no Fsck",
@@ -239,6 +270,16 @@ static void on_job_queued(void *arg, int status, const char *msg, int64_t id)
 		suspect_free(s);
 		return;
 	}
+	if (status == -EEXIST && s->state == SUSPECT_DELETING) {
+		/*
+		 * Not queued: one delete_replica job per repository at a time (another
+		 * replica of it is being deleted), or ours is still waiting. Ask again
+		 * soon.
+		 */
+		s->state = SUSPECT_CORRUPT;
+		s->next_ms = now_ms() + REPAIR_BUSY_RETRY_MS;
+		return;
+	}
 	if (status < 0 && status != -EEXIST) {
 		log_msgf(LOG_WARN, "queueing the repair of repository %lld on %s: %s", (long long)s->repo_id,
 			 s->node->cfg->storage, msg ? msg : "store error");
@@ -279,8 +320,11 @@ static void queue_job(struct suspect *s, struct repo *r, const char *change, con
 	store_enqueue(s->p->store, &j, on_job_queued, s);
 }
 
-/* One step of `s` (which may drop it); returns 1 when it was dropped. */
-static int step(struct suspect *s, uint64_t now)
+/*
+ * One step of `s` (which may drop it); returns 1 when it was dropped.
+ * `fsck_budget` is how many more Fsck calls may start on its node.
+ */
+static int step(struct suspect *s, uint64_t now, unsigned *fsck_budget)
 {
 	struct repo *r = repo_by_id(s->p, s->repo_id);
 	struct replica *rep;
@@ -295,25 +339,32 @@ static int step(struct suspect *s, uint64_t now)
 	}
 	switch (s->state) {
 	case SUSPECT_UNVERIFIED:
-		if (now >= s->next_ms && s->node->healthy)
+		if (now >= s->next_ms && s->node->healthy && *fsck_budget) {
 			start_fsck(s, r);
+			*fsck_budget -= s->state == SUSPECT_VERIFYING;
+		}
 		break;
 	case SUSPECT_VERIFYING:
 		break;
 	case SUSPECT_CORRUPT:
-		if (!s->node->healthy || !(src = repair_source(r, s->node)))
+		if (now < s->next_ms || !s->node->healthy || !(src = repair_source(r, s->node)))
 			break; /* no healthy replica to copy from yet */
-		queue_job(s, r, "delete_replica", NULL);
 		s->state = SUSPECT_DELETING;
+		queue_job(s, r, "delete_replica", NULL);
 		break;
 	case SUSPECT_DELETING:
 		if (!rep || rep->generation < 0) {
 			if ((src = repair_source(r, s->node))) {
-				queue_job(s, r, "update", src->cfg->storage);
 				s->state = SUSPECT_REBUILDING;
+				queue_job(s, r, "update", src->cfg->storage);
 			}
 		} else if (now >= s->next_ms) {
-			s->state = SUSPECT_CORRUPT; /* the deletion did not happen: queue it again */
+			/*
+			 * Still there a while after the job was queued: the deletion
+			 * failed, or the replica was deleted and rebuilt before we looked.
+			 * Fsck tells which.
+			 */
+			s->state = SUSPECT_UNVERIFIED;
 		}
 		break;
 	case SUSPECT_REBUILDING:
@@ -337,10 +388,19 @@ void suspects_verify(struct praefect *p)
 		for (size_t j = 0; j < p->vs[i].nr_nodes; j++) {
 			struct node *n = &p->vs[i].nodes[j];
 			const struct hashmap_entry *e;
-			size_t k = 0;
-			/* a dropped suspect leaves a tombstone: the walk goes on */
-			while (hashmap_next(&n->suspects, &k, &e))
-				step(e->value, now);
+			unsigned running = 0, budget;
+			for (size_t k = 0; hashmap_next(&n->suspects, &k, &e);)
+				running += ((struct suspect *)e->value)->state == SUSPECT_VERIFYING;
+			budget = running < FSCK_PER_NODE ? FSCK_PER_NODE - running : 0;
+			/* those avoided by reads first: they are why we are here */
+			for (int pass = 0; pass < 2; pass++) {
+				/* a dropped suspect leaves a tombstone: the walk goes on */
+				for (size_t k = 0; hashmap_next(&n->suspects, &k, &e);) {
+					struct suspect *s = e->value;
+					if (s->avoid == !pass)
+						step(s, now, &budget);
+				}
+			}
 		}
 	}
 }

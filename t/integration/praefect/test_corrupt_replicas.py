@@ -152,3 +152,29 @@ def test_a_corrupt_replica_is_verified_and_rebuilt_within_a_minute(cluster, tmp_
     for name in cluster.nodes:
         if name != bad:
             assert "on %s is corrupt" % name not in cluster.praefect.log()
+
+
+def test_a_corrupt_replica_gets_the_other_replicas_of_its_node_checked(cluster, tmp_path):
+    """Needs gitaly's RepositoryService/Fsck: skipped while the node answers UNIMPLEMENTED."""
+    src, md = setup_repo(cluster, tmp_path, "first.git")
+    if not fsck_implemented(cluster, md.primary, md.replica_path):
+        pytest.skip("gitaly has no RepositoryService/Fsck yet")
+    create_repo(cluster, "second.git")
+    push(cluster, src, "second.git", "main")
+    md2, _ = wait_for(lambda: replicas_in_sync(cluster, "second.git"), what="replication")
+    blob = git("rev-parse", "main:a.txt", cwd=src).strip()
+    bad = sorted(cluster.nodes)[0]
+    for m in (md, md2):
+        corrupt_loose_blob(cluster, bad, m.replica_path, blob)
+    procs = only_healthy(cluster, "first.git", bad)
+    try:
+        with pytest.raises(grpc.RpcError):
+            tree_entry(cluster, "first.git")
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGCONT)
+    # nobody read second.git, yet its replica on the same node is found and rebuilt
+    path = replica_dir(cluster, bad, md2.replica_path)
+    wait_for(lambda: cluster.praefect.log().count("on %s repaired" % bad) >= 2, timeout=60,
+             what="both replicas on %s repaired" % bad)
+    assert fsck_ok(path)
