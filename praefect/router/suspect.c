@@ -8,7 +8,7 @@
  * Each node holds its suspects in `n->suspects` (repository id -> struct
  * suspect). The task verify-replicas (schedule.c) moves each one on a step:
  *
- *   unverified --Fsck--> verifying --clean--> (mark cleared)
+ *   unverified --Fsck--> verifying --clean--> clean (not avoided; dropped after 5 min)
  *                                  --error--> corrupt --delete_replica job-->
  *   deleting --replica row gone, update job--> rebuilding --up to date--> (cleared)
  *
@@ -31,10 +31,14 @@
 #define FSCK_UNIMPLEMENTED_RETRY_MS 60000
 #define REPAIR_STEP_TIMEOUT_MS 60000  /* a job that did not take effect is queued again */
 #define REPAIR_BUSY_RETRY_MS 1000     /* the queue already had such a job */
+#define CLEAN_KEEP_MS (5 * 60 * 1000) /* failed reads do not start another Fsck meanwhile */
 #define FSCK_PER_NODE 2               /* Fsck calls in flight on one node */
 #define NODE_SCAN_EVERY_MS (10 * 60 * 1000) /* at most one scan of a node's replicas */
 
-enum suspect_state { SUSPECT_UNVERIFIED, SUSPECT_VERIFYING, SUSPECT_CORRUPT, SUSPECT_DELETING, SUSPECT_REBUILDING };
+enum suspect_state {
+	SUSPECT_UNVERIFIED, SUSPECT_VERIFYING, SUSPECT_CORRUPT, SUSPECT_DELETING, SUSPECT_REBUILDING,
+	SUSPECT_CLEAN,                    /* Fsck passed: not checked again for CLEAN_KEEP_MS */
+};
 
 struct suspect {
 	struct node *node;                /* NULL once its node is freed (a call still in flight) */
@@ -105,8 +109,8 @@ static void suspect_drop(struct suspect *s)
 void suspect_mark(struct praefect *p, struct repo *r, struct node *n, const char *why)
 {
 	struct suspect *s = suspect_get(n, r->id);
-	if (s && s->avoid)
-		return;
+	if (s && (s->avoid || s->state == SUSPECT_CLEAN))
+		return; /* known, or found clean a moment ago (a read that fails for its own reasons) */
 	log_msgf(LOG_WARN, "replica of repository %lld on %s is suspect, reads avoid it until it is verified: %s",
 		 (long long)r->id, n->cfg->storage, why);
 	suspect_add(p, n, r->id, 1);
@@ -197,7 +201,9 @@ static void on_fsck_done(struct grpc_client_call *cc, enum grpc_code code, const
 		log_msgf(LOG_INFO, "replica of repository %lld on %s verified: healthy", (long long)s->repo_id,
 			 s->node->cfg->storage);
 		gitaly__fsck_response__free_unpacked(r, NULL);
-		suspect_drop(s);
+		s->state = SUSPECT_CLEAN;
+		s->avoid = 0;
+		s->next_ms = now + CLEAN_KEEP_MS;
 		return;
 	}
 	if ((code == GRPC_OK && r) || code == GRPC_NOT_FOUND) {
@@ -289,7 +295,7 @@ static void on_job_queued(void *arg, int status, const char *msg, int64_t id)
 	replicator_kick(s->p, s->node->vs, s->node->cfg->storage);
 }
 
-/* A healthy up-to-date replica nobody suspects, other than `n`'s. */
+/* A healthy up-to-date replica nobody suspects (or found clean), other than `n`'s. */
 static struct node *repair_source(struct repo *r, const struct node *n)
 {
 	for (size_t i = 0; i < r->vs->nr_nodes; i++) {
@@ -298,7 +304,7 @@ static struct node *repair_source(struct repo *r, const struct node *n)
 		if (o == n || !o->healthy || !repo_up_to_date(r, o->cfg->storage))
 			continue;
 		s = o->suspects.nr ? suspect_get(o, r->id) : NULL;
-		if (!s)
+		if (!s || s->state == SUSPECT_CLEAN)
 			return o;
 	}
 	return NULL;
@@ -333,7 +339,7 @@ static int step(struct suspect *s, uint64_t now, unsigned *fsck_budget)
 	if (s->busy)
 		return 0;
 	rep = r ? repo_replica(r, s->node->cfg->storage) : NULL;
-	if (!r || (s->state < SUSPECT_DELETING && (!rep || rep->generation < 0))) {
+	if (!r || ((s->state < SUSPECT_DELETING || s->state == SUSPECT_CLEAN) && (!rep || rep->generation < 0))) {
 		suspect_drop(s); /* repository or replica gone: nothing left to avoid */
 		return 1;
 	}
@@ -376,6 +382,12 @@ static int step(struct suspect *s, uint64_t now, unsigned *fsck_budget)
 		}
 		if (now >= s->next_ms && (src = repair_source(r, s->node)))
 			queue_job(s, r, "update", src->cfg->storage);
+		break;
+	case SUSPECT_CLEAN:
+		if (now >= s->next_ms) {
+			suspect_drop(s);
+			return 1;
+		}
 		break;
 	}
 	return 0;
