@@ -79,8 +79,8 @@ static void on_check_done(struct grpc_client_call *call, enum grpc_code code, co
 		 * whole window is; one slow or failed check is tolerated. Connection
 		 * failures act at once (on_channel_state). Unhealthy only means "route
 		 * new calls elsewhere": calls in flight stay, since a node that is
-		 * silent may just be starved or stopped; the keepalive of
-		 * nodes_start() decides when silence means the connection is lost
+		 * silent may just be starved or stopped; the keepalive set by
+		 * keepalive_for() decides when silence means the connection is lost
 		 * (docs/technical/praefect-health.md).
 		 */
 		set_health(p, n, 0, code == GRPC_OK ? "not serving" : message);
