@@ -25,6 +25,7 @@
 struct praefect;
 struct vstorage;
 struct bc_client;
+struct proxy;
 
 /* One gitaly storage of a virtual storage, and our connection to it. */
 struct node {
@@ -39,6 +40,8 @@ struct node {
 	int recorded_healthy;
 	uint64_t routed_reads;                 /* accessor calls sent here (test hook, metrics) */
 	uint64_t routed_writes;
+	struct hashmap suspects;               /* repository id -> suspect replica here (router/suspect.c) */
+	uint64_t scanned_ms;                   /* last check of all its replicas (router/suspect.c) */
 };
 
 struct vstorage {
@@ -72,6 +75,7 @@ enum praefect_task {
 	TASK_REPL_STALE,
 	TASK_RECONCILE,
 	TASK_METRICS,
+	TASK_VERIFY_REPLICAS,
 	PRAEFECT_NR_TASKS
 };
 
@@ -108,6 +112,8 @@ struct praefect {
 	uint64_t health_timeout_ms;
 	uint64_t unhealthy_after_ms;
 	int64_t metric_unavailable, metric_queue_depth;
+	struct proxy *lingering;               /* calls waiting for secondaries (coordinator.c) */
+	const struct rpc_method *fsck;         /* RepositoryService/Fsck, verifying suspect replicas */
 };
 
 /* --- methods by name (praefect.c) --- */
@@ -165,6 +171,23 @@ void node_call_metadata(struct node *n, const struct grpc_metadata *in, struct g
 /* Health changed (nodes.c calls it): wakes replication and the reconciler. */
 void praefect_node_health_changed(struct praefect *p, struct node *n);
 
+/* --- suspect replicas (router/suspect.c, docs/technical/praefect-health.md) --- */
+/*
+ * A read on `n`'s replica of `r` failed as if objects were corrupt or
+ * missing: reads avoid it until Fsck on `n` says it is clean; if it is not,
+ * it is deleted and replicated again. Every other replica of `r` is checked
+ * too, without being avoided meanwhile.
+ */
+void suspect_mark(struct praefect *p, struct repo *r, struct node *n, const char *why);
+/* Reads avoid `n`'s replica of repository `repo_id`. */
+int suspect_avoided(const struct node *n, int64_t repo_id);
+/* Does a read's failure (code, status message) look like corrupt or missing objects? */
+int suspect_read_error(enum grpc_code code, const char *msg);
+/* Move every suspect replica on by one step (task verify-replicas). */
+void suspects_verify(struct praefect *p);
+/* Free `n`'s suspects (nodes_free()). */
+void suspects_release(struct node *n);
+
 /* --- primary election (election/election.c) --- */
 /*
  * The primary for a request that needs one: the stored primary while it is
@@ -175,6 +198,11 @@ struct node *elect_primary(struct praefect *p, struct repo *r);
 
 /* --- the proxy (coordinator/) --- */
 void coordinator_register(struct praefect *p);
+/*
+ * `n` turned unhealthy (nodes.c): calls whose primary already committed stop
+ * waiting for their secondaries on `n` (cancelled, then outdated and repaired).
+ */
+void coordinator_node_unhealthy(struct praefect *p, struct node *n);
 
 /* --- replication (replicator/replicator.c) --- */
 /* Renew the leases of the jobs being worked on (task replication-heartbeat). */

@@ -18,14 +18,19 @@
 #include <string.h>
 
 static void forward_message(struct proxy *px, const uint8_t *msg, size_t len);
+static int retry_read(struct proxy *px, struct dest *d, enum grpc_code code, const char *message);
 
 /* --- lifetime --- */
 
+static void linger_end(struct proxy *px);
+
 static void proxy_free(struct proxy *px)
 {
+	linger_end(px);
 	for (size_t i = 0; i < px->nr_dests; i++) {
 		strbuf_release(&px->dests[i].msg);
 		grpc_metadata_release(&px->dests[i].trailers);
+		grpc_metadata_release(&px->dests[i].headers);
 	}
 	free(px->dests);
 	strbuf_release(&px->first);
@@ -36,6 +41,7 @@ static void proxy_free(struct proxy *px)
 	strvec_clear(&px->outdated);
 	strvec_clear(&px->secondaries);
 	strvec_clear(&px->updated);
+	strvec_clear(&px->tried);
 	if (px->reserved_key) {
 		hashmap_remove(&px->p->reserved_paths, px->reserved_key, strlen(px->reserved_key));
 		free(px->reserved_key);
@@ -80,6 +86,68 @@ static void cancel_dests(struct proxy *px)
 			grpc_client_call_cancel(px->dests[i].cc);
 }
 
+/*
+ * A stalled secondary must not hold up the answer. Once the primary of a
+ * transactional mutator has finished OK, its last vote was committed, so a
+ * quorum applied the change without whoever is still running. Those still
+ * running on a node that is unhealthy (silent, see nodes/nodes.c) are
+ * cancelled then; the others are given the time they need, unless their node
+ * turns unhealthy meanwhile (coordinator_node_unhealthy()), and the proxy
+ * waits on the list `p->lingering` until then. A cancelled secondary is
+ * outdated by the finalizer and repaired by replication: nothing is lost.
+ */
+static void linger_end(struct proxy *px)
+{
+	struct praefect *p = px->p;
+	if (!px->lingering)
+		return;
+	px->lingering = 0;
+	if (px->linger_prev)
+		px->linger_prev->linger_next = px->linger_next;
+	else
+		p->lingering = px->linger_next;
+	if (px->linger_next)
+		px->linger_next->linger_prev = px->linger_prev;
+	px->linger_prev = px->linger_next = NULL;
+}
+
+/* Cancel the open secondaries on `only` (NULL: on any unhealthy node). */
+static void cancel_stalled_secondaries(struct proxy *px, const struct node *only)
+{
+	px->refs++;
+	for (size_t i = 0; i < px->nr_dests; i++) {
+		struct dest *d = &px->dests[i];
+		if (d->primary || !d->cc || d->closed || (only ? d->node != only : d->node->healthy))
+			continue;
+		log_msgf(LOG_WARN, "secondary %s is not answering and %s committed without it: cancelling it",
+			 d->node->cfg->storage, px->m->method);
+		grpc_client_call_cancel(d->cc);
+	}
+	proxy_unref(px);
+}
+
+static void linger_start(struct proxy *px)
+{
+	struct praefect *p = px->p;
+	if (px->lingering || !px->open_dests)
+		return;
+	px->lingering = 1;
+	px->linger_prev = NULL;
+	px->linger_next = p->lingering;
+	if (p->lingering)
+		p->lingering->linger_prev = px;
+	p->lingering = px;
+}
+
+void coordinator_node_unhealthy(struct praefect *p, struct node *n)
+{
+	struct proxy *px = p->lingering, *next;
+	for (; px; px = next) {
+		next = px->linger_next;
+		cancel_stalled_secondaries(px, n);
+	}
+}
+
 /* --- destination (client calls to gitaly) --- */
 
 static int any_dest_full(struct proxy *px)
@@ -93,8 +161,24 @@ static int any_dest_full(struct proxy *px)
 static void dest_headers(struct grpc_client_call *cc, const struct grpc_metadata *md)
 {
 	struct dest *d = grpc_client_call_user(cc);
-	if (d->primary && d->px->call && !d->px->finished)
-		grpc_call_send_headers(d->px->call, md);
+	if (!d->primary || !d->px->call || d->px->finished)
+		return;
+	if (d->px->kind == ROUTE_ACCESSOR) {
+		/* nothing reaches the client before a message: the read can still move to another replica */
+		grpc_metadata_copy(&d->headers, md);
+		d->headers_held = 1;
+		return;
+	}
+	grpc_call_send_headers(d->px->call, md);
+}
+
+static void send_held_headers(struct dest *d)
+{
+	if (!d->headers_held)
+		return;
+	d->headers_held = 0;
+	if (d->px->call && !d->px->finished)
+		grpc_call_send_headers(d->px->call, &d->headers);
 }
 
 static void dest_message(struct grpc_client_call *cc, const uint8_t *msg, size_t len)
@@ -103,6 +187,8 @@ static void dest_message(struct grpc_client_call *cc, const uint8_t *msg, size_t
 	struct proxy *px = d->px;
 	if (!d->primary || !px->call || px->finished)
 		return; /* secondaries' responses are drained and dropped */
+	send_held_headers(d);
+	px->responded = 1;
 	grpc_call_send(px->call, msg, len);
 	if (grpc_call_send_full(px->call) && !d->paused) {
 		d->paused = 1;
@@ -128,12 +214,29 @@ static void dest_close(struct grpc_client_call *cc, enum grpc_code code, const c
 
 	d->cc = NULL;
 	d->closed = 1;
+	px->open_dests--;
+	if (px->kind == ROUTE_ACCESSOR && code != GRPC_OK) {
+		struct repo *r = repo_by_id(px->p, px->repo_id);
+		if (r && suspect_read_error(code, message))
+			suspect_mark(px->p, r, d->node, message);
+		if (retry_read(px, d, code, message)) {
+			proxy_unref(px);
+			return;
+		}
+	}
+	if (px->kind == ROUTE_ACCESSOR)
+		send_held_headers(d);
 	d->code = code;
 	strbuf_addstr(&d->msg, message ? message : "");
 	grpc_metadata_copy(&d->trailers, trailers);
-	px->open_dests--;
 	if (d->primary && code != GRPC_OK && px->kind != ROUTE_MAINTENANCE)
 		cancel_dests(px);
+	if (d->primary && code == GRPC_OK && px->txid && px->open_dests) {
+		px->refs++;
+		cancel_stalled_secondaries(px, NULL);
+		linger_start(px);
+		proxy_unref(px);
+	}
 	if (!d->primary && code != GRPC_OK && px->txid) {
 		/* a failed secondary no longer counts; the quorum of the others decides */
 		log_msgf(LOG_WARN, "secondary %s failed during %s: %s", d->node->cfg->storage, px->m->method,
@@ -152,78 +255,112 @@ static const struct grpc_client_ops dest_ops = {
 	.on_close = dest_close,
 };
 
-/* Open the calls to every destination and send each its rewritten first message. */
-static int open_dests(struct proxy *px)
+/* Open the call to `d` and send it its rewritten first message. */
+static int open_dest(struct proxy *px, struct dest *d)
 {
 	const struct grpc_metadata *in = grpc_call_metadata(px->call);
 	uint64_t deadline = grpc_call_deadline(px->call), timeout = 0;
 	struct strbuf rewritten = STRBUF_INIT;
+	struct grpc_metadata md = GRPC_METADATA_INIT;
+	const char *storage = d->node->cfg->storage;
 	struct rpc_repo add;
-	int have_add = 0;
+	int rc;
 
 	if (deadline) {
 		uint64_t now = now_ms();
 		timeout = deadline > now ? deadline - now : 1;
 	}
-	if (px->kind != ROUTE_STORAGE && px->kind != ROUTE_ACCESSOR &&
-	    rpc_find_additional(px->m, (const uint8_t *)px->first.buf, px->first.len, &add) == 0)
-		have_add = 1;
-
-	for (size_t i = 0; i < px->nr_dests; i++) {
-		struct dest *d = &px->dests[i];
-		struct grpc_metadata md = GRPC_METADATA_INIT;
-		const char *storage = d->node->cfg->storage;
-		int rc;
-
-		strbuf_reset(&rewritten);
-		if (px->kind == ROUTE_STORAGE) {
-			rc = rpc_rewrite_storage(px->m, (const uint8_t *)px->first.buf, px->first.len, storage,
-						 strlen(storage), &rewritten);
-		} else {
-			rc = rpc_rewrite_repo(px->m, RPC_REPO_TARGET, (const uint8_t *)px->first.buf, px->first.len,
-					      storage, strlen(storage), px->replica_path, strlen(px->replica_path),
-					      &rewritten);
-			if (rc == 0 && have_add) {
-				/* the additional repository lives on the same node, at its own replica path */
-				struct repo *ar = repo_by_path(px->p, px->vs->cfg->name, strlen(px->vs->cfg->name),
-							       add.relative_path, add.relative_path_len);
-				struct strbuf again = STRBUF_INIT;
-				rc = rpc_rewrite_repo(px->m, RPC_REPO_ADDITIONAL, (const uint8_t *)rewritten.buf,
-						      rewritten.len, storage, strlen(storage),
-						      ar ? ar->replica_path : add.relative_path,
-						      ar ? strlen(ar->replica_path) : add.relative_path_len, &again);
-				strbuf_release(&rewritten);
-				rewritten = again;
-			}
-		}
-		if (rc < 0) {
+	if (px->kind == ROUTE_STORAGE) {
+		rc = rpc_rewrite_storage(px->m, (const uint8_t *)px->first.buf, px->first.len, storage,
+					 strlen(storage), &rewritten);
+	} else {
+		rc = rpc_rewrite_repo(px->m, RPC_REPO_TARGET, (const uint8_t *)px->first.buf, px->first.len,
+				      storage, strlen(storage), px->replica_path, strlen(px->replica_path),
+				      &rewritten);
+		if (rc == 0 && px->kind != ROUTE_ACCESSOR &&
+		    rpc_find_additional(px->m, (const uint8_t *)px->first.buf, px->first.len, &add) == 0) {
+			/* the additional repository lives on the same node, at its own replica path */
+			struct repo *ar = repo_by_path(px->p, px->vs->cfg->name, strlen(px->vs->cfg->name),
+						       add.relative_path, add.relative_path_len);
+			struct strbuf again = STRBUF_INIT;
+			rc = rpc_rewrite_repo(px->m, RPC_REPO_ADDITIONAL, (const uint8_t *)rewritten.buf,
+					      rewritten.len, storage, strlen(storage),
+					      ar ? ar->replica_path : add.relative_path,
+					      ar ? strlen(ar->replica_path) : add.relative_path_len, &again);
 			strbuf_release(&rewritten);
-			return rc;
+			rewritten = again;
 		}
-		node_call_metadata(d->node, in, &md);
-		if (px->txid) {
-			struct strbuf tx = STRBUF_INIT;
-			tx_metadata_value(px->txid, storage, d->primary, &tx);
-			grpc_metadata_remove(&md, "gitaly-reference-transaction");
-			grpc_metadata_addstr(&md, "gitaly-reference-transaction", tx.buf);
-			strbuf_release(&tx);
-		}
-		rc = grpc_channel_call(d->node->ch, px->m->name, &md, timeout, 0, &dest_ops, d, &d->cc);
-		grpc_metadata_release(&md);
-		if (rc < 0) {
-			strbuf_release(&rewritten);
-			return rc;
-		}
-		px->open_dests++;
-		px->refs++;
-		grpc_client_call_send(d->cc, rewritten.buf, rewritten.len);
-		if (px->kind == ROUTE_ACCESSOR)
-			d->node->routed_reads++;
-		else
-			d->node->routed_writes++;
 	}
+	if (rc < 0) {
+		strbuf_release(&rewritten);
+		return rc;
+	}
+	node_call_metadata(d->node, in, &md);
+	if (px->txid) {
+		struct strbuf tx = STRBUF_INIT;
+		tx_metadata_value(px->txid, storage, d->primary, &tx);
+		grpc_metadata_remove(&md, "gitaly-reference-transaction");
+		grpc_metadata_addstr(&md, "gitaly-reference-transaction", tx.buf);
+		strbuf_release(&tx);
+	}
+	rc = grpc_channel_call(d->node->ch, px->m->name, &md, timeout, 0, &dest_ops, d, &d->cc);
+	grpc_metadata_release(&md);
+	if (rc < 0) {
+		strbuf_release(&rewritten);
+		return rc;
+	}
+	px->open_dests++;
+	px->refs++;
+	grpc_client_call_send(d->cc, rewritten.buf, rewritten.len);
 	strbuf_release(&rewritten);
+	if (px->kind == ROUTE_ACCESSOR)
+		d->node->routed_reads++;
+	else
+		d->node->routed_writes++;
 	return 0;
+}
+
+/* Open the calls to every destination and send each its rewritten first message. */
+static int open_dests(struct proxy *px)
+{
+	for (size_t i = 0; i < px->nr_dests; i++) {
+		int rc = open_dest(px, &px->dests[i]);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/*
+ * A read failed on its replica before any response message reached the
+ * client, and the client sent nothing after the first message (still in
+ * px->first): send it to another up-to-date replica instead. Returns 1 when
+ * `d` is open again on the new node.
+ */
+static int retry_read(struct proxy *px, struct dest *d, enum grpc_code code, const char *message)
+{
+	struct node *failed = d->node, *n;
+	if (px->kind != ROUTE_ACCESSOR || px->responded || px->forwarded || !px->call || px->finished)
+		return 0;
+	if (code != GRPC_UNAVAILABLE && !suspect_read_error(code, message))
+		return 0;
+	if (!(n = route_accessor_retry(px)))
+		return 0;
+	log_msgf(LOG_WARN, "%s failed on %s, retrying on %s: %s", px->m->method, failed->cfg->storage,
+		 n->cfg->storage, message ? message : grpc_code_name(code));
+	d->node = n;
+	d->closed = 0;
+	d->paused = 0;
+	d->headers_held = 0;
+	grpc_metadata_release(&d->headers);
+	if (open_dest(px, d) < 0) {
+		d->node = failed;
+		d->closed = 1;
+		return 0;
+	}
+	if (px->half_closed)
+		grpc_client_call_close_send(d->cc);
+	return 1;
 }
 
 void proxy_add_dest(struct proxy *px, struct node *n, int primary)
@@ -285,6 +422,7 @@ void proxy_forward(struct proxy *px)
 
 static void forward_message(struct proxy *px, const uint8_t *msg, size_t len)
 {
+	px->forwarded++;
 	for (size_t i = 0; i < px->nr_dests; i++)
 		if (px->dests[i].cc && !px->dests[i].closed)
 			grpc_client_call_send(px->dests[i].cc, msg, len);
@@ -380,6 +518,7 @@ static void proxy_start(struct grpc_call *call, void *data)
 	strvec_init(&px->outdated);
 	strvec_init(&px->secondaries);
 	strvec_init(&px->updated);
+	strvec_init(&px->tried);
 	grpc_call_set_ops(call, &client_ops, px);
 }
 

@@ -31,6 +31,9 @@ struct dest {
 	enum grpc_code code;
 	struct strbuf msg;
 	struct grpc_metadata trailers;
+
+	struct grpc_metadata headers;    /* an accessor's response headers, held until its first message */
+	int headers_held;
 };
 
 struct proxy {
@@ -60,6 +63,15 @@ struct proxy {
 	struct dest *dests;
 	size_t nr_dests, open_dests;
 	uint64_t start_ms;
+
+	/* waiting for secondaries after the primary finished (coordinator.c linger_start) */
+	int lingering;
+	struct proxy *linger_prev, *linger_next;
+
+	/* reads retried on another replica (coordinator.c retry_read) */
+	int responded;                   /* a response message reached the client */
+	size_t forwarded;                /* request messages sent after the first */
+	struct strvec tried;             /* storages this accessor was sent to */
 };
 
 /* --- coordinator.c: lifetime and forwarding --- */
@@ -73,6 +85,8 @@ void proxy_forward(struct proxy *px);
 
 /* --- router/route.c: choose the destinations for the first message --- */
 void proxy_route(struct proxy *px);
+/* Another replica for an accessor whose replica failed (recorded in px->tried); NULL if none. */
+struct node *route_accessor_retry(struct proxy *px);
 
 /* --- finalize.c: record generations and queue replication, then answer --- */
 void proxy_finalize(struct proxy *px);

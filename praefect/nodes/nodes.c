@@ -9,6 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* silence bounds of keepalive_for() (docs/technical/praefect-health.md) */
+#define NODE_UNIX_KEEPALIVE_MS 10000
+#define NODE_UNIX_KEEPALIVE_TIMEOUT_MS 20000
+#define NODE_TCP_KEEPALIVE_MS 1000
+#define NODE_TCP_KEEPALIVE_TIMEOUT_MS 4000
+
 static void on_check_done(struct grpc_client_call *call, enum grpc_code code, const char *message,
 			  const struct grpc_metadata *trailers);
 static void on_check_message(struct grpc_client_call *call, const uint8_t *msg, size_t len);
@@ -32,6 +38,8 @@ static void set_health(struct praefect *p, struct node *n, int healthy, const ch
 	else
 		log_msgf(LOG_WARN, "node %s/%s is unhealthy: %s", n->vs->cfg->name, n->cfg->storage, why);
 	n->healthy = healthy;
+	if (!healthy)
+		coordinator_node_unhealthy(p, n);
 	praefect_node_health_changed(p, n);
 }
 
@@ -69,21 +77,13 @@ static void on_check_done(struct grpc_client_call *call, enum grpc_code code, co
 		 * Failed checks alone do not condemn a node that is still sending us
 		 * bytes on other calls (overloaded, not dead); a node silent for the
 		 * whole window is; one slow or failed check is tolerated. Connection
-		 * failures act at once (on_channel_state).
+		 * failures act at once (on_channel_state). Unhealthy only means "route
+		 * new calls elsewhere": calls in flight stay, since a node that is
+		 * silent may just be starved or stopped; the keepalive set by
+		 * keepalive_for() decides when silence means the connection is lost
+		 * (docs/technical/praefect-health.md).
 		 */
 		set_health(p, n, 0, code == GRPC_OK ? "not serving" : message);
-	}
-	/*
-	 * A node silent for twice the window is treated as gone: calls stuck on
-	 * its connection fail now instead of at the keepalive timeout, so
-	 * clients can retry against the new primary.
-	 */
-	if (!ok && code == GRPC_DEADLINE_EXCEEDED && n->last_ok_ms &&
-	    now - MAX(n->last_ok_ms, grpc_channel_last_read_ms(n->ch)) >= 2 * p->unhealthy_after_ms &&
-	    grpc_channel_state(n->ch) == GRPC_CHANNEL_READY) {
-		log_msgf(LOG_WARN, "node %s/%s: nothing received for %llu ms, dropping its connection",
-			 n->vs->cfg->name, n->cfg->storage, (unsigned long long)(2 * p->unhealthy_after_ms));
-		grpc_channel_disconnect(n->ch);
 	}
 	/* node_status rows (upstream's table) at most once a second, or on change */
 	if (now - n->last_recorded_ms >= 1000 || n->recorded_healthy != n->healthy) {
@@ -146,6 +146,7 @@ void node_call_metadata(struct node *n, const struct grpc_metadata *in, struct g
 
 void nodes_init(struct praefect *p)
 {
+	p->fsck = praefect_method("/gitaly.RepositoryService/Fsck");
 	p->vs = xcalloc(p->cfg.nr_vs, sizeof(*p->vs));
 	p->nr_vs = p->cfg.nr_vs;
 	for (size_t i = 0; i < p->nr_vs; i++) {
@@ -161,6 +162,28 @@ void nodes_init(struct praefect *p)
 	}
 }
 
+/*
+ * When silence means the connection is lost. The kernel reports a dead peer
+ * itself (EOF, reset, refused: the calls fail and the node is unhealthy at
+ * once), so silence alone is only "suspect": health checks stop routing new
+ * calls to the node after unhealthy_after, and the calls in flight wait. On a
+ * Unix socket the peer is a process on this host: silence means it is
+ * stopped, starved or swapping, and it gets gRPC's usual 20 s ping timeout
+ * after 10 s of silence. Over TCP a partition or a frozen host looks the
+ * same as a slow peer and nothing else would ever end the calls, so the
+ * bound is shorter: a ping after 1 s of silence, 4 s to answer it.
+ */
+static void keepalive_for(const struct node *n, struct grpc_channel_opts *o)
+{
+	if (!strncmp(n->cfg->address, "unix:", 5)) {
+		o->keepalive_ms = NODE_UNIX_KEEPALIVE_MS;
+		o->keepalive_timeout_ms = NODE_UNIX_KEEPALIVE_TIMEOUT_MS;
+	} else {
+		o->keepalive_ms = NODE_TCP_KEEPALIVE_MS;
+		o->keepalive_timeout_ms = NODE_TCP_KEEPALIVE_TIMEOUT_MS;
+	}
+}
+
 int nodes_start(struct praefect *p, struct strbuf *err)
 {
 	struct grpc_channel_opts o;
@@ -168,8 +191,6 @@ int nodes_start(struct praefect *p, struct strbuf *err)
 	o.backoff_initial_ms = 100;
 	o.backoff_max_ms = 1000;
 	o.connect_timeout_ms = 2000;
-	o.keepalive_ms = 5000;
-	o.keepalive_timeout_ms = 2000;
 	o.on_state = on_channel_state;
 	/* every connection to a node is a backchannel: the node votes back over it */
 	o.dial = bc_dial;
@@ -179,6 +200,7 @@ int nodes_start(struct praefect *p, struct strbuf *err)
 			struct node *n = &p->vs[i].nodes[j];
 			int rc;
 			o.state_data = n;
+			keepalive_for(n, &o);
 			rc = grpc_channel_new(p->loop, n->cfg->address, &o, &n->ch);
 			if (rc < 0) {
 				strbuf_addf(err, "virtual storage \"%s\": cannot use node address \"%s\" of storage \"%s\"",
@@ -201,8 +223,11 @@ void nodes_stop(struct praefect *p)
 
 void nodes_free(struct praefect *p)
 {
-	for (size_t i = 0; i < p->nr_vs; i++)
+	for (size_t i = 0; i < p->nr_vs; i++) {
+		for (size_t j = 0; j < p->vs[i].nr_nodes; j++)
+			suspects_release(&p->vs[i].nodes[j]);
 		free(p->vs[i].nodes);
+	}
 	free(p->vs);
 	p->vs = NULL;
 	p->nr_vs = 0;

@@ -38,10 +38,51 @@ static int force_primary(struct proxy *px)
 	return px->m->primary_only; /* (router) = { primary_only } in proto/ */
 }
 
+static int tried(const struct proxy *px, const struct node *n)
+{
+	for (size_t i = 0; i < px->tried.nr; i++)
+		if (!strcmp(px->tried.v[i], n->cfg->storage))
+			return 1;
+	return 0;
+}
+
+/*
+ * A random healthy up-to-date replica not tried yet by this call, preferring
+ * those no failed read made suspect (router/suspect.c): a suspect one still
+ * beats refusing the read.
+ */
+static struct node *accessor_candidate(struct proxy *px, struct repo *r)
+{
+	struct node **cands = xcalloc(px->vs->nr_nodes, sizeof(*cands));
+	struct node *n = NULL;
+	for (int with_suspects = 0; !n && with_suspects < 2; with_suspects++) {
+		size_t nc = 0;
+		for (size_t i = 0; i < px->vs->nr_nodes; i++) {
+			struct node *c = &px->vs->nodes[i];
+			if (c->healthy && repo_up_to_date(r, c->cfg->storage) && !tried(px, c) &&
+			    (with_suspects || !suspect_avoided(c, r->id)))
+				cands[nc++] = c;
+		}
+		n = random_node(cands, nc);
+	}
+	free(cands);
+	return n;
+}
+
+struct node *route_accessor_retry(struct proxy *px)
+{
+	struct repo *r = repo_by_id(px->p, px->repo_id);
+	struct node *n;
+	if (!r || px->kind != ROUTE_ACCESSOR || force_primary(px))
+		return NULL;
+	n = accessor_candidate(px, r);
+	if (n)
+		strvec_push(&px->tried, n->cfg->storage);
+	return n;
+}
+
 static void route_accessor(struct proxy *px, struct repo *r)
 {
-	struct node **cands;
-	size_t nc = 0;
 	struct node *n;
 
 	if (!vs_healthy_count(px->vs)) {
@@ -55,19 +96,13 @@ static void route_accessor(struct proxy *px, struct repo *r)
 			return;
 		}
 	} else {
-		cands = xcalloc(px->vs->nr_nodes, sizeof(*cands));
-		for (size_t i = 0; i < px->vs->nr_nodes; i++) {
-			struct node *c = &px->vs->nodes[i];
-			if (c->healthy && repo_up_to_date(r, c->cfg->storage))
-				cands[nc++] = c;
-		}
-		n = random_node(cands, nc);
-		free(cands);
+		n = accessor_candidate(px, r);
 		if (!n) {
 			proxy_fail(px, GRPC_UNAVAILABLE, "no suitable node to serve the request");
 			return;
 		}
 	}
+	strvec_push(&px->tried, n->cfg->storage);
 	proxy_add_dest(px, n, 1);
 	proxy_forward(px);
 }

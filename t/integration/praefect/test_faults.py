@@ -143,8 +143,6 @@ def test_primary_kills_cost_under_a_second_of_writes_and_no_acknowledged_push(tm
         cluster.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="an in-flight push is cut when its node is silent for 2 x unhealthy_after "
-                   "(praefect/nodes.c on_check_done drops the connection)")
 def test_node_stalled_for_two_and_a_half_seconds_fails_no_push_in_flight(cluster, tmp_path):
     create_repo(cluster, "stall.git")
     base = make_bare_repo(str(tmp_path / "base.git"), branches=("main",))

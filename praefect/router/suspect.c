@@ -1,0 +1,431 @@
+/*
+ * Suspect replicas: a replica on which a read failed as if objects were
+ * corrupt or missing is avoided by reads until it is verified
+ * (gitaly.RepositoryService/Fsck on its node); a corrupt one is deleted and
+ * replicated again from a healthy replica. In memory only: after a restart
+ * the next failed read marks it again. See docs/technical/praefect-health.md.
+ *
+ * Each node holds its suspects in `n->suspects` (repository id -> struct
+ * suspect). The task verify-replicas (schedule.c) moves each one on a step:
+ *
+ *   unverified --Fsck--> verifying --clean--> clean (not avoided; dropped after 5 min)
+ *                                  --error--> corrupt --delete_replica job-->
+ *   deleting --replica row gone, update job--> rebuilding --up to date--> (cleared)
+ *
+ * A replica that is only checked because one of its siblings failed
+ * (`avoid` 0) is not avoided until its own Fsck reports an error.
+ */
+#include "praefect.h"
+#include "base/util.h"
+#include "base/log.h"
+#include "grpc/auth.h"
+#include "repository.pb-c.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FSCK_TIMEOUT_MS (10 * 60 * 1000)
+#define FSCK_RETRY_MS 5000            /* Fsck failed to run (node busy, unreachable) */
+#define FSCK_UNIMPLEMENTED_RETRY_MS 60000
+#define REPAIR_STEP_TIMEOUT_MS 60000  /* a job that did not take effect is queued again */
+#define REPAIR_BUSY_RETRY_MS 1000     /* the queue already had such a job */
+#define CLEAN_KEEP_MS (5 * 60 * 1000) /* failed reads do not start another Fsck meanwhile */
+#define FSCK_PER_NODE 2               /* Fsck calls in flight on one node */
+#define NODE_SCAN_EVERY_MS (10 * 60 * 1000) /* at most one scan of a node's replicas */
+
+enum suspect_state {
+	SUSPECT_UNVERIFIED, SUSPECT_VERIFYING, SUSPECT_CORRUPT, SUSPECT_DELETING, SUSPECT_REBUILDING,
+	SUSPECT_CLEAN,                    /* Fsck passed: not checked again for CLEAN_KEEP_MS */
+};
+
+struct suspect {
+	struct node *node;                /* NULL once its node is freed (a call still in flight) */
+	int64_t repo_id;
+	enum suspect_state state;
+	int avoid;                        /* reads avoid the replica */
+	int busy;                         /* a call or store request in flight */
+	int told_unimplemented;
+	uint64_t next_ms;                 /* earliest time of the next step */
+	struct praefect *p;
+	struct strbuf resp;
+};
+
+static void id_key(char *key, size_t size, int64_t id)
+{
+	snprintf(key, size, "%lld", (long long)id);
+}
+
+static struct suspect *suspect_get(const struct node *n, int64_t repo_id)
+{
+	char key[24];
+	id_key(key, sizeof(key), repo_id);
+	return hashmap_get(&n->suspects, key, strlen(key));
+}
+
+int suspect_avoided(const struct node *n, int64_t repo_id)
+{
+	struct suspect *s;
+	if (!n->suspects.nr)
+		return 0;
+	s = suspect_get(n, repo_id);
+	return s && s->avoid;
+}
+
+static void suspect_add(struct praefect *p, struct node *n, int64_t repo_id, int avoid)
+{
+	char key[24];
+	struct suspect *s = suspect_get(n, repo_id);
+	if (s) {
+		s->avoid |= avoid;
+		return;
+	}
+	s = xcalloc(1, sizeof(*s));
+	s->p = p;
+	s->node = n;
+	s->repo_id = repo_id;
+	s->avoid = avoid;
+	s->next_ms = now_ms();
+	strbuf_init(&s->resp, 0);
+	id_key(key, sizeof(key), repo_id);
+	hashmap_put(&n->suspects, key, strlen(key), s);
+}
+
+static void suspect_free(struct suspect *s)
+{
+	strbuf_release(&s->resp);
+	free(s);
+}
+
+static void suspect_drop(struct suspect *s)
+{
+	char key[24];
+	id_key(key, sizeof(key), s->repo_id);
+	hashmap_remove(&s->node->suspects, key, strlen(key));
+	suspect_free(s);
+}
+
+void suspect_mark(struct praefect *p, struct repo *r, struct node *n, const char *why)
+{
+	struct suspect *s = suspect_get(n, r->id);
+	if (s && (s->avoid || s->state == SUSPECT_CLEAN))
+		return; /* known, or found clean a moment ago (a read that fails for its own reasons) */
+	log_msgf(LOG_WARN, "replica of repository %lld on %s is suspect, reads avoid it until it is verified: %s",
+		 (long long)r->id, n->cfg->storage, why);
+	suspect_add(p, n, r->id, 1);
+	/* the corruption may have been copied: check every other replica too */
+	for (size_t i = 0; i < r->vs->nr_nodes; i++) {
+		struct node *o = &r->vs->nodes[i];
+		struct replica *rep = repo_replica(r, o->cfg->storage);
+		if (o != n && rep && rep->generation >= 0)
+			suspect_add(p, o, r->id, 0);
+	}
+	schedule_kick(p, TASK_VERIFY_REPLICAS);
+}
+
+/*
+ * Does a failed read look like corrupt or missing objects on that replica?
+ * git's own words, as gitaly passes them on in the status message.
+ */
+int suspect_read_error(enum grpc_code code, const char *msg)
+{
+	static const char *const words[] = {
+		"corrupt", "missing blob", "missing tree", "missing commit", "missing tag", "missing object",
+		"bad object", "bad packed object", "unable to read", "inflate", "did not receive expected object",
+		"unable to parse object", "object file", "packfile",
+		/* gitaly's own, when cat-file cannot give an object the repository refers to */
+		"object not found", "read object", NULL,
+	};
+	if (code == GRPC_DATA_LOSS)
+		return 1;
+	if ((code != GRPC_INTERNAL && code != GRPC_UNKNOWN) || !msg)
+		return 0;
+	for (const char *const *w = words; *w; w++)
+		if (strstr(msg, *w))
+			return 1;
+	return 0;
+}
+
+/* --- verification --- */
+
+/*
+ * A replica found corrupt hints at a failing disk or a node that lost
+ * writes: check every other replica on that node too (not avoided until its
+ * own Fsck fails), at most once per NODE_SCAN_EVERY_MS.
+ */
+static void scan_node(struct praefect *p, struct node *n)
+{
+	const struct hashmap_entry *e;
+	uint64_t now = now_ms();
+	size_t added = 0;
+	if (n->scanned_ms && now - n->scanned_ms < NODE_SCAN_EVERY_MS)
+		return;
+	n->scanned_ms = now;
+	for (size_t i = 0; hashmap_next(&p->repos_by_id, &i, &e);) {
+		struct repo *r = e->value;
+		struct replica *rep;
+		if (r->vs != n->vs || !(rep = repo_replica(r, n->cfg->storage)) || rep->generation < 0)
+			continue;
+		if (!suspect_get(n, r->id)) {
+			suspect_add(p, n, r->id, 0);
+			added++;
+		}
+	}
+	if (added)
+		log_msgf(LOG_INFO, "checking the %zu other replicas on %s", added, n->cfg->storage);
+}
+
+static void on_fsck_message(struct grpc_client_call *cc, const uint8_t *msg, size_t len)
+{
+	struct suspect *s = grpc_client_call_user(cc);
+	strbuf_reset(&s->resp);
+	strbuf_add(&s->resp, msg, len);
+}
+
+static void on_fsck_done(struct grpc_client_call *cc, enum grpc_code code, const char *message,
+			 const struct grpc_metadata *trailers)
+{
+	struct suspect *s = grpc_client_call_user(cc);
+	Gitaly__FsckResponse *r = NULL;
+	uint64_t now = now_ms();
+
+	s->busy = 0;
+	if (!s->node) {
+		suspect_free(s);
+		return;
+	}
+	if (code == GRPC_OK)
+		r = gitaly__fsck_response__unpack(NULL, s->resp.len, (const uint8_t *)s->resp.buf);
+	if (code == GRPC_OK && r && !r->error.len) {
+		log_msgf(LOG_INFO, "replica of repository %lld on %s verified: healthy", (long long)s->repo_id,
+			 s->node->cfg->storage);
+		gitaly__fsck_response__free_unpacked(r, NULL);
+		s->state = SUSPECT_CLEAN;
+		s->avoid = 0;
+		s->next_ms = now + CLEAN_KEEP_MS;
+		return;
+	}
+	if ((code == GRPC_OK && r) || code == GRPC_NOT_FOUND) {
+		log_msgf(LOG_WARN, "replica of repository %lld on %s is corrupt, repairing it: %.*s",
+			 (long long)s->repo_id, s->node->cfg->storage,
+			 code == GRPC_OK ? (int)r->error.len : (int)strlen(message ? message : ""),
+			 code == GRPC_OK ? (const char *)r->error.data : (message ? message : ""));
+		s->state = SUSPECT_CORRUPT;
+		s->avoid = 1;
+		s->next_ms = now;
+		scan_node(s->p, s->node);
+	} else if (code == GRPC_UNIMPLEMENTED) {
+		if (!s->told_unimplemented)
+			log_msgf(LOG_WARN, "cannot verify the replica of repository %lld on %s: its node has no Fsck",
+				 (long long)s->repo_id, s->node->cfg->storage);
+		s->told_unimplemented = 1;
+		if (!s->avoid) {
+			suspect_drop(s); /* only checked for a sibling: nothing against it */
+		} else {
+			s->state = SUSPECT_UNVERIFIED;
+			s->next_ms = now + FSCK_UNIMPLEMENTED_RETRY_MS;
+		}
+	} else {
+		s->state = SUSPECT_UNVERIFIED;
+		s->next_ms = now + FSCK_RETRY_MS;
+	}
+	if (r)
+		gitaly__fsck_response__free_unpacked(r, NULL);
+	schedule_kick(s->p, TASK_VERIFY_REPLICAS);
+}
+
+static const struct grpc_client_ops fsck_ops = { .on_message = on_fsck_message, .on_close = on_fsck_done };
+
+static void start_fsck(struct suspect *s, struct repo *r)
+{
+	Gitaly__FsckRequest req = GITALY__FSCK_REQUEST__INIT;
+	Gitaly__Repository repo = GITALY__REPOSITORY__INIT;
+	struct grpc_metadata md = GRPC_METADATA_INIT;
+	struct grpc_client_call *cc;
+	uint8_t *buf;
+	size_t len;
+
+	repo.storage_name = (char *)s->node->cfg->storage;
+	repo.relative_path = r->replica_path;
+	req.repository = &repo;
+	len = gitaly__fsck_request__get_packed_size(&req);
+	buf = xmalloc(len ? len : 1);
+	gitaly__fsck_request__pack(&req, buf);
+	auth_v2_add(&md, s->node->cfg->token);
+	if (grpc_channel_call(s->node->ch, s->p->fsck->name, &md, FSCK_TIMEOUT_MS, 0, &fsck_ops, s, &cc) == 0) {
+		s->busy = 1;
+		s->state = SUSPECT_VERIFYING;
+		strbuf_reset(&s->resp);
+		grpc_client_call_send(cc, buf, len);
+		grpc_client_call_close_send(cc);
+	} else {
+		s->next_ms = now_ms() + FSCK_RETRY_MS;
+	}
+	grpc_metadata_release(&md);
+	free(buf);
+}
+
+/* --- repair: delete the replica, then replicate it again --- */
+
+static void on_job_queued(void *arg, int status, const char *msg, int64_t id)
+{
+	struct suspect *s = arg;
+	s->busy = 0;
+	if (!s->node) {
+		suspect_free(s);
+		return;
+	}
+	if (status == -EEXIST && s->state == SUSPECT_DELETING) {
+		/*
+		 * Not queued: one delete_replica job per repository at a time (another
+		 * replica of it is being deleted), or ours is still waiting. Ask again
+		 * soon.
+		 */
+		s->state = SUSPECT_CORRUPT;
+		s->next_ms = now_ms() + REPAIR_BUSY_RETRY_MS;
+		return;
+	}
+	if (status < 0 && status != -EEXIST) {
+		log_msgf(LOG_WARN, "queueing the repair of repository %lld on %s: %s", (long long)s->repo_id,
+			 s->node->cfg->storage, msg ? msg : "store error");
+		s->next_ms = now_ms() + FSCK_RETRY_MS;
+		return;
+	}
+	replicator_kick(s->p, s->node->vs, s->node->cfg->storage);
+}
+
+/* A healthy up-to-date replica nobody suspects (or found clean), other than `n`'s. */
+static struct node *repair_source(struct repo *r, const struct node *n)
+{
+	for (size_t i = 0; i < r->vs->nr_nodes; i++) {
+		struct node *o = &r->vs->nodes[i];
+		struct suspect *s;
+		if (o == n || !o->healthy || !repo_up_to_date(r, o->cfg->storage))
+			continue;
+		s = o->suspects.nr ? suspect_get(o, r->id) : NULL;
+		if (!s || s->state == SUSPECT_CLEAN)
+			return o;
+	}
+	return NULL;
+}
+
+static void queue_job(struct suspect *s, struct repo *r, const char *change, const char *source)
+{
+	struct repl_job j = { 0 };
+	j.change = change;
+	j.repository_id = r->id;
+	j.virtual_storage = r->vs->cfg->name;
+	j.relative_path = r->relative_path;
+	j.replica_path = "";
+	j.source_storage = source ? source : "";
+	j.target_storage = s->node->cfg->storage;
+	j.correlation_id = "replica-verification";
+	s->busy = 1;
+	s->next_ms = now_ms() + REPAIR_STEP_TIMEOUT_MS;
+	store_enqueue(s->p->store, &j, on_job_queued, s);
+}
+
+/*
+ * One step of `s` (which may drop it); returns 1 when it was dropped.
+ * `fsck_budget` is how many more Fsck calls may start on its node.
+ */
+static int step(struct suspect *s, uint64_t now, unsigned *fsck_budget)
+{
+	struct repo *r = repo_by_id(s->p, s->repo_id);
+	struct replica *rep;
+	struct node *src;
+
+	if (s->busy)
+		return 0;
+	rep = r ? repo_replica(r, s->node->cfg->storage) : NULL;
+	if (!r || ((s->state < SUSPECT_DELETING || s->state == SUSPECT_CLEAN) && (!rep || rep->generation < 0))) {
+		suspect_drop(s); /* repository or replica gone: nothing left to avoid */
+		return 1;
+	}
+	switch (s->state) {
+	case SUSPECT_UNVERIFIED:
+		if (now >= s->next_ms && s->node->healthy && *fsck_budget) {
+			start_fsck(s, r);
+			*fsck_budget -= s->state == SUSPECT_VERIFYING;
+		}
+		break;
+	case SUSPECT_VERIFYING:
+		break;
+	case SUSPECT_CORRUPT:
+		if (now < s->next_ms || !s->node->healthy || !(src = repair_source(r, s->node)))
+			break; /* no healthy replica to copy from yet */
+		s->state = SUSPECT_DELETING;
+		queue_job(s, r, "delete_replica", NULL);
+		break;
+	case SUSPECT_DELETING:
+		if (!rep || rep->generation < 0) {
+			if ((src = repair_source(r, s->node))) {
+				s->state = SUSPECT_REBUILDING;
+				queue_job(s, r, "update", src->cfg->storage);
+			}
+		} else if (now >= s->next_ms) {
+			/*
+			 * Still there a while after the job was queued: the deletion
+			 * failed, or the replica was deleted and rebuilt before we looked.
+			 * Fsck tells which.
+			 */
+			s->state = SUSPECT_UNVERIFIED;
+		}
+		break;
+	case SUSPECT_REBUILDING:
+		if (repo_up_to_date(r, s->node->cfg->storage)) {
+			log_msgf(LOG_INFO, "replica of repository %lld on %s repaired", (long long)s->repo_id,
+				 s->node->cfg->storage);
+			suspect_drop(s);
+			return 1;
+		}
+		if (now >= s->next_ms && (src = repair_source(r, s->node)))
+			queue_job(s, r, "update", src->cfg->storage);
+		break;
+	case SUSPECT_CLEAN:
+		if (now >= s->next_ms) {
+			suspect_drop(s);
+			return 1;
+		}
+		break;
+	}
+	return 0;
+}
+
+void suspects_verify(struct praefect *p)
+{
+	uint64_t now = now_ms();
+	for (size_t i = 0; i < p->nr_vs; i++) {
+		for (size_t j = 0; j < p->vs[i].nr_nodes; j++) {
+			struct node *n = &p->vs[i].nodes[j];
+			const struct hashmap_entry *e;
+			unsigned running = 0, budget;
+			for (size_t k = 0; hashmap_next(&n->suspects, &k, &e);)
+				running += ((struct suspect *)e->value)->state == SUSPECT_VERIFYING;
+			budget = running < FSCK_PER_NODE ? FSCK_PER_NODE - running : 0;
+			/* those avoided by reads first: they are why we are here */
+			for (int pass = 0; pass < 2; pass++) {
+				/* a dropped suspect leaves a tombstone: the walk goes on */
+				for (size_t k = 0; hashmap_next(&n->suspects, &k, &e);) {
+					struct suspect *s = e->value;
+					if (s->avoid == !pass)
+						step(s, now, &budget);
+				}
+			}
+		}
+	}
+}
+
+void suspects_release(struct node *n)
+{
+	const struct hashmap_entry *e;
+	for (size_t k = 0; hashmap_next(&n->suspects, &k, &e);) {
+		struct suspect *s = e->value;
+		if (s->busy)
+			s->node = NULL; /* freed by its callback, if it ever fires */
+		else
+			suspect_free(s);
+	}
+	hashmap_release(&n->suspects);
+}

@@ -1,0 +1,102 @@
+"""Slow is not dead: a node stopped or starved for a while fails no push in flight, new calls
+go to the other nodes meanwhile, and a stalled secondary does not hold up acknowledgements.
+See docs/technical/praefect-health.md."""
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from praefect_itest import wait_for
+from gitaly_itest import git, make_bare_repo
+from test_praefect import create_repo, gitaly_ssh_env, push, replicas_in_sync
+from test_faults import Writer
+
+pytestmark = pytest.mark.xdist_group("timing")
+
+
+def healthy(cluster, rel, storage):
+    return {r.storage: r.healthy for r in cluster.praefect.metadata(rel).replicas}[storage]
+
+
+def ls_remote(cluster, rel):
+    start = time.time()
+    r = subprocess.run(["git", "ls-remote", "ssh://gitaly/repo.git"], capture_output=True, text=True, timeout=30,
+                       env=dict(os.environ, **gitaly_ssh_env(cluster.praefect, rel, "upload-pack")))
+    return r.returncode, time.time() - start, r.stderr
+
+
+def test_nodes_stopped_again_and_again_fail_no_push_and_reads_go_elsewhere(cluster, tmp_path):
+    create_repo(cluster, "starve.git")
+    base = make_bare_repo(str(tmp_path / "base.git"), branches=("main",), files={"f.txt": "0\n"})
+    push(cluster, base, "starve.git", "main")
+    wait_for(lambda: replicas_in_sync(cluster, "starve.git"), what="replication")
+    writers = [Writer(cluster, base, str(tmp_path / ("w%d" % i)), "starve.git", "w%d" % i) for i in range(3)]
+    for w in writers:
+        w.start()
+    reads = []
+    try:
+        time.sleep(1)
+        # the primary twice, then each secondary: stopped 1.5 s (longer if praefect is slow to
+        # notice), as a starved or swapping machine would be, with pushes in flight
+        order = [cluster.praefect.metadata("starve.git").primary] * 2
+        order += sorted(n for n in cluster.nodes if n != order[0])
+        for name in order:
+            proc = cluster.nodes[name].proc
+            stopped = time.time()
+            proc.send_signal(signal.SIGSTOP)
+            try:
+                wait_for(lambda: not healthy(cluster, "starve.git", name), timeout=5, what="%s unhealthy" % name)
+                reads.append((name,) + ls_remote(cluster, "starve.git"))
+                time.sleep(max(0.0, 1.5 - (time.time() - stopped)))
+            finally:
+                proc.send_signal(signal.SIGCONT)
+            wait_for(lambda: healthy(cluster, "starve.git", name), timeout=10, what="%s healthy" % name)
+            time.sleep(1)
+    finally:
+        for w in writers:
+            w.stop.set()
+        for w in writers:
+            w.join(60)
+    attempts = [a for w in writers for a in w.attempts]
+    failed = [a for a in attempts if not a[2]]
+    assert len(attempts) >= 10 and failed == [], "%d of %d pushes failed" % (len(failed), len(attempts))
+    # a read while the node was stopped went to another replica: it answered at once
+    for name, rc, took, err in reads:
+        assert rc == 0 and took < 5, "ls-remote while %s was stopped: exit %d after %.1f s: %s" % (
+            name, rc, took, err)
+
+
+def test_a_stopped_secondary_does_not_hold_up_acknowledgements(cluster, tmp_path):
+    create_repo(cluster, "ack.git")
+    src = make_bare_repo(str(tmp_path / "src.git"), branches=("main",), files={"f.txt": "0\n"})
+    push(cluster, src, "ack.git", "main")
+    md, _ = wait_for(lambda: replicas_in_sync(cluster, "ack.git"), what="replication")
+    secondary = sorted(n for n in cluster.nodes if n != md.primary)[0]
+    work = str(tmp_path / "work")
+    git("clone", "-q", src, work)
+    with open(os.path.join(work, "f.txt"), "w") as f:
+        f.write("1\n")
+    git("commit", "-q", "-a", "-m", "one", cwd=work)
+    proc = cluster.nodes[secondary].proc
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        # routed while the secondary still counts as healthy: it is a voter that never votes
+        start = time.time()
+        r = subprocess.run(["git", "push", "-q", "ssh://gitaly/repo.git", "HEAD:refs/heads/main"], cwd=work,
+                           capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, **gitaly_ssh_env(cluster.praefect, "ack.git", "receive-pack")))
+        took = time.time() - start
+        still_stopped = proc.poll() is None
+        assert r.returncode == 0, r.stderr
+        # acknowledged once praefect gave up on the silent secondary (about 1 s), long before the
+        # node came back
+        assert took < 4.0, "the push waited %.1f s for a stopped secondary" % took
+        assert still_stopped
+        time.sleep(max(0.0, 6.0 - (time.time() - start)))
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    # the secondary missed the push: it is outdated, not up to date with other refs
+    md = cluster.praefect.metadata("ack.git")
+    assert {r.storage: r.generation for r in md.replicas}[secondary] < md.generation
