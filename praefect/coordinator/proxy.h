@@ -60,6 +60,12 @@ struct proxy {
 	struct dest *dests;
 	size_t nr_dests, open_dests;
 	uint64_t start_ms;
+
+	/* finalize.c: the write intent and the jobs the finalizer queues */
+	int intent_state;                /* 0: none yet, 1: being recorded, 2: recorded (or not needed) */
+	int64_t intent;                  /* the store's intent id, 0 once deleted */
+	const char *job_source;          /* points into primary/updated/secondaries */
+	int verify;                      /* the jobs for `outdated` are verifications (forced) */
 };
 
 /* --- coordinator.c: lifetime and forwarding --- */
@@ -76,5 +82,12 @@ void proxy_route(struct proxy *px);
 
 /* --- finalize.c: record generations and queue replication, then answer --- */
 void proxy_finalize(struct proxy *px);
+/*
+ * Called first by proxy_forward(): for a mutator, record the write intent
+ * in the store before any node sees the call. Returns 1 when forwarding
+ * must wait (proxy_forward() is called again once the intent is durable),
+ * 0 to go on now.
+ */
+int proxy_record_intent(struct proxy *px);
 
 #endif
