@@ -72,6 +72,7 @@ enum praefect_task {
 	TASK_REPL_STALE,
 	TASK_RECONCILE,
 	TASK_METRICS,
+	TASK_RECONCILE_SOON,
 	PRAEFECT_NR_TASKS
 };
 
@@ -108,6 +109,7 @@ struct praefect {
 	uint64_t health_timeout_ms;
 	uint64_t unhealthy_after_ms;
 	int64_t metric_unavailable, metric_queue_depth;
+	struct hashmap reconcile_marked;       /* decimal repository id -> non-NULL (reconciler_soon()) */
 };
 
 /* --- methods by name (praefect.c) --- */
@@ -187,14 +189,22 @@ void replicator_stop(struct praefect *p);
 void replicator_free(struct praefect *p);
 /* A job for (vs, target) was queued: wake that worker now. */
 void replicator_kick(struct praefect *p, struct vstorage *vs, const char *target);
-/* Queue update jobs from `source` to each of `targets` (finalizer); done(status) after all. */
-void replicator_enqueue_updates(struct praefect *p, struct repo *r, const char *source,
-				const char *const *targets, size_t n, const char *correlation_id,
-				void (*done)(void *arg, int status), void *arg);
+/*
+ * Queue update jobs from `source` to each of `targets` (finalizer);
+ * done(status) after all. `force`: verification jobs (a target at the
+ * source's generation is compared with it and repaired if it differs).
+ */
+void replicator_enqueue_jobs(struct praefect *p, struct repo *r, const char *source,
+			     const char *const *targets, size_t n, int force, const char *correlation_id,
+			     void (*done)(void *arg, int status), void *arg);
 
 /* --- the reconciler (reconciler/reconciler.c) --- */
 /* Queue the repairs the in-memory model calls for (task reconcile). */
 void reconciler_run(struct praefect *p);
+/* Reconcile repository `id` soon (task reconcile-soon): a job for it died or ended behind. */
+void reconciler_soon(struct praefect *p, int64_t id);
+/* The repositories marked by reconciler_soon() (task reconcile-soon). */
+void reconciler_run_marked(struct praefect *p);
 
 /* --- operator numbers logged on change (metrics/metrics.c) --- */
 /* Log the numbers that changed since the last run (task metrics). */

@@ -11,12 +11,14 @@
 #define REPL_STALE_CHECK_MS 30000   /* release jobs whose lease ran out */
 #define METRICS_INTERVAL_MS 1000
 #define RECONCILE_SOON_MS 100       /* after a node turns healthy */
+#define RECONCILE_MARKED_MS 1000    /* after a job died or ended behind its repository */
 
 static uint64_t health_every(const struct praefect *p) { return p->health_interval_ms; }
 static uint64_t reconcile_every(const struct praefect *p) { return p->cfg.reconciliation_interval_ms; }
 static uint64_t heartbeat_every(const struct praefect *p) { return REPL_HEARTBEAT_MS; }
 static uint64_t stale_every(const struct praefect *p) { return REPL_STALE_CHECK_MS; }
 static uint64_t metrics_every(const struct praefect *p) { return METRICS_INTERVAL_MS; }
+static uint64_t never(const struct praefect *p) { return 0; }
 
 /*
  * The task list. `every` is the period (0: only one-shot runs); `at_once`
@@ -42,6 +44,7 @@ static const struct task_def {
 	[TASK_REPL_STALE]       = { "replication-stale",     stale_every,     0,      0,                 SCHEDULE_WITH_SERVING, replicator_release_stale },
 	[TASK_RECONCILE]        = { "reconcile",             reconcile_every, 0,      RECONCILE_SOON_MS, SCHEDULE_WITH_SERVING, reconciler_run },
 	[TASK_METRICS]          = { "metrics",               metrics_every,   0,      0,                 SCHEDULE_WITH_SERVING, metrics_tick },
+	[TASK_RECONCILE_SOON]   = { "reconcile-soon",        never,           0,      RECONCILE_MARKED_MS, SCHEDULE_WITH_SERVING, reconciler_run_marked },
 };
 
 static void run_task(struct cron_task *t)
