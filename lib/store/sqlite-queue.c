@@ -123,17 +123,19 @@ int sq_enqueue(struct store_backend *b, struct store_op *op)
 
 /*
  * Candidates: jobs for this (virtual storage, target) whose lock is free and
- * bound to no running job; per (lock, change) only the oldest; oldest first.
+ * bound to no running job; per (lock, change) only the oldest, and only once
+ * it is due (not_before), so a replica's back-off holds for the newer jobs
+ * queued behind it too; oldest first.
  */
 static const char SQL_DEQUEUE_CANDIDATES[] =
 	"SELECT id FROM ("
-	" SELECT q.id, q.created_at, row_number() OVER ("
+	" SELECT q.id, q.created_at, q.not_before, row_number() OVER ("
 	"  PARTITION BY q.lock_id, q.change ORDER BY q.created_at, q.id) AS rn"
 	" FROM replication_queue AS q JOIN replication_queue_lock AS l ON l.id = q.lock_id"
 	" WHERE q.virtual_storage = ?1 AND q.target_node_storage = ?2"
-	" AND q.state IN ('ready', 'failed') AND NOT l.acquired AND COALESCE(q.not_before, 0) <= ?4"
+	" AND q.state IN ('ready', 'failed') AND NOT l.acquired"
 	" AND NOT EXISTS (SELECT 1 FROM replication_queue_job_lock AS jl WHERE jl.lock_id = q.lock_id)"
-	") WHERE rn = 1 ORDER BY created_at, id LIMIT ?3";
+	") WHERE rn = 1 AND COALESCE(not_before, 0) <= ?4 ORDER BY created_at, id LIMIT ?3";
 static const char SQL_TAKE_JOB[] =
 	"UPDATE replication_queue SET"
 	" attempt = CASE WHEN change = 'delete_replica' THEN attempt ELSE attempt - 1 END,"

@@ -966,18 +966,22 @@ static void test_postpone(void **state)
 	assert_int_equal(done_call(), 0);
 	assert_string_equal(jobs(), "update vs/a.git s1->s2 failed 2\ndelete_replica vs/b.git -->s2 in_progress 3");
 	assert_string_equal(dequeue("vs", "s2", 10), "");
-	/* a fresh job for the same replica does not wait behind the one backing off */
+	/* the replica's back-off holds for a newer job queued behind it */
 	enqueue("update", "a.git", "s3", "s2", &st);
 	assert_int_equal(st, 0);
-	assert_string_equal(dequeue("vs", "s2", 10), "update vs/a.git s3->s2 in_progress 2");
+	assert_string_equal(dequeue("vs", "s2", 10), "");
+	sql_exec("UPDATE replication_queue SET not_before = NULL WHERE id = 1");
+	assert_string_equal(dequeue("vs", "s2", 10), "update vs/a.git s1->s2 in_progress 1");
 	/* a job no longer in progress is left alone */
+	assert_int_equal(ack(JOB_COMPLETED, &a, 1), 0);
 	store_postpone(F->s, &a, 1, 0, 1, on_done, reset());
 	assert_int_equal(done_call(), 0);
-	assert_int_equal(sql_int("SELECT attempt FROM replication_queue WHERE id = 1"), 2);
+	assert_string_equal(jobs(), "delete_replica vs/b.git -->s2 in_progress 3\nupdate vs/a.git s3->s2 ready 3");
 	/* with no delay it is due at once */
 	store_postpone(F->s, &del, 1, 0, 0, on_done, reset());
 	assert_int_equal(done_call(), 0);
-	assert_string_equal(dequeue("vs", "s2", 10), "delete_replica vs/b.git -->s2 in_progress 3");
+	assert_string_equal(dequeue("vs", "s2", 10), "delete_replica vs/b.git -->s2 in_progress 3\n"
+						     "update vs/a.git s3->s2 in_progress 2");
 }
 
 /* --- ordering, draining, batching --- */
