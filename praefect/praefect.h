@@ -25,6 +25,7 @@
 struct praefect;
 struct vstorage;
 struct bc_client;
+struct proxy;
 
 /* One gitaly storage of a virtual storage, and our connection to it. */
 struct node {
@@ -63,6 +64,15 @@ struct repo {
 	int64_t generation;
 	struct replica *replicas;
 	size_t nr_replicas, alloc_replicas;
+	/*
+	 * Writes forwarded and not finished, and the write barrier: while a
+	 * replica that kept falling behind takes its last catch-up, new writes
+	 * wait (coordinator/finalize.c) so that it can rejoin them.
+	 */
+	int writes_in_flight;
+	uint64_t barrier_until_ms;             /* loop time; 0: no barrier */
+	uint64_t last_barrier_ms;
+	const char *rejoining;                 /* its storage (config string) */
 };
 
 /* The periodic tasks (schedule.c holds their table). */
@@ -73,6 +83,7 @@ enum praefect_task {
 	TASK_RECONCILE,
 	TASK_METRICS,
 	TASK_RECONCILE_SOON,
+	TASK_WRITE_BARRIER,
 	PRAEFECT_NR_TASKS
 };
 
@@ -110,6 +121,7 @@ struct praefect {
 	uint64_t unhealthy_after_ms;
 	int64_t metric_unavailable, metric_queue_depth;
 	struct hashmap reconcile_marked;       /* decimal repository id -> non-NULL (reconciler_soon()) */
+	struct proxy *held_writes;             /* writes waiting for a barrier to end (finalize.c) */
 };
 
 /* --- methods by name (praefect.c) --- */
@@ -148,6 +160,8 @@ void schedule_init(struct praefect *p);
 void schedule_start(struct praefect *p, enum schedule_phase phase);
 /* One extra run of `task` after its table delay (a pending one stays). */
 void schedule_kick(struct praefect *p, enum praefect_task task);
+/* The same, `delay_ms` from now (the earlier of two pending runs stays). */
+void schedule_kick_in(struct praefect *p, enum praefect_task task, uint64_t delay_ms);
 /* Stop every task, the replication workers' included. */
 void schedule_stop(struct praefect *p);
 
@@ -177,6 +191,17 @@ struct node *elect_primary(struct praefect *p, struct repo *r);
 
 /* --- the proxy (coordinator/) --- */
 void coordinator_register(struct praefect *p);
+/*
+ * Write barrier (coordinator/finalize.c). `storage` keeps falling behind
+ * repository `r` under a stream of writes: hold new writes to `r` for at
+ * most `ms` so that the writes in flight drain and its next catch-up ends at
+ * the repository's generation. Returns 1 if a barrier was raised.
+ */
+int coordinator_raise_barrier(struct praefect *p, struct repo *r, const char *storage, uint64_t ms);
+/* The barrier of `r` is over (the replica caught up, or time ran out): forward what waited. */
+void coordinator_lower_barrier(struct praefect *p, struct repo *r);
+/* Task write-barrier: release the writes whose barrier ended or expired. */
+void coordinator_release_held(struct praefect *p);
 
 /* --- replication (replicator/replicator.c) --- */
 /* Renew the leases of the jobs being worked on (task replication-heartbeat). */

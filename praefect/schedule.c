@@ -45,6 +45,7 @@ static const struct task_def {
 	[TASK_RECONCILE]        = { "reconcile",             reconcile_every, 0,      RECONCILE_SOON_MS, SCHEDULE_WITH_SERVING, reconciler_run },
 	[TASK_METRICS]          = { "metrics",               metrics_every,   0,      0,                 SCHEDULE_WITH_SERVING, metrics_tick },
 	[TASK_RECONCILE_SOON]   = { "reconcile-soon",        never,           0,      RECONCILE_MARKED_MS, SCHEDULE_WITH_SERVING, reconciler_run_marked },
+	[TASK_WRITE_BARRIER]    = { "write-barrier",         never,           0,      0,                 SCHEDULE_WITH_SERVING, coordinator_release_held },
 };
 
 static void run_task(struct cron_task *t)
@@ -78,6 +79,11 @@ void schedule_start(struct praefect *p, enum schedule_phase phase)
 void schedule_kick(struct praefect *p, enum praefect_task task)
 {
 	cron_soon(&p->tasks[task], tasks[task].soon_ms);
+}
+
+void schedule_kick_in(struct praefect *p, enum praefect_task task, uint64_t delay_ms)
+{
+	cron_soon(&p->tasks[task], delay_ms);
 }
 
 void schedule_stop(struct praefect *p)

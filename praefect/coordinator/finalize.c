@@ -15,6 +15,8 @@
 
 /* --- the finalizer (docs/technical/praefect-routing.md, "After the call") --- */
 
+static void write_done(struct proxy *px);
+
 static void finish_with_primary(struct proxy *px)
 {
 	struct dest *first_err = NULL, *primary = NULL;
@@ -26,6 +28,7 @@ static void finish_with_primary(struct proxy *px)
 	}
 	if (px->kind == ROUTE_MAINTENANCE && first_err)
 		primary = first_err;
+	write_done(px);
 	if (primary)
 		proxy_finish(px, primary->code, primary->msg.buf, &primary->trailers);
 	else
@@ -67,9 +70,10 @@ static int primary_maybe_modified(enum grpc_code code)
 static void on_jobs_queued(void *arg, int status)
 {
 	struct proxy *px = arg;
-	if (status < 0)
+	if (status < 0) {
+		write_done(px);
 		proxy_fail(px, GRPC_INTERNAL, "queueing replication jobs failed");
-	else
+	} else
 		finish_with_primary(px);
 	proxy_unref(px);
 }
@@ -110,6 +114,7 @@ static void on_generation_bumped(void *arg, int status, const char *msg, int64_t
 	px->intent = 0; /* deleted with the bump, or kept by its rollback */
 	if (status < 0) {
 		/* nothing was recorded: keep the intent, so a restart verifies the replicas */
+		write_done(px);
 		proxy_fail(px, status == -ESTALE ? GRPC_UNKNOWN : GRPC_INTERNAL, "%s",
 			   msg ? msg : "updating generation failed");
 		proxy_unref(px);
@@ -391,14 +396,143 @@ static void on_intent(void *arg, int status, const char *msg, int64_t id)
 	proxy_unref(px);
 }
 
+/* --- the write barrier: a replica that keeps falling behind rejoins --- */
+
+/*
+ * Under a steady stream of writes a replica that was away never catches up:
+ * each replication ends at the generation it started from, and by then the
+ * writes routed without it have moved the repository on. So the replicator
+ * raises a barrier: new writes to the repository wait (before routing
+ * matters: they are routed again when released), the writes in flight drain,
+ * the next catch-up ends at the repository's generation and the barrier
+ * drops, so the waiting writes include the replica. Bounded in time: when
+ * the barrier expires the writes go on without it.
+ */
+int coordinator_raise_barrier(struct praefect *p, struct repo *r, const char *storage, uint64_t ms)
+{
+	uint64_t now = uv_now(p->loop);
+	/* after a barrier that did not help, let writes run undisturbed for a while */
+	if (r->barrier_until_ms || (r->last_barrier_ms && now - r->last_barrier_ms < 10 * ms))
+		return 0;
+	r->barrier_until_ms = now + ms;
+	r->rejoining = storage;
+	schedule_kick_in(p, TASK_WRITE_BARRIER, ms);
+	log_msgf(LOG_INFO, "replica %s of %s rejoins: writes wait for at most %llu ms", storage, r->relative_path,
+		 (unsigned long long)ms);
+	return 1;
+}
+
+void coordinator_lower_barrier(struct praefect *p, struct repo *r)
+{
+	if (!r->barrier_until_ms)
+		return;
+	r->barrier_until_ms = 0;
+	r->rejoining = NULL;
+	schedule_kick_in(p, TASK_WRITE_BARRIER, 0);
+}
+
+/* Route `px` again from scratch: the first routing predates the barrier's end. */
+static void release(struct proxy *px)
+{
+	px->next_held = NULL;
+	if (px->txid) {
+		struct tx_outcome o;
+		tx_cleanup(px->p->txm, px->txid, &o);
+		tx_outcome_release(&o);
+		px->txid = 0;
+	}
+	for (size_t i = 0; i < px->nr_dests; i++) {
+		strbuf_release(&px->dests[i].msg);
+		grpc_metadata_release(&px->dests[i].trailers);
+	}
+	free(px->dests);
+	px->dests = NULL;
+	px->nr_dests = px->open_dests = 0;
+	free(px->relative_path);
+	free(px->replica_path);
+	free(px->primary);
+	px->relative_path = px->replica_path = px->primary = NULL;
+	strvec_clear(&px->secondaries);
+	strvec_clear(&px->outdated);
+	strvec_clear(&px->updated);
+	px->routing = 0;
+	px->intent_state = 0;
+	if (px->call && !px->finished)
+		proxy_route(px);
+	else
+		px->finished = 1;
+	proxy_unref(px);
+}
+
+void coordinator_release_held(struct praefect *p)
+{
+	uint64_t now = uv_now(p->loop), next = 0;
+	struct proxy *go = NULL, **tail = &go, **pp = &p->held_writes;
+
+	while (*pp) {
+		struct proxy *px = *pp;
+		struct repo *r = repo_by_id(p, px->repo_id);
+		if (r && r->barrier_until_ms && r->barrier_until_ms <= now) {
+			log_msgf(LOG_INFO, "replica %s of %s did not rejoin in time: writes go on without it",
+				 r->rejoining ? r->rejoining : "-", r->relative_path);
+			r->barrier_until_ms = 0;
+			r->rejoining = NULL;
+			r->last_barrier_ms = now;
+		}
+		if (!r || !r->barrier_until_ms) {
+			*pp = px->next_held;
+			*tail = px;
+			tail = &px->next_held;
+			px->next_held = NULL;
+			continue;
+		}
+		if (!next || r->barrier_until_ms < next)
+			next = r->barrier_until_ms;
+		pp = &px->next_held;
+	}
+	if (next)
+		schedule_kick_in(p, TASK_WRITE_BARRIER, next - now);
+	while (go) {
+		struct proxy *px = go;
+		go = px->next_held;
+		release(px);
+	}
+}
+
+static void write_done(struct proxy *px)
+{
+	struct repo *r;
+	if (!px->counted)
+		return;
+	px->counted = 0;
+	r = repo_by_id(px->p, px->repo_id);
+	if (!r || --r->writes_in_flight > 0 || !r->rejoining)
+		return;
+	/* the last write routed without it is over: its catch-up can now end at the generation */
+	replicator_kick(px->p, r->vs, r->rejoining);
+}
+
 int proxy_record_intent(struct proxy *px)
 {
+	struct repo *r;
 	if (px->intent_state || px->kind != ROUTE_MUTATOR || !px->call || px->finished)
 		return 0;
-	px->intent_state = 1;
+	r = repo_by_id(px->p, px->repo_id);
 	px->routing = 1; /* client messages meanwhile are kept for the replay */
 	grpc_call_pause_recv(px->call);
 	px->refs++;
+	if (r && r->barrier_until_ms) {
+		struct proxy **pp = &px->p->held_writes;
+		while (*pp)
+			pp = &(*pp)->next_held;
+		*pp = px;
+		return 1;
+	}
+	if (r) {
+		r->writes_in_flight++;
+		px->counted = 1;
+	}
+	px->intent_state = 1;
 	store_begin_write(px->p->store, px->repo_id, on_intent, px);
 	return 1;
 }
@@ -416,6 +550,7 @@ void proxy_finalize(struct proxy *px)
 			tx_outcome_release(&o);
 		}
 		end_intent(px);
+		write_done(px);
 		return;
 	}
 	if (px->kind == ROUTE_CREATE) {

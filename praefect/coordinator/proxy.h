@@ -66,6 +66,8 @@ struct proxy {
 	int64_t intent;                  /* the store's intent id, 0 once deleted */
 	const char *job_source;          /* points into primary/updated/secondaries */
 	int verify;                      /* the jobs for `outdated` are verifications (forced) */
+	int counted;                     /* counted in its repository's writes_in_flight */
+	struct proxy *next_held;         /* p->held_writes: waiting for a write barrier */
 };
 
 /* --- coordinator.c: lifetime and forwarding --- */

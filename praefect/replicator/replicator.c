@@ -26,6 +26,7 @@
 #define RETRY_MAX_MS 30000
 #define NO_SOURCE_RETRY_MS 1000    /* a job without a healthy source waits this long, attempt kept */
 #define DUE_SLACK_MS 20            /* the store's clock and the loop's may differ by a little */
+#define REJOIN_BARRIER_MS 1500     /* longest a write waits for a replica to rejoin */
 
 struct worker {
 	struct praefect *p;
@@ -174,6 +175,12 @@ static uint64_t retry_delay(const struct repl_job *j)
 	return MIN(d, (uint64_t)RETRY_MAX_MS);
 }
 
+static void on_rejoin_queued(void *arg, int status)
+{
+	if (status < 0)
+		log_msgf(LOG_WARN, "queueing the catch-up of a rejoining replica failed");
+}
+
 static void job_done(struct worker *w, int ok, const char *why)
 {
 	struct repl_job *j = &w->jobs[w->next];
@@ -181,9 +188,25 @@ static void job_done(struct worker *w, int ok, const char *why)
 	if (ok) {
 		struct replica *t = r ? repo_replica(r, j->target_storage) : NULL;
 		w->completed[w->nr_completed++] = j->id;
-		/* done, yet the repository moved on meanwhile: make sure a repair follows */
-		if (r && !strcmp(j->change, "update") && (!t || t->generation < r->generation))
+		if (r && !strcmp(j->change, "update") && t && t->generation >= r->generation &&
+		    r->rejoining && !strcmp(r->rejoining, j->target_storage))
+			coordinator_lower_barrier(w->p, r); /* caught up: the waiting writes include it */
+		/*
+		 * Done, yet the repository moved on meanwhile: the writes routed
+		 * without it. Hold new writes until it catches up (the writes in
+		 * flight queue its next job), and make sure a repair follows anyway.
+		 */
+		if (r && !strcmp(j->change, "update") && t && t->generation >= 0 && t->generation < r->generation) {
+			struct node *n = w->node;
+			if (n->healthy && coordinator_raise_barrier(w->p, r, n->cfg->storage, REJOIN_BARRIER_MS) &&
+			    !r->writes_in_flight) {
+				const char *target = n->cfg->storage;
+				replicator_enqueue_jobs(w->p, r, w->source, &target, 1, 0, "rejoin", on_rejoin_queued, NULL);
+			}
 			reconciler_soon(w->p, r->id);
+		} else if (r && !strcmp(j->change, "update") && (!t || t->generation < r->generation)) {
+			reconciler_soon(w->p, r->id);
+		}
 	} else {
 		log_msgf(LOG_WARN, "replication job %lld (%s %s -> %s, %s) failed: %s", (long long)j->id, j->change,
 			 w->source ? w->source : j->source_storage, j->target_storage, j->relative_path, why);

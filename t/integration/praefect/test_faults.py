@@ -95,9 +95,6 @@ class Writer(threading.Thread):
                 time.sleep(0.05)
 
 
-@pytest.mark.xfail(strict=True, reason="a push cut off by the primary's death bumps the dead primary alone "
-                   "and outdates every secondary (praefect/coordinator.c sort_out_voters); the replication "
-                   "jobs burn their attempts against the dead source (praefect/replicator.c job_done)")
 def test_primary_kills_cost_under_a_second_of_writes_and_no_acknowledged_push(tmp_path):
     cluster = Cluster(tmp_path)
     try:
