@@ -38,6 +38,7 @@ static void on_call_end(struct grpc_call *call, enum grpc_code code, uint64_t ns
 static void on_stopped(struct grpc_server *s, void *arg)
 {
 	struct praefect *p = arg;
+	coordinator_stop(p);
 	replicator_stop(p);
 	schedule_stop(p);
 	nodes_stop(p);

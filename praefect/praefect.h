@@ -202,6 +202,8 @@ int coordinator_raise_barrier(struct praefect *p, struct repo *r, const char *st
 void coordinator_lower_barrier(struct praefect *p, struct repo *r);
 /* Task write-barrier: release the writes whose barrier ended or expired. */
 void coordinator_release_held(struct praefect *p);
+/* Shutdown: every barrier drops and what waited is released (or freed, its call gone). */
+void coordinator_stop(struct praefect *p);
 
 /* --- replication (replicator/replicator.c) --- */
 /* Renew the leases of the jobs being worked on (task replication-heartbeat). */

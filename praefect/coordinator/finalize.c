@@ -251,9 +251,10 @@ static void set_lists(struct proxy *px, struct strvec *updated, struct strvec *o
  *  - The primary committed the last subtransaction and ran to its end:
  *    it and the secondaries that committed it too (and did not fail
  *    otherwise than the primary or by being cut off) move on.
- *  - Else (the primary died, was cut off, or did not commit): the voters
- *    that committed the last subtransaction move on if they are a quorum of
- *    the assigned replicas, the old primary included among those outdated.
+ *  - Else (the primary died, was cut off, or did not commit): the live
+ *    voters that committed the last subtransaction move on if they are a
+ *    quorum of the assigned replicas, the old primary included among those
+ *    outdated.
  *  - Else nobody moves; if anyone committed anything, a node may have
  *    applied part of the change: every voter is verified against one of
  *    them (forced jobs), since they may now differ at equal generations.
@@ -303,16 +304,23 @@ static enum write_outcome sort_out_writers(struct proxy *px, struct dest *pd)
 		return WRITE_BUMP;
 	}
 
-	/* the primary did not see the write through: count who did */
+	/*
+	 * The primary did not see the write through: count who did, among the
+	 * nodes still there. A dead node that committed is left behind rather
+	 * than counted (it is repaired when it returns): the write was not
+	 * acknowledged, and recording the dead primary ahead of everyone (two
+	 * concurrent writes each committed by it and a different secondary
+	 * would) makes the repository wait for it.
+	 */
 	for (size_t i = 0; i < o.nr; i++) {
 		struct dest *d = dest_for(px, o.voters[i]);
-		int ran = d && (d->code == GRPC_OK || cut_off(d->code) ||
-				(d->code == pd->code && !strcmp(d->msg.buf, pd->msg.buf)));
+		int alive = d && d->code != GRPC_UNAVAILABLE && d->code != GRPC_DEADLINE_EXCEEDED;
+		int ran = alive && (d->code == GRPC_OK || cut_off(d->code) ||
+				    (d->code == pd->code && !strcmp(d->msg.buf, pd->msg.buf)));
 		any_commit += o.committed[i];
 		if (o.results[i] == VOTE_COMMITTED && ran) {
 			strvec_push(&updated, o.voters[i]);
-			/* a source that is still alive: not the primary that died */
-			if (source < 0 || (d->code != GRPC_UNAVAILABLE && d->code != GRPC_DEADLINE_EXCEEDED))
+			if (source < 0)
 				source = (ssize_t)i;
 		}
 	}
@@ -497,6 +505,18 @@ void coordinator_release_held(struct praefect *p)
 		go = px->next_held;
 		release(px);
 	}
+}
+
+void coordinator_stop(struct praefect *p)
+{
+	for (struct proxy *px = p->held_writes; px; px = px->next_held) {
+		struct repo *r = repo_by_id(p, px->repo_id);
+		if (r) {
+			r->barrier_until_ms = 0;
+			r->rejoining = NULL;
+		}
+	}
+	coordinator_release_held(p);
 }
 
 static void write_done(struct proxy *px)

@@ -159,7 +159,7 @@ def test_failed_replication_is_retried_with_back_off_until_the_replica_catches_u
     cluster.nodes[secondary]._log.close()
     cluster.nodes[secondary].start()
     wait_for(lambda: "cannot lock ref" in cluster.praefect.log(), what="a replication attempt failing")
-    time.sleep(12)     # far longer than three attempts take
+    time.sleep(18)     # far longer than the attempts of old took (three per job, back to back)
     if os.path.exists(lock):
         os.unlink(lock)
     unlocked = time.time()
