@@ -38,6 +38,7 @@ static void on_call_end(struct grpc_call *call, enum grpc_code code, uint64_t ns
 static void on_stopped(struct grpc_server *s, void *arg)
 {
 	struct praefect *p = arg;
+	coordinator_stop(p);
 	replicator_stop(p);
 	schedule_stop(p);
 	nodes_stop(p);
@@ -125,6 +126,7 @@ static void praefect_free(struct praefect *p)
 	hashmap_release(&p->repos_by_path);
 	hashmap_release(&p->repos_by_id);
 	hashmap_release(&p->reserved_paths);
+	hashmap_release(&p->reconcile_marked);
 	replicator_free(p);
 	nodes_free(p);
 	tx_manager_free(p->txm);
@@ -168,6 +170,7 @@ int praefect_serve(struct praefect_config *cfg)
 	hashmap_init(&p->repos_by_path);
 	hashmap_init(&p->repos_by_id);
 	hashmap_init(&p->reserved_paths);
+	hashmap_init(&p->reconcile_marked);
 	if (repos_load(p, &err) < 0)
 		die("%s", err.buf);
 
@@ -203,6 +206,8 @@ int praefect_serve(struct praefect_config *cfg)
 	wait_for_health(p);
 	replicator_start(p);
 	schedule_start(p, SCHEDULE_WITH_SERVING);
+	/* what a previous run left outdated is repaired now, not after the first period */
+	schedule_kick(p, TASK_RECONCILE);
 
 	if (p->cfg.socket_path && *p->cfg.socket_path) {
 		struct strbuf a = STRBUF_INIT;

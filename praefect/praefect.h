@@ -66,6 +66,15 @@ struct repo {
 	int64_t generation;
 	struct replica *replicas;
 	size_t nr_replicas, alloc_replicas;
+	/*
+	 * Writes forwarded and not finished, and the write barrier: while a
+	 * replica that kept falling behind takes its last catch-up, new writes
+	 * wait (coordinator/finalize.c) so that it can rejoin them.
+	 */
+	int writes_in_flight;
+	uint64_t barrier_until_ms;             /* loop time; 0: no barrier */
+	uint64_t last_barrier_ms;
+	const char *rejoining;                 /* its storage (config string) */
 };
 
 /* The periodic tasks (schedule.c holds their table). */
@@ -76,6 +85,8 @@ enum praefect_task {
 	TASK_RECONCILE,
 	TASK_METRICS,
 	TASK_VERIFY_REPLICAS,
+	TASK_RECONCILE_SOON,
+	TASK_WRITE_BARRIER,
 	PRAEFECT_NR_TASKS
 };
 
@@ -114,6 +125,8 @@ struct praefect {
 	int64_t metric_unavailable, metric_queue_depth;
 	struct proxy *lingering;               /* calls waiting for secondaries (coordinator.c) */
 	const struct rpc_method *fsck;         /* RepositoryService/Fsck, verifying suspect replicas */
+	struct hashmap reconcile_marked;       /* decimal repository id -> non-NULL (reconciler_soon()) */
+	struct proxy *held_writes;             /* writes waiting for a barrier to end (finalize.c) */
 };
 
 /* --- methods by name (praefect.c) --- */
@@ -152,6 +165,8 @@ void schedule_init(struct praefect *p);
 void schedule_start(struct praefect *p, enum schedule_phase phase);
 /* One extra run of `task` after its table delay (a pending one stays). */
 void schedule_kick(struct praefect *p, enum praefect_task task);
+/* The same, `delay_ms` from now (the earlier of two pending runs stays). */
+void schedule_kick_in(struct praefect *p, enum praefect_task task, uint64_t delay_ms);
 /* Stop every task, the replication workers' included. */
 void schedule_stop(struct praefect *p);
 
@@ -203,6 +218,19 @@ void coordinator_register(struct praefect *p);
  * waiting for their secondaries on `n` (cancelled, then outdated and repaired).
  */
 void coordinator_node_unhealthy(struct praefect *p, struct node *n);
+/*
+ * Write barrier (coordinator/finalize.c). `storage` keeps falling behind
+ * repository `r` under a stream of writes: hold new writes to `r` for at
+ * most `ms` so that the writes in flight drain and its next catch-up ends at
+ * the repository's generation. Returns 1 if a barrier was raised.
+ */
+int coordinator_raise_barrier(struct praefect *p, struct repo *r, const char *storage, uint64_t ms);
+/* The barrier of `r` is over (the replica caught up, or time ran out): forward what waited. */
+void coordinator_lower_barrier(struct praefect *p, struct repo *r);
+/* Task write-barrier: release the writes whose barrier ended or expired. */
+void coordinator_release_held(struct praefect *p);
+/* Shutdown: every barrier drops and what waited is released (or freed, its call gone). */
+void coordinator_stop(struct praefect *p);
 
 /* --- replication (replicator/replicator.c) --- */
 /* Renew the leases of the jobs being worked on (task replication-heartbeat). */
@@ -215,14 +243,22 @@ void replicator_stop(struct praefect *p);
 void replicator_free(struct praefect *p);
 /* A job for (vs, target) was queued: wake that worker now. */
 void replicator_kick(struct praefect *p, struct vstorage *vs, const char *target);
-/* Queue update jobs from `source` to each of `targets` (finalizer); done(status) after all. */
-void replicator_enqueue_updates(struct praefect *p, struct repo *r, const char *source,
-				const char *const *targets, size_t n, const char *correlation_id,
-				void (*done)(void *arg, int status), void *arg);
+/*
+ * Queue update jobs from `source` to each of `targets` (finalizer);
+ * done(status) after all. `force`: verification jobs (a target at the
+ * source's generation is compared with it and repaired if it differs).
+ */
+void replicator_enqueue_jobs(struct praefect *p, struct repo *r, const char *source,
+			     const char *const *targets, size_t n, int force, const char *correlation_id,
+			     void (*done)(void *arg, int status), void *arg);
 
 /* --- the reconciler (reconciler/reconciler.c) --- */
 /* Queue the repairs the in-memory model calls for (task reconcile). */
 void reconciler_run(struct praefect *p);
+/* Reconcile repository `id` soon (task reconcile-soon): a job for it died or ended behind. */
+void reconciler_soon(struct praefect *p, int64_t id);
+/* The repositories marked by reconciler_soon() (task reconcile-soon). */
+void reconciler_run_marked(struct praefect *p);
 
 /* --- operator numbers logged on change (metrics/metrics.c) --- */
 /* Log the numbers that changed since the last run (task metrics). */

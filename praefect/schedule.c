@@ -13,6 +13,7 @@
 #define RECONCILE_SOON_MS 100       /* after a node turns healthy */
 #define VERIFY_INTERVAL_MS 1000     /* suspect replicas: Fsck, then repair */
 #define VERIFY_SOON_MS 10           /* after a replica turned suspect or a step ended */
+#define RECONCILE_MARKED_MS 1000    /* after a job died or ended behind its repository */
 
 static uint64_t health_every(const struct praefect *p) { return p->health_interval_ms; }
 static uint64_t reconcile_every(const struct praefect *p) { return p->cfg.reconciliation_interval_ms; }
@@ -20,6 +21,7 @@ static uint64_t heartbeat_every(const struct praefect *p) { return REPL_HEARTBEA
 static uint64_t stale_every(const struct praefect *p) { return REPL_STALE_CHECK_MS; }
 static uint64_t metrics_every(const struct praefect *p) { return METRICS_INTERVAL_MS; }
 static uint64_t verify_every(const struct praefect *p) { return VERIFY_INTERVAL_MS; }
+static uint64_t never(const struct praefect *p) { return 0; }
 
 /*
  * The task list. `every` is the period (0: only one-shot runs); `at_once`
@@ -46,6 +48,8 @@ static const struct task_def {
 	[TASK_RECONCILE]        = { "reconcile",             reconcile_every, 0,      RECONCILE_SOON_MS, SCHEDULE_WITH_SERVING, reconciler_run },
 	[TASK_METRICS]          = { "metrics",               metrics_every,   0,      0,                 SCHEDULE_WITH_SERVING, metrics_tick },
 	[TASK_VERIFY_REPLICAS]  = { "verify-replicas",       verify_every,    0,      VERIFY_SOON_MS,    SCHEDULE_WITH_SERVING, suspects_verify },
+	[TASK_RECONCILE_SOON]   = { "reconcile-soon",        never,           0,      RECONCILE_MARKED_MS, SCHEDULE_WITH_SERVING, reconciler_run_marked },
+	[TASK_WRITE_BARRIER]    = { "write-barrier",         never,           0,      0,                 SCHEDULE_WITH_SERVING, coordinator_release_held },
 };
 
 static void run_task(struct cron_task *t)
@@ -79,6 +83,11 @@ void schedule_start(struct praefect *p, enum schedule_phase phase)
 void schedule_kick(struct praefect *p, enum praefect_task task)
 {
 	cron_soon(&p->tasks[task], tasks[task].soon_ms);
+}
+
+void schedule_kick_in(struct praefect *p, enum praefect_task task, uint64_t delay_ms)
+{
+	cron_soon(&p->tasks[task], delay_ms);
 }
 
 void schedule_stop(struct praefect *p)

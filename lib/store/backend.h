@@ -56,6 +56,10 @@ enum store_op_kind {
 	STORE_OP_COUNT_JOBS,
 	STORE_OP_LIST_JOBS,
 	STORE_OP_RECORD_NODE_STATUS,
+	STORE_OP_BEGIN_WRITE,
+	STORE_OP_END_WRITE,
+	STORE_OP_RECOVER_WRITES,
+	STORE_OP_POSTPONE,
 	STORE_OP__NR
 };
 
@@ -99,6 +103,9 @@ struct store_op {
 		struct repl_job job;
 		int64_t *ids;
 		size_t nr_ids;
+		int64_t intent;                 /* write intent id (0: none) */
+		int64_t delay_ms;               /* postpone */
+		int refund;                     /* postpone */
 	} in;
 
 	/* Results. */
@@ -153,8 +160,8 @@ struct store_backend_ops {
 	/*
 	 * One function per operation, indexed by enum store_op_kind. Results:
 	 * repos (list/get), value (reserve_id: id; increment_generation and
-	 * set_authoritative: generation; enqueue: job id; acknowledge_stale
-	 * and count_jobs: count), deleted_* (delete_repository), jobs
+	 * set_authoritative: generation; enqueue and begin_write: id;
+	 * acknowledge_stale, count_jobs and recover_writes: count), deleted_* (delete_repository), jobs
 	 * (dequeue, list_jobs).
 	 */
 	store_op_fn op[STORE_OP__NR];

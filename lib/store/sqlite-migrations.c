@@ -131,10 +131,26 @@ static const char m_node_status[] =
 	"  ON node_status (praefect_name, shard_name, node_name);"
 	"CREATE INDEX shard_name_on_node_status_idx ON node_status (shard_name, node_name);";
 
+/*
+ * Ours, not upstream's: one row per write forwarded and not yet finished,
+ * so that a praefect killed mid-write knows at start-up which repositories
+ * to verify. Jobs get a not_before time (retry back-off, or a job that could
+ * not run yet) kept apart from created_at, which orders them.
+ */
+static const char m_write_intents[] =
+	"CREATE TABLE write_intents ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  repository_id INTEGER NOT NULL REFERENCES repositories (repository_id) ON DELETE CASCADE,"
+	"  created_at INTEGER NOT NULL"
+	");"
+	"CREATE INDEX write_intents_repository_id_idx ON write_intents (repository_id);"
+	"ALTER TABLE replication_queue ADD COLUMN not_before INTEGER;";
+
 #define MIGRATIONS(X) \
 	X("20240101000000_initial", m_initial) \
 	X("20240101000100_replication_queue", m_replication_queue) \
-	X("20240101000200_node_status", m_node_status)
+	X("20240101000200_node_status", m_node_status) \
+	X("20261206000000_write_intents", m_write_intents)
 
 #define MIGRATION_ID(id, sql) id,
 #define MIGRATION_SQL(id, sql) sql,

@@ -16,7 +16,8 @@
 
 #define JOB_COLUMNS \
 	"id, state, created_at, attempt, change, repository_id, virtual_storage, relative_path," \
-	" replica_path, source_node_storage, target_node_storage, correlation_id"
+	" replica_path, source_node_storage, target_node_storage, correlation_id," \
+	" COALESCE(json_extract(params, '$.force'), 0)"
 
 static const char SQL_JOB_BY_ID[] = "SELECT " JOB_COLUMNS " FROM replication_queue WHERE id = ?1";
 static const char SQL_JOBS_ALL[] = "SELECT " JOB_COLUMNS " FROM replication_queue ORDER BY id";
@@ -39,6 +40,7 @@ static void read_job(struct store_op *op, sqlite3_stmt *st)
 	job->source_storage = sq_text(op, st, 9);
 	job->target_storage = sq_text(op, st, 10);
 	job->correlation_id = sq_text(op, st, 11);
+	job->force = sqlite3_column_int(st, 12) != 0;
 }
 
 /* Locks no job is bound to any more are free for the next dequeue. */
@@ -50,13 +52,20 @@ static const char SQL_RELEASE_LOCK[] =
 
 static const char SQL_UPSERT_LOCK[] =
 	"INSERT INTO replication_queue_lock (id) VALUES (?1) ON CONFLICT DO NOTHING";
+/*
+ * Any ready job for the same target does (the source is chosen when the job
+ * runs, so the survivor replicates from the newest generation anyway), except
+ * that an unforced job cannot stand in for a forced one (?5).
+ */
 static const char SQL_READY_DUPLICATE[] =
 	"SELECT id FROM replication_queue WHERE state = 'ready' AND virtual_storage = ?1"
-	" AND relative_path = ?2 AND target_node_storage = ?3 AND change = ?4 LIMIT 1";
+	" AND relative_path = ?2 AND target_node_storage = ?3 AND change = ?4"
+	" AND (NOT ?5 OR COALESCE(json_extract(params, '$.force'), 0)) LIMIT 1";
 static const char SQL_INSERT_JOB[] =
 	"INSERT INTO replication_queue (state, created_at, attempt, lock_id, change, repository_id,"
-	" virtual_storage, relative_path, replica_path, source_node_storage, target_node_storage, correlation_id)"
-	" VALUES ('ready', ?1, 3, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+	" virtual_storage, relative_path, replica_path, source_node_storage, target_node_storage, correlation_id,"
+	" params)"
+	" VALUES ('ready', ?1, 3, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, CASE WHEN ?11 THEN '{\"force\":true}' END)";
 
 static int valid_change(const char *change)
 {
@@ -67,10 +76,8 @@ static int valid_change(const char *change)
 	return 0;
 }
 
-int sq_enqueue(struct store_backend *b, struct store_op *op)
+int sq_insert_job(struct sqlite_backend *q, struct store_op *op, const struct repl_job *job)
 {
-	struct sqlite_backend *q = sq_backend(b);
-	const struct repl_job *job = &op->in.job;
 	struct strbuf lock = STRBUF_INIT;
 	const char *lock_id;
 	int64_t found;
@@ -85,14 +92,14 @@ int sq_enqueue(struct store_backend *b, struct store_op *op)
 	strbuf_release(&lock);
 
 	if ((r = sq_exec(q, op, SQL_UPSERT_LOCK, "t", lock_id)) < 0 ||
-	    (r = sq_int(q, op, &found, 0, SQL_READY_DUPLICATE, "tttt", job->virtual_storage,
-			job->relative_path, job->target_storage, job->change)) < 0)
+	    (r = sq_int(q, op, &found, 0, SQL_READY_DUPLICATE, "ttttd", job->virtual_storage,
+			job->relative_path, job->target_storage, job->change, job->force != 0)) < 0)
 		return r;
 	if (r)
 		goto exists;
-	r = sq_exec(q, op, SQL_INSERT_JOB, "lttl" "tttttt", sq_now_ms(q), lock_id, job->change,
+	r = sq_exec(q, op, SQL_INSERT_JOB, "lttl" "tttttt" "d", sq_now_ms(q), lock_id, job->change,
 		    job->repository_id, job->virtual_storage, job->relative_path, job->replica_path,
-		    job->source_storage, job->target_storage, job->correlation_id);
+		    job->source_storage, job->target_storage, job->correlation_id, job->force != 0);
 	/* the only unique index: a delete_replica job for this repository is already live */
 	if (r == -EEXIST)
 		goto exists;
@@ -107,21 +114,28 @@ exists:
 			     job->virtual_storage, job->target_storage, job->relative_path);
 }
 
+int sq_enqueue(struct store_backend *b, struct store_op *op)
+{
+	return sq_insert_job(sq_backend(b), op, &op->in.job);
+}
+
 /* --- dequeue --- */
 
 /*
  * Candidates: jobs for this (virtual storage, target) whose lock is free and
- * bound to no running job; per (lock, change) only the oldest; oldest first.
+ * bound to no running job; per (lock, change) only the oldest, and only once
+ * it is due (not_before), so a replica's back-off holds for the newer jobs
+ * queued behind it too; oldest first.
  */
 static const char SQL_DEQUEUE_CANDIDATES[] =
 	"SELECT id FROM ("
-	" SELECT q.id, q.created_at, row_number() OVER ("
+	" SELECT q.id, q.created_at, q.not_before, row_number() OVER ("
 	"  PARTITION BY q.lock_id, q.change ORDER BY q.created_at, q.id) AS rn"
 	" FROM replication_queue AS q JOIN replication_queue_lock AS l ON l.id = q.lock_id"
 	" WHERE q.virtual_storage = ?1 AND q.target_node_storage = ?2"
 	" AND q.state IN ('ready', 'failed') AND NOT l.acquired"
 	" AND NOT EXISTS (SELECT 1 FROM replication_queue_job_lock AS jl WHERE jl.lock_id = q.lock_id)"
-	") WHERE rn = 1 ORDER BY created_at, id LIMIT ?3";
+	") WHERE rn = 1 AND COALESCE(not_before, 0) <= ?4 ORDER BY created_at, id LIMIT ?3";
 static const char SQL_TAKE_JOB[] =
 	"UPDATE replication_queue SET"
 	" attempt = CASE WHEN change = 'delete_replica' THEN attempt ELSE attempt - 1 END,"
@@ -149,7 +163,7 @@ int sq_dequeue(struct store_backend *b, struct store_op *op)
 	if (!op->in.max)
 		return 0;
 	limit = op->in.max > INT64_MAX ? INT64_MAX : (int64_t)op->in.max;
-	if ((r = sq_query(q, op, &st, SQL_DEQUEUE_CANDIDATES, "ttl", op->in.vs, op->in.storage, limit)) < 0)
+	if ((r = sq_query(q, op, &st, SQL_DEQUEUE_CANDIDATES, "ttll", op->in.vs, op->in.storage, limit, now)) < 0)
 		return r;
 	while ((r = sq_next(q, op, st)) > 0) {
 		ALLOC_GROW(ids, nr + 1, alloc);
@@ -189,8 +203,8 @@ int sq_dequeue(struct store_backend *b, struct store_op *op)
 /* --- acknowledge --- */
 
 static const char SQL_RUNNING_JOB[] =
-	"SELECT lock_id, updated_at, change, source_node_storage FROM replication_queue"
-	" WHERE id = ?1 AND state = 'in_progress'";
+	"SELECT lock_id, updated_at, change, source_node_storage, COALESCE(json_extract(params, '$.force'), 0)"
+	" FROM replication_queue WHERE id = ?1 AND state = 'in_progress'";
 static const char SQL_UNBIND_JOB_LOCK[] =
 	"DELETE FROM replication_queue_job_lock WHERE job_id = ?1 AND lock_id = ?2";
 static const char SQL_DELETE_JOB[] =
@@ -198,7 +212,8 @@ static const char SQL_DELETE_JOB[] =
 /* ready jobs the completed one made redundant: same repository and target, change and source, queued before it ran */
 static const char SQL_DELETE_SUPERSEDED[] =
 	"DELETE FROM replication_queue WHERE state = 'ready' AND created_at < ?1"
-	" AND lock_id = ?2 AND change = ?3 AND source_node_storage = ?4";
+	" AND lock_id = ?2 AND change = ?3 AND source_node_storage = ?4"
+	" AND (?5 OR NOT COALESCE(json_extract(params, '$.force'), 0))";
 static const char SQL_FAIL_JOB[] =
 	"UPDATE replication_queue SET state = 'failed', updated_at = ?2 WHERE id = ?1";
 
@@ -217,6 +232,7 @@ int sq_acknowledge(struct store_backend *b, struct store_op *op)
 		int64_t id = op->in.ids[i], updated_at;
 		const char *lock_id, *change, *source;
 		sqlite3_stmt *st;
+		int forced;
 
 		if ((r = sq_query(q, op, &st, SQL_RUNNING_JOB, "l", id)) < 0 || (r = sq_next(q, op, st)) < 0)
 			return r;
@@ -226,6 +242,7 @@ int sq_acknowledge(struct store_backend *b, struct store_op *op)
 		updated_at = sqlite3_column_int64(st, 1);
 		change = sq_text(op, st, 2);
 		source = sq_text(op, st, 3);
+		forced = sqlite3_column_int(st, 4) != 0;
 		sqlite3_reset(st);
 
 		/* the job lock goes first: it references the job */
@@ -236,9 +253,46 @@ int sq_acknowledge(struct store_backend *b, struct store_op *op)
 		else
 			r = sq_exec(q, op, SQL_DELETE_JOB, "l", id);
 		if (r >= 0 && state == JOB_COMPLETED)
-			r = sq_exec(q, op, SQL_DELETE_SUPERSEDED, "lttt", updated_at, lock_id, change,
-				    source ? source : "");
+			r = sq_exec(q, op, SQL_DELETE_SUPERSEDED, "ltttd", updated_at, lock_id, change,
+				    source ? source : "", forced);
 		if (r < 0 || (r = sq_exec(q, op, SQL_RELEASE_LOCK, "t", lock_id)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* --- postpone: a later run, after a failure (back-off) or when the job could not run --- */
+
+static const char SQL_POSTPONE_LOCK[] =
+	"SELECT lock_id FROM replication_queue WHERE id = ?1 AND state = 'in_progress'";
+static const char SQL_POSTPONE_JOB[] =
+	"UPDATE replication_queue SET"
+	" state = CASE WHEN ?3 THEN 'ready' ELSE 'failed' END,"
+	" attempt = CASE WHEN ?3 AND change <> 'delete_replica' THEN attempt + 1 ELSE attempt END,"
+	" updated_at = ?2, not_before = ?2 + ?4"
+	" WHERE id = ?1";
+
+int sq_postpone(struct store_backend *b, struct store_op *op)
+{
+	struct sqlite_backend *q = sq_backend(b);
+	int64_t now = sq_now_ms(q);
+	int r;
+
+	for (size_t i = 0; i < op->in.nr_ids; i++) {
+		int64_t id = op->in.ids[i];
+		const char *lock_id;
+		sqlite3_stmt *st;
+
+		if ((r = sq_query(q, op, &st, SQL_POSTPONE_LOCK, "l", id)) < 0 || (r = sq_next(q, op, st)) < 0)
+			return r;
+		if (!r)
+			continue; /* not in progress (any more), as acknowledge */
+		lock_id = sq_text(op, st, 0);
+		sqlite3_reset(st);
+		if ((r = sq_exec(q, op, SQL_UNBIND_JOB_LOCK, "lt", id, lock_id)) < 0 ||
+		    (r = sq_exec(q, op, SQL_POSTPONE_JOB, "lldl", id, now, op->in.refund != 0,
+				 op->in.delay_ms > 0 ? op->in.delay_ms : 0)) < 0 ||
+		    (r = sq_exec(q, op, SQL_RELEASE_LOCK, "t", lock_id)) < 0)
 			return r;
 	}
 	return 0;

@@ -209,6 +209,8 @@ static const char SQL_BUMP_REPLICA[] =
 static const char SQL_SET_REPO_GEN[] =
 	"UPDATE repositories SET generation = ?2 WHERE repository_id = ?1";
 
+static const char SQL_DELETE_INTENT[] = "DELETE FROM write_intents WHERE id = ?1";
+
 int sq_increment_generation(struct store_backend *b, struct store_op *op)
 {
 	struct sqlite_backend *q = sq_backend(b);
@@ -229,6 +231,9 @@ int sq_increment_generation(struct store_backend *b, struct store_op *op)
 	if (!bumped)
 		return store_op_fail(op, -ESTALE, "write to outdated nodes");
 	if ((r = sq_exec(q, op, SQL_SET_REPO_GEN, "ll", op->in.id, gen + 1)) < 0)
+		return r;
+	/* store_complete_write(): the write's intent goes in the same savepoint */
+	if (op->in.intent && (r = sq_exec(q, op, SQL_DELETE_INTENT, "l", op->in.intent)) < 0)
 		return r;
 	op->value = gen + 1;
 	return 0;

@@ -288,6 +288,10 @@ static const struct store_backend_ops sqlite_ops = {
 		[STORE_OP_COUNT_JOBS] = sq_count_jobs,
 		[STORE_OP_LIST_JOBS] = sq_list_jobs,
 		[STORE_OP_RECORD_NODE_STATUS] = sq_record_node_status,
+		[STORE_OP_BEGIN_WRITE] = sq_begin_write,
+		[STORE_OP_END_WRITE] = sq_end_write,
+		[STORE_OP_RECOVER_WRITES] = sq_recover_writes,
+		[STORE_OP_POSTPONE] = sq_postpone,
 	},
 	.close = sq_close,
 };

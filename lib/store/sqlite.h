@@ -64,7 +64,7 @@ int64_t sq_wall_ms(void);
 /* Bring the schema up to date (sqlite-migrations.c). 0, or -1 with `err` set. */
 int sq_migrate(sqlite3 *db, struct strbuf *err);
 
-/* Operation functions (sqlite-repo.c, sqlite-queue.c). */
+/* Operation functions (sqlite-repo.c, sqlite-queue.c, sqlite-intents.c). */
 int sq_list_repositories(struct store_backend *b, struct store_op *op);
 int sq_get_repository(struct store_backend *b, struct store_op *op);
 int sq_reserve_id(struct store_backend *b, struct store_op *op);
@@ -86,5 +86,11 @@ int sq_acknowledge_stale(struct store_backend *b, struct store_op *op);
 int sq_count_jobs(struct store_backend *b, struct store_op *op);
 int sq_list_jobs(struct store_backend *b, struct store_op *op);
 int sq_record_node_status(struct store_backend *b, struct store_op *op);
+int sq_begin_write(struct store_backend *b, struct store_op *op);
+int sq_end_write(struct store_backend *b, struct store_op *op);
+int sq_recover_writes(struct store_backend *b, struct store_op *op);
+int sq_postpone(struct store_backend *b, struct store_op *op);
+/* Insert an update/delete job (sqlite-queue.c); used by recover_writes too. */
+int sq_insert_job(struct sqlite_backend *q, struct store_op *op, const struct repl_job *job);
 
 #endif

@@ -57,6 +57,10 @@ static const struct {
 	[STORE_OP_COUNT_JOBS] = { CB_COUNT, 0 },
 	[STORE_OP_LIST_JOBS] = { CB_JOBS, 0 },
 	[STORE_OP_RECORD_NODE_STATUS] = { CB_DONE, 1 },
+	[STORE_OP_BEGIN_WRITE] = { CB_ID, 1 },
+	[STORE_OP_END_WRITE] = { CB_DONE, 1 },
+	[STORE_OP_RECOVER_WRITES] = { CB_COUNT, 1 },
+	[STORE_OP_POSTPONE] = { CB_DONE, 1 },
 };
 
 /* --- the op record --- */
@@ -514,6 +518,17 @@ void store_increment_generation(struct store *s, int64_t id, const char *const *
 	submit(s, op);
 }
 
+void store_complete_write(struct store *s, int64_t intent, int64_t id, const char *const *storages, size_t n,
+			  store_gen_fn cb, void *arg)
+{
+	struct store_op *op = op_new(STORE_OP_INCREMENT_GENERATION, arg);
+	op->cb.gen = cb;
+	op->in.id = id;
+	op->in.intent = intent;
+	copy_list(&op->in.storages, storages, n);
+	submit(s, op);
+}
+
 void store_set_generation(struct store *s, int64_t id, const char *storage, const char *relative_path,
 			  int64_t generation, store_done_fn cb, void *arg)
 {
@@ -596,6 +611,31 @@ void store_rename_repository(struct store *s, const char *vs, const char *from, 
 	submit(s, op);
 }
 
+/* --- write intents --- */
+
+void store_begin_write(struct store *s, int64_t id, store_id_fn cb, void *arg)
+{
+	struct store_op *op = op_new(STORE_OP_BEGIN_WRITE, arg);
+	op->cb.id = cb;
+	op->in.id = id;
+	submit(s, op);
+}
+
+void store_end_write(struct store *s, int64_t intent, store_done_fn cb, void *arg)
+{
+	struct store_op *op = op_new(STORE_OP_END_WRITE, arg);
+	op->cb.done = cb;
+	op->in.intent = intent;
+	submit(s, op);
+}
+
+void store_recover_writes(struct store *s, store_count_fn cb, void *arg)
+{
+	struct store_op *op = op_new(STORE_OP_RECOVER_WRITES, arg);
+	op->cb.count = cb;
+	submit(s, op);
+}
+
 /* --- replication queue --- */
 
 void store_enqueue(struct store *s, const struct repl_job *job, store_id_fn cb, void *arg)
@@ -638,6 +678,17 @@ void store_acknowledge(struct store *s, enum job_state state, const int64_t *ids
 	struct store_op *op = op_new(STORE_OP_ACKNOWLEDGE, arg);
 	op->cb.done = cb;
 	op->in.state = state;
+	copy_ids(op, ids, n);
+	submit(s, op);
+}
+
+void store_postpone(struct store *s, const int64_t *ids, size_t n, int64_t delay_ms, int refund,
+		    store_done_fn cb, void *arg)
+{
+	struct store_op *op = op_new(STORE_OP_POSTPONE, arg);
+	op->cb.done = cb;
+	op->in.delay_ms = delay_ms;
+	op->in.refund = refund;
 	copy_ids(op, ids, n);
 	submit(s, op);
 }

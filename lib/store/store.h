@@ -62,6 +62,7 @@ struct repl_job {
 	enum job_state state;
 	int attempt;                 /* remaining attempts, 3 on enqueue */
 	int64_t created_at_ms;       /* Unix ms */
+	int force;                   /* update: verify a target at the source's generation too (params) */
 };
 
 /* --- callbacks --- */
@@ -121,6 +122,13 @@ void store_create_repository(struct store *s, int64_t id, const char *vs, const 
  */
 void store_increment_generation(struct store *s, int64_t id, const char *const *storages, size_t n,
 				store_gen_fn cb, void *arg);
+/*
+ * store_increment_generation() that also deletes write intent `intent`
+ * (store_begin_write()) in the same transaction: either both happen or
+ * neither. `intent` 0 is plain store_increment_generation().
+ */
+void store_complete_write(struct store *s, int64_t intent, int64_t id, const char *const *storages, size_t n,
+			  store_gen_fn cb, void *arg);
 /* Upsert a replica at `generation`, raising the repository's if lower. */
 void store_set_generation(struct store *s, int64_t id, const char *storage, const char *relative_path,
 			  int64_t generation, store_done_fn cb, void *arg);
@@ -143,13 +151,35 @@ void store_set_assignments(struct store *s, int64_t id, const char *const *stora
 void store_rename_repository(struct store *s, const char *vs, const char *from, const char *to,
 			     store_done_fn cb, void *arg);
 
+/* --- write intents (ours: a praefect killed mid-write leaves a trace) --- */
+
+/*
+ * Record that a write to repository `id` is about to be forwarded; `cb` gets
+ * the intent's id once it is durable. A write that ends deletes its intent,
+ * with the generation bump (store_complete_write()) or alone
+ * (store_end_write()). Intents left over were writes in flight when the
+ * process died: their replicas may differ at equal generations.
+ */
+void store_begin_write(struct store *s, int64_t id, store_id_fn cb, void *arg);
+/* Delete intent `intent` (no row is not an error). */
+void store_end_write(struct store *s, int64_t intent, store_done_fn cb, void *arg);
+/*
+ * Start-up: turn every leftover intent into forced `update` jobs (verify)
+ * from the repository's primary, or the first replica at the repository's
+ * generation when the primary is not, to every other replica; then delete
+ * the intents. One transaction. `cb` gets the number of jobs queued.
+ */
+void store_recover_writes(struct store *s, store_count_fn cb, void *arg);
+
 /* --- replication queue (upstream queue.go semantics) --- */
 
 /*
  * Enqueue `job` (state ready, attempt 3). When a ready job with the same
  * (virtual storage, relative path, target, change) exists, nothing is inserted
  * and status is -EEXIST (callers treat that as success); also -EEXIST for a
- * second live delete_replica job of one repository. `cb` gets the new id.
+ * second live delete_replica job of one repository. A forced job only
+ * counts a forced ready job as its duplicate (an unforced one would skip the
+ * verification). `cb` gets the new id.
  */
 void store_enqueue(struct store *s, const struct repl_job *job, store_id_fn cb, void *arg);
 /* Take up to `max` jobs for one target storage, as upstream Dequeue does. */
@@ -158,6 +188,14 @@ void store_dequeue(struct store *s, const char *vs, const char *target, size_t m
 /* Acknowledge in_progress jobs as completed, failed or dead (see the spec). */
 void store_acknowledge(struct store *s, enum job_state state, const int64_t *ids, size_t n,
 		       store_done_fn cb, void *arg);
+/*
+ * Give in_progress jobs back for a later run: not dequeued before
+ * `delay_ms` from now. `refund` 0: state failed (the attempt is spent, a
+ * retry with back-off); 1: state ready with the attempt given back (the job
+ * could not run, e.g. no healthy source).
+ */
+void store_postpone(struct store *s, const int64_t *ids, size_t n, int64_t delay_ms, int refund,
+		    store_done_fn cb, void *arg);
 /* Keep the locks of running jobs fresh; -ENOENT once none is held (stop refreshing). */
 void store_heartbeat(struct store *s, const int64_t *ids, size_t n, store_done_fn cb, void *arg);
 /* Release jobs whose lock was not refreshed for `stale_ms` (crashed workers); `cb` gets how many. */

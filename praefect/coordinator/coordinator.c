@@ -381,6 +381,8 @@ void proxy_forward(struct proxy *px)
 	struct strbuf nodes = STRBUF_INIT;
 	int rc;
 
+	if (proxy_record_intent(px))
+		return;
 	px->routing = 0;
 	px->routed = 1;
 	if (!px->call) {

@@ -72,6 +72,13 @@ struct proxy {
 	int responded;                   /* a response message reached the client */
 	size_t forwarded;                /* request messages sent after the first */
 	struct strvec tried;             /* storages this accessor was sent to */
+	/* finalize.c: the write intent and the jobs the finalizer queues */
+	int intent_state;                /* 0: none yet, 1: being recorded, 2: recorded (or not needed) */
+	int64_t intent;                  /* the store's intent id, 0 once deleted */
+	const char *job_source;          /* points into primary/updated/secondaries */
+	int verify;                      /* the jobs for `outdated` are verifications (forced) */
+	int counted;                     /* counted in its repository's writes_in_flight */
+	struct proxy *next_held;         /* p->held_writes: waiting for a write barrier */
 };
 
 /* --- coordinator.c: lifetime and forwarding --- */
@@ -90,5 +97,12 @@ struct node *route_accessor_retry(struct proxy *px);
 
 /* --- finalize.c: record generations and queue replication, then answer --- */
 void proxy_finalize(struct proxy *px);
+/*
+ * Called first by proxy_forward(): for a mutator, record the write intent
+ * in the store before any node sees the call. Returns 1 when forwarding
+ * must wait (proxy_forward() is called again once the intent is durable),
+ * 0 to go on now.
+ */
+int proxy_record_intent(struct proxy *px);
 
 #endif

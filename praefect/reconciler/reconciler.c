@@ -10,8 +10,10 @@
 #include "praefect.h"
 #include "base/util.h"
 #include "base/log.h"
+#include "base/strvec.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -105,6 +107,42 @@ static void reconcile_repo(struct recon_run *run, struct repo *r)
 	free(sources);
 }
 
+static void key_of(int64_t id, char out[24])
+{
+	snprintf(out, 24, "%lld", (long long)id);
+}
+
+void reconciler_soon(struct praefect *p, int64_t id)
+{
+	char k[24];
+	key_of(id, k);
+	if (!hashmap_get(&p->reconcile_marked, k, strlen(k)))
+		hashmap_put(&p->reconcile_marked, k, strlen(k), p);
+	schedule_kick(p, TASK_RECONCILE_SOON);
+}
+
+void reconciler_run_marked(struct praefect *p)
+{
+	struct recon_run *run = xcalloc(1, sizeof(*run));
+	const struct hashmap_entry *e;
+	struct strvec keys = STRVEC_INIT;
+
+	strvec_init(&keys);
+	for (size_t i = 0; hashmap_next(&p->reconcile_marked, &i, &e);)
+		strvec_pushf(&keys, "%.*s", (int)e->klen, e->key);
+	hashmap_release(&p->reconcile_marked);
+	hashmap_init(&p->reconcile_marked);
+	run->p = p;
+	run->pending = 1;
+	for (size_t i = 0; i < keys.nr; i++) {
+		struct repo *r = repo_by_id(p, strtoll(keys.v[i], NULL, 10));
+		if (r)
+			reconcile_repo(run, r);
+	}
+	strvec_clear(&keys);
+	on_job_queued(run, -EEXIST, NULL, 0);
+}
+
 void reconciler_run(struct praefect *p)
 {
 	struct recon_run *run = xcalloc(1, sizeof(*run));
@@ -127,7 +165,9 @@ void praefect_node_health_changed(struct praefect *p, struct node *n)
 {
 	if (!n->healthy)
 		return;
-	replicator_kick(p, n->vs, n->cfg->storage);
+	/* its own jobs, and jobs elsewhere that waited for it as their source */
+	for (size_t i = 0; i < n->vs->nr_nodes; i++)
+		replicator_kick(p, n->vs, n->vs->nodes[i].cfg->storage);
 	/* a node came back: repair what it missed now, not at the next period
 	 * (no-op until the reconcile task is scheduled, once praefect serves) */
 	schedule_kick(p, TASK_RECONCILE);

@@ -21,6 +21,12 @@
 #define BACKOFF_MAX_MS 5000
 #define STALE_AFTER_MS 60000
 #define JOB_CALL_TIMEOUT_MS (60 * 60 * 1000)
+#define CHECKSUM_TIMEOUT_MS 60000
+#define RETRY_MIN_MS 1000          /* a failed job runs again after 1 s, 2 s, 4 s... */
+#define RETRY_MAX_MS 30000
+#define NO_SOURCE_RETRY_MS 1000    /* a job without a healthy source waits this long, attempt kept */
+#define DUE_SLACK_MS 20            /* the store's clock and the loop's may differ by a little */
+#define REJOIN_BARRIER_MS 1500     /* longest a write waits for a replica to rejoin */
 
 struct worker {
 	struct praefect *p;
@@ -36,15 +42,23 @@ struct worker {
 	char **strs;               /* owned copies of the jobs' strings */
 	size_t nr_strs;
 	size_t nr_jobs, next;
-	int64_t *completed, *failed, *dead;
-	size_t nr_completed, nr_failed, nr_dead;
+	int64_t *completed, *dead;
+	size_t nr_completed, nr_dead;
+	uint64_t next_due_ms;      /* loop time a postponed job of ours is due, 0: none */
+
+	/* the job in progress: its source, chosen when it runs, and a verification's checksums */
+	const char *source;
 	int64_t source_gen;
+	struct strbuf sums[2];     /* source, target */
+	enum grpc_code sum_code[2];
+	int sums_pending;
 };
 
 struct replicator {
 	struct worker *workers;
 	size_t nr;
 	int stopping;
+	const struct rpc_method *checksum;
 };
 
 static void worker_run(struct worker *w);
@@ -99,6 +113,15 @@ static void worker_sleep(struct worker *w, int did_work)
 		return;
 	}
 	w->backoff_ms = w->backoff_ms ? MIN(w->backoff_ms * 2, (uint64_t)BACKOFF_MAX_MS) : BACKOFF_MIN_MS;
+	if (w->next_due_ms) {
+		uint64_t now = uv_now(w->p->loop);
+		uint64_t due = w->next_due_ms > now ? w->next_due_ms - now : 0;
+		if (due <= w->backoff_ms) {
+			w->next_due_ms = 0;
+			worker_wake_in(w, due + DUE_SLACK_MS);
+			return;
+		}
+	}
 	worker_wake_in(w, w->backoff_ms);
 }
 
@@ -119,28 +142,93 @@ static void batch_clear(struct worker *w)
 	free(w->strs);
 	free(w->jobs);
 	free(w->completed);
-	free(w->failed);
 	free(w->dead);
 	w->strs = NULL;
 	w->jobs = NULL;
-	w->completed = w->failed = w->dead = NULL;
+	w->completed = w->dead = NULL;
 	w->nr_strs = w->nr_jobs = w->next = 0;
-	w->nr_completed = w->nr_failed = w->nr_dead = 0;
+	w->nr_completed = w->nr_dead = 0;
+}
+
+static void on_acked(void *arg, int status, const char *msg)
+{
+	if (status < 0)
+		log_msgf(LOG_WARN, "acknowledging replication jobs: %s", msg ? msg : "store error");
+}
+
+/* Give the job back to the queue, due in `delay_ms`; this worker wakes up for it. */
+static void postpone(struct worker *w, const struct repl_job *j, uint64_t delay_ms, int refund)
+{
+	uint64_t due = uv_now(w->p->loop) + delay_ms;
+	store_postpone(w->p->store, &j->id, 1, (int64_t)delay_ms, refund, on_acked, NULL);
+	if (!w->next_due_ms || due < w->next_due_ms)
+		w->next_due_ms = due;
+}
+
+/* 1 s after the first failed attempt, then doubling, at most RETRY_MAX_MS. */
+static uint64_t retry_delay(const struct repl_job *j)
+{
+	int spent = 3 - j->attempt;   /* attempts used, this one included (delete_replica keeps 3) */
+	uint64_t d = RETRY_MIN_MS;
+	for (int i = 1; i < spent && d < RETRY_MAX_MS; i++)
+		d *= 2;
+	return MIN(d, (uint64_t)RETRY_MAX_MS);
+}
+
+static void on_rejoin_queued(void *arg, int status)
+{
+	if (status < 0)
+		log_msgf(LOG_WARN, "queueing the catch-up of a rejoining replica failed");
 }
 
 static void job_done(struct worker *w, int ok, const char *why)
 {
 	struct repl_job *j = &w->jobs[w->next];
+	struct repo *r = repo_by_id(w->p, j->repository_id);
 	if (ok) {
+		struct replica *t = r ? repo_replica(r, j->target_storage) : NULL;
 		w->completed[w->nr_completed++] = j->id;
+		if (r && !strcmp(j->change, "update") && t && t->generation >= r->generation &&
+		    r->rejoining && !strcmp(r->rejoining, j->target_storage))
+			coordinator_lower_barrier(w->p, r); /* caught up: the waiting writes include it */
+		/*
+		 * Done, yet the repository moved on meanwhile: the writes routed
+		 * without it. Hold new writes until it catches up (the writes in
+		 * flight queue its next job), and make sure a repair follows anyway.
+		 */
+		if (r && !strcmp(j->change, "update") && t && t->generation >= 0 && t->generation < r->generation) {
+			struct node *n = w->node;
+			if (n->healthy && coordinator_raise_barrier(w->p, r, n->cfg->storage, REJOIN_BARRIER_MS) &&
+			    !r->writes_in_flight) {
+				const char *target = n->cfg->storage;
+				replicator_enqueue_jobs(w->p, r, w->source, &target, 1, 0, "rejoin", on_rejoin_queued, NULL);
+			}
+			reconciler_soon(w->p, r->id);
+		} else if (r && !strcmp(j->change, "update") && (!t || t->generation < r->generation)) {
+			reconciler_soon(w->p, r->id);
+		}
 	} else {
 		log_msgf(LOG_WARN, "replication job %lld (%s %s -> %s, %s) failed: %s", (long long)j->id, j->change,
-			 j->source_storage, j->target_storage, j->relative_path, why);
-		if (j->attempt > 0 || !strcmp(j->change, "delete_replica"))
-			w->failed[w->nr_failed++] = j->id;
-		else
+			 w->source ? w->source : j->source_storage, j->target_storage, j->relative_path, why);
+		if (j->attempt > 0 || !strcmp(j->change, "delete_replica")) {
+			postpone(w, j, retry_delay(j), 0);
+		} else {
 			w->dead[w->nr_dead++] = j->id;
+			/* out of attempts: the reconciler queues a fresh job if the replica still needs one */
+			reconciler_soon(w->p, j->repository_id);
+		}
 	}
+	w->next++;
+	process_next(w);
+}
+
+/* The job cannot run now (no healthy source): back in the queue with its attempt. */
+static void job_wait(struct worker *w, const char *why)
+{
+	struct repl_job *j = &w->jobs[w->next];
+	log_msgf(LOG_INFO, "replication job %lld (%s -> %s, %s) waits: %s", (long long)j->id, j->change,
+		 j->target_storage, j->relative_path, why);
+	postpone(w, j, NO_SOURCE_RETRY_MS, 1);
 	w->next++;
 	process_next(w);
 }
@@ -176,7 +264,7 @@ static void on_invalid_source_deleted(void *arg, int status, const char *msg)
 	struct repl_job *j = &w->jobs[w->next];
 	struct repo *r = repo_by_id(w->p, j->repository_id);
 	if (r) {
-		struct replica *rep = repo_replica(r, j->source_storage);
+		struct replica *rep = repo_replica(r, w->source);
 		int others = 0;
 		if (rep)
 			rep->generation = GENERATION_UNKNOWN;
@@ -194,7 +282,7 @@ static void on_replicated(struct grpc_client_call *cc, enum grpc_code code, cons
 	struct worker *w = grpc_client_call_user(cc);
 	struct repl_job *j = &w->jobs[w->next];
 	if (code == GRPC_NOT_FOUND && message && strstr(message, "invalid source repository")) {
-		store_delete_invalid_replica(w->p->store, j->repository_id, j->source_storage,
+		store_delete_invalid_replica(w->p->store, j->repository_id, w->source,
 					     on_invalid_source_deleted, w);
 		return;
 	}
@@ -233,32 +321,19 @@ static void servers_metadata(struct node *source, struct grpc_metadata *md)
 	json_decref(o);
 }
 
-static void run_update(struct worker *w, struct repl_job *j, struct repo *r)
+static void replicate(struct worker *w, struct repl_job *j, struct repo *r)
 {
-	struct node *source = vs_node(w->vs, j->source_storage);
-	struct replica *src, *tgt;
+	struct node *source = vs_node(w->vs, w->source);
 	Gitaly__ReplicateRepositoryRequest req = GITALY__REPLICATE_REPOSITORY_REQUEST__INIT;
 	Gitaly__Repository target = GITALY__REPOSITORY__INIT, from = GITALY__REPOSITORY__INIT;
 	struct grpc_metadata md = GRPC_METADATA_INIT;
 	struct grpc_client_call *cc;
 	uint8_t *buf;
 	size_t len;
-	struct strbuf corr = STRBUF_INIT;
 
-	if (!source) {
-		job_done(w, 0, "source storage is not configured");
-		return;
-	}
-	src = repo_replica(r, j->source_storage);
-	tgt = repo_replica(r, j->target_storage);
-	w->source_gen = src ? src->generation : GENERATION_UNKNOWN;
-	if (tgt && tgt->generation >= 0 && tgt->generation >= w->source_gen) {
-		job_done(w, 1, NULL); /* already there (or newer): nothing to copy */
-		return;
-	}
 	target.storage_name = (char *)j->target_storage;
 	target.relative_path = r->replica_path;
-	from.storage_name = (char *)j->source_storage;
+	from.storage_name = (char *)w->source;
 	from.relative_path = r->replica_path;
 	req.repository = &target;
 	req.source = &from;
@@ -281,7 +356,203 @@ static void run_update(struct worker *w, struct repl_job *j, struct repo *r)
 	grpc_client_call_close_send(cc);
 	free(buf);
 	grpc_metadata_release(&md);
-	strbuf_release(&corr);
+}
+
+/* --- verification: a forced job whose target claims the source's generation --- */
+
+static void on_lowered(void *arg, int status, const char *msg)
+{
+	struct worker *w = arg;
+	struct repl_job *j = &w->jobs[w->next];
+	struct repo *r = repo_by_id(w->p, j->repository_id);
+	if (status < 0) {
+		job_done(w, 0, msg ? msg : "recording generation failed");
+		return;
+	}
+	if (!r) {
+		job_done(w, 0, "repository not found");
+		return;
+	}
+	{
+		struct replica *rep = repo_replica_add(r, j->target_storage);
+		if (rep->generation > w->source_gen - 1)
+			rep->generation = w->source_gen - 1;
+	}
+	replicate(w, j, r);
+}
+
+static void sums_compared(struct worker *w)
+{
+	struct repl_job *j = &w->jobs[w->next];
+	if (w->sum_code[0] != GRPC_OK) {
+		struct strbuf m = STRBUF_INIT;
+		strbuf_addf(&m, "CalculateChecksum on source %s: %s", w->source, grpc_code_name(w->sum_code[0]));
+		job_done(w, 0, m.buf);
+		strbuf_release(&m);
+		return;
+	}
+	if (w->sum_code[1] == GRPC_OK && w->sums[1].len && !strcmp(w->sums[0].buf, w->sums[1].buf)) {
+		job_done(w, 1, NULL); /* same refs: nothing to repair */
+		return;
+	}
+	if (w->sum_code[1] != GRPC_OK && w->sum_code[1] != GRPC_NOT_FOUND) {
+		struct strbuf m = STRBUF_INIT;
+		strbuf_addf(&m, "CalculateChecksum on target: %s", grpc_code_name(w->sum_code[1]));
+		job_done(w, 0, m.buf);
+		strbuf_release(&m);
+		return;
+	}
+	/*
+	 * Different content at an equal generation: the record is wrong. Mark
+	 * the target behind first, so no write is routed to it and no read
+	 * served from it while it is repaired, then replicate as for any
+	 * outdated replica.
+	 */
+	log_msgf(LOG_WARN, "replica %s of %s differs from %s at generation %lld: repairing it", j->target_storage,
+		 j->relative_path, w->source, (long long)w->source_gen);
+	store_set_generation(w->p->store, j->repository_id, j->target_storage, NULL, w->source_gen - 1,
+			     on_lowered, w);
+}
+
+struct sum_call {
+	struct worker *w;
+	int which;
+};
+
+static void on_sum_message(struct grpc_client_call *cc, const uint8_t *msg, size_t len)
+{
+	struct sum_call *c = grpc_client_call_user(cc);
+	Gitaly__CalculateChecksumResponse *resp = gitaly__calculate_checksum_response__unpack(NULL, len, msg);
+	if (resp) {
+		strbuf_reset(&c->w->sums[c->which]);
+		strbuf_addstr(&c->w->sums[c->which], resp->checksum ? resp->checksum : "");
+		gitaly__calculate_checksum_response__free_unpacked(resp, NULL);
+	}
+}
+
+static void on_sum_close(struct grpc_client_call *cc, enum grpc_code code, const char *message,
+			 const struct grpc_metadata *trailers)
+{
+	struct sum_call *c = grpc_client_call_user(cc);
+	struct worker *w = c->w;
+	w->sum_code[c->which] = code;
+	free(c);
+	if (--w->sums_pending == 0)
+		sums_compared(w);
+}
+
+static const struct grpc_client_ops sum_ops = { .on_message = on_sum_message, .on_close = on_sum_close };
+
+static void ask_sum(struct worker *w, struct node *n, const char *replica_path, int which)
+{
+	Gitaly__CalculateChecksumRequest req = GITALY__CALCULATE_CHECKSUM_REQUEST__INIT;
+	Gitaly__Repository repo = GITALY__REPOSITORY__INIT;
+	struct grpc_metadata md = GRPC_METADATA_INIT;
+	struct grpc_client_call *cc;
+	struct sum_call *c = xcalloc(1, sizeof(*c));
+	uint8_t buf[1024 + 256];
+	size_t len;
+
+	c->w = w;
+	c->which = which;
+	strbuf_reset(&w->sums[which]);
+	repo.storage_name = (char *)n->cfg->storage;
+	repo.relative_path = (char *)replica_path;
+	req.repository = &repo;
+	len = gitaly__calculate_checksum_request__get_packed_size(&req);
+	if (len > sizeof(buf) || (auth_v2_add(&md, n->cfg->token),
+				  grpc_channel_call(n->ch, w->p->replicator->checksum->name, &md, CHECKSUM_TIMEOUT_MS,
+						    0, &sum_ops, c, &cc)) < 0) {
+		grpc_metadata_release(&md);
+		w->sum_code[which] = GRPC_UNAVAILABLE;
+		free(c);
+		if (--w->sums_pending == 0)
+			sums_compared(w);
+		return;
+	}
+	gitaly__calculate_checksum_request__pack(&req, buf);
+	grpc_client_call_send(cc, buf, len);
+	grpc_client_call_close_send(cc);
+	grpc_metadata_release(&md);
+}
+
+static void verify(struct worker *w, struct repl_job *j, struct repo *r)
+{
+	w->sums_pending = 3; /* two calls, and this function until both are started */
+	ask_sum(w, vs_node(w->vs, w->source), r->replica_path, 0);
+	ask_sum(w, w->node, r->replica_path, 1);
+	if (--w->sums_pending == 0)
+		sums_compared(w);
+}
+
+/*
+ * The source is chosen when the job runs, not when it was queued: a healthy
+ * replica at the repository's current generation, the job's own source if it
+ * is one, else the primary, else any. A verification keeps to its own
+ * reference while that one is current (another could differ from it). NULL
+ * with *wait set: such replicas exist but none is healthy now.
+ */
+static struct node *pick_source(struct worker *w, const struct repl_job *j, struct repo *r, int *wait)
+{
+	struct replica *pref = repo_replica(r, j->source_storage);
+	struct node *best = NULL;
+
+	*wait = 0;
+	if (pref && pref->generation >= 0 && pref->generation == r->generation &&
+	    strcmp(j->source_storage, j->target_storage)) {
+		struct node *n = vs_node(w->vs, j->source_storage);
+		if (n && n->healthy)
+			return n;
+		if (n && j->force) {
+			*wait = 1;
+			return NULL;
+		}
+	}
+	for (size_t i = 0; i < r->nr_replicas; i++) {
+		struct replica *rep = &r->replicas[i];
+		struct node *n;
+		if (rep->generation < 0 || rep->generation != r->generation ||
+		    !strcmp(rep->storage, j->target_storage) || !(n = vs_node(w->vs, rep->storage)))
+			continue;
+		if (!n->healthy) {
+			*wait = 1;
+			continue;
+		}
+		if (!best || (r->primary && !strcmp(rep->storage, r->primary)))
+			best = n;
+	}
+	if (best)
+		*wait = 0;
+	return best;
+}
+
+static void run_update(struct worker *w, struct repl_job *j, struct repo *r)
+{
+	struct replica *tgt = repo_replica(r, j->target_storage);
+	int wait;
+	struct node *source = pick_source(w, j, r, &wait);
+
+	if (!source) {
+		if (wait) {
+			job_wait(w, "no healthy replica at the repository's generation");
+			return;
+		}
+		if (tgt && tgt->generation >= 0 && tgt->generation >= r->generation)
+			job_done(w, 1, NULL); /* the target is the newest there is */
+		else
+			job_done(w, 0, "no replica at the repository's generation to replicate from");
+		return;
+	}
+	w->source = source->cfg->storage;
+	w->source_gen = r->generation;
+	if (tgt && tgt->generation >= 0 && tgt->generation >= w->source_gen) {
+		if (j->force)
+			verify(w, j, r);
+		else
+			job_done(w, 1, NULL); /* already there (or newer): nothing to copy */
+		return;
+	}
+	replicate(w, j, r);
 }
 
 static void on_replica_deleted(void *arg, int status, const char *msg)
@@ -341,12 +612,6 @@ static void run_delete(struct worker *w, struct repl_job *j, const char *replica
 	grpc_metadata_release(&md);
 }
 
-static void on_acked(void *arg, int status, const char *msg)
-{
-	if (status < 0)
-		log_msgf(LOG_WARN, "acknowledging replication jobs: %s", msg ? msg : "store error");
-}
-
 static void process_next(struct worker *w)
 {
 	struct repl_job *j;
@@ -356,8 +621,6 @@ static void process_next(struct worker *w)
 		size_t did = w->nr_jobs;
 		if (w->nr_completed)
 			store_acknowledge(w->p->store, JOB_COMPLETED, w->completed, w->nr_completed, on_acked, NULL);
-		if (w->nr_failed)
-			store_acknowledge(w->p->store, JOB_FAILED, w->failed, w->nr_failed, on_acked, NULL);
 		if (w->nr_dead)
 			store_acknowledge(w->p->store, JOB_DEAD, w->dead, w->nr_dead, on_acked, NULL);
 		batch_clear(w);
@@ -366,6 +629,7 @@ static void process_next(struct worker *w)
 	}
 	j = &w->jobs[w->next];
 	r = repo_by_id(w->p, j->repository_id);
+	w->source = NULL;
 	if (!strcmp(j->change, "update")) {
 		if (!r) {
 			job_done(w, 0, "repository not found");
@@ -396,7 +660,6 @@ static void on_dequeued(void *arg, int status, const char *msg, const struct rep
 	}
 	w->jobs = xcalloc(n, sizeof(*w->jobs));
 	w->completed = xcalloc(n, sizeof(int64_t));
-	w->failed = xcalloc(n, sizeof(int64_t));
 	w->dead = xcalloc(n, sizeof(int64_t));
 	for (size_t i = 0; i < n; i++) {
 		w->jobs[i] = jobs[i];
@@ -459,9 +722,9 @@ static void on_enqueued(void *arg, int status, const char *msg, int64_t id)
 	free(b);
 }
 
-void replicator_enqueue_updates(struct praefect *p, struct repo *r, const char *source,
-				const char *const *targets, size_t n, const char *correlation_id,
-				void (*done)(void *arg, int status), void *arg)
+void replicator_enqueue_jobs(struct praefect *p, struct repo *r, const char *source,
+			     const char *const *targets, size_t n, int force, const char *correlation_id,
+			     void (*done)(void *arg, int status), void *arg)
 {
 	struct enqueue_batch *b = xcalloc(1, sizeof(*b));
 	b->p = p;
@@ -483,6 +746,7 @@ void replicator_enqueue_updates(struct praefect *p, struct repo *r, const char *
 		j.source_storage = source;
 		j.target_storage = targets[i];
 		j.correlation_id = correlation_id ? correlation_id : "";
+		j.force = force;
 		store_enqueue(p->store, &j, on_enqueued, b);
 	}
 	if (n == 0) {
@@ -529,6 +793,15 @@ void replicator_release_stale(struct praefect *p)
 	store_acknowledge_stale(p->store, STALE_AFTER_MS, on_stale_released, p);
 }
 
+static void on_writes_recovered(void *arg, int status, const char *msg, int64_t n)
+{
+	if (status < 0)
+		log_msgf(LOG_WARN, "verifying the writes a previous run left unfinished: %s", msg ? msg : "store error");
+	else if (n > 0)
+		log_msgf(LOG_WARN, "a previous run died with writes in flight: %lld replicas queued for verification",
+			 (long long)n);
+}
+
 int replicator_start(struct praefect *p)
 {
 	struct replicator *rp = xcalloc(1, sizeof(*rp));
@@ -536,6 +809,7 @@ int replicator_start(struct praefect *p)
 	for (size_t i = 0; i < p->nr_vs; i++)
 		n += p->vs[i].nr_nodes;
 	rp->workers = xcalloc(n ? n : 1, sizeof(*rp->workers));
+	rp->checksum = praefect_method("/gitaly.RepositoryService/CalculateChecksum");
 	p->replicator = rp;
 	for (size_t i = 0; i < p->nr_vs; i++) {
 		for (size_t j = 0; j < p->vs[i].nr_nodes; j++) {
@@ -546,13 +820,19 @@ int replicator_start(struct praefect *p)
 			w->task.name = "replication-worker";
 			w->task.run = on_worker_task;
 			w->task.data = w;
+			strbuf_init(&w->sums[0], 0);
+			strbuf_init(&w->sums[1], 0);
 			cron_add(&p->cron, &w->task, 0);
 		}
 	}
 	/*
 	 * With the embedded store this praefect is the only one: jobs left in
-	 * progress belong to a previous run of ours that died. Release them now.
+	 * progress belong to a previous run of ours that died, and so do write
+	 * intents: the replicas of those writes may differ at equal
+	 * generations, so each becomes verification jobs. Both before the
+	 * workers' first dequeue (the store keeps the order).
 	 */
+	store_recover_writes(p->store, on_writes_recovered, p);
 	store_acknowledge_stale(p->store, 0, on_stale_released, p);
 	for (size_t i = 0; i < rp->nr; i++)
 		worker_wake_in(&rp->workers[i], 0);
@@ -574,8 +854,11 @@ void replicator_free(struct praefect *p)
 	struct replicator *rp = p->replicator;
 	if (!rp)
 		return;
-	for (size_t i = 0; i < rp->nr; i++)
+	for (size_t i = 0; i < rp->nr; i++) {
 		batch_clear(&rp->workers[i]);
+		strbuf_release(&rp->workers[i].sums[0]);
+		strbuf_release(&rp->workers[i].sums[1]);
+	}
 	free(rp->workers);
 	free(rp);
 	p->replicator = NULL;

@@ -23,14 +23,22 @@ struct waiter {
 	struct transaction *t;
 };
 
+/*
+ * What a vote is matched on: the voter's 20-byte hash and its phase. Two
+ * votes of the same text in different phases (gitaly's reference-transaction
+ * hook hashes the same lines for "prepared" and "committed") are different
+ * votes, so a node whose votes slipped by one is not taken to agree.
+ */
+#define VOTE_KEY 21
+
 struct vote_count {
-	uint8_t hash[20];
+	uint8_t hash[VOTE_KEY];
 	unsigned weight;
 };
 
 struct subtx {
 	int *voted;
-	uint8_t (*hash)[20];
+	uint8_t (*hash)[VOTE_KEY];
 	enum vote_result *result;
 	struct vote_count *counts;
 	size_t nr_counts;
@@ -182,7 +190,7 @@ static void sub_check(struct transaction *t, struct subtx *s)
 	for (size_t i = 0; i < t->nr; i++)
 		if (s->voted[i] && s->result[i] == VOTE_UNDECIDED)
 			s->result[i] = reached && s->nr_counts &&
-					       !memcmp(s->hash[i], s->counts[leader].hash, 20)
+					       !memcmp(s->hash[i], s->counts[leader].hash, VOTE_KEY)
 				       ? VOTE_COMMITTED : VOTE_FAILED;
 	if (!s->done) {
 		s->done = 1;
@@ -201,7 +209,7 @@ static void waiter_closed(struct grpc_call *call, enum grpc_code code, void *arg
 	if (s->result[w->voter] == VOTE_UNDECIDED) {
 		s->result[w->voter] = VOTE_CANCELLED;
 		for (size_t i = 0; i < s->nr_counts; i++)
-			if (!memcmp(s->counts[i].hash, s->hash[w->voter], 20)) {
+			if (!memcmp(s->counts[i].hash, s->hash[w->voter], VOTE_KEY)) {
 				s->counts[i].weight -= w->t->weight[w->voter];
 				break;
 			}
@@ -239,8 +247,10 @@ uint64_t tx_register(struct tx_manager *m, const char *primary, const char *cons
 	return t->id;
 }
 
-static void vote(struct tx_manager *m, uint64_t id, const char *node, const uint8_t hash[20], struct grpc_call *call)
+static void vote(struct tx_manager *m, uint64_t id, const char *node, const uint8_t hash[20], int phase,
+		 struct grpc_call *call)
 {
+	uint8_t key[VOTE_KEY];
 	struct transaction *t = tx_get(m, id);
 	struct subtx *s = NULL;
 	ssize_t v;
@@ -281,13 +291,15 @@ static void vote(struct tx_manager *m, uint64_t id, const char *node, const uint
 		grpc_call_finishf(call, GRPC_INTERNAL, "node \"%s\" already voted", node);
 		return;
 	}
+	memcpy(key, hash, 20);
+	key[20] = (uint8_t)phase;
 	s->voted[v] = 1;
-	memcpy(s->hash[v], hash, 20);
+	memcpy(s->hash[v], key, VOTE_KEY);
 	for (i = 0; i < s->nr_counts; i++)
-		if (!memcmp(s->counts[i].hash, hash, 20))
+		if (!memcmp(s->counts[i].hash, key, VOTE_KEY))
 			break;
 	if (i == s->nr_counts)
-		memcpy(s->counts[s->nr_counts++].hash, hash, 20);
+		memcpy(s->counts[s->nr_counts++].hash, key, VOTE_KEY);
 	s->counts[i].weight += t->weight[v];
 
 	w = xcalloc(1, sizeof(*w));
@@ -339,7 +351,7 @@ void tx_cancel_voter(struct tx_manager *m, uint64_t id, const char *node)
 		s->result[v] = VOTE_CANCELLED;
 		if (s->voted[v])
 			for (size_t k = 0; k < s->nr_counts; k++)
-				if (!memcmp(s->counts[k].hash, s->hash[v], 20))
+				if (!memcmp(s->counts[k].hash, s->hash[v], VOTE_KEY))
 					s->counts[k].weight -= t->weight[v];
 		/* its weight no longer counts as pending either: quorum may now be impossible */
 		sub_check(t, s);
@@ -366,9 +378,32 @@ void tx_cleanup(struct tx_manager *m, uint64_t id, struct tx_outcome *out)
 	out->nr = t->nr;
 	out->voters = xcalloc(t->nr, sizeof(*out->voters));
 	out->results = xcalloc(t->nr, sizeof(*out->results));
-	for (size_t i = 0; i < t->nr; i++) {
-		out->voters[i] = t->voters[i]; /* ownership moves to the outcome */
-		out->results[i] = t->nr_subs ? t->subs[t->nr_subs - 1]->result[i] : VOTE_UNDECIDED;
+	out->committed = xcalloc(t->nr, sizeof(*out->committed));
+	out->voted = xcalloc(t->nr, sizeof(*out->voted));
+	/*
+	 * The last subtransaction anyone voted in: tx_cancel_voter() opens an
+	 * empty one to mark a voter that had nothing left undecided, and that
+	 * marker says nothing about what the others applied.
+	 */
+	{
+		size_t last = t->nr_subs;
+		for (size_t i = t->nr_subs; i-- > 0;) {
+			int any = 0;
+			for (size_t v = 0; v < t->nr; v++)
+				any |= t->subs[i]->voted[v];
+			if (any) {
+				last = i;
+				break;
+			}
+		}
+		for (size_t i = 0; i < t->nr; i++) {
+			out->voters[i] = t->voters[i]; /* ownership moves to the outcome */
+			out->results[i] = last < t->nr_subs ? t->subs[last]->result[i] : VOTE_UNDECIDED;
+			for (size_t k = 0; k < t->nr_subs; k++) {
+				out->committed[i] += t->subs[k]->result[i] == VOTE_COMMITTED;
+				out->voted[i] |= t->subs[k]->voted[i];
+			}
+		}
 	}
 	for (size_t i = 0; i < t->nr_subs; i++) {
 		struct subtx *s = t->subs[i];
@@ -390,7 +425,17 @@ void tx_outcome_release(struct tx_outcome *o)
 		free((char *)o->voters[i]);
 	free(o->voters);
 	free(o->results);
+	free(o->committed);
+	free(o->voted);
 	memset(o, 0, sizeof(*o));
+}
+
+ssize_t tx_outcome_voter(const struct tx_outcome *o, const char *node)
+{
+	for (size_t i = 0; i < o->nr; i++)
+		if (!strcmp(o->voters[i], node))
+			return (ssize_t)i;
+	return -1;
 }
 
 enum vote_result tx_outcome_result(const struct tx_outcome *o, const char *node)
@@ -427,7 +472,8 @@ static void vote_rpc(struct grpc_call *call, const uint8_t *req, size_t len, voi
 		grpc_call_finishf(call, GRPC_INVALID_ARGUMENT, "invalid reference hash: %zu bytes",
 				  r->reference_updates_hash.len);
 	else
-		vote(data, r->transaction_id, r->node ? r->node : "", r->reference_updates_hash.data, call);
+		vote(data, r->transaction_id, r->node ? r->node : "", r->reference_updates_hash.data, (int)r->phase,
+		     call);
 	gitaly__vote_transaction_request__free_unpacked(r, NULL);
 }
 

@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include "grpc/server.h"
 
 enum vote_result { VOTE_UNDECIDED, VOTE_COMMITTED, VOTE_FAILED, VOTE_CANCELLED, VOTE_STOPPED };
@@ -35,10 +36,17 @@ struct tx_outcome {
 	size_t subtransactions;
 	int primary_voted_first;           /* the primary voted in the first subtransaction */
 	int state_known;
-	/* result of each voter in the last subtransaction (VOTE_UNDECIDED if none) */
+	/*
+	 * Result of each voter in the last subtransaction anyone voted in
+	 * (VOTE_UNDECIDED if it did not vote there). A voter only votes in a
+	 * subtransaction once it committed every earlier one, so COMMITTED
+	 * here means it committed all of them.
+	 */
 	const char **voters;
 	enum vote_result *results;
 	size_t nr;
+	size_t *committed;                 /* per voter: subtransactions it committed */
+	int *voted;                        /* per voter: it voted at least once */
 };
 /*
  * End the transaction (undecided voters cancelled, waiters answered) and
@@ -47,6 +55,8 @@ struct tx_outcome {
 void tx_cleanup(struct tx_manager *m, uint64_t id, struct tx_outcome *out);
 void tx_outcome_release(struct tx_outcome *o);
 enum vote_result tx_outcome_result(const struct tx_outcome *o, const char *node);
+/* Index of `node` among the outcome's voters, or -1. */
+ssize_t tx_outcome_voter(const struct tx_outcome *o, const char *node);
 
 /* Register RefTransaction/VoteTransaction and StopTransaction on `s`. */
 void tx_register_service(struct tx_manager *m, struct grpc_server *s);

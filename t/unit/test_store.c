@@ -181,6 +181,7 @@ static const char *state_str(enum job_state s)
 }
 
 static int64_t last_ids[64];
+static int last_force[64];
 
 static void on_jobs(void *arg, int status, const char *msg, const struct repl_job *jobs, size_t n)
 {
@@ -191,8 +192,10 @@ static void on_jobs(void *arg, int status, const char *msg, const struct repl_jo
 	r->val = (int64_t)n;
 	for (size_t i = 0; i < n; i++) {
 		const struct repl_job *j = &jobs[i];
-		if (i < 64)
+		if (i < 64) {
 			last_ids[i] = j->id;
+			last_force[i] = j->force;
+		}
 		if (i)
 			strbuf_addch(&sb, '\n');
 		strbuf_addf(&sb, "%s %s/%s %s->%s %s %d", j->change, j->virtual_storage, j->relative_path,
@@ -787,6 +790,200 @@ static void test_stale_after_crash(void **state)
 	(void)b;
 }
 
+/* --- write intents and forced jobs (ours) --- */
+
+static int64_t begin_write(int64_t id, int *status)
+{
+	store_begin_write(F->s, id, on_val, reset());
+	wait_for(&R);
+	*status = R.status;
+	return R.val;
+}
+
+static int64_t enqueue_forced(const char *path, const char *source, const char *target, int *status)
+{
+	struct repl_job job = {
+		.change = "update", .repository_id = 1, .virtual_storage = "vs", .relative_path = path,
+		.replica_path = "", .source_storage = source, .target_storage = target,
+		.correlation_id = "cid", .force = 1,
+	};
+	store_enqueue(F->s, &job, on_val, reset());
+	wait_for(&R);
+	*status = R.status;
+	return R.val;
+}
+
+static void test_write_intents(void **state)
+{
+	int st;
+	int64_t a, b;
+
+	assert_int_equal(create1(1, "a.git"), 0);
+	a = begin_write(1, &st);
+	assert_int_equal(st, 0);
+	b = begin_write(1, &st);
+	assert_int_equal(st, 0);
+	assert_true(b > a);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM write_intents WHERE repository_id = 1"), 2);
+
+	/* the bump and the deletion of the intent are one */
+	store_complete_write(F->s, a, 1, L("s1", "s2"), 2, on_val, reset());
+	assert_int_equal(done_call(), 0);
+	assert_int_equal(R.val, 1);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM write_intents"), 1);
+	assert_string_equal(get("a.git"), "1 vs/a.git @cluster/repositories/1 primary=s1 gen=1 s1:1 s2:1");
+
+	/* a bump that fails keeps the intent */
+	store_complete_write(F->s, b, 1, L("s3"), 1, on_val, reset());
+	assert_int_equal(done_call(), -ESTALE);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM write_intents"), 1);
+	/* a write that ends without a bump drops it alone; twice is no error */
+	store_end_write(F->s, b, on_done, reset());
+	assert_int_equal(done_call(), 0);
+	store_end_write(F->s, b, on_done, reset());
+	assert_int_equal(done_call(), 0);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM write_intents"), 0);
+
+	begin_write(42, &st);
+	assert_int_equal(st, -ENOENT);
+	/* deleting the repository drops its intents */
+	begin_write(1, &st);
+	store_delete_repository(F->s, "vs", "a.git", on_deleted, reset());
+	assert_int_equal(done_call(), 0);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM write_intents"), 0);
+}
+
+static void test_recover_writes(void **state)
+{
+	int st;
+
+	/* a.git: primary s1 at the generation; b.git: primary s1 behind, s2 at it */
+	assert_int_equal(create(1, "a.git", "s1", L("s2", "s3"), NULL, 1, 0), 0);
+	assert_int_equal(create(2, "b.git", "s1", L("s2", "s3"), NULL, 1, 0), 0);
+	incr(2, L("s2", "s3"), &st);
+	assert_int_equal(st, 0);
+	begin_write(1, &st);
+	begin_write(1, &st);
+	begin_write(2, &st);
+	/* a forced job already waiting for one of the replicas is not doubled */
+	enqueue_forced("a.git", "s1", "s3", &st);
+	assert_int_equal(st, 0);
+
+	store_recover_writes(F->s, on_val, reset());
+	assert_int_equal(done_call(), 0);
+	assert_int_equal(R.val, 3);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM write_intents"), 0);
+	assert_string_equal(jobs(), "update vs/a.git s1->s3 ready 3\n"
+				    "update vs/a.git s1->s2 ready 3\n"
+				    "update vs/b.git s2->s1 ready 3\n"
+				    "update vs/b.git s2->s3 ready 3");
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM replication_queue WHERE json_extract(params, '$.force')"), 4);
+
+	/* nothing left: a second start-up queues nothing */
+	store_recover_writes(F->s, on_val, reset());
+	assert_int_equal(done_call(), 0);
+	assert_int_equal(R.val, 0);
+	/* and the flag comes back with the job */
+	assert_string_equal(dequeue("vs", "s2", 10), "update vs/a.git s1->s2 in_progress 2");
+	assert_int_equal(last_force[0], 1);
+	enqueue("update", "c.git", "s1", "s2", &st);
+	assert_string_equal(dequeue("vs", "s2", 10), "update vs/c.git s1->s2 in_progress 2");
+	assert_int_equal(last_force[0], 0);
+}
+
+/* A database from before write intents keeps its queue and gains the table and the column. */
+static void test_write_intents_migration(void **state)
+{
+	int st;
+	assert_int_equal(create1(1, "a.git"), 0);
+	enqueue("update", "a.git", "s1", "s2", &st);
+	fx_close(F);
+	sql_exec("DROP TABLE write_intents; ALTER TABLE replication_queue DROP COLUMN not_before;"
+		 "DELETE FROM schema_migrations WHERE id = '20261206000000_write_intents'");
+	fx_open(F);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM pragma_table_info('replication_queue') WHERE name = 'not_before'"), 1);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM schema_migrations WHERE id = '20261206000000_write_intents'"), 1);
+	assert_string_equal(dequeue("vs", "s2", 10), "update vs/a.git s1->s2 in_progress 2");
+	assert_true(begin_write(1, &st) > 0);
+	assert_int_equal(st, 0);
+}
+
+static int forced_of(int64_t id)
+{
+	char sql[128];
+	snprintf(sql, sizeof(sql), "SELECT COALESCE(json_extract(params, '$.force'), 0) FROM replication_queue"
+		 " WHERE id = %" PRId64, id);
+	return (int)sql_int(sql);
+}
+
+static void test_forced_jobs(void **state)
+{
+	int st;
+	int64_t plain = enqueue("update", "a.git", "s1", "s2", &st);
+	int64_t forced;
+
+	/* an unforced job does not stand in for a verification, the other way round it does */
+	forced = enqueue_forced("a.git", "s1", "s2", &st);
+	assert_int_equal(st, 0);
+	assert_true(forced > plain);
+	enqueue_forced("a.git", "s3", "s2", &st);
+	assert_int_equal(st, -EEXIST);
+	enqueue("update", "a.git", "s1", "s2", &st);
+	assert_int_equal(st, -EEXIST);
+	assert_int_equal(forced_of(plain), 0);
+	assert_int_equal(forced_of(forced), 1);
+
+	/* completing the unforced one does not supersede the verification */
+	usleep(3000);
+	assert_string_equal(dequeue("vs", "s2", 1), "update vs/a.git s1->s2 in_progress 2");
+	assert_int_equal(last_ids[0], plain);
+	assert_int_equal(ack(JOB_COMPLETED, &plain, 1), 0);
+	assert_string_equal(jobs(), "update vs/a.git s1->s2 ready 3");
+	assert_int_equal(forced_of(forced), 1);
+}
+
+static void test_postpone(void **state)
+{
+	int st;
+	int64_t a = enqueue("update", "a.git", "s1", "s2", &st);
+	int64_t del = enqueue("delete_replica", "b.git", "", "s2", &st);
+	int64_t both[] = { a, del };
+
+	/* could not run: ready again, attempt given back, not before its time */
+	dequeue("vs", "s2", 10);
+	store_postpone(F->s, both, 2, 60000, 1, on_done, reset());
+	assert_int_equal(done_call(), 0);
+	assert_string_equal(jobs(), "update vs/a.git s1->s2 ready 3\ndelete_replica vs/b.git -->s2 ready 3");
+	assert_string_equal(dequeue("vs", "s2", 10), "");
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM replication_queue_lock WHERE acquired"), 0);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM replication_queue_job_lock"), 0);
+	sql_exec("UPDATE replication_queue SET not_before = not_before - 60000");
+	assert_string_equal(dequeue("vs", "s2", 10), "update vs/a.git s1->s2 in_progress 2\n"
+						     "delete_replica vs/b.git -->s2 in_progress 3");
+
+	/* failed: the attempt is spent, the retry waits */
+	store_postpone(F->s, &a, 1, 60000, 0, on_done, reset());
+	assert_int_equal(done_call(), 0);
+	assert_string_equal(jobs(), "update vs/a.git s1->s2 failed 2\ndelete_replica vs/b.git -->s2 in_progress 3");
+	assert_string_equal(dequeue("vs", "s2", 10), "");
+	/* the replica's back-off holds for a newer job queued behind it */
+	enqueue("update", "a.git", "s3", "s2", &st);
+	assert_int_equal(st, 0);
+	assert_string_equal(dequeue("vs", "s2", 10), "");
+	sql_exec("UPDATE replication_queue SET not_before = NULL WHERE id = 1");
+	assert_string_equal(dequeue("vs", "s2", 10), "update vs/a.git s1->s2 in_progress 1");
+	/* a job no longer in progress is left alone */
+	assert_int_equal(ack(JOB_COMPLETED, &a, 1), 0);
+	store_postpone(F->s, &a, 1, 0, 1, on_done, reset());
+	assert_int_equal(done_call(), 0);
+	assert_string_equal(jobs(), "delete_replica vs/b.git -->s2 in_progress 3\nupdate vs/a.git s3->s2 ready 3");
+	/* with no delay it is due at once */
+	store_postpone(F->s, &del, 1, 0, 0, on_done, reset());
+	assert_int_equal(done_call(), 0);
+	assert_string_equal(dequeue("vs", "s2", 10), "delete_replica vs/b.git -->s2 in_progress 3\n"
+						     "update vs/a.git s3->s2 in_progress 2");
+}
+
 /* --- ordering, draining, batching --- */
 
 static void test_ordering(void **state)
@@ -1022,6 +1219,11 @@ int main(void)
 		T(test_acknowledge_completed_supersedes),
 		T(test_heartbeat),
 		T(test_stale_after_crash),
+		T(test_write_intents),
+		T(test_recover_writes),
+		T(test_write_intents_migration),
+		T(test_forced_jobs),
+		T(test_postpone),
 		T(test_ordering),
 		T(test_batch_errors),
 		T(test_close_drains),
