@@ -241,6 +241,9 @@ int replicator_start(struct praefect *p);
 void replicator_stop(struct praefect *p);
 /* Free the workers (after replicator_stop() and the loop's end). */
 void replicator_free(struct praefect *p);
+/* A job of kind `change` for replica `target` of `r` (source NULL: none, e.g. deletions). */
+void replicator_job_for(struct repl_job *j, const struct repo *r, const char *change, const char *source,
+			const char *target, const char *correlation_id);
 /* A job for (vs, target) was queued: wake that worker now. */
 void replicator_kick(struct praefect *p, struct vstorage *vs, const char *target);
 /*

@@ -44,15 +44,8 @@ static void on_job_queued(void *arg, int status, const char *msg, int64_t id)
 static void queue(struct recon_run *run, struct repo *r, const char *change, const char *source,
 		  const char *target)
 {
-	struct repl_job j = { 0 };
-	j.change = change;
-	j.repository_id = r->id;
-	j.virtual_storage = r->vs->cfg->name;
-	j.relative_path = r->relative_path;
-	j.replica_path = "";
-	j.source_storage = source ? source : "";
-	j.target_storage = target;
-	j.correlation_id = "reconciler";
+	struct repl_job j;
+	replicator_job_for(&j, r, change, source, target, "reconciler");
 	run->pending++;
 	store_enqueue(run->p->store, &j, on_job_queued, run);
 }

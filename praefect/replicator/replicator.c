@@ -736,16 +736,9 @@ void replicator_enqueue_jobs(struct praefect *p, struct repo *r, const char *sou
 	b->targets = xcalloc(n ? n : 1, sizeof(char *));
 	b->nr = n;
 	for (size_t i = 0; i < n; i++) {
-		struct repl_job j = { 0 };
+		struct repl_job j;
 		b->targets[i] = xstrdup(targets[i]);
-		j.change = "update";
-		j.repository_id = r->id;
-		j.virtual_storage = r->vs->cfg->name;
-		j.relative_path = r->relative_path;
-		j.replica_path = "";
-		j.source_storage = source;
-		j.target_storage = targets[i];
-		j.correlation_id = correlation_id ? correlation_id : "";
+		replicator_job_for(&j, r, "update", source, targets[i], correlation_id);
 		j.force = force;
 		store_enqueue(p->store, &j, on_enqueued, b);
 	}
@@ -754,6 +747,20 @@ void replicator_enqueue_jobs(struct praefect *p, struct repo *r, const char *sou
 		free(b->targets);
 		free(b);
 	}
+}
+
+void replicator_job_for(struct repl_job *j, const struct repo *r, const char *change, const char *source,
+			const char *target, const char *correlation_id)
+{
+	memset(j, 0, sizeof(*j));
+	j->change = change;
+	j->repository_id = r->id;
+	j->virtual_storage = r->vs->cfg->name;
+	j->relative_path = r->relative_path;
+	j->replica_path = "";          /* the worker resolves it */
+	j->source_storage = source ? source : "";
+	j->target_storage = target;
+	j->correlation_id = correlation_id ? correlation_id : "";
 }
 
 /* --- housekeeping (tasks replication-heartbeat and replication-stale, schedule.c) --- */

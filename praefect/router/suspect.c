@@ -312,15 +312,8 @@ static struct node *repair_source(struct repo *r, const struct node *n)
 
 static void queue_job(struct suspect *s, struct repo *r, const char *change, const char *source)
 {
-	struct repl_job j = { 0 };
-	j.change = change;
-	j.repository_id = r->id;
-	j.virtual_storage = r->vs->cfg->name;
-	j.relative_path = r->relative_path;
-	j.replica_path = "";
-	j.source_storage = source ? source : "";
-	j.target_storage = s->node->cfg->storage;
-	j.correlation_id = "replica-verification";
+	struct repl_job j;
+	replicator_job_for(&j, r, change, source, s->node->cfg->storage, "replica-verification");
 	s->busy = 1;
 	s->next_ms = now_ms() + REPAIR_STEP_TIMEOUT_MS;
 	store_enqueue(s->p->store, &j, on_job_queued, s);
