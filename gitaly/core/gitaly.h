@@ -132,7 +132,7 @@ int gitaly_git_spawn(struct gitaly *g, const struct git_call *c, int pipe_stdin,
 /*
  * Run `c` to completion capturing stdout (git_cmd_capture(): `done` always
  * fires, a failed start included). `*cmd`, when `cmd` is not NULL, gets the
- * process, so that a cancelled RPC can git_cmd_kill() it. Returns 0, or
+ * process, so that a cancelled RPC can git_cmd_stop() it. Returns 0, or
  * -EINVAL with `msg` set when the command line is refused (then `done`
  * never fires and `*cmd` is NULL).
  */
@@ -186,7 +186,7 @@ enum grpc_code gitaly_pipe_run(struct gitaly *g, struct grpc_call *call, const s
 void *gitaly_pipe_data(const struct gitaly_pipe *p);
 /* Feed bytes to git's stdin from the handler (e.g. stdin in the first message). */
 int gitaly_pipe_write(struct gitaly_pipe *p, const void *data, size_t len);
-/* SIGKILL git (e.g. a timeout); on_exit still fires, with the signal status. */
+/* Stop git (git_cmd_stop(), e.g. a timeout); on_exit still fires, with the signal status. */
 void gitaly_pipe_kill(struct gitaly_pipe *p);
 
 /* --- service registration --- */

@@ -104,7 +104,7 @@ int gitaly_pipe_write(struct gitaly_pipe *p, const void *data, size_t len)
 void gitaly_pipe_kill(struct gitaly_pipe *p)
 {
 	if (p->cmd)
-		git_cmd_kill(p->cmd, SIGKILL);
+		git_cmd_stop(p->cmd);
 }
 
 static void call_message(struct grpc_call *call, const uint8_t *msg, size_t len)
@@ -148,7 +148,7 @@ static void call_close(struct grpc_call *call, enum grpc_code code)
 	struct gitaly_pipe *p = grpc_call_user(call);
 	p->call = NULL;
 	if (p->cmd) {
-		/* cancelled or past its deadline while git runs: kill and reap it */
+		/* cancelled or past its deadline while git runs: stop it (SIGTERM first), reap it */
 		git_cmd_detach(p->cmd);
 		p->cmd = NULL;
 	}

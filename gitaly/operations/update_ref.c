@@ -488,7 +488,7 @@ void op_update_cancel(struct op *op)
 		u->run = NULL;
 	}
 	if (u->cmd) {
-		/* like upstream's cancelled context: the process dies and its locks go with it */
+		/* like upstream's cancelled context: SIGTERM, and git removes its locks before dying */
 		git_cmd_detach(u->cmd);
 		u->cmd = NULL;
 	}

@@ -68,7 +68,7 @@ void reposvc_kill(struct git_cmd *cmd)
 {
 	if (!cmd)
 		return;
-	git_cmd_kill(cmd, SIGKILL);
+	git_cmd_stop(cmd);   /* SIGTERM first: git removes its locks (lib/git/cmd.h) */
 	/* on_exit waits for EOF on stdout: keep reading even if we had paused it */
 	git_cmd_resume_stdout(cmd);
 	git_cmd_close_stdin(cmd);

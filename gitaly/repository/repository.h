@@ -37,7 +37,7 @@ void reposvc_reply(struct gitaly_call *op, const void *msg);
 
 /* --- small helpers --- */
 
-/* Kill a process we own and make sure its on_exit can still fire. */
+/* Stop a process we own (git_cmd_stop()) and make sure its on_exit can still fire. */
 void reposvc_kill(struct git_cmd *cmd);
 /* fsync every file and directory below `path` (thread pool only). 0 or -errno. */
 int reposvc_fsync_tree(const char *path);
