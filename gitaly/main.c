@@ -326,6 +326,7 @@ int main(int argc, char **argv)
 	g->bc = bc_server_new(g->server, 0);
 	grpc_server_add_health(g->server);
 	gitaly_register_services(g, g->server);
+	gitaly_cleanup_start(g, upgrade_inherited(upgrade));   /* core/cleanup.h: stale locks, quarantines */
 
 	if (g->cfg.socket_path && *g->cfg.socket_path) {
 		struct strbuf a = STRBUF_INIT;

@@ -27,6 +27,7 @@
 
 #include "core/config.h"
 #include "core/call.h"
+#include "core/cleanup.h"
 #include "core/methods.h"
 #include "base/strbuf.h"
 #include "base/strvec.h"
@@ -36,6 +37,7 @@
 
 struct catfile_cache;
 struct bc_server;
+struct cleanup;
 
 struct gitaly {
 	struct gitaly_config cfg;
@@ -46,6 +48,7 @@ struct gitaly {
 	char *hooks_dir;               /* core.hooksPath for git: symlinks to gitaly-hooks */
 	char *git_path;                /* the git executable */
 	char *git_version;             /* "2.39.5" */
+	struct cleanup *cleanup;       /* writers per repository, stale locks (core/cleanup.h) */
 	struct strvec base_env;        /* allow-listed environment for children */
 	struct catfile_cache *catfile; /* long-lived cat-file processes (lib/git/catfile.h) */
 	struct bc_server *bc;          /* backchannel sessions of praefects (lib/backchannel) */
@@ -170,6 +173,12 @@ struct gitaly_pipe_opts {
 	void *data;
 	/* Optional: sees each stdin chunk before git does (upload-pack's negotiation watch). */
 	void (*on_stdin)(struct gitaly_pipe *p, const uint8_t *data, size_t len);
+	/*
+	 * git may write refs (receive-pack): it enters gc->git_dir as a writer
+	 * (core/cleanup.h) and starts once stale locks are gone; the call's
+	 * messages wait meanwhile.
+	 */
+	int writer;
 };
 
 /*
