@@ -539,6 +539,7 @@ void gitaly_register_repository(struct gitaly *g, struct grpc_server *s)
 		{ "RepositorySize", repository_size },
 		{ "WriteRef", reposvc_write_ref },
 		{ "ReplicateRepository", reposvc_replicate_repository },
+		{ "Fsck", reposvc_fsck },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(methods); i++) {
 		struct strbuf path = STRBUF_INIT;

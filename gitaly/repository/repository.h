@@ -138,5 +138,6 @@ void reposvc_get_snapshot(struct grpc_call *call, const uint8_t *req, size_t len
 void reposvc_get_custom_hooks(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 void reposvc_write_ref(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 void reposvc_replicate_repository(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+void reposvc_fsck(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 
 #endif
