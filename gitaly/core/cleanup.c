@@ -72,14 +72,17 @@ static void note(struct pass *p, const char *path, time_t when)
 	strbuf_addf(&p->removed, "%lld\t%s\n", (long long)(p->now - when), path);
 }
 
-/* A file (a lock: its mtime is when it was taken; a planted lock may be back-dated). */
-static void remove_file_if_stale(struct pass *p, const char *path, int by_mtime)
+/*
+ * A lock or temporary file: its mtime is when it was taken or last written
+ * (files are created in place, never renamed in, so ctime says nothing more).
+ */
+static void remove_file_if_stale(struct pass *p, const char *path)
 {
 	struct stat st;
 	time_t t;
 	if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode))
 		return;
-	t = by_mtime ? st.st_mtime : changed(&st);
+	t = st.st_mtime;
 	if (t > p->cutoff)
 		return;
 	if (unlink(path) == 0)
@@ -119,7 +122,7 @@ static void clean_refs(struct pass *p, struct strbuf *dir, int depth)
 			if (depth < 64)
 				clean_refs(p, dir, depth + 1);
 		} else if (ends_with(de->d_name, ".lock")) {
-			remove_file_if_stale(p, dir->buf, 1);
+			remove_file_if_stale(p, dir->buf);
 		}
 	}
 	strbuf_setlen(dir, len);
@@ -143,7 +146,7 @@ static void clean_prefixed(struct pass *p, const char *dir, const char *const *p
 			if (trees)
 				remove_tree_if_stale(p, sb.buf);
 			else
-				remove_file_if_stale(p, sb.buf, 0);
+				remove_file_if_stale(p, sb.buf);
 			break;
 		}
 	}
@@ -165,7 +168,7 @@ static void clean_repo(struct pass *p, const char *repo, int loose_too)
 	for (const char *const *l = locks; *l; l++) {
 		strbuf_reset(&sb);
 		strbuf_addf(&sb, "%s/%s", repo, *l);
-		remove_file_if_stale(p, sb.buf, 1);
+		remove_file_if_stale(p, sb.buf);
 	}
 	strbuf_reset(&sb);
 	strbuf_addf(&sb, "%s/refs", repo);
