@@ -270,3 +270,50 @@ def test_leftovers_are_removed_at_start_up(tmp_path):
         assert os.path.isdir(os.path.join(storage, "+gitaly", "tmp"))
     finally:
         node.stop()
+
+
+@needs_gitaly_ssh
+def test_upgrade_spares_the_previous_process_locks_until_it_exited(tmp_path):
+    """After a graceful upgrade the old gitaly may still run writers: what could be theirs stays
+    until it exited, then the start-up pass removes it."""
+    from gitaly_itest import read_pid
+    from helpers_transport import GITALY_SSH
+    node = GitalyNode(str(tmp_path / "gitaly"))
+    pid_file = str(tmp_path / "gitaly.pid")
+    node._log = open(node.log_path, "ab")
+    node.proc = subprocess.Popen([os.path.join(BUILD, "gitaly", "gitaly"), node.config_path],
+                                 env=dict(os.environ, GITALY_UPGRADES_ENABLED="true", GITALY_PID_FILE=pid_file),
+                                 stdout=node._log, stderr=node._log)
+    hanging = None
+    new_pid = None
+    try:
+        wait_for(lambda: os.path.exists(node.socket) and read_pid(pid_file) == node.proc.pid, what="gitaly")
+        dst = make_bare_repo(node.repo_path("upg.git"), branches=("main", "other"))
+        src = make_bare_repo(str(tmp_path / "src.git"))
+        # a push in flight on the old process keeps it draining
+        env = dict(os.environ, **push_env(node, "upg.git"))
+        hanging = subprocess.Popen([GITALY_SSH, "receive-pack", "gitaly", "x"], env=env, stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        hanging.stdout.read(4)   # the advertisement: the old process runs receive-pack
+        lock = os.path.join(dst, "refs", "heads", "main.lock")
+        plant(lock, age=30)      # older than a few seconds, younger than graceful_restart_timeout
+        node.proc.send_signal(signal.SIGHUP)
+        new_pid = wait_for(lambda: read_pid(pid_file) != node.proc.pid and read_pid(pid_file), what="the new gitaly")
+        wait_for(lambda: "started by an upgrade" in node.log(), what="the new process's start")
+        push(node, src, "upg.git", "main:refs/heads/pushed")   # served by the new process
+        assert os.path.exists(lock)
+        assert node.proc.poll() is None
+        hanging.stdin.write(b"0000")
+        hanging.stdin.close()
+        hanging.wait(20)
+        node.proc.wait(20)
+        wait_for(lambda: not os.path.exists(lock), timeout=20, what="the lock removed once the old process exited")
+        assert "the previous gitaly process exited" in node.log()
+    finally:
+        if hanging and hanging.poll() is None:
+            hanging.kill()
+        if new_pid:
+            os.kill(new_pid, signal.SIGTERM)
+            wait_for(lambda: not os.path.exists("/proc/%d" % new_pid) or
+                     open("/proc/%d/stat" % new_pid).read().split()[2] == "Z", timeout=20, what="the new gitaly stopped")
+        node.stop()
