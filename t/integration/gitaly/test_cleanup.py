@@ -115,7 +115,7 @@ def test_gitaly_killed_mid_push_leaves_no_lock_once_restarted(tmp_path):
         node.stop()
         node.start()
         wait_for(lambda: not locks(dst), timeout=20, what="the start-up pass removing the locks")
-        assert removed_logged(node, left[0])
+        wait_for(lambda: removed_logged(node, left[0]), timeout=10, what="the removal logged")
         # the same push goes through
         push(node, src, "kill.git", "refs/heads/k-*:refs/heads/k-*")
         assert git("rev-parse", "k-149", cwd=dst).strip() == head
@@ -266,7 +266,7 @@ def test_leftovers_are_removed_at_start_up(tmp_path):
             assert not os.path.exists(p), p
         assert git("for-each-ref", cwd=repo) == before
         git("fsck", "--no-dangling", cwd=repo)
-        assert removed_logged(node, os.path.join(repo, "HEAD.lock"))
+        wait_for(lambda: removed_logged(node, os.path.join(repo, "HEAD.lock")), timeout=10, what="the removal logged")
         assert os.path.isdir(os.path.join(storage, "+gitaly", "tmp"))
     finally:
         node.stop()
