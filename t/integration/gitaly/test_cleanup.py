@@ -96,9 +96,16 @@ def test_gitaly_killed_mid_push_leaves_no_lock_once_restarted(tmp_path):
                              env=dict(os.environ, **push_env(node, "kill.git")), start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: len(os.listdir(heads)) > 10, timeout=30, what="the push updating refs")
-        # freeze gitaly: git then waits in a reference-transaction hook with that ref locked
-        node.proc.send_signal(signal.SIGSTOP)
-        wait_for(lambda: locks(dst), timeout=20, what="a ref lock held by git")
+        # freeze gitaly: git then waits in a reference-transaction hook, with the ref locked
+        # when it is the "prepared" one (about half the time): try until it is
+        for _ in range(100):
+            node.proc.send_signal(signal.SIGSTOP)
+            time.sleep(0.2)
+            if locks(dst):
+                break
+            node.proc.send_signal(signal.SIGCONT)
+            time.sleep(0.02)
+        assert locks(dst), "no ref lock held by git"
         # and the whole node dies at once, git with it: nothing gets to clean up
         groups = group_of_processes_in(dst)
         for g in groups:
