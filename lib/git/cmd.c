@@ -324,11 +324,17 @@ void git_cmd_stop(struct git_cmd *cmd)
 {
 	if (cmd->exit_fired)
 		return;
-	close_stdin_now(cmd);
-	if (cmd->stopping)
+	if (cmd->stopping) {
+		close_stdin_now(cmd);
 		return;
+	}
 	cmd->stopping = 1;
+	/*
+	 * The signal first: it is pending before the EOF can be seen, so git
+	 * dies of it (status -SIGTERM) rather than of a hung-up peer.
+	 */
 	signal_group(cmd, SIGTERM);
+	close_stdin_now(cmd);
 	uv_timer_init(cmd->loop, &cmd->grace);
 	cmd->grace.data = cmd;
 	cmd->grace_open = 1;

@@ -11,8 +11,8 @@
  * The child is the leader of a new process group, so a signal reaches every
  * helper git started (hooks, index-pack, ...).
  *
- * Stopping: git_cmd_stop() is how a command we no longer want ends: EOF on
- * its stdin at once (queued bytes are dropped), SIGTERM to the group, and
+ * Stopping: git_cmd_stop() is how a command we no longer want ends: SIGTERM
+ * to the group, EOF on its stdin at once (queued bytes are dropped), and
  * SIGKILL to the group only if it has not exited after the grace period
  * (GIT_CMD_STOP_GRACE_MS, or the spec's stop_grace_ms). git removes its lock
  * files, temporary files and quarantine directories on SIGTERM before it
@@ -92,7 +92,7 @@ void git_cmd_resume_stdout(struct git_cmd *cmd);
 /* Send `sig` to the process group (nothing once the process exited). */
 void git_cmd_kill(struct git_cmd *cmd, int sig);
 /*
- * Stop the command (see above): stdin closed, SIGTERM, SIGKILL after the
+ * Stop the command (see above): SIGTERM, stdin closed, SIGKILL after the
  * grace period. on_exit still fires, with the status the process ended with
  * (-SIGTERM, or whatever git's handler re-raised or exited with). Repeated
  * calls do nothing more; after on_exit, nothing at all.
