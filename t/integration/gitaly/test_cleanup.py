@@ -146,6 +146,21 @@ def test_stale_ref_lock_does_not_block_a_push(gitaly_node, tmp_path):
     assert e and e["age_seconds"] >= 100
 
 
+def test_stale_ref_lock_does_not_block_a_smart_http_push(gitaly_node, tmp_path):
+    from helpers_transport import SmartHTTP
+    dst = make_bare_repo(gitaly_node.repo_path("group/http.git"))
+    src = make_bare_repo(str(tmp_path / "src.git"))
+    plant(os.path.join(dst, "refs", "heads", "main.lock"))
+    new = new_commit(src, "main", 1)
+    front = SmartHTTP(gitaly_node)
+    try:
+        git("push", "-q", front.url + "/group/http.git", "main:main", cwd=src)
+    finally:
+        front.close()
+    assert git("rev-parse", "main", cwd=dst).strip() == new
+    assert locks(dst) == []
+
+
 @needs_gitaly_ssh
 def test_young_lock_of_another_process_is_left_alone(gitaly_node, tmp_path):
     """A lock younger than a few seconds may belong to a process that is not ours."""
