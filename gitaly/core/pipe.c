@@ -19,6 +19,7 @@ struct gitaly_pipe {
 	struct gitaly *g;
 	struct strvec argv, env;
 	char *cwd;
+	struct strbuf prefix;     /* opts.prefix, copied: the caller's is gone by then */
 	struct cleanup_writer *writer;
 	int waiting;
 };
@@ -33,6 +34,7 @@ static void pipe_free(struct gitaly_pipe *p)
 	strbuf_release(&p->msg);
 	strvec_clear(&p->argv);
 	strvec_clear(&p->env);
+	strbuf_release(&p->prefix);
 	free(p->cwd);
 	free(p);
 }
@@ -224,6 +226,7 @@ enum grpc_code gitaly_pipe_run(struct gitaly *g, struct grpc_call *call, const s
 	strbuf_init(&p->msg, 0);
 	strvec_init(&p->argv);
 	strvec_init(&p->env);
+	strbuf_init(&p->prefix, 0);
 	if (opts->writer) {
 		/* the command line now (it points into the caller's request), the process later */
 		if (gitaly_git_spec(g, gc, &p->argv, &p->env, msg) < 0) {
@@ -231,6 +234,9 @@ enum grpc_code gitaly_pipe_run(struct gitaly *g, struct grpc_call *call, const s
 			return GRPC_INVALID_ARGUMENT;
 		}
 		p->cwd = gc->cwd ? xstrdup(gc->cwd) : NULL;
+		if (opts->prefix_len)
+			strbuf_add(&p->prefix, opts->prefix, opts->prefix_len);
+		p->opts.prefix = p->prefix.buf;
 		p->call = call;
 		p->waiting = 1;
 		grpc_call_set_ops(call, &pipe_call_ops, p);
