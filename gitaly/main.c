@@ -296,6 +296,7 @@ static int cmd_version(int argc, char **argv, void *ctx)
 /* Everything cmd_serve() set up, once the loop has stopped. */
 static void gitaly_free(struct gitaly *g)
 {
+	gitaly_cleanup_free(g);
 	bc_server_free(g->bc);
 	gitaly_config_release(&g->cfg);
 	strvec_clear(&g->base_env);
@@ -357,6 +358,7 @@ static int cmd_serve(int argc, char **argv, void *ctx)
 	grpc_server_add_health(g->server);
 	g->limits = gitaly_limits_new(g->loop, &g->cfg);
 	gitaly_register_services(g, g->server);
+	gitaly_cleanup_start(g, upgrade_inherited(g->upgrade));   /* core/cleanup.h: stale locks, quarantines */
 
 	if (g->cfg.socket_path && *g->cfg.socket_path) {
 		struct strbuf a = STRBUF_INIT;

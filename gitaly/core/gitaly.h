@@ -27,6 +27,7 @@
 
 #include "core/config.h"
 #include "core/call.h"
+#include "core/cleanup.h"
 #include "core/methods.h"
 #include "base/strbuf.h"
 #include "base/strvec.h"
@@ -38,6 +39,7 @@ struct catfile_cache;
 struct bc_server;
 struct gitaly_limits;
 struct upgrade;
+struct cleanup;
 
 struct gitaly {
 	struct gitaly_config cfg;
@@ -48,6 +50,7 @@ struct gitaly {
 	char *hooks_dir;               /* core.hooksPath for git: symlinks to gitaly-hooks */
 	char *git_path;                /* the git executable */
 	char *git_version;             /* "2.39.5" */
+	struct cleanup *cleanup;       /* writers per repository, stale locks (core/cleanup.h) */
 	struct strvec base_env;        /* allow-listed environment for children */
 	struct catfile_cache *catfile; /* long-lived cat-file processes (lib/git/catfile.h) */
 	struct bc_server *bc;          /* backchannel sessions of praefects (lib/backchannel) */
@@ -137,7 +140,7 @@ int gitaly_git_spawn(struct gitaly *g, const struct git_call *c, int pipe_stdin,
 /*
  * Run `c` to completion capturing stdout (git_cmd_capture(): `done` always
  * fires, a failed start included). `*cmd`, when `cmd` is not NULL, gets the
- * process, so that a cancelled RPC can git_cmd_kill() it. Returns 0, or
+ * process, so that a cancelled RPC can git_cmd_stop() it. Returns 0, or
  * -EINVAL with `msg` set when the command line is refused (then `done`
  * never fires and `*cmd` is NULL).
  */
@@ -175,6 +178,12 @@ struct gitaly_pipe_opts {
 	void *data;
 	/* Optional: sees each stdin chunk before git does (upload-pack's negotiation watch). */
 	void (*on_stdin)(struct gitaly_pipe *p, const uint8_t *data, size_t len);
+	/*
+	 * git may write refs (receive-pack): it enters gc->git_dir as a writer
+	 * (core/cleanup.h) and starts once stale locks are gone; the call's
+	 * messages wait meanwhile.
+	 */
+	int writer;
 };
 
 /*
@@ -191,7 +200,7 @@ enum grpc_code gitaly_pipe_run(struct gitaly *g, struct grpc_call *call, const s
 void *gitaly_pipe_data(const struct gitaly_pipe *p);
 /* Feed bytes to git's stdin from the handler (e.g. stdin in the first message). */
 int gitaly_pipe_write(struct gitaly_pipe *p, const void *data, size_t len);
-/* SIGKILL git (e.g. a timeout); on_exit still fires, with the signal status. */
+/* Stop git (git_cmd_stop(), e.g. a timeout); on_exit still fires, with the signal status. */
 void gitaly_pipe_kill(struct gitaly_pipe *p);
 
 /* --- service registration --- */

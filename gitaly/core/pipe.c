@@ -15,6 +15,13 @@ struct gitaly_pipe {
 	struct strbuf err;        /* captured stderr when not streamed */
 	struct strbuf msg;        /* scratch for encoding */
 	int recv_paused;
+	/* a writer waits for its turn in the repository (core/cleanup.h) with the call paused */
+	struct gitaly *g;
+	struct strvec argv, env;
+	char *cwd;
+	struct strbuf prefix;     /* opts.prefix, copied: the caller's is gone by then */
+	struct cleanup_writer *writer;
+	int waiting;
 };
 
 #define STDERR_CAP (64 * 1024)
@@ -25,6 +32,10 @@ static void pipe_free(struct gitaly_pipe *p)
 {
 	strbuf_release(&p->err);
 	strbuf_release(&p->msg);
+	strvec_clear(&p->argv);
+	strvec_clear(&p->env);
+	strbuf_release(&p->prefix);
+	free(p->cwd);
 	free(p);
 }
 
@@ -104,7 +115,7 @@ int gitaly_pipe_write(struct gitaly_pipe *p, const void *data, size_t len)
 void gitaly_pipe_kill(struct gitaly_pipe *p)
 {
 	if (p->cmd)
-		git_cmd_kill(p->cmd, SIGKILL);
+		git_cmd_stop(p->cmd);
 }
 
 static void call_message(struct grpc_call *call, const uint8_t *msg, size_t len)
@@ -147,8 +158,10 @@ static void call_close(struct grpc_call *call, enum grpc_code code)
 {
 	struct gitaly_pipe *p = grpc_call_user(call);
 	p->call = NULL;
+	if (p->waiting)
+		return;   /* writer_ready() frees the pipe */
 	if (p->cmd) {
-		/* cancelled or past its deadline while git runs: kill and reap it */
+		/* cancelled or past its deadline while git runs: stop it (SIGTERM first), reap it */
 		git_cmd_detach(p->cmd);
 		p->cmd = NULL;
 	}
@@ -162,6 +175,45 @@ static const struct grpc_call_ops pipe_call_ops = {
 	.on_close = call_close,
 };
 
+/* git runs: the call's messages flow to it, the prefix goes out first. */
+static void pipe_started(struct gitaly_pipe *p)
+{
+	if (!p->opts.stdin_field)
+		git_cmd_close_stdin(p->cmd);
+	if (p->opts.prefix_len && p->opts.stdout_field)
+		send_field(p, p->opts.stdout_field, p->opts.prefix, p->opts.prefix_len);
+}
+
+static void writer_ready(void *arg)
+{
+	struct gitaly_pipe *p = arg;
+	struct git_cmd_spec spec = { 0 };
+	int rc;
+
+	p->waiting = 0;
+	if (!p->call) {
+		cleanup_writer_leave(p->writer);
+		pipe_free(p);
+		return;
+	}
+	spec.argv = p->argv.v;
+	spec.env = p->env.v;
+	spec.cwd = p->cwd;
+	spec.pipe_stdin = p->opts.stdin_field != 0;
+	spec.pipe_stdout = 1;
+	rc = git_cmd_spawn(p->g->loop, &spec, &pipe_cmd_ops, p, &p->cmd);
+	if (rc < 0) {
+		p->cmd = NULL;
+		cleanup_writer_leave(p->writer);
+		grpc_call_finishf(p->call, GRPC_INTERNAL, "cannot start git: %s", uv_strerror(rc));
+		return;
+	}
+	cleanup_writer_leave_on_reap(p->writer, p->cmd);   /* even if the call goes first */
+	p->writer = NULL;
+	pipe_started(p);
+	grpc_call_resume_recv(p->call);   /* may deliver queued messages right away */
+}
+
 enum grpc_code gitaly_pipe_run(struct gitaly *g, struct grpc_call *call, const struct git_call *gc,
 			       const struct gitaly_pipe_opts *opts, struct strbuf *msg)
 {
@@ -169,8 +221,29 @@ enum grpc_code gitaly_pipe_run(struct gitaly *g, struct grpc_call *call, const s
 	int rc;
 
 	p->opts = *opts;
+	p->g = g;
 	strbuf_init(&p->err, 0);
 	strbuf_init(&p->msg, 0);
+	strvec_init(&p->argv);
+	strvec_init(&p->env);
+	strbuf_init(&p->prefix, 0);
+	if (opts->writer) {
+		/* the command line now (it points into the caller's request), the process later */
+		if (gitaly_git_spec(g, gc, &p->argv, &p->env, msg) < 0) {
+			pipe_free(p);
+			return GRPC_INVALID_ARGUMENT;
+		}
+		p->cwd = gc->cwd ? xstrdup(gc->cwd) : NULL;
+		if (opts->prefix_len)
+			strbuf_add(&p->prefix, opts->prefix, opts->prefix_len);
+		p->opts.prefix = p->prefix.buf;
+		p->call = call;
+		p->waiting = 1;
+		grpc_call_set_ops(call, &pipe_call_ops, p);
+		grpc_call_pause_recv(call);
+		p->writer = cleanup_writer_enter(g, gc->git_dir, writer_ready, p);
+		return GRPC_OK;
+	}
 	rc = gitaly_git_spawn(g, gc, opts->stdin_field != 0, 1, &pipe_cmd_ops, p, &p->cmd, msg);
 	if (rc < 0) {
 		pipe_free(p);
@@ -178,9 +251,6 @@ enum grpc_code gitaly_pipe_run(struct gitaly *g, struct grpc_call *call, const s
 	}
 	p->call = call;
 	grpc_call_set_ops(call, &pipe_call_ops, p);
-	if (!opts->stdin_field)
-		git_cmd_close_stdin(p->cmd);
-	if (opts->prefix_len && opts->stdout_field)
-		send_field(p, opts->stdout_field, opts->prefix, opts->prefix_len);
+	pipe_started(p);
 	return GRPC_OK;
 }

@@ -15,6 +15,7 @@
 enum upd_state {
 	U_PRE_RECEIVE,
 	U_UPDATE,
+	U_WRITER,          /* waiting for our turn in the repository (core/cleanup.h) */
 	U_WAIT_PREPARE,    /* update-ref locks the reference */
 	U_VOTE_PREPARED,
 	U_ABORTING,        /* the prepared vote failed: update-ref is told to give up */
@@ -35,6 +36,8 @@ struct op_update {
 	struct git_cmd *cmd;
 	int exited, exit_status;
 	int vote_pending;
+	int writer_pending;      /* cleanup_writer_enter()'s ready is due */
+	struct cleanup_writer *writer;
 	int cancelled;
 	enum grpc_code vote_code;
 	struct strbuf vote_msg;
@@ -386,23 +389,34 @@ static const struct git_cmd_ops update_ref_ops = {
 	.on_exit = ur_exit,
 };
 
-static void start_update_ref(struct op_update *u)
+static void writer_ready(void *arg)
 {
 	static const char *const flags[] = { "-z", "--stdin", NULL };
+	struct op_update *u = arg;
 	struct op *op = u->op;
 	struct git_call gc;
 	struct strbuf msg = STRBUF_INIT, in = STRBUF_INIT;
 
+	u->writer_pending = 0;
+	if (u->cancelled) {
+		cleanup_writer_leave(u->writer);
+		op_step_end(op);
+		upd_free(u);
+		return;
+	}
 	op_git_call(op, &gc, "update-ref");
 	/* objects were migrated: from here on the repository itself, without hooks */
 	gc.repo = op->repo;
 	gc.flags = flags;
 	u->state = U_WAIT_PREPARE;
 	if (gitaly_git_spawn(op->base.g, &gc, 1, 1, &update_ref_ops, u, &u->cmd, &msg) < 0) {
+		cleanup_writer_leave(u->writer);
 		upd_fail(u, UPD_OTHER, GRPC_INTERNAL, "creating updater: %s", msg.buf);
 		strbuf_release(&msg);
 		return;
 	}
+	/* the writer leaves when update-ref is gone, also after a cancel detached it */
+	cleanup_writer_leave_on_reap(u->writer, u->cmd);
 	strbuf_addstr(&in, "start");
 	strbuf_addch(&in, '\0');
 	strbuf_addf(&in, "update %s", u->ref);
@@ -416,6 +430,14 @@ static void start_update_ref(struct op_update *u)
 	git_cmd_write_stdin(u->cmd, in.buf, in.len);
 	strbuf_release(&in);
 	strbuf_release(&msg);
+}
+
+/* Stale locks in the repository go first when no other writer of ours runs there. */
+static void start_update_ref(struct op_update *u)
+{
+	u->state = U_WRITER;
+	u->writer_pending = 1;
+	u->writer = cleanup_writer_enter(u->op->base.g, u->op->path.buf, writer_ready, u);
 }
 
 /* --- entry points --- */
@@ -488,12 +510,12 @@ void op_update_cancel(struct op *op)
 		u->run = NULL;
 	}
 	if (u->cmd) {
-		/* like upstream's cancelled context: the process dies and its locks go with it */
+		/* like upstream's cancelled context: SIGTERM, and git removes its locks before dying */
 		git_cmd_detach(u->cmd);
 		u->cmd = NULL;
 	}
-	if (u->vote_pending)
-		return;   /* the vote's callback ends the step and frees us */
+	if (u->vote_pending || u->writer_pending)
+		return;   /* the vote's (or the writer's) callback ends the step and frees us */
 	op->base.holds--;   /* inside the close: gitaly_call_closed() releases */
 	upd_free(u);
 }

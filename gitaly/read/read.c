@@ -298,7 +298,7 @@ static void lines_stdout(struct git_cmd *cmd, const char *buf, size_t len)
 	strbuf_add(&l->buf, buf, len);
 	if (l->buf.len - l->off > LINE_MAX_LEN && !memchr(l->buf.buf + l->off, l->delim, l->buf.len - l->off)) {
 		l->too_long = 1;
-		git_cmd_kill(cmd, SIGKILL);
+		git_cmd_stop(cmd);
 		strbuf_reset(&l->buf);
 		l->off = 0;
 		return;

@@ -32,6 +32,7 @@
 static void repl_release(struct gitaly_call *op)
 {
 	struct repl *r = container_of(op, struct repl, op);
+	cleanup_writer_leave(r->writer);   /* every process of ours exited: its done fired */
 	if (r->ch)
 		grpc_channel_close(r->ch);
 	if (r->hooks_tmp)
@@ -610,6 +611,42 @@ static int move_invalid(struct repl *r, struct strbuf *msg)
 
 /* --- the handler --- */
 
+/* Our turn as a writer in the target (core/cleanup.h). */
+static void repl_go(void *arg)
+{
+	struct repl *r = arg;
+	struct strbuf path = STRBUF_INIT, msg = STRBUF_INIT;
+	enum grpc_code code;
+
+	if (gitaly_call_gone(&r->op)) {
+		repl_fail(r, GRPC_CANCELLED, "context canceled");
+		goto out;
+	}
+	if (gitaly_locate(r->op.g, r->req->repository, 0, &path, &msg) == GRPC_OK) {
+		check_source(r);
+		goto out;
+	}
+	/* absent or broken: (re)create it from the source's snapshot */
+	strbuf_reset(&msg);
+	if (move_invalid(r, &msg) < 0) {
+		repl_fail(r, GRPC_INTERNAL, "%s", msg.buf);
+		goto out;
+	}
+	{
+		struct reposvc_create_opts opts = { 0 };
+		opts.seed = snapshot_seed;
+		opts.done = created;
+		opts.data = r;
+		strbuf_reset(&msg);
+		code = reposvc_create_start(&r->op, r->req->repository, &opts, &r->rc, &msg);
+		if (code != GRPC_OK)
+			repl_fail(r, code, "could not create repository from snapshot: creating repository: %s", msg.buf);
+	}
+out:
+	strbuf_release(&path);
+	strbuf_release(&msg);
+}
+
 /* gitaly-servers metadata: base64 of {"<storage>":{"address":...,"token":...}}. */
 static int source_server(struct grpc_call *call, const char *storage, char **address, char **token,
 			 struct strbuf *msg)
@@ -727,28 +764,8 @@ void reposvc_replicate_repository(struct grpc_call *call, const uint8_t *buf, si
 			grpc_metadata_add(&r->fwd, m->key, strlen(m->key), m->value, m->value_len);
 	}
 	gitaly_call_watch(&r->op);
-
-	strbuf_reset(&msg);
-	if (gitaly_locate(g, req->repository, 0, &path, &msg) == GRPC_OK) {
-		check_source(r);
-		goto out;
-	}
-	/* absent or broken: (re)create it from the source's snapshot */
-	strbuf_reset(&msg);
-	if (move_invalid(r, &msg) < 0) {
-		repl_fail(r, GRPC_INTERNAL, "%s", msg.buf);
-		goto out;
-	}
-	{
-		struct reposvc_create_opts opts = { 0 };
-		opts.seed = snapshot_seed;
-		opts.done = created;
-		opts.data = r;
-		strbuf_reset(&msg);
-		code = reposvc_create_start(&r->op, req->repository, &opts, &r->rc, &msg);
-		if (code != GRPC_OK)
-			repl_fail(r, code, "could not create repository from snapshot: creating repository: %s", msg.buf);
-	}
+	/* the fetch and our locked-file writes take locks in the target: stale ones go first */
+	r->writer = cleanup_writer_enter(g, r->path, repl_go, r);
 	goto out;
 fail:
 	msg_free(req);

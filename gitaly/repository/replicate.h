@@ -18,6 +18,7 @@ struct repl {
 	struct gitaly_call op;
 	Gitaly__ReplicateRepositoryRequest *req;
 	char *path;                       /* the target repository */
+	struct cleanup_writer *writer;    /* from the start to the release (core/cleanup.h) */
 	char *tmp_root;                   /* <storage>/+gitaly/tmp */
 	char *address, *token;            /* how to reach the source node */
 	struct grpc_channel *ch;

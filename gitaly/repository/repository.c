@@ -68,7 +68,7 @@ void reposvc_kill(struct git_cmd *cmd)
 {
 	if (!cmd)
 		return;
-	git_cmd_kill(cmd, SIGKILL);
+	git_cmd_stop(cmd);   /* SIGTERM first: git removes its locks (lib/git/cmd.h) */
 	/* on_exit waits for EOF on stdout: keep reading even if we had paused it */
 	git_cmd_resume_stdout(cmd);
 	git_cmd_close_stdin(cmd);
@@ -539,6 +539,7 @@ void gitaly_register_repository(struct gitaly *g, struct grpc_server *s)
 		{ "RepositorySize", repository_size },
 		{ "WriteRef", reposvc_write_ref },
 		{ "ReplicateRepository", reposvc_replicate_repository },
+		{ "Fsck", reposvc_fsck },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(methods); i++) {
 		struct strbuf path = STRBUF_INIT;

@@ -37,7 +37,7 @@ void reposvc_reply(struct gitaly_call *op, const void *msg);
 
 /* --- small helpers --- */
 
-/* Kill a process we own and make sure its on_exit can still fire. */
+/* Stop a process we own (git_cmd_stop()) and make sure its on_exit can still fire. */
 void reposvc_kill(struct git_cmd *cmd);
 /* fsync every file and directory below `path` (thread pool only). 0 or -errno. */
 int reposvc_fsync_tree(const char *path);
@@ -138,5 +138,6 @@ void reposvc_get_snapshot(struct grpc_call *call, const uint8_t *req, size_t len
 void reposvc_get_custom_hooks(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 void reposvc_write_ref(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 void reposvc_replicate_repository(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+void reposvc_fsck(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 
 #endif

@@ -131,11 +131,13 @@ struct write_ref {
 	unsigned hexlen;            /* 40 (sha1) or 64 (sha256) */
 	struct strbuf newoid, oldoid;
 	int new_zero, old_zero;
+	struct cleanup_writer *writer;   /* from the start to the release (core/cleanup.h) */
 };
 
 static void write_ref_release(struct gitaly_call *op)
 {
 	struct write_ref *w = container_of(op, struct write_ref, op);
+	cleanup_writer_leave(w->writer);   /* every process of ours exited: its done fired */
 	msg_free(w->req);
 	free(w->path);
 	strbuf_release(&w->newoid);
@@ -309,6 +311,38 @@ static void new_resolved(void *arg, int status, struct strbuf *out, struct strbu
 	run_update_ref(w);
 }
 
+/* Our turn as a writer in the repository: stale locks are gone. */
+static void write_ref_go(void *arg)
+{
+	struct write_ref *w = arg;
+	Gitaly__WriteRefRequest *req = w->req;
+	struct strbuf msg = STRBUF_INIT;
+
+	if (gitaly_call_gone(&w->op)) {
+		reposvc_finish(&w->op, GRPC_CANCELLED, "context canceled");
+		return;
+	}
+	if (req->ref.len == 4) {
+		/* HEAD: a symbolic ref written as a locked file, voted on by content */
+		struct strbuf content = STRBUF_INIT, head = STRBUF_INIT;
+		strbuf_addstr(&content, "ref: ");
+		strbuf_add(&content, req->revision.data, req->revision.len);
+		strbuf_addch(&content, '\n');
+		strbuf_addf(&head, "%s/HEAD", w->path);
+		if (reposvc_write_locked(&w->op, head.buf, content.buf, content.len, 0644, head_written, &msg) < 0)
+			reposvc_finishf(&w->op, GRPC_INTERNAL, "setting default branch: committing temporary HEAD: %s",
+					msg.buf);
+		strbuf_release(&content);
+		strbuf_release(&head);
+	} else {
+		static const char *const flags[] = { "--show-object-format", NULL };
+		w->new_zero = all_zero(req->revision.data, req->revision.len);
+		w->old_zero = all_zero(req->old_revision.data, req->old_revision.len);
+		resolve(w, flags, w->new_zero ? NULL : &req->revision, new_resolved);
+	}
+	strbuf_release(&msg);
+}
+
 void reposvc_write_ref(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	struct gitaly *g = data;
@@ -351,39 +385,15 @@ void reposvc_write_ref(struct grpc_call *call, const uint8_t *buf, size_t len, v
 	strbuf_init(&w->newoid, 0);
 	strbuf_init(&w->oldoid, 0);
 
-	if (req->ref.len == 4) {
-		/* HEAD: a symbolic ref written as a locked file, voted on by content */
-		struct strbuf content = STRBUF_INIT, head = STRBUF_INIT;
-		if (reposvc_check_refname((const char *)req->revision.data, req->revision.len, &msg) < 0) {
-			grpc_call_finishf(call, GRPC_INTERNAL, "setting default branch: \"%.*s\" is a malformed refname",
-					  (int)req->revision.len, (const char *)req->revision.data);
-			write_ref_release(&w->op);
-			goto out;
-		}
-		strbuf_addstr(&content, "ref: ");
-		strbuf_add(&content, req->revision.data, req->revision.len);
-		strbuf_addch(&content, '\n');
-		strbuf_addf(&head, "%s/HEAD", w->path);
-		strbuf_reset(&msg);
-		if (reposvc_write_locked(&w->op, head.buf, content.buf, content.len, 0644, head_written, &msg) < 0) {
-			grpc_call_finishf(call, GRPC_INTERNAL, "setting default branch: committing temporary HEAD: %s",
-					  msg.buf);
-			write_ref_release(&w->op);
-		} else {
-			gitaly_call_watch(&w->op);
-		}
-		strbuf_release(&content);
-		strbuf_release(&head);
+	if (req->ref.len == 4 &&
+	    reposvc_check_refname((const char *)req->revision.data, req->revision.len, &msg) < 0) {
+		grpc_call_finishf(call, GRPC_INTERNAL, "setting default branch: \"%.*s\" is a malformed refname",
+				  (int)req->revision.len, (const char *)req->revision.data);
+		write_ref_release(&w->op);
 		goto out;
 	}
-
-	{
-		static const char *const flags[] = { "--show-object-format", NULL };
-		w->new_zero = all_zero(req->revision.data, req->revision.len);
-		w->old_zero = all_zero(req->old_revision.data, req->old_revision.len);
-		gitaly_call_watch(&w->op);
-		resolve(w, flags, w->new_zero ? NULL : &req->revision, new_resolved);
-	}
+	gitaly_call_watch(&w->op);
+	w->writer = cleanup_writer_enter(g, w->path, write_ref_go, w);
 	goto out;
 fail:
 	msg_free(req);

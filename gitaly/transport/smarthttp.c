@@ -180,6 +180,7 @@ static void post_receive_first(struct grpc_call *call, const uint8_t *buf, size_
 	opts.stdin_field = 2;
 	opts.stdout_field = 1;   /* stderr is not forwarded over HTTP */
 	opts.on_exit = post_receive_exit;
+	opts.writer = 1;
 	opts.data = r;
 	code = gitaly_pipe_run(r->base.g, call, &gc, &opts, &msg);
 	if (code == GRPC_INVALID_ARGUMENT)

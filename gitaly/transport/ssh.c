@@ -263,6 +263,8 @@ static void start_git(struct ssh_rpc *r, struct grpc_call *call, const Gitaly__R
 	opts.data = r;
 	if (r->kind != SSH_RECEIVE_PACK)
 		opts.on_stdin = on_stdin;
+	else
+		opts.writer = 1;
 
 	code = gitaly_pipe_run(r->base.g, call, &gc, &opts, &msg);
 	if (code != GRPC_OK) {

@@ -25,6 +25,14 @@ struct git_cmd {
 
 	struct strbuf errbuf;
 	size_t stderr_cap;
+
+	/* git_cmd_stop(): SIGTERM sent, the grace timer runs until SIGKILL */
+	uv_timer_t grace;
+	int stopping, grace_open;
+	uint64_t grace_ms;
+
+	void (*reaped)(void *arg, int status);
+	void *reaped_arg;
 };
 
 struct stdin_write {
@@ -75,6 +83,12 @@ static void maybe_finish(struct git_cmd *cmd)
 	cmd->exit_fired = 1;
 	if (!cmd->detached && cmd->ops->on_exit)
 		cmd->ops->on_exit(cmd, cmd->exit_status);
+	if (cmd->reaped)
+		cmd->reaped(cmd->reaped_arg, cmd->exit_status);
+	if (cmd->grace_open) {
+		uv_timer_stop(&cmd->grace);
+		close_handle(cmd, (uv_handle_t *)&cmd->grace);
+	}
 	close_stdin_now(cmd);
 	if (cmd->have_out)
 		close_handle(cmd, (uv_handle_t *)&cmd->out);
@@ -146,6 +160,7 @@ int git_cmd_spawn(uv_loop_t *loop, const struct git_cmd_spec *spec, const struct
 	cmd->ops = ops;
 	cmd->user = user;
 	cmd->stderr_cap = spec->stderr_cap ? spec->stderr_cap : 64 * 1024;
+	cmd->grace_ms = spec->stop_grace_ms ? spec->stop_grace_ms : GIT_CMD_STOP_GRACE_MS;
 	strbuf_init(&cmd->errbuf, 0);
 	cmd->have_in = spec->pipe_stdin;
 	cmd->have_out = spec->pipe_stdout;
@@ -287,15 +302,60 @@ void git_cmd_kill(struct git_cmd *cmd, int sig)
 		uv_process_kill(&cmd->proc, sig);
 }
 
+/*
+ * The group, even once its leader exited: while our pipes are open someone in
+ * it (a hook git started) still runs, and the group id stays theirs.
+ */
+static void signal_group(struct git_cmd *cmd, int sig)
+{
+	if (cmd->exit_fired)
+		return;
+	if (uv_kill(-cmd->proc.pid, sig) < 0 && !cmd->exited)
+		uv_process_kill(&cmd->proc, sig);
+}
+
+static void on_grace_over(uv_timer_t *t)
+{
+	struct git_cmd *cmd = t->data;
+	signal_group(cmd, SIGKILL);
+}
+
+void git_cmd_stop(struct git_cmd *cmd)
+{
+	if (cmd->exit_fired)
+		return;
+	if (cmd->stopping) {
+		close_stdin_now(cmd);
+		return;
+	}
+	cmd->stopping = 1;
+	/*
+	 * The signal first: it is pending before the EOF can be seen, so git
+	 * dies of it (status -SIGTERM) rather than of a hung-up peer.
+	 */
+	signal_group(cmd, SIGTERM);
+	close_stdin_now(cmd);
+	uv_timer_init(cmd->loop, &cmd->grace);
+	cmd->grace.data = cmd;
+	cmd->grace_open = 1;
+	cmd->handles_open++;
+	uv_timer_start(&cmd->grace, on_grace_over, cmd->grace_ms, 0);
+}
+
 void git_cmd_detach(struct git_cmd *cmd)
 {
 	if (cmd->exit_fired)
 		return;
 	cmd->detached = 1;
-	git_cmd_kill(cmd, SIGKILL);
-	close_stdin_now(cmd);
+	git_cmd_stop(cmd);
 	/* keep draining output so the child never blocks on a full pipe before dying */
 	git_cmd_resume_stdout(cmd);
+}
+
+void git_cmd_on_reaped(struct git_cmd *cmd, void (*fn)(void *arg, int status), void *arg)
+{
+	cmd->reaped = fn;
+	cmd->reaped_arg = arg;
 }
 
 /* --- capture helper --- */
@@ -318,7 +378,7 @@ static void capture_stdout(struct git_cmd *cmd, const char *buf, size_t len)
 		return;
 	if (c->out.len + len > c->max) {
 		c->overflow = 1;
-		git_cmd_kill(cmd, SIGKILL);
+		git_cmd_stop(cmd);
 		return;
 	}
 	strbuf_add(&c->out, buf, len);

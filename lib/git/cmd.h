@@ -8,11 +8,27 @@
  * code, or -signal when a signal killed it. The cmd frees itself after
  * on_exit returns.
  *
- * The child is the leader of a new process group; git_cmd_kill() sends
- * SIGKILL to the whole group so helpers git started die too.
+ * The child is the leader of a new process group, so a signal reaches every
+ * helper git started (hooks, index-pack, ...).
+ *
+ * Stopping: git_cmd_stop() is how a command we no longer want ends: SIGTERM
+ * to the group, EOF on its stdin at once (queued bytes are dropped), and
+ * SIGKILL to the group only if it has not exited after the grace period
+ * (GIT_CMD_STOP_GRACE_MS, or the spec's stop_grace_ms). git removes its lock
+ * files, temporary files and quarantine directories on SIGTERM before it
+ * dies (its tempfile and tmp-objdir code); on SIGKILL they stay behind and
+ * block every later update of those refs. So nothing here SIGKILLs a git
+ * first: cancelled calls, deadlines, output caps all go through
+ * git_cmd_stop(). git_cmd_kill() sends one signal of the caller's choice
+ * to the group; on_exit reports whatever ended the process.
  * git_cmd_detach() is for owners that go away first (a cancelled RPC): it
- * kills the group, drops every callback, and the cmd reaps the process and
- * frees itself in the background. No zombies, no leaked descriptors.
+ * drops every callback and stops the command as git_cmd_stop() does; the
+ * cmd reaps the process and frees itself in the background. No zombies,
+ * no leaked descriptors.
+ *
+ * git_cmd_on_reaped() is the one callback a detach keeps: bookkeeping that
+ * must know when the process is really gone (gitaly counts the writers
+ * running in each repository) even after its owner left.
  *
  * Backpressure: git_cmd_write_stdin() copies and queues; when
  * git_cmd_stdin_queued() passes GIT_CMD_STDIN_HIGH the owner should stop
@@ -33,6 +49,8 @@
 
 #define GIT_CMD_STDIN_HIGH (1024 * 1024)
 #define GIT_CMD_STDIN_LOW (256 * 1024)
+/* SIGTERM to SIGKILL in git_cmd_stop(): git needs milliseconds, a hook may need a few seconds. */
+#define GIT_CMD_STOP_GRACE_MS 10000
 
 struct git_cmd;
 
@@ -51,6 +69,7 @@ struct git_cmd_spec {
 	int pipe_stdin;            /* else stdin is /dev/null */
 	int pipe_stdout;           /* else stdout is /dev/null */
 	size_t stderr_cap;         /* 0: 64 KiB */
+	uint64_t stop_grace_ms;    /* git_cmd_stop()'s grace; 0: GIT_CMD_STOP_GRACE_MS */
 };
 
 /* 0 or a negative uv error (then no callback fires). */
@@ -70,8 +89,24 @@ void git_cmd_close_stdin(struct git_cmd *cmd);
 void git_cmd_pause_stdout(struct git_cmd *cmd);
 void git_cmd_resume_stdout(struct git_cmd *cmd);
 
+/* Send `sig` to the process group (nothing once the process exited). */
 void git_cmd_kill(struct git_cmd *cmd, int sig);
+/*
+ * Stop the command (see above): SIGTERM, stdin closed, SIGKILL after the
+ * grace period. on_exit still fires, with the status the process ended with
+ * (-SIGTERM, or whatever git's handler re-raised or exited with). Repeated
+ * calls do nothing more; after on_exit, nothing at all.
+ */
+void git_cmd_stop(struct git_cmd *cmd);
+/* Drop every callback (but on_reaped) and stop the command in the background. */
 void git_cmd_detach(struct git_cmd *cmd);
+/*
+ * `fn(arg, status)` runs once when the process has exited and its output
+ * pipes reached EOF: right after on_exit, or in the background after a
+ * detach. One per cmd (a second call replaces the first); set it right
+ * after the spawn.
+ */
+void git_cmd_on_reaped(struct git_cmd *cmd, void (*fn)(void *arg, int status), void *arg);
 
 /* Processes spawned and not yet reaped (tests use it to check for leaks). */
 size_t git_cmd_live_count(void);
@@ -81,7 +116,7 @@ size_t git_cmd_live_count(void);
  * `max_stdout` bytes: more kills the process and reports status -E2BIG).
  * `done` gets the exit status (as on_exit, or a negative errno when the
  * spawn itself failed: then it fires from the loop, never synchronously).
- * `done` always fires: to abandon a capture, git_cmd_kill() it (never
+ * `done` always fires: to abandon a capture, git_cmd_stop() it (never
  * detach) and ignore the result.
  */
 typedef void (*git_capture_fn)(void *arg, int status, struct strbuf *out, struct strbuf *err);

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <cmocka.h>
 #include <unistd.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "git/cmd.h"
 
@@ -171,12 +173,132 @@ static void test_detach_kills_group(void **state)
 	assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+
+struct stop_state {
+	int exited, status, reaped, reaped_status;
+};
+
+static void stop_exit(struct git_cmd *cmd, int status)
+{
+	struct stop_state *s = git_cmd_user(cmd);
+	assert_int_equal(s->reaped, 0);   /* on_exit first, then on_reaped */
+	s->exited = 1;
+	s->status = status;
+}
+
+static void stop_reaped(void *arg, int status)
+{
+	struct stop_state *s = arg;
+	s->reaped++;
+	s->reaped_status = status;
+}
+
+static const struct git_cmd_ops stop_ops = { .on_exit = stop_exit };
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Run `script` (it creates $F once it is ready), stop it, return how long the stop took. */
+static double run_stopped(const char *script, uint64_t grace_ms, int detach, struct stop_state *s, char *file)
+{
+	uv_loop_t loop;
+	struct git_cmd *cmd;
+	char env_f[128];
+	const char *argv[] = { "/bin/sh", "-c", script, NULL };
+	const char *env[] = { env_f, "PATH=/usr/bin:/bin", NULL };
+	struct git_cmd_spec spec = { .argv = argv, .env = env, .pipe_stdin = 1, .pipe_stdout = 1,
+				     .stop_grace_ms = grace_ms };
+	struct stat st;
+	double t0;
+
+	snprintf(env_f, sizeof(env_f), "F=%s", file);
+	memset(s, 0, sizeof(*s));
+	uv_loop_init(&loop);
+	assert_int_equal(git_cmd_spawn(&loop, &spec, &stop_ops, s, &cmd), 0);
+	git_cmd_on_reaped(cmd, stop_reaped, s);
+	for (int i = 0; i < 1000 && stat(file, &st) < 0; i++) {
+		uv_run(&loop, UV_RUN_NOWAIT);
+		usleep(5000);
+	}
+	assert_int_equal(stat(file, &st), 0);
+	t0 = now_s();
+	if (detach)
+		git_cmd_detach(cmd);
+	else
+		git_cmd_stop(cmd);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(git_cmd_live_count(), 0);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	assert_int_equal(s->reaped, 1);
+	return now_s() - t0;
+}
+
+/* A child that cleans up on SIGTERM (as git's lockfile code does) gets to, long before the grace ends. */
+static void test_stop_lets_the_child_clean_up(void **state)
+{
+	char file[] = "/tmp/test_git_cmd_lockXXXXXX";
+	struct stop_state s;
+	double took;
+	int fd = mkstemp(file);
+	assert_true(fd >= 0);
+	close(fd);
+	unlink(file);
+	took = run_stopped("trap 'rm -f \"$F\"; exit 7' TERM; : > \"$F\"; while :; do sleep 0.05; done",
+			   5000, 0, &s, file);
+	assert_int_equal(s.exited, 1);
+	assert_int_equal(s.status, 7);            /* the trap ran: it was SIGTERM, not SIGKILL */
+	assert_int_equal(s.reaped_status, 7);
+	assert_int_equal(access(file, F_OK), -1); /* and the file is gone */
+	assert_true(took < 4.0);
+}
+
+/* Detached, the same: callbacks are dropped, the clean-up still happens, on_reaped still fires. */
+static void test_detach_stops_gracefully(void **state)
+{
+	char file[] = "/tmp/test_git_cmd_lockXXXXXX";
+	struct stop_state s;
+	int fd = mkstemp(file);
+	assert_true(fd >= 0);
+	close(fd);
+	unlink(file);
+	run_stopped("trap 'rm -f \"$F\"; exit 7' TERM; : > \"$F\"; while :; do sleep 0.05; done", 5000, 1, &s, file);
+	assert_int_equal(s.exited, 0);
+	assert_int_equal(s.reaped_status, 7);
+	assert_int_equal(access(file, F_OK), -1);
+}
+
+/* A child that ignores SIGTERM is SIGKILLed once the grace period is over, not before. */
+static void test_stop_kills_after_the_grace(void **state)
+{
+	char file[] = "/tmp/test_git_cmd_lockXXXXXX";
+	struct stop_state s;
+	double took;
+	int fd = mkstemp(file);
+	assert_true(fd >= 0);
+	close(fd);
+	unlink(file);
+	took = run_stopped("trap '' TERM; : > \"$F\"; while :; do sleep 0.05; done", 600, 0, &s, file);
+	assert_int_equal(s.exited, 1);
+	assert_int_equal(s.status, -SIGKILL);
+	assert_int_equal(access(file, F_OK), 0);  /* nobody cleaned up */
+	assert_true(took >= 0.55);
+	assert_true(took < 5.0);
+	unlink(file);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pipe_roundtrip),
 		cmocka_unit_test(test_capture),
 		cmocka_unit_test(test_detach_kills_group),
+		cmocka_unit_test(test_stop_lets_the_child_clean_up),
+		cmocka_unit_test(test_detach_stops_gracefully),
+		cmocka_unit_test(test_stop_kills_after_the_grace),
 	};
 	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -36,8 +36,6 @@ def push_env(cluster, rel):
     return dict(os.environ, **gitaly_ssh_env(cluster.praefect, rel, "receive-pack"))
 
 
-@pytest.mark.xfail(strict=True, reason="gitaly SIGKILLs git's process group on cancellation: "
-                   "refs/heads/*.lock stays behind (lib/git/cmd.c git_cmd_detach)")
 def test_killed_push_leaves_no_lock_file_behind(cluster, tmp_path):
     create_repo(cluster, "locks.git")
     src = make_bare_repo(str(tmp_path / "src.git"), branches=("main",))
