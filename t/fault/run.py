@@ -558,9 +558,9 @@ def run(args, cluster, repos, writers, work):
             writers.push_once(0, rel, 1)      # a small push: its objects stay loose
             extra.setdefault("corrupted", []).append(corrupt_replicas(cluster, rel))
         per = max(1, args.clones // len(hit))
-        failed = []
-        for rel in hit:
-            failed += clones(cluster, work, rel, per)
+        # the goal: a corrupt replica may fail the first clone of its repository (its ref
+        # advertisement was already sent), never a later one
+        failed = {rel: clones(cluster, work, rel, per) for rel in hit}
         extra["clones"] = (per * len(hit), failed)
         sums = {}
         for rel in repos:
@@ -663,8 +663,11 @@ def report(args, cluster, repos, writers, faults, in_sync_after, why, extra):
     row("lock files left in the storages", "%d%s" % (len(locks), (": " + "; ".join(locks[:4])) if locks else ""),
         not locks)
     if "clones" in extra:
-        n, bad = extra["clones"]
-        row("clones through praefect failed", "%d of %d%s" % (len(bad), n, (": " + bad[0]) if bad else ""), not bad)
+        n, by_repo = extra["clones"]
+        bad = [e for errs in by_repo.values() for e in errs]
+        later = sum(max(0, len(errs) - 1) for errs in by_repo.values())
+        row("clones through praefect failed", "%d of %d, %d after the first of their repository%s" % (
+            len(bad), n, later, (": " + bad[0]) if bad else ""), later == 0)
         bad = fsck_failures(cluster, repos)
         row("replicas failing git fsck after the wait", "%d%s" % (len(bad), (": " + ", ".join(bad[:4])) if bad else ""),
             not bad)
