@@ -276,14 +276,17 @@ def test_leftovers_are_removed_at_start_up(tmp_path):
         os.path.join(storage, "+gitaly", "tmp", "repo-being-removed", "HEAD"),
     ]
     for p in leftovers:
-        plant(p, b"x", age=0)
-    time.sleep(1.2)   # older than the process that starts now
+        # older than the process that starts now, whatever the rounding of file times to
+        # seconds, and younger than the 5 s a writer's pass waits for: the start-up pass's
+        plant(p, b"x", age=3)
     node.start()
     try:
         for d in (os.path.join(objects, "tmp_objdir-incoming-AbCdEf"), os.path.join(objects, "incoming-QwErTy"),
                   os.path.join(storage, "+gitaly", "tmp", "quarantine-0123456789abcdef-xyz"),
                   os.path.join(storage, "+gitaly", "tmp", "repo-being-removed")):
             wait_for(lambda d=d: not os.path.exists(d), timeout=20, what="%s removed" % d)
+        # the pass removes one file after the other: wait for it to be through
+        wait_for(lambda: not any(os.path.exists(p) for p in leftovers), timeout=20, what="every leftover removed")
         for p in leftovers:
             assert not os.path.exists(p), p
         assert git("for-each-ref", cwd=repo) == before

@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -153,13 +154,28 @@ def test_failed_replication_is_retried_with_back_off_until_the_replica_catches_u
     wait_for(lambda: not {r.storage: r.healthy for r in cluster.praefect.metadata("retry.git").replicas}[secondary],
              what="secondary marked unhealthy")
     push(cluster, src, "retry.git", "feature")
-    # the replica cannot take the new branch for a while: its ref is locked
+    # the replica cannot take the new branch for a while: its ref is locked by a process that is
+    # not gitaly's and keeps it fresh (gitaly removes only locks nobody touched for 5 s)
     lock = os.path.join(storage_path(cluster, secondary, md.replica_path), "refs", "heads", "feature.lock")
     open(lock, "w").close()
+    holding = threading.Event()
+    holding.set()
+
+    def hold():
+        while holding.is_set():
+            try:
+                os.utime(lock)
+            except FileNotFoundError:
+                open(lock, "w").close()
+            time.sleep(0.5)
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
     cluster.nodes[secondary]._log.close()
     cluster.nodes[secondary].start()
     wait_for(lambda: "cannot lock ref" in cluster.praefect.log(), what="a replication attempt failing")
     time.sleep(18)     # far longer than the attempts of old took (three per job, back to back)
+    holding.clear()
+    holder.join()
     if os.path.exists(lock):
         os.unlink(lock)
     unlocked = time.time()
