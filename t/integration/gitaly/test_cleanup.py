@@ -276,9 +276,10 @@ def test_leftovers_are_removed_at_start_up(tmp_path):
         os.path.join(storage, "+gitaly", "tmp", "repo-being-removed", "HEAD"),
     ]
     for p in leftovers:
-        # older than the process that starts now, whatever the rounding of file times to
-        # seconds, and younger than the 5 s a writer's pass waits for: the start-up pass's
-        plant(p, b"x", age=3)
+        plant(p, b"x", age=0)
+    # older than the process that starts now (files and the directories holding them), whatever
+    # the rounding of file times to seconds, and younger than the 5 s a writer's pass waits for
+    time.sleep(2.2)
     node.start()
     try:
         for d in (os.path.join(objects, "tmp_objdir-incoming-AbCdEf"), os.path.join(objects, "incoming-QwErTy"),
