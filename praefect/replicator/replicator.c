@@ -617,6 +617,13 @@ static void process_next(struct worker *w)
 	struct repl_job *j;
 	struct repo *r;
 
+	/*
+	 * Stopping: the node channels go away with nodes_stop(), so no job of
+	 * the batch starts any more. Those done are acknowledged; the rest keep
+	 * their lease, which runs out for the next praefect to take them over.
+	 */
+	if (w->p->replicator->stopping)
+		w->next = w->nr_jobs;
 	if (w->next == w->nr_jobs) {
 		size_t did = w->nr_jobs;
 		if (w->nr_completed)
