@@ -75,6 +75,7 @@ class Writer(threading.Thread):
         git("clone", "-q", base, work)
         self.stop = threading.Event()
         self.attempts = []
+        self.errors = []             # first line of stderr of each failed attempt
 
     def run(self):
         k = 0
@@ -89,6 +90,8 @@ class Writer(threading.Thread):
                                cwd=self.work, env=push_env(self.cluster, self.rel), capture_output=True, timeout=60)
             self.attempts.append((start, time.time(), r.returncode == 0, sha))
             if r.returncode:
+                err = r.stderr.decode(errors="replace").strip().splitlines()
+                self.errors.append(err[0] if err else "exit %d" % r.returncode)
                 time.sleep(0.05)
 
 
