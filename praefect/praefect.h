@@ -244,6 +244,12 @@ void replicator_free(struct praefect *p);
 /* A job of kind `change` for replica `target` of `r` (source NULL: none, e.g. deletions). */
 void replicator_job_for(struct repl_job *j, const struct repo *r, const char *change, const char *source,
 			const char *target, const char *correlation_id);
+/*
+ * Node `n` turned unhealthy: a ReplicateRepository reading from it is
+ * cancelled and retried from another up-to-date replica once `n` has been
+ * silent for 2 s (docs/technical/praefect-replication.md).
+ */
+void replicator_node_unhealthy(struct praefect *p, struct node *n);
 /* A job for (vs, target) was queued: wake that worker now. */
 void replicator_kick(struct praefect *p, struct vstorage *vs, const char *target);
 /*

@@ -38,8 +38,10 @@ static void set_health(struct praefect *p, struct node *n, int healthy, const ch
 	else
 		log_msgf(LOG_WARN, "node %s/%s is unhealthy: %s", n->vs->cfg->name, n->cfg->storage, why);
 	n->healthy = healthy;
-	if (!healthy)
+	if (!healthy) {
 		coordinator_node_unhealthy(p, n);
+		replicator_node_unhealthy(p, n);
+	}
 	praefect_node_health_changed(p, n);
 }
 

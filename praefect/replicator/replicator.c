@@ -27,6 +27,7 @@
 #define NO_SOURCE_RETRY_MS 1000    /* a job without a healthy source waits this long, attempt kept */
 #define DUE_SLACK_MS 20            /* the store's clock and the loop's may differ by a little */
 #define REJOIN_BARRIER_MS 1500     /* longest a write waits for a replica to rejoin */
+#define SOURCE_SILENT_MS 2000      /* an unhealthy source silent this long is given up for another */
 
 struct worker {
 	struct praefect *p;
@@ -52,6 +53,11 @@ struct worker {
 	struct strbuf sums[2];     /* source, target */
 	enum grpc_code sum_code[2];
 	int sums_pending;
+
+	/* its ReplicateRepository call, watched while the source is unhealthy */
+	struct grpc_client_call *call;
+	struct cron_task watch;    /* no period: armed by replicator_node_unhealthy() */
+	int abandoned;             /* the call was cancelled to try another source */
 };
 
 struct replicator {
@@ -63,6 +69,7 @@ struct replicator {
 
 static void worker_run(struct worker *w);
 static void process_next(struct worker *w);
+static void run_update(struct worker *w, struct repl_job *j, struct repo *r);
 
 static struct worker *find_worker(struct praefect *p, struct vstorage *vs, const char *target)
 {
@@ -281,6 +288,17 @@ static void on_replicated(struct grpc_client_call *cc, enum grpc_code code, cons
 {
 	struct worker *w = grpc_client_call_user(cc);
 	struct repl_job *j = &w->jobs[w->next];
+	struct repo *r = repo_by_id(w->p, j->repository_id);
+	w->call = NULL;
+	cron_cancel(&w->watch);
+	if (w->abandoned) {
+		/* given up on a silent source: the same job, at once, from another one */
+		w->abandoned = 0;
+		if (r && !w->p->replicator->stopping) {
+			run_update(w, j, r);
+			return;
+		}
+	}
 	if (code == GRPC_NOT_FOUND && message && strstr(message, "invalid source repository")) {
 		store_delete_invalid_replica(w->p->store, j->repository_id, w->source,
 					     on_invalid_source_deleted, w);
@@ -352,10 +370,82 @@ static void replicate(struct worker *w, struct repl_job *j, struct repo *r)
 		job_done(w, 0, "cannot start ReplicateRepository");
 		return;
 	}
+	w->call = cc;
+	w->abandoned = 0;
+	if (!source->healthy && !j->force)
+		cron_soon(&w->watch, SOURCE_SILENT_MS / 4);
 	grpc_client_call_send(cc, buf, len);
 	grpc_client_call_close_send(cc);
 	free(buf);
 	grpc_metadata_release(&md);
+}
+
+/* --- a source that goes silent while it is read from --- */
+
+/* A healthy replica at the repository's generation other than the target and `skip`. */
+static int other_source(struct worker *w, const struct repl_job *j, struct repo *r, const char *skip)
+{
+	for (size_t i = 0; i < r->nr_replicas; i++) {
+		struct replica *rep = &r->replicas[i];
+		struct node *n;
+		if (rep->generation >= 0 && rep->generation == r->generation &&
+		    strcmp(rep->storage, j->target_storage) && strcmp(rep->storage, skip) &&
+		    (n = vs_node(w->vs, rep->storage)) && n->healthy)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Task replication-source-watch of a worker (one-shot): the source of its
+ * ReplicateRepository is unhealthy. Slow is not dead, so the call is left
+ * alone until praefect has heard nothing from that node for
+ * SOURCE_SILENT_MS; then, if another healthy replica is at the generation,
+ * the call is cancelled (the target kills its fetch) and the job runs again
+ * at once from another source, its attempt kept. A verification keeps to its
+ * own source and is never moved.
+ */
+static void on_watch(struct cron_task *t)
+{
+	struct worker *w = t->data;
+	struct repl_job *j;
+	struct repo *r;
+	struct node *src;
+	uint64_t silent;
+
+	if (!w->call || w->abandoned || w->next >= w->nr_jobs || !w->source)
+		return;
+	j = &w->jobs[w->next];
+	src = vs_node(w->vs, w->source);
+	if (!src || src->healthy || j->force)
+		return;
+	silent = now_ms() - grpc_channel_last_read_ms(src->ch);
+	if (silent < SOURCE_SILENT_MS) {
+		cron_soon(&w->watch, SOURCE_SILENT_MS - silent + DUE_SLACK_MS);
+		return;
+	}
+	r = repo_by_id(w->p, j->repository_id);
+	if (!r || !other_source(w, j, r, w->source)) {
+		cron_soon(&w->watch, SOURCE_SILENT_MS / 4); /* no other source yet: look again soon */
+		return;
+	}
+	log_msgf(LOG_WARN, "replication job %lld (%s -> %s, %s): source silent for %llu ms, replicating from "
+		 "another replica", (long long)j->id, w->source, j->target_storage, j->relative_path,
+		 (unsigned long long)silent);
+	w->abandoned = 1;
+	grpc_client_call_cancel(w->call); /* on_replicated() comes later, from the loop */
+}
+
+void replicator_node_unhealthy(struct praefect *p, struct node *n)
+{
+	struct replicator *rp = p->replicator;
+	if (!rp || rp->stopping)
+		return;
+	for (size_t i = 0; i < rp->nr; i++) {
+		struct worker *w = &rp->workers[i];
+		if (w->call && w->source && w->vs == n->vs && !strcmp(w->source, n->cfg->storage))
+			cron_soon(&w->watch, 0);
+	}
 }
 
 /* --- verification: a forced job whose target claims the source's generation --- */
@@ -837,6 +927,10 @@ int replicator_start(struct praefect *p)
 			strbuf_init(&w->sums[0], 0);
 			strbuf_init(&w->sums[1], 0);
 			cron_add(&p->cron, &w->task, 0);
+			w->watch.name = "replication-source-watch";
+			w->watch.run = on_watch;
+			w->watch.data = w;
+			cron_add(&p->cron, &w->watch, 0);
 		}
 	}
 	/*
@@ -859,8 +953,10 @@ void replicator_stop(struct praefect *p)
 	if (!rp)
 		return;
 	rp->stopping = 1;
-	for (size_t i = 0; i < rp->nr; i++)
+	for (size_t i = 0; i < rp->nr; i++) {
 		cron_remove(&rp->workers[i].task);
+		cron_remove(&rp->workers[i].watch);
+	}
 }
 
 void replicator_free(struct praefect *p)

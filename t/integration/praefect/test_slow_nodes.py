@@ -104,3 +104,56 @@ def test_a_stopped_secondary_does_not_hold_up_acknowledgements(cluster, tmp_path
     # the secondary missed the push: it is outdated, not up to date with other refs
     md = cluster.praefect.metadata("ack.git")
     assert {r.storage: r.generation for r in md.replicas}[secondary] < md.generation
+
+
+def commit_and_push(cluster, work, rel, n):
+    with open(os.path.join(work, "f.txt"), "w") as f:
+        f.write("%d\n" % n)
+    git("commit", "-q", "-a", "-m", "change %d" % n, cwd=work)
+    return subprocess.run(["git", "push", "-q", "ssh://gitaly/repo.git", "HEAD:refs/heads/main"], cwd=work,
+                          capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, **gitaly_ssh_env(cluster.praefect, rel, "receive-pack")))
+
+
+def test_a_replication_whose_source_is_stopped_mid_job_is_retried_from_another_replica(cluster, tmp_path):
+    rel = "resource.git"
+    create_repo(cluster, rel)
+    src = make_bare_repo(str(tmp_path / "src.git"), branches=("main",), files={"f.txt": "0\n"})
+    push(cluster, src, rel, "main")
+    md, _ = wait_for(lambda: replicas_in_sync(cluster, rel), what="replication")
+    source = md.primary
+    target, other = sorted(n for n in cluster.nodes if n != source)
+    work = str(tmp_path / "work")
+    git("clone", "-q", src, work)
+
+    def generation(storage):
+        m = cluster.praefect.metadata(rel)
+        return {r.storage: r.generation for r in m.replicas}[storage], m.generation
+
+    # the target misses a push, so a job from the primary is queued for it
+    tproc, sproc = cluster.nodes[target].proc, cluster.nodes[source].proc
+    tproc.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: not healthy(cluster, rel, target), timeout=10, what="%s unhealthy" % target)
+        r = commit_and_push(cluster, work, rel, 1)
+        assert r.returncode == 0, r.stderr
+    finally:
+        # the primary stops as the target comes back: the job starts while the primary still
+        # counts as healthy, and the target's fetch from it hangs
+        sproc.send_signal(signal.SIGSTOP)
+        tproc.send_signal(signal.SIGCONT)
+    try:
+        # the source stays stopped far longer than the replicator waits on a silent source, and
+        # longer than any keepalive would give up in this wait: the target can only catch up
+        # from the other replica
+        wait_for(lambda: healthy(cluster, rel, target) and not healthy(cluster, rel, source) and
+                 generation(target)[0] == generation(target)[1], timeout=15,
+                 what="%s caught up from %s while %s is stopped" % (target, other, source))
+        # two healthy up-to-date replicas of three: a write quorum without the stopped node
+        r = commit_and_push(cluster, work, rel, 2)
+        assert r.returncode == 0, r.stderr
+        assert not healthy(cluster, rel, source)
+    finally:
+        sproc.send_signal(signal.SIGCONT)
+    assert "replicating from another replica" in cluster.praefect.log()
+    wait_for(lambda: replicas_in_sync(cluster, rel), timeout=30, what="replicas in sync")
