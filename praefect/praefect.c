@@ -39,6 +39,7 @@ static void on_stopped(struct grpc_server *s, void *arg)
 {
 	struct praefect *p = arg;
 	coordinator_stop(p);
+	route_release_held_reads(p, 1);
 	replicator_stop(p);
 	schedule_stop(p);
 	nodes_stop(p);

@@ -127,6 +127,7 @@ struct praefect {
 	const struct rpc_method *fsck;         /* RepositoryService/Fsck, verifying suspect replicas */
 	struct hashmap reconcile_marked;       /* decimal repository id -> non-NULL (reconciler_soon()) */
 	struct proxy *held_writes;             /* writes waiting for a barrier to end (finalize.c) */
+	struct proxy *held_reads;              /* reads waiting for a replica's Fsck (router/route.c) */
 };
 
 /* --- methods by name (praefect.c) --- */
@@ -196,10 +197,24 @@ void praefect_node_health_changed(struct praefect *p, struct node *n);
 void suspect_mark(struct praefect *p, struct repo *r, struct node *n, const char *why);
 /* Reads avoid `n`'s replica of repository `repo_id`. */
 int suspect_avoided(const struct node *n, int64_t repo_id);
+/*
+ * How far reads can trust `n`'s replica of `r`: READ_TRUSTED (nothing against
+ * it, or its Fsck passed), READ_UNVERIFIED (another replica of `r` is avoided
+ * and this one's own Fsck has not ended yet), READ_AVOIDED. A repository none
+ * of whose replicas is avoided has only READ_TRUSTED ones.
+ */
+enum suspect_trust { READ_TRUSTED, READ_UNVERIFIED, READ_AVOIDED };
+enum suspect_trust suspect_trust(const struct repo *r, const struct node *n);
 /* Does a read's failure (code, status message) look like corrupt or missing objects? */
 int suspect_read_error(enum grpc_code code, const char *msg);
 /* Move every suspect replica on by one step (task verify-replicas). */
 void suspects_verify(struct praefect *p);
+/*
+ * Route the reads held while the siblings of a corrupt replica are verified
+ * (router/route.c) again: those with a verified replica now, or whose hold
+ * ran out, go; the others wait on. `all`: every one goes (shutdown).
+ */
+void route_release_held_reads(struct praefect *p, int all);
 /* Free `n`'s suspects (nodes_free()). */
 void suspects_release(struct node *n);
 

@@ -72,6 +72,9 @@ struct proxy {
 	int responded;                   /* a response message reached the client */
 	size_t forwarded;                /* request messages sent after the first */
 	struct strvec tried;             /* storages this accessor was sent to */
+	/* reads held while a corrupt replica's siblings are verified (router/route.c) */
+	uint64_t hold_until_ms;          /* 0: never held */
+	struct proxy *next_held_read;    /* p->held_reads */
 	/* finalize.c: the write intent and the jobs the finalizer queues */
 	int intent_state;                /* 0: none yet, 1: being recorded, 2: recorded (or not needed) */
 	int64_t intent;                  /* the store's intent id, 0 once deleted */

@@ -16,6 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * How long a read waits for the Fsck of a corrupt replica's siblings when
+ * none of its replicas is verified clean yet (suspect_trust()).
+ */
+#define READ_HOLD_MS 5000
+
 static struct node *random_node(struct node **cands, size_t n)
 {
 	return n ? cands[(size_t)rand() % n] : NULL;
@@ -48,34 +54,63 @@ static int tried(const struct proxy *px, const struct node *n)
 
 /*
  * A random healthy up-to-date replica not tried yet by this call, preferring
- * those no failed read made suspect (router/suspect.c): a suspect one still
- * beats refusing the read.
+ * trusted ones, then unverified siblings of an avoided one, then avoided ones
+ * (router/suspect.c): a suspect replica still beats refusing the read.
+ * `*trust` says which kind it is.
  */
-static struct node *accessor_candidate(struct proxy *px, struct repo *r)
+static struct node *accessor_candidate(struct proxy *px, struct repo *r, enum suspect_trust *trust)
 {
 	struct node **cands = xcalloc(px->vs->nr_nodes, sizeof(*cands));
 	struct node *n = NULL;
-	for (int with_suspects = 0; !n && with_suspects < 2; with_suspects++) {
+	enum suspect_trust t;
+	for (t = READ_TRUSTED; !n && t <= READ_AVOIDED; t++) {
 		size_t nc = 0;
 		for (size_t i = 0; i < px->vs->nr_nodes; i++) {
 			struct node *c = &px->vs->nodes[i];
 			if (c->healthy && repo_up_to_date(r, c->cfg->storage) && !tried(px, c) &&
-			    (with_suspects || !suspect_avoided(c, r->id)))
+			    suspect_trust(r, c) == t)
 				cands[nc++] = c;
 		}
 		n = random_node(cands, nc);
 	}
 	free(cands);
+	*trust = t - 1;
 	return n;
+}
+
+/*
+ * No replica to read from is trusted, but some are only unverified: a
+ * sibling of this repository's replica turned out corrupt and theirs may be
+ * too. Hold the read (never the loop) until a verification step ends or
+ * READ_HOLD_MS passes: route_release_held_reads() routes it again. Returns 1
+ * when it was held.
+ */
+static int hold_read(struct proxy *px)
+{
+	uint64_t now = now_ms();
+	if (!px->call || px->finished)
+		return 0;
+	if (!px->hold_until_ms)
+		px->hold_until_ms = now + READ_HOLD_MS;
+	if (now >= px->hold_until_ms)
+		return 0;
+	schedule_kick_in(px->p, TASK_VERIFY_REPLICAS, px->hold_until_ms - now); /* the bound */
+	px->routing = 1; /* client messages meanwhile are kept for the replay */
+	grpc_call_pause_recv(px->call);
+	px->refs++;
+	px->next_held_read = px->p->held_reads;
+	px->p->held_reads = px;
+	return 1;
 }
 
 struct node *route_accessor_retry(struct proxy *px)
 {
 	struct repo *r = repo_by_id(px->p, px->repo_id);
+	enum suspect_trust trust;
 	struct node *n;
 	if (!r || px->kind != ROUTE_ACCESSOR || force_primary(px))
 		return NULL;
-	n = accessor_candidate(px, r);
+	n = accessor_candidate(px, r, &trust);
 	if (n)
 		strvec_push(&px->tried, n->cfg->storage);
 	return n;
@@ -83,6 +118,7 @@ struct node *route_accessor_retry(struct proxy *px)
 
 static void route_accessor(struct proxy *px, struct repo *r)
 {
+	enum suspect_trust trust;
 	struct node *n;
 
 	if (!vs_healthy_count(px->vs)) {
@@ -96,15 +132,41 @@ static void route_accessor(struct proxy *px, struct repo *r)
 			return;
 		}
 	} else {
-		n = accessor_candidate(px, r);
+		n = accessor_candidate(px, r, &trust);
 		if (!n) {
 			proxy_fail(px, GRPC_UNAVAILABLE, "no suitable node to serve the request");
 			return;
 		}
+		if (trust == READ_UNVERIFIED && hold_read(px))
+			return;
 	}
 	strvec_push(&px->tried, n->cfg->storage);
 	proxy_add_dest(px, n, 1);
 	proxy_forward(px);
+}
+
+void route_release_held_reads(struct praefect *p, int all)
+{
+	struct proxy *held = p->held_reads;
+	uint64_t now = now_ms();
+
+	p->held_reads = NULL; /* those that must wait on are held again */
+	while (held) {
+		struct proxy *px = held;
+		struct repo *r = repo_by_id(p, px->repo_id);
+		held = px->next_held_read;
+		px->next_held_read = NULL;
+		px->routing = 0;
+		if (all)
+			px->hold_until_ms = now;
+		if (!px->call || px->finished)
+			px->finished = 1;
+		else if (!r)
+			proxy_fail(px, GRPC_NOT_FOUND, "repository not found");
+		else
+			route_accessor(px, r);
+		proxy_unref(px);
+	}
 }
 
 /*

@@ -13,7 +13,10 @@
  *   deleting --replica row gone, update job--> rebuilding --up to date--> (cleared)
  *
  * A replica that is only checked because one of its siblings failed
- * (`avoid` 0) is not avoided until its own Fsck reports an error.
+ * (`avoid` 0) is not avoided until its own Fsck reports an error, but
+ * while a sibling is avoided it is not trusted either (suspect_trust()):
+ * route.c prefers replicas verified clean and holds a read briefly while
+ * the siblings' Fsck runs (`urgent`: before the background checks).
  */
 #include "praefect.h"
 #include "base/util.h"
@@ -32,7 +35,8 @@
 #define REPAIR_STEP_TIMEOUT_MS 60000  /* a job that did not take effect is queued again */
 #define REPAIR_BUSY_RETRY_MS 1000     /* the queue already had such a job */
 #define CLEAN_KEEP_MS (5 * 60 * 1000) /* failed reads do not start another Fsck meanwhile */
-#define FSCK_PER_NODE 2               /* Fsck calls in flight on one node */
+#define FSCK_PER_NODE 2               /* background Fsck calls in flight on one node */
+#define FSCK_URGENT_PER_NODE 2        /* and of those reads avoid or wait on */
 #define NODE_SCAN_EVERY_MS (10 * 60 * 1000) /* at most one scan of a node's replicas */
 
 enum suspect_state {
@@ -45,6 +49,7 @@ struct suspect {
 	int64_t repo_id;
 	enum suspect_state state;
 	int avoid;                        /* reads avoid the replica */
+	int urgent;                       /* a sibling is avoided: reads may wait on this Fsck */
 	int busy;                         /* a call or store request in flight */
 	int told_unimplemented;
 	uint64_t next_ms;                 /* earliest time of the next step */
@@ -73,12 +78,31 @@ int suspect_avoided(const struct node *n, int64_t repo_id)
 	return s && s->avoid;
 }
 
-static void suspect_add(struct praefect *p, struct node *n, int64_t repo_id, int avoid)
+enum suspect_trust suspect_trust(const struct repo *r, const struct node *n)
+{
+	struct suspect *s;
+	if (!n->suspects.nr || !(s = suspect_get(n, r->id)))
+		return READ_TRUSTED;
+	if (s->avoid)
+		return READ_AVOIDED;
+	if (s->state != SUSPECT_UNVERIFIED && s->state != SUSPECT_VERIFYING)
+		return READ_TRUSTED; /* verified clean, or being repaired (not up to date then) */
+	/* only checked (a sibling, a scan of its node): doubtful once another replica is known bad */
+	for (size_t i = 0; i < r->vs->nr_nodes; i++) {
+		const struct node *o = &r->vs->nodes[i];
+		if (o != n && suspect_avoided(o, r->id))
+			return READ_UNVERIFIED;
+	}
+	return READ_TRUSTED;
+}
+
+static void suspect_add(struct praefect *p, struct node *n, int64_t repo_id, int avoid, int urgent)
 {
 	char key[24];
 	struct suspect *s = suspect_get(n, repo_id);
 	if (s) {
 		s->avoid |= avoid;
+		s->urgent |= urgent;
 		return;
 	}
 	s = xcalloc(1, sizeof(*s));
@@ -86,6 +110,7 @@ static void suspect_add(struct praefect *p, struct node *n, int64_t repo_id, int
 	s->node = n;
 	s->repo_id = repo_id;
 	s->avoid = avoid;
+	s->urgent = urgent;
 	s->next_ms = now_ms();
 	strbuf_init(&s->resp, 0);
 	id_key(key, sizeof(key), repo_id);
@@ -113,13 +138,13 @@ void suspect_mark(struct praefect *p, struct repo *r, struct node *n, const char
 		return; /* known, or found clean a moment ago (a read that fails for its own reasons) */
 	log_msgf(LOG_WARN, "replica of repository %lld on %s is suspect, reads avoid it until it is verified: %s",
 		 (long long)r->id, n->cfg->storage, why);
-	suspect_add(p, n, r->id, 1);
-	/* the corruption may have been copied: check every other replica too */
+	suspect_add(p, n, r->id, 1, 1);
+	/* the corruption may have been copied: check every other replica too, at once */
 	for (size_t i = 0; i < r->vs->nr_nodes; i++) {
 		struct node *o = &r->vs->nodes[i];
 		struct replica *rep = repo_replica(r, o->cfg->storage);
 		if (o != n && rep && rep->generation >= 0)
-			suspect_add(p, o, r->id, 0);
+			suspect_add(p, o, r->id, 0, 1);
 	}
 	schedule_kick(p, TASK_VERIFY_REPLICAS);
 }
@@ -168,7 +193,7 @@ static void scan_node(struct praefect *p, struct node *n)
 		if (r->vs != n->vs || !(rep = repo_replica(r, n->cfg->storage)) || rep->generation < 0)
 			continue;
 		if (!suspect_get(n, r->id)) {
-			suspect_add(p, n, r->id, 0);
+			suspect_add(p, n, r->id, 0, 0);
 			added++;
 		}
 	}
@@ -203,7 +228,9 @@ static void on_fsck_done(struct grpc_client_call *cc, enum grpc_code code, const
 		gitaly__fsck_response__free_unpacked(r, NULL);
 		s->state = SUSPECT_CLEAN;
 		s->avoid = 0;
+		s->urgent = 0;
 		s->next_ms = now + CLEAN_KEEP_MS;
+		schedule_kick(s->p, TASK_VERIFY_REPLICAS); /* reads held for it go on (route.c) */
 		return;
 	}
 	if ((code == GRPC_OK && r) || code == GRPC_NOT_FOUND) {
@@ -321,7 +348,7 @@ static void queue_job(struct suspect *s, struct repo *r, const char *change, con
 
 /*
  * One step of `s` (which may drop it); returns 1 when it was dropped.
- * `fsck_budget` is how many more Fsck calls may start on its node.
+ * `fsck_budget` is how many more Fsck calls of its kind may start on its node.
  */
 static int step(struct suspect *s, uint64_t now, unsigned *fsck_budget)
 {
@@ -393,21 +420,29 @@ void suspects_verify(struct praefect *p)
 		for (size_t j = 0; j < p->vs[i].nr_nodes; j++) {
 			struct node *n = &p->vs[i].nodes[j];
 			const struct hashmap_entry *e;
-			unsigned running = 0, budget;
-			for (size_t k = 0; hashmap_next(&n->suspects, &k, &e);)
-				running += ((struct suspect *)e->value)->state == SUSPECT_VERIFYING;
-			budget = running < FSCK_PER_NODE ? FSCK_PER_NODE - running : 0;
-			/* those avoided by reads first: they are why we are here */
+			unsigned running[2] = { 0, 0 }, budget[2];
+			for (size_t k = 0; hashmap_next(&n->suspects, &k, &e);) {
+				struct suspect *s = e->value;
+				running[!(s->avoid || s->urgent)] += s->state == SUSPECT_VERIFYING;
+			}
+			budget[0] = running[0] < FSCK_URGENT_PER_NODE ? FSCK_URGENT_PER_NODE - running[0] : 0;
+			budget[1] = running[1] < FSCK_PER_NODE ? FSCK_PER_NODE - running[1] : 0;
+			/*
+			 * Those avoided by reads, or that reads wait on, first and
+			 * with a budget of their own: a scan of the node's other
+			 * replicas does not hold them up.
+			 */
 			for (int pass = 0; pass < 2; pass++) {
 				/* a dropped suspect leaves a tombstone: the walk goes on */
 				for (size_t k = 0; hashmap_next(&n->suspects, &k, &e);) {
 					struct suspect *s = e->value;
-					if (s->avoid == !pass)
-						step(s, now, &budget);
+					if ((s->avoid || s->urgent) == !pass)
+						step(s, now, &budget[pass]);
 				}
 			}
 		}
 	}
+	route_release_held_reads(p, 0); /* a step may have verified what they wait on */
 }
 
 void suspects_release(struct node *n)
