@@ -198,6 +198,12 @@ void suspect_mark(struct praefect *p, struct repo *r, struct node *n, const char
 /* Reads avoid `n`'s replica of repository `repo_id`. */
 int suspect_avoided(const struct node *n, int64_t repo_id);
 /*
+ * The replicator deleted `n`'s replica of `repo_id` (a delete_replica job
+ * completed): a corrupt replica being repaired moves on to its rebuild even
+ * when the reconciler re-created it before verify-replicas looked.
+ */
+void suspect_replica_deleted(struct node *n, int64_t repo_id);
+/*
  * How far reads can trust `n`'s replica of `r`: READ_TRUSTED (nothing against
  * it, or its Fsck passed), READ_UNVERIFIED (another replica of `r` is avoided
  * and this one's own Fsck has not ended yet), READ_AVOIDED. A repository none

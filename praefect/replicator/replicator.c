@@ -654,6 +654,7 @@ static void on_replica_deleted(void *arg, int status, const char *msg)
 		struct replica *rep = repo_replica(r, j->target_storage);
 		if (rep)
 			rep->generation = GENERATION_UNKNOWN;
+		suspect_replica_deleted(w->node, j->repository_id);
 	}
 	job_done(w, status == 0, msg);
 }

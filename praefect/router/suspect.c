@@ -52,6 +52,7 @@ struct suspect {
 	int urgent;                       /* a sibling is avoided: reads may wait on this Fsck */
 	int busy;                         /* a call or store request in flight */
 	int told_unimplemented;
+	int deleted;                      /* DELETING: the replicator reported the deletion done */
 	uint64_t next_ms;                 /* earliest time of the next step */
 	struct praefect *p;
 	struct strbuf resp;
@@ -67,6 +68,13 @@ static struct suspect *suspect_get(const struct node *n, int64_t repo_id)
 	char key[24];
 	id_key(key, sizeof(key), repo_id);
 	return hashmap_get(&n->suspects, key, strlen(key));
+}
+
+void suspect_replica_deleted(struct node *n, int64_t repo_id)
+{
+	struct suspect *s = n->suspects.nr ? suspect_get(n, repo_id) : NULL;
+	if (s && s->state == SUSPECT_DELETING)
+		s->deleted = 1;
 }
 
 int suspect_avoided(const struct node *n, int64_t repo_id)
@@ -376,10 +384,15 @@ static int step(struct suspect *s, uint64_t now, unsigned *fsck_budget)
 		if (now < s->next_ms || !s->node->healthy || !(src = repair_source(r, s->node)))
 			break; /* no healthy replica to copy from yet */
 		s->state = SUSPECT_DELETING;
+		s->deleted = 0;
 		queue_job(s, r, "delete_replica", NULL);
 		break;
 	case SUSPECT_DELETING:
-		if (!rep || rep->generation < 0) {
+		if (s->deleted && repo_up_to_date(r, s->node->cfg->storage)) {
+			/* deleted, then re-created by the reconciler before we looked */
+			s->state = SUSPECT_REBUILDING;
+			return step(s, now, fsck_budget);
+		} else if (!rep || rep->generation < 0 || s->deleted) {
 			if ((src = repair_source(r, s->node))) {
 				s->state = SUSPECT_REBUILDING;
 				queue_job(s, r, "update", src->cfg->storage);
