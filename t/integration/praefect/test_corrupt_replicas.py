@@ -212,7 +212,7 @@ def test_two_corrupt_replicas_fail_only_the_first_clone(cluster, tmp_path):
     # deleted replica, so the replicas on disk are what counts, not a log line)
     for name in (packed, loose):
         path = replica_dir(cluster, name, md.replica_path)
-        wait_for(lambda: os.path.isdir(path) and fsck_ok(path), timeout=60, what="the replica on %s rebuilt" % name)
+        wait_for(lambda: os.path.isdir(path) and fsck_ok(path), timeout=120, what="the replica on %s rebuilt" % name)
     wait_for(lambda: replicas_in_sync(cluster, "two.git"), timeout=30, what="the rebuilt replicas in sync")
     log = cluster.praefect.log()
     for name in (packed, loose):
