@@ -66,7 +66,8 @@ static void reconcile_repo(struct recon_run *run, struct repo *r)
 
 	for (size_t i = 0; i < r->vs->nr_nodes; i++) {
 		struct node *n = &r->vs->nodes[i];
-		if (n->healthy && repo_up_to_date(r, n->cfg->storage))
+		/* never a replica reads avoid: its corruption would be copied (router/suspect.c) */
+		if (n->healthy && repo_up_to_date(r, n->cfg->storage) && !suspect_avoided(n, r->id))
 			sources[ns++] = n;
 	}
 	/* update jobs for outdated or missing replicas on healthy assigned storages */

@@ -390,7 +390,7 @@ static int other_source(struct worker *w, const struct repl_job *j, struct repo 
 		struct node *n;
 		if (rep->generation >= 0 && rep->generation == r->generation &&
 		    strcmp(rep->storage, j->target_storage) && strcmp(rep->storage, skip) &&
-		    (n = vs_node(w->vs, rep->storage)) && n->healthy)
+		    (n = vs_node(w->vs, rep->storage)) && n->healthy && !suspect_avoided(n, r->id))
 			return 1;
 	}
 	return 0;
@@ -579,8 +579,11 @@ static void verify(struct worker *w, struct repl_job *j, struct repo *r)
  * The source is chosen when the job runs, not when it was queued: a healthy
  * replica at the repository's current generation, the job's own source if it
  * is one, else the primary, else any. A verification keeps to its own
- * reference while that one is current (another could differ from it). NULL
- * with *wait set: such replicas exist but none is healthy now.
+ * reference while that one is current (another could differ from it). A
+ * replica reads avoid (suspected or found corrupt, router/suspect.c) is no
+ * source: copying it would spread the corruption (a missing target is
+ * created from the source's snapshot, packs and all). NULL with *wait set:
+ * such replicas exist but none is healthy and trusted now.
  */
 static struct node *pick_source(struct worker *w, const struct repl_job *j, struct repo *r, int *wait)
 {
@@ -591,7 +594,7 @@ static struct node *pick_source(struct worker *w, const struct repl_job *j, stru
 	if (pref && pref->generation >= 0 && pref->generation == r->generation &&
 	    strcmp(j->source_storage, j->target_storage)) {
 		struct node *n = vs_node(w->vs, j->source_storage);
-		if (n && n->healthy)
+		if (n && n->healthy && !suspect_avoided(n, r->id))
 			return n;
 		if (n && j->force) {
 			*wait = 1;
@@ -604,7 +607,7 @@ static struct node *pick_source(struct worker *w, const struct repl_job *j, stru
 		if (rep->generation < 0 || rep->generation != r->generation ||
 		    !strcmp(rep->storage, j->target_storage) || !(n = vs_node(w->vs, rep->storage)))
 			continue;
-		if (!n->healthy) {
+		if (!n->healthy || suspect_avoided(n, r->id)) {
 			*wait = 1;
 			continue;
 		}

@@ -11,6 +11,7 @@
  *   unverified --Fsck--> verifying --clean--> clean (not avoided; dropped after 5 min)
  *                                  --error--> corrupt --delete_replica job-->
  *   deleting --replica row gone, update job--> rebuilding --up to date--> (cleared)
+ *                                               rebuilding --not within a minute--> unverified
  *
  * A replica that is only checked because one of its siblings failed
  * (`avoid` 0) is not avoided until its own Fsck reports an error, but
@@ -53,6 +54,7 @@ struct suspect {
 	int busy;                         /* a call or store request in flight */
 	int told_unimplemented;
 	int deleted;                      /* DELETING: the replicator reported the deletion done */
+	int rebuild_stalled;              /* checked again after a rebuild that did not catch up */
 	uint64_t next_ms;                 /* earliest time of the next step */
 	struct praefect *p;
 	struct strbuf resp;
@@ -235,6 +237,7 @@ static void on_fsck_done(struct grpc_client_call *cc, enum grpc_code code, const
 			 s->node->cfg->storage);
 		gitaly__fsck_response__free_unpacked(r, NULL);
 		s->state = SUSPECT_CLEAN;
+		s->rebuild_stalled = 0;
 		s->avoid = 0;
 		s->urgent = 0;
 		s->next_ms = now + CLEAN_KEEP_MS;
@@ -247,6 +250,7 @@ static void on_fsck_done(struct grpc_client_call *cc, enum grpc_code code, const
 			 code == GRPC_OK ? (int)r->error.len : (int)strlen(message ? message : ""),
 			 code == GRPC_OK ? (const char *)r->error.data : (message ? message : ""));
 		s->state = SUSPECT_CORRUPT;
+		s->rebuild_stalled = 0;
 		s->avoid = 1;
 		s->next_ms = now;
 		scan_node(s->p, s->node);
@@ -367,7 +371,8 @@ static int step(struct suspect *s, uint64_t now, unsigned *fsck_budget)
 	if (s->busy)
 		return 0;
 	rep = r ? repo_replica(r, s->node->cfg->storage) : NULL;
-	if (!r || ((s->state < SUSPECT_DELETING || s->state == SUSPECT_CLEAN) && (!rep || rep->generation < 0))) {
+	if (!r || ((s->state < SUSPECT_DELETING || s->state == SUSPECT_CLEAN) && !s->rebuild_stalled &&
+		   (!rep || rep->generation < 0))) {
 		suspect_drop(s); /* repository or replica gone: nothing left to avoid */
 		return 1;
 	}
@@ -413,8 +418,19 @@ static int step(struct suspect *s, uint64_t now, unsigned *fsck_budget)
 			suspect_drop(s);
 			return 1;
 		}
-		if (now >= s->next_ms && (src = repair_source(r, s->node)))
-			queue_job(s, r, "update", src->cfg->storage);
+		if (now < s->next_ms)
+			break;
+		/*
+		 * Not caught up a while after the update was queued: the copy may be
+		 * broken too (a failed replication can leave what it extracted, and
+		 * every later fetch into it fails). Fsck tells; a corrupt or missing
+		 * one is deleted and rebuilt again. Kept while it has no replica row.
+		 */
+		log_msgf(LOG_WARN, "replica of repository %lld on %s is not rebuilt yet, verifying it again",
+			 (long long)s->repo_id, s->node->cfg->storage);
+		s->state = SUSPECT_UNVERIFIED;
+		s->avoid = 1;
+		s->rebuild_stalled = 1;
 		break;
 	case SUSPECT_CLEAN:
 		if (now >= s->next_ms) {
