@@ -246,6 +246,13 @@ void coordinator_node_unhealthy(struct praefect *p, struct node *n);
  * the repository's generation. Returns 1 if a barrier was raised.
  */
 int coordinator_raise_barrier(struct praefect *p, struct repo *r, const char *storage, uint64_t ms);
+/*
+ * A write to `r` lacks its quorum only because the healthy replica on
+ * `storage` is still catching up: hold the writes to `r` for at most `ms`
+ * (the same barrier) and hurry its catch-up. Returns 1 when the write should
+ * wait, 0 when it should be refused now (a wait just ran out without help).
+ */
+int coordinator_wait_for_quorum(struct praefect *p, struct repo *r, const char *storage, uint64_t ms);
 /* The barrier of `r` is over (the replica caught up, or time ran out): forward what waited. */
 void coordinator_lower_barrier(struct praefect *p, struct repo *r);
 /* Task write-barrier: release the writes whose barrier ended or expired. */

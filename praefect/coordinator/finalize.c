@@ -430,6 +430,31 @@ int coordinator_raise_barrier(struct praefect *p, struct repo *r, const char *st
 	return 1;
 }
 
+/*
+ * The same barrier when a write lacks its quorum (router/route.c): a node
+ * that was away is healthy again and its replica is being caught up, the
+ * only thing between the write and a quorum. Refusing would fail the push
+ * for a second or two; waiting acknowledges it once the replica is back.
+ * Unlike a rejoin a wait is worth trying after a recent one; only a wait
+ * that just ran out without help is not tried again at once.
+ */
+int coordinator_wait_for_quorum(struct praefect *p, struct repo *r, const char *storage, uint64_t ms)
+{
+	uint64_t now = uv_now(p->loop);
+	if (r->barrier_until_ms)
+		return 1; /* already waiting for a replica: the write waits with the others */
+	if (r->last_barrier_ms && now - r->last_barrier_ms < ms)
+		return 0;
+	r->barrier_until_ms = now + ms;
+	r->rejoining = storage;
+	schedule_kick_in(p, TASK_WRITE_BARRIER, ms);
+	log_msgf(LOG_INFO, "writes to %s wait for at most %llu ms for replica %s to catch up (no write quorum without it)",
+		 r->relative_path, (unsigned long long)ms, storage);
+	replicator_kick(p, r->vs, storage);
+	reconciler_soon(p, r->id); /* in case no job of its own is queued */
+	return 1;
+}
+
 void coordinator_lower_barrier(struct praefect *p, struct repo *r)
 {
 	if (!r->barrier_until_ms)

@@ -21,6 +21,8 @@
  * none of its replicas is verified clean yet (suspect_trust()).
  */
 #define READ_HOLD_MS 5000
+/* How long a write lacking its quorum waits for a healthy replica to catch up (register_tx()). */
+#define QUORUM_WAIT_MS 5000
 
 static struct node *random_node(struct node **cands, size_t n)
 {
@@ -184,14 +186,39 @@ static int is_transactional(struct proxy *px)
  * Ours, stricter than upstream: a write must be committed by a majority of
  * the repository's assigned replicas, not only by whoever is healthy, so no
  * acknowledged write ever lives on a minority that a failover could lose.
- * Returns 0, or -1 after refusing the call (nothing was sent to any node).
+ * Returns 0 (registered, or the write waits at the barrier), or -1 after
+ * refusing the call (nothing was sent to any node). `r` is NULL for a
+ * repository being created.
  */
-static int register_tx(struct proxy *px)
+static int register_tx(struct proxy *px, struct repo *r)
 {
 	size_t assigned = 1 + px->secondaries.nr + px->outdated.nr;
 	size_t voters = 1 + px->secondaries.nr;
 	size_t quorum = assigned / 2 + 1;
 	if (voters < quorum) {
+		/*
+		 * Healthy outdated replicas being caught up would make the
+		 * quorum: the write waits for the closest one rather than fail
+		 * (coordinator_wait_for_quorum()), bounded by QUORUM_WAIT_MS.
+		 */
+		const char *closest = NULL;
+		int64_t best = -1;
+		size_t healthy = 0;
+		for (size_t i = 0; r && i < px->outdated.nr; i++) {
+			struct node *n = vs_node(px->vs, px->outdated.v[i]);
+			struct replica *rep = repo_replica(r, px->outdated.v[i]);
+			int64_t g = rep ? rep->generation : -1;
+			if (!n || !n->healthy)
+				continue;
+			healthy++;
+			if (!closest || g > best) {
+				closest = n->cfg->storage;
+				best = g;
+			}
+		}
+		if (closest && voters + healthy >= quorum &&
+		    coordinator_wait_for_quorum(px->p, r, closest, QUORUM_WAIT_MS))
+			return 0; /* proxy_forward() holds it at the barrier; routed again when released */
 		proxy_fail(px, GRPC_UNAVAILABLE,
 			   "not enough healthy up-to-date replicas for a write quorum: %zu of %zu assigned, %zu needed",
 			   voters, assigned, quorum);
@@ -241,7 +268,7 @@ static void route_mutator(struct proxy *px, struct repo *r)
 			strvec_push(&px->outdated, s);
 		}
 	}
-	if (is_transactional(px) && register_tx(px) < 0)
+	if (is_transactional(px) && register_tx(px, r) < 0)
 		return;
 	proxy_forward(px);
 }
@@ -330,7 +357,7 @@ static void on_reserved(void *arg, int status, const char *msg, int64_t id)
 		}
 	}
 	free(others);
-	if (is_transactional(px) && register_tx(px) < 0) {
+	if (is_transactional(px) && register_tx(px, NULL) < 0) {
 		px->routing = 0;
 		proxy_unref(px);
 		return;

@@ -171,3 +171,46 @@ def test_node_stalled_for_two_and_a_half_seconds_fails_no_push_in_flight(cluster
         if p.returncode:
             errors.append(err.strip().splitlines()[0] if err.strip() else "exit %d" % p.returncode)
     assert errors == []
+
+
+def test_a_write_lacking_its_quorum_waits_for_a_returning_replica(cluster, tmp_path):
+    """A secondary that was away is healthy again but still catching up, and the other secondary
+    has just stopped: the write has no quorum without the returning one, so it waits for its
+    catch-up (bounded, docs/technical/praefect-health.md) instead of failing."""
+    create_repo(cluster, "wait.git")
+    src = make_bare_repo(str(tmp_path / "src.git"), branches=("main",))
+    push(cluster, src, "wait.git", "main")
+    wait_for(lambda: replicas_in_sync(cluster, "wait.git"), what="replication")
+    md = cluster.praefect.metadata("wait.git")
+    away, other = sorted(r.storage for r in md.replicas if r.storage != md.primary)
+
+    def healthy(name):
+        return next(r.healthy for r in cluster.praefect.metadata("wait.git").replicas if r.storage == name)
+
+    work = str(tmp_path / "work")
+    git("clone", "-q", src, work)
+    cluster.nodes[away].proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: not healthy(away), timeout=10, what="%s unhealthy" % away)
+        # what it misses is large, so its catch-up takes a while
+        with open(os.path.join(work, "big.bin"), "wb") as f:
+            f.write(os.urandom(24 << 20))
+        git("add", "-A", cwd=work)
+        git("commit", "-q", "-m", "while away", cwd=work)
+        subprocess.run(["git", "push", "-q", "ssh://gitaly/repo.git", "HEAD:refs/heads/main"], cwd=work,
+                       env=push_env(cluster, "wait.git"), check=True, timeout=60)
+        cluster.nodes[other].proc.send_signal(signal.SIGSTOP)
+        wait_for(lambda: not healthy(other), timeout=10, what="%s unhealthy" % other)
+    finally:
+        cluster.nodes[away].proc.send_signal(signal.SIGCONT)
+    try:
+        wait_for(lambda: healthy(away), timeout=10, what="%s healthy again" % away)
+        git("commit", "-q", "--allow-empty", "-m", "needs the returning replica", cwd=work)
+        r = subprocess.run(["git", "push", "-q", "ssh://gitaly/repo.git", "HEAD:refs/heads/main"], cwd=work,
+                           env=push_env(cluster, "wait.git"), capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        head = git("rev-parse", "HEAD", cwd=work).strip()
+        assert git("rev-parse", "refs/heads/main", cwd=replica(cluster, away, md.replica_path)).strip() == head
+    finally:
+        cluster.nodes[other].proc.send_signal(signal.SIGCONT)
+    wait_for(lambda: replicas_in_sync(cluster, "wait.git"), what="every replica in sync")
