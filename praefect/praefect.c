@@ -182,6 +182,7 @@ int praefect_serve(struct praefect_config *cfg)
 	}
 	grpc_server_add_health(p->server);
 	intercept_register(p);
+	intercept_register_server(p);
 	info_register(p);
 	p->txm = tx_manager_new();
 	tx_register_service(p->txm, p->server);

@@ -303,6 +303,8 @@ void metrics_tick(struct praefect *p);
 
 /* --- RPCs praefect answers itself (intercept.c) --- */
 void intercept_register(struct praefect *p);
+/* ServerService DiskStatistics and ClockSynced (intercept/server.c). */
+void intercept_register_server(struct praefect *p);
 /* PraefectInfoService Dataloss and SetAuthoritativeStorage (info.c). */
 void info_register(struct praefect *p);
 

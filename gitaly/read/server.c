@@ -1,7 +1,10 @@
-/* ServerService: ServerInfo and DiskStatistics. */
+/* ServerService: ServerInfo, DiskStatistics, ClockSynced, ReadinessCheck. */
 #include "core/gitaly.h"
+#include "core/call.h"
 #include "base/fs.h"
+#include "base/pb.h"
 #include "base/util.h"
+#include "ntp/ntp.h"
 #include "server.pb-c.h"
 
 #include <errno.h>
@@ -117,8 +120,95 @@ static void disk_statistics(struct grpc_call *call, const uint8_t *req, size_t l
 	free(stp);
 }
 
+/* --- ClockSynced: one NTP exchange (docs/technical/clock-sync.md) --- */
+
+struct clock_synced {
+	struct gitaly_call c;
+	struct ntp_query *q;
+	char *host;
+	int64_t threshold_ns;
+};
+
+static void cs_release(struct gitaly_call *c)
+{
+	struct clock_synced *x = (struct clock_synced *)c;
+	free(x->host);
+	free(x);
+}
+
+static void cs_cancel(struct gitaly_call *c)
+{
+	struct clock_synced *x = (struct clock_synced *)c;
+	if (x->q)
+		ntp_query_cancel(x->q);
+}
+
+static void cs_done(void *arg, const char *stage, const char *err, int64_t offset_ns)
+{
+	struct clock_synced *x = arg;
+	x->q = NULL;
+	if (!gitaly_call_gone(&x->c)) {
+		if (err && !strcmp(stage, "validate")) {
+			gitaly_call_finishf(&x->c, GRPC_UNKNOWN, "validate ntp response: %s", err);
+		} else if (err) {
+			gitaly_call_finishf(&x->c, GRPC_UNKNOWN, "query ntp host %s: %s", x->host, err);
+		} else {
+			Gitaly__ClockSyncedResponse resp = GITALY__CLOCK_SYNCED_RESPONSE__INIT;
+			resp.synced = offset_ns <= x->threshold_ns && offset_ns >= -x->threshold_ns;
+			gitaly_call_send(&x->c, &resp);
+			gitaly_call_finish(&x->c, GRPC_OK, NULL, NULL);
+		}
+	}
+	gitaly_call_drop(&x->c);
+}
+
+static void clock_synced(struct grpc_call *call, const uint8_t *data, size_t len, void *arg)
+{
+	struct gitaly *g = arg;
+	Gitaly__ClockSyncedRequest *req = msg_unpack(call, &gitaly__clock_synced_request__descriptor, data, len);
+	struct strbuf why = STRBUF_INIT;
+	struct clock_synced *x;
+	int64_t ns;
+
+	if (!req)
+		return;
+	if (pb_duration_check(req->drift_threshold != NULL, req->drift_threshold ? req->drift_threshold->seconds : 0,
+			      req->drift_threshold ? req->drift_threshold->nanos : 0, &ns, &why) < 0) {
+		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, why.buf, NULL);
+		strbuf_release(&why);
+		msg_free(req);
+		return;
+	}
+	x = xcalloc(1, sizeof(*x));
+	gitaly_call_init(&x->c, g, call, cs_release);
+	x->c.cancel = cs_cancel;
+	x->host = xstrdup(*req->ntp_host ? req->ntp_host : NTP_DEFAULT_HOST);
+	x->threshold_ns = ns;
+	msg_free(req);
+	gitaly_call_hold(&x->c);
+	x->q = ntp_query(g->loop, x->host, NTP_TIMEOUT_MS, cs_done, x);
+	gitaly_call_watch(&x->c);
+}
+
+/* Upstream's gitaly has nothing to check: the RPC exists so gitaly and praefect answer alike. */
+static void readiness_check(struct grpc_call *call, const uint8_t *data, size_t len, void *arg)
+{
+	Gitaly__ReadinessCheckRequest *req = msg_unpack(call, &gitaly__readiness_check_request__descriptor, data, len);
+	Gitaly__ReadinessCheckResponse resp = GITALY__READINESS_CHECK_RESPONSE__INIT;
+	Gitaly__ReadinessCheckResponse__Ok ok = GITALY__READINESS_CHECK_RESPONSE__OK__INIT;
+	(void)arg;
+	if (!req)
+		return;
+	msg_free(req);
+	resp.result_case = GITALY__READINESS_CHECK_RESPONSE__RESULT_OK_RESPONSE;
+	resp.ok_response = &ok;
+	msg_reply(call, &resp);
+}
+
 void gitaly_register_server(struct gitaly *g, struct grpc_server *s)
 {
 	gitaly_add_unary(s, "/gitaly.ServerService/ServerInfo", server_info, g);
 	gitaly_add_unary(s, "/gitaly.ServerService/DiskStatistics", disk_statistics, g);
+	gitaly_add_unary(s, "/gitaly.ServerService/ClockSynced", clock_synced, g);
+	gitaly_add_unary(s, "/gitaly.ServerService/ReadinessCheck", readiness_check, g);
 }

@@ -1,6 +1,8 @@
 /* Protobuf wire-format reading and writing for raw message handling. */
 #include "pb.h"
 
+#include <stdint.h>
+
 int pb_read_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
 {
 	uint64_t v = 0;
@@ -102,4 +104,36 @@ void pb_put_uint(struct strbuf *sb, uint32_t num, uint64_t v)
 {
 	pb_put_tag(sb, num, PB_VARINT);
 	pb_put_varint(sb, v);
+}
+
+int pb_duration_check(int present, int64_t seconds, int32_t nanos, int64_t *ns, struct strbuf *why)
+{
+	const int64_t max_s = 315576000000LL; /* 10000 years */
+	struct strbuf v = STRBUF_INIT;
+	if (!present) {
+		strbuf_addstr(why, "invalid nil Duration");
+		return -1;
+	}
+	/* the message as Go's %v prints it */
+	if (seconds)
+		strbuf_addf(&v, "seconds:%lld", (long long)seconds);
+	if (nanos)
+		strbuf_addf(&v, "%snanos:%d", seconds ? " " : "", (int)nanos);
+	if (seconds < -max_s || seconds > max_s)
+		strbuf_addf(why, "duration (%s) exceeds -10000 or +10000 years", v.buf);
+	else if (nanos <= -1000000000 || nanos >= 1000000000)
+		strbuf_addf(why, "duration (%s) has out-of-range nanos", v.buf);
+	else if ((seconds > 0 && nanos < 0) || (seconds < 0 && nanos > 0))
+		strbuf_addf(why, "duration (%s) has seconds and nanos with different signs", v.buf);
+	strbuf_release(&v);
+	if (why->len)
+		return -1;
+	/* 10000 years do not fit in int64 nanoseconds: saturate */
+	if (seconds > INT64_MAX / 1000000000 - 1)
+		*ns = INT64_MAX;
+	else if (seconds < INT64_MIN / 1000000000 + 1)
+		*ns = INT64_MIN;
+	else
+		*ns = seconds * 1000000000 + nanos;
+	return 0;
 }

@@ -39,4 +39,12 @@ void pb_put_tag(struct strbuf *sb, uint32_t num, enum pb_wire wire);
 void pb_put_bytes(struct strbuf *sb, uint32_t num, const void *data, size_t len);
 void pb_put_uint(struct strbuf *sb, uint32_t num, uint64_t v);
 
+/*
+ * A google.protobuf.Duration's validity, as protobuf's own CheckValid:
+ * present, seconds within +-10000 years, nanos within a second and of the
+ * seconds' sign. 0 with the length in *ns (saturated), or -1 with the
+ * reason in `why` (upstream's words).
+ */
+int pb_duration_check(int present, int64_t seconds, int32_t nanos, int64_t *ns, struct strbuf *why);
+
 #endif

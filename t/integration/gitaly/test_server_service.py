@@ -64,3 +64,84 @@ def test_bad_config_is_refused_with_file_and_line(tmp_path):
     r = subprocess.run([os.path.join(BUILD, "gitaly", "gitaly"), str(cfg)], capture_output=True, text=True)
     assert r.returncode != 0
     assert "c.toml:5" in r.stderr and '"path"' in r.stderr
+
+
+# --- ClockSynced and ReadinessCheck (docs/technical/clock-sync.md) ---
+
+def clock_synced(stub, host, threshold_s=None):
+    from google.protobuf import duration_pb2
+    req = pb("server").ClockSyncedRequest(ntp_host=host)
+    if threshold_s is not None:
+        req.drift_threshold.CopyFrom(duration_pb2.Duration(seconds=threshold_s))
+    return stub.ClockSynced(req, timeout=20)
+
+
+@pytest.fixture
+def fake_ntp():
+    from ntp_fake import FakeNTP
+    made = []
+
+    def make(**kw):
+        made.append(FakeNTP(**kw))
+        return made[-1]
+    yield make
+    for f in made:
+        f.close()
+
+
+def test_clock_synced_compares_the_offset_with_the_threshold(gitaly_node, fake_ntp):
+    stub = gitaly_node.stub("ServerService")
+    assert clock_synced(stub, fake_ntp().address, 5).synced
+    off = fake_ntp(offset=30)
+    assert not clock_synced(stub, off.address, 5).synced
+    assert clock_synced(stub, off.address, 60).synced
+    assert not clock_synced(stub, fake_ntp(offset=-30).address, 5).synced
+    assert off.requests == 2
+
+
+@pytest.mark.parametrize("kw,message", [
+    (dict(stratum=0), "validate ntp response: kiss of death received"),
+    (dict(stratum=16), "validate ntp response: invalid stratum in response"),
+    (dict(leap=3), "validate ntp response: invalid leap second in response"),
+    (dict(dispersion=20), "validate ntp response: invalid dispersion in response"),
+    (dict(mode=3), "query ntp host {host}: invalid mode in response"),
+    (dict(echo_origin=False), "query ntp host {host}: server response didn't match request"),
+])
+def test_clock_synced_refuses_answers_not_to_be_believed(gitaly_node, fake_ntp, kw, message):
+    srv = fake_ntp(**kw)
+    with pytest.raises(grpc.RpcError) as e:
+        clock_synced(gitaly_node.stub("ServerService"), srv.address, 5)
+    assert e.value.code() == grpc.StatusCode.UNKNOWN
+    assert e.value.details() == message.format(host=srv.address)
+
+
+def test_clock_synced_errors(gitaly_node, fake_ntp):
+    stub = gitaly_node.stub("ServerService")
+    with pytest.raises(grpc.RpcError) as e:
+        clock_synced(stub, fake_ntp().address)          # no drift_threshold
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details() == "invalid nil Duration"
+    from google.protobuf import duration_pb2
+    req = pb("server").ClockSyncedRequest(ntp_host=fake_ntp().address,
+                                          drift_threshold=duration_pb2.Duration(seconds=1, nanos=-5))
+    with pytest.raises(grpc.RpcError) as e:
+        stub.ClockSynced(req)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details() == "duration (seconds:1 nanos:-5) has seconds and nanos with different signs"
+    # nobody answers: no reply within the query's 5 s
+    silent = fake_ntp(silent=True)
+    with pytest.raises(grpc.RpcError) as e:
+        clock_synced(stub, silent.address, 1)
+    assert e.value.code() == grpc.StatusCode.UNKNOWN
+    assert e.value.details().startswith("query ntp host %s: " % silent.address)
+    assert silent.requests == 1
+    with pytest.raises(grpc.RpcError) as e:
+        clock_synced(stub, "no-such-host.invalid", 1)
+    assert e.value.details().startswith("query ntp host no-such-host.invalid: lookup no-such-host.invalid")
+    # the node still serves
+    assert clock_synced(stub, fake_ntp().address, 5).synced
+
+
+def test_readiness_check_is_ok(gitaly_node):
+    resp = gitaly_node.stub("ServerService").ReadinessCheck(pb("server").ReadinessCheckRequest())
+    assert resp.WhichOneof("Result") == "ok_response"
