@@ -440,3 +440,31 @@ def test_get_patch_id_matches_git(node, facts):
     assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "empty NewRevision")
     e = rpc_error(lambda: patch_id(node, b"main~1", b"main", repo=node.repo("missing.git")))
     assert e.code() == grpc.StatusCode.NOT_FOUND
+
+
+# --- SHA-256 repositories ---
+
+def test_commit_diff_in_a_sha256_repository(gitaly_node, tmp_path):
+    from gitaly_itest import git
+    work = str(tmp_path / "w256")
+    git("init", "-q", "--object-format=sha256", "-b", "main", work)
+    with open(os.path.join(work, "a.txt"), "w") as f:
+        f.write("one\n")
+    git("add", "-A", cwd=work)
+    git("commit", "-q", "-m", "one", cwd=work)
+    with open(os.path.join(work, "a.txt"), "w") as f:
+        f.write("two\n")
+    os.symlink("a.txt", os.path.join(work, "link"))
+    git("add", "-A", cwd=work)
+    git("commit", "-q", "-m", "two", cwd=work)
+    bare = gitaly_node.repo_path("s256.git")
+    git("clone", "-q", "--bare", work, bare)
+    gitaly_node.diff_repo = gitaly_node.repo("s256.git")
+    facts = {"path": bare}
+    files = commit_diff(gitaly_node, "main~1", "main")
+    rows = raw_z(facts, "--abbrev=64", "main~1", "main")
+    assert [(f["from_path"], f["from_id"], f["to_id"]) for f in files] == [(r[5], r[3], r[4]) for r in rows]
+    assert all(len(f["to_id"]) == 64 for f in files)
+    assert files[0]["patch"] == b"@@ -1 +1 @@\n-one\n+two\n"
+    req = D().CommitDeltaRequest(repository=gitaly_node.diff_repo, left_commit_id="main~1", right_commit_id="main")
+    assert [d.to_id for m in stub(gitaly_node).CommitDelta(req) for d in m.deltas] == [r[4] for r in rows]
