@@ -414,4 +414,5 @@ void reposvc_register_info(struct gitaly *g, struct grpc_server *s)
 	gitaly_add_unary(s, "/gitaly.RepositoryService/ObjectFormat", object_format, g);
 	gitaly_add_unary(s, "/gitaly.RepositoryService/HasLocalBranches", has_local_branches, g);
 	gitaly_add_unary(s, "/gitaly.RepositoryService/FindMergeBase", find_merge_base, g);
+	reposvc_register_objects_size(g, s);
 }

@@ -113,3 +113,28 @@ def test_find_merge_base(node, facts):
     assert M(b"--output=" + out.encode(), b"main") == "" and not os.path.exists(out)
     e = rpc_error(lambda: M(b"main"))
     assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "at least 2 revisions are required")
+
+
+def objects_size(node, *messages):
+    return stub(node).ObjectsSize(iter(messages)).size
+
+
+def test_objects_size_matches_git(node, facts):
+    Q = R().ObjectsSizeRequest
+    want = int(git_bytes(facts, "rev-list", "--disk-usage", "--objects", "main").strip())
+    assert objects_size(node, Q(repository=node.diff_repo, revisions=[b"main"])) == want
+    # revisions of later messages add up, as with one command line
+    want = int(git_bytes(facts, "rev-list", "--disk-usage", "--objects", "main~2", "side", "--not", "main~3").strip())
+    assert objects_size(node, Q(repository=node.diff_repo, revisions=[b"main~2"]), Q(revisions=[b"side"]),
+                        Q(revisions=[b"^main~3"])) == want
+    for msgs, code, msg in (
+            ([Q(repository=node.diff_repo)], grpc.StatusCode.INVALID_ARGUMENT, "no revisions specified"),
+            ([Q(repository=node.diff_repo, revisions=[b"main"]), Q(repository=node.diff_repo, revisions=[b"main"])],
+             grpc.StatusCode.INVALID_ARGUMENT, "subsequent requests must not contain repository"),
+            ([Q(repository=node.diff_repo, revisions=[b"-x"])], grpc.StatusCode.INVALID_ARGUMENT,
+             "validating revision: revision can't start with '-'"),
+            ([Q(repository=node.diff_repo, revisions=[b"nope"])], grpc.StatusCode.NOT_FOUND, "revision not found")):
+        e = rpc_error(lambda: objects_size(node, *msgs))
+        assert (e.code(), e.details()) == (code, msg)
+    e = rpc_error(lambda: objects_size(node, Q(repository=node.repo("missing.git"), revisions=[b"main"])))
+    assert e.code() == grpc.StatusCode.NOT_FOUND
