@@ -285,7 +285,7 @@ static int emit(struct diff_parser *p)
 static void prune(struct diff_parser *p)
 {
 	p->lines -= p->cur.line_count;
-	p->bytes -= (int)p->cur.patch.len;
+	p->bytes -= (int64_t)p->cur.patch.len;
 	strbuf_reset(&p->cur.patch);
 }
 
@@ -450,7 +450,7 @@ static int add_patch_line(struct diff_parser *p, const char *line, size_t len, i
 		strbuf_addch(&d->patch, '\n');
 	}
 	if (stats) {
-		p->bytes += (int)MIN(len + 1, (size_t)INT32_MAX);
+		p->bytes += (int64_t)len + 1;
 		d->line_count++;
 		p->lines++;
 	}

@@ -72,7 +72,7 @@ struct diff_parser {
 	int collecting;               /* `cur` is taking patch lines */
 	int finished, failed;
 	int stop_patches;             /* collect_all_paths past the limits */
-	int files, lines, bytes;
+	int64_t files, lines, bytes;       /* Go ints upstream: never overflow here */
 	struct diff_file cur;
 	struct strbuf err;
 };
