@@ -1,5 +1,6 @@
 """DiffService and the project-page RepositoryService reads through praefect: routed as accessors by
 their proto annotations, answered by a replica, equal to what git says about the pushed history."""
+import os
 import subprocess
 
 import grpc
@@ -77,6 +78,12 @@ def test_repository_reads_through_praefect(cluster, tmp_path):
     assert base == git_bytes(facts, "merge-base", "main~1", "side").decode().strip()
     assert s.HasLocalBranches(R().HasLocalBranchesRequest(repository=repo)).value is True
     assert s.ObjectFormat(R().ObjectFormatRequest(repository=repo)).format == pb("shared").OBJECT_FORMAT_SHA1
+    size = s.ObjectsSize(iter([R().ObjectsSizeRequest(repository=repo, revisions=[b"main"])])).size
+    # on-disk sizes are per replica (pushed objects may be loose on one, packed on another)
+    md = cluster.praefect.metadata("diffs.git")
+    per_replica = {int(git_bytes({"path": os.path.join(cluster.nodes[r.storage].storages[r.storage], md.replica_path)},
+                                 "rev-list", "--disk-usage", "--objects", "main").strip()) for r in md.replicas}
+    assert size in per_replica
     info = s.RepositoryInfo(R().RepositoryInfoRequest(repository=repo))
     assert info.size > 0 and info.objects.size > 0
     # an accessor: exactly one replica served it
