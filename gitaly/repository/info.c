@@ -6,6 +6,7 @@
  */
 #include "repository/repository.h"
 #include "read/read.h"
+#include "core/vote.h"
 #include "base/util.h"
 #include "repository.pb-c.h"
 
@@ -248,9 +249,39 @@ static void repository_info(struct grpc_call *call, const uint8_t *buf, size_t l
 }
 
 /*
- * The object directory the request names, inside the repository (a
- * quarantine directory elsewhere is not supported). 0, or -1 after
- * finishing the call.
+ * Outside the repository, an object directory may only be one of its
+ * quarantines: <storage>/+gitaly/tmp/quarantine-<first 8 bytes of
+ * sha1(relative path) in hex>-...
+ */
+static int is_own_quarantine(struct walk *w, const char *abs)
+{
+	const Gitaly__Repository *r = w->rd.repo;
+	const struct gitaly_storage *s;
+	struct strbuf tmp = STRBUF_INIT, prefix = STRBUF_INIT, msg = STRBUF_INIT;
+	uint8_t h[20];
+	int yes = 0;
+	if (gitaly_storage(w->rd.base.g, r->storage_name, &s, &msg) == GRPC_OK && gitaly_tmp_dir(w->rd.base.g, s, &tmp) == 0) {
+		gitaly_sha1(r->relative_path, strlen(r->relative_path), h);
+		strbuf_addf(&prefix, "%s/quarantine-", tmp.buf);
+		for (int i = 0; i < 8; i++)
+			strbuf_addf(&prefix, "%02x", h[i]);
+		strbuf_addch(&prefix, '-');
+		yes = !strncmp(abs, prefix.buf, prefix.len);
+	}
+	strbuf_release(&tmp);
+	strbuf_release(&prefix);
+	strbuf_release(&msg);
+	return yes;
+}
+
+static int is_under(const char *p, const char *root, size_t root_len)
+{
+	return !strncmp(p, root, root_len) && (p[root_len] == '\0' || p[root_len] == '/');
+}
+
+/*
+ * The object directory the request names: inside the repository, or one of
+ * its quarantines. 0, or -1 after finishing the call.
  */
 static int object_dir(struct walk *w, const char *rel)
 {
@@ -262,12 +293,13 @@ static int object_dir(struct walk *w, const char *rel)
 		return -1;
 	}
 	go_path_clean(&clean, rel, strlen(rel));
-	if (clean.buf[0] == '/' || !strcmp(clean.buf, "..") || !strncmp(clean.buf, "../", 3)) {
+	go_path_join(&w->dir, w->rd.path.buf, w->rd.path.len, clean.buf, clean.len);
+	/* as Go's filepath.Join: a leading slash does not leave the repository, ".." may */
+	if (!is_under(w->dir.buf, w->rd.path.buf, w->rd.path.len) && !is_own_quarantine(w, w->dir.buf)) {
 		rd_finish(&w->rd, GRPC_INVALID_ARGUMENT,
 			  "not a valid relative path: relative path escapes root directory");
 		goto out;
 	}
-	go_path_join(&w->dir, w->rd.path.buf, w->rd.path.len, clean.buf, clean.len);
 	if (stat(w->dir.buf, &st) < 0 && errno == ENOENT) {
 		rd_finish(&w->rd, GRPC_NOT_FOUND, "object directory does not exist: \"%s\"", w->dir.buf);
 		goto out;

@@ -69,6 +69,19 @@ def test_get_object_directory_size(node):
     path = node.repo_path("diff.git")
     S = lambda repo: stub(node).GetObjectDirectorySize(R().GetObjectDirectorySizeRequest(repository=repo))  # noqa
     assert S(node.repo("diff.git", git_object_directory="objects/")).size == tree_size(os.path.join(path, "objects")) // 1024
+    assert S(node.repo("diff.git", git_object_directory="/objects")).size == tree_size(os.path.join(path, "objects")) // 1024
+    # the repository's own quarantine in the storage's temporary directory is allowed, another's is not
+    import hashlib
+    tmp = os.path.join(os.path.dirname(path), "+gitaly", "tmp")
+    own = os.path.join(tmp, "quarantine-%s-abc" % hashlib.sha1(b"diff.git").hexdigest()[:16])
+    other = os.path.join(tmp, "quarantine-%s-abc" % hashlib.sha1(b"other.git").hexdigest()[:16])
+    for d in (own, other):
+        os.makedirs(d)
+        with open(os.path.join(d, "obj"), "wb") as f:
+            f.write(b"q" * 4096)
+    assert S(node.repo("diff.git", git_object_directory=os.path.relpath(own, path))).size == 4
+    e = rpc_error(lambda: S(node.repo("diff.git", git_object_directory=os.path.relpath(other, path))))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
     for rel, code, msg in (("", grpc.StatusCode.INVALID_ARGUMENT, "object directory path is not set"),
                            ("../../x", grpc.StatusCode.INVALID_ARGUMENT,
                             "not a valid relative path: relative path escapes root directory"),
