@@ -468,3 +468,21 @@ def test_commit_diff_in_a_sha256_repository(gitaly_node, tmp_path):
     assert files[0]["patch"] == b"@@ -1 +1 @@\n-one\n+two\n"
     req = D().CommitDeltaRequest(repository=gitaly_node.diff_repo, left_commit_id="main~1", right_commit_id="main")
     assert [d.to_id for m in stub(gitaly_node).CommitDelta(req) for d in m.deltas] == [r[4] for r in rows]
+
+
+def test_commit_diff_limits_have_upper_bounds(gitaly_node, tmp_path):
+    """max_patch_bytes above 512,000 counts as 512,000."""
+    from gitaly_itest import git
+    work = str(tmp_path / "wbig")
+    git("init", "-q", "-b", "main", work)
+    git("commit", "-q", "--allow-empty", "-m", "empty", cwd=work)
+    with open(os.path.join(work, "big.txt"), "w") as f:
+        f.write("".join("a line of text number %d\n" % i for i in range(25000)))
+    git("add", "-A", cwd=work)
+    git("commit", "-q", "-m", "big", cwd=work)
+    git("clone", "-q", "--bare", work, gitaly_node.repo_path("big.git"))
+    gitaly_node.diff_repo = gitaly_node.repo("big.git")
+    files = commit_diff(gitaly_node, "main~1", "main", enforce_limits=True, **dict(BIG, max_patch_bytes=10 ** 7))
+    assert len(files) == 1 and files[0]["too_large"] and files[0]["patch"] == b""
+    files = commit_diff(gitaly_node, "main~1", "main")
+    assert 512000 < len(files[0]["patch"]) < 10 ** 7 and not files[0]["too_large"]
