@@ -310,7 +310,7 @@ struct size_op {
 	int err;
 };
 
-static int dir_size(const char *path, int64_t *total)
+int reposvc_dir_size(const char *path, int64_t *total)
 {
 	DIR *d = opendir(path);
 	struct dirent *de;
@@ -331,7 +331,7 @@ static int dir_size(const char *path, int64_t *total)
 			continue;
 		}
 		if (S_ISDIR(st.st_mode))
-			rc = dir_size(sub.buf, total);
+			rc = reposvc_dir_size(sub.buf, total);
 		else
 			*total += st.st_size;
 	}
@@ -343,7 +343,7 @@ static int dir_size(const char *path, int64_t *total)
 static void size_work(uv_work_t *w)
 {
 	struct size_op *s = w->data;
-	s->err = dir_size(s->path, &s->bytes);
+	s->err = reposvc_dir_size(s->path, &s->bytes);
 }
 
 static void size_after(uv_work_t *w, int status)
@@ -547,4 +547,5 @@ void gitaly_register_repository(struct gitaly *g, struct grpc_server *s)
 		gitaly_add_unary(s, path.buf, methods[i].fn, g);
 		strbuf_release(&path);
 	}
+	reposvc_register_info(g, s);
 }

@@ -130,6 +130,13 @@ int reposvc_hooks_install(struct gitaly_call *op, const char *repo_path, const c
 
 /* --- handlers (registered by repository.c) --- */
 
+/* Bytes of every file under `path` (a file removed meanwhile counts 0). 0 or -errno. */
+int reposvc_dir_size(const char *path, int64_t *total);
+/* RepositoryInfo, GetObjectDirectorySize, ObjectFormat, HasLocalBranches, FindMergeBase (info.c). */
+void reposvc_register_info(struct gitaly *g, struct grpc_server *s);
+/* ObjectsSize (objects_size.c), registered by reposvc_register_info(). */
+void reposvc_register_objects_size(struct gitaly *g, struct grpc_server *s);
+
 void reposvc_create_repository(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 void reposvc_create_from_url(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 void reposvc_remove_repository(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
