@@ -366,4 +366,6 @@ void gitaly_register_commit(struct gitaly *g, struct grpc_server *s)
 	gitaly_add_unary(s, "/gitaly.CommitService/ListCommits", list_commits, g);
 	gitaly_add_unary(s, "/gitaly.CommitService/CommitIsAncestor", commit_is_ancestor, g);
 	gitaly_register_commit_tree(g, s);
+	gitaly_register_commit_last(g, s);
+	gitaly_register_commit_count(g, s);
 }

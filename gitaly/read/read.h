@@ -40,6 +40,10 @@
 struct catfile_cache *gitaly_catfile_cache(struct gitaly *g);
 /* TreeEntry and GetTreeEntries live in read/tree.c. */
 void gitaly_register_commit_tree(struct gitaly *g, struct grpc_server *s);
+/* LastCommitForPath, ListLastCommitsForTree: read/commit_last.c. */
+void gitaly_register_commit_last(struct gitaly *g, struct grpc_server *s);
+/* CountCommits, CountDivergingCommits: read/commit_count.c. */
+void gitaly_register_commit_count(struct gitaly *g, struct grpc_server *s);
 
 /* --- per-call context --- */
 

@@ -1,0 +1,247 @@
+"""CommitService history reads against one node, checked against what git itself says."""
+import grpc
+import pytest
+from google.protobuf import timestamp_pb2
+
+from gitaly_itest import pb
+from helpers_history import history_git, install_history_repo, make_history_repo
+from helpers_reads import rpc_error
+
+
+@pytest.fixture(scope="module")
+def hist(tmp_path_factory):
+    return make_history_repo(str(tmp_path_factory.mktemp("history")))
+
+
+@pytest.fixture
+def node(gitaly_node, hist):
+    gitaly_node.hist_repo = install_history_repo(gitaly_node, hist)
+    return gitaly_node
+
+
+def stub(node):
+    return node.stub("CommitService")
+
+
+C = lambda: pb("commit")  # noqa: E731
+S = lambda: pb("shared")  # noqa: E731
+
+
+def missing_repo(node):
+    return node.repo("does/not/exist.git")
+
+
+def git_last(hist, rev, path, literal=False):
+    lit = "--literal-pathspecs" if literal else "--no-literal-pathspecs"
+    return history_git(hist, lit, "log", "--format=%H", "--max-count=1", rev, "--", path).strip()
+
+
+# --- LastCommitForPath ---
+
+def last_commit(node, rev, path, **kw):
+    return stub(node).LastCommitForPath(C().LastCommitForPathRequest(
+        repository=kw.pop("repo", node.hist_repo), revision=rev, path=path, **kw))
+
+
+@pytest.mark.parametrize("path", [b"src/app.rb", b"docs/manual.md", b"feature.txt", b"README.md",
+                                  b"sub/lib", b"-dash/file", b"src", b"", b"/"])
+def test_last_commit_for_path_matches_git_log(node, hist, path):
+    want = git_last(hist, "main", (path.decode() or ".") if path != b"/" else ".")
+    c = last_commit(node, b"main", path).commit
+    assert c.id == want
+    assert c.subject == history_git(hist, "log", "-1", "--format=%s", want).strip().encode()
+    assert list(c.parent_ids) == history_git(hist, "log", "-1", "--format=%P", want).split()
+
+
+def test_last_commit_for_path_at_an_older_revision(node, hist):
+    assert last_commit(node, hist["edit_app"].encode(), b"README.md").commit.id == hist["init"]
+    assert last_commit(node, b"v1.0", b"src/app.rb").commit.id == hist["edit_app"]
+
+
+def test_last_commit_for_path_unknown_or_deleted_path_is_an_empty_answer(node, hist):
+    assert not last_commit(node, b"main", b"does-not-exist").HasField("commit")
+    # docs/guide.md was renamed away: its last commit is the rename itself
+    assert last_commit(node, b"main", b"docs/guide.md").commit.id == hist["rename"]
+
+
+def test_last_commit_for_path_literal_pathspec(node, hist):
+    # ":wq" is pathspec magic unless literal pathspecs are asked for
+    lit = last_commit(node, b"main", b":wq", global_options=S().GlobalOptions(literal_pathspecs=True))
+    assert lit.commit.id == hist["init"]
+    lit2 = last_commit(node, b"main", b":wq", literal_pathspec=True)
+    assert lit2.commit.id == hist["init"]
+    magic = last_commit(node, b"main", b":wq")
+    assert magic.commit.id == git_last(hist, "main", ":wq") and magic.commit.id != hist["init"]
+
+
+def test_last_commit_for_path_refuses_paths_outside_the_repository(node, hist):
+    e = rpc_error(lambda: last_commit(node, b"main", b"/etc/passwd"))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and e.details() == "path is an absolute path"
+    for p in (b"..", b"../x", b"src/../../x", b"a/b/../../../c"):
+        e = rpc_error(lambda: last_commit(node, b"main", p))
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and e.details() == "path escapes repository", p
+    # staying inside after cleaning is fine
+    assert last_commit(node, b"main", b"src/../README.md").commit.id == hist["gpg_signed"]
+
+
+def test_last_commit_for_path_bad_revision_and_repository(node, hist):
+    e = rpc_error(lambda: last_commit(node, b"", b"README.md"))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and e.details() == "empty revision"
+    e = rpc_error(lambda: last_commit(node, b"--output=/tmp/x", b"README.md"))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and e.details() == "revision can't start with '-'"
+    e = rpc_error(lambda: last_commit(node, b"no-such-branch", b"README.md"))
+    assert e.code() == grpc.StatusCode.INTERNAL and "logging last commit for path: exit status 128" in e.details()
+    e = rpc_error(lambda: last_commit(node, b"main", b"README.md", repo=missing_repo(node)))
+    assert e.code() == grpc.StatusCode.NOT_FOUND
+    e = rpc_error(lambda: stub(node).LastCommitForPath(C().LastCommitForPathRequest(revision=b"main")))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+# --- ListLastCommitsForTree ---
+
+def last_for_tree(node, rev, path, limit=100, offset=0, **kw):
+    kw.setdefault("global_options", S().GlobalOptions(literal_pathspecs=True))
+    resps = list(stub(node).ListLastCommitsForTree(C().ListLastCommitsForTreeRequest(
+        repository=kw.pop("repo", node.hist_repo), revision=rev, path=path, limit=limit, offset=offset,
+        **kw)))
+    return resps
+
+
+def flat(resps):
+    return [(c.path_bytes.decode(), c.commit.id) for r in resps for c in r.commits]
+
+
+def git_tree_order(hist, rev, path):
+    """ls-tree entries, trees first, then blobs, then submodules, git's order within each."""
+    out = history_git(hist, "ls-tree", "-z", "--full-name", rev, "--", path).split("\0")
+    ents = [(l.split(" ")[1], l.split("\t", 1)[1]) for l in out if l]
+    rank = {"tree": 0, "blob": 1, "commit": 2}
+    return [p for _, p in sorted(ents, key=lambda e: rank[e[0]])]
+
+
+def test_list_last_commits_for_tree_root_matches_git(node, hist):
+    got = flat(last_for_tree(node, "main", b"/"))
+    paths = git_tree_order(hist, "main", ".")
+    assert [p for p, _ in got] == paths
+    # trees first, then blobs
+    assert paths[:6] == ["-dash", "assets", "bin", "docs", "src", "sub"] and paths[6] == ".gitattributes"
+    for p, oid in got:
+        assert oid == git_last(hist, "main", p, literal=True), p
+
+
+def test_list_last_commits_for_tree_subdirectory_and_older_revision(node, hist):
+    got = flat(last_for_tree(node, "main", b"docs/"))
+    assert got == [("docs/manual.md", hist["rename"])]
+    got = flat(last_for_tree(node, hist["edit_app"], b"docs/"))
+    assert got == [("docs/guide.md", hist["init"])]
+    got = flat(last_for_tree(node, "main", b"sub/"))
+    assert got == [("sub/lib", hist["submodule"])]
+    got = flat(last_for_tree(node, "main", b"-dash/"))
+    assert got == [("-dash/file", hist["init"])]
+
+
+def test_list_last_commits_for_tree_limit_offset_and_batches(node, hist):
+    everything = flat(last_for_tree(node, "main", b""))
+    n = len(everything)
+    assert n > 10
+    resps = last_for_tree(node, "main", b"", limit=n)
+    # ten entries per message
+    assert [len(r.commits) for r in resps] == [10] * (n // 10) + ([n % 10] if n % 10 else [])
+    assert flat(last_for_tree(node, "main", b"", limit=3)) == everything[:3]
+    assert flat(last_for_tree(node, "main", b"", limit=3, offset=2)) == everything[2:5]
+    assert flat(last_for_tree(node, "main", b"", limit=100, offset=n - 1)) == everything[-1:]
+    assert flat(last_for_tree(node, "main", b"", limit=5, offset=n)) == []
+    assert flat(last_for_tree(node, "main", b"", limit=0)) == []
+
+
+def test_list_last_commits_for_tree_errors(node, hist):
+    e = rpc_error(lambda: last_for_tree(node, "", b"/"))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and e.details() == "empty revision"
+    e = rpc_error(lambda: last_for_tree(node, "--output=x", b"/"))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and e.details() == "revision can't start with '-'"
+    e = rpc_error(lambda: last_for_tree(node, "main", b"/", offset=-1))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and e.details() == "offset negative"
+    e = rpc_error(lambda: last_for_tree(node, "main", b"/", limit=-1))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and e.details() == "limit negative"
+    e = rpc_error(lambda: last_for_tree(node, "no-such-branch", b"/"))
+    assert e.code() == grpc.StatusCode.INTERNAL and e.details() == "exit status 128"
+    # without literal pathspecs the root entry ":wq" is pathspec magic: git log finds no commit for it
+    e = rpc_error(lambda: last_for_tree(node, "main", b"/", global_options=S().GlobalOptions()))
+    assert e.code() == grpc.StatusCode.INTERNAL and e.details() == "object not found"
+    e = rpc_error(lambda: last_for_tree(node, "main", b"/", repo=missing_repo(node)))
+    assert e.code() == grpc.StatusCode.NOT_FOUND
+    # a path outside the repository is refused by git, never listed
+    e = rpc_error(lambda: last_for_tree(node, "main", b"../../"))
+    assert e.code() == grpc.StatusCode.INTERNAL
+
+
+# --- CountCommits ---
+
+def count(node, **kw):
+    kw.setdefault("repository", node.hist_repo)
+    return stub(node).CountCommits(C().CountCommitsRequest(**kw)).count
+
+
+def git_count(hist, *args):
+    return int(history_git(hist, "rev-list", "--count", *args).strip())
+
+
+def test_count_commits_matches_rev_list(node, hist):
+    assert count(node, revision=b"main") == git_count(hist, "main") == 10
+    assert count(node, revision=b"v1.0") == 2
+    assert count(node, revision=b"main", first_parent=True) == git_count(hist, "--first-parent", "main")
+    assert count(node, revision=b"main", path=b"README.md") == git_count(hist, "main", "--", "README.md")
+    assert count(node, revision=b"main", path=b"src") == 2
+    assert count(node, all=True) == git_count(hist, "--all")
+    assert count(node, revision=b"old..main") == 9
+
+
+def test_count_commits_limits_and_dates(node, hist):
+    assert count(node, revision=b"main", max_count=3) == 3
+    t = lambda s: timestamp_pb2.Timestamp(seconds=s)  # noqa: E731
+    # commits are one hour apart from 1600000000
+    assert count(node, revision=b"main", before=t(1600000000 + 3600 * 2)) == \
+        git_count(hist, "--before=1600007200", "main")
+    assert count(node, revision=b"main", after=t(1600000000 + 3600 * 7)) == \
+        git_count(hist, "--after=1600025200", "main")
+    assert count(node, revision=b"main", after=t(1600000000 + 3600 * 7)) in (3, 4)
+
+
+def test_count_commits_errors(node, hist):
+    e = rpc_error(lambda: count(node))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and e.details() == "empty Revision and false All"
+    e = rpc_error(lambda: count(node, revision=b"-x"))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and e.details() == "revision can't start with '-'"
+    e = rpc_error(lambda: count(node, revision=b"main", repository=missing_repo(node)))
+    assert e.code() == grpc.StatusCode.NOT_FOUND
+    # an unknown revision or a path outside the repository counts nothing, as upstream
+    assert count(node, revision=b"no-such-branch") == 0
+    assert count(node, revision=b"main", path=b"../../etc") == 0
+
+
+# --- CountDivergingCommits ---
+
+def diverging(node, frm, to, **kw):
+    kw.setdefault("repository", node.hist_repo)
+    r = stub(node).CountDivergingCommits(C().CountDivergingCommitsRequest(**{"from": frm, "to": to}, **kw))
+    return r.left_count, r.right_count
+
+
+def test_count_diverging_commits_matches_rev_list(node, hist):
+    want = history_git(hist, "rev-list", "--count", "--left-right", "feature...old").split()
+    assert diverging(node, b"feature", b"old") == tuple(int(x) for x in want) == (3, 0)
+    assert diverging(node, hist["rename"].encode(), b"feature") == (1, 2)
+    assert diverging(node, b"main", b"main") == (0, 0)
+    left, right = diverging(node, b"main", b"old", max_count=2)
+    assert left + right == 2
+
+
+def test_count_diverging_commits_errors(node, hist):
+    e = rpc_error(lambda: diverging(node, b"", b"main"))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and e.details() == "from and to are both required"
+    e = rpc_error(lambda: diverging(node, b"main", b""))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and e.details() == "from and to are both required"
+    e = rpc_error(lambda: diverging(node, b"main", b"no-such-branch"))
+    assert e.code() == grpc.StatusCode.INTERNAL and e.details() == "gi rev-list error: exit status 128"
+    e = rpc_error(lambda: diverging(node, b"main", b"old", repository=missing_repo(node)))
+    assert e.code() == grpc.StatusCode.NOT_FOUND
