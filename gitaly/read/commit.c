@@ -368,4 +368,5 @@ void gitaly_register_commit(struct gitaly *g, struct grpc_server *s)
 	gitaly_register_commit_tree(g, s);
 	gitaly_register_commit_last(g, s);
 	gitaly_register_commit_count(g, s);
+	gitaly_register_commit_history(g, s);
 }

@@ -44,6 +44,8 @@ void gitaly_register_commit_tree(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_commit_last(struct gitaly *g, struct grpc_server *s);
 /* CountCommits, CountDivergingCommits: read/commit_count.c. */
 void gitaly_register_commit_count(struct gitaly *g, struct grpc_server *s);
+/* FindCommits, FindAllCommits, CommitsByMessage: read/commit_history.c. */
+void gitaly_register_commit_history(struct gitaly *g, struct grpc_server *s);
 
 /* --- per-call context --- */
 

@@ -245,3 +245,131 @@ def test_count_diverging_commits_errors(node, hist):
     assert e.code() == grpc.StatusCode.INTERNAL and e.details() == "gi rev-list error: exit status 128"
     e = rpc_error(lambda: diverging(node, b"main", b"old", repository=missing_repo(node)))
     assert e.code() == grpc.StatusCode.NOT_FOUND
+
+
+# --- FindCommits ---
+
+def find_commits(node, **kw):
+    kw.setdefault("repository", node.hist_repo)
+    kw.setdefault("limit", 1000)
+    return list(stub(node).FindCommits(C().FindCommitsRequest(**kw)))
+
+
+def ids(resps):
+    return [c.id for r in resps for c in r.commits]
+
+
+def git_log(hist, *args):
+    return history_git(hist, "log", "--format=%H", *args).split()
+
+
+def test_find_commits_matches_git_log(node, hist):
+    assert ids(find_commits(node, revision=b"main")) == git_log(hist, "main")
+    # the empty revision is the default branch
+    assert ids(find_commits(node)) == git_log(hist, "main")
+    assert ids(find_commits(node, revision=b"main", paths=[b"src/app.rb"])) == [hist["edit_app"], hist["init"]]
+    assert ids(find_commits(node, revision=b"main", paths=[b"README.md", b"feature.txt"])) == \
+        git_log(hist, "main", "--", "README.md", "feature.txt")
+    assert ids(find_commits(node, revision=b"main", first_parent=True)) == git_log(hist, "--first-parent", "main")
+    assert ids(find_commits(node, revision=b"main", order=C().FindCommitsRequest.TOPO)) == \
+        git_log(hist, "--topo-order", "main")
+    assert ids(find_commits(node, all=True)) == git_log(hist, "--all", "--reverse")
+    assert ids(find_commits(node, revision=b"main", author=b"Author 2")) == [hist["feature1"]]
+
+
+def test_find_commits_follow_and_skip_merges(node, hist):
+    plain = ids(find_commits(node, revision=b"main", paths=[b"docs/manual.md"]))
+    assert plain == [hist["rename"]]
+    followed = ids(find_commits(node, revision=b"main", paths=[b"docs/manual.md"], follow=True))
+    assert followed == [hist["rename"], hist["init"]] == git_log(hist, "--follow", "main", "--", "docs/manual.md")
+    # with --follow the offset is applied by the server, not by git --skip
+    assert ids(find_commits(node, revision=b"main", paths=[b"docs/manual.md"], follow=True, offset=1)) == \
+        [hist["init"]]
+    assert ids(find_commits(node, revision=b"main", paths=[b"docs/manual.md"], follow=True, offset=5)) == []
+    no_merges = ids(find_commits(node, revision=b"main", skip_merges=True))
+    assert hist["merge"] not in no_merges and no_merges == git_log(hist, "--no-merges", "main")
+
+
+def test_find_commits_limit_offset_and_dates(node, hist):
+    everything = git_log(hist, "main")
+    assert ids(find_commits(node, revision=b"main", limit=3)) == everything[:3]
+    assert ids(find_commits(node, revision=b"main", limit=3, offset=2)) == everything[2:5]
+    assert ids(find_commits(node, revision=b"main", limit=0)) == []
+    assert ids(find_commits(node, revision=b"main", offset=100)) == []
+    t = lambda n: timestamp_pb2.Timestamp(seconds=1600000000 + 3600 * n)  # noqa: E731
+    got = ids(find_commits(node, revision=b"main", before=t(4), after=t(1)))
+    assert got == git_log(hist, "--before=1600014400", "--after=1600003600", "main")
+    assert hist["rename"] in got and hist["init"] not in got and hist["lfs"] not in got
+
+
+def test_find_commits_trailers_stats_and_refs(node, hist):
+    c = find_commits(node, revision=b"main", limit=1, include_shortstat=True, trailers=True,
+                     include_referenced_by=[b"refs/heads/", b"refs/tags/"])[0].commits[0]
+    assert c.id == hist["gpg_signed"]
+    stat = history_git(hist, "show", "--shortstat", "--format=", hist["gpg_signed"]).strip()
+    assert stat == "1 file changed, 1 insertion(+)"
+    assert (c.short_stats.changed_files, c.short_stats.additions, c.short_stats.deletions) == (1, 1, 0)
+    assert list(c.referenced_by) == [b"refs/heads/main"]
+    edit = [c for r in find_commits(node, revision=b"v1.0", include_shortstat=True,
+                                    include_referenced_by=[b"refs/tags/"]) for c in r.commits]
+    assert edit[0].id == hist["edit_app"]
+    assert (edit[0].short_stats.changed_files, edit[0].short_stats.additions, edit[0].short_stats.deletions) == \
+        (1, 4, 2)
+    assert list(edit[0].referenced_by) == [b"refs/tags/v1.0"]
+    # a merge has no stats of its own
+    merge = [c for r in find_commits(node, revision=hist["merge"].encode(), include_shortstat=True, limit=1)
+             for c in r.commits][0]
+    assert not merge.HasField("short_stats")
+
+
+def test_find_commits_errors(node, hist):
+    e = rpc_error(lambda: find_commits(node, revision=b"-x"))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and e.details() == "revision can't start with '-'"
+    e = rpc_error(lambda: find_commits(node, revision=b"main", paths=[b"README.md", b""]))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and e.details() == "path is empty string"
+    e = rpc_error(lambda: find_commits(node, revision=b"main", repository=missing_repo(node)))
+    assert e.code() == grpc.StatusCode.NOT_FOUND
+    # an unknown revision or a path outside the repository finds nothing, as upstream
+    assert ids(find_commits(node, revision=b"no-such-branch")) == []
+    assert ids(find_commits(node, revision=b"main", paths=[b"../../etc/passwd"])) == []
+
+
+# --- FindAllCommits ---
+
+def find_all(node, **kw):
+    kw.setdefault("repository", node.hist_repo)
+    return ids(stub(node).FindAllCommits(C().FindAllCommitsRequest(**kw)))
+
+
+def test_find_all_commits(node, hist):
+    assert find_all(node) == git_log(hist, "--branches")
+    assert find_all(node, revision=b"feature") == git_log(hist, "feature")
+    assert find_all(node, revision=b"main", max_count=2, skip=1) == git_log(hist, "main")[1:3]
+    assert find_all(node, order=C().FindAllCommitsRequest.TOPO) == git_log(hist, "--topo-order", "--branches")
+    assert find_all(node, order=C().FindAllCommitsRequest.DATE) == git_log(hist, "--date-order", "--branches")
+    assert find_all(node, revision=b"no-such-branch") == []
+    e = rpc_error(lambda: find_all(node, revision=b"-x"))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+    e = rpc_error(lambda: find_all(node, repository=missing_repo(node)))
+    assert e.code() == grpc.StatusCode.NOT_FOUND
+
+
+# --- CommitsByMessage ---
+
+def by_message(node, **kw):
+    kw.setdefault("repository", node.hist_repo)
+    return ids(stub(node).CommitsByMessage(C().CommitsByMessageRequest(**kw)))
+
+
+def test_commits_by_message(node, hist):
+    assert by_message(node, query="FEATURE") == git_log(hist, "--grep=feature", "-i", "main")
+    assert len(by_message(node, query="feature")) == 3   # feature1, feature2 and the merge
+    assert by_message(node, query="feature", limit=1, offset=1) == [hist["feature2"]]
+    assert by_message(node, query="signed", revision=b"main~1") == [hist["ssh_signed"]]
+    assert by_message(node, query="feature", path=b"feature.txt") == [hist["feature2"], hist["feature1"]]
+    e = rpc_error(lambda: by_message(node, query=""))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and e.details() == "empty Query"
+    e = rpc_error(lambda: by_message(node, query="x", revision=b"-x"))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+    e = rpc_error(lambda: by_message(node, query="x", repository=missing_repo(node)))
+    assert e.code() == grpc.StatusCode.NOT_FOUND
