@@ -369,4 +369,7 @@ void gitaly_register_commit(struct gitaly *g, struct grpc_server *s)
 	gitaly_register_commit_last(g, s);
 	gitaly_register_commit_count(g, s);
 	gitaly_register_commit_history(g, s);
+	gitaly_register_commit_lookup(g, s);
+	gitaly_register_commit_stats(g, s);
+	gitaly_register_tree_files(g, s);
 }

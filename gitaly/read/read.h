@@ -46,6 +46,12 @@ void gitaly_register_commit_last(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_commit_count(struct gitaly *g, struct grpc_server *s);
 /* FindCommits, FindAllCommits, CommitsByMessage: read/commit_history.c. */
 void gitaly_register_commit_history(struct gitaly *g, struct grpc_server *s);
+/* ListCommitsByOid, ListCommitsByRefName, GetCommitMessages: read/commit_lookup.c. */
+void gitaly_register_commit_lookup(struct gitaly *g, struct grpc_server *s);
+/* CommitStats: read/commit_stats.c. */
+void gitaly_register_commit_stats(struct gitaly *g, struct grpc_server *s);
+/* ListFiles: read/tree_files.c. */
+void gitaly_register_tree_files(struct gitaly *g, struct grpc_server *s);
 
 /* --- per-call context --- */
 

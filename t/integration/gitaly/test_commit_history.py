@@ -373,3 +373,123 @@ def test_commits_by_message(node, hist):
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
     e = rpc_error(lambda: by_message(node, query="x", repository=missing_repo(node)))
     assert e.code() == grpc.StatusCode.NOT_FOUND
+
+
+# --- ListCommitsByOid / ListCommitsByRefName / GetCommitMessages ---
+
+def test_list_commits_by_oid_skips_unknown_and_peels(node, hist):
+    resps = list(stub(node).ListCommitsByOid(C().ListCommitsByOidRequest(
+        repository=node.hist_repo,
+        oid=[hist["merge"], "f" * 40, hist["init"][:10], hist["tags"]["v1.0"], "main", "a\0b"])))
+    got = [c for r in resps for c in r.commits]
+    # an abbreviated id and a tag name are revisions too; unknown ones are left out
+    assert [c.id for c in got] == [hist["merge"], hist["init"], hist["edit_app"], hist["gpg_signed"]]
+    assert list(got[0].parent_ids) == [hist["rename"], hist["feature2"]]
+    assert got[0].subject == b"Merge branch 'feature'"
+    assert list(stub(node).ListCommitsByOid(C().ListCommitsByOidRequest(repository=node.hist_repo))) == []
+    e = rpc_error(lambda: stub(node).ListCommitsByOid(C().ListCommitsByOidRequest(
+        repository=missing_repo(node), oid=[hist["init"]])))
+    assert e.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_list_commits_by_oid_many_commits_in_order(node, hist):
+    want = git_log(hist, "--all") * 30
+    resps = list(stub(node).ListCommitsByOid(C().ListCommitsByOidRequest(repository=node.hist_repo, oid=want)))
+    assert [c.id for r in resps for c in r.commits] == want
+
+
+def test_list_commits_by_ref_name(node, hist):
+    resps = list(stub(node).ListCommitsByRefName(C().ListCommitsByRefNameRequest(
+        repository=node.hist_repo,
+        ref_names=[b"refs/heads/main", b"refs/heads/nope", b"feature", b"refs/tags/v2.0"])))
+    got = [(c.ref_name, c.commit.id) for r in resps for c in r.commit_refs]
+    assert got == [(b"refs/heads/main", hist["gpg_signed"]), (b"feature", hist["feature2"]),
+                   (b"refs/tags/v2.0", hist["merge"])]
+    e = rpc_error(lambda: stub(node).ListCommitsByRefName(C().ListCommitsByRefNameRequest(
+        repository=missing_repo(node), ref_names=[b"main"])))
+    assert e.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_get_commit_messages(node, hist):
+    resps = list(stub(node).GetCommitMessages(C().GetCommitMessagesRequest(
+        repository=node.hist_repo, commit_ids=[hist["edit_app"], hist["ssh_signed"]])))
+    msgs, cur = {}, None
+    for r in resps:
+        if r.commit_id:
+            cur = r.commit_id
+            msgs[cur] = b""
+        msgs[cur] += r.message
+    for oid in (hist["edit_app"], hist["ssh_signed"]):
+        raw = history_git(hist, "cat-file", "commit", oid).encode()
+        assert msgs[oid] == raw.split(b"\n\n", 1)[1]
+    assert msgs[hist["edit_app"]] == b"edit app\n\nChange two lines and add two.\n"
+    e = rpc_error(lambda: list(stub(node).GetCommitMessages(C().GetCommitMessagesRequest(
+        repository=node.hist_repo, commit_ids=["f" * 40]))))
+    assert e.code() == grpc.StatusCode.INTERNAL and e.details() == "failed to get commit message: object not found"
+    e = rpc_error(lambda: list(stub(node).GetCommitMessages(C().GetCommitMessagesRequest(
+        repository=missing_repo(node), commit_ids=[hist["init"]]))))
+    assert e.code() == grpc.StatusCode.NOT_FOUND
+
+
+# --- CommitStats ---
+
+def stats(node, rev, **kw):
+    return stub(node).CommitStats(C().CommitStatsRequest(repository=kw.pop("repo", node.hist_repo), revision=rev))
+
+
+def git_numstat(hist, a, b):
+    add = dele = 0
+    for line in history_git(hist, "diff", "--numstat", a, b).splitlines():
+        x, y, _ = line.split("\t", 2)
+        if x != "-":
+            add, dele = add + int(x), dele + int(y)
+    return add, dele
+
+
+def test_commit_stats_matches_numstat(node, hist):
+    r = stats(node, b"v1.0")
+    assert (r.oid, r.additions, r.deletions) == (hist["edit_app"], 4, 2)
+    # the root commit compares with the empty tree; the binary logo counts nothing
+    r = stats(node, hist["init"].encode())
+    assert (r.additions, r.deletions) == git_numstat(hist, "4b825dc642cb6eb9a060e54bf8d69288fbee4904", hist["init"])
+    assert r.additions == 20 + 1 + 2 + 1 + 1
+    # a merge compares with its first parent
+    r = stats(node, b"main~4")
+    assert r.oid == hist["merge"] and (r.additions, r.deletions) == git_numstat(hist, hist["rename"], hist["merge"])
+
+
+def test_commit_stats_errors(node, hist):
+    e = rpc_error(lambda: stats(node, b"no-such-branch"))
+    assert e.code() == grpc.StatusCode.INTERNAL and e.details() == "object not found"
+    e = rpc_error(lambda: stats(node, b""))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and e.details() == "empty revision"
+    e = rpc_error(lambda: stats(node, b"-x"))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+    e = rpc_error(lambda: stats(node, b"main", repo=missing_repo(node)))
+    assert e.code() == grpc.StatusCode.NOT_FOUND
+
+
+# --- ListFiles ---
+
+def list_files(node, rev, **kw):
+    return list(stub(node).ListFiles(C().ListFilesRequest(repository=kw.pop("repo", node.hist_repo), revision=rev)))
+
+
+def test_list_files_matches_ls_tree(node, hist):
+    want = [l.split("\t", 1)[1] for l in history_git(hist, "ls-tree", "-r", "-z", "main").split("\0")
+            if l and " blob " in l]
+    got = [p.decode() for r in list_files(node, b"main") for p in r.paths]
+    assert got == want and "sub/lib" not in got and "assets/big.psd" in got
+    # the default branch when no revision is given
+    assert [p.decode() for r in list_files(node, b"") for p in r.paths] == want
+    old = [p for r in list_files(node, b"old") for p in r.paths]
+    assert b"docs/guide.md" in old and b"docs/manual.md" not in old
+
+
+def test_list_files_unknown_revision_and_errors(node, hist):
+    resps = list_files(node, b"no-such-branch")
+    assert len(resps) == 1 and list(resps[0].paths) == []
+    e = rpc_error(lambda: list_files(node, b"-x"))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+    e = rpc_error(lambda: list_files(node, b"main", repo=missing_repo(node)))
+    assert e.code() == grpc.StatusCode.NOT_FOUND
