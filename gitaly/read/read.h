@@ -52,6 +52,8 @@ void gitaly_register_commit_lookup(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_commit_stats(struct gitaly *g, struct grpc_server *s);
 /* ListFiles: read/tree_files.c. */
 void gitaly_register_tree_files(struct gitaly *g, struct grpc_server *s);
+/* CheckObjectsExist: read/commit_exists.c. */
+void gitaly_register_commit_exists(struct gitaly *g, struct grpc_server *s);
 
 /* --- per-call context --- */
 

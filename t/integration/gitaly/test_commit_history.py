@@ -493,3 +493,37 @@ def test_list_files_unknown_revision_and_errors(node, hist):
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
     e = rpc_error(lambda: list_files(node, b"main", repo=missing_repo(node)))
     assert e.code() == grpc.StatusCode.NOT_FOUND
+
+
+# --- CheckObjectsExist ---
+
+def exists(node, *batches, repo=None):
+    repo = repo or node.hist_repo
+    reqs = [C().CheckObjectsExistRequest(repository=repo if i == 0 else None, revisions=b)
+            for i, b in enumerate(batches)]
+    resps = list(stub(node).CheckObjectsExist(iter(reqs)))
+    return [(r.name, r.exists) for resp in resps for r in resp.revisions]
+
+
+def test_check_objects_exist(node, hist):
+    revs = [hist["init"].encode(), b"f" * 40, b"main", b"refs/tags/v2.0", b"nope", b"main:README.md",
+            b"main:no such file", b"main:src/app.rb"]
+    got = exists(node, revs[:3], [], revs[3:6], revs[6:])
+    assert got == [(r, e) for r, e in zip(revs, [True, False, True, True, False, True, False, True])]
+    # many revisions over several messages come back in order
+    many = [hist[k].encode() for k in ("init", "merge", "lfs")] * 200 + [b"x" * 40]
+    got = exists(node, many[:250], many[250:])
+    assert [n for n, _ in got] == many and [e for _, e in got] == [True] * 600 + [False]
+
+
+def test_check_objects_exist_errors(node, hist):
+    e = rpc_error(lambda: exists(node, [b"main", b"-x"]))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and \
+        e.details() == "invalid revision: revision can't start with '-'"
+    e = rpc_error(lambda: exists(node, [b"main"], [b"a b"]))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and \
+        e.details() == "invalid revision: revision can't contain whitespace"
+    e = rpc_error(lambda: list(stub(node).CheckObjectsExist(iter([]))))
+    assert e.code() == grpc.StatusCode.INTERNAL and e.details() == "EOF"
+    e = rpc_error(lambda: exists(node, [b"main"], repo=missing_repo(node)))
+    assert e.code() == grpc.StatusCode.NOT_FOUND
