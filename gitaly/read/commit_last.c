@@ -91,15 +91,11 @@ static void last_lookup(struct last_ctx *x, const char *rev, const char *path)
 	rd_capture(&x->rd, &gc, 4096, last_logged);
 }
 
-/*
- * Go's filepath.IsLocal on Unix for a non-empty path: not absolute, and
- * lexically cleaned it neither is ".." nor starts with "../".
- */
-static int path_is_local(const char *p, size_t len)
+int rd_path_is_local(const char *p, size_t len)
 {
 	struct strbuf sb = STRBUF_INIT;
 	int ok;
-	if (len && p[0] == '/')
+	if (!len || p[0] == '/')
 		return 0;
 	go_path_clean(&sb, p, len);
 	ok = !(sb.len == 2 && !memcmp(sb.buf, "..", 2)) && !(sb.len >= 3 && !memcmp(sb.buf, "../", 3));
@@ -169,7 +165,7 @@ static void last_commit_for_path(struct grpc_call *call, const uint8_t *buf, siz
 	} else if (path[0] == '/') {
 		rd_finish(&x->l.rd, GRPC_INVALID_ARGUMENT, "path is an absolute path");
 		goto out;
-	} else if (!path_is_local(path, plen)) {
+	} else if (!rd_path_is_local(path, plen)) {
 		rd_finish(&x->l.rd, GRPC_INVALID_ARGUMENT, "path escapes repository");
 		goto out;
 	}

@@ -54,6 +54,8 @@ void gitaly_register_commit_stats(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_tree_files(struct gitaly *g, struct grpc_server *s);
 /* CheckObjectsExist: read/commit_exists.c. */
 void gitaly_register_commit_exists(struct gitaly *g, struct grpc_server *s);
+/* RawBlame: read/blame.c. */
+void gitaly_register_blame(struct gitaly *g, struct grpc_server *s);
 
 /* --- per-call context --- */
 
@@ -218,6 +220,11 @@ void rd_pipe_release(struct rd_pipe *p);
 
 /* Revision validation allowing rev-list pseudo revisions (--all, --not, --branches=...). */
 int rd_check_pseudo_revision(const char *rev, size_t len, struct strbuf *msg);
+/*
+ * Go's filepath.IsLocal on Unix: not empty, not absolute, and lexically
+ * cleaned neither ".." nor under "../" (read/commit_last.c).
+ */
+int rd_path_is_local(const char *p, size_t len);
 /* Bytes headed for argv must not hold NUL (it would silently cut them). */
 int rd_has_nul(const void *p, size_t len);
 

@@ -527,3 +527,46 @@ def test_check_objects_exist_errors(node, hist):
     assert e.code() == grpc.StatusCode.INTERNAL and e.details() == "EOF"
     e = rpc_error(lambda: exists(node, [b"main"], repo=missing_repo(node)))
     assert e.code() == grpc.StatusCode.NOT_FOUND
+
+
+# --- RawBlame ---
+
+def blame(node, rev, path, rng=b"", **kw):
+    resps = stub(node).RawBlame(C().RawBlameRequest(repository=kw.pop("repo", node.hist_repo), revision=rev,
+                                                    path=path, range=rng))
+    return b"".join(r.data for r in resps)
+
+
+def test_raw_blame_matches_git_blame(node, hist):
+    want = history_git(hist, "blame", "-p", "main", "--", "src/app.rb").encode()
+    assert blame(node, b"main", b"src/app.rb") == want
+    assert want.count(hist["edit_app"].encode()) >= 4 and want.startswith(hist["init"].encode()) is True
+    assert blame(node, b"main", b"src/app.rb", b"3,5") == \
+        history_git(hist, "blame", "-p", "-L", "3,5", "main", "--", "src/app.rb").encode()
+    # a path that stays inside after cleaning, and the binary file
+    assert blame(node, b"main", b"src/../README.md") == history_git(hist, "blame", "-p", "main", "--", "README.md").encode()
+    assert blame(node, b"main", b"bin/logo.png").startswith(hist["init"].encode())
+
+
+def test_raw_blame_errors(node, hist):
+    from helpers_reads import status_detail
+    e = rpc_error(lambda: blame(node, b"main", b"does-not-exist"))
+    assert e.code() == grpc.StatusCode.NOT_FOUND and e.details() == "path not found in revision"
+    assert status_detail(e, C().RawBlameError).path_not_found.path == b"does-not-exist"
+    e = rpc_error(lambda: blame(node, b"main", b"src/app.rb", b"30,31"))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and e.details() == "range is outside of the file length"
+    assert status_detail(e, C().RawBlameError).out_of_range.actual_lines == 22
+    for rng in (b"foo", b"1", b"1,", b",2", b"1,2x", b"-1,2"):
+        e = rpc_error(lambda: blame(node, b"main", b"src/app.rb", rng))
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and e.details() == "invalid Range", rng
+    for p in (b"../x", b"/etc/passwd", b"a/../../x"):
+        e = rpc_error(lambda: blame(node, b"main", p))
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and e.details() == "path escapes repository root", p
+    e = rpc_error(lambda: blame(node, b"main", b""))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and e.details() == "empty Path"
+    e = rpc_error(lambda: blame(node, b"", b"README.md"))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and e.details() == "empty revision"
+    e = rpc_error(lambda: blame(node, b"no-such-branch", b"README.md"))
+    assert e.code() == grpc.StatusCode.UNKNOWN and e.details().startswith("blaming file: exit status 128")
+    e = rpc_error(lambda: blame(node, b"main", b"README.md", repo=missing_repo(node)))
+    assert e.code() == grpc.StatusCode.NOT_FOUND
