@@ -13,11 +13,10 @@
 #include <string.h>
 
 struct exists {
-	struct rd rd;
-	const struct grpc_call_ops *rd_ops;      /* rd_start()'s, which ours forward to */
+	struct rd_in in;
 	Gitaly__CheckObjectsExistRequest *cur;  /* the message being answered */
 	size_t issued, done;
-	int half_closed, leased, waiting;
+	int leased, waiting;
 	Gitaly__CheckObjectsExistResponse__RevisionExistence **batch;
 	size_t nbatch, alloc, bytes;
 };
@@ -48,7 +47,7 @@ static void ex_flush(struct exists *x)
 		return;
 	resp.revisions = x->batch;
 	resp.n_revisions = x->nbatch;
-	rd_send(&x->rd, &resp);
+	rd_send(&x->in.rd, &resp);
 	ex_free_batch(x);
 }
 
@@ -77,16 +76,16 @@ static void ex_pump(struct exists *x);
 /* The message is answered: take the next one, or end after the last. */
 static void ex_next(struct exists *x)
 {
-	if (x->cur != x->rd.req)
+	if (x->cur != x->in.rd.req)
 		msg_free(x->cur);
 	x->cur = NULL;
-	if (x->half_closed) {
+	if (x->in.half_closed) {
 		ex_flush(x);
-		rd_ok(&x->rd);
+		rd_ok(&x->in.rd);
 		return;
 	}
-	if (x->rd.base.call)
-		grpc_call_resume_recv(x->rd.base.call);
+	if (x->in.rd.base.call)
+		grpc_call_resume_recv(x->in.rd.base.call);
 }
 
 static uint64_t ex_info(void *arg, const struct catfile_info *info)
@@ -103,7 +102,7 @@ static void ex_done(void *arg, int status)
 	const ProtobufCBinaryData *name = &x->cur->revisions[x->done++];
 	size_t sz;
 	if (status < 0) {
-		rd_finish(&x->rd, GRPC_INTERNAL, "checking object existence: reading object info: %s", strerror(-status));
+		rd_finish(&x->in.rd, GRPC_INTERNAL, "checking object existence: reading object info: %s", strerror(-status));
 		return;
 	}
 	e = xcalloc(1, sizeof(*e));
@@ -134,14 +133,14 @@ static void ex_pump(struct exists *x)
 		ex_next(x);
 		return;
 	}
-	while (x->rd.base.call && x->issued < x->cur->n_revisions && x->issued - x->done < CATFILE_WINDOW) {
+	while (x->in.rd.base.call && x->issued < x->cur->n_revisions && x->issued - x->done < CATFILE_WINDOW) {
 		const ProtobufCBinaryData *r = &x->cur->revisions[x->issued];
-		if (rd_full(&x->rd)) {
+		if (rd_full(&x->in.rd)) {
 			x->waiting = 1;
 			return;
 		}
-		if (!x->rd.cf || catfile_info(x->rd.cf, (const char *)r->data, r->len, &ex_ops, x) < 0) {
-			rd_finish(&x->rd, GRPC_INTERNAL, "checking object existence: object reader failed");
+		if (!x->in.rd.cf || catfile_info(x->in.rd.cf, (const char *)r->data, r->len, &ex_ops, x) < 0) {
+			rd_finish(&x->in.rd, GRPC_INTERNAL, "checking object existence: object reader failed");
 			return;
 		}
 		x->issued++;
@@ -154,16 +153,16 @@ static void ex_take(struct exists *x, Gitaly__CheckObjectsExistRequest *req)
 	struct strbuf msg = STRBUF_INIT;
 	for (size_t i = 0; i < req->n_revisions; i++) {
 		if (check_scoped(&req->revisions[i], &msg) < 0) {
-			rd_finish(&x->rd, GRPC_INVALID_ARGUMENT, "invalid revision: %s", msg.buf);
+			rd_finish(&x->in.rd, GRPC_INVALID_ARGUMENT, "invalid revision: %s", msg.buf);
 			strbuf_release(&msg);
-			if (req != x->rd.req)
+			if (req != x->in.rd.req)
 				msg_free(req);
 			return;
 		}
 	}
 	x->cur = req;
 	x->issued = x->done = 0;
-	grpc_call_pause_recv(x->rd.base.call);
+	grpc_call_pause_recv(x->in.rd.base.call);
 	ex_pump(x);
 }
 
@@ -183,89 +182,44 @@ static void ex_writable(struct rd *rd)
 	}
 }
 
-static void ex_message(struct grpc_call *call, const uint8_t *buf, size_t len)
+static void ex_request(struct rd_in *in, void *req, int first)
 {
-	struct exists *x = grpc_call_user(call);
-	Gitaly__CheckObjectsExistRequest *req;
-	if (!x->rd.base.call)
-		return;
-	req = msg_unpack(call, &gitaly__check_objects_exist_request__descriptor, buf, len);
-	if (req)
-		ex_take(x, req);
+	struct exists *x = (struct exists *)in;
+	if (first) {
+		x->in.rd.on_free = ex_free;
+		x->in.rd.on_writable = ex_writable;
+		rd_lease(&x->in.rd, ex_leased);
+		if (!x->in.rd.base.call)
+			return;
+	}
+	ex_take(x, req);
 }
 
-static void ex_half_close(struct grpc_call *call)
+static void ex_half_close(struct rd_in *in)
 {
-	struct exists *x = grpc_call_user(call);
-	x->half_closed = 1;
-	if (!x->cur && x->rd.base.call) {
+	struct exists *x = (struct exists *)in;
+	if (!x->cur) {
 		ex_flush(x);
-		rd_ok(&x->rd);
+		rd_ok(&x->in.rd);
 	}
 }
 
-static void ex_writable_fwd(struct grpc_call *call)
+static const Gitaly__Repository *ex_repository(const void *req)
 {
-	struct exists *x = grpc_call_user(call);
-	x->rd_ops->on_writable(call);
+	return ((const Gitaly__CheckObjectsExistRequest *)req)->repository;
 }
 
-static void ex_close_fwd(struct grpc_call *call, enum grpc_code code)
-{
-	struct exists *x = grpc_call_user(call);
-	x->rd_ops->on_close(call, code);
-}
-
-static const struct grpc_call_ops ex_call_ops = {
-	.on_message = ex_message,
+static const struct rd_in_ops ex_in_ops = {
+	.desc = &gitaly__check_objects_exist_request__descriptor,
+	.size = sizeof(struct exists),
+	.repository = ex_repository,
+	.on_request = ex_request,
 	.on_half_close = ex_half_close,
-	.on_writable = ex_writable_fwd,
-	.on_close = ex_close_fwd,
-};
-
-/* --- before the first message: no context yet --- */
-
-static void first_message(struct grpc_call *call, const uint8_t *buf, size_t len)
-{
-	struct gitaly *g = grpc_call_user(call);
-	Gitaly__CheckObjectsExistRequest *req =
-		msg_unpack(call, &gitaly__check_objects_exist_request__descriptor, buf, len);
-	struct exists *x;
-	if (!req)
-		return;
-	x = (struct exists *)rd_start(g, call, sizeof(*x), req, req->repository);
-	if (!x)
-		return;
-	x->rd_ops = grpc_call_ops(call);
-	x->rd.on_free = ex_free;
-	x->rd.on_writable = ex_writable;
-	grpc_call_set_ops(call, &ex_call_ops, x);
-	rd_lease(&x->rd, ex_leased);
-	if (x->rd.base.call)
-		ex_take(x, req);
-}
-
-static void first_half_close(struct grpc_call *call)
-{
-	/* no request at all: what upstream (and praefect) answer */
-	grpc_call_finish(call, GRPC_INTERNAL, "EOF", NULL);
-}
-
-static void first_close(struct grpc_call *call, enum grpc_code code)
-{
-	(void)call;
-	(void)code;
-}
-
-static const struct grpc_call_ops first_ops = {
-	.on_message = first_message,
-	.on_half_close = first_half_close,
-	.on_close = first_close,
 };
 
 static void check_objects_exist(struct grpc_call *call, void *data)
 {
-	grpc_call_set_ops(call, &first_ops, data);
+	rd_in_start(call, data, &ex_in_ops);
 }
 
 void gitaly_register_commit_exists(struct gitaly *g, struct grpc_server *s)

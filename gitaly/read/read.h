@@ -111,6 +111,32 @@ void rd_git_call(struct rd *rd, struct git_call *gc, const char *subcmd);
 typedef void (*rd_capture_fn)(struct rd *rd, int status, struct strbuf *out, struct strbuf *err);
 void rd_capture(struct rd *rd, const struct git_call *gc, size_t max, rd_capture_fn cb);
 
+/* --- client-streaming requests (stream_in.c) --- */
+
+/*
+ * The context of a client-streaming read embeds struct rd_in first. It is
+ * made (rd_start(), repository from the first message) when the first
+ * message arrives; a stream without any message ends INTERNAL "EOF", as
+ * upstream's. on_request gets every message in order: the first one is
+ * rd->req (owned by the context), later ones belong to the callee.
+ * Receiving can be paused with grpc_call_pause_recv() meanwhile.
+ */
+struct rd_in;
+struct rd_in_ops {
+	const ProtobufCMessageDescriptor *desc;
+	size_t size;
+	const Gitaly__Repository *(*repository)(const void *req);
+	void (*on_request)(struct rd_in *in, void *req, int first);
+	void (*on_half_close)(struct rd_in *in);
+};
+struct rd_in {
+	struct rd rd;
+	const struct rd_in_ops *ops;
+	const struct grpc_call_ops *rd_ops;   /* rd_start()'s, which ours forward to */
+	int half_closed;
+};
+void rd_in_start(struct grpc_call *call, struct gitaly *g, const struct rd_in_ops *ops);
+
 /* --- streaming object content into messages --- */
 
 /*
