@@ -374,4 +374,5 @@ void gitaly_register_commit(struct gitaly *g, struct grpc_server *s)
 	gitaly_register_tree_files(g, s);
 	gitaly_register_commit_exists(g, s);
 	gitaly_register_blame(g, s);
+	gitaly_register_commit_signatures(g, s);
 }

@@ -56,6 +56,8 @@ void gitaly_register_tree_files(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_commit_exists(struct gitaly *g, struct grpc_server *s);
 /* RawBlame: read/blame.c. */
 void gitaly_register_blame(struct gitaly *g, struct grpc_server *s);
+/* GetCommitSignatures, FilterShasWithSignatures: read/commit_signatures.c. */
+void gitaly_register_commit_signatures(struct gitaly *g, struct grpc_server *s);
 
 /* --- per-call context --- */
 
