@@ -375,4 +375,5 @@ void gitaly_register_commit(struct gitaly *g, struct grpc_server *s)
 	gitaly_register_commit_exists(g, s);
 	gitaly_register_blame(g, s);
 	gitaly_register_commit_signatures(g, s);
+	gitaly_register_commit_all(g, s);
 }

@@ -58,6 +58,8 @@ void gitaly_register_commit_exists(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_blame(struct gitaly *g, struct grpc_server *s);
 /* GetCommitSignatures, FilterShasWithSignatures: read/commit_signatures.c. */
 void gitaly_register_commit_signatures(struct gitaly *g, struct grpc_server *s);
+/* ListAllCommits: read/commit_all.c. */
+void gitaly_register_commit_all(struct gitaly *g, struct grpc_server *s);
 
 /* --- per-call context --- */
 

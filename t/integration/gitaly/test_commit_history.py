@@ -652,3 +652,30 @@ def test_filter_shas_with_signatures(node, hist):
     e = rpc_error(lambda: list(stub(node).FilterShasWithSignatures(iter([
         C().FilterShasWithSignaturesRequest(repository=missing_repo(node), shas=[b"x"])]))))
     assert e.code() == grpc.StatusCode.NOT_FOUND
+
+
+# --- ListAllCommits ---
+
+def test_list_all_commits_includes_unreachable_and_paginates(node, hist):
+    from gitaly_itest import git
+    path = node.repo_path("history.git")
+    dangling = git("--git-dir", path, "commit-tree", "-m", "dangling", hist["init"] + "^{tree}").strip()
+    listing = git("--git-dir", path, "cat-file", "--batch-check", "--batch-all-objects", "--buffer", "--unordered")
+    objs = [l.split(" ") for l in listing.splitlines()]
+    want = [o for o, t, _ in objs if t == "commit"]
+    assert dangling in want and len(want) == 11
+
+    def page(**kw):
+        resps = stub(node).ListAllCommits(C().ListAllCommitsRequest(
+            repository=node.hist_repo, pagination_params=S().PaginationParameter(**kw)))
+        return [c.id for r in resps for c in r.commits]
+    assert page() == want
+    assert page(limit=3) == want[:3]
+    assert page(page_token=want[2], limit=4) == want[3:7]
+    # a token that is not a commit still counts as a position in the object listing
+    first_blob = next(o for o, t, _ in objs if t == "blob")
+    after = [o for o, t, _ in objs[[o for o, _, _ in objs].index(first_blob) + 1:] if t == "commit"]
+    assert page(page_token=first_blob) == after
+    assert page(page_token="0" * 40) == []
+    e = rpc_error(lambda: list(stub(node).ListAllCommits(C().ListAllCommitsRequest(repository=missing_repo(node)))))
+    assert e.code() == grpc.StatusCode.NOT_FOUND
