@@ -1,4 +1,4 @@
-/* CommitService reads: FindCommit, ListCommits, CommitIsAncestor; trees are in tree.c. */
+/* CommitService reads: FindCommit, ListCommits, CommitIsAncestor; trees in tree.c, the rest in commit_*.c. */
 #include "read/read.h"
 #include "base/util.h"
 #include "google/protobuf/timestamp.pb-c.h"

@@ -392,10 +392,13 @@ def test_list_commits_by_oid_skips_unknown_and_peels(node, hist):
     assert e.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_list_commits_by_oid_many_commits_in_order(node, hist):
-    want = git_log(hist, "--all") * 30
+def test_list_commits_by_oid_many_commits_in_order_and_chunked(node, hist):
+    want = git_log(hist, "--all") * 600
     resps = list(stub(node).ListCommitsByOid(C().ListCommitsByOidRequest(repository=node.hist_repo, oid=want)))
     assert [c.id for r in resps for c in r.commits] == want
+    # as upstream's chunker: a message is cut before its commits' own sizes add up to 1 MiB
+    sizes = [sum(c.ByteSize() for c in r.commits) for r in resps]
+    assert len(sizes) >= 2 and max(sizes) < 1024 * 1024 and sizes[0] > 1000 * 1000
 
 
 def test_list_commits_by_ref_name(node, hist):
