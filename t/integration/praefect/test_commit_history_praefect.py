@@ -83,3 +83,26 @@ def test_history_reads_through_praefect_refuse_bad_input(routed, hist):
     e = rpc_error(lambda: list(s.CheckObjectsExist(iter([C().CheckObjectsExistRequest(
         repository=repo(routed, "no/such.git"), revisions=[b"main"])]))))
     assert e.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_blame_signatures_and_streams_through_praefect(routed, hist):
+    s, r = stub(routed), repo(routed)
+    data = b"".join(m.data for m in s.RawBlame(C().RawBlameRequest(
+        repository=r, revision=b"main", path=b"src/app.rb", range=b"1,3")))
+    assert data == history_git(hist, "blame", "-p", "-L", "1,3", "main", "--", "src/app.rb").encode()
+    sigs = [m for m in s.GetCommitSignatures(C().GetCommitSignaturesRequest(
+        repository=r, commit_ids=[hist["ssh_signed"], hist["init"]]))]
+    assert sigs[0].commit_id == hist["ssh_signed"] and sigs[0].signature.startswith(b"-----BEGIN SSH SIGNATURE")
+    assert all(not m.commit_id for m in sigs[1:]) and b"".join(m.signed_text for m in sigs).startswith(b"tree ")
+    # a bidirectional stream, routed by its first message
+    got = [list(m.shas) for m in s.FilterShasWithSignatures(iter([
+        C().FilterShasWithSignaturesRequest(repository=r, shas=[hist["init"].encode(), hist["ssh_signed"].encode()]),
+        C().FilterShasWithSignaturesRequest(shas=[hist["merge"].encode()])]))]
+    assert got == [[hist["ssh_signed"].encode()], []]
+    got = [c.id for m in s.CommitsByMessage(C().CommitsByMessageRequest(repository=r, query="feature"))
+           for c in m.commits]
+    assert got == git_log(hist, "--grep=feature", "-i", "main")
+    got = [c.id for m in s.ListAllCommits(C().ListAllCommitsRequest(repository=r)) for c in m.commits]
+    assert sorted(got) == sorted(git_log(hist, "--all"))
+    e = rpc_error(lambda: list(s.RawBlame(C().RawBlameRequest(repository=r, revision=b"main", path=b"../x"))))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and e.details() == "path escapes repository root"
