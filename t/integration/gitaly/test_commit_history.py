@@ -682,3 +682,35 @@ def test_list_all_commits_includes_unreachable_and_paginates(node, hist):
     assert page(page_token="0" * 40) == []
     e = rpc_error(lambda: list(stub(node).ListAllCommits(C().ListAllCommitsRequest(repository=missing_repo(node)))))
     assert e.code() == grpc.StatusCode.NOT_FOUND
+
+
+# --- robustness ---
+
+NEW_METHODS = ["LastCommitForPath", "ListLastCommitsForTree", "CountCommits", "CountDivergingCommits",
+               "FindCommits", "FindAllCommits", "CommitsByMessage", "ListCommitsByOid", "ListCommitsByRefName",
+               "GetCommitMessages", "CommitStats", "ListFiles", "RawBlame", "GetCommitSignatures",
+               "ListAllCommits", "CheckObjectsExist", "FilterShasWithSignatures"]
+STREAMING_IN = {"CheckObjectsExist", "FilterShasWithSignatures"}
+
+
+def test_malformed_requests_get_a_status_and_the_node_keeps_serving(node, hist):
+    import random
+    rnd = random.Random(7)
+    ch = node.channel()
+    junk = [b"\xff\xff\xff", b"\x0a\x05abc", bytes(rnd.randrange(256) for _ in range(64)), b"\x12\x80\x80\x80\x80\x10"]
+    for m in NEW_METHODS:
+        path = "/gitaly.CommitService/" + m
+        for body in junk:
+            if m in STREAMING_IN:
+                call = ch.stream_stream(path, request_serializer=None, response_deserializer=None)
+                res = call(iter([body]))
+            else:
+                call = ch.unary_stream(path, request_serializer=None, response_deserializer=None)
+                res = call(body)
+            try:
+                list(res)
+            except grpc.RpcError as e:
+                assert e.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+                                    grpc.StatusCode.INTERNAL), (m, body, e.code(), e.details())
+    # still serving, and right
+    assert count(node, revision=b"main") == 10
