@@ -714,3 +714,19 @@ def test_malformed_requests_get_a_status_and_the_node_keeps_serving(node, hist):
                                     grpc.StatusCode.INTERNAL), (m, body, e.code(), e.details())
     # still serving, and right
     assert count(node, revision=b"main") == 10
+
+
+def test_empty_repository_answers(node, hist):
+    from gitaly_itest import git
+    git("init", "-q", "--bare", "-b", "main", node.repo_path("empty.git"))
+    empty = node.repo("empty.git")
+    e = rpc_error(lambda: list(stub(node).ListFiles(C().ListFilesRequest(repository=empty))))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and \
+        e.details() == "repository does not have a default branch"
+    resps = list(stub(node).ListFiles(C().ListFilesRequest(repository=empty, revision=b"refs/heads/main")))
+    assert [list(r.paths) for r in resps] == [[]]
+    assert ids(find_commits(node, repository=empty)) == []
+    assert find_all(node, repository=empty) == []
+    assert count(node, repository=empty, all=True) == 0
+    e = rpc_error(lambda: last_commit(node, b"main", b"README.md", repo=empty))
+    assert e.code() == grpc.StatusCode.INTERNAL
