@@ -1,4 +1,4 @@
-/* CommitService reads: FindCommit, ListCommits, CommitIsAncestor; trees are in tree.c. */
+/* CommitService reads: FindCommit, ListCommits, CommitIsAncestor; trees in tree.c, the rest in commit_*.c. */
 #include "read/read.h"
 #include "base/util.h"
 #include "google/protobuf/timestamp.pb-c.h"
@@ -366,4 +366,14 @@ void gitaly_register_commit(struct gitaly *g, struct grpc_server *s)
 	gitaly_add_unary(s, "/gitaly.CommitService/ListCommits", list_commits, g);
 	gitaly_add_unary(s, "/gitaly.CommitService/CommitIsAncestor", commit_is_ancestor, g);
 	gitaly_register_commit_tree(g, s);
+	gitaly_register_commit_last(g, s);
+	gitaly_register_commit_count(g, s);
+	gitaly_register_commit_history(g, s);
+	gitaly_register_commit_lookup(g, s);
+	gitaly_register_commit_stats(g, s);
+	gitaly_register_tree_files(g, s);
+	gitaly_register_commit_exists(g, s);
+	gitaly_register_blame(g, s);
+	gitaly_register_commit_signatures(g, s);
+	gitaly_register_commit_all(g, s);
 }

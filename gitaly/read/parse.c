@@ -281,6 +281,11 @@ void gitaly_commit_free(Gitaly__GitCommit *c)
 		free(c->trailers[i]);
 	}
 	free(c->trailers);
+	/* set by FindCommits (read/commit_history.c) */
+	for (size_t i = 0; i < c->n_referenced_by; i++)
+		bin_free(&c->referenced_by[i]);
+	free(c->referenced_by);
+	free(c->short_stats);
 	free(c->encoding);
 	free(c);
 }

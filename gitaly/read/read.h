@@ -40,6 +40,26 @@
 struct catfile_cache *gitaly_catfile_cache(struct gitaly *g);
 /* TreeEntry and GetTreeEntries live in read/tree.c. */
 void gitaly_register_commit_tree(struct gitaly *g, struct grpc_server *s);
+/* LastCommitForPath, ListLastCommitsForTree: read/commit_last.c. */
+void gitaly_register_commit_last(struct gitaly *g, struct grpc_server *s);
+/* CountCommits, CountDivergingCommits: read/commit_count.c. */
+void gitaly_register_commit_count(struct gitaly *g, struct grpc_server *s);
+/* FindCommits, FindAllCommits, CommitsByMessage: read/commit_history.c. */
+void gitaly_register_commit_history(struct gitaly *g, struct grpc_server *s);
+/* ListCommitsByOid, ListCommitsByRefName, GetCommitMessages: read/commit_lookup.c. */
+void gitaly_register_commit_lookup(struct gitaly *g, struct grpc_server *s);
+/* CommitStats: read/commit_stats.c. */
+void gitaly_register_commit_stats(struct gitaly *g, struct grpc_server *s);
+/* ListFiles: read/tree_files.c. */
+void gitaly_register_tree_files(struct gitaly *g, struct grpc_server *s);
+/* CheckObjectsExist: read/commit_exists.c. */
+void gitaly_register_commit_exists(struct gitaly *g, struct grpc_server *s);
+/* RawBlame: read/blame.c. */
+void gitaly_register_blame(struct gitaly *g, struct grpc_server *s);
+/* GetCommitSignatures, FilterShasWithSignatures: read/commit_signatures.c. */
+void gitaly_register_commit_signatures(struct gitaly *g, struct grpc_server *s);
+/* ListAllCommits: read/commit_all.c. */
+void gitaly_register_commit_all(struct gitaly *g, struct grpc_server *s);
 
 /* --- per-call context --- */
 
@@ -94,6 +114,32 @@ void rd_git_call(struct rd *rd, struct git_call *gc, const char *subcmd);
  */
 typedef void (*rd_capture_fn)(struct rd *rd, int status, struct strbuf *out, struct strbuf *err);
 void rd_capture(struct rd *rd, const struct git_call *gc, size_t max, rd_capture_fn cb);
+
+/* --- client-streaming requests (stream_in.c) --- */
+
+/*
+ * The context of a client-streaming read embeds struct rd_in first. It is
+ * made (rd_start(), repository from the first message) when the first
+ * message arrives; a stream without any message ends INTERNAL "EOF", as
+ * upstream's. on_request gets every message in order: the first one is
+ * rd->req (owned by the context), later ones belong to the callee.
+ * Receiving can be paused with grpc_call_pause_recv() meanwhile.
+ */
+struct rd_in;
+struct rd_in_ops {
+	const ProtobufCMessageDescriptor *desc;
+	size_t size;
+	const Gitaly__Repository *(*repository)(const void *req);
+	void (*on_request)(struct rd_in *in, void *req, int first);
+	void (*on_half_close)(struct rd_in *in);
+};
+struct rd_in {
+	struct rd rd;
+	const struct rd_in_ops *ops;
+	const struct grpc_call_ops *rd_ops;   /* rd_start()'s, which ours forward to */
+	int half_closed;
+};
+void rd_in_start(struct grpc_call *call, struct gitaly *g, const struct rd_in_ops *ops);
 
 /* --- streaming object content into messages --- */
 
@@ -204,6 +250,11 @@ void rd_pipe_release(struct rd_pipe *p);
 
 /* Revision validation allowing rev-list pseudo revisions (--all, --not, --branches=...). */
 int rd_check_pseudo_revision(const char *rev, size_t len, struct strbuf *msg);
+/*
+ * Go's filepath.IsLocal on Unix: not empty, not absolute, and lexically
+ * cleaned neither ".." nor under "../" (read/commit_last.c).
+ */
+int rd_path_is_local(const char *p, size_t len);
 /* Bytes headed for argv must not hold NUL (it would silently cut them). */
 int rd_has_nul(const void *p, size_t len);
 

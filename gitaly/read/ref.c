@@ -16,7 +16,7 @@
 
 static void free_batch_item(struct ref_ctx *x, void *it);
 
-static void ref_free(struct rd *rd)
+void ref_ctx_release(struct rd *rd)
 {
 	struct ref_ctx *x = (struct ref_ctx *)rd;
 	strbuf_release(&x->head);
@@ -45,10 +45,16 @@ static void ref_writable(struct rd *rd)
 struct ref_ctx *ref_start(struct gitaly *g, struct grpc_call *call, void *req,
 			  const Gitaly__Repository *repo, int kind)
 {
-	struct ref_ctx *x = (struct ref_ctx *)rd_start(g, call, sizeof(struct ref_ctx), req, repo);
+	return ref_start_size(g, call, sizeof(struct ref_ctx), req, repo, kind);
+}
+
+struct ref_ctx *ref_start_size(struct gitaly *g, struct grpc_call *call, size_t size, void *req,
+			       const Gitaly__Repository *repo, int kind)
+{
+	struct ref_ctx *x = (struct ref_ctx *)rd_start(g, call, size, req, repo);
 	if (!x)
 		return NULL;
-	x->rd.on_free = ref_free;
+	x->rd.on_free = ref_ctx_release;
 	x->rd.on_writable = ref_writable;
 	x->kind = kind;
 	strbuf_init(&x->head, 0);

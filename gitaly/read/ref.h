@@ -40,6 +40,14 @@ enum { REF_KIND_LOCAL_BRANCHES = 1, REF_KIND_ALL_BRANCHES, REF_KIND_ALL_TAGS, RE
 
 struct ref_ctx *ref_start(struct gitaly *g, struct grpc_call *call, void *req,
 			  const Gitaly__Repository *repo, int kind);
+/*
+ * ref_start() for a context of `size` bytes that embeds struct ref_ctx first
+ * (other services reuse the default-branch lookup that way). A caller that
+ * sets its own on_free calls ref_ctx_release() from it.
+ */
+struct ref_ctx *ref_start_size(struct gitaly *g, struct grpc_call *call, size_t size, void *req,
+			       const Gitaly__Repository *repo, int kind);
+void ref_ctx_release(struct rd *rd);
 int ref_check_bytes(struct ref_ctx *x, const ProtobufCBinaryData *b, const char *what);
 void ref_git(struct ref_ctx *x, const char *subcmd, const char *const *flags, const char *arg,
 	     size_t max, rd_capture_fn cb);
