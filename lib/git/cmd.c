@@ -339,6 +339,8 @@ void git_cmd_stop(struct git_cmd *cmd)
 	cmd->grace.data = cmd;
 	cmd->grace_open = 1;
 	cmd->handles_open++;
+	/* the loop's clock may be behind (a long callback): the grace counts from now */
+	uv_update_time(cmd->loop);
 	uv_timer_start(&cmd->grace, on_grace_over, cmd->grace_ms, 0);
 }
 
