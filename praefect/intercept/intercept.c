@@ -4,7 +4,7 @@
  * ServerInfo and DiskStatistics aggregated over the nodes, and
  * PraefectInfoService/GetRepositoryMetadata.
  */
-#include "praefect.h"
+#include "intercept/intercept.h"
 #include "base/util.h"
 #include "base/log.h"
 #include "grpc/auth.h"
@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int reply(struct grpc_call *call, const ProtobufCMessage *msg)
+int intercept_reply(struct grpc_call *call, const ProtobufCMessage *msg)
 {
 	size_t n = protobuf_c_message_get_packed_size(msg);
 	uint8_t *buf = xmalloc(n ? n : 1);
@@ -66,7 +66,7 @@ static void repository_exists(struct grpc_call *call, const uint8_t *req, size_t
 			resp.exists = repo_by_path(p, r->repository->storage_name, strlen(r->repository->storage_name),
 						   r->repository->relative_path,
 						   strlen(r->repository->relative_path)) != NULL;
-			reply(call, &resp.base);
+			intercept_reply(call, &resp.base);
 		}
 	}
 	gitaly__repository_exists_request__free_unpacked(r, NULL);
@@ -96,7 +96,7 @@ static void removal_maybe_done(struct removal *rm)
 		return;
 	if (rm->call) {
 		grpc_call_on_close(rm->call, NULL, NULL);
-		reply(rm->call, &resp.base);
+		intercept_reply(rm->call, &resp.base);
 	}
 	gitaly__remove_repository_request__free_unpacked(rm->req, NULL);
 	free(rm->vs);
@@ -261,7 +261,7 @@ static void info_maybe_done(struct info *in)
 	resp.n_storage_statuses = in->nr;
 	if (in->call) {
 		grpc_call_on_close(in->call, NULL, NULL);
-		reply(in->call, &resp.base);
+		intercept_reply(in->call, &resp.base);
 	}
 	for (size_t i = 0; i < in->nr; i++) {
 		free(in->st[i]->storage_name);
@@ -374,38 +374,53 @@ static int node_healthy(struct repo *r, const char *storage)
 	return n && n->healthy;
 }
 
-static void get_repository_metadata(struct grpc_call *call, const uint8_t *req, size_t len, void *data)
+/*
+ * The answer comes from the in-memory records, but verification times are
+ * kept only in the store: read them there, then answer.
+ */
+struct metadata_call {
+	struct praefect *p;
+	struct grpc_call *call;
+	int64_t id;
+};
+
+static void metadata_close(struct grpc_call *call, enum grpc_code code, void *arg)
 {
-	struct praefect *p = data;
-	Gitaly__GetRepositoryMetadataRequest *q = gitaly__get_repository_metadata_request__unpack(NULL, len, req);
+	((struct metadata_call *)arg)->call = NULL;
+}
+
+static void on_metadata_read(void *arg, int status, const char *msg, const struct store_repo *srepos, size_t nr)
+{
+	struct metadata_call *mc = arg;
+	struct repo *r = repo_by_id(mc->p, mc->id);
 	Gitaly__GetRepositoryMetadataResponse resp = GITALY__GET_REPOSITORY_METADATA_RESPONSE__INIT;
 	Gitaly__GetRepositoryMetadataResponse__Replica *reps, **repp;
-	struct repo *r = NULL;
+	Google__Protobuf__Timestamp *ts;
+	const struct store_repo *sr = status == 0 && nr == 1 ? &srepos[0] : NULL;
+	struct grpc_call *call = mc->call;
 	size_t n = 0;
 
-	if (!q) {
-		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "cannot decode request", NULL);
+	free(mc);
+	if (!call)
 		return;
-	}
-	if (q->query_case == GITALY__GET_REPOSITORY_METADATA_REQUEST__QUERY_REPOSITORY_ID)
-		r = repo_by_id(p, q->repository_id);
-	else if (q->query_case == GITALY__GET_REPOSITORY_METADATA_REQUEST__QUERY_PATH && q->path &&
-		 q->path->virtual_storage && q->path->relative_path)
-		r = repo_by_path(p, q->path->virtual_storage, strlen(q->path->virtual_storage),
-				 q->path->relative_path, strlen(q->path->relative_path));
-	gitaly__get_repository_metadata_request__free_unpacked(q, NULL);
+	grpc_call_on_close(call, NULL, NULL);
 	if (!r) {
 		grpc_call_finish(call, GRPC_NOT_FOUND, "repository not found", NULL);
+		return;
+	}
+	if (status < 0 && status != -ENOENT) {
+		grpc_call_finishf(call, GRPC_INTERNAL, "reading repository metadata: %s", msg ? msg : "store error");
 		return;
 	}
 	/* every configured storage that has a replica or an assignment, sorted by name */
 	reps = xcalloc(r->vs->nr_nodes + r->nr_replicas + 1, sizeof(*reps));
 	repp = xcalloc(r->vs->nr_nodes + r->nr_replicas + 1, sizeof(*repp));
+	ts = xcalloc(r->vs->nr_nodes + r->nr_replicas + 1, sizeof(*ts));
 	for (size_t i = 0; i < r->vs->nr_nodes; i++) {
 		const char *s = r->vs->nodes[i].cfg->storage;
 		struct replica *rep = repo_replica(r, s);
 		int assigned = repo_assigned(r, s);
-		if (!rep && !assigned)
+		if ((!rep || rep->generation < 0) && !assigned)
 			continue;
 		gitaly__get_repository_metadata_response__replica__init(&reps[n]);
 		reps[n].storage = (char *)s;
@@ -413,6 +428,13 @@ static void get_repository_metadata(struct grpc_call *call, const uint8_t *req, 
 		reps[n].generation = rep ? rep->generation : GENERATION_UNKNOWN;
 		reps[n].healthy = node_healthy(r, s);
 		reps[n].valid_primary = reps[n].healthy && assigned && repo_up_to_date(r, s);
+		for (size_t k = 0; sr && k < sr->nr_replicas; k++)
+			if (!strcmp(sr->replicas[k].storage, s) && sr->replicas[k].verified_at_ms > 0) {
+				google__protobuf__timestamp__init(&ts[n]);
+				ts[n].seconds = sr->replicas[k].verified_at_ms / 1000;
+				ts[n].nanos = (int32_t)(sr->replicas[k].verified_at_ms % 1000) * 1000000;
+				reps[n].verified_at = &ts[n];
+			}
 		repp[n] = &reps[n];
 		n++;
 	}
@@ -430,9 +452,40 @@ static void get_repository_metadata(struct grpc_call *call, const uint8_t *req, 
 	resp.generation = r->generation;
 	resp.replicas = repp;
 	resp.n_replicas = n;
-	reply(call, &resp.base);
+	intercept_reply(call, &resp.base);
 	free(reps);
 	free(repp);
+	free(ts);
+}
+
+static void get_repository_metadata(struct grpc_call *call, const uint8_t *req, size_t len, void *data)
+{
+	struct praefect *p = data;
+	Gitaly__GetRepositoryMetadataRequest *q = gitaly__get_repository_metadata_request__unpack(NULL, len, req);
+	struct metadata_call *mc;
+	struct repo *r = NULL;
+
+	if (!q) {
+		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "cannot decode request", NULL);
+		return;
+	}
+	if (q->query_case == GITALY__GET_REPOSITORY_METADATA_REQUEST__QUERY_REPOSITORY_ID)
+		r = repo_by_id(p, q->repository_id);
+	else if (q->query_case == GITALY__GET_REPOSITORY_METADATA_REQUEST__QUERY_PATH && q->path &&
+		 q->path->virtual_storage && q->path->relative_path)
+		r = repo_by_path(p, q->path->virtual_storage, strlen(q->path->virtual_storage),
+				 q->path->relative_path, strlen(q->path->relative_path));
+	gitaly__get_repository_metadata_request__free_unpacked(q, NULL);
+	if (!r) {
+		grpc_call_finish(call, GRPC_NOT_FOUND, "repository not found", NULL);
+		return;
+	}
+	mc = xcalloc(1, sizeof(*mc));
+	mc->p = p;
+	mc->call = call;
+	mc->id = r->id;
+	grpc_call_on_close(call, metadata_close, mc);
+	store_get_repository(p->store, r->vs->cfg->name, r->relative_path, on_metadata_read, mc);
 }
 
 void intercept_register(struct praefect *p)

@@ -1,0 +1,164 @@
+/*
+ * Our PraefectAdminService (proto/praefect_admin.proto,
+ * docs/technical/praefect-cli.md): what upstream's subcommands do straight in
+ * PostgreSQL, done by the praefect that owns the store so that its in-memory
+ * copy of the records stays exact.
+ */
+#include "intercept/intercept.h"
+#include "base/util.h"
+#include "base/log.h"
+#include "praefect_admin.pb-c.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct admin_call {
+	struct praefect *p;
+	struct grpc_call *call;
+	char *vs, *path;
+};
+
+static void admin_closed(struct grpc_call *call, enum grpc_code code, void *arg)
+{
+	((struct admin_call *)arg)->call = NULL;
+}
+
+static struct admin_call *admin_call_new(struct praefect *p, struct grpc_call *call, const char *vs,
+					 const char *path)
+{
+	struct admin_call *a = xcalloc(1, sizeof(*a));
+	a->p = p;
+	a->call = call;
+	a->vs = xstrdup(vs);
+	a->path = xstrdup(path);
+	grpc_call_on_close(call, admin_closed, a);
+	return a;
+}
+
+/* The call if the client still waits (detached: the caller answers it now). */
+static struct grpc_call *admin_call_take(struct admin_call *a)
+{
+	struct grpc_call *call = a->call;
+	if (call)
+		grpc_call_on_close(call, NULL, NULL);
+	a->call = NULL;
+	return call;
+}
+
+static void admin_call_free(struct admin_call *a)
+{
+	free(a->vs);
+	free(a->path);
+	free(a);
+}
+
+/* A known virtual storage and a relative path, else the call is answered with the error. */
+static int check_target(struct grpc_call *call, struct praefect *p, const char *vs, const char *path)
+{
+	if (!vs || !*vs) {
+		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "virtual storage not set", NULL);
+		return -1;
+	}
+	if (!praefect_vs(p, vs, strlen(vs))) {
+		grpc_call_finishf(call, GRPC_INVALID_ARGUMENT, "virtual storage \"%s\" not found", vs);
+		return -1;
+	}
+	if (!path || !*path) {
+		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "relative path not set", NULL);
+		return -1;
+	}
+	return 0;
+}
+
+/* --- RemoveRepositoryRecords --- */
+
+static void on_records_deleted(void *arg, int status, const char *msg, const char *replica_path,
+			       const char *const *storages, size_t n)
+{
+	struct admin_call *a = arg;
+	struct grpc_call *call = admin_call_take(a);
+	struct repo *r;
+
+	if (status == 0) {
+		r = repo_by_path(a->p, a->vs, strlen(a->vs), a->path, strlen(a->path));
+		if (r)
+			repo_remove(a->p, r);
+		log_msgf(LOG_INFO, "removed the records of %s/%s (replicas left on disk)", a->vs, a->path);
+	}
+	if (!call) {
+		/* nothing to tell */
+	} else if (status == -ENOENT) {
+		grpc_call_finish(call, GRPC_NOT_FOUND, "repository does not exist", NULL);
+	} else if (status < 0) {
+		grpc_call_finishf(call, GRPC_INTERNAL, "deleting repository records: %s", msg ? msg : "store error");
+	} else {
+		Gitaly__RemoveRepositoryRecordsResponse resp = GITALY__REMOVE_REPOSITORY_RECORDS_RESPONSE__INIT;
+		resp.replica_path = (char *)(replica_path ? replica_path : "");
+		resp.storages = (char **)storages;
+		resp.n_storages = n;
+		intercept_reply(call, &resp.base);
+	}
+	admin_call_free(a);
+}
+
+static void remove_repository_records(struct grpc_call *call, const uint8_t *req, size_t len, void *data)
+{
+	struct praefect *p = data;
+	Gitaly__RemoveRepositoryRecordsRequest *q = gitaly__remove_repository_records_request__unpack(NULL, len, req);
+	struct admin_call *a;
+
+	if (!q) {
+		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "cannot decode request", NULL);
+		return;
+	}
+	if (check_target(call, p, q->virtual_storage, q->relative_path) == 0) {
+		a = admin_call_new(p, call, q->virtual_storage, q->relative_path);
+		store_delete_repository(p->store, a->vs, a->path, on_records_deleted, a);
+	}
+	gitaly__remove_repository_records_request__free_unpacked(q, NULL);
+}
+
+/* --- PurgeReplicationJobs --- */
+
+static void on_purged(void *arg, int status, const char *msg, int64_t in_progress)
+{
+	struct admin_call *a = arg;
+	struct grpc_call *call = admin_call_take(a);
+
+	if (!call) {
+		/* nothing to tell */
+	} else if (status < 0) {
+		grpc_call_finishf(call, GRPC_INTERNAL, "purging replication jobs: %s", msg ? msg : "store error");
+	} else {
+		Gitaly__PurgeReplicationJobsResponse resp = GITALY__PURGE_REPLICATION_JOBS_RESPONSE__INIT;
+		resp.in_progress = in_progress;
+		intercept_reply(call, &resp.base);
+	}
+	admin_call_free(a);
+}
+
+static void purge_replication_jobs(struct grpc_call *call, const uint8_t *req, size_t len, void *data)
+{
+	struct praefect *p = data;
+	Gitaly__PurgeReplicationJobsRequest *q = gitaly__purge_replication_jobs_request__unpack(NULL, len, req);
+	struct admin_call *a;
+
+	if (!q) {
+		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "cannot decode request", NULL);
+		return;
+	}
+	if (check_target(call, p, q->virtual_storage, q->relative_path) == 0) {
+		a = admin_call_new(p, call, q->virtual_storage, q->relative_path);
+		store_purge_jobs(p->store, a->vs, a->path, on_purged, a);
+	}
+	gitaly__purge_replication_jobs_request__free_unpacked(q, NULL);
+}
+
+void admin_register(struct praefect *p)
+{
+	praefect_add_unary(p->server, "/gitaly.PraefectAdminService/RemoveRepositoryRecords",
+			   remove_repository_records, p);
+	praefect_add_unary(p->server, "/gitaly.PraefectAdminService/PurgeReplicationJobs",
+			   purge_replication_jobs, p);
+}
