@@ -5,9 +5,13 @@
 #include "grpc/client.h"
 #include "rpc/registry.h"
 
+#include <errno.h>
+#include <protobuf-c/protobuf-c.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct stream_call {
 	int done;
@@ -73,4 +77,60 @@ enum grpc_code cmd_call_praefect(struct praefect_config *cfg, const char *method
 	grpc_channel_close(ch);
 	uv_run(loop, UV_RUN_DEFAULT);
 	return sc.code;
+}
+
+static void keep_last(void *arg, const uint8_t *msg, size_t len)
+{
+	struct strbuf *resp = arg;
+	strbuf_reset(resp);
+	strbuf_add(resp, msg, len);
+}
+
+enum grpc_code cmd_call_unary(struct praefect_config *cfg, const char *method, const ProtobufCMessage *req,
+			      struct strbuf *resp, struct strbuf *errmsg)
+{
+	size_t len = protobuf_c_message_get_packed_size(req);
+	uint8_t *buf = xmalloc(len ? len : 1);
+	struct strbuf desc = STRBUF_INIT;
+	enum grpc_code code;
+
+	protobuf_c_message_pack(req, buf);
+	code = cmd_call_praefect(cfg, method, buf, len, keep_last, resp, &desc);
+	free(buf);
+	if (code != GRPC_OK)
+		strbuf_addf(errmsg, "rpc error: code = %s desc = %s", grpc_code_name(code), desc.buf);
+	strbuf_release(&desc);
+	return code;
+}
+
+int cmd_fatal(const char *fmt, ...)
+{
+	char stamp[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	va_list ap;
+
+	localtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y/%m/%d %H:%M:%S", &tm);
+	fprintf(stderr, "%s ", stamp);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+int cmd_parse_int64(const char *flag, const char *value, int64_t min, int64_t *out, struct strbuf *err)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(value, &end, 0);
+	if (!*value || *end || errno || v < min || (min >= 0 && *value == '-')) {
+		strbuf_addf(err, "invalid value \"%s\" for flag -%s: parse error", value, flag);
+		return -1;
+	}
+	*out = v;
+	return 0;
 }

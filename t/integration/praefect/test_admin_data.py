@@ -1,0 +1,243 @@
+"""praefect's data admin subcommands against a running three-node cluster: metadata,
+set-replication-factor, verify and remove-repository, with upstream's output, errors and exit codes."""
+import os
+import re
+import sqlite3
+import subprocess
+
+import pytest
+
+from praefect_itest import Cluster, wait_for
+from gitaly_itest import BUILD, pb
+from test_praefect import create_repo, push, replicas_in_sync, work_repo
+
+# Go's log.Fatal prefix on errors a subcommand returns
+STAMP = r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d "
+
+
+def praefect_cmd(cluster, *args):
+    return subprocess.run([os.path.join(BUILD, "praefect", "praefect"), "-config", cluster.praefect.config_path]
+                          + list(args), capture_output=True, text=True, timeout=60)
+
+
+def fails_with(res, message):
+    """Exit 1 and `message` on stderr after Go's log timestamp."""
+    assert res.returncode == 1, (res.stdout, res.stderr)
+    assert re.fullmatch(STAMP + re.escape(message) + "\n", res.stderr), res.stderr
+
+
+def db(cluster):
+    return sqlite3.connect(cluster.praefect.db, timeout=30)
+
+
+def replica_dir(cluster, storage, replica_path):
+    return os.path.join(cluster.nodes[storage].storages[storage], replica_path)
+
+
+def synced_repo(cluster, tmp_path, relative_path):
+    create_repo(cluster, relative_path)
+    push(cluster, work_repo(tmp_path, name=relative_path.replace("/", "_")), relative_path, "--all")
+    md, _ = wait_for(lambda: replicas_in_sync(cluster, relative_path), what="replication")
+    return md
+
+
+def expected_metadata(md, verified=None):
+    verified = verified or {}
+    lines = ["Repository ID: %d" % md.repository_id, 'Virtual Storage: "default"',
+             'Relative Path: "%s"' % md.relative_path, 'Replica Path: "%s"' % md.replica_path,
+             'Primary: "%s"' % md.primary, "Generation: %d" % md.generation, "Replicas:"]
+    for r in md.replicas:
+        lines += ['- Storage: "%s"' % r.storage, "  Assigned: true",
+                  "  Generation: %d, fully up to date" % r.generation, "  Healthy: true",
+                  "  Valid Primary: true", "  Verified At: %s" % verified.get(r.storage, "unverified")]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def fast_cluster(tmp_path):
+    """The cluster with a reconciler that runs every second (upstream's default is 5 minutes)."""
+    c = Cluster(tmp_path, extra='\n[reconciliation]\nscheduling_interval = "1s"\n')
+    yield c
+    c.stop()
+
+
+def test_metadata_prints_the_record_by_path_and_by_id(cluster, tmp_path):
+    md = synced_repo(cluster, tmp_path, "meta/data.git")
+    assert md.generation >= 0
+    by_path = praefect_cmd(cluster, "metadata", "-virtual-storage", "default", "-relative-path", "meta/data.git")
+    assert by_path.returncode == 0, by_path.stderr
+    assert by_path.stdout == expected_metadata(md)
+    by_id = praefect_cmd(cluster, "metadata", "--repository-id=%d" % md.repository_id)
+    assert by_id.stdout == by_path.stdout
+
+
+def test_metadata_selector_errors_and_unknown_repository(cluster):
+    fails_with(praefect_cmd(cluster, "metadata"), "repository ID or virtual storage and relative path required")
+    fails_with(praefect_cmd(cluster, "metadata", "-repository-id", "1", "-virtual-storage", "default"),
+               "virtual storage and relative path can't be provided with a repository ID")
+    fails_with(praefect_cmd(cluster, "metadata", "-relative-path", "x.git"),
+               "virtual storage is required with relative path")
+    fails_with(praefect_cmd(cluster, "metadata", "-virtual-storage", "default"),
+               "relative path is required with virtual storage")
+    fails_with(praefect_cmd(cluster, "metadata", "-repository-id", "4242"),
+               "get metadata: rpc error: code = NotFound desc = repository not found")
+    res = praefect_cmd(cluster, "metadata", "-repository-id", "1", "extra")
+    assert res.returncode == 1 and "metadata doesn't accept positional arguments" in res.stderr
+    res = praefect_cmd(cluster, "metadata", "-repository-id", "one")
+    assert res.returncode == 1 and 'invalid value "one" for flag -repository-id' in res.stderr
+
+
+def test_verify_marks_verified_replicas_unverified(cluster, tmp_path):
+    md = synced_repo(cluster, tmp_path, "verify.git")
+    other = synced_repo(cluster, tmp_path, "other.git")
+    # verification times as a verifier records them (Unix ms): 2021-04-01 10:04:20 UTC, one with a fraction
+    with db(cluster) as c:
+        c.execute("UPDATE storage_repositories SET verified_at = 1617271460000 WHERE storage = 'gitaly-1'")
+        c.execute("UPDATE storage_repositories SET verified_at = 1617271460250 WHERE storage = 'gitaly-2'"
+                  " AND repository_id = ?", (md.repository_id,))
+    out = praefect_cmd(cluster, "metadata", "-repository-id", str(md.repository_id)).stdout
+    assert out == expected_metadata(md, {"gitaly-1": "2021-04-01 10:04:20 +0000 UTC",
+                                         "gitaly-2": "2021-04-01 10:04:20.25 +0000 UTC"})
+
+    res = praefect_cmd(cluster, "verify", "-repository-id", str(md.repository_id))
+    assert (res.returncode, res.stdout) == (0, "2 replicas marked unverified\n"), res.stderr
+    assert praefect_cmd(cluster, "metadata", "-repository-id", str(md.repository_id)).stdout == expected_metadata(md)
+    res = praefect_cmd(cluster, "verify", "-repository-id", str(md.repository_id))
+    assert res.stdout == "0 replicas marked unverified\n"
+    # the other repository's gitaly-1 replica is still verified: by storage, then by virtual storage
+    res = praefect_cmd(cluster, "verify", "-virtual-storage", "default", "-storage", "gitaly-2")
+    assert res.stdout == "0 replicas marked unverified\n"
+    res = praefect_cmd(cluster, "verify", "-virtual-storage", "default", "-storage", "gitaly-1")
+    assert res.stdout == "1 replicas marked unverified\n"
+    with db(cluster) as c:
+        c.execute("UPDATE storage_repositories SET verified_at = 1617271460000 WHERE repository_id = ?",
+                  (other.repository_id,))
+    assert praefect_cmd(cluster, "verify", "-virtual-storage", "default").stdout == "3 replicas marked unverified\n"
+
+    fails_with(praefect_cmd(cluster, "verify"), "(repository id), (virtual storage) or (virtual storage, storage) required")
+    fails_with(praefect_cmd(cluster, "verify", "-storage", "gitaly-1"), "virtual storage must be passed with storage")
+    fails_with(praefect_cmd(cluster, "verify", "-repository-id", "1", "-storage", "gitaly-1"),
+               "virtual storage and storage can't be provided with a repository ID")
+
+
+def on_disk(cluster, replica_path):
+    return sorted(s for s in cluster.nodes if os.path.isdir(replica_dir(cluster, s, replica_path)))
+
+
+def test_set_replication_factor_one_then_three_moves_replicas_on_disk(fast_cluster, tmp_path):
+    cluster = fast_cluster
+    md = synced_repo(cluster, tmp_path, "rf.git")
+    assert on_disk(cluster, md.replica_path) == ["gitaly-1", "gitaly-2", "gitaly-3"]
+
+    res = praefect_cmd(cluster, "set-replication-factor", "-virtual-storage", "default", "-relative-path", "rf.git",
+                       "-replication-factor", "1")
+    # the primary is never unassigned
+    assert (res.returncode, res.stdout) == (0, "current assignments: %s\n" % md.primary), res.stderr
+    wait_for(lambda: on_disk(cluster, md.replica_path) == [md.primary], timeout=60, what="replicas deleted")
+    wait_for(lambda: [r.storage for r in cluster.praefect.metadata("rf.git").replicas] == [md.primary],
+             what="replica records deleted")
+    out = praefect_cmd(cluster, "metadata", "-virtual-storage", "default", "-relative-path", "rf.git").stdout
+    assert out.count("- Storage:") == 1 and "  Assigned: true\n" in out
+
+    # the recovery document's spelling, -repository, works too
+    res = praefect_cmd(cluster, "set-replication-factor", "-virtual-storage", "default", "-repository", "rf.git",
+                       "-replication-factor", "3")
+    assert (res.returncode, res.stdout) == (0, "current assignments: gitaly-1, gitaly-2, gitaly-3\n"), res.stderr
+    wait_for(lambda: replicas_in_sync(cluster, "rf.git"), timeout=60, what="replicas created again")
+    assert on_disk(cluster, md.replica_path) == ["gitaly-1", "gitaly-2", "gitaly-3"]
+
+    res = praefect_cmd(cluster, "set-replication-factor", "-virtual-storage", "default", "-relative-path", "rf.git",
+                       "-replication-factor", "2")
+    kept = res.stdout[len("current assignments: "):].strip().split(", ")
+    assert res.returncode == 0 and len(kept) == 2 and md.primary in kept, res.stdout
+    wait_for(lambda: on_disk(cluster, md.replica_path) == sorted(kept), timeout=60, what="one replica deleted")
+
+
+def test_set_replication_factor_errors(cluster, tmp_path):
+    create_repo(cluster, "rf-errors.git")
+    args = ["set-replication-factor", "-virtual-storage", "default", "-relative-path", "rf-errors.git"]
+    code = "rpc error: code = InvalidArgument desc = set replication factor: "
+    fails_with(praefect_cmd(cluster, *args, "-replication-factor", "0"),
+               code + "attempted to set replication factor 0 but minimum is 1")
+    fails_with(praefect_cmd(cluster, *args, "-replication-factor", "4"),
+               code + "attempted to set replication factor 4 but virtual storage only contains 3 storages")
+    fails_with(praefect_cmd(cluster, "set-replication-factor", "-virtual-storage", "nope", "-relative-path", "x.git",
+                            "-replication-factor", "2"), code + 'virtual storage "nope" not found')
+    fails_with(praefect_cmd(cluster, "set-replication-factor", "-virtual-storage", "default", "-relative-path",
+                            "missing.git", "-replication-factor", "2"),
+               code + 'repository "default"/"missing.git" not found')
+    res = praefect_cmd(cluster, *args)
+    assert res.returncode == 1 and 'Required flag "replication-factor" not set' in res.stderr
+    res = praefect_cmd(cluster, "set-replication-factor", "-relative-path", "x.git", "-replication-factor", "1")
+    assert res.returncode == 1 and 'Required flag "virtual-storage" not set' in res.stderr
+
+
+def rows(cluster, relative_path):
+    with db(cluster) as c:
+        return {table: c.execute("SELECT COUNT(*) FROM %s WHERE relative_path = ?" % table,
+                                 (relative_path,)).fetchone()[0]
+                for table in ("repositories", "storage_repositories", "repository_assignments",
+                              "replication_queue")}
+
+
+def test_remove_repository_dry_run_then_apply_leaves_nothing(cluster, tmp_path):
+    md = synced_repo(cluster, tmp_path, "rm/me.git")
+    args = ["remove-repository", "-virtual-storage", "default", "-relative-path", "rm/me.git"]
+    res = praefect_cmd(cluster, *args)
+    assert (res.returncode, res.stdout) == (0, "Repository found in the database.\n"
+                                               "Re-run the command with -apply to remove repositories from the "
+                                               "database and disk or -apply and -db-only to remove from database "
+                                               "only.\n"), res.stderr
+    assert on_disk(cluster, md.replica_path) == ["gitaly-1", "gitaly-2", "gitaly-3"]
+    assert rows(cluster, "rm/me.git")["repositories"] == 1
+
+    # a queued job for the repository: one node is down during a write
+    down = next(s for s in cluster.nodes if s != md.primary)
+    cluster.nodes[down].stop()
+    wait_for(lambda: "%s is unhealthy" % down in cluster.praefect.log(), what="node marked unhealthy")
+    push(cluster, work_repo(tmp_path, name="more", branches=("other",), tags=()), "rm/me.git", "other")
+    wait_for(lambda: rows(cluster, "rm/me.git")["replication_queue"] > 0, what="a queued job")
+    cluster.nodes[down].start()
+
+    res = praefect_cmd(cluster, "remove-repository", "-virtual-storage", "default", "-repository", "rm/me.git",
+                       "-apply")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == ("Repository found in the database.\n"
+                          "Attempting to remove rm/me.git from the database, and delete it from all gitaly nodes...\n"
+                          "Repository removal completed.\n"
+                          "Removing replication events...\n"
+                          "Replication event removal completed.\n")
+    assert rows(cluster, "rm/me.git") == {"repositories": 0, "storage_repositories": 0,
+                                          "repository_assignments": 0, "replication_queue": 0}
+    # the node that was down lost its replica too, or never had the record of it (no job re-creates it)
+    wait_for(lambda: on_disk(cluster, md.replica_path) in ([], [down]), what="replicas deleted")
+    exists = cluster.praefect.stub("RepositoryService").RepositoryExists(
+        pb("repository").RepositoryExistsRequest(repository=cluster.praefect.repo("rm/me.git")))
+    assert not exists.exists
+
+    fails_with(praefect_cmd(cluster, *args, "-apply"), "repository is not being tracked in Praefect")
+
+
+def test_remove_repository_db_only_keeps_the_replicas(cluster, tmp_path):
+    md = synced_repo(cluster, tmp_path, "db-only.git")
+    res = praefect_cmd(cluster, "remove-repository", "-virtual-storage", "default", "-relative-path", "db-only.git",
+                       "-apply", "-db-only")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == ("Repository found in the database.\n"
+                          "Attempting to remove db-only.git from the database...\n"
+                          "Repository removal from database completed.\n")
+    assert rows(cluster, "db-only.git") == {"repositories": 0, "storage_repositories": 0,
+                                            "repository_assignments": 0, "replication_queue": 0}
+    assert on_disk(cluster, md.replica_path) == ["gitaly-1", "gitaly-2", "gitaly-3"]
+    fails_with(praefect_cmd(cluster, "metadata", "-virtual-storage", "default", "-relative-path", "db-only.git"),
+               "get metadata: rpc error: code = NotFound desc = repository not found")
+    # the path is free again: a new repository gets a new id and replica path
+    create_repo(cluster, "db-only.git")
+    assert cluster.praefect.metadata("db-only.git").repository_id != md.repository_id
+
+
+def test_remove_repository_errors(cluster):
+    fails_with(praefect_cmd(cluster, "remove-repository", "-virtual-storage", "default", "-relative-path", "no.git"),
+               "repository is not being tracked in Praefect")
+    res = praefect_cmd(cluster, "remove-repository", "-virtual-storage", "default")
+    assert res.returncode == 1 and 'Required flag "relative-path" not set' in res.stderr
