@@ -547,4 +547,5 @@ void gitaly_register_repository(struct gitaly *g, struct grpc_server *s)
 		gitaly_add_unary(s, path.buf, methods[i].fn, g);
 		strbuf_release(&path);
 	}
+	reposvc_register_walk_repos(g, s);
 }
