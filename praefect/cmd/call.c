@@ -39,12 +39,11 @@ static void sc_close(struct grpc_client_call *call, enum grpc_code code, const c
 
 static const struct grpc_client_ops sc_ops = { .on_message = sc_message, .on_close = sc_close };
 
-enum grpc_code cmd_call_praefect(struct praefect_config *cfg, const char *method, const void *req, size_t len,
-				 void (*on_message)(void *arg, const uint8_t *msg, size_t len), void *arg,
-				 struct strbuf *errmsg)
+enum grpc_code cmd_call_addr(const char *addr, const char *token, const char *method, const void *req, size_t len,
+			     void (*on_message)(void *arg, const uint8_t *msg, size_t len), void *arg,
+			     struct strbuf *errmsg)
 {
 	uv_loop_t *loop = uv_default_loop();
-	char *addr = praefect_config_dial_address(cfg);
 	struct grpc_channel *ch;
 	struct grpc_client_call *call;
 	struct grpc_metadata md = GRPC_METADATA_INIT;
@@ -52,17 +51,11 @@ enum grpc_code cmd_call_praefect(struct praefect_config *cfg, const char *method
 
 	if (!rpc_lookup(method, strlen(method)))
 		die("method \"%s\" is not in the RPC registry (proto/*.proto)", method);
-	if (!addr) {
-		strbuf_addstr(errmsg, "no Praefect address configured");
-		return GRPC_INVALID_ARGUMENT;
-	}
 	if (grpc_channel_new(loop, addr, NULL, &ch) < 0) {
 		strbuf_addf(errmsg, "error dialing: bad address \"%s\"", addr);
-		free(addr);
 		return GRPC_INVALID_ARGUMENT;
 	}
-	free(addr);
-	auth_v2_add(&md, cfg->auth_token);
+	auth_v2_add(&md, token);
 	if (grpc_channel_call(ch, method, &md, 10000, 0, &sc_ops, &sc, &call) < 0) {
 		strbuf_addstr(errmsg, "cannot start call");
 		sc.code = GRPC_INTERNAL;
@@ -77,6 +70,22 @@ enum grpc_code cmd_call_praefect(struct praefect_config *cfg, const char *method
 	grpc_channel_close(ch);
 	uv_run(loop, UV_RUN_DEFAULT);
 	return sc.code;
+}
+
+enum grpc_code cmd_call_praefect(struct praefect_config *cfg, const char *method, const void *req, size_t len,
+				 void (*on_message)(void *arg, const uint8_t *msg, size_t len), void *arg,
+				 struct strbuf *errmsg)
+{
+	char *addr = praefect_config_dial_address(cfg);
+	enum grpc_code code;
+
+	if (!addr) {
+		strbuf_addstr(errmsg, "no Praefect address configured");
+		return GRPC_INVALID_ARGUMENT;
+	}
+	code = cmd_call_addr(addr, cfg->auth_token, method, req, len, on_message, arg, errmsg);
+	free(addr);
+	return code;
 }
 
 static void keep_last(void *arg, const uint8_t *msg, size_t len)

@@ -21,6 +21,7 @@ static const struct cli_command commands[] = {
 	{ "set-replication-factor", cmd_set_replication_factor, "set a replication factor for a repository", NULL },
 	{ "verify", cmd_verify, "mark repository replicas as unverified", NULL },
 	{ "remove-repository", cmd_remove_repository, "remove a repository", NULL },
+	{ "list-untracked-repositories", cmd_list_untracked_repositories, "list untracked repositories", NULL },
 };
 
 struct globals {

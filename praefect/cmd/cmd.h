@@ -31,6 +31,7 @@ int cmd_metadata(int argc, char **argv, void *ctx);        /* metadata.c */
 int cmd_set_replication_factor(int argc, char **argv, void *ctx); /* set_replication_factor.c */
 int cmd_verify(int argc, char **argv, void *ctx);          /* verify.c */
 int cmd_remove_repository(int argc, char **argv, void *ctx); /* remove_repository.c */
+int cmd_list_untracked_repositories(int argc, char **argv, void *ctx); /* list_untracked.c */
 
 /*
  * Call the running praefect (its socket_path, else listen_addr) with the
@@ -41,6 +42,11 @@ int cmd_remove_repository(int argc, char **argv, void *ctx); /* remove_repositor
 enum grpc_code cmd_call_praefect(struct praefect_config *cfg, const char *method, const void *req, size_t len,
 				 void (*on_message)(void *arg, const uint8_t *msg, size_t len), void *arg,
 				 struct strbuf *errmsg);
+
+/* The same call to any address (a gitaly node: its `token`). */
+enum grpc_code cmd_call_addr(const char *addr, const char *token, const char *method, const void *req, size_t len,
+			     void (*on_message)(void *arg, const uint8_t *msg, size_t len), void *arg,
+			     struct strbuf *errmsg);
 
 /*
  * A unary call with `req` packed; the response message (the last one) goes

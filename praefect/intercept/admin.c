@@ -155,8 +155,65 @@ static void purge_replication_jobs(struct grpc_call *call, const uint8_t *req, s
 	gitaly__purge_replication_jobs_request__free_unpacked(q, NULL);
 }
 
+/* --- UntrackedReplicas: answered from the in-memory records, which are exact --- */
+
+#define UNTRACKED_MAX_PATHS 4096   /* per request: the CLI sends 256 */
+
+static void untracked_replicas(struct grpc_call *call, const uint8_t *req, size_t len, void *data)
+{
+	struct praefect *p = data;
+	Gitaly__UntrackedReplicasRequest *q = gitaly__untracked_replicas_request__unpack(NULL, len, req);
+	Gitaly__UntrackedReplicasResponse resp = GITALY__UNTRACKED_REPLICAS_RESPONSE__INIT;
+	const struct hashmap_entry *e;
+	struct hashmap batch;
+	struct vstorage *vs;
+	char **untracked;
+	size_t n = 0;
+
+	if (!q) {
+		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "cannot decode request", NULL);
+		return;
+	}
+	vs = q->virtual_storage ? praefect_vs(p, q->virtual_storage, strlen(q->virtual_storage)) : NULL;
+	if (!vs) {
+		grpc_call_finishf(call, GRPC_INVALID_ARGUMENT, "virtual storage \"%s\" not found",
+				  q->virtual_storage ? q->virtual_storage : "");
+		goto out;
+	}
+	if (q->n_replica_paths > UNTRACKED_MAX_PATHS) {
+		grpc_call_finishf(call, GRPC_INVALID_ARGUMENT, "at most %d replica paths per request",
+				  UNTRACKED_MAX_PATHS);
+		goto out;
+	}
+	/* mark the tracked ones: a repository of vs with a replica record on the storage */
+	hashmap_init(&batch);
+	for (size_t i = 0; i < q->n_replica_paths; i++)
+		hashmap_put(&batch, q->replica_paths[i], strlen(q->replica_paths[i]), &batch); /* untracked so far */
+	for (size_t i = 0; q->storage && hashmap_next(&p->repos_by_id, &i, &e);) {
+		struct repo *r = e->value;
+		struct replica *rep;
+		if (r->vs != vs || !hashmap_get(&batch, r->replica_path, strlen(r->replica_path)))
+			continue;
+		rep = repo_replica(r, q->storage);
+		if (rep && rep->generation >= 0)
+			hashmap_put(&batch, r->replica_path, strlen(r->replica_path), r);
+	}
+	untracked = xcalloc(q->n_replica_paths + 1, sizeof(*untracked));
+	for (size_t i = 0; i < q->n_replica_paths; i++)
+		if (hashmap_get(&batch, q->replica_paths[i], strlen(q->replica_paths[i])) == &batch)
+			untracked[n++] = q->replica_paths[i];
+	hashmap_release(&batch);
+	resp.replica_paths = untracked;
+	resp.n_replica_paths = n;
+	intercept_reply(call, &resp.base);
+	free(untracked);
+out:
+	gitaly__untracked_replicas_request__free_unpacked(q, NULL);
+}
+
 void admin_register(struct praefect *p)
 {
+	praefect_add_unary(p->server, "/gitaly.PraefectAdminService/UntrackedReplicas", untracked_replicas, p);
 	praefect_add_unary(p->server, "/gitaly.PraefectAdminService/RemoveRepositoryRecords",
 			   remove_repository_records, p);
 	praefect_add_unary(p->server, "/gitaly.PraefectAdminService/PurgeReplicationJobs",

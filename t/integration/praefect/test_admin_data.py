@@ -241,3 +241,53 @@ def test_remove_repository_errors(cluster):
                "repository is not being tracked in Praefect")
     res = praefect_cmd(cluster, "remove-repository", "-virtual-storage", "default")
     assert res.returncode == 1 and 'Required flag "relative-path" not set' in res.stderr
+
+
+UNTRACKED_HEADER = "The following repositories were found on disk, but missing from the tracking database:\n"
+
+
+def create_on_node(cluster, storage, relative_path):
+    """A repository made straight on one node, behind praefect's back."""
+    cluster.node_stub(storage, "RepositoryService").CreateRepository(
+        pb("repository").CreateRepositoryRequest(
+            repository=pb("shared").Repository(storage_name=storage, relative_path=relative_path)), timeout=10)
+    return replica_dir(cluster, storage, relative_path)
+
+
+def untracked_line(relative_path, storage):
+    return '{"relative_path":"%s","storage":"%s","virtual_storage":"default"}\n' % (relative_path, storage)
+
+
+def test_list_untracked_repositories_reports_what_no_record_tracks(cluster, tmp_path):
+    md = synced_repo(cluster, tmp_path, "tracked.git")
+    path = create_on_node(cluster, "gitaly-2", "@hashed/ab/cd/untracked.git")
+    # fresh: skipped by the default -older-than 6h; tracked replicas never show
+    res = praefect_cmd(cluster, "list-untracked-repositories")
+    assert (res.returncode, res.stdout) == (0, ""), res.stderr
+    res = praefect_cmd(cluster, "list-untracked-repositories", "-older-than", "0s")
+    assert (res.returncode, res.stdout) == (0, UNTRACKED_HEADER + untracked_line("@hashed/ab/cd/untracked.git",
+                                                                                 "gitaly-2")), res.stderr
+    # seven hours old: the default finds it too; a replica left behind by -db-only shows on every node
+    old = os.stat(path).st_mtime - 7 * 3600
+    os.utime(path, (old, old))
+    assert praefect_cmd(cluster, "remove-repository", "-virtual-storage", "default", "-relative-path",
+                        "tracked.git", "-apply", "-db-only").returncode == 0
+    for s in cluster.nodes:
+        os.utime(replica_dir(cluster, s, md.replica_path), (old, old))
+    res = praefect_cmd(cluster, "list-untracked-repositories", "-delimiter", ";")
+    assert res.returncode == 0, res.stderr
+    expected = [untracked_line(md.replica_path, s).strip() + ";" for s in ("gitaly-1", "gitaly-2", "gitaly-3")]
+    expected.insert(1 + 1, untracked_line("@hashed/ab/cd/untracked.git", "gitaly-2").strip() + ";")
+    # walk order: per node, paths in byte order ("@cluster" < "@hashed")
+    assert res.stdout == UNTRACKED_HEADER + "".join(expected)
+
+
+def test_list_untracked_repositories_errors(cluster):
+    res = praefect_cmd(cluster, "list-untracked-repositories", "-older-than", "soon")
+    assert res.returncode == 1 and 'invalid value "soon" for flag -older-than' in res.stderr
+    cluster.nodes["gitaly-3"].stop()
+    res = praefect_cmd(cluster, "list-untracked-repositories")
+    assert res.returncode == 1
+    assert re.match(STAMP + re.escape('exec on "default"/"gitaly-3": rpc error: code = Unavailable'), res.stderr), \
+        res.stderr
+    cluster.nodes["gitaly-3"].start()
