@@ -88,7 +88,7 @@ enum grpc_code cmd_call_praefect(struct praefect_config *cfg, const char *method
 	return code;
 }
 
-static void keep_last(void *arg, const uint8_t *msg, size_t len)
+void cmd_keep_message(void *arg, const uint8_t *msg, size_t len)
 {
 	struct strbuf *resp = arg;
 	strbuf_reset(resp);
@@ -104,7 +104,7 @@ enum grpc_code cmd_call_unary(struct praefect_config *cfg, const char *method, c
 	enum grpc_code code;
 
 	protobuf_c_message_pack(req, buf);
-	code = cmd_call_praefect(cfg, method, buf, len, keep_last, resp, &desc);
+	code = cmd_call_praefect(cfg, method, buf, len, cmd_keep_message, resp, &desc);
 	free(buf);
 	if (code != GRPC_OK)
 		strbuf_addf(errmsg, "rpc error: code = %s desc = %s", grpc_code_name(code), desc.buf);

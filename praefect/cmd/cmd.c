@@ -22,6 +22,8 @@ static const struct cli_command commands[] = {
 	{ "verify", cmd_verify, "mark repository replicas as unverified", NULL },
 	{ "remove-repository", cmd_remove_repository, "remove a repository", NULL },
 	{ "list-untracked-repositories", cmd_list_untracked_repositories, "list untracked repositories", NULL },
+	{ "track-repository", cmd_track_repository, "start tracking a repository", NULL },
+	{ "track-repositories", cmd_track_repositories, "process bulk requests to track repositories", NULL },
 };
 
 struct globals {

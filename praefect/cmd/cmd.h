@@ -32,6 +32,8 @@ int cmd_set_replication_factor(int argc, char **argv, void *ctx); /* set_replica
 int cmd_verify(int argc, char **argv, void *ctx);          /* verify.c */
 int cmd_remove_repository(int argc, char **argv, void *ctx); /* remove_repository.c */
 int cmd_list_untracked_repositories(int argc, char **argv, void *ctx); /* list_untracked.c */
+int cmd_track_repository(int argc, char **argv, void *ctx);   /* track_repository.c */
+int cmd_track_repositories(int argc, char **argv, void *ctx); /* track_repository.c */
 
 /*
  * Call the running praefect (its socket_path, else listen_addr) with the
@@ -47,6 +49,9 @@ enum grpc_code cmd_call_praefect(struct praefect_config *cfg, const char *method
 enum grpc_code cmd_call_addr(const char *addr, const char *token, const char *method, const void *req, size_t len,
 			     void (*on_message)(void *arg, const uint8_t *msg, size_t len), void *arg,
 			     struct strbuf *errmsg);
+
+/* An on_message for the calls above: keep the last message in the strbuf `arg`. */
+void cmd_keep_message(void *arg, const uint8_t *msg, size_t len);
 
 /*
  * A unary call with `req` packed; the response message (the last one) goes

@@ -8,8 +8,8 @@ import subprocess
 import pytest
 
 from praefect_itest import Cluster, wait_for
-from gitaly_itest import BUILD, pb
-from test_praefect import create_repo, push, replicas_in_sync, work_repo
+from gitaly_itest import BUILD, git, pb
+from test_praefect import create_repo, gitaly_ssh_env, push, refs, replicas_in_sync, work_repo
 
 # Go's log.Fatal prefix on errors a subcommand returns
 STAMP = r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d "
@@ -291,3 +291,131 @@ def test_list_untracked_repositories_errors(cluster):
     assert re.match(STAMP + re.escape('exec on "default"/"gitaly-3": rpc error: code = Unavailable'), res.stderr), \
         res.stderr
     cluster.nodes["gitaly-3"].start()
+
+
+TRACK_ERR = "attempting to track repository in praefect database: "
+
+
+def repo_on_disk(cluster, tmp_path, storage, relative_path):
+    """A repository with a commit, made on one node's disk with git alone (as a restored backup would be)."""
+    path = create_on_node(cluster, storage, relative_path)
+    src = work_repo(tmp_path, name=relative_path.replace("/", "_"), branches=("main",), tags=())
+    git("push", "-q", path, "main", cwd=src)
+    return src
+
+
+def test_track_repository_makes_an_untracked_repository_served_through_praefect(cluster, tmp_path):
+    rel = "@hashed/11/22/restored.git"
+    src = repo_on_disk(cluster, tmp_path, "gitaly-1", rel)
+    res = praefect_cmd(cluster, "list-untracked-repositories", "-older-than", "0s")
+    assert res.stdout == UNTRACKED_HEADER + untracked_line(rel, "gitaly-1"), res.stderr
+
+    res = praefect_cmd(cluster, "track-repository", "-virtual-storage", "default", "-repository", rel,
+                       "-authoritative-storage", "gitaly-1")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == ("Finished adding new repository to be tracked in praefect database.\n"
+                          'Added replication job to replicate repository to "gitaly-2".\n'
+                          'Added replication job to replicate repository to "gitaly-3".\n')
+    md, _ = wait_for(lambda: replicas_in_sync(cluster, rel), timeout=30, what="replication of the tracked repository")
+    assert (md.replica_path, md.primary) == (rel, "gitaly-1")
+    assert praefect_cmd(cluster, "list-untracked-repositories", "-older-than", "0s").stdout == ""
+
+    clone = str(tmp_path / "clone")
+    git("clone", "-q", "--bare", "ssh://gitaly/repo.git", clone, env=gitaly_ssh_env(cluster.praefect, rel, "upload-pack"))
+    assert refs(clone) == refs(src)
+
+    # tracked already: upstream says so (without a newline) and queues the jobs again
+    res = praefect_cmd(cluster, "track-repository", "-virtual-storage", "default", "-relative-path", rel,
+                       "-replica-path", rel, "-authoritative-storage", "gitaly-1")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("repository is already tracked in praefect database"
+                                 "Finished adding new repository to be tracked in praefect database.\n")
+
+
+def test_track_repository_replicate_immediately_returns_with_every_replica(cluster, tmp_path):
+    rel = "@hashed/33/44/now.git"
+    repo_on_disk(cluster, tmp_path, "gitaly-2", rel)
+    res = praefect_cmd(cluster, "track-repository", "-virtual-storage", "default", "-relative-path", rel,
+                       "-authoritative-storage", "gitaly-2", "-replicate-immediately")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == ("Finished adding new repository to be tracked in praefect database.\n"
+                          'Finished replicating repository to "gitaly-1".\n'
+                          'Finished replicating repository to "gitaly-3".\n')
+    sums = {s: cluster.checksum(s, rel) for s in cluster.nodes}
+    assert len(set(sums.values())) == 1 and sums["gitaly-1"] != "0" * 40, sums
+
+
+def test_track_repository_errors(cluster, tmp_path):
+    fails_with(praefect_cmd(cluster, "track-repository", "-virtual-storage", "default", "-relative-path", "no.git",
+                            "-authoritative-storage", "gitaly-1"),
+               TRACK_ERR + "authoritative repository does not exist")
+    fails_with(praefect_cmd(cluster, "track-repository", "-virtual-storage", "default", "-relative-path", "no.git",
+                            "-authoritative-storage", "gitaly-9"), TRACK_ERR + 'node "gitaly-9" not found')
+    fails_with(praefect_cmd(cluster, "track-repository", "-virtual-storage", "nope", "-relative-path", "no.git",
+                            "-authoritative-storage", "gitaly-1"), TRACK_ERR + 'virtual storage "nope" not found')
+    res = praefect_cmd(cluster, "track-repository", "-virtual-storage", "default", "-relative-path", "no.git")
+    assert res.returncode == 1 and 'Required flag "authoritative-storage" not set' in res.stderr
+
+
+def write_lines(path, entries):
+    import json
+    with open(path, "w") as f:
+        for e in entries:
+            f.write((e if isinstance(e, str) else json.dumps(e)) + "\n")
+    return str(path)
+
+
+def entry(rel, storage="gitaly-1", **kw):
+    e = {"relative_path": rel, "replica_path": rel, "virtual_storage": "default", "authoritative_storage": storage}
+    e.update(kw)
+    return e
+
+
+def test_track_repositories_validates_every_line_before_tracking_any(cluster, tmp_path):
+    repo_on_disk(cluster, tmp_path, "gitaly-1", "@hashed/aa/01/one.git")
+    repo_on_disk(cluster, tmp_path, "gitaly-3", "@hashed/aa/02/two.git")
+    create_repo(cluster, "already.git")
+    bad = write_lines(tmp_path / "bad.json", [
+        entry("@hashed/aa/01/one.git"),
+        entry("@hashed/aa/02/two.git", replica_path=""),
+        entry("@hashed/aa/01/one.git"),
+        entry("already.git"),
+        entry("@hashed/aa/03/missing.git"),
+    ])
+    res = praefect_cmd(cluster, "track-repositories", "-input-path", bad)
+    fails_with(res, "invalid entries found, aborting")
+    assert res.stdout == ('Validating repository information in "%s"\n' % bad +
+                          'Found 4 invalid request(s) in "%s":\n' % bad +
+                          '  line 2, relative_path: "@hashed/aa/02/two.git", replica_path: ""\n'
+                          '    "replica-path" is a required parameter\n'
+                          '  line 3, relative_path: "@hashed/aa/01/one.git", replica_path: "@hashed/aa/01/one.git"\n'
+                          '    duplicate entries for relative_path, line [1 3]\n'
+                          '  line 4, relative_path: "already.git", replica_path: "already.git"\n'
+                          '    repository is already tracked by Praefect\n'
+                          '  line 5, relative_path: "@hashed/aa/03/missing.git", replica_path: '
+                          '"@hashed/aa/03/missing.git"\n'
+                          '    not a valid git repository\n')
+    # nothing was tracked, not even the valid first line
+    fails_with(praefect_cmd(cluster, "metadata", "-virtual-storage", "default", "-relative-path",
+                            "@hashed/aa/01/one.git"),
+               "get metadata: rpc error: code = NotFound desc = repository not found")
+
+    good = write_lines(tmp_path / "good.json", [entry("@hashed/aa/01/one.git"),
+                                                 entry("@hashed/aa/02/two.git", "gitaly-3")])
+    res = praefect_cmd(cluster, "track-repositories", "-input-path", good)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == ('Validating repository information in "%s"\n' % good +
+                          "All repository details are correctly formatted\n"
+                          "Tracking 2 repositories in Praefect DB...\n"
+                          "Finished adding new repository to be tracked in praefect database.\n"
+                          'Added replication job to replicate repository to "gitaly-2".\n'
+                          'Added replication job to replicate repository to "gitaly-3".\n'
+                          "Finished adding new repository to be tracked in praefect database.\n"
+                          'Added replication job to replicate repository to "gitaly-1".\n'
+                          'Added replication job to replicate repository to "gitaly-2".\n')
+    for rel in ("@hashed/aa/01/one.git", "@hashed/aa/02/two.git"):
+        wait_for(lambda: replicas_in_sync(cluster, rel), timeout=30, what="replication of " + rel)
+
+    empty = write_lines(tmp_path / "empty.json", [])
+    fails_with(praefect_cmd(cluster, "track-repositories", "-input-path", empty),
+               'no repository information found in "%s"' % empty)
