@@ -419,3 +419,26 @@ def test_track_repositories_validates_every_line_before_tracking_any(cluster, tm
     empty = write_lines(tmp_path / "empty.json", [])
     fails_with(praefect_cmd(cluster, "track-repositories", "-input-path", empty),
                'no repository information found in "%s"' % empty)
+
+
+def test_repository_replicas_reports_every_replica_checksum(cluster, tmp_path):
+    md = synced_repo(cluster, tmp_path, "sums.git")
+    r = cluster.praefect.info().RepositoryReplicas(
+        pb("praefect").RepositoryReplicasRequest(repository=cluster.praefect.repo("sums.git")), timeout=30)
+    assert (r.primary.repository.storage_name, r.primary.repository.relative_path) == (md.primary, "sums.git")
+    want = {s: cluster.checksum(s, md.replica_path) for s in cluster.nodes}
+    got = {d.repository.storage_name: d.checksum for d in [r.primary] + list(r.replicas)}
+    assert got == want and len(set(want.values())) == 1
+    # a replica that differs shows it: a ref written on one node only
+    other = next(s for s in cluster.nodes if s != md.primary)
+    git("update-ref", "refs/heads/only-here", "HEAD", cwd=replica_dir(cluster, other, md.replica_path))
+    r = cluster.praefect.info().RepositoryReplicas(
+        pb("praefect").RepositoryReplicasRequest(repository=cluster.praefect.repo("sums.git")), timeout=30)
+    got = {d.repository.storage_name: d.checksum for d in [r.primary] + list(r.replicas)}
+    assert got[other] != got[md.primary] and got[other] == cluster.checksum(other, md.replica_path)
+
+    import grpc
+    with pytest.raises(grpc.RpcError) as e:
+        cluster.praefect.info().RepositoryReplicas(
+            pb("praefect").RepositoryReplicasRequest(repository=cluster.praefect.repo("none.git")), timeout=30)
+    assert e.value.details() == 'get repository id: repository "default"/"none.git" not found'
