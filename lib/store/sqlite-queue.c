@@ -362,12 +362,13 @@ int sq_acknowledge_stale(struct store_backend *b, struct store_op *op)
 static const char SQL_COUNT_JOBS[] =
 	"SELECT COUNT(*) FROM replication_queue WHERE state IN ('ready', 'in_progress', 'failed')";
 
+/* `delete` jobs stay: they retry the removal of a replica that failed (praefect's RemoveRepository) */
 static const char SQL_PURGE_JOB_LOCKS[] =
 	"DELETE FROM replication_queue_job_lock WHERE job_id IN (SELECT id FROM replication_queue"
-	" WHERE virtual_storage = ?1 AND relative_path = ?2 AND state != 'in_progress')";
+	" WHERE virtual_storage = ?1 AND relative_path = ?2 AND state != 'in_progress' AND change != 'delete')";
 static const char SQL_PURGE_JOBS[] =
 	"DELETE FROM replication_queue"
-	" WHERE virtual_storage = ?1 AND relative_path = ?2 AND state != 'in_progress'";
+	" WHERE virtual_storage = ?1 AND relative_path = ?2 AND state != 'in_progress' AND change != 'delete'";
 static const char SQL_COUNT_IN_PROGRESS[] =
 	"SELECT COUNT(*) FROM replication_queue"
 	" WHERE virtual_storage = ?1 AND relative_path = ?2 AND state = 'in_progress'";

@@ -210,7 +210,7 @@ void store_heartbeat(struct store *s, const int64_t *ids, size_t n, store_done_f
 void store_acknowledge_stale(struct store *s, int64_t stale_ms, store_count_fn cb, void *arg);
 /*
  * Delete every job of (vs, relative path) that is not in_progress (a removed
- * repository's). `cb` gets how many in_progress jobs of it remain: callers
+ * repository's), except `delete` jobs: those retry a replica's removal. `cb` gets how many in_progress jobs of it remain: callers
  * repeat until none does.
  */
 void store_purge_jobs(struct store *s, const char *vs, const char *relative_path,

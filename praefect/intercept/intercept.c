@@ -103,13 +103,46 @@ static void removal_maybe_done(struct removal *rm)
 	free(rm);
 }
 
+/* One replica's removal; a failed one is retried by the replicator (a `delete` job). */
+struct replica_removal {
+	struct removal *rm;
+	int64_t repo_id;
+	char *storage, *replica_path;
+};
+
+static void on_retry_queued(void *arg, int status, const char *msg, int64_t id)
+{
+	if (status < 0 && status != -EEXIST)
+		log_msgf(LOG_WARN, "queueing the retry of a replica removal failed: %s", msg ? msg : "store error");
+}
+
 static void on_node_removed(struct grpc_client_call *cc, enum grpc_code code, const char *message,
 			    const struct grpc_metadata *trailers)
 {
-	struct removal *rm = grpc_client_call_user(cc);
-	if (code != GRPC_OK && code != GRPC_NOT_FOUND)
-		log_msgf(LOG_WARN, "removing a replica of %s/%s failed: %s", rm->vs,
-			 rm->repo->relative_path, message ? message : grpc_code_name(code));
+	struct replica_removal *rr = grpc_client_call_user(cc);
+	struct removal *rm = rr->rm;
+	struct vstorage *vs = praefect_vs(rm->p, rm->vs, strlen(rm->vs));
+
+	if (code != GRPC_OK && code != GRPC_NOT_FOUND) {
+		struct repl_job j = { 0 };
+		log_msgf(LOG_WARN, "removing the replica of %s/%s on %s failed, retried later: %s", rm->vs,
+			 rm->repo->relative_path, rr->storage, message ? message : grpc_code_name(code));
+		/* the record is gone: the job carries the replica path (replicator.c uses it then) */
+		j.change = "delete";
+		j.repository_id = rr->repo_id;
+		j.virtual_storage = rm->vs;
+		j.relative_path = rm->repo->relative_path;
+		j.replica_path = rr->replica_path;
+		j.source_storage = "";
+		j.target_storage = rr->storage;
+		j.correlation_id = "remove-repository";
+		store_enqueue(rm->p->store, &j, on_retry_queued, NULL);
+		if (vs)
+			replicator_kick(rm->p, vs, rr->storage);
+	}
+	free(rr->storage);
+	free(rr->replica_path);
+	free(rr);
 	rm->pending--;
 	removal_maybe_done(rm);
 }
@@ -122,6 +155,7 @@ static void on_record_deleted(void *arg, int status, const char *msg, const char
 	struct removal *rm = arg;
 	struct vstorage *vs = praefect_vs(rm->p, rm->vs, strlen(rm->vs));
 	struct repo *r;
+	int64_t repo_id;
 
 	if (status == -ENOENT) {
 		if (rm->call) {
@@ -143,6 +177,7 @@ static void on_record_deleted(void *arg, int status, const char *msg, const char
 		return;
 	}
 	r = repo_by_path(rm->p, rm->vs, strlen(rm->vs), rm->repo->relative_path, strlen(rm->repo->relative_path));
+	repo_id = r ? r->id : 0;
 	if (r)
 		repo_remove(rm->p, r);
 	/* fan out with the replica path on every storage that had a replica, one 10 s deadline */
@@ -151,6 +186,7 @@ static void on_record_deleted(void *arg, int status, const char *msg, const char
 		struct node *node = vs_node(vs, storages[i]);
 		struct grpc_metadata md = GRPC_METADATA_INIT;
 		struct grpc_client_call *cc;
+		struct replica_removal *rr;
 		size_t len;
 		uint8_t *buf;
 		if (!node)
@@ -167,11 +203,20 @@ static void on_record_deleted(void *arg, int status, const char *msg, const char
 			rm->repo->relative_path = orig_path;
 		}
 		node_call_metadata(node, rm->call ? grpc_call_metadata(rm->call) : NULL, &md);
+		rr = xcalloc(1, sizeof(*rr));
+		rr->rm = rm;
+		rr->repo_id = repo_id;
+		rr->storage = xstrdup(storages[i]);
+		rr->replica_path = xstrdup(replica_path);
 		if (grpc_channel_call(node->ch, rm->p->calls.remove_repository->name, &md, 10000, 0,
-				      &node_remove_ops, rm, &cc) == 0) {
+				      &node_remove_ops, rr, &cc) == 0) {
 			rm->pending++;
 			grpc_client_call_send(cc, buf, len);
 			grpc_client_call_close_send(cc);
+		} else {
+			free(rr->storage);
+			free(rr->replica_path);
+			free(rr);
 		}
 		grpc_metadata_release(&md);
 		free(buf);

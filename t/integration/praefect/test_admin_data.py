@@ -180,6 +180,12 @@ def rows(cluster, relative_path):
                               "replication_queue")}
 
 
+def jobs(cluster, relative_path, change):
+    with db(cluster) as c:
+        return c.execute("SELECT COUNT(*) FROM replication_queue WHERE relative_path = ? AND change = ?",
+                         (relative_path, change)).fetchone()[0]
+
+
 def test_remove_repository_dry_run_then_apply_leaves_nothing(cluster, tmp_path):
     md = synced_repo(cluster, tmp_path, "rm/me.git")
     args = ["remove-repository", "-virtual-storage", "default", "-relative-path", "rm/me.git"]
@@ -208,14 +214,33 @@ def test_remove_repository_dry_run_then_apply_leaves_nothing(cluster, tmp_path):
                           "Removing replication events...\n"
                           "Replication event removal completed.\n")
     assert rows(cluster, "rm/me.git") == {"repositories": 0, "storage_repositories": 0,
-                                          "repository_assignments": 0, "replication_queue": 0}
-    # the node that was down lost its replica too, or never had the record of it (no job re-creates it)
-    wait_for(lambda: on_disk(cluster, md.replica_path) in ([], [down]), what="replicas deleted")
+                                          "repository_assignments": 0,
+                                          "replication_queue": jobs(cluster, "rm/me.git", "delete")}
+    # the queued update is gone; only a retried removal (the node had just come back) may remain
+    assert jobs(cluster, "rm/me.git", "update") == 0
+    wait_for(lambda: on_disk(cluster, md.replica_path) == [], timeout=60, what="replicas deleted")
     exists = cluster.praefect.stub("RepositoryService").RepositoryExists(
         pb("repository").RepositoryExistsRequest(repository=cluster.praefect.repo("rm/me.git")))
     assert not exists.exists
 
     fails_with(praefect_cmd(cluster, *args, "-apply"), "repository is not being tracked in Praefect")
+
+
+def test_remove_repository_with_a_node_down_removes_its_replica_when_it_returns(cluster, tmp_path):
+    md = synced_repo(cluster, tmp_path, "rm/later.git")
+    down = next(s for s in cluster.nodes if s != md.primary)
+    cluster.nodes[down].stop()
+    res = praefect_cmd(cluster, "remove-repository", "-virtual-storage", "default", "-relative-path", "rm/later.git",
+                       "-apply")
+    assert res.returncode == 0, res.stderr
+    assert rows(cluster, "rm/later.git")["repositories"] == 0
+    assert on_disk(cluster, md.replica_path) == [down]
+    # the failed removal was kept as a job, not forgotten: it runs once the node is back
+    cluster.nodes[down].start()
+    wait_for(lambda: on_disk(cluster, md.replica_path) == [], timeout=60, what="the late replica removed")
+    wait_for(lambda: rows(cluster, "rm/later.git")["replication_queue"] ==
+             db(cluster).execute("SELECT COUNT(*) FROM replication_queue WHERE relative_path = 'rm/later.git'"
+                                 " AND state = 'completed'").fetchone()[0], what="the retry job completed")
 
 
 def test_remove_repository_db_only_keeps_the_replicas(cluster, tmp_path):
