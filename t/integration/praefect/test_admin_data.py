@@ -467,3 +467,33 @@ def test_repository_replicas_reports_every_replica_checksum(cluster, tmp_path):
         cluster.praefect.info().RepositoryReplicas(
             pb("praefect").RepositoryReplicasRequest(repository=cluster.praefect.repo("none.git")), timeout=30)
     assert e.value.details() == 'get repository id: repository "default"/"none.git" not found'
+
+
+def test_default_replication_factor_decides_assignments_of_new_and_tracked_repositories(tmp_path):
+    cluster = Cluster(tmp_path, replication_factor=2)
+    try:
+        create_repo(cluster, "two.git")
+        md = cluster.praefect.metadata("two.git")
+        assigned = sorted(r.storage for r in md.replicas if r.assigned)
+        assert len(assigned) == 2 and md.primary in assigned
+        wait_for(lambda: on_disk(cluster, md.replica_path) == assigned, what="two replicas")
+        out = praefect_cmd(cluster, "metadata", "-repository-id", str(md.repository_id)).stdout
+        assert out.count("  Assigned: true\n") == 2
+
+        rel = "@hashed/55/66/tracked-two.git"
+        repo_on_disk(cluster, tmp_path, "gitaly-3", rel)
+        res = praefect_cmd(cluster, "track-repository", "-virtual-storage", "default", "-relative-path", rel,
+                           "-authoritative-storage", "gitaly-3")
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.count("Added replication job to replicate repository to") == 1
+        tracked = cluster.praefect.metadata(rel)
+        assert len([r for r in tracked.replicas if r.assigned]) == 2
+        wait_for(lambda: len(on_disk(cluster, rel)) == 2, what="the tracked repository on two storages")
+
+        res = praefect_cmd(cluster, "set-replication-factor", "-virtual-storage", "default", "-relative-path",
+                           "two.git", "-replication-factor", "3")
+        assert res.stdout == "current assignments: gitaly-1, gitaly-2, gitaly-3\n", res.stderr
+        wait_for(lambda: on_disk(cluster, md.replica_path) == ["gitaly-1", "gitaly-2", "gitaly-3"],
+                 what="the third replica")
+    finally:
+        cluster.stop()
