@@ -548,4 +548,5 @@ void gitaly_register_repository(struct gitaly *g, struct grpc_server *s)
 		strbuf_release(&path);
 	}
 	reposvc_register_info(g, s);
+	reposvc_register_walk_repos(g, s);
 }

@@ -146,5 +146,7 @@ void reposvc_get_custom_hooks(struct grpc_call *call, const uint8_t *req, size_t
 void reposvc_write_ref(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 void reposvc_replicate_repository(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 void reposvc_fsck(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+/* InternalGitaly/WalkRepos (walk_repos.c), registered with RepositoryService. */
+void reposvc_register_walk_repos(struct gitaly *g, struct grpc_server *s);
 
 #endif

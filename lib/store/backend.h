@@ -60,6 +60,8 @@ enum store_op_kind {
 	STORE_OP_END_WRITE,
 	STORE_OP_RECOVER_WRITES,
 	STORE_OP_POSTPONE,
+	STORE_OP_MARK_UNVERIFIED,
+	STORE_OP_PURGE_JOBS,
 	STORE_OP__NR
 };
 
@@ -161,7 +163,8 @@ struct store_backend_ops {
 	 * One function per operation, indexed by enum store_op_kind. Results:
 	 * repos (list/get), value (reserve_id: id; increment_generation and
 	 * set_authoritative: generation; enqueue and begin_write: id;
-	 * acknowledge_stale, count_jobs and recover_writes: count), deleted_* (delete_repository), jobs
+	 * acknowledge_stale, count_jobs, recover_writes, mark_unverified and
+	 * purge_jobs: count), deleted_* (delete_repository), jobs
 	 * (dequeue, list_jobs).
 	 */
 	store_op_fn op[STORE_OP__NR];

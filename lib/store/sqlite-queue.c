@@ -362,6 +362,29 @@ int sq_acknowledge_stale(struct store_backend *b, struct store_op *op)
 static const char SQL_COUNT_JOBS[] =
 	"SELECT COUNT(*) FROM replication_queue WHERE state IN ('ready', 'in_progress', 'failed')";
 
+/* `delete` jobs stay: they retry the removal of a replica that failed (praefect's RemoveRepository) */
+static const char SQL_PURGE_JOB_LOCKS[] =
+	"DELETE FROM replication_queue_job_lock WHERE job_id IN (SELECT id FROM replication_queue"
+	" WHERE virtual_storage = ?1 AND relative_path = ?2 AND state != 'in_progress' AND change != 'delete')";
+static const char SQL_PURGE_JOBS[] =
+	"DELETE FROM replication_queue"
+	" WHERE virtual_storage = ?1 AND relative_path = ?2 AND state != 'in_progress' AND change != 'delete'";
+static const char SQL_COUNT_IN_PROGRESS[] =
+	"SELECT COUNT(*) FROM replication_queue"
+	" WHERE virtual_storage = ?1 AND relative_path = ?2 AND state = 'in_progress'";
+
+int sq_purge_jobs(struct store_backend *b, struct store_op *op)
+{
+	struct sqlite_backend *q = sq_backend(b);
+	int r;
+
+	if ((r = sq_exec(q, op, SQL_PURGE_JOB_LOCKS, "tt", op->in.vs, op->in.path)) < 0 ||
+	    (r = sq_exec(q, op, SQL_PURGE_JOBS, "tt", op->in.vs, op->in.path)) < 0 ||
+	    (r = sq_int(q, op, &op->value, 0, SQL_COUNT_IN_PROGRESS, "tt", op->in.vs, op->in.path)) < 0)
+		return r;
+	return 0;
+}
+
 int sq_count_jobs(struct store_backend *b, struct store_op *op)
 {
 	int r = sq_int(sq_backend(b), op, &op->value, 0, SQL_COUNT_JOBS, "");

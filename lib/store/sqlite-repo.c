@@ -24,10 +24,10 @@ static const char SQL_REPO_PATH[] =
  * Real generations are >= 0, so MAX() merges the two.
  */
 #define REPLICAS(where) \
-	"SELECT repository_id, storage, MAX(generation), MAX(assigned) FROM (" \
-	" SELECT repository_id, storage, generation, 0 AS assigned FROM storage_repositories " where \
+	"SELECT repository_id, storage, MAX(generation), MAX(assigned), MAX(verified_at) FROM (" \
+	" SELECT repository_id, storage, generation, 0 AS assigned, verified_at FROM storage_repositories " where \
 	" UNION ALL" \
-	" SELECT repository_id, storage, -1, 1 FROM repository_assignments " where \
+	" SELECT repository_id, storage, -1, 1, NULL FROM repository_assignments " where \
 	") GROUP BY repository_id, storage ORDER BY repository_id, storage"
 
 static const char SQL_REPLICAS_ALL[] = REPLICAS("");
@@ -74,6 +74,7 @@ static int read_replicas(struct sqlite_backend *q, struct store_op *op, sqlite3_
 		rep->storage = sq_text(op, st, 1);
 		rep->generation = sqlite3_column_int64(st, 2);
 		rep->assigned = sqlite3_column_int(st, 3) != 0;
+		rep->verified_at_ms = sqlite3_column_type(st, 4) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 4);
 	}
 	return r;
 }
@@ -384,6 +385,36 @@ int sq_set_assignments(struct store_backend *b, struct store_op *op)
 	for (size_t i = 0; i < op->in.storages.nr; i++)
 		if ((r = sq_exec(q, op, SQL_ASSIGN, "lt", op->in.id, op->in.storages.v[i])) < 0)
 			return r;
+	return 0;
+}
+
+/* verified_at holds Unix milliseconds; only replicas verified before count (upstream's RowsAffected) */
+static const char SQL_UNVERIFY_ID[] =
+	"UPDATE storage_repositories SET verified_at = NULL"
+	" WHERE repository_id = ?1 AND verified_at IS NOT NULL";
+static const char SQL_UNVERIFY_VS[] =
+	"UPDATE storage_repositories SET verified_at = NULL"
+	" WHERE verified_at IS NOT NULL AND repository_id IN"
+	"  (SELECT repository_id FROM repositories WHERE virtual_storage = ?1)";
+static const char SQL_UNVERIFY_STORAGE[] =
+	"UPDATE storage_repositories SET verified_at = NULL"
+	" WHERE verified_at IS NOT NULL AND storage = ?2 AND repository_id IN"
+	"  (SELECT repository_id FROM repositories WHERE virtual_storage = ?1)";
+
+int sq_mark_unverified(struct store_backend *b, struct store_op *op)
+{
+	struct sqlite_backend *q = sq_backend(b);
+	int r;
+
+	if (op->in.id > 0)
+		r = sq_exec(q, op, SQL_UNVERIFY_ID, "l", op->in.id);
+	else if (op->in.storage)
+		r = sq_exec(q, op, SQL_UNVERIFY_STORAGE, "tt", op->in.vs, op->in.storage);
+	else
+		r = sq_exec(q, op, SQL_UNVERIFY_VS, "t", op->in.vs);
+	if (r < 0)
+		return r;
+	op->value = r;
 	return 0;
 }
 

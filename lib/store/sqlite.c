@@ -292,6 +292,8 @@ static const struct store_backend_ops sqlite_ops = {
 		[STORE_OP_END_WRITE] = sq_end_write,
 		[STORE_OP_RECOVER_WRITES] = sq_recover_writes,
 		[STORE_OP_POSTPONE] = sq_postpone,
+		[STORE_OP_MARK_UNVERIFIED] = sq_mark_unverified,
+		[STORE_OP_PURGE_JOBS] = sq_purge_jobs,
 	},
 	.close = sq_close,
 };

@@ -90,6 +90,8 @@ int sq_begin_write(struct store_backend *b, struct store_op *op);
 int sq_end_write(struct store_backend *b, struct store_op *op);
 int sq_recover_writes(struct store_backend *b, struct store_op *op);
 int sq_postpone(struct store_backend *b, struct store_op *op);
+int sq_mark_unverified(struct store_backend *b, struct store_op *op);
+int sq_purge_jobs(struct store_backend *b, struct store_op *op);
 /* Insert an update/delete job (sqlite-queue.c); used by recover_writes too. */
 int sq_insert_job(struct sqlite_backend *q, struct store_op *op, const struct repl_job *job);
 

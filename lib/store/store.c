@@ -61,6 +61,8 @@ static const struct {
 	[STORE_OP_END_WRITE] = { CB_DONE, 1 },
 	[STORE_OP_RECOVER_WRITES] = { CB_COUNT, 1 },
 	[STORE_OP_POSTPONE] = { CB_DONE, 1 },
+	[STORE_OP_MARK_UNVERIFIED] = { CB_COUNT, 1 },
+	[STORE_OP_PURGE_JOBS] = { CB_COUNT, 1 },
 };
 
 /* --- the op record --- */
@@ -600,6 +602,17 @@ void store_set_assignments(struct store *s, int64_t id, const char *const *stora
 	submit(s, op);
 }
 
+void store_mark_unverified(struct store *s, int64_t id, const char *vs, const char *storage,
+			   store_count_fn cb, void *arg)
+{
+	struct store_op *op = op_new(STORE_OP_MARK_UNVERIFIED, arg);
+	op->cb.count = cb;
+	op->in.id = id;
+	op->in.vs = store_op_keep(op, vs);
+	op->in.storage = store_op_keep(op, storage);
+	submit(s, op);
+}
+
 void store_rename_repository(struct store *s, const char *vs, const char *from, const char *to,
 			     store_done_fn cb, void *arg)
 {
@@ -706,6 +719,16 @@ void store_acknowledge_stale(struct store *s, int64_t stale_ms, store_count_fn c
 	struct store_op *op = op_new(STORE_OP_ACKNOWLEDGE_STALE, arg);
 	op->cb.count = cb;
 	op->in.stale_ms = stale_ms;
+	submit(s, op);
+}
+
+void store_purge_jobs(struct store *s, const char *vs, const char *relative_path,
+		      store_count_fn cb, void *arg)
+{
+	struct store_op *op = op_new(STORE_OP_PURGE_JOBS, arg);
+	op->cb.count = cb;
+	op->in.vs = store_op_keep(op, vs);
+	op->in.path = store_op_keep(op, relative_path);
 	submit(s, op);
 }
 

@@ -34,6 +34,7 @@ struct store_replica {
 	const char *storage;
 	int64_t generation;          /* GENERATION_UNKNOWN when there is no replica row */
 	int assigned;                /* a repository_assignments row exists */
+	int64_t verified_at_ms;      /* last metadata verification, Unix ms; 0: unverified */
 };
 
 struct store_repo {
@@ -147,6 +148,13 @@ void store_set_primary(struct store *s, int64_t id, const char *primary, store_d
 /* Replace the assignment rows of a repository. */
 void store_set_assignments(struct store *s, int64_t id, const char *const *storages, size_t n,
 			   store_done_fn cb, void *arg);
+/*
+ * Mark replicas unverified (verified_at cleared): every replica of repository
+ * `id` when `id` > 0, else those of virtual storage `vs`, only on `storage`
+ * when it is not NULL. `cb` gets how many replicas had been verified.
+ */
+void store_mark_unverified(struct store *s, int64_t id, const char *vs, const char *storage,
+			   store_count_fn cb, void *arg);
 /* Rename a repository (relative path), keeping its id and replica path. */
 void store_rename_repository(struct store *s, const char *vs, const char *from, const char *to,
 			     store_done_fn cb, void *arg);
@@ -200,6 +208,13 @@ void store_postpone(struct store *s, const int64_t *ids, size_t n, int64_t delay
 void store_heartbeat(struct store *s, const int64_t *ids, size_t n, store_done_fn cb, void *arg);
 /* Release jobs whose lock was not refreshed for `stale_ms` (crashed workers); `cb` gets how many. */
 void store_acknowledge_stale(struct store *s, int64_t stale_ms, store_count_fn cb, void *arg);
+/*
+ * Delete every job of (vs, relative path) that is not in_progress (a removed
+ * repository's), except `delete` jobs: those retry a replica's removal. `cb` gets how many in_progress jobs of it remain: callers
+ * repeat until none does.
+ */
+void store_purge_jobs(struct store *s, const char *vs, const char *relative_path,
+		      store_count_fn cb, void *arg);
 /* Jobs not yet finished (ready, in_progress, failed), for metrics and tests. */
 void store_count_jobs(struct store *s, store_count_fn cb, void *arg);
 /* Every job (any state), for tools and tests. */

@@ -17,6 +17,13 @@ static const struct cli_command commands[] = {
 	{ "list-storages", cmd_list_storages, "list physical storages for virtual storages", NULL },
 	{ "dataloss", cmd_dataloss, "identify repositories that are unavailable or have outdated replicas", NULL },
 	{ "accept-dataloss", cmd_accept_dataloss, "accept potential data loss in a repository", NULL },
+	{ "metadata", cmd_metadata, "show metadata about a repository", NULL },
+	{ "set-replication-factor", cmd_set_replication_factor, "set a replication factor for a repository", NULL },
+	{ "verify", cmd_verify, "mark repository replicas as unverified", NULL },
+	{ "remove-repository", cmd_remove_repository, "remove a repository", NULL },
+	{ "list-untracked-repositories", cmd_list_untracked_repositories, "list untracked repositories", NULL },
+	{ "track-repository", cmd_track_repository, "start tracking a repository", NULL },
+	{ "track-repositories", cmd_track_repositories, "process bulk requests to track repositories", NULL },
 };
 
 struct globals {

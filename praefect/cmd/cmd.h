@@ -27,6 +27,13 @@ int cmd_serve(int argc, char **argv, void *ctx);           /* serve.c */
 int cmd_list_storages(int argc, char **argv, void *ctx);   /* list_storages.c */
 int cmd_dataloss(int argc, char **argv, void *ctx);        /* dataloss.c */
 int cmd_accept_dataloss(int argc, char **argv, void *ctx); /* accept_dataloss.c */
+int cmd_metadata(int argc, char **argv, void *ctx);        /* metadata.c */
+int cmd_set_replication_factor(int argc, char **argv, void *ctx); /* set_replication_factor.c */
+int cmd_verify(int argc, char **argv, void *ctx);          /* verify.c */
+int cmd_remove_repository(int argc, char **argv, void *ctx); /* remove_repository.c */
+int cmd_list_untracked_repositories(int argc, char **argv, void *ctx); /* list_untracked.c */
+int cmd_track_repository(int argc, char **argv, void *ctx);   /* track_repository.c */
+int cmd_track_repositories(int argc, char **argv, void *ctx); /* track_repository.c */
 
 /*
  * Call the running praefect (its socket_path, else listen_addr) with the
@@ -37,5 +44,31 @@ int cmd_accept_dataloss(int argc, char **argv, void *ctx); /* accept_dataloss.c 
 enum grpc_code cmd_call_praefect(struct praefect_config *cfg, const char *method, const void *req, size_t len,
 				 void (*on_message)(void *arg, const uint8_t *msg, size_t len), void *arg,
 				 struct strbuf *errmsg);
+
+/* The same call to any address (a gitaly node: its `token`). */
+enum grpc_code cmd_call_addr(const char *addr, const char *token, const char *method, const void *req, size_t len,
+			     void (*on_message)(void *arg, const uint8_t *msg, size_t len), void *arg,
+			     struct strbuf *errmsg);
+
+/* An on_message for the calls above: keep the last message in the strbuf `arg`. */
+void cmd_keep_message(void *arg, const uint8_t *msg, size_t len);
+
+/*
+ * A unary call with `req` packed; the response message (the last one) goes
+ * to `resp`. On failure `errmsg` holds Go's form of the status, "rpc error:
+ * code = NotFound desc = repository not found", as upstream prints it.
+ */
+struct ProtobufCMessage;
+enum grpc_code cmd_call_unary(struct praefect_config *cfg, const char *method, const struct ProtobufCMessage *req,
+			      struct strbuf *resp, struct strbuf *errmsg);
+
+/*
+ * Print an error the way upstream's main does (Go's log.Fatal): "YYYY/MM/DD
+ * HH:MM:SS <message>" on stderr, local time. Returns 1, the exit code.
+ */
+int cmd_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Parse an integer flag's value as Go's strconv does; -1 with urfave's message in `err`. */
+int cmd_parse_int64(const char *flag, const char *value, int64_t min, int64_t *out, struct strbuf *err);
 
 #endif

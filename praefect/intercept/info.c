@@ -3,7 +3,7 @@
  * Dataloss (repositories with replicas that cannot serve as primary) and
  * SetAuthoritativeStorage (accept data loss: make one replica the latest).
  */
-#include "praefect.h"
+#include "intercept/intercept.h"
 #include "base/util.h"
 #include "base/log.h"
 #include "praefect.pb-c.h"
@@ -235,4 +235,6 @@ void info_register(struct praefect *p)
 	praefect_add_unary(p->server, "/gitaly.PraefectInfoService/Dataloss", dataloss, p);
 	praefect_add_unary(p->server, "/gitaly.PraefectInfoService/SetAuthoritativeStorage",
 			      set_authoritative_storage, p);
+	info_admin_register(p);
+	admin_register(p);
 }

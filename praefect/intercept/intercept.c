@@ -4,7 +4,7 @@
  * ServerInfo and DiskStatistics aggregated over the nodes, and
  * PraefectInfoService/GetRepositoryMetadata.
  */
-#include "praefect.h"
+#include "intercept/intercept.h"
 #include "base/util.h"
 #include "base/log.h"
 #include "grpc/auth.h"
@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int reply(struct grpc_call *call, const ProtobufCMessage *msg)
+int intercept_reply(struct grpc_call *call, const ProtobufCMessage *msg)
 {
 	size_t n = protobuf_c_message_get_packed_size(msg);
 	uint8_t *buf = xmalloc(n ? n : 1);
@@ -66,7 +66,7 @@ static void repository_exists(struct grpc_call *call, const uint8_t *req, size_t
 			resp.exists = repo_by_path(p, r->repository->storage_name, strlen(r->repository->storage_name),
 						   r->repository->relative_path,
 						   strlen(r->repository->relative_path)) != NULL;
-			reply(call, &resp.base);
+			intercept_reply(call, &resp.base);
 		}
 	}
 	gitaly__repository_exists_request__free_unpacked(r, NULL);
@@ -96,20 +96,53 @@ static void removal_maybe_done(struct removal *rm)
 		return;
 	if (rm->call) {
 		grpc_call_on_close(rm->call, NULL, NULL);
-		reply(rm->call, &resp.base);
+		intercept_reply(rm->call, &resp.base);
 	}
 	gitaly__remove_repository_request__free_unpacked(rm->req, NULL);
 	free(rm->vs);
 	free(rm);
 }
 
+/* One replica's removal; a failed one is retried by the replicator (a `delete` job). */
+struct replica_removal {
+	struct removal *rm;
+	int64_t repo_id;
+	char *storage, *replica_path;
+};
+
+static void on_retry_queued(void *arg, int status, const char *msg, int64_t id)
+{
+	if (status < 0 && status != -EEXIST)
+		log_msgf(LOG_WARN, "queueing the retry of a replica removal failed: %s", msg ? msg : "store error");
+}
+
 static void on_node_removed(struct grpc_client_call *cc, enum grpc_code code, const char *message,
 			    const struct grpc_metadata *trailers)
 {
-	struct removal *rm = grpc_client_call_user(cc);
-	if (code != GRPC_OK && code != GRPC_NOT_FOUND)
-		log_msgf(LOG_WARN, "removing a replica of %s/%s failed: %s", rm->vs,
-			 rm->repo->relative_path, message ? message : grpc_code_name(code));
+	struct replica_removal *rr = grpc_client_call_user(cc);
+	struct removal *rm = rr->rm;
+	struct vstorage *vs = praefect_vs(rm->p, rm->vs, strlen(rm->vs));
+
+	if (code != GRPC_OK && code != GRPC_NOT_FOUND) {
+		struct repl_job j = { 0 };
+		log_msgf(LOG_WARN, "removing the replica of %s/%s on %s failed, retried later: %s", rm->vs,
+			 rm->repo->relative_path, rr->storage, message ? message : grpc_code_name(code));
+		/* the record is gone: the job carries the replica path (replicator.c uses it then) */
+		j.change = "delete";
+		j.repository_id = rr->repo_id;
+		j.virtual_storage = rm->vs;
+		j.relative_path = rm->repo->relative_path;
+		j.replica_path = rr->replica_path;
+		j.source_storage = "";
+		j.target_storage = rr->storage;
+		j.correlation_id = "remove-repository";
+		store_enqueue(rm->p->store, &j, on_retry_queued, NULL);
+		if (vs)
+			replicator_kick(rm->p, vs, rr->storage);
+	}
+	free(rr->storage);
+	free(rr->replica_path);
+	free(rr);
 	rm->pending--;
 	removal_maybe_done(rm);
 }
@@ -122,6 +155,7 @@ static void on_record_deleted(void *arg, int status, const char *msg, const char
 	struct removal *rm = arg;
 	struct vstorage *vs = praefect_vs(rm->p, rm->vs, strlen(rm->vs));
 	struct repo *r;
+	int64_t repo_id;
 
 	if (status == -ENOENT) {
 		if (rm->call) {
@@ -143,6 +177,7 @@ static void on_record_deleted(void *arg, int status, const char *msg, const char
 		return;
 	}
 	r = repo_by_path(rm->p, rm->vs, strlen(rm->vs), rm->repo->relative_path, strlen(rm->repo->relative_path));
+	repo_id = r ? r->id : 0;
 	if (r)
 		repo_remove(rm->p, r);
 	/* fan out with the replica path on every storage that had a replica, one 10 s deadline */
@@ -151,6 +186,7 @@ static void on_record_deleted(void *arg, int status, const char *msg, const char
 		struct node *node = vs_node(vs, storages[i]);
 		struct grpc_metadata md = GRPC_METADATA_INIT;
 		struct grpc_client_call *cc;
+		struct replica_removal *rr;
 		size_t len;
 		uint8_t *buf;
 		if (!node)
@@ -167,11 +203,20 @@ static void on_record_deleted(void *arg, int status, const char *msg, const char
 			rm->repo->relative_path = orig_path;
 		}
 		node_call_metadata(node, rm->call ? grpc_call_metadata(rm->call) : NULL, &md);
+		rr = xcalloc(1, sizeof(*rr));
+		rr->rm = rm;
+		rr->repo_id = repo_id;
+		rr->storage = xstrdup(storages[i]);
+		rr->replica_path = xstrdup(replica_path);
 		if (grpc_channel_call(node->ch, rm->p->calls.remove_repository->name, &md, 10000, 0,
-				      &node_remove_ops, rm, &cc) == 0) {
+				      &node_remove_ops, rr, &cc) == 0) {
 			rm->pending++;
 			grpc_client_call_send(cc, buf, len);
 			grpc_client_call_close_send(cc);
+		} else {
+			free(rr->storage);
+			free(rr->replica_path);
+			free(rr);
 		}
 		grpc_metadata_release(&md);
 		free(buf);
@@ -261,7 +306,7 @@ static void info_maybe_done(struct info *in)
 	resp.n_storage_statuses = in->nr;
 	if (in->call) {
 		grpc_call_on_close(in->call, NULL, NULL);
-		reply(in->call, &resp.base);
+		intercept_reply(in->call, &resp.base);
 	}
 	for (size_t i = 0; i < in->nr; i++) {
 		free(in->st[i]->storage_name);
@@ -374,38 +419,53 @@ static int node_healthy(struct repo *r, const char *storage)
 	return n && n->healthy;
 }
 
-static void get_repository_metadata(struct grpc_call *call, const uint8_t *req, size_t len, void *data)
+/*
+ * The answer comes from the in-memory records, but verification times are
+ * kept only in the store: read them there, then answer.
+ */
+struct metadata_call {
+	struct praefect *p;
+	struct grpc_call *call;
+	int64_t id;
+};
+
+static void metadata_close(struct grpc_call *call, enum grpc_code code, void *arg)
 {
-	struct praefect *p = data;
-	Gitaly__GetRepositoryMetadataRequest *q = gitaly__get_repository_metadata_request__unpack(NULL, len, req);
+	((struct metadata_call *)arg)->call = NULL;
+}
+
+static void on_metadata_read(void *arg, int status, const char *msg, const struct store_repo *srepos, size_t nr)
+{
+	struct metadata_call *mc = arg;
+	struct repo *r = repo_by_id(mc->p, mc->id);
 	Gitaly__GetRepositoryMetadataResponse resp = GITALY__GET_REPOSITORY_METADATA_RESPONSE__INIT;
 	Gitaly__GetRepositoryMetadataResponse__Replica *reps, **repp;
-	struct repo *r = NULL;
+	Google__Protobuf__Timestamp *ts;
+	const struct store_repo *sr = status == 0 && nr == 1 ? &srepos[0] : NULL;
+	struct grpc_call *call = mc->call;
 	size_t n = 0;
 
-	if (!q) {
-		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "cannot decode request", NULL);
+	free(mc);
+	if (!call)
 		return;
-	}
-	if (q->query_case == GITALY__GET_REPOSITORY_METADATA_REQUEST__QUERY_REPOSITORY_ID)
-		r = repo_by_id(p, q->repository_id);
-	else if (q->query_case == GITALY__GET_REPOSITORY_METADATA_REQUEST__QUERY_PATH && q->path &&
-		 q->path->virtual_storage && q->path->relative_path)
-		r = repo_by_path(p, q->path->virtual_storage, strlen(q->path->virtual_storage),
-				 q->path->relative_path, strlen(q->path->relative_path));
-	gitaly__get_repository_metadata_request__free_unpacked(q, NULL);
+	grpc_call_on_close(call, NULL, NULL);
 	if (!r) {
 		grpc_call_finish(call, GRPC_NOT_FOUND, "repository not found", NULL);
+		return;
+	}
+	if (status < 0 && status != -ENOENT) {
+		grpc_call_finishf(call, GRPC_INTERNAL, "reading repository metadata: %s", msg ? msg : "store error");
 		return;
 	}
 	/* every configured storage that has a replica or an assignment, sorted by name */
 	reps = xcalloc(r->vs->nr_nodes + r->nr_replicas + 1, sizeof(*reps));
 	repp = xcalloc(r->vs->nr_nodes + r->nr_replicas + 1, sizeof(*repp));
+	ts = xcalloc(r->vs->nr_nodes + r->nr_replicas + 1, sizeof(*ts));
 	for (size_t i = 0; i < r->vs->nr_nodes; i++) {
 		const char *s = r->vs->nodes[i].cfg->storage;
 		struct replica *rep = repo_replica(r, s);
 		int assigned = repo_assigned(r, s);
-		if (!rep && !assigned)
+		if ((!rep || rep->generation < 0) && !assigned)
 			continue;
 		gitaly__get_repository_metadata_response__replica__init(&reps[n]);
 		reps[n].storage = (char *)s;
@@ -413,6 +473,13 @@ static void get_repository_metadata(struct grpc_call *call, const uint8_t *req, 
 		reps[n].generation = rep ? rep->generation : GENERATION_UNKNOWN;
 		reps[n].healthy = node_healthy(r, s);
 		reps[n].valid_primary = reps[n].healthy && assigned && repo_up_to_date(r, s);
+		for (size_t k = 0; sr && k < sr->nr_replicas; k++)
+			if (!strcmp(sr->replicas[k].storage, s) && sr->replicas[k].verified_at_ms > 0) {
+				google__protobuf__timestamp__init(&ts[n]);
+				ts[n].seconds = sr->replicas[k].verified_at_ms / 1000;
+				ts[n].nanos = (int32_t)(sr->replicas[k].verified_at_ms % 1000) * 1000000;
+				reps[n].verified_at = &ts[n];
+			}
 		repp[n] = &reps[n];
 		n++;
 	}
@@ -430,9 +497,40 @@ static void get_repository_metadata(struct grpc_call *call, const uint8_t *req, 
 	resp.generation = r->generation;
 	resp.replicas = repp;
 	resp.n_replicas = n;
-	reply(call, &resp.base);
+	intercept_reply(call, &resp.base);
 	free(reps);
 	free(repp);
+	free(ts);
+}
+
+static void get_repository_metadata(struct grpc_call *call, const uint8_t *req, size_t len, void *data)
+{
+	struct praefect *p = data;
+	Gitaly__GetRepositoryMetadataRequest *q = gitaly__get_repository_metadata_request__unpack(NULL, len, req);
+	struct metadata_call *mc;
+	struct repo *r = NULL;
+
+	if (!q) {
+		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "cannot decode request", NULL);
+		return;
+	}
+	if (q->query_case == GITALY__GET_REPOSITORY_METADATA_REQUEST__QUERY_REPOSITORY_ID)
+		r = repo_by_id(p, q->repository_id);
+	else if (q->query_case == GITALY__GET_REPOSITORY_METADATA_REQUEST__QUERY_PATH && q->path &&
+		 q->path->virtual_storage && q->path->relative_path)
+		r = repo_by_path(p, q->path->virtual_storage, strlen(q->path->virtual_storage),
+				 q->path->relative_path, strlen(q->path->relative_path));
+	gitaly__get_repository_metadata_request__free_unpacked(q, NULL);
+	if (!r) {
+		grpc_call_finish(call, GRPC_NOT_FOUND, "repository not found", NULL);
+		return;
+	}
+	mc = xcalloc(1, sizeof(*mc));
+	mc->p = p;
+	mc->call = call;
+	mc->id = r->id;
+	grpc_call_on_close(call, metadata_close, mc);
+	store_get_repository(p->store, r->vs->cfg->name, r->relative_path, on_metadata_read, mc);
 }
 
 void intercept_register(struct praefect *p)

@@ -1196,6 +1196,82 @@ static void test_node_status(void **state)
 	assert_int_equal(sql_int("SELECT last_seen_active_at FROM node_status WHERE praefect_name = 'p2'"), -1000);
 }
 
+/* --- verification times and removed repositories' jobs --- */
+
+static int64_t mark_unverified(int64_t id, const char *vs, const char *storage)
+{
+	store_mark_unverified(F->s, id, vs, storage, on_val, reset());
+	wait_for(&R);
+	assert_int_equal(R.status, 0);
+	return R.val;
+}
+
+static void on_verified_at(void *arg, int status, const char *msg, const struct store_repo *repos, size_t n)
+{
+	struct res *r = arg;
+	res_fire(r, status, msg);
+	r->text[0] = 0;
+	for (size_t i = 0; n == 1 && i < repos[0].nr_replicas; i++)
+		snprintf(r->text + strlen(r->text), sizeof(r->text) - strlen(r->text), "%s%s=%" PRId64, i ? " " : "",
+			 repos[0].replicas[i].storage, repos[0].replicas[i].verified_at_ms);
+}
+
+static void test_mark_unverified(void **state)
+{
+	assert_int_equal(create1(1, "a.git"), 0);
+	assert_int_equal(create1(2, "b.git"), 0);
+	sql_exec("INSERT INTO repositories (repository_id, virtual_storage, relative_path, generation)"
+		 " VALUES (3, 'other', 'c.git', 0);"
+		 "INSERT INTO storage_repositories (repository_id, virtual_storage, relative_path, storage, generation,"
+		 " verified_at) VALUES (3, 'other', 'c.git', 's1', 0, 5);"
+		 "UPDATE storage_repositories SET verified_at = 1617271460250 WHERE repository_id IN (1, 2);");
+	/* read back with the replicas, assignment-only storages unverified */
+	store_get_repository(F->s, "vs", "a.git", on_verified_at, reset());
+	wait_for(&R);
+	assert_string_equal(R.text, "s1=1617271460250 s2=1617271460250");
+
+	assert_int_equal(mark_unverified(1, NULL, NULL), 2);
+	assert_int_equal(mark_unverified(1, NULL, NULL), 0);       /* only verified ones count */
+	assert_int_equal(mark_unverified(99, NULL, NULL), 0);
+	store_get_repository(F->s, "vs", "a.git", on_verified_at, reset());
+	wait_for(&R);
+	assert_string_equal(R.text, "s1=0 s2=0");
+	assert_int_equal(mark_unverified(0, "vs", "s2"), 1);       /* b.git on s2 */
+	assert_int_equal(mark_unverified(0, "vs", "s9"), 0);
+	assert_int_equal(mark_unverified(0, "vs", NULL), 1);       /* b.git on s1 */
+	assert_int_equal(sql_int("SELECT verified_at FROM storage_repositories WHERE repository_id = 3"), 5);
+	assert_int_equal(mark_unverified(0, "other", NULL), 1);
+}
+
+static void test_purge_jobs(void **state)
+{
+	int st;
+	enqueue("update", "a.git", "s1", "s2", &st);
+	assert_int_equal(st, 0);
+	enqueue("update", "a.git", "s1", "s3", &st);
+	enqueue("delete_replica", "a.git", "", "s4", &st);
+	enqueue("delete", "a.git", "", "s5", &st);
+	enqueue("update", "b.git", "s1", "s2", &st);
+	/* one job of a.git in progress (dequeued) */
+	assert_string_equal(dequeue("vs", "s3", 10), "update vs/a.git s1->s3 in_progress 2");
+
+	store_purge_jobs(F->s, "vs", "a.git", on_val, reset());
+	wait_for(&R);
+	assert_int_equal(R.status, 0);
+	assert_int_equal(R.val, 1);
+	/* the in-progress job, the delete retry and b.git's job stay */
+	assert_string_equal(jobs(), "update vs/a.git s1->s3 in_progress 2\n"
+				    "delete vs/a.git -->s5 ready 3\n"
+				    "update vs/b.git s1->s2 ready 3");
+	/* it ends: the next purge finds none in progress and deletes it too */
+	assert_int_equal(ack(JOB_COMPLETED, last_ids, 1), 0);
+	store_purge_jobs(F->s, "vs", "a.git", on_val, reset());
+	wait_for(&R);
+	assert_int_equal(R.val, 0);
+	assert_string_equal(jobs(), "delete vs/a.git -->s5 ready 3\nupdate vs/b.git s1->s2 ready 3");
+	assert_int_equal(count_jobs(), 2);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1231,6 +1307,8 @@ int main(void)
 		T(test_loop_exits_when_idle),
 		T(test_busy_waits),
 		T(test_node_status),
+		T(test_mark_unverified),
+		T(test_purge_jobs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
