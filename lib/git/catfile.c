@@ -83,6 +83,7 @@ struct catfile_cache {
 	struct link all, idle, waiters, ready, resumed;
 	size_t nr_all, nr_idle;
 	uint64_t spawned;
+	uint64_t hits, misses;     /* leases that found an idle process, and those that did not */
 	uv_timer_t timer;
 	uv_idle_t kick;               /* delivers lease grants and resumed output */
 	int timer_on, kick_on, draining, freeing, handles_open;
@@ -104,6 +105,8 @@ const char *catfile_type_name(enum catfile_type t)
 size_t catfile_cache_idle(const struct catfile_cache *c) { return c->nr_idle; }
 size_t catfile_cache_live(const struct catfile_cache *c) { return c->nr_all; }
 uint64_t catfile_cache_spawned(const struct catfile_cache *c) { return c->spawned; }
+uint64_t catfile_cache_hits(const struct catfile_cache *c) { return c->hits; }
+uint64_t catfile_cache_misses(const struct catfile_cache *c) { return c->misses; }
 size_t catfile_pending(const struct catfile *cf) { return cf->nr_reqs; }
 int catfile_pid(const struct catfile *cf) { return cf->cmd ? git_cmd_pid(cf->cmd) : -1; }
 
@@ -750,6 +753,10 @@ int catfile_lease(struct catfile_cache *c, const struct catfile_spec *spec, catf
 	w->arg = arg;
 
 	cf = take_idle(c, w->key, w->key_len);
+	if (cf)
+		c->hits++;
+	else
+		c->misses++;
 	if (!cf && count_key(c, w->key, w->key_len) < c->o.max_per_key) {
 		int err = 0;
 		cf = proc_spawn(c, w->key, w->key_len, w->argv.v, w->has_env ? w->env.v : NULL,

@@ -105,6 +105,9 @@ void catfile_cache_free(struct catfile_cache *c);
 size_t catfile_cache_idle(const struct catfile_cache *c);   /* idle processes */
 size_t catfile_cache_live(const struct catfile_cache *c);   /* idle + leased */
 uint64_t catfile_cache_spawned(const struct catfile_cache *c); /* processes started so far */
+/* Leases that found an idle process of their key (hits) and those that did not (misses). */
+uint64_t catfile_cache_hits(const struct catfile_cache *c);
+uint64_t catfile_cache_misses(const struct catfile_cache *c);
 
 /* --- leases --- */
 

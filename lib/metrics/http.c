@@ -17,22 +17,77 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
+#include <uv.h>
 
-#define MAX_PATHS 4
 #define MAX_SCRAPE_CONNECTIONS 64
 
 struct metrics_http {
 	struct MHD_Daemon *d;
 	int fd;
 	size_t nr;
-	char *paths[MAX_PATHS];
-	struct metrics *regs[MAX_PATHS];
+	char *paths[METRICS_HTTP_MAX_PATHS];
+	struct metrics *regs[METRICS_HTTP_MAX_PATHS];
+	uint64_t timeout_ms;
+
+	/* the refresh hand-off between the HTTP thread and the loop */
+	void (*refresh)(struct metrics_http *h, void *arg);
+	void *arg;
+	uv_async_t *async;          /* NULL without a refresh; freed in its close callback */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int in_flight;              /* a refresh was asked for and has not finished */
+	uint64_t done;              /* refreshes finished */
+	int stopping;
 };
+
+static void on_async(uv_async_t *a)
+{
+	struct metrics_http *h = a->data;
+	h->refresh(h, h->arg);
+}
+
+void metrics_http_refreshed(struct metrics_http *h)
+{
+	pthread_mutex_lock(&h->lock);
+	h->in_flight = 0;
+	h->done++;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* HTTP thread: ask the loop for fresh values and wait for them, at most timeout_ms. */
+static void wait_refresh(struct metrics_http *h)
+{
+	struct timespec until;
+	uint64_t seen;
+
+	if (!h->async)
+		return;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += (time_t)(h->timeout_ms / 1000);
+	until.tv_nsec += (long)(h->timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&h->lock);
+	seen = h->done;
+	if (!h->in_flight && !h->stopping) {
+		h->in_flight = 1;
+		uv_async_send(h->async);
+	}
+	while (h->done == seen && !h->stopping)
+		if (pthread_cond_timedwait(&h->cond, &h->lock, &until) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&h->lock);
+}
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type, struct strbuf *body)
 {
@@ -64,6 +119,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	}
 	for (size_t i = 0; i < h->nr; i++)
 		if (!strcmp(url, h->paths[i])) {
+			wait_refresh(h);
 			metrics_render(h->regs[i], &body);
 			return reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", &body);
 		}
@@ -120,50 +176,74 @@ static int listen_tcp(const char *addrstr, char *bound, size_t boundsz, struct s
 	return fd;
 }
 
-struct metrics_http *metrics_http_start(const char *addr, const char *const *paths, struct metrics *const *regs,
-					size_t nr, uint64_t timeout_ms, char *bound, size_t boundsz,
+struct metrics_http *metrics_http_start(const struct metrics_http_opts *o, char *bound, size_t boundsz,
 					struct strbuf *err)
 {
 	struct metrics_http *h;
+	uint64_t timeout_ms = o->timeout_ms ? o->timeout_ms : 10000;
 	unsigned timeout_s = (unsigned)((timeout_ms + 999) / 1000);
 	int fd;
 
-	if (nr > MAX_PATHS) {
+	if (o->nr > METRICS_HTTP_MAX_PATHS) {
 		strbuf_addstr(err, "too many metrics paths");
 		return NULL;
 	}
-	fd = listen_tcp(addr, bound, boundsz, err);
+	fd = listen_tcp(o->addr, bound, boundsz, err);
 	if (fd < 0)
 		return NULL;
 	h = xcalloc(1, sizeof(*h));
 	h->fd = fd;
-	h->nr = nr;
-	for (size_t i = 0; i < nr; i++) {
-		h->paths[i] = xstrdup(paths[i]);
-		h->regs[i] = regs[i];
+	h->nr = o->nr;
+	h->timeout_ms = timeout_ms;
+	for (size_t i = 0; i < o->nr; i++) {
+		h->paths[i] = xstrdup(o->paths[i]);
+		h->regs[i] = o->regs[i];
+	}
+	pthread_mutex_init(&h->lock, NULL);
+	pthread_cond_init(&h->cond, NULL);
+	if (o->loop && o->refresh) {
+		h->refresh = o->refresh;
+		h->arg = o->arg;
+		h->async = xcalloc(1, sizeof(*h->async));
+		uv_async_init(o->loop, h->async, on_async);
+		h->async->data = h;
 	}
 	h->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, h,
 				MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
 				MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_SCRAPE_CONNECTIONS,
-				MHD_OPTION_CONNECTION_TIMEOUT, timeout_s ? timeout_s : 10u,
+				MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
 				MHD_OPTION_END);
 	if (!h->d) {
-		strbuf_addf(err, "cannot start the HTTP server on \"%s\"", addr);
+		strbuf_addf(err, "cannot start the HTTP server on \"%s\"", o->addr);
 		metrics_http_stop(h);
 		return NULL;
 	}
 	return h;
 }
 
+static void on_async_closed(uv_handle_t *a)
+{
+	free(a);
+}
+
 void metrics_http_stop(struct metrics_http *h)
 {
 	if (!h)
 		return;
+	/* a scrape waiting for a refresh the loop will no longer run gives up now */
+	pthread_mutex_lock(&h->lock);
+	h->stopping = 1;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
 	if (h->d)
 		MHD_stop_daemon(h->d);
 	if (h->fd >= 0)
 		close(h->fd);
+	if (h->async)
+		uv_close((uv_handle_t *)h->async, on_async_closed);
 	for (size_t i = 0; i < h->nr; i++)
 		free(h->paths[i]);
+	pthread_cond_destroy(&h->cond);
+	pthread_mutex_destroy(&h->lock);
 	free(h);
 }

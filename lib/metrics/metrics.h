@@ -94,17 +94,44 @@ void metrics_config_read(struct cfg_reader *r, struct toml_table *root, struct m
 /* --- the HTTP endpoint --- */
 
 struct metrics_http;
+struct uv_loop_s;
+
+#define METRICS_HTTP_MAX_PATHS 4
+
+struct metrics_http_opts {
+	const char *addr;                          /* "host:port", ":port" */
+	const char *paths[METRICS_HTTP_MAX_PATHS]; /* GET paths[i] renders regs[i] */
+	struct metrics *regs[METRICS_HTTP_MAX_PATHS];
+	size_t nr;
+	uint64_t timeout_ms;                       /* scrape_timeout */
+	/*
+	 * Optional: before a page is rendered, `refresh` runs on `loop` (woken
+	 * with a uv_async) to bring sampled values up to date, and calls
+	 * metrics_http_refreshed() when they are, at once or from a later
+	 * callback. A scrape waits for that at most timeout_ms, then is served
+	 * the values it has (upstream's collectors give up after scrape_timeout
+	 * too). Scrapes arriving while a refresh runs share it.
+	 */
+	struct uv_loop_s *loop;
+	void (*refresh)(struct metrics_http *h, void *arg);
+	void *arg;
+};
+
 /*
- * Serve GET `paths[i]` from `regs[i]` on `addr` ("host:port", ":port") in a
- * thread of libmicrohttpd's; anything else gets 404. The listening socket
- * is bound before this returns, so a bad address is reported at start-up.
- * A scrape connection idle longer than `timeout_ms` is closed. The actual
- * address is written to `bound`. Returns NULL with `err` set on failure.
+ * Serve the registries in a thread of libmicrohttpd's; any other path gets
+ * 404, any method but GET and HEAD 405. The listening socket is bound before
+ * this returns, so a bad address is reported at start-up. A connection idle
+ * longer than timeout_ms is closed. The actual address is written to
+ * `bound`. Returns NULL with `err` set on failure.
  */
-struct metrics_http *metrics_http_start(const char *addr, const char *const *paths, struct metrics *const *regs,
-					size_t nr, uint64_t timeout_ms, char *bound, size_t boundsz,
+struct metrics_http *metrics_http_start(const struct metrics_http_opts *o, char *bound, size_t boundsz,
 					struct strbuf *err);
-/* Stop the thread and close the socket. NULL is a no-op. */
+/* From the loop thread: the refresh asked for is done. */
+void metrics_http_refreshed(struct metrics_http *h);
+/*
+ * Stop the thread and close the socket (on the loop thread, while the loop
+ * still runs: the uv_async is closed here). NULL is a no-op.
+ */
 void metrics_http_stop(struct metrics_http *h);
 
 #endif

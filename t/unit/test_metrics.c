@@ -183,8 +183,7 @@ static void http_get(int port, const char *req, struct strbuf *out)
 static void test_http(void **state)
 {
 	struct metrics *a = metrics_new(NULL, 0), *b = metrics_new(NULL, 0);
-	struct metrics *regs[] = { a, b };
-	const char *paths[] = { "/metrics", "/db_metrics" };
+	struct metrics_http_opts o = { "nonsense", { "/metrics", "/db_metrics" }, { a, b }, 2, 1000 };
 	struct strbuf err = STRBUF_INIT, resp = STRBUF_INIT;
 	char bound[64];
 	struct metrics_http *h;
@@ -192,10 +191,11 @@ static void test_http(void **state)
 	int port;
 
 	metric_add(metrics_register(a, &tx_desc), METRIC_LV("committed"), 7);
-	assert_null(metrics_http_start("nonsense", paths, regs, 2, 1000, bound, sizeof(bound), &err));
+	assert_null(metrics_http_start(&o, bound, sizeof(bound), &err));
 	assert_non_null(strstr(err.buf, "invalid prometheus listen address"));
 	strbuf_reset(&err);
-	h = metrics_http_start("127.0.0.1:0", paths, regs, 2, 1000, bound, sizeof(bound), &err);
+	o.addr = "127.0.0.1:0";
+	h = metrics_http_start(&o, bound, sizeof(bound), &err);
 	assert_non_null(h);
 	colon = strrchr(bound, ':');
 	assert_non_null(colon);
