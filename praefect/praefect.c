@@ -135,6 +135,7 @@ static void praefect_free(struct praefect *p)
 	nodes_free(p);
 	tx_manager_free(p->txm);
 	grpc_server_free(p->bc_server);
+	praefect_metrics_free(p);          /* after both servers: their calls are counted until they go */
 	free(p->bc_client);
 	free(p->name);
 	praefect_config_release(&p->cfg);
@@ -192,6 +193,7 @@ int praefect_serve(struct praefect_config *cfg)
 	tx_register_service(p->txm, p->server);
 	/* nodes call RefTransaction back over the backchannel (no token there, as upstream) */
 	p->bc_server = grpc_server_new(p->loop, NULL);
+	praefect_metrics_count_backchannel(p);
 	tx_register_service(p->txm, p->bc_server);
 	p->bc_client = xcalloc(1, sizeof(*p->bc_client));
 	p->bc_client->loop = p->loop;
@@ -238,7 +240,6 @@ int praefect_serve(struct praefect_config *cfg)
 
 	store_close(p->store);
 	grpc_server_free(p->server);
-	praefect_metrics_free(p);
 	log_msgf(LOG_INFO, "Praefect shutdown");
 	praefect_free(p);
 	return 0;

@@ -111,6 +111,11 @@ void praefect_metrics_listen(struct praefect *p)
 	strbuf_release(&err);
 }
 
+void praefect_metrics_count_backchannel(struct praefect *p)
+{
+	p->metrics->grpc_bc = metrics_grpc_attach(p->metrics->reg, p->bc_server, p->cfg.prometheus.nr_buckets > 0);
+}
+
 void praefect_metrics_stop(struct praefect *p)
 {
 	if (p->metrics) {
@@ -127,6 +132,7 @@ void praefect_metrics_free(struct praefect *p)
 		return;
 	metrics_http_stop(pm->http);
 	metrics_grpc_free(pm->grpc);
+	metrics_grpc_free(pm->grpc_bc);
 	metrics_free(pm->reg);
 	metrics_free(pm->db);
 	free(pm);

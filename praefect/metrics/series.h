@@ -38,13 +38,15 @@ struct praefect_metrics {
 	struct metrics *reg;   /* /metrics */
 	struct metrics *db;    /* /db_metrics: what upstream reads from its database */
 	struct metric *f[PM_NR];
-	struct metrics_grpc *grpc;
+	struct metrics_grpc *grpc, *grpc_bc;   /* p->server's calls, and the backchannel's */
 	struct metrics_http *http;
 	int refreshing;        /* a scrape waits for the next queue listing */
 };
 
 /* Build the registries and count p->server's calls; die() on a bad [prometheus] setup. */
 void praefect_metrics_init(struct praefect *p);
+/* Count the backchannel server's calls (RefTransaction from the nodes) too, as upstream. */
+void praefect_metrics_count_backchannel(struct praefect *p);
 /* Serve them on prometheus_listen_addr, when set. */
 void praefect_metrics_listen(struct praefect *p);
 /* Stop the endpoint (before the loop's last run) and free everything (after grpc_server_free). */

@@ -180,6 +180,10 @@ def test_a_push_shows_up_in_transactions_calls_and_replication(monitored, tmp_pa
     first = prom.wait_value(committed, lambda v: v >= 1, "votes committed")
     prom.wait_value('sum(gitaly_praefect_transactions_total{action="registered"})', lambda v: v >= 3,
                     "three voters registered")
+    # the votes arrived over the backchannel, counted as upstream counts them
+    prom.wait_value('sum(grpc_server_handled_total{job="praefect",grpc_service="gitaly.RefTransaction",'
+                    'grpc_method="VoteTransaction",grpc_code="OK",grpc_type="unary"})', lambda v: v >= 3,
+                    "VoteTransaction calls counted")
     prom.wait_value('sum(gitaly_praefect_subtransactions_per_transaction_total_count)', lambda v: v >= 1,
                     "a finished transaction observed")
     prom.wait_value('sum(gitaly_praefect_voters_per_transaction_total_bucket{le="3"})', lambda v: v >= 1,
