@@ -102,24 +102,51 @@ void metrics_unlock(struct metrics *m)
 	pthread_mutex_unlock(&m->lock);
 }
 
-static struct series *series_get(struct metric *f, const char *const *lv)
+/* The series key: label values joined by NUL bytes, in `buf` when it fits (no allocation per update). */
+static const char *series_key(const struct metric *f, const char *const *lv, char *buf, size_t bufsz,
+			      struct strbuf *big, size_t *len)
 {
-	struct strbuf key = STRBUF_INIT;
-	struct series *s;
-
+	size_t n = 0;
+	for (size_t i = 0; i < f->nr_labels; i++)
+		n += strlen(lv[i] ? lv[i] : "") + (i > 0);
+	*len = n;
+	if (n < bufsz) {
+		char *p = buf;
+		for (size_t i = 0; i < f->nr_labels; i++) {
+			const char *v = lv[i] ? lv[i] : "";
+			size_t l = strlen(v);
+			if (i)
+				*p++ = '\0';
+			memcpy(p, v, l);
+			p += l;
+		}
+		*p = '\0';
+		return buf;
+	}
 	for (size_t i = 0; i < f->nr_labels; i++) {
 		if (i)
-			strbuf_addch(&key, '\0');
-		strbuf_addstr(&key, lv[i] ? lv[i] : "");
+			strbuf_addch(big, '\0');
+		strbuf_addstr(big, lv[i] ? lv[i] : "");
 	}
-	s = hashmap_get(&f->series, key.buf, key.len);
+	return big->buf;
+}
+
+static struct series *series_get(struct metric *f, const char *const *lv)
+{
+	char buf[512];
+	struct strbuf big = STRBUF_INIT;
+	size_t len;
+	const char *key = series_key(f, lv, buf, sizeof(buf), &big, &len);
+	struct series *s = hashmap_get(&f->series, key, len);
+
 	if (s) {
-		strbuf_release(&key);
+		strbuf_release(&big);
 		return s;
 	}
 	s = xcalloc(1, sizeof(*s));
-	s->klen = key.len;
-	s->key = strbuf_detach(&key, NULL);
+	s->klen = len;
+	s->key = xmemdup(key, len + 1);
+	strbuf_release(&big);
 	if (f->type == METRIC_HISTOGRAM)
 		s->buckets = xcalloc(f->nr_bounds + 1, sizeof(*s->buckets));
 	hashmap_put(&f->series, s->key, s->klen, s);
@@ -214,20 +241,18 @@ void metric_touch(struct metric *f, const char *const *lv)
 
 double metric_value(struct metric *f, const char *const *lv)
 {
-	struct strbuf key = STRBUF_INIT;
+	char buf[512];
+	struct strbuf big = STRBUF_INIT;
+	size_t len;
+	const char *key = series_key(f, lv, buf, sizeof(buf), &big, &len);
 	struct series *s;
 	double v;
 
-	for (size_t i = 0; i < f->nr_labels; i++) {
-		if (i)
-			strbuf_addch(&key, '\0');
-		strbuf_addstr(&key, lv[i]);
-	}
 	metrics_lock(f->m);
-	s = hashmap_get(&f->series, key.buf, key.len);
+	s = hashmap_get(&f->series, key, len);
 	v = s ? (f->type == METRIC_HISTOGRAM ? (double)s->count : s->value) : 0;
 	metrics_unlock(f->m);
-	strbuf_release(&key);
+	strbuf_release(&big);
 	return v;
 }
 
