@@ -106,6 +106,26 @@ static void test_histogram_text(void **state)
 	metrics_free(m);
 }
 
+static void test_long_label_values(void **state)
+{
+	struct metrics *m = metrics_new(NULL, 0);
+	struct metric *tx = metrics_register(m, &tx_desc);
+	struct strbuf out = STRBUF_INIT, want = STRBUF_INIT;
+	char v[700];
+
+	memset(v, 'x', sizeof(v) - 1);
+	v[sizeof(v) - 1] = '\0';
+	metric_inc(tx, METRIC_LV(v));
+	metric_inc(tx, METRIC_LV(v));
+	assert_true(metric_value(tx, METRIC_LV(v)) == 2);
+	metrics_render(m, &out);
+	strbuf_addf(&want, "gitaly_praefect_transactions_total{action=\"%s\"} 2\n", v);
+	assert_non_null(strstr(out.buf, want.buf));
+	strbuf_release(&out);
+	strbuf_release(&want);
+	metrics_free(m);
+}
+
 static void test_format_double(void **state)
 {
 	static const struct { double v; const char *s; } cases[] = {
@@ -229,6 +249,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_counter_and_gauge_text),
 		cmocka_unit_test(test_histogram_text),
+		cmocka_unit_test(test_long_label_values),
 		cmocka_unit_test(test_format_double),
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_http),
