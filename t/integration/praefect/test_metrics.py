@@ -222,3 +222,32 @@ def test_stopped_nodes_show_up_as_unavailable_repositories(monitored, tmp_path):
     for node in nodes.values():
         node.start()
     prom.wait_value(unavailable, lambda v: v == 0, "available again once the nodes are back")
+
+
+def test_a_stopped_secondary_queues_replication_that_runs_when_it_is_back(monitored, tmp_path):
+    praefect, nodes, prom, ports = monitored
+    create_repo(type("C", (), {"praefect": praefect})(), "late.git")
+    src = make_bare_repo(os.path.join(str(tmp_path), "src.git"), branches=("main", "feature"))
+    push(praefect, src, "late.git", "main")
+    md = praefect.metadata("late.git")
+    secondary = next(r.storage for r in md.replicas if r.storage != md.primary)
+    nodes[secondary].stop()
+    prom.wait_value('gitaly_praefect_node_last_healthcheck_up{gitaly_storage="%s"}' % secondary,
+                    lambda v: v == 0, "the secondary seen down")
+    push(praefect, src, "late.git", "feature")
+    depth = 'sum(gitaly_praefect_replication_queue_depth{job="praefect_db",target_node="%s"})' % secondary
+    prom.wait_value(depth, lambda v: v >= 1, "a job queued for the stopped secondary")
+    latency = 'sum(gitaly_praefect_replication_latency_count{type="update"})'
+    before = prom.value(latency)
+    nodes[secondary].start()
+    prom.wait_value(latency, lambda v: v > before, "the job ran and its latency was observed")
+    prom.wait_value('sum(gitaly_praefect_replication_delay_count{type="update"})', lambda v: v >= 1,
+                    "its delay observed")
+    # done jobs leave the queue
+    prom.wait_value('sum(gitaly_praefect_replication_queue_depth{job="praefect_db",target_node="%s"}) or vector(0)'
+                    % secondary, lambda v: v == 0, "the queue drained")
+    prom.wait_value('sum(gitaly_praefect_replication_jobs) or vector(0)', lambda v: v == 0, "no job in flight")
+    # the secondary's own limiter let ReplicateRepository through (upstream's default limit of one)
+    prom.wait_value('sum(gitaly_concurrency_limiting_acquiring_seconds_count{job="%s",'
+                    'grpc_method="ReplicateRepository"})' % secondary, lambda v: v >= 1,
+                    "the secondary's ReplicateRepository limiter counted")
