@@ -142,3 +142,43 @@ def test_a_bad_prometheus_setup_stops_start_up(tmp_path, addr, extra, message):
     err = r.stderr.decode()
     assert r.returncode != 0
     assert message in err, err
+
+
+def test_metrics_keep_being_served_across_a_sighup_upgrade(tmp_path):
+    """The new process binds the metrics port while the old one still holds it (SO_REUSEPORT)."""
+    from gitaly_itest import alive, read_pid
+    import signal
+
+    port = free_port()
+    node = with_metrics(GitalyNode(str(tmp_path / "n")), "127.0.0.1:%d" % port)
+    pid_file = str(tmp_path / "gitaly.pid")
+    log = open(node.log_path, "ab")
+    env = dict(os.environ, GITALY_PID_FILE=pid_file)
+    env.pop("GITALY_UPGRADES_ENABLED", None)
+    wrapper = subprocess.Popen([os.path.join(BUILD, "gitaly-wrapper", "gitaly-wrapper"),
+                                os.path.join(BUILD, "gitaly", "gitaly"), node.config_path],
+                               env=env, stdout=log, stderr=log)
+    try:
+        old = wait_for(lambda: read_pid(pid_file), what="the pid file")
+        wait_for(lambda: "starting prometheus listener" in node.log(), what="the metrics listener")
+        assert "# TYPE gitaly_commands_running gauge" in urllib.request.urlopen(
+            "http://127.0.0.1:%d/metrics" % port, timeout=10).read().decode()
+        wrapper.send_signal(signal.SIGHUP)
+        new = wait_for(lambda: read_pid(pid_file) != old and alive(read_pid(pid_file)) and read_pid(pid_file),
+                       what="the new gitaly")
+        wait_for(lambda: not alive(old), what="the old gitaly to exit")
+        assert node.log().count("starting prometheus listener") == 2, node.log()
+        s = scrape(port)
+        assert ("gitaly_commands_running", frozenset()) in s
+        assert "cannot listen" not in node.log()
+        assert alive(new)
+    finally:
+        wrapper.send_signal(signal.SIGTERM)
+        try:
+            wrapper.wait(20)
+        except subprocess.TimeoutExpired:
+            wrapper.kill()
+        log.close()
+        for p in (read_pid(pid_file),):
+            if p and alive(p):
+                os.kill(p, signal.SIGKILL)
