@@ -12,6 +12,7 @@
 #include "git/cmd.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "upgrade/upgrade.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -164,7 +165,8 @@ void gitaly_metrics_listen(struct gitaly *g)
 {
 	struct gitaly_metrics *gm = g->metrics;
 	struct metrics_http_opts o = { g->cfg.prometheus_listen_addr, { "/metrics" }, { gm->reg }, 1,
-				       g->cfg.prometheus.scrape_timeout_ms, g->loop, on_refresh, gm };
+				       g->cfg.prometheus.scrape_timeout_ms, upgrade_inherited(g->upgrade),
+				       g->loop, on_refresh, gm };
 	struct strbuf err = STRBUF_INIT;
 	char bound[256] = "";
 

@@ -128,7 +128,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 }
 
 /* Bind and listen on host:port (Go's net.Listen("tcp", addr) forms). */
-static int listen_tcp(const char *addrstr, char *bound, size_t boundsz, struct strbuf *err)
+static int listen_tcp(const char *addrstr, int shared, char *bound, size_t boundsz, struct strbuf *err)
 {
 	struct addrinfo hints = { 0 }, *res = NULL;
 	struct sockaddr_storage ss;
@@ -151,6 +151,18 @@ static int listen_tcp(const char *addrstr, char *bound, size_t boundsz, struct s
 		return -1;
 	}
 	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		if (!shared && a.port) {
+			/* free, unless another process holds it (with SO_REUSEPORT or not) */
+			int probe = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+			if (probe >= 0 && bind(probe, ai->ai_addr, ai->ai_addrlen) < 0 && errno == EADDRINUSE) {
+				close(probe);
+				fd = -1;
+				errno = EADDRINUSE;
+				break;
+			}
+			if (probe >= 0)
+				close(probe);
+		}
 		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
 		if (fd < 0)
 			continue;
@@ -188,7 +200,7 @@ struct metrics_http *metrics_http_start(const struct metrics_http_opts *o, char 
 		strbuf_addstr(err, "too many metrics paths");
 		return NULL;
 	}
-	fd = listen_tcp(o->addr, bound, boundsz, err);
+	fd = listen_tcp(o->addr, o->shared, bound, boundsz, err);
 	if (fd < 0)
 		return NULL;
 	h = xcalloc(1, sizeof(*h));

@@ -105,6 +105,13 @@ struct metrics_http_opts {
 	size_t nr;
 	uint64_t timeout_ms;                       /* scrape_timeout */
 	/*
+	 * The socket is bound with SO_REUSEPORT so that the process taking over
+	 * on SIGHUP can bind it while the old one serves. `shared` says this is
+	 * that process; otherwise the port must be free (a plain bind is tried
+	 * first), so that two daemons configured with one port fail as upstream.
+	 */
+	int shared;
+	/*
 	 * Optional: before a page is rendered, `refresh` runs on `loop` (woken
 	 * with a uv_async) to bring sampled values up to date, and calls
 	 * metrics_http_refreshed() when they are, at once or from a later

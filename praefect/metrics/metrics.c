@@ -10,6 +10,7 @@
 #include "metrics/grpc.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "upgrade/upgrade.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -98,7 +99,7 @@ void praefect_metrics_listen(struct praefect *p)
 {
 	struct metrics_http_opts o = { p->cfg.prometheus_listen_addr, { "/metrics", "/db_metrics" },
 				       { p->metrics->reg, p->metrics->db }, 2, p->cfg.prometheus.scrape_timeout_ms,
-				       p->loop, on_refresh, p };
+				       upgrade_inherited(p->upgrade), p->loop, on_refresh, p };
 	struct strbuf err = STRBUF_INIT;
 	char bound[256] = "";
 

@@ -182,3 +182,14 @@ def test_metrics_keep_being_served_across_a_sighup_upgrade(tmp_path):
         for p in (read_pid(pid_file),):
             if p and alive(p):
                 os.kill(p, signal.SIGKILL)
+
+
+def test_a_second_daemon_on_the_same_metrics_port_does_not_start(node, tmp_path):
+    """SO_REUSEPORT is for the upgrade hand-over only: a port another gitaly serves is refused."""
+    other = with_metrics(GitalyNode(str(tmp_path / "other")), "127.0.0.1:%d" % node.metrics_port)
+    r = subprocess.run([os.path.join(BUILD, "gitaly", "gitaly"), other.config_path],
+                       capture_output=True, timeout=10)
+    err = r.stderr.decode()
+    assert r.returncode != 0
+    assert 'cannot listen on "127.0.0.1:%d": Address already in use' % node.metrics_port in err, err
+    assert value(scrape(node.metrics_port), "gitaly_commands_running") == 0
