@@ -154,6 +154,9 @@ static int listen_tcp(const char *addrstr, int shared, char *bound, size_t bound
 		if (!shared && a.port) {
 			/* free, unless another process holds it (with SO_REUSEPORT or not) */
 			int probe = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+			/* SO_REUSEADDR: connections of a previous run in TIME_WAIT do not count */
+			if (probe >= 0)
+				setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 			if (probe >= 0 && bind(probe, ai->ai_addr, ai->ai_addrlen) < 0 && errno == EADDRINUSE) {
 				close(probe);
 				fd = -1;

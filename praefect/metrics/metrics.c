@@ -1,9 +1,10 @@
 /*
  * praefect's metrics: the table of its series, the /metrics and /db_metrics
- * registries, and the once-a-second sampling (task metrics, schedule.c) of
- * what the in-memory model and the store hold: unavailable repositories,
- * the replication queue by state, reads per node, node health. Both numbers
- * operators watched before the endpoint existed are still logged on change.
+ * registries, and the sampling of what the in-memory model holds
+ * (unavailable repositories, reads per node) once a second (task metrics,
+ * schedule.c) and on each scrape, which also lists the replication queue by
+ * state. Both numbers operators watched before the endpoint existed are
+ * still logged on change.
  */
 #include "praefect.h"
 #include "series.h"
@@ -86,13 +87,20 @@ void praefect_metrics_init(struct praefect *p)
 }
 
 static void sample(struct praefect *p);
+static void on_jobs_listed(void *arg, int status, const char *msg, const struct repl_job *jobs, size_t n);
 
-/* A scrape: sample now, so that it sees the model as it is (the store query answers later). */
+/*
+ * A scrape: sample the model now and list the queue (upstream queries its
+ * database per scrape too); the scrape is answered when the listing is in.
+ */
 static void on_refresh(struct metrics_http *h, void *arg)
 {
 	struct praefect *p = arg;
-	p->metrics->refreshing = 1;
 	sample(p);
+	if (!p->metrics->refreshing) {
+		p->metrics->refreshing = 1;
+		store_list_jobs(p->store, on_jobs_listed, p);
+	}
 }
 
 void praefect_metrics_listen(struct praefect *p)
@@ -176,8 +184,6 @@ static void on_jobs_listed(void *arg, int status, const char *msg, const struct 
 {
 	struct praefect *p = arg;
 	struct metric *f;
-	int64_t depth = 0;
-
 	if (!p->metrics)
 		return;
 	if (status < 0) {
@@ -189,16 +195,19 @@ static void on_jobs_listed(void *arg, int status, const char *msg, const struct 
 	/* the family is rebuilt as a whole: a (storage, state) with no jobs left disappears, as upstream's GROUP BY */
 	metrics_lock(p->metrics->db);
 	metric_clear(f);
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++)
 		metric_inc(f, METRIC_LV(jobs[i].virtual_storage, jobs[i].target_storage, job_state_name(jobs[i].state)));
-		depth += jobs[i].state == JOB_READY || jobs[i].state == JOB_IN_PROGRESS || jobs[i].state == JOB_FAILED;
-	}
 	metrics_unlock(p->metrics->db);
-	if (p->metrics->refreshing && p->metrics->http) {
-		p->metrics->refreshing = 0;
+	p->metrics->refreshing = 0;
+	if (p->metrics->http)
 		metrics_http_refreshed(p->metrics->http);
-	}
-	if (depth != p->metric_queue_depth) {
+}
+
+/* The depth operators have watched in the log: jobs not yet finished (ready, in_progress, failed). */
+static void on_queue_depth(void *arg, int status, const char *msg, int64_t depth)
+{
+	struct praefect *p = arg;
+	if (status == 0 && depth != p->metric_queue_depth) {
 		log_msgf(LOG_INFO, "replication queue depth: %lld", (long long)depth);
 		p->metric_queue_depth = depth;
 	}
@@ -207,6 +216,7 @@ static void on_jobs_listed(void *arg, int status, const char *msg, const struct 
 void metrics_tick(struct praefect *p)
 {
 	sample(p);
+	store_count_jobs(p->store, on_queue_depth, p);
 }
 
 static void sample(struct praefect *p)
@@ -235,5 +245,4 @@ static void sample(struct praefect *p)
 		log_msgf(unavailable ? LOG_WARN : LOG_INFO, "unavailable repositories: %lld", (long long)unavailable);
 		p->metric_unavailable = unavailable;
 	}
-	store_list_jobs(p->store, on_jobs_listed, p);
 }
