@@ -16,6 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Go's DefBuckets: what a histogram gets when grpc_latency_buckets is empty */
+static const double go_default_buckets[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
+
 /* The buckets upstream fixes in code; the others follow grpc_latency_buckets. */
 static const double subtx_buckets[] = { 0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0 };
 static double voter_buckets[METRIC_MAX_BUCKETS];   /* 1..max voters, set from the config */
@@ -40,6 +43,10 @@ static struct metric_desc families[PM_NR] = {
 	[PM_READ_DIST] = { "gitaly_praefect_read_distribution", "Counts read operations directed to the storages",
 			   METRIC_COUNTER, { "virtual_storage", "storage" } },
 	[PM_METHOD_TYPES] = { "gitaly_praefect_method_types", "", METRIC_COUNTER, { "method_type" } },
+	/* upstream's [reconciliation] histogram_buckets defaults to Go's default buckets; the key is not read here */
+	[PM_RECONCILE_SECONDS] = { "gitaly_praefect_reconciliation_scheduling_seconds",
+				   "The time spent performing a single reconciliation scheduling run.",
+				   METRIC_HISTOGRAM, { NULL }, go_default_buckets, 11 },
 	[PM_UNAVAILABLE] = { "gitaly_praefect_unavailable_repositories",
 			     "Number of repositories that have no healthy, up to date replicas.",
 			     METRIC_GAUGE, { "virtual_storage" } },
@@ -50,8 +57,6 @@ static struct metric_desc families[PM_NR] = {
 /* upstream's change types, each pre-registered on the replication histograms */
 static const char *const change_types[] = { "update", "create", "delete", "delete_replica" };
 
-/* Go's DefBuckets: what a histogram gets when grpc_latency_buckets is empty */
-static const double go_default_buckets[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
 
 struct praefect_metrics *praefect_metrics_of(struct praefect *p)
 {

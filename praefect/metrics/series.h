@@ -28,6 +28,7 @@ enum pm_family {
 	PM_NODE_UP,           /* gitaly_praefect_node_last_healthcheck_up{gitaly_storage} */
 	PM_READ_DIST,         /* gitaly_praefect_read_distribution{virtual_storage,storage} */
 	PM_METHOD_TYPES,      /* gitaly_praefect_method_types{method_type} */
+	PM_RECONCILE_SECONDS, /* gitaly_praefect_reconciliation_scheduling_seconds */
 	/* /db_metrics */
 	PM_UNAVAILABLE,       /* gitaly_praefect_unavailable_repositories{virtual_storage} */
 	PM_QUEUE_DEPTH,       /* gitaly_praefect_replication_queue_depth{virtual_storage,target_node,state} */

@@ -160,6 +160,9 @@ def test_endpoints_serve_the_text_format_apart_from_grpc(monitored):
     assert e.value.code == 404
     # every target is up for Prometheus
     prom.wait_value('sum(up)', lambda v: v == 5, "all five targets scraped")
+    # praefect reconciles once at start-up
+    prom.wait_value('gitaly_praefect_reconciliation_scheduling_seconds_count', lambda v: v >= 1,
+                    "a reconciliation run timed")
 
 
 def test_a_push_shows_up_in_transactions_calls_and_replication(monitored, tmp_path):
