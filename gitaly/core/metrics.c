@@ -22,6 +22,8 @@ enum {
 	GM_CATFILE_CACHE,
 	GM_CATFILE_PROCESSES,
 	GM_CATFILE_PROCESSES_TOTAL,
+	GM_CATFILE_LOOKUPS,
+	GM_CATFILE_MEMBERS,
 	GM_LIMIT_IN_PROGRESS,
 	GM_LIMIT_QUEUED,
 	GM_LIMIT_ACQUIRING,
@@ -38,6 +40,10 @@ static const struct metric_desc families[GM_NR] = {
 	[GM_CATFILE_PROCESSES] = { "gitaly_catfile_processes", "Gauge of active catfile processes", METRIC_GAUGE },
 	[GM_CATFILE_PROCESSES_TOTAL] = { "gitaly_catfile_processes_total", "Counter of catfile processes",
 					 METRIC_COUNTER },
+	[GM_CATFILE_LOOKUPS] = { "gitaly_catfile_lookups_total", "Git catfile lookups by object type", METRIC_COUNTER,
+				 { "type" } },
+	[GM_CATFILE_MEMBERS] = { "gitaly_catfile_cache_members", "Gauge of catfile cache members by process type",
+				 METRIC_GAUGE, { "type" } },
 	[GM_LIMIT_IN_PROGRESS] = { "gitaly_concurrency_limiting_in_progress",
 				   "Gauge of number of concurrent in-progress calls", METRIC_GAUGE, { LIMIT_LABELS } },
 	[GM_LIMIT_QUEUED] = { "gitaly_concurrency_limiting_queued", "Gauge of number of queued calls", METRIC_GAUGE,
@@ -156,6 +162,16 @@ static void on_refresh(struct metrics_http *h, void *arg)
 		metric_set(gm->f[GM_CATFILE_CACHE], METRIC_LV("miss"), (double)catfile_cache_misses(cc));
 		metric_set(gm->f[GM_CATFILE_PROCESSES], NULL, (double)catfile_cache_live(cc));
 		metric_set(gm->f[GM_CATFILE_PROCESSES_TOTAL], NULL, (double)catfile_cache_spawned(cc));
+		/* our processes run --batch-command: upstream's "object_reader"; it has no others here */
+		metric_set(gm->f[GM_CATFILE_MEMBERS], METRIC_LV("object_reader"), (double)catfile_cache_idle(cc));
+		metric_set(gm->f[GM_CATFILE_MEMBERS], METRIC_LV("object_content_reader"), 0);
+		metric_set(gm->f[GM_CATFILE_MEMBERS], METRIC_LV("object_info_reader"), 0);
+		for (int t = CATFILE_COMMIT; t <= CATFILE_TAG; t++)
+			if (catfile_cache_lookups(cc, t))
+				metric_set(gm->f[GM_CATFILE_LOOKUPS], METRIC_LV(catfile_type_name((enum catfile_type)t)),
+					   (double)catfile_cache_lookups(cc, t));
+		if (catfile_cache_lookups(cc, -1))
+			metric_set(gm->f[GM_CATFILE_LOOKUPS], METRIC_LV("info"), (double)catfile_cache_lookups(cc, -1));
 	}
 	metrics_unlock(gm->reg);
 	metrics_http_refreshed(h);

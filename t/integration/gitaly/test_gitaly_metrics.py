@@ -111,6 +111,10 @@ def test_reads_count_cat_file_processes(node):
     hits, misses = value(s, "gitaly_catfile_cache_total", type="hit"), value(s, "gitaly_catfile_cache_total", type="miss")
     assert misses >= 1 and hits + misses >= 3
     assert value(s, "gitaly_catfile_processes_total") == misses
+    # branches are read as commit objects; the process went back to the cache
+    assert value(s, "gitaly_catfile_lookups_total", type="commit") >= 3
+    assert value(s, "gitaly_catfile_cache_members", type="object_reader") >= 1
+    assert value(s, "gitaly_catfile_cache_members", type="object_info_reader") == 0
     unary = dict(grpc_service="gitaly.RefService", grpc_method="FindAllBranches", grpc_type="server_stream")
     assert value(s, "grpc_server_handled_total", grpc_code="OK", **unary) == 3
 
