@@ -139,6 +139,7 @@ void gitaly_metrics_init(struct gitaly *g)
 	gm->reg = c->nr_buckets ? metrics_new(c->buckets, c->nr_buckets)
 				: metrics_new(go_default_buckets, ARRAY_SIZE(go_default_buckets));
 	metrics_register_all(gm->reg, families, GM_NR, gm->f);
+	metrics_register_process(gm->reg);
 	gm->grpc = metrics_grpc_attach(gm->reg, g->server, c->nr_buckets > 0);
 	/* the label sets first: the array does not move once monitors point into it */
 	gitaly_limits_each(g->limits, collect_limit, gm);

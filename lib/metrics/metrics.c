@@ -31,8 +31,16 @@ struct metric {
 	struct hashmap series;  /* key -> struct series */
 };
 
+struct collector {
+	void (*fn)(struct metrics *m, void *arg);
+	void *arg;
+	void (*free_arg)(void *arg);
+};
+
 struct metrics {
 	pthread_mutex_t lock;
+	struct collector *collectors;
+	size_t nr_collectors, alloc_collectors;
 	double default_bounds[METRIC_MAX_BUCKETS];
 	size_t nr_default;
 	struct metric **fams;
@@ -88,6 +96,10 @@ void metrics_free(struct metrics *m)
 		free(f);
 	}
 	free(m->fams);
+	for (size_t i = 0; i < m->nr_collectors; i++)
+		if (m->collectors[i].free_arg)
+			m->collectors[i].free_arg(m->collectors[i].arg);
+	free(m->collectors);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
 }
@@ -395,11 +407,22 @@ static void render_family(struct strbuf *out, struct metric *f)
 	free(v);
 }
 
+void metrics_add_collector(struct metrics *m, void (*fn)(struct metrics *m, void *arg), void *arg,
+			   void (*free_arg)(void *arg))
+{
+	metrics_lock(m);
+	ALLOC_GROW(m->collectors, m->nr_collectors + 1, m->alloc_collectors);
+	m->collectors[m->nr_collectors++] = (struct collector){ fn, arg, free_arg };
+	metrics_unlock(m);
+}
+
 void metrics_render(struct metrics *m, struct strbuf *out)
 {
 	struct metric **fams;
 
 	metrics_lock(m);
+	for (size_t i = 0; i < m->nr_collectors; i++)
+		m->collectors[i].fn(m, m->collectors[i].arg);
 	fams = xcalloc(m->nr ? m->nr : 1, sizeof(*fams));
 	if (m->nr)
 		memcpy(fams, m->fams, m->nr * sizeof(*fams));

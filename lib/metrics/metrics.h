@@ -73,6 +73,16 @@ double metric_value(struct metric *f, const char *const *lv);
 void metrics_lock(struct metrics *m);
 void metrics_unlock(struct metrics *m);
 
+/*
+ * Run `fn` before each rendering, with the registry locked, on the thread
+ * that renders: for values any thread may read (/proc/self). `free_arg`
+ * (may be NULL) runs on `arg` in metrics_free().
+ */
+void metrics_add_collector(struct metrics *m, void (*fn)(struct metrics *m, void *arg), void *arg,
+			   void (*free_arg)(void *arg));
+/* Go's default process_* series (CPU, memory, file descriptors, start time) from /proc/self. */
+void metrics_register_process(struct metrics *m);
+
 /* Append the text exposition of every family to `out`. */
 void metrics_render(struct metrics *m, struct strbuf *out);
 /* A double as Go's strconv.FormatFloat(v, 'g', -1, 64) writes it ("+Inf", "NaN"). */

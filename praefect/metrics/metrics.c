@@ -87,6 +87,7 @@ void praefect_metrics_init(struct praefect *p)
 		metric_touch(pm->f[PM_REPL_LATENCY], METRIC_LV(change_types[i]));
 		metric_touch(pm->f[PM_REPL_DELAY], METRIC_LV(change_types[i]));
 	}
+	metrics_register_process(pm->reg);
 	pm->grpc = metrics_grpc_attach(pm->reg, p->server, c->nr_buckets > 0);
 	p->metrics = pm;
 }

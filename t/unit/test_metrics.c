@@ -126,6 +126,38 @@ static void test_long_label_values(void **state)
 	metrics_free(m);
 }
 
+/* The value of an unlabelled sample line "name v" in `text`, or -1. */
+static double sample_of(const char *text, const char *name)
+{
+	struct strbuf k = STRBUF_INIT;
+	const char *p;
+	double v = -1;
+	strbuf_addf(&k, "\n%s ", name);
+	p = strstr(text, k.buf);
+	if (p)
+		v = strtod(p + k.len, NULL);
+	strbuf_release(&k);
+	return v;
+}
+
+static void test_process_series(void **state)
+{
+	struct metrics *m = metrics_new(NULL, 0);
+	struct strbuf out = STRBUF_INIT;
+
+	metrics_register_process(m);
+	metrics_render(m, &out);
+	assert_true(sample_of(out.buf, "process_start_time_seconds") > 1e9);
+	assert_true(sample_of(out.buf, "process_open_fds") >= 3);   /* stdin, stdout, stderr at least */
+	assert_true(sample_of(out.buf, "process_max_fds") >= sample_of(out.buf, "process_open_fds"));
+	assert_true(sample_of(out.buf, "process_resident_memory_bytes") > 4096);
+	assert_true(sample_of(out.buf, "process_virtual_memory_bytes") >= sample_of(out.buf, "process_resident_memory_bytes"));
+	assert_true(sample_of(out.buf, "process_cpu_seconds_total") >= 0);
+	assert_non_null(strstr(out.buf, "# TYPE process_cpu_seconds_total counter\n"));
+	strbuf_release(&out);
+	metrics_free(m);
+}
+
 static void test_format_double(void **state)
 {
 	static const struct { double v; const char *s; } cases[] = {
@@ -250,6 +282,7 @@ int main(void)
 		cmocka_unit_test(test_counter_and_gauge_text),
 		cmocka_unit_test(test_histogram_text),
 		cmocka_unit_test(test_long_label_values),
+		cmocka_unit_test(test_process_series),
 		cmocka_unit_test(test_format_double),
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_http),

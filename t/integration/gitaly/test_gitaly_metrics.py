@@ -101,6 +101,10 @@ def test_the_limiter_and_the_calls_it_refuses_are_counted(node):
     assert value(s, "grpc_server_msg_sent_total", **call) >= 2
     wait_for(lambda: value(scrape(node.metrics_port), "gitaly_commands_running") == 0,
              what="upload-pack processes gone")
+    # Go's process series, from /proc of the gitaly process
+    assert value(s, "process_resident_memory_bytes") > 0
+    assert value(s, "process_open_fds") > 3
+    assert abs(value(s, "process_start_time_seconds") - time.time()) < 3600
 
 
 def test_reads_count_cat_file_processes(node):
