@@ -1,5 +1,6 @@
 /* gitaly: the storage node. Command line (lib/cli), config, runtime directory, then serve. */
 #include "core/gitaly.h"
+#include "core/metrics.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "base/fs.h"
@@ -241,6 +242,7 @@ static void on_shutdown_done(struct grpc_server *s, void *arg)
 	uv_signal_stop(&g->sig_int);
 	uv_close((uv_handle_t *)&g->sig_term, NULL);
 	uv_close((uv_handle_t *)&g->sig_int, NULL);
+	gitaly_metrics_stop(g);
 }
 
 /* Drain: refuse new connections, let calls finish up to the grace period. */
@@ -357,6 +359,7 @@ static int cmd_serve(int argc, char **argv, void *ctx)
 	g->bc = bc_server_new(g->server, 0);
 	grpc_server_add_health(g->server);
 	g->limits = gitaly_limits_new(g->loop, &g->cfg);
+	gitaly_metrics_init(g);
 	gitaly_register_services(g, g->server);
 	gitaly_cleanup_start(g, upgrade_inherited(g->upgrade));   /* core/cleanup.h: stale locks, quarantines */
 
@@ -383,6 +386,7 @@ static int cmd_serve(int argc, char **argv, void *ctx)
 			die("cannot listen on internal socket \"%s\": %s", g->internal_socket, uv_strerror(rc));
 		strbuf_release(&a);
 	}
+	gitaly_metrics_listen(g);
 	log_msgf(LOG_INFO, "Starting Gitaly %s (git %s)", g->version, g->git_version);
 
 	uv_signal_init(g->loop, &g->sig_term);
@@ -396,7 +400,8 @@ static int cmd_serve(int argc, char **argv, void *ctx)
 	upgrade_free(g->upgrade);
 
 	grpc_server_free(g->server);
-	gitaly_limits_free(g->limits);
+	gitaly_limits_free(g->limits);     /* first: its tickets still tell the metrics' monitors */
+	gitaly_metrics_free(g);
 	catfile_cache_free(g->catfile);
 	fs_remove_tree(g->runtime_dir);
 	log_msgf(LOG_INFO, "Gitaly stopped");

@@ -140,6 +140,7 @@ int praefect_config_load(struct praefect_config *cfg, const char *path, struct s
 	cfg->reconciliation_interval_ms = 5 * 60 * 1000;
 	cfg->yamux_max_window = 262144;
 	cfg->yamux_accept_backlog = 256;
+	metrics_config_default(&cfg->prometheus);
 
 	if (toml_parse_file(path, MAX_CONFIG_SIZE, &root, err) < 0) {
 		struct strbuf m = STRBUF_INIT;
@@ -155,6 +156,7 @@ int praefect_config_load(struct praefect_config *cfg, const char *path, struct s
 	cfg_string(&r, root, "socket_path", &cfg->socket_path);
 	cfg_string(&r, root, "prometheus_listen_addr", &cfg->prometheus_listen_addr);
 	cfg_duration(&r, root, "graceful_stop_timeout", &cfg->graceful_stop_timeout_ms);
+	metrics_config_read(&r, root, &cfg->prometheus);
 	if ((t = cfg_table(&r, root, "auth"))) {
 		cfg_string(&r, t, "token", &cfg->auth_token);
 		cfg_bool(&r, t, "transitioning", &cfg->auth_transitioning);

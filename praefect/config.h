@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "base/strbuf.h"
+#include "metrics/metrics.h"
 
 #define PRAEFECT_DEFAULT_DB "/var/lib/praefect/praefect.db"
 
@@ -29,6 +30,7 @@ struct praefect_vs_cfg {
 struct praefect_config {
 	char *file;
 	char *listen_addr, *tls_listen_addr, *socket_path, *prometheus_listen_addr;
+	struct metrics_config prometheus;       /* [prometheus] */
 	uint64_t graceful_stop_timeout_ms;      /* default 1m */
 	char *auth_token;
 	bool auth_transitioning;

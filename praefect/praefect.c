@@ -6,6 +6,7 @@
 #include "praefect.h"
 #include "cmd/cmd.h"
 #include "transactions/transactions.h"
+#include "metrics/series.h"
 #include "backchannel/backchannel.h"
 #include "base/fs.h"
 #include "base/log.h"
@@ -27,6 +28,7 @@
 static enum grpc_code on_call_start(struct grpc_call *call, struct strbuf *msg, void *data)
 {
 	struct praefect *p = data;
+	praefect_count_method_type(p, call);
 	return auth_check_call(call, p->cfg.auth_token, p->cfg.auth_transitioning, msg);
 }
 
@@ -39,6 +41,7 @@ static void on_stopped(struct grpc_server *s, void *arg)
 {
 	struct praefect *p = arg;
 	coordinator_stop(p);
+	praefect_metrics_stop(p);
 	route_release_held_reads(p, 1);
 	replicator_stop(p);
 	schedule_stop(p);
@@ -132,6 +135,7 @@ static void praefect_free(struct praefect *p)
 	nodes_free(p);
 	tx_manager_free(p->txm);
 	grpc_server_free(p->bc_server);
+	praefect_metrics_free(p);          /* after both servers: their calls are counted until they go */
 	free(p->bc_client);
 	free(p->name);
 	praefect_config_release(&p->cfg);
@@ -180,14 +184,17 @@ int praefect_serve(struct praefect_config *cfg)
 		struct grpc_server_hooks hooks = { on_call_start, on_call_end, p };
 		grpc_server_set_hooks(p->server, &hooks);
 	}
+	praefect_metrics_init(p);
 	grpc_server_add_health(p->server);
 	intercept_register(p);
 	intercept_register_server(p);
 	info_register(p);
 	p->txm = tx_manager_new();
+	tx_manager_set_metrics(p->txm, pm(p, PM_TX_ACTIONS), pm(p, PM_TX_DELAY), pm(p, PM_SUBTX));
 	tx_register_service(p->txm, p->server);
 	/* nodes call RefTransaction back over the backchannel (no token there, as upstream) */
 	p->bc_server = grpc_server_new(p->loop, NULL);
+	praefect_metrics_count_backchannel(p);
 	tx_register_service(p->txm, p->bc_server);
 	p->bc_client = xcalloc(1, sizeof(*p->bc_client));
 	p->bc_client->loop = p->loop;
@@ -221,6 +228,7 @@ int praefect_serve(struct praefect_config *cfg)
 		listen_or_die(p, p->cfg.listen_addr);
 	if (p->cfg.tls_listen_addr && *p->cfg.tls_listen_addr)
 		die("TLS listeners are not supported yet (tls_listen_addr)");
+	praefect_metrics_listen(p);
 
 	uv_signal_init(p->loop, &p->sig_term);
 	uv_signal_init(p->loop, &p->sig_int);

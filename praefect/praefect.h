@@ -123,6 +123,7 @@ struct praefect {
 	uint64_t health_timeout_ms;
 	uint64_t unhealthy_after_ms;
 	int64_t metric_unavailable, metric_queue_depth;
+	struct praefect_metrics *metrics;      /* the Prometheus series (metrics/metrics.h) */
 	struct proxy *lingering;               /* calls waiting for secondaries (coordinator.c) */
 	const struct rpc_method *fsck;         /* RepositoryService/Fsck, verifying suspect replicas */
 	struct hashmap reconcile_marked;       /* decimal repository id -> non-NULL (reconciler_soon()) */

@@ -16,6 +16,8 @@ packages=(
 	libcmocka-dev
 	# integration tests: a real gRPC client in Python (Debian's, not pip's)
 	python3 python3-grpcio python3-protobuf python3-pytest python3-pytest-xdist protobuf-compiler-grpc
+	# the metrics tests scrape both daemons with a real Prometheus
+	prometheus
 	# fuzzing: clang with libFuzzer and the sanitizer runtimes
 	clang libclang-rt-14-dev
 	# benches and the demo: h2load/nghttp, nginx (its grpc_pass), hyperfine

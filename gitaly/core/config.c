@@ -398,6 +398,7 @@ int gitaly_config_load(struct gitaly_config *cfg, const char *path, struct strbu
 	cfg->upload_archive_negotiation_ms = 60 * 1000;
 	cfg->gitlab_read_timeout_ms = 0;
 	cfg->pack_objects_limiting.max_concurrency = 200;
+	metrics_config_default(&cfg->prometheus);
 
 	if (toml_parse_file(path, MAX_CONFIG_SIZE, &root, err) < 0)
 		return -1;
@@ -409,6 +410,7 @@ int gitaly_config_load(struct gitaly_config *cfg, const char *path, struct strbu
 	cfg_string(&r, root, "bin_dir", &cfg->bin_dir);
 	cfg_string(&r, root, "runtime_dir", &cfg->runtime_dir);
 	cfg_duration(&r, root, "graceful_restart_timeout", &cfg->graceful_restart_timeout_ms);
+	metrics_config_read(&r, root, &cfg->prometheus);
 	load_storages(&r, cfg, root);
 
 	if ((t = cfg_table(&r, root, "auth"))) {

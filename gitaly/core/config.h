@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "base/strbuf.h"
+#include "metrics/metrics.h"
 
 struct gitaly_storage {
 	char *name;
@@ -53,6 +54,7 @@ struct gitaly_config {
 	char *listen_addr;
 	char *tls_listen_addr;
 	char *prometheus_listen_addr;
+	struct metrics_config prometheus;    /* [prometheus] */
 	char *bin_dir;
 	char *runtime_dir;
 	uint64_t graceful_restart_timeout_ms;   /* default 1m */

@@ -56,6 +56,7 @@ struct gitaly {
 	struct bc_server *bc;          /* backchannel sessions of praefects (lib/backchannel) */
 	char *version;                 /* our server version */
 	struct gitaly_limits *limits;  /* [[concurrency]] limiters (core/methods.h) */
+	struct gitaly_metrics *metrics; /* the Prometheus series and /metrics (core/metrics.h) */
 	struct upgrade *upgrade;       /* SIGHUP upgrades, GITALY_PID_FILE (lib/upgrade) */
 	uv_signal_t sig_term, sig_int;
 };

@@ -40,7 +40,16 @@ struct limit {
 	struct limit_opts o;
 	struct hashmap keys;                  /* key -> struct limit_key */
 	struct limit_ticket *tickets;
+	struct limit_monitor mon;
 };
+
+#define MON(l, fn, ...) do { if ((l)->mon.fn) (l)->mon.fn((l)->mon.arg, ##__VA_ARGS__); } while (0)
+#define MON0(l, fn) do { if ((l)->mon.fn) (l)->mon.fn((l)->mon.arg); } while (0)
+
+void limit_set_monitor(struct limit *l, const struct limit_monitor *m)
+{
+	l->mon = *m;
+}
 
 struct limit *limit_new(uv_loop_t *loop, const char *name, const struct limit_opts *opts)
 {
@@ -113,6 +122,7 @@ static void dequeue(struct limit_ticket *t)
 		k->tail = t->prev;
 	t->prev = t->next = NULL;
 	k->waiting--;
+	MON0(t->l, dequeued);
 }
 
 static void on_timer(uv_timer_t *h);
@@ -121,10 +131,12 @@ static void on_timer(uv_timer_t *h);
 static void release_slot(struct limit *l, struct limit_key *k)
 {
 	k->in_progress--;
+	MON0(l, exit);
 	while (k->head && k->in_progress < l->o.max) {
 		struct limit_ticket *w = k->head;
 		dequeue(w);
 		k->in_progress++;
+		MON(l, enter, uv_hrtime() - w->start_ns);
 		w->state = T_GRANTED;
 		uv_timer_stop(&w->timer);
 		uv_timer_start(&w->timer, on_timer, 0, 0);
@@ -148,6 +160,7 @@ static void on_timer(uv_timer_t *h)
 	}
 	/* T_WAITING: the queue wait ran out */
 	dequeue(t);
+	MON(l, dropped, "max_time");
 	t->info->dropped = "max_time";
 	t->info->queue_length = queue_length(l, k->waiting);
 	t->info->in_progress = k->in_progress;
@@ -180,6 +193,7 @@ int limit_acquire(struct limit *l, const char *key, size_t len, struct limit_inf
 		info->dropped = "max_size";
 		info->queue_length = queue_length(l, k->waiting);
 		info->in_progress = k->in_progress;
+		MON(l, dropped, "max_size");
 		key_maybe_free(l, k);
 		return LIMIT_EFULL;
 	}
@@ -201,6 +215,7 @@ int limit_acquire(struct limit *l, const char *key, size_t len, struct limit_inf
 	info->queue_length = queue_length(l, k->waiting + 1);
 	if (!k->head && k->in_progress < l->o.max) {
 		k->in_progress++;
+		MON(l, enter, 0);
 		t->state = T_HOLDING;
 		info->entered = 1;
 		info->in_progress = k->in_progress;
@@ -214,6 +229,7 @@ int limit_acquire(struct limit *l, const char *key, size_t len, struct limit_inf
 		k->head = t;
 	k->tail = t;
 	k->waiting++;
+	MON0(l, queued);
 	uv_timer_init(l->loop, &t->timer);
 	t->timer.data = t;
 	t->has_timer = 1;
@@ -231,6 +247,7 @@ void limit_done(struct limit_ticket *t)
 	case T_WAITING:
 		/* the call went away while it waited (upstream: "other") */
 		dequeue(t);
+		MON(l, dropped, "other");
 		t->info->dropped = "other";
 		t->info->queue_length = queue_length(l, k->waiting);
 		t->info->in_progress = k->in_progress;

@@ -73,6 +73,24 @@ struct limit *limit_new(uv_loop_t *loop, const char *name, const struct limit_op
 void limit_free(struct limit *l);
 const char *limit_name(const struct limit *l);
 
+/*
+ * What upstream's concurrency monitor is told (its Prometheus series,
+ * gitaly/core/metrics.c): a call starts waiting in the queue, stops waiting
+ * (granted, timed out or gone), takes a slot after waiting `waited_ns`,
+ * gives it back, or is dropped ("max_size", "max_time", "other"). Any
+ * function may be NULL; they run inside the limiter's calls and must not
+ * call back into it.
+ */
+struct limit_monitor {
+	void (*queued)(void *arg);
+	void (*dequeued)(void *arg);
+	void (*enter)(void *arg, uint64_t waited_ns);
+	void (*exit)(void *arg);
+	void (*dropped)(void *arg, const char *reason);
+	void *arg;
+};
+void limit_set_monitor(struct limit *l, const struct limit_monitor *m);
+
 /* --- one call --- */
 
 /*

@@ -362,6 +362,13 @@ static void log_limit_fields(struct log_entry *e, void *arg)
 		log_str(e, "limit.concurrency_dropped", i->dropped);
 }
 
+void gitaly_limits_each(struct gitaly_limits *ls, void (*fn)(struct limit *l, const char *method, void *arg),
+			void *arg)
+{
+	for (size_t i = 0; ls && i < ls->nr; i++)
+		fn(ls->v[i].l, ls->v[i].path, arg);
+}
+
 void gitaly_limits_call_end(struct gitaly_limits *ls, struct grpc_call *call, enum grpc_code code,
 			    uint64_t duration_ns)
 {

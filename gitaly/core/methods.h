@@ -26,6 +26,7 @@
 struct gitaly;
 struct gitaly_config;
 struct gitaly_limits;
+struct limit;
 
 void gitaly_add_unary(struct grpc_server *s, const char *path, grpc_unary_fn fn, struct gitaly *data);
 void gitaly_add_method(struct grpc_server *s, const char *path, grpc_start_fn start, struct gitaly *data);
@@ -58,6 +59,9 @@ void gitaly_limits_free(struct gitaly_limits *ls);
  * queue), then write the call's log line, with upstream's limit.* fields
  * (and `acquire_ms`) when the call went through a limiter.
  */
+/* Call `fn` for every limiter with its method ("/pkg.Service/Method"); for their metrics. */
+void gitaly_limits_each(struct gitaly_limits *ls, void (*fn)(struct limit *l, const char *method, void *arg),
+			void *arg);
 void gitaly_limits_call_end(struct gitaly_limits *ls, struct grpc_call *call, enum grpc_code code,
 			    uint64_t duration_ns);
 

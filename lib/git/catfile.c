@@ -83,6 +83,8 @@ struct catfile_cache {
 	struct link all, idle, waiters, ready, resumed;
 	size_t nr_all, nr_idle;
 	uint64_t spawned;
+	uint64_t hits, misses;     /* leases that found an idle process, and those that did not */
+	uint64_t lookups[CATFILE_TAG + 2];  /* objects read, by enum catfile_type; the last: info requests */
 	uv_timer_t timer;
 	uv_idle_t kick;               /* delivers lease grants and resumed output */
 	int timer_on, kick_on, draining, freeing, handles_open;
@@ -104,6 +106,14 @@ const char *catfile_type_name(enum catfile_type t)
 size_t catfile_cache_idle(const struct catfile_cache *c) { return c->nr_idle; }
 size_t catfile_cache_live(const struct catfile_cache *c) { return c->nr_all; }
 uint64_t catfile_cache_spawned(const struct catfile_cache *c) { return c->spawned; }
+uint64_t catfile_cache_hits(const struct catfile_cache *c) { return c->hits; }
+uint64_t catfile_cache_misses(const struct catfile_cache *c) { return c->misses; }
+uint64_t catfile_cache_lookups(const struct catfile_cache *c, int type)
+{
+	if (type < 0)
+		return c->lookups[CATFILE_TAG + 1];
+	return type <= CATFILE_TAG ? c->lookups[type] : 0;
+}
 size_t catfile_pending(const struct catfile *cf) { return cf->nr_reqs; }
 int catfile_pid(const struct catfile *cf) { return cf->cmd ? git_cmd_pid(cf->cmd) : -1; }
 
@@ -252,6 +262,8 @@ static void header_line(struct catfile *cf, struct creq *r)
 		return;
 	}
 	strbuf_reset(&cf->hdr);
+	if (r->contents && cf->cache && (unsigned)info.type <= CATFILE_TAG)
+		cf->cache->lookups[info.type]++;
 	if (r->ops->on_info)
 		want = r->ops->on_info(r->arg, &info);
 	if (cf->release_pending)
@@ -389,6 +401,8 @@ static int queue_request(struct catfile *cf, int contents, const char *rev, size
 		cf->head = r;
 	cf->tail = r;
 	cf->nr_reqs++;
+	if (!contents && cf->cache)
+		cf->cache->lookups[CATFILE_TAG + 1]++;
 	return 0;
 }
 
@@ -750,6 +764,10 @@ int catfile_lease(struct catfile_cache *c, const struct catfile_spec *spec, catf
 	w->arg = arg;
 
 	cf = take_idle(c, w->key, w->key_len);
+	if (cf)
+		c->hits++;
+	else
+		c->misses++;
 	if (!cf && count_key(c, w->key, w->key_len) < c->o.max_per_key) {
 		int err = 0;
 		cf = proc_spawn(c, w->key, w->key_len, w->argv.v, w->has_env ? w->env.v : NULL,

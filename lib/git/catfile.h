@@ -105,6 +105,15 @@ void catfile_cache_free(struct catfile_cache *c);
 size_t catfile_cache_idle(const struct catfile_cache *c);   /* idle processes */
 size_t catfile_cache_live(const struct catfile_cache *c);   /* idle + leased */
 uint64_t catfile_cache_spawned(const struct catfile_cache *c); /* processes started so far */
+/* Leases that found an idle process of their key (hits) and those that did not (misses). */
+uint64_t catfile_cache_hits(const struct catfile_cache *c);
+uint64_t catfile_cache_misses(const struct catfile_cache *c);
+/*
+ * Lookups, as upstream's gitaly_catfile_lookups_total counts them: objects
+ * read by their type (enum catfile_type), or with `type` -1 the info
+ * requests sent.
+ */
+uint64_t catfile_cache_lookups(const struct catfile_cache *c, int type);
 
 /* --- leases --- */
 

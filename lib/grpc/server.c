@@ -54,6 +54,8 @@ struct grpc_call {
 
 	int deadline_hit;
 	enum grpc_code close_code;
+	int counted;              /* stats on_start fired */
+	int fallback;             /* dispatched to the fallback handler */
 };
 
 struct srv_conn {
@@ -74,6 +76,7 @@ struct grpc_server {
 	void *fallback_data;
 	struct grpc_server_hooks hooks;
 	int have_hooks;
+	struct grpc_server_stats stats;
 	void (*accept_fn)(struct grpc_server *s, struct io *io, void *data);
 	void *accept_data;
 
@@ -164,6 +167,16 @@ void grpc_server_set_hooks(struct grpc_server *s, const struct grpc_server_hooks
 {
 	s->hooks = *hooks;
 	s->have_hooks = 1;
+}
+
+void grpc_server_set_stats(struct grpc_server *s, const struct grpc_server_stats *stats)
+{
+	s->stats = *stats;
+}
+
+int grpc_call_is_fallback(const struct grpc_call *call)
+{
+	return call->fallback;
 }
 
 int grpc_server_has_service(const struct grpc_server *s, const char *name)
@@ -296,6 +309,8 @@ int grpc_call_send(struct grpc_call *call, const void *msg, size_t len)
 {
 	if (call->s.notified || call->finished)
 		return -EPIPE;
+	if (call->counted && call_conn(call)->srv->stats.on_msg_sent)
+		call_conn(call)->srv->stats.on_msg_sent(call, call_conn(call)->srv->stats.data);
 	gstream_queue(&call->s, msg, len);
 	if (!call->headers_sent) {
 		if (submit_headers(call, NULL) != 0)
@@ -366,6 +381,9 @@ void grpc_call_resume_recv(struct grpc_call *call)
 static void stream_on_message(struct gstream *s, const uint8_t *msg, size_t len)
 {
 	struct grpc_call *call = container_of(s, struct grpc_call, s);
+	struct grpc_server *srv = call_conn(call)->srv;
+	if (call->counted && srv->stats.on_msg_recv)
+		srv->stats.on_msg_recv(call, srv->stats.data);
 	if (call->ops && call->ops->on_message)
 		call->ops->on_message(call, msg, len);
 }
@@ -437,6 +455,8 @@ static void call_notify_close(struct grpc_call *call, enum grpc_code code)
 	}
 	if (srv->have_hooks && srv->hooks.on_call_end)
 		srv->hooks.on_call_end(call, code, now_ns() - call->start_ns, srv->hooks.data);
+	if (call->counted && srv->stats.on_end)
+		srv->stats.on_end(call, code, now_ns() - call->start_ns, srv->stats.data);
 }
 
 static void call_free(struct grpc_call *call)
@@ -512,6 +532,13 @@ static void dispatch(struct grpc_call *call)
 		call->deadline = now_ms() + ms;
 		gstream_deadline_start(&call->s, s->loop, ms);
 	}
+	/* counted like upstream's interceptors: calls that have a handler, before authentication */
+	m = gmethods_find(&s->methods, call->path.buf);
+	call->fallback = !m && s->fallback;
+	if (s->stats.on_start && (m || s->fallback)) {
+		call->counted = 1;
+		s->stats.on_start(call, s->stats.data);
+	}
 	if (s->have_hooks && s->hooks.on_call_start) {
 		struct strbuf msg = STRBUF_INIT;
 		enum grpc_code code = s->hooks.on_call_start(call, &msg, s->hooks.data);
@@ -522,7 +549,6 @@ static void dispatch(struct grpc_call *call)
 		}
 		strbuf_release(&msg);
 	}
-	m = gmethods_find(&s->methods, call->path.buf);
 	if (m && m->unary) {
 		call->unary = m->unary;
 		call->unary_data = m->data;

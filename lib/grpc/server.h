@@ -70,7 +70,23 @@ struct grpc_server_hooks {
 	void *data;
 };
 
+/*
+ * Counting hooks for metrics (lib/metrics/grpc.c). on_start fires once for
+ * every call that has a handler (registered or the fallback), before
+ * authentication as in upstream's interceptor order, and on_end once for
+ * each of those with the final code; on_msg_* for each of their whole
+ * messages read or queued.
+ */
+struct grpc_server_stats {
+	void (*on_start)(struct grpc_call *call, void *data);
+	void (*on_msg_recv)(struct grpc_call *call, void *data);
+	void (*on_msg_sent)(struct grpc_call *call, void *data);
+	void (*on_end)(struct grpc_call *call, enum grpc_code code, uint64_t duration_ns, void *data);
+	void *data;
+};
+
 struct grpc_server *grpc_server_new(uv_loop_t *loop, const struct grpc_server_opts *opts);
+void grpc_server_set_stats(struct grpc_server *s, const struct grpc_server_stats *stats);
 /*
  * Free a server that has no listeners or connections left: call it from the
  * shutdown callback, or on a server that never listened.
@@ -155,6 +171,8 @@ struct grpc_server *grpc_call_server(const struct grpc_call *call);
 /* The transport the call arrived on (a yamux session lets handlers call back). */
 struct io *grpc_call_io(const struct grpc_call *call);
 int grpc_call_is_closed(const struct grpc_call *call);
+/* 1 when the call went to the fallback (unknown-method) handler. */
+int grpc_call_is_fallback(const struct grpc_call *call);
 /* Key/value pairs a handler attaches for the request log (not sent anywhere). */
 void grpc_call_set_tag(struct grpc_call *call, const char *key, const char *value);
 const struct grpc_metadata *grpc_call_tags(const struct grpc_call *call);

@@ -1,11 +1,174 @@
 /*
- * Numbers operators watch, logged when they change (the /metrics endpoint
- * comes later): repositories with no valid primary ("unavailable") and the
- * replication queue depth. Checked once a second (task metrics, schedule.c)
- * from the in-memory model and the store.
+ * praefect's metrics: the table of its series, the /metrics and /db_metrics
+ * registries, and the sampling of what the in-memory model holds
+ * (unavailable repositories, reads per node) once a second (task metrics,
+ * schedule.c) and on each scrape, which also lists the replication queue by
+ * state. Both numbers operators watched before the endpoint existed are
+ * still logged on change.
  */
 #include "praefect.h"
+#include "series.h"
+#include "metrics/grpc.h"
 #include "base/log.h"
+#include "base/util.h"
+#include "upgrade/upgrade.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Go's DefBuckets: what a histogram gets when grpc_latency_buckets is empty */
+static const double go_default_buckets[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
+
+/* The buckets upstream fixes in code; the others follow grpc_latency_buckets. */
+static const double subtx_buckets[] = { 0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0 };
+static double voter_buckets[METRIC_MAX_BUCKETS];   /* 1..max voters, set from the config */
+
+static struct metric_desc families[PM_NR] = {
+	[PM_TX_ACTIONS] = { "gitaly_praefect_transactions_total", "Total number of transaction actions",
+			    METRIC_COUNTER, { "action" } },
+	[PM_TX_DELAY] = { "gitaly_praefect_transactions_delay_seconds", "Delay between casting a vote and reaching quorum",
+			  METRIC_HISTOGRAM, { "action" } },
+	[PM_SUBTX] = { "gitaly_praefect_subtransactions_per_transaction_total",
+		       "The number of subtransactions created for a single registered transaction",
+		       METRIC_HISTOGRAM, { NULL }, subtx_buckets, ARRAY_SIZE(subtx_buckets) },
+	[PM_VOTERS] = { "gitaly_praefect_voters_per_transaction_total",
+			"The number of voters a given transaction was created with",
+			METRIC_HISTOGRAM, { "virtual_storage" }, voter_buckets, 1 },
+	[PM_REPL_LATENCY] = { "gitaly_praefect_replication_latency", "", METRIC_HISTOGRAM, { "type" } },
+	[PM_REPL_DELAY] = { "gitaly_praefect_replication_delay", "", METRIC_HISTOGRAM, { "type" } },
+	[PM_REPL_JOBS] = { "gitaly_praefect_replication_jobs", "Number of replication jobs in flight.",
+			   METRIC_GAUGE, { "virtual_storage", "gitaly_storage", "change_type" } },
+	[PM_NODE_LATENCY] = { "gitaly_praefect_node_latency", "", METRIC_HISTOGRAM, { "gitaly_storage" } },
+	[PM_NODE_UP] = { "gitaly_praefect_node_last_healthcheck_up", "", METRIC_GAUGE, { "gitaly_storage" } },
+	[PM_READ_DIST] = { "gitaly_praefect_read_distribution", "Counts read operations directed to the storages",
+			   METRIC_COUNTER, { "virtual_storage", "storage" } },
+	[PM_METHOD_TYPES] = { "gitaly_praefect_method_types", "", METRIC_COUNTER, { "method_type" } },
+	/* upstream's [reconciliation] histogram_buckets defaults to Go's default buckets; the key is not read here */
+	[PM_RECONCILE_SECONDS] = { "gitaly_praefect_reconciliation_scheduling_seconds",
+				   "The time spent performing a single reconciliation scheduling run.",
+				   METRIC_HISTOGRAM, { NULL }, go_default_buckets, 11 },
+	[PM_UNAVAILABLE] = { "gitaly_praefect_unavailable_repositories",
+			     "Number of repositories that have no healthy, up to date replicas.",
+			     METRIC_GAUGE, { "virtual_storage" } },
+	[PM_QUEUE_DEPTH] = { "gitaly_praefect_replication_queue_depth", "Number of jobs in the replication queue",
+			     METRIC_GAUGE, { "virtual_storage", "target_node", "state" } },
+};
+
+/* upstream's change types, each pre-registered on the replication histograms */
+static const char *const change_types[] = { "update", "create", "delete", "delete_replica" };
+
+
+struct praefect_metrics *praefect_metrics_of(struct praefect *p)
+{
+	return p->metrics;
+}
+
+void praefect_metrics_init(struct praefect *p)
+{
+	struct praefect_metrics *pm = xcalloc(1, sizeof(*pm));
+	const struct metrics_config *c = &p->cfg.prometheus;
+	size_t max_voters = 1;
+
+	if (c->nr_buckets)
+		pm->reg = metrics_new(c->buckets, c->nr_buckets);
+	else
+		pm->reg = metrics_new(go_default_buckets, ARRAY_SIZE(go_default_buckets));
+	pm->db = metrics_new(NULL, 0);
+	/* upstream: linear buckets 1, 2, ... up to the largest virtual storage's node count */
+	for (size_t i = 0; i < p->nr_vs; i++)
+		max_voters = MAX(max_voters, p->vs[i].nr_nodes);
+	max_voters = MIN(max_voters, (size_t)METRIC_MAX_BUCKETS);
+	for (size_t i = 0; i < max_voters; i++)
+		voter_buckets[i] = (double)(i + 1);
+	families[PM_VOTERS].nr_buckets = max_voters;
+	for (size_t i = 0; i < PM_NR; i++)
+		pm->f[i] = metrics_register(i >= PM_UNAVAILABLE ? pm->db : pm->reg, &families[i]);
+	for (size_t i = 0; i < ARRAY_SIZE(change_types); i++) {
+		metric_touch(pm->f[PM_REPL_LATENCY], METRIC_LV(change_types[i]));
+		metric_touch(pm->f[PM_REPL_DELAY], METRIC_LV(change_types[i]));
+	}
+	metrics_register_process(pm->reg);
+	pm->grpc = metrics_grpc_attach(pm->reg, p->server, c->nr_buckets > 0);
+	p->metrics = pm;
+}
+
+static void sample(struct praefect *p);
+static void on_jobs_listed(void *arg, int status, const char *msg, const struct repl_job *jobs, size_t n);
+
+/*
+ * A scrape: sample the model now and list the queue (upstream queries its
+ * database per scrape too); the scrape is answered when the listing is in.
+ */
+static void on_refresh(struct metrics_http *h, void *arg)
+{
+	struct praefect *p = arg;
+	sample(p);
+	if (!p->metrics->refreshing) {
+		p->metrics->refreshing = 1;
+		store_list_jobs(p->store, on_jobs_listed, p);
+	}
+}
+
+void praefect_metrics_listen(struct praefect *p)
+{
+	struct metrics_http_opts o = { p->cfg.prometheus_listen_addr, { "/metrics", "/db_metrics" },
+				       { p->metrics->reg, p->metrics->db }, 2, p->cfg.prometheus.scrape_timeout_ms,
+				       upgrade_inherited(p->upgrade), p->loop, on_refresh, p };
+	struct strbuf err = STRBUF_INIT;
+	char bound[256] = "";
+
+	if (!p->cfg.prometheus_listen_addr || !*p->cfg.prometheus_listen_addr)
+		return;
+	p->metrics->http = metrics_http_start(&o, bound, sizeof(bound), &err);
+	if (!p->metrics->http)
+		die("%s", err.buf);
+	log_msgf(LOG_INFO, "Starting prometheus listener on %s", bound);
+	strbuf_release(&err);
+}
+
+void praefect_metrics_count_backchannel(struct praefect *p)
+{
+	p->metrics->grpc_bc = metrics_grpc_attach(p->metrics->reg, p->bc_server, p->cfg.prometheus.nr_buckets > 0);
+}
+
+void praefect_metrics_stop(struct praefect *p)
+{
+	if (p->metrics) {
+		metrics_http_stop(p->metrics->http);
+		p->metrics->http = NULL;
+		p->metrics->refreshing = 0;
+	}
+}
+
+void praefect_metrics_free(struct praefect *p)
+{
+	struct praefect_metrics *pm = p->metrics;
+	if (!pm)
+		return;
+	metrics_http_stop(pm->http);
+	metrics_grpc_free(pm->grpc);
+	metrics_grpc_free(pm->grpc_bc);
+	metrics_free(pm->reg);
+	metrics_free(pm->db);
+	free(pm);
+	p->metrics = NULL;
+}
+
+void praefect_count_method_type(struct praefect *p, struct grpc_call *call)
+{
+	const char *path = grpc_call_method(call);
+	const struct rpc_method *m = rpc_lookup(path, strlen(path));
+
+	static const char *const names[] = {
+		[RPC_OP_MUTATOR] = "mutator", [RPC_OP_ACCESSOR] = "accessor", [RPC_OP_MAINTENANCE] = "maintenance",
+	};
+
+	if (!m || m->intercepted || m->op == RPC_OP_UNKNOWN || (size_t)m->op >= ARRAY_SIZE(names))
+		return;
+	metric_inc(pm(p, PM_METHOD_TYPES), METRIC_LV(names[m->op]));
+}
+
+/* --- sampled once a second --- */
 
 static int repo_available(struct repo *r)
 {
@@ -17,6 +180,36 @@ static int repo_available(struct repo *r)
 	return 0;
 }
 
+static const char *job_state_name(enum job_state s)
+{
+	static const char *const names[] = { "ready", "in_progress", "completed", "failed", "dead", "cancelled" };
+	return (size_t)s < ARRAY_SIZE(names) ? names[s] : "unknown";
+}
+
+static void on_jobs_listed(void *arg, int status, const char *msg, const struct repl_job *jobs, size_t n)
+{
+	struct praefect *p = arg;
+	struct metric *f;
+	if (!p->metrics)
+		return;
+	if (status < 0) {
+		log_msgf(LOG_WARN, "listing the replication queue for metrics: %s", msg ? msg : "store error");
+		n = 0;
+		jobs = NULL;
+	}
+	f = pm(p, PM_QUEUE_DEPTH);
+	/* the family is rebuilt as a whole: a (storage, state) with no jobs left disappears, as upstream's GROUP BY */
+	metrics_lock(p->metrics->db);
+	metric_clear(f);
+	for (size_t i = 0; i < n; i++)
+		metric_inc(f, METRIC_LV(jobs[i].virtual_storage, jobs[i].target_storage, job_state_name(jobs[i].state)));
+	metrics_unlock(p->metrics->db);
+	p->metrics->refreshing = 0;
+	if (p->metrics->http)
+		metrics_http_refreshed(p->metrics->http);
+}
+
+/* The depth operators have watched in the log: jobs not yet finished (ready, in_progress, failed). */
 static void on_queue_depth(void *arg, int status, const char *msg, int64_t depth)
 {
 	struct praefect *p = arg;
@@ -28,13 +221,34 @@ static void on_queue_depth(void *arg, int status, const char *msg, int64_t depth
 
 void metrics_tick(struct praefect *p)
 {
+	sample(p);
+	store_count_jobs(p->store, on_queue_depth, p);
+}
+
+static void sample(struct praefect *p)
+{
 	const struct hashmap_entry *e;
 	int64_t unavailable = 0;
-	for (size_t i = 0; hashmap_next(&p->repos_by_id, &i, &e);)
-		unavailable += !repo_available(e->value);
+	int64_t *per_vs = xcalloc(p->nr_vs + 1, sizeof(*per_vs));
+
+	for (size_t i = 0; hashmap_next(&p->repos_by_id, &i, &e);) {
+		struct repo *r = e->value;
+		if (!repo_available(r)) {
+			unavailable++;
+			per_vs[r->vs - p->vs]++;
+		}
+	}
+	for (size_t i = 0; i < p->nr_vs; i++) {
+		struct vstorage *vs = &p->vs[i];
+		metric_set(pm(p, PM_UNAVAILABLE), METRIC_LV(vs->cfg->name), (double)per_vs[i]);
+		for (size_t j = 0; j < vs->nr_nodes; j++)
+			if (vs->nodes[j].routed_reads)
+				metric_set(pm(p, PM_READ_DIST), METRIC_LV(vs->cfg->name, vs->nodes[j].cfg->storage),
+					   (double)vs->nodes[j].routed_reads);
+	}
+	free(per_vs);
 	if (unavailable != p->metric_unavailable) {
 		log_msgf(unavailable ? LOG_WARN : LOG_INFO, "unavailable repositories: %lld", (long long)unavailable);
 		p->metric_unavailable = unavailable;
 	}
-	store_count_jobs(p->store, on_queue_depth, p);
 }

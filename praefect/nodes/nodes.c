@@ -1,5 +1,6 @@
 /* Connections to the gitaly nodes and the health checks that feed routing. */
 #include "praefect.h"
+#include "metrics/series.h"
 #include "base/util.h"
 #include "base/log.h"
 #include "grpc/auth.h"
@@ -22,6 +23,7 @@ static void on_check_message(struct grpc_client_call *call, const uint8_t *msg, 
 struct check {
 	struct node *node;
 	int serving;
+	uint64_t start_ns;
 };
 
 static const struct grpc_client_ops check_ops = {
@@ -71,6 +73,8 @@ static void on_check_done(struct grpc_client_call *call, enum grpc_code code, co
 	int ok = code == GRPC_OK && c->serving;
 
 	n->check_in_flight = 0;
+	metric_observe(pm(p, PM_NODE_LATENCY), METRIC_LV(n->cfg->storage), (double)(now_ns() - c->start_ns) / 1e9);
+	metric_set(pm(p, PM_NODE_UP), METRIC_LV(n->cfg->storage), ok);
 	if (ok) {
 		n->last_ok_ms = now;
 		set_health(p, n, 1, NULL);
@@ -115,6 +119,7 @@ static void check_node(struct praefect *p, struct node *n)
 		return;
 	c = xcalloc(1, sizeof(*c));
 	c->node = n;
+	c->start_ns = now_ns();
 	auth_v2_add(&md, n->cfg->token);
 	if (grpc_channel_call(n->ch, p->calls.health_check->name, &md, p->health_timeout_ms, 0,
 			      &check_ops, c, &call) < 0) {

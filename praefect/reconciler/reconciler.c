@@ -8,6 +8,7 @@
  * model; the store's enqueue deduplication keeps repeated runs harmless.
  */
 #include "praefect.h"
+#include "metrics/series.h"
 #include "base/util.h"
 #include "base/log.h"
 #include "base/strvec.h"
@@ -21,6 +22,7 @@ struct recon_run {
 	struct praefect *p;
 	size_t pending;
 	size_t scheduled;
+	uint64_t start_ns;     /* a periodic run, timed for its metric; 0: a targeted one */
 };
 
 static void on_job_queued(void *arg, int status, const char *msg, int64_t id)
@@ -32,6 +34,8 @@ static void on_job_queued(void *arg, int status, const char *msg, int64_t id)
 		log_msgf(LOG_WARN, "reconciler: queueing job: %s", msg ? msg : "store error");
 	if (--run->pending)
 		return;
+	if (run->start_ns)
+		metric_observe(pm(run->p, PM_RECONCILE_SECONDS), NULL, (double)(now_ns() - run->start_ns) / 1e9);
 	if (run->scheduled) {
 		log_msgf(LOG_INFO, "reconciler scheduled %zu replication jobs", run->scheduled);
 		for (size_t i = 0; i < run->p->nr_vs; i++)
@@ -142,6 +146,7 @@ void reconciler_run(struct praefect *p)
 	struct recon_run *run = xcalloc(1, sizeof(*run));
 	const struct hashmap_entry *e;
 	run->p = p;
+	run->start_ns = now_ns();
 	run->pending = 1; /* held until the walk is over */
 	for (size_t i = 0; hashmap_next(&p->repos_by_id, &i, &e);) {
 		struct repo *r = e->value;

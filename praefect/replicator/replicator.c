@@ -7,6 +7,7 @@
  * turning healthy wakes its worker at once.
  */
 #include "praefect.h"
+#include "metrics/series.h"
 #include "base/util.h"
 #include "base/log.h"
 #include "grpc/auth.h"
@@ -16,6 +17,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 5000
@@ -58,6 +60,7 @@ struct worker {
 	struct grpc_client_call *call;
 	struct cron_task watch;    /* no period: armed by replicator_node_unhealthy() */
 	int abandoned;             /* the call was cancelled to try another source */
+	uint64_t job_start_ns;     /* when the job in progress started, 0: not counted (metrics) */
 };
 
 struct replicator {
@@ -188,10 +191,40 @@ static void on_rejoin_queued(void *arg, int status)
 		log_msgf(LOG_WARN, "queueing the catch-up of a rejoining replica failed");
 }
 
+/* upstream's replication series: the delay (queued to started) and the job in flight at its start, */
+static void job_metrics_start(struct worker *w, const struct repl_job *j)
+{
+	struct timespec ts;
+	double now_unix_ms;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now_unix_ms = (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+	if (j->created_at_ms > 0 && now_unix_ms > (double)j->created_at_ms)
+		metric_observe(pm(w->p, PM_REPL_DELAY), METRIC_LV(j->change),
+			       (now_unix_ms - (double)j->created_at_ms) / 1e3);
+	else
+		metric_observe(pm(w->p, PM_REPL_DELAY), METRIC_LV(j->change), 0);
+	metric_add(pm(w->p, PM_REPL_JOBS), METRIC_LV(j->virtual_storage, j->target_storage, j->change), 1);
+	w->job_start_ns = now_ns();
+}
+
+/* and the latency (started to succeeded) at its end */
+static void job_metrics_end(struct worker *w, const struct repl_job *j, int ok)
+{
+	if (!w->job_start_ns)
+		return;
+	metric_add(pm(w->p, PM_REPL_JOBS), METRIC_LV(j->virtual_storage, j->target_storage, j->change), -1);
+	if (ok)
+		metric_observe(pm(w->p, PM_REPL_LATENCY), METRIC_LV(j->change),
+			       (double)(now_ns() - w->job_start_ns) / 1e9);
+	w->job_start_ns = 0;
+}
+
 static void job_done(struct worker *w, int ok, const char *why)
 {
 	struct repl_job *j = &w->jobs[w->next];
 	struct repo *r = repo_by_id(w->p, j->repository_id);
+	job_metrics_end(w, j, ok);
 	if (ok) {
 		struct replica *t = r ? repo_replica(r, j->target_storage) : NULL;
 		w->completed[w->nr_completed++] = j->id;
@@ -233,6 +266,7 @@ static void job_done(struct worker *w, int ok, const char *why)
 static void job_wait(struct worker *w, const char *why)
 {
 	struct repl_job *j = &w->jobs[w->next];
+	job_metrics_end(w, j, 0);
 	log_msgf(LOG_INFO, "replication job %lld (%s -> %s, %s) waits: %s", (long long)j->id, j->change,
 		 j->target_storage, j->relative_path, why);
 	postpone(w, j, NO_SOURCE_RETRY_MS, 1);
@@ -736,6 +770,7 @@ static void process_next(struct worker *w)
 			job_done(w, 0, "repository not found");
 			return;
 		}
+		job_metrics_start(w, j);
 		run_update(w, j, r);
 	} else if (!strcmp(j->change, "delete_replica") || !strcmp(j->change, "delete")) {
 		const char *rp = r ? r->replica_path : (j->replica_path && *j->replica_path ? j->replica_path : NULL);
@@ -743,6 +778,7 @@ static void process_next(struct worker *w)
 			job_done(w, 0, "repository not found");
 			return;
 		}
+		job_metrics_start(w, j);
 		run_delete(w, j, rp);
 	} else {
 		job_done(w, 0, "unknown replication change type");

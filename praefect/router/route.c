@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "base/pb.h"
 #include "transactions/transactions.h"
+#include "metrics/series.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -225,6 +226,7 @@ static int register_tx(struct proxy *px, struct repo *r)
 		return -1;
 	}
 	px->txid = tx_register(px->p->txm, px->primary, px->secondaries.v, px->secondaries.nr, (unsigned)quorum);
+	metric_observe(pm(px->p, PM_VOTERS), METRIC_LV(px->vs->cfg->name), (double)voters);
 	return 0;
 }
 

@@ -63,7 +63,41 @@ struct transaction {
 struct tx_manager {
 	struct hashmap txs;     /* decimal id -> transaction */
 	uint64_t next_id;
+	struct metric *m_actions, *m_delay, *m_subtx;
 };
+
+void tx_manager_set_metrics(struct tx_manager *m, struct metric *actions, struct metric *delay,
+			    struct metric *subtx)
+{
+	m->m_actions = actions;
+	m->m_delay = delay;
+	m->m_subtx = subtx;
+}
+
+/* A VoteTransaction call ended: upstream's action label for how, and how long it waited. */
+static void count_vote_end(struct tx_manager *m, struct grpc_call *call, const char *action)
+{
+	if (m->m_actions)
+		metric_inc(m->m_actions, METRIC_LV(action));
+	if (m->m_delay)
+		metric_observe(m->m_delay, METRIC_LV("vote"), (double)(now_ns() - grpc_call_start_ns(call)) / 1e9);
+}
+
+static const char *vote_action(enum vote_result r)
+{
+	switch (r) {
+	case VOTE_COMMITTED:
+		return "committed";
+	case VOTE_FAILED:
+		return "failed";
+	case VOTE_STOPPED:
+		return "stopped";
+	case VOTE_CANCELLED:
+		return "canceled";
+	default:
+		return "invalid";
+	}
+}
 
 struct tx_manager *tx_manager_new(void)
 {
@@ -126,11 +160,12 @@ static void sub_free(struct subtx *s)
 
 /* --- answering voters --- */
 
-static void answer(struct grpc_call *call, enum vote_result r)
+static void answer(struct tx_manager *m, struct grpc_call *call, enum vote_result r)
 {
 	Gitaly__VoteTransactionResponse resp = GITALY__VOTE_TRANSACTION_RESPONSE__INIT;
 	uint8_t buf[16];
 	size_t n;
+	count_vote_end(m, call, vote_action(r));
 	switch (r) {
 	case VOTE_COMMITTED:
 		resp.state = GITALY__VOTE_TRANSACTION_RESPONSE__TRANSACTION_STATE__COMMIT;
@@ -159,7 +194,7 @@ static void release_waiters(struct subtx *s)
 		s->waiters = w->next;
 		if (w->call) {
 			grpc_call_on_close(w->call, NULL, NULL);
-			answer(w->call, s->result[w->voter]);
+			answer(w->t->m, w->call, s->result[w->voter]);
 		}
 		free(w);
 	}
@@ -207,6 +242,7 @@ static void waiter_closed(struct grpc_call *call, enum grpc_code code, void *arg
 	w->call = NULL;
 	/* the voter's context ended before a decision: it no longer counts */
 	if (s->result[w->voter] == VOTE_UNDECIDED) {
+		count_vote_end(w->t->m, call, "invalid");
 		s->result[w->voter] = VOTE_CANCELLED;
 		for (size_t i = 0; i < s->nr_counts; i++)
 			if (!memcmp(s->counts[i].hash, s->hash[w->voter], VOTE_KEY)) {
@@ -244,6 +280,8 @@ uint64_t tx_register(struct tx_manager *m, const char *primary, const char *cons
 		t->threshold = s <= 1 ? (unsigned)s + 1 : (unsigned)(s + 1 + (s + 1) / 2);
 	tx_key(t->id, k);
 	hashmap_put(&m->txs, k, strlen(k), t);
+	if (m->m_actions)
+		metric_add(m->m_actions, METRIC_LV("registered"), (double)t->nr);
 	return t->id;
 }
 
@@ -257,20 +295,25 @@ static void vote(struct tx_manager *m, uint64_t id, const char *node, const uint
 	struct waiter *w;
 	size_t i;
 
+	if (m->m_actions)
+		metric_inc(m->m_actions, METRIC_LV("started"));
 	if (!t) {
+		count_vote_end(m, call, "invalid");
 		grpc_call_finishf(call, GRPC_NOT_FOUND, "transaction not found: %llu", (unsigned long long)id);
 		return;
 	}
 	if (t->state == TX_CANCELLED) {
+		count_vote_end(m, call, "canceled");
 		grpc_call_finish(call, GRPC_CANCELLED, "transaction has been canceled", NULL);
 		return;
 	}
 	if (t->state == TX_STOPPED) {
-		answer(call, VOTE_STOPPED);
+		answer(m, call, VOTE_STOPPED);
 		return;
 	}
 	v = voter_index(t, node);
 	if (v < 0) {
+		count_vote_end(m, call, "invalid");
 		grpc_call_finishf(call, GRPC_INTERNAL, "invalid node for transaction: \"%s\"", node);
 		return;
 	}
@@ -279,7 +322,7 @@ static void vote(struct tx_manager *m, uint64_t id, const char *node, const uint
 		if (r == VOTE_COMMITTED)
 			continue;
 		if (r == VOTE_FAILED || r == VOTE_CANCELLED || r == VOTE_STOPPED) {
-			answer(call, r);
+			answer(m, call, r);
 			return;
 		}
 		s = t->subs[i];
@@ -288,6 +331,7 @@ static void vote(struct tx_manager *m, uint64_t id, const char *node, const uint
 	if (!s)
 		s = sub_new(t, t->nr_subs ? t->subs[t->nr_subs - 1] : NULL);
 	if (s->voted[v]) {
+		count_vote_end(m, call, "invalid");
 		grpc_call_finishf(call, GRPC_INTERNAL, "node \"%s\" already voted", node);
 		return;
 	}
@@ -374,6 +418,17 @@ void tx_cleanup(struct tx_manager *m, uint64_t id, struct tx_outcome *out)
 	hashmap_remove(&m->txs, k, strlen(k));
 	out->state_known = 1;
 	out->subtransactions = t->nr_subs;
+	if (m->m_subtx) {
+		/* the empty marker tx_cancel_voter() may open is no subtransaction anyone voted in */
+		size_t voted_subs = 0;
+		for (size_t i = 0; i < t->nr_subs; i++) {
+			int any = 0;
+			for (size_t v = 0; v < t->nr; v++)
+				any |= t->subs[i]->voted[v];
+			voted_subs += any;
+		}
+		metric_observe(m->m_subtx, NULL, (double)voted_subs);
+	}
 	out->primary_voted_first = t->nr_subs && t->subs[0]->voted[0];
 	out->nr = t->nr;
 	out->voters = xcalloc(t->nr, sizeof(*out->voters));

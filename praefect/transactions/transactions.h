@@ -17,8 +17,17 @@
 enum vote_result { VOTE_UNDECIDED, VOTE_COMMITTED, VOTE_FAILED, VOTE_CANCELLED, VOTE_STOPPED };
 
 struct tx_manager;
+struct metric;
 struct tx_manager *tx_manager_new(void);
 void tx_manager_free(struct tx_manager *m);
+/*
+ * Count into upstream's series (praefect/metrics/series.h): `actions` by
+ * action (registered voters, votes started and how each ended), `delay` the
+ * seconds a vote waited for its answer, `subtx` the subtransactions of each
+ * finished transaction. Any may be NULL.
+ */
+void tx_manager_set_metrics(struct tx_manager *m, struct metric *actions, struct metric *delay,
+			    struct metric *subtx);
 
 /*
  * Register a transaction for `primary` and `nr_secondaries` secondaries.

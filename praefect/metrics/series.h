@@ -1,0 +1,67 @@
+/*
+ * praefect's Prometheus series (docs/technical/metrics.md, "praefect"): the
+ * one table of their names, help, types, labels and buckets (metrics.c),
+ * the registries behind /metrics and /db_metrics, and the once-a-second
+ * sampling of the numbers the in-memory model and the store hold (task
+ * metrics, schedule.c). Events (votes, replication jobs, health checks,
+ * calls) are counted where they happen through pm().
+ */
+#ifndef PRAEFECT_SERIES_H
+#define PRAEFECT_SERIES_H
+
+#include "metrics/metrics.h"
+
+struct praefect;
+struct metrics_grpc;
+struct metrics_http;
+
+enum pm_family {
+	/* /metrics */
+	PM_TX_ACTIONS,        /* gitaly_praefect_transactions_total{action} */
+	PM_TX_DELAY,          /* gitaly_praefect_transactions_delay_seconds{action} */
+	PM_SUBTX,             /* gitaly_praefect_subtransactions_per_transaction_total */
+	PM_VOTERS,            /* gitaly_praefect_voters_per_transaction_total{virtual_storage} */
+	PM_REPL_LATENCY,      /* gitaly_praefect_replication_latency{type} */
+	PM_REPL_DELAY,        /* gitaly_praefect_replication_delay{type} */
+	PM_REPL_JOBS,         /* gitaly_praefect_replication_jobs{virtual_storage,gitaly_storage,change_type} */
+	PM_NODE_LATENCY,      /* gitaly_praefect_node_latency{gitaly_storage} */
+	PM_NODE_UP,           /* gitaly_praefect_node_last_healthcheck_up{gitaly_storage} */
+	PM_READ_DIST,         /* gitaly_praefect_read_distribution{virtual_storage,storage} */
+	PM_METHOD_TYPES,      /* gitaly_praefect_method_types{method_type} */
+	PM_RECONCILE_SECONDS, /* gitaly_praefect_reconciliation_scheduling_seconds */
+	/* /db_metrics */
+	PM_UNAVAILABLE,       /* gitaly_praefect_unavailable_repositories{virtual_storage} */
+	PM_QUEUE_DEPTH,       /* gitaly_praefect_replication_queue_depth{virtual_storage,target_node,state} */
+	PM_NR
+};
+
+struct praefect_metrics {
+	struct metrics *reg;   /* /metrics */
+	struct metrics *db;    /* /db_metrics: what upstream reads from its database */
+	struct metric *f[PM_NR];
+	struct metrics_grpc *grpc, *grpc_bc;   /* p->server's calls, and the backchannel's */
+	struct metrics_http *http;
+	int refreshing;        /* a scrape waits for the next queue listing */
+};
+
+/* Build the registries and count p->server's calls; die() on a bad [prometheus] setup. */
+void praefect_metrics_init(struct praefect *p);
+/* Count the backchannel server's calls (RefTransaction from the nodes) too, as upstream. */
+void praefect_metrics_count_backchannel(struct praefect *p);
+/* Serve them on prometheus_listen_addr, when set. */
+void praefect_metrics_listen(struct praefect *p);
+/* Stop the endpoint (before the loop's last run) and free everything (after grpc_server_free). */
+void praefect_metrics_stop(struct praefect *p);
+void praefect_metrics_free(struct praefect *p);
+
+/* gitaly_praefect_method_types: the call's operation type, unless praefect answers it itself. */
+struct grpc_call;
+void praefect_count_method_type(struct praefect *p, struct grpc_call *call);
+
+struct praefect_metrics *praefect_metrics_of(struct praefect *p);
+static inline struct metric *pm(struct praefect *p, enum pm_family f)
+{
+	return praefect_metrics_of(p)->f[f];
+}
+
+#endif
