@@ -23,7 +23,7 @@
  */
 #define READ_HOLD_MS 5000
 /* How long a write lacking its quorum waits for a healthy replica to catch up (register_tx()). */
-#define QUORUM_WAIT_MS 5000
+#define QUORUM_WAIT_MS 10000
 
 static struct node *random_node(struct node **cands, size_t n)
 {

@@ -181,7 +181,7 @@ def test_node_stalled_for_two_and_a_half_seconds_fails_no_push_in_flight(cluster
 def test_a_write_lacking_its_quorum_waits_for_a_returning_replica(cluster, tmp_path):
     """A secondary that was away is healthy again but still catching up, and the other secondary
     has just stopped: the write has no quorum without the returning one, so it waits for its
-    catch-up (bounded, docs/technical/praefect-health.md) instead of failing."""
+    catch-up (bounded, docs/technical/transactions.md, "Quorum") instead of failing."""
     create_repo(cluster, "wait.git")
     src = make_bare_repo(str(tmp_path / "src.git"), branches=("main",))
     push(cluster, src, "wait.git", "main")
@@ -199,7 +199,7 @@ def test_a_write_lacking_its_quorum_waits_for_a_returning_replica(cluster, tmp_p
         wait_for(lambda: not healthy(away), timeout=10, what="%s unhealthy" % away)
         # what it misses is large, so its catch-up takes a while
         with open(os.path.join(work, "big.bin"), "wb") as f:
-            f.write(os.urandom(24 << 20))
+            f.write(os.urandom(8 << 20))
         git("add", "-A", cwd=work)
         git("commit", "-q", "-m", "while away", cwd=work)
         subprocess.run(["git", "push", "-q", "ssh://gitaly/repo.git", "HEAD:refs/heads/main"], cwd=work,
