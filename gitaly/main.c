@@ -324,6 +324,7 @@ static int cmd_serve(int argc, char **argv, void *ctx)
 	log_configure(g->cfg.log_format ? (enum log_format)log_format_parse(g->cfg.log_format) : LOG_FORMAT_TEXT,
 		      g->cfg.log_level && *g->cfg.log_level ? (enum log_level)log_level_parse(g->cfg.log_level)
 							     : LOG_INFO, NULL);
+	gitaly_config_log_unknown(&g->cfg);
 	g->version = xstrdup(GITALY_VERSION);
 	g->loop = uv_default_loop();
 	g->upgrade = upgrade_new(g->loop);

@@ -1,6 +1,7 @@
 /* Loading and validating praefect's config.toml (upstream keys and messages). */
 #include "config.h"
 #include "config/reader.h"
+#include "config/command.h"
 #include "config/toml.h"
 #include "base/util.h"
 #include "base/log.h"
@@ -107,6 +108,18 @@ static void validate(struct praefect_config *cfg, struct strbuf *err)
 			return;
 		}
 	}
+	if (cfg->cleanup_run_interval_ms > 0) {
+		if (cfg->cleanup_check_interval_ms < 60000) {
+			strbuf_addstr(err, "repositories_cleanup.check_interval is less then 1m0s, which could lead to a "
+				      "database performance problem");
+			return;
+		}
+		if (cfg->cleanup_run_interval_ms < 60000) {
+			strbuf_addstr(err, "repositories_cleanup.run_interval is less then 1m0s, which could lead to a "
+				      "database performance problem");
+			return;
+		}
+	}
 	if (cfg->yamux_max_window < 262144) {
 		strbuf_addf(err, "yamux.maximum_stream_window_size_bytes must be at least 262144 but it was %lld",
 			    (long long)cfg->yamux_max_window);
@@ -117,9 +130,19 @@ static void validate(struct praefect_config *cfg, struct strbuf *err)
 			    (long long)cfg->yamux_accept_backlog);
 		return;
 	}
-	if (!cfg->sqlite_path && cfg->db_host && *cfg->db_host)
-		strbuf_addstr(err, "a PostgreSQL [database] is not supported yet: set [database] sqlite_path "
-			      "to use the embedded store");
+	/* ours: only the per-repository elector exists */
+	if (cfg->allow_legacy_electors && strcmp(cfg->election_strategy, "per_repository"))
+		strbuf_addf(err, "election strategy \"%s\" is not supported by this praefect: only per_repository is",
+			    cfg->election_strategy);
+}
+
+int praefect_config_store_check(const struct praefect_config *cfg, struct strbuf *err)
+{
+	if (!cfg->db_postgres)
+		return 0;
+	strbuf_addstr(err, "a PostgreSQL [database] is not supported yet: set [database] sqlite_path "
+		      "to use the embedded store");
+	return -1;
 }
 
 int praefect_config_load(struct praefect_config *cfg, const char *path, struct strbuf *err)
@@ -140,6 +163,9 @@ int praefect_config_load(struct praefect_config *cfg, const char *path, struct s
 	cfg->reconciliation_interval_ms = 5 * 60 * 1000;
 	cfg->yamux_max_window = 262144;
 	cfg->yamux_accept_backlog = 256;
+	cfg->cleanup_check_interval_ms = 30 * 60 * 1000;
+	cfg->cleanup_run_interval_ms = 24 * 60 * 60 * 1000;
+	cfg->cleanup_repositories_in_batch = 16;
 
 	if (toml_parse_file(path, MAX_CONFIG_SIZE, &root, err) < 0) {
 		struct strbuf m = STRBUF_INIT;
@@ -149,12 +175,24 @@ int praefect_config_load(struct praefect_config *cfg, const char *path, struct s
 		strbuf_release(&m);
 		return -1;
 	}
+	if (cfg_config_command(root, err) < 0) {
+		struct strbuf m = STRBUF_INIT;
+		strbuf_addf(&m, "error reading config file: %s", err->buf);
+		strbuf_reset(err);
+		strbuf_add(err, m.buf, m.len);
+		strbuf_release(&m);
+		toml_free(root);
+		return -1;
+	}
 	cfg_reader_init(&r, path);
 	cfg_string(&r, root, "listen_addr", &cfg->listen_addr);
 	cfg_string(&r, root, "tls_listen_addr", &cfg->tls_listen_addr);
 	cfg_string(&r, root, "socket_path", &cfg->socket_path);
 	cfg_string(&r, root, "prometheus_listen_addr", &cfg->prometheus_listen_addr);
 	cfg_duration(&r, root, "graceful_stop_timeout", &cfg->graceful_stop_timeout_ms);
+	cfg_string(&r, root, "config_command", &cfg->config_command);
+	cfg_bool(&r, root, "i_understand_my_election_strategy_is_unsupported_and_will_be_removed_without_warning",
+		 &cfg->allow_legacy_electors);
 	if ((t = cfg_table(&r, root, "auth"))) {
 		cfg_string(&r, t, "token", &cfg->auth_token);
 		cfg_bool(&r, t, "transitioning", &cfg->auth_transitioning);
@@ -162,6 +200,7 @@ int praefect_config_load(struct praefect_config *cfg, const char *path, struct s
 	if ((t = cfg_table(&r, root, "logging"))) {
 		cfg_string(&r, t, "format", &cfg->log_format);
 		cfg_string(&r, t, "level", &cfg->log_level);
+		cfg_string(&r, t, "dir", &cfg->log_dir);    /* accepted; upstream's praefect does not use it either */
 		if (!cfg_failed(&r) && cfg->log_format && log_format_parse(cfg->log_format) < 0)
 			cfg_errorf(&r, t, "format", "invalid logger format \"%s\"", cfg->log_format);
 	}
@@ -179,10 +218,17 @@ int praefect_config_load(struct praefect_config *cfg, const char *path, struct s
 		cfg_string(&r, t, "user", &cfg->db_user);
 		cfg_string(&r, t, "dbname", &cfg->db_dbname);
 		cfg_string(&r, t, "sqlite_path", &cfg->sqlite_path);
+		cfg->db_postgres = !cfg->sqlite_path && ((cfg->db_host && *cfg->db_host) ||
+							 (cfg->db_dbname && *cfg->db_dbname));
 	}
 	if ((t = cfg_table(&r, root, "replication"))) {
 		cfg_int(&r, t, "batch_size", INT32_MIN, INT32_MAX, &cfg->replication_batch_size);
 		cfg_int(&r, t, "parallel_storage_processing_workers", 0, 1024, &cfg->replication_workers);
+	}
+	if ((t = cfg_table(&r, root, "repositories_cleanup"))) {
+		cfg_duration(&r, t, "check_interval", &cfg->cleanup_check_interval_ms);
+		cfg_duration(&r, t, "run_interval", &cfg->cleanup_run_interval_ms);
+		cfg_int(&r, t, "repositories_in_batch", 0, UINT32_MAX, &cfg->cleanup_repositories_in_batch);
 	}
 	if ((t = cfg_table(&r, root, "reconciliation")))
 		cfg_duration(&r, t, "scheduling_interval", &cfg->reconciliation_interval_ms);
@@ -200,9 +246,6 @@ int praefect_config_load(struct praefect_config *cfg, const char *path, struct s
 	cfg_reader_release(&r);
 	if (!cfg->graceful_stop_timeout_ms)
 		cfg->graceful_stop_timeout_ms = 60000;
-	/* upstream forces the per-repository strategy unless told otherwise */
-	free(cfg->election_strategy);
-	cfg->election_strategy = xstrdup("per_repository");
 	validate(cfg, err);
 	if (err->len) {
 		struct strbuf m = STRBUF_INIT;
@@ -211,6 +254,11 @@ int praefect_config_load(struct praefect_config *cfg, const char *path, struct s
 		strbuf_add(err, m.buf, m.len);
 		strbuf_release(&m);
 		return -1;
+	}
+	/* upstream validates the strategy as written, then forces per_repository unless told otherwise */
+	if (!cfg->allow_legacy_electors) {
+		free(cfg->election_strategy);
+		cfg->election_strategy = xstrdup("per_repository");
 	}
 	if (!cfg->sqlite_path)
 		cfg->sqlite_path = xstrdup(PRAEFECT_DEFAULT_DB);
@@ -223,6 +271,7 @@ void praefect_config_release(struct praefect_config *cfg)
 		&cfg->file, &cfg->listen_addr, &cfg->tls_listen_addr, &cfg->socket_path,
 		&cfg->prometheus_listen_addr, &cfg->auth_token, &cfg->log_format, &cfg->log_level,
 		&cfg->election_strategy, &cfg->db_host, &cfg->db_user, &cfg->db_dbname, &cfg->sqlite_path,
+		&cfg->config_command, &cfg->log_dir,
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(strs); i++)
 		free(*strs[i]);

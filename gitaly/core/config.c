@@ -1,6 +1,7 @@
 /* Loading and validating gitaly's config.toml. */
 #include "core/config.h"
 #include "config/reader.h"
+#include "config/command.h"
 #include "config/toml.h"
 #include "base/util.h"
 #include "base/log.h"
@@ -200,7 +201,10 @@ static void load_gitlab(struct cfg_reader *r, struct gitaly_config *cfg, struct 
 	cfg_string(r, gl, "secret_file", &secret_file);
 	http = cfg_table(r, gl, "http-settings");
 	if (http) {
-		cfg_duration(r, http, "read_timeout", &cfg->gitlab_read_timeout_ms);
+		int64_t secs = -1;
+		/* upstream: a plain number of seconds, not a duration */
+		if (cfg_int(r, http, "read_timeout", 0, INT64_MAX / 1000, &secs) == 0 && secs >= 0)
+			cfg->gitlab_read_timeout_ms = (uint64_t)secs * 1000;
 		cfg_string(r, http, "user", &cfg->gitlab_http_user);
 		cfg_string(r, http, "password", &cfg->gitlab_http_password);
 		cfg_string(r, http, "ca_file", &cfg->gitlab_ca_file);
@@ -378,9 +382,17 @@ static void load_concurrency(struct cfg_reader *r, struct gitaly_config *cfg, st
 	}
 }
 
+/* Kept for gitaly_config_log_unknown(): the logger is not set up while the file is read. */
 static void ignore_unread(const char *path, unsigned line, unsigned col, void *data)
 {
-	log_msgf(LOG_DEBUG, "%s:%u: ignoring unknown config key \"%s\"", (const char *)data, line, path);
+	struct gitaly_config *cfg = data;
+	strvec_pushf(&cfg->unknown_keys, "%s:%u: ignoring unknown config key \"%s\"", cfg->file, line, path);
+}
+
+void gitaly_config_log_unknown(const struct gitaly_config *cfg)
+{
+	for (size_t i = 0; i < cfg->unknown_keys.nr; i++)
+		log_msgf(LOG_DEBUG, "%s", cfg->unknown_keys.v[i]);
 }
 
 int gitaly_config_load(struct gitaly_config *cfg, const char *path, struct strbuf *err)
@@ -391,6 +403,7 @@ int gitaly_config_load(struct gitaly_config *cfg, const char *path, struct strbu
 	struct stat st;
 
 	memset(cfg, 0, sizeof(*cfg));
+	strvec_init(&cfg->unknown_keys);
 	cfg->file = xstrdup(path);
 	cfg->graceful_restart_timeout_ms = 60000;
 	cfg->catfile_cache_size = 100;
@@ -401,6 +414,10 @@ int gitaly_config_load(struct gitaly_config *cfg, const char *path, struct strbu
 
 	if (toml_parse_file(path, MAX_CONFIG_SIZE, &root, err) < 0)
 		return -1;
+	if (cfg_config_command(root, err) < 0) {
+		toml_free(root);
+		return -1;
+	}
 	cfg_reader_init(&r, path);
 	cfg_string(&r, root, "socket_path", &cfg->socket_path);
 	cfg_string(&r, root, "listen_addr", &cfg->listen_addr);
@@ -458,7 +475,7 @@ int gitaly_config_load(struct gitaly_config *cfg, const char *path, struct strbu
 			free(cfg->runtime_dir);
 			cfg->runtime_dir = abs;
 		}
-		toml_for_each_unread(root, ignore_unread, (void *)path);
+		toml_for_each_unread(root, ignore_unread, cfg);
 	}
 	toml_free(root);
 	if (cfg_failed(&r)) {
@@ -497,6 +514,7 @@ void gitaly_config_release(struct gitaly_config *cfg)
 	for (size_t i = 0; i < cfg->nr_concurrency; i++)
 		free(cfg->concurrency[i].rpc);
 	free(cfg->concurrency);
+	strvec_clear(&cfg->unknown_keys);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

@@ -1,8 +1,10 @@
 /*
  * gitaly's config.toml, read into a plain struct at start-up and read-only
  * afterwards. Keys and defaults follow upstream (see docs/config.gitaly.toml);
- * unknown keys are ignored (logged at debug level), bad values stop start-up
- * with "file:line: "key": what is wrong".
+ * unknown keys are ignored (logged at debug level once the logger is set up,
+ * by gitaly_config_log_unknown()), bad values stop start-up with
+ * "file:line: "key": what is wrong". A `config_command` is run and its JSON
+ * output merged before any key is read (lib/config/command.h).
  */
 #ifndef GITALY_CONFIG_H
 #define GITALY_CONFIG_H
@@ -11,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "base/strbuf.h"
+#include "base/strvec.h"
 
 struct gitaly_storage {
 	char *name;
@@ -75,7 +78,7 @@ struct gitaly_config {
 	char *gitlab_relative_url_root;
 	char *gitlab_secret;                    /* from secret or secret_file */
 	char *gitlab_http_user, *gitlab_http_password, *gitlab_ca_file, *gitlab_ca_path;
-	uint64_t gitlab_read_timeout_ms;
+	uint64_t gitlab_read_timeout_ms;       /* [gitlab.http-settings] read_timeout: seconds upstream */
 
 	char *log_dir;
 	char *log_format;                       /* "text" or "json" */
@@ -89,11 +92,15 @@ struct gitaly_config {
 	struct gitaly_pack_objects_limiting pack_objects_limiting;
 	/* [adaptive_limiting]: read and validated, used by nothing yet */
 	double adaptive_cpu_throttled_threshold, adaptive_memory_threshold;
+
+	struct strvec unknown_keys;             /* "file:line: ignoring unknown config key ..." */
 };
 
 /* 0, or -1 with a message in `err`. */
 int gitaly_config_load(struct gitaly_config *cfg, const char *path, struct strbuf *err);
 void gitaly_config_release(struct gitaly_config *cfg);
+/* Log the unknown keys found by gitaly_config_load() (debug level); call once logging is configured. */
+void gitaly_config_log_unknown(const struct gitaly_config *cfg);
 const struct gitaly_storage *gitaly_config_storage(const struct gitaly_config *cfg, const char *name,
 						     size_t len);
 

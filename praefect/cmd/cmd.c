@@ -12,11 +12,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+static const struct cmd_info serve_info = { 0, "", "Run the Praefect server: route calls to the Gitaly nodes." };
+static const struct cmd_info list_storages_info = {
+	CMD_NO_STORE, NULL,
+	"Print the storages of every virtual storage (or of -virtual-storage only)\n"
+	"with their Gitaly addresses, read from the configuration alone.",
+};
+static const struct cmd_info over_grpc_info = { CMD_NO_STORE, NULL, NULL };  /* asks the running praefect */
+
 static const struct cli_command commands[] = {
-	{ "serve", cmd_serve, "launch the server daemon", NULL },
-	{ "list-storages", cmd_list_storages, "list physical storages for virtual storages", NULL },
-	{ "dataloss", cmd_dataloss, "identify repositories that are unavailable or have outdated replicas", NULL },
-	{ "accept-dataloss", cmd_accept_dataloss, "accept potential data loss in a repository", NULL },
+	{ "serve", cmd_serve, "launch the server daemon", &serve_info },
+	{ "list-storages", cmd_list_storages, "list physical storages for virtual storages", &list_storages_info },
+	{ "dataloss", cmd_dataloss, "identify repositories that are unavailable or have outdated replicas",
+	  &over_grpc_info },
+	{ "accept-dataloss", cmd_accept_dataloss, "accept potential data loss in a repository", &over_grpc_info },
 };
 
 struct globals {
@@ -46,6 +55,57 @@ static void configure_logging(const struct praefect_config *cfg, int serving)
 		      cfg->log_level && log_level_parse(cfg->log_level) >= 0
 			      ? (enum log_level)log_level_parse(cfg->log_level) : LOG_INFO,
 		      stdout);
+}
+
+static const struct cmd_info default_info = { 0, NULL, NULL };
+
+static const struct cmd_info *info_of(const struct cli_command *cmd)
+{
+	return cmd->data ? cmd->data : &default_info;
+}
+
+void cmd_help(FILE *out, const char *name, const struct cli_flag *flags, size_t nr)
+{
+	const struct cli_command *cmd = cli_command_find(commands, ARRAY_SIZE(commands), name);
+	struct strbuf sb = STRBUF_INIT;
+	struct cli_command unknown = { name, NULL, "", NULL };
+	if (!cmd)
+		cmd = &unknown;
+	cli_usage_subcommand(&sb, "praefect", cmd, info_of(cmd)->usage, info_of(cmd)->description, flags, nr);
+	fputs(sb.buf, out);
+	strbuf_release(&sb);
+}
+
+int cmd_flags(const char *name, const struct cli_flag *flags, size_t nr, unsigned opts, int argc, char **argv,
+	      int *next, int *exit_code)
+{
+	struct strbuf err = STRBUF_INIT;
+	int rc = cli_parse(name, flags, nr, opts, argc, argv, next, &err);
+	if (rc == CLI_EHELP) {
+		cmd_help(stdout, name, flags, nr);
+		*exit_code = 0;
+	} else if (rc < 0) {
+		if (rc == CLI_EPOSITIONAL)
+			cmd_help(stdout, name, flags, nr);
+		fprintf(stderr, "%s\n", err.buf);
+		*exit_code = 1;
+	}
+	strbuf_release(&err);
+	return rc < 0 ? -1 : 0;
+}
+
+/* Does the command's own flag list (before its first argument) ask for help? */
+static int wants_help(int argc, char **argv)
+{
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		if (a[0] != '-' || !a[1] || !strcmp(a, "--"))
+			return 0;
+		a += a[1] == '-' ? 2 : 1;
+		if (!strcmp(a, "h") || !strcmp(a, "help") || !strncmp(a, "h=", 2) || !strncmp(a, "help=", 5))
+			return 1;
+	}
+	return 0;
 }
 
 int praefect_cli(int argc, char **argv)
@@ -88,6 +148,16 @@ int praefect_cli(int argc, char **argv)
 		return 3;
 	}
 	serving = cmd->run == cmd_serve;
+	if (info_of(cmd)->flags & CMD_NO_CONFIG) {
+		log_configure(LOG_FORMAT_TEXT, LOG_ERROR, stderr);
+		return cmd->run(argc - i, argv + i, NULL);
+	}
+	if (wants_help(argc - i, argv + i)) {
+		/* urfave shows a command's help before its action reads the config */
+		memset(&cfg, 0, sizeof(cfg));
+		log_configure(LOG_FORMAT_TEXT, LOG_ERROR, stderr);
+		return cmd->run(argc - i, argv + i, &cfg);
+	}
 	if (!g.config) {
 		if (serving) {
 			usage(stderr, flags, ARRAY_SIZE(flags));
@@ -98,6 +168,12 @@ int praefect_cli(int argc, char **argv)
 		return 1;
 	}
 	if (praefect_config_load(&cfg, g.config, &err) < 0) {
+		fprintf(stderr, "%s\n", err.buf);
+		praefect_config_release(&cfg);
+		strbuf_release(&err);
+		return 1;
+	}
+	if (!(info_of(cmd)->flags & CMD_NO_STORE) && praefect_config_store_check(&cfg, &err) < 0) {
 		fprintf(stderr, "%s\n", err.buf);
 		praefect_config_release(&cfg);
 		strbuf_release(&err);

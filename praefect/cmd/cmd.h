@@ -10,6 +10,7 @@
 #define PRAEFECT_CMD_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "config.h"
 #include "base/strbuf.h"
@@ -19,6 +20,30 @@
 #define PRAEFECT_VERSION "16.8.0-c"
 
 int praefect_cli(int argc, char **argv);
+
+/*
+ * What a table entry's `data` may point to (NULL: the defaults). A command
+ * reads its -config with the classic validation unless CMD_NO_CONFIG; it is
+ * refused a PostgreSQL [database] unless CMD_NO_STORE (it never opens the
+ * tracking store). `usage` and `description` go into its -h text.
+ */
+#define CMD_NO_CONFIG 0x1
+#define CMD_NO_STORE  0x2
+struct cmd_info {
+	unsigned flags;
+	const char *usage;         /* after "praefect <name> "; NULL: "[command options] [arguments...]" */
+	const char *description;
+};
+
+/*
+ * A subcommand's flag parsing: cli_parse() over argv, the error printed to
+ * stderr, or for -h the command's help printed to stdout. Returns 0 to go on,
+ * or -1 with the exit code in *exit_code (0 after help, 1 after an error).
+ */
+int cmd_flags(const char *name, const struct cli_flag *flags, size_t nr, unsigned opts, int argc, char **argv,
+	      int *next, int *exit_code);
+/* Print the -h text of `name` (to `out`). */
+void cmd_help(FILE *out, const char *name, const struct cli_flag *flags, size_t nr);
 /* Run the daemon until it is stopped (praefect.c); takes over `cfg`. */
 int praefect_serve(struct praefect_config *cfg);
 
