@@ -62,3 +62,131 @@ def test_unknown_storage_is_reported_before_the_path(cluster):
         cluster.praefect.stub("RepositoryService").RepositoryExists(pb("repository").RepositoryExistsRequest(
             repository=pb("shared").Repository(storage_name="nope", relative_path="../x")))
     assert err.value.details() == 'storage name not found: "nope"'
+
+
+# --- the config file as upstream reads it ---
+
+def write_config(tmp_path, body, name="praefect.toml"):
+    path = tmp_path / name
+    path.write_text(body)
+    return str(path)
+
+
+BASE = '''socket_path = "{sock}"
+[[virtual_storage]]
+name = "default"
+[[virtual_storage.node]]
+storage = "gitaly-1"
+address = "tcp://127.0.0.1:1"
+'''
+
+
+def base(tmp_path, extra=""):
+    return BASE.format(sock=tmp_path / "p.sock") + extra
+
+
+def test_a_bogus_election_strategy_is_refused(tmp_path):
+    cfg = write_config(tmp_path, base(tmp_path, '[failover]\nelection_strategy = "bogus"\n'))
+    r = run("-config", cfg, "list-storages")
+    assert r.returncode == 1
+    assert r.stderr.strip() == 'validating config: invalid election strategy: "bogus"'
+    # a legacy strategy upstream knows is accepted, and per_repository is used
+    cfg = write_config(tmp_path, base(tmp_path, '[failover]\nelection_strategy = "sql"\n'))
+    assert run("-config", cfg, "list-storages").returncode == 0
+
+
+def test_failover_disabled_is_accepted_and_warned_about(cluster):
+    p = cluster.praefect
+    p.stop()
+    with open(p.config_path, "a") as f:
+        f.write("\n[failover]\nenabled = false\n")
+    p.start()
+    log = p.log()
+    assert "ignoring configured election strategy as failover is disabled" in log
+    assert '"election_strategy":"per_repository"' in log.replace(" ", "")
+    # still routes
+    stub = p.stub("RepositoryService")
+    stub.CreateRepository(pb("repository").CreateRepositoryRequest(repository=p.repo("f.git")))
+    assert stub.RepositoryExists(pb("repository").RepositoryExistsRequest(repository=p.repo("f.git"))).exists
+
+
+def test_config_command_output_is_merged_over_the_file(tmp_path):
+    script = tmp_path / "gen.sh"
+    script.write_text('#!/bin/sh\necho \'{"virtual_storage": [{"name": "from-command", "node": ['
+                      '{"storage": "s1", "address": "tcp://10.0.0.1:8075"}, '
+                      '{"storage": "s2", "address": "tcp://10.0.0.2:8075"}]}]}\'\n')
+    script.chmod(0o755)
+    cfg = write_config(tmp_path, base(tmp_path, "") .replace('socket_path', 'config_command = "%s"\nsocket_path' % script))
+    r = run("-config", cfg, "list-storages")
+    assert r.returncode == 0, r.stderr
+    rows = [line.split("\t") for line in r.stdout.splitlines()[1:]]
+    assert [(c[0].strip(), c[1].strip(), c[2].strip()) for c in rows] == [
+        ("from-command", "s1", "tcp://10.0.0.1:8075"), ("from-command", "s2", "tcp://10.0.0.2:8075")]
+
+
+def test_a_failing_config_command_stops_loading_with_its_stderr(tmp_path):
+    script = tmp_path / "fail.sh"
+    script.write_text('#!/bin/sh\necho "no vault" >&2\nexit 3\n')
+    script.chmod(0o755)
+    cfg = write_config(tmp_path, 'config_command = "%s"\n' % script + base(tmp_path))
+    r = run("-config", cfg, "list-storages")
+    assert r.returncode == 1
+    assert r.stderr.strip() == ('error reading config file: running config command: exit status 3, '
+                                'stderr: "no vault\\n"')
+    bad = tmp_path / "bad.sh"
+    bad.write_text("#!/bin/sh\necho 'not json'\n")
+    bad.chmod(0o755)
+    cfg = write_config(tmp_path, 'config_command = "%s"\n' % bad + base(tmp_path))
+    r = run("-config", cfg, "list-storages")
+    assert r.returncode == 1
+    assert r.stderr.startswith("error reading config file: unmarshalling generated config: ")
+    cfg = write_config(tmp_path, 'config_command = "%s"\n' % (tmp_path / "missing") + base(tmp_path))
+    r = run("-config", cfg, "list-storages")
+    assert r.stderr.strip() == ("error reading config file: running config command: fork/exec %s: "
+                                "no such file or directory" % (tmp_path / "missing"))
+
+
+def test_logging_dir_is_accepted_but_must_be_a_string(tmp_path):
+    cfg = write_config(tmp_path, base(tmp_path, '[logging]\ndir = "/var/log/praefect"\n'))
+    assert run("-config", cfg, "list-storages").returncode == 0
+    cfg = write_config(tmp_path, base(tmp_path, '[logging]\ndir = 5\n'))
+    r = run("-config", cfg, "list-storages")
+    assert r.returncode == 1 and '"dir"' in r.stderr
+
+
+def test_dash_h_on_a_subcommand_prints_its_usage(tmp_path):
+    cfg = write_config(tmp_path, base(tmp_path))
+    for flag in ("-h", "--help", "-help"):
+        r = run("-config", cfg, "list-storages", flag)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith("NAME:\n   praefect list-storages - list physical storages for virtual storages\n")
+        assert "OPTIONS:\n   --virtual-storage value  " in r.stdout
+        assert r.stdout.endswith("   --help, -h               show help\n")
+        assert "flag provided but not defined" not in r.stderr
+    r = run("-config", cfg, "dataloss", "-h")
+    assert r.returncode == 0 and "--partially-unavailable" in r.stdout
+
+
+def test_a_postgres_database_loads_for_subcommands_without_the_store(tmp_path):
+    cfg = write_config(tmp_path, base(tmp_path, '[database]\nhost = "db.example"\nport = 5432\n'
+                                                'dbname = "praefect_production"\nuser = "praefect"\n'))
+    r = run("-config", cfg, "list-storages")
+    assert r.returncode == 0, r.stderr
+    assert "gitaly-1" in r.stdout
+    r = run("-config", cfg, "serve", timeout=20)
+    assert r.returncode == 1
+    assert "PostgreSQL [database] is not supported yet" in r.stderr
+
+
+def test_repositories_cleanup_is_validated_as_upstream(tmp_path):
+    cfg = write_config(tmp_path, base(tmp_path, '[repositories_cleanup]\ncheck_interval = "30s"\n'))
+    r = run("-config", cfg, "list-storages")
+    assert r.returncode == 1
+    assert r.stderr.strip() == ("validating config: repositories_cleanup.check_interval is less then 1m0s, "
+                                "which could lead to a database performance problem")
+    cfg = write_config(tmp_path, base(tmp_path, '[repositories_cleanup]\nrun_interval = "10s"\n'))
+    assert "repositories_cleanup.run_interval is less then 1m0s" in run("-config", cfg, "list-storages").stderr
+    # run_interval = 0 turns the cleaner off, and with it the checks
+    cfg = write_config(tmp_path, base(tmp_path, '[repositories_cleanup]\nrun_interval = 0\ncheck_interval = "1s"\n'
+                                                'repositories_in_batch = 4\n'))
+    assert run("-config", cfg, "list-storages").returncode == 0
