@@ -82,6 +82,20 @@ struct praefect_config {
 	size_t nr_vs;
 };
 
+/*
+ * Read a config from bytes without the classic validation (for
+ * `configuration validate`): 0, or -1 with a read error in `err` (a TOML
+ * error as "<name>:<line>:<col>: <what>"). Release cfg either way.
+ */
+int praefect_config_parse(struct praefect_config *cfg, const char *buf, size_t len, const char *name,
+			  struct strbuf *err);
+/*
+ * Upstream's structured validation: append every problem to the JSON array
+ * `errors` as {"key": ["virtual_storage", "[0]", "name"], "message": "blank or empty"}.
+ */
+struct json_t;
+void praefect_config_validate_all(const struct praefect_config *cfg, struct json_t *errors);
+
 /* 0, or -1 with the upstream validation message in `err`. */
 int praefect_config_load(struct praefect_config *cfg, const char *path, struct strbuf *err);
 void praefect_config_release(struct praefect_config *cfg);

@@ -8,7 +8,9 @@
 #include "base/log.h"
 #include "base/util.h"
 
+#include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +21,24 @@ static const struct cmd_info list_storages_info = {
 	"with their Gitaly addresses, read from the configuration alone.",
 };
 static const struct cmd_info over_grpc_info = { CMD_NO_STORE, NULL, NULL };  /* asks the running praefect */
+static const struct cmd_info dial_nodes_info = {
+	CMD_NO_STORE, NULL,
+	"Dial every configured Gitaly node, ask for its health and check that it serves\n"
+	"every storage the configuration gives it, readable and writable.",
+};
+/* check runs without the store too: its database checks report what is wrong */
+static const struct cmd_info check_info = {
+	CMD_NO_STORE, NULL,
+	"Run the checks Praefect needs to pass before it serves: migrations, Gitaly nodes,\n"
+	"the tracking database, and repository availability.",
+};
+static const struct cmd_info sql_ping_info = {
+	CMD_NO_STORE, NULL, "Open the tracking database and check that it answers.",
+};
+static const struct cmd_info sql_status_info = {
+	CMD_NO_STORE, NULL, "List the tracking database's migrations and when each was applied.",
+};
+static const struct cmd_info configuration_info = { CMD_NO_CONFIG, "command [command options]", NULL };
 
 static const struct cli_command commands[] = {
 	{ "serve", cmd_serve, "launch the server daemon", &serve_info },
@@ -26,6 +46,11 @@ static const struct cli_command commands[] = {
 	{ "dataloss", cmd_dataloss, "identify repositories that are unavailable or have outdated replicas",
 	  &over_grpc_info },
 	{ "accept-dataloss", cmd_accept_dataloss, "accept potential data loss in a repository", &over_grpc_info },
+	{ "dial-nodes", cmd_dial_nodes, "check connections", &dial_nodes_info },
+	{ "check", cmd_check, "run startup checks", &check_info },
+	{ "sql-ping", cmd_sql_ping, "check reachability of the database", &sql_ping_info },
+	{ "sql-migrate-status", cmd_sql_migrate_status, "show applied database migrations", &sql_status_info },
+	{ "configuration", cmd_configuration, "manage configuration", &configuration_info },
 };
 
 struct globals {
@@ -58,6 +83,20 @@ static void configure_logging(const struct praefect_config *cfg, int serving)
 }
 
 static const struct cmd_info default_info = { 0, NULL, NULL };
+
+void cmd_log_fatal(const char *fmt, ...)
+{
+	char stamp[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	va_list ap;
+	strftime(stamp, sizeof(stamp), "%Y/%m/%d %H:%M:%S", localtime_r(&now, &tm));
+	fprintf(stderr, "%s ", stamp);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
 
 static const struct cmd_info *info_of(const struct cli_command *cmd)
 {

@@ -52,6 +52,26 @@ int cmd_serve(int argc, char **argv, void *ctx);           /* serve.c */
 int cmd_list_storages(int argc, char **argv, void *ctx);   /* list_storages.c */
 int cmd_dataloss(int argc, char **argv, void *ctx);        /* dataloss.c */
 int cmd_accept_dataloss(int argc, char **argv, void *ctx); /* accept_dataloss.c */
+int cmd_dial_nodes(int argc, char **argv, void *ctx);      /* dial_nodes.c */
+int cmd_check(int argc, char **argv, void *ctx);           /* check.c */
+int cmd_sql_ping(int argc, char **argv, void *ctx);        /* sql.c */
+int cmd_sql_migrate_status(int argc, char **argv, void *ctx); /* sql.c */
+int cmd_configuration(int argc, char **argv, void *ctx);   /* configuration.c */
+
+/*
+ * Check every configured node once per distinct address, as dial-nodes
+ * prints it (ping.c), within timeout_ms for the whole run. Returns how many
+ * failed; their addresses go to `failed`, ", "-separated.
+ */
+int cmd_ping_nodes(const struct praefect_config *cfg, uint64_t timeout_ms, int quiet, struct strbuf *failed);
+
+/* The tracking-store checks of `praefect check` (sql.c): 0, or -1 with the check's error in `err`. */
+int cmd_db_pending_migrations(const struct praefect_config *cfg, size_t *pending, struct strbuf *err);
+int cmd_db_read_write(const struct praefect_config *cfg, int quiet, struct strbuf *err);
+int cmd_db_unavailable(const struct praefect_config *cfg, int quiet, struct strbuf *err);
+
+/* An error as Go's log.Fatal prints it: "YYYY/MM/DD HH:MM:SS <message>" on stderr. */
+void cmd_log_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /*
  * Call the running praefect (its socket_path, else listen_addr) with the
