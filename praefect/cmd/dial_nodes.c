@@ -19,6 +19,7 @@ int cmd_dial_nodes(int argc, char **argv, void *ctx)
 
 	if (cmd_flags("dial-nodes", flags, ARRAY_SIZE(flags), 0, argc, argv, &next, &rc) < 0)
 		return rc;
+	rc = 0;
 	if (timeout && parse_go_duration(timeout, &ns) < 0) {
 		fprintf(stderr, "invalid value \"%s\" for flag -timeout: parse error\n", timeout);
 		return 1;

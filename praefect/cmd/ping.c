@@ -20,12 +20,19 @@ struct ping_storage {
 	struct strbuf vs;       /* "[default other]": Go's %v of the virtual storage list */
 };
 
+struct dial_wait {
+	int ready;
+};
+
 struct ping {
 	const char *address, *token;
 	struct ping_storage *storages;
 	size_t nr;
 	int quiet;
 	int failed;
+	struct grpc_channel *ch;        /* NULL: the address did not parse */
+	int checked;
+	struct dial_wait wait;
 };
 
 static void say(const struct ping *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -82,10 +89,6 @@ static struct ping *ping_set(const struct praefect_config *cfg, int quiet, size_
 	return set;
 }
 
-struct dial_wait {
-	int ready;
-};
-
 static void on_state(struct grpc_channel *ch, enum grpc_channel_state st, void *data)
 {
 	struct dial_wait *w = data;
@@ -98,21 +101,51 @@ static void on_tick(uv_timer_t *t)
 	(void)t;
 }
 
-/* Connect, retrying as a blocking dial does, until ready or the deadline. */
-static int dial(uv_loop_t *loop, struct grpc_channel *ch, struct dial_wait *w, uint64_t deadline)
+static void check_node(struct ping *p, uv_loop_t *loop, uint64_t deadline);
+
+/*
+ * Connect every node at once, retrying as a blocking dial does, and check
+ * each as soon as it is connected; what is not connected by the deadline
+ * failed to dial.
+ */
+static void dial_all(uv_loop_t *loop, struct ping *set, size_t n, uint64_t deadline)
 {
 	uv_timer_t tick;
+	int waiting = 1;
+
+	for (size_t i = 0; i < n; i++) {
+		struct grpc_channel_opts opts;
+		say(&set[i], "dialing...");
+		grpc_channel_opts_default(&opts);
+		opts.on_state = on_state;
+		opts.state_data = &set[i].wait;
+		opts.backoff_initial_ms = 100;
+		opts.backoff_max_ms = 1000;
+		if (grpc_channel_new(loop, set[i].address, &opts, &set[i].ch) < 0)
+			set[i].ch = NULL;
+	}
 	uv_timer_init(loop, &tick);
 	uv_timer_start(&tick, on_tick, 20, 20);
-	while (!w->ready && now_ms() < deadline) {
-		if (grpc_channel_state(ch) == GRPC_CHANNEL_IDLE ||
-		    grpc_channel_state(ch) == GRPC_CHANNEL_TRANSIENT_FAILURE)
-			grpc_channel_connect(ch);
-		uv_run(loop, UV_RUN_ONCE);
+	while (waiting && now_ms() < deadline) {
+		waiting = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (!set[i].ch || set[i].checked)
+				continue;
+			if (set[i].wait.ready) {
+				set[i].checked = 1;
+				check_node(&set[i], loop, deadline);
+				continue;
+			}
+			waiting = 1;
+			if (grpc_channel_state(set[i].ch) == GRPC_CHANNEL_IDLE ||
+			    grpc_channel_state(set[i].ch) == GRPC_CHANNEL_TRANSIENT_FAILURE)
+				grpc_channel_connect(set[i].ch);
+		}
+		if (waiting)
+			uv_run(loop, UV_RUN_ONCE);
 	}
 	uv_close((uv_handle_t *)&tick, NULL);
 	uv_run(loop, UV_RUN_NOWAIT);
-	return w->ready ? 0 : -1;
 }
 
 static uint64_t left(uint64_t deadline)
@@ -187,28 +220,21 @@ static int consistent(struct ping *p, uv_loop_t *loop, struct grpc_channel *ch, 
 	return ok;
 }
 
+/* After dial_all(): the rest of one node's check on its connection. */
 static void check_node(struct ping *p, uv_loop_t *loop, uint64_t deadline)
 {
-	struct grpc_channel_opts opts;
-	struct grpc_channel *ch;
+	struct grpc_channel *ch = p->ch;
 	struct grpc_metadata md = GRPC_METADATA_INIT;
-	struct dial_wait w = { 0 };
 	struct strbuf resp = STRBUF_INIT, msg = STRBUF_INIT;
 	Grpc__Health__V1__HealthCheckResponse *h;
 	enum grpc_code code;
 
 	p->failed = 1;
-	say(p, "dialing...");
-	grpc_channel_opts_default(&opts);
-	opts.on_state = on_state;
-	opts.state_data = &w;
-	opts.backoff_initial_ms = 100;
-	opts.backoff_max_ms = 1000;
-	if (grpc_channel_new(loop, p->address, &opts, &ch) < 0) {
+	if (!ch) {
 		say(p, "ERROR: dialing failed: failed to dial \"%s\": invalid address", p->address);
 		return;
 	}
-	if (dial(loop, ch, &w, deadline) < 0) {
+	if (!p->wait.ready) {
 		say(p, "ERROR: dialing failed: context deadline exceeded");
 		goto out;
 	}
@@ -256,8 +282,10 @@ int cmd_ping_nodes(const struct praefect_config *cfg, uint64_t timeout_ms, int q
 	struct ping *set = ping_set(cfg, quiet, &n);
 	int nr_failed = 0;
 
+	dial_all(loop, set, n, deadline);
 	for (size_t i = 0; i < n; i++) {
-		check_node(&set[i], loop, deadline);
+		if (!set[i].checked)
+			check_node(&set[i], loop, deadline);
 		if (set[i].failed) {
 			strbuf_addf(failed, "%s%s", nr_failed ? ", " : "", set[i].address);
 			nr_failed++;

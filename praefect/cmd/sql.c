@@ -42,6 +42,7 @@ int cmd_sql_ping(int argc, char **argv, void *ctx)
 
 	if (cmd_flags("sql-ping", NULL, 0, 0, argc, argv, &next, &rc) < 0)
 		return rc;
+	rc = 0;
 	if (open_db(cfg, 0, &db, &err) < 0 ||
 	    sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) != SQLITE_OK) {
 		if (db)

@@ -190,3 +190,100 @@ def test_repositories_cleanup_is_validated_as_upstream(tmp_path):
     cfg = write_config(tmp_path, base(tmp_path, '[repositories_cleanup]\nrun_interval = 0\ncheck_interval = "1s"\n'
                                                 'repositories_in_batch = 4\n'))
     assert run("-config", cfg, "list-storages").returncode == 0
+
+
+# --- diagnostic subcommands ---
+
+def test_dial_nodes_checks_every_node_and_names_the_failing_ones(cluster):
+    cfg = cluster.praefect.config_path
+    r = run("-config", cfg, "dial-nodes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    for name, node in cluster.nodes.items():
+        addr = "unix:" + node.socket
+        for line in ("dialing...", "dialed successfully!", "checking health...", "SUCCESS: node is healthy!",
+                     "checking consistency...",
+                     'SUCCESS: confirmed Gitaly storage "%s" in virtual storages [default] is served' % name,
+                     "SUCCESS: node configuration is consistent!"):
+            assert "[%s]: %s\n" % (addr, line) in r.stdout
+    cluster.nodes["gitaly-2"].stop()
+    r = run("-config", cfg, "dial-nodes", "-timeout", "2s")
+    assert r.returncode == 1
+    down = "unix:" + cluster.nodes["gitaly-2"].socket
+    assert "[%s]: ERROR: dialing failed: context deadline exceeded\n" % down in r.stdout
+    assert r.stderr.rstrip().endswith("the following nodes are not healthy: %s" % down)
+
+
+def test_check_passes_on_a_healthy_cluster_and_fails_without_a_node(cluster):
+    p = cluster.praefect
+    p.stub("RepositoryService").CreateRepository(pb("repository").CreateRepositoryRequest(repository=p.repo("c.git")))
+    r = run("-config", p.config_path, "check")
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    assert out.startswith("Checking praefect migrations - confirms whether or not all praefect migrations "
+                          "have run [fatal]\nPassed\n")
+    assert "Checking gitaly node connectivity & disk access - " in out
+    assert "Checking database read/write - checks if praefect can write/read to and from the database [fatal]\n" \
+           "successfully read from database\nsuccessfully wrote to database\nPassed\n" in out
+    assert "All repositories are available.\nPassed\n" in out
+    assert out.endswith("\nAll checks passed.\n")
+    # quiet: one line per check
+    r = run("-config", p.config_path, "check", "-q")
+    assert r.stdout.splitlines()[:4] == [
+        "Checking praefect migrations...Passed",
+        "Checking gitaly node connectivity & disk access...Passed",
+        "Checking database read/write...Passed",
+        "Checking unavailable repositories...Passed"]
+    cluster.nodes["gitaly-1"].stop()
+    r = run("-config", p.config_path, "check", "-q")
+    assert r.returncode == 1
+    assert "Checking gitaly node connectivity & disk access...Failed (fatal) error: the following nodes are " \
+           "not healthy: unix:" + cluster.nodes["gitaly-1"].socket in r.stdout
+    assert r.stdout.endswith("\n1 check(s) failed, at least one was fatal.\n")
+    assert r.stderr.rstrip().endswith("checks failed")
+
+
+def test_sql_ping_and_migrate_status_read_the_embedded_store(cluster, tmp_path):
+    p = cluster.praefect
+    r = run("-config", p.config_path, "sql-ping")
+    assert (r.returncode, r.stdout) == (0, "praefect sql-ping: OK\n")
+    r = run("-config", p.config_path, "sql-migrate-status")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == lines[2] == lines[-1] and lines[0].startswith("+-") and lines[0].endswith("-+")
+    assert lines[1].split("|")[1].strip() == "MIGRATION" and lines[1].split("|")[2].strip() == "APPLIED"
+    import re
+    rows = [[c.strip() for c in line.split("|")[1:3]] for line in lines[3:-1]]
+    assert rows and [r_[0] for r_ in rows] == sorted(r_[0] for r_ in rows)
+    for _, applied in rows:
+        assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)? [+-]\d{4} \S+$", applied), applied
+    # a store file praefect never opened: nothing applied, and nothing created
+    cfg = write_config(tmp_path, base(tmp_path, '[database]\nsqlite_path = "%s"\n' % (tmp_path / "new.db")))
+    r = run("-config", cfg, "sql-migrate-status")
+    assert r.returncode == 0
+    assert all(line.split("|")[2].strip() == "no" for line in r.stdout.splitlines()[3:-1])
+    assert not os.path.exists(tmp_path / "new.db")
+    r = run("-config", cfg, "sql-ping")
+    assert r.returncode == 1 and "praefect sql-ping: fail: " in r.stderr
+
+
+def test_configuration_validate_reports_problems_as_json(tmp_path):
+    r = run("configuration", "validate", input="")
+    assert r.returncode == 2
+    assert json.loads(r.stdout) == {"errors": [
+        {"message": 'none of "socket_path", "listen_addr" or "tls_listen_addr" is set'},
+        {"key": ["virtual_storage"], "message": "not set"}]}
+    assert r.stdout.startswith('{\n  "errors": [\n    {\n      "message": ')
+    r = run("configuration", "validate", input=base(tmp_path))
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    r = run("configuration", "validate", input=base(tmp_path, '[replication]\nbatch_size = 0\n'
+                                                       '[failover]\nelection_strategy = "bogus"\n'))
+    assert r.returncode == 2
+    assert json.loads(r.stdout)["errors"] == [
+        {"key": ["replication", "batch_size"], "message": "not in range: 0 is not greater than or equal to 1"},
+        {"key": ["failover", "election_strategy"], "message": 'not supported: "bogus"'}]
+    r = run("configuration", "validate", input="a = = 1\n")
+    assert r.returncode == 2
+    assert json.loads(r.stdout)["errors"][0]["message"].startswith("line 1 column 5: ")
+    r = run("configuration", "validate", "extra", input="")
+    assert r.returncode == 1 and r.stderr == "invalid argument(s)\n"
+    assert r.stdout.startswith("NAME:\n   praefect configuration validate - validates configuration\n")
