@@ -6,6 +6,8 @@
 #include "base/util.h"
 #include "base/log.h"
 
+#include <jansson.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -525,4 +527,78 @@ const struct gitaly_storage *gitaly_config_storage(const struct gitaly_config *c
 		if (strlen(cfg->storages[i].name) == len && !memcmp(cfg->storages[i].name, name, len))
 			return &cfg->storages[i];
 	return NULL;
+}
+
+/* --- `gitaly configuration validate`: upstream's structured checks, on the raw tree --- */
+
+static void add_error(json_t *errors, const char *msg, const char *k1, const char *k2, const char *k3)
+{
+	json_t *e = json_object(), *key = json_array();
+	const char *ks[] = { k1, k2, k3 };
+	for (size_t i = 0; i < ARRAY_SIZE(ks) && ks[i]; i++)
+		json_array_append_new(key, json_string(ks[i]));
+	if (json_array_size(key))
+		json_object_set_new(e, "key", key);
+	else
+		json_decref(key);
+	json_object_set_new(e, "message", json_string(msg));
+	json_array_append_new(errors, e);
+}
+
+static const char *tree_string(struct toml_table *t, const char *key)
+{
+	const char *s = NULL;
+	if (t && toml_get_string(t, key, &s, NULL) == 0)
+		return s;
+	return NULL;
+}
+
+/* upstream's DirExists: `doesn't exist: "<path>"` or `not a dir: "<path>"` */
+static void dir_exists(json_t *errors, const char *path, const char *k1, const char *k2, const char *k3)
+{
+	struct stat st;
+	struct strbuf sb = STRBUF_INIT;
+	if (!path)
+		path = "";
+	if (stat(path, &st) < 0)
+		strbuf_addf(&sb, "doesn't exist: \"%s\"", path);
+	else if (!S_ISDIR(st.st_mode))
+		strbuf_addf(&sb, "not a dir: \"%s\"", path);
+	if (sb.len)
+		add_error(errors, sb.buf, k1, k2, k3);
+	strbuf_release(&sb);
+}
+
+int gitaly_config_validate_text(const char *buf, size_t len, json_t *errors, struct strbuf *err)
+{
+	struct toml_table *root = NULL;
+	struct toml_array *storages = NULL;
+	const char *s;
+
+	if (toml_parse(buf, len, "<stdin>", &root, err) < 0)
+		return -1;
+	if (cfg_config_command(root, err) < 0) {
+		toml_free(root);
+		return -2;
+	}
+	if (!tree_string(root, "socket_path") && !tree_string(root, "listen_addr") &&
+	    !tree_string(root, "tls_listen_addr"))
+		add_error(errors, "none of \"socket_path\", \"listen_addr\" or \"tls_listen_addr\" is set", NULL, NULL,
+			  NULL);
+	dir_exists(errors, tree_string(root, "bin_dir"), "bin_dir", NULL, NULL);
+	if ((s = tree_string(root, "runtime_dir")) && *s)
+		dir_exists(errors, s, "runtime_dir", NULL, NULL);
+	if (toml_get_tables(root, "storage", &storages) == 0) {
+		for (size_t i = 0; i < toml_array_len(storages); i++) {
+			struct toml_table *t = toml_array_table(storages, i);
+			const char *name = tree_string(t, "name");
+			char idx[32];
+			snprintf(idx, sizeof(idx), "[%zu]", i);
+			if (!name || !*name)
+				add_error(errors, "not set", "storage", idx, "name");
+			dir_exists(errors, tree_string(t, "path"), "storage", idx, "path");
+		}
+	}
+	toml_free(root);
+	return 0;
 }

@@ -104,6 +104,17 @@ void gitaly_config_log_unknown(const struct gitaly_config *cfg);
 const struct gitaly_storage *gitaly_config_storage(const struct gitaly_config *cfg, const char *name,
 						     size_t len);
 
+/*
+ * `gitaly configuration validate`: read a config from buf[0..len), run its
+ * config_command, and append upstream's structured errors to the JSON array
+ * `errors` ({"key": ["storage", "[0]", "path"], "message": "doesn't exist: \"/x\""}):
+ * the listeners, bin_dir, runtime_dir and every [[storage]] name and path.
+ * 0 when read (errors may be empty); -1 for a TOML error ("<stdin>:L:C: what"
+ * in `err`); -2 when the config_command failed (`err` says why).
+ */
+struct json_t;
+int gitaly_config_validate_text(const char *buf, size_t len, struct json_t *errors, struct strbuf *err);
+
 /* Validate a git config key as upstream does ("core.foo", no "=", ...). */
 int git_config_key_valid(const char *key, size_t len);
 

@@ -5,6 +5,7 @@
  */
 #include "cmd/cmd.h"
 #include "base/util.h"
+#include "config/reader.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -13,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_INPUT (4 * 1024 * 1024)
+#define MAX_CONFIG_INPUT (4 * 1024 * 1024)
 #define VALIDATION_FAILED 2
 
 static const struct cmd_info validate_info = {
@@ -36,21 +37,11 @@ static void print_json(json_t *errors)
 	json_decref(out);
 }
 
-/* "<stdin>:12:5: msg" -> "line 12 column 5: msg" (our reader's "<stdin>:12: msg" -> "line 12: msg"). */
 static void toml_error(json_t *errors, const char *err)
 {
-	unsigned line = 0, col = 0;
-	int n = 0;
 	struct strbuf sb = STRBUF_INIT;
-	const char *p = strchr(err, ':');
 	json_t *e = json_object();
-
-	if (p && sscanf(p + 1, "%u:%u: %n", &line, &col, &n) == 2 && n)
-		strbuf_addf(&sb, "line %u column %u: %s", line, col, p + 1 + n);
-	else if (p && sscanf(p + 1, "%u: %n", &line, &n) == 1 && n)
-		strbuf_addf(&sb, "line %u: %s", line, p + 1 + n);
-	else
-		strbuf_addstr(&sb, err);
+	cfg_error_line_column(err, &sb);
 	json_object_set_new(e, "message", json_string(sb.buf));
 	json_array_append_new(errors, e);
 	strbuf_release(&sb);
@@ -79,8 +70,8 @@ static int validate(int argc, char **argv)
 		goto out;
 	}
 	while ((n = read(0, buf, sizeof(buf))) > 0) {
-		if (in.len + (size_t)n > MAX_INPUT) {
-			fprintf(stderr, "processing input data: more than %d bytes\n", MAX_INPUT);
+		if (in.len + (size_t)n > MAX_CONFIG_INPUT) {
+			fprintf(stderr, "processing input data: more than %d bytes\n", MAX_CONFIG_INPUT);
 			rc = 1;
 			goto out;
 		}
