@@ -43,6 +43,11 @@ static void help(const char *prog, const char *name, const char *summary, const 
 	strbuf_release(&sb);
 }
 
+static int is_help(const char *a)
+{
+	return !strcmp(a, "-h") || !strcmp(a, "--h") || !strcmp(a, "-help") || !strcmp(a, "--help");
+}
+
 /* --- check --- */
 
 struct check {
@@ -117,10 +122,12 @@ int gitaly_cmd_check(int argc, char **argv, void *ctx)
 	int rc = 0;
 
 	(void)ctx;
-	if (argc != 1 || !*argv[0]) {
+	if (argc != 1 || !*argv[0] || is_help(argv[0])) {
 		help("gitaly", "check", "verify internal API is accessible", "<gitaly_config_file>",
 		     "Check that GitLab's internal API answers the hooks' calls, with the GitLab\n"
 		     "settings of the given configuration.\n\nExample: gitaly check gitaly.config.toml");
+		if (argc == 1 && is_help(argv[0]))
+			return 0;
 		fprintf(stderr, "error: invalid argument(s)\n");
 		return 2;
 	}
@@ -174,6 +181,8 @@ static int validate(int argc, char **argv)
 		     "command [command options] [arguments...]",
 		     "Check a Gitaly configuration read from stdin and print what is wrong with it\n"
 		     "as JSON on stdout.\n\nExample: gitaly configuration validate < gitaly.config.toml");
+		if (argc == 1 && is_help(argv[0]))
+			goto out;
 		fprintf(stderr, "invalid argument(s)\n");
 		rc = 1;
 		goto out;

@@ -56,15 +56,18 @@ static int validate(int argc, char **argv)
 	char buf[65536];
 	ssize_t n;
 
-	if (cmd_flags("validate", NULL, 0, CLI_STOP_AT_ARG, argc, argv, &next, &rc) < 0)
-		goto out;
-	if (next < argc) {
+	rc = cli_parse("validate", NULL, 0, CLI_STOP_AT_ARG, argc, argv, &next, &err);
+	strbuf_reset(&err);
+	if (rc == CLI_EHELP || rc < 0 || next < argc) {
 		struct strbuf help = STRBUF_INIT;
 		cli_usage_subcommand(&help, "praefect configuration", &subcommands[0], "command [command options] [arguments...]",
-				     validate_info.description,
-				     NULL, 0);
+				     validate_info.description, NULL, 0);
 		fputs(help.buf, stdout);
 		strbuf_release(&help);
+		if (rc == CLI_EHELP) {
+			rc = 0;
+			goto out;
+		}
 		fprintf(stderr, "invalid argument(s)\n");
 		rc = 1;
 		goto out;

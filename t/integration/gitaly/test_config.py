@@ -175,3 +175,10 @@ def test_configuration_validate_reports_problems_as_json(tmp_path):
     assert r.returncode == 2 and json.loads(r.stdout)["errors"][0]["message"].startswith("line 1 column ")
     r = validate("", "extra")
     assert r.returncode == 1 and r.stderr == "invalid argument(s)\n"
+
+
+def test_subcommand_help_exits_zero():
+    for args in (["check", "-h"], ["configuration", "validate", "--help"]):
+        r = subprocess.run([GITALY] + args, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0 and r.stderr == "", args
+        assert r.stdout.startswith("NAME:\n   gitaly "), args

@@ -287,3 +287,15 @@ def test_configuration_validate_reports_problems_as_json(tmp_path):
     r = run("configuration", "validate", "extra", input="")
     assert r.returncode == 1 and r.stderr == "invalid argument(s)\n"
     assert r.stdout.startswith("NAME:\n   praefect configuration validate - validates configuration\n")
+
+
+def test_help_of_commands_that_read_no_config(tmp_path):
+    r = run("configuration", "validate", "-h", input="")
+    assert r.returncode == 0 and r.stderr == ""
+    assert r.stdout.startswith("NAME:\n   praefect configuration validate - validates configuration\n")
+    # a broken config does not hide a command's help
+    cfg = write_config(tmp_path, "listen_addr = [\n")
+    r = run("-config", cfg, "dial-nodes", "--help")
+    assert r.returncode == 0 and "--timeout value" in r.stdout
+    r = run("-config", cfg, "dial-nodes")
+    assert r.returncode == 1 and r.stderr.startswith("error reading config file: ")
