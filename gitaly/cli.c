@@ -3,6 +3,7 @@
 #include "core/gitaly.h"
 #include "hooks/hooks.h"
 #include "base/util.h"
+#include "base/log.h"
 #include "cli/cli.h"
 #include "config/reader.h"
 
@@ -131,6 +132,8 @@ int gitaly_cmd_check(int argc, char **argv, void *ctx)
 		fprintf(stderr, "error: invalid argument(s)\n");
 		return 2;
 	}
+	/* as upstream's commands: text, errors only, on stderr */
+	log_configure(LOG_FORMAT_TEXT, LOG_ERROR, stderr);
 	g = xcalloc(1, sizeof(*g));
 	if (gitaly_config_load(&g->cfg, argv[0], &err) < 0) {
 		log_fatal("loading configuration \"%s\": %s", argv[0], err.buf);
