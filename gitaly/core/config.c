@@ -569,6 +569,123 @@ static void dir_exists(json_t *errors, const char *path, const char *k1, const c
 	strbuf_release(&sb);
 }
 
+static int blank(const char *s)
+{
+	if (!s)
+		return 1;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	return !*s;
+}
+
+/* upstream's FileExists: `doesn't exist: "<path>"` or `not a file: "<path>"` */
+static void file_exists(json_t *errors, const char *path, const char *k1, const char *k2, const char *k3)
+{
+	struct stat st;
+	struct strbuf sb = STRBUF_INIT;
+	if (stat(path, &st) < 0)
+		strbuf_addf(&sb, "doesn't exist: \"%s\"", path);
+	else if (!S_ISREG(st.st_mode))
+		strbuf_addf(&sb, "not a file: \"%s\"", path);
+	if (sb.len)
+		add_error(errors, sb.buf, k1, k2, k3);
+	strbuf_release(&sb);
+}
+
+static int64_t tree_int(struct toml_table *t, const char *key)
+{
+	int64_t v = 0;
+	if (t)
+		toml_get_int(t, key, &v);
+	return v;
+}
+
+/* `not in range: <v> is not greater than or equal to <min>` (`greater than` when strict) */
+static void int_at_least(json_t *errors, int64_t v, int64_t min, int strict, const char *k1, const char *k2,
+			 const char *k3)
+{
+	char msg[160];
+	if (strict ? v > min : v >= min)
+		return;
+	snprintf(msg, sizeof(msg), "not in range: %lld is not greater than %s%lld", (long long)v,
+		 strict ? "" : "or equal to ", (long long)min);
+	add_error(errors, msg, k1, k2, k3);
+}
+
+static void validate_git(json_t *errors, struct toml_table *root)
+{
+	struct toml_table *git = NULL;
+	struct toml_array *arr = NULL;
+	if (toml_get_table(root, "git", &git) < 0 || toml_get_tables(git, "config", &arr) < 0)
+		return;
+	for (size_t i = 0; i < toml_array_len(arr); i++) {
+		const char *key = tree_string(toml_array_table(arr, i), "key");
+		struct strbuf sb = STRBUF_INIT;
+		if (!key || !*key)
+			strbuf_addstr(&sb, "not set");
+		else if (strchr(key, '='))
+			strbuf_addf(&sb, "key \"%s\" cannot contain \"=\"", key);
+		else if (!strchr(key, '.'))
+			strbuf_addf(&sb, "key \"%s\" must contain at least one section", key);
+		if (sb.len)
+			add_error(errors, sb.buf, "git", "config", "key");
+		strbuf_release(&sb);
+	}
+}
+
+static void validate_gitlab(json_t *errors, struct toml_table *root)
+{
+	struct toml_table *gl = NULL, *shell = NULL;
+	const char *url, *secret, *secret_file, *shell_dir;
+	struct strbuf def = STRBUF_INIT;
+
+	toml_get_table(root, "gitlab", &gl);
+	toml_get_table(root, "gitlab-shell", &shell);
+	url = tree_string(gl, "url");
+	secret = tree_string(gl, "secret");
+	secret_file = tree_string(gl, "secret_file");
+	shell_dir = tree_string(shell, "dir");
+	if (blank(url))
+		add_error(errors, "blank or empty", "gitlab", "url", NULL);
+	if (secret && *secret && secret_file && *secret_file)
+		add_error(errors, "ambiguous secret configuration", "gitlab", "secret", "secret_file");
+	if (!secret || !*secret) {
+		/* upstream's default: <gitlab-shell dir>/.gitlab_shell_secret */
+		if (!secret_file || !*secret_file) {
+			if (shell_dir && *shell_dir)
+				strbuf_addf(&def, "%s/", shell_dir);
+			strbuf_addstr(&def, ".gitlab_shell_secret");
+			secret_file = def.buf;
+		}
+		file_exists(errors, secret_file, "gitlab", "secret_file", NULL);
+	}
+	dir_exists(errors, shell_dir, "gitlab-shell", "dir", NULL);
+	strbuf_release(&def);
+}
+
+static void validate_concurrency(json_t *errors, struct toml_table *root)
+{
+	struct toml_array *arr = NULL;
+	if (toml_get_tables(root, "concurrency", &arr) < 0)
+		return;
+	for (size_t i = 0; i < toml_array_len(arr); i++) {
+		struct toml_table *t = toml_array_table(arr, i);
+		bool adaptive = false;
+		char idx[32];
+		snprintf(idx, sizeof(idx), "[%zu]", i);
+		int_at_least(errors, tree_int(t, "max_per_repo"), 0, 0, "concurrency", idx, "max_per_repo");
+		int_at_least(errors, tree_int(t, "max_queue_size"), 0, 0, "concurrency", idx, "max_queue_size");
+		toml_get_bool(t, "adaptive", &adaptive);
+		if (adaptive) {
+			int_at_least(errors, tree_int(t, "min_limit"), 0, 1, "concurrency", idx, "min_limit");
+			int_at_least(errors, tree_int(t, "max_limit"), tree_int(t, "initial_limit"), 0, "concurrency", idx,
+				     "max_limit");
+			int_at_least(errors, tree_int(t, "initial_limit"), tree_int(t, "min_limit"), 0, "concurrency", idx,
+				     "initial_limit");
+		}
+	}
+}
+
 int gitaly_config_validate_text(const char *buf, size_t len, json_t *errors, struct strbuf *err)
 {
 	struct toml_table *root = NULL;
@@ -588,6 +705,7 @@ int gitaly_config_validate_text(const char *buf, size_t len, json_t *errors, str
 	dir_exists(errors, tree_string(root, "bin_dir"), "bin_dir", NULL, NULL);
 	if ((s = tree_string(root, "runtime_dir")) && *s)
 		dir_exists(errors, s, "runtime_dir", NULL, NULL);
+	validate_git(errors, root);
 	if (toml_get_tables(root, "storage", &storages) == 0) {
 		for (size_t i = 0; i < toml_array_len(storages); i++) {
 			struct toml_table *t = toml_array_table(storages, i);
@@ -599,6 +717,8 @@ int gitaly_config_validate_text(const char *buf, size_t len, json_t *errors, str
 			dir_exists(errors, tree_string(t, "path"), "storage", idx, "path");
 		}
 	}
+	validate_gitlab(errors, root);
+	validate_concurrency(errors, root);
 	toml_free(root);
 	return 0;
 }

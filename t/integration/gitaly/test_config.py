@@ -156,17 +156,27 @@ def test_configuration_validate_reports_problems_as_json(tmp_path):
     def validate(text, *args):
         return subprocess.run([GITALY, "configuration", "validate"] + list(args), input=text, capture_output=True,
                               text=True, timeout=30)
-    node = GitalyNode(str(tmp_path / "g"))
+    shell = tmp_path / "gitlab-shell"
+    shell.mkdir()
+    node = GitalyNode(str(tmp_path / "g"), extra_config='\n[gitlab]\nurl = "http://127.0.0.1:1"\nsecret = "s"\n'
+                      '[gitlab-shell]\ndir = "%s"\n' % shell)
     with open(node.config_path) as f:
         good = f.read()
     r = validate(good)
     assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
     r = validate('socket_path = "/s"\nbin_dir = "%s"\n[[storage]]\nname = ""\npath = "%s"\n'
+                 '[[git.config]]\nkey = "nosection"\n[[concurrency]]\nrpc = "/x"\nmax_per_repo = -1\n'
                  % (node.bin_dir, tmp_path / "missing"))
     assert r.returncode == 2
     assert json.loads(r.stdout) == {"errors": [
+        {"key": ["git", "config", "key"], "message": 'key "nosection" must contain at least one section'},
         {"key": ["storage", "[0]", "name"], "message": "not set"},
-        {"key": ["storage", "[0]", "path"], "message": 'doesn\'t exist: "%s"' % (tmp_path / "missing")}]}
+        {"key": ["storage", "[0]", "path"], "message": 'doesn\'t exist: "%s"' % (tmp_path / "missing")},
+        {"key": ["gitlab", "url"], "message": "blank or empty"},
+        {"key": ["gitlab", "secret_file"], "message": 'doesn\'t exist: ".gitlab_shell_secret"'},
+        {"key": ["gitlab-shell", "dir"], "message": 'doesn\'t exist: ""'},
+        {"key": ["concurrency", "[0]", "max_per_repo"],
+         "message": "not in range: -1 is not greater than or equal to 0"}]}
     r = validate("")
     assert r.returncode == 2
     assert json.loads(r.stdout)["errors"][0] == {
