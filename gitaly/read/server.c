@@ -1,7 +1,8 @@
-/* ServerService: ServerInfo and DiskStatistics. */
+/* ServerService: ServerInfo, DiskStatistics and ClockSynced. */
 #include "core/gitaly.h"
 #include "base/fs.h"
 #include "base/util.h"
+#include "ntp/ntp.h"
 #include "server.pb-c.h"
 
 #include <errno.h>
@@ -117,8 +118,97 @@ static void disk_statistics(struct grpc_call *call, const uint8_t *req, size_t l
 	free(stp);
 }
 
+/*
+ * ClockSynced: one NTP query (lib/ntp) on the thread pool, so the loop does
+ * not wait the up to 5 s it may take. A call closed meanwhile is not answered.
+ */
+struct clock_op {
+	uv_work_t work;
+	struct grpc_call *call;     /* NULL once the call closed */
+	char *host;
+	int64_t threshold_ns;
+	int synced;
+	struct strbuf err;
+};
+
+static void clock_call_closed(struct grpc_call *call, enum grpc_code code, void *arg)
+{
+	struct clock_op *op = arg;
+	op->call = NULL;
+}
+
+static void clock_work(uv_work_t *w)
+{
+	struct clock_op *op = w->data;
+	op->synced = ntp_clock_synced(op->host, op->threshold_ns, &op->err);
+}
+
+static void clock_after(uv_work_t *w, int status)
+{
+	struct clock_op *op = w->data;
+	if (op->call) {
+		grpc_call_on_close(op->call, NULL, NULL);
+		if (op->synced < 0) {
+			grpc_call_finishf(op->call, GRPC_UNKNOWN, "query ntp host %s: %s",
+					  *op->host ? op->host : NTP_DEFAULT_HOST, op->err.buf);
+		} else {
+			Gitaly__ClockSyncedResponse resp = GITALY__CLOCK_SYNCED_RESPONSE__INIT;
+			resp.synced = op->synced == 1;
+			msg_reply(op->call, &resp);
+		}
+	}
+	strbuf_release(&op->err);
+	free(op->host);
+	free(op);
+}
+
+static void clock_synced(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
+{
+	struct gitaly *g = data;
+	Gitaly__ClockSyncedRequest *req = msg_unpack(call, &gitaly__clock_synced_request__descriptor, buf, len);
+	const Google__Protobuf__Duration *d;
+	struct clock_op *op;
+
+	if (!req)
+		return;
+	d = req->drift_threshold;
+	/* the checks of upstream's Duration validation */
+	if (!d) {
+		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "invalid nil Duration", NULL);
+	} else if (d->nanos <= -1000000000 || d->nanos >= 1000000000) {
+		grpc_call_finishf(call, GRPC_INVALID_ARGUMENT, "duration (seconds:%lld nanos:%d) has out-of-range nanos",
+				  (long long)d->seconds, d->nanos);
+	} else if ((d->seconds < 0 && d->nanos > 0) || (d->seconds > 0 && d->nanos < 0)) {
+		grpc_call_finishf(call, GRPC_INVALID_ARGUMENT,
+				  "duration (seconds:%lld nanos:%d) has seconds and nanos with different signs",
+				  (long long)d->seconds, d->nanos);
+	} else if (d->seconds > INT64_MAX / 1000000000 - 1 || d->seconds < INT64_MIN / 1000000000 + 1) {
+		grpc_call_finishf(call, GRPC_INVALID_ARGUMENT, "duration (seconds:%lld nanos:%d) exceeds +-10000 years",
+				  (long long)d->seconds, d->nanos);
+	} else {
+		op = xcalloc(1, sizeof(*op));
+		op->call = call;
+		op->host = xstrdup(req->ntp_host ? req->ntp_host : "");
+		op->threshold_ns = d->seconds * 1000000000 + d->nanos;
+		if (op->threshold_ns < 0)
+			op->threshold_ns = -op->threshold_ns;
+		strbuf_init(&op->err, 0);
+		op->work.data = op;
+		grpc_call_on_close(call, clock_call_closed, op);
+		if (uv_queue_work(g->loop, &op->work, clock_work, clock_after) < 0) {
+			grpc_call_on_close(call, NULL, NULL);
+			grpc_call_finish(call, GRPC_INTERNAL, "cannot queue work", NULL);
+			strbuf_release(&op->err);
+			free(op->host);
+			free(op);
+		}
+	}
+	msg_free(req);
+}
+
 void gitaly_register_server(struct gitaly *g, struct grpc_server *s)
 {
 	gitaly_add_unary(s, "/gitaly.ServerService/ServerInfo", server_info, g);
 	gitaly_add_unary(s, "/gitaly.ServerService/DiskStatistics", disk_statistics, g);
+	gitaly_add_unary(s, "/gitaly.ServerService/ClockSynced", clock_synced, g);
 }

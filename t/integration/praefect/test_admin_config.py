@@ -2,6 +2,7 @@
 relative-path rule it shares with the nodes."""
 import json
 import os
+import re
 import subprocess
 
 import grpc
@@ -213,10 +214,60 @@ def test_dial_nodes_checks_every_node_and_names_the_failing_ones(cluster):
     assert r.stderr.rstrip().endswith("the following nodes are not healthy: %s" % down)
 
 
-def test_check_passes_on_a_healthy_cluster_and_fails_without_a_node(cluster):
+class FakeNTP:
+    """An SNTP server on 127.0.0.1 whose clock is `offset` seconds off ours."""
+
+    def __init__(self, offset=0.0):
+        import socket
+        import struct
+        import threading
+        import time
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.host = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.queries = 0
+
+        def ntp_now():
+            t = time.time() + offset + 2208988800
+            return struct.pack("!II", int(t), int((t % 1) * 2 ** 32))
+
+        def serve():
+            while True:
+                try:
+                    data, addr = self.sock.recvfrom(512)
+                except OSError:
+                    return
+                self.queries += 1
+                recv = ntp_now()
+                reply = bytes([0x24, 1, 0, 0]) + b"\0" * 8 + b"LOCL" + ntp_now() + data[40:48] + recv + ntp_now()
+                try:
+                    self.sock.sendto(reply, addr)
+                except OSError:
+                    return
+        threading.Thread(target=serve, daemon=True).start()
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def ntp():
+    servers = []
+
+    def make(offset=0.0):
+        s = FakeNTP(offset)
+        servers.append(s)
+        return s
+    yield make
+    for s in servers:
+        s.close()
+
+
+def test_check_passes_on_a_healthy_cluster_and_fails_without_a_node(cluster, ntp):
     p = cluster.praefect
+    clock = {"NTP_HOST": ntp().host}
     p.stub("RepositoryService").CreateRepository(pb("repository").CreateRepositoryRequest(repository=p.repo("c.git")))
-    r = run("-config", p.config_path, "check")
+    r = run("-config", p.config_path, "check", env=clock)
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
     assert out.startswith("Checking praefect migrations - confirms whether or not all praefect migrations "
@@ -227,19 +278,56 @@ def test_check_passes_on_a_healthy_cluster_and_fails_without_a_node(cluster):
     assert "All repositories are available.\nPassed\n" in out
     assert out.endswith("\nAll checks passed.\n")
     # quiet: one line per check
-    r = run("-config", p.config_path, "check", "-q")
-    assert r.stdout.splitlines()[:4] == [
+    r = run("-config", p.config_path, "check", "-q", env=clock)
+    assert r.stdout.splitlines()[:5] == [
         "Checking praefect migrations...Passed",
         "Checking gitaly node connectivity & disk access...Passed",
         "Checking database read/write...Passed",
-        "Checking unavailable repositories...Passed"]
+        "Checking unavailable repositories...Passed",
+        "Checking clock synchronization...Passed"]
     cluster.nodes["gitaly-1"].stop()
-    r = run("-config", p.config_path, "check", "-q")
+    r = run("-config", p.config_path, "check", "-q", env=clock)
     assert r.returncode == 1
     assert "Checking gitaly node connectivity & disk access...Failed (fatal) error: the following nodes are " \
            "not healthy: unix:" + cluster.nodes["gitaly-1"].socket in r.stdout
-    assert r.stdout.endswith("\n1 check(s) failed, at least one was fatal.\n")
+    # the stopped node also fails the clock check (it cannot be asked)
+    assert "Checking clock synchronization...Failed (fatal) error: gitaly node at unix:" in r.stdout
+    assert r.stdout.endswith("\n2 check(s) failed, at least one was fatal.\n")
     assert r.stderr.rstrip().endswith("checks failed")
+
+
+def test_clock_check_asks_the_ntp_server_and_every_node(cluster, ntp):
+    p = cluster.praefect
+    good = ntp()
+    r = run("-config", p.config_path, "check", env={"NTP_HOST": good.host, "DRIFT_THRESHOLD": "30s"})
+    assert r.returncode == 0, r.stdout
+    assert re.search(r"checking with NTP service at %s and allowed clock drift 30000 ms "
+                     r"\[correlation_id: \w+\]\nPassed\n" % re.escape(good.host), r.stdout)
+    assert good.queries == 1 + len(cluster.nodes)     # praefect, then each node
+    far = ntp(offset=120)
+    r = run("-config", p.config_path, "check", "-q", env={"NTP_HOST": far.host})
+    assert "Checking clock synchronization...Failed (fatal) error: praefect: clock is not synced\n" in r.stdout
+    assert r.returncode == 1
+    r = run("-config", p.config_path, "check", "-q", env={"NTP_HOST": far.host, "DRIFT_THRESHOLD": "5m"})
+    assert r.returncode == 0, r.stdout
+    r = run("-config", p.config_path, "check", "-q", env={"NTP_HOST": good.host, "DRIFT_THRESHOLD": "1us"})
+    assert "error: env var DRIFT_THRESHOLD expected to be 0 or at least 1ms" in r.stdout
+
+
+def test_node_clock_synced_answers_from_the_ntp_server(cluster, ntp):
+    stub = cluster.node_stub("gitaly-1", "ServerService")
+    Req = pb("server").ClockSyncedRequest
+    from google.protobuf import duration_pb2
+    far = ntp(offset=120)
+    assert not stub.ClockSynced(Req(ntp_host=far.host, drift_threshold=duration_pb2.Duration(seconds=1))).synced
+    assert stub.ClockSynced(Req(ntp_host=far.host, drift_threshold=duration_pb2.Duration(seconds=600))).synced
+    with pytest.raises(grpc.RpcError) as e:
+        stub.ClockSynced(Req(ntp_host=far.host))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and e.value.details() == "invalid nil Duration"
+    far.close()
+    with pytest.raises(grpc.RpcError) as e:
+        stub.ClockSynced(Req(ntp_host=far.host, drift_threshold=duration_pb2.Duration(seconds=1)), timeout=30)
+    assert e.value.details().startswith("query ntp host %s: " % far.host)
 
 
 def test_sql_ping_and_migrate_status_read_the_embedded_store(cluster, tmp_path):
