@@ -68,13 +68,51 @@ static int split_host(const char *host, char *name, size_t size, const char **po
 	return 0;
 }
 
+int ntp_parse_reply(const unsigned char *resp, size_t n, uint64_t t1, uint64_t t4, int64_t *offset_ns,
+		    struct strbuf *err)
+{
+	uint64_t t2, t3;
+	if (n < NTP_PACKET) {
+		strbuf_addstr(err, "invalid response: too short");
+		return -1;
+	}
+	if ((resp[0] & 7) != 4 && (resp[0] & 7) != 5) {
+		strbuf_addstr(err, "invalid response: not from a server");
+		return -1;
+	}
+	if (resp[1] == 0) {
+		strbuf_addf(err, "kiss of death received: %.4s", (const char *)resp + 12);
+		return -1;
+	}
+	if (resp[1] > 15) {
+		strbuf_addf(err, "invalid stratum in response: %u", resp[1]);
+		return -1;
+	}
+	if ((resp[0] >> 6) == 3) {
+		strbuf_addstr(err, "invalid leap second");
+		return -1;
+	}
+	if (get64(resp + 24) != t1) {
+		strbuf_addstr(err, "invalid response: it answers another request");
+		return -1;
+	}
+	t2 = get64(resp + 32);
+	t3 = get64(resp + 40);
+	if (!t3) {
+		strbuf_addstr(err, "invalid time reported");
+		return -1;
+	}
+	*offset_ns = (diff_ns(t2, t1) + diff_ns(t3, t4)) / 2;
+	return 0;
+}
+
 int ntp_clock_offset(const char *host, uint64_t timeout_ms, int64_t *offset_ns, struct strbuf *err)
 {
 	struct addrinfo hints = { 0 }, *ai = NULL;
 	unsigned char pkt[NTP_PACKET] = { 0 }, resp[NTP_PACKET];
 	char name[256];
 	const char *port;
-	uint64_t t1, t2, t3, t4;
+	uint64_t t1, t4;
 	struct pollfd pfd;
 	ssize_t n;
 	int fd = -1, rc = -1, gai;
@@ -120,33 +158,8 @@ int ntp_clock_offset(const char *host, uint64_t timeout_ms, int64_t *offset_ns, 
 		strbuf_addf(err, "read udp %s: %s", host, strerror(errno));
 		goto out;
 	}
-	if (n < NTP_PACKET) {
-		strbuf_addstr(err, "invalid response: too short");
+	if (ntp_parse_reply(resp, (size_t)n, t1, t4, offset_ns, err) < 0)
 		goto out;
-	}
-	if ((resp[0] & 7) != 4 && (resp[0] & 7) != 5) {
-		strbuf_addstr(err, "invalid response: not from a server");
-		goto out;
-	}
-	if (resp[1] == 0) {
-		strbuf_addf(err, "kiss of death received: %.4s", (const char *)resp + 12);
-		goto out;
-	}
-	if ((resp[0] >> 6) == 3) {
-		strbuf_addstr(err, "invalid leap second");
-		goto out;
-	}
-	if (get64(resp + 24) != t1) {
-		strbuf_addstr(err, "invalid response: it answers another request");
-		goto out;
-	}
-	t2 = get64(resp + 32);
-	t3 = get64(resp + 40);
-	if (!t3) {
-		strbuf_addstr(err, "invalid time reported");
-		goto out;
-	}
-	*offset_ns = (diff_ns(t2, t1) + diff_ns(t3, t4)) / 2;
 	rc = 0;
 out:
 	if (fd >= 0)

@@ -7,6 +7,7 @@
 #ifndef NTP_NTP_H
 #define NTP_NTP_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct strbuf;
@@ -23,6 +24,15 @@ struct strbuf;
  * another request).
  */
 int ntp_clock_offset(const char *host, uint64_t timeout_ms, int64_t *offset_ns, struct strbuf *err);
+
+/*
+ * The reply half of the above: check the 48-byte server reply resp[0..n) to
+ * our request sent at NTP time t1 (32.32 fixed point) and received at t4,
+ * and compute the offset. 0, or -1 with why in `err`. Exposed for the tests
+ * and fuzz/fuzz_ntp.c: the bytes come from the network.
+ */
+int ntp_parse_reply(const unsigned char *resp, size_t n, uint64_t t1, uint64_t t4, int64_t *offset_ns,
+		    struct strbuf *err);
 
 /* ntp_clock_offset() within ±threshold_ns: 1 synced, 0 not, -1 error (in `err`). */
 int ntp_clock_synced(const char *host, int64_t threshold_ns, struct strbuf *err);
