@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const struct cmd_info serve_info = { 0, "", "Run the Praefect server: route calls to the Gitaly nodes." };
+static const struct cmd_info serve_info = { 0, NULL, "Run the Praefect server: route calls to the Gitaly nodes." };
 static const struct cmd_info list_storages_info = {
 	CMD_NO_STORE, NULL,
 	"Print the storages of every virtual storage (or of -virtual-storage only)\n"
@@ -30,7 +30,7 @@ static const struct cmd_info dial_nodes_info = {
 static const struct cmd_info check_info = {
 	CMD_NO_STORE, NULL,
 	"Run the checks Praefect needs to pass before it serves: migrations, Gitaly nodes,\n"
-	"the tracking database, and repository availability.",
+	"the tracking database, repository availability and the clocks.",
 };
 static const struct cmd_info sql_ping_info = {
 	CMD_NO_STORE, NULL, "Open the tracking database and check that it answers.",
