@@ -9,6 +9,7 @@
 #include "git/catfile.h"
 #include "backchannel/backchannel.h"
 #include "upgrade/upgrade.h"
+#include "cli.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -20,8 +21,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#define GITALY_VERSION "16.8.0-c"
 
 static const char *const env_allow[] = {
 	"HOME", "PATH", "LD_LIBRARY_PATH", "TZ", "GIT_EXEC_PATH", "SSL_CERT_FILE", "SSL_CERT_DIR",
@@ -272,11 +271,13 @@ static void on_upgrade_handover(void *arg)
 static int cmd_serve(int argc, char **argv, void *ctx);
 static int cmd_version(int argc, char **argv, void *ctx);
 
-/* `data`: how many arguments follow the command's name */
-static const int no_args = 0, one_arg = 1;
+/* `data`: how many arguments follow the command's name (-1: any, the command checks them) */
+static const int no_args = 0, one_arg = 1, any_args = -1;
 static const struct cli_command commands[] = {
 	{ "serve", cmd_serve, "run the storage node with config file CONFIG", &one_arg },
 	{ "version", cmd_version, "print the version", &no_args },
+	{ "check", gitaly_cmd_check, "verify internal API is accessible", &any_args },
+	{ "configuration", gitaly_cmd_configuration, "run configuration-related commands", &any_args },
 };
 
 static void usage(void)
@@ -326,6 +327,7 @@ static int cmd_serve(int argc, char **argv, void *ctx)
 	log_configure(g->cfg.log_format ? (enum log_format)log_format_parse(g->cfg.log_format) : LOG_FORMAT_TEXT,
 		      g->cfg.log_level && *g->cfg.log_level ? (enum log_level)log_level_parse(g->cfg.log_level)
 							     : LOG_INFO, NULL);
+	gitaly_config_log_unknown(&g->cfg);
 	g->version = xstrdup(GITALY_VERSION);
 	g->loop = uv_default_loop();
 	g->upgrade = upgrade_new(g->loop);
@@ -430,7 +432,7 @@ int main(int argc, char **argv)
 	}
 	nargs = argc - 2;
 	cmd = nargs >= 0 ? cli_command_find(commands, ARRAY_SIZE(commands), argv[1]) : NULL;
-	if (cmd && *(const int *)cmd->data == nargs)
+	if (cmd && (*(const int *)cmd->data == nargs || *(const int *)cmd->data < 0))
 		return cmd->run(nargs, argv + 2, NULL);
 	/* the default command: `gitaly CONFIG` (also `gitaly serve`, a config file named "serve") */
 	if (argc == 2 && argv[1][0] != '-')

@@ -1,10 +1,15 @@
 /* Loading and validating praefect's config.toml (upstream keys and messages). */
 #include "config.h"
 #include "config/reader.h"
+#include "config/command.h"
 #include "config/toml.h"
 #include "base/util.h"
 #include "base/log.h"
 
+#include <jansson.h>
+
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,6 +112,18 @@ static void validate(struct praefect_config *cfg, struct strbuf *err)
 			return;
 		}
 	}
+	if (cfg->cleanup_run_interval_ms > 0) {
+		if (cfg->cleanup_check_interval_ms < 60000) {
+			strbuf_addstr(err, "repositories_cleanup.check_interval is less then 1m0s, which could lead to a "
+				      "database performance problem");
+			return;
+		}
+		if (cfg->cleanup_run_interval_ms < 60000) {
+			strbuf_addstr(err, "repositories_cleanup.run_interval is less then 1m0s, which could lead to a "
+				      "database performance problem");
+			return;
+		}
+	}
 	if (cfg->yamux_max_window < 262144) {
 		strbuf_addf(err, "yamux.maximum_stream_window_size_bytes must be at least 262144 but it was %lld",
 			    (long long)cfg->yamux_max_window);
@@ -117,18 +134,25 @@ static void validate(struct praefect_config *cfg, struct strbuf *err)
 			    (long long)cfg->yamux_accept_backlog);
 		return;
 	}
-	if (!cfg->sqlite_path && cfg->db_host && *cfg->db_host)
-		strbuf_addstr(err, "a PostgreSQL [database] is not supported yet: set [database] sqlite_path "
-			      "to use the embedded store");
+	/* ours: only the per-repository elector exists */
+	if (cfg->allow_legacy_electors && strcmp(cfg->election_strategy, "per_repository"))
+		strbuf_addf(err, "election strategy \"%s\" is not supported by this praefect: only per_repository is",
+			    cfg->election_strategy);
 }
 
-int praefect_config_load(struct praefect_config *cfg, const char *path, struct strbuf *err)
+int praefect_config_store_check(const struct praefect_config *cfg, struct strbuf *err)
 {
-	struct toml_table *root = NULL, *t;
-	struct cfg_reader r;
+	if (!cfg->db_postgres)
+		return 0;
+	strbuf_addstr(err, "a PostgreSQL [database] is not supported yet: set [database] sqlite_path "
+		      "to use the embedded store");
+	return -1;
+}
 
+static void set_defaults(struct praefect_config *cfg, const char *name)
+{
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->file = xstrdup(path);
+	cfg->file = xstrdup(name);
 	cfg->graceful_stop_timeout_ms = 60000;
 	cfg->failover_enabled = true;
 	cfg->health_check_interval_ms = 200;
@@ -141,22 +165,37 @@ int praefect_config_load(struct praefect_config *cfg, const char *path, struct s
 	cfg->yamux_max_window = 262144;
 	cfg->yamux_accept_backlog = 256;
 	metrics_config_default(&cfg->prometheus);
+	cfg->cleanup_check_interval_ms = 30 * 60 * 1000;
+	cfg->cleanup_run_interval_ms = 24 * 60 * 60 * 1000;
+	cfg->cleanup_repositories_in_batch = 16;
 
-	if (toml_parse_file(path, MAX_CONFIG_SIZE, &root, err) < 0) {
+}
+
+/* Read every key of `root` (taken over) into cfg, after running its config_command. */
+static int read_tree(struct praefect_config *cfg, struct toml_table *root, const char *name, struct strbuf *err)
+{
+	struct toml_table *t;
+	struct cfg_reader r;
+
+	if (cfg_config_command(root, err) < 0) {
 		struct strbuf m = STRBUF_INIT;
 		strbuf_addf(&m, "error reading config file: %s", err->buf);
 		strbuf_reset(err);
 		strbuf_add(err, m.buf, m.len);
 		strbuf_release(&m);
+		toml_free(root);
 		return -1;
 	}
-	cfg_reader_init(&r, path);
+	cfg_reader_init(&r, name);
 	cfg_string(&r, root, "listen_addr", &cfg->listen_addr);
 	cfg_string(&r, root, "tls_listen_addr", &cfg->tls_listen_addr);
 	cfg_string(&r, root, "socket_path", &cfg->socket_path);
 	cfg_string(&r, root, "prometheus_listen_addr", &cfg->prometheus_listen_addr);
 	cfg_duration(&r, root, "graceful_stop_timeout", &cfg->graceful_stop_timeout_ms);
 	metrics_config_read(&r, root, &cfg->prometheus);
+	cfg_string(&r, root, "config_command", &cfg->config_command);
+	cfg_bool(&r, root, "i_understand_my_election_strategy_is_unsupported_and_will_be_removed_without_warning",
+		 &cfg->allow_legacy_electors);
 	if ((t = cfg_table(&r, root, "auth"))) {
 		cfg_string(&r, t, "token", &cfg->auth_token);
 		cfg_bool(&r, t, "transitioning", &cfg->auth_transitioning);
@@ -164,6 +203,7 @@ int praefect_config_load(struct praefect_config *cfg, const char *path, struct s
 	if ((t = cfg_table(&r, root, "logging"))) {
 		cfg_string(&r, t, "format", &cfg->log_format);
 		cfg_string(&r, t, "level", &cfg->log_level);
+		cfg_string(&r, t, "dir", &cfg->log_dir);    /* accepted; upstream's praefect does not use it either */
 		if (!cfg_failed(&r) && cfg->log_format && log_format_parse(cfg->log_format) < 0)
 			cfg_errorf(&r, t, "format", "invalid logger format \"%s\"", cfg->log_format);
 	}
@@ -181,10 +221,17 @@ int praefect_config_load(struct praefect_config *cfg, const char *path, struct s
 		cfg_string(&r, t, "user", &cfg->db_user);
 		cfg_string(&r, t, "dbname", &cfg->db_dbname);
 		cfg_string(&r, t, "sqlite_path", &cfg->sqlite_path);
+		cfg->db_postgres = !cfg->sqlite_path && ((cfg->db_host && *cfg->db_host) ||
+							 (cfg->db_dbname && *cfg->db_dbname));
 	}
 	if ((t = cfg_table(&r, root, "replication"))) {
 		cfg_int(&r, t, "batch_size", INT32_MIN, INT32_MAX, &cfg->replication_batch_size);
 		cfg_int(&r, t, "parallel_storage_processing_workers", 0, 1024, &cfg->replication_workers);
+	}
+	if ((t = cfg_table(&r, root, "repositories_cleanup"))) {
+		cfg_duration(&r, t, "check_interval", &cfg->cleanup_check_interval_ms);
+		cfg_duration(&r, t, "run_interval", &cfg->cleanup_run_interval_ms);
+		cfg_int(&r, t, "repositories_in_batch", 0, UINT32_MAX, &cfg->cleanup_repositories_in_batch);
 	}
 	if ((t = cfg_table(&r, root, "reconciliation")))
 		cfg_duration(&r, t, "scheduling_interval", &cfg->reconciliation_interval_ms);
@@ -202,9 +249,34 @@ int praefect_config_load(struct praefect_config *cfg, const char *path, struct s
 	cfg_reader_release(&r);
 	if (!cfg->graceful_stop_timeout_ms)
 		cfg->graceful_stop_timeout_ms = 60000;
-	/* upstream forces the per-repository strategy unless told otherwise */
-	free(cfg->election_strategy);
-	cfg->election_strategy = xstrdup("per_repository");
+	return 0;
+}
+
+int praefect_config_parse(struct praefect_config *cfg, const char *buf, size_t len, const char *name,
+			  struct strbuf *err)
+{
+	struct toml_table *root = NULL;
+	set_defaults(cfg, name);
+	if (toml_parse(buf, len, name, &root, err) < 0)
+		return -1;
+	return read_tree(cfg, root, name, err);
+}
+
+int praefect_config_load(struct praefect_config *cfg, const char *path, struct strbuf *err)
+{
+	struct toml_table *root = NULL;
+
+	set_defaults(cfg, path);
+	if (toml_parse_file(path, MAX_CONFIG_SIZE, &root, err) < 0) {
+		struct strbuf m = STRBUF_INIT;
+		strbuf_addf(&m, "error reading config file: %s", err->buf);
+		strbuf_reset(err);
+		strbuf_add(err, m.buf, m.len);
+		strbuf_release(&m);
+		return -1;
+	}
+	if (read_tree(cfg, root, path, err) < 0)
+		return -1;
 	validate(cfg, err);
 	if (err->len) {
 		struct strbuf m = STRBUF_INIT;
@@ -213,6 +285,11 @@ int praefect_config_load(struct praefect_config *cfg, const char *path, struct s
 		strbuf_add(err, m.buf, m.len);
 		strbuf_release(&m);
 		return -1;
+	}
+	/* upstream validates the strategy as written, then forces per_repository unless told otherwise */
+	if (!cfg->allow_legacy_electors) {
+		free(cfg->election_strategy);
+		cfg->election_strategy = xstrdup("per_repository");
 	}
 	if (!cfg->sqlite_path)
 		cfg->sqlite_path = xstrdup(PRAEFECT_DEFAULT_DB);
@@ -225,6 +302,7 @@ void praefect_config_release(struct praefect_config *cfg)
 		&cfg->file, &cfg->listen_addr, &cfg->tls_listen_addr, &cfg->socket_path,
 		&cfg->prometheus_listen_addr, &cfg->auth_token, &cfg->log_format, &cfg->log_level,
 		&cfg->election_strategy, &cfg->db_host, &cfg->db_user, &cfg->db_dbname, &cfg->sqlite_path,
+		&cfg->config_command, &cfg->log_dir,
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(strs); i++)
 		free(*strs[i]);
@@ -268,4 +346,118 @@ char *praefect_config_dial_address(const struct praefect_config *cfg)
 	else
 		return NULL;
 	return strbuf_detach(&sb, NULL);
+}
+
+/* --- the structured validator (`praefect configuration validate`) --- */
+
+/* Go's time.Duration String() of a whole number of milliseconds: "0s", "500ms", "1m0s", "1h30m0s", "1.5s". */
+static void go_duration(struct strbuf *sb, uint64_t ms)
+{
+	uint64_t h = ms / 3600000, m = ms / 60000 % 60, s = ms / 1000 % 60, frac = ms % 1000;
+	if (!ms) {
+		strbuf_addstr(sb, "0s");
+		return;
+	}
+	if (ms < 1000) {
+		strbuf_addf(sb, "%llums", (unsigned long long)ms);
+		return;
+	}
+	if (h)
+		strbuf_addf(sb, "%lluh", (unsigned long long)h);
+	if (h || m)
+		strbuf_addf(sb, "%llum", (unsigned long long)m);
+	strbuf_addf(sb, "%llu", (unsigned long long)s);
+	if (frac) {
+		char f[8];
+		snprintf(f, sizeof(f), ".%03llu", (unsigned long long)frac);
+		for (size_t l = strlen(f); f[l - 1] == '0'; l--)
+			f[l - 1] = '\0';
+		strbuf_addstr(sb, f);
+	}
+	strbuf_addch(sb, 's');
+}
+
+/* Append {"key": [k...], "message": msg}; the key list ends with NULL. */
+static void add_error(json_t *errors, const char *msg, ...)
+{
+	json_t *e = json_object(), *key = json_array();
+	va_list ap;
+	const char *k;
+	va_start(ap, msg);
+	while ((k = va_arg(ap, const char *)))
+		json_array_append_new(key, json_string(k));
+	va_end(ap);
+	if (json_array_size(key))
+		json_object_set_new(e, "key", key);
+	else
+		json_decref(key);
+	json_object_set_new(e, "message", json_string(msg));
+	json_array_append_new(errors, e);
+}
+
+static void min_int(json_t *errors, int64_t v, int64_t min, const char *k1, const char *k2)
+{
+	char msg[128];
+	if (v >= min)
+		return;
+	snprintf(msg, sizeof(msg), "not in range: %lld is not greater than or equal to %lld", (long long)v,
+		 (long long)min);
+	add_error(errors, msg, k1, k2, (const char *)NULL);
+}
+
+static void min_duration(json_t *errors, uint64_t v, uint64_t min, const char *k1, const char *k2)
+{
+	struct strbuf sb = STRBUF_INIT;
+	if (v >= min)
+		return;
+	strbuf_addstr(&sb, "not in range: ");
+	go_duration(&sb, v);
+	strbuf_addstr(&sb, " is not greater than or equal to ");
+	go_duration(&sb, min);
+	add_error(errors, sb.buf, k1, k2, (const char *)NULL);
+	strbuf_release(&sb);
+}
+
+void praefect_config_validate_all(const struct praefect_config *cfg, json_t *errors)
+{
+	if (blank(cfg->socket_path) && blank(cfg->listen_addr) && blank(cfg->tls_listen_addr))
+		add_error(errors, "none of \"socket_path\", \"listen_addr\" or \"tls_listen_addr\" is set",
+			  (const char *)NULL);
+	min_int(errors, cfg->replication_batch_size, 1, "replication", "batch_size");
+	min_int(errors, cfg->replication_workers, 1, "replication", "parallel_storage_processing_workers");
+	if (cfg->failover_enabled && strcmp(cfg->election_strategy, "per_repository") &&
+	    strcmp(cfg->election_strategy, "sql") && strcmp(cfg->election_strategy, "local")) {
+		struct strbuf sb = STRBUF_INIT;
+		strbuf_addf(&sb, "not supported: \"%s\"", cfg->election_strategy);
+		add_error(errors, sb.buf, "failover", "election_strategy", (const char *)NULL);
+		strbuf_release(&sb);
+	}
+	if (cfg->cleanup_run_interval_ms) {
+		min_duration(errors, cfg->cleanup_check_interval_ms, 60000, "repositories_cleanup", "check_interval");
+		min_duration(errors, cfg->cleanup_run_interval_ms, 60000, "repositories_cleanup", "run_interval");
+		min_int(errors, cfg->cleanup_repositories_in_batch, 1, "repositories_cleanup", "repositories_in_batch");
+	}
+	min_int(errors, cfg->yamux_max_window, 262144, "yamux", "maximum_stream_window_size_bytes");
+	min_int(errors, cfg->yamux_accept_backlog, 1, "yamux", "accept_backlog");
+	if (!cfg->nr_vs)
+		add_error(errors, "not set", "virtual_storage", (const char *)NULL);
+	for (size_t i = 0; i < cfg->nr_vs; i++) {
+		const struct praefect_vs_cfg *vs = &cfg->vs[i];
+		char vi[32];
+		snprintf(vi, sizeof(vi), "[%zu]", i);
+		if (blank(vs->name))
+			add_error(errors, "blank or empty", "virtual_storage", vi, "name", (const char *)NULL);
+		if (!vs->nr_nodes)
+			add_error(errors, "not set", "virtual_storage", vi, "node", (const char *)NULL);
+		for (size_t j = 0; j < vs->nr_nodes; j++) {
+			char ni[32];
+			snprintf(ni, sizeof(ni), "[%zu]", j);
+			if (blank(vs->nodes[j].storage))
+				add_error(errors, "blank or empty", "virtual_storage", vi, "node", ni, "storage",
+					  (const char *)NULL);
+			if (blank(vs->nodes[j].address))
+				add_error(errors, "blank or empty", "virtual_storage", vi, "node", ni, "address",
+					  (const char *)NULL);
+		}
+	}
 }

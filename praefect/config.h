@@ -1,7 +1,11 @@
 /*
  * praefect's config.toml (upstream's keys, docs/technical/config.md), read once at
  * start-up. The tracking store is embedded SQLite: `[database] sqlite_path`
- * names the file; without it the default PRAEFECT_DEFAULT_DB is used.
+ * names the file; without it the default PRAEFECT_DEFAULT_DB is used. A
+ * PostgreSQL [database] (host or dbname, no sqlite_path) loads, so that every
+ * subcommand that does not need the store works; praefect_config_store_check()
+ * refuses it for those that do. A `config_command` is run and its JSON output
+ * merged before any key is read (lib/config/command.h).
  */
 #ifndef PRAEFECT_CONFIG_H
 #define PRAEFECT_CONFIG_H
@@ -35,9 +39,17 @@ struct praefect_config {
 	char *auth_token;
 	bool auth_transitioning;
 	char *log_format, *log_level;
+	char *log_dir;                          /* [logging] dir: accepted, unused (as upstream's praefect) */
+	char *config_command;
 
+	/*
+	 * [failover] enabled: upstream's per-repository elector runs either way;
+	 * the flag gates only its error-count tracker, which we do not have, so
+	 * false changes nothing here but a warning at start-up.
+	 */
 	bool failover_enabled;                  /* default true */
-	char *election_strategy;                /* forced to per_repository */
+	char *election_strategy;                /* validated as written, then forced to per_repository */
+	bool allow_legacy_electors;             /* i_understand_..._without_warning: keep it (refused: we have none) */
 	/*
 	 * Ours (not upstream): health checks every interval with a timeout; a
 	 * node is unhealthy once no check succeeded for unhealthy_after, or at
@@ -48,11 +60,22 @@ struct praefect_config {
 	uint64_t unhealthy_after_ms;            /* [failover] unhealthy_after, default 1s */
 
 	char *db_host, *db_user, *db_dbname;    /* PostgreSQL keys: recognised, not supported yet */
+	bool db_postgres;                       /* they name a PostgreSQL database (and no sqlite_path) */
 	char *sqlite_path;
 
 	int64_t replication_batch_size;         /* default 10 */
-	int64_t replication_workers;            /* default 1 */
+	/*
+	 * [replication] parallel_storage_processing_workers, default 1: upstream
+	 * processes that many target storages of a virtual storage at once. Our
+	 * replicator already runs one worker per target storage, all in parallel
+	 * (docs/technical/config.md), so the value is only read and checked.
+	 */
+	int64_t replication_workers;
 	uint64_t reconciliation_interval_ms;    /* default 5m, 0 disables */
+
+	/* [repositories_cleanup]: upstream's defaults (30m, 24h, 16) and checks; no cleaner runs yet */
+	uint64_t cleanup_check_interval_ms, cleanup_run_interval_ms;
+	int64_t cleanup_repositories_in_batch;
 
 	int64_t yamux_max_window;               /* default 262144 */
 	int64_t yamux_accept_backlog;           /* default 256 */
@@ -61,9 +84,25 @@ struct praefect_config {
 	size_t nr_vs;
 };
 
+/*
+ * Read a config from bytes without the classic validation (for
+ * `configuration validate`): 0, or -1 with a read error in `err` (a TOML
+ * error as "<name>:<line>:<col>: <what>"). Release cfg either way.
+ */
+int praefect_config_parse(struct praefect_config *cfg, const char *buf, size_t len, const char *name,
+			  struct strbuf *err);
+/*
+ * Upstream's structured validation: append every problem to the JSON array
+ * `errors` as {"key": ["virtual_storage", "[0]", "name"], "message": "blank or empty"}.
+ */
+struct json_t;
+void praefect_config_validate_all(const struct praefect_config *cfg, struct json_t *errors);
+
 /* 0, or -1 with the upstream validation message in `err`. */
 int praefect_config_load(struct praefect_config *cfg, const char *path, struct strbuf *err);
 void praefect_config_release(struct praefect_config *cfg);
+/* 0 when the tracking store can be opened (embedded SQLite), else -1 with why in `err`. */
+int praefect_config_store_check(const struct praefect_config *cfg, struct strbuf *err);
 const struct praefect_vs_cfg *praefect_config_vs(const struct praefect_config *cfg, const char *name,
 						  size_t len);
 const struct praefect_node_cfg *praefect_config_node(const struct praefect_vs_cfg *vs, const char *storage);

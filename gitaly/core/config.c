@@ -1,9 +1,12 @@
 /* Loading and validating gitaly's config.toml. */
 #include "core/config.h"
 #include "config/reader.h"
+#include "config/command.h"
 #include "config/toml.h"
 #include "base/util.h"
 #include "base/log.h"
+
+#include <jansson.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -200,7 +203,10 @@ static void load_gitlab(struct cfg_reader *r, struct gitaly_config *cfg, struct 
 	cfg_string(r, gl, "secret_file", &secret_file);
 	http = cfg_table(r, gl, "http-settings");
 	if (http) {
-		cfg_duration(r, http, "read_timeout", &cfg->gitlab_read_timeout_ms);
+		int64_t secs = -1;
+		/* upstream: a plain number of seconds, not a duration */
+		if (cfg_int(r, http, "read_timeout", 0, INT64_MAX / 1000, &secs) == 0 && secs >= 0)
+			cfg->gitlab_read_timeout_ms = (uint64_t)secs * 1000;
 		cfg_string(r, http, "user", &cfg->gitlab_http_user);
 		cfg_string(r, http, "password", &cfg->gitlab_http_password);
 		cfg_string(r, http, "ca_file", &cfg->gitlab_ca_file);
@@ -378,9 +384,17 @@ static void load_concurrency(struct cfg_reader *r, struct gitaly_config *cfg, st
 	}
 }
 
+/* Kept for gitaly_config_log_unknown(): the logger is not set up while the file is read. */
 static void ignore_unread(const char *path, unsigned line, unsigned col, void *data)
 {
-	log_msgf(LOG_DEBUG, "%s:%u: ignoring unknown config key \"%s\"", (const char *)data, line, path);
+	struct gitaly_config *cfg = data;
+	strvec_pushf(&cfg->unknown_keys, "%s:%u: ignoring unknown config key \"%s\"", cfg->file, line, path);
+}
+
+void gitaly_config_log_unknown(const struct gitaly_config *cfg)
+{
+	for (size_t i = 0; i < cfg->unknown_keys.nr; i++)
+		log_msgf(LOG_DEBUG, "%s", cfg->unknown_keys.v[i]);
 }
 
 int gitaly_config_load(struct gitaly_config *cfg, const char *path, struct strbuf *err)
@@ -391,6 +405,7 @@ int gitaly_config_load(struct gitaly_config *cfg, const char *path, struct strbu
 	struct stat st;
 
 	memset(cfg, 0, sizeof(*cfg));
+	strvec_init(&cfg->unknown_keys);
 	cfg->file = xstrdup(path);
 	cfg->graceful_restart_timeout_ms = 60000;
 	cfg->catfile_cache_size = 100;
@@ -402,6 +417,10 @@ int gitaly_config_load(struct gitaly_config *cfg, const char *path, struct strbu
 
 	if (toml_parse_file(path, MAX_CONFIG_SIZE, &root, err) < 0)
 		return -1;
+	if (cfg_config_command(root, err) < 0) {
+		toml_free(root);
+		return -1;
+	}
 	cfg_reader_init(&r, path);
 	cfg_string(&r, root, "socket_path", &cfg->socket_path);
 	cfg_string(&r, root, "listen_addr", &cfg->listen_addr);
@@ -460,7 +479,7 @@ int gitaly_config_load(struct gitaly_config *cfg, const char *path, struct strbu
 			free(cfg->runtime_dir);
 			cfg->runtime_dir = abs;
 		}
-		toml_for_each_unread(root, ignore_unread, (void *)path);
+		toml_for_each_unread(root, ignore_unread, cfg);
 	}
 	toml_free(root);
 	if (cfg_failed(&r)) {
@@ -499,6 +518,7 @@ void gitaly_config_release(struct gitaly_config *cfg)
 	for (size_t i = 0; i < cfg->nr_concurrency; i++)
 		free(cfg->concurrency[i].rpc);
 	free(cfg->concurrency);
+	strvec_clear(&cfg->unknown_keys);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -509,4 +529,198 @@ const struct gitaly_storage *gitaly_config_storage(const struct gitaly_config *c
 		if (strlen(cfg->storages[i].name) == len && !memcmp(cfg->storages[i].name, name, len))
 			return &cfg->storages[i];
 	return NULL;
+}
+
+/* --- `gitaly configuration validate`: upstream's structured checks, on the raw tree --- */
+
+static void add_error(json_t *errors, const char *msg, const char *k1, const char *k2, const char *k3)
+{
+	json_t *e = json_object(), *key = json_array();
+	const char *ks[] = { k1, k2, k3 };
+	for (size_t i = 0; i < ARRAY_SIZE(ks) && ks[i]; i++)
+		json_array_append_new(key, json_string(ks[i]));
+	if (json_array_size(key))
+		json_object_set_new(e, "key", key);
+	else
+		json_decref(key);
+	json_object_set_new(e, "message", json_string(msg));
+	json_array_append_new(errors, e);
+}
+
+static const char *tree_string(struct toml_table *t, const char *key)
+{
+	const char *s = NULL;
+	if (t && toml_get_string(t, key, &s, NULL) == 0)
+		return s;
+	return NULL;
+}
+
+/* upstream's DirExists: `doesn't exist: "<path>"` or `not a dir: "<path>"` */
+static void dir_exists(json_t *errors, const char *path, const char *k1, const char *k2, const char *k3)
+{
+	struct stat st;
+	struct strbuf sb = STRBUF_INIT;
+	if (!path)
+		path = "";
+	if (stat(path, &st) < 0)
+		strbuf_addf(&sb, "doesn't exist: \"%s\"", path);
+	else if (!S_ISDIR(st.st_mode))
+		strbuf_addf(&sb, "not a dir: \"%s\"", path);
+	if (sb.len)
+		add_error(errors, sb.buf, k1, k2, k3);
+	strbuf_release(&sb);
+}
+
+static int blank(const char *s)
+{
+	if (!s)
+		return 1;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	return !*s;
+}
+
+/* upstream's FileExists: `doesn't exist: "<path>"` or `not a file: "<path>"` */
+static void file_exists(json_t *errors, const char *path, const char *k1, const char *k2, const char *k3)
+{
+	struct stat st;
+	struct strbuf sb = STRBUF_INIT;
+	if (stat(path, &st) < 0)
+		strbuf_addf(&sb, "doesn't exist: \"%s\"", path);
+	else if (!S_ISREG(st.st_mode))
+		strbuf_addf(&sb, "not a file: \"%s\"", path);
+	if (sb.len)
+		add_error(errors, sb.buf, k1, k2, k3);
+	strbuf_release(&sb);
+}
+
+static int64_t tree_int(struct toml_table *t, const char *key)
+{
+	int64_t v = 0;
+	if (t)
+		toml_get_int(t, key, &v);
+	return v;
+}
+
+/* `not in range: <v> is not greater than or equal to <min>` (`greater than` when strict) */
+static void int_at_least(json_t *errors, int64_t v, int64_t min, int strict, const char *k1, const char *k2,
+			 const char *k3)
+{
+	char msg[160];
+	if (strict ? v > min : v >= min)
+		return;
+	snprintf(msg, sizeof(msg), "not in range: %lld is not greater than %s%lld", (long long)v,
+		 strict ? "" : "or equal to ", (long long)min);
+	add_error(errors, msg, k1, k2, k3);
+}
+
+static void validate_git(json_t *errors, struct toml_table *root)
+{
+	struct toml_table *git = NULL;
+	struct toml_array *arr = NULL;
+	if (toml_get_table(root, "git", &git) < 0 || toml_get_tables(git, "config", &arr) < 0)
+		return;
+	for (size_t i = 0; i < toml_array_len(arr); i++) {
+		const char *key = tree_string(toml_array_table(arr, i), "key");
+		struct strbuf sb = STRBUF_INIT;
+		if (!key || !*key)
+			strbuf_addstr(&sb, "not set");
+		else if (strchr(key, '='))
+			strbuf_addf(&sb, "key \"%s\" cannot contain \"=\"", key);
+		else if (!strchr(key, '.'))
+			strbuf_addf(&sb, "key \"%s\" must contain at least one section", key);
+		if (sb.len)
+			add_error(errors, sb.buf, "git", "config", "key");
+		strbuf_release(&sb);
+	}
+}
+
+static void validate_gitlab(json_t *errors, struct toml_table *root)
+{
+	struct toml_table *gl = NULL, *shell = NULL;
+	const char *url, *secret, *secret_file, *shell_dir;
+	struct strbuf def = STRBUF_INIT;
+
+	toml_get_table(root, "gitlab", &gl);
+	toml_get_table(root, "gitlab-shell", &shell);
+	url = tree_string(gl, "url");
+	secret = tree_string(gl, "secret");
+	secret_file = tree_string(gl, "secret_file");
+	shell_dir = tree_string(shell, "dir");
+	if (blank(url))
+		add_error(errors, "blank or empty", "gitlab", "url", NULL);
+	if (secret && *secret && secret_file && *secret_file)
+		add_error(errors, "ambiguous secret configuration", "gitlab", "secret", "secret_file");
+	if (!secret || !*secret) {
+		/* upstream's default: <gitlab-shell dir>/.gitlab_shell_secret */
+		if (!secret_file || !*secret_file) {
+			if (shell_dir && *shell_dir)
+				strbuf_addf(&def, "%s/", shell_dir);
+			strbuf_addstr(&def, ".gitlab_shell_secret");
+			secret_file = def.buf;
+		}
+		file_exists(errors, secret_file, "gitlab", "secret_file", NULL);
+	}
+	dir_exists(errors, shell_dir, "gitlab-shell", "dir", NULL);
+	strbuf_release(&def);
+}
+
+static void validate_concurrency(json_t *errors, struct toml_table *root)
+{
+	struct toml_array *arr = NULL;
+	if (toml_get_tables(root, "concurrency", &arr) < 0)
+		return;
+	for (size_t i = 0; i < toml_array_len(arr); i++) {
+		struct toml_table *t = toml_array_table(arr, i);
+		bool adaptive = false;
+		char idx[32];
+		snprintf(idx, sizeof(idx), "[%zu]", i);
+		int_at_least(errors, tree_int(t, "max_per_repo"), 0, 0, "concurrency", idx, "max_per_repo");
+		int_at_least(errors, tree_int(t, "max_queue_size"), 0, 0, "concurrency", idx, "max_queue_size");
+		toml_get_bool(t, "adaptive", &adaptive);
+		if (adaptive) {
+			int_at_least(errors, tree_int(t, "min_limit"), 0, 1, "concurrency", idx, "min_limit");
+			int_at_least(errors, tree_int(t, "max_limit"), tree_int(t, "initial_limit"), 0, "concurrency", idx,
+				     "max_limit");
+			int_at_least(errors, tree_int(t, "initial_limit"), tree_int(t, "min_limit"), 0, "concurrency", idx,
+				     "initial_limit");
+		}
+	}
+}
+
+int gitaly_config_validate_text(const char *buf, size_t len, json_t *errors, struct strbuf *err)
+{
+	struct toml_table *root = NULL;
+	struct toml_array *storages = NULL;
+	const char *s;
+
+	if (toml_parse(buf, len, "<stdin>", &root, err) < 0)
+		return -1;
+	if (cfg_config_command(root, err) < 0) {
+		toml_free(root);
+		return -2;
+	}
+	if (!tree_string(root, "socket_path") && !tree_string(root, "listen_addr") &&
+	    !tree_string(root, "tls_listen_addr"))
+		add_error(errors, "none of \"socket_path\", \"listen_addr\" or \"tls_listen_addr\" is set", NULL, NULL,
+			  NULL);
+	dir_exists(errors, tree_string(root, "bin_dir"), "bin_dir", NULL, NULL);
+	if ((s = tree_string(root, "runtime_dir")) && *s)
+		dir_exists(errors, s, "runtime_dir", NULL, NULL);
+	validate_git(errors, root);
+	if (toml_get_tables(root, "storage", &storages) == 0) {
+		for (size_t i = 0; i < toml_array_len(storages); i++) {
+			struct toml_table *t = toml_array_table(storages, i);
+			const char *name = tree_string(t, "name");
+			char idx[32];
+			snprintf(idx, sizeof(idx), "[%zu]", i);
+			if (!name || !*name)
+				add_error(errors, "not set", "storage", idx, "name");
+			dir_exists(errors, tree_string(t, "path"), "storage", idx, "path");
+		}
+	}
+	validate_gitlab(errors, root);
+	validate_concurrency(errors, root);
+	toml_free(root);
+	return 0;
 }

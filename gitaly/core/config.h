@@ -1,8 +1,10 @@
 /*
  * gitaly's config.toml, read into a plain struct at start-up and read-only
  * afterwards. Keys and defaults follow upstream (see docs/config.gitaly.toml);
- * unknown keys are ignored (logged at debug level), bad values stop start-up
- * with "file:line: "key": what is wrong".
+ * unknown keys are ignored (logged at debug level once the logger is set up,
+ * by gitaly_config_log_unknown()), bad values stop start-up with
+ * "file:line: "key": what is wrong". A `config_command` is run and its JSON
+ * output merged before any key is read (lib/config/command.h).
  */
 #ifndef GITALY_CONFIG_H
 #define GITALY_CONFIG_H
@@ -12,6 +14,7 @@
 #include <stdint.h>
 #include "base/strbuf.h"
 #include "metrics/metrics.h"
+#include "base/strvec.h"
 
 struct gitaly_storage {
 	char *name;
@@ -77,7 +80,7 @@ struct gitaly_config {
 	char *gitlab_relative_url_root;
 	char *gitlab_secret;                    /* from secret or secret_file */
 	char *gitlab_http_user, *gitlab_http_password, *gitlab_ca_file, *gitlab_ca_path;
-	uint64_t gitlab_read_timeout_ms;
+	uint64_t gitlab_read_timeout_ms;       /* [gitlab.http-settings] read_timeout: seconds upstream */
 
 	char *log_dir;
 	char *log_format;                       /* "text" or "json" */
@@ -91,13 +94,28 @@ struct gitaly_config {
 	struct gitaly_pack_objects_limiting pack_objects_limiting;
 	/* [adaptive_limiting]: read and validated, used by nothing yet */
 	double adaptive_cpu_throttled_threshold, adaptive_memory_threshold;
+
+	struct strvec unknown_keys;             /* "file:line: ignoring unknown config key ..." */
 };
 
 /* 0, or -1 with a message in `err`. */
 int gitaly_config_load(struct gitaly_config *cfg, const char *path, struct strbuf *err);
 void gitaly_config_release(struct gitaly_config *cfg);
+/* Log the unknown keys found by gitaly_config_load() (debug level); call once logging is configured. */
+void gitaly_config_log_unknown(const struct gitaly_config *cfg);
 const struct gitaly_storage *gitaly_config_storage(const struct gitaly_config *cfg, const char *name,
 						     size_t len);
+
+/*
+ * `gitaly configuration validate`: read a config from buf[0..len), run its
+ * config_command, and append upstream's structured errors to the JSON array
+ * `errors` ({"key": ["storage", "[0]", "path"], "message": "doesn't exist: \"/x\""}):
+ * the listeners, bin_dir, runtime_dir and every [[storage]] name and path.
+ * 0 when read (errors may be empty); -1 for a TOML error ("<stdin>:L:C: what"
+ * in `err`); -2 when the config_command failed (`err` says why).
+ */
+struct json_t;
+int gitaly_config_validate_text(const char *buf, size_t len, struct json_t *errors, struct strbuf *err);
 
 /* Validate a git config key as upstream does ("core.foo", no "=", ...). */
 int git_config_key_valid(const char *key, size_t len);

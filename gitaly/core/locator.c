@@ -2,6 +2,7 @@
  * (docs/technical/gitaly-node.md, "Repositories"). */
 #include "core/gitaly.h"
 #include "base/util.h"
+#include "git/relpath.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -24,41 +25,6 @@ enum grpc_code gitaly_storage(struct gitaly *g, const char *name, const struct g
 	}
 	*out = s;
 	return GRPC_OK;
-}
-
-/*
- * Join root and rel lexically, resolving "." and ".." without touching the
- * disk. Returns -1 when the result leaves root.
- */
-static int join_inside(const char *root, const char *rel, struct strbuf *out)
-{
-	size_t base;
-	const char *p = rel;
-
-	strbuf_addstr(out, root);
-	while (out->len > 1 && out->buf[out->len - 1] == '/')
-		strbuf_setlen(out, out->len - 1);
-	base = out->len;
-	while (*p) {
-		const char *slash = strchr(p, '/');
-		size_t n = slash ? (size_t)(slash - p) : strlen(p);
-		if (n == 0 || (n == 1 && p[0] == '.')) {
-			/* skip */
-		} else if (n == 2 && p[0] == '.' && p[1] == '.') {
-			if (out->len <= base)
-				return -1;
-			while (out->len > base && out->buf[out->len - 1] != '/')
-				strbuf_setlen(out, out->len - 1);
-			strbuf_setlen(out, out->len - 1);
-		} else {
-			strbuf_addch(out, '/');
-			strbuf_add(out, p, n);
-		}
-		p += n;
-		if (*p == '/')
-			p++;
-	}
-	return 0;
 }
 
 /* The deepest existing ancestor of `path` must resolve inside the storage. */
@@ -112,10 +78,10 @@ enum grpc_code gitaly_locate(struct gitaly *g, const Gitaly__Repository *repo, u
 		strbuf_addf(msg, "storage does not exist: \"%s\"", s->name);
 		return GRPC_NOT_FOUND;
 	}
-	if (strlen(repo->relative_path) > 4096 || join_inside(s->path, repo->relative_path, path) < 0 ||
+	if (git_relpath_join(s->path, repo->relative_path, strlen(repo->relative_path), path) < 0 ||
 	    !symlinks_stay_inside(s->path, path->buf)) {
 		strbuf_reset(path);
-		strbuf_addstr(msg, "relative path escapes root directory");
+		strbuf_addstr(msg, GIT_RELPATH_ESCAPES);
 		return GRPC_INVALID_ARGUMENT;
 	}
 	if (flags & LOCATE_NO_EXIST_CHECK)

@@ -313,7 +313,8 @@ struct gitlab_req *gitlab_post(struct gitaly *g, const char *path, const char *j
 	strbuf_init(&r->url, 0);
 	strbuf_init(&r->unix_path, 0);
 	strbuf_init(&r->json, 0);
-	strbuf_addstr(&r->json, json);
+	if (json)
+		strbuf_addstr(&r->json, json);
 	if (build_url(g, path, &r->url, &r->unix_path, err) < 0) {
 		strbuf_release(&r->url);
 		strbuf_release(&r->unix_path);
@@ -353,9 +354,13 @@ struct gitlab_req *gitlab_post(struct gitaly *g, const char *path, const char *j
 	curl_easy_setopt(r->easy, CURLOPT_URL, r->url.buf);
 	if (r->unix_path.len)
 		curl_easy_setopt(r->easy, CURLOPT_UNIX_SOCKET_PATH, r->unix_path.buf);
-	curl_easy_setopt(r->easy, CURLOPT_POST, 1L);
-	curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->json.buf);
-	curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE, (long)r->json.len);
+	if (json) {
+		curl_easy_setopt(r->easy, CURLOPT_POST, 1L);
+		curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->json.buf);
+		curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE, (long)r->json.len);
+	} else {
+		curl_easy_setopt(r->easy, CURLOPT_HTTPGET, 1L);
+	}
 	curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
 	curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);

@@ -162,7 +162,7 @@ typedef void (*gitlab_done_fn)(void *arg, long status, const char *content_type,
 int gitlab_configured(const struct gitaly *g);
 /*
  * POST `json` to <url>/api/v4/internal<path> with the JWT header GitLab
- * expects. `done` fires exactly once from the loop unless the request is
+ * expects (`json` NULL: a GET, as `gitaly check` sends to /check). `done` fires exactly once from the loop unless the request is
  * cancelled. Returns NULL (and `done` never fires) when the request cannot be
  * set up; `err` says why.
  */

@@ -51,6 +51,10 @@ int cli_parse(const char *cmd, const struct cli_flag *flags, size_t nr, unsigned
 		eq = strchr(a, '=');
 		len = eq ? (size_t)(eq - a) : strlen(a);
 		f = find_flag(flags, nr, a, len);
+		if (!f && ((len == 1 && a[0] == 'h') || (len == 4 && !strncmp(a, "help", 4)))) {
+			*next = i + 1;
+			return CLI_EHELP;
+		}
 		if (!f) {
 			strbuf_addf(err, "flag provided but not defined: -%.*s", (int)len, a);
 			return CLI_EUNKNOWN;
@@ -122,6 +126,54 @@ void cli_usage_flags(struct strbuf *out, const struct cli_flag *flags, size_t nr
 		strbuf_reset(&sb);
 		flag_spelling(&sb, &flags[i]);
 		strbuf_addf(out, "   %-*s  %s\n", width, sb.buf, flags[i].help ? flags[i].help : "");
+	}
+	strbuf_release(&sb);
+}
+
+/* urfave's spelling of a subcommand flag: "--name value", "--name", "--help, -h". */
+static void option_spelling(struct strbuf *sb, const struct cli_flag *f)
+{
+	strbuf_addf(sb, "%s%s", strlen(f->name) > 1 ? "--" : "-", f->name);
+	if (f->type == CLI_STRING)
+		strbuf_addf(sb, " %s", f->arg ? f->arg : "value");
+	if (f->alias)
+		strbuf_addf(sb, ", %s%s", strlen(f->alias) > 1 ? "--" : "-", f->alias);
+}
+
+void cli_usage_subcommand(struct strbuf *out, const char *prog, const struct cli_command *cmd,
+			  const char *usage, const char *description, const struct cli_flag *flags, size_t nr)
+{
+	static const struct cli_flag help = { .name = "help", .alias = "h", .type = CLI_BOOL, .help = "show help" };
+	struct strbuf sb = STRBUF_INIT;
+	int width = 0;
+
+	strbuf_addf(out, "NAME:\n   %s %s - %s\n\nUSAGE:\n   %s %s %s\n", prog, cmd->name,
+		    cmd->help ? cmd->help : "", prog, cmd->name, usage ? usage : "[command options] [arguments...]");
+	if (description && *description) {
+		const char *p = description;
+		strbuf_addstr(out, "\nDESCRIPTION:\n");
+		while (*p) {
+			const char *nl = strchr(p, '\n');
+			size_t n = nl ? (size_t)(nl - p) : strlen(p);
+			strbuf_addf(out, "%s%.*s\n", n ? "   " : "", (int)n, p);
+			p += n + (nl != NULL);
+		}
+	}
+	strbuf_addstr(out, "\nOPTIONS:\n");
+	for (size_t i = 0; i <= nr; i++) {
+		strbuf_reset(&sb);
+		option_spelling(&sb, i < nr ? &flags[i] : &help);
+		if ((int)sb.len > width)
+			width = (int)sb.len;
+	}
+	for (size_t i = 0; i <= nr; i++) {
+		const struct cli_flag *f = i < nr ? &flags[i] : &help;
+		strbuf_reset(&sb);
+		option_spelling(&sb, f);
+		if (f->help && *f->help)
+			strbuf_addf(out, "   %-*s  %s\n", width, sb.buf, f->help);
+		else
+			strbuf_addf(out, "   %s\n", sb.buf);
 	}
 	strbuf_release(&sb);
 }

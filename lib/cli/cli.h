@@ -57,6 +57,7 @@ struct cli_flag {
 #define CLI_ENEEDSARG   -2     /* a string flag is last, without a value */
 #define CLI_EPOSITIONAL -3     /* an argument that is not a flag, without CLI_STOP_AT_ARG */
 #define CLI_EREQUIRED   -4     /* a required flag was not set (after all else parsed) */
+#define CLI_EHELP       -5     /* -h, -help (any spelling) given and not in the table: show help */
 
 /* cli_parse() options */
 #define CLI_STOP_AT_ARG 0x1    /* stop at the first argument that is not a flag (or is "-") */
@@ -70,6 +71,9 @@ struct cli_flag {
  * is not a flag is an error: "<cmd> doesn't accept positional arguments".
  * Required flags are checked only when parsing ran to the end of argv:
  * `Required flag "a" not set`, `Required flags "a, b" not set`.
+ * A table without its own "help"/"h" flag still knows them, as every urfave
+ * command does: CLI_EHELP (nothing in `err`) tells the caller to print the
+ * command's help and exit 0.
  */
 int cli_parse(const char *cmd, const struct cli_flag *flags, size_t nr, unsigned opts,
 	      int argc, char **argv, int *next, struct strbuf *err);
@@ -104,5 +108,25 @@ void cli_usage_commands(struct strbuf *out, const struct cli_command *cmds, size
  * aligned two spaces after the longest left part.
  */
 void cli_usage_flags(struct strbuf *out, const struct cli_flag *flags, size_t nr);
+
+/*
+ * A subcommand's help as urfave/cli prints it (upstream praefect's and
+ * gitaly's subcommands), `description` and `usage` optional:
+ *
+ *	NAME:
+ *	   <prog> <name> - <help>
+ *
+ *	USAGE:
+ *	   <prog> <name> <usage, default "[command options] [arguments...]">
+ *
+ *	DESCRIPTION:
+ *	   <description, each line indented by three spaces>
+ *
+ *	OPTIONS:
+ *	   --virtual-storage value  <help>
+ *	   --help, -h               show help
+ */
+void cli_usage_subcommand(struct strbuf *out, const char *prog, const struct cli_command *cmd,
+			  const char *usage, const char *description, const struct cli_flag *flags, size_t nr);
 
 #endif

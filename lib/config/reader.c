@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 void cfg_reader_init(struct cfg_reader *r, const char *file)
@@ -177,4 +178,18 @@ int parse_go_duration(const char *s, uint64_t *out_ns)
 		return -EINVAL;
 	*out_ns = (uint64_t)total;
 	return 0;
+}
+
+void cfg_error_line_column(const char *err, struct strbuf *out)
+{
+	unsigned line = 0, col = 0;
+	int n = 0;
+	const char *p = strchr(err, ':');
+
+	if (p && sscanf(p + 1, "%u:%u: %n", &line, &col, &n) == 2 && n)
+		strbuf_addf(out, "line %u column %u: %s", line, col, p + 1 + n);
+	else if (p && (n = 0, sscanf(p + 1, "%u: %n", &line, &n) == 1) && n)
+		strbuf_addf(out, "line %u: %s", line, p + 1 + n);
+	else
+		strbuf_addstr(out, err);
 }

@@ -42,6 +42,13 @@ struct toml_table *cfg_table(struct cfg_reader *r, struct toml_table *t, const c
 /* Array of tables ([[x]]) (NULL when absent). */
 struct toml_array *cfg_tables(struct cfg_reader *r, struct toml_table *t, const char *key);
 
+/*
+ * A parse or read error ("<file>:12:5: what", "<file>:12: what") as
+ * upstream's `configuration validate` words it: "line 12 column 5: what"
+ * ("line 12: what"); anything else is copied as it is.
+ */
+void cfg_error_line_column(const char *err, struct strbuf *out);
+
 /* Parse a Go duration: "300ms", "1.5h", "2h45m", "0". Returns 0 or -EINVAL. */
 int parse_go_duration(const char *s, uint64_t *out_ns);
 

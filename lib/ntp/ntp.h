@@ -56,4 +56,12 @@ struct ntp_query *ntp_query(uv_loop_t *loop, const char *host, uint64_t timeout_
 			    void *arg);
 void ntp_query_cancel(struct ntp_query *q);
 
+/*
+ * ntp_query() on a loop of its own, for command-line tools: 1 when the
+ * offset is within +-threshold_ns, 0 when not, -1 with upstream's message in
+ * `err` ("query ntp host HOST: ..." or "validate ntp response: ...").
+ */
+struct strbuf;
+int ntp_clock_synced(const char *host, int64_t threshold_ns, struct strbuf *err);
+
 #endif

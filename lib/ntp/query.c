@@ -4,6 +4,7 @@
  * itself when its handles are closed and its look-up has returned.
  */
 #include "ntp/ntp.h"
+#include "base/strbuf.h"
 #include "base/util.h"
 
 #include <errno.h>
@@ -225,4 +226,44 @@ void ntp_query_cancel(struct ntp_query *q)
 		snprintf(q->pending_err, sizeof(q->pending_err), "canceled");
 		uv_timer_start(&q->timer, on_timer, 0, 0);
 	}
+}
+
+/* --- the same, blocking, for command-line tools --- */
+
+struct sync_result {
+	int done;
+	const char *stage;
+	struct strbuf err;
+	int64_t offset_ns;
+};
+
+static void sync_done(void *arg, const char *stage, const char *err, int64_t offset_ns)
+{
+	struct sync_result *r = arg;
+	r->done = 1;
+	r->stage = stage;
+	if (err)
+		strbuf_addstr(&r->err, err);
+	r->offset_ns = offset_ns;
+}
+
+int ntp_clock_synced(const char *host, int64_t threshold_ns, struct strbuf *err)
+{
+	struct sync_result r = { 0, NULL, STRBUF_INIT, 0 };
+	const char *h = host && *host ? host : NTP_DEFAULT_HOST;
+	uv_loop_t loop;
+	int rc;
+
+	uv_loop_init(&loop);
+	ntp_query(&loop, h, NTP_TIMEOUT_MS, sync_done, &r);
+	while (uv_run(&loop, UV_RUN_DEFAULT))
+		;
+	uv_loop_close(&loop);
+	if (r.err.len && !strcmp(r.stage, "validate"))
+		strbuf_addf(err, "validate ntp response: %s", r.err.buf);
+	else if (r.err.len)
+		strbuf_addf(err, "query ntp host %s: %s", h, r.err.buf);
+	rc = r.err.len ? -1 : (r.offset_ns <= threshold_ns && r.offset_ns >= -threshold_ns);
+	strbuf_release(&r.err);
+	return rc;
 }

@@ -15,9 +15,12 @@ int cmd_accept_dataloss(int argc, char **argv, void *ctx)
 	struct praefect_config *cfg = ctx;
 	const char *vs = NULL, *path = NULL, *storage = NULL;
 	const struct cli_flag flags[] = {
-		{ .name = "virtual-storage", .type = CLI_STRING, .str = &vs, .required = 1 },
-		{ .name = "relative-path", .type = CLI_STRING, .str = &path, .required = 1 },
-		{ .name = "authoritative-storage", .type = CLI_STRING, .str = &storage, .required = 1 },
+		{ .name = "virtual-storage", .type = CLI_STRING, .str = &vs, .required = 1,
+		  .help = "the repository's virtual storage" },
+		{ .name = "relative-path", .type = CLI_STRING, .str = &path, .required = 1,
+		  .help = "the repository's relative path in the virtual storage" },
+		{ .name = "authoritative-storage", .type = CLI_STRING, .str = &storage, .required = 1,
+		  .help = "the storage whose replica becomes the authoritative one" },
 	};
 	struct strbuf err = STRBUF_INIT;
 	Gitaly__SetAuthoritativeStorageRequest req = GITALY__SET_AUTHORITATIVE_STORAGE_REQUEST__INIT;
@@ -27,10 +30,8 @@ int cmd_accept_dataloss(int argc, char **argv, void *ctx)
 	int rc = 1, next;
 
 	/* parse errors first, then the required flags (urfave/cli's order) */
-	if (cli_parse("accept-dataloss", flags, ARRAY_SIZE(flags), 0, argc, argv, &next, &err) < 0) {
-		fprintf(stderr, "%s\n", err.buf);
+	if (cmd_flags("accept-dataloss", flags, ARRAY_SIZE(flags), 0, argc, argv, &next, &rc) < 0)
 		goto out;
-	}
 	req.virtual_storage = (char *)vs;
 	req.relative_path = (char *)path;
 	req.authoritative_storage = (char *)storage;

@@ -8,22 +8,56 @@
 #include "base/log.h"
 #include "base/util.h"
 
+#include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
+static const struct cmd_info serve_info = { 0, NULL, "Run the Praefect server: route calls to the Gitaly nodes." };
+static const struct cmd_info list_storages_info = {
+	CMD_NO_STORE, NULL,
+	"Print the storages of every virtual storage (or of -virtual-storage only)\n"
+	"with their Gitaly addresses, read from the configuration alone.",
+};
+static const struct cmd_info over_grpc_info = { CMD_NO_STORE, NULL, NULL };  /* asks the running praefect */
+static const struct cmd_info dial_nodes_info = {
+	CMD_NO_STORE, NULL,
+	"Dial every configured Gitaly node, ask for its health and check that it serves\n"
+	"every storage the configuration gives it, readable and writable.",
+};
+/* check runs without the store too: its database checks report what is wrong */
+static const struct cmd_info check_info = {
+	CMD_NO_STORE, NULL,
+	"Run the checks Praefect needs to pass before it serves: migrations, Gitaly nodes,\n"
+	"the tracking database, repository availability and the clocks.",
+};
+static const struct cmd_info sql_ping_info = {
+	CMD_NO_STORE, NULL, "Open the tracking database and check that it answers.",
+};
+static const struct cmd_info sql_status_info = {
+	CMD_NO_STORE, NULL, "List the tracking database's migrations and when each was applied.",
+};
+static const struct cmd_info configuration_info = { CMD_NO_CONFIG, "command [command options]", NULL };
+
 static const struct cli_command commands[] = {
-	{ "serve", cmd_serve, "launch the server daemon", NULL },
-	{ "list-storages", cmd_list_storages, "list physical storages for virtual storages", NULL },
-	{ "dataloss", cmd_dataloss, "identify repositories that are unavailable or have outdated replicas", NULL },
-	{ "accept-dataloss", cmd_accept_dataloss, "accept potential data loss in a repository", NULL },
-	{ "metadata", cmd_metadata, "show metadata about a repository", NULL },
-	{ "set-replication-factor", cmd_set_replication_factor, "set a replication factor for a repository", NULL },
-	{ "verify", cmd_verify, "mark repository replicas as unverified", NULL },
-	{ "remove-repository", cmd_remove_repository, "remove a repository", NULL },
-	{ "list-untracked-repositories", cmd_list_untracked_repositories, "list untracked repositories", NULL },
-	{ "track-repository", cmd_track_repository, "start tracking a repository", NULL },
-	{ "track-repositories", cmd_track_repositories, "process bulk requests to track repositories", NULL },
+	{ "serve", cmd_serve, "launch the server daemon", &serve_info },
+	{ "list-storages", cmd_list_storages, "list physical storages for virtual storages", &list_storages_info },
+	{ "dataloss", cmd_dataloss, "identify repositories that are unavailable or have outdated replicas",
+	  &over_grpc_info },
+	{ "accept-dataloss", cmd_accept_dataloss, "accept potential data loss in a repository", &over_grpc_info },
+	{ "dial-nodes", cmd_dial_nodes, "check connections", &dial_nodes_info },
+	{ "check", cmd_check, "run startup checks", &check_info },
+	{ "sql-ping", cmd_sql_ping, "check reachability of the database", &sql_ping_info },
+	{ "sql-migrate-status", cmd_sql_migrate_status, "show applied database migrations", &sql_status_info },
+	{ "configuration", cmd_configuration, "manage configuration", &configuration_info },
+	{ "metadata", cmd_metadata, "show metadata about a repository", &over_grpc_info },
+	{ "set-replication-factor", cmd_set_replication_factor, "set a replication factor for a repository", &over_grpc_info },
+	{ "verify", cmd_verify, "mark repository replicas as unverified", &over_grpc_info },
+	{ "remove-repository", cmd_remove_repository, "remove a repository", &over_grpc_info },
+	{ "list-untracked-repositories", cmd_list_untracked_repositories, "list untracked repositories", &over_grpc_info },
+	{ "track-repository", cmd_track_repository, "start tracking a repository", &over_grpc_info },
+	{ "track-repositories", cmd_track_repositories, "process bulk requests to track repositories", &over_grpc_info },
 };
 
 struct globals {
@@ -53,6 +87,71 @@ static void configure_logging(const struct praefect_config *cfg, int serving)
 		      cfg->log_level && log_level_parse(cfg->log_level) >= 0
 			      ? (enum log_level)log_level_parse(cfg->log_level) : LOG_INFO,
 		      stdout);
+}
+
+static const struct cmd_info default_info = { 0, NULL, NULL };
+
+void cmd_log_fatal(const char *fmt, ...)
+{
+	char stamp[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	va_list ap;
+	strftime(stamp, sizeof(stamp), "%Y/%m/%d %H:%M:%S", localtime_r(&now, &tm));
+	fprintf(stderr, "%s ", stamp);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static const struct cmd_info *info_of(const struct cli_command *cmd)
+{
+	return cmd->data ? cmd->data : &default_info;
+}
+
+void cmd_help(FILE *out, const char *name, const struct cli_flag *flags, size_t nr)
+{
+	const struct cli_command *cmd = cli_command_find(commands, ARRAY_SIZE(commands), name);
+	struct strbuf sb = STRBUF_INIT;
+	struct cli_command unknown = { name, NULL, "", NULL };
+	if (!cmd)
+		cmd = &unknown;
+	cli_usage_subcommand(&sb, "praefect", cmd, info_of(cmd)->usage, info_of(cmd)->description, flags, nr);
+	fputs(sb.buf, out);
+	strbuf_release(&sb);
+}
+
+int cmd_flags(const char *name, const struct cli_flag *flags, size_t nr, unsigned opts, int argc, char **argv,
+	      int *next, int *exit_code)
+{
+	struct strbuf err = STRBUF_INIT;
+	int rc = cli_parse(name, flags, nr, opts, argc, argv, next, &err);
+	if (rc == CLI_EHELP) {
+		cmd_help(stdout, name, flags, nr);
+		*exit_code = 0;
+	} else if (rc < 0) {
+		if (rc == CLI_EPOSITIONAL)
+			cmd_help(stdout, name, flags, nr);
+		fprintf(stderr, "%s\n", err.buf);
+		*exit_code = 1;
+	}
+	strbuf_release(&err);
+	return rc < 0 ? -1 : 0;
+}
+
+/* Does the command's own flag list (before its first argument) ask for help? */
+static int wants_help(int argc, char **argv)
+{
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		if (a[0] != '-' || !a[1] || !strcmp(a, "--"))
+			return 0;
+		a += a[1] == '-' ? 2 : 1;
+		if (!strcmp(a, "h") || !strcmp(a, "help") || !strncmp(a, "h=", 2) || !strncmp(a, "help=", 5))
+			return 1;
+	}
+	return 0;
 }
 
 int praefect_cli(int argc, char **argv)
@@ -95,6 +194,16 @@ int praefect_cli(int argc, char **argv)
 		return 3;
 	}
 	serving = cmd->run == cmd_serve;
+	if (info_of(cmd)->flags & CMD_NO_CONFIG) {
+		log_configure(LOG_FORMAT_TEXT, LOG_ERROR, stderr);
+		return cmd->run(argc - i, argv + i, NULL);
+	}
+	if (wants_help(argc - i, argv + i)) {
+		/* urfave shows a command's help before its action reads the config */
+		memset(&cfg, 0, sizeof(cfg));
+		log_configure(LOG_FORMAT_TEXT, LOG_ERROR, stderr);
+		return cmd->run(argc - i, argv + i, &cfg);
+	}
 	if (!g.config) {
 		if (serving) {
 			usage(stderr, flags, ARRAY_SIZE(flags));
@@ -105,6 +214,12 @@ int praefect_cli(int argc, char **argv)
 		return 1;
 	}
 	if (praefect_config_load(&cfg, g.config, &err) < 0) {
+		fprintf(stderr, "%s\n", err.buf);
+		praefect_config_release(&cfg);
+		strbuf_release(&err);
+		return 1;
+	}
+	if (!(info_of(cmd)->flags & CMD_NO_STORE) && praefect_config_store_check(&cfg, &err) < 0) {
 		fprintf(stderr, "%s\n", err.buf);
 		praefect_config_release(&cfg);
 		strbuf_release(&err);

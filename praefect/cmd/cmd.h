@@ -10,6 +10,7 @@
 #define PRAEFECT_CMD_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "config.h"
 #include "base/strbuf.h"
@@ -19,6 +20,30 @@
 #define PRAEFECT_VERSION "16.8.0-c"
 
 int praefect_cli(int argc, char **argv);
+
+/*
+ * What a table entry's `data` may point to (NULL: the defaults). A command
+ * reads its -config with the classic validation unless CMD_NO_CONFIG; it is
+ * refused a PostgreSQL [database] unless CMD_NO_STORE (it never opens the
+ * tracking store). `usage` and `description` go into its -h text.
+ */
+#define CMD_NO_CONFIG 0x1
+#define CMD_NO_STORE  0x2
+struct cmd_info {
+	unsigned flags;
+	const char *usage;         /* after "praefect <name> "; NULL: "[command options] [arguments...]" */
+	const char *description;
+};
+
+/*
+ * A subcommand's flag parsing: cli_parse() over argv, the error printed to
+ * stderr, or for -h the command's help printed to stdout. Returns 0 to go on,
+ * or -1 with the exit code in *exit_code (0 after help, 1 after an error).
+ */
+int cmd_flags(const char *name, const struct cli_flag *flags, size_t nr, unsigned opts, int argc, char **argv,
+	      int *next, int *exit_code);
+/* Print the -h text of `name` (to `out`). */
+void cmd_help(FILE *out, const char *name, const struct cli_flag *flags, size_t nr);
 /* Run the daemon until it is stopped (praefect.c); takes over `cfg`. */
 int praefect_serve(struct praefect_config *cfg);
 
@@ -34,6 +59,26 @@ int cmd_remove_repository(int argc, char **argv, void *ctx); /* remove_repositor
 int cmd_list_untracked_repositories(int argc, char **argv, void *ctx); /* list_untracked.c */
 int cmd_track_repository(int argc, char **argv, void *ctx);   /* track_repository.c */
 int cmd_track_repositories(int argc, char **argv, void *ctx); /* track_repository.c */
+int cmd_dial_nodes(int argc, char **argv, void *ctx);      /* dial_nodes.c */
+int cmd_check(int argc, char **argv, void *ctx);           /* check.c */
+int cmd_sql_ping(int argc, char **argv, void *ctx);        /* sql.c */
+int cmd_sql_migrate_status(int argc, char **argv, void *ctx); /* sql.c */
+int cmd_configuration(int argc, char **argv, void *ctx);   /* configuration.c */
+
+/*
+ * Check every configured node once per distinct address, as dial-nodes
+ * prints it (ping.c), within timeout_ms for the whole run. Returns how many
+ * failed; their addresses go to `failed`, ", "-separated.
+ */
+int cmd_ping_nodes(const struct praefect_config *cfg, uint64_t timeout_ms, int quiet, struct strbuf *failed);
+
+/* The tracking-store checks of `praefect check` (sql.c): 0, or -1 with the check's error in `err`. */
+int cmd_db_pending_migrations(const struct praefect_config *cfg, size_t *pending, struct strbuf *err);
+int cmd_db_read_write(const struct praefect_config *cfg, int quiet, struct strbuf *err);
+int cmd_db_unavailable(const struct praefect_config *cfg, int quiet, struct strbuf *err);
+
+/* An error as Go's log.Fatal prints it: "YYYY/MM/DD HH:MM:SS <message>" on stderr. */
+void cmd_log_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /*
  * Call the running praefect (its socket_path, else listen_addr) with the

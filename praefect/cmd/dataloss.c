@@ -70,19 +70,18 @@ int cmd_dataloss(int argc, char **argv, void *ctx)
 	const char *only = NULL;
 	int partial = 0;
 	const struct cli_flag flags[] = {
-		{ .name = "virtual-storage", .type = CLI_STRING, .str = &only },
-		{ .name = "partially-unavailable", .type = CLI_BOOL, .on = &partial },
+		{ .name = "virtual-storage", .type = CLI_STRING, .str = &only,
+		  .help = "check only this virtual storage" },
+		{ .name = "partially-unavailable", .type = CLI_BOOL, .on = &partial,
+		  .help = "also list repositories that are available but have an outdated assigned replica" },
 	};
 	struct strbuf err = STRBUF_INIT;
 	const char **names;
 	size_t n = 0;
-	int next;
+	int next, rc;
 
-	if (cli_parse("dataloss", flags, ARRAY_SIZE(flags), 0, argc, argv, &next, &err) < 0) {
-		fprintf(stderr, "%s\n", err.buf);
-		strbuf_release(&err);
-		return 1;
-	}
+	if (cmd_flags("dataloss", flags, ARRAY_SIZE(flags), 0, argc, argv, &next, &rc) < 0)
+		return rc;
 	names = xcalloc(cfg->nr_vs + 1, sizeof(*names));
 	if (only && *only)
 		names[n++] = only;

@@ -9,16 +9,13 @@ int cmd_list_storages(int argc, char **argv, void *ctx)
 {
 	struct praefect_config *cfg = ctx;
 	const char *only = NULL;
-	const struct cli_flag flags[] = { { .name = "virtual-storage", .type = CLI_STRING, .str = &only } };
-	struct strbuf err = STRBUF_INIT;
+	const struct cli_flag flags[] = { { .name = "virtual-storage", .type = CLI_STRING, .str = &only,
+					   .help = "list only the storages of this virtual storage" } };
 	size_t w[3] = { strlen("VIRTUAL_STORAGE"), strlen("NODE"), strlen("ADDRESS") };
-	int found = 0, next;
+	int found = 0, next, rc;
 
-	if (cli_parse("list-storages", flags, ARRAY_SIZE(flags), 0, argc, argv, &next, &err) < 0) {
-		fprintf(stderr, "%s\n", err.buf);
-		strbuf_release(&err);
-		return 1;
-	}
+	if (cmd_flags("list-storages", flags, ARRAY_SIZE(flags), 0, argc, argv, &next, &rc) < 0)
+		return rc;
 	for (size_t i = 0; i < cfg->nr_vs; i++) {
 		if (only && *only && strcmp(only, cfg->vs[i].name))
 			continue;

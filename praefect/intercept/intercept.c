@@ -8,6 +8,7 @@
 #include "base/util.h"
 #include "base/log.h"
 #include "grpc/auth.h"
+#include "git/relpath.h"
 #include "repository.pb-c.h"
 #include "server.pb-c.h"
 #include "praefect.pb-c.h"
@@ -29,8 +30,8 @@ int intercept_reply(struct grpc_call *call, const ProtobufCMessage *msg)
 	return rc;
 }
 
-/* Validate the target repository the way the proxy does, with the same messages. */
-static int check_repo(struct grpc_call *call, const Gitaly__Repository *r)
+/* Validate the target repository the way the proxy does, with the same messages in the same order. */
+static int check_repo(struct praefect *p, struct grpc_call *call, const Gitaly__Repository *r)
 {
 	if (!r || ((!r->storage_name || !*r->storage_name) && (!r->relative_path || !*r->relative_path))) {
 		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "repository not set", NULL);
@@ -42,6 +43,14 @@ static int check_repo(struct grpc_call *call, const Gitaly__Repository *r)
 	}
 	if (!r->relative_path || !*r->relative_path) {
 		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "repository path not set", NULL);
+		return -1;
+	}
+	if (!praefect_vs(p, r->storage_name, strlen(r->storage_name))) {
+		grpc_call_finishf(call, GRPC_INVALID_ARGUMENT, "storage name not found: \"%s\"", r->storage_name);
+		return -1;
+	}
+	if (git_relpath_check(r->relative_path, strlen(r->relative_path)) < 0) {
+		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, GIT_RELPATH_ESCAPES, NULL);
 		return -1;
 	}
 	return 0;
@@ -58,16 +67,10 @@ static void repository_exists(struct grpc_call *call, const uint8_t *req, size_t
 		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "cannot decode request", NULL);
 		return;
 	}
-	if (check_repo(call, r->repository) == 0) {
-		if (!praefect_vs(p, r->repository->storage_name, strlen(r->repository->storage_name))) {
-			grpc_call_finishf(call, GRPC_INVALID_ARGUMENT, "storage name not found: \"%s\"",
-					  r->repository->storage_name);
-		} else {
-			resp.exists = repo_by_path(p, r->repository->storage_name, strlen(r->repository->storage_name),
-						   r->repository->relative_path,
-						   strlen(r->repository->relative_path)) != NULL;
-			intercept_reply(call, &resp.base);
-		}
+	if (check_repo(p, call, r->repository) == 0) {
+		resp.exists = repo_by_path(p, r->repository->storage_name, strlen(r->repository->storage_name),
+					   r->repository->relative_path, strlen(r->repository->relative_path)) != NULL;
+		intercept_reply(call, &resp.base);
 	}
 	gitaly__repository_exists_request__free_unpacked(r, NULL);
 }
@@ -234,13 +237,7 @@ static void remove_repository(struct grpc_call *call, const uint8_t *req, size_t
 		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "cannot decode request", NULL);
 		return;
 	}
-	if (check_repo(call, r->repository) < 0) {
-		gitaly__remove_repository_request__free_unpacked(r, NULL);
-		return;
-	}
-	if (!praefect_vs(p, r->repository->storage_name, strlen(r->repository->storage_name))) {
-		grpc_call_finishf(call, GRPC_INVALID_ARGUMENT, "storage name not found: \"%s\"",
-				  r->repository->storage_name);
+	if (check_repo(p, call, r->repository) < 0) {
 		gitaly__remove_repository_request__free_unpacked(r, NULL);
 		return;
 	}

@@ -12,6 +12,7 @@
 #include "base/pb.h"
 #include "transactions/transactions.h"
 #include "metrics/series.h"
+#include "git/relpath.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -495,6 +496,11 @@ void proxy_route(struct proxy *px)
 	px->vs = praefect_vs(px->p, t.storage, t.storage_len);
 	if (!px->vs) {
 		proxy_fail(px, GRPC_INVALID_ARGUMENT, "storage name not found: \"%.*s\"", (int)t.storage_len, t.storage);
+		return;
+	}
+	/* the node's rule, checked before any routing decision (lib/git/relpath.h) */
+	if (git_relpath_check(t.relative_path, t.relative_path_len) < 0) {
+		proxy_fail(px, GRPC_INVALID_ARGUMENT, GIT_RELPATH_ESCAPES);
 		return;
 	}
 	px->relative_path = xstrndup(t.relative_path, t.relative_path_len);

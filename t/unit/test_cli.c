@@ -208,6 +208,47 @@ static void test_commands_and_usage(void **state)
 	strbuf_release(&out);
 }
 
+static void test_help_is_known_to_every_table(void **state)
+{
+	const char *vs = NULL;
+	int on = 0, next;
+	const struct cli_flag f[] = {
+		{ .name = "virtual-storage", .type = CLI_STRING, .str = &vs, .help = "the virtual storage" },
+		{ .name = "partially-unavailable", .type = CLI_BOOL, .on = &on },
+	};
+	const char *h_[] = { "-virtual-storage", "x", "--help", "-bogus" };
+	char **h = (char **)h_;
+	const char *hq_[] = { "-h=true" };
+	char **hq = (char **)hq_;
+	struct strbuf err = STRBUF_INIT, out = STRBUF_INIT;
+	const struct cli_command cmd = { "dataloss", NULL, "identify repositories", NULL };
+	(void)state;
+
+	assert_int_equal(cli_parse("dataloss", f, 2, 0, 4, h, &next, &err), CLI_EHELP);
+	assert_int_equal(next, 3);
+	assert_int_equal(err.len, 0);
+	assert_int_equal(cli_parse("dataloss", f, 2, 0, 1, hq, &next, &err), CLI_EHELP);
+	/* a table's own -h wins */
+	{
+		int help = 0;
+		const struct cli_flag own[] = { { .name = "h", .type = CLI_BOOL, .on = &help } };
+		assert_int_equal(cli_parse("x", own, 1, 0, 1, hq, &next, &err), 0);
+		assert_int_equal(help, 1);
+	}
+
+	cli_usage_subcommand(&out, "praefect", &cmd, NULL, "line one\n\nline three", f, 2);
+	assert_string_equal(out.buf,
+			    "NAME:\n   praefect dataloss - identify repositories\n\n"
+			    "USAGE:\n   praefect dataloss [command options] [arguments...]\n\n"
+			    "DESCRIPTION:\n   line one\n\n   line three\n\n"
+			    "OPTIONS:\n"
+			    "   --virtual-storage value  the virtual storage\n"
+			    "   --partially-unavailable\n"
+			    "   --help, -h               show help\n");
+	strbuf_release(&out);
+	strbuf_release(&err);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -216,6 +257,7 @@ int main(void)
 		cmocka_unit_test(test_stop_at_arg_and_stop_flags),
 		cmocka_unit_test(test_required_flags),
 		cmocka_unit_test(test_commands_and_usage),
+		cmocka_unit_test(test_help_is_known_to_every_table),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

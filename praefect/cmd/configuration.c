@@ -1,0 +1,135 @@
+/*
+ * `praefect configuration validate < config.toml`: the structured validation
+ * of a config read from stdin, its problems as JSON on stdout, exit 2
+ * (docs/technical/praefect-cli.md, "configuration validate"). Needs no -config.
+ */
+#include "cmd/cmd.h"
+#include "base/util.h"
+#include "config/reader.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_CONFIG_INPUT (4 * 1024 * 1024)
+#define VALIDATION_FAILED 2
+
+static const struct cmd_info validate_info = {
+	CMD_NO_CONFIG, NULL,
+	"Check a Praefect configuration read from stdin and print what is wrong with it\n"
+	"as JSON on stdout.\n\nExample: praefect configuration validate < praefect.config.toml",
+};
+static const struct cli_command subcommands[] = {
+	{ "validate", NULL, "validates configuration", &validate_info },
+};
+
+static void print_json(json_t *errors)
+{
+	json_t *out = json_object();
+	char *text;
+	json_object_set(out, "errors", errors);
+	text = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	printf("%s\n", text);
+	free(text);
+	json_decref(out);
+}
+
+static void toml_error(json_t *errors, const char *err)
+{
+	struct strbuf sb = STRBUF_INIT;
+	json_t *e = json_object();
+	cfg_error_line_column(err, &sb);
+	json_object_set_new(e, "message", json_string(sb.buf));
+	json_array_append_new(errors, e);
+	strbuf_release(&sb);
+}
+
+static int validate(int argc, char **argv)
+{
+	struct strbuf in = STRBUF_INIT, err = STRBUF_INIT;
+	struct praefect_config cfg;
+	json_t *errors = json_array();
+	int next, rc = 0;
+	char buf[65536];
+	ssize_t n;
+
+	rc = cli_parse("validate", NULL, 0, CLI_STOP_AT_ARG, argc, argv, &next, &err);
+	strbuf_reset(&err);
+	if (rc == CLI_EHELP || rc < 0 || next < argc) {
+		struct strbuf help = STRBUF_INIT;
+		cli_usage_subcommand(&help, "praefect configuration", &subcommands[0], "command [command options] [arguments...]",
+				     validate_info.description, NULL, 0);
+		fputs(help.buf, stdout);
+		strbuf_release(&help);
+		if (rc == CLI_EHELP) {
+			rc = 0;
+			goto out;
+		}
+		fprintf(stderr, "invalid argument(s)\n");
+		rc = 1;
+		goto out;
+	}
+	while ((n = read(0, buf, sizeof(buf))) > 0) {
+		if (in.len + (size_t)n > MAX_CONFIG_INPUT) {
+			fprintf(stderr, "processing input data: more than %d bytes\n", MAX_CONFIG_INPUT);
+			rc = 1;
+			goto out;
+		}
+		strbuf_add(&in, buf, (size_t)n);
+	}
+	if (n < 0) {
+		fprintf(stderr, "processing input data: %s\n", strerror(errno));
+		rc = 1;
+		goto out;
+	}
+	if (praefect_config_parse(&cfg, in.buf, in.len, "<stdin>", &err) < 0) {
+		const char *msg = err.buf;
+		if (!strncmp(msg, "error reading config file: ", 27))
+			msg += 27;
+		if (!strncmp(msg, "running config command", 22) || !strncmp(msg, "unmarshalling generated", 23)) {
+			fprintf(stderr, "processing input data: %s", msg);
+			rc = 1;
+		} else {
+			toml_error(errors, msg);
+			print_json(errors);
+			rc = VALIDATION_FAILED;
+		}
+		praefect_config_release(&cfg);
+		goto out;
+	}
+	praefect_config_validate_all(&cfg, errors);
+	praefect_config_release(&cfg);
+	if (json_array_size(errors)) {
+		print_json(errors);
+		rc = VALIDATION_FAILED;
+	}
+out:
+	json_decref(errors);
+	strbuf_release(&in);
+	strbuf_release(&err);
+	return rc;
+}
+
+int cmd_configuration(int argc, char **argv, void *ctx)
+{
+	int next, rc;
+	(void)ctx;
+	if (cmd_flags("configuration", NULL, 0, CLI_STOP_AT_ARG, argc, argv, &next, &rc) < 0)
+		return rc;
+	if (next < argc && !strcmp(argv[next], "validate"))
+		return validate(argc - next - 1, argv + next + 1);
+	/* urfave: no subcommand (or an unknown one) shows the command's help */
+	{
+		struct strbuf sb = STRBUF_INIT;
+		struct cli_command self = { "configuration", NULL, "manage configuration", NULL };
+		cli_usage_subcommand(&sb, "praefect", &self, "command [command options]", NULL, NULL, 0);
+		strbuf_addstr(&sb, "\nCOMMANDS:\n");
+		cli_usage_commands(&sb, subcommands, ARRAY_SIZE(subcommands), 0);
+		fputs(sb.buf, stdout);
+		strbuf_release(&sb);
+	}
+	return next < argc ? 3 : 0;
+}

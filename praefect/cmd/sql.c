@@ -1,0 +1,341 @@
+/*
+ * The tracking-store subcommands for our embedded SQLite store: `sql-ping`,
+ * `sql-migrate-status`, and the database checks of `praefect check`. They
+ * open the file read-only or inside a rolled-back transaction, so none of
+ * them migrates or changes it (docs/technical/praefect-cli.md).
+ */
+#include "cmd/cmd.h"
+#include "store/store.h"
+#include "base/util.h"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* How long a storage's last health check may be old and still count (upstream's 10 s). */
+#define HEALTHY_WINDOW_MS 10000
+
+static int open_db(const struct praefect_config *cfg, int writable, sqlite3 **db, struct strbuf *err)
+{
+	int rc;
+	if (praefect_config_store_check(cfg, err) < 0)
+		return -1;
+	rc = sqlite3_open_v2(cfg->sqlite_path, db, writable ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY, NULL);
+	if (rc != SQLITE_OK) {
+		strbuf_addf(err, "%s: %s", cfg->sqlite_path, *db ? sqlite3_errmsg(*db) : sqlite3_errstr(rc));
+		sqlite3_close(*db);
+		*db = NULL;
+		return -1;
+	}
+	sqlite3_busy_timeout(*db, 5000);
+	return 0;
+}
+
+int cmd_sql_ping(int argc, char **argv, void *ctx)
+{
+	struct praefect_config *cfg = ctx;
+	struct strbuf err = STRBUF_INIT;
+	sqlite3 *db = NULL;
+	int next, rc;
+
+	if (cmd_flags("sql-ping", NULL, 0, 0, argc, argv, &next, &rc) < 0)
+		return rc;
+	rc = 0;
+	if (open_db(cfg, 0, &db, &err) < 0 ||
+	    sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) != SQLITE_OK) {
+		if (db)
+			strbuf_addf(&err, "%s", sqlite3_errmsg(db));
+		cmd_log_fatal("praefect sql-ping: fail: sql open: send ping: %s", err.buf);
+		rc = 1;
+	} else {
+		printf("praefect sql-ping: OK\n");
+	}
+	sqlite3_close(db);
+	strbuf_release(&err);
+	return rc;
+}
+
+struct applied {
+	char *id;
+	int64_t at_ms;     /* -1: applied, time unknown */
+};
+
+/* The store's applied migrations (none when the file or its table does not exist yet). */
+static int read_applied(const struct praefect_config *cfg, struct applied **out, size_t *nr, struct strbuf *err)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st;
+	size_t alloc = 0;
+
+	*out = NULL;
+	*nr = 0;
+	if (praefect_config_store_check(cfg, err) < 0)
+		return -1;
+	if (access(cfg->sqlite_path, F_OK) < 0)
+		return 0;
+	if (open_db(cfg, 0, &db, err) < 0)
+		return -1;
+	if (sqlite3_prepare_v2(db, "SELECT id, applied_at FROM schema_migrations ORDER BY id", -1, &st, NULL)
+	    != SQLITE_OK) {
+		int missing = strstr(sqlite3_errmsg(db), "no such table") != NULL;
+		if (!missing)
+			strbuf_addstr(err, sqlite3_errmsg(db));
+		sqlite3_close(db);
+		return missing ? 0 : -1;
+	}
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		ALLOC_GROW(*out, *nr + 1, alloc);
+		(*out)[*nr].id = xstrdup((const char *)sqlite3_column_text(st, 0));
+		(*out)[*nr].at_ms = sqlite3_column_type(st, 1) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 1);
+		(*nr)++;
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return 0;
+}
+
+static void free_applied(struct applied *a, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(a[i].id);
+	free(a);
+}
+
+int cmd_db_pending_migrations(const struct praefect_config *cfg, size_t *pending, struct strbuf *err)
+{
+	struct applied *a;
+	size_t n, known;
+	const char *const *ids = store_migrations(&known);
+
+	if (read_applied(cfg, &a, &n, err) < 0)
+		return -1;
+	*pending = 0;
+	for (size_t i = 0; i < known; i++) {
+		size_t k;
+		for (k = 0; k < n && strcmp(a[k].id, ids[i]); k++)
+			;
+		if (k == n)
+			(*pending)++;
+	}
+	free_applied(a, n);
+	return 0;
+}
+
+/* Go's time.Time String(): "2024-01-05 15:14:53.48 +0100 CET" (local time, fraction without trailing zeros). */
+static void go_time(struct strbuf *sb, int64_t ms)
+{
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+	char date[64], zone[64];
+	int frac = (int)(ms % 1000);
+
+	localtime_r(&secs, &tm);
+	strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
+	strftime(zone, sizeof(zone), "%z %Z", &tm);
+	strbuf_addstr(sb, date);
+	if (frac) {
+		char f[8];
+		snprintf(f, sizeof(f), ".%03d", frac);
+		for (size_t l = strlen(f); f[l - 1] == '0'; l--)
+			f[l - 1] = '\0';
+		strbuf_addstr(sb, f);
+	}
+	strbuf_addf(sb, " %s", zone);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* tablewriter's default layout: bordered, headers centred, cells left-aligned. */
+static void print_row(const char *a, const char *b, size_t w0, size_t w1, int header)
+{
+	if (header) {
+		size_t g0 = w0 - strlen(a), g1 = w1 - strlen(b);
+		printf("| %*s%s%*s | %*s%s%*s |\n", (int)(g0 / 2), "", a, (int)(g0 - g0 / 2), "", (int)(g1 / 2), "", b,
+		       (int)(g1 - g1 / 2), "");
+	} else {
+		printf("| %-*s | %-*s |\n", (int)w0, a, (int)w1, b);
+	}
+}
+
+static void print_rule(size_t w0, size_t w1)
+{
+	putchar('+');
+	for (size_t i = 0; i < w0 + 2; i++)
+		putchar('-');
+	putchar('+');
+	for (size_t i = 0; i < w1 + 2; i++)
+		putchar('-');
+	puts("+");
+}
+
+int cmd_sql_migrate_status(int argc, char **argv, void *ctx)
+{
+	struct praefect_config *cfg = ctx;
+	struct strbuf err = STRBUF_INIT;
+	struct applied *a;
+	size_t n, known, nr_rows = 0, w0 = strlen("MIGRATION"), w1 = strlen("APPLIED");
+	const char *const *ids = store_migrations(&known);
+	const char **rows;
+	char **status;
+	int next, rc;
+
+	if (cmd_flags("sql-migrate-status", NULL, 0, 0, argc, argv, &next, &rc) < 0)
+		return rc;
+	if (read_applied(cfg, &a, &n, &err) < 0) {
+		cmd_log_fatal("%s", err.buf);
+		strbuf_release(&err);
+		return 1;
+	}
+	rows = xcalloc(known + n + 1, sizeof(*rows));
+	for (size_t i = 0; i < known; i++)
+		rows[nr_rows++] = ids[i];
+	for (size_t i = 0; i < n; i++) {
+		size_t k;
+		for (k = 0; k < known && strcmp(ids[k], a[i].id); k++)
+			;
+		if (k == known)
+			rows[nr_rows++] = a[i].id;
+	}
+	qsort(rows, nr_rows, sizeof(*rows), cmp_str);
+	status = xcalloc(nr_rows + 1, sizeof(*status));
+	for (size_t i = 0; i < nr_rows; i++) {
+		struct strbuf sb = STRBUF_INIT;
+		size_t k, j;
+		for (k = 0; k < n && strcmp(a[k].id, rows[i]); k++)
+			;
+		for (j = 0; j < known && strcmp(ids[j], rows[i]); j++)
+			;
+		if (j == known)
+			strbuf_addstr(&sb, "unknown migration");
+		else if (k == n)
+			strbuf_addstr(&sb, "no");
+		else if (a[k].at_ms < 0)
+			strbuf_addstr(&sb, "yes");
+		else
+			go_time(&sb, a[k].at_ms);
+		status[i] = strbuf_detach(&sb, NULL);
+		w0 = MAX(w0, strlen(rows[i]));
+		w1 = MAX(w1, strlen(status[i]));
+	}
+	print_rule(w0, w1);
+	print_row("MIGRATION", "APPLIED", w0, w1, 1);
+	print_rule(w0, w1);
+	for (size_t i = 0; i < nr_rows; i++) {
+		print_row(rows[i], status[i], w0, w1, 0);
+		free(status[i]);
+	}
+	print_rule(w0, w1);
+	free(status);
+	free(rows);
+	free_applied(a, n);
+	return 0;
+}
+
+int cmd_db_read_write(const struct praefect_config *cfg, int quiet, struct strbuf *err)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+
+	if (praefect_config_store_check(cfg, err) < 0 || open_db(cfg, 1, &db, err) < 0) {
+		struct strbuf m = STRBUF_INIT;
+		strbuf_addf(&m, "error opening database connection: %s", err->buf);
+		strbuf_reset(err);
+		strbuf_add(err, m.buf, m.len);
+		strbuf_release(&m);
+		return -1;
+	}
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		strbuf_addf(err, "error starting transaction: %s", sqlite3_errmsg(db));
+		goto out;
+	}
+	if (sqlite3_prepare_v2(db, "SELECT id FROM hello_world", -1, &st, NULL) != SQLITE_OK ||
+	    (rc = sqlite3_step(st)) == SQLITE_ERROR) {
+		strbuf_addf(err, "error reading from table: %s", sqlite3_errmsg(db));
+		rc = -1;
+		goto out;
+	}
+	rc = -1;
+	if (!quiet)
+		printf("successfully read from database\n");
+	if (sqlite3_exec(db, "INSERT INTO hello_world (id) VALUES (1)", NULL, NULL, NULL) != SQLITE_OK) {
+		strbuf_addf(err, "error writing to table: %s", sqlite3_errmsg(db));
+		goto out;
+	}
+	if (sqlite3_changes(db) != 1) {
+		strbuf_addstr(err, "failed to insert row");
+		goto out;
+	}
+	if (!quiet)
+		printf("successfully wrote to database\n");
+	rc = 0;
+out:
+	sqlite3_finalize(st);
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_close(db);
+	return rc;
+}
+
+/*
+ * Repositories with no valid primary: no replica on the latest generation
+ * that is on a storage seen healthy in the last 10 s and assigned (or the
+ * repository has no assignments), per virtual storage of the config.
+ */
+static const char SQL_UNAVAILABLE[] =
+	"SELECT r.virtual_storage, count(*) FROM repositories r WHERE NOT EXISTS ("
+	"  SELECT 1 FROM storage_repositories sr WHERE sr.repository_id = r.repository_id"
+	"   AND sr.generation = r.generation"
+	"   AND EXISTS (SELECT 1 FROM node_status ns WHERE ns.shard_name = r.virtual_storage"
+	"     AND ns.node_name = sr.storage AND ns.last_contact_attempt_at >= ?1 AND ns.last_seen_active_at >= ?1)"
+	"   AND (NOT EXISTS (SELECT 1 FROM repository_assignments a WHERE a.repository_id = r.repository_id)"
+	"     OR EXISTS (SELECT 1 FROM repository_assignments a WHERE a.repository_id = r.repository_id"
+	"       AND a.storage = sr.storage)))"
+	" GROUP BY r.virtual_storage ORDER BY r.virtual_storage";
+
+int cmd_db_unavailable(const struct praefect_config *cfg, int quiet, struct strbuf *err)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st;
+	struct timespec ts;
+	int found = 0;
+
+	if (open_db(cfg, 0, &db, err) < 0) {
+		struct strbuf m = STRBUF_INIT;
+		strbuf_addf(&m, "error opening database connection: %s", err->buf);
+		strbuf_reset(err);
+		strbuf_add(err, m.buf, m.len);
+		strbuf_release(&m);
+		return -1;
+	}
+	if (sqlite3_prepare_v2(db, SQL_UNAVAILABLE, -1, &st, NULL) != SQLITE_OK) {
+		strbuf_addstr(err, sqlite3_errmsg(db));
+		sqlite3_close(db);
+		return -1;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	sqlite3_bind_int64(st, 1, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - HEALTHY_WINDOW_MS);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *vs = (const char *)sqlite3_column_text(st, 0);
+		int64_t count = sqlite3_column_int64(st, 1);
+		if (!praefect_config_vs(cfg, vs, strlen(vs)))
+			continue;
+		found = 1;
+		if (!quiet)
+			printf("virtual-storage \"%s\" has %lld %s unavailable.\n", vs, (long long)count,
+			       count == 1 ? "repository that is" : "repositories that are");
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	if (!found) {
+		if (!quiet)
+			printf("All repositories are available.\n");
+		return 0;
+	}
+	strbuf_addstr(err, "repositories unavailable");
+	return -1;
+}
