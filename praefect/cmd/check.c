@@ -197,7 +197,7 @@ int cmd_check(int argc, char **argv, void *ctx)
 	if (fatal) {
 		printf("%d check(s) failed, at least one was fatal.\n", failed);
 		fflush(stdout);
-		cmd_log_fatal("checks failed");
+		cmd_fatal("checks failed");
 		return 1;
 	}
 	if (failed)

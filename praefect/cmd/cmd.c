@@ -91,20 +91,6 @@ static void configure_logging(const struct praefect_config *cfg, int serving)
 
 static const struct cmd_info default_info = { 0, NULL, NULL };
 
-void cmd_log_fatal(const char *fmt, ...)
-{
-	char stamp[32];
-	time_t now = time(NULL);
-	struct tm tm;
-	va_list ap;
-	strftime(stamp, sizeof(stamp), "%Y/%m/%d %H:%M:%S", localtime_r(&now, &tm));
-	fprintf(stderr, "%s ", stamp);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
 static const struct cmd_info *info_of(const struct cli_command *cmd)
 {
 	return cmd->data ? cmd->data : &default_info;

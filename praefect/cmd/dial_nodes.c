@@ -27,7 +27,7 @@ int cmd_dial_nodes(int argc, char **argv, void *ctx)
 	if (!ns)
 		ns = 10ull * 1000 * 1000 * 1000;
 	if (cmd_ping_nodes(cfg, ns / 1000000, 0, &failed) > 0) {
-		cmd_log_fatal("the following nodes are not healthy: %s", failed.buf);
+		cmd_fatal("the following nodes are not healthy: %s", failed.buf);
 		rc = 1;
 	}
 	strbuf_release(&failed);

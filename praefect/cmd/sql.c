@@ -47,7 +47,7 @@ int cmd_sql_ping(int argc, char **argv, void *ctx)
 	    sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) != SQLITE_OK) {
 		if (db)
 			strbuf_addf(&err, "%s", sqlite3_errmsg(db));
-		cmd_log_fatal("praefect sql-ping: fail: sql open: send ping: %s", err.buf);
+		cmd_fatal("praefect sql-ping: fail: sql open: send ping: %s", err.buf);
 		rc = 1;
 	} else {
 		printf("praefect sql-ping: OK\n");
@@ -187,7 +187,7 @@ int cmd_sql_migrate_status(int argc, char **argv, void *ctx)
 	if (cmd_flags("sql-migrate-status", NULL, 0, 0, argc, argv, &next, &rc) < 0)
 		return rc;
 	if (read_applied(cfg, &a, &n, &err) < 0) {
-		cmd_log_fatal("%s", err.buf);
+		cmd_fatal("%s", err.buf);
 		strbuf_release(&err);
 		return 1;
 	}
