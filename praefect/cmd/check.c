@@ -60,7 +60,7 @@ static void correlation_id(char out[27])
 static int node_clock(const struct praefect_node_cfg *node, const char *ntp_host, uint64_t threshold_ns,
 		      const char *cid, struct strbuf *err)
 {
-	uv_loop_t *loop = uv_default_loop();
+	uv_loop_t loop_s, *loop = &loop_s;     /* its own: ReadinessCheck runs it on a worker thread */
 	struct grpc_channel *ch;
 	struct grpc_metadata md = GRPC_METADATA_INIT;
 	Gitaly__ClockSyncedRequest req = GITALY__CLOCK_SYNCED_REQUEST__INIT;
@@ -72,8 +72,10 @@ static int node_clock(const struct praefect_node_cfg *node, const char *ntp_host
 	size_t len;
 	int rc = -1;
 
+	uv_loop_init(loop);
 	if (grpc_channel_new(loop, node->address, NULL, &ch) < 0) {
 		strbuf_addf(err, "%s machine: invalid address", node->address);
+		uv_loop_close(loop);
 		return -1;
 	}
 	if (node->token && *node->token)
@@ -103,6 +105,7 @@ static int node_clock(const struct praefect_node_cfg *node, const char *ntp_host
 	grpc_metadata_release(&md);
 	grpc_channel_close(ch);
 	uv_run(loop, UV_RUN_DEFAULT);
+	uv_loop_close(loop);
 	strbuf_release(&out);
 	strbuf_release(&msg);
 	return rc;
@@ -165,6 +168,21 @@ static const struct check checks[] = {
 	  "URL to query and DRIFT_THRESHOLD to provide allowed drift as a duration (1ms, 20sec, etc.)", FATAL,
 	  check_clock },
 };
+
+size_t cmd_checks_count(void)
+{
+	return ARRAY_SIZE(checks);
+}
+
+const char *cmd_check_name(size_t i)
+{
+	return checks[i].name;
+}
+
+int cmd_check_run(const struct praefect_config *cfg, size_t i, struct strbuf *err)
+{
+	return checks[i].run(cfg, 1, err);
+}
 
 int cmd_check(int argc, char **argv, void *ctx)
 {

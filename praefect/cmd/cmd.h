@@ -72,6 +72,15 @@ int cmd_configuration(int argc, char **argv, void *ctx);   /* configuration.c */
  */
 int cmd_ping_nodes(const struct praefect_config *cfg, uint64_t timeout_ms, int quiet, struct strbuf *failed);
 
+/*
+ * `praefect check`'s checks one by one, quietly, for ServerService/
+ * ReadinessCheck (intercept/server.c): how many, the name of check `i`, and
+ * running it (0, or -1 with its error in `err`). Blocking: a worker thread.
+ */
+size_t cmd_checks_count(void);
+const char *cmd_check_name(size_t i);
+int cmd_check_run(const struct praefect_config *cfg, size_t i, struct strbuf *err);
+
 /* The tracking-store checks of `praefect check` (sql.c): 0, or -1 with the check's error in `err`. */
 int cmd_db_pending_migrations(const struct praefect_config *cfg, size_t *pending, struct strbuf *err);
 int cmd_db_read_write(const struct praefect_config *cfg, int quiet, struct strbuf *err);

@@ -276,12 +276,13 @@ out:
 
 int cmd_ping_nodes(const struct praefect_config *cfg, uint64_t timeout_ms, int quiet, struct strbuf *failed)
 {
-	uv_loop_t *loop = uv_default_loop();
+	uv_loop_t loop_s, *loop = &loop_s;     /* its own: ReadinessCheck runs it on a worker thread */
 	uint64_t deadline = now_ms() + timeout_ms;
 	size_t n;
 	struct ping *set = ping_set(cfg, quiet, &n);
 	int nr_failed = 0;
 
+	uv_loop_init(loop);
 	dial_all(loop, set, n, deadline);
 	for (size_t i = 0; i < n; i++) {
 		if (!set[i].checked)
@@ -298,5 +299,6 @@ int cmd_ping_nodes(const struct praefect_config *cfg, uint64_t timeout_ms, int q
 	}
 	free(set);
 	uv_run(loop, UV_RUN_DEFAULT);
+	uv_loop_close(loop);
 	return nr_failed;
 }

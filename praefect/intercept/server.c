@@ -1,9 +1,11 @@
 /*
  * ServerService calls praefect answers itself, besides ServerInfo
  * (intercept.c): DiskStatistics gathered from every node, ClockSynced
- * about praefect's own clock (docs/technical/clock-sync.md).
+ * about praefect's own clock, ReadinessCheck running `praefect check`'s
+ * checks (docs/technical/clock-sync.md).
  */
 #include "praefect.h"
+#include "cmd/cmd.h"
 #include "base/log.h"
 #include "base/pb.h"
 #include "base/util.h"
@@ -217,8 +219,174 @@ static void clock_synced(struct grpc_call *call, const uint8_t *data, size_t len
 	grpc_call_on_close(call, cs_client_gone, x);
 }
 
+/*
+ * --- ReadinessCheck: `praefect check`'s checks (cmd/check.c), quietly, on a
+ * worker thread (they block). With a timeout the answer comes when it
+ * passes at the latest: the checks not finished by then fail with
+ * "context deadline exceeded", as upstream's cancelled ones do. The failed
+ * ones are listed by name. ---
+ */
+
+struct readiness {
+	struct praefect *p;
+	struct grpc_call *call;        /* NULL once answered or the client went away */
+	uv_work_t work;
+	uv_timer_t timer;
+	uv_mutex_t lock;               /* the results: written by the worker, read by the loop */
+	size_t nr;
+	int *state;                    /* per check: 0 not finished, 1 passed, -1 failed */
+	char **msg;
+	int work_done, timer_closed;
+};
+
+static void rc_free(struct readiness *rc)
+{
+	if (!rc->work_done || !rc->timer_closed)
+		return;
+	for (size_t i = 0; i < rc->nr; i++)
+		free(rc->msg[i]);
+	free(rc->msg);
+	free(rc->state);
+	uv_mutex_destroy(&rc->lock);
+	free(rc);
+}
+
+static void rc_timer_closed(uv_handle_t *h)
+{
+	struct readiness *rc = h->data;
+	rc->timer_closed = 1;
+	rc_free(rc);
+}
+
+static int by_name(const void *a, const void *b)
+{
+	const Gitaly__ReadinessCheckResponse__Failure__Response *const *x = a, *const *y = b;
+	return strcmp((*x)->name, (*y)->name);
+}
+
+static void rc_answer(struct readiness *rc)
+{
+	Gitaly__ReadinessCheckResponse resp = GITALY__READINESS_CHECK_RESPONSE__INIT;
+	Gitaly__ReadinessCheckResponse__Ok ok = GITALY__READINESS_CHECK_RESPONSE__OK__INIT;
+	Gitaly__ReadinessCheckResponse__Failure failure = GITALY__READINESS_CHECK_RESPONSE__FAILURE__INIT;
+	Gitaly__ReadinessCheckResponse__Failure__Response *fr = xcalloc(rc->nr ? rc->nr : 1, sizeof(*fr));
+	Gitaly__ReadinessCheckResponse__Failure__Response **frp = xcalloc(rc->nr ? rc->nr : 1, sizeof(*frp));
+	size_t n = 0;
+
+	if (!rc->call)
+		goto out;
+	uv_mutex_lock(&rc->lock);
+	for (size_t i = 0; i < rc->nr; i++) {
+		if (rc->state[i] > 0)
+			continue;
+		gitaly__readiness_check_response__failure__response__init(&fr[n]);
+		fr[n].name = (char *)cmd_check_name(i);
+		fr[n].error_message = rc->state[i] < 0 ? xstrdup(rc->msg[i] ? rc->msg[i] : "")
+						       : xstrdup("context deadline exceeded");
+		frp[n] = &fr[n];
+		n++;
+	}
+	uv_mutex_unlock(&rc->lock);
+	qsort(frp, n, sizeof(*frp), by_name);
+	if (n) {
+		failure.failed_checks = frp;
+		failure.n_failed_checks = n;
+		resp.result_case = GITALY__READINESS_CHECK_RESPONSE__RESULT_FAILURE_RESPONSE;
+		resp.failure_response = &failure;
+	} else {
+		resp.result_case = GITALY__READINESS_CHECK_RESPONSE__RESULT_OK_RESPONSE;
+		resp.ok_response = &ok;
+	}
+	grpc_call_on_close(rc->call, NULL, NULL);
+	reply(rc->call, &resp.base);
+	rc->call = NULL;
+	for (size_t i = 0; i < n; i++)
+		free(fr[i].error_message);
+out:
+	free(fr);
+	free(frp);
+	if (!uv_is_closing((uv_handle_t *)&rc->timer))
+		uv_close((uv_handle_t *)&rc->timer, rc_timer_closed);
+}
+
+static void rc_work(uv_work_t *w)
+{
+	struct readiness *rc = w->data;
+	for (size_t i = 0; i < rc->nr; i++) {
+		struct strbuf err = STRBUF_INIT;
+		int ok = cmd_check_run(&rc->p->cfg, i, &err) == 0;
+		uv_mutex_lock(&rc->lock);
+		rc->state[i] = ok ? 1 : -1;
+		rc->msg[i] = ok ? NULL : strbuf_detach(&err, NULL);
+		uv_mutex_unlock(&rc->lock);
+		strbuf_release(&err);
+	}
+}
+
+static void rc_work_done(uv_work_t *w, int status)
+{
+	struct readiness *rc = w->data;
+	(void)status;
+	rc->work_done = 1;
+	rc_answer(rc);
+	rc_free(rc);
+}
+
+static void rc_timeout(uv_timer_t *t)
+{
+	rc_answer(t->data);
+}
+
+static void rc_client_gone(struct grpc_call *call, enum grpc_code code, void *arg)
+{
+	struct readiness *rc = arg;
+	(void)call;
+	(void)code;
+	rc->call = NULL;
+}
+
+static void readiness_check(struct grpc_call *call, const uint8_t *data, size_t len, void *arg)
+{
+	struct praefect *p = arg;
+	Gitaly__ReadinessCheckRequest *req = gitaly__readiness_check_request__unpack(NULL, len, data);
+	struct readiness *rc;
+	int64_t timeout_ns = 0;
+	struct strbuf why = STRBUF_INIT;
+
+	if (!req) {
+		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "cannot decode request", NULL);
+		return;
+	}
+	/* as upstream: a timeout that is not a valid positive duration means none */
+	if (req->timeout && pb_duration_check(1, req->timeout->seconds, req->timeout->nanos, &timeout_ns, &why) < 0)
+		timeout_ns = 0;
+	strbuf_release(&why);
+	gitaly__readiness_check_request__free_unpacked(req, NULL);
+	rc = xcalloc(1, sizeof(*rc));
+	rc->p = p;
+	rc->call = call;
+	rc->nr = cmd_checks_count();
+	rc->state = xcalloc(rc->nr, sizeof(*rc->state));
+	rc->msg = xcalloc(rc->nr, sizeof(*rc->msg));
+	uv_mutex_init(&rc->lock);
+	uv_timer_init(p->loop, &rc->timer);
+	rc->timer.data = rc;
+	if (timeout_ns > 0)
+		uv_timer_start(&rc->timer, rc_timeout, (uint64_t)(timeout_ns + 999999) / 1000000, 0);
+	rc->work.data = rc;
+	grpc_call_on_close(call, rc_client_gone, rc);
+	if (uv_queue_work(p->loop, &rc->work, rc_work, rc_work_done) < 0) {
+		rc->work_done = 1;
+		grpc_call_on_close(call, NULL, NULL);
+		grpc_call_finish(call, GRPC_INTERNAL, "cannot start the checks", NULL);
+		rc->call = NULL;
+		uv_close((uv_handle_t *)&rc->timer, rc_timer_closed);
+	}
+}
+
 void intercept_register_server(struct praefect *p)
 {
+	praefect_add_unary(p->server, "/gitaly.ServerService/ReadinessCheck", readiness_check, p);
 	praefect_add_unary(p->server, "/gitaly.ServerService/DiskStatistics", disk_statistics, p);
 	praefect_add_unary(p->server, "/gitaly.ServerService/ClockSynced", clock_synced, p);
 }

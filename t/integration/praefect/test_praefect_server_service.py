@@ -39,3 +39,34 @@ def test_clock_synced_on_praefect(cluster):
     finally:
         good.close()
         off.close()
+
+
+def readiness(cluster, **kw):
+    return cluster.praefect.stub("ServerService").ReadinessCheck(pb("server").ReadinessCheckRequest(**kw), timeout=60)
+
+
+def test_readiness_check_runs_the_checks_of_praefect_check(cluster, monkeypatch):
+    ntp = FakeNTP()
+    try:
+        monkeypatch.setenv("NTP_HOST", ntp.address)
+        cluster.praefect.stop()
+        cluster.praefect.start()
+        resp = readiness(cluster)
+        assert resp.WhichOneof("Result") == "ok_response"
+        assert ntp.requests == 1 + len(cluster.nodes)      # praefect's clock, then each node's
+        down = sorted(cluster.nodes)[0]
+        cluster.nodes[down].stop()
+        resp = readiness(cluster)
+        assert resp.WhichOneof("Result") == "failure_response"
+        failed = {f.name: f.error_message for f in resp.failure_response.failed_checks}
+        names = [f.name for f in resp.failure_response.failed_checks]
+        assert names == sorted(names)
+        assert "the following nodes are not healthy: unix:%s" % cluster.nodes[down].socket in \
+            failed["gitaly node connectivity & disk access"]
+        assert "clock synchronization" in failed
+        # a timeout shorter than the checks: those not done by then fail as cancelled
+        resp = readiness(cluster, timeout=duration_pb2.Duration(nanos=1000000))
+        assert resp.WhichOneof("Result") == "failure_response"
+        assert "context deadline exceeded" in [f.error_message for f in resp.failure_response.failed_checks]
+    finally:
+        ntp.close()
