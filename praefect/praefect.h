@@ -184,6 +184,16 @@ void nodes_stop(struct praefect *p);
 void nodes_free(struct praefect *p);
 /* Outgoing metadata for a call to `n`: the given metadata + n's v2 token. */
 void node_call_metadata(struct node *n, const struct grpc_metadata *in, struct grpc_metadata *out);
+/*
+ * One unary call to `n` with its token: `req` (`len` packed bytes), at most
+ * `timeout_ms`. `done` runs once, on the loop, with the status and the
+ * response message (NULL, 0 unless the call ended OK with one). Returns 0,
+ * or -1 when the call could not start; `done` then never runs.
+ */
+typedef void node_unary_done(void *arg, enum grpc_code code, const char *message, const uint8_t *resp,
+			     size_t len);
+int node_unary(struct node *n, const char *method, const void *req, size_t len, uint64_t timeout_ms,
+	       node_unary_done *done, void *arg);
 
 /* Health changed (nodes.c calls it): wakes replication and the reconciler. */
 void praefect_node_health_changed(struct praefect *p, struct node *n);

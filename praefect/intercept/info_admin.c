@@ -271,7 +271,6 @@ struct replicas_call {
 struct replica_part {
 	struct replicas_call *rc;
 	size_t i;
-	struct strbuf resp;
 };
 
 static void replicas_maybe_done(struct replicas_call *rc)
@@ -307,22 +306,12 @@ static void replicas_maybe_done(struct replicas_call *rc)
 	free(rc);
 }
 
-static void part_message(struct grpc_client_call *cc, const uint8_t *msg, size_t len)
+static void part_done(void *arg, enum grpc_code code, const char *message, const uint8_t *msg, size_t len)
 {
-	struct replica_part *rp = grpc_client_call_user(cc);
-	strbuf_reset(&rp->resp);
-	strbuf_add(&rp->resp, msg, len);
-}
-
-static void part_close(struct grpc_client_call *cc, enum grpc_code code, const char *message,
-		       const struct grpc_metadata *trailers)
-{
-	struct replica_part *rp = grpc_client_call_user(cc);
+	struct replica_part *rp = arg;
 	struct replicas_call *rc = rp->rc;
-	Gitaly__CalculateChecksumResponse *r = NULL;
+	Gitaly__CalculateChecksumResponse *r = msg ? gitaly__calculate_checksum_response__unpack(NULL, len, msg) : NULL;
 
-	if (code == GRPC_OK)
-		r = gitaly__calculate_checksum_response__unpack(NULL, rp->resp.len, (const uint8_t *)rp->resp.buf);
 	if (!r) {
 		if (!rc->failed)
 			strbuf_addstr(&rc->error, code == GRPC_OK ? "cannot decode checksum response"
@@ -333,20 +322,15 @@ static void part_close(struct grpc_client_call *cc, enum grpc_code code, const c
 		rc->details[rp->i].checksum = rc->sums[rp->i].buf;
 		gitaly__calculate_checksum_response__free_unpacked(r, NULL);
 	}
-	strbuf_release(&rp->resp);
 	free(rp);
 	replicas_maybe_done(rc);
 }
-
-static const struct grpc_client_ops part_ops = { .on_message = part_message, .on_close = part_close };
 
 static void checksum_of(struct replicas_call *rc, struct repo *r, size_t i, const char *storage)
 {
 	Gitaly__CalculateChecksumRequest req = GITALY__CALCULATE_CHECKSUM_REQUEST__INIT;
 	Gitaly__Repository target = GITALY__REPOSITORY__INIT;
 	struct node *n = vs_node(r->vs, storage);
-	struct grpc_metadata md = GRPC_METADATA_INIT;
-	struct grpc_client_call *cc;
 	struct replica_part *rp;
 	uint8_t *buf;
 	size_t len;
@@ -368,20 +352,14 @@ static void checksum_of(struct replicas_call *rc, struct repo *r, size_t i, cons
 	rp = xcalloc(1, sizeof(*rp));
 	rp->rc = rc;
 	rp->i = i;
-	strbuf_init(&rp->resp, 0);
-	node_call_metadata(n, NULL, &md);
-	if (grpc_channel_call(n->ch, CALCULATE_CHECKSUM, &md, 60000, 0, &part_ops, rp, &cc) == 0) {
+	if (node_unary(n, CALCULATE_CHECKSUM, buf, len, 60000, part_done, rp) == 0) {
 		rc->pending++;
-		grpc_client_call_send(cc, buf, len);
-		grpc_client_call_close_send(cc);
 	} else {
 		if (!rc->failed)
 			strbuf_addf(&rc->error, "no connection to \"%s\"/\"%s\"", r->vs->cfg->name, storage);
 		rc->failed = 1;
-		strbuf_release(&rp->resp);
 		free(rp);
 	}
-	grpc_metadata_release(&md);
 	free(buf);
 }
 

@@ -266,7 +266,6 @@ struct info_part {
 	struct info *info;
 	struct vstorage *vs;
 	struct node *node;
-	struct strbuf resp;
 };
 
 static void info_close(struct grpc_call *call, enum grpc_code code, void *arg)
@@ -317,22 +316,13 @@ static void info_maybe_done(struct info *in)
 	free(in);
 }
 
-static void info_part_message(struct grpc_client_call *cc, const uint8_t *msg, size_t len)
+static void info_part_done(void *arg, enum grpc_code code, const char *message, const uint8_t *msg, size_t len)
 {
-	struct info_part *ip = grpc_client_call_user(cc);
-	strbuf_reset(&ip->resp);
-	strbuf_add(&ip->resp, msg, len);
-}
-
-static void info_part_close(struct grpc_client_call *cc, enum grpc_code code, const char *message,
-			    const struct grpc_metadata *trailers)
-{
-	struct info_part *ip = grpc_client_call_user(cc);
+	struct info_part *ip = arg;
 	struct info *in = ip->info;
-	Gitaly__ServerInfoResponse *r = NULL;
+	Gitaly__ServerInfoResponse *r = msg ? gitaly__server_info_response__unpack(NULL, len, msg) : NULL;
 
-	if (code == GRPC_OK)
-		r = gitaly__server_info_response__unpack(NULL, ip->resp.len, (const uint8_t *)ip->resp.buf);
+	(void)code;
 	if (!r) {
 		log_msgf(LOG_WARN, "ServerInfo from %s/%s failed: %s", ip->vs->cfg->name, ip->node->cfg->storage,
 			 message ? message : "bad response");
@@ -364,12 +354,9 @@ static void info_part_close(struct grpc_client_call *cc, enum grpc_code code, co
 		}
 		gitaly__server_info_response__free_unpacked(r, NULL);
 	}
-	strbuf_release(&ip->resp);
 	free(ip);
 	info_maybe_done(in);
 }
-
-static const struct grpc_client_ops info_ops = { .on_message = info_part_message, .on_close = info_part_close };
 
 static void server_info(struct grpc_call *call, const uint8_t *req, size_t len, void *data)
 {
@@ -383,8 +370,6 @@ static void server_info(struct grpc_call *call, const uint8_t *req, size_t len, 
 		struct vstorage *vs = &p->vs[i];
 		struct node *n = &vs->nodes[0];
 		struct info_part *ip;
-		struct grpc_metadata md = GRPC_METADATA_INIT;
-		struct grpc_client_call *cc;
 		for (size_t j = 0; j < vs->nr_nodes; j++)
 			if (vs->nodes[j].healthy) {
 				n = &vs->nodes[j];
@@ -394,16 +379,10 @@ static void server_info(struct grpc_call *call, const uint8_t *req, size_t len, 
 		ip->info = in;
 		ip->vs = vs;
 		ip->node = n;
-		strbuf_init(&ip->resp, 0);
-		auth_v2_add(&md, n->cfg->token);
-		if (grpc_channel_call(n->ch, p->calls.server_info->name, &md, 10000, 0, &info_ops, ip, &cc) == 0) {
+		if (node_unary(n, p->calls.server_info->name, "", 0, 10000, info_part_done, ip) == 0)
 			in->pending++;
-			grpc_client_call_send(cc, "", 0);
-			grpc_client_call_close_send(cc);
-		} else {
+		else
 			free(ip);
-		}
-		grpc_metadata_release(&md);
 	}
 	info_maybe_done(in);
 }

@@ -4,12 +4,11 @@
  * about praefect's own clock, ReadinessCheck running `praefect check`'s
  * checks (docs/technical/clock-sync.md).
  */
-#include "praefect.h"
+#include "intercept/intercept.h"
 #include "cmd/cmd.h"
 #include "base/log.h"
 #include "base/pb.h"
 #include "base/util.h"
-#include "grpc/auth.h"
 #include "ntp/ntp.h"
 #include "server.pb-c.h"
 
@@ -17,17 +16,6 @@
 #include <string.h>
 
 #define DISK_STATS_TIMEOUT_MS 10000
-
-static int reply(struct grpc_call *call, const ProtobufCMessage *msg)
-{
-	size_t n = protobuf_c_message_get_packed_size(msg);
-	uint8_t *buf = xmalloc(n ? n : 1);
-	int rc;
-	protobuf_c_message_pack(msg, buf);
-	rc = grpc_call_reply(call, buf, n);
-	free(buf);
-	return rc;
-}
 
 /* --- DiskStatistics: every node's storages, in configuration order --- */
 
@@ -43,7 +31,6 @@ struct disk_part {
 	struct disk_stats *ds;
 	size_t slot;
 	char *storage;
-	struct strbuf resp;
 };
 
 static void ds_client_gone(struct grpc_call *call, enum grpc_code code, void *arg)
@@ -71,7 +58,7 @@ static void ds_maybe_done(struct disk_stats *ds)
 			for (size_t i = 0; i < ds->nr_parts; i++)
 				for (size_t j = 0; ds->parts[i] && j < ds->parts[i]->n_storage_statuses; j++)
 					resp.storage_statuses[resp.n_storage_statuses++] = ds->parts[i]->storage_statuses[j];
-			reply(ds->call, &resp.base);
+			intercept_reply(ds->call, &resp.base);
 			free(resp.storage_statuses);
 		}
 	}
@@ -83,35 +70,22 @@ static void ds_maybe_done(struct disk_stats *ds)
 	free(ds);
 }
 
-static void ds_part_message(struct grpc_client_call *cc, const uint8_t *msg, size_t len)
+static void ds_part_done(void *arg, enum grpc_code code, const char *message, const uint8_t *msg, size_t len)
 {
-	struct disk_part *dp = grpc_client_call_user(cc);
-	strbuf_reset(&dp->resp);
-	strbuf_add(&dp->resp, msg, len);
-}
-
-static void ds_part_close(struct grpc_client_call *cc, enum grpc_code code, const char *message,
-			  const struct grpc_metadata *trailers)
-{
-	struct disk_part *dp = grpc_client_call_user(cc);
+	struct disk_part *dp = arg;
 	struct disk_stats *ds = dp->ds;
-	Gitaly__DiskStatisticsResponse *r = NULL;
-	(void)trailers;
-	if (code == GRPC_OK)
-		r = gitaly__disk_statistics_response__unpack(NULL, dp->resp.len, (const uint8_t *)dp->resp.buf);
+	Gitaly__DiskStatisticsResponse *r = msg ? gitaly__disk_statistics_response__unpack(NULL, len, msg) : NULL;
+	(void)code;
 	ds->parts[dp->slot] = r;
 	if (!r) {
 		log_msgf(LOG_WARN, "DiskStatistics from %s failed: %s", dp->storage, message ? message : "bad response");
 		if (!ds->failed)
 			ds->failed = xstrdup(dp->storage);
 	}
-	strbuf_release(&dp->resp);
 	free(dp->storage);
 	free(dp);
 	ds_maybe_done(ds);
 }
-
-static const struct grpc_client_ops ds_ops = { .on_message = ds_part_message, .on_close = ds_part_close };
 
 static void disk_statistics(struct grpc_call *call, const uint8_t *req, size_t len, void *data)
 {
@@ -129,26 +103,18 @@ static void disk_statistics(struct grpc_call *call, const uint8_t *req, size_t l
 	for (size_t i = 0, slot = 0; i < p->nr_vs; i++) {
 		for (size_t j = 0; j < p->vs[i].nr_nodes; j++, slot++) {
 			struct node *n = &p->vs[i].nodes[j];
-			struct grpc_metadata md = GRPC_METADATA_INIT;
-			struct grpc_client_call *cc;
 			struct disk_part *dp = xcalloc(1, sizeof(*dp));
 			dp->ds = ds;
 			dp->slot = slot;
 			dp->storage = xstrdup(n->cfg->storage);
-			strbuf_init(&dp->resp, 0);
-			auth_v2_add(&md, n->cfg->token);
-			if (grpc_channel_call(n->ch, m->name, &md, DISK_STATS_TIMEOUT_MS, 0, &ds_ops, dp, &cc) == 0) {
+			if (node_unary(n, m->name, "", 0, DISK_STATS_TIMEOUT_MS, ds_part_done, dp) == 0) {
 				ds->pending++;
-				grpc_client_call_send(cc, "", 0);
-				grpc_client_call_close_send(cc);
 			} else {
 				if (!ds->failed)
 					ds->failed = xstrdup(n->cfg->storage);
-				strbuf_release(&dp->resp);
 				free(dp->storage);
 				free(dp);
 			}
-			grpc_metadata_release(&md);
 		}
 	}
 	ds_maybe_done(ds);
@@ -184,7 +150,7 @@ static void cs_done(void *arg, const char *stage, const char *err, int64_t offse
 		} else {
 			Gitaly__ClockSyncedResponse resp = GITALY__CLOCK_SYNCED_RESPONSE__INIT;
 			resp.synced = offset_ns <= x->threshold_ns && offset_ns >= -x->threshold_ns;
-			reply(x->call, &resp.base);
+			intercept_reply(x->call, &resp.base);
 		}
 	}
 	free(x->host);
@@ -298,7 +264,7 @@ static void rc_answer(struct readiness *rc)
 		resp.ok_response = &ok;
 	}
 	grpc_call_on_close(rc->call, NULL, NULL);
-	reply(rc->call, &resp.base);
+	intercept_reply(rc->call, &resp.base);
 	rc->call = NULL;
 	for (size_t i = 0; i < n; i++)
 		free(fr[i].error_message);

@@ -151,6 +151,58 @@ void node_call_metadata(struct node *n, const struct grpc_metadata *in, struct g
 	auth_v2_add(out, n->cfg->token);
 }
 
+struct node_unary_call {
+	node_unary_done *done;
+	void *arg;
+	struct strbuf resp;
+	int got;
+};
+
+static void unary_message(struct grpc_client_call *cc, const uint8_t *msg, size_t len)
+{
+	struct node_unary_call *u = grpc_client_call_user(cc);
+	strbuf_reset(&u->resp);
+	strbuf_add(&u->resp, msg, len);
+	u->got = 1;
+}
+
+static void unary_close(struct grpc_client_call *cc, enum grpc_code code, const char *message,
+			const struct grpc_metadata *trailers)
+{
+	struct node_unary_call *u = grpc_client_call_user(cc);
+	int ok = code == GRPC_OK && u->got;
+	(void)trailers;
+	u->done(u->arg, code, message, ok ? (const uint8_t *)u->resp.buf : NULL, ok ? u->resp.len : 0);
+	strbuf_release(&u->resp);
+	free(u);
+}
+
+static const struct grpc_client_ops unary_ops = { .on_message = unary_message, .on_close = unary_close };
+
+int node_unary(struct node *n, const char *method, const void *req, size_t len, uint64_t timeout_ms,
+	       node_unary_done *done, void *arg)
+{
+	struct node_unary_call *u = xcalloc(1, sizeof(*u));
+	struct grpc_metadata md = GRPC_METADATA_INIT;
+	struct grpc_client_call *cc;
+	int rc;
+
+	u->done = done;
+	u->arg = arg;
+	strbuf_init(&u->resp, 0);
+	node_call_metadata(n, NULL, &md);
+	rc = grpc_channel_call(n->ch, method, &md, timeout_ms, 0, &unary_ops, u, &cc);
+	grpc_metadata_release(&md);
+	if (rc < 0) {
+		strbuf_release(&u->resp);
+		free(u);
+		return -1;
+	}
+	grpc_client_call_send(cc, req, len);
+	grpc_client_call_close_send(cc);
+	return 0;
+}
+
 void nodes_init(struct praefect *p)
 {
 	p->fsck = praefect_method("/gitaly.RepositoryService/Fsck");
