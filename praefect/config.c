@@ -140,6 +140,9 @@ int praefect_config_load(struct praefect_config *cfg, const char *path, struct s
 	cfg->reconciliation_interval_ms = 5 * 60 * 1000;
 	cfg->yamux_max_window = 262144;
 	cfg->yamux_accept_backlog = 256;
+	cfg->verification_interval_ms = 7ull * 24 * 3600 * 1000;
+	cfg->delete_invalid_records = true;
+	cfg->verifications_per_node = 1;
 
 	if (toml_parse_file(path, MAX_CONFIG_SIZE, &root, err) < 0) {
 		struct strbuf m = STRBUF_INIT;
@@ -186,6 +189,11 @@ int praefect_config_load(struct praefect_config *cfg, const char *path, struct s
 	}
 	if ((t = cfg_table(&r, root, "reconciliation")))
 		cfg_duration(&r, t, "scheduling_interval", &cfg->reconciliation_interval_ms);
+	if ((t = cfg_table(&r, root, "background_verification"))) {
+		cfg_duration(&r, t, "verification_interval", &cfg->verification_interval_ms);
+		cfg_bool(&r, t, "delete_invalid_records", &cfg->delete_invalid_records);
+		cfg_int(&r, t, "max_verifications_per_node", 1, 1024, &cfg->verifications_per_node);
+	}
 	if ((t = cfg_table(&r, root, "yamux"))) {
 		cfg_int(&r, t, "maximum_stream_window_size_bytes", 0, UINT32_MAX, &cfg->yamux_max_window);
 		cfg_int(&r, t, "accept_backlog", 0, INT32_MAX, &cfg->yamux_accept_backlog);

@@ -52,6 +52,16 @@ struct praefect_config {
 	int64_t replication_workers;            /* default 1 */
 	uint64_t reconciliation_interval_ms;    /* default 5m, 0 disables */
 
+	/*
+	 * [background_verification] (docs/technical/praefect-health.md, "The
+	 * background verifier"): upstream's keys, 0 disables the verifier.
+	 * Ours: verifications in flight per node (RepositoryExists,
+	 * CalculateChecksum, Fsck), so that verifying never starves serving.
+	 */
+	uint64_t verification_interval_ms;      /* verification_interval, default 7 days */
+	bool delete_invalid_records;            /* delete_invalid_records, default true */
+	int64_t verifications_per_node;         /* max_verifications_per_node, default 1 */
+
 	int64_t yamux_max_window;               /* default 262144 */
 	int64_t yamux_accept_backlog;           /* default 256 */
 

@@ -170,7 +170,8 @@ struct store_backend_ops {
 	 * repos (list/get), value (reserve_id: id; increment_generation and
 	 * set_authoritative: generation; enqueue and begin_write: id;
 	 * acknowledge_stale, count_jobs, recover_writes, mark_unverified,
-	 * purge_jobs and release_verification_leases: count), deleted_*
+	 * purge_jobs, end_verification and release_verification_leases:
+	 * count), deleted_*
 	 * (delete_repository), jobs (dequeue, list_jobs, lease_verifications).
 	 */
 	store_op_fn op[STORE_OP__NR];

@@ -90,7 +90,10 @@ int sq_end_verification(struct store_backend *b, struct store_op *op)
 	default:
 		return store_op_fail(op, -EINVAL, "unknown verification result %d", op->in.verify_result);
 	}
-	return r < 0 ? r : 0;
+	if (r < 0)
+		return r;
+	op->value = r;
+	return 0;
 }
 
 static const char SQL_RELEASE_EXPIRED[] =

@@ -64,7 +64,7 @@ static const struct {
 	[STORE_OP_MARK_UNVERIFIED] = { CB_COUNT, 1 },
 	[STORE_OP_PURGE_JOBS] = { CB_COUNT, 1 },
 	[STORE_OP_LEASE_VERIFICATIONS] = { CB_JOBS, 1 },
-	[STORE_OP_END_VERIFICATION] = { CB_DONE, 1 },
+	[STORE_OP_END_VERIFICATION] = { CB_COUNT, 1 },
 	[STORE_OP_RELEASE_VERIFICATION_LEASES] = { CB_COUNT, 1 },
 };
 
@@ -648,10 +648,10 @@ void store_lease_verifications(struct store *s, const struct store_verify_slot *
 }
 
 void store_end_verification(struct store *s, int64_t id, const char *storage, enum store_verify_result result,
-			    int delete_invalid, store_done_fn cb, void *arg)
+			    int delete_invalid, store_count_fn cb, void *arg)
 {
 	struct store_op *op = op_new(STORE_OP_END_VERIFICATION, arg);
-	op->cb.done = cb;
+	op->cb.count = cb;
 	op->in.id = id;
 	op->in.storage = store_op_keep(op, storage);
 	op->in.verify_result = result;

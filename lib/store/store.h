@@ -212,10 +212,10 @@ enum store_verify_result {
  * (the repository row stays, so that the loss shows), else counts as VALID;
  * ERROR only drops the lease. Nothing happens to a row that holds no lease
  * any more (its lease was released, or the row was deleted and re-created
- * meanwhile): the result is stale.
+ * meanwhile): the result is stale. `cb` gets how many rows changed (0 or 1).
  */
 void store_end_verification(struct store *s, int64_t id, const char *storage, enum store_verify_result result,
-			    int delete_invalid, store_done_fn cb, void *arg);
+			    int delete_invalid, store_count_fn cb, void *arg);
 /*
  * Drop leases that ran out more than `grace_ms` ago (a verifier that died
  * or hung); `cb` gets how many.

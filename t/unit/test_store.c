@@ -1294,10 +1294,12 @@ static const char *lease(const struct store_verify_slot *slots, size_t n, size_t
 	return R.text;
 }
 
-static int end_verification(int64_t id, const char *storage, enum store_verify_result result, int del)
+/* rows changed, or the error status */
+static int64_t end_verification(int64_t id, const char *storage, enum store_verify_result result, int del)
 {
-	store_end_verification(F->s, id, storage, result, del, on_done, reset());
-	return done_call();
+	store_end_verification(F->s, id, storage, result, del, on_val, reset());
+	wait_for(&R);
+	return R.status < 0 ? R.status : R.val;
 }
 
 static void test_verification_leases(void **state)
@@ -1323,22 +1325,22 @@ static void test_verification_leases(void **state)
 	assert_string_equal(lease(&(struct store_verify_slot){ "other", "s1", 10 }, 1, 25, 0), "");
 
 	/* valid: verified now, the lease gone */
-	assert_int_equal(end_verification(1, "s1", STORE_VERIFY_VALID, 1), 0);
+	assert_int_equal(end_verification(1, "s1", STORE_VERIFY_VALID, 1), 1);
 	assert_true(sql_int("SELECT verified_at FROM storage_repositories WHERE repository_id = 1 AND storage = 's1'")
 		    > 1600000000000);
 	assert_int_equal(sql_int("SELECT verification_leased_until FROM storage_repositories"
 				 " WHERE repository_id = 1 AND storage = 's1'"), -1000);
 	/* error: the lease goes, verified_at stays as it was */
-	assert_int_equal(end_verification(3, "s1", STORE_VERIFY_ERROR, 1), 0);
+	assert_int_equal(end_verification(3, "s1", STORE_VERIFY_ERROR, 1), 1);
 	assert_int_equal(sql_int("SELECT verified_at FROM storage_repositories WHERE repository_id = 3 AND storage = 's1'"),
 			 1000);
 	assert_string_equal(lease(&s1, 1, 25, 3600000), "3 vs/c.git @cluster/repositories/3 s1");
 	/* invalid, deletions off: kept and counted verified */
-	assert_int_equal(end_verification(3, "s1", STORE_VERIFY_INVALID, 0), 0);
+	assert_int_equal(end_verification(3, "s1", STORE_VERIFY_INVALID, 0), 1);
 	assert_true(sql_int("SELECT verified_at FROM storage_repositories WHERE repository_id = 3 AND storage = 's1'")
 		    > 1600000000000);
 	/* invalid, deletions on: the replica row goes, the repository stays */
-	assert_int_equal(end_verification(1, "s2", STORE_VERIFY_INVALID, 1), 0);
+	assert_int_equal(end_verification(1, "s2", STORE_VERIFY_INVALID, 1), 1);
 	assert_int_equal(sql_int("SELECT COUNT(*) FROM storage_repositories WHERE repository_id = 1"), 1);
 	assert_int_equal(sql_int("SELECT COUNT(*) FROM repositories WHERE repository_id = 1"), 1);
 	/* a stale result (the row holds no lease any more) changes nothing */
