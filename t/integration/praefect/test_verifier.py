@@ -148,3 +148,31 @@ def test_without_delete_invalid_records_the_record_is_kept(tmp_path):
         assert reps[bad].HasField("verified_at")
     finally:
         c.stop()
+
+
+def test_background_verification_keys_defaults_and_validation(tmp_path):
+    # an empty table: upstream's defaults, the verifier on
+    c = Cluster(tmp_path / "defaults", extra="\n[background_verification]\n")
+    try:
+        assert "background verifier started: verification_interval 604800000ms, delete_invalid_records true, " \
+               "1 verifications per node" in c.praefect.log()
+        config = c.praefect.config_path
+        base = open(config).read()
+    finally:
+        c.stop()
+    for table, message in [
+            ('verification_interval = "1h"\nmax_verifications_per_node = 0',
+             '"max_verifications_per_node": 0 is out of range (1 to 1024)'),
+            ('verification_interval = "soon"', '"verification_interval": expected a duration'),
+            ('delete_invalid_records = "yes"', '"delete_invalid_records"')]:
+        with open(config, "w") as f:
+            f.write(base.replace("[background_verification]\n", "[background_verification]\n" + table + "\n"))
+        res = praefect_cmd(c, "list-storages")
+        assert res.returncode == 1 and message in res.stderr, res.stderr
+    # 0 turns it off (what the harness sets for every other test)
+    c = Cluster(tmp_path / "off")
+    try:
+        assert 'verification_interval = "0"' in open(c.praefect.config_path).read()
+        assert "background verifier is disabled" in c.praefect.log()
+    finally:
+        c.stop()
