@@ -200,8 +200,9 @@ void suspect_mark(struct praefect *p, struct repo *r, struct node *n, const char
 /*
  * `n`'s replica of `r` was found corrupt by other means (the background
  * verifier's Fsck; `why` says what it found): reads avoid it at once and it
- * is deleted and rebuilt as a suspect found corrupt. Nothing changes for a
- * replica already being verified or repaired here.
+ * is deleted and rebuilt as a suspect found corrupt; its siblings are
+ * checked as for suspect_mark(). Nothing changes for a replica already
+ * being verified or repaired here.
  */
 void suspect_found_corrupt(struct praefect *p, struct repo *r, struct node *n, const char *why);
 /* Reads avoid `n`'s replica of repository `repo_id`. */

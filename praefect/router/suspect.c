@@ -176,6 +176,13 @@ void suspect_found_corrupt(struct praefect *p, struct repo *r, struct node *n, c
 	s->avoid = 1;
 	s->rebuild_stalled = 0;
 	s->next_ms = now_ms();
+	/* as for a failed read: the source of its rebuild must have passed its own Fsck */
+	for (size_t i = 0; i < r->vs->nr_nodes; i++) {
+		struct node *o = &r->vs->nodes[i];
+		struct replica *rep = repo_replica(r, o->cfg->storage);
+		if (o != n && rep && rep->generation >= 0)
+			suspect_add(p, o, r->id, 0, 1);
+	}
 	schedule_kick(p, TASK_VERIFY_REPLICAS);
 }
 
