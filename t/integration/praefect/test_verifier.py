@@ -176,3 +176,19 @@ def test_background_verification_keys_defaults_and_validation(tmp_path):
         assert "background verifier is disabled" in c.praefect.log()
     finally:
         c.stop()
+
+
+def test_two_corrupt_replicas_are_both_rebuilt_from_the_sound_one(short, tmp_path):
+    md = synced(short, tmp_path, "two.git")
+    names = sorted(short.nodes)
+    if not fsck_implemented(short, names[0], md.replica_path):
+        pytest.skip("gitaly has no Fsck")
+    wait_for(lambda: all_verified(short, "two.git"), what="verified")
+    bad = [names[0], names[2]]
+    for name in bad:
+        corrupt_pack(short, name, md.replica_path)
+    for name in bad:
+        wait_for(lambda: "replica of repository %d on %s repaired" % (md.repository_id, name)
+                 in short.praefect.log(), timeout=90, what="%s repaired" % name)
+    wait_for(lambda: all(fsck_ok(replica_dir(short, n, md.replica_path)) for n in names)
+             and replicas_in_sync(short, "two.git"), timeout=30, what="all sound and in sync")
