@@ -10,14 +10,15 @@
 /*
  * Upstream picks and leases in one statement with FOR NO KEY UPDATE SKIP
  * LOCKED; here the op's savepoint and the single writer connection give the
- * same effect. Never verified (NULL) sorts first, then the oldest.
+ * same effect. Never verified (NULL) sorts first, then the oldest: SQLite
+ * orders NULL before any value in ascending order.
  */
 static const char SQL_DUE[] =
 	"SELECT sr.repository_id, r.relative_path, r.replica_path, sr.storage"
 	" FROM storage_repositories sr JOIN repositories r ON r.repository_id = sr.repository_id"
 	" WHERE r.virtual_storage = ?1 AND sr.storage = ?2 AND sr.verification_leased_until IS NULL"
 	" AND (sr.verified_at IS NULL OR sr.verified_at < ?3)"
-	" ORDER BY sr.verified_at IS NOT NULL, sr.verified_at LIMIT ?4";
+	" ORDER BY sr.verified_at LIMIT ?4";
 static const char SQL_LEASE[] =
 	"UPDATE storage_repositories SET verification_leased_until = ?3 WHERE repository_id = ?1 AND storage = ?2";
 
