@@ -168,6 +168,9 @@ static void set_defaults(struct praefect_config *cfg, const char *name)
 	cfg->cleanup_check_interval_ms = 30 * 60 * 1000;
 	cfg->cleanup_run_interval_ms = 24 * 60 * 60 * 1000;
 	cfg->cleanup_repositories_in_batch = 16;
+	cfg->verification_interval_ms = 7ull * 24 * 3600 * 1000;
+	cfg->delete_invalid_records = true;
+	cfg->verifications_per_node = 1;
 
 }
 
@@ -235,6 +238,11 @@ static int read_tree(struct praefect_config *cfg, struct toml_table *root, const
 	}
 	if ((t = cfg_table(&r, root, "reconciliation")))
 		cfg_duration(&r, t, "scheduling_interval", &cfg->reconciliation_interval_ms);
+	if ((t = cfg_table(&r, root, "background_verification"))) {
+		cfg_duration(&r, t, "verification_interval", &cfg->verification_interval_ms);
+		cfg_bool(&r, t, "delete_invalid_records", &cfg->delete_invalid_records);
+		cfg_int(&r, t, "max_verifications_per_node", 1, 1024, &cfg->verifications_per_node);
+	}
 	if ((t = cfg_table(&r, root, "yamux"))) {
 		cfg_int(&r, t, "maximum_stream_window_size_bytes", 0, UINT32_MAX, &cfg->yamux_max_window);
 		cfg_int(&r, t, "accept_backlog", 0, INT32_MAX, &cfg->yamux_accept_backlog);

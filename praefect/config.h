@@ -76,6 +76,15 @@ struct praefect_config {
 	/* [repositories_cleanup]: upstream's defaults (30m, 24h, 16) and checks; no cleaner runs yet */
 	uint64_t cleanup_check_interval_ms, cleanup_run_interval_ms;
 	int64_t cleanup_repositories_in_batch;
+	/*
+	 * [background_verification] (docs/technical/praefect-health.md, "The
+	 * background verifier"): upstream's keys, 0 disables the verifier.
+	 * Ours: verifications in flight per node (RepositoryExists,
+	 * CalculateChecksum, Fsck), so that verifying never starves serving.
+	 */
+	uint64_t verification_interval_ms;      /* verification_interval, default 7 days */
+	bool delete_invalid_records;            /* delete_invalid_records, default true */
+	int64_t verifications_per_node;         /* max_verifications_per_node, default 1 */
 
 	int64_t yamux_max_window;               /* default 262144 */
 	int64_t yamux_accept_backlog;           /* default 256 */

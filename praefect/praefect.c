@@ -44,6 +44,7 @@ static void on_stopped(struct grpc_server *s, void *arg)
 	praefect_metrics_stop(p);
 	route_release_held_reads(p, 1);
 	replicator_stop(p);
+	verifier_stop(p);
 	schedule_stop(p);
 	nodes_stop(p);
 	uv_close((uv_handle_t *)&p->sig_term, NULL);
@@ -132,6 +133,7 @@ static void praefect_free(struct praefect *p)
 	hashmap_release(&p->reserved_paths);
 	hashmap_release(&p->reconcile_marked);
 	replicator_free(p);
+	verifier_free(p);
 	nodes_free(p);
 	tx_manager_free(p->txm);
 	grpc_server_free(p->bc_server);
@@ -214,6 +216,7 @@ int praefect_serve(struct praefect_config *cfg)
 	 */
 	wait_for_health(p);
 	replicator_start(p);
+	verifier_init(p);
 	schedule_start(p, SCHEDULE_WITH_SERVING);
 	/* what a previous run left outdated is repaired now, not after the first period */
 	schedule_kick(p, TASK_RECONCILE);

@@ -87,6 +87,7 @@ enum praefect_task {
 	TASK_VERIFY_REPLICAS,
 	TASK_RECONCILE_SOON,
 	TASK_WRITE_BARRIER,
+	TASK_VERIFY_BACKGROUND,
 	PRAEFECT_NR_TASKS
 };
 
@@ -129,6 +130,7 @@ struct praefect {
 	struct hashmap reconcile_marked;       /* decimal repository id -> non-NULL (reconciler_soon()) */
 	struct proxy *held_writes;             /* writes waiting for a barrier to end (finalize.c) */
 	struct proxy *held_reads;              /* reads waiting for a replica's Fsck (router/route.c) */
+	struct verifier *verifier;             /* [background_verification] (verifier/verifier.c) */
 };
 
 /* --- methods by name (praefect.c) --- */
@@ -206,6 +208,14 @@ void praefect_node_health_changed(struct praefect *p, struct node *n);
  * too, without being avoided meanwhile.
  */
 void suspect_mark(struct praefect *p, struct repo *r, struct node *n, const char *why);
+/*
+ * `n`'s replica of `r` was found corrupt by other means (the background
+ * verifier's Fsck; `why` says what it found): reads avoid it at once and it
+ * is deleted and rebuilt as a suspect found corrupt; its siblings are
+ * checked as for suspect_mark(). Nothing changes for a replica already
+ * being verified or repaired here.
+ */
+void suspect_found_corrupt(struct praefect *p, struct repo *r, struct node *n, const char *why);
 /* Reads avoid `n`'s replica of repository `repo_id`. */
 int suspect_avoided(const struct node *n, int64_t repo_id);
 /*
@@ -234,6 +244,17 @@ void suspects_verify(struct praefect *p);
 void route_release_held_reads(struct praefect *p, int all);
 /* Free `n`'s suspects (nodes_free()). */
 void suspects_release(struct node *n);
+
+/* --- the background verifier (verifier/verifier.c, docs/technical/praefect-health.md) --- */
+struct verifier;
+/* Set up the verifier (nothing runs before its task does; disabled: interval 0). */
+void verifier_init(struct praefect *p);
+/* Lease the replicas due and verify them, each node within its budget (task verify-background). */
+void verifier_run(struct praefect *p);
+/* Stop starting verifications; those in flight end without recording a result. */
+void verifier_stop(struct praefect *p);
+/* Free it (after the loop's end). */
+void verifier_free(struct praefect *p);
 
 /* --- primary election (election/election.c) --- */
 /*

@@ -14,6 +14,8 @@
 #define VERIFY_INTERVAL_MS 1000     /* suspect replicas: Fsck, then repair */
 #define VERIFY_SOON_MS 10           /* after a replica turned suspect or a step ended */
 #define RECONCILE_MARKED_MS 1000    /* after a job died or ended behind its repository */
+#define VERIFIER_TICK_MS 2000       /* background verifier: upstream's 2 s ticker; 0 when disabled */
+#define VERIFIER_SOON_MS 10         /* after a verification ended (a node's slot is free) */
 
 static uint64_t health_every(const struct praefect *p) { return p->health_interval_ms; }
 static uint64_t reconcile_every(const struct praefect *p) { return p->cfg.reconciliation_interval_ms; }
@@ -21,6 +23,7 @@ static uint64_t heartbeat_every(const struct praefect *p) { return REPL_HEARTBEA
 static uint64_t stale_every(const struct praefect *p) { return REPL_STALE_CHECK_MS; }
 static uint64_t metrics_every(const struct praefect *p) { return METRICS_INTERVAL_MS; }
 static uint64_t verify_every(const struct praefect *p) { return VERIFY_INTERVAL_MS; }
+static uint64_t verifier_every(const struct praefect *p) { return p->cfg.verification_interval_ms ? VERIFIER_TICK_MS : 0; }
 static uint64_t never(const struct praefect *p) { return 0; }
 
 /*
@@ -50,6 +53,7 @@ static const struct task_def {
 	[TASK_VERIFY_REPLICAS]  = { "verify-replicas",       verify_every,    0,      VERIFY_SOON_MS,    SCHEDULE_WITH_SERVING, suspects_verify },
 	[TASK_RECONCILE_SOON]   = { "reconcile-soon",        never,           0,      RECONCILE_MARKED_MS, SCHEDULE_WITH_SERVING, reconciler_run_marked },
 	[TASK_WRITE_BARRIER]    = { "write-barrier",         never,           0,      0,                 SCHEDULE_WITH_SERVING, coordinator_release_held },
+	[TASK_VERIFY_BACKGROUND] = { "verify-background",    verifier_every,  0,      VERIFIER_SOON_MS,  SCHEDULE_WITH_SERVING, verifier_run },
 };
 
 static void run_task(struct cron_task *t)

@@ -62,6 +62,9 @@ enum store_op_kind {
 	STORE_OP_POSTPONE,
 	STORE_OP_MARK_UNVERIFIED,
 	STORE_OP_PURGE_JOBS,
+	STORE_OP_LEASE_VERIFICATIONS,
+	STORE_OP_END_VERIFICATION,
+	STORE_OP_RELEASE_VERIFICATION_LEASES,
 	STORE_OP__NR
 };
 
@@ -108,6 +111,9 @@ struct store_op {
 		int64_t intent;                 /* write intent id (0: none) */
 		int64_t delay_ms;               /* postpone */
 		int refund;                     /* postpone */
+		/* background verification: storages = virtual storages, storages2 = storages, ids = maxima */
+		int64_t interval_ms, lease_ms;
+		int verify_result, delete_invalid;
 	} in;
 
 	/* Results. */
@@ -163,9 +169,10 @@ struct store_backend_ops {
 	 * One function per operation, indexed by enum store_op_kind. Results:
 	 * repos (list/get), value (reserve_id: id; increment_generation and
 	 * set_authoritative: generation; enqueue and begin_write: id;
-	 * acknowledge_stale, count_jobs, recover_writes, mark_unverified and
-	 * purge_jobs: count), deleted_* (delete_repository), jobs
-	 * (dequeue, list_jobs).
+	 * acknowledge_stale, count_jobs, recover_writes, mark_unverified,
+	 * purge_jobs, end_verification and release_verification_leases:
+	 * count), deleted_*
+	 * (delete_repository), jobs (dequeue, list_jobs, lease_verifications).
 	 */
 	store_op_fn op[STORE_OP__NR];
 

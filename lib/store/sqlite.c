@@ -294,6 +294,9 @@ static const struct store_backend_ops sqlite_ops = {
 		[STORE_OP_POSTPONE] = sq_postpone,
 		[STORE_OP_MARK_UNVERIFIED] = sq_mark_unverified,
 		[STORE_OP_PURGE_JOBS] = sq_purge_jobs,
+		[STORE_OP_LEASE_VERIFICATIONS] = sq_lease_verifications,
+		[STORE_OP_END_VERIFICATION] = sq_end_verification,
+		[STORE_OP_RELEASE_VERIFICATION_LEASES] = sq_release_verification_leases,
 	},
 	.close = sq_close,
 };

@@ -64,7 +64,7 @@ int64_t sq_wall_ms(void);
 /* Bring the schema up to date (sqlite-migrations.c). 0, or -1 with `err` set. */
 int sq_migrate(sqlite3 *db, struct strbuf *err);
 
-/* Operation functions (sqlite-repo.c, sqlite-queue.c, sqlite-intents.c). */
+/* Operation functions (sqlite-repo.c, sqlite-queue.c, sqlite-intents.c, sqlite-verify.c). */
 int sq_list_repositories(struct store_backend *b, struct store_op *op);
 int sq_get_repository(struct store_backend *b, struct store_op *op);
 int sq_reserve_id(struct store_backend *b, struct store_op *op);
@@ -92,6 +92,9 @@ int sq_recover_writes(struct store_backend *b, struct store_op *op);
 int sq_postpone(struct store_backend *b, struct store_op *op);
 int sq_mark_unverified(struct store_backend *b, struct store_op *op);
 int sq_purge_jobs(struct store_backend *b, struct store_op *op);
+int sq_lease_verifications(struct store_backend *b, struct store_op *op);
+int sq_end_verification(struct store_backend *b, struct store_op *op);
+int sq_release_verification_leases(struct store_backend *b, struct store_op *op);
 /* Insert an update/delete job (sqlite-queue.c); used by recover_writes too. */
 int sq_insert_job(struct sqlite_backend *q, struct store_op *op, const struct repl_job *job);
 

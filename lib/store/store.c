@@ -63,6 +63,9 @@ static const struct {
 	[STORE_OP_POSTPONE] = { CB_DONE, 1 },
 	[STORE_OP_MARK_UNVERIFIED] = { CB_COUNT, 1 },
 	[STORE_OP_PURGE_JOBS] = { CB_COUNT, 1 },
+	[STORE_OP_LEASE_VERIFICATIONS] = { CB_JOBS, 1 },
+	[STORE_OP_END_VERIFICATION] = { CB_COUNT, 1 },
+	[STORE_OP_RELEASE_VERIFICATION_LEASES] = { CB_COUNT, 1 },
 };
 
 /* --- the op record --- */
@@ -621,6 +624,46 @@ void store_rename_repository(struct store *s, const char *vs, const char *from, 
 	op->in.vs = store_op_keep(op, vs);
 	op->in.path = store_op_keep(op, from);
 	op->in.path2 = store_op_keep(op, to);
+	submit(s, op);
+}
+
+/* --- background verification --- */
+
+void store_lease_verifications(struct store *s, const struct store_verify_slot *slots, size_t n, size_t batch,
+			       int64_t interval_ms, int64_t lease_ms, store_jobs_fn cb, void *arg)
+{
+	struct store_op *op = op_new(STORE_OP_LEASE_VERIFICATIONS, arg);
+	op->cb.jobs = cb;
+	op->in.ids = n ? xcalloc(n, sizeof(*op->in.ids)) : NULL;
+	for (size_t i = 0; i < n; i++) {
+		strvec_push(&op->in.storages, slots[i].virtual_storage);
+		strvec_push(&op->in.storages2, slots[i].storage);
+		op->in.ids[i] = (int64_t)slots[i].max;
+	}
+	op->in.nr_ids = n;
+	op->in.max = batch;
+	op->in.interval_ms = interval_ms;
+	op->in.lease_ms = lease_ms;
+	submit(s, op);
+}
+
+void store_end_verification(struct store *s, int64_t id, const char *storage, enum store_verify_result result,
+			    int delete_invalid, store_count_fn cb, void *arg)
+{
+	struct store_op *op = op_new(STORE_OP_END_VERIFICATION, arg);
+	op->cb.count = cb;
+	op->in.id = id;
+	op->in.storage = store_op_keep(op, storage);
+	op->in.verify_result = result;
+	op->in.delete_invalid = delete_invalid;
+	submit(s, op);
+}
+
+void store_release_verification_leases(struct store *s, int64_t grace_ms, store_count_fn cb, void *arg)
+{
+	struct store_op *op = op_new(STORE_OP_RELEASE_VERIFICATION_LEASES, arg);
+	op->cb.count = cb;
+	op->in.lease_ms = grace_ms;
 	submit(s, op);
 }
 

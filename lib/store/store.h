@@ -179,6 +179,49 @@ void store_end_write(struct store *s, int64_t intent, store_done_fn cb, void *ar
  */
 void store_recover_writes(struct store *s, store_count_fn cb, void *arg);
 
+/* --- background verification (upstream verifier.go's queries, docs/technical/praefect-health.md) --- */
+
+/* Where to take verifications from: at most `max` replicas on (virtual storage, storage). */
+struct store_verify_slot {
+	const char *virtual_storage;
+	const char *storage;
+	size_t max;
+};
+
+/*
+ * Lease replicas due for verification: on each slot's storage, those with
+ * no lease whose verified_at is NULL or older than `interval_ms`, never
+ * verified first, then the oldest; at most `batch` in all. Each one's
+ * verification_leased_until is set `lease_ms` from now, so no other
+ * verifier (another praefect) takes it meanwhile. `cb` gets them as jobs:
+ * change "verify", repository_id, virtual_storage, relative_path,
+ * replica_path and target_storage (the replica's storage).
+ */
+void store_lease_verifications(struct store *s, const struct store_verify_slot *slots, size_t n, size_t batch,
+			       int64_t interval_ms, int64_t lease_ms, store_jobs_fn cb, void *arg);
+
+enum store_verify_result {
+	STORE_VERIFY_VALID,          /* the replica is there (and, ours, its content is right) */
+	STORE_VERIFY_INVALID,        /* the replica does not exist on its node */
+	STORE_VERIFY_ERROR,          /* could not tell: verify again soon */
+};
+
+/*
+ * End the lease of `storage`'s replica of repository `id`. VALID sets
+ * verified_at to now; INVALID deletes the replica row when `delete_invalid`
+ * (the repository row stays, so that the loss shows), else counts as VALID;
+ * ERROR only drops the lease. Nothing happens to a row that holds no lease
+ * any more (its lease was released, or the row was deleted and re-created
+ * meanwhile): the result is stale. `cb` gets how many rows changed (0 or 1).
+ */
+void store_end_verification(struct store *s, int64_t id, const char *storage, enum store_verify_result result,
+			    int delete_invalid, store_count_fn cb, void *arg);
+/*
+ * Drop leases that ran out more than `grace_ms` ago (a verifier that died
+ * or hung); `cb` gets how many.
+ */
+void store_release_verification_leases(struct store *s, int64_t grace_ms, store_count_fn cb, void *arg);
+
 /* --- replication queue (upstream queue.go semantics) --- */
 
 /*

@@ -159,6 +159,33 @@ void suspect_mark(struct praefect *p, struct repo *r, struct node *n, const char
 	schedule_kick(p, TASK_VERIFY_REPLICAS);
 }
 
+void suspect_found_corrupt(struct praefect *p, struct repo *r, struct node *n, const char *why)
+{
+	struct suspect *s = suspect_get(n, r->id);
+	if (s && (s->busy || (s->state >= SUSPECT_CORRUPT && s->state != SUSPECT_CLEAN))) {
+		s->avoid = 1; /* already being verified or repaired: that goes on */
+		return;
+	}
+	log_msgf(LOG_WARN, "replica of repository %lld on %s is corrupt, repairing it: %s", (long long)r->id,
+		 n->cfg->storage, why);
+	if (!s) {
+		suspect_add(p, n, r->id, 1, 0);
+		s = suspect_get(n, r->id);
+	}
+	s->state = SUSPECT_CORRUPT;
+	s->avoid = 1;
+	s->rebuild_stalled = 0;
+	s->next_ms = now_ms();
+	/* as for a failed read: the source of its rebuild must have passed its own Fsck */
+	for (size_t i = 0; i < r->vs->nr_nodes; i++) {
+		struct node *o = &r->vs->nodes[i];
+		struct replica *rep = repo_replica(r, o->cfg->storage);
+		if (o != n && rep && rep->generation >= 0)
+			suspect_add(p, o, r->id, 0, 1);
+	}
+	schedule_kick(p, TASK_VERIFY_REPLICAS);
+}
+
 /*
  * Does a failed read look like corrupt or missing objects on that replica?
  * git's own words, as gitaly passes them on in the status message.

@@ -1272,6 +1272,96 @@ static void test_purge_jobs(void **state)
 	assert_int_equal(count_jobs(), 2);
 }
 
+/* --- background verification leases --- */
+
+static void on_leased(void *arg, int status, const char *msg, const struct repl_job *jobs, size_t n)
+{
+	struct res *r = arg;
+	res_fire(r, status, msg);
+	r->val = (int64_t)n;
+	r->text[0] = 0;
+	for (size_t i = 0; i < n; i++)
+		snprintf(r->text + strlen(r->text), sizeof(r->text) - strlen(r->text), "%s%" PRId64 " %s/%s %s %s",
+			 i ? "\n" : "", jobs[i].repository_id, jobs[i].virtual_storage, jobs[i].relative_path,
+			 jobs[i].replica_path, jobs[i].target_storage);
+}
+
+static const char *lease(const struct store_verify_slot *slots, size_t n, size_t batch, int64_t interval_ms)
+{
+	store_lease_verifications(F->s, slots, n, batch, interval_ms, 30000, on_leased, reset());
+	wait_for(&R);
+	assert_int_equal(R.status, 0);
+	return R.text;
+}
+
+/* rows changed, or the error status */
+static int64_t end_verification(int64_t id, const char *storage, enum store_verify_result result, int del)
+{
+	store_end_verification(F->s, id, storage, result, del, on_val, reset());
+	wait_for(&R);
+	return R.status < 0 ? R.status : R.val;
+}
+
+static void test_verification_leases(void **state)
+{
+	const struct store_verify_slot s1 = { "vs", "s1", 10 }, s2 = { "vs", "s2", 10 };
+	const struct store_verify_slot both[] = { { "vs", "s1", 1 }, { "vs", "s2", 5 } };
+
+	assert_int_equal(create1(1, "a.git"), 0);
+	assert_int_equal(create1(2, "b.git"), 0);
+	assert_int_equal(create1(3, "c.git"), 0);
+	/* c.git verified long ago, b.git a moment ago, a.git never: never first, then the oldest */
+	sql_exec("UPDATE storage_repositories SET verified_at = 1000 WHERE repository_id = 3;"
+		 "UPDATE storage_repositories SET verified_at = strftime('%s', 'now') * 1000 WHERE repository_id = 2;");
+	assert_string_equal(lease(&s1, 1, 25, 3600000),
+			    "1 vs/a.git @cluster/repositories/1 s1\n3 vs/c.git @cluster/repositories/3 s1");
+	/* leased: not handed out again, by this verifier or another */
+	assert_string_equal(lease(&s1, 1, 25, 3600000), "");
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM storage_repositories WHERE verification_leased_until IS NOT NULL"), 2);
+	/* per-storage maxima and the batch size bound what one call takes; s3 only has an assignment */
+	assert_string_equal(lease(both, 2, 25, 3600000), "1 vs/a.git @cluster/repositories/1 s2\n"
+							 "3 vs/c.git @cluster/repositories/3 s2");
+	assert_string_equal(lease(&s1, 1, 25, 0), "2 vs/b.git @cluster/repositories/2 s1");
+	assert_string_equal(lease(&(struct store_verify_slot){ "other", "s1", 10 }, 1, 25, 0), "");
+
+	/* valid: verified now, the lease gone */
+	assert_int_equal(end_verification(1, "s1", STORE_VERIFY_VALID, 1), 1);
+	assert_true(sql_int("SELECT verified_at FROM storage_repositories WHERE repository_id = 1 AND storage = 's1'")
+		    > 1600000000000);
+	assert_int_equal(sql_int("SELECT verification_leased_until FROM storage_repositories"
+				 " WHERE repository_id = 1 AND storage = 's1'"), -1000);
+	/* error: the lease goes, verified_at stays as it was */
+	assert_int_equal(end_verification(3, "s1", STORE_VERIFY_ERROR, 1), 1);
+	assert_int_equal(sql_int("SELECT verified_at FROM storage_repositories WHERE repository_id = 3 AND storage = 's1'"),
+			 1000);
+	assert_string_equal(lease(&s1, 1, 25, 3600000), "3 vs/c.git @cluster/repositories/3 s1");
+	/* invalid, deletions off: kept and counted verified */
+	assert_int_equal(end_verification(3, "s1", STORE_VERIFY_INVALID, 0), 1);
+	assert_true(sql_int("SELECT verified_at FROM storage_repositories WHERE repository_id = 3 AND storage = 's1'")
+		    > 1600000000000);
+	/* invalid, deletions on: the replica row goes, the repository stays */
+	assert_int_equal(end_verification(1, "s2", STORE_VERIFY_INVALID, 1), 1);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM storage_repositories WHERE repository_id = 1"), 1);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM repositories WHERE repository_id = 1"), 1);
+	/* a stale result (the row holds no lease any more) changes nothing */
+	assert_int_equal(end_verification(2, "s2", STORE_VERIFY_INVALID, 1), 0);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM storage_repositories WHERE repository_id = 2"), 2);
+	assert_int_equal(end_verification(99, "s1", STORE_VERIFY_VALID, 1), 0);
+
+	/* expired leases: only those past the grace are released */
+	sql_exec("UPDATE storage_repositories SET verification_leased_until = 5000 WHERE repository_id = 2 AND storage = 's1';"
+		 "UPDATE storage_repositories SET verification_leased_until = 9000000000000 WHERE repository_id = 3"
+		 " AND storage = 's2';");
+	store_release_verification_leases(F->s, 30000, on_val, reset());
+	wait_for(&R);
+	assert_int_equal(R.status, 0);
+	assert_int_equal(R.val, 1);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM storage_repositories WHERE verification_leased_until IS NOT NULL"), 1);
+	/* a replica marked unverified is due again at once, first */
+	assert_int_equal(mark_unverified(2, NULL, NULL), 2);
+	assert_string_equal(lease(&s2, 1, 1, 3600000), "2 vs/b.git @cluster/repositories/2 s2");
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1308,6 +1398,7 @@ int main(void)
 		T(test_busy_waits),
 		T(test_node_status),
 		T(test_mark_unverified),
+		T(test_verification_leases),
 		T(test_purge_jobs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

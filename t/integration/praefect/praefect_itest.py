@@ -41,6 +41,10 @@ class Praefect:
             address = (addresses or {}).get(name, "unix:" + node.socket)
             lines += ["", "[[virtual_storage.node]]", 'storage = "%s"' % name,
                       'address = "%s"' % address, 'token = "%s"' % NODE_TOKEN]
+        if "[background_verification]" not in extra:
+            # the verifier (on by default, as upstream) would verify replicas under every test's feet:
+            # only tests that ask for it get it (test_verifier.py)
+            lines += ["", "[background_verification]", 'verification_interval = "0"']
         with open(self.config_path, "w") as f:
             f.write("\n".join(lines) + "\n" + extra)
         self.log_path = os.path.join(workdir, "praefect.log")
