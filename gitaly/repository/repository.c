@@ -540,6 +540,7 @@ void gitaly_register_repository(struct gitaly *g, struct grpc_server *s)
 		{ "WriteRef", reposvc_write_ref },
 		{ "ReplicateRepository", reposvc_replicate_repository },
 		{ "Fsck", reposvc_fsck },
+		{ "GetArchive", reposvc_get_archive },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(methods); i++) {
 		struct strbuf path = STRBUF_INIT;

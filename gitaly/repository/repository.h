@@ -146,5 +146,7 @@ void reposvc_get_custom_hooks(struct grpc_call *call, const uint8_t *req, size_t
 void reposvc_write_ref(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 void reposvc_replicate_repository(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 void reposvc_fsck(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+/* GetArchive (archive.c). */
+void reposvc_get_archive(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 
 #endif
