@@ -541,6 +541,8 @@ void gitaly_register_repository(struct gitaly *g, struct grpc_server *s)
 		{ "ReplicateRepository", reposvc_replicate_repository },
 		{ "Fsck", reposvc_fsck },
 		{ "GetArchive", reposvc_get_archive },
+		{ "SearchFilesByName", reposvc_search_files_by_name },
+		{ "SearchFilesByContent", reposvc_search_files_by_content },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(methods); i++) {
 		struct strbuf path = STRBUF_INIT;

@@ -148,5 +148,8 @@ void reposvc_replicate_repository(struct grpc_call *call, const uint8_t *req, si
 void reposvc_fsck(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 /* GetArchive (archive.c). */
 void reposvc_get_archive(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+/* SearchFilesByName, SearchFilesByContent (search.c). */
+void reposvc_search_files_by_name(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+void reposvc_search_files_by_content(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 
 #endif
