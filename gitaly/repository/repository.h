@@ -151,5 +151,10 @@ void reposvc_get_archive(struct grpc_call *call, const uint8_t *req, size_t len,
 /* SearchFilesByName, SearchFilesByContent (search.c). */
 void reposvc_search_files_by_name(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 void reposvc_search_files_by_content(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+/* GetFileAttributes (attributes.c). */
+void reposvc_get_file_attributes(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+/* FullPath, SetFullPath (fullpath.c). */
+void reposvc_full_path(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+void reposvc_set_full_path(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 
 #endif
