@@ -546,6 +546,7 @@ void gitaly_register_repository(struct gitaly *g, struct grpc_server *s)
 		{ "GetFileAttributes", reposvc_get_file_attributes },
 		{ "FullPath", reposvc_full_path },
 		{ "SetFullPath", reposvc_set_full_path },
+		{ "GetRawChanges", reposvc_get_raw_changes },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(methods); i++) {
 		struct strbuf path = STRBUF_INIT;

@@ -156,5 +156,7 @@ void reposvc_get_file_attributes(struct grpc_call *call, const uint8_t *req, siz
 /* FullPath, SetFullPath (fullpath.c). */
 void reposvc_full_path(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 void reposvc_set_full_path(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+/* GetRawChanges (raw_changes.c). */
+void reposvc_get_raw_changes(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 
 #endif
