@@ -7,7 +7,7 @@ import subprocess
 import grpc
 
 from praefect_itest import wait_for
-from gitaly_itest import git, make_bare_repo, pb
+from gitaly_itest import git, make_bare_repo, pb, pb_grpc
 from test_praefect import create_repo, push, replicas_in_sync
 
 R = lambda: pb("repository")  # noqa: E731
@@ -53,6 +53,13 @@ def test_repository_reads_through_praefect(cluster, tmp_path):
     changes = [c for m in s.GetRawChanges(R().GetRawChangesRequest(repository=repo, from_revision=main,
                                                                    to_revision=feature)) for c in m.raw_changes]
     assert [(c.new_path_bytes, c.size) for c in changes] == [(b"feature.txt", len("feature\n"))]
+
+    A = pb("analysis")
+    analysis = pb_grpc("analysis").AnalysisServiceStub(cluster.praefect.channel())
+    [resp] = list(analysis.CheckBlobsGenerated(iter([A.CheckBlobsGeneratedRequest(repository=repo, blobs=[
+        A.CheckBlobsGeneratedRequest.Blob(revision=b"main:README.md", path=b"package-lock.json"),
+        A.CheckBlobsGeneratedRequest.Blob(revision=b"main:README.md", path=b"README.md")])])))
+    assert [b.generated for b in resp.blobs] == [True, False]
 
     try:
         list(s.GetArchive(R().GetArchiveRequest(repository=cluster.praefect.repo("missing.git"), commit_id=main)))
