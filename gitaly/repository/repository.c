@@ -547,6 +547,7 @@ void gitaly_register_repository(struct gitaly *g, struct grpc_server *s)
 		{ "FullPath", reposvc_full_path },
 		{ "SetFullPath", reposvc_set_full_path },
 		{ "GetRawChanges", reposvc_get_raw_changes },
+		{ "FindLicense", reposvc_find_license },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(methods); i++) {
 		struct strbuf path = STRBUF_INIT;

@@ -158,5 +158,7 @@ void reposvc_full_path(struct grpc_call *call, const uint8_t *req, size_t len, v
 void reposvc_set_full_path(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 /* GetRawChanges (raw_changes.c). */
 void reposvc_get_raw_changes(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+/* FindLicense (license.c). */
+void reposvc_find_license(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 
 #endif
