@@ -8,10 +8,12 @@ import grpc
 
 from praefect_itest import wait_for
 from gitaly_itest import git, make_bare_repo, pb, pb_grpc
+from test_license import MIT
 from test_praefect import create_repo, push, replicas_in_sync
 
 R = lambda: pb("repository")  # noqa: E731
-FILES = {"README.md": "hello\nworld\n", ".gitattributes": "*.txt diff=plain\n", "dir/a.txt": "alpha\nbeta\n"}
+FILES = {"README.md": "hello\nworld\n", ".gitattributes": "*.txt diff=plain\n", "dir/a.txt": "alpha\nbeta\n",
+         "LICENSE": MIT}
 
 
 def setup_repo(cluster, tmp_path):
@@ -53,6 +55,9 @@ def test_repository_reads_through_praefect(cluster, tmp_path):
     changes = [c for m in s.GetRawChanges(R().GetRawChangesRequest(repository=repo, from_revision=main,
                                                                    to_revision=feature)) for c in m.raw_changes]
     assert [(c.new_path_bytes, c.size) for c in changes] == [(b"feature.txt", len("feature\n"))]
+
+    lic = s.FindLicense(R().FindLicenseRequest(repository=repo))
+    assert (lic.license_short_name, lic.license_path) == ("mit", "LICENSE")
 
     A = pb("analysis")
     analysis = pb_grpc("analysis").AnalysisServiceStub(cluster.praefect.channel())
