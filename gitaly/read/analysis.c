@@ -146,7 +146,7 @@ static int validate(struct check_generated *x, const Gitaly__CheckBlobsGenerated
 	}
 	for (size_t i = 0; i < req->n_blobs; i++) {
 		const ProtobufCBinaryData *r = &req->blobs[i]->revision;
-		const char *colon = memchr(r->data, ':', r->len);
+		const char *colon = r->len ? memchr(r->data, ':', r->len) : NULL;
 		size_t head = colon ? (size_t)(colon - (const char *)r->data) : r->len;
 		strbuf_reset(&msg);
 		/* a path-scoped revision: only the part before ':' is checked, the path only for NUL */
@@ -154,7 +154,7 @@ static int validate(struct check_generated *x, const Gitaly__CheckBlobsGenerated
 			strbuf_addstr(&msg, "revision can't start with '-'");
 		else if (rd_has_nul(r->data, r->len))
 			strbuf_addstr(&msg, "revision can't contain NUL");
-		else if (memchr(r->data, '\n', r->len))
+		else if (r->len && memchr(r->data, '\n', r->len))
 			/* cat-file reads one name a line: a newline cannot be asked for */
 			strbuf_addstr(&msg, "revision can't contain whitespace");
 		else
