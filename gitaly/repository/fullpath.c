@@ -1,10 +1,11 @@
 /*
  * RepositoryService/SetFullPath and FullPath: the project's full path kept in
  * the repository's config under gitlab.fullpath. SetFullPath lets `git
- * config` edit a copy of the config in the storage's temporary directory,
- * then writes the result over the config as a locked file whose contents are
- * voted on (reposvc_write_locked()), so through praefect every replica agrees
- * on the same bytes. docs/technical/gitaly-repository.md, "Full path".
+ * config` edit a copy of the config in the storage's temporary directory
+ * (upstream too edits a seeded copy and locks only to commit it), then
+ * writes the result over the config as a locked file whose contents are
+ * voted on (reposvc_write_locked()), so through praefect every replica
+ * agrees on the same bytes. docs/technical/gitaly-repository.md, "Full path".
  */
 #include "repository/repository.h"
 #include "read/read.h"
@@ -91,7 +92,7 @@ static void sfp_written(struct gitaly_call *op, enum grpc_code code, const char 
 	if (code == GRPC_OK)
 		reposvc_reply(op, &resp);
 	else
-		reposvc_finishf(op, code == GRPC_CANCELLED ? code : GRPC_INTERNAL, "setting config: %s", msg);
+		reposvc_finishf(op, code == GRPC_CANCELLED ? code : GRPC_INTERNAL, "setting config: committing config: %s", msg);
 }
 
 static void sfp_edited(void *arg, int status, struct strbuf *out, struct strbuf *err)
@@ -117,7 +118,7 @@ static void sfp_edited(void *arg, int status, struct strbuf *out, struct strbuf 
 	}
 	strbuf_addf(&path, "%s/config", x->repo.buf);
 	if (reposvc_write_locked(&x->op, path.buf, data.buf, data.len, 0644, sfp_written, &msg) < 0)
-		reposvc_finishf(&x->op, GRPC_INTERNAL, "setting config: %s", msg.buf);
+		reposvc_finishf(&x->op, GRPC_INTERNAL, "setting config: committing config: %s", msg.buf);
 out:
 	strbuf_release(&data);
 	strbuf_release(&path);

@@ -115,6 +115,7 @@ def test_set_full_path_bad_requests(node):
     with open(lock, "w") as f:
         f.write("someone else's\n")
     e = rpc_error(lambda: s.SetFullPath(R().SetFullPathRequest(repository=node.attrs_repo, path="x")))
-    assert e.code() == grpc.StatusCode.INTERNAL and "locked" in e.details()
+    assert (e.code(), e.details()) == (grpc.StatusCode.INTERNAL,
+                                       "setting config: committing config: locking file: file already locked")
     assert open(lock).read() == "someone else's\n"
     os.unlink(lock)
