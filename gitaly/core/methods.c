@@ -441,6 +441,7 @@ void gitaly_register_services(struct gitaly *g, struct grpc_server *s)
 	gitaly_register_blob(g, s);
 	gitaly_register_diff(g, s);
 	gitaly_register_operations(g, s);
+	gitaly_register_analysis(g, s);
 	gitaly_register_hook(g, s);
 	gitaly_register_objectpool(g, s);
 	for (size_t i = 0; limits && i < limits->nr; i++)

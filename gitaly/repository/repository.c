@@ -540,6 +540,14 @@ void gitaly_register_repository(struct gitaly *g, struct grpc_server *s)
 		{ "WriteRef", reposvc_write_ref },
 		{ "ReplicateRepository", reposvc_replicate_repository },
 		{ "Fsck", reposvc_fsck },
+		{ "GetArchive", reposvc_get_archive },
+		{ "SearchFilesByName", reposvc_search_files_by_name },
+		{ "SearchFilesByContent", reposvc_search_files_by_content },
+		{ "GetFileAttributes", reposvc_get_file_attributes },
+		{ "FullPath", reposvc_full_path },
+		{ "SetFullPath", reposvc_set_full_path },
+		{ "GetRawChanges", reposvc_get_raw_changes },
+		{ "FindLicense", reposvc_find_license },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(methods); i++) {
 		struct strbuf path = STRBUF_INIT;

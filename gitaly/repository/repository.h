@@ -148,5 +148,19 @@ void reposvc_replicate_repository(struct grpc_call *call, const uint8_t *req, si
 void reposvc_fsck(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 /* InternalGitaly/WalkRepos (walk_repos.c), registered with RepositoryService. */
 void reposvc_register_walk_repos(struct gitaly *g, struct grpc_server *s);
+/* GetArchive (archive.c). */
+void reposvc_get_archive(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+/* SearchFilesByName, SearchFilesByContent (search.c). */
+void reposvc_search_files_by_name(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+void reposvc_search_files_by_content(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+/* GetFileAttributes (attributes.c). */
+void reposvc_get_file_attributes(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+/* FullPath, SetFullPath (fullpath.c). */
+void reposvc_full_path(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+void reposvc_set_full_path(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+/* GetRawChanges (raw_changes.c). */
+void reposvc_get_raw_changes(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+/* FindLicense (license.c). */
+void reposvc_find_license(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 
 #endif
