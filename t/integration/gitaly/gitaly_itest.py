@@ -68,7 +68,8 @@ SERVICE_FILES = {
     "RefService": "ref", "CommitService": "commit", "BlobService": "blob",
     "OperationService": "operations", "HookService": "hook", "ServerService": "server",
     "ObjectPoolService": "objectpool", "InternalGitaly": "internal", "RemoteService": "remote",
-    "DiffService": "diff",
+    "DiffService": "diff", "AnalysisService": "analysis", "CleanupService": "cleanup",
+    "ConflictsService": "conflicts",
 }
 
 
