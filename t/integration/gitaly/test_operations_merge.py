@@ -448,3 +448,183 @@ def test_update_branch_errors(gitaly_node, repo):
         e = rpc_error(lambda: stub.UserUpdateBranch(req, timeout=30))
         assert (e.code(), e.details()) == (code, msg), req
     assert repo.rev("main") == repo.main
+
+
+# --- UserCherryPick and UserRevert ---
+
+def commit_msg(repo, oid):
+    return pb("shared").GitCommit(id=oid)
+
+
+def pick_request(repo, cls, oid, **kw):
+    d = dict(repository=repo.proto, user=user(), commit=commit_msg(repo, oid), branch_name=b"main",
+             message=b"picked\n", timestamp=ts())
+    d.update(kw)
+    return cls(**d)
+
+
+def git_cherry_pick_tree(repo, tmp_path, onto, oid, revert=False):
+    """The tree git's own cherry-pick (or revert) computes, in a scratch clone with a worktree."""
+    work = str(tmp_path / ("scratch-%s-%s" % (onto[:8], oid[:8])))
+    git("clone", "-q", "--no-checkout", repo.path, work)
+    git("checkout", "-q", onto, cwd=work)
+    git("revert" if revert else "cherry-pick", "--no-commit", oid, cwd=work)
+    return git("write-tree", cwd=work).strip()
+
+
+def header(repo, oid, field):
+    for line in git("cat-file", "commit", oid, cwd=repo.path).split("\n"):
+        if line.startswith(field + " "):
+            return line
+    return None
+
+
+def test_cherry_pick(gitaly_node, repo, tmp_path):
+    stub = gitaly_node.stub("OperationService")
+    want_tree = git_cherry_pick_tree(repo, tmp_path, repo.main, repo.feature)
+    resp = stub.UserCherryPick(pick_request(repo, ops().UserCherryPickRequest, repo.feature), timeout=30)
+    new = resp.branch_update.commit_id
+    assert not resp.branch_update.branch_created and not resp.branch_update.repo_created
+    assert repo.rev("main") == new
+    assert repo.rev("main^{tree}") == want_tree
+    assert git("rev-list", "--parents", "-n1", new, cwd=repo.path).split() == [new, repo.main]
+    assert header(repo, new, "author") == header(repo, repo.feature, "author")
+    assert header(repo, new, "committer") == "committer Jane Doe <jane@example.com> %d +0000" % TS
+    assert git("log", "-1", "--format=%B", new, cwd=repo.path) == "picked\n\n"
+    git("fsck", "--strict", "--no-dangling", cwd=repo.path)
+    assert no_quarantines(gitaly_node)
+
+
+def test_cherry_pick_new_branch_and_dry_run(gitaly_node, repo):
+    stub = gitaly_node.stub("OperationService")
+    R = ops().UserCherryPickRequest
+    resp = stub.UserCherryPick(pick_request(repo, R, repo.feature, dry_run=True), timeout=30)
+    assert resp.branch_update.commit_id == repo.main
+    assert repo.rev("main") == repo.main
+    resp = stub.UserCherryPick(pick_request(repo, R, repo.feature, branch_name=b"picked",
+                                            start_branch_name=b"main"), timeout=30)
+    assert resp.branch_update.branch_created
+    assert repo.rev("picked") == resp.branch_update.commit_id
+    assert repo.rev("picked^") == repo.main
+
+
+def test_cherry_pick_refusals(gitaly_node, repo):
+    stub = gitaly_node.stub("OperationService")
+    R = ops().UserCherryPickRequest
+    # a conflict
+    e = rpc_error(lambda: stub.UserCherryPick(pick_request(repo, R, repo.clash), timeout=30))
+    assert (e.code(), e.details()) == (grpc.StatusCode.FAILED_PRECONDITION,
+                                       "cherry pick: merge: there are conflicting files")
+    d = detail(e, ops().UserCherryPickError)
+    assert d.WhichOneof("error") == "cherry_pick_conflict"
+    assert list(d.cherry_pick_conflict.conflicting_files) == [b"README.md"]
+    # already applied
+    e = rpc_error(lambda: stub.UserCherryPick(pick_request(repo, R, repo.feature, branch_name=b"feature"),
+                                              timeout=30))
+    assert (e.code(), e.details()) == (grpc.StatusCode.FAILED_PRECONDITION,
+                                       "cherry-pick: could not apply because the result was empty")
+    assert detail(e, ops().UserCherryPickError).WhichOneof("error") == "changes_already_applied"
+    # the target branch is not where the pick starts from
+    e = rpc_error(lambda: stub.UserCherryPick(pick_request(repo, R, repo.feature, branch_name=b"clash",
+                                                           start_branch_name=b"main"), timeout=30))
+    assert (e.code(), e.details()) == (grpc.StatusCode.FAILED_PRECONDITION, "cherry-pick: branch diverged")
+    d = detail(e, ops().UserCherryPickError)
+    assert d.target_branch_diverged.parent_revision == repo.clash.encode()
+    # a stale expected_old_oid
+    e = rpc_error(lambda: stub.UserCherryPick(pick_request(repo, R, repo.feature, expected_old_oid=repo.base),
+                                              timeout=30))
+    assert (e.code(), e.details()) == (
+        grpc.StatusCode.INTERNAL,
+        "update reference with hooks: reference update: reference does not point to expected object")
+    # a refusing pre-receive hook
+    write_custom_hook(repo.path, "pre-receive", "#!/bin/sh\necho not allowed >&2\nexit 1\n")
+    e = rpc_error(lambda: stub.UserCherryPick(pick_request(repo, R, repo.feature), timeout=30))
+    assert (e.code(), e.details()) == (grpc.StatusCode.FAILED_PRECONDITION, "access check failed")
+    assert detail(e, ops().UserCherryPickError).access_check.error_message == "not allowed"
+    assert repo.rev("main") == repo.main
+    assert repo.rev("clash") == repo.clash
+    assert no_quarantines(gitaly_node)
+
+
+def test_cherry_pick_request_errors(gitaly_node, repo):
+    stub = gitaly_node.stub("OperationService")
+    R = ops().UserCherryPickRequest
+    cases = [
+        (dict(user=None), grpc.StatusCode.INVALID_ARGUMENT, "empty User"),
+        (dict(commit=None), grpc.StatusCode.INVALID_ARGUMENT, "empty Commit"),
+        (dict(branch_name=b""), grpc.StatusCode.INVALID_ARGUMENT, "empty BranchName"),
+        (dict(message=b""), grpc.StatusCode.INVALID_ARGUMENT, "empty Message"),
+        (dict(branch_name=b"nope"), grpc.StatusCode.INVALID_ARGUMENT, "resolve start ref: reference not found"),
+        (dict(commit=commit_msg(repo, "4" * 40)), grpc.StatusCode.NOT_FOUND,
+         'cherry-pick: commit lookup: commit not found: "%s"' % ("4" * 40)),
+        (dict(expected_old_oid="5" * 40), grpc.StatusCode.INVALID_ARGUMENT,
+         "cannot resolve expected old object ID: reference not found"),
+    ]
+    for kw, code, msg in cases:
+        kw.setdefault("commit", commit_msg(repo, repo.feature))
+        e = rpc_error(lambda: stub.UserCherryPick(R(**dict(dict(repository=repo.proto, user=user(),
+                                                                     branch_name=b"main", message=b"m",
+                                                                     timestamp=ts()), **kw)), timeout=30))
+        assert (e.code(), e.details()) == (code, msg), kw
+    assert repo.rev("main") == repo.main
+
+
+STRUCTURED = (("gitaly-feature-return-structured-errors-in-revert", "true"),)
+
+
+def test_revert(gitaly_node, repo, tmp_path):
+    stub = gitaly_node.stub("OperationService")
+    R = ops().UserRevertRequest
+    ahead = repo.ahead
+    git("update-ref", "refs/heads/main", ahead, cwd=repo.path)
+    # revert main's own change below the tip
+    want_tree = git_cherry_pick_tree(repo, tmp_path, ahead, repo.main, revert=True)
+    resp = stub.UserRevert(pick_request(repo, R, repo.main, message=b"Revert it\n"), timeout=30)
+    new = resp.branch_update.commit_id
+    assert (resp.create_tree_error, resp.commit_error, resp.pre_receive_error) == ("", "", "")
+    assert repo.rev("main") == new and repo.rev("main^") == ahead
+    assert repo.rev("main^{tree}") == want_tree
+    assert header(repo, new, "author") == "author Jane Doe <jane@example.com> %d +0000" % TS
+    # dry run: nothing written to the branch beyond its start
+    resp = stub.UserRevert(pick_request(repo, R, repo.ahead, dry_run=True, message=b"again"), timeout=30)
+    assert resp.branch_update.commit_id == new and repo.rev("main") == new
+    git("fsck", "--strict", "--no-dangling", cwd=repo.path)
+
+
+def test_revert_refusals_inline_and_structured(gitaly_node, repo):
+    stub = gitaly_node.stub("OperationService")
+    R = ops().UserRevertRequest
+    # conflict
+    resp = stub.UserRevert(pick_request(repo, R, repo.clash), timeout=30)
+    assert (resp.create_tree_error, resp.create_tree_error_code) == (
+        "revert: could not apply due to conflicts", ops().UserRevertResponse.CONFLICT)
+    e = rpc_error(lambda: stub.UserRevert(pick_request(repo, R, repo.clash), metadata=STRUCTURED, timeout=30))
+    assert (e.code(), e.details()) == (grpc.StatusCode.FAILED_PRECONDITION, "revert: there are conflicting files")
+    assert list(detail(e, ops().UserRevertError).merge_conflict.conflicting_files) == [b"README.md"]
+    # nothing to revert
+    resp = stub.UserRevert(pick_request(repo, R, repo.feature), timeout=30)
+    assert (resp.create_tree_error, resp.create_tree_error_code) == (
+        "revert: could not apply because the result was empty", ops().UserRevertResponse.EMPTY)
+    e = rpc_error(lambda: stub.UserRevert(pick_request(repo, R, repo.feature), metadata=STRUCTURED, timeout=30))
+    assert (e.code(), e.details()) == (grpc.StatusCode.FAILED_PRECONDITION,
+                                       "revert: could not apply because the result was empty")
+    assert detail(e, ops().UserRevertError).WhichOneof("error") == "changes_already_applied"
+    # diverged
+    resp = stub.UserRevert(pick_request(repo, R, repo.main, branch_name=b"clash", start_branch_name=b"main"),
+                           timeout=30)
+    assert resp.commit_error == "Branch diverged"
+    e = rpc_error(lambda: stub.UserRevert(pick_request(repo, R, repo.main, branch_name=b"clash",
+                                                       start_branch_name=b"main"), metadata=STRUCTURED, timeout=30))
+    assert (e.code(), e.details()) == (grpc.StatusCode.FAILED_PRECONDITION, "revert: branch diverged")
+    assert detail(e, ops().UserRevertError).not_ancestor.parent_revision == repo.clash.encode()
+    # a refusing hook
+    write_custom_hook(repo.path, "pre-receive", "#!/bin/sh\necho no reverts >&2\nexit 1\n")
+    resp = stub.UserRevert(pick_request(repo, R, repo.main), timeout=30)
+    assert resp.pre_receive_error == "no reverts\n"
+    e = rpc_error(lambda: stub.UserRevert(pick_request(repo, R, repo.main), metadata=STRUCTURED, timeout=30))
+    assert (e.code(), e.details()) == (grpc.StatusCode.PERMISSION_DENIED, "revert: custom hook error")
+    assert detail(e, ops().UserRevertError).custom_hook.stderr == b"no reverts\n"
+    assert repo.rev("main") == repo.main and repo.rev("clash") == repo.clash
+    e = rpc_error(lambda: stub.UserRevert(pick_request(repo, R, "6" * 40), timeout=30))
+    assert (e.code(), e.details()) == (grpc.StatusCode.NOT_FOUND, "revert commit lookup: commit not found")
+    assert no_quarantines(gitaly_node)
