@@ -110,6 +110,12 @@ class Bidi:
     def close(self):
         self.q.put(None)
 
+    def finish(self):
+        """Close our side and wait for the call's status (an error raises)."""
+        self.close()
+        rest = list(self.responses)
+        assert rest == [], rest
+
 
 def merge_request(repo, **kw):
     d = dict(repository=repo.proto, user=user(), commit_id=repo.feature, branch=b"main",

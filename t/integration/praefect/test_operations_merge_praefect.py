@@ -46,6 +46,13 @@ def in_sync(cluster):
     return r[0]
 
 
+def settled(cluster):
+    """After a refused update that had voted (pre-receive's synchronisation vote): a secondary
+    that was still on its way may have been cut off and outdated; it is repaired by replication."""
+    from praefect_itest import wait_for
+    return wait_for(lambda: replicas_in_sync(cluster, REL), what="replicas in sync")[0]
+
+
 def replica_path(cluster, md, storage):
     return os.path.join(cluster.nodes[storage].storages[storage], md.replica_path)
 
@@ -79,7 +86,7 @@ def test_merge_branch_lands_on_every_replica(setup):
     assert set(branch_everywhere(cluster, md0, "main").values()) == {oids["main"]}
     b.send(ops().UserMergeBranchRequest(apply=True))
     assert b.recv().branch_update.commit_id == first
-    b.close()
+    b.finish()   # the status comes after praefect recorded who holds the change
     # what git computes for the same inputs: the same commit on every replica, voted equal
     assert first == expected_merge(src, oids["main"], oids["feature"], b"Merge feature\n")
     md = in_sync(cluster)
@@ -142,8 +149,7 @@ def test_merge_branch_refused_by_pre_receive(setup):
     b.close()
     assert (e.value.code(), e.value.details()) == (grpc.StatusCode.PERMISSION_DENIED, "not today\n")
     assert detail(e.value, ops().UserMergeBranchError).custom_hook.stderr == b"not today\n"
-    md = in_sync(cluster)
-    assert md.generation == md0.generation
+    md = settled(cluster)
     assert set(branch_everywhere(cluster, md, "main").values()) == {oids["main"]}
 
 
@@ -159,7 +165,7 @@ def test_merge_branch_stale_expected_old_oid(setup):
     assert (e.value.code(), e.value.details()) == (
         grpc.StatusCode.FAILED_PRECONDITION, "reference update: reference does not point to expected object")
     assert detail(e.value, ops().UserMergeBranchError).WhichOneof("error") == "reference_update"
-    md = in_sync(cluster)
+    md = settled(cluster)
     assert set(branch_everywhere(cluster, md, "main").values()) == {oids["main"]}
 
 
@@ -195,17 +201,17 @@ def test_merge_to_ref_ff_and_update_branch_land_on_every_replica(setup):
     md = in_sync(cluster)
     assert md.generation == gen + 3
     assert set(branch_everywhere(cluster, md, "feature").values()) == {oids["clash"]}
+    assert no_replication(cluster)
 
-    # a stale oldrev: refused everywhere, nothing recorded
+    # a stale oldrev: refused everywhere
     with pytest.raises(grpc.RpcError) as e:
         stub(cluster).UserUpdateBranch(ops().UserUpdateBranchRequest(
             repository=repo, user=user(), branch_name=b"feature", newrev=oids["main"].encode(),
             oldrev=oids["feature"].encode()), timeout=30)
     assert (e.value.code(), e.value.details()) == (grpc.StatusCode.FAILED_PRECONDITION,
                                                    "Could not update feature. Please refresh and try again.")
-    md = in_sync(cluster)
+    md = settled(cluster)
     assert set(branch_everywhere(cluster, md, "feature").values()) == {oids["clash"]}
-    assert no_replication(cluster)
 
 
 def test_replica_computing_another_merge_loses_its_vote(setup):
@@ -220,10 +226,47 @@ def test_replica_computing_another_merge_loses_its_vote(setup):
     oid = b.recv().commit_id
     b.send(ops().UserMergeBranchRequest(apply=True))
     assert b.recv().branch_update.commit_id == oid
-    b.close()
+    b.finish()
     md = cluster.praefect.metadata(REL)
     gens = {r.storage: r.generation for r in md.replicas}
     assert gens[md.primary] == md.generation == md0.generation + 1
     assert gens[secondary] < md.generation
     wait_for(lambda: replicas_in_sync(cluster, REL), what="repair of the diverged secondary")
     assert set(branch_everywhere(cluster, cluster.praefect.metadata(REL), "main").values()) == {oid}
+
+
+def test_cherry_pick_and_revert_land_on_every_replica(setup):
+    cluster, src, oids, md0 = setup
+    repo = cluster.praefect.repo(REL, gl_repository="project-1")
+    resp = stub(cluster).UserCherryPick(ops().UserCherryPickRequest(
+        repository=repo, user=user(), commit=pb("shared").GitCommit(id=oids["feature"]), branch_name=b"main",
+        message=b"pick", timestamp=ts()), timeout=30)
+    picked = resp.branch_update.commit_id
+    md = in_sync(cluster)
+    assert md.generation == md0.generation + 1
+    assert set(branch_everywhere(cluster, md, "main").values()) == {picked}
+    assert set(branch_everywhere(cluster, md, "main^").values()) == {oids["main"]}
+
+    resp = stub(cluster).UserRevert(ops().UserRevertRequest(
+        repository=repo, user=user(), commit=pb("shared").GitCommit(id=picked), branch_name=b"main",
+        message=b"revert the pick", timestamp=ts()), timeout=30)
+    reverted = resp.branch_update.commit_id
+    md = in_sync(cluster)
+    assert md.generation == md0.generation + 2
+    assert set(branch_everywhere(cluster, md, "main").values()) == {reverted}
+    assert set(branch_everywhere(cluster, md, "main^{tree}").values()) == {
+        git("rev-parse", oids["main"] + "^{tree}", cwd=src).strip()}
+
+    # a conflict and a dry run change nothing anywhere
+    with pytest.raises(grpc.RpcError) as e:
+        stub(cluster).UserCherryPick(ops().UserCherryPickRequest(
+            repository=repo, user=user(), commit=pb("shared").GitCommit(id=oids["clash"]), branch_name=b"main",
+            message=b"pick", timestamp=ts()), timeout=30)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    resp = stub(cluster).UserCherryPick(ops().UserCherryPickRequest(
+        repository=repo, user=user(), commit=pb("shared").GitCommit(id=oids["feature"]), branch_name=b"main",
+        message=b"pick", timestamp=ts(), dry_run=True), timeout=30)
+    assert resp.branch_update.commit_id == reverted
+    md = in_sync(cluster)
+    assert set(branch_everywhere(cluster, md, "main").values()) == {reverted}
+    assert no_replication(cluster)
