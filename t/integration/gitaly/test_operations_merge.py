@@ -4,6 +4,7 @@ checked against what git itself computes, with hooks refusing, stale old values
 and upstream's error details."""
 import os
 import queue
+import time
 
 import grpc
 import pytest
@@ -216,9 +217,13 @@ def test_merge_branch_abandoned_half_way_changes_nothing(gitaly_node, repo):
     b.send(merge_request(repo))
     b.recv()
     b.responses.cancel()
+    # the server learns of the cancel asynchronously: its quarantine goes when it has
+    deadline = time.time() + 20
+    while not no_quarantines(gitaly_node) and time.time() < deadline:
+        time.sleep(0.05)
+    assert no_quarantines(gitaly_node)
     assert git("for-each-ref", cwd=repo.path) == refs_before
     assert git("cat-file", "-t", oid, cwd=repo.path, check=False).strip() == ""
-    assert no_quarantines(gitaly_node)
 
 
 @pytest.mark.parametrize("hook", ["pre-receive", "update"])
