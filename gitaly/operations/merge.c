@@ -1,6 +1,7 @@
-/* OperationService merges and branch moves: UserMergeBranch, UserMergeToRef, UserFFBranch, UserUpdateBranch. */
+/* OperationService merges and branch moves: UserMergeBranch, UserMergeToRef, UserFFBranch, UserUpdateBranch, UserSquash. */
 #include "operations/operations.h"
 #include "base/util.h"
+#include "core/vote.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -8,7 +9,7 @@
 /* merge-tree prints the tree and the conflicting names; more than this is not a merge we answer */
 #define MERGE_TREE_OUT_CAP (4 * 1024 * 1024)
 
-enum merge_kind { MK_MERGE_BRANCH, MK_MERGE_TO_REF, MK_FF_BRANCH, MK_UPDATE_BRANCH };
+enum merge_kind { MK_MERGE_BRANCH, MK_MERGE_TO_REF, MK_FF_BRANCH, MK_UPDATE_BRANCH, MK_SQUASH };
 
 /* UserMergeBranch's two-message protocol (docs/technical/operations-merge.md) */
 enum mb_state { MB_FIRST, MB_MERGING, MB_WAIT_APPLY, MB_UPDATING };
@@ -22,6 +23,7 @@ struct merge {
 	Gitaly__UserMergeToRefRequest *mtr;
 	Gitaly__UserFFBranchRequest *ff;
 	Gitaly__UserUpdateBranchRequest *ub;
+	Gitaly__UserSquashRequest *sq;
 	const Gitaly__User *user;
 	const char *expected_old;
 	struct strbuf branch, ref;       /* the branch name and the reference it is */
@@ -32,6 +34,9 @@ struct merge {
 	struct strvec conflicts;         /* conflicting paths, as merge-tree names them */
 	struct op_signature sig;
 	int have_sig;
+	struct op_signature author;      /* UserSquash: the request's author at the committer's time */
+	int have_author;
+	struct strbuf message;           /* UserSquash: the message with its final newline */
 	void (*merged)(struct merge *m);  /* the merge commit was written */
 	void (*resolved)(struct merge *m); /* m->old is known */
 };
@@ -51,6 +56,9 @@ static void merge_release(struct op *op)
 	strvec_clear(&m->conflicts);
 	if (m->have_sig)
 		op_signature_release(&m->sig);
+	if (m->have_author)
+		op_signature_release(&m->author);
+	strbuf_release(&m->message);
 	free(m);
 }
 
@@ -67,6 +75,7 @@ static struct merge *merge_new(struct grpc_call *call, void *data, enum merge_ki
 	strbuf_init(&m->commit, 0);
 	strbuf_init(&m->target_ref, 0);
 	strvec_init(&m->conflicts);
+	strbuf_init(&m->message, 0);
 	op_init(&m->op, data, call, merge_release, unary);
 	return m;
 }
@@ -109,16 +118,24 @@ static void merge_committed(struct op *op, int status, struct strbuf *out, struc
 /* commit-tree with both signatures from the request, so every replica writes the same bytes */
 static void merge_commit(struct merge *m, const ProtobufCBinaryData *message)
 {
-	struct strbuf date = STRBUF_INIT;
+	struct strbuf date = STRBUF_INIT, adate = STRBUF_INIT;
 	struct strvec env = STRVEC_INIT;
 	const char *flags[] = { "-p", m->ours.buf, "-p", m->theirs.buf, "-F", "-", NULL };
 	const char *args[] = { m->tree.buf, NULL };
+	const struct op_signature *author = m->have_author ? &m->author : &m->sig;
 	struct git_call gc;
 
+	if (m->kind == MK_SQUASH) {
+		/* a squash has the start as its only parent */
+		flags[2] = "-F";
+		flags[3] = "-";
+		flags[4] = NULL;
+	}
 	op_signature_date(&m->sig, &date);
-	strvec_pushf(&env, "GIT_AUTHOR_NAME=%s", m->sig.name.buf);
-	strvec_pushf(&env, "GIT_AUTHOR_EMAIL=%s", m->sig.email.buf);
-	strvec_pushf(&env, "GIT_AUTHOR_DATE=%s", date.buf);
+	op_signature_date(author, &adate);
+	strvec_pushf(&env, "GIT_AUTHOR_NAME=%s", author->name.buf);
+	strvec_pushf(&env, "GIT_AUTHOR_EMAIL=%s", author->email.buf);
+	strvec_pushf(&env, "GIT_AUTHOR_DATE=%s", adate.buf);
 	strvec_pushf(&env, "GIT_COMMITTER_NAME=%s", m->sig.name.buf);
 	strvec_pushf(&env, "GIT_COMMITTER_EMAIL=%s", m->sig.email.buf);
 	strvec_pushf(&env, "GIT_COMMITTER_DATE=%s", date.buf);
@@ -128,12 +145,18 @@ static void merge_commit(struct merge *m, const ProtobufCBinaryData *message)
 	gc.env = env.v;
 	op_git(&m->op, &gc, message->len ? (const char *)message->data : "", message->len, 4096, merge_committed);
 	strbuf_release(&date);
+	strbuf_release(&adate);
 	strvec_clear(&env);
 }
 
-static const ProtobufCBinaryData *merge_message(const struct merge *m)
+static ProtobufCBinaryData merge_message(const struct merge *m)
 {
-	return m->kind == MK_MERGE_BRANCH ? &m->mb->message : &m->mtr->message;
+	ProtobufCBinaryData b = { m->message.len, (uint8_t *)m->message.buf };
+	if (m->kind == MK_MERGE_BRANCH)
+		return m->mb->message;
+	if (m->kind == MK_MERGE_TO_REF)
+		return m->mtr->message;
+	return b;
 }
 
 /*
@@ -159,6 +182,7 @@ static void parse_conflicts(struct merge *m, const struct strbuf *out)
 static void fail_conflict(struct merge *m)
 {
 	Gitaly__UserMergeBranchError e = GITALY__USER_MERGE_BRANCH_ERROR__INIT;
+	Gitaly__UserSquashError se = GITALY__USER_SQUASH_ERROR__INIT;
 	Gitaly__MergeConflictError mc = GITALY__MERGE_CONFLICT_ERROR__INIT;
 	ProtobufCBinaryData *files = xcalloc(m->conflicts.nr ? m->conflicts.nr : 1, sizeof(*files));
 	char *ids[2] = { m->ours.buf, m->theirs.buf };
@@ -171,9 +195,18 @@ static void fail_conflict(struct merge *m)
 	mc.conflicting_files = files;
 	mc.n_conflicting_commit_ids = 2;
 	mc.conflicting_commit_ids = ids;
-	e.error_case = GITALY__USER_MERGE_BRANCH_ERROR__ERROR_MERGE_CONFLICT;
-	e.merge_conflict = &mc;
-	op_fail_detail(&m->op, GRPC_FAILED_PRECONDITION, "merging commits: merge: there are conflicting files", &e.base);
+	if (m->kind == MK_SQUASH) {
+		/* a merge conflict, under the old "rebase" name */
+		se.error_case = GITALY__USER_SQUASH_ERROR__ERROR_REBASE_CONFLICT;
+		se.rebase_conflict = &mc;
+		op_fail_detail(&m->op, GRPC_FAILED_PRECONDITION, "squashing commits: merge: there are conflicting files",
+			       &se.base);
+	} else {
+		e.error_case = GITALY__USER_MERGE_BRANCH_ERROR__ERROR_MERGE_CONFLICT;
+		e.merge_conflict = &mc;
+		op_fail_detail(&m->op, GRPC_FAILED_PRECONDITION, "merging commits: merge: there are conflicting files",
+			       &e.base);
+	}
 	free(files);
 }
 
@@ -206,7 +239,10 @@ static void merge_tree_done(struct op *op, int status, struct strbuf *out, struc
 	}
 	strbuf_reset(&m->tree);
 	strbuf_add(&m->tree, out->buf, hexlen);
-	merge_commit(m, merge_message(m));
+	{
+		ProtobufCBinaryData msg = merge_message(m);
+		merge_commit(m, &msg);
+	}
 }
 
 /* Merge m->theirs into m->ours; m->merged() follows with m->commit set. */
@@ -784,10 +820,195 @@ static void user_update_branch(struct grpc_call *call, const uint8_t *buf, size_
 	op_detect_hash(&m->op, ub_hash_known);
 }
 
+/* ======================= UserSquash ======================= */
+
+static void sq_vote(struct merge *m, enum vote_phase phase, vote_done_fn fn);
+
+static void sq_committed(void *arg, enum grpc_code code, const char *msg)
+{
+	struct merge *m = arg;
+	Gitaly__UserSquashResponse resp = GITALY__USER_SQUASH_RESPONSE__INIT;
+	if (op_step_end(&m->op))
+		return;
+	if (code != GRPC_OK) {
+		op_fail(&m->op, GRPC_ABORTED, "committing vote on squashed commit: %s", msg ? msg : "");
+		return;
+	}
+	resp.squash_sha = m->commit.buf;
+	msg_reply(m->op.base.call, &resp);
+}
+
+static void sq_prepared(void *arg, enum grpc_code code, const char *msg)
+{
+	struct merge *m = arg;
+	struct strbuf err = STRBUF_INIT;
+	if (op_step_end(&m->op))
+		return;
+	if (code != GRPC_OK) {
+		op_fail(&m->op, GRPC_ABORTED, "preparatory vote on squashed commit: %s", msg ? msg : "");
+		return;
+	}
+	/* the replicas agree on the commit: only now do its objects join the repository */
+	if (op_quarantine_migrate(&m->op, &err) < 0) {
+		op_fail(&m->op, GRPC_INTERNAL, "migrating quarantine directory: %s", err.buf);
+		strbuf_release(&err);
+		return;
+	}
+	strbuf_release(&err);
+	sq_vote(m, VOTE_PHASE_COMMITTED, sq_committed);
+}
+
+/* No reference moves: the vote is on the commit id itself. */
+static void sq_vote(struct merge *m, enum vote_phase phase, vote_done_fn fn)
+{
+	uint8_t hash[20];
+	gitaly_sha1(m->commit.buf, m->commit.len, hash);
+	gitaly_call_hold(&m->op.base);
+	vote_cast(m->op.base.g, m->op.base.call, phase, hash, fn, m);
+}
+
+static void sq_merged(struct merge *m)
+{
+	sq_vote(m, VOTE_PHASE_PREPARED, sq_prepared);
+}
+
+static void sq_fail_resolve(struct merge *m, const char *which, const char *rev)
+{
+	Gitaly__UserSquashError e = GITALY__USER_SQUASH_ERROR__INIT;
+	Gitaly__ResolveRevisionError rr = GITALY__RESOLVE_REVISION_ERROR__INIT;
+	struct strbuf msg = STRBUF_INIT;
+	rr.revision.data = (uint8_t *)rev;
+	rr.revision.len = strlen(rev);
+	e.error_case = GITALY__USER_SQUASH_ERROR__ERROR_RESOLVE_REVISION;
+	e.resolve_revision = &rr;
+	strbuf_addf(&msg, "resolving %s revision: reference not found", which);
+	op_fail_detail(&m->op, GRPC_INVALID_ARGUMENT, msg.buf, &e.base);
+	strbuf_release(&msg);
+}
+
+static void sq_end_resolved(struct op *op, int status, struct strbuf *out, struct strbuf *err)
+{
+	struct merge *m = container_of(op, struct merge, op);
+	if (status != 0) {
+		sq_fail_resolve(m, "end", m->sq->end_sha);
+		return;
+	}
+	op_chomp(out);
+	strbuf_reset(&m->theirs);
+	strbuf_add(&m->theirs, out->buf, out->len);
+	merge_run(m, sq_merged);
+}
+
+static void sq_start_resolved(struct op *op, int status, struct strbuf *out, struct strbuf *err)
+{
+	struct merge *m = container_of(op, struct merge, op);
+	struct strbuf rev = STRBUF_INIT;
+	if (status != 0) {
+		sq_fail_resolve(m, "start", m->sq->start_sha);
+		return;
+	}
+	op_chomp(out);
+	strbuf_reset(&m->ours);
+	strbuf_add(&m->ours, out->buf, out->len);
+	strbuf_addf(&rev, "%s^{commit}", m->sq->end_sha);
+	op_rev_parse(op, rev.buf, sq_end_resolved);
+	strbuf_release(&rev);
+}
+
+static void sq_hash_known(struct op *op, int status, struct strbuf *out, struct strbuf *err)
+{
+	struct merge *m = container_of(op, struct merge, op);
+	struct strbuf rev = STRBUF_INIT;
+	strbuf_addf(&rev, "%s^{commit}", m->sq->start_sha);
+	op_rev_parse(op, rev.buf, sq_start_resolved);
+	strbuf_release(&rev);
+}
+
+static void user_squash(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
+{
+	struct merge *m = merge_new(call, data, MK_SQUASH, 1);
+	struct strbuf err = STRBUF_INIT;
+	Google__Protobuf__Timestamp when = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+	Gitaly__UserSquashRequest *req = msg_unpack(call, &gitaly__user_squash_request__descriptor, buf, len);
+	struct op *op = &m->op;
+	if (!req)
+		return;
+	m->req = &req->base;
+	m->sq = req;
+	if (op_locate(op, req->repository) != GRPC_OK)
+		return;
+	if (!req->user) {
+		op_fail(op, GRPC_INVALID_ARGUMENT, "empty User");
+		return;
+	}
+	if (!req->user->name.len) {
+		op_fail(op, GRPC_INVALID_ARGUMENT, "empty user name");
+		return;
+	}
+	if (!req->user->email.len) {
+		op_fail(op, GRPC_INVALID_ARGUMENT, "empty user email");
+		return;
+	}
+	if (!req->start_sha || !*req->start_sha) {
+		op_fail(op, GRPC_INVALID_ARGUMENT, "empty StartSha");
+		return;
+	}
+	if (!req->end_sha || !*req->end_sha) {
+		op_fail(op, GRPC_INVALID_ARGUMENT, "empty EndSha");
+		return;
+	}
+	if (!req->commit_message.len) {
+		op_fail(op, GRPC_INVALID_ARGUMENT, "empty CommitMessage");
+		return;
+	}
+	if (!req->author) {
+		op_fail(op, GRPC_INVALID_ARGUMENT, "empty Author");
+		return;
+	}
+	if (!req->author->name.len) {
+		op_fail(op, GRPC_INVALID_ARGUMENT, "empty author name");
+		return;
+	}
+	if (!req->author->email.len) {
+		op_fail(op, GRPC_INVALID_ARGUMENT, "empty author email");
+		return;
+	}
+	if (op_quarantine(op) < 0)
+		return;
+	if (bad_rev(req->start_sha)) {
+		sq_fail_resolve(m, "start", req->start_sha);
+		return;
+	}
+	if (bad_rev(req->end_sha)) {
+		sq_fail_resolve(m, "end", req->end_sha);
+		return;
+	}
+	m->have_sig = 1;
+	if (op_signature(req->user, req->timestamp, &m->sig, &err) < 0) {
+		op_fail(op, GRPC_INVALID_ARGUMENT, "%s", err.buf);
+		strbuf_release(&err);
+		return;
+	}
+	/* the author signs at the committer's moment, in the author's own zone */
+	when.seconds = m->sig.when;
+	m->have_author = 1;
+	if (op_signature(req->author, &when, &m->author, &err) < 0) {
+		op_fail(op, GRPC_INVALID_ARGUMENT, "%s", err.buf);
+		strbuf_release(&err);
+		return;
+	}
+	/* git commit-tree used to add the final newline; upstream keeps that */
+	strbuf_add(&m->message, req->commit_message.data, req->commit_message.len);
+	if (m->message.buf[m->message.len - 1] != '\n')
+		strbuf_addch(&m->message, '\n');
+	op_detect_hash(op, sq_hash_known);
+}
+
 void op_register_merge(struct gitaly *g, struct grpc_server *s)
 {
 	gitaly_add_method(s, "/gitaly.OperationService/UserMergeBranch", user_merge_branch, g);
 	gitaly_add_unary(s, "/gitaly.OperationService/UserMergeToRef", user_merge_to_ref, g);
 	gitaly_add_unary(s, "/gitaly.OperationService/UserFFBranch", user_ff_branch, g);
 	gitaly_add_unary(s, "/gitaly.OperationService/UserUpdateBranch", user_update_branch, g);
+	gitaly_add_unary(s, "/gitaly.OperationService/UserSquash", user_squash, g);
 }

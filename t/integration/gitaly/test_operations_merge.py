@@ -639,3 +639,66 @@ def test_revert_refusals_inline_and_structured(gitaly_node, repo):
     e = rpc_error(lambda: stub.UserRevert(pick_request(repo, R, "6" * 40), timeout=30))
     assert (e.code(), e.details()) == (grpc.StatusCode.NOT_FOUND, "revert commit lookup: commit not found")
     assert no_quarantines(gitaly_node)
+
+
+# --- UserSquash ---
+
+AUTHOR = dict(name=b"Ann Author", email=b"ann@example.com", timezone="Asia/Tokyo")
+
+
+def squash_request(repo, **kw):
+    d = dict(repository=repo.proto, user=user(), author=pb("shared").User(**AUTHOR), start_sha=repo.base,
+             end_sha=repo.ahead, commit_message=b"Squashed", timestamp=ts())
+    d.update(kw)
+    return ops().UserSquashRequest(**d)
+
+
+def test_squash(gitaly_node, repo):
+    stub = gitaly_node.stub("OperationService")
+    refs_before = git("for-each-ref", cwd=repo.path)
+    sha = stub.UserSquash(squash_request(repo), timeout=30).squash_sha
+    assert git("rev-list", "--parents", "-n1", sha, cwd=repo.path).split() == [sha, repo.base]
+    assert repo.rev(sha + "^{tree}") == repo.rev(repo.ahead + "^{tree}")
+    assert header(repo, sha, "author") == "author Ann Author <ann@example.com> %d +0900" % TS
+    assert header(repo, sha, "committer") == "committer Jane Doe <jane@example.com> %d +0000" % TS
+    assert git("cat-file", "commit", sha, cwd=repo.path).endswith("\n\nSquashed\n")
+    # no reference moves; the commit is in the repository, the quarantine gone
+    assert git("for-each-ref", cwd=repo.path) == refs_before
+    assert no_quarantines(gitaly_node)
+    # squashing a diverged range merges it onto the start
+    sha2 = stub.UserSquash(squash_request(repo, start_sha=repo.main, end_sha=repo.feature), timeout=30).squash_sha
+    tree = git("merge-tree", "--write-tree", repo.main, repo.feature, cwd=repo.path).split("\n")[0]
+    assert repo.rev(sha2 + "^{tree}") == tree
+    assert repo.rev(sha2 + "^") == repo.main
+    git("fsck", "--strict", "--no-dangling", cwd=repo.path)
+
+
+def test_squash_refusals(gitaly_node, repo):
+    stub = gitaly_node.stub("OperationService")
+    e = rpc_error(lambda: stub.UserSquash(squash_request(repo, start_sha=repo.main, end_sha=repo.clash), timeout=30))
+    assert (e.code(), e.details()) == (grpc.StatusCode.FAILED_PRECONDITION,
+                                       "squashing commits: merge: there are conflicting files")
+    d = detail(e, ops().UserSquashError)
+    assert list(d.rebase_conflict.conflicting_files) == [b"README.md"]
+    assert list(d.rebase_conflict.conflicting_commit_ids) == [repo.main, repo.clash]
+    for field, which in (("start_sha", "start"), ("end_sha", "end")):
+        e = rpc_error(lambda: stub.UserSquash(squash_request(repo, **{field: "nope"}), timeout=30))
+        assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                           "resolving %s revision: reference not found" % which)
+        assert detail(e, ops().UserSquashError).resolve_revision.revision == b"nope"
+    cases = [
+        (dict(user=None), "empty User"),
+        (dict(user=user(name=b"")), "empty user name"),
+        (dict(user=user(email=b"")), "empty user email"),
+        (dict(start_sha=""), "empty StartSha"),
+        (dict(end_sha=""), "empty EndSha"),
+        (dict(commit_message=b""), "empty CommitMessage"),
+        (dict(author=None), "empty Author"),
+        (dict(author=pb("shared").User(email=b"a@b")), "empty author name"),
+        (dict(author=pb("shared").User(name=b"a")), "empty author email"),
+        (dict(author=pb("shared").User(name=b"a", email=b"a@b", timezone="Bad/Zone")), "unknown time zone Bad/Zone"),
+    ]
+    for kw, msg in cases:
+        e = rpc_error(lambda: stub.UserSquash(squash_request(repo, **kw), timeout=30))
+        assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT, msg), kw
+    assert no_quarantines(gitaly_node)

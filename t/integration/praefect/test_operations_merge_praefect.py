@@ -270,3 +270,15 @@ def test_cherry_pick_and_revert_land_on_every_replica(setup):
     md = in_sync(cluster)
     assert set(branch_everywhere(cluster, md, "main").values()) == {reverted}
     assert no_replication(cluster)
+
+
+def test_squash_is_written_on_every_replica(setup):
+    cluster, src, oids, md0 = setup
+    resp = stub(cluster).UserSquash(ops().UserSquashRequest(
+        repository=cluster.praefect.repo(REL, gl_repository="project-1"), user=user(),
+        author=pb("shared").User(name=b"Ann", email=b"ann@example.com"), start_sha=oids["base"],
+        end_sha=oids["ahead"], commit_message=b"Squashed", timestamp=ts()), timeout=30)
+    md = in_sync(cluster)
+    for r in md.replicas:
+        assert git("cat-file", "-t", resp.squash_sha, cwd=replica_path(cluster, md, r.storage)).strip() == "commit"
+    assert no_replication(cluster)
