@@ -652,4 +652,5 @@ void gitaly_register_operations(struct gitaly *g, struct grpc_server *s)
 	op_register_commit_files(g, s);
 	op_register_merge(g, s);
 	op_register_cherry_pick(g, s);
+	op_register_rebase(g, s);
 }

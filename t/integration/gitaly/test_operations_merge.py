@@ -702,3 +702,67 @@ def test_squash_refusals(gitaly_node, repo):
         e = rpc_error(lambda: stub.UserSquash(squash_request(repo, **kw), timeout=30))
         assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT, msg), kw
     assert no_quarantines(gitaly_node)
+
+
+# --- UserRebaseToRef ---
+
+def rebase_request(repo, **kw):
+    d = dict(repository=repo.proto, user=user(), source_sha=repo.feature, first_parent_ref=b"refs/heads/main",
+             target_ref=b"refs/merge-requests/1/train", timestamp=ts())
+    d.update(kw)
+    return ops().UserRebaseToRefRequest(**d)
+
+
+def git_rebase(repo, tmp_path, onto, tip):
+    """What git's own rebase writes, with the same committer, in a scratch clone."""
+    work = str(tmp_path / ("rebase-%s" % tip[:8]))
+    git("clone", "-q", repo.path, work)
+    git("checkout", "-q", "--detach", tip, cwd=work)
+    env = {"GIT_COMMITTER_NAME": "Jane Doe", "GIT_COMMITTER_EMAIL": "jane@example.com",
+           "GIT_COMMITTER_DATE": "%d +0000" % TS}
+    git("rebase", "-q", onto, cwd=work, env=env)
+    return git("rev-parse", "HEAD", cwd=work).strip()
+
+
+def test_rebase_to_ref(gitaly_node, repo, tmp_path):
+    stub = gitaly_node.stub("OperationService")
+    # a two-commit branch, one of whose changes main already has
+    second = commit_files(repo.path, repo.feature, {"feature2.txt": "2\n"}, "second on feature")
+    dup = commit_files(repo.path, second, {"main.txt": "m\n"}, "same as on main")
+    third = commit_files(repo.path, dup, {"feature3.txt": "3\n"}, "third on feature")
+    want = git_rebase(repo, tmp_path, repo.main, third)
+    resp = stub.UserRebaseToRef(rebase_request(repo, source_sha=third), timeout=30)
+    assert resp.commit_id == want
+    assert repo.rev("refs/merge-requests/1/train") == want
+    assert repo.rev("main") == repo.main
+    # a fast-forward needs no new commit
+    resp = stub.UserRebaseToRef(rebase_request(repo, source_sha=repo.ahead,
+                                               expected_old_oid=want), timeout=30)
+    assert resp.commit_id == repo.ahead == repo.rev("refs/merge-requests/1/train")
+    git("fsck", "--strict", "--no-dangling", cwd=repo.path)
+    assert no_quarantines(gitaly_node)
+
+
+def test_rebase_to_ref_errors(gitaly_node, repo):
+    stub = gitaly_node.stub("OperationService")
+    cases = [
+        (dict(first_parent_ref=b""), grpc.StatusCode.INVALID_ARGUMENT, "empty FirstParentRef"),
+        (dict(user=None), grpc.StatusCode.INVALID_ARGUMENT, "empty User"),
+        (dict(source_sha=""), grpc.StatusCode.INVALID_ARGUMENT, "empty SourceSha"),
+        (dict(target_ref=b""), grpc.StatusCode.INVALID_ARGUMENT, "empty TargetRef"),
+        (dict(target_ref=b"refs/heads/x"), grpc.StatusCode.INVALID_ARGUMENT, "invalid TargetRef"),
+        (dict(first_parent_ref=b"refs/heads/nope"), grpc.StatusCode.INVALID_ARGUMENT, "invalid FirstParentRef"),
+        (dict(source_sha="refs/heads/nope"), grpc.StatusCode.INVALID_ARGUMENT, "invalid SourceSha"),
+        (dict(expected_old_oid="7" * 40), grpc.StatusCode.INVALID_ARGUMENT,
+         "cannot resolve expected old object ID: reference not found"),
+        (dict(source_sha=repo.clash), grpc.StatusCode.FAILED_PRECONDITION,
+         "failed to rebase %s on %s while preparing refs/merge-requests/1/train due to conflict"
+         % (repo.clash, repo.main)),
+        (dict(expected_old_oid=repo.main), grpc.StatusCode.FAILED_PRECONDITION,
+         "could not update refs/merge-requests/1/train. Please refresh and try again"),
+    ]
+    for kw, code, msg in cases:
+        e = rpc_error(lambda: stub.UserRebaseToRef(rebase_request(repo, **kw), timeout=30))
+        assert (e.code(), e.details()) == (code, msg), kw
+    assert repo.rev("refs/merge-requests/1/train") is None
+    assert no_quarantines(gitaly_node)

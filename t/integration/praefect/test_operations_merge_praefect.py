@@ -282,3 +282,16 @@ def test_squash_is_written_on_every_replica(setup):
     for r in md.replicas:
         assert git("cat-file", "-t", resp.squash_sha, cwd=replica_path(cluster, md, r.storage)).strip() == "commit"
     assert no_replication(cluster)
+
+
+def test_rebase_to_ref_lands_on_every_replica(setup):
+    cluster, src, oids, md0 = setup
+    resp = stub(cluster).UserRebaseToRef(ops().UserRebaseToRefRequest(
+        repository=cluster.praefect.repo(REL, gl_repository="project-1"), user=user(),
+        source_sha=oids["feature"], first_parent_ref=b"refs/heads/main", target_ref=b"refs/merge-requests/3/train",
+        timestamp=ts()), timeout=30)
+    md = in_sync(cluster)
+    assert md.generation == md0.generation + 1
+    assert set(branch_everywhere(cluster, md, "refs/merge-requests/3/train").values()) == {resp.commit_id}
+    assert set(branch_everywhere(cluster, md, "refs/merge-requests/3/train^").values()) == {oids["main"]}
+    assert no_replication(cluster)
