@@ -535,8 +535,15 @@ static void pick_hash_known(struct op *op, int status, struct strbuf *out, struc
 	strbuf_release(&rev);
 }
 
+/*
+ * Through praefect the target is rewritten to its replica and the other
+ * repository is not: the GitLab repository name (gl_repository) then tells
+ * they are the same.
+ */
 static int same_repo(const Gitaly__Repository *a, const Gitaly__Repository *b)
 {
+	if (a->gl_repository && *a->gl_repository && b->gl_repository && !strcmp(a->gl_repository, b->gl_repository))
+		return 1;
 	return !strcmp(a->storage_name ? a->storage_name : "", b->storage_name ? b->storage_name : "") &&
 	       !strcmp(a->relative_path ? a->relative_path : "", b->relative_path ? b->relative_path : "");
 }

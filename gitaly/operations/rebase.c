@@ -1,4 +1,4 @@
-/* OperationService: UserRebaseToRef, a rebase replayed with merge-tree (docs/technical/operations-merge.md, "Rebase"). */
+/* OperationService: UserRebaseToRef and UserRebaseConfirmable, rebases replayed with merge-tree (docs/technical/operations-merge.md, "Rebase"). */
 #include "operations/operations.h"
 #include "base/util.h"
 
@@ -17,10 +17,20 @@ enum rb_step {
 	R_READ, R_HELPER_OURS, R_HELPER_THEIRS, R_MERGE, R_PARENT_TREE, R_WRITE,
 };
 
+/* UserRebaseConfirmable's two messages, as UserMergeBranch's */
+enum rc_state { RC_HEADER, RC_REBASING, RC_WAIT_APPLY, RC_DONE };
+
 struct rebase {
 	struct op op;
 	enum rb_step step;
 	Gitaly__UserRebaseToRefRequest *req;
+	/* UserRebaseConfirmable */
+	int confirm;
+	enum rc_state state;
+	Gitaly__UserRebaseConfirmableRequest *first_req;
+	Gitaly__UserRebaseConfirmableRequest__Header *h;
+	struct strbuf ref;                       /* refs/heads/<branch> */
+	struct strvec conflicts;
 	struct strbuf first, source, target_ref, old, up, branch, result;
 	struct strbuf ours, ours_tree;           /* the rebased history so far */
 	struct strvec todo;                      /* the commits to replay, oldest first */
@@ -36,6 +46,9 @@ static void rb_release(struct op *op)
 {
 	struct rebase *r = container_of(op, struct rebase, op);
 	msg_free(r->req);
+	msg_free(r->first_req);
+	strbuf_release(&r->ref);
+	strvec_clear(&r->conflicts);
 	strbuf_release(&r->first);
 	strbuf_release(&r->source);
 	strbuf_release(&r->target_ref);
@@ -89,10 +102,41 @@ static void set_line(struct strbuf *sb, struct strbuf *out)
 	strbuf_add(sb, out->buf, out->len);
 }
 
-static void fail_conflict(struct rebase *r)
+static void fail_conflict(struct rebase *r, const struct strbuf *out)
 {
-	op_fail(&r->op, GRPC_FAILED_PRECONDITION, "failed to rebase %s on %s while preparing %s due to conflict",
-		r->source.buf, r->first.buf, r->target_ref.buf);
+	Gitaly__UserRebaseConfirmableError e = GITALY__USER_REBASE_CONFIRMABLE_ERROR__INIT;
+	Gitaly__MergeConflictError mc = GITALY__MERGE_CONFLICT_ERROR__INIT;
+	struct strbuf msg = STRBUF_INIT;
+	ProtobufCBinaryData *files;
+	char *ids[2];
+	const char *p, *end = out->buf + out->len, *nul;
+
+	if (!r->confirm) {
+		op_fail(&r->op, GRPC_FAILED_PRECONDITION, "failed to rebase %s on %s while preparing %s due to conflict",
+			r->source.buf, r->first.buf, r->target_ref.buf);
+		return;
+	}
+	/* merge-tree -z --name-only: the tree, then each conflicting path once, then an empty field */
+	p = memchr(out->buf, '\0', out->len);
+	for (p = p ? p + 1 : end; p < end && *p && (nul = memchr(p, '\0', (size_t)(end - p))); p = nul + 1)
+		strvec_push(&r->conflicts, p);
+	files = xcalloc(r->conflicts.nr ? r->conflicts.nr : 1, sizeof(*files));
+	for (size_t i = 0; i < r->conflicts.nr; i++) {
+		files[i].data = (uint8_t *)r->conflicts.v[i];
+		files[i].len = strlen(r->conflicts.v[i]);
+	}
+	ids[0] = r->up.buf;
+	ids[1] = r->branch.buf;
+	mc.n_conflicting_files = r->conflicts.nr;
+	mc.conflicting_files = files;
+	mc.n_conflicting_commit_ids = 2;
+	mc.conflicting_commit_ids = ids;
+	e.error_case = GITALY__USER_REBASE_CONFIRMABLE_ERROR__ERROR_REBASE_CONFLICT;
+	e.rebase_conflict = &mc;
+	strbuf_addf(&msg, "rebasing commits: rebase: commit \"%s\": there are conflicting files", r->cur->id);
+	op_fail_detail(&r->op, GRPC_FAILED_PRECONDITION, msg.buf, &e.base);
+	strbuf_release(&msg);
+	free(files);
 }
 
 static void updated(struct op *op, const struct op_update_result *res)
@@ -112,6 +156,18 @@ static void finish(struct rebase *r, const char *oid)
 {
 	strbuf_reset(&r->result);
 	strbuf_addstr(&r->result, oid);
+	if (r->confirm) {
+		Gitaly__UserRebaseConfirmableResponse resp = GITALY__USER_REBASE_CONFIRMABLE_RESPONSE__INIT;
+		resp.user_rebase_confirmable_response_payload_case =
+			GITALY__USER_REBASE_CONFIRMABLE_RESPONSE__USER_REBASE_CONFIRMABLE_RESPONSE_PAYLOAD_REBASE_SHA;
+		resp.rebase_sha = r->result.buf;
+		if (gitaly_call_send(&r->op.base, &resp) < 0)
+			return;
+		/* nothing moves until the client applies the rebase */
+		r->state = RC_WAIT_APPLY;
+		grpc_call_resume_recv(r->op.base.call);
+		return;
+	}
 	/* like UserMergeToRef: no hooks, but the update votes */
 	op_update_ref_plain(&r->op, r->target_ref.buf, r->result.buf, r->old.buf, updated);
 }
@@ -247,7 +303,10 @@ static void rb_step(struct op *op, int status, struct strbuf *out, struct strbuf
 		goto resolved_old;
 	case R_UP:
 		if (status != 0) {
-			op_fail(op, GRPC_INVALID_ARGUMENT, "resolving upstream commit: reference not found");
+			if (r->confirm)
+				op_fail(op, GRPC_INTERNAL, "resolve start ref: reference not found");
+			else
+				op_fail(op, GRPC_INVALID_ARGUMENT, "resolving upstream commit: reference not found");
 			return;
 		}
 		set_line(&r->up, out);
@@ -256,7 +315,8 @@ static void rb_step(struct op *op, int status, struct strbuf *out, struct strbuf
 	case R_BRANCH: {
 		const char *args[] = { r->up.buf, NULL, NULL };
 		if (status != 0) {
-			op_fail(op, GRPC_INVALID_ARGUMENT, "resolving branch commit: reference not found");
+			op_fail(op, r->confirm ? GRPC_INTERNAL : GRPC_INVALID_ARGUMENT, "%sresolving branch commit: reference not found",
+				r->confirm ? "rebasing commits: " : "");
 			return;
 		}
 		set_line(&r->branch, out);
@@ -356,7 +416,7 @@ static void rb_step(struct op *op, int status, struct strbuf *out, struct strbuf
 		const char *nul = memchr(out->buf, '\0', out->len);
 		size_t hexlen = nul ? (size_t)(nul - out->buf) : 0;
 		if (status == 1 && hexlen == op->hexlen) {
-			fail_conflict(r);
+			fail_conflict(r, out);
 			return;
 		}
 		if (status != 0 || hexlen != op->hexlen) {
@@ -415,13 +475,11 @@ static void rb_hash_known(struct op *op, int status, struct strbuf *out, struct 
 	rev_parse(r, R_FIRST, "%s", r->first.buf);
 }
 
-static void user_rebase_to_ref(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
+static struct rebase *rebase_new(struct grpc_call *call, void *data, int unary)
 {
 	struct rebase *r = xcalloc(1, sizeof(*r));
-	struct strbuf err = STRBUF_INIT;
-	Gitaly__UserRebaseToRefRequest *req;
-	struct op *op = &r->op;
-
+	strbuf_init(&r->ref, 0);
+	strvec_init(&r->conflicts);
 	strbuf_init(&r->first, 0);
 	strbuf_init(&r->source, 0);
 	strbuf_init(&r->target_ref, 0);
@@ -436,7 +494,17 @@ static void user_rebase_to_ref(struct grpc_call *call, const uint8_t *buf, size_
 	strbuf_init(&r->helper_ours, 0);
 	strbuf_init(&r->helper_theirs, 0);
 	strbuf_init(&r->tree, 0);
-	op_init(op, data, call, rb_release, 1);
+	op_init(&r->op, data, call, rb_release, unary);
+	return r;
+}
+
+static void user_rebase_to_ref(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
+{
+	struct rebase *r = rebase_new(call, data, 1);
+	struct strbuf err = STRBUF_INIT;
+	Gitaly__UserRebaseToRefRequest *req;
+	struct op *op = &r->op;
+
 	req = r->req = msg_unpack(call, &gitaly__user_rebase_to_ref_request__descriptor, buf, len);
 	if (!req)
 		return;
@@ -488,7 +556,185 @@ static void user_rebase_to_ref(struct grpc_call *call, const uint8_t *buf, size_
 	op_detect_hash(op, rb_hash_known);
 }
 
+/* ======================= UserRebaseConfirmable ======================= */
+
+static void rc_updated(struct op *op, const struct op_update_result *res)
+{
+	Gitaly__UserRebaseConfirmableResponse resp = GITALY__USER_REBASE_CONFIRMABLE_RESPONSE__INIT;
+	if (res->fail == UPD_CUSTOM_HOOK) {
+		Gitaly__UserRebaseConfirmableError e = GITALY__USER_REBASE_CONFIRMABLE_ERROR__INIT;
+		Gitaly__AccessCheckError ac = GITALY__ACCESS_CHECK_ERROR__INIT;
+		struct strbuf msg = STRBUF_INIT;
+		strbuf_addstr(&msg, "access check: ");
+		hooks_quote(&msg, res->msg.buf, res->msg.len);
+		ac.error_message = res->hook_error.buf;
+		e.error_case = GITALY__USER_REBASE_CONFIRMABLE_ERROR__ERROR_ACCESS_CHECK;
+		e.access_check = &ac;
+		op_fail_detail(op, GRPC_PERMISSION_DENIED, msg.buf, &e.base);
+		strbuf_release(&msg);
+		return;
+	}
+	if (res->fail != UPD_OK) {
+		op_fail(op, GRPC_INTERNAL, "updating ref with hooks: %s", res->msg.buf);
+		return;
+	}
+	resp.user_rebase_confirmable_response_payload_case =
+		GITALY__USER_REBASE_CONFIRMABLE_RESPONSE__USER_REBASE_CONFIRMABLE_RESPONSE_PAYLOAD_REBASE_APPLIED;
+	resp.rebase_applied = 1;
+	msg_reply(op->base.call, &resp);
+}
+
+static void rc_hash_known(struct op *op, int status, struct strbuf *out, struct strbuf *err)
+{
+	struct rebase *r = container_of(op, struct rebase, op);
+	struct strbuf e = STRBUF_INIT;
+	if (hooks_validate_hex(r->h->branch_sha, op->hexlen, &e) < 0) {
+		op_fail(op, GRPC_NOT_FOUND, "%s", e.buf);
+		strbuf_release(&e);
+		return;
+	}
+	strbuf_release(&e);
+	strbuf_addstr(&r->old, r->h->branch_sha);
+	strbuf_addstr(&r->source, r->h->branch_sha);
+	rev_parse(r, R_UP, "%s^{commit}", r->first.buf);
+}
+
+/*
+ * Through praefect the target is rewritten to its replica and the other
+ * repository is not: the GitLab repository name (gl_repository) then tells
+ * they are the same.
+ */
+static int same_repo(const Gitaly__Repository *a, const Gitaly__Repository *b)
+{
+	if (a->gl_repository && *a->gl_repository && b->gl_repository && !strcmp(a->gl_repository, b->gl_repository))
+		return 1;
+	return !strcmp(a->storage_name ? a->storage_name : "", b->storage_name ? b->storage_name : "") &&
+	       !strcmp(a->relative_path ? a->relative_path : "", b->relative_path ? b->relative_path : "");
+}
+
+static void rc_header(struct rebase *r, Gitaly__UserRebaseConfirmableRequest *req)
+{
+	struct op *op = &r->op;
+	struct strbuf err = STRBUF_INIT;
+	Gitaly__UserRebaseConfirmableRequest__Header *h;
+	r->first_req = req;
+	h = r->h = req->user_rebase_confirmable_request_payload_case ==
+				   GITALY__USER_REBASE_CONFIRMABLE_REQUEST__USER_REBASE_CONFIRMABLE_REQUEST_PAYLOAD_HEADER
+			   ? req->header : NULL;
+	if (!h) {
+		op_fail(op, GRPC_INVALID_ARGUMENT, "empty UserRebaseConfirmableRequest.Header");
+		return;
+	}
+	if (op_locate(op, h->repository) != GRPC_OK)
+		return;
+	if (!h->user) {
+		op_fail(op, GRPC_INVALID_ARGUMENT, "empty User");
+		return;
+	}
+	if (!h->branch.len) {
+		op_fail(op, GRPC_INVALID_ARGUMENT, "empty Branch");
+		return;
+	}
+	if (!h->branch_sha || !*h->branch_sha) {
+		op_fail(op, GRPC_INVALID_ARGUMENT, "empty BranchSha");
+		return;
+	}
+	if (!h->remote_repository) {
+		op_fail(op, GRPC_INVALID_ARGUMENT, "empty RemoteRepository");
+		return;
+	}
+	if (!h->remote_branch.len) {
+		op_fail(op, GRPC_INVALID_ARGUMENT, "empty RemoteBranch");
+		return;
+	}
+	if (gitaly_check_revision((const char *)h->remote_branch.data, h->remote_branch.len, &err) < 0) {
+		op_fail(op, GRPC_INVALID_ARGUMENT, "invalid branch name");
+		strbuf_release(&err);
+		return;
+	}
+	if (!same_repo(h->remote_repository, h->repository)) {
+		/* upstream fetches the remote branch from there; we do not reach other repositories yet */
+		op_fail(op, GRPC_UNIMPLEMENTED, "remote repository other than the target repository is not supported");
+		return;
+	}
+	strbuf_add(&r->first, h->remote_branch.data, h->remote_branch.len);
+	strbuf_add(&r->ref, "refs/heads/", 11);
+	strbuf_add(&r->ref, h->branch.data, h->branch.len);
+	if (memchr(r->ref.buf, '\0', r->ref.len)) {
+		op_fail(op, GRPC_INVALID_ARGUMENT, "invalid branch name");
+		return;
+	}
+	if (op_quarantine(op) < 0)
+		return;
+	r->have_sig = 1;
+	if (op_signature(h->user, h->timestamp, &r->sig, &err) < 0) {
+		op_fail(op, GRPC_INVALID_ARGUMENT, "%s", err.buf);
+		strbuf_release(&err);
+		return;
+	}
+	r->state = RC_REBASING;
+	op_detect_hash(op, rc_hash_known);
+}
+
+static void rc_message(struct grpc_call *call, const uint8_t *buf, size_t len)
+{
+	struct rebase *r = grpc_call_user(call);
+	Gitaly__UserRebaseConfirmableRequest *req;
+	int apply;
+	if (r->state != RC_HEADER && r->state != RC_WAIT_APPLY)
+		return;
+	req = msg_unpack(call, &gitaly__user_rebase_confirmable_request__descriptor, buf, len);
+	if (!req) {
+		r->state = RC_DONE;
+		return;
+	}
+	grpc_call_pause_recv(call);   /* one message at a time */
+	if (r->state == RC_HEADER) {
+		rc_header(r, req);
+		return;
+	}
+	r->state = RC_DONE;
+	apply = req->user_rebase_confirmable_request_payload_case ==
+			GITALY__USER_REBASE_CONFIRMABLE_REQUEST__USER_REBASE_CONFIRMABLE_REQUEST_PAYLOAD_APPLY &&
+		req->apply;
+	msg_free(req);
+	if (!apply) {
+		op_fail(&r->op, GRPC_FAILED_PRECONDITION, "rebase aborted by client");
+		return;
+	}
+	op_update_ref(&r->op, r->h->user, r->ref.buf, r->result.buf, r->old.buf, rc_updated);
+}
+
+static void rc_half_close(struct grpc_call *call)
+{
+	struct rebase *r = grpc_call_user(call);
+	if (r->state == RC_HEADER || r->state == RC_WAIT_APPLY) {
+		op_fail(&r->op, GRPC_INTERNAL, r->state == RC_HEADER ? "EOF" : "recv: EOF");
+		r->state = RC_DONE;
+	}
+}
+
+static void rc_close(struct grpc_call *call, enum grpc_code code)
+{
+	struct rebase *r = grpc_call_user(call);
+	op_closed(&r->op);
+}
+
+static const struct grpc_call_ops rc_ops = {
+	.on_message = rc_message,
+	.on_half_close = rc_half_close,
+	.on_close = rc_close,
+};
+
+static void user_rebase_confirmable(struct grpc_call *call, void *data)
+{
+	struct rebase *r = rebase_new(call, data, 0);
+	r->confirm = 1;
+	grpc_call_set_ops(call, &rc_ops, r);
+}
+
 void op_register_rebase(struct gitaly *g, struct grpc_server *s)
 {
 	gitaly_add_unary(s, "/gitaly.OperationService/UserRebaseToRef", user_rebase_to_ref, g);
+	gitaly_add_method(s, "/gitaly.OperationService/UserRebaseConfirmable", user_rebase_confirmable, g);
 }

@@ -766,3 +766,99 @@ def test_rebase_to_ref_errors(gitaly_node, repo):
         assert (e.code(), e.details()) == (code, msg), kw
     assert repo.rev("refs/merge-requests/1/train") is None
     assert no_quarantines(gitaly_node)
+
+
+# --- UserRebaseConfirmable ---
+
+class RebaseBidi(Bidi):
+    def __init__(self, stub):
+        self.q = queue.Queue()
+        self.responses = stub.UserRebaseConfirmable(iter(self.q.get, None), timeout=30)
+
+
+def rebase_header(repo, **kw):
+    d = dict(repository=repo.proto, user=user(), branch=b"feature", branch_sha=repo.feature,
+             remote_repository=repo.proto, remote_branch=b"main", timestamp=ts())
+    d.update(kw)
+    return ops().UserRebaseConfirmableRequest(header=ops().UserRebaseConfirmableRequest.Header(**d))
+
+
+def test_rebase_confirmable(gitaly_node, repo, tmp_path):
+    want = git_rebase(repo, tmp_path, repo.main, repo.feature)
+    b = RebaseBidi(gitaly_node.stub("OperationService"))
+    b.send(rebase_header(repo))
+    first = b.recv()
+    assert first.WhichOneof("user_rebase_confirmable_response_payload") == "rebase_sha"
+    assert first.rebase_sha == want
+    assert repo.rev("feature") == repo.feature
+    b.send(ops().UserRebaseConfirmableRequest(apply=True))
+    assert b.recv().rebase_applied
+    b.finish()
+    assert repo.rev("feature") == want
+    git("fsck", "--strict", "--no-dangling", cwd=repo.path)
+    assert no_quarantines(gitaly_node)
+
+
+def test_rebase_confirmable_abandoned_or_refused(gitaly_node, repo):
+    stub = gitaly_node.stub("OperationService")
+    refs_before = git("for-each-ref", cwd=repo.path)
+    b = RebaseBidi(stub)
+    b.send(rebase_header(repo))
+    oid = b.recv().rebase_sha
+    b.close()
+    e = rpc_error(b.recv)
+    assert (e.code(), e.details()) == (grpc.StatusCode.INTERNAL, "recv: EOF")
+    assert git("cat-file", "-t", oid, cwd=repo.path, check=False).strip() == ""
+    b = RebaseBidi(stub)
+    b.send(rebase_header(repo))
+    b.recv()
+    b.send(ops().UserRebaseConfirmableRequest(apply=False))
+    e = rpc_error(b.recv)
+    b.close()
+    assert (e.code(), e.details()) == (grpc.StatusCode.FAILED_PRECONDITION, "rebase aborted by client")
+    # a conflict
+    b = RebaseBidi(stub)
+    b.send(rebase_header(repo, branch=b"clash", branch_sha=repo.clash))
+    e = rpc_error(b.recv)
+    b.close()
+    assert (e.code(), e.details()) == (grpc.StatusCode.FAILED_PRECONDITION,
+                                       'rebasing commits: rebase: commit "%s": there are conflicting files' % repo.clash)
+    d = detail(e, ops().UserRebaseConfirmableError)
+    assert list(d.rebase_conflict.conflicting_files) == [b"README.md"]
+    assert list(d.rebase_conflict.conflicting_commit_ids) == [repo.main, repo.clash]
+    # a stale branch_sha: computed, then refused by the update
+    b = RebaseBidi(stub)
+    b.send(rebase_header(repo, branch_sha=repo.base))
+    assert b.recv().rebase_sha == repo.main   # base is below main: a fast-forward
+    b.send(ops().UserRebaseConfirmableRequest(apply=True))
+    e = rpc_error(b.recv)
+    b.close()
+    assert (e.code(), e.details()) == (
+        grpc.StatusCode.INTERNAL, "updating ref with hooks: reference update: reference does not point to expected object")
+    # a refusing hook
+    write_custom_hook(repo.path, "pre-receive", "#!/bin/sh\necho failure\nexit 1\n")
+    b = RebaseBidi(stub)
+    b.send(rebase_header(repo))
+    b.recv()
+    b.send(ops().UserRebaseConfirmableRequest(apply=True))
+    e = rpc_error(b.recv)
+    b.close()
+    assert (e.code(), e.details()) == (grpc.StatusCode.PERMISSION_DENIED,
+                                       'access check: "running pre-receive hooks: failure\\n"')
+    assert detail(e, ops().UserRebaseConfirmableError).access_check.error_message == "failure\n"
+    assert git("for-each-ref", cwd=repo.path) == refs_before
+    # header errors
+    for kw, msg in ((dict(user=None), "empty User"), (dict(branch=b""), "empty Branch"),
+                    (dict(branch_sha=""), "empty BranchSha"), (dict(remote_repository=None), "empty RemoteRepository"),
+                    (dict(remote_branch=b""), "empty RemoteBranch")):
+        b = RebaseBidi(stub)
+        b.send(rebase_header(repo, **kw))
+        e = rpc_error(b.recv)
+        b.close()
+        assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT, msg), kw
+    b = RebaseBidi(stub)
+    b.send(ops().UserRebaseConfirmableRequest(apply=True))
+    e = rpc_error(b.recv)
+    b.close()
+    assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "empty UserRebaseConfirmableRequest.Header")
+    assert no_quarantines(gitaly_node)

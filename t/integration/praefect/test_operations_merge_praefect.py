@@ -240,7 +240,7 @@ def test_cherry_pick_and_revert_land_on_every_replica(setup):
     repo = cluster.praefect.repo(REL, gl_repository="project-1")
     resp = stub(cluster).UserCherryPick(ops().UserCherryPickRequest(
         repository=repo, user=user(), commit=pb("shared").GitCommit(id=oids["feature"]), branch_name=b"main",
-        message=b"pick", timestamp=ts()), timeout=30)
+        message=b"pick", timestamp=ts(), start_repository=repo), timeout=30)   # the same project, not rewritten
     picked = resp.branch_update.commit_id
     md = in_sync(cluster)
     assert md.generation == md0.generation + 1
@@ -294,4 +294,24 @@ def test_rebase_to_ref_lands_on_every_replica(setup):
     assert md.generation == md0.generation + 1
     assert set(branch_everywhere(cluster, md, "refs/merge-requests/3/train").values()) == {resp.commit_id}
     assert set(branch_everywhere(cluster, md, "refs/merge-requests/3/train^").values()) == {oids["main"]}
+    assert no_replication(cluster)
+
+
+def test_rebase_confirmable_lands_on_every_replica(setup):
+    from test_operations_merge import RebaseBidi
+    cluster, src, oids, md0 = setup
+    repo = cluster.praefect.repo(REL, gl_repository="project-1")
+    b = RebaseBidi(stub(cluster))
+    b.send(ops().UserRebaseConfirmableRequest(header=ops().UserRebaseConfirmableRequest.Header(
+        repository=repo, user=user(), branch=b"feature", branch_sha=oids["feature"], remote_repository=repo,
+        remote_branch=b"main", timestamp=ts())))
+    sha = b.recv().rebase_sha
+    assert set(branch_everywhere(cluster, md0, "feature").values()) == {oids["feature"]}
+    b.send(ops().UserRebaseConfirmableRequest(apply=True))
+    assert b.recv().rebase_applied
+    b.finish()
+    md = in_sync(cluster)
+    assert md.generation == md0.generation + 1
+    assert set(branch_everywhere(cluster, md, "feature").values()) == {sha}
+    assert set(branch_everywhere(cluster, md, "feature^").values()) == {oids["main"]}
     assert no_replication(cluster)
