@@ -215,26 +215,25 @@ static void merge_tree_done(struct op *op, int status, struct strbuf *out, struc
 	struct merge *m = container_of(op, struct merge, op);
 	const char *nul = memchr(out->buf, '\0', out->len);
 	size_t hexlen = nul ? (size_t)(nul - out->buf) : 0;
+	int parsed = hexlen == op->hexlen;   /* merge-tree's output starts with the tree */
 
-	if ((status == 0 || status == 1) && hexlen != op->hexlen)
-		status = -1000;   /* not merge-tree's output */
-	if (status != 0 && m->kind == MK_MERGE_TO_REF) {
+	if ((status != 0 || !parsed) && m->kind == MK_MERGE_TO_REF) {
 		/* upstream hides the reason: conflicts and failures read the same */
 		op_fail(op, GRPC_FAILED_PRECONDITION, "Failed to create merge commit for source_sha %s and target_sha %s at %s",
 			m->theirs.buf, m->ours.buf, m->target_ref.buf);
 		return;
 	}
-	if (status == 1) {
+	if (status == 1 && parsed) {
 		parse_conflicts(m, out);
 		fail_conflict(m);
 		return;
 	}
 	if (status != 0) {
-		op_chomp(err);
-		if (status == -1000)
-			op_fail(op, GRPC_INTERNAL, "merge: hex to oid: invalid merge-tree output");
-		else
-			op_fail(op, GRPC_INTERNAL, "merge: merge-tree: exit status %d", status);
+		op_fail(op, GRPC_INTERNAL, "merge: merge-tree: exit status %d", status);
+		return;
+	}
+	if (!parsed) {
+		op_fail(op, GRPC_INTERNAL, "merge: hex to oid: invalid merge-tree output");
 		return;
 	}
 	strbuf_reset(&m->tree);
