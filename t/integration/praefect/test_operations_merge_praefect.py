@@ -3,7 +3,6 @@ nodes: every acknowledged operation is on all replicas (equal checksums and
 generations, no replication job needed), a refused or abandoned one changes
 nothing anywhere."""
 import os
-import queue
 
 import grpc
 import pytest
@@ -133,6 +132,8 @@ def test_merge_branch_abandoned_half_way_changes_nothing(setup):
     assert {r.storage: cluster.checksum(r.storage, md.replica_path) for r in md.replicas} == sums0
     for r in md.replicas:
         assert git("cat-file", "-t", oid, cwd=replica_path(cluster, md, r.storage), check=False).strip() == ""
+        tmp = os.path.join(cluster.nodes[r.storage].storages[r.storage], "+gitaly", "tmp")
+        assert not [d for d in (os.listdir(tmp) if os.path.isdir(tmp) else []) if d.startswith("quarantine-")]
 
 
 def test_merge_branch_refused_by_pre_receive(setup):
