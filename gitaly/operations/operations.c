@@ -14,7 +14,7 @@ static int bytes_str(const ProtobufCBinaryData *b, struct strbuf *out)
 }
 
 /* Fill the AccessCheckError / CustomHookError / ReferenceUpdateError of a failed update. */
-static void access_check(const struct op_update_result *r, Gitaly__AccessCheckError *e)
+void op_detail_access_check(const struct op_update_result *r, Gitaly__AccessCheckError *e)
 {
 	gitaly__access_check_error__init(e);
 	e->error_message = r->api_msg.buf;
@@ -24,7 +24,7 @@ static void access_check(const struct op_update_result *r, Gitaly__AccessCheckEr
 	e->changes.len = r->changes.len;
 }
 
-static void custom_hook(const struct op_update_result *r, Gitaly__CustomHookError *e)
+void op_detail_custom_hook(const struct op_update_result *r, Gitaly__CustomHookError *e)
 {
 	gitaly__custom_hook_error__init(e);
 	e->stdout.data = (uint8_t *)r->hook_stdout.buf;
@@ -34,7 +34,7 @@ static void custom_hook(const struct op_update_result *r, Gitaly__CustomHookErro
 	e->hook_type = (Gitaly__CustomHookError__HookType)r->hook;
 }
 
-static void reference_update(const struct op_update_result *r, Gitaly__ReferenceUpdateError *e)
+void op_detail_reference_update(const struct op_update_result *r, Gitaly__ReferenceUpdateError *e)
 {
 	gitaly__reference_update_error__init(e);
 	e->reference_name.data = (uint8_t *)r->ref;
@@ -86,7 +86,7 @@ static void create_branch_updated(struct op *op, const struct op_update_result *
 	} else if (r->fail == UPD_CUSTOM_HOOK) {
 		Gitaly__UserCreateBranchError e = GITALY__USER_CREATE_BRANCH_ERROR__INIT;
 		Gitaly__CustomHookError ch;
-		custom_hook(r, &ch);
+		op_detail_custom_hook(r, &ch);
 		e.error_case = GITALY__USER_CREATE_BRANCH_ERROR__ERROR_CUSTOM_HOOK;
 		e.custom_hook = &ch;
 		/* the hook's output is in the detail; the message stays short */
@@ -188,21 +188,21 @@ static void delete_branch_updated(struct op *op, const struct op_update_result *
 		break;
 	}
 	case UPD_NOT_ALLOWED:
-		access_check(r, &ac);
+		op_detail_access_check(r, &ac);
 		e.error_case = GITALY__USER_DELETE_BRANCH_ERROR__ERROR_ACCESS_CHECK;
 		e.access_check = &ac;
 		strbuf_addf(&msg, "deletion denied by access checks: %s", r->msg.buf);
 		op_fail_detail(op, GRPC_PERMISSION_DENIED, msg.buf, &e.base);
 		break;
 	case UPD_CUSTOM_HOOK:
-		custom_hook(r, &ch);
+		op_detail_custom_hook(r, &ch);
 		e.error_case = GITALY__USER_DELETE_BRANCH_ERROR__ERROR_CUSTOM_HOOK;
 		e.custom_hook = &ch;
 		strbuf_addf(&msg, "deletion denied by custom hooks: %s", r->msg.buf);
 		op_fail_detail(op, GRPC_PERMISSION_DENIED, msg.buf, &e.base);
 		break;
 	case UPD_REF:
-		reference_update(r, &ru);
+		op_detail_reference_update(r, &ru);
 		e.error_case = GITALY__USER_DELETE_BRANCH_ERROR__ERROR_REFERENCE_UPDATE;
 		e.reference_update = &ru;
 		strbuf_addf(&msg, "reference update failed: %s", r->msg.buf);
@@ -383,20 +383,20 @@ static void create_tag_updated(struct op *op, const struct op_update_result *r)
 		break;
 	}
 	case UPD_NOT_ALLOWED:
-		access_check(r, &ac);
+		op_detail_access_check(r, &ac);
 		e.error_case = GITALY__USER_CREATE_TAG_ERROR__ERROR_ACCESS_CHECK;
 		e.access_check = &ac;
 		strbuf_addf(&msg, "reference update denied by access checks: %s", r->msg.buf);
 		op_fail_detail(op, GRPC_PERMISSION_DENIED, msg.buf, &e.base);
 		break;
 	case UPD_CUSTOM_HOOK:
-		custom_hook(r, &ch);
+		op_detail_custom_hook(r, &ch);
 		e.error_case = GITALY__USER_CREATE_TAG_ERROR__ERROR_CUSTOM_HOOK;
 		e.custom_hook = &ch;
 		op_fail_detail(op, GRPC_PERMISSION_DENIED, "reference update denied by custom hooks", &e.base);
 		break;
 	case UPD_REF:
-		reference_update(r, &ru);
+		op_detail_reference_update(r, &ru);
 		e.error_case = GITALY__USER_CREATE_TAG_ERROR__ERROR_REFERENCE_UPDATE;
 		e.reference_update = &ru;
 		strbuf_addf(&msg, "reference update failed: %s", r->msg.buf);
@@ -650,4 +650,7 @@ void gitaly_register_operations(struct gitaly *g, struct grpc_server *s)
 	gitaly_add_unary(s, "/gitaly.OperationService/UserCreateTag", user_create_tag, g);
 	gitaly_add_unary(s, "/gitaly.OperationService/UserDeleteTag", user_delete_tag, g);
 	op_register_commit_files(g, s);
+	op_register_merge(g, s);
+	op_register_cherry_pick(g, s);
+	op_register_rebase(g, s);
 }

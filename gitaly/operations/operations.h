@@ -146,12 +146,26 @@ typedef void (*op_update_fn)(struct op *op, const struct op_update_result *res);
  */
 void op_update_ref(struct op *op, const Gitaly__User *user, const char *ref, const char *new_oid,
 		   const char *old_oid, op_update_fn done);
+/*
+ * The same without hooks (UserMergeToRef, as upstream): quarantined objects
+ * move in first, then `git update-ref` runs with its votes.
+ */
+void op_update_ref_plain(struct op *op, const char *ref, const char *new_oid, const char *old_oid,
+			 op_update_fn done);
 void op_update_cancel(struct op *op);
+
+/* Error details of a failed update, pointing into `r` (valid while it is). */
+void op_detail_access_check(const struct op_update_result *r, Gitaly__AccessCheckError *e);
+void op_detail_custom_hook(const struct op_update_result *r, Gitaly__CustomHookError *e);
+void op_detail_reference_update(const struct op_update_result *r, Gitaly__ReferenceUpdateError *e);
 
 /* Zero object id for op->hexlen. */
 const char *op_zero_oid(const struct op *op);
 
 /* RPC entry points living in other files. */
 void op_register_commit_files(struct gitaly *g, struct grpc_server *s);
+void op_register_merge(struct gitaly *g, struct grpc_server *s);
+void op_register_cherry_pick(struct gitaly *g, struct grpc_server *s);
+void op_register_rebase(struct gitaly *g, struct grpc_server *s);
 
 #endif

@@ -39,6 +39,7 @@ struct op_update {
 	int writer_pending;      /* cleanup_writer_enter()'s ready is due */
 	struct cleanup_writer *writer;
 	int cancelled;
+	int no_hooks;            /* op_update_ref_plain(): votes only */
 	enum grpc_code vote_code;
 	struct strbuf vote_msg;
 	struct strbuf out, err;  /* update-ref's stdout and stderr */
@@ -289,6 +290,10 @@ static void on_committed_vote(void *arg, enum grpc_code code, const char *msg)
 			 "executing committing reference-transaction hook: error voting on transaction: %s", msg ? msg : "");
 		return;
 	}
+	if (u->no_hooks) {
+		upd_finish(u);
+		return;
+	}
 	u->state = U_POST_RECEIVE;
 	start_hook(u, HOOK_KIND_POST_RECEIVE, u->op->repo, u->payload);
 }
@@ -465,8 +470,8 @@ static char *payload_for(struct op *op, const Gitaly__Repository *repo, const Gi
 	return res ? res : xstrdup(HOOK_PAYLOAD_ENV "=");
 }
 
-void op_update_ref(struct op *op, const Gitaly__User *user, const char *ref, const char *new_oid,
-		   const char *old_oid, op_update_fn done)
+static struct op_update *upd_new(struct op *op, const char *ref, const char *new_oid, const char *old_oid,
+				 op_update_fn done)
 {
 	struct op_update *u = xcalloc(1, sizeof(*u));
 	u->op = op;
@@ -490,12 +495,34 @@ void op_update_ref(struct op *op, const Gitaly__User *user, const char *ref, con
 	strbuf_init(&u->res.protocol, 0);
 	strbuf_init(&u->res.changes, 0);
 	strbuf_init(&u->res.cause, 0);
-	u->payload_q = payload_for(op, op->qrepo ? op->qrepo : op->repo, user);
-	u->payload = payload_for(op, op->repo, user);
 	op->upd = u;
 	gitaly_call_hold(&op->base);
+	return u;
+}
+
+void op_update_ref(struct op *op, const Gitaly__User *user, const char *ref, const char *new_oid,
+		   const char *old_oid, op_update_fn done)
+{
+	struct op_update *u = upd_new(op, ref, new_oid, old_oid, done);
+	u->payload_q = payload_for(op, op->qrepo ? op->qrepo : op->repo, user);
+	u->payload = payload_for(op, op->repo, user);
 	u->state = U_PRE_RECEIVE;
 	start_hook(u, HOOK_KIND_PRE_RECEIVE, op->qrepo ? op->qrepo : op->repo, u->payload_q);
+}
+
+void op_update_ref_plain(struct op *op, const char *ref, const char *new_oid, const char *old_oid,
+			 op_update_fn done)
+{
+	struct op_update *u = upd_new(op, ref, new_oid, old_oid, done);
+	struct strbuf err = STRBUF_INIT;
+	u->no_hooks = 1;
+	if (op->qrepo && op->qdir.len && op_quarantine_migrate(op, &err) < 0) {
+		upd_fail(u, UPD_OTHER, GRPC_INTERNAL, "migrating quarantined objects: %s", err.buf);
+		strbuf_release(&err);
+		return;
+	}
+	strbuf_release(&err);
+	start_update_ref(u);
 }
 
 void op_update_cancel(struct op *op)
