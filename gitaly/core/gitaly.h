@@ -212,6 +212,9 @@ void gitaly_register_smarthttp(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_ref(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_commit(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_blob(struct gitaly *g, struct grpc_server *s);
+/* ListBlobs, ListAllBlobs (read/blob_list.c) and the LFS pointer RPCs (read/lfs.c). */
+void gitaly_register_blob_list(struct gitaly *g, struct grpc_server *s);
+void gitaly_register_lfs(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_diff(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_operations(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_hook(struct gitaly *g, struct grpc_server *s);

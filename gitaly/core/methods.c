@@ -432,6 +432,8 @@ void gitaly_register_services(struct gitaly *g, struct grpc_server *s)
 	gitaly_register_ref(g, s);
 	gitaly_register_commit(g, s);
 	gitaly_register_blob(g, s);
+	gitaly_register_blob_list(g, s);
+	gitaly_register_lfs(g, s);
 	gitaly_register_diff(g, s);
 	gitaly_register_operations(g, s);
 	gitaly_register_hook(g, s);
