@@ -1,0 +1,112 @@
+"""RefService name listings against a node: ListBranchNamesContainingCommit,
+ListTagNamesContainingCommit and FindRefsByOID, compared with git for-each-ref
+(docs/technical/refs.md)."""
+import grpc
+import pytest
+
+from gitaly_itest import pb
+from helpers_reads import git_out, install_read_repo, make_read_repo, rpc_error
+
+R = lambda: pb("ref")  # noqa: E731
+
+
+@pytest.fixture(scope="module")
+def facts(tmp_path_factory):
+    return make_read_repo(str(tmp_path_factory.mktemp("reads")))
+
+
+@pytest.fixture
+def node(gitaly_node, facts):
+    gitaly_node.read_repo = install_read_repo(gitaly_node, facts)
+    return gitaly_node
+
+
+def names(facts, *args):
+    out = git_out("--git-dir", facts["path"], "for-each-ref", "--format=%(refname:lstrip=2)", *args)
+    return out.splitlines()
+
+
+def branches_containing(node, commit, **kw):
+    req = R().ListBranchNamesContainingCommitRequest(repository=kw.pop("repo", None) or node.read_repo,
+                                                     commit_id=commit, **kw)
+    return [n for m in node.stub("RefService").ListBranchNamesContainingCommit(req) for n in m.branch_names]
+
+
+def tags_containing(node, commit, **kw):
+    req = R().ListTagNamesContainingCommitRequest(repository=kw.pop("repo", None) or node.read_repo,
+                                                  commit_id=commit, **kw)
+    return [n for m in node.stub("RefService").ListTagNamesContainingCommit(req) for n in m.tag_names]
+
+
+def test_branch_names_containing_commit_match_git(node, facts):
+    for c in ("c1", "c2", "f1"):
+        got = branches_containing(node, facts[c])
+        assert got == names(facts, "--contains=" + facts[c], "refs/heads"), c
+    assert branches_containing(node, facts["c1"]) == [b"feature", b"main", b"nested/topic"]
+    assert branches_containing(node, facts["f1"]) == [b"feature"]
+    assert branches_containing(node, facts["c1"], limit=2) == [b"feature", b"main"]
+
+
+def test_tag_names_containing_commit_match_git(node, facts):
+    for c in ("c1", "c2", "c3", "f1"):
+        got = tags_containing(node, facts[c])
+        assert got == names(facts, "--contains=" + facts[c], "refs/tags"), c
+    assert tags_containing(node, facts["c2"]) == [b"v1.0", b"v1.0-again"]
+    assert tags_containing(node, facts["c1"], limit=1) == names(facts, "--contains=" + facts["c1"],
+                                                                "--count=1", "refs/tags")
+    assert tags_containing(node, facts["c3"]) == []
+
+
+def test_names_containing_commit_errors(node, facts):
+    for call in (branches_containing, tags_containing):
+        e = rpc_error(lambda: call(node, "abc"))
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert e.details() == 'invalid object ID: "abc", expected length 40, got 3'
+        e = rpc_error(lambda: call(node, "G" * 40))
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert e.details() == 'invalid object ID: "%s", invalid character \'G\'' % ("G" * 40)
+        e = rpc_error(lambda: call(node, ""))
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+        # a well-formed id of no object: git refuses it
+        e = rpc_error(lambda: call(node, "1" * 40))
+        assert e.code() == grpc.StatusCode.INTERNAL and e.details().startswith("exit status ")
+        e = rpc_error(lambda: call(node, facts["c1"], repo=node.repo("nope.git")))
+        assert e.code() == grpc.StatusCode.NOT_FOUND
+
+
+def refs_by_oid(node, oid, **kw):
+    req = R().FindRefsByOIDRequest(repository=kw.pop("repo", None) or node.read_repo, oid=oid, **kw)
+    return list(node.stub("RefService").FindRefsByOID(req).refs)
+
+
+def test_find_refs_by_oid_matches_git(node, facts):
+    def git_refs(*args):
+        out = git_out("--git-dir", facts["path"], "for-each-ref", "--format=%(refname)", *args)
+        return out.decode().splitlines()
+    c1 = facts["c1"]
+    assert refs_by_oid(node, c1) == git_refs("--points-at=" + c1, "refs/tags/", "refs/heads/")
+    assert refs_by_oid(node, c1) == ["refs/heads/nested/topic"]
+    # a tag object is found by its own id, and so is a tag of that tag (git peels one level)
+    assert refs_by_oid(node, facts["v1_oid"]) == ["refs/tags/v1.0", "refs/tags/v1.0-again"] == \
+        git_refs("--points-at=" + facts["v1_oid"], "refs/tags/", "refs/heads/")
+    # git sorts by refname whatever the patterns' order
+    assert refs_by_oid(node, facts["f1"]) == ["refs/heads/feature", "refs/tags/light"] == \
+        git_refs("--points-at=" + facts["f1"], "refs/tags/", "refs/heads/")
+    assert refs_by_oid(node, facts["f1"], ref_patterns=["refs/heads/"]) == ["refs/heads/feature"]
+    assert refs_by_oid(node, facts["f1"], limit=1) == ["refs/heads/feature"]
+    assert refs_by_oid(node, facts["f1"], sort_field="-refname") == \
+        git_refs("--sort=-refname", "--points-at=" + facts["f1"], "refs/tags/", "refs/heads/")
+    assert refs_by_oid(node, "1" * 40) == []
+
+
+def test_find_refs_by_oid_errors(node, facts):
+    e = rpc_error(lambda: refs_by_oid(node, ""))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and e.details() == "empty Oid"
+    # git's usage errors (exit 129) are the caller's, its other failures are internal
+    e = rpc_error(lambda: refs_by_oid(node, "zzz"))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.details().startswith("for-each-ref pipeline command: exit status 129")
+    e = rpc_error(lambda: refs_by_oid(node, facts["c1"], sort_field="nosuchfield"))
+    assert e.code() == grpc.StatusCode.INTERNAL and "exit status 128" in e.details()
+    e = rpc_error(lambda: refs_by_oid(node, facts["c1"], repo=node.repo("nope.git")))
+    assert e.code() == grpc.StatusCode.NOT_FOUND
