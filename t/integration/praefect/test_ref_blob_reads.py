@@ -1,0 +1,83 @@
+"""BlobService listings, LFS pointers and RefService name listings through praefect: routed as
+accessors by their proto annotations, answered by a replica, equal to what git says about the
+pushed history."""
+import grpc
+
+from praefect_itest import wait_for
+from gitaly_itest import pb
+from helpers_blobs import blob_content, git_blobs, make_blob_repo
+from helpers_reads import git_out
+from test_blob_list import fold
+from test_praefect import create_repo, push, replicas_in_sync
+
+B = lambda: pb("blob")  # noqa: E731
+R = lambda: pb("ref")  # noqa: E731
+
+
+def setup_repo(cluster, tmp_path):
+    facts = make_blob_repo(str(tmp_path / "fixture"))
+    create_repo(cluster, "blobs.git")
+    push(cluster, facts["path"], "blobs.git", "--all")
+    wait_for(lambda: replicas_in_sync(cluster, "blobs.git"), what="replication")
+    return facts, cluster.praefect.repo("blobs.git")
+
+
+def test_blob_listings_through_praefect(cluster, tmp_path):
+    facts, repo = setup_repo(cluster, tmp_path)
+    s = cluster.praefect.stub("BlobService")
+    expected = git_blobs(facts, "main")
+
+    got = [(b.oid, b.path) for m in s.ListBlobs(B().ListBlobsRequest(repository=repo, revisions=["main"],
+                                                                   with_paths=True)) for b in m.blobs]
+    assert got == expected
+    got = fold(s.ListBlobs(B().ListBlobsRequest(repository=repo, revisions=["main"], limit=3, bytes_limit=-1)))
+    assert [b["oid"] for b in got] == [o for o, _ in expected][:3]
+    assert all(b["data"] == blob_content(facts, b["oid"]) for b in got)
+
+    # every blob the replica holds: those of the pushed branches
+    all_oids = {b.oid for m in s.ListAllBlobs(B().ListAllBlobsRequest(repository=repo)) for b in m.blobs}
+    assert all_oids == {o for o, _ in git_blobs(facts, "--all")}
+
+    pointers = {p.oid for m in s.ListLFSPointers(B().ListLFSPointersRequest(repository=repo, revisions=["--all"]))
+                for p in m.lfs_pointers}
+    assert pointers == {facts["one"], facts["two"], facts["three"]}
+    pointers = {p.oid for m in s.ListAllLFSPointers(B().ListAllLFSPointersRequest(repository=repo))
+                for p in m.lfs_pointers}
+    assert pointers == {facts["one"], facts["two"], facts["three"]}   # the unpushed dangling one is not there
+    got = [p for m in s.GetLFSPointers(B().GetLFSPointersRequest(repository=repo,
+                                                                 blob_ids=[facts["two"], facts["big"]]))
+           for p in m.lfs_pointers]
+    assert [(p.oid, p.data) for p in got] == [(facts["two"], blob_content(facts, facts["two"]))]
+
+    try:
+        list(s.ListBlobs(B().ListBlobsRequest(repository=repo, revisions=["doesnotexist"])))
+        raise AssertionError("bad revision accepted")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.INTERNAL and e.details().startswith("processing blobs: ")
+    try:
+        list(s.ListBlobs(B().ListBlobsRequest(repository=cluster.praefect.repo("missing.git"), revisions=["main"])))
+        raise AssertionError("missing repository accepted")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_ref_name_listings_through_praefect(cluster, tmp_path):
+    facts, repo = setup_repo(cluster, tmp_path)
+    s = cluster.praefect.stub("RefService")
+
+    def git_names(*args):
+        return git_out("--git-dir", facts["path"], "for-each-ref", "--format=%(refname:lstrip=2)", *args).splitlines()
+    names = [n for m in s.ListBranchNamesContainingCommit(R().ListBranchNamesContainingCommitRequest(
+        repository=repo, commit_id=facts["c1"])) for n in m.branch_names]
+    assert names == git_names("--contains=" + facts["c1"], "refs/heads") == [b"main", b"side"]
+    names = [n for m in s.ListTagNamesContainingCommit(R().ListTagNamesContainingCommitRequest(
+        repository=repo, commit_id=facts["c1"])) for n in m.tag_names]
+    assert names == []
+    refs = s.FindRefsByOID(R().FindRefsByOIDRequest(repository=repo, oid=facts["side"])).refs
+    assert list(refs) == ["refs/heads/side"]
+    try:
+        list(s.ListBranchNamesContainingCommit(R().ListBranchNamesContainingCommitRequest(repository=repo,
+                                                                                         commit_id="abc")))
+        raise AssertionError("short id accepted")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
