@@ -1,6 +1,8 @@
 """RefService name listings against a node: ListBranchNamesContainingCommit,
 ListTagNamesContainingCommit and FindRefsByOID, compared with git for-each-ref
 (docs/technical/refs.md)."""
+import subprocess
+
 import grpc
 import pytest
 
@@ -110,3 +112,52 @@ def test_find_refs_by_oid_errors(node, facts):
     assert e.code() == grpc.StatusCode.INTERNAL and "exit status 128" in e.details()
     e = rpc_error(lambda: refs_by_oid(node, facts["c1"], repo=node.repo("nope.git")))
     assert e.code() == grpc.StatusCode.NOT_FOUND
+
+
+def tag_messages(node, ids, repo=None):
+    req = R().GetTagMessagesRequest(repository=repo or node.read_repo, tag_ids=ids)
+    res = []
+    for m in node.stub("RefService").GetTagMessages(req):
+        if m.tag_id:
+            res.append([m.tag_id, b""])
+        else:
+            assert res, "message data before a tag id"
+            res[-1][1] += m.message
+    return [tuple(r) for r in res]
+
+
+def git_tag_message(path, oid):
+    raw = git_out("--git-dir", path, "cat-file", "tag", oid)
+    return raw.split(b"\n\n", 1)[1]
+
+
+def test_get_tag_messages_match_cat_file(node, facts):
+    ids = [facts["v1_oid"], facts["v1_again_oid"], facts["v1_oid"]]
+    got = tag_messages(node, ids)
+    assert got == [(i, git_tag_message(facts["path"], i)) for i in ids]
+    assert got[0][1] == b"release 1.0\n\nnotes\n"
+    assert tag_messages(node, []) == []
+
+
+def test_get_tag_messages_long_message_is_streamed_whole(node, facts, tmp_path):
+    path = node.repo_path("read.git")
+    body = "".join("line %06d of a long tag message\n" % i for i in range(12000))   # ~400 KB
+    (tmp_path / "msg").write_text(body)
+    subprocess.run(["git", "--git-dir", path, "-c", "user.name=T", "-c", "user.email=t@example.com", "tag", "-a",
+                    "-F", str(tmp_path / "msg"), "long", facts["c1"]], check=True, capture_output=True)
+    oid = git_out("--git-dir", path, "rev-parse", "refs/tags/long").decode().strip()
+    msgs = list(node.stub("RefService").GetTagMessages(R().GetTagMessagesRequest(repository=node.read_repo,
+                                                                                tag_ids=[oid])))
+    assert len(msgs) > 2 and msgs[0].tag_id == oid
+    assert b"".join(m.message for m in msgs) == git_tag_message(path, oid) == body.encode()
+
+
+def test_get_tag_messages_errors(node, facts):
+    e = rpc_error(lambda: tag_messages(node, [facts["c1"]]))
+    assert (e.code(), e.details()) == (grpc.StatusCode.INTERNAL, "getting tag: expected tag, got commit")
+    e = rpc_error(lambda: tag_messages(node, [facts["v1_oid"], "1" * 40]))
+    assert (e.code(), e.details()) == (grpc.StatusCode.INTERNAL, "getting tag: object not found")
+    e = rpc_error(lambda: tag_messages(node, [facts["v1_oid"]], repo=node.repo("nope.git")))
+    assert e.code() == grpc.StatusCode.NOT_FOUND
+    e = rpc_error(lambda: list(node.stub("RefService").GetTagMessages(R().GetTagMessagesRequest(tag_ids=["x"]))))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
