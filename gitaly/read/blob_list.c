@@ -31,6 +31,7 @@ static void bw_free(struct rd *rd)
 	strbuf_release(&w->piece);
 	strbuf_release(&w->batch);
 	strbuf_release(&w->entry);
+	strbuf_release(&w->acc);
 }
 
 static void bw_flush(struct blob_walk *w)
@@ -147,7 +148,7 @@ static uint64_t bw_on_info(void *arg, const struct catfile_info *info)
 	memcpy(it->oid, info->oid, info->oid_len);
 	it->oid[info->oid_len] = '\0';
 	it->size = info->size;
-	if (info->type != CATFILE_BLOB || (w->max_size && info->size > w->max_size) || bw_limit_hit(w)) {
+	if (info->type != w->want_type || (w->max_size && info->size > w->max_size) || bw_limit_hit(w)) {
 		it->skip = 1;
 		return 0;
 	}
@@ -361,7 +362,7 @@ static void bw_leased(struct rd *rd)
 	strvec_push(&flags, "--object-names");
 	if (w->max_size)
 		strvec_pushf(&flags, "--filter=blob:limit=%llu", (unsigned long long)w->max_size);
-	strvec_push(&flags, "--filter=object:type=blob");
+	strvec_pushf(&flags, "--filter=object:type=%s", w->filter_type);
 	strvec_push(&flags, "--filter-provided-objects");
 	for (size_t i = 0; i < w->n_revs; i++)
 		strvec_push(&args, w->revs[i]);
@@ -385,6 +386,9 @@ struct blob_walk *bw_start(struct gitaly *g, struct grpc_call *call, void *req, 
 	strbuf_init(&w->piece, 0);
 	strbuf_init(&w->batch, 0);
 	strbuf_init(&w->entry, 0);
+	strbuf_init(&w->acc, 0);
+	w->want_type = CATFILE_BLOB;
+	w->filter_type = "blob";
 	return w;
 }
 

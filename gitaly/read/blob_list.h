@@ -1,5 +1,6 @@
 /*
- * The blob walk behind ListBlobs, ListAllBlobs and the LFS pointer RPCs
+ * The blob walk behind ListBlobs, ListAllBlobs, the LFS pointer RPCs and
+ * GetTagSignatures (which walks tags the same way)
  * (docs/technical/blobs.md): a listing (rev-list --objects, cat-file
  * --batch-all-objects, or the request's own ids) feeds reads on the leased
  * cat-file process, whose answers come back in order and are handed to the
@@ -54,6 +55,9 @@ struct blob_walk {
 	int cap_requests;              /* every blob counts: read no more than `limit` */
 	int with_paths;                /* ListBlobs: send rev-list's object names */
 	bw_piece_fn on_piece;
+	enum catfile_type want_type;   /* objects of other types are skipped (default blobs) */
+	const char *filter_type;       /* rev-list's --filter=object:type= (default "blob") */
+	struct strbuf acc;             /* the RPC's own: a whole object gathered from pieces */
 	/* state */
 	struct bw_item *head, *tail;
 	size_t inflight, next_id;

@@ -161,3 +161,59 @@ def test_get_tag_messages_errors(node, facts):
     assert e.code() == grpc.StatusCode.NOT_FOUND
     e = rpc_error(lambda: list(node.stub("RefService").GetTagMessages(R().GetTagMessagesRequest(tag_ids=["x"]))))
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def tag_signatures(node, revs, repo=None):
+    req = R().GetTagSignaturesRequest(repository=repo or node.read_repo, tag_revisions=revs)
+    return [(s.tag_id, s.signature, s.content) for m in node.stub("RefService").GetTagSignatures(req)
+            for s in m.signatures]
+
+
+def split_signature(raw):
+    i = raw.find(b"-----BEGIN")
+    if i > 0:
+        sig = raw[i:]
+        return (sig[:-1] if sig.endswith(b"\n") else sig), raw[:i]
+    return b"", raw
+
+
+def test_get_tag_signatures_split_ssh_signed_tags(node, facts, tmp_path):
+    path = node.repo_path("read.git")
+    key = str(tmp_path / "key")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True, capture_output=True)
+    subprocess.run(["git", "--git-dir", path, "-c", "user.name=T", "-c", "user.email=t@example.com",
+                    "-c", "gpg.format=ssh", "-c", "user.signingkey=" + key + ".pub",
+                    "tag", "-s", "-m", "signed release", "signed", facts["c2"]], check=True, capture_output=True)
+    signed = git_out("--git-dir", path, "rev-parse", "refs/tags/signed").decode().strip()
+    raw = git_out("--git-dir", path, "cat-file", "tag", signed)
+    sig, content = split_signature(raw)
+    assert sig.startswith(b"-----BEGIN SSH SIGNATURE-----") and content.endswith(b"signed release\n")
+
+    assert tag_signatures(node, [signed]) == [(signed, sig, content)]
+    # an unsigned tag: no signature, the whole object is the content; a tag of a tag walks both
+    v1 = facts["v1_oid"]
+    assert tag_signatures(node, [v1]) == [(v1, b"", git_out("--git-dir", path, "cat-file", "tag", v1))]
+    got = tag_signatures(node, ["refs/tags/v1.0-again"])
+    assert [g[0] for g in got] == [facts["v1_again_oid"], v1]
+    # pseudo revisions: every tag the refs reach, as rev-list lists them
+    out = git_out("--git-dir", path, "rev-list", "--objects", "--filter=object:type=tag", "--filter-provided-objects",
+                  "--tags").decode().split()
+    got = tag_signatures(node, ["--tags"])
+    assert sorted(g[0] for g in got) == sorted(o for o in out if len(o) == 40)
+    assert (signed, sig, content) in got
+    # commits and blobs named directly are not tags: nothing comes back for them
+    assert tag_signatures(node, [facts["c1"]]) == []
+
+
+def test_get_tag_signatures_errors(node, facts):
+    e = rpc_error(lambda: tag_signatures(node, []))
+    assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "missing revisions")
+    e = rpc_error(lambda: tag_signatures(node, ["-dashed"]))
+    assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                       "invalid revision: revision can't start with '-'")
+    e = rpc_error(lambda: tag_signatures(node, ["1" * 40]))
+    assert e.code() == grpc.StatusCode.INTERNAL
+    assert e.details() == ('cat-file iterator stop: rev-list pipeline command: exit status 128, '
+                           'stderr: "fatal: bad object %s\\n"' % ("1" * 40))
+    e = rpc_error(lambda: tag_signatures(node, ["v1.0"], repo=node.repo("nope.git")))
+    assert e.code() == grpc.StatusCode.NOT_FOUND

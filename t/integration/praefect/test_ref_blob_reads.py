@@ -6,7 +6,7 @@ import grpc
 from praefect_itest import wait_for
 from gitaly_itest import pb
 from helpers_blobs import blob_content, git_blobs, make_blob_repo
-from helpers_reads import git_out
+from helpers_reads import git_out, make_read_repo
 from test_blob_list import fold
 from test_praefect import create_repo, push, replicas_in_sync
 
@@ -81,3 +81,28 @@ def test_ref_name_listings_through_praefect(cluster, tmp_path):
         raise AssertionError("short id accepted")
     except grpc.RpcError as e:
         assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_tag_messages_and_signatures_through_praefect(cluster, tmp_path):
+    facts = make_read_repo(str(tmp_path / "reads"))
+    create_repo(cluster, "reads.git")
+    push(cluster, facts["path"], "reads.git", "refs/heads/*:refs/heads/*", "refs/tags/*:refs/tags/*")
+    wait_for(lambda: replicas_in_sync(cluster, "reads.git"), what="replication")
+    repo = cluster.praefect.repo("reads.git")
+    s = cluster.praefect.stub("RefService")
+    v1 = facts["v1_oid"]
+    raw = git_out("--git-dir", facts["path"], "cat-file", "tag", v1)
+
+    msgs = list(s.GetTagMessages(R().GetTagMessagesRequest(repository=repo, tag_ids=[v1])))
+    assert msgs[0].tag_id == v1 and b"".join(m.message for m in msgs) == raw.split(b"\n\n", 1)[1]
+    sigs = [x for m in s.GetTagSignatures(R().GetTagSignaturesRequest(repository=repo, tag_revisions=[v1]))
+            for x in m.signatures]
+    assert [(x.tag_id, x.signature, x.content) for x in sigs] == [(v1, b"", raw)]
+    names = [n for m in s.ListTagNamesContainingCommit(R().ListTagNamesContainingCommitRequest(
+        repository=repo, commit_id=facts["c2"])) for n in m.tag_names]
+    assert names == [b"v1.0", b"v1.0-again"]
+    try:
+        list(s.GetTagMessages(R().GetTagMessagesRequest(repository=repo, tag_ids=[facts["c1"]])))
+        raise AssertionError("a commit accepted as a tag")
+    except grpc.RpcError as e:
+        assert (e.code(), e.details()) == (grpc.StatusCode.INTERNAL, "getting tag: expected tag, got commit")
