@@ -221,6 +221,8 @@ void gitaly_register_ref_contains(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_tag_messages(struct gitaly *g, struct grpc_server *s);
 /* GetTagSignatures (read/tag_signatures.c). */
 void gitaly_register_tag_signatures(struct gitaly *g, struct grpc_server *s);
+/* FindAllRemoteBranches (read/ref_remote.c). */
+void gitaly_register_ref_remote(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_diff(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_operations(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_hook(struct gitaly *g, struct grpc_server *s);

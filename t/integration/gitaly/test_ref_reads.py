@@ -217,3 +217,33 @@ def test_get_tag_signatures_errors(node, facts):
                            'stderr: "fatal: bad object %s\\n"' % ("1" * 40))
     e = rpc_error(lambda: tag_signatures(node, ["v1.0"], repo=node.repo("nope.git")))
     assert e.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_find_all_remote_branches_match_for_each_ref(node, facts):
+    path = node.repo_path("read.git")
+    updates = "".join("update refs/remotes/origin/b%02d %s\n" % (i, facts["c1"] if i % 2 else facts["f1"])
+                      for i in range(25))
+    updates += "update refs/remotes/other/x %s\nupdate refs/remotes/originals/y %s\n" % (facts["c2"], facts["c2"])
+    subprocess.run(["git", "--git-dir", path, "update-ref", "--stdin"], input=updates.encode(), check=True)
+    s = node.stub("RefService")
+
+    def remote(name):
+        msgs = list(s.FindAllRemoteBranches(R().FindAllRemoteBranchesRequest(repository=node.read_repo,
+                                                                             remote_name=name)))
+        return msgs, [(b.name, b.target_commit.id) for m in msgs for b in m.branches]
+
+    msgs, got = remote("origin")
+    want = git_out("--git-dir", path, "for-each-ref", "--format=%(refname) %(objectname)", "refs/remotes/origin")
+    assert got == [(name, oid.decode()) for name, oid in (line.split(b" ") for line in want.splitlines())]
+    assert len(got) == 25 and [len(m.branches) for m in msgs] == [20, 5]
+    b = [b for m in msgs for b in m.branches][0]
+    assert b.target_commit.subject and b.target_commit.author.email
+    _, got = remote("other")
+    assert got == [(b"refs/remotes/other/x", facts["c2"])]
+    _, got = remote("nosuch")
+    assert got == []
+    e = rpc_error(lambda: remote(""))
+    assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "empty RemoteName")
+    e = rpc_error(lambda: list(s.FindAllRemoteBranches(R().FindAllRemoteBranchesRequest(
+        repository=node.repo("nope.git"), remote_name="origin"))))
+    assert e.code() == grpc.StatusCode.NOT_FOUND
