@@ -106,3 +106,36 @@ def test_tag_messages_and_signatures_through_praefect(cluster, tmp_path):
         raise AssertionError("a commit accepted as a tag")
     except grpc.RpcError as e:
         assert (e.code(), e.details()) == (grpc.StatusCode.INTERNAL, "getting tag: expected tag, got commit")
+
+
+def test_delete_refs_votes_and_every_replica_ends_up_equal(cluster, tmp_path):
+    facts = make_read_repo(str(tmp_path / "reads"))
+    create_repo(cluster, "del.git")
+    push(cluster, facts["path"], "del.git", "refs/heads/*:refs/heads/*", "refs/tags/*:refs/tags/*")
+    wait_for(lambda: replicas_in_sync(cluster, "del.git"), what="replication")
+    gen = cluster.praefect.metadata("del.git").generation
+    repo = cluster.praefect.repo("del.git")
+    s = cluster.praefect.stub("RefService")
+
+    s.DeleteRefs(R().DeleteRefsRequest(repository=repo, refs=[b"refs/heads/feature", b"refs/tags/light"]))
+    # the write was voted on by all three: no replication job was needed to get them equal
+    md, sums = replicas_in_sync(cluster, "del.git")
+    assert md.generation == gen + 1 and len(set(sums.values())) == 1
+    for name in cluster.nodes:
+        branches = [b.name for m in cluster.node_stub(name, "RefService").FindAllBranches(
+            R().FindAllBranchesRequest(repository=pb("shared").Repository(
+                storage_name=name, relative_path=md.replica_path))) for b in m.branches]
+        assert b"refs/heads/feature" not in branches and b"refs/heads/main" in branches, name
+
+    s.DeleteRefs(R().DeleteRefsRequest(repository=repo, except_with_prefix=[b"refs/heads/"]))
+    md, sums = replicas_in_sync(cluster, "del.git")
+    assert md.generation == gen + 2
+    names = [n for m in s.ListTagNamesContainingCommit(R().ListTagNamesContainingCommitRequest(
+        repository=repo, commit_id=facts["c1"])) for n in m.tag_names]
+    assert names == []
+    try:
+        s.DeleteRefs(R().DeleteRefsRequest(repository=repo, refs=[b"refs/heads/a b"]))
+        raise AssertionError("malformed name accepted")
+    except grpc.RpcError as e:
+        assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "invalid references")
+    assert cluster.praefect.metadata("del.git").generation == gen + 2

@@ -1,0 +1,90 @@
+"""DeleteRefs against a node: the refs git itself lists afterwards, the request checks,
+malformed names and a held lock (docs/technical/refs.md, "DeleteRefs")."""
+import os
+
+import grpc
+import pytest
+
+from gitaly_itest import pb
+from helpers_reads import git_out, install_read_repo, make_read_repo, rpc_error, status_detail
+
+R = lambda: pb("ref")  # noqa: E731
+
+
+@pytest.fixture(scope="module")
+def facts(tmp_path_factory):
+    return make_read_repo(str(tmp_path_factory.mktemp("reads")))
+
+
+@pytest.fixture
+def node(gitaly_node, facts):
+    gitaly_node.read_repo = install_read_repo(gitaly_node, facts)
+    return gitaly_node
+
+
+def refs(node):
+    out = git_out("--git-dir", node.repo_path("read.git"), "for-each-ref", "--format=%(refname)")
+    return out.decode().splitlines()
+
+
+def delete(node, repo=None, **kw):
+    return node.stub("RefService").DeleteRefs(R().DeleteRefsRequest(repository=repo or node.read_repo, **kw))
+
+
+def test_delete_refs_by_name(node):
+    before = refs(node)
+    assert "refs/heads/feature" in before and "refs/tags/light" in before
+    delete(node, refs=[b"refs/heads/feature", b"refs/tags/light", b"refs/heads/no-such-branch"])
+    assert refs(node) == [r for r in before if r not in ("refs/heads/feature", "refs/tags/light")]
+
+
+def test_delete_refs_except_with_prefix(node):
+    before = refs(node)
+    delete(node, except_with_prefix=[b"refs/heads/ma", b"refs/tags/v1"])
+    assert refs(node) == [r for r in before if r.startswith("refs/heads/ma") or r.startswith("refs/tags/v1")]
+    assert refs(node) == ["refs/heads/main", "refs/tags/v1.0", "refs/tags/v1.0-again"]
+    # HEAD is not a reference to delete: it still names main
+    assert git_out("--git-dir", node.repo_path("read.git"), "symbolic-ref", "HEAD").strip() == b"refs/heads/main"
+
+
+def test_delete_refs_request_checks(node):
+    cases = [
+        ({"refs": [b"refs/heads/main"], "except_with_prefix": [b"refs/tags"]},
+         "ExceptWithPrefix and Refs are mutually exclusive"),
+        ({}, "empty ExceptWithPrefix and Refs"),
+        ({"except_with_prefix": [b"refs/tags", b""]}, "empty prefix for exclusion"),
+        ({"refs": [b"refs/heads/main", b""]}, "empty ref"),
+    ]
+    for kw, msg in cases:
+        e = rpc_error(lambda: delete(node, **kw))
+        assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT, msg), kw
+    e = rpc_error(lambda: delete(node, repo=node.repo("nope.git"), refs=[b"refs/heads/main"]))
+    assert e.code() == grpc.StatusCode.NOT_FOUND
+    e = rpc_error(lambda: node.stub("RefService").DeleteRefs(R().DeleteRefsRequest(refs=[b"refs/heads/main"])))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_delete_refs_refuses_malformed_names_and_deletes_nothing(node):
+    before = refs(node)
+    e = rpc_error(lambda: delete(node, refs=[b"refs/heads/main", b"refs/heads/a b", b"-dash"]))
+    assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "invalid references")
+    det = status_detail(e, R().DeleteRefsError)
+    assert list(det.invalid_format.refs) == [b"refs/heads/a b", b"-dash"]
+    assert refs(node) == before
+
+
+def test_delete_refs_locked_reference_is_aborted(node):
+    before = refs(node)
+    lock = os.path.join(node.repo_path("read.git"), "refs", "heads", "feature.lock")
+    with open(lock, "w") as f:
+        f.write("")
+    try:
+        e = rpc_error(lambda: delete(node, refs=[b"refs/heads/main", b"refs/heads/feature"]))
+        assert (e.code(), e.details()) == (grpc.StatusCode.ABORTED, "cannot lock references")
+        det = status_detail(e, R().DeleteRefsError)
+        assert list(det.references_locked.refs) == [b"refs/heads/feature"]
+        assert refs(node) == before      # all or nothing
+    finally:
+        os.unlink(lock)
+    delete(node, refs=[b"refs/heads/feature"])
+    assert "refs/heads/feature" not in refs(node)
