@@ -225,6 +225,8 @@ void gitaly_register_tag_signatures(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_ref_remote(struct gitaly *g, struct grpc_server *s);
 /* DeleteRefs (repository/delete_refs.c). */
 void gitaly_register_delete_refs(struct gitaly *g, struct grpc_server *s);
+/* UpdateReferences (repository/update_references.c). */
+void gitaly_register_update_references(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_diff(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_operations(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_hook(struct gitaly *g, struct grpc_server *s);

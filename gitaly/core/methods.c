@@ -435,6 +435,7 @@ void gitaly_register_services(struct gitaly *g, struct grpc_server *s)
 	gitaly_register_tag_signatures(g, s);
 	gitaly_register_ref_remote(g, s);
 	gitaly_register_delete_refs(g, s);
+	gitaly_register_update_references(g, s);
 	gitaly_register_commit(g, s);
 	gitaly_register_blob(g, s);
 	gitaly_register_blob_list(g, s);

@@ -139,3 +139,39 @@ def test_delete_refs_votes_and_every_replica_ends_up_equal(cluster, tmp_path):
     except grpc.RpcError as e:
         assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "invalid references")
     assert cluster.praefect.metadata("del.git").generation == gen + 2
+
+
+def test_update_references_votes_and_every_replica_ends_up_equal(cluster, tmp_path):
+    facts = make_read_repo(str(tmp_path / "reads"))
+    create_repo(cluster, "upd.git")
+    push(cluster, facts["path"], "upd.git", "refs/heads/*:refs/heads/*")
+    wait_for(lambda: replicas_in_sync(cluster, "upd.git"), what="replication")
+    gen = cluster.praefect.metadata("upd.git").generation
+    repo = cluster.praefect.repo("upd.git")
+    s = cluster.praefect.stub("RefService")
+    Upd = R().UpdateReferencesRequest.Update
+
+    def reqs():
+        yield R().UpdateReferencesRequest(repository=repo, updates=[
+            Upd(reference=b"refs/heads/created", new_object_id=facts["c2"].encode())])
+        yield R().UpdateReferencesRequest(updates=[
+            Upd(reference=b"refs/heads/main", new_object_id=facts["c1"].encode(),
+                old_object_id=facts["c3"].encode())])
+    s.UpdateReferences(reqs())
+    md, sums = replicas_in_sync(cluster, "upd.git")
+    assert md.generation == gen + 1 and len(set(sums.values())) == 1
+    for name in cluster.nodes:
+        r = cluster.node_stub(name, "RefService").FindBranch(R().FindBranchRequest(
+            repository=pb("shared").Repository(storage_name=name, relative_path=md.replica_path),
+            name=b"created"))
+        assert r.branch.target_commit.id == facts["c2"], name
+    # a refused update leaves every replica as it was
+    try:
+        s.UpdateReferences(iter([R().UpdateReferencesRequest(repository=repo, updates=[
+            Upd(reference=b"refs/heads/main", new_object_id=facts["c2"].encode(),
+                old_object_id=facts["c3"].encode())])]))
+        raise AssertionError("stale old value accepted")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.ABORTED
+    md, sums = replicas_in_sync(cluster, "upd.git")
+    assert len(set(sums.values())) == 1
