@@ -4,6 +4,7 @@
  * COMMITTED votes on the deleted names (docs/technical/refs.md, "DeleteRefs").
  */
 #include "repository/repository.h"
+#include "read/read.h"
 #include "base/util.h"
 #include "core/vote.h"
 #include "errors.pb-c.h"
@@ -244,11 +245,14 @@ static void dr_names_ready(struct delete_refs *x)
 	size_t nbad = 0;
 
 	for (size_t i = 0; i < x->refs.nr; i++) {
+		/* names from the request may hold NUL, which the string copy would cut */
+		const ProtobufCBinaryData *raw = x->req->n_refs ? &x->req->refs[i] : NULL;
 		strbuf_reset(&msg);
-		if (gitaly_check_revision(x->refs.v[i], strlen(x->refs.v[i]), &msg) < 0) {
+		if ((raw && rd_has_nul(raw->data, raw->len)) ||
+		    gitaly_check_revision(x->refs.v[i], strlen(x->refs.v[i]), &msg) < 0) {
 			bad = xrealloc(bad, (nbad + 1) * sizeof(*bad));
-			bad[nbad].data = (uint8_t *)x->refs.v[i];
-			bad[nbad++].len = strlen(x->refs.v[i]);
+			bad[nbad].data = raw ? raw->data : (uint8_t *)x->refs.v[i];
+			bad[nbad++].len = raw ? raw->len : strlen(x->refs.v[i]);
 		}
 		strbuf_addf(&x->names, "%s\n", x->refs.v[i]);
 	}

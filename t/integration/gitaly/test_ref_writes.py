@@ -66,10 +66,11 @@ def test_delete_refs_request_checks(node):
 
 def test_delete_refs_refuses_malformed_names_and_deletes_nothing(node):
     before = refs(node)
-    e = rpc_error(lambda: delete(node, refs=[b"refs/heads/main", b"refs/heads/a b", b"-dash"]))
+    e = rpc_error(lambda: delete(node, refs=[b"refs/heads/main", b"refs/heads/a b", b"-dash",
+                                             b"refs/heads/main\0tail"]))
     assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "invalid references")
     det = status_detail(e, R().DeleteRefsError)
-    assert list(det.invalid_format.refs) == [b"refs/heads/a b", b"-dash"]
+    assert list(det.invalid_format.refs) == [b"refs/heads/a b", b"-dash", b"refs/heads/main\0tail"]
     assert refs(node) == before
 
 
