@@ -213,6 +213,21 @@ void gitaly_register_smarthttp(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_ref(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_commit(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_blob(struct gitaly *g, struct grpc_server *s);
+/* ListBlobs, ListAllBlobs (read/blob_list.c) and the LFS pointer RPCs (read/lfs.c). */
+void gitaly_register_blob_list(struct gitaly *g, struct grpc_server *s);
+void gitaly_register_lfs(struct gitaly *g, struct grpc_server *s);
+/* Ref name listings: ...NamesContainingCommit, FindRefsByOID (read/ref_contains.c). */
+void gitaly_register_ref_contains(struct gitaly *g, struct grpc_server *s);
+/* GetTagMessages (read/tag_messages.c). */
+void gitaly_register_tag_messages(struct gitaly *g, struct grpc_server *s);
+/* GetTagSignatures (read/tag_signatures.c). */
+void gitaly_register_tag_signatures(struct gitaly *g, struct grpc_server *s);
+/* FindAllRemoteBranches (read/ref_remote.c). */
+void gitaly_register_ref_remote(struct gitaly *g, struct grpc_server *s);
+/* DeleteRefs (repository/delete_refs.c). */
+void gitaly_register_delete_refs(struct gitaly *g, struct grpc_server *s);
+/* UpdateReferences (repository/update_references.c). */
+void gitaly_register_update_references(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_diff(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_operations(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_hook(struct gitaly *g, struct grpc_server *s);

@@ -437,8 +437,16 @@ void gitaly_register_services(struct gitaly *g, struct grpc_server *s)
 	gitaly_register_ssh(g, s);
 	gitaly_register_smarthttp(g, s);
 	gitaly_register_ref(g, s);
+	gitaly_register_ref_contains(g, s);
+	gitaly_register_tag_messages(g, s);
+	gitaly_register_tag_signatures(g, s);
+	gitaly_register_ref_remote(g, s);
+	gitaly_register_delete_refs(g, s);
+	gitaly_register_update_references(g, s);
 	gitaly_register_commit(g, s);
 	gitaly_register_blob(g, s);
+	gitaly_register_blob_list(g, s);
+	gitaly_register_lfs(g, s);
 	gitaly_register_diff(g, s);
 	gitaly_register_operations(g, s);
 	gitaly_register_analysis(g, s);
