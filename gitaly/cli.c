@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "core/gitaly.h"
 #include "hooks/hooks.h"
+#include "base/fs.h"
 #include "base/util.h"
 #include "base/log.h"
 #include "cli/cli.h"
@@ -175,8 +176,7 @@ static int validate(int argc, char **argv)
 {
 	struct strbuf in = STRBUF_INIT, err = STRBUF_INIT;
 	json_t *errors = json_array();
-	char buf[65536];
-	ssize_t n;
+	int n;
 	int rc = 0;
 
 	if (argc > 0) {
@@ -190,16 +190,11 @@ static int validate(int argc, char **argv)
 		rc = 1;
 		goto out;
 	}
-	while ((n = read(0, buf, sizeof(buf))) > 0) {
-		if (in.len + (size_t)n > MAX_CONFIG_INPUT) {
+	if ((n = fs_read_fd(0, MAX_CONFIG_INPUT, &in)) < 0) {
+		if (n == -EFBIG)
 			fprintf(stderr, "processing input data: more than %d bytes\n", MAX_CONFIG_INPUT);
-			rc = 1;
-			goto out;
-		}
-		strbuf_add(&in, buf, (size_t)n);
-	}
-	if (n < 0) {
-		fprintf(stderr, "processing input data: %s\n", strerror(errno));
+		else
+			fprintf(stderr, "processing input data: %s\n", strerror((int)-n));
 		rc = 1;
 		goto out;
 	}

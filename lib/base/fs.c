@@ -95,20 +95,24 @@ out:
 	return rc;
 }
 
-int fs_read_file(const char *path, size_t max, struct strbuf *out)
+int fs_read_fd(int fd, size_t max, struct strbuf *out)
 {
 	char buf[65536];
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	ssize_t n;
-	if (fd < 0)
-		return -errno;
 	while ((n = read(fd, buf, sizeof(buf))) > 0) {
-		if (out->len + (size_t)n > max) {
-			close(fd);
+		if (out->len + (size_t)n > max)
 			return -EFBIG;
-		}
 		strbuf_add(out, buf, (size_t)n);
 	}
-	close(fd);
 	return n < 0 ? -errno : 0;
+}
+
+int fs_read_file(const char *path, size_t max, struct strbuf *out)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+	if (fd < 0)
+		return -errno;
+	rc = fs_read_fd(fd, max, out);
+	close(fd);
+	return rc;
 }

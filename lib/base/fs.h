@@ -16,5 +16,7 @@ int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
 /* Read at most `max` bytes of a file into a strbuf; -EFBIG when larger. */
 struct strbuf;
 int fs_read_file(const char *path, size_t max, struct strbuf *out);
+/* The same from an open descriptor, to its end (stdin of a command-line tool). */
+int fs_read_fd(int fd, size_t max, struct strbuf *out);
 
 #endif

@@ -4,6 +4,7 @@
  * (docs/technical/praefect-cli.md, "configuration validate"). Needs no -config.
  */
 #include "cmd/cmd.h"
+#include "base/fs.h"
 #include "base/util.h"
 #include "config/reader.h"
 
@@ -53,8 +54,7 @@ static int validate(int argc, char **argv)
 	struct praefect_config cfg;
 	json_t *errors = json_array();
 	int next, rc = 0;
-	char buf[65536];
-	ssize_t n;
+	int n;
 
 	rc = cli_parse("validate", NULL, 0, CLI_STOP_AT_ARG, argc, argv, &next, &err);
 	strbuf_reset(&err);
@@ -72,16 +72,11 @@ static int validate(int argc, char **argv)
 		rc = 1;
 		goto out;
 	}
-	while ((n = read(0, buf, sizeof(buf))) > 0) {
-		if (in.len + (size_t)n > MAX_CONFIG_INPUT) {
+	if ((n = fs_read_fd(0, MAX_CONFIG_INPUT, &in)) < 0) {
+		if (n == -EFBIG)
 			fprintf(stderr, "processing input data: more than %d bytes\n", MAX_CONFIG_INPUT);
-			rc = 1;
-			goto out;
-		}
-		strbuf_add(&in, buf, (size_t)n);
-	}
-	if (n < 0) {
-		fprintf(stderr, "processing input data: %s\n", strerror(errno));
+		else
+			fprintf(stderr, "processing input data: %s\n", strerror((int)-n));
 		rc = 1;
 		goto out;
 	}
