@@ -75,9 +75,12 @@ def conn(gitaly_node):
 
 
 def stubs(node, conn):
-    ch = grpc.insecure_channel(conn.target)
-    node._channels.append(ch)
-    return (pb_grpc("ssh").SSHServiceStub(ch), pb_grpc("smarthttp").SmartHTTPServiceStub(ch))
+    """One grpcio channel per backchannel connection (its bridge takes one connection)."""
+    if not hasattr(conn, "stubs"):
+        ch = grpc.insecure_channel(conn.target)
+        node._channels.append(ch)
+        conn.stubs = (pb_grpc("ssh").SSHServiceStub(ch), pb_grpc("smarthttp").SmartHTTPServiceStub(ch))
+    return conn.stubs
 
 
 def no_upload_pack_left(path):
@@ -487,3 +490,40 @@ def test_slow_reader_is_backpressure_not_buffering(gitaly_node, conn, tmp_path):
     git("init", "-q", "--bare", str(out))
     subprocess.run(["git", "index-pack", "--stdin"], cwd=str(out), input=pack, check=True, capture_output=True)
     assert not conn.session.dead
+
+
+def test_tcp_listener_and_concurrent_sidechannels(gitaly_node, tmp_path):
+    """Sidechannels on the TCP listener too, several at once on one connection, each to its own call."""
+    repos = []
+    for i in range(4):
+        path = make_bare_repo(gitaly_node.repo_path("r%d.git" % i), files={"f.txt": "repo %d\n" % i})
+        repos.append(("r%d.git" % i, head(path)))
+    c = BackchannelConn(gitaly_node.tcp_addr)
+    stubs(gitaly_node, c)
+    results = {}
+
+    def one(i):
+        rel, oid = repos[i]
+        try:
+            resp, body, _ = http_call(gitaly_node, c, want_request(oid, caps="ofs-delta"), repo=rel)
+            results[i] = body
+        except Exception as e:  # noqa: BLE001
+            results[i] = e
+
+    try:
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        c.close()
+    for i in range(4):
+        body = results[i]
+        assert isinstance(body, bytes) and body.startswith(b"0008NAK\nPACK"), body
+        # the pack holds this call's repository's commit: the sidechannels did not cross
+        out = str(tmp_path / ("p%d.git" % i))
+        git("init", "-q", "--bare", out)
+        subprocess.run(["git", "index-pack", "--stdin"], cwd=out, input=body[8:], check=True,
+                       capture_output=True)
+        assert git("cat-file", "-t", repos[i][1], cwd=out).strip() == "commit"
