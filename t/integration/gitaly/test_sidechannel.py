@@ -527,3 +527,25 @@ def test_tcp_listener_and_concurrent_sidechannels(gitaly_node, tmp_path):
         subprocess.run(["git", "index-pack", "--stdin"], cwd=out, input=body[8:], check=True,
                        capture_output=True)
         assert git("cat-file", "-t", repos[i][1], cwd=out).strip() == "commit"
+
+
+def test_ssh_negotiation_timeout(make_gitaly):
+    """A client that opens the sidechannel and never finishes negotiating is cut off."""
+    node = make_gitaly("impatient", extra_config='\n[timeout]\nupload_pack_negotiation = "1s"\n')
+    path = make_bare_repo(node.repo_path("a.git"))
+    c = BackchannelConn("unix:" + node.socket)
+    ssh_stub, _ = stubs(node, c)
+    try:
+        with pytest.raises(grpc.RpcError) as e:
+            with c.sidechannel(lambda sc: sc.read_all()) as md:
+                ssh_stub.SSHUploadPackWithSidechannel(
+                    ssh().SSHUploadPackWithSidechannelRequest(repository=node.repo("a.git")),
+                    metadata=md + auth_md())
+        assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert e.value.details() == "running upload-pack: waiting for negotiation: context canceled"
+        # a negotiation that ends in time is not affected
+        resp, body, _ = http_call(node, c, want_request(head(path), caps="ofs-delta"), repo="a.git")
+        assert body.startswith(b"0008NAK\nPACK")
+    finally:
+        c.close()
+    assert no_upload_pack_left(path)
