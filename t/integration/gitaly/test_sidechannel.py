@@ -19,7 +19,7 @@ from helpers_transport import fsck, processes_touching, refs, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from sidechannel_client import BackchannelConn, StreamReset  # noqa: E402
+from sidechannel_client import BackchannelConn  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
 
@@ -548,4 +548,23 @@ def test_ssh_negotiation_timeout(make_gitaly):
         assert body.startswith(b"0008NAK\nPACK")
     finally:
         c.close()
+    assert no_upload_pack_left(path)
+
+
+def test_http_client_input_ending_early(gitaly_node, conn):
+    path = make_bare_repo(gitaly_node.repo_path("a.git"))
+    _, http_stub = stubs(gitaly_node, conn)
+
+    def handler(sc):
+        sc.write_raw(b"0032want " + head(path).encode())   # half a packet, then FIN
+        sc.stream.close_write()
+        return sc.read_all()
+
+    with pytest.raises(grpc.RpcError) as e:
+        with conn.sidechannel(handler) as md:
+            http_stub.PostUploadPackWithSidechannel(
+                smarthttp().PostUploadPackWithSidechannelRequest(repository=gitaly_node.repo("a.git")),
+                metadata=md + auth_md())
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert e.value.details().startswith("running upload-pack: waiting for upload-pack: exit status ")
     assert no_upload_pack_left(path)
