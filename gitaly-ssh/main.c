@@ -2,10 +2,13 @@
 #include "base/pb.h"
 #include "base/strbuf.h"
 #include "base/util.h"
+#include "backchannel/backchannel.h"
 #include "cli/cli.h"
 #include "grpc/auth.h"
 #include "grpc/client.h"
 #include "grpc/metadata.h"
+#include "h2/io.h"
+#include "yamux/yamux.h"
 #include "ssh.pb-c.h"
 
 #include <errno.h>
@@ -25,8 +28,8 @@
  *   GITALY_FEATUREFLAGS  "name:true,other:false" -> gitaly-feature-* metadata
  *   GITALY_WD            directory to chdir into first
  *   CORRELATION_ID       -> x-gitlab-correlation-id
- *   GITALY_USE_SIDECHANNEL  "1" asks for SSHUploadPackWithSidechannel; without
- *                       sidechannel support the streaming SSHUploadPack is used.
+ *   GITALY_USE_SIDECHANNEL  true: upload-pack goes through SSHUploadPackWithSidechannel
+ *                       (a backchannel connection; docs/technical/sidechannel.md).
  * Exit code: the last exit_status the server sent (0 if none); 1 on any error.
  */
 
@@ -325,10 +328,79 @@ static struct session {
 	int finished;
 } S;
 
+/* The sidechannel of SSHUploadPackWithSidechannel (docs/technical/sidechannel.md). */
+#define SC_ID 1
+#define SC_MAGIC "sidechannel"
+static struct sidechannel {
+	int on;                  /* upload-pack with GITALY_USE_SIDECHANNEL */
+	struct bc_client bc;
+	struct io *stream;       /* the node opened it; NULL once closed */
+	int ready;               /* "ok" sent: stdin flows */
+	int done;                /* the stream closed */
+	char head[19];           /* "sidechannel" + the 8-byte id */
+	size_t head_len;
+	char hdr[4];             /* side-band demultiplexing of the node's output */
+	size_t hdr_len, left;
+	int band;                /* of the current packet; 0 before its band byte */
+	size_t in_flight;        /* stdin bytes written to the stream, not yet sent */
+	int read_paused;
+} SC;
+
 static void maybe_finish(void);
+static void stdin_start(void);
+static void stdin_pause(void);
+
+struct sc_write {
+	size_t len;
+	char data[];
+};
+
+static void on_sc_written(struct io *io, int status, void *arg)
+{
+	struct sc_write *w = arg;
+	SC.in_flight -= w->len;
+	free(w);
+	if (SC.in_flight < OUT_LOW)
+		stdin_start();
+}
+
+/* stdin as pkt-lines (at most 65516 payload bytes each); a flush ends it. */
+static void sc_send(const char *buf, size_t len)
+{
+	while (len && SC.stream) {
+		size_t n = MIN(len, (size_t)65516);
+		struct sc_write *w = xmalloc(sizeof(*w) + n + 4);
+		char hdr[8];
+		snprintf(hdr, sizeof(hdr), "%04zx", n + 4);
+		memcpy(w->data, hdr, 4);
+		memcpy(w->data + 4, buf, n);
+		w->len = n + 4;
+		SC.in_flight += w->len;
+		if (io_write(SC.stream, w->data, w->len, on_sc_written, w) < 0) {
+			SC.in_flight -= w->len;
+			free(w);
+			return;
+		}
+		buf += n;
+		len -= n;
+	}
+}
+
+static void on_flush_written(struct io *io, int status, void *arg)
+{
+}
+
+static int input_full(void)
+{
+	return SC.on ? SC.in_flight >= OUT_HIGH : grpc_client_call_send_full(S.call);
+}
 
 static void send_stdin(const char *buf, size_t len)
 {
+	if (SC.on) {
+		sc_send(buf, len);
+		return;
+	}
 	strbuf_reset(&S.msg);
 	pb_put_bytes(&S.msg, 2, buf, len);
 	grpc_client_call_send(S.call, S.msg.buf, S.msg.len);
@@ -340,6 +412,11 @@ static void stdin_eof(void)
 	S.in.reading = 0;
 	if (S.in.is_stream)
 		uv_read_stop((uv_stream_t *)&S.in.h);
+	if (SC.on) {
+		if (SC.stream)
+			io_write(SC.stream, "0000", 4, on_flush_written, NULL);
+		return;
+	}
 	if (S.call)
 		grpc_client_call_close_send(S.call);
 }
@@ -366,8 +443,8 @@ static void on_stdin_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		return;
 	}
 	send_stdin(buf->base, (size_t)n);
-	/* the call's send queue is full: stop reading until it drains */
-	if (grpc_client_call_send_full(S.call))
+	/* the call's send queue (or the sidechannel) is full: stop reading until it drains */
+	if (input_full())
 		stdin_pause();
 }
 
@@ -387,7 +464,7 @@ static void on_fs_read(uv_fs_t *req)
 		return;
 	}
 	send_stdin(S.in.buf, (size_t)n);
-	if (grpc_client_call_send_full(S.call))
+	if (input_full())
 		S.in.reading = 0;
 	else
 		fs_read_next();
@@ -406,6 +483,8 @@ static void fs_read_next(void)
 static void stdin_start(void)
 {
 	if (S.in.eof || S.in.reading || S.in.closed || !S.call)
+		return;
+	if (SC.on && (!SC.ready || !SC.stream))
 		return;
 	S.in.reading = 1;
 	if (S.in.is_stream) {
@@ -452,6 +531,10 @@ static void on_out_written(uv_write_t *req, int status)
 	if (S.recv_paused && S.out.queued < OUT_LOW && S.call) {
 		S.recv_paused = 0;
 		grpc_client_call_resume_recv(S.call);
+	}
+	if (SC.read_paused && S.out.queued < OUT_LOW && SC.stream) {
+		SC.read_paused = 0;
+		io_read_start(SC.stream);
 	}
 	maybe_finish();
 }
@@ -577,11 +660,144 @@ static void on_handle_closed(uv_handle_t *h)
 {
 }
 
+/* --- the sidechannel's stream --- */
+
+static void sc_fail(const char *why)
+{
+	if (!S.failed)
+		err_line("upload-pack: sidechannel: %s", why);
+	S.failed = 1;
+	if (S.call)
+		grpc_client_call_cancel(S.call);
+	if (SC.stream)
+		yamux_stream_reset(SC.stream);
+}
+
+/* The node's output: side-band pkt-lines, band 1 to stdout, band 2 to stderr. */
+static void sc_demux(const char *buf, size_t len)
+{
+	while (len && SC.stream && !S.failed) {
+		if (SC.left) {
+			size_t n;
+			if (!SC.band) {
+				SC.band = (unsigned char)*buf;
+				buf++;
+				len--;
+				SC.left--;
+				if (SC.band != 1 && SC.band != 2) {
+					sc_fail("invalid side-band");
+					return;
+				}
+				continue;
+			}
+			n = MIN(len, SC.left);
+			if (SC.band == 1)
+				write_stdout((const uint8_t *)buf, n);
+			else
+				write_stderr((const uint8_t *)buf, n);
+			buf += n;
+			len -= n;
+			SC.left -= n;
+			continue;
+		}
+		while (SC.hdr_len < 4 && len) {
+			SC.hdr[SC.hdr_len++] = *buf++;
+			len--;
+		}
+		if (SC.hdr_len < 4)
+			break;
+		SC.hdr_len = 0;
+		SC.band = 0;
+		{
+			char h[5] = { SC.hdr[0], SC.hdr[1], SC.hdr[2], SC.hdr[3], 0 };
+			char *end;
+			unsigned long v = strtoul(h, &end, 16);
+			if (*end || (v && v < 5) || v > 65520) {
+				sc_fail("invalid pkt-line");
+				return;
+			}
+			SC.left = v ? v - 4 : 0;   /* a flush carries nothing */
+		}
+	}
+	if (SC.stream && !SC.read_paused && S.out.queued >= OUT_HIGH) {
+		/* whoever reads our stdout is slow: the node's window stalls it */
+		SC.read_paused = 1;
+		io_read_stop(SC.stream);
+	}
+}
+
+static void on_sc_read(struct io *io, const char *buf, ssize_t n)
+{
+	if (n < 0) {
+		if (n != UV_EOF)
+			sc_fail(uv_strerror((int)n));
+		else if (SC.left || SC.hdr_len)
+			sc_fail("output ends inside a packet");
+		io_read_stop(io);
+		io_close(io);
+		return;
+	}
+	if (!SC.ready) {
+		size_t take = MIN((size_t)n, sizeof(SC.head) - SC.head_len);
+		memcpy(SC.head + SC.head_len, buf, take);
+		SC.head_len += take;
+		buf += take;
+		n -= (ssize_t)take;
+		if (SC.head_len < sizeof(SC.head))
+			return;
+		if (memcmp(SC.head, SC_MAGIC, 11) || SC.head[18] != SC_ID ||
+		    memcmp(SC.head + 11, "\0\0\0\0\0\0\0", 7)) {
+			/* not ours: close it, as upstream's registry does for unknown ids */
+			io_close(io);
+			return;
+		}
+		SC.ready = 1;
+		io_write(io, "ok", 2, on_flush_written, NULL);
+		stdin_start();
+	}
+	if (n > 0)
+		sc_demux(buf, (size_t)n);
+}
+
+static void on_sc_close(struct io *io)
+{
+	SC.stream = NULL;
+	SC.done = 1;
+	maybe_finish();
+}
+
+static void on_peer_stream(struct io *stream, void *data)
+{
+	if (SC.stream || SC.done || S.finished) {
+		yamux_stream_reset(stream);
+		return;
+	}
+	SC.stream = stream;
+	stream->on_read = on_sc_read;
+	stream->on_close = on_sc_close;
+	io_read_start(stream);
+}
+
+static void on_sc_call_message(struct grpc_client_call *call, const uint8_t *msg, size_t len)
+{
+	/* the negotiation statistics: nothing for git */
+}
+
+static const struct grpc_client_ops sc_call_ops = {
+	.on_message = on_sc_call_message,
+	.on_close = on_call_close,
+};
+
 /* The call is over and stdout drained: release everything so the loop ends. */
 static void maybe_finish(void)
 {
 	if (S.finished || !S.call_done || S.out.queued)
 		return;
+	if (SC.stream) {
+		if (S.failed)
+			yamux_stream_reset(SC.stream);
+		return;   /* the rest of the pack is still coming */
+	}
 	S.finished = 1;
 	S.in.closed = 1;
 	if (S.in.is_stream) {
@@ -671,7 +887,9 @@ static int channel_target(const char *addr, struct strbuf *target, struct strbuf
 /* Build and send the first request; 0, or -1 after printing why. */
 static int start_call(const char *payload)
 {
-	const ProtobufCMessageDescriptor *d = verb_of(S.verb)->desc;
+	const ProtobufCMessageDescriptor *d = SC.on ? &gitaly__sshupload_pack_with_sidechannel_request__descriptor
+						    : verb_of(S.verb)->desc;
+	const char *method = SC.on ? "/gitaly.SSHService/SSHUploadPackWithSidechannel" : verb_of(S.verb)->method;
 	struct grpc_metadata md = GRPC_METADATA_INIT;
 	struct strbuf err = STRBUF_INIT;
 	ProtobufCMessage *req;
@@ -687,14 +905,24 @@ static int start_call(const char *payload)
 	}
 	if (S.verb == UPLOAD_PACK) {
 		/* show every ref: upload-pack's defaults hide some, and mirrors must copy them all */
-		Gitaly__SSHUploadPackRequest *up = (Gitaly__SSHUploadPackRequest *)req;
-		char **opts = xcalloc(up->n_git_config_options + 1, sizeof(*opts));
+		char ***cfg;
+		size_t *nr;
+		if (SC.on) {
+			Gitaly__SSHUploadPackWithSidechannelRequest *up = (void *)req;
+			cfg = &up->git_config_options;
+			nr = &up->n_git_config_options;
+		} else {
+			Gitaly__SSHUploadPackRequest *up = (void *)req;
+			cfg = &up->git_config_options;
+			nr = &up->n_git_config_options;
+		}
+		char **opts = xcalloc(*nr + 1, sizeof(*opts));
 		opts[0] = xstrdup("transfer.hideRefs=!refs");
-		for (size_t i = 0; i < up->n_git_config_options; i++)
-			opts[i + 1] = up->git_config_options[i];
-		free(up->git_config_options);
-		up->git_config_options = opts;
-		up->n_git_config_options++;
+		for (size_t i = 0; i < *nr; i++)
+			opts[i + 1] = (*cfg)[i];
+		free(*cfg);
+		*cfg = opts;
+		(*nr)++;
 	}
 	n = protobuf_c_message_get_packed_size(req);
 	buf = xmalloc(n ? n : 1);
@@ -706,8 +934,10 @@ static int start_call(const char *payload)
 	add_feature_flags(&md, getenv("GITALY_FEATUREFLAGS"));
 	if (cid && *cid)
 		grpc_metadata_addstr(&md, "x-gitlab-correlation-id", cid);
+	if (SC.on)
+		grpc_metadata_addstr(&md, "gitaly-sidechannel-id", "1");   /* SC_ID */
 
-	if (grpc_channel_call(S.ch, verb_of(S.verb)->method, &md, 0, 0, &call_ops, NULL, &S.call) < 0) {
+	if (grpc_channel_call(S.ch, method, &md, 0, 0, SC.on ? &sc_call_ops : &call_ops, NULL, &S.call) < 0) {
 		err_line("cannot start call");
 		free(buf);
 		grpc_metadata_release(&md);
@@ -715,6 +945,8 @@ static int start_call(const char *payload)
 		return -1;
 	}
 	grpc_client_call_send(S.call, buf, n);
+	if (SC.on)
+		grpc_client_call_close_send(S.call);   /* unary: stdin goes over the sidechannel */
 	free(buf);
 	grpc_metadata_release(&md);
 	strbuf_release(&err);
@@ -753,7 +985,23 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	S.loop = uv_default_loop();
 	strbuf_init(&S.msg, 0);
-	if (grpc_channel_new(S.loop, target.buf, NULL, &S.ch) < 0) {
+	if (S.verb == UPLOAD_PACK && getenv("GITALY_USE_SIDECHANNEL")) {
+		int on = 0;
+		SC.on = parse_bool(getenv("GITALY_USE_SIDECHANNEL"), &on) == 0 && on;
+	}
+	if (SC.on) {
+		/* a backchannel connection: the node opens the sidechannel back over it */
+		struct grpc_channel_opts o;
+		grpc_channel_opts_default(&o);
+		SC.bc.loop = S.loop;
+		SC.bc.on_stream = on_peer_stream;
+		o.dial = bc_dial;
+		o.dial_data = &SC.bc;
+		if (grpc_channel_new(S.loop, target.buf, &o, &S.ch) < 0) {
+			err_line("cannot dial \"%s\": invalid address", target.buf);
+			goto out;
+		}
+	} else if (grpc_channel_new(S.loop, target.buf, NULL, &S.ch) < 0) {
 		err_line("cannot dial \"%s\": invalid address", target.buf);
 		goto out;
 	}

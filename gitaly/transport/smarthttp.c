@@ -4,14 +4,12 @@
 #include "base/pb.h"
 #include "base/util.h"
 #include "smarthttp.pb-c.h"
+#include "transport/sidechannel.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-/*
- * PostUploadPackWithSidechannel needs yamux sidechannels, which this node
- * does not speak yet: it stays unregistered and clients get UNIMPLEMENTED.
- */
+/* PostUploadPackWithSidechannel lives in transport/sidechannel.c. */
 
 /* --- InfoRefs: the advertisement, behind a pkt-line service header --- */
 
@@ -218,4 +216,5 @@ void gitaly_register_smarthttp(struct gitaly *g, struct grpc_server *s)
 	gitaly_add_unary(s, "/gitaly.SmartHTTPService/InfoRefsUploadPack", info_refs_upload_pack, g);
 	gitaly_add_unary(s, "/gitaly.SmartHTTPService/InfoRefsReceivePack", info_refs_receive_pack, g);
 	gitaly_add_method(s, "/gitaly.SmartHTTPService/PostReceivePack", post_receive_pack, g);
+	gitaly_add_unary(s, "/gitaly.SmartHTTPService/PostUploadPackWithSidechannel", sidechannel_post_upload_pack, g);
 }

@@ -4,14 +4,12 @@
 #include "base/pb.h"
 #include "base/util.h"
 #include "ssh.pb-c.h"
+#include "transport/sidechannel.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-/*
- * SSHUploadPackWithSidechannel needs yamux sidechannels, which this node does
- * not speak yet: it stays unregistered and clients get UNIMPLEMENTED.
- */
+/* SSHUploadPackWithSidechannel lives in transport/sidechannel.c. */
 
 enum ssh_kind { SSH_UPLOAD_PACK, SSH_RECEIVE_PACK, SSH_UPLOAD_ARCHIVE };
 
@@ -421,4 +419,5 @@ void gitaly_register_ssh(struct gitaly *g, struct grpc_server *s)
 	gitaly_add_method(s, "/gitaly.SSHService/SSHUploadPack", start_upload_pack, g);
 	gitaly_add_method(s, "/gitaly.SSHService/SSHReceivePack", start_receive_pack, g);
 	gitaly_add_method(s, "/gitaly.SSHService/SSHUploadArchive", start_upload_archive, g);
+	gitaly_add_unary(s, "/gitaly.SSHService/SSHUploadPackWithSidechannel", sidechannel_ssh_upload_pack, g);
 }

@@ -237,7 +237,10 @@ static void on_client_session_closed(struct yamux_session *s, int reason, void *
 static void on_peer_stream(struct yamux_session *s, struct io *stream, void *data)
 {
 	struct bc_conn *bc = data;
-	grpc_server_adopt(bc->c->serve, stream);
+	if (bc->c->on_stream)
+		bc->c->on_stream(stream, bc->c->stream_data);
+	else
+		grpc_server_adopt(bc->c->serve, stream);
 }
 
 /* The gRPC connection over the first stream is gone: so is the whole session. */

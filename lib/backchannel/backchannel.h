@@ -46,6 +46,12 @@ struct bc_client {
 	uv_loop_t *loop;
 	struct grpc_server *serve;   /* serves the streams the peer opens */
 	uint32_t max_window;         /* 0: 256 KiB (praefect's default) */
+	/*
+	 * Optional: streams the peer opens go here instead of `serve` (the
+	 * callee owns them), e.g. a sidechannel client (docs/technical/sidechannel.md).
+	 */
+	void (*on_stream)(struct io *stream, void *data);
+	void *stream_data;
 };
 
 /* grpc_channel_opts.dial: `target` is the node address, `dial_data` a struct bc_client. */

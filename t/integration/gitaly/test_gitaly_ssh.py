@@ -156,13 +156,14 @@ def install_big(node, big_repo, rel):
     return path
 
 
-@pytest.mark.parametrize("victim", ["git", "gitaly-ssh"])
-def test_cancelled_clone_kills_server_processes(gitaly_node, big_repo, tmp_path, victim):
+@pytest.mark.parametrize("victim,sidechannel", [("git", "0"), ("gitaly-ssh", "0"), ("git", "1")])
+def test_cancelled_clone_kills_server_processes(gitaly_node, big_repo, tmp_path, victim, sidechannel):
     path = install_big(gitaly_node, big_repo, "big.git")
     wrapper = write_throttle(str(tmp_path))
     count, pidfile = str(tmp_path / "count"), str(tmp_path / "pid")
     env = ssh_env(gitaly_node, "upload-pack", payload(gitaly_node, "big.git"), wrapper=wrapper,
-                  THROTTLE_RATE="4000000", THROTTLE_COUNT=count, THROTTLE_PID=pidfile)
+                  THROTTLE_RATE="4000000", THROTTLE_COUNT=count, THROTTLE_PID=pidfile,
+                  GITALY_USE_SIDECHANNEL=sidechannel)
     peak_before = rss_kib(gitaly_node.proc.pid, "VmHWM")
     clone = subprocess.Popen(["git", "clone", "-q", "--bare", URL, str(tmp_path / "c.git")],
                              env=dict(os.environ, **env), stdout=subprocess.DEVNULL,
@@ -188,8 +189,9 @@ def test_cancelled_clone_kills_server_processes(gitaly_node, big_repo, tmp_path,
     assert transferred() < 60 * 1024 * 1024, "the clone finished before it was cancelled"
 
     assert wait_until(lambda: not processes_touching(path), timeout=15), processes_touching(path)
-    assert wait_until(lambda: log_calls(gitaly_node, "SSHUploadPack"), timeout=10)
-    [rec] = log_calls(gitaly_node, "SSHUploadPack")
+    method = "SSHUploadPackWithSidechannel" if sidechannel == "1" else "SSHUploadPack"
+    assert wait_until(lambda: log_calls(gitaly_node, method), timeout=10)
+    [rec] = log_calls(gitaly_node, method)
     assert rec["grpc.code"] == "Canceled"
     # gitaly-ssh noticed too and is gone
     assert wait_until(lambda: not os.path.exists("/proc/%d" % ssh_pid) or
@@ -379,8 +381,32 @@ def test_working_directory_feature_flags_and_correlation_id(gitaly_node, tmp_pat
     assert b"unable to chdir" in r.stderr
 
 
-def test_sidechannel_request_falls_back_to_streaming(gitaly_node, tmp_path):
+@pytest.mark.parametrize("flag", ["1", "true"])
+def test_clone_through_the_sidechannel(gitaly_node, tmp_path, flag):
+    """GITALY_USE_SIDECHANNEL: upload-pack goes through SSHUploadPackWithSidechannel, as upstream's."""
     src = make_bare_repo(gitaly_node.repo_path("sc.git"), branches=("main", "x"))
-    env = ssh_env(gitaly_node, "upload-pack", payload(gitaly_node, "sc.git"), GITALY_USE_SIDECHANNEL="1")
+    env = ssh_env(gitaly_node, "upload-pack", payload(gitaly_node, "sc.git"), GITALY_USE_SIDECHANNEL=flag)
     git("clone", "-q", "--mirror", URL, str(tmp_path / "c.git"), env=env)
     assert refs(str(tmp_path / "c.git")) == refs(src)
+    fsck(str(tmp_path / "c.git"))
+    assert wait_until(lambda: log_calls(gitaly_node, "SSHUploadPackWithSidechannel"), timeout=10)
+    [rec] = log_calls(gitaly_node, "SSHUploadPackWithSidechannel")
+    assert rec["grpc.code"] == "OK"
+    assert not log_calls(gitaly_node, "SSHUploadPack")
+
+
+def test_sidechannel_errors_reach_git(gitaly_node, tmp_path):
+    env = ssh_env(gitaly_node, "upload-pack", payload(gitaly_node, "missing.git"), GITALY_USE_SIDECHANNEL="1")
+    r = run_gitaly_ssh(["upload-pack", "gitaly", "x"], env)
+    assert r.returncode == 1
+    assert b"SSHUploadPack" not in r.stderr
+    assert b"upload-pack: rpc error: code = NotFound" in r.stderr, r.stderr
+
+
+def test_sidechannel_off_uses_streaming(gitaly_node, tmp_path):
+    src = make_bare_repo(gitaly_node.repo_path("sc.git"))
+    env = ssh_env(gitaly_node, "upload-pack", payload(gitaly_node, "sc.git"), GITALY_USE_SIDECHANNEL="false")
+    git("clone", "-q", "--mirror", URL, str(tmp_path / "c.git"), env=env)
+    assert refs(str(tmp_path / "c.git")) == refs(src)
+    assert wait_until(lambda: log_calls(gitaly_node, "SSHUploadPack"), timeout=10)
+    assert not log_calls(gitaly_node, "SSHUploadPackWithSidechannel")

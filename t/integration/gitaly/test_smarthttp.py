@@ -201,11 +201,3 @@ def test_post_receive_pack_git_failure(gitaly_node):
     # an empty request (flush) is a clean no-op
     assert post_receive(gitaly_node, first, [b"0000"]) == b""
     assert not processes_touching(path) or wait_until(lambda: not processes_touching(path))
-
-
-def test_post_upload_pack_with_sidechannel_is_unimplemented(gitaly_node):
-    make_bare_repo(gitaly_node.repo_path("a.git"))
-    with pytest.raises(grpc.RpcError) as e:
-        gitaly_node.stub("SmartHTTPService").PostUploadPackWithSidechannel(
-            smarthttp().PostUploadPackWithSidechannelRequest(repository=gitaly_node.repo("a.git")))
-    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -150,14 +150,6 @@ def test_half_close_without_request(gitaly_node):
     assert e.code() == grpc.StatusCode.INTERNAL
 
 
-def test_sidechannel_variant_is_unimplemented(gitaly_node):
-    make_bare_repo(gitaly_node.repo_path("a.git"))
-    with pytest.raises(grpc.RpcError) as e:
-        gitaly_node.stub("SSHService").SSHUploadPackWithSidechannel(
-            ssh().SSHUploadPackWithSidechannelRequest(repository=gitaly_node.repo("a.git")))
-    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
-
-
 # --- negotiation timeout ---
 
 @pytest.fixture
