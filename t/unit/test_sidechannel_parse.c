@@ -116,7 +116,7 @@ static void test_stats_failures(void **state)
 		"0010want x cap1\n0010want y cap2\n",    /* capabilities twice */
 		"000fdeepen 1 2\n",                       /* deepen with two arguments */
 		"zzzz",                                   /* not pkt-line */
-		"0032want " OID,                          /* ends inside a packet */
+		("0032want " OID),                        /* ends inside a packet */
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct sc_stats s;
