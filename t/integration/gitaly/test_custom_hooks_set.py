@@ -221,3 +221,84 @@ def test_large_archive_streams(gitaly_node):
     blob = os.urandom(6 * 1024 * 1024)
     set_hooks(gitaly_node, "big.git", make_tar([("custom_hooks/big", "file", blob, 0o644)]))
     assert open(os.path.join(path, "custom_hooks", "big"), "rb").read() == blob
+
+
+# --- gitaly hooks set ---------------------------------------------------------------------------
+
+GITALY = os.path.join(BUILD, "gitaly", "gitaly")
+
+
+def hooks_cli(node_or_config, *args, stdin=b""):
+    config = getattr(node_or_config, "config_path", node_or_config)
+    argv = [GITALY, "hooks", "set"] + (["--config", config] if config else []) + list(args)
+    return subprocess.run(argv, input=stdin, capture_output=True, timeout=60)
+
+
+def test_cli_sets_hooks(gitaly_node):
+    path = make_bare_repo(gitaly_node.repo_path("c.git"))
+    data = make_tar(GOOD)
+    r = hooks_cli(gitaly_node, "--storage", "default", "--repository", "c.git", stdin=data)
+    assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
+    assert tree(os.path.join(path, "custom_hooks"))["post-receive.d/notify"] == ("f", 0o700, b"#!/bin/sh\nexit 0\n")
+    got = get_hooks(gitaly_node, "c.git")
+    # what GetCustomHooks gave, set again through the CLI (-c, storage from the config), reads back the same
+    r = subprocess.run([GITALY, "hooks", "set", "-c", gitaly_node.config_path, "--repository", "c.git"],
+                       input=got, capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert get_hooks(gitaly_node, "c.git") == got
+    # an empty stdin removes them
+    r = hooks_cli(gitaly_node, "--repository", "c.git")
+    assert r.returncode == 0, r.stderr
+    assert os.listdir(os.path.join(path, "custom_hooks")) == []
+
+
+def test_cli_large_archive(gitaly_node):
+    path = make_bare_repo(gitaly_node.repo_path("big.git"))
+    blob = os.urandom(5 * 1024 * 1024 + 17)
+    r = hooks_cli(gitaly_node, "--repository", "big.git",
+                  stdin=make_tar([("custom_hooks/big", "file", blob, 0o755)]))
+    assert r.returncode == 0, r.stderr
+    assert open(os.path.join(path, "custom_hooks", "big"), "rb").read() == blob
+
+
+def test_cli_errors(gitaly_node):
+    path = make_bare_repo(gitaly_node.repo_path("e.git"))
+    hooks_cli(gitaly_node, "--repository", "e.git", stdin=make_tar(GOOD))
+    before = tree(os.path.join(path, "custom_hooks"))
+    cases = [
+        ((None, "--repository", "e.git"), 'Required flag "config" not set\n'),
+        ((gitaly_node,), 'Required flag "repository" not set\n'),
+        ((gitaly_node, "--storage", "non-existent", "--repository", "e.git"),
+         "closing hooks archive stream: rpc error: code = InvalidArgument desc = "),
+        ((gitaly_node, "--repository", "missing.git"),
+         "closing hooks archive stream: rpc error: code = NotFound desc = "),
+        ((gitaly_node, "--repository", "e.git", "--bogus"), "flag provided but not defined: -bogus\n"),
+    ]
+    for args, expected in cases:
+        r = hooks_cli(*args, stdin=make_tar(GOOD))
+        assert r.returncode == 1, args
+        assert expected in r.stderr.decode(), (args, r.stderr)
+    r = hooks_cli(gitaly_node, "--repository", "e.git",
+                  stdin=make_tar([("custom_hooks/x", "symlink", "/etc/shadow", 0o777)]))
+    assert r.returncode == 1
+    assert r.stderr.decode().endswith(
+        "closing hooks archive stream: rpc error: code = InvalidArgument desc = setting custom hooks: "
+        "extracting hooks: symbolic link \"custom_hooks/x\" points outside of the hooks directory\n")
+    r = hooks_cli(gitaly_node, "--repository", "e.git", stdin=b"not a tar" * 10000)
+    assert r.returncode == 1
+    assert "code = Internal desc = setting custom hooks: extracting hooks: waiting for tar command completion: " \
+        "exit status 2\n" in r.stderr.decode()
+    assert tree(os.path.join(path, "custom_hooks")) == before
+    r = hooks_cli(str(os.path.join(gitaly_node.dir, "nope.toml")), "--repository", "e.git")
+    assert r.returncode == 1 and "load config: " in r.stderr.decode()
+
+
+def test_cli_needs_storage_when_several(make_gitaly):
+    node = make_gitaly("two", storages=("a", "b"))
+    make_bare_repo(node.repo_path("r.git", storage="b"))
+    r = hooks_cli(node, "--repository", "r.git", stdin=make_tar(GOOD))
+    assert r.returncode == 1
+    assert r.stderr.decode().endswith("multiple storages configured: use --storage to target storage explicitly\n")
+    r = hooks_cli(node, "--storage", "b", "--repository", "r.git", stdin=make_tar(GOOD))
+    assert r.returncode == 0, r.stderr
+    assert os.path.exists(os.path.join(node.repo_path("r.git", storage="b"), "custom_hooks", "pre-receive"))
