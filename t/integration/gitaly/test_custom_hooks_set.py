@@ -1,6 +1,8 @@
 """SetCustomHooks / RestoreCustomHooks against a real node with grpcio and real
 git and tar, and `gitaly hooks set` (the real binary) on top of them."""
+import base64
 import io
+import json
 import os
 import subprocess
 import tarfile
@@ -302,3 +304,22 @@ def test_cli_needs_storage_when_several(make_gitaly):
     r = hooks_cli(node, "--storage", "b", "--repository", "r.git", stdin=make_tar(GOOD))
     assert r.returncode == 0, r.stderr
     assert os.path.exists(os.path.join(node.repo_path("r.git", storage="b"), "custom_hooks", "pre-receive"))
+
+
+TX_MD = [("gitaly-reference-transaction",
+          base64.b64encode(json.dumps({"id": 1, "node": "default", "primary": True}).encode()).decode())]
+
+
+def test_failed_prepared_vote_leaves_old_hooks(gitaly_node):
+    # this node reaches no praefect, so the prepared vote fails before the swap
+    path = make_bare_repo(gitaly_node.repo_path("tx.git"))
+    set_hooks(gitaly_node, "tx.git", make_tar(GOOD))
+    before = tree(os.path.join(path, "custom_hooks"))
+    svc = gitaly_node.stub("RepositoryService")
+    with pytest.raises(grpc.RpcError) as e:
+        svc.SetCustomHooks(chunks(gitaly_node.repo("tx.git"), make_tar([("custom_hooks/x", "file", b"y", 0o755)])),
+                           metadata=TX_MD)
+    assert e.value.details().startswith("setting custom hooks: casting prepared vote: vote failed: ")
+    assert tree(os.path.join(path, "custom_hooks")) == before
+    assert not os.path.exists(os.path.join(path, "custom_hooks.lock"))
+    assert tmp_entries(gitaly_node) == []
