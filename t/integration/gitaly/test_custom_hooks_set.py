@@ -170,6 +170,11 @@ MALICIOUS = {
                              grpc.StatusCode.INVALID_ARGUMENT,
                              "setting custom hooks: extracting hooks: symbolic link \"custom_hooks/d/up\" "
                              "points outside of the hooks directory"),
+    "write_through_symlink": ([("custom_hooks/up", "symlink", "..", 0o777),
+                               ("custom_hooks/up/config", "file", b"[core]\n\tbare = false\n", 0o644)],
+                              grpc.StatusCode.INTERNAL,
+                              "setting custom hooks: extracting hooks: waiting for tar command completion: "
+                              "exit status 2"),
     "fifo": ([("custom_hooks/fifo", "fifo", None, 0o644)], grpc.StatusCode.INVALID_ARGUMENT,
              "setting custom hooks: extracting hooks: \"custom_hooks/fifo\" is not a regular file, "
              "directory or symbolic link"),
@@ -185,6 +190,7 @@ def test_malicious_archive_is_refused_and_changes_nothing(gitaly_node, case):
     set_hooks(gitaly_node, "m.git", make_tar(GOOD))
     before = tree(os.path.join(path, "custom_hooks"))
     storage_before = sorted(os.listdir(gitaly_node.storages["default"]))
+    config_before = open(os.path.join(path, "config"), "rb").read()
     entries, code, msg = MALICIOUS[case]
     data = make_tar(entries) if entries else b"This is a corrupted tar file" * 100
     with pytest.raises(grpc.RpcError) as e:
@@ -196,6 +202,7 @@ def test_malicious_archive_is_refused_and_changes_nothing(gitaly_node, case):
         assert (e.value.code(), e.value.details()) == (code, msg)
     assert tree(os.path.join(path, "custom_hooks")) == before
     assert sorted(os.listdir(gitaly_node.storages["default"])) == storage_before
+    assert open(os.path.join(path, "config"), "rb").read() == config_before
     assert not os.path.exists(os.path.join(path, "custom_hooks.lock"))
     assert tmp_entries(gitaly_node) == []
     assert not os.path.exists("/escaped") and not os.path.exists(os.path.join(path, "escaped"))
