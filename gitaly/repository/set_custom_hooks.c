@@ -72,6 +72,55 @@ static void sh_fail(struct set_hooks *x, enum grpc_code code, const char *fmt, .
 /* --- what the archive may hold --- */
 
 /*
+ * Whether the symbolic link `link` in directory `dir` (`depth` components
+ * below the hooks directory) resolves inside the hooks directory: its
+ * target must be relative, and walking it from `dir` must never climb above
+ * the hooks directory. A `..` right after a component that is itself a
+ * symbolic link is refused, since the climb would start from wherever that
+ * link leads (`b/../x` with `b -> .` leaves the tree); the links met on the
+ * way are checked on their own. 0 when inside; -1 when not (nothing in
+ * `msg`) or when the link cannot be read (`msg` set).
+ */
+static int link_stays_inside(const char *dir, int depth, const char *link, struct strbuf *msg)
+{
+	char target[PATH_MAX];
+	struct strbuf cur = STRBUF_INIT;
+	ssize_t n = readlink(link, target, sizeof(target) - 1);
+	int d = depth, after_link = 0, rc = 0;
+
+	if (n < 0) {
+		strbuf_addf(msg, "checking extracted hooks: %s", strerror(errno));
+		return -1;
+	}
+	target[n] = '\0';
+	if (target[0] == '/' || !target[0])
+		return -1;
+	strbuf_addstr(&cur, dir);
+	for (const char *p = target; *p && rc == 0;) {
+		size_t len = strcspn(p, "/");
+		if (len == 2 && !memcmp(p, "..", 2)) {
+			char *slash = strrchr(cur.buf, '/');
+			if (after_link || --d < 0 || !slash)
+				rc = -1;
+			else
+				strbuf_setlen(&cur, (size_t)(slash - cur.buf));
+			after_link = 0;
+		} else if (len && !(len == 1 && *p == '.')) {
+			struct stat st;
+			strbuf_addch(&cur, '/');
+			strbuf_add(&cur, p, len);
+			d++;
+			after_link = lstat(cur.buf, &st) == 0 && S_ISLNK(st.st_mode);
+		}
+		p += len;
+		while (*p == '/')
+			p++;
+	}
+	strbuf_release(&cur);
+	return rc;
+}
+
+/*
  * Walk `abs` (whose path below the hooks directory is `rel`, `depth`
  * components deep): only directories, regular files and symbolic links whose
  * target stays inside the hooks directory. 0, or -1 with `msg` set.
@@ -99,30 +148,10 @@ static int check_tree(const char *abs, const char *rel, int depth, struct strbuf
 		} else if (S_ISDIR(st.st_mode)) {
 			rc = check_tree(sa.buf, sr.buf, depth + 1, msg);
 		} else if (S_ISLNK(st.st_mode)) {
-			char target[PATH_MAX];
-			ssize_t n = readlink(sa.buf, target, sizeof(target) - 1);
-			int d = depth;
-			if (n < 0) {
-				strbuf_addf(msg, "checking extracted hooks: %s", strerror(errno));
-				rc = -1;
-				break;
-			}
-			target[n] = '\0';
-			/* lexically, from the link's directory: never above the hooks directory */
-			for (char *p = target; *p && d >= 0;) {
-				size_t len = strcspn(p, "/");
-				if (p == target && len == 0)
-					d = -1;   /* absolute */
-				else if (len == 2 && !memcmp(p, "..", 2))
-					d--;
-				else if (len && !(len == 1 && *p == '.'))
-					d++;
-				p += len;
-				while (*p == '/')
-					p++;
-			}
-			if (d < 0) {
-				strbuf_addf(msg, "symbolic link \"%s\" points outside of the hooks directory", sr.buf);
+			if (link_stays_inside(abs, depth, sa.buf, msg) < 0) {
+				if (!msg->len)
+					strbuf_addf(msg, "symbolic link \"%s\" points outside of the hooks directory",
+						    sr.buf);
 				rc = -1;
 			}
 		} else if (!S_ISREG(st.st_mode)) {

@@ -58,6 +58,7 @@ GOOD = [
     ("custom_hooks/post-receive.d", "dir", None, 0o755),
     ("custom_hooks/post-receive.d/notify", "file", b"#!/bin/sh\nexit 0\n", 0o700),
     ("custom_hooks/post-receive.d/alias", "symlink", "notify", 0o777),
+    ("custom_hooks/post-receive.d/up", "symlink", "../pre-receive", 0o777),
 ]
 
 
@@ -170,6 +171,11 @@ MALICIOUS = {
                              grpc.StatusCode.INVALID_ARGUMENT,
                              "setting custom hooks: extracting hooks: symbolic link \"custom_hooks/d/up\" "
                              "points outside of the hooks directory"),
+    "climb_through_symlink": ([("custom_hooks/here", "symlink", ".", 0o777),
+                               ("custom_hooks/cfg", "symlink", "here/../config", 0o777)],
+                              grpc.StatusCode.INVALID_ARGUMENT,
+                              "setting custom hooks: extracting hooks: symbolic link \"custom_hooks/cfg\" "
+                              "points outside of the hooks directory"),
     "write_through_symlink": ([("custom_hooks/up", "symlink", "..", 0o777),
                                ("custom_hooks/up/config", "file", b"[core]\n\tbare = false\n", 0o644)],
                               grpc.StatusCode.INTERNAL,
