@@ -344,6 +344,7 @@ static enum grpc_code hooks_send(const char *target, const char *token, const ch
 		strbuf_grow(&out, protobuf_c_message_get_packed_size(&req.base));
 		strbuf_setlen(&out, protobuf_c_message_pack(&req.base, (uint8_t *)out.buf));
 		grpc_client_call_send(call, out.buf, out.len);
+		uv_run(loop, UV_RUN_NOWAIT);   /* let it leave while stdin is read */
 	}
 	if (!h.done)
 		grpc_client_call_close_send(call);
