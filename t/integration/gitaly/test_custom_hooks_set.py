@@ -10,7 +10,7 @@ import tarfile
 import grpc
 import pytest
 
-from gitaly_itest import BUILD, git, make_bare_repo, pb
+from gitaly_itest import BUILD, git, make_bare_repo, pb, wait_for
 from helpers_transport import payload, ssh_env
 
 URL = "ssh://gitaly/internal.git"
@@ -336,3 +336,27 @@ def test_failed_prepared_vote_leaves_old_hooks(gitaly_node):
     assert tree(os.path.join(path, "custom_hooks")) == before
     assert not os.path.exists(os.path.join(path, "custom_hooks.lock"))
     assert tmp_entries(gitaly_node) == []
+
+
+def test_cancelled_stream_leaves_old_hooks_and_no_temp_dir(gitaly_node):
+    import threading
+    path = make_bare_repo(gitaly_node.repo_path("cx.git"))
+    set_hooks(gitaly_node, "cx.git", make_tar(GOOD))
+    before = tree(os.path.join(path, "custom_hooks"))
+    data = make_tar([("custom_hooks/big", "file", os.urandom(3 * 1024 * 1024), 0o644)])
+    sent = threading.Event()
+
+    def requests():
+        yield rp().SetCustomHooksRequest(repository=gitaly_node.repo("cx.git"))
+        yield rp().SetCustomHooksRequest(data=data[:1024 * 1024])
+        sent.set()
+        threading.Event().wait(30)   # never half-close: the call is cancelled meanwhile
+        yield rp().SetCustomHooksRequest(data=data[1024 * 1024:])
+
+    fut = gitaly_node.stub("RepositoryService").SetCustomHooks.future(requests())
+    assert sent.wait(20)
+    wait_for(lambda: tmp_entries(gitaly_node), what="the temporary directory")
+    fut.cancel()
+    wait_for(lambda: tmp_entries(gitaly_node) == [], what="the temporary directory to go")
+    assert tree(os.path.join(path, "custom_hooks")) == before
+    assert not os.path.exists(os.path.join(path, "custom_hooks.lock"))
