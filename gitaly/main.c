@@ -278,6 +278,7 @@ static const struct cli_command commands[] = {
 	{ "version", cmd_version, "print the version", &no_args },
 	{ "check", gitaly_cmd_check, "verify internal API is accessible", &any_args },
 	{ "configuration", gitaly_cmd_configuration, "run configuration-related commands", &any_args },
+	{ "hooks", gitaly_cmd_hooks, "manage Git hooks", &any_args },
 };
 
 static void usage(void)
