@@ -259,3 +259,41 @@ def test_sidechannel_rpcs_are_refused_clearly_through_praefect(cluster):
             call(req, metadata=[("gitaly-sidechannel-id", "1")], timeout=10)
         assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
         assert e.value.details() == "praefect does not proxy sidechannels yet: use SSHUploadPack or PostUploadPack"
+
+
+def test_replicate_repository_through_praefect_moves_a_repository_in(cluster, tmp_path):
+    """A storage move as GitLab does it: ReplicateRepository through praefect from a gitaly outside
+    the cluster, named in the client's gitaly-servers metadata. The repository is created on every
+    assigned node at once (an upsert, as upstream), tracked, and equal everywhere."""
+    import base64
+    import json
+    import grpc
+    from gitaly_itest import GitalyNode
+    src = GitalyNode(str(tmp_path / "src"), storages=("other",)).start()
+    try:
+        path = os.path.join(src.storages["other"], "moved.git")
+        make_bare_repo(path, branches=("main", "topic"))
+        servers = {"other": {"address": "unix:" + src.socket, "token": src.token}}
+        md = [("gitaly-servers", base64.b64encode(json.dumps(servers).encode()).decode())]
+        req = pb("repository").ReplicateRepositoryRequest(
+            repository=cluster.praefect.repo("moved.git"),
+            source=pb("shared").Repository(storage_name="other", relative_path="moved.git"))
+        cluster.praefect.stub("RepositoryService").ReplicateRepository(req, metadata=md, timeout=60)
+        meta = cluster.praefect.metadata("moved.git")
+        assert sorted(r.storage for r in meta.replicas) == sorted(cluster.nodes)
+        want = git("for-each-ref", "--format=%(objectname) %(refname)", cwd=path)
+        for r in meta.replicas:
+            assert r.generation == meta.generation
+            replica = os.path.join(cluster.nodes[r.storage].storages[r.storage], meta.replica_path)
+            assert git("for-each-ref", "--format=%(objectname) %(refname)", cwd=replica) == want
+        # again: an update of the tracked repository, not an "already exists"
+        cluster.praefect.stub("RepositoryService").ReplicateRepository(req, metadata=md, timeout=60)
+        # without gitaly-servers the node cannot find the source: upstream's error, nothing tracked
+        req2 = pb("repository").ReplicateRepositoryRequest(
+            repository=cluster.praefect.repo("nosource.git"),
+            source=pb("shared").Repository(storage_name="other", relative_path="moved.git"))
+        with pytest.raises(grpc.RpcError) as e:
+            cluster.praefect.stub("RepositoryService").ReplicateRepository(req2, timeout=60)
+        assert "gitaly-servers" in e.value.details()
+    finally:
+        src.stop()
