@@ -73,7 +73,7 @@ struct praefect_config {
 	int64_t replication_workers;
 	uint64_t reconciliation_interval_ms;    /* default 5m, 0 disables */
 
-	/* [repositories_cleanup]: upstream's defaults (30m, 24h, 16) and checks; no cleaner runs yet */
+	/* [repositories_cleanup]: upstream's defaults (30m, 24h, 16) and checks; the cleaner (cleaner/cleaner.c) */
 	uint64_t cleanup_check_interval_ms, cleanup_run_interval_ms;
 	int64_t cleanup_repositories_in_batch;
 	/*

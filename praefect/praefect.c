@@ -134,6 +134,7 @@ static void praefect_free(struct praefect *p)
 	hashmap_release(&p->reconcile_marked);
 	replicator_free(p);
 	verifier_free(p);
+	cleaner_free(p);
 	nodes_free(p);
 	tx_manager_free(p->txm);
 	grpc_server_free(p->bc_server);
@@ -217,6 +218,7 @@ int praefect_serve(struct praefect_config *cfg)
 	wait_for_health(p);
 	replicator_start(p);
 	verifier_init(p);
+	cleaner_init(p);
 	schedule_start(p, SCHEDULE_WITH_SERVING);
 	/* what a previous run left outdated is repaired now, not after the first period */
 	schedule_kick(p, TASK_RECONCILE);

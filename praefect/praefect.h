@@ -88,6 +88,7 @@ enum praefect_task {
 	TASK_RECONCILE_SOON,
 	TASK_WRITE_BARRIER,
 	TASK_VERIFY_BACKGROUND,
+	TASK_REPOSITORIES_CLEANUP,
 	PRAEFECT_NR_TASKS
 };
 
@@ -131,6 +132,7 @@ struct praefect {
 	struct proxy *held_writes;             /* writes waiting for a barrier to end (finalize.c) */
 	struct proxy *held_reads;              /* reads waiting for a replica's Fsck (router/route.c) */
 	struct verifier *verifier;             /* [background_verification] (verifier/verifier.c) */
+	struct cleaner *cleaner;               /* [repositories_cleanup] (cleaner/cleaner.c) */
 };
 
 /* --- methods by name (praefect.c) --- */
@@ -244,6 +246,21 @@ void suspects_verify(struct praefect *p);
 void route_release_held_reads(struct praefect *p, int all);
 /* Free `n`'s suspects (nodes_free()). */
 void suspects_release(struct node *n);
+
+/* --- the repositories cleaner (cleaner/cleaner.c, docs/technical/praefect-health.md) --- */
+struct cleaner;
+/* Set up the cleaner (run_interval 0: off, as upstream says in the log). */
+void cleaner_init(struct praefect *p);
+/* Walk the next storage due and log what is on disk but not tracked (task repositories-cleanup). */
+void cleaner_run(struct praefect *p);
+void cleaner_free(struct praefect *p);
+/*
+ * Of the replica paths `paths` on `storage` of `vs`, those no repository
+ * record has a replica of there, in order, into `out` (room for `n`);
+ * returns how many (router/repos.c).
+ */
+size_t repos_untracked(struct praefect *p, const struct vstorage *vs, const char *storage, const char *const *paths,
+		       size_t n, char **out);
 
 /* --- the background verifier (verifier/verifier.c, docs/technical/praefect-health.md) --- */
 struct verifier;

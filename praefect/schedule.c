@@ -24,6 +24,7 @@ static uint64_t stale_every(const struct praefect *p) { return REPL_STALE_CHECK_
 static uint64_t metrics_every(const struct praefect *p) { return METRICS_INTERVAL_MS; }
 static uint64_t verify_every(const struct praefect *p) { return VERIFY_INTERVAL_MS; }
 static uint64_t verifier_every(const struct praefect *p) { return p->cfg.verification_interval_ms ? VERIFIER_TICK_MS : 0; }
+static uint64_t cleanup_every(const struct praefect *p) { return p->cfg.cleanup_run_interval_ms ? p->cfg.cleanup_check_interval_ms : 0; }
 static uint64_t never(const struct praefect *p) { return 0; }
 
 /*
@@ -54,6 +55,7 @@ static const struct task_def {
 	[TASK_RECONCILE_SOON]   = { "reconcile-soon",        never,           0,      RECONCILE_MARKED_MS, SCHEDULE_WITH_SERVING, reconciler_run_marked },
 	[TASK_WRITE_BARRIER]    = { "write-barrier",         never,           0,      0,                 SCHEDULE_WITH_SERVING, coordinator_release_held },
 	[TASK_VERIFY_BACKGROUND] = { "verify-background",    verifier_every,  0,      VERIFIER_SOON_MS,  SCHEDULE_WITH_SERVING, verifier_run },
+	[TASK_REPOSITORIES_CLEANUP] = { "repositories-cleanup", cleanup_every, 1,     0,                 SCHEDULE_WITH_SERVING, cleaner_run },
 };
 
 static void run_task(struct cron_task *t)

@@ -165,8 +165,6 @@ static void untracked_replicas(struct grpc_call *call, const uint8_t *req, size_
 	struct praefect *p = data;
 	Gitaly__UntrackedReplicasRequest *q = gitaly__untracked_replicas_request__unpack(NULL, len, req);
 	Gitaly__UntrackedReplicasResponse resp = GITALY__UNTRACKED_REPLICAS_RESPONSE__INIT;
-	const struct hashmap_entry *e;
-	struct hashmap batch;
 	struct vstorage *vs;
 	char **untracked;
 	size_t n = 0;
@@ -186,24 +184,13 @@ static void untracked_replicas(struct grpc_call *call, const uint8_t *req, size_
 				  UNTRACKED_MAX_PATHS);
 		goto out;
 	}
-	/* mark the tracked ones: a repository of vs with a replica record on the storage */
-	hashmap_init(&batch);
-	for (size_t i = 0; i < q->n_replica_paths; i++)
-		hashmap_put(&batch, q->replica_paths[i], strlen(q->replica_paths[i]), &batch); /* untracked so far */
-	for (size_t i = 0; q->storage && hashmap_next(&p->repos_by_id, &i, &e);) {
-		struct repo *r = e->value;
-		struct replica *rep;
-		if (r->vs != vs || !hashmap_get(&batch, r->replica_path, strlen(r->replica_path)))
-			continue;
-		rep = repo_replica(r, q->storage);
-		if (rep && rep->generation >= 0)
-			hashmap_put(&batch, r->replica_path, strlen(r->replica_path), r);
-	}
 	untracked = xcalloc(q->n_replica_paths + 1, sizeof(*untracked));
-	for (size_t i = 0; i < q->n_replica_paths; i++)
-		if (hashmap_get(&batch, q->replica_paths[i], strlen(q->replica_paths[i])) == &batch)
-			untracked[n++] = q->replica_paths[i];
-	hashmap_release(&batch);
+	if (q->storage)
+		n = repos_untracked(p, vs, q->storage, (const char *const *)q->replica_paths, q->n_replica_paths,
+				    untracked);
+	else
+		for (n = 0; n < q->n_replica_paths; n++)
+			untracked[n] = q->replica_paths[n]; /* no storage: nothing of it is tracked */
 	resp.replica_paths = untracked;
 	resp.n_replica_paths = n;
 	intercept_reply(call, &resp.base);

@@ -196,3 +196,31 @@ void replica_path_for(int64_t id, const char *relative_path, struct strbuf *out)
 	strbuf_addf(out, "@cluster/%s/%02x/%02x/%s", is_rails_pool_path(relative_path) ? "pools" : "repositories",
 		    h[0], h[1], dec);
 }
+
+size_t repos_untracked(struct praefect *p, const struct vstorage *vs, const char *storage, const char *const *paths,
+		       size_t n, char **out)
+{
+	const struct hashmap_entry *e;
+	struct hashmap batch;
+	size_t nr = 0;
+	int untracked = 0;                /* the value of a path nothing tracks so far */
+
+	/* mark the tracked ones: a repository of vs with a replica record on the storage */
+	hashmap_init(&batch);
+	for (size_t i = 0; i < n; i++)
+		hashmap_put(&batch, paths[i], strlen(paths[i]), &untracked);
+	for (size_t i = 0; hashmap_next(&p->repos_by_id, &i, &e);) {
+		struct repo *r = e->value;
+		struct replica *rep;
+		if (r->vs != vs || !hashmap_get(&batch, r->replica_path, strlen(r->replica_path)))
+			continue;
+		rep = repo_replica(r, storage);
+		if (rep && rep->generation >= 0)
+			hashmap_put(&batch, r->replica_path, strlen(r->replica_path), r);
+	}
+	for (size_t i = 0; i < n; i++)
+		if (hashmap_get(&batch, paths[i], strlen(paths[i])) == &untracked)
+			out[nr++] = (char *)paths[i];
+	hashmap_release(&batch);
+	return nr;
+}
