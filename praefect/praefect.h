@@ -73,7 +73,9 @@ struct repo {
 	 */
 	int writes_in_flight;
 	uint64_t barrier_until_ms;             /* loop time; 0: no barrier */
-	uint64_t last_barrier_ms;
+	uint64_t last_barrier_ms;              /* a rejoin barrier last expired */
+	uint64_t last_quorum_wait_ms;          /* a quorum wait last expired */
+	int barrier_for_quorum;                /* the barrier is a quorum wait, not a rejoin */
 	const char *rejoining;                 /* its storage (config string) */
 };
 

@@ -424,6 +424,7 @@ int coordinator_raise_barrier(struct praefect *p, struct repo *r, const char *st
 		return 0;
 	r->barrier_until_ms = now + ms;
 	r->rejoining = storage;
+	r->barrier_for_quorum = 0;
 	schedule_kick_in(p, TASK_WRITE_BARRIER, ms);
 	log_msgf(LOG_INFO, "replica %s of %s rejoins: writes wait for at most %llu ms", storage, r->relative_path,
 		 (unsigned long long)ms);
@@ -443,10 +444,12 @@ int coordinator_wait_for_quorum(struct praefect *p, struct repo *r, const char *
 	uint64_t now = uv_now(p->loop);
 	if (r->barrier_until_ms)
 		return 1; /* already waiting for a replica: the write waits with the others */
-	if (r->last_barrier_ms && now - r->last_barrier_ms < ms)
+	/* only a quorum wait that ran out counts: a rejoin that did not make it is no reason to refuse */
+	if (r->last_quorum_wait_ms && now - r->last_quorum_wait_ms < ms)
 		return 0;
 	r->barrier_until_ms = now + ms;
 	r->rejoining = storage;
+	r->barrier_for_quorum = 1;
 	schedule_kick_in(p, TASK_WRITE_BARRIER, ms);
 	log_msgf(LOG_INFO, "writes to %s wait for at most %llu ms for replica %s to catch up (no write quorum without it)",
 		 r->relative_path, (unsigned long long)ms, storage);
@@ -510,7 +513,10 @@ void coordinator_release_held(struct praefect *p)
 				 r->rejoining ? r->rejoining : "-", r->relative_path);
 			r->barrier_until_ms = 0;
 			r->rejoining = NULL;
-			r->last_barrier_ms = now;
+			if (r->barrier_for_quorum)
+				r->last_quorum_wait_ms = now;
+			else
+				r->last_barrier_ms = now;
 		}
 		if (!r || !r->barrier_until_ms) {
 			*pp = px->next_held;
