@@ -28,6 +28,9 @@ def facts(tmp_path_factory):
     base = str(tmp_path_factory.mktemp("rawchanges"))
     work, bare = os.path.join(base, "work"), os.path.join(base, "raw.git")
     git("init", "-q", "-b", "main", work)
+    # 8000 new files: a commit would start git's auto gc in the background, which repacks the loose
+    # objects while the clone below copies them ("failed to copy file")
+    git("config", "gc.auto", "0", cwd=work)
     _write(work, "mod.txt", "one\n")
     _write(work, "del.txt", "gone soon\n")
     _write(work, "ren_src.txt", "".join("line %d\n" % i for i in range(50)))
