@@ -1,45 +1,12 @@
-/* OperationService merges and branch moves: UserMergeBranch, UserMergeToRef, UserFFBranch, UserUpdateBranch, UserSquash. */
-#include "operations/operations.h"
+/* OperationService merges and branch moves: UserMergeBranch, UserMergeToRef, UserFFBranch, UserUpdateBranch. */
+#include "operations/merge.h"
 #include "base/util.h"
-#include "core/vote.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 /* merge-tree prints the tree and the conflicting names; more than this is not a merge we answer */
 #define MERGE_TREE_OUT_CAP (4 * 1024 * 1024)
-
-enum merge_kind { MK_MERGE_BRANCH, MK_MERGE_TO_REF, MK_FF_BRANCH, MK_UPDATE_BRANCH, MK_SQUASH };
-
-/* UserMergeBranch's two-message protocol (docs/technical/operations-merge.md) */
-enum mb_state { MB_FIRST, MB_MERGING, MB_WAIT_APPLY, MB_UPDATING };
-
-struct merge {
-	struct op op;
-	enum merge_kind kind;
-	enum mb_state state;
-	ProtobufCMessage *req;
-	Gitaly__UserMergeBranchRequest *mb;
-	Gitaly__UserMergeToRefRequest *mtr;
-	Gitaly__UserFFBranchRequest *ff;
-	Gitaly__UserUpdateBranchRequest *ub;
-	Gitaly__UserSquashRequest *sq;
-	const Gitaly__User *user;
-	const char *expected_old;
-	struct strbuf branch, ref;       /* the branch name and the reference it is */
-	struct strbuf old;               /* the reference's value the update expects */
-	struct strbuf ours, theirs;      /* first and second parent of the merge */
-	struct strbuf tree, commit;
-	struct strbuf target_ref;        /* UserMergeToRef */
-	struct strvec conflicts;         /* conflicting paths, as merge-tree names them */
-	struct op_signature sig;
-	int have_sig;
-	struct op_signature author;      /* UserSquash: the request's author at the committer's time */
-	int have_author;
-	struct strbuf message;           /* UserSquash: the message with its final newline */
-	void (*merged)(struct merge *m);  /* the merge commit was written */
-	void (*resolved)(struct merge *m); /* m->old is known */
-};
 
 static void merge_release(struct op *op)
 {
@@ -62,7 +29,7 @@ static void merge_release(struct op *op)
 	free(m);
 }
 
-static struct merge *merge_new(struct grpc_call *call, void *data, enum merge_kind kind, int unary)
+struct merge *merge_new(struct grpc_call *call, void *data, enum merge_kind kind, int unary)
 {
 	struct merge *m = xcalloc(1, sizeof(*m));
 	m->kind = kind;
@@ -81,7 +48,7 @@ static struct merge *merge_new(struct grpc_call *call, void *data, enum merge_ki
 }
 
 /* A bytes field as a C string; -1 when it holds a NUL, which no reference may contain. */
-static int bytes_str(const ProtobufCBinaryData *b, struct strbuf *out)
+int merge_bytes_str(const ProtobufCBinaryData *b, struct strbuf *out)
 {
 	strbuf_reset(out);
 	strbuf_add(out, b->data, b->len);
@@ -89,7 +56,7 @@ static int bytes_str(const ProtobufCBinaryData *b, struct strbuf *out)
 }
 
 /* A string that goes onto a git command line or into cat-file's stdin. */
-static int bad_rev(const char *s)
+int merge_bad_rev(const char *s)
 {
 	return !*s || strchr(s, '\n') != NULL;
 }
@@ -245,7 +212,7 @@ static void merge_tree_done(struct op *op, int status, struct strbuf *out, struc
 }
 
 /* Merge m->theirs into m->ours; m->merged() follows with m->commit set. */
-static void merge_run(struct merge *m, void (*merged)(struct merge *m))
+void merge_run(struct merge *m, void (*merged)(struct merge *m))
 {
 	static const char *const flags[] = { "-z", "--write-tree", "--allow-unrelated-histories", "--name-only",
 					     NULL };
@@ -279,7 +246,7 @@ static void old_resolved(struct op *op, int status, struct strbuf *out, struct s
 }
 
 /* expected_old_oid when given (it must exist), else the branch's current value */
-static void resolve_old(struct merge *m, void (*resolved)(struct merge *m))
+void merge_resolve_old(struct merge *m, void (*resolved)(struct merge *m))
 {
 	struct strbuf rev = STRBUF_INIT;
 	m->resolved = resolved;
@@ -361,7 +328,7 @@ static void mb_resolved(struct merge *m)
 static void mb_hash_known(struct op *op, int status, struct strbuf *out, struct strbuf *err)
 {
 	struct merge *m = container_of(op, struct merge, op);
-	resolve_old(m, mb_resolved);
+	merge_resolve_old(m, mb_resolved);
 }
 
 static void mb_first(struct merge *m, Gitaly__UserMergeBranchRequest *req)
@@ -396,7 +363,7 @@ static void mb_first(struct merge *m, Gitaly__UserMergeBranchRequest *req)
 		op_fail(op, GRPC_INVALID_ARGUMENT, "empty message");
 		return;
 	}
-	if (bytes_str(&req->branch, &m->branch) < 0 || bad_rev(req->commit_id)) {
+	if (merge_bytes_str(&req->branch, &m->branch) < 0 || merge_bad_rev(req->commit_id)) {
 		op_fail(op, GRPC_NOT_FOUND, "reference not found");
 		return;
 	}
@@ -548,7 +515,7 @@ static void mtr_source_resolved(struct op *op, int status, struct strbuf *out, s
 	strbuf_add(&m->theirs, out->buf, out->len);
 	m->expected_old = m->mtr->expected_old_oid ? m->mtr->expected_old_oid : "";
 	if (*m->expected_old) {
-		resolve_old(m, mtr_old_resolved);
+		merge_resolve_old(m, mtr_old_resolved);
 		return;
 	}
 	op_git_call(op, &gc, "for-each-ref");
@@ -618,11 +585,11 @@ static void user_merge_to_ref(struct grpc_call *call, const uint8_t *buf, size_t
 		return;
 	}
 	first = req->first_parent_ref.len ? &req->first_parent_ref : mtr_legacy_branch(req);
-	if (bytes_str(first, &m->ours) < 0 || bad_rev(m->ours.buf) || bad_rev(req->source_sha)) {
+	if (merge_bytes_str(first, &m->ours) < 0 || merge_bad_rev(m->ours.buf) || merge_bad_rev(req->source_sha)) {
 		op_fail(&m->op, GRPC_INVALID_ARGUMENT, "Invalid merge source");
 		return;
 	}
-	if (bytes_str(&req->target_ref, &m->target_ref) < 0 || strchr(m->target_ref.buf, '\n')) {
+	if (merge_bytes_str(&req->target_ref, &m->target_ref) < 0 || strchr(m->target_ref.buf, '\n')) {
 		op_fail(&m->op, GRPC_FAILED_PRECONDITION, "Could not update %s. Please refresh and try again",
 			m->target_ref.buf);
 		return;
@@ -711,7 +678,7 @@ static void ff_resolved(struct merge *m)
 static void ff_hash_known(struct op *op, int status, struct strbuf *out, struct strbuf *err)
 {
 	struct merge *m = container_of(op, struct merge, op);
-	resolve_old(m, ff_resolved);
+	merge_resolve_old(m, ff_resolved);
 }
 
 static void user_ff_branch(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
@@ -736,7 +703,7 @@ static void user_ff_branch(struct grpc_call *call, const uint8_t *buf, size_t le
 		op_fail(&m->op, GRPC_INVALID_ARGUMENT, "empty commit id");
 		return;
 	}
-	if (bytes_str(&req->branch, &m->branch) < 0) {
+	if (merge_bytes_str(&req->branch, &m->branch) < 0) {
 		op_fail(&m->op, GRPC_INVALID_ARGUMENT, "reference not found");
 		return;
 	}
@@ -808,9 +775,9 @@ static void user_update_branch(struct grpc_call *call, const uint8_t *buf, size_
 	}
 	m->user = req->user;
 	/* a NUL in a revision fails the hex check; in the name, update-ref's format check */
-	bytes_str(&req->newrev, &m->theirs);
-	bytes_str(&req->oldrev, &m->old);
-	if (bytes_str(&req->branch_name, &m->branch) < 0) {
+	merge_bytes_str(&req->newrev, &m->theirs);
+	merge_bytes_str(&req->oldrev, &m->old);
+	if (merge_bytes_str(&req->branch_name, &m->branch) < 0) {
 		op_fail(&m->op, GRPC_FAILED_PRECONDITION, "Could not update %s. Please refresh and try again.",
 			m->branch.buf);
 		return;
@@ -819,195 +786,10 @@ static void user_update_branch(struct grpc_call *call, const uint8_t *buf, size_
 	op_detect_hash(&m->op, ub_hash_known);
 }
 
-/* ======================= UserSquash ======================= */
-
-static void sq_vote(struct merge *m, enum vote_phase phase, vote_done_fn fn);
-
-static void sq_committed(void *arg, enum grpc_code code, const char *msg)
-{
-	struct merge *m = arg;
-	Gitaly__UserSquashResponse resp = GITALY__USER_SQUASH_RESPONSE__INIT;
-	if (op_step_end(&m->op))
-		return;
-	if (code != GRPC_OK) {
-		op_fail(&m->op, GRPC_ABORTED, "committing vote on squashed commit: %s", msg ? msg : "");
-		return;
-	}
-	resp.squash_sha = m->commit.buf;
-	msg_reply(m->op.base.call, &resp);
-}
-
-static void sq_prepared(void *arg, enum grpc_code code, const char *msg)
-{
-	struct merge *m = arg;
-	struct strbuf err = STRBUF_INIT;
-	if (op_step_end(&m->op))
-		return;
-	if (code != GRPC_OK) {
-		op_fail(&m->op, GRPC_ABORTED, "preparatory vote on squashed commit: %s", msg ? msg : "");
-		return;
-	}
-	/* the replicas agree on the commit: only now do its objects join the repository */
-	if (op_quarantine_migrate(&m->op, &err) < 0) {
-		op_fail(&m->op, GRPC_INTERNAL, "migrating quarantine directory: %s", err.buf);
-		strbuf_release(&err);
-		return;
-	}
-	strbuf_release(&err);
-	sq_vote(m, VOTE_PHASE_COMMITTED, sq_committed);
-}
-
-/* No reference moves: the vote is on the commit id itself. */
-static void sq_vote(struct merge *m, enum vote_phase phase, vote_done_fn fn)
-{
-	uint8_t hash[20];
-	gitaly_sha1(m->commit.buf, m->commit.len, hash);
-	gitaly_call_hold(&m->op.base);
-	vote_cast(m->op.base.g, m->op.base.call, phase, hash, fn, m);
-}
-
-static void sq_merged(struct merge *m)
-{
-	sq_vote(m, VOTE_PHASE_PREPARED, sq_prepared);
-}
-
-static void sq_fail_resolve(struct merge *m, const char *which, const char *rev)
-{
-	Gitaly__UserSquashError e = GITALY__USER_SQUASH_ERROR__INIT;
-	Gitaly__ResolveRevisionError rr = GITALY__RESOLVE_REVISION_ERROR__INIT;
-	struct strbuf msg = STRBUF_INIT;
-	rr.revision.data = (uint8_t *)rev;
-	rr.revision.len = strlen(rev);
-	e.error_case = GITALY__USER_SQUASH_ERROR__ERROR_RESOLVE_REVISION;
-	e.resolve_revision = &rr;
-	strbuf_addf(&msg, "resolving %s revision: reference not found", which);
-	op_fail_detail(&m->op, GRPC_INVALID_ARGUMENT, msg.buf, &e.base);
-	strbuf_release(&msg);
-}
-
-static void sq_end_resolved(struct op *op, int status, struct strbuf *out, struct strbuf *err)
-{
-	struct merge *m = container_of(op, struct merge, op);
-	if (status != 0) {
-		sq_fail_resolve(m, "end", m->sq->end_sha);
-		return;
-	}
-	op_chomp(out);
-	strbuf_reset(&m->theirs);
-	strbuf_add(&m->theirs, out->buf, out->len);
-	merge_run(m, sq_merged);
-}
-
-static void sq_start_resolved(struct op *op, int status, struct strbuf *out, struct strbuf *err)
-{
-	struct merge *m = container_of(op, struct merge, op);
-	struct strbuf rev = STRBUF_INIT;
-	if (status != 0) {
-		sq_fail_resolve(m, "start", m->sq->start_sha);
-		return;
-	}
-	op_chomp(out);
-	strbuf_reset(&m->ours);
-	strbuf_add(&m->ours, out->buf, out->len);
-	strbuf_addf(&rev, "%s^{commit}", m->sq->end_sha);
-	op_rev_parse(op, rev.buf, sq_end_resolved);
-	strbuf_release(&rev);
-}
-
-static void sq_hash_known(struct op *op, int status, struct strbuf *out, struct strbuf *err)
-{
-	struct merge *m = container_of(op, struct merge, op);
-	struct strbuf rev = STRBUF_INIT;
-	strbuf_addf(&rev, "%s^{commit}", m->sq->start_sha);
-	op_rev_parse(op, rev.buf, sq_start_resolved);
-	strbuf_release(&rev);
-}
-
-static void user_squash(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
-{
-	struct merge *m = merge_new(call, data, MK_SQUASH, 1);
-	struct strbuf err = STRBUF_INIT;
-	Google__Protobuf__Timestamp when = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-	Gitaly__UserSquashRequest *req = msg_unpack(call, &gitaly__user_squash_request__descriptor, buf, len);
-	struct op *op = &m->op;
-	if (!req)
-		return;
-	m->req = &req->base;
-	m->sq = req;
-	if (op_locate(op, req->repository) != GRPC_OK)
-		return;
-	if (!req->user) {
-		op_fail(op, GRPC_INVALID_ARGUMENT, "empty User");
-		return;
-	}
-	if (!req->user->name.len) {
-		op_fail(op, GRPC_INVALID_ARGUMENT, "empty user name");
-		return;
-	}
-	if (!req->user->email.len) {
-		op_fail(op, GRPC_INVALID_ARGUMENT, "empty user email");
-		return;
-	}
-	if (!req->start_sha || !*req->start_sha) {
-		op_fail(op, GRPC_INVALID_ARGUMENT, "empty StartSha");
-		return;
-	}
-	if (!req->end_sha || !*req->end_sha) {
-		op_fail(op, GRPC_INVALID_ARGUMENT, "empty EndSha");
-		return;
-	}
-	if (!req->commit_message.len) {
-		op_fail(op, GRPC_INVALID_ARGUMENT, "empty CommitMessage");
-		return;
-	}
-	if (!req->author) {
-		op_fail(op, GRPC_INVALID_ARGUMENT, "empty Author");
-		return;
-	}
-	if (!req->author->name.len) {
-		op_fail(op, GRPC_INVALID_ARGUMENT, "empty author name");
-		return;
-	}
-	if (!req->author->email.len) {
-		op_fail(op, GRPC_INVALID_ARGUMENT, "empty author email");
-		return;
-	}
-	if (op_quarantine(op) < 0)
-		return;
-	if (bad_rev(req->start_sha)) {
-		sq_fail_resolve(m, "start", req->start_sha);
-		return;
-	}
-	if (bad_rev(req->end_sha)) {
-		sq_fail_resolve(m, "end", req->end_sha);
-		return;
-	}
-	m->have_sig = 1;
-	if (op_signature(req->user, req->timestamp, &m->sig, &err) < 0) {
-		op_fail(op, GRPC_INVALID_ARGUMENT, "%s", err.buf);
-		strbuf_release(&err);
-		return;
-	}
-	/* the author signs at the committer's moment, in the author's own zone */
-	when.seconds = m->sig.when;
-	m->have_author = 1;
-	if (op_signature(req->author, &when, &m->author, &err) < 0) {
-		op_fail(op, GRPC_INVALID_ARGUMENT, "%s", err.buf);
-		strbuf_release(&err);
-		return;
-	}
-	/* git commit-tree used to add the final newline; upstream keeps that */
-	strbuf_add(&m->message, req->commit_message.data, req->commit_message.len);
-	if (m->message.buf[m->message.len - 1] != '\n')
-		strbuf_addch(&m->message, '\n');
-	op_detect_hash(op, sq_hash_known);
-}
-
 void op_register_merge(struct gitaly *g, struct grpc_server *s)
 {
 	gitaly_add_method(s, "/gitaly.OperationService/UserMergeBranch", user_merge_branch, g);
 	gitaly_add_unary(s, "/gitaly.OperationService/UserMergeToRef", user_merge_to_ref, g);
 	gitaly_add_unary(s, "/gitaly.OperationService/UserFFBranch", user_ff_branch, g);
 	gitaly_add_unary(s, "/gitaly.OperationService/UserUpdateBranch", user_update_branch, g);
-	gitaly_add_unary(s, "/gitaly.OperationService/UserSquash", user_squash, g);
 }

@@ -651,6 +651,7 @@ void gitaly_register_operations(struct gitaly *g, struct grpc_server *s)
 	gitaly_add_unary(s, "/gitaly.OperationService/UserDeleteTag", user_delete_tag, g);
 	op_register_commit_files(g, s);
 	op_register_merge(g, s);
+	op_register_squash(g, s);
 	op_register_cherry_pick(g, s);
 	op_register_rebase(g, s);
 }

@@ -165,6 +165,7 @@ const char *op_zero_oid(const struct op *op);
 /* RPC entry points living in other files. */
 void op_register_commit_files(struct gitaly *g, struct grpc_server *s);
 void op_register_merge(struct gitaly *g, struct grpc_server *s);
+void op_register_squash(struct gitaly *g, struct grpc_server *s);
 void op_register_cherry_pick(struct gitaly *g, struct grpc_server *s);
 void op_register_rebase(struct gitaly *g, struct grpc_server *s);
 
