@@ -21,111 +21,130 @@
 #include <unistd.h>
 #include "base/banned.h"
 
-static void fail(struct objpool_call *c, const char *fmt, const char *why)
+struct disc {
+	struct gitaly_call *op;
+	const char *repo_path;
+	const Gitaly__Repository *repo;
+	struct git_cmd **cmd;
+	uv_work_t work;
+	int work_rc;
+	struct strbuf alt_dir, backup;
+	objpool_disconnected_fn done;
+	void *arg;
+};
+
+static void disc_end(struct disc *d, enum grpc_code code, const char *fmt, const char *why)
 {
 	struct strbuf m = STRBUF_INIT;
-	strbuf_addf(&m, fmt, why);
-	objpool_end(c, GRPC_INTERNAL, m.buf, NULL);
+	objpool_disconnected_fn done = d->done;
+	void *arg = d->arg;
+	if (gitaly_call_gone(d->op))
+		code = GRPC_CANCELLED;
+	if (fmt)
+		strbuf_addf(&m, fmt, why);
+	strbuf_release(&d->alt_dir);
+	strbuf_release(&d->backup);
+	free(d);
+	done(arg, code, m.buf);
 	strbuf_release(&m);
 }
 
-static void voted_ok(void *arg, enum grpc_code code, const char *msg)
+static void fail(struct disc *d, const char *fmt, const char *why)
 {
-	struct objpool_call *c = arg;
-	Gitaly__DisconnectGitAlternatesResponse resp = GITALY__DISCONNECT_GIT_ALTERNATES_RESPONSE__INIT;
-	if (code != GRPC_OK)
-		fail(c, "%s", msg);
-	else
-		objpool_end(c, GRPC_OK, NULL, &resp);
+	disc_end(d, GRPC_INTERNAL, fmt, why);
 }
 
-static void vote_str(struct objpool_call *c, const char *what, enum vote_phase phase, vote_done_fn done)
+static void vote_str(struct disc *d, const char *what, enum vote_phase phase, vote_done_fn done)
 {
 	uint8_t h[20];
+	if (gitaly_call_gone(d->op)) {
+		done(d, GRPC_CANCELLED, "context canceled");
+		return;
+	}
 	gitaly_sha1(what, strlen(what), h);
-	vote_cast(c->op.g, c->op.call, phase, h, done, c);
+	vote_cast(d->op->g, d->op->call, phase, h, done, d);
 }
 
-static void alternates_path(struct objpool_call *c, struct strbuf *out)
+static void alternates_path(struct disc *d, struct strbuf *out)
 {
-	strbuf_addf(out, "%s/objects/info/alternates", c->repo_path);
+	strbuf_addf(out, "%s/objects/info/alternates", d->repo_path);
 }
 
-/* Put the alternates file back from its backup (c->aux), keeping the backup. */
-static void rollback(struct objpool_call *c)
+/* Put the alternates file back from its backup, keeping the backup. */
+static void rollback(struct disc *d)
 {
 	struct strbuf alt = STRBUF_INIT, tmp = STRBUF_INIT;
-	alternates_path(c, &alt);
-	strbuf_addf(&tmp, "%s.2", c->aux.buf);
-	if (link(c->aux.buf, tmp.buf) == 0)
+	alternates_path(d, &alt);
+	strbuf_addf(&tmp, "%s.2", d->backup.buf);
+	if (link(d->backup.buf, tmp.buf) == 0)
 		rename(tmp.buf, alt.buf);
 	strbuf_release(&alt);
 	strbuf_release(&tmp);
 }
 
+static void voted_ok(void *arg, enum grpc_code code, const char *msg)
+{
+	struct disc *d = arg;
+	if (code != GRPC_OK)
+		fail(d, "vote on missing alternates: %s", msg);
+	else
+		disc_end(d, GRPC_OK, NULL, NULL);
+}
+
 static void disconnect_committed(void *arg, enum grpc_code code, const char *msg)
 {
-	struct objpool_call *c = arg;
-	Gitaly__DisconnectGitAlternatesResponse resp = GITALY__DISCONNECT_GIT_ALTERNATES_RESPONSE__INIT;
+	struct disc *d = arg;
 	if (code != GRPC_OK) {
-		rollback(c);
-		fail(c, "committing vote for disconnecting alternate: %s", msg);
+		rollback(d);
+		fail(d, "committing vote for disconnecting alternate: %s", msg);
 		return;
 	}
-	objpool_end(c, GRPC_OK, NULL, &resp);
+	disc_end(d, GRPC_OK, NULL, NULL);
 }
 
 static void rev_list_done(void *arg, int status, struct strbuf *out, struct strbuf *err)
 {
-	struct objpool_call *c = arg;
+	struct disc *d = arg;
 	struct strbuf m = STRBUF_INIT;
 
-	c->cmd = NULL;
-	if (status != 0 || gitaly_call_gone(&c->op)) {
-		rollback(c);
+	*d->cmd = NULL;
+	if (status != 0 || gitaly_call_gone(d->op)) {
+		rollback(d);
 		gitaly_describe_status(&m, status);
-		fail(c, "git connectivity error while disconnected: %s", m.buf);
+		fail(d, "git connectivity error while disconnected: %s", m.buf);
 		strbuf_release(&m);
 		return;
 	}
-	vote_str(c, "disconnect alternate", VOTE_PHASE_COMMITTED, disconnect_committed);
+	vote_str(d, "disconnect alternate", VOTE_PHASE_COMMITTED, disconnect_committed);
 }
 
 static void disconnect_prepared(void *arg, enum grpc_code code, const char *msg)
 {
 	static const char *const flags[] = { "--objects", "--all", "--quiet", NULL };
-	struct objpool_call *c = arg;
+	struct disc *d = arg;
 	struct strbuf alt = STRBUF_INIT, m = STRBUF_INIT;
 	struct git_call gc = { 0 };
-	uint8_t rnd[6];
 	char hex[13];
 
 	if (code != GRPC_OK) {
-		fail(c, "preparatory vote for disconnecting alternate: %s", msg);
+		fail(d, "preparatory vote for disconnecting alternate: %s", msg);
 		return;
 	}
-	if (gitaly_call_gone(&c->op)) {
-		objpool_end(c, GRPC_CANCELLED, "context canceled", NULL);
-		return;
-	}
-	alternates_path(c, &alt);
-	for (size_t i = 0; i < sizeof(rnd); i++)
-		rnd[i] = (uint8_t)random();
-	for (size_t i = 0; i < sizeof(rnd); i++)
-		snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
-	strbuf_reset(&c->aux);
-	strbuf_addf(&c->aux, "%s.%lld.%s", alt.buf, (long long)time(NULL), hex);
-	if (rename(alt.buf, c->aux.buf) < 0) {
-		fail(c, "%s", strerror(errno));
+	alternates_path(d, &alt);
+	for (size_t i = 0; i < 6; i++)
+		snprintf(hex + 2 * i, 3, "%02x", (unsigned)(random() & 0xff));
+	strbuf_addf(&d->backup, "%s.%lld.%s", alt.buf, (long long)time(NULL), hex);
+	if (rename(alt.buf, d->backup.buf) < 0) {
+		fail(d, "%s", strerror(errno));
 		goto out;
 	}
-	gc.git_dir = c->repo_path;
-	gc.repo = c->repo;
+	gc.git_dir = d->repo_path;
+	gc.repo = d->repo;
 	gc.subcmd = "rev-list";
 	gc.flags = flags;
-	if (gitaly_git_capture(c->op.g, &gc, NULL, 0, 64 * 1024, rev_list_done, c, &c->cmd, &m) < 0) {
-		rollback(c);
-		fail(c, "%s", m.buf);
+	if (gitaly_git_capture(d->op->g, &gc, NULL, 0, 64 * 1024, rev_list_done, d, d->cmd, &m) < 0) {
+		rollback(d);
+		fail(d, "%s", m.buf);
 	}
 out:
 	strbuf_release(&alt);
@@ -134,12 +153,12 @@ out:
 
 static void migrate_committed(void *arg, enum grpc_code code, const char *msg)
 {
-	struct objpool_call *c = arg;
+	struct disc *d = arg;
 	if (code != GRPC_OK) {
-		fail(c, "committed vote for migrating objects: %s", msg);
+		fail(d, "committed vote for migrating objects: %s", msg);
 		return;
 	}
-	vote_str(c, "disconnect alternate", VOTE_PHASE_PREPARED, disconnect_prepared);
+	vote_str(d, "disconnect alternate", VOTE_PHASE_PREPARED, disconnect_prepared);
 }
 
 /* Sort key of an object file: loose objects, then keep, pack, idx, the rest (upstream's order). */
@@ -202,13 +221,13 @@ out:
 	return rc;
 }
 
-/* Thread pool: hard-link the alternate's files (c->aux holds its directory). */
+/* Thread pool: hard-link the alternate's files into the repository. */
 static void migrate(uv_work_t *w)
 {
-	struct objpool_call *c = w->data;
+	struct disc *d = w->data;
 	struct strvec files = STRVEC_INIT;
 	struct strbuf src = STRBUF_INIT, dst = STRBUF_INIT;
-	int rc = walk(c->aux.buf, "", &files);
+	int rc = walk(d->alt_dir.buf, "", &files);
 
 	if (!rc)
 		qsort(files.v, files.nr, sizeof(*files.v), by_priority);
@@ -216,8 +235,8 @@ static void migrate(uv_work_t *w)
 		char *slash;
 		strbuf_reset(&src);
 		strbuf_reset(&dst);
-		strbuf_addf(&src, "%s/%s", c->aux.buf, files.v[i]);
-		strbuf_addf(&dst, "%s/objects/%s", c->repo_path, files.v[i]);
+		strbuf_addf(&src, "%s/%s", d->alt_dir.buf, files.v[i]);
+		strbuf_addf(&dst, "%s/objects/%s", d->repo_path, files.v[i]);
 		slash = strrchr(dst.buf, '/');
 		*slash = '\0';
 		rc = fs_mkdir_p(dst.buf, 0755);
@@ -227,7 +246,7 @@ static void migrate(uv_work_t *w)
 		if (link(src.buf, dst.buf) < 0 && errno != EEXIST)
 			rc = -errno;
 	}
-	c->work_rc = rc;
+	d->work_rc = rc;
 	strvec_clear(&files);
 	strbuf_release(&src);
 	strbuf_release(&dst);
@@ -235,52 +254,48 @@ static void migrate(uv_work_t *w)
 
 static void migrated(uv_work_t *w, int status)
 {
-	struct objpool_call *c = w->data;
-	if (c->work_rc < 0) {
-		fail(c, "%s", strerror(-c->work_rc));
+	struct disc *d = w->data;
+	if (d->work_rc < 0) {
+		fail(d, "%s", strerror(-d->work_rc));
 		return;
 	}
-	vote_str(c, "migrate objects", VOTE_PHASE_COMMITTED, migrate_committed);
+	vote_str(d, "migrate objects", VOTE_PHASE_COMMITTED, migrate_committed);
 }
 
 static void migrate_prepared(void *arg, enum grpc_code code, const char *msg)
 {
-	struct objpool_call *c = arg;
+	struct disc *d = arg;
 	struct stat st;
 
 	if (code != GRPC_OK) {
-		fail(c, "preparatory vote for migrating objects: %s", msg);
+		fail(d, "preparatory vote for migrating objects: %s", msg);
 		return;
 	}
-	if (gitaly_call_gone(&c->op)) {
-		objpool_end(c, GRPC_CANCELLED, "context canceled", NULL);
+	if (d->work_rc > 1) {
+		fail(d, "%s", "multiple alternate object directories");
 		return;
 	}
-	if (c->work_rc > 1) {
-		fail(c, "%s", "multiple alternate object directories");
-		return;
-	}
-	if (stat(c->aux.buf, &st) < 0) {
-		fail(c, "%s", strerror(errno));
+	if (stat(d->alt_dir.buf, &st) < 0) {
+		fail(d, "%s", strerror(errno));
 		return;
 	}
 	if (!S_ISDIR(st.st_mode)) {
-		fail(c, "%s", "alternate object entry is not a directory");
+		fail(d, "%s", "alternate object entry is not a directory");
 		return;
 	}
-	c->work_rc = 0;
-	if (uv_queue_work(c->op.g->loop, &c->work, migrate, migrated) < 0)
-		fail(c, "%s", "cannot queue the object migration");
+	d->work_rc = 0;
+	if (uv_queue_work(d->op->g->loop, &d->work, migrate, migrated) < 0)
+		fail(d, "%s", "cannot queue the object migration");
 }
 
-/* The object directories the alternates file names (absolute): their count, the first in c->aux. */
-static int alternate_dirs(struct objpool_call *c)
+/* The object directories the alternates file names: their count, the first (absolute) in d->alt_dir. */
+static int alternate_dirs(struct disc *d)
 {
 	struct strbuf alt = STRBUF_INIT, p = STRBUF_INIT, joined = STRBUF_INIT;
 	const char *line, *end;
 	int n = 0;
 
-	alternates_path(c, &p);
+	alternates_path(d, &p);
 	if (fs_read_file(p.buf, 1024 * 1024, &alt) < 0)
 		goto out;
 	for (line = alt.buf; *line; line = *end ? end + 1 : end) {
@@ -291,18 +306,44 @@ static int alternate_dirs(struct objpool_call *c)
 			continue;
 		if (n++)
 			continue;
-		strbuf_reset(&joined);
 		if (line[0] == '/')
 			strbuf_add(&joined, line, len);
 		else
-			strbuf_addf(&joined, "%s/objects/%.*s", c->repo_path, (int)len, line);
-		go_path_clean(&c->aux, joined.buf, joined.len);
+			strbuf_addf(&joined, "%s/objects/%.*s", d->repo_path, (int)len, line);
+		go_path_clean(&d->alt_dir, joined.buf, joined.len);
 	}
 out:
 	strbuf_release(&alt);
 	strbuf_release(&p);
 	strbuf_release(&joined);
 	return n;
+}
+
+void objpool_disconnect_start(struct gitaly_call *op, const char *repo_path, const Gitaly__Repository *repo,
+			      struct git_cmd **cmd, objpool_disconnected_fn done, void *arg)
+{
+	struct disc *d = xcalloc(1, sizeof(*d));
+	d->op = op;
+	d->repo_path = repo_path;
+	d->repo = repo;
+	d->cmd = cmd;
+	d->done = done;
+	d->arg = arg;
+	d->work.data = d;
+	strbuf_init(&d->alt_dir, 0);
+	strbuf_init(&d->backup, 0);
+	d->work_rc = alternate_dirs(d);
+	if (!d->work_rc)
+		vote_str(d, "no alternates", VOTE_PHASE_COMMITTED, voted_ok);
+	else
+		vote_str(d, "migrate objects", VOTE_PHASE_PREPARED, migrate_prepared);
+}
+
+static void disconnected(void *arg, enum grpc_code code, const char *msg)
+{
+	struct objpool_call *c = arg;
+	Gitaly__DisconnectGitAlternatesResponse resp = GITALY__DISCONNECT_GIT_ALTERNATES_RESPONSE__INIT;
+	objpool_end(c, code, msg, &resp);
 }
 
 void objpool_disconnect(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
@@ -325,11 +366,7 @@ void objpool_disconnect(struct grpc_call *call, const uint8_t *buf, size_t len, 
 	c->repo_path = strbuf_detach(&path, NULL);
 	c->repo = req->repository;
 	objpool_call_watch(c);
-	c->work_rc = alternate_dirs(c);
-	if (!c->work_rc)
-		vote_str(c, "no alternates", VOTE_PHASE_COMMITTED, voted_ok);
-	else
-		vote_str(c, "migrate objects", VOTE_PHASE_PREPARED, migrate_prepared);
+	objpool_disconnect_start(&c->op, c->repo_path, c->repo, &c->cmd, disconnected, c);
 out:
 	strbuf_release(&path);
 	strbuf_release(&msg);

@@ -82,8 +82,7 @@ static void linked_voted(void *arg, enum grpc_code code, const char *msg)
 	strbuf_release(&m);
 }
 
-/* 1: already linked, 0: to be written, -1: linked to something else (msg set). */
-static int linked_state(const char *repo_path, const char *pool_path, const char *expected, struct strbuf *msg)
+int objpool_link_state(const char *repo_path, const char *pool_path, const char *expected, struct strbuf *msg)
 {
 	struct strbuf alt = STRBUF_INIT, p = STRBUF_INIT, clean = STRBUF_INIT, want = STRBUF_INIT;
 	int rc = 0;
@@ -136,7 +135,7 @@ void objpool_link(struct grpc_call *call, const uint8_t *buf, size_t len, void *
 	c->repo_path = strbuf_detach(&path, NULL);
 	c->pool_path = strbuf_detach(&pool, NULL);
 	objpool_alternate_line(c->repo_path, c->pool_path, &line);
-	state = linked_state(c->repo_path, c->pool_path, line.buf, &msg);
+	state = objpool_link_state(c->repo_path, c->pool_path, line.buf, &msg);
 	if (state < 0) {
 		objpool_call_abort(c, GRPC_INTERNAL, msg.buf);
 		goto out;

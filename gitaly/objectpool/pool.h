@@ -1,7 +1,9 @@
 /*
  * ObjectPoolService (docs/technical/object-pools.md): what its files share.
  * A pool is a bare repository at a pool path whose objects its members
- * borrow through objects/info/alternates. Private to objectpool/.
+ * borrow through objects/info/alternates. Used by objectpool/ and by
+ * ReplicateRepository (repository/replicate_pool.c), which carries pool
+ * membership between nodes.
  *
  * Every ObjectPoolService call is one struct objpool_call: the call base,
  * the resolved pool and member paths, the one git process or thread-pool
@@ -61,6 +63,26 @@ enum grpc_code objpool_locate(struct gitaly *g, const Gitaly__ObjectPool *pool, 
 char *objpool_of(struct gitaly *g, const Gitaly__Repository *repo, const char *repo_path);
 /* What a member's alternates holds for `pool_path`: objects/ -> pool objects, relative. */
 void objpool_alternate_line(const char *repo_path, const char *pool_path, struct strbuf *out);
+
+/*
+ * 1 when the member at `repo_path` is linked to the pool at `pool_path`
+ * already (its alternates hold exactly `line`, objpool_alternate_line()),
+ * 0 when the alternates are to be written (none, a comment, or the pool's
+ * absolute object directory), -1 with `msg` set when it is linked elsewhere:
+ * `unexpected alternates content: "<line>"`.
+ */
+int objpool_link_state(const char *repo_path, const char *pool_path, const char *line, struct strbuf *msg);
+
+/*
+ * Disconnect the repository at `repo_path` from its alternates, with the
+ * votes of DisconnectGitAlternates, for `op` (which must stay held until
+ * `done`). `*cmd` holds the git process while one runs, for op's cancel
+ * hook. `done` fires exactly once: from the loop, or at once with
+ * CANCELLED when the call is already gone. The strings must outlive it.
+ */
+typedef void (*objpool_disconnected_fn)(void *arg, enum grpc_code code, const char *msg);
+void objpool_disconnect_start(struct gitaly_call *op, const char *repo_path, const Gitaly__Repository *repo,
+			      struct git_cmd **cmd, objpool_disconnected_fn done, void *arg);
 
 /* Handlers (registered by gitaly_register_objectpool(), get.c). */
 void objpool_create(struct grpc_call *call, const uint8_t *buf, size_t len, void *data);
