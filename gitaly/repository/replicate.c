@@ -43,6 +43,8 @@ static void repl_release(struct gitaly_call *op)
 	free(r->address);
 	free(r->token);
 	free(r->hooks_tmp);
+	free(r->pool_rel);
+	free(r->pool_path);
 	grpc_metadata_release(&r->fwd);
 	strbuf_release(&r->call_msg);
 	strbuf_release(&r->abort_msg);
@@ -308,44 +310,15 @@ static void sync_refs(struct repl *r)
 	strbuf_release(&msg);
 }
 
-/* --- step 7: object pools (only the trivial case: none on either side) --- */
-
-static void pool_done(struct repl *r)
-{
-	Gitaly__GetObjectPoolResponse *resp;
-	struct strbuf alt = STRBUF_INIT;
-	struct stat st;
-	int linked;
-
-	if (r->call_code != GRPC_OK) {
-		repl_fail(r, r->call_code, "replicating repository: synchronizing object pools: "
-			  "get source object pool: %s", r->call_msg.buf);
-		return;
-	}
-	resp = gitaly__get_object_pool_response__unpack(NULL, r->buf.len, (const uint8_t *)r->buf.buf);
-	strbuf_addf(&alt, "%s/objects/info/alternates", r->path);
-	linked = lstat(alt.buf, &st) == 0;
-	strbuf_release(&alt);
-	if (!resp || resp->object_pool || linked) {
-		gitaly__get_object_pool_response__free_unpacked(resp, NULL);
-		repl_fail(r, GRPC_INTERNAL, "replicating repository: synchronizing object pools: "
-			  "object pool replication is not supported by this node");
-		return;
-	}
-	gitaly__get_object_pool_response__free_unpacked(resp, NULL);
-	sync_refs(r);
-}
+/* --- step 7: object pools (replicate_pool.c) --- */
 
 static void after_attributes(struct repl *r)
 {
-	Gitaly__GetObjectPoolRequest req = GITALY__GET_OBJECT_POOL_REQUEST__INIT;
 	if (!r->req->replicate_object_deduplication_network_membership) {
 		sync_refs(r);
 		return;
 	}
-	req.repository = r->req->source;
-	if (repl_call_start(r, gitaly_out[OUT_GET_OBJECT_POOL], &req, 1, repl_collect_message, pool_done) < 0)
-		repl_fail(r, GRPC_INTERNAL, "replicating repository: synchronizing object pools: %s", r->call_msg.buf);
+	repl_sync_pool(r, sync_refs);
 }
 
 /* --- steps 5 and 6: config and info/attributes --- */
@@ -511,6 +484,7 @@ static void created(struct reposvc_create *rc, enum grpc_code code, const char *
 	struct repl *r = reposvc_create_data(rc);
 	r->rc = NULL;
 	if (code == GRPC_OK) {
+		r->created_here = 1;
 		if (gitaly_call_gone(&r->op))
 			repl_fail(r, GRPC_CANCELLED, "context canceled");
 		else

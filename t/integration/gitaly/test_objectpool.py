@@ -219,3 +219,86 @@ def test_delete_object_pool(gitaly_node):
     assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "no object pool repository")
     tmp = os.path.join(gitaly_node.storages["default"], "+gitaly", "tmp")
     assert os.listdir(tmp) == []
+
+
+# --- ReplicateRepository carries pool membership ---------------------------------------------------
+
+CPOOL = "@cluster/pools/d4/73/2"
+MEMBER = "@cluster/repositories/6b/86/1"
+
+
+def replicate_member(a, b, md_node, dedup=True):
+    import base64
+    import json
+    info = {"gitaly-1": {"address": "unix:" + md_node.socket, "token": md_node.token}}
+    md = [("gitaly-servers", base64.b64encode(json.dumps(info).encode()).decode())]
+    b.stub("RepositoryService").ReplicateRepository(pb("repository").ReplicateRepositoryRequest(
+        repository=b.repo(MEMBER, storage="gitaly-2"), source=a.repo(MEMBER, storage="gitaly-1"),
+        replicate_object_deduplication_network_membership=dedup), metadata=md, timeout=60)
+
+
+def pooled_source(a):
+    """On node a: a pool at praefect's pool path and a member linked to it with one commit of its own."""
+    origin = make_bare_repo(a.repo_path("@cluster/repositories/d4/73/9", "gitaly-1"),
+                            files={"big.txt": "y" * 50000 + "\n"})
+    git("repack", "-adq", cwd=origin)
+    s = svc(a)
+    s.CreateObjectPool(op().CreateObjectPoolRequest(
+        object_pool=pb("shared").ObjectPool(repository=a.repo(CPOOL, storage="gitaly-1")),
+        origin=a.repo("@cluster/repositories/d4/73/9", storage="gitaly-1")))
+    member = a.repo_path(MEMBER, "gitaly-1")
+    git("init", "-q", "--bare", member)
+    s.LinkRepositoryToObjectPool(op().LinkRepositoryToObjectPoolRequest(
+        object_pool=pb("shared").ObjectPool(repository=a.repo(CPOOL, storage="gitaly-1")),
+        repository=a.repo(MEMBER, storage="gitaly-1")))
+    work = member + ".work"
+    git("clone", "-q", origin, work)
+    git("commit", "-q", "--allow-empty", "-m", "member only", cwd=work)
+    git("push", "-q", member, "HEAD:refs/heads/main", cwd=work)
+    return member
+
+
+def test_replicating_a_pooled_repository_links_the_target_to_its_own_pool(make_gitaly):
+    a = make_gitaly("a", storages=("gitaly-1",))
+    b = make_gitaly("b", storages=("gitaly-2",))
+    member = pooled_source(a)
+    replicate_member(a, b, a)
+    target = b.repo_path(MEMBER, "gitaly-2")
+    pool_b = b.repo_path(CPOOL, "gitaly-2")
+    # the pool came along, and the target borrows from it
+    assert os.path.isdir(pool_b)
+    assert open(os.path.join(target, "objects/info/alternates")).read() == "../../../../../pools/d4/73/2/objects"
+    fsck_ok(target)
+    c = count_objects(target)
+    assert c["count"] + c["in-pack"] <= 3   # its own commit, not the pool's blob
+    assert refs_of(target) == refs_of(member)
+    got = svc(b).GetObjectPool(op().GetObjectPoolRequest(repository=b.repo(MEMBER, storage="gitaly-2")))
+    assert got.object_pool.repository.relative_path == CPOOL
+    # again, with the pool and the link in place: nothing changes
+    replicate_member(a, b, a)
+    fsck_ok(target)
+    # the source leaves the pool: so does the target
+    svc(a).DisconnectGitAlternates(op().DisconnectGitAlternatesRequest(repository=a.repo(MEMBER, storage="gitaly-1")))
+    replicate_member(a, b, a)
+    assert not os.path.exists(os.path.join(target, "objects/info/alternates"))
+    fsck_ok(target)
+
+
+def test_replication_refuses_a_target_in_another_pool(make_gitaly):
+    a = make_gitaly("a", storages=("gitaly-1",))
+    b = make_gitaly("b", storages=("gitaly-2",))
+    pooled_source(a)
+    replicate_member(a, b, a)
+    # the target now points at a different (valid) pool
+    other = "@cluster/pools/4e/07/3"
+    git("clone", "-q", "--bare", b.repo_path(CPOOL, "gitaly-2"), b.repo_path(other, "gitaly-2"))
+    target = b.repo_path(MEMBER, "gitaly-2")
+    with open(os.path.join(target, "objects/info/alternates"), "w") as f:
+        f.write("../../../../../../" + other + "/objects")
+    e = rpc_error(replicate_member, a, b, a)
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "target repository links to different object pool" in e.details()
+
+
+def refs_of(path):
+    return git("for-each-ref", "--format=%(objectname) %(refname)", cwd=path)
