@@ -87,7 +87,7 @@ static int ends_rails_pool(const char *s)
 
 int objpool_is_rails_path(const char *rel)
 {
-	return rel && strlen(rel) == 7 + 3 + 3 + 64 + 4 && ends_rails_pool(rel);
+	return rel && ends_rails_pool(rel);   /* upstream's pattern is not anchored at the start */
 }
 
 /* `s` ends with "@cluster/pools/ab/cd/<digits>". */
@@ -109,7 +109,7 @@ static int ends_praefect_pool(const char *s)
 
 int objpool_is_pool_path(const char *rel)
 {
-	return rel && (objpool_is_rails_path(rel) || (!strncmp(rel, "@cluster/pools/", 15) && ends_praefect_pool(rel)));
+	return rel && (objpool_is_rails_path(rel) || ends_praefect_pool(rel));
 }
 
 enum grpc_code objpool_locate(struct gitaly *g, const Gitaly__ObjectPool *pool, unsigned flags,

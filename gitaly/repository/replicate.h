@@ -50,6 +50,7 @@ struct repl {
 	Gitaly__Repository pool_repo;     /* the pool on the target: our storage, the source pool's path */
 	char *pool_rel, *pool_path;
 	int created_here;                 /* the target came from the source's snapshot in this call */
+	uv_work_t pool_work;              /* dropping loose objects the pool has */
 
 	int invalid_source;
 	char *hooks_tmp;

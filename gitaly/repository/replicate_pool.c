@@ -5,7 +5,8 @@
  * praefect keeps identical on every node (@cluster/pools/..). A missing
  * pool is first created from the source pool's snapshot. When the target
  * itself was created from the source's snapshot in this call, it holds the
- * pool's objects too: after linking, `git repack -adl` keeps only its own.
+ * pool's objects too: after linking, `git repack -adl` keeps only its own
+ * packed objects, and its loose objects that the pool has loose as well go.
  */
 #include "repository/replicate.h"
 #include "objectpool/pool.h"
@@ -13,11 +14,59 @@
 #include "base/log.h"
 #include "base/util.h"
 
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "base/banned.h"
 
 #define POOL_ERR "replicating repository: synchronizing object pools: "
+
+/*
+ * Thread pool: a loose object file is named by its object id, so one that
+ * the pool also holds loose is the same object, still reachable through
+ * the alternates once ours is gone.
+ */
+static void drop_pool_loose(uv_work_t *w)
+{
+	struct repl *r = w->data;
+	struct strbuf dir = STRBUF_INIT, mine = STRBUF_INIT, theirs = STRBUF_INIT;
+	struct stat st;
+
+	for (int i = 0; i < 256; i++) {
+		struct dirent *de;
+		DIR *d;
+		strbuf_reset(&dir);
+		strbuf_addf(&dir, "%s/objects/%02x", r->path, i);
+		if (!(d = opendir(dir.buf)))
+			continue;
+		while ((de = readdir(d))) {
+			if (de->d_name[0] == '.' || strspn(de->d_name, "0123456789abcdef") != strlen(de->d_name))
+				continue;
+			strbuf_reset(&theirs);
+			strbuf_addf(&theirs, "%s/objects/%02x/%s", r->pool_path, i, de->d_name);
+			if (stat(theirs.buf, &st) < 0)
+				continue;
+			strbuf_reset(&mine);
+			strbuf_addf(&mine, "%s/%s", dir.buf, de->d_name);
+			unlink(mine.buf);
+		}
+		closedir(d);
+	}
+	strbuf_release(&dir);
+	strbuf_release(&mine);
+	strbuf_release(&theirs);
+}
+
+static void pool_loose_dropped(uv_work_t *w, int status)
+{
+	struct repl *r = w->data;
+	if (gitaly_call_gone(&r->op))
+		repl_fail(r, GRPC_CANCELLED, "context canceled");
+	else
+		r->pool_next(r);
+}
 
 static void repacked(void *arg, int status, struct strbuf *out, struct strbuf *err)
 {
@@ -31,8 +80,12 @@ static void repacked(void *arg, int status, struct strbuf *out, struct strbuf *e
 		/* the repository is linked and complete; only the duplicates stay */
 		log_msgf(LOG_WARN, "repacking replicated pool member \"%s\" failed: %.*s", r->path,
 			 (int)MIN(err->len, 1024), err->buf);
+		r->pool_next(r);
+		return;
 	}
-	r->pool_next(r);
+	r->pool_work.data = r;
+	if (uv_queue_work(r->op.g->loop, &r->pool_work, drop_pool_loose, pool_loose_dropped) < 0)
+		r->pool_next(r);
 }
 
 static void linked(struct repl *r)
