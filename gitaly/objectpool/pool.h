@@ -14,6 +14,7 @@
 #define GITALY_OBJECTPOOL_POOL_H
 
 #include "repository/repository.h"
+#include "objectpool/pool_path.h"
 #include "objectpool.pb-c.h"
 
 struct objpool_call {
@@ -40,11 +41,6 @@ void objpool_call_watch(struct objpool_call *c);
 /* End the call: `resp` (a message) on GRPC_OK, else `code` and `msg`. */
 void objpool_end(struct objpool_call *c, enum grpc_code code, const char *msg, const void *resp);
 
-/* 1 when `rel` is a Rails pool path "@pools/ab/cd/<64 hex>.git" (hash starting abcd). */
-int objpool_is_rails_path(const char *rel);
-/* 1 when `rel` is a Rails pool path or praefect's "@cluster/pools/ab/cd/<id>". */
-int objpool_is_pool_path(const char *rel);
-
 #define OBJPOOL_MISSING_OK 0x1   /* a pool that is not a valid repository is no error */
 /*
  * Resolve the pool of a request, in upstream's order: INVALID_ARGUMENT "no
@@ -61,8 +57,6 @@ enum grpc_code objpool_locate(struct gitaly *g, const Gitaly__ObjectPool *pool, 
  * NULL (no alternates, a comment, a directory that is no pool).
  */
 char *objpool_of(struct gitaly *g, const Gitaly__Repository *repo, const char *repo_path);
-/* What a member's alternates holds for `pool_path`: objects/ -> pool objects, relative. */
-void objpool_alternate_line(const char *repo_path, const char *pool_path, struct strbuf *out);
 
 /*
  * 1 when the member at `repo_path` is linked to the pool at `pool_path`
