@@ -168,3 +168,19 @@ def test_a_repaired_replica_of_a_fork_links_to_the_pool_on_its_node(cluster, tmp
     # the replica keeps only what the pool lacks: the new commit and its tree
     assert count(fork) <= 3
     git("fsck", cwd=fork)
+
+
+def test_apply_gitattributes_through_praefect_is_voted_onto_every_replica(cluster, tmp_path):
+    create_repo(cluster, "group/attrs.git")
+    src = make_bare_repo(str(tmp_path / "attrs.git"), files={".gitattributes": "*.bin -diff\n", "a": "a\n"})
+    push(cluster, src, "group/attrs.git", "--all")
+    wait_for(lambda: replicas_in_sync(cluster, "group/attrs.git"), what="pushed everywhere")
+    before = cluster.praefect.metadata("group/attrs.git").generation
+    cluster.praefect.stub("RepositoryService").ApplyGitattributes(pb("repository").ApplyGitattributesRequest(
+        repository=cluster.praefect.repo("group/attrs.git"), revision=b"main"), timeout=30)
+    md = cluster.praefect.metadata("group/attrs.git")
+    assert md.generation == before + 1
+    for r in md.replicas:
+        assert r.generation == md.generation, r.storage
+        with open(os.path.join(on_disk(cluster, r.storage, md.replica_path), "info", "attributes")) as f:
+            assert f.read() == "*.bin -diff\n"
