@@ -117,6 +117,7 @@ struct praefect {
 	/* Methods praefect calls on its nodes, checked against the registry at start-up. */
 	struct {
 		const struct rpc_method *health_check, *replicate_repository, *remove_repository, *server_info;
+		const struct rpc_method *get_object_pool, *delete_object_pool;
 	} calls;
 	struct grpc_server *bc_server;         /* serves RefTransaction on streams nodes open back */
 	struct bc_client *bc_client;
@@ -164,6 +165,8 @@ int repo_up_to_date(const struct repo *r, const char *storage);
 int repo_assigned(const struct repo *r, const char *storage);
 /* Load every repository from the store (start-up; runs the loop until done). */
 int repos_load(struct praefect *p, struct strbuf *err);
+/* 1 when `path` ends like a Rails object pool path "@pools/aa/bb/<64 hex>.git" (hash starting aabb). */
+int repos_is_rails_pool(const char *path);
 /* "@cluster/repositories/6b/86/1" for id 1 (or the pool form for Rails pool paths). */
 void replica_path_for(int64_t id, const char *relative_path, struct strbuf *out);
 

@@ -56,6 +56,25 @@ int reposvc_hash_file(EVP_MD_CTX *ctx, const char *path);
 /* The lower-case hex of 20 bytes into `out` (41 bytes). */
 void reposvc_hex(const uint8_t *in, size_t len, char *out);
 
+/* --- a repository on another node (node_source.c) --- */
+
+/*
+ * The address and token of `storage` from the call's gitaly-servers metadata
+ * (base64 of {"<storage>":{"address":...,"token":...}}). 0, or -1 with `msg`
+ * set ("empty gitaly-servers metadata", "storage name not found"...).
+ */
+int reposvc_source_server(struct grpc_call *call, const char *storage, char **address, char **token,
+			  struct strbuf *msg);
+/* The channel target for an upstream-style address (tcp://, unix:, dns:[//auth/]host:port). */
+const char *reposvc_channel_target(const char *address);
+/*
+ * Environment for `git fetch/clone ssh://gitaly/internal.git` that reaches
+ * `repo`'s upload-pack at `address` through gitaly-ssh (feature flags and
+ * correlation id of `call` passed on). Appends to `env`.
+ */
+void reposvc_ssh_env(struct gitaly *g, struct grpc_call *call, const Gitaly__Repository *repo, const char *address,
+		     const char *token, struct strvec *env);
+
 /* --- locked-file writes with votes (docs/technical/gitaly-node.md, "Votes") --- */
 
 /*
@@ -162,6 +181,9 @@ void reposvc_full_path(struct grpc_call *call, const uint8_t *req, size_t len, v
 void reposvc_set_full_path(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 /* GetRawChanges (raw_changes.c). */
 void reposvc_get_raw_changes(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+/* CreateFork (fork.c), ApplyGitattributes (gitattributes.c). */
+void reposvc_create_fork(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+void reposvc_apply_gitattributes(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 /* FindLicense (license.c). */
 void reposvc_find_license(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 

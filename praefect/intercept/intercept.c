@@ -1,6 +1,7 @@
 /*
  * RPCs praefect answers itself (docs/technical/praefect-routing.md): RepositoryExists
- * from its records, RemoveRepository (records first, then every replica),
+ * from its records, RemoveRepository (records first, then every replica;
+ * DeleteObjectPool, pools.c, shares that),
  * ServerInfo and DiskStatistics aggregated over the nodes, and
  * PraefectInfoService/GetRepositoryMetadata.
  */
@@ -102,7 +103,9 @@ struct removal {
 	struct intercept_pending pc;
 	char *vs;
 	Gitaly__Repository *repo;      /* the request's repository, other fields kept */
-	Gitaly__RemoveRepositoryRequest *req;
+	ProtobufCMessage *req;         /* RemoveRepository's or DeleteObjectPool's request */
+	const struct rpc_method *method;
+	int error_on_not_found;
 	size_t pending;
 };
 
@@ -114,7 +117,7 @@ static void removal_maybe_done(struct removal *rm)
 	struct grpc_call *call = intercept_pending_take(&rm->pc);
 	if (call)
 		intercept_reply(call, &resp.base);
-	gitaly__remove_repository_request__free_unpacked(rm->req, NULL);
+	protobuf_c_message_free_unpacked(rm->req, NULL);
 	free(rm->vs);
 	free(rm);
 }
@@ -175,10 +178,10 @@ static void on_record_deleted(void *arg, int status, const char *msg, const char
 	int64_t repo_id;
 
 	if (status == -ENOENT) {
-		if ((call = intercept_pending_take(&rm->pc)))
+		if (rm->error_on_not_found && (call = intercept_pending_take(&rm->pc)))
 			grpc_call_finish(call, GRPC_NOT_FOUND, "repository does not exist", NULL);
 		rm->pending = 0;
-		removal_maybe_done(rm);
+		removal_maybe_done(rm);   /* without the error: an empty answer */
 		return;
 	}
 	if (status < 0) {
@@ -207,9 +210,9 @@ static void on_record_deleted(void *arg, int status, const char *msg, const char
 			char *orig_storage = rm->repo->storage_name, *orig_path = rm->repo->relative_path;
 			rm->repo->storage_name = (char *)storages[i];
 			rm->repo->relative_path = (char *)replica_path;
-			len = gitaly__remove_repository_request__get_packed_size(rm->req);
+			len = protobuf_c_message_get_packed_size(rm->req);
 			buf = xmalloc(len ? len : 1);
-			gitaly__remove_repository_request__pack(rm->req, buf);
+			protobuf_c_message_pack(rm->req, buf);
 			rm->repo->storage_name = orig_storage;
 			rm->repo->relative_path = orig_path;
 		}
@@ -219,7 +222,7 @@ static void on_record_deleted(void *arg, int status, const char *msg, const char
 		rr->repo_id = repo_id;
 		rr->storage = xstrdup(storages[i]);
 		rr->replica_path = xstrdup(replica_path);
-		if (grpc_channel_call(node->ch, rm->pc.p->calls.remove_repository->name, &md, 10000, 0,
+		if (grpc_channel_call(node->ch, rm->method->name, &md, 10000, 0,
 				      &node_remove_ops, rr, &cc) == 0) {
 			rm->pending++;
 			grpc_client_call_send(cc, buf, len);
@@ -239,7 +242,6 @@ static void on_record_deleted(void *arg, int status, const char *msg, const char
 static void remove_repository(struct grpc_call *call, const uint8_t *req, size_t len, void *data)
 {
 	struct praefect *p = data;
-	struct removal *rm;
 	Gitaly__RemoveRepositoryRequest *r = gitaly__remove_repository_request__unpack(NULL, len, req);
 	if (!r) {
 		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "cannot decode request", NULL);
@@ -249,11 +251,19 @@ static void remove_repository(struct grpc_call *call, const uint8_t *req, size_t
 		gitaly__remove_repository_request__free_unpacked(r, NULL);
 		return;
 	}
-	rm = xcalloc(1, sizeof(*rm));
+	intercept_remove(p, call, &r->base, r->repository, p->calls.remove_repository, 1);
+}
+
+void intercept_remove(struct praefect *p, struct grpc_call *call, ProtobufCMessage *req, Gitaly__Repository *repo,
+		      const struct rpc_method *m, int error_on_not_found)
+{
+	struct removal *rm = xcalloc(1, sizeof(*rm));
 	intercept_pending_start(&rm->pc, p, call);
-	rm->req = r;
-	rm->repo = r->repository;
-	rm->vs = xstrdup(r->repository->storage_name);
+	rm->req = req;
+	rm->repo = repo;
+	rm->method = m;
+	rm->error_on_not_found = error_on_not_found;
+	rm->vs = xstrdup(repo->storage_name ? repo->storage_name : "");
 	store_delete_repository(p->store, rm->vs, rm->repo->relative_path, on_record_deleted, rm);
 }
 
@@ -536,6 +546,7 @@ void intercept_register(struct praefect *p)
 	praefect_add_unary(p->server, "/gitaly.SmartHTTPService/PostUploadPackWithSidechannel", sidechannel_refused, p);
 	praefect_add_unary(p->server, "/gitaly.RepositoryService/RepositoryExists", repository_exists, p);
 	praefect_add_unary(p->server, "/gitaly.RepositoryService/RemoveRepository", remove_repository, p);
+	praefect_add_unary(p->server, "/gitaly.ObjectPoolService/DeleteObjectPool", intercept_delete_object_pool, p);
 	praefect_add_unary(p->server, "/gitaly.ServerService/ServerInfo", server_info, p);
 	praefect_add_unary(p->server, "/gitaly.PraefectInfoService/GetRepositoryMetadata",
 			      get_repository_metadata, p);
