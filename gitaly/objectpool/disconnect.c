@@ -10,6 +10,7 @@
 #include "objectpool/pool.h"
 #include "base/fs.h"
 #include "base/util.h"
+#include "git/objfiles.h"
 #include "read/read.h"
 
 #include <dirent.h>
@@ -161,28 +162,6 @@ static void migrate_committed(void *arg, enum grpc_code code, const char *msg)
 	vote_str(d, "disconnect alternate", VOTE_PHASE_PREPARED, disconnect_prepared);
 }
 
-/* Sort key of an object file: loose objects, then keep, pack, idx, the rest (upstream's order). */
-static int priority(const char *name)
-{
-	size_t n = strlen(name);
-	if (strncmp(name, "pack", 4))
-		return 0;
-	if (n >= 5 && !strcmp(name + n - 5, ".keep"))
-		return 1;
-	if (n >= 5 && !strcmp(name + n - 5, ".pack"))
-		return 2;
-	if (n >= 4 && !strcmp(name + n - 4, ".idx"))
-		return 3;
-	return 4;
-}
-
-static int by_priority(const void *a, const void *b)
-{
-	const char *x = *(const char *const *)a, *y = *(const char *const *)b;
-	int px = priority(x), py = priority(y);
-	return px != py ? px - py : strcmp(x, y);
-}
-
 /* Files under `root`/`rel`, relative to `root`, info/ left out. 0 or -errno. */
 static int walk(const char *root, const char *rel, struct strvec *out)
 {
@@ -230,7 +209,7 @@ static void migrate(uv_work_t *w)
 	int rc = walk(d->alt_dir.buf, "", &files);
 
 	if (!rc)
-		qsort(files.v, files.nr, sizeof(*files.v), by_priority);
+		git_objfiles_sort(files.v, files.nr);
 	for (size_t i = 0; !rc && i < files.nr; i++) {
 		char *slash;
 		strbuf_reset(&src);
