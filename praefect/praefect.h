@@ -13,6 +13,7 @@
 
 #include <stdint.h>
 #include <uv.h>
+#include <protobuf-c/protobuf-c.h>
 
 #include "config.h"
 #include "base/hashmap.h"
@@ -203,6 +204,13 @@ typedef void node_unary_done(void *arg, enum grpc_code code, const char *message
 			     size_t len);
 int node_unary(struct node *n, const char *method, const void *req, size_t len, uint64_t timeout_ms,
 	       node_unary_done *done, void *arg);
+/*
+ * The same for a request that names only a repository: a message of `req`
+ * (RepositoryExistsRequest, CalculateChecksumRequest, FsckRequest...) whose
+ * `repository` is `n`'s replica at `replica_path`.
+ */
+int node_unary_repo(struct node *n, const char *method, const ProtobufCMessageDescriptor *req,
+		    const char *replica_path, uint64_t timeout_ms, node_unary_done *done, void *arg);
 
 /* Health changed (nodes.c calls it): wakes replication and the reconciler. */
 void praefect_node_health_changed(struct praefect *p, struct node *n);
