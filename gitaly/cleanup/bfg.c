@@ -103,7 +103,7 @@ static void send_entries(struct bfg *b)
 	gitaly_call_finish(&b->op.base, GRPC_OK, NULL, NULL);
 }
 
-/* Every internal reference that points at (or whose commit's parent is) a rewritten object goes. */
+/* Every internal reference that points at (or whose commit's parent is) a rewritten object goes, once. */
 static void delete_refs(struct bfg *b)
 {
 	static const char *const flags[] = { "-z", "--stdin", NULL };
@@ -112,11 +112,20 @@ static void delete_refs(struct bfg *b)
 	for (size_t i = 0; i < b->nr; i++) {
 		struct strvec *refs = hashmap_get(&b->table, b->v[i].old_oid, strlen(b->v[i].old_oid));
 		for (size_t j = 0; refs && j < refs->nr; j++) {
-			if (hashmap_get(&seen, refs->v[j], strlen(refs->v[j])))
+			const char *sp = strrchr(refs->v[j], ' ');
+			size_t n = (size_t)(sp - refs->v[j]);
+			if (hashmap_get(&seen, refs->v[j], n))
 				continue;
-			hashmap_put(&seen, refs->v[j], strlen(refs->v[j]), (void *)1);
-			strbuf_addf(&in, "delete %s", refs->v[j]);
-			strbuf_add(&in, "\0", 2);
+			hashmap_put(&seen, refs->v[j], n, (void *)1);
+			/*
+			 * With the value it was read at: a reference moved since
+			 * is left alone, and the hook votes on the deletion (a
+			 * force deletion without old value is not voted on).
+			 */
+			strbuf_addf(&in, "delete %.*s", (int)n, refs->v[j]);
+			strbuf_addch(&in, '\0');
+			strbuf_addstr(&in, sp + 1);
+			strbuf_addch(&in, '\0');
 		}
 	}
 	hashmap_release(&seen);
@@ -148,7 +157,7 @@ static void bfg_step(struct op *op, int status, struct strbuf *out, struct strbu
 			size_t n = nl ? (size_t)(nl - s) : (size_t)(end - s);
 			const char *last = s + n, *word = s;
 			const char *name = memrchr(s, ' ', n);
-			if (!name) {
+			if (!name || n <= op->hexlen || s[op->hexlen] != ' ') {
 				op_fail(op, GRPC_INTERNAL, "failed to parse git refs");
 				return;
 			}
@@ -163,7 +172,9 @@ static void bfg_step(struct op *op, int status, struct strbuf *out, struct strbu
 						strvec_init(refs);
 						hashmap_put(&b->table, word, wl, refs);
 					}
-					strvec_pushf(refs, "%.*s", (int)(last - name), name);
+					/* "<refname> <its value>": refnames hold no spaces */
+					strvec_pushf(refs, "%.*s %.*s", (int)(last - name), name,
+						     (int)op->hexlen, s);
 				}
 				word += wl + 1;
 			}
