@@ -95,13 +95,11 @@ static const struct conflict_resolution *current(struct resolve *r)
 
 static void updated(struct op *op, const struct op_update_result *u)
 {
-	struct resolve *r = container_of(op, struct resolve, op);
 	if (u->fail == UPD_OK) {
 		Gitaly__ResolveConflictsResponse resp = GITALY__RESOLVE_CONFLICTS_RESPONSE__INIT;
 		msg_reply(op->base.call, &resp);
 		return;
 	}
-	(void)r;
 	op_fail(op, u->fail == UPD_OTHER && u->code && u->code != GRPC_PERMISSION_DENIED ? u->code : GRPC_INTERNAL,
 		"%s", u->msg.buf);
 }
