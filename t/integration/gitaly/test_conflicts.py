@@ -4,6 +4,7 @@ resolution, and both refuse bad input with upstream's codes and messages."""
 import hashlib
 import json
 import os
+import time
 
 import grpc
 import pytest
@@ -72,6 +73,9 @@ def test_list_conflict_files(gitaly_node, repo):
     assert h.our_path == b"a" and content == b""
     # no conflict: nothing at all
     assert listed(stub, repo, their_commit_oid=repo.clean) == []
+    # merge-tree wrote into a quarantine, dropped with the call
+    from test_operations_merge import no_quarantines
+    assert no_quarantines(gitaly_node)
 
 
 def test_list_conflict_files_tree_conflicts(gitaly_node, repo):
@@ -229,3 +233,36 @@ def test_resolve_conflicts_refused_by_hook(gitaly_node, repo):
     e = rpc_error(lambda: resolve(stub, header(repo), [{"old_path": "a", "new_path": "a", "content": "x\n"}]))
     assert (e.code(), e.details()) == (grpc.StatusCode.INTERNAL, "running pre-receive hooks: apricot\n")
     assert repo.rev("feature") == repo.ours
+
+
+def test_list_conflict_files_streams_large_content(gitaly_node, repo):
+    big = "".join("line %d\n" % i for i in range(40000))   # ~400 KiB: several messages
+    ours = commit_files(repo.path, repo.base, {"big": big + "ours\n"}, "big ours")
+    theirs = commit_files(repo.path, repo.base, {"big": big + "theirs\n"}, "big theirs")
+    stub = gitaly_node.stub("ConflictsService")
+    messages = list(stub.ListConflictFiles(cf().ListConflictFilesRequest(
+        repository=repo.proto, our_commit_oid=ours, their_commit_oid=theirs), timeout=30))
+    assert len(messages) > 1
+    [(h, content)] = listed(stub, repo, our_commit_oid=ours, their_commit_oid=theirs)
+    assert h.our_path == b"big"
+    assert content.decode() == big + "<<<<<<< big\nours\n=======\ntheirs\n>>>>>>> big\n"
+
+
+def test_resolve_conflicts_abandoned_changes_nothing(gitaly_node, repo):
+    from test_operations_merge import no_quarantines
+    stub = gitaly_node.stub("ConflictsService")
+
+    def reqs():
+        yield cf().ResolveConflictsRequest(header=header(repo))
+        yield cf().ResolveConflictsRequest(files_json=b"[")
+        raise RuntimeError("client gives up")
+    with pytest.raises(Exception):
+        stub.ResolveConflicts(reqs(), timeout=30)
+    assert repo.rev("feature") == repo.ours
+    deadline = time.time() + 10
+    while not no_quarantines(gitaly_node) and time.time() < deadline:
+        time.sleep(0.05)
+    assert no_quarantines(gitaly_node)
+    # and the repository takes the next resolution as usual
+    r = resolve(stub, header(repo), [{"old_path": "a", "new_path": "a", "content": "x\n"}])
+    assert r.resolution_error == "" and repo.rev("feature") != repo.ours
