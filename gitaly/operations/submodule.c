@@ -35,6 +35,7 @@ static void sub_release(struct op *op)
 }
 
 static void sub_step(struct op *op, int status, struct strbuf *out, struct strbuf *err);
+static const char *clean_path(const ProtobufCBinaryData *b, struct strbuf *out);
 
 static void sub_git(struct submodule *s, enum sub_step step, const char *subcmd, const char *const *flags,
 		    const char *const *args, const char *const *env, const char *in, size_t inlen, size_t cap)
@@ -178,12 +179,22 @@ static void sub_step(struct op *op, int status, struct strbuf *out, struct strbu
 		static const char *const env[] = { "GIT_LITERAL_PATHSPECS=1", NULL };
 		const char *args[] = { NULL, NULL };
 		struct git_call gc;
+		const char *why;
 		if (status != 0) {
 			reply_error(s, INVALID_SUBMODULE_PATH, NULL);
 			return;
 		}
 		op_chomp(out);
 		strbuf_add(&s->head, out->buf, out->len);
+		why = clean_path(&s->req->submodule, &s->path);
+		if (why && !strcmp(why, "entry not found")) {
+			reply_error(s, INVALID_SUBMODULE_PATH, NULL);
+			return;
+		}
+		if (why) {
+			op_fail(op, GRPC_INTERNAL, "submodule subcommand: modifying tree: %s", why);
+			return;
+		}
 		args[0] = s->head.buf;
 		s->step = S_ENTRY;
 		op_git_call(op, &gc, "ls-tree");
@@ -220,26 +231,52 @@ static void sub_step(struct op *op, int status, struct strbuf *out, struct strbu
 	}
 }
 
-/* The path as upstream's tree walk sees it: no empty, "." or ".." component. */
-static int clean_path(const ProtobufCBinaryData *b, struct strbuf *out)
+/*
+ * The path as upstream's tree edit reads it: cleaned lexically as Go's
+ * filepath.Clean (empty and "." components dropped, ".." taking back the one
+ * before it), then refused when absolute, starting with "..", empty or under
+ * ".git". NULL, or the reason.
+ */
+static const char *clean_path(const ProtobufCBinaryData *b, struct strbuf *out)
 {
 	const char *p = (const char *)b->data, *end = p + b->len;
+	int rooted = b->len && p[0] == '/';
+	struct strvec parts = STRVEC_INIT;
+	const char *why = NULL;
 	strbuf_reset(out);
 	if (memchr(p, '\0', b->len))
-		return -1;
+		return "entry not found";   /* no tree entry has a NUL in its name */
 	while (p < end) {
 		const char *slash = memchr(p, '/', (size_t)(end - p));
 		size_t n = slash ? (size_t)(slash - p) : (size_t)(end - p);
-		if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
-			return -1;
-		if (n) {
-			if (out->len)
-				strbuf_addch(out, '/');
-			strbuf_add(out, p, n);
+		if (n == 2 && p[0] == '.' && p[1] == '.') {
+			if (parts.nr && strcmp(parts.v[parts.nr - 1], ".."))
+			{
+				free((char *)parts.v[parts.nr - 1]);
+				parts.v[--parts.nr] = NULL;
+			}
+			else if (!rooted)
+				strvec_push(&parts, "..");
+		} else if (n && !(n == 1 && p[0] == '.')) {
+			strvec_pushf(&parts, "%.*s", (int)n, p);
 		}
 		p += n + (slash ? 1 : 0);
 	}
-	return out->len ? 0 : -1;
+	for (size_t i = 0; i < parts.nr; i++) {
+		if (i)
+			strbuf_addch(out, '/');
+		strbuf_addstr(out, parts.v[i]);
+	}
+	if (rooted)
+		why = "path is absolute";
+	else if (!strncmp(out->buf, "..", 2))
+		why = "path contains traversal";
+	else if (!out->len)
+		why = "path is empty";
+	else if (!strcmp(parts.v[0], ".git"))
+		why = "disallowed path";
+	strvec_clear(&parts);
+	return why;
 }
 
 static void sub_hash_known(struct op *op, int status, struct strbuf *out, struct strbuf *err)
@@ -287,10 +324,6 @@ static void sub_hash_known(struct op *op, int status, struct strbuf *out, struct
 		return;
 	}
 	strbuf_release(&e);
-	if (clean_path(&req->submodule, &s->path) < 0) {
-		reply_error(s, INVALID_SUBMODULE_PATH, NULL);
-		return;
-	}
 	sub_git(s, S_BRANCHES, "for-each-ref", flags, args, NULL, NULL, 0, 4096);
 }
 

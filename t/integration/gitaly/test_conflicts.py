@@ -266,3 +266,20 @@ def test_resolve_conflicts_abandoned_changes_nothing(gitaly_node, repo):
     # and the repository takes the next resolution as usual
     r = resolve(stub, header(repo), [{"old_path": "a", "new_path": "a", "content": "x\n"}])
     assert r.resolution_error == "" and repo.rev("feature") != repo.ours
+
+
+def test_resolve_conflicts_malformed_resolutions(gitaly_node, repo):
+    stub = gitaly_node.stub("ConflictsService")
+    for body, code in [(b"[1]", grpc.StatusCode.INTERNAL), (b"{}", grpc.StatusCode.INTERNAL),
+                       (b"[null]", grpc.StatusCode.INVALID_ARGUMENT),
+                       (b'[{"old_path": "a", "sections": 5}]', grpc.StatusCode.INTERNAL),
+                       (b'[{"old_path": 3, "content": "x"}]', grpc.StatusCode.INTERNAL),
+                       (b'[{"old_path": "a", "sections": {"x": 1}}]', grpc.StatusCode.INTERNAL),
+                       (b"", grpc.StatusCode.INTERNAL), (b"\xff\xfe", grpc.StatusCode.INTERNAL)]:
+        e = rpc_error(lambda: resolve(stub, header(repo), body))
+        assert e.code() == code, (body, e.details())
+    # a path that is no conflicted file, however odd
+    for path in ["", "../a", "a\nb", "-a", "a/"]:
+        e = rpc_error(lambda: resolve(stub, header(repo), [{"old_path": path, "new_path": path, "content": "x"}]))
+        assert e.details() == "NoMethodError: undefined method `resolve_lines' for nil:NilClass"
+    assert repo.rev("feature") == repo.ours

@@ -133,3 +133,22 @@ def test_update_submodule_request_errors(gitaly_node, repo):
         else:
             assert e.details().startswith("invalid expected old object ID: "), e.details()
     assert repo.rev("main") == repo.main
+
+
+def test_update_submodule_odd_paths_and_branches(gitaly_node, repo):
+    stub = gitaly_node.stub("OperationService")
+    for path in (b"-p", b"deps/lib\n", b"*", b"deps/lib\0"):
+        r = stub.UserUpdateSubmodule(request(repo, submodule=path), timeout=30)
+        assert r.commit_error == "Invalid submodule path", path
+    # refused by upstream's tree edit before it looks for the entry
+    for path, why in ((b"../deps/lib", "path contains traversal"), (b"/deps/lib", "path is absolute"),
+                      (b".", "path is empty"), (b"a/..", "path is empty"), (b".git/x", "disallowed path")):
+        e = rpc_error(lambda: stub.UserUpdateSubmodule(request(repo, submodule=path), timeout=30))
+        assert (e.code(), e.details()) == (grpc.StatusCode.INTERNAL, "submodule subcommand: modifying tree: " + why)
+    # the path is cleaned as Go's filepath.Clean does: these name the gitlink
+    r = stub.UserUpdateSubmodule(request(repo, submodule=b"deps//x/../lib/"), timeout=30)
+    assert r.branch_update.commit_id == repo.rev("main")
+    assert git("rev-parse", "main:deps/lib", cwd=repo.path).strip() == SUB2
+    for branch in (b"-main", b"main\nx", b"main\0x"):
+        e = rpc_error(lambda: stub.UserUpdateSubmodule(request(repo, branch=branch), timeout=30))
+        assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "Cannot find branch"), branch
