@@ -134,3 +134,24 @@ def test_apply_patch_errors(gitaly_node, repo):
     e = rpc_error(lambda: apply(stub, header(repo), repo.mails))
     assert (e.code(), e.details()) == (grpc.StatusCode.INTERNAL, "update reference: running pre-receive hooks: no patches\n")
     assert repo.rev("main") == repo.main
+
+
+def test_apply_patch_series_failing_half_way_changes_nothing(gitaly_node, repo):
+    # main already has "g": the first mail applies, the second does not
+    other = commit_files(repo.path, repo.main, {"g": "already here\n"}, "g exists")
+    git("update-ref", "refs/heads/main", other, cwd=repo.path)
+    e = rpc_error(lambda: apply(gitaly_node.stub("OperationService"), header(repo), repo.mails, split=97))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert e.details().startswith("Patch failed at 0002 Add g\n")
+    assert repo.rev("main") == other
+    from test_operations_merge import no_quarantines
+    assert no_quarantines(gitaly_node)
+
+
+def test_apply_patch_without_branches(gitaly_node):
+    path = gitaly_node.repo_path("empty.git")
+    git("init", "--bare", "-q", path)
+    h = ops().UserApplyPatchRequest.Header(repository=gitaly_node.repo("empty.git"), user=user(),
+                                           target_branch=b"main", timestamp=ts())
+    e = rpc_error(lambda: apply(gitaly_node.stub("OperationService"), h, b"From x\n"))
+    assert (e.code(), e.details()) == (grpc.StatusCode.INTERNAL, "no default branch")
