@@ -9,7 +9,21 @@
 /* upstream's stream write buffer: content is cut and messages are sent at this size */
 #define WRITE_BUFFER (128 * 1024)
 
-size_t conflicts_parse(const struct strbuf *out, struct conflict_entry **v, size_t *nr)
+/*
+ * The conflicting files of `git merge-tree -z --write-tree` output (without
+ * --name-only), one entry per path in the order git lists them: each stage's
+ * flag is set when git lists that stage (1 ancestor, 2 ours, 3 theirs).
+ * Returns the merged tree id's length (0: unparsable).
+ */
+struct conflict_entry {
+	char *path;
+	int has_ancestor, has_ours, has_theirs;
+	unsigned our_mode;
+};
+
+static void conflicts_free(struct conflict_entry *v, size_t nr);
+
+static size_t conflicts_parse(const struct strbuf *out, struct conflict_entry **v, size_t *nr)
 {
 	const char *s = out->buf, *end = out->buf + out->len;
 	const char *nul = memchr(s, '\0', out->len);
@@ -65,7 +79,7 @@ bad:
 	return 0;
 }
 
-void conflicts_free(struct conflict_entry *v, size_t nr)
+static void conflicts_free(struct conflict_entry *v, size_t nr)
 {
 	for (size_t i = 0; i < nr; i++)
 		free(v[i].path);
@@ -145,7 +159,7 @@ static void list_step(struct op *op, int status, struct strbuf *out, struct strb
 
 static void next_conflict(struct list *l);
 
-static void replace_all(struct strbuf *sb, const char *from, const char *to)
+void conflicts_replace_all(struct strbuf *sb, const char *from, const char *to)
 {
 	struct strbuf r = STRBUF_INIT;
 	size_t n = strlen(from), i = 0;
@@ -210,8 +224,8 @@ static void content_read(struct list *l, struct strbuf *out)
 	}
 	strbuf_add(&content, data, len);
 	/* git labels the markers with the commit ids; GitLab expects the paths there */
-	replace_all(&content, l->ours.buf, c->has_ours ? c->path : "");
-	replace_all(&content, l->theirs.buf, c->has_theirs ? c->path : "");
+	conflicts_replace_all(&content, l->ours.buf, c->has_ours ? c->path : "");
+	conflicts_replace_all(&content, l->theirs.buf, c->has_theirs ? c->path : "");
 	for (size_t i = 0; i < content.len; i += WRITE_BUFFER) {
 		size_t n = content.len - i < WRITE_BUFFER ? content.len - i : WRITE_BUFFER;
 		Gitaly__ConflictFile *f = add_file(l);

@@ -9,17 +9,9 @@
 void conflicts_resolve_start(struct grpc_call *call, void *data);
 
 /*
- * The conflicting files of `git merge-tree -z --write-tree` output (without
- * --name-only), one entry per path in the order git lists them: each stage's
- * path is set when git lists that stage (1 ancestor, 2 ours, 3 theirs).
- * Returns the merged tree id length (0: unparsable).
+ * Every `from` in `sb` replaced by `to`: git labels conflict markers with the
+ * commit ids it merged, GitLab knows them labelled with the paths.
  */
-struct conflict_entry {
-	char *path;
-	int has_ancestor, has_ours, has_theirs;
-	unsigned our_mode;
-};
-size_t conflicts_parse(const struct strbuf *out, struct conflict_entry **v, size_t *nr);
-void conflicts_free(struct conflict_entry *v, size_t nr);
+void conflicts_replace_all(struct strbuf *sb, const char *from, const char *to);
 
 #endif

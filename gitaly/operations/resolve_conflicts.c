@@ -161,25 +161,6 @@ static void next_resolution(struct resolve *r)
 	rc_git(r, R_ENTRY, "ls-tree", flags, args, paths, env, NULL, 0, 64 * 1024);
 }
 
-static void replace_all(struct strbuf *sb, const char *from, const char *to)
-{
-	struct strbuf out = STRBUF_INIT;
-	size_t n = strlen(from), i = 0;
-	while (n && i < sb->len) {
-		if (i + n <= sb->len && !memcmp(sb->buf + i, from, n)) {
-			strbuf_addstr(&out, to);
-			i += n;
-		} else {
-			strbuf_addch(&out, sb->buf[i++]);
-		}
-	}
-	if (n) {
-		strbuf_reset(sb);
-		strbuf_add(sb, out.buf, out.len);
-	}
-	strbuf_release(&out);
-}
-
 /* ls-tree -z of one path in the merged tree: "<mode> <type> <oid>\t<path>\0" */
 static void entry_listed(struct resolve *r, struct strbuf *out)
 {
@@ -220,8 +201,8 @@ static void conflicted_read(struct resolve *r, struct strbuf *out)
 		struct strbuf shown = STRBUF_INIT;
 		int same;
 		strbuf_add(&shown, data, len);
-		replace_all(&shown, r->h->our_commit_oid, c->old_path);
-		replace_all(&shown, r->h->their_commit_oid, c->new_path);
+		conflicts_replace_all(&shown, r->h->our_commit_oid, c->old_path);
+		conflicts_replace_all(&shown, r->h->their_commit_oid, c->new_path);
 		same = shown.len == c->content_len && !memcmp(shown.buf, c->content, shown.len);
 		strbuf_release(&shown);
 		if (same) {
