@@ -92,6 +92,7 @@ static const struct subcmd_defaults subcmds[] = {
 	{ "index-pack", NULL, 0, NULL, 1 }, { "patch-id", NULL, 0, NULL, 1 },
 	{ "remote", NULL, 0, NULL, 1 }, { "rev-list", NULL, 0, NULL, 1 },
 	{ "rev-parse", NULL, 0, NULL, 1 }, { "unpack-objects", NULL, 0, NULL, 1 },
+	{ "mailsplit", NULL, 0, NULL, 1 }, { "update-index", NULL, 0, NULL, 1 },
 	{ "upload-archive", NULL, 0, NULL, 1 },
 };
 

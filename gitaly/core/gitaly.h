@@ -232,6 +232,7 @@ void gitaly_register_diff(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_operations(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_hook(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_objectpool(struct gitaly *g, struct grpc_server *s);
+void gitaly_register_bfg(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_analysis(struct gitaly *g, struct grpc_server *s);
 
 #endif

@@ -665,4 +665,7 @@ void gitaly_register_operations(struct gitaly *g, struct grpc_server *s)
 	op_register_squash(g, s);
 	op_register_cherry_pick(g, s);
 	op_register_rebase(g, s);
+	op_register_submodule(g, s);
+	op_register_conflicts(g, s);
+	op_register_apply_patch(g, s);
 }

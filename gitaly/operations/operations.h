@@ -179,5 +179,8 @@ void op_register_merge(struct gitaly *g, struct grpc_server *s);
 void op_register_squash(struct gitaly *g, struct grpc_server *s);
 void op_register_cherry_pick(struct gitaly *g, struct grpc_server *s);
 void op_register_rebase(struct gitaly *g, struct grpc_server *s);
+void op_register_submodule(struct gitaly *g, struct grpc_server *s);
+void op_register_apply_patch(struct gitaly *g, struct grpc_server *s);
+void op_register_conflicts(struct gitaly *g, struct grpc_server *s);
 
 #endif
