@@ -192,3 +192,25 @@ def test_two_corrupt_replicas_are_both_rebuilt_from_the_sound_one(short, tmp_pat
                  in short.praefect.log(), timeout=90, what="%s repaired" % name)
     wait_for(lambda: all(fsck_ok(replica_dir(short, n, md.replica_path)) for n in names)
              and replicas_in_sync(short, "two.git"), timeout=30, what="all sound and in sync")
+
+
+def test_a_deleted_loose_object_is_found_without_a_read_and_repaired(short, tmp_path):
+    md = synced(short, tmp_path, "loose.git")
+    bad = sorted(short.nodes)[1]
+    if not fsck_implemented(short, bad, md.replica_path):
+        pytest.skip("gitaly has no Fsck")
+    wait_for(lambda: all_verified(short, "loose.git"), what="verified")
+    path = replica_dir(short, bad, md.replica_path)
+    # a small push is unpacked into loose objects (receive.unpackLimit): remove one blob's file
+    blob = git("rev-parse", "refs/heads/main:a.txt", cwd=path).strip()
+    loose = os.path.join(path, "objects", blob[:2], blob[2:])
+    assert os.path.exists(loose), "the push was kept as a pack"
+    os.unlink(loose)
+    assert not fsck_ok(path)
+    # references unchanged: only the objects check can find it
+    assert short.checksum(bad, md.replica_path) == replicas_in_sync_sums(short, "loose.git", bad)
+    wait_for(lambda: "replica of repository %d on %s is corrupt, repairing it: background verification"
+             % (md.repository_id, bad) in short.praefect.log(), timeout=30, what="corruption found")
+    assert "missing blob %s" % blob in short.praefect.log()   # logged with what differed
+    wait_for(lambda: fsck_ok(path) and replicas_in_sync(short, "loose.git"), timeout=60, what="sound and in sync")
+    assert os.path.exists(loose) or git("cat-file", "-t", blob, cwd=path).strip() == "blob"
