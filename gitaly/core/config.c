@@ -384,6 +384,60 @@ static void load_concurrency(struct cfg_reader *r, struct gitaly_config *cfg, st
 	}
 }
 
+/* [daily_maintenance] with upstream's default and checks (docs/technical/housekeeping.md). */
+static void load_daily_maintenance(struct cfg_reader *r, struct gitaly_config *cfg, struct toml_table *root)
+{
+	struct gitaly_daily_maintenance *d = &cfg->daily_maintenance;
+	struct toml_table *t = cfg_table(r, root, "daily_maintenance");
+	struct toml_array *arr = NULL;
+
+	if (t) {
+		cfg_int(r, t, "start_hour", INT64_MIN, INT64_MAX, &d->start_hour);
+		cfg_int(r, t, "start_minute", INT64_MIN, INT64_MAX, &d->start_minute);
+		cfg_duration(r, t, "duration", &d->duration_ms);
+		cfg_bool(r, t, "disabled", &d->disabled);
+		if (!cfg_failed(r) && toml_get(t, "storages")) {
+			if (toml_get_array(t, "storages", &arr) < 0) {
+				cfg_errorf(r, t, "storages", "expected an array of storage names");
+			} else {
+				for (size_t i = 0; i < toml_array_len(arr); i++) {
+					const char *s;
+					size_t len;
+					if (toml_value_string(toml_array_at(arr, i), &s, &len) < 0) {
+						cfg_errorf(r, t, "storages", "expected an array of storage names");
+						break;
+					}
+					strvec_push(&d->storages, s);
+				}
+			}
+		}
+	}
+	if (cfg_failed(r))
+		return;
+	if (!d->start_hour && !d->start_minute && !d->duration_ms && !d->storages.nr && !d->disabled) {
+		/* upstream's default window: 12:00 for 10 minutes over every storage */
+		d->start_hour = 12;
+		d->duration_ms = 10 * 60 * 1000;
+		for (size_t i = 0; i < cfg->nr_storages; i++)
+			strvec_push(&d->storages, cfg->storages[i].name);
+		return;
+	}
+	for (size_t i = 0; i < d->storages.nr; i++)
+		if (!gitaly_config_storage(cfg, d->storages.v[i], strlen(d->storages.v[i]))) {
+			cfg_errorf(r, t, "storages", "daily maintenance specified storage \"%s\" does not exist in configuration",
+				   d->storages.v[i]);
+			return;
+		}
+	if (d->start_hour < 0 || d->start_hour > 23)
+		cfg_errorf(r, t, "start_hour", "daily maintenance specified hour '%lld' outside range (0-23)",
+			   (long long)d->start_hour);
+	else if (d->start_minute < 0 || d->start_minute > 59)
+		cfg_errorf(r, t, "start_minute", "daily maintenance specified minute '%lld' outside range (0-59)",
+			   (long long)d->start_minute);
+	else if (d->duration_ms > 24ull * 3600 * 1000)
+		cfg_errorf(r, t, "duration", "daily maintenance specified duration must be less than 24 hours");
+}
+
 /* Kept for gitaly_config_log_unknown(): the logger is not set up while the file is read. */
 static void ignore_unread(const char *path, unsigned line, unsigned col, void *data)
 {
@@ -406,6 +460,7 @@ int gitaly_config_load(struct gitaly_config *cfg, const char *path, struct strbu
 
 	memset(cfg, 0, sizeof(*cfg));
 	strvec_init(&cfg->unknown_keys);
+	strvec_init(&cfg->daily_maintenance.storages);
 	cfg->file = xstrdup(path);
 	cfg->graceful_restart_timeout_ms = 60000;
 	cfg->catfile_cache_size = 100;
@@ -457,6 +512,7 @@ int gitaly_config_load(struct gitaly_config *cfg, const char *path, struct strbu
 		cfg_duration(&r, t, "upload_archive_negotiation", &cfg->upload_archive_negotiation_ms);
 	}
 	load_concurrency(&r, cfg, root);
+	load_daily_maintenance(&r, cfg, root);
 
 	if (!cfg_failed(&r)) {
 		if (!cfg->socket_path && !cfg->listen_addr && !cfg->tls_listen_addr)
@@ -519,6 +575,7 @@ void gitaly_config_release(struct gitaly_config *cfg)
 		free(cfg->concurrency[i].rpc);
 	free(cfg->concurrency);
 	strvec_clear(&cfg->unknown_keys);
+	strvec_clear(&cfg->daily_maintenance.storages);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

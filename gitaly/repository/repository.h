@@ -162,6 +162,8 @@ void reposvc_full_path(struct grpc_call *call, const uint8_t *req, size_t len, v
 void reposvc_set_full_path(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 /* GetRawChanges (raw_changes.c). */
 void reposvc_get_raw_changes(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+/* OptimizeRepository, PruneUnreachableObjects, RemoveAll (optimize.c; the work: housekeeping/). */
+void reposvc_register_housekeeping(struct gitaly *g, struct grpc_server *s);
 /* FindLicense (license.c). */
 void reposvc_find_license(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 

@@ -190,6 +190,9 @@ class GitalyNode:
         if token:
             lines += ["", "[auth]", 'token = "%s"' % token]
         lines += ["", "[logging]", 'format = "json"', 'level = "info"']
+        if "[daily_maintenance]" not in extra_config:
+            # upstream's default window (12:00, every storage) must not repack a test's repositories
+            lines += ["", "[daily_maintenance]", "disabled = true"]
         with open(self.config_path, "w") as f:
             f.write("\n".join(lines) + "\n" + extra_config)
         self.log_path = os.path.join(workdir, "gitaly.log")

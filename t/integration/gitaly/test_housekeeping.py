@@ -1,0 +1,363 @@
+"""Housekeeping against a real gitaly and real git: OptimizeRepository (heuristical and eager),
+stale file removal, PruneUnreachableObjects, RemoveAll and the [daily_maintenance] window
+(docs/technical/housekeeping.md)."""
+import glob
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import grpc
+import pytest
+
+from gitaly_itest import GitalyNode, git, make_bare_repo, pb, wait_for
+
+HEURISTICAL = 1
+EAGER = 2
+
+
+def optimize(node, rel, strategy=0, storage="default"):
+    return node.stub("RepositoryService").OptimizeRepository(
+        pb("repository").OptimizeRepositoryRequest(repository=node.repo(rel, storage=storage), strategy=strategy),
+        timeout=120)
+
+
+def loose_objects(path):
+    return [p for p in glob.glob(os.path.join(path, "objects", "??", "*")) if len(os.path.basename(p)) == 38]
+
+
+def packs(path):
+    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(path, "objects", "pack", "pack-*.pack")))
+
+
+def refs(path):
+    return git("for-each-ref", "--format=%(refname) %(objectname)", cwd=path)
+
+
+def fsck_clean(path):
+    r = git("fsck", "--no-dangling", "--no-progress", cwd=path, check=False)
+    assert r == "" or "error" not in r
+
+
+def served_branches(node, rel):
+    stub = node.stub("RefService")
+    out = {}
+    for resp in stub.FindAllBranches(pb("ref").FindAllBranchesRequest(repository=node.repo(rel)), timeout=60):
+        for b in resp.branches:
+            out[b.name.decode()] = b.target.id
+    return out
+
+
+def age(path, seconds):
+    t = time.time() - seconds
+    os.utime(path, (t, t))
+
+
+def write(path, data=b"", seconds=0):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    if seconds:
+        age(path, seconds)
+    return path
+
+
+def repo_with_history(node, rel, commits=5):
+    path = make_bare_repo(node.repo_path(rel), branches=("main", "dev", "feature/x"), tags=("v1",))
+    work = path + ".w"
+    git("clone", "-q", path, work)
+    for i in range(commits):
+        with open(os.path.join(work, "f%d.txt" % i), "w") as f:
+            f.write("line %d\n" % i * 50)
+        git("add", "-A", cwd=work)
+        git("commit", "-q", "-m", "commit %d" % i, cwd=work)
+    git("push", "-q", "origin", "HEAD:main", cwd=work)
+    shutil.rmtree(work)
+    return path
+
+
+def test_optimize_packs_loose_objects_and_the_repository_stays_whole(gitaly_node):
+    path = repo_with_history(gitaly_node, "a.git")
+    before = refs(path)
+    branches = served_branches(gitaly_node, "a.git")
+    assert loose_objects(path) and not packs(path)
+
+    optimize(gitaly_node, "a.git")
+
+    assert loose_objects(path) == []
+    assert len(packs(path)) == 1
+    # heuristics: no multi-pack-index yet, so a geometric repack writes one, and a commit-graph chain
+    assert os.path.exists(os.path.join(path, "objects", "pack", "multi-pack-index"))
+    assert os.path.exists(os.path.join(path, "objects", "info", "commit-graphs", "commit-graph-chain"))
+    fsck_clean(path)
+    assert refs(path) == before
+    assert served_branches(gitaly_node, "a.git") == branches
+    git("commit-graph", "verify", cwd=path)
+    git("multi-pack-index", "verify", cwd=path)
+
+
+def test_heuristical_leaves_an_optimized_repository_alone_and_eager_repacks_fully(gitaly_node):
+    path = repo_with_history(gitaly_node, "b.git")
+    optimize(gitaly_node, "b.git", HEURISTICAL)
+    first = packs(path)
+    optimize(gitaly_node, "b.git", HEURISTICAL)
+    assert packs(path) == first
+    assert not os.path.exists(os.path.join(path, ".gitaly-full-repack-timestamp"))
+    loose_refs = [p for p in glob.glob(os.path.join(path, "refs", "**"), recursive=True) if os.path.isfile(p)]
+    assert loose_refs, "few loose references stay loose under the heuristics"
+
+    before = refs(path)
+    optimize(gitaly_node, "b.git", EAGER)
+    assert len(packs(path)) == 1 and packs(path) != first
+    assert os.path.exists(os.path.join(path, ".gitaly-full-repack-timestamp"))
+    assert glob.glob(os.path.join(path, "objects", "pack", "*.bitmap")), "a full repack without alternates writes a bitmap"
+    # eager packs every reference
+    assert [p for p in glob.glob(os.path.join(path, "refs", "**"), recursive=True) if os.path.isfile(p)] == []
+    assert refs(path) == before
+    fsck_clean(path)
+
+
+def test_heuristical_packs_references_past_the_loose_limit(gitaly_node):
+    path = make_bare_repo(gitaly_node.repo_path("refs.git"))
+    head = git("rev-parse", "main", cwd=path).strip()
+    for i in range(20):
+        git("update-ref", "refs/heads/b%02d" % i, head, cwd=path)
+    before = refs(path)
+    optimize(gitaly_node, "refs.git")
+    assert not glob.glob(os.path.join(path, "refs", "heads", "b*"))
+    assert refs(path) == before
+    assert len(served_branches(gitaly_node, "refs.git")) == 21
+
+
+def test_heuristical_rolls_up_many_loose_objects_incrementally(gitaly_node):
+    path = repo_with_history(gitaly_node, "loose.git")
+    optimize(gitaly_node, "loose.git")
+    first = packs(path)
+    # 1100 new loose objects, unreachable: past the limit of 1024, the multi-pack-index is fine
+    names = [write(os.path.join(path + ".blobs", "%d" % i), b"blob %d\n" % i) for i in range(1100)]
+    git("hash-object", "-w", "--stdin-paths", cwd=path, input=("\n".join(names) + "\n").encode())
+    assert len(loose_objects(path)) >= 1100
+    optimize(gitaly_node, "loose.git")
+    assert loose_objects(path) == []
+    assert len(packs(path)) == 2 and set(first) < set(packs(path))
+    fsck_clean(path)
+
+
+def test_optimize_removes_stale_files_and_keeps_fresh_ones(gitaly_node):
+    path = repo_with_history(gitaly_node, "stale.git")
+    hour, day = 3600, 86400
+    gone = [
+        write(os.path.join(path, "refs", "heads", "old.lock"), b"x", 2 * hour),
+        write(os.path.join(path, "objects", "info", "alternates.lock"), seconds=20 * 60),
+        write(os.path.join(path, "objects", "info", "commit-graphs", "commit-graph-chain.lock"), seconds=20 * 60),
+        write(os.path.join(path, "packed-refs.new"), seconds=20 * 60),
+        write(os.path.join(path, "objects", "pack", "pack-%s.keep" % ("1" * 40)), b"receive-pack 123 on host\n",
+              8 * day),
+        write(os.path.join(path, "objects", "ab", "tmp_obj_XYZ"), b"t", 2 * day),
+        write(os.path.join(path, "info", "refs"), b"x"),
+        write(os.path.join(path, "objects", "info", "packs"), b"x"),
+        write(os.path.join(path, "refs", "heads", "broken"), b"", 2 * day),
+    ]
+    empty_dir = os.path.join(path, "refs", "heads", "empty", "deeper")
+    os.makedirs(empty_dir)
+    age(empty_dir, 2 * day)
+    age(os.path.dirname(empty_dir), 2 * day)
+    kept = [
+        write(os.path.join(path, "config.lock"), b"x"),
+        write(os.path.join(path, "HEAD.lock"), b"x"),
+        write(os.path.join(path, "refs", "heads", "fresh.lock"), b"x"),
+        # inside their grace periods
+        write(os.path.join(path, "objects", "pack", "pack-%s.keep" % ("2" * 40)), b"receive-pack 1 on h\n", 2 * day),
+        write(os.path.join(path, "objects", "cd", "tmp_obj_ABC"), b"t", hour),
+        # written by an administrator: never ours to remove
+        write(os.path.join(path, "objects", "pack", "pack-%s.keep" % ("3" * 40)), b"keep me\n", 30 * day),
+    ]
+    optimize(gitaly_node, "stale.git")
+    for p in gone:
+        assert not os.path.exists(p), p
+    assert not os.path.exists(os.path.dirname(empty_dir))
+    for p in kept:
+        assert os.path.exists(p), p
+    assert os.path.isdir(os.path.join(path, "refs", "heads"))
+    log = gitaly_node.log()
+    assert '"optimized repository"' in log
+
+
+def test_optimize_errors(gitaly_node):
+    make_bare_repo(gitaly_node.repo_path("ok.git"))
+    svc = gitaly_node.stub("RepositoryService")
+    with pytest.raises(grpc.RpcError) as e:
+        optimize(gitaly_node, "missing.git")
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "repository not found" in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:
+        svc.OptimizeRepository(pb("repository").OptimizeRepositoryRequest(), timeout=30)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "repository not set" in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:
+        optimize(gitaly_node, "ok.git", storage="nope")
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as e:
+        optimize(gitaly_node, "ok.git", strategy=7)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details() == "unsupported optimization strategy 7"
+    # an empty repository is fine
+    git("init", "-q", "--bare", gitaly_node.repo_path("empty.git"))
+    optimize(gitaly_node, "empty.git", EAGER)
+    optimize(gitaly_node, "empty.git")
+
+
+def test_a_repack_that_fails_is_an_internal_error_with_gits_words(gitaly_node):
+    path = repo_with_history(gitaly_node, "broken.git")
+    # a corrupt object makes git repack fail
+    obj = loose_objects(path)[0]
+    os.chmod(obj, 0o644)
+    with open(obj, "wb") as f:
+        f.write(b"garbage")
+    with pytest.raises(grpc.RpcError) as e:
+        optimize(gitaly_node, "broken.git", EAGER)
+    assert e.value.code() == grpc.StatusCode.INTERNAL
+    assert e.value.details().startswith("could not repack: repack failed with error code ")
+
+
+def prune(node, rel):
+    return node.stub("RepositoryService").PruneUnreachableObjects(
+        pb("repository").PruneUnreachableObjectsRequest(repository=node.repo(rel)), timeout=120)
+
+
+def test_prune_unreachable_objects_removes_old_unreachable_objects_only(gitaly_node):
+    path = repo_with_history(gitaly_node, "p.git")
+    old = git("hash-object", "-w", "--stdin", cwd=path, input=b"old unreachable\n").strip()
+    new = git("hash-object", "-w", "--stdin", cwd=path, input=b"new unreachable\n").strip()
+    age(os.path.join(path, "objects", old[:2], old[2:]), 3600)
+    before = refs(path)
+
+    prune(gitaly_node, "p.git")
+
+    r = subprocess.run(["git", "-C", path, "cat-file", "-e", old], capture_output=True)
+    assert r.returncode != 0, "the old unreachable object is gone"
+    git("cat-file", "-e", new, cwd=path)   # within the 30 minute grace: kept (in the cruft pack)
+    assert loose_objects(path) == []
+    assert refs(path) == before
+    fsck_clean(path)
+    git("commit-graph", "verify", cwd=path)
+
+
+def test_prune_unreachable_objects_refuses_pools_and_missing_repositories(gitaly_node):
+    pool = "@pools/ab/cd/abcd" + "0" * 60 + ".git"
+    make_bare_repo(gitaly_node.repo_path(pool))
+    with pytest.raises(grpc.RpcError) as e:
+        prune(gitaly_node, pool)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details() == "pruning objects for object pool"
+    with pytest.raises(grpc.RpcError) as e:
+        prune(gitaly_node, "missing.git")
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_optimize_never_prunes_a_pool(gitaly_node):
+    pool = "@pools/12/34/1234" + "0" * 60 + ".git"
+    path = repo_with_history(gitaly_node, pool)
+    dangling = git("hash-object", "-w", "--stdin", cwd=path, input=b"pool object\n").strip()
+    age(os.path.join(path, "objects", dangling[:2], dangling[2:]), 30 * 86400)
+    optimize(gitaly_node, pool, EAGER)
+    git("cat-file", "-e", dangling, cwd=path)
+
+
+def test_remove_all_empties_the_storage(make_gitaly):
+    node = make_gitaly("n", storages=("default", "other"))
+    make_bare_repo(node.repo_path("x/a.git"))
+    make_bare_repo(node.repo_path("b.git"))
+    make_bare_repo(node.repo_path("c.git", storage="other"))
+    svc = node.stub("RepositoryService")
+    svc.RemoveAll(pb("repository").RemoveAllRequest(storage_name="default"), timeout=60)
+    assert os.path.isdir(node.storages["default"])
+    assert os.listdir(node.storages["default"]) == []
+    assert os.path.isdir(node.repo_path("c.git", storage="other"))
+    # the storage still works afterwards
+    svc.CreateRepository(pb("repository").CreateRepositoryRequest(repository=node.repo("new.git")), timeout=60)
+    assert os.path.isdir(node.repo_path("new.git"))
+    with pytest.raises(grpc.RpcError) as e:
+        svc.RemoveAll(pb("repository").RemoveAllRequest(storage_name="nope"), timeout=60)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details().startswith("remove all: storage name not found")
+
+
+# --- [daily_maintenance] ---
+
+def daily_node(tmp_path, duration, repos):
+    """A gitaly whose window opens about three seconds after it starts (the skew test hook)."""
+    now = time.time()
+    start = (int(now) // 60 + 2) * 60          # a minute boundary at least a minute away
+    lt = time.localtime(start)
+    extra = "\n[daily_maintenance]\nstart_hour = %d\nstart_minute = %d\nduration = \"%s\"\nstorages = [\"default\"]\n" % (
+        lt.tm_hour, lt.tm_min, duration)
+    node = GitalyNode(str(tmp_path / "daily"), extra_config=extra)
+    paths = [repo_with_history(node, "g%d/r.git" % i, commits=1) for i in range(repos)]
+    os.environ["GITALY_TESTING_DAILY_MAINTENANCE_SKEW_S"] = str(int(start - time.time()) - 3)
+    try:
+        node.start()
+    finally:
+        del os.environ["GITALY_TESTING_DAILY_MAINTENANCE_SKEW_S"]
+    return node, paths
+
+
+def log_lines(node, msg):
+    out = []
+    for line in node.log().splitlines():
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if e.get("msg") == msg:
+            out.append(e)
+    return out
+
+
+def test_daily_maintenance_optimizes_every_repository_once(tmp_path):
+    node, paths = daily_node(tmp_path, "5m", 3)
+    try:
+        assert all(loose_objects(p) for p in paths)
+        wait_for(lambda: log_lines(node, "maintenance: daily completed"), timeout=60, what="the daily window")
+        for p in paths:
+            assert loose_objects(p) == [], p
+            fsck_clean(p)
+        done = log_lines(node, "maintenance: repo optimization succeeded")
+        assert sorted(e["relative_path"] for e in done) == ["g0/r.git", "g1/r.git", "g2/r.git"]
+        # the next window is tomorrow: new loose objects stay loose meanwhile
+        scheduled = log_lines(node, "maintenance: daily scheduled")
+        assert len(scheduled) == 2 and scheduled[0]["scheduled"] != scheduled[1]["scheduled"]
+        git("hash-object", "-w", "--stdin", cwd=paths[0], input=b"after the window\n")
+        time.sleep(3)
+        assert len(log_lines(node, "maintenance: repo optimization succeeded")) == 3
+        assert len(loose_objects(paths[0])) == 1
+    finally:
+        node.stop()
+
+
+def test_daily_maintenance_stops_when_the_window_closes(tmp_path):
+    node, paths = daily_node(tmp_path, "2s", 6)
+    try:
+        wait_for(lambda: log_lines(node, "maintenance: daily completed"), timeout=60, what="the daily window")
+        time.sleep(2)
+        untouched = [p for p in paths if loose_objects(p)]
+        # one repository per second at most, and the window lasts two
+        assert len(untouched) >= 4
+        assert len(log_lines(node, "maintenance: repo optimization succeeded")) <= 2
+    finally:
+        node.stop()
+
+
+def test_daily_maintenance_config_is_checked(tmp_path):
+    from gitaly_itest import BUILD
+    for extra, want in (
+        ('start_hour = 24\nduration = "1m"', "outside range (0-23)"),
+        ('start_minute = 60\nduration = "1m"', "outside range (0-59)"),
+        ('duration = "25h"', "must be less than 24 hours"),
+        ('duration = "1m"\nstorages = ["nope"]', 'specified storage "nope" does not exist in configuration'),
+    ):
+        node = GitalyNode(str(tmp_path / ("c%d" % abs(hash(extra)))), extra_config="\n[daily_maintenance]\n" + extra + "\n")
+        r = subprocess.run([os.path.join(BUILD, "gitaly", "gitaly"), node.config_path], capture_output=True, timeout=30)
+        assert r.returncode != 0
+        assert want in r.stderr.decode() + r.stdout.decode()
