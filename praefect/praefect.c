@@ -114,6 +114,7 @@ static void resolve_calls(struct praefect *p)
 	p->calls.replicate_repository = praefect_method("/gitaly.RepositoryService/ReplicateRepository");
 	p->calls.remove_repository = praefect_method("/gitaly.RepositoryService/RemoveRepository");
 	p->calls.server_info = praefect_method("/gitaly.ServerService/ServerInfo");
+	p->calls.remove_all = praefect_method("/gitaly.RepositoryService/RemoveAll");
 }
 
 /* Free what the components left once the loop has nothing more to run. */
@@ -191,6 +192,7 @@ int praefect_serve(struct praefect_config *cfg)
 	grpc_server_add_health(p->server);
 	intercept_register(p);
 	intercept_register_server(p);
+	intercept_register_remove_all(p);
 	info_register(p);
 	p->txm = tx_manager_new();
 	tx_manager_set_metrics(p->txm, pm(p, PM_TX_ACTIONS), pm(p, PM_TX_DELAY), pm(p, PM_SUBTX));

@@ -94,3 +94,24 @@ def test_optimize_of_an_unknown_repository_through_praefect(cluster):
         cluster.praefect.stub("RepositoryService").OptimizeRepository(
             pb("repository").OptimizeRepositoryRequest(repository=cluster.praefect.repo("nope.git")), timeout=30)
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_remove_all_through_praefect_forgets_and_empties_every_node(cluster):
+    svc = cluster.praefect.stub("RepositoryService")
+    for rel in ("a.git", "group/b.git"):
+        svc.CreateRepository(pb("repository").CreateRepositoryRequest(repository=cluster.praefect.repo(rel)),
+                             timeout=30)
+        wait_for(lambda: in_sync(cluster, rel), what="replicas in sync")
+    svc.RemoveAll(pb("repository").RemoveAllRequest(storage_name="default"), timeout=60)
+    for name, node in cluster.nodes.items():
+        assert os.listdir(node.storages[name]) == [], name
+    for rel in ("a.git", "group/b.git"):
+        assert not svc.RepositoryExists(pb("repository").RepositoryExistsRequest(
+            repository=cluster.praefect.repo(rel)), timeout=10).exists
+        with pytest.raises(grpc.RpcError) as e:
+            cluster.praefect.metadata(rel)
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    # the virtual storage takes new repositories afterwards
+    svc.CreateRepository(pb("repository").CreateRepositoryRequest(repository=cluster.praefect.repo("a.git")),
+                         timeout=30)
+    wait_for(lambda: in_sync(cluster, "a.git"), what="the new repository on every replica")
