@@ -189,10 +189,10 @@ class GitalyNode:
             lines += ["", "[[storage]]", 'name = "%s"' % name, 'path = "%s"' % path]
         if token:
             lines += ["", "[auth]", 'token = "%s"' % token]
-        lines += ["", "[logging]", 'format = "json"', 'level = "info"']
         if "[daily_maintenance]" not in extra_config:
             # upstream's default window (12:00, every storage) must not repack a test's repositories
             lines += ["", "[daily_maintenance]", "disabled = true"]
+        lines += ["", "[logging]", 'format = "json"', 'level = "info"']
         with open(self.config_path, "w") as f:
             f.write("\n".join(lines) + "\n" + extra_config)
         self.log_path = os.path.join(workdir, "gitaly.log")
