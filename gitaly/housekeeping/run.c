@@ -5,6 +5,7 @@
  */
 #include "housekeeping/housekeeping.h"
 #include "core/gitaly.h"
+#include "core/metrics.h"
 #include "base/log.h"
 #include "base/strvec.h"
 #include "base/util.h"
@@ -24,7 +25,8 @@
 struct hk_step {
 	const char *subcmd;
 	const char *what;             /* error prefix, upstream's wording */
-	const char *task;             /* the optimization's name in the log */
+	const char *task;             /* the optimization's name in the log and metrics */
+	bool bitmap, midx;            /* a repack that writes them (written_bitmap, written_multi_pack_index) */
 	struct strvec flags, args, config;
 };
 
@@ -46,7 +48,7 @@ struct hk_run {
 	struct hk_step steps[HK_MAX_STEPS];
 	size_t nr_steps, next_step;
 	struct git_cmd *cmd;
-	bool cancelled;
+	bool cancelled, work_done;    /* work_done: the stale-file pass ran */
 	hk_done_fn done;
 	void *arg;
 };
@@ -106,6 +108,32 @@ static void log_run(struct hk_run *r, int rc)
 	log_end(&e);
 }
 
+/* Upstream's series for OptimizeRepository: each optimization tried, and the run as "total". */
+static void count_run(struct hk_run *r, int rc)
+{
+	static const char *const kinds[] = { "objects", "locks", "refs", "reflocks", "packfilelocks",
+					     "packedrefslock", "packedrefsnew", "serverinfo", "refsemptydir" };
+	const unsigned counts[] = { r->counts.objects, r->counts.locks, r->counts.refs, r->counts.reflocks,
+				    r->counts.packfilelocks, r->counts.packedrefslock, r->counts.packedrefsnew,
+				    r->counts.serverinfo, r->counts.refsemptydir };
+	for (size_t i = 0; i < r->next_step && i < r->nr_steps; i++) {
+		const char *status = (rc == 0 || i + 1 < r->next_step) ? "success" : "failure";
+		if (r->steps[i].task)
+			gitaly_metrics_housekeeping_task(r->g, r->steps[i].task, status);
+		if (r->steps[i].bitmap)
+			gitaly_metrics_housekeeping_task(r->g, "written_bitmap", status);
+		if (r->steps[i].midx)
+			gitaly_metrics_housekeeping_task(r->g, "written_multi_pack_index", status);
+	}
+	gitaly_metrics_housekeeping_task(r->g, "total", rc == 0 ? "success" : "failure");
+	if (!r->work_done)
+		return;
+	for (size_t i = 0; i < ARRAY_SIZE(kinds); i++)
+		gitaly_metrics_pruned_files(r->g, kinds[i], counts[i]);
+	if (r->counts.failures)
+		gitaly_metrics_pruned_files(r->g, "failures", r->counts.failures);
+}
+
 static void finish(struct hk_run *r, int rc)
 {
 	if (r->listed) {
@@ -119,6 +147,8 @@ static void finish(struct hk_run *r, int rc)
 	r->writer = NULL;
 	if (rc != -ECANCELED)
 		log_run(r, rc);
+	if (!r->prune_job)
+		count_run(r, rc);
 	r->done(r->arg, rc, rc == -ECANCELED ? "context canceled" : r->msg.buf);
 	run_free(r);
 }
@@ -187,6 +217,8 @@ static void add_repack(struct hk_run *r, const struct hk_plan *p, const char *wh
 	}
 	if (p->write_midx)
 		strvec_push(&s->flags, "--write-midx");
+	s->midx = p->write_midx;
+	s->bitmap = p->write_bitmap;
 	strvec_push(&s->config, "repack.useDeltaIslands=true");
 	strvec_push(&s->config, p->write_bitmap ? "repack.writeBitmaps=true" : "repack.writeBitmaps=false");
 	strvec_push(&s->config, "pack.writeBitmapLookupTable=true");
@@ -281,7 +313,9 @@ static void plan_work(uv_work_t *w)
 		goto out;
 	}
 
-	if ((r->work_rc = hk_clean_stale(r->path, r->now, &r->counts, &err)) < 0) {
+	r->work_rc = hk_clean_stale(r->path, r->now, &r->counts, &err);
+	r->work_done = true;
+	if (r->work_rc < 0) {
 		strbuf_addf(&r->msg, "could not execute houskeeping: %s", err.buf);
 		goto out;
 	}

@@ -395,3 +395,30 @@ def test_a_cancelled_optimization_leaves_the_repository_usable(gitaly_node):
     wait_for(lambda: optimize(gitaly_node, "cancel.git", EAGER) is not None and not loose_objects(path),
              what="a later optimization")
     fsck_clean(path)
+
+
+def test_optimizations_are_counted_in_upstreams_series(tmp_path):
+    from test_gitaly_metrics import free_port, scrape, value, with_metrics
+    port = free_port()
+    node = with_metrics(GitalyNode(str(tmp_path / "m")), "127.0.0.1:%d" % port).start()
+    try:
+        path = repo_with_history(node, "m.git")
+        write(os.path.join(path, "objects", "ab", "tmp_obj_1"), b"x", 2 * 86400)
+        write(os.path.join(path, "info", "refs"), b"x")
+        optimize(node, "m.git")
+        s = scrape(port)
+        task = "gitaly_housekeeping_tasks_total"
+        assert value(s, task, housekeeping_task="total", status="success") == 1
+        assert value(s, task, housekeeping_task="packed_objects_geometric", status="success") == 1
+        assert value(s, task, housekeeping_task="written_multi_pack_index", status="success") == 1
+        assert value(s, task, housekeeping_task="written_commit_graph_full", status="success") == 1
+        assert value(s, task, housekeeping_task="pruned_objects") == 0
+        pruned = "gitaly_housekeeping_pruned_files_total"
+        assert value(s, pruned, filetype="objects") == 1
+        assert value(s, pruned, filetype="serverinfo") == 1
+        assert (pruned, frozenset({("filetype", "reflocks")})) in s   # every kind, 0 included
+        with pytest.raises(grpc.RpcError):
+            optimize(node, "missing.git")
+        assert value(scrape(port), task, housekeeping_task="total") == 1
+    finally:
+        node.stop()
