@@ -745,6 +745,57 @@ static void validate_concurrency(json_t *errors, struct toml_table *root)
 	}
 }
 
+/* [daily_maintenance] as upstream's DailyJob.Validate: "not in range: 24 out of [0, 23]", unknown storages. */
+static void validate_daily(json_t *errors, struct toml_table *root, struct toml_array *storages)
+{
+	struct toml_table *t = NULL;
+	struct toml_array *names = NULL;
+	bool disabled = false;
+	const char *s;
+	uint64_t ns = 0;
+	char msg[160];
+
+	if (toml_get_table(root, "daily_maintenance", &t) < 0 || !t)
+		return;
+	toml_get_bool(t, "disabled", &disabled);
+	if (disabled)
+		return;
+	if (toml_get(t, "start_hour") && (tree_int(t, "start_hour") < 0 || tree_int(t, "start_hour") > 23)) {
+		snprintf(msg, sizeof(msg), "not in range: %lld out of [0, 23]", (long long)tree_int(t, "start_hour"));
+		add_error(errors, msg, "daily_maintenance", "start_hour", NULL);
+	}
+	if (toml_get(t, "start_minute") && (tree_int(t, "start_minute") < 0 || tree_int(t, "start_minute") > 59)) {
+		snprintf(msg, sizeof(msg), "not in range: %lld out of [0, 59]", (long long)tree_int(t, "start_minute"));
+		add_error(errors, msg, "daily_maintenance", "start_minute", NULL);
+	}
+	if ((s = tree_string(t, "duration")) && parse_go_duration(s, &ns) == 0 && ns > 24ull * 3600 * 1000000000) {
+		struct strbuf d = STRBUF_INIT;
+		go_duration_string(&d, (int64_t)ns);
+		snprintf(msg, sizeof(msg), "not in range: %s out of [0s, 24h0m0s]", d.buf);
+		add_error(errors, msg, "daily_maintenance", "duration", NULL);
+		strbuf_release(&d);
+	}
+	if (toml_get_array(t, "storages", &names) < 0 || !names)
+		return;
+	for (size_t i = 0; i < toml_array_len(names); i++) {
+		const char *name;
+		size_t nlen;
+		bool found = false;
+		char idx[32];
+		if (toml_value_string(toml_array_at(names, i), &name, &nlen) < 0)
+			continue;
+		for (size_t j = 0; storages && j < toml_array_len(storages); j++) {
+			const char *have = tree_string(toml_array_table(storages, j), "name");
+			found |= have && !strcmp(have, name);
+		}
+		if (found)
+			continue;
+		snprintf(idx, sizeof(idx), "[%zu]", i);
+		snprintf(msg, sizeof(msg), "doesn't exist: \"%s\"", name);
+		add_error(errors, msg, "daily_maintenance", "storages", idx);
+	}
+}
+
 int gitaly_config_validate_text(const char *buf, size_t len, json_t *errors, struct strbuf *err)
 {
 	struct toml_table *root = NULL;
@@ -777,6 +828,7 @@ int gitaly_config_validate_text(const char *buf, size_t len, json_t *errors, str
 		}
 	}
 	validate_gitlab(errors, root);
+	validate_daily(errors, root, storages);
 	validate_concurrency(errors, root);
 	toml_free(root);
 	return 0;

@@ -422,3 +422,25 @@ def test_optimizations_are_counted_in_upstreams_series(tmp_path):
         assert value(scrape(port), task, housekeeping_task="total") == 1
     finally:
         node.stop()
+
+
+def test_configuration_validate_checks_the_daily_window(tmp_path):
+    from gitaly_itest import BUILD
+    node = GitalyNode(str(tmp_path / "v"), extra_config="\n[daily_maintenance]\nstart_hour = 24\nstart_minute = 60\n"
+                      'duration = "25h"\nstorages = ["default", "nope"]\n')
+    with open(node.config_path) as f:
+        text = f.read()
+    r = subprocess.run([os.path.join(BUILD, "gitaly", "gitaly"), "configuration", "validate"], input=text,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    errors = [e for e in json.loads(r.stdout)["errors"] if e["key"][0] == "daily_maintenance"]
+    assert errors == [
+        {"key": ["daily_maintenance", "start_hour"], "message": "not in range: 24 out of [0, 23]"},
+        {"key": ["daily_maintenance", "start_minute"], "message": "not in range: 60 out of [0, 59]"},
+        {"key": ["daily_maintenance", "duration"], "message": "not in range: 25h0m0s out of [0s, 24h0m0s]"},
+        {"key": ["daily_maintenance", "storages", "[1]"], "message": 'doesn\'t exist: "nope"'},
+    ]
+    r = subprocess.run([os.path.join(BUILD, "gitaly", "gitaly"), "configuration", "validate"],
+                       input=text.replace("start_hour = 24", "disabled = true"), capture_output=True, text=True,
+                       timeout=30)
+    assert not [e for e in json.loads(r.stdout or '{"errors": []}')["errors"] if e["key"][0] == "daily_maintenance"]
