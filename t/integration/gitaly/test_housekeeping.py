@@ -444,3 +444,29 @@ def test_configuration_validate_checks_the_daily_window(tmp_path):
                        input=text.replace("start_hour = 24", "disabled = true"), capture_output=True, text=True,
                        timeout=30)
     assert not [e for e in json.loads(r.stdout or '{"errors": []}')["errors"] if e["key"][0] == "daily_maintenance"]
+
+
+def test_a_repository_that_joined_a_pool_is_repacked_fully_without_a_bitmap(gitaly_node):
+    pool_rel = "@pools/aa/bb/aabb" + "1" * 60 + ".git"
+    pool = repo_with_history(gitaly_node, pool_rel, commits=3)
+    git("repack", "-adq", cwd=pool)
+    member = gitaly_node.repo_path("member.git")
+    git("clone", "-q", "--bare", "--shared", pool, member)
+    # the member's own objects: a new commit on top of the pool's history
+    tree = git("rev-parse", "main^{tree}", cwd=member).strip()
+    head = git("commit-tree", "-p", "main", "-m", "member only", tree, cwd=member).strip()
+    git("update-ref", "refs/heads/main", head, cwd=member)
+    git("repack", "-dq", cwd=member)
+    git("repack", "-dq", cwd=member)   # and a second pack
+    with open(os.path.join(member, "objects", "info", "alternates"), "a"):
+        pass
+    assert len(packs(member)) >= 1
+    before = refs(member)
+    optimize(gitaly_node, "member.git")
+    assert os.path.exists(os.path.join(member, ".gitaly-full-repack-timestamp"))
+    assert not glob.glob(os.path.join(member, "objects", "pack", "*.bitmap"))
+    assert refs(member) == before
+    fsck_clean(member)
+    # the pool's objects stay in the pool: the member's pack holds only its own commit
+    out = git("verify-pack", "-v", glob.glob(os.path.join(member, "objects", "pack", "pack-*.idx"))[0])
+    assert head in out and git("rev-parse", "main~1", cwd=member).strip() not in out
