@@ -97,6 +97,7 @@ const char *hk_repack_name(enum hk_repack r);
 struct hk_clean_counts {
 	unsigned objects, locks, refs, reflocks, packfilelocks, packedrefslock, packedrefsnew, serverinfo;
 	unsigned refsemptydir, failures;
+	unsigned configkeys;          /* 1 when unnecessary config keys were unset (run.c) */
 };
 
 /* Remove what upstream's stale-data cleanup removes, by `now`. 0, or -errno with `err` set. */

@@ -18,7 +18,16 @@
 #include <unistd.h>
 #include "base/banned.h"
 
-#define HK_MAX_STEPS 6
+#define HK_MAX_STEPS 7
+/*
+ * Config keys upstream's housekeeping unsets: leftovers of mirrors and of
+ * options gitaly once set (git's canonical lower-case names).
+ */
+#define UNNECESSARY_CONFIG \
+	"^(http\\..+\\.extraheader|remote\\..+\\.(fetch|mirror|prune|url)|core\\.(commitgraph|sparsecheckout|splitindex))$"
+#define CONFIG_KEYS_WHAT \
+	"could not execute houskeeping: housekeeping could not perform cleanup (with TxManager) configkeys: " \
+	"housekeeping could not unset unnecessary config lines"
 /* PruneUnreachableObjects spares what was touched in the last 30 minutes. */
 #define PRUNE_GRACE_S (30 * 60)
 
@@ -27,6 +36,7 @@ struct hk_step {
 	const char *what;             /* error prefix, upstream's wording */
 	const char *task;             /* the optimization's name in the log and metrics */
 	bool bitmap, midx;            /* a repack that writes them (written_bitmap, written_multi_pack_index) */
+	bool list_config;             /* lists the config keys to unset (stdout: one name a line) */
 	struct strvec flags, args, config;
 };
 
@@ -47,6 +57,10 @@ struct hk_run {
 	struct hk_clean_counts counts;
 	struct hk_step steps[HK_MAX_STEPS];
 	size_t nr_steps, next_step;
+	struct hk_step *cur;          /* the step whose git runs */
+	struct strvec unset_keys;     /* found by the list_config step, unset one by one */
+	size_t next_unset;
+	struct hk_step unset;
 	struct git_cmd *cmd;
 	bool cancelled, work_done;    /* work_done: the stale-file pass ran */
 	hk_done_fn done;
@@ -72,6 +86,10 @@ static void run_free(struct hk_run *r)
 		strvec_clear(&r->steps[i].args);
 		strvec_clear(&r->steps[i].config);
 	}
+	strvec_clear(&r->unset_keys);
+	strvec_clear(&r->unset.flags);
+	strvec_clear(&r->unset.args);
+	strvec_clear(&r->unset.config);
 	free(r->path);
 	free(r->storage);
 	free(r->rel);
@@ -91,7 +109,8 @@ static void log_run(struct hk_run *r, int rc)
 		if (r->steps[i].task)
 			log_str(&e, r->steps[i].task, (rc == 0 || i + 1 < r->next_step) ? "success" : "failure");
 	if (r->counts.locks + r->counts.reflocks + r->counts.refs + r->counts.objects + r->counts.packfilelocks +
-	    r->counts.packedrefslock + r->counts.packedrefsnew + r->counts.serverinfo + r->counts.refsemptydir) {
+	    r->counts.packedrefslock + r->counts.packedrefsnew + r->counts.serverinfo + r->counts.refsemptydir +
+	    r->counts.configkeys) {
 		log_int(&e, "stale_data.objects", r->counts.objects);
 		log_int(&e, "stale_data.locks", r->counts.locks);
 		log_int(&e, "stale_data.refs", r->counts.refs);
@@ -102,6 +121,7 @@ static void log_run(struct hk_run *r, int rc)
 		log_int(&e, "stale_data.serverinfo", r->counts.serverinfo);
 		log_int(&e, "stale_data.refsemptydir", r->counts.refsemptydir);
 		log_int(&e, "stale_data.failures", r->counts.failures);
+		log_int(&e, "stale_data.configkeys", r->counts.configkeys);
 	}
 	if (rc < 0 && r->msg.len)
 		log_str(&e, "error", r->msg.buf);
@@ -112,10 +132,11 @@ static void log_run(struct hk_run *r, int rc)
 static void count_run(struct hk_run *r, int rc)
 {
 	static const char *const kinds[] = { "objects", "locks", "refs", "reflocks", "packfilelocks",
-					     "packedrefslock", "packedrefsnew", "serverinfo", "refsemptydir" };
+					     "packedrefslock", "packedrefsnew", "serverinfo", "refsemptydir",
+					     "configkeys" };
 	const unsigned counts[] = { r->counts.objects, r->counts.locks, r->counts.refs, r->counts.reflocks,
 				    r->counts.packfilelocks, r->counts.packedrefslock, r->counts.packedrefsnew,
-				    r->counts.serverinfo, r->counts.refsemptydir };
+				    r->counts.serverinfo, r->counts.refsemptydir, r->counts.configkeys };
 	for (size_t i = 0; i < r->next_step && i < r->nr_steps; i++) {
 		const char *status = (rc == 0 || i + 1 < r->next_step) ? "success" : "failure";
 		if (r->steps[i].task)
@@ -324,6 +345,12 @@ static void plan_work(uv_work_t *w)
 		goto out;
 	}
 	hk_plan_make(&r->info, r->strategy, r->now, &r->plan);
+	{
+		struct hk_step *s = add_step(r, "config", CONFIG_KEYS_WHAT, NULL);
+		s->list_config = true;
+		strvec_pushl(&s->flags, "--local", "--name-only", "--get-regexp", NULL);
+		strvec_push(&s->args, UNNECESSARY_CONFIG);
+	}
 	if (r->plan.repack != HK_REPACK_NONE) {
 		if (is_full(r->plan.repack) && (r->work_rc = touch_timestamp(r)) < 0)
 			goto out;
@@ -347,11 +374,29 @@ static void next_step(struct hk_run *r);
 static void step_done(void *arg, int status, struct strbuf *out, struct strbuf *err)
 {
 	struct hk_run *r = arg;
-	struct hk_step *s = &r->steps[r->next_step - 1];
-	(void)out;
+	struct hk_step *s = r->cur;
 	r->cmd = NULL;
 	if (r->cancelled) {
 		finish(r, -ECANCELED);
+		return;
+	}
+	if (s->list_config && (status == 0 || status == 1)) {
+		/* exit 1: no key matched */
+		const char *p = out ? out->buf : "";
+		while (status == 0 && *p) {
+			size_t n = strcspn(p, "\n");
+			bool dup = false;
+			char *key = xstrndup(p, n);
+			for (size_t i = 0; i < r->unset_keys.nr; i++)
+				dup |= !strcmp(r->unset_keys.v[i], key);
+			if (n && !dup)
+				strvec_push(&r->unset_keys, key);
+			free(key);
+			p += n + (p[n] == '\n');
+		}
+		if (r->unset_keys.nr)
+			r->counts.configkeys = 1;   /* upstream counts "something was unset", not how much */
+		next_step(r);
 		return;
 	}
 	if (status != 0) {
@@ -384,11 +429,22 @@ static void next_step(struct hk_run *r)
 		finish(r, -ECANCELED);
 		return;
 	}
-	if (r->next_step == r->nr_steps) {
+	if (r->next_unset < r->unset_keys.nr) {
+		/* the keys the listing found, before the step after it */
+		s = &r->unset;
+		s->subcmd = "config";
+		s->what = CONFIG_KEYS_WHAT;
+		strvec_clear(&s->flags);
+		strvec_pushl(&s->flags, "--local", "--unset-all", NULL);
+		strvec_clear(&s->args);
+		strvec_push(&s->args, r->unset_keys.v[r->next_unset++]);
+	} else if (r->next_step == r->nr_steps) {
 		finish(r, 0);
 		return;
+	} else {
+		s = &r->steps[r->next_step++];
 	}
-	s = &r->steps[r->next_step++];
+	r->cur = s;
 	gc.git_dir = r->path;
 	gc.repo = &r->repo;
 	gc.subcmd = s->subcmd;
@@ -446,6 +502,10 @@ static struct hk_run *run_new(struct gitaly *g, const Gitaly__Repository *repo, 
 	r->repo.storage_name = r->storage;
 	r->repo.relative_path = r->rel;
 	r->info.is_pool = hk_is_pool_path(r->rel);
+	strvec_init(&r->unset_keys);
+	strvec_init(&r->unset.flags);
+	strvec_init(&r->unset.args);
+	strvec_init(&r->unset.config);
 	strbuf_init(&r->msg, 0);
 	r->done = done;
 	r->arg = arg;

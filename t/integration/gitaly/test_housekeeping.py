@@ -164,7 +164,7 @@ def test_optimize_removes_stale_files_and_keeps_fresh_ones(gitaly_node):
     age(empty_dir, 2 * day)
     age(os.path.dirname(empty_dir), 2 * day)
     kept = [
-        write(os.path.join(path, "config.lock"), b"x"),
+        write(os.path.join(path, "info", "attributes.lock"), b"x"),
         write(os.path.join(path, "HEAD.lock"), b"x"),
         write(os.path.join(path, "refs", "heads", "fresh.lock"), b"x"),
         # inside their grace periods
@@ -470,3 +470,39 @@ def test_a_repository_that_joined_a_pool_is_repacked_fully_without_a_bitmap(gita
     # the pool's objects stay in the pool: the member's pack holds only its own commit
     out = git("verify-pack", "-v", glob.glob(os.path.join(member, "objects", "pack", "pack-*.idx"))[0])
     assert head in out and git("rev-parse", "main~1", cwd=member).strip() not in out
+
+
+def test_optimize_unsets_the_config_keys_upstream_removes(gitaly_node):
+    path = make_bare_repo(gitaly_node.repo_path("cfg.git"))
+    for k, v in (("remote.origin.url", "https://example.com/x.git"), ("remote.origin.fetch", "+refs/*:refs/*"),
+                 ("remote.origin.mirror", "true"), ("http.https://example.com.extraheader", "Authorization: x"),
+                 ("core.commitGraph", "true"), ("core.splitIndex", "true"), ("gitlab.fullpath", "group/cfg"),
+                 ("remote.origin.tagOpt", "--no-tags")):
+        git("config", k, v, cwd=path)
+    optimize(gitaly_node, "cfg.git")
+    left = git("config", "--local", "--list", cwd=path)
+    for gone in ("remote.origin.url", "remote.origin.fetch", "remote.origin.mirror", "extraheader",
+                 "core.commitgraph", "core.splitindex"):
+        assert gone not in left.lower(), gone
+    assert "gitlab.fullpath=group/cfg" in left
+    assert "remote.origin.tagopt=--no-tags" in left
+    assert "core.bare=true" in left
+    # nothing left to unset: the next run has no config work and still succeeds
+    optimize(gitaly_node, "cfg.git")
+    assert git("config", "--local", "--list", cwd=path) == left
+
+
+def test_a_fresh_config_lock_stays_and_blocks_the_config_cleanup(gitaly_node):
+    path = make_bare_repo(gitaly_node.repo_path("locked.git"))   # a clone: remote.origin.url is set
+    lock = write(os.path.join(path, "config.lock"), b"x")
+    with pytest.raises(grpc.RpcError) as e:
+        optimize(gitaly_node, "locked.git")
+    assert e.value.code() == grpc.StatusCode.INTERNAL
+    assert "housekeeping could not unset unnecessary config lines" in e.value.details()
+    assert "could not lock config file" in e.value.details()
+    assert os.path.exists(lock)
+    # once older than its 15 minute grace the lock is stale: removed, and the cleanup goes through
+    age(lock, 20 * 60)
+    optimize(gitaly_node, "locked.git")
+    assert not os.path.exists(lock)
+    assert "remote.origin.url" not in git("config", "--local", "--list", cwd=path)
