@@ -287,7 +287,7 @@ def test_remove_all_empties_the_storage(make_gitaly):
 # --- [daily_maintenance] ---
 
 def daily_node(tmp_path, duration, repos):
-    """A gitaly whose window opens about three seconds after it starts (the skew test hook)."""
+    """A gitaly whose window opens about four seconds after it starts (the skew test hook)."""
     now = time.time()
     start = (int(now) // 60 + 2) * 60          # a minute boundary at least a minute away
     lt = time.localtime(start)
@@ -295,7 +295,7 @@ def daily_node(tmp_path, duration, repos):
         lt.tm_hour, lt.tm_min, duration)
     node = GitalyNode(str(tmp_path / "daily"), extra_config=extra)
     paths = [repo_with_history(node, "g%d/r.git" % i, commits=1) for i in range(repos)]
-    os.environ["GITALY_TESTING_DAILY_MAINTENANCE_SKEW_S"] = str(int(start - time.time()) - 3)
+    os.environ["GITALY_TESTING_DAILY_MAINTENANCE_SKEW_S"] = str(int(start - time.time()) - 4)
     try:
         node.start()
     finally:
