@@ -1,7 +1,7 @@
 /*
  * Running a housekeeping job on the loop: enter the repository as a writer,
  * clean stale files and plan in the thread pool, then run the plan's git
- * commands one after the other (docs/technical/housekeeping.md, "A run").
+ * commands one after the other (docs/technical/housekeeping.md, "Order").
  */
 #include "housekeeping/housekeeping.h"
 #include "core/gitaly.h"
@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include "base/banned.h"
 
+/* OptimizeRepository: config listing, pack-objects + prune-packed, prune, pack-refs, commit-graph */
 #define HK_MAX_STEPS 7
 /*
  * Config keys upstream's housekeeping unsets: leftovers of mirrors and of
