@@ -35,12 +35,14 @@ bool hk_is_pool_path(const char *s)
 		    !memcmp(p + 15, p + 10, 2))
 			return true;
 	}
-	if (!strncmp(s, "@cluster/pools/", 15)) {
-		const char *q = s + 15;
+	/* like upstream's pattern, anchored at the end only */
+	for (p = strstr(s, "@cluster/pools/"); p; p = strstr(p + 1, "@cluster/pools/")) {
+		const char *q = p + 15;
 		size_t digits;
 		if (strlen(q) > 6 && is_hex(q, 2) && q[2] == '/' && is_hex(q + 3, 2) && q[5] == '/') {
 			digits = strspn(q + 6, "0123456789");
-			return digits && q[6 + digits] == '\0';
+			if (digits && q[6 + digits] == '\0')
+				return true;
 		}
 	}
 	return false;

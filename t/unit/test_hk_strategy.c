@@ -199,7 +199,9 @@ static void test_pool_paths(void **state)
 	assert_false(hk_is_pool_path("@pools/ab/cd/abce" "000000000000000000000000000000000000000000000000000000000000"
 				     ".git"));
 	assert_true(hk_is_pool_path("@cluster/pools/ab/cd/123"));
+	assert_true(hk_is_pool_path("prefix/@cluster/pools/ab/cd/123"));
 	assert_false(hk_is_pool_path("@cluster/pools/ab/cd/"));
+	assert_false(hk_is_pool_path("@cluster/pools/ab/cd/12x"));
 	assert_false(hk_is_pool_path("group/project.git"));
 }
 
