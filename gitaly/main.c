@@ -9,6 +9,8 @@
 #include "git/catfile.h"
 #include "backchannel/backchannel.h"
 #include "upgrade/upgrade.h"
+#include "loop/cron.h"
+#include "housekeeping/housekeeping.h"
 #include "cli.h"
 
 #include <dirent.h>
@@ -247,6 +249,8 @@ static void on_shutdown_done(struct grpc_server *s, void *arg)
 /* Drain: refuse new connections, let calls finish up to the grace period. */
 static void stop_serving(struct gitaly *g)
 {
+	hk_daily_stop(g);    /* a window open now closes: its optimization is cancelled */
+	cron_close(g->cron);
 	grpc_server_shutdown(g->server, g->cfg.graceful_restart_timeout_ms, on_shutdown_done, g);
 	/* idle cat-file processes must not keep the stopping server alive */
 	catfile_cache_drain(g->catfile);
@@ -301,6 +305,8 @@ static int cmd_version(int argc, char **argv, void *ctx)
 static void gitaly_free(struct gitaly *g)
 {
 	gitaly_cleanup_free(g);
+	hk_free(g);
+	free(g->cron);
 	bc_server_free(g->bc);
 	gitaly_config_release(&g->cfg);
 	strvec_clear(&g->base_env);
@@ -365,6 +371,9 @@ static int cmd_serve(int argc, char **argv, void *ctx)
 	gitaly_metrics_init(g);
 	gitaly_register_services(g, g->server);
 	gitaly_cleanup_start(g, upgrade_inherited(g->upgrade));   /* core/cleanup.h: stale locks, quarantines */
+	g->cron = xcalloc(1, sizeof(*g->cron));
+	cron_init(g->cron, g->loop);   /* the node's periodic tasks: [daily_maintenance] */
+	hk_daily_start(g);
 
 	if (g->cfg.socket_path && *g->cfg.socket_path) {
 		struct strbuf a = STRBUF_INIT;

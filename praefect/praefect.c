@@ -116,6 +116,7 @@ static void resolve_calls(struct praefect *p)
 	p->calls.server_info = praefect_method("/gitaly.ServerService/ServerInfo");
 	p->calls.get_object_pool = praefect_method("/gitaly.ObjectPoolService/GetObjectPool");
 	p->calls.delete_object_pool = praefect_method("/gitaly.ObjectPoolService/DeleteObjectPool");
+	p->calls.remove_all = praefect_method("/gitaly.RepositoryService/RemoveAll");
 }
 
 /* Free what the components left once the loop has nothing more to run. */
@@ -193,6 +194,7 @@ int praefect_serve(struct praefect_config *cfg)
 	grpc_server_add_health(p->server);
 	intercept_register(p);
 	intercept_register_server(p);
+	intercept_register_remove_all(p);
 	info_register(p);
 	p->txm = tx_manager_new();
 	tx_manager_set_metrics(p->txm, pm(p, PM_TX_ACTIONS), pm(p, PM_TX_DELAY), pm(p, PM_SUBTX));

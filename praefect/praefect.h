@@ -118,7 +118,7 @@ struct praefect {
 	/* Methods praefect calls on its nodes, checked against the registry at start-up. */
 	struct {
 		const struct rpc_method *health_check, *replicate_repository, *remove_repository, *server_info;
-		const struct rpc_method *get_object_pool, *delete_object_pool;
+		const struct rpc_method *get_object_pool, *delete_object_pool, *remove_all;
 	} calls;
 	struct grpc_server *bc_server;         /* serves RefTransaction on streams nodes open back */
 	struct bc_client *bc_client;
@@ -367,6 +367,8 @@ void metrics_tick(struct praefect *p);
 void intercept_register(struct praefect *p);
 /* ServerService DiskStatistics and ClockSynced (intercept/server.c). */
 void intercept_register_server(struct praefect *p);
+/* RepositoryService/RemoveAll on a virtual storage (intercept/remove_all.c). */
+void intercept_register_remove_all(struct praefect *p);
 /* PraefectInfoService Dataloss and SetAuthoritativeStorage (info.c). */
 void info_register(struct praefect *p);
 

@@ -384,6 +384,60 @@ static void load_concurrency(struct cfg_reader *r, struct gitaly_config *cfg, st
 	}
 }
 
+/* [daily_maintenance] with upstream's default and checks (docs/technical/housekeeping.md). */
+static void load_daily_maintenance(struct cfg_reader *r, struct gitaly_config *cfg, struct toml_table *root)
+{
+	struct gitaly_daily_maintenance *d = &cfg->daily_maintenance;
+	struct toml_table *t = cfg_table(r, root, "daily_maintenance");
+	struct toml_array *arr = NULL;
+
+	if (t) {
+		cfg_int(r, t, "start_hour", INT64_MIN, INT64_MAX, &d->start_hour);
+		cfg_int(r, t, "start_minute", INT64_MIN, INT64_MAX, &d->start_minute);
+		cfg_duration(r, t, "duration", &d->duration_ms);
+		cfg_bool(r, t, "disabled", &d->disabled);
+		if (!cfg_failed(r) && toml_get(t, "storages")) {
+			if (toml_get_array(t, "storages", &arr) < 0) {
+				cfg_errorf(r, t, "storages", "expected an array of storage names");
+			} else {
+				for (size_t i = 0; i < toml_array_len(arr); i++) {
+					const char *s;
+					size_t len;
+					if (toml_value_string(toml_array_at(arr, i), &s, &len) < 0) {
+						cfg_errorf(r, t, "storages", "expected an array of storage names");
+						break;
+					}
+					strvec_push(&d->storages, s);
+				}
+			}
+		}
+	}
+	if (cfg_failed(r))
+		return;
+	if (!d->start_hour && !d->start_minute && !d->duration_ms && !d->storages.nr && !d->disabled) {
+		/* upstream's default window: 12:00 for 10 minutes over every storage */
+		d->start_hour = 12;
+		d->duration_ms = 10 * 60 * 1000;
+		for (size_t i = 0; i < cfg->nr_storages; i++)
+			strvec_push(&d->storages, cfg->storages[i].name);
+		return;
+	}
+	for (size_t i = 0; i < d->storages.nr; i++)
+		if (!gitaly_config_storage(cfg, d->storages.v[i], strlen(d->storages.v[i]))) {
+			cfg_errorf(r, t, "storages", "daily maintenance specified storage \"%s\" does not exist in configuration",
+				   d->storages.v[i]);
+			return;
+		}
+	if (d->start_hour < 0 || d->start_hour > 23)
+		cfg_errorf(r, t, "start_hour", "daily maintenance specified hour '%lld' outside range (0-23)",
+			   (long long)d->start_hour);
+	else if (d->start_minute < 0 || d->start_minute > 59)
+		cfg_errorf(r, t, "start_minute", "daily maintenance specified minute '%lld' outside range (0-59)",
+			   (long long)d->start_minute);
+	else if (d->duration_ms > 24ull * 3600 * 1000)
+		cfg_errorf(r, t, "duration", "daily maintenance specified duration must be less than 24 hours");
+}
+
 /* Kept for gitaly_config_log_unknown(): the logger is not set up while the file is read. */
 static void ignore_unread(const char *path, unsigned line, unsigned col, void *data)
 {
@@ -406,6 +460,7 @@ int gitaly_config_load(struct gitaly_config *cfg, const char *path, struct strbu
 
 	memset(cfg, 0, sizeof(*cfg));
 	strvec_init(&cfg->unknown_keys);
+	strvec_init(&cfg->daily_maintenance.storages);
 	cfg->file = xstrdup(path);
 	cfg->graceful_restart_timeout_ms = 60000;
 	cfg->catfile_cache_size = 100;
@@ -457,6 +512,7 @@ int gitaly_config_load(struct gitaly_config *cfg, const char *path, struct strbu
 		cfg_duration(&r, t, "upload_archive_negotiation", &cfg->upload_archive_negotiation_ms);
 	}
 	load_concurrency(&r, cfg, root);
+	load_daily_maintenance(&r, cfg, root);
 
 	if (!cfg_failed(&r)) {
 		if (!cfg->socket_path && !cfg->listen_addr && !cfg->tls_listen_addr)
@@ -519,6 +575,7 @@ void gitaly_config_release(struct gitaly_config *cfg)
 		free(cfg->concurrency[i].rpc);
 	free(cfg->concurrency);
 	strvec_clear(&cfg->unknown_keys);
+	strvec_clear(&cfg->daily_maintenance.storages);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -688,6 +745,57 @@ static void validate_concurrency(json_t *errors, struct toml_table *root)
 	}
 }
 
+/* [daily_maintenance] as upstream's DailyJob.Validate: "not in range: 24 out of [0, 23]", unknown storages. */
+static void validate_daily(json_t *errors, struct toml_table *root, struct toml_array *storages)
+{
+	struct toml_table *t = NULL;
+	struct toml_array *names = NULL;
+	bool disabled = false;
+	const char *s;
+	uint64_t ns = 0;
+	char msg[160];
+
+	if (toml_get_table(root, "daily_maintenance", &t) < 0 || !t)
+		return;
+	toml_get_bool(t, "disabled", &disabled);
+	if (disabled)
+		return;
+	if (toml_get(t, "start_hour") && (tree_int(t, "start_hour") < 0 || tree_int(t, "start_hour") > 23)) {
+		snprintf(msg, sizeof(msg), "not in range: %lld out of [0, 23]", (long long)tree_int(t, "start_hour"));
+		add_error(errors, msg, "daily_maintenance", "start_hour", NULL);
+	}
+	if (toml_get(t, "start_minute") && (tree_int(t, "start_minute") < 0 || tree_int(t, "start_minute") > 59)) {
+		snprintf(msg, sizeof(msg), "not in range: %lld out of [0, 59]", (long long)tree_int(t, "start_minute"));
+		add_error(errors, msg, "daily_maintenance", "start_minute", NULL);
+	}
+	if ((s = tree_string(t, "duration")) && parse_go_duration(s, &ns) == 0 && ns > 24ull * 3600 * 1000000000) {
+		struct strbuf d = STRBUF_INIT;
+		go_duration_string(&d, (int64_t)ns);
+		snprintf(msg, sizeof(msg), "not in range: %s out of [0s, 24h0m0s]", d.buf);
+		add_error(errors, msg, "daily_maintenance", "duration", NULL);
+		strbuf_release(&d);
+	}
+	if (toml_get_array(t, "storages", &names) < 0 || !names)
+		return;
+	for (size_t i = 0; i < toml_array_len(names); i++) {
+		const char *name;
+		size_t nlen;
+		bool found = false;
+		char idx[32];
+		if (toml_value_string(toml_array_at(names, i), &name, &nlen) < 0)
+			continue;
+		for (size_t j = 0; storages && j < toml_array_len(storages); j++) {
+			const char *have = tree_string(toml_array_table(storages, j), "name");
+			found |= have && !strcmp(have, name);
+		}
+		if (found)
+			continue;
+		snprintf(idx, sizeof(idx), "[%zu]", i);
+		snprintf(msg, sizeof(msg), "doesn't exist: \"%s\"", name);
+		add_error(errors, msg, "daily_maintenance", "storages", idx);
+	}
+}
+
 int gitaly_config_validate_text(const char *buf, size_t len, json_t *errors, struct strbuf *err)
 {
 	struct toml_table *root = NULL;
@@ -720,6 +828,7 @@ int gitaly_config_validate_text(const char *buf, size_t len, json_t *errors, str
 		}
 	}
 	validate_gitlab(errors, root);
+	validate_daily(errors, root, storages);
 	validate_concurrency(errors, root);
 	toml_free(root);
 	return 0;

@@ -51,6 +51,20 @@ struct gitaly_pack_objects_limiting {
 	int64_t initial_limit, max_limit, min_limit;
 };
 
+/*
+ * [daily_maintenance] (docs/technical/housekeeping.md, "Daily maintenance"):
+ * every day at start_hour:start_minute local time, for `duration_ms`,
+ * OptimizeRepository over every repository of `storages`. Without the table
+ * (or with every key at its zero value) upstream's default applies: 12:00,
+ * 10 minutes, every storage.
+ */
+struct gitaly_daily_maintenance {
+	int64_t start_hour, start_minute;
+	uint64_t duration_ms;
+	struct strvec storages;
+	bool disabled;
+};
+
 struct gitaly_config {
 	char *file;
 	char *socket_path;
@@ -94,6 +108,8 @@ struct gitaly_config {
 	struct gitaly_pack_objects_limiting pack_objects_limiting;
 	/* [adaptive_limiting]: read and validated, used by nothing yet */
 	double adaptive_cpu_throttled_threshold, adaptive_memory_threshold;
+
+	struct gitaly_daily_maintenance daily_maintenance;
 
 	struct strvec unknown_keys;             /* "file:line: ignoring unknown config key ..." */
 };

@@ -74,6 +74,9 @@ static const char *const fetch_cfg[] = {
 	NULL,
 };
 
+/* bitmaps speed up fetches; server info only serves dumb HTTP, which nothing here speaks */
+static const char *const repack_cfg[] = { "repack.writeBitmaps=true", "repack.updateServerInfo=false", NULL };
+
 static const char *const init_cfg[] = { "init.defaultBranch=main", "init.templateDir=", NULL };
 static const char *const clone_cfg[] = { "init.templateDir=", "http.followRedirects=false", NULL };
 
@@ -84,7 +87,7 @@ static const struct subcmd_defaults subcmds[] = {
 	{ "init", init_cfg, 0, NULL, 0 },
 	{ "clone", clone_cfg, 1, "fetch.fsck.", 0 },
 	{ "pack-objects", NULL, 1, NULL, 0 },
-	{ "repack", NULL, 1, NULL, 0 },
+	{ "repack", repack_cfg, 1, NULL, 0 },
 	/* subcommands that take no --end-of-options (docs/technical/gitaly-node.md, "Git command lines") */
 	{ "archive", NULL, 0, NULL, 1 }, { "blame", NULL, 0, NULL, 1 },
 	{ "check-attr", NULL, 0, NULL, 1 }, { "check-ref-format", NULL, 0, NULL, 1 },

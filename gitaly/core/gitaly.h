@@ -40,6 +40,8 @@ struct bc_server;
 struct gitaly_limits;
 struct upgrade;
 struct cleanup;
+struct housekeeping;
+struct cron;
 
 struct gitaly {
 	struct gitaly_config cfg;
@@ -51,6 +53,8 @@ struct gitaly {
 	char *git_path;                /* the git executable */
 	char *git_version;             /* "2.39.5" */
 	struct cleanup *cleanup;       /* writers per repository, stale locks (core/cleanup.h) */
+	struct housekeeping *housekeeping; /* optimizations, daily maintenance (housekeeping/) */
+	struct cron *cron;             /* the node's periodic tasks (lib/loop/cron.h) */
 	struct strvec base_env;        /* allow-listed environment for children */
 	struct catfile_cache *catfile; /* long-lived cat-file processes (lib/git/catfile.h) */
 	struct bc_server *bc;          /* backchannel sessions of praefects (lib/backchannel) */

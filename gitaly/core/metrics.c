@@ -28,11 +28,18 @@ enum {
 	GM_LIMIT_QUEUED,
 	GM_LIMIT_ACQUIRING,
 	GM_REQUESTS_DROPPED,
+	GM_HOUSEKEEPING_TASKS,
+	GM_HOUSEKEEPING_PRUNED,
 	GM_NR
 };
 
 #define LIMIT_LABELS "system", "grpc_service", "grpc_method"
 static const struct metric_desc families[GM_NR] = {
+	[GM_HOUSEKEEPING_TASKS] = { "gitaly_housekeeping_tasks_total",
+				    "Total number of housekeeping tasks performed in the repository", METRIC_COUNTER,
+				    { "housekeeping_task", "status", NULL } },
+	[GM_HOUSEKEEPING_PRUNED] = { "gitaly_housekeeping_pruned_files_total", "Total number of files pruned",
+				     METRIC_COUNTER, { "filetype", NULL } },
 	[GM_COMMANDS_RUNNING] = { "gitaly_commands_running", "Total number of processes currently being executed",
 				  METRIC_GAUGE },
 	[GM_CATFILE_CACHE] = { "gitaly_catfile_cache_total", "Counter of catfile cache hit/miss", METRIC_COUNTER,
@@ -148,6 +155,18 @@ void gitaly_metrics_init(struct gitaly *g)
 	gitaly_limits_each(g->limits, attach_limit, gm);
 	gm->nr_limits = n;
 	g->metrics = gm;
+}
+
+void gitaly_metrics_housekeeping_task(struct gitaly *g, const char *task, const char *status)
+{
+	if (g->metrics)
+		metric_inc(g->metrics->f[GM_HOUSEKEEPING_TASKS], METRIC_LV(task, status));
+}
+
+void gitaly_metrics_pruned_files(struct gitaly *g, const char *filetype, double n)
+{
+	if (g->metrics)
+		metric_add(g->metrics->f[GM_HOUSEKEEPING_PRUNED], METRIC_LV(filetype), n);
 }
 
 /* Sample what lib/git counts, on the loop, for the scrape waiting (metrics.h, "refresh"). */

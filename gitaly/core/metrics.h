@@ -17,4 +17,10 @@ void gitaly_metrics_listen(struct gitaly *g);
 void gitaly_metrics_stop(struct gitaly *g);
 void gitaly_metrics_free(struct gitaly *g);
 
+/* Housekeeping (docs/technical/housekeeping.md, "Metrics"); on the loop, g->metrics may be NULL. */
+/* gitaly_housekeeping_tasks_total{housekeeping_task, status} + 1 */
+void gitaly_metrics_housekeeping_task(struct gitaly *g, const char *task, const char *status);
+/* gitaly_housekeeping_pruned_files_total{filetype} + n */
+void gitaly_metrics_pruned_files(struct gitaly *g, const char *filetype, double n);
+
 #endif

@@ -184,6 +184,8 @@ void reposvc_get_raw_changes(struct grpc_call *call, const uint8_t *req, size_t 
 /* CreateFork (fork.c), ApplyGitattributes (gitattributes.c). */
 void reposvc_create_fork(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 void reposvc_apply_gitattributes(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+/* OptimizeRepository, PruneUnreachableObjects, RemoveAll (optimize.c; the work: housekeeping/). */
+void reposvc_register_housekeeping(struct gitaly *g, struct grpc_server *s);
 /* FindLicense (license.c). */
 void reposvc_find_license(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 

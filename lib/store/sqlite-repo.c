@@ -297,6 +297,20 @@ int sq_delete_repository(struct store_backend *b, struct store_op *op)
 	return 0;
 }
 
+static const char SQL_COUNT_VS_REPOS[] = "SELECT COUNT(*) FROM repositories WHERE virtual_storage = ?1";
+static const char SQL_DELETE_VS_REPOS[] = "DELETE FROM repositories WHERE virtual_storage = ?1";
+
+int sq_delete_all_repositories(struct store_backend *b, struct store_op *op)
+{
+	struct sqlite_backend *q = sq_backend(b);
+	int r;
+	/* replicas and assignments go with them (ON DELETE CASCADE) */
+	if ((r = sq_int(q, op, &op->value, 0, SQL_COUNT_VS_REPOS, "t", op->in.vs)) < 0 ||
+	    (r = sq_exec(q, op, SQL_DELETE_VS_REPOS, "t", op->in.vs)) < 0)
+		return r;
+	return 0;
+}
+
 static const char SQL_DELETE_REPLICA[] =
 	"DELETE FROM storage_repositories WHERE repository_id = ?1 AND storage = ?2";
 

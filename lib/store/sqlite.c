@@ -274,6 +274,7 @@ static const struct store_backend_ops sqlite_ops = {
 		[STORE_OP_INCREMENT_GENERATION] = sq_increment_generation,
 		[STORE_OP_SET_GENERATION] = sq_set_generation,
 		[STORE_OP_DELETE_REPOSITORY] = sq_delete_repository,
+		[STORE_OP_DELETE_ALL_REPOSITORIES] = sq_delete_all_repositories,
 		[STORE_OP_DELETE_REPLICA] = sq_delete_replica,
 		[STORE_OP_DELETE_INVALID_REPLICA] = sq_delete_invalid_replica,
 		[STORE_OP_SET_AUTHORITATIVE] = sq_set_authoritative,

@@ -72,6 +72,7 @@ int sq_create_repository(struct store_backend *b, struct store_op *op);
 int sq_increment_generation(struct store_backend *b, struct store_op *op);
 int sq_set_generation(struct store_backend *b, struct store_op *op);
 int sq_delete_repository(struct store_backend *b, struct store_op *op);
+int sq_delete_all_repositories(struct store_backend *b, struct store_op *op);
 int sq_delete_replica(struct store_backend *b, struct store_op *op);
 int sq_delete_invalid_replica(struct store_backend *b, struct store_op *op);
 int sq_set_authoritative(struct store_backend *b, struct store_op *op);

@@ -66,6 +66,7 @@ static const struct {
 	[STORE_OP_LEASE_VERIFICATIONS] = { CB_JOBS, 1 },
 	[STORE_OP_END_VERIFICATION] = { CB_COUNT, 1 },
 	[STORE_OP_RELEASE_VERIFICATION_LEASES] = { CB_COUNT, 1 },
+	[STORE_OP_DELETE_ALL_REPOSITORIES] = { CB_COUNT, 1 },
 };
 
 /* --- the op record --- */
@@ -553,6 +554,14 @@ void store_delete_repository(struct store *s, const char *vs, const char *relati
 	op->cb.deleted = cb;
 	op->in.vs = store_op_keep(op, vs);
 	op->in.path = store_op_keep(op, relative_path);
+	submit(s, op);
+}
+
+void store_delete_all_repositories(struct store *s, const char *vs, store_count_fn cb, void *arg)
+{
+	struct store_op *op = op_new(STORE_OP_DELETE_ALL_REPOSITORIES, arg);
+	op->cb.count = cb;
+	op->in.vs = store_op_keep(op, vs);
 	submit(s, op);
 }
 

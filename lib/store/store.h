@@ -136,6 +136,8 @@ void store_set_generation(struct store *s, int64_t id, const char *storage, cons
 /* Delete the repository (cascade); returns its replica path and replica storages. */
 void store_delete_repository(struct store *s, const char *vs, const char *relative_path,
 			     store_deleted_fn cb, void *arg);
+/* Delete every repository of virtual storage `vs` (RemoveAll); `cb` gets how many went. */
+void store_delete_all_repositories(struct store *s, const char *vs, store_count_fn cb, void *arg);
 /* Delete one replica row (no row is not an error). */
 void store_delete_replica(struct store *s, int64_t id, const char *storage, store_done_fn cb, void *arg);
 /* Delete a replica and the repository too if no other replica remains. */

@@ -189,6 +189,9 @@ class GitalyNode:
             lines += ["", "[[storage]]", 'name = "%s"' % name, 'path = "%s"' % path]
         if token:
             lines += ["", "[auth]", 'token = "%s"' % token]
+        if "[daily_maintenance]" not in extra_config:
+            # upstream's default window (12:00, every storage) must not repack a test's repositories
+            lines += ["", "[daily_maintenance]", "disabled = true"]
         lines += ["", "[logging]", 'format = "json"', 'level = "info"']
         with open(self.config_path, "w") as f:
             f.write("\n".join(lines) + "\n" + extra_config)

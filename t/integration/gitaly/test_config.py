@@ -32,7 +32,7 @@ def test_gitlab_read_timeout_is_a_number_of_seconds(tmp_path):
 
 def test_unknown_keys_are_logged_once_logging_is_set_up(tmp_path):
     # extra_config lands after the [logging] table, so the first key is logging.no_such_key
-    node = GitalyNode(str(tmp_path / "g"), extra_config='no_such_key = 1\n[daily_maintenance]\nstart_hour = 3\n')
+    node = GitalyNode(str(tmp_path / "g"), extra_config='no_such_key = 1\n[no_such_table]\nstart_hour = 3\n')
     with open(node.config_path) as f:
         text = f.read().replace('level = "info"', 'level = "debug"')
     with open(node.config_path, "w") as f:
@@ -43,7 +43,7 @@ def test_unknown_keys_are_logged_once_logging_is_set_up(tmp_path):
         lines = [json.loads(line) for line in log.splitlines() if "ignoring unknown config key" in line]
         msgs = [line["msg"] for line in lines]
         assert any(m.endswith('ignoring unknown config key "logging.no_such_key"') for m in msgs), log
-        assert any('"daily_maintenance"' in m for m in msgs), log
+        assert any('"no_such_table"' in m for m in msgs), log
         assert all(line["level"] == "debug" for line in lines)
     finally:
         node.stop()
