@@ -162,6 +162,7 @@ static void set_defaults(struct praefect_config *cfg, const char *name)
 	cfg->replication_batch_size = 10;
 	cfg->replication_workers = 1;
 	cfg->reconciliation_interval_ms = 5 * 60 * 1000;
+	cfg->rebalance_moves = 2;
 	cfg->yamux_max_window = 262144;
 	cfg->yamux_accept_backlog = 256;
 	metrics_config_default(&cfg->prometheus);
@@ -236,8 +237,10 @@ static int read_tree(struct praefect_config *cfg, struct toml_table *root, const
 		cfg_duration(&r, t, "run_interval", &cfg->cleanup_run_interval_ms);
 		cfg_int(&r, t, "repositories_in_batch", 0, UINT32_MAX, &cfg->cleanup_repositories_in_batch);
 	}
-	if ((t = cfg_table(&r, root, "reconciliation")))
+	if ((t = cfg_table(&r, root, "reconciliation"))) {
 		cfg_duration(&r, t, "scheduling_interval", &cfg->reconciliation_interval_ms);
+		cfg_int(&r, t, "rebalance_moves", 0, 1024, &cfg->rebalance_moves);
+	}
 	if ((t = cfg_table(&r, root, "background_verification"))) {
 		cfg_duration(&r, t, "verification_interval", &cfg->verification_interval_ms);
 		cfg_bool(&r, t, "delete_invalid_records", &cfg->delete_invalid_records);

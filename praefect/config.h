@@ -72,6 +72,7 @@ struct praefect_config {
 	 */
 	int64_t replication_workers;
 	uint64_t reconciliation_interval_ms;    /* default 5m, 0 disables */
+	int64_t rebalance_moves;                /* ours: replicas moved at once per virtual storage, 0 disables (default 2) */
 
 	/* [repositories_cleanup]: upstream's defaults (30m, 24h, 16) and checks; the cleaner (cleaner/cleaner.c) */
 	uint64_t cleanup_check_interval_ms, cleanup_run_interval_ms;

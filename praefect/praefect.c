@@ -138,6 +138,7 @@ static void praefect_free(struct praefect *p)
 	replicator_free(p);
 	verifier_free(p);
 	cleaner_free(p);
+	rebalancer_free(p);
 	nodes_free(p);
 	tx_manager_free(p->txm);
 	grpc_server_free(p->bc_server);

@@ -92,6 +92,7 @@ enum praefect_task {
 	TASK_WRITE_BARRIER,
 	TASK_VERIFY_BACKGROUND,
 	TASK_REPOSITORIES_CLEANUP,
+	TASK_REBALANCE,
 	PRAEFECT_NR_TASKS
 };
 
@@ -137,6 +138,7 @@ struct praefect {
 	struct proxy *held_reads;              /* reads waiting for a replica's Fsck (router/route.c) */
 	struct verifier *verifier;             /* [background_verification] (verifier/verifier.c) */
 	struct cleaner *cleaner;               /* [repositories_cleanup] (cleaner/cleaner.c) */
+	struct rebalancer *rebalancer;         /* assignment moves in progress (reconciler/rebalance.c) */
 };
 
 /* --- methods by name (praefect.c) --- */
@@ -354,6 +356,9 @@ void replicator_enqueue_jobs(struct praefect *p, struct repo *r, const char *sou
 /* --- the reconciler (reconciler/reconciler.c) --- */
 /* Queue the repairs the in-memory model calls for (task reconcile). */
 void reconciler_run(struct praefect *p);
+/* Move assignments towards balanced storages (task rebalance, reconciler/rebalance.c). */
+void rebalancer_run(struct praefect *p);
+void rebalancer_free(struct praefect *p);
 /* Reconcile repository `id` soon (task reconcile-soon): a job for it died or ended behind. */
 void reconciler_soon(struct praefect *p, int64_t id);
 /* The repositories marked by reconciler_soon() (task reconcile-soon). */

@@ -16,6 +16,7 @@
 #define RECONCILE_MARKED_MS 1000    /* after a job died or ended behind its repository */
 #define VERIFIER_TICK_MS 2000       /* background verifier: upstream's 2 s ticker; 0 when disabled */
 #define VERIFIER_SOON_MS 10         /* after a verification ended (a node's slot is free) */
+#define REBALANCE_MS 2000           /* moves advance and start at this pace */
 
 static uint64_t health_every(const struct praefect *p) { return p->health_interval_ms; }
 static uint64_t reconcile_every(const struct praefect *p) { return p->cfg.reconciliation_interval_ms; }
@@ -25,6 +26,15 @@ static uint64_t metrics_every(const struct praefect *p) { return METRICS_INTERVA
 static uint64_t verify_every(const struct praefect *p) { return VERIFY_INTERVAL_MS; }
 static uint64_t verifier_every(const struct praefect *p) { return p->cfg.verification_interval_ms ? VERIFIER_TICK_MS : 0; }
 static uint64_t cleanup_every(const struct praefect *p) { return p->cfg.cleanup_run_interval_ms ? p->cfg.cleanup_check_interval_ms : 0; }
+static uint64_t rebalance_every(const struct praefect *p)
+{
+	/* only a virtual storage with a replication factor below its node count has anything to balance */
+	for (size_t i = 0; p->cfg.rebalance_moves > 0 && i < p->nr_vs; i++)
+		if (p->vs[i].cfg->default_replication_factor > 0 &&
+		    (size_t)p->vs[i].cfg->default_replication_factor < p->vs[i].nr_nodes)
+			return REBALANCE_MS;
+	return 0;
+}
 static uint64_t never(const struct praefect *p) { return 0; }
 
 /*
@@ -56,6 +66,7 @@ static const struct task_def {
 	[TASK_WRITE_BARRIER]    = { "write-barrier",         never,           0,      0,                 SCHEDULE_WITH_SERVING, coordinator_release_held },
 	[TASK_VERIFY_BACKGROUND] = { "verify-background",    verifier_every,  0,      VERIFIER_SOON_MS,  SCHEDULE_WITH_SERVING, verifier_run },
 	[TASK_REPOSITORIES_CLEANUP] = { "repositories-cleanup", cleanup_every, 1,     0,                 SCHEDULE_WITH_SERVING, cleaner_run },
+	[TASK_REBALANCE]        = { "rebalance",             rebalance_every, 0,      0,                 SCHEDULE_WITH_SERVING, rebalancer_run },
 };
 
 static void run_task(struct cron_task *t)

@@ -76,9 +76,7 @@ def test_a_node_replaced_under_the_same_name_is_refilled_after_verify(tmp_path):
         root = node.storages["gitaly-2"]
         shutil.rmtree(root)
         os.makedirs(root)
-        node.start()
-        wait_for(lambda: c.praefect.log().count("node default/gitaly-2 is healthy") >= 2, timeout=30,
-                 what="gitaly-2 back")
+        node.start()   # praefect may not even have seen it go: its connection comes back by itself
         res = praefect_cmd(c, "verify", "-virtual-storage", "default", "-storage", "gitaly-2")
         assert res.returncode == 0, res.stderr
         assert res.stdout == "%d replicas marked unverified\n" % len(REPOS)
@@ -86,5 +84,53 @@ def test_a_node_replaced_under_the_same_name_is_refilled_after_verify(tmp_path):
             md = wait_for(lambda: in_sync_on(c, rel, list(c.nodes)), timeout=40, what="%s refilled" % rel)
             path = os.path.join(root, md.replica_path)
             assert git("fsck", "--no-progress", cwd=path) == ""
+    finally:
+        c.stop()
+
+
+def assigned_counts(cluster, rels):
+    counts = {s: 0 for s in cluster.nodes}
+    for rel in rels:
+        for r in cluster.praefect.metadata(rel).replicas:
+            if r.assigned:
+                counts[r.storage] += 1
+    return counts
+
+
+def test_adding_a_node_with_a_replication_factor_rebalances_without_dropping_below_it(tmp_path):
+    rels = ["rb/%02d.git" % i for i in range(12)]
+    c = Cluster(tmp_path / "c", replication_factor=2)
+    try:
+        src = make_bare_repo(str(tmp_path / "src.git"), branches=("main",), files={"a.txt": "a\n"})
+        for rel in rels:
+            create_repo(c, rel)
+            push(c, src, rel, "--all")
+        # three storages balance among themselves already; let any move in progress end
+        wait_for(lambda: sum(assigned_counts(c, rels).values()) == 2 * len(rels), timeout=30, what="settled")
+        c.praefect.stop()
+        c.nodes["gitaly-4"] = GitalyNode(os.path.join(c.tmp, "gitaly-4"), storages=("gitaly-4",),
+                                         token=NODE_TOKEN).start()
+        c.praefect = Praefect(os.path.join(c.tmp, "praefect"), c.nodes, replication_factor=2).start()
+
+        def balanced():
+            # never below the factor while moving: two up-to-date assigned replicas at every look
+            for rel in rels:
+                md = c.praefect.metadata(rel)
+                fresh = [r for r in md.replicas if r.assigned and r.generation == md.generation]
+                assert len(fresh) >= 2, (rel, md)
+            counts = assigned_counts(c, rels)
+            settled = sum(counts.values()) == 2 * len(rels)     # no move half done
+            return counts if settled and max(counts.values()) - min(counts.values()) <= 1 else None
+
+        counts = wait_for(balanced, timeout=60, what="balanced assignments")
+        assert counts["gitaly-4"] >= 5
+        # every assigned replica is in sync, and the replicas left behind on old storages are deleted
+        for rel in rels:
+            md = c.praefect.metadata(rel)
+            assigned = [r.storage for r in md.replicas if r.assigned]
+            wait_for(lambda: in_sync_on(c, rel, assigned), timeout=30, what="%s in sync" % rel)
+            wait_for(lambda: {r.storage for r in c.praefect.metadata(rel).replicas if r.generation >= 0}
+                     == set(assigned), timeout=30, what="%s: unassigned replicas deleted" % rel)
+        assert "rebalanced repository" in c.praefect.log()
     finally:
         c.stop()
