@@ -452,6 +452,7 @@ void gitaly_register_services(struct gitaly *g, struct grpc_server *s)
 	gitaly_register_analysis(g, s);
 	gitaly_register_hook(g, s);
 	gitaly_register_objectpool(g, s);
+	gitaly_register_remote(g, s);
 	for (size_t i = 0; limits && i < limits->nr; i++)
 		if (!limits->v[i].fn && !limits->v[i].start)
 			log_msgf(LOG_WARN, "[[concurrency]] rpc \"%s\": this node serves no such method, not limited",

@@ -548,6 +548,7 @@ void gitaly_register_repository(struct gitaly *g, struct grpc_server *s)
 		{ "SetFullPath", reposvc_set_full_path },
 		{ "GetRawChanges", reposvc_get_raw_changes },
 		{ "FindLicense", reposvc_find_license },
+		{ "FetchRemote", reposvc_fetch_remote },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(methods); i++) {
 		struct strbuf path = STRBUF_INIT;

@@ -128,6 +128,51 @@ typedef void (*reposvc_hooks_installed_fn)(struct gitaly_call *op, enum grpc_cod
 int reposvc_hooks_install(struct gitaly_call *op, const char *repo_path, const char *tmp_dir,
 			  reposvc_hooks_installed_fn done, struct strbuf *msg);
 
+/* --- remotes given by URL (remote_config.c, docs/technical/remotes.md) --- */
+
+/*
+ * Configuration for one git command that talks to a remote: key/value pairs
+ * handed to git as GIT_CONFIG_COUNT/KEY/VALUE variables (never argv, so
+ * credentials stay out of process listings), the URL git is given after DNS
+ * pinning, and the secrets (URL credentials, authorization header) that
+ * reposvc_remote_redact() removes from any text before it reaches a log or a
+ * client.
+ */
+struct reposvc_remote {
+	struct strvec keys, values;
+	struct strvec env;       /* built by reposvc_remote_env() */
+	struct strvec secrets;
+	struct strbuf url;       /* the URL for git (reposvc_remote_resolve()) */
+};
+void reposvc_remote_init(struct reposvc_remote *r);
+void reposvc_remote_release(struct reposvc_remote *r);
+void reposvc_remote_config(struct reposvc_remote *r, const char *key, const char *value);
+/* The environment entries for git (valid until the next call or the release). */
+const char *const *reposvc_remote_env(struct reposvc_remote *r);
+/* Remember `s`, or the credentials inside `url`, as secrets to redact. */
+void reposvc_remote_secret(struct reposvc_remote *r, const char *s);
+void reposvc_remote_secret_url(struct reposvc_remote *r, const char *url);
+/* Replace every secret in `sb` with "[FILTERED]". */
+void reposvc_remote_redact(const struct reposvc_remote *r, struct strbuf *sb);
+/*
+ * Percent-decoded user and password of a "scheme://user:pass@host" URL;
+ * `*host` points after the '@'. 1 when the URL has credentials, else 0.
+ */
+int reposvc_remote_userinfo(const char *url, struct strbuf *user, struct strbuf *pass, const char **host);
+/*
+ * Pin `url` to `resolved` (empty: no pinning) into r->url, adding
+ * http.curloptResolve as needed. 0, or -1 with upstream's "couldn't get
+ * curloptResolve config: ..." in `err`.
+ */
+int reposvc_remote_resolve(struct reposvc_remote *r, const char *url, const char *resolved, struct strbuf *err);
+/*
+ * Upstream's in-memory remote: secrets noted, `url` pinned, then
+ * remote.<name>.url (when `name` is set) and, with an authorization
+ * header, http.<url>.extraHeader. 0, or -1 with `err` set.
+ */
+int reposvc_remote_setup(struct reposvc_remote *r, const char *name, const char *url, const char *auth_header,
+			 const char *resolved, struct strbuf *err);
+
 /* --- handlers (registered by repository.c) --- */
 
 /* Bytes of every file under `path` (a file removed meanwhile counts 0). 0 or -errno. */
@@ -162,6 +207,11 @@ void reposvc_full_path(struct grpc_call *call, const uint8_t *req, size_t len, v
 void reposvc_set_full_path(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 /* GetRawChanges (raw_changes.c). */
 void reposvc_get_raw_changes(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+/* FetchRemote (fetch_remote.c), FetchSourceBranch (fetch_source_branch.c). */
+void reposvc_fetch_remote(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+void reposvc_fetch_source_branch(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+/* UpdateRemoteMirror (remote_mirror.c), registered by gitaly_register_remote() (remote.c). */
+void reposvc_register_remote_mirror(struct gitaly *g, struct grpc_server *s);
 /* FindLicense (license.c). */
 void reposvc_find_license(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 
