@@ -202,5 +202,5 @@ void gitaly_register_remote(struct gitaly *g, struct grpc_server *s)
 {
 	gitaly_add_unary(s, "/gitaly.RemoteService/FindRemoteRepository", find_remote_repository, g);
 	gitaly_add_unary(s, "/gitaly.RemoteService/FindRemoteRootRef", find_remote_root_ref, g);
-	//MIRROR
+	reposvc_register_remote_mirror(g, s);
 }

@@ -250,3 +250,94 @@ def test_find_remote_root_ref(gitaly_node, remote_root, http_remote):
     assert svc.FindRemoteRootRef(Req(repository=repo, remote_url=http_remote.url("src.git"),
                                      http_authorization_header="Bearer t0k3n")).ref == "develop"
     assert "t0k3n" not in gitaly_node.log()
+
+
+# --- UpdateRemoteMirror -------------------------------------------------------------------------
+
+def mirror(node, rel, url, extra=(), **kw):
+    R = pb("remote").UpdateRemoteMirrorRequest
+    remote = R.Remote(url=url, http_authorization_header=kw.pop("http_authorization_header", ""))
+    msgs = [R(repository=node.repo(rel), remote=remote, **kw)] + [R(only_branches_matching=m) for m in extra]
+    return node.stub("RemoteService").UpdateRemoteMirror(iter(msgs), timeout=60)
+
+
+def heads_and_tags(path):
+    return git("for-each-ref", "--format=%(objectname) %(refname)", "refs/heads/", "refs/tags/", cwd=path)
+
+
+def test_update_remote_mirror_makes_the_mirror_equal(gitaly_node, remote_root):
+    src = make_bare_repo(gitaly_node.repo_path("src.git"), branches=("main", "feature", "fix/a"), tags=("v1",))
+    git("update-ref", "refs/merge-requests/1/head", ref(src, "feature"), cwd=src)
+    git("symbolic-ref", "HEAD", "refs/heads/main", cwd=src)
+    dst = os.path.join(remote_root, "mirror.git")
+    git("init", "-q", "--bare", dst)
+    assert list(mirror(gitaly_node, "src.git", dst).divergent_refs) == []
+    assert heads_and_tags(dst) == heads_and_tags(src)
+    assert ref(dst, "refs/merge-requests/1/head") == ""     # only branches and tags are mirrored
+    # the mirror's extra branches: one merged into our default branch goes, an unmerged one stays
+    git("update-ref", "refs/heads/merged", ref(src, "main"), cwd=dst)
+    unmerged = commit_on(dst, "unmerged", "mirror-only", parent=False)
+    commit_on(src, "feature", "more")
+    git("tag", "-d", "v1", cwd=src)
+    mirror(gitaly_node, "src.git", dst)
+    assert ref(dst, "refs/heads/merged") == ""
+    assert ref(dst, "refs/heads/unmerged") == unmerged
+    assert ref(dst, "refs/heads/feature") == ref(src, "refs/heads/feature")
+    # a tag we dropped goes only if its commit is in our default branch: v1 (on fix/a) is not
+    assert ref(dst, "refs/tags/v1") != ""
+    git("tag", "v0", "main", cwd=dst)
+    mirror(gitaly_node, "src.git", dst)
+    assert ref(dst, "refs/tags/v0") == ""
+
+
+def test_update_remote_mirror_divergent_refs(gitaly_node, remote_root):
+    src = make_bare_repo(gitaly_node.repo_path("src.git"), branches=("main", "feature"))
+    dst = os.path.join(remote_root, "mirror.git")
+    git("clone", "-q", "--bare", src, dst)
+    theirs = commit_on(dst, "main", "mirror-side")
+    ours = commit_on(src, "main", "our-side")
+    new_feature = commit_on(src, "feature", "ff")
+    # keep_divergent_refs: the diverged branch is reported and left, the others move
+    r = mirror(gitaly_node, "src.git", dst, keep_divergent_refs=True)
+    assert list(r.divergent_refs) == [b"refs/heads/main"]
+    assert ref(dst, "refs/heads/main") == theirs
+    assert ref(dst, "refs/heads/feature") == new_feature
+    # without it, ours wins
+    assert list(mirror(gitaly_node, "src.git", dst).divergent_refs) == []
+    assert ref(dst, "refs/heads/main") == ours
+
+
+def test_update_remote_mirror_only_branches_matching(gitaly_node, remote_root):
+    src = make_bare_repo(gitaly_node.repo_path("src.git"), branches=("main", "feature-1", "feature-2", "other"),
+                         tags=("v1",))
+    dst = os.path.join(remote_root, "mirror.git")
+    git("init", "-q", "--bare", dst)
+    # patterns may come in later messages too
+    mirror(gitaly_node, "src.git", dst, only_branches_matching=[b"main"], extra=([b"feature-*"],))
+    got = set(git("for-each-ref", "--format=%(refname)", cwd=dst).split())
+    assert got == {"refs/heads/main", "refs/heads/feature-1", "refs/heads/feature-2", "refs/tags/v1"}
+
+
+def test_update_remote_mirror_over_http_and_bad_input(gitaly_node, remote_root):
+    src = make_bare_repo(gitaly_node.repo_path("src.git"), branches=("main", "feature"))
+    git("init", "-q", "--bare", os.path.join(remote_root, "mirror.git"))
+    srv = GitHTTP(remote_root, auth="Bearer m1rr0r")
+    try:
+        mirror(gitaly_node, "src.git", srv.url("mirror.git"), http_authorization_header="Bearer m1rr0r")
+        assert heads_and_tags(os.path.join(remote_root, "mirror.git")) == heads_and_tags(src)
+        e = rpc_error(mirror, gitaly_node, "src.git", srv.url("mirror.git", "bob:hunter22"))
+        assert e.code() == grpc.StatusCode.INTERNAL and "hunter22" not in e.details()
+    finally:
+        srv.stop()
+    R = pb("remote").UpdateRemoteMirrorRequest
+    svc = gitaly_node.stub("RemoteService")
+    e = rpc_error(svc.UpdateRemoteMirror, iter([R(repository=gitaly_node.repo("src.git"))]))
+    assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "missing Remote")
+    e = rpc_error(svc.UpdateRemoteMirror, iter([R(repository=gitaly_node.repo("src.git"), remote=R.Remote())]))
+    assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "remote is missing URL")
+    e = rpc_error(svc.UpdateRemoteMirror, iter([R(remote=R.Remote(url="/x"))]))
+    assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "repository not set")
+    e = rpc_error(mirror, gitaly_node, "src.git", "/dev/null")
+    assert e.code() == grpc.StatusCode.INTERNAL and e.details().startswith("get remote references: ")
+    log = gitaly_node.log()
+    assert "m1rr0r" not in log and "hunter22" not in log
