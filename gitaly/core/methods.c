@@ -25,6 +25,7 @@ const char *const gitaly_out[OUT_METHODS_NR] = {
 	[OUT_GET_OBJECT_POOL] = "/gitaly.ObjectPoolService/GetObjectPool",
 	[OUT_FIND_DEFAULT_BRANCH_NAME] = "/gitaly.RefService/FindDefaultBranchName",
 	[OUT_GET_CUSTOM_HOOKS] = "/gitaly.RepositoryService/GetCustomHooks",
+	[OUT_FIND_COMMIT] = "/gitaly.CommitService/FindCommit",
 };
 
 /* Upstream limits ReplicateRepository to one call per repository unless configured otherwise. */

@@ -240,6 +240,45 @@ static void remote_head_done(struct repl *r)
 
 /* --- step 8: refs and objects through gitaly-ssh --- */
 
+void reposvc_internal_fetch_env(struct gitaly *g, struct grpc_call *call, const Gitaly__Repository *source, const char *address,
+				const char *token, struct strvec *env)
+{
+	const struct grpc_metadata *in;
+	const char *corr;
+	struct strbuf flagsv = STRBUF_INIT;
+	json_t *payload = json_object(), *opts = json_array();
+	char *p;
+
+	in = grpc_call_metadata(call);
+	corr = grpc_metadata_value(in, "x-gitlab-correlation-id");
+	/* the source's upload-pack, reached through gitaly-ssh and the streaming SSHUploadPack RPC */
+	json_object_set_new(payload, "repository", gitaly_repository_json(source));
+	json_array_append_new(opts, json_string("uploadpack.allowAnySHA1InWant=true"));
+	json_object_set_new(payload, "gitConfigOptions", opts);
+	json_object_set_new(payload, "gitProtocol", json_string("version=2"));
+	p = json_dumps(payload, JSON_COMPACT);
+	json_decref(payload);
+	for (size_t i = 0; i < in->nr; i++) {
+		const char *k = in->v[i].key;
+		if (strncmp(k, "gitaly-feature-", 15))
+			continue;
+		if (flagsv.len)
+			strbuf_addch(&flagsv, ',');
+		strbuf_addf(&flagsv, "%s:%s", k + 15, in->v[i].value);
+	}
+	strvec_pushf(env, "GITALY_PAYLOAD=%s", p);
+	strvec_pushf(env, "GIT_SSH_COMMAND=%s/gitaly-ssh upload-pack", g->cfg.bin_dir);
+	strvec_pushf(env, "GITALY_ADDRESS=%s", address);
+	strvec_pushf(env, "GITALY_TOKEN=%s", token ? token : "");
+	strvec_pushf(env, "GITALY_FEATUREFLAGS=%s", flagsv.buf);
+	strvec_pushf(env, "CORRELATION_ID=%s", corr ? corr : "");
+	strvec_push(env, "GIT_SSH_VARIANT=simple");
+	strvec_pushf(env, "SSL_CERT_DIR=%s", getenv("SSL_CERT_DIR") ? getenv("SSL_CERT_DIR") : "");
+	strvec_pushf(env, "SSL_CERT_FILE=%s", getenv("SSL_CERT_FILE") ? getenv("SSL_CERT_FILE") : "");
+	free(p);
+	strbuf_release(&flagsv);
+}
+
 static void fetch_done(void *arg, int status, struct strbuf *out, struct strbuf *err)
 {
 	struct repl *r = arg;
@@ -282,47 +321,15 @@ static void sync_refs(struct repl *r)
 		"fetch.negotiationAlgorithm=skipping",
 		"fetch.fsckObjects=false",
 	};
-	const struct grpc_metadata *in;
-	const char *corr;
 	struct strvec env = STRVEC_INIT;
-	struct strbuf flagsv = STRBUF_INIT, msg = STRBUF_INIT;
+	struct strbuf msg = STRBUF_INIT;
 	struct git_call gc = { 0 };
-	json_t *payload = json_object(), *opts = json_array();
-	char *p;
 
 	if (gitaly_call_gone(&r->op)) {
-		json_decref(payload);
-		json_decref(opts);
 		repl_fail(r, GRPC_CANCELLED, "context canceled");
 		return;
 	}
-	in = grpc_call_metadata(r->op.call);
-	corr = grpc_metadata_value(in, "x-gitlab-correlation-id");
-	/* the source's upload-pack, reached through gitaly-ssh and the streaming SSHUploadPack RPC */
-	json_object_set_new(payload, "repository", gitaly_repository_json(r->req->source));
-	json_array_append_new(opts, json_string("uploadpack.allowAnySHA1InWant=true"));
-	json_object_set_new(payload, "gitConfigOptions", opts);
-	json_object_set_new(payload, "gitProtocol", json_string("version=2"));
-	p = json_dumps(payload, JSON_COMPACT);
-	json_decref(payload);
-	for (size_t i = 0; i < in->nr; i++) {
-		const char *k = in->v[i].key;
-		if (strncmp(k, "gitaly-feature-", 15))
-			continue;
-		if (flagsv.len)
-			strbuf_addch(&flagsv, ',');
-		strbuf_addf(&flagsv, "%s:%s", k + 15, in->v[i].value);
-	}
-	strvec_pushf(&env, "GITALY_PAYLOAD=%s", p);
-	strvec_pushf(&env, "GIT_SSH_COMMAND=%s/gitaly-ssh upload-pack", r->op.g->cfg.bin_dir);
-	strvec_pushf(&env, "GITALY_ADDRESS=%s", r->address);
-	strvec_pushf(&env, "GITALY_TOKEN=%s", r->token ? r->token : "");
-	strvec_pushf(&env, "GITALY_FEATUREFLAGS=%s", flagsv.buf);
-	strvec_pushf(&env, "CORRELATION_ID=%s", corr ? corr : "");
-	strvec_push(&env, "GIT_SSH_VARIANT=simple");
-	strvec_pushf(&env, "SSL_CERT_DIR=%s", getenv("SSL_CERT_DIR") ? getenv("SSL_CERT_DIR") : "");
-	strvec_pushf(&env, "SSL_CERT_FILE=%s", getenv("SSL_CERT_FILE") ? getenv("SSL_CERT_FILE") : "");
-	free(p);
+	reposvc_internal_fetch_env(r->op.g, r->op.call, r->req->source, r->address, r->token, &env);
 
 	gc.git_dir = r->path;
 	gc.repo = r->req->repository;
@@ -337,7 +344,6 @@ static void sync_refs(struct repl *r)
 	if (gitaly_git_capture(r->op.g, &gc, NULL, 0, 64 * 1024, fetch_done, r, &r->cmd, &msg) < 0)
 		repl_fail(r, GRPC_INTERNAL, "replicating repository: synchronizing references: %s", msg.buf);
 	strvec_clear(&env);
-	strbuf_release(&flagsv);
 	strbuf_release(&msg);
 }
 
@@ -648,7 +654,7 @@ out:
 }
 
 /* gitaly-servers metadata: base64 of {"<storage>":{"address":...,"token":...}}. */
-static int source_server(struct grpc_call *call, const char *storage, char **address, char **token,
+int reposvc_gitaly_server(struct grpc_call *call, const char *storage, char **address, char **token,
 			 struct strbuf *msg)
 {
 	const char *v = grpc_metadata_value(grpc_call_metadata(call), "gitaly-servers");
@@ -686,7 +692,7 @@ out:
 }
 
 /* Upstream addresses our channel understands: tcp://, unix:, host:port, dns:[//auth/]host:port. */
-static const char *channel_target(const char *address)
+const char *reposvc_channel_target(const char *address)
 {
 	if (!strncmp(address, "dns:", 4)) {
 		address += 4;
@@ -747,8 +753,8 @@ void reposvc_replicate_repository(struct grpc_call *call, const uint8_t *buf, si
 	strbuf_init(&r->cmd_err, 0);
 	strbuf_init(&r->remote_head, 0);
 
-	if (source_server(call, req->source->storage_name, &r->address, &r->token, &msg) < 0 ||
-	    grpc_channel_new(g->loop, channel_target(r->address), NULL, &r->ch) < 0) {
+	if (reposvc_gitaly_server(call, req->source->storage_name, &r->address, &r->token, &msg) < 0 ||
+	    grpc_channel_new(g->loop, reposvc_channel_target(r->address), NULL, &r->ch) < 0) {
 		if (!msg.len)
 			strbuf_addf(&msg, "cannot dial \"%s\"", r->address);
 		grpc_call_finishf(call, GRPC_INTERNAL, "new client: %s", msg.buf);

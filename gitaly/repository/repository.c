@@ -549,6 +549,7 @@ void gitaly_register_repository(struct gitaly *g, struct grpc_server *s)
 		{ "GetRawChanges", reposvc_get_raw_changes },
 		{ "FindLicense", reposvc_find_license },
 		{ "FetchRemote", reposvc_fetch_remote },
+		{ "FetchSourceBranch", reposvc_fetch_source_branch },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(methods); i++) {
 		struct strbuf path = STRBUF_INIT;

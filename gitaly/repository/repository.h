@@ -173,6 +173,25 @@ int reposvc_remote_resolve(struct reposvc_remote *r, const char *url, const char
 int reposvc_remote_setup(struct reposvc_remote *r, const char *name, const char *url, const char *auth_header,
 			 const char *resolved, struct strbuf *err);
 
+/* --- repositories on other nodes (replicate.c) --- */
+
+/*
+ * The address and token of the node serving `storage`, from the call's
+ * gitaly-servers metadata (base64 of {"<storage>":{"address","token"}}).
+ * 0, or -1 with upstream's message in `msg`; free both strings.
+ */
+int reposvc_gitaly_server(struct grpc_call *call, const char *storage, char **address, char **token,
+			  struct strbuf *msg);
+/* An upstream address ("tcp://", "unix:", "dns:...") as lib/grpc/client.h takes it. */
+const char *reposvc_channel_target(const char *address);
+/*
+ * The environment for `git fetch ssh://gitaly/internal.git ...` reaching
+ * `source` through gitaly-ssh and SSHUploadPack on `address` (any object
+ * may be wanted; the call's feature flags and correlation id passed on).
+ */
+void reposvc_internal_fetch_env(struct gitaly *g, struct grpc_call *call, const Gitaly__Repository *source,
+				const char *address, const char *token, struct strvec *env);
+
 /* --- handlers (registered by repository.c) --- */
 
 /* Bytes of every file under `path` (a file removed meanwhile counts 0). 0 or -errno. */

@@ -341,3 +341,54 @@ def test_update_remote_mirror_over_http_and_bad_input(gitaly_node, remote_root):
     assert e.code() == grpc.StatusCode.INTERNAL and e.details().startswith("get remote references: ")
     log = gitaly_node.log()
     assert "m1rr0r" not in log and "hunter22" not in log
+
+
+# --- FetchSourceBranch --------------------------------------------------------------------------
+
+def servers_md(node, storage):
+    import json
+    info = {storage: {"address": "unix:" + node.socket, "token": node.token}}
+    return [("gitaly-servers", base64.b64encode(json.dumps(info).encode()).decode())]
+
+
+def fetch_source(node, repo, source, branch, target, md):
+    req = pb("repository").FetchSourceBranchRequest(repository=repo, source_repository=source,
+                                                    source_branch=branch, target_ref=target)
+    return node.stub("RepositoryService").FetchSourceBranch(req, metadata=md, timeout=60)
+
+
+def test_fetch_source_branch_from_another_node(make_gitaly):
+    a = make_gitaly("a", storages=("gitaly-1",))
+    b = make_gitaly("b", storages=("gitaly-2",))
+    src = make_bare_repo(a.repo_path("src.git", "gitaly-1"), branches=("main", "feature"))
+    dst = make_bare_repo(b.repo_path("dst.git", "gitaly-2"), branches=("main",), files={"other.txt": "x\n"})
+    source, target = a.repo("src.git", storage="gitaly-1"), b.repo("dst.git", storage="gitaly-2")
+    md = servers_md(a, "gitaly-1")
+    assert fetch_source(b, target, source, b"feature", b"refs/merge-requests/1/head", md).result
+    assert ref(dst, "refs/merge-requests/1/head") == ref(src, "refs/heads/feature")
+    git("fsck", "--no-dangling", cwd=dst)
+    tmp = os.path.join(b.storages["gitaly-2"], "+gitaly", "tmp")
+    assert os.listdir(tmp) == []
+    # again, with the objects already here (no fetch): still true, the ref moves
+    git("update-ref", "refs/heads/feature", ref(src, "refs/heads/main"), cwd=src)
+    assert fetch_source(b, target, source, b"feature", b"refs/merge-requests/1/head", md).result
+    assert ref(dst, "refs/merge-requests/1/head") == ref(src, "refs/heads/main")
+    # a branch the source lacks: false, nothing written
+    assert not fetch_source(b, target, source, b"nope", b"refs/merge-requests/2/head", md).result
+    assert ref(dst, "refs/merge-requests/2/head") == ""
+    # the same repository: resolved locally
+    assert fetch_source(a, source, source, b"main", b"refs/heads/copy", md).result
+    assert ref(src, "refs/heads/copy") == ref(src, "refs/heads/main")
+    assert not fetch_source(a, source, source, b"nope", b"refs/heads/copy2", md).result
+    # without gitaly-servers metadata the source cannot be reached
+    e = rpc_error(fetch_source, b, target, source, b"main", b"refs/heads/x", [])
+    assert (e.code(), e.details()) == (grpc.StatusCode.INTERNAL, "remote repository: empty gitaly-servers metadata")
+    for branch, tgt, msg in ((b"", b"refs/heads/x", "empty revision"),
+                             (b"a b", b"refs/heads/x", "revision can't contain whitespace"),
+                             (b"-x", b"refs/heads/x", "revision can't start with '-'"),
+                             (b"main", b"", "empty revision"),
+                             (b"main", b"a:b", "revision can't contain ':'")):
+        e = rpc_error(fetch_source, b, target, source, branch, tgt, md)
+        assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT, msg)
+    e = rpc_error(fetch_source, b, None, source, b"main", b"refs/heads/x", md)
+    assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "repository not set")
