@@ -43,6 +43,8 @@ struct fetch_remote {
 	struct strbuf before;             /* for-each-ref of the repository */
 	struct strbuf updates;            /* update-ref -z input: the updates */
 	int tags_changed;
+	uint8_t refs_hash[20];            /* the vote when nothing changed */
+	int voted_prepared;
 	uv_timer_t timer;
 	int timer_open, timed_out;
 };
@@ -174,10 +176,6 @@ static void start_updates(struct fetch_remote *x)
 		fr_finish(x, GRPC_INTERNAL, "migrating quarantined objects: %s", err.buf);
 		goto out;
 	}
-	/*
-	 * Even with nothing to update the (empty) transaction runs: its votes
-	 * tell praefect that every replica agrees on the outcome.
-	 */
 	gc.git_dir = x->path;
 	gc.repo = r;
 	gc.subcmd = "update-ref";
@@ -209,6 +207,36 @@ static void prunes_done(void *arg, int status, struct strbuf *out, struct strbuf
 		return;
 	}
 	start_updates(x);
+}
+
+/* --- step 5b: nothing to change, and still a vote --- */
+
+/*
+ * With no reference to prune or update there is no transaction for the hook
+ * to vote on, and praefect would count the replicas that fetched nothing as
+ * outdated. So they vote on the references they now hold, PREPARED then
+ * COMMITTED, as upstream's non-atomic fetch does.
+ */
+static void vote_done(void *arg, enum grpc_code code, const char *msg)
+{
+	struct fetch_remote *x = arg;
+	Gitaly__FetchRemoteResponse resp = GITALY__FETCH_REMOTE_RESPONSE__INIT;
+
+	if (gitaly_call_drop(&x->op) || fr_gone(x))
+		return;
+	if (code != GRPC_OK) {
+		fr_finish(x, GRPC_ABORTED, "failed vote on refs: %s", msg ? msg : "");
+		return;
+	}
+	if (!x->voted_prepared) {
+		x->voted_prepared = 1;
+		gitaly_call_hold(&x->op);
+		vote_cast(x->op.g, x->op.call, VOTE_PHASE_COMMITTED, x->refs_hash, vote_done, x);
+		return;
+	}
+	resp.tags_changed = x->req->check_tags_changed ? 0 : 1;
+	timer_stop(x);
+	reposvc_reply(&x->op, &resp);
 }
 
 /* --- step 4: what the fetch changed in the scratch refs --- */
@@ -310,6 +338,13 @@ static void after_done(void *arg, int status, struct strbuf *out, struct strbuf 
 			ha = next_ref(&a, ae, &la);
 			hb = next_ref(&b, be, &lb);
 		}
+	}
+	if (!prunes.len && !x->updates.len) {
+		gitaly_sha1(out->buf, out->len, x->refs_hash);
+		gitaly_call_hold(&x->op);
+		vote_cast(x->op.g, x->op.call, VOTE_PHASE_PREPARED, x->refs_hash, vote_done, x);
+		strbuf_release(&prunes);
+		return;
 	}
 	if (!prunes.len) {
 		start_updates(x);
