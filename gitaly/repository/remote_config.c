@@ -4,7 +4,7 @@
  * credentials from every message git's output reaches
  * (docs/technical/remotes.md, "Credentials" and "Resolved addresses").
  */
-#include "repository/repository.h"
+#include "repository/remote_config.h"
 #include "base/util.h"
 
 #include <arpa/inet.h>

@@ -112,20 +112,31 @@ static void mirror_run(struct mirror *m, struct git_call *gc, git_capture_fn don
 	strbuf_release(&msg);
 }
 
-/* `*` matches anything, everything else itself (upstream's pattern, as a glob). */
+/*
+ * `*` matches anything, everything else itself (upstream's pattern, as a
+ * glob). Greedy with one backtrack point, so O(len(pat) * len(s)) for
+ * whatever pattern a client sends.
+ */
 static int glob_match(const char *pat, const char *s)
 {
-	if (!*pat)
-		return !*s;
-	if (*pat == '*') {
-		for (;; s++) {
-			if (glob_match(pat + 1, s))
-				return 1;
-			if (!*s)
-				return 0;
+	const char *star = NULL, *resume = NULL;
+	while (*s) {
+		if (*pat == '*') {
+			star = pat++;
+			resume = s;
+		} else if (*pat == *s) {
+			pat++;
+			s++;
+		} else if (star) {
+			pat = star + 1;
+			s = ++resume;
+		} else {
+			return 0;
 		}
 	}
-	return *pat == *s && glob_match(pat + 1, s + 1);
+	while (*pat == '*')
+		pat++;
+	return !*pat;
 }
 
 /* Tags always; branches when no pattern was given or one matches the name after refs/heads/. */
