@@ -7,6 +7,7 @@
 #include "base/log.h"
 #include "cli/cli.h"
 #include "config/reader.h"
+#include "config/validate.h"
 #include "grpc/auth.h"
 #include "grpc/client.h"
 #include "repository.pb-c.h"
@@ -21,8 +22,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_CONFIG_INPUT (4 * 1024 * 1024)
-#define VALIDATION_FAILED 2
 
 /* Go's log.Fatal: "YYYY/MM/DD HH:MM:SS <message>" on stderr. */
 static void log_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -165,22 +164,10 @@ out:
 
 /* --- configuration validate --- */
 
-static void print_errors(json_t *errors)
-{
-	json_t *out = json_object();
-	char *text;
-	json_object_set(out, "errors", errors);
-	text = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	printf("%s\n", text);
-	free(text);
-	json_decref(out);
-}
-
 static int validate(int argc, char **argv)
 {
 	struct strbuf in = STRBUF_INIT, err = STRBUF_INIT;
 	json_t *errors = json_array();
-	int n;
 	int rc = 0;
 
 	if (argc > 0) {
@@ -194,32 +181,23 @@ static int validate(int argc, char **argv)
 		rc = 1;
 		goto out;
 	}
-	if ((n = fs_read_fd(0, MAX_CONFIG_INPUT, &in)) < 0) {
-		if (n == -EFBIG)
-			fprintf(stderr, "processing input data: more than %d bytes\n", MAX_CONFIG_INPUT);
-		else
-			fprintf(stderr, "processing input data: %s\n", strerror((int)-n));
+	if (cfg_validate_read(0, &in, &err) < 0) {
+		fputs(err.buf, stderr);
 		rc = 1;
 		goto out;
 	}
 	switch (gitaly_config_validate_text(in.buf, in.len, errors, &err)) {
-	case -1: {
-		struct strbuf msg = STRBUF_INIT;
-		json_t *e = json_object();
-		cfg_error_line_column(err.buf, &msg);
-		json_object_set_new(e, "message", json_string(msg.buf));
-		json_array_append_new(errors, e);
-		strbuf_release(&msg);
+	case -1:
+		cfg_validate_add_parse_error(errors, err.buf);
 		break;
-	}
 	case -2:
 		fprintf(stderr, "processing input data: %s", err.buf);
 		rc = 1;
 		goto out;
 	}
 	if (json_array_size(errors)) {
-		print_errors(errors);
-		rc = VALIDATION_FAILED;
+		cfg_validate_print(errors);
+		rc = CFG_VALIDATION_FAILED;
 	}
 out:
 	json_decref(errors);

@@ -114,6 +114,8 @@ static void resolve_calls(struct praefect *p)
 	p->calls.replicate_repository = praefect_method("/gitaly.RepositoryService/ReplicateRepository");
 	p->calls.remove_repository = praefect_method("/gitaly.RepositoryService/RemoveRepository");
 	p->calls.server_info = praefect_method("/gitaly.ServerService/ServerInfo");
+	p->calls.get_object_pool = praefect_method("/gitaly.ObjectPoolService/GetObjectPool");
+	p->calls.delete_object_pool = praefect_method("/gitaly.ObjectPoolService/DeleteObjectPool");
 }
 
 /* Free what the components left once the loop has nothing more to run. */

@@ -13,6 +13,7 @@
 
 #include <stdint.h>
 #include <uv.h>
+#include <protobuf-c/protobuf-c.h>
 
 #include "config.h"
 #include "base/hashmap.h"
@@ -117,6 +118,7 @@ struct praefect {
 	/* Methods praefect calls on its nodes, checked against the registry at start-up. */
 	struct {
 		const struct rpc_method *health_check, *replicate_repository, *remove_repository, *server_info;
+		const struct rpc_method *get_object_pool, *delete_object_pool;
 	} calls;
 	struct grpc_server *bc_server;         /* serves RefTransaction on streams nodes open back */
 	struct bc_client *bc_client;
@@ -164,6 +166,8 @@ int repo_up_to_date(const struct repo *r, const char *storage);
 int repo_assigned(const struct repo *r, const char *storage);
 /* Load every repository from the store (start-up; runs the loop until done). */
 int repos_load(struct praefect *p, struct strbuf *err);
+/* 1 when `path` ends like a Rails object pool path "@pools/aa/bb/<64 hex>.git" (hash starting aabb). */
+int repos_is_rails_pool(const char *path);
 /* "@cluster/repositories/6b/86/1" for id 1 (or the pool form for Rails pool paths). */
 void replica_path_for(int64_t id, const char *relative_path, struct strbuf *out);
 
@@ -200,6 +204,13 @@ typedef void node_unary_done(void *arg, enum grpc_code code, const char *message
 			     size_t len);
 int node_unary(struct node *n, const char *method, const void *req, size_t len, uint64_t timeout_ms,
 	       node_unary_done *done, void *arg);
+/*
+ * The same for a request that names only a repository: a message of `req`
+ * (RepositoryExistsRequest, CalculateChecksumRequest, FsckRequest...) whose
+ * `repository` is `n`'s replica at `replica_path`.
+ */
+int node_unary_repo(struct node *n, const char *method, const ProtobufCMessageDescriptor *req,
+		    const char *replica_path, uint64_t timeout_ms, node_unary_done *done, void *arg);
 
 /* Health changed (nodes.c calls it): wakes replication and the reconciler. */
 void praefect_node_health_changed(struct praefect *p, struct node *n);

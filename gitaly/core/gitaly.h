@@ -95,9 +95,10 @@ enum grpc_code gitaly_storage(struct gitaly *g, const char *name, const struct g
 int gitaly_tmp_dir(struct gitaly *g, const struct gitaly_storage *s, struct strbuf *out);
 
 /*
- * Move every file below the object directory `src` into `dst` (packs before
- * their indexes, so no reader sees an index without its pack); objects
- * `dst` has already stay. `src` is removed. 0, or -1 with `err` set.
+ * Move every file below the object directory `src` into `dst`, in
+ * lib/git/objfiles.h's order (no reader sees a pack index before what it
+ * indexes); objects `dst` has already stay. `src` is removed. 0, or -1
+ * with `err` set.
  */
 int gitaly_migrate_objects(const char *src, const char *dst, struct strbuf *err);
 

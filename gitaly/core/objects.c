@@ -2,6 +2,7 @@
 #include "core/gitaly.h"
 #include "base/fs.h"
 #include "base/util.h"
+#include "git/objfiles.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -12,29 +13,6 @@
 #include "base/banned.h"
 
 /* Link (or rename) quarantined objects into place; what exists already stays. */
-static int pack_priority(const char *name)
-{
-	size_t n = strlen(name);
-	if (strncmp(name, "pack", 4))
-		return 0;
-	if (n >= 5 && !strcmp(name + n - 5, ".keep"))
-		return 1;
-	if (n >= 5 && !strcmp(name + n - 5, ".pack"))
-		return 2;
-	if (n >= 4 && !strcmp(name + n - 4, ".rev"))
-		return 3;
-	if (n >= 4 && !strcmp(name + n - 4, ".idx"))
-		return 4;
-	return 5;
-}
-
-static int cmp_priority(const void *a, const void *b)
-{
-	const char *x = *(const char *const *)a, *y = *(const char *const *)b;
-	int px = pack_priority(x), py = pack_priority(y);
-	return px != py ? px - py : strcmp(x, y);
-}
-
 int gitaly_migrate_objects(const char *src, const char *dst, struct strbuf *err)
 {
 	DIR *d = opendir(src);
@@ -51,7 +29,7 @@ int gitaly_migrate_objects(const char *src, const char *dst, struct strbuf *err)
 			strvec_push(&names, de->d_name);
 	closedir(d);
 	if (names.nr)
-		qsort(names.v, names.nr, sizeof(*names.v), cmp_priority);
+		git_objfiles_sort(names.v, names.nr);
 	for (size_t i = 0; i < names.nr && rc == 0; i++) {
 		struct strbuf s = STRBUF_INIT, t = STRBUF_INIT;
 		struct stat st;

@@ -236,12 +236,7 @@ static void updated(struct op *op, const struct op_update_result *r)
 		op_fail_detail(op, GRPC_FAILED_PRECONDITION, "access check failed", &e.base);
 		strbuf_release(&m);
 	} else if (r->fail == UPD_CUSTOM_HOOK && p->structured) {
-		Gitaly__UserRevertError e = GITALY__USER_REVERT_ERROR__INIT;
-		Gitaly__CustomHookError ch;
-		op_detail_custom_hook(r, &ch);
-		e.error_case = GITALY__USER_REVERT_ERROR__ERROR_CUSTOM_HOOK;
-		e.custom_hook = &ch;
-		op_fail_detail(op, GRPC_PERMISSION_DENIED, "revert: custom hook error", &e.base);
+		op_fail_update(op, r, &gitaly__user_revert_error__descriptor, "revert: custom hook error");
 	} else if (r->fail == UPD_CUSTOM_HOOK) {
 		revert_inline(p, NULL, GITALY__USER_REVERT_RESPONSE__CREATE_TREE_ERROR__NONE, NULL, r->hook_error.buf);
 	} else {

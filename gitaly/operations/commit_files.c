@@ -232,16 +232,7 @@ static void cf_updated(struct op *op, const struct op_update_result *r)
 		resp.branch_update = &bu;
 		msg_reply(op->base.call, &resp);
 	} else if (r->fail == UPD_CUSTOM_HOOK) {
-		Gitaly__UserCommitFilesError e = GITALY__USER_COMMIT_FILES_ERROR__INIT;
-		Gitaly__CustomHookError ch = GITALY__CUSTOM_HOOK_ERROR__INIT;
-		ch.stdout.data = (uint8_t *)r->hook_stdout.buf;
-		ch.stdout.len = r->hook_stdout.len;
-		ch.stderr.data = (uint8_t *)r->hook_stderr.buf;
-		ch.stderr.len = r->hook_stderr.len;
-		ch.hook_type = (Gitaly__CustomHookError__HookType)r->hook;
-		e.error_case = GITALY__USER_COMMIT_FILES_ERROR__ERROR_CUSTOM_HOOK;
-		e.custom_hook = &ch;
-		op_fail_detail(op, GRPC_PERMISSION_DENIED, "denied by custom hooks", &e.base);
+		op_fail_update(op, r, &gitaly__user_commit_files_error__descriptor, "denied by custom hooks");
 	} else if (r->fail == UPD_REF) {
 		op_fail(op, GRPC_FAILED_PRECONDITION, "%s", r->msg.buf);
 	} else {

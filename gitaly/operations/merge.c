@@ -266,11 +266,7 @@ void merge_resolve_old(struct merge *m, void (*resolved)(struct merge *m))
 static void mb_updated(struct op *op, const struct op_update_result *r)
 {
 	struct merge *m = container_of(op, struct merge, op);
-	Gitaly__UserMergeBranchError e = GITALY__USER_MERGE_BRANCH_ERROR__INIT;
 	struct strbuf msg = STRBUF_INIT;
-	Gitaly__AccessCheckError ac;
-	Gitaly__CustomHookError ch;
-	Gitaly__ReferenceUpdateError ru;
 
 	switch (r->fail) {
 	case UPD_OK: {
@@ -279,31 +275,23 @@ static void mb_updated(struct op *op, const struct op_update_result *r)
 		bu.commit_id = m->commit.buf;
 		resp.branch_update = &bu;
 		msg_reply(op->base.call, &resp);
-		break;
+		return;
 	}
 	case UPD_NOT_ALLOWED:
-		op_detail_access_check(r, &ac);
-		e.error_case = GITALY__USER_MERGE_BRANCH_ERROR__ERROR_ACCESS_CHECK;
-		e.access_check = &ac;
 		strbuf_addf(&msg, "GitLab: %s", r->api_msg.buf);
-		op_fail_detail(op, GRPC_PERMISSION_DENIED, msg.buf, &e.base);
 		break;
 	case UPD_CUSTOM_HOOK:
-		op_detail_custom_hook(r, &ch);
-		e.error_case = GITALY__USER_MERGE_BRANCH_ERROR__ERROR_CUSTOM_HOOK;
-		e.custom_hook = &ch;
-		op_fail_detail(op, GRPC_PERMISSION_DENIED, r->hook_error.buf, &e.base);
+		strbuf_add(&msg, r->hook_error.buf, r->hook_error.len);
 		break;
 	case UPD_REF:
-		op_detail_reference_update(r, &ru);
-		e.error_case = GITALY__USER_MERGE_BRANCH_ERROR__ERROR_REFERENCE_UPDATE;
-		e.reference_update = &ru;
-		op_fail_detail(op, GRPC_FAILED_PRECONDITION, r->msg.buf, &e.base);
+		strbuf_add(&msg, r->msg.buf, r->msg.len);
 		break;
 	default:
+		break;
+	}
+	if (op_fail_update(op, r, &gitaly__user_merge_branch_error__descriptor, msg.buf) < 0)
 		op_fail(op, r->code && r->code != GRPC_PERMISSION_DENIED ? r->code : GRPC_INTERNAL, "target update: %s",
 			r->msg.buf);
-	}
 	strbuf_release(&msg);
 }
 

@@ -43,6 +43,49 @@ void op_detail_reference_update(const struct op_update_result *r, Gitaly__Refere
 	e->new_oid = (char *)r->new_oid;
 }
 
+int op_fail_update(struct op *op, const struct op_update_result *r, const ProtobufCMessageDescriptor *desc,
+		   const char *msg)
+{
+	Gitaly__AccessCheckError ac;
+	Gitaly__CustomHookError ch;
+	Gitaly__ReferenceUpdateError ru;
+	const ProtobufCFieldDescriptor *f;
+	const ProtobufCMessage *sub;
+	enum grpc_code code = GRPC_PERMISSION_DENIED;
+	ProtobufCMessage *e;
+
+	switch (r->fail) {
+	case UPD_NOT_ALLOWED:
+		op_detail_access_check(r, &ac);
+		f = protobuf_c_message_descriptor_get_field_by_name(desc, "access_check");
+		sub = &ac.base;
+		break;
+	case UPD_CUSTOM_HOOK:
+		op_detail_custom_hook(r, &ch);
+		f = protobuf_c_message_descriptor_get_field_by_name(desc, "custom_hook");
+		sub = &ch.base;
+		break;
+	case UPD_REF:
+		op_detail_reference_update(r, &ru);
+		f = protobuf_c_message_descriptor_get_field_by_name(desc, "reference_update");
+		sub = &ru.base;
+		code = GRPC_FAILED_PRECONDITION;
+		break;
+	default:
+		return -1;
+	}
+	if (!f || f->type != PROTOBUF_C_TYPE_MESSAGE || !(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF))
+		return -1;
+	/* the message, its oneof's case and its member, all set the way generated code reads them */
+	e = xcalloc(1, desc->sizeof_message);
+	protobuf_c_message_init(desc, e);
+	*(uint32_t *)((char *)e + f->quantifier_offset) = f->id;
+	*(const ProtobufCMessage **)((char *)e + f->offset) = sub;
+	op_fail_detail(op, code, msg, e);
+	free(e);
+	return 0;
+}
+
 /* Upstream returns the other failures unwrapped: INTERNAL unless they carry a code. */
 static void fail_plain(struct op *op, const struct op_update_result *r, const char *prefix)
 {
@@ -84,13 +127,8 @@ static void create_branch_updated(struct op *op, const struct op_update_result *
 		resp.branch = &b;
 		msg_reply(op->base.call, &resp);
 	} else if (r->fail == UPD_CUSTOM_HOOK) {
-		Gitaly__UserCreateBranchError e = GITALY__USER_CREATE_BRANCH_ERROR__INIT;
-		Gitaly__CustomHookError ch;
-		op_detail_custom_hook(r, &ch);
-		e.error_case = GITALY__USER_CREATE_BRANCH_ERROR__ERROR_CUSTOM_HOOK;
-		e.custom_hook = &ch;
 		/* the hook's output is in the detail; the message stays short */
-		op_fail_detail(op, GRPC_PERMISSION_DENIED, "creation denied by custom hooks", &e.base);
+		op_fail_update(op, r, &gitaly__user_create_branch_error__descriptor, "creation denied by custom hooks");
 	} else {
 		fail_plain(op, r, "");
 	}
@@ -175,43 +213,29 @@ static void delete_ref_release(struct op *op)
 
 static void delete_branch_updated(struct op *op, const struct op_update_result *r)
 {
-	Gitaly__UserDeleteBranchError e = GITALY__USER_DELETE_BRANCH_ERROR__INIT;
 	struct strbuf msg = STRBUF_INIT;
-	Gitaly__AccessCheckError ac;
-	Gitaly__CustomHookError ch;
-	Gitaly__ReferenceUpdateError ru;
 
 	switch (r->fail) {
 	case UPD_OK: {
 		Gitaly__UserDeleteBranchResponse resp = GITALY__USER_DELETE_BRANCH_RESPONSE__INIT;
 		msg_reply(op->base.call, &resp);
-		break;
+		return;
 	}
 	case UPD_NOT_ALLOWED:
-		op_detail_access_check(r, &ac);
-		e.error_case = GITALY__USER_DELETE_BRANCH_ERROR__ERROR_ACCESS_CHECK;
-		e.access_check = &ac;
 		strbuf_addf(&msg, "deletion denied by access checks: %s", r->msg.buf);
-		op_fail_detail(op, GRPC_PERMISSION_DENIED, msg.buf, &e.base);
 		break;
 	case UPD_CUSTOM_HOOK:
-		op_detail_custom_hook(r, &ch);
-		e.error_case = GITALY__USER_DELETE_BRANCH_ERROR__ERROR_CUSTOM_HOOK;
-		e.custom_hook = &ch;
 		strbuf_addf(&msg, "deletion denied by custom hooks: %s", r->msg.buf);
-		op_fail_detail(op, GRPC_PERMISSION_DENIED, msg.buf, &e.base);
 		break;
 	case UPD_REF:
-		op_detail_reference_update(r, &ru);
-		e.error_case = GITALY__USER_DELETE_BRANCH_ERROR__ERROR_REFERENCE_UPDATE;
-		e.reference_update = &ru;
 		strbuf_addf(&msg, "reference update failed: %s", r->msg.buf);
-		op_fail_detail(op, GRPC_FAILED_PRECONDITION, msg.buf, &e.base);
 		break;
 	default:
+		break;
+	}
+	if (op_fail_update(op, r, &gitaly__user_delete_branch_error__descriptor, msg.buf) < 0)
 		op_fail(op, r->code && r->code != GRPC_PERMISSION_DENIED ? r->code : GRPC_INTERNAL,
 			"deleting reference: %s", r->msg.buf);
-	}
 	strbuf_release(&msg);
 }
 
@@ -369,43 +393,30 @@ static void create_tag_release(struct op *op)
 static void create_tag_updated(struct op *op, const struct op_update_result *r)
 {
 	struct create_tag *t = container_of(op, struct create_tag, op);
-	Gitaly__UserCreateTagError e = GITALY__USER_CREATE_TAG_ERROR__INIT;
 	struct strbuf msg = STRBUF_INIT;
-	Gitaly__AccessCheckError ac;
-	Gitaly__CustomHookError ch;
-	Gitaly__ReferenceUpdateError ru;
 
 	switch (r->fail) {
 	case UPD_OK: {
 		Gitaly__UserCreateTagResponse resp = GITALY__USER_CREATE_TAG_RESPONSE__INIT;
 		resp.tag = &t->tag;
 		msg_reply(op->base.call, &resp);
-		break;
+		return;
 	}
 	case UPD_NOT_ALLOWED:
-		op_detail_access_check(r, &ac);
-		e.error_case = GITALY__USER_CREATE_TAG_ERROR__ERROR_ACCESS_CHECK;
-		e.access_check = &ac;
 		strbuf_addf(&msg, "reference update denied by access checks: %s", r->msg.buf);
-		op_fail_detail(op, GRPC_PERMISSION_DENIED, msg.buf, &e.base);
 		break;
 	case UPD_CUSTOM_HOOK:
-		op_detail_custom_hook(r, &ch);
-		e.error_case = GITALY__USER_CREATE_TAG_ERROR__ERROR_CUSTOM_HOOK;
-		e.custom_hook = &ch;
-		op_fail_detail(op, GRPC_PERMISSION_DENIED, "reference update denied by custom hooks", &e.base);
+		strbuf_addstr(&msg, "reference update denied by custom hooks");
 		break;
 	case UPD_REF:
-		op_detail_reference_update(r, &ru);
-		e.error_case = GITALY__USER_CREATE_TAG_ERROR__ERROR_REFERENCE_UPDATE;
-		e.reference_update = &ru;
 		strbuf_addf(&msg, "reference update failed: %s", r->msg.buf);
-		op_fail_detail(op, GRPC_FAILED_PRECONDITION, msg.buf, &e.base);
 		break;
 	default:
+		break;
+	}
+	if (op_fail_update(op, r, &gitaly__user_create_tag_error__descriptor, msg.buf) < 0)
 		op_fail(op, r->code && r->code != GRPC_PERMISSION_DENIED ? r->code : GRPC_INTERNAL,
 			"updating reference: %s", r->msg.buf);
-	}
 	strbuf_release(&msg);
 }
 

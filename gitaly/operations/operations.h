@@ -159,6 +159,17 @@ void op_detail_access_check(const struct op_update_result *r, Gitaly__AccessChec
 void op_detail_custom_hook(const struct op_update_result *r, Gitaly__CustomHookError *e);
 void op_detail_reference_update(const struct op_update_result *r, Gitaly__ReferenceUpdateError *e);
 
+/*
+ * Fail `op` for an update refused by a hook, by GitLab's access check or by
+ * git update-ref, with `desc`'s error message (an RPC's XxxError, whose
+ * oneof has the fields access_check, custom_hook and reference_update) as
+ * the detail: PERMISSION_DENIED for the first two, FAILED_PRECONDITION for
+ * the last. `msg` is the status message. -1, nothing sent, when r->fail is
+ * none of the three or `desc` lacks the field.
+ */
+int op_fail_update(struct op *op, const struct op_update_result *r, const ProtobufCMessageDescriptor *desc,
+		   const char *msg);
+
 /* Zero object id for op->hexlen. */
 const char *op_zero_oid(const struct op *op);
 

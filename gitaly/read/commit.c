@@ -158,8 +158,7 @@ struct list_commits {
 	struct strvec flags;
 	int token_seen;
 	int32_t count;
-	Gitaly__GitCommit **batch;
-	size_t nbatch, alloc, bytes;
+	struct rd_commits batch;
 };
 
 static void lc_free(struct rd *rd)
@@ -167,9 +166,7 @@ static void lc_free(struct rd *rd)
 	struct list_commits *x = (struct list_commits *)rd;
 	rd_pipe_release(&x->pipe);
 	strvec_clear(&x->flags);
-	for (size_t i = 0; i < x->nbatch; i++)
-		gitaly_commit_free(x->batch[i]);
-	free(x->batch);
+	rd_commits_release(&x->batch);
 }
 
 static void lc_writable(struct rd *rd)
@@ -177,37 +174,17 @@ static void lc_writable(struct rd *rd)
 	rd_pipe_writable(&((struct list_commits *)rd)->pipe);
 }
 
-static void lc_flush(struct list_commits *x)
-{
-	Gitaly__ListCommitsResponse resp = GITALY__LIST_COMMITS_RESPONSE__INIT;
-	if (!x->nbatch)
-		return;
-	resp.commits = x->batch;
-	resp.n_commits = x->nbatch;
-	rd_send(&x->rd, &resp);
-	for (size_t i = 0; i < x->nbatch; i++)
-		gitaly_commit_free(x->batch[i]);
-	x->nbatch = 0;
-	x->bytes = 0;
-}
-
 static int lc_line(struct rd_pipe *p, char *line, size_t len)
 {
 	struct list_commits *x = container_of(p, struct list_commits, pipe);
-	const Gitaly__PaginationParameter *pp = x->req->pagination_params;
-	const char *token = pp && pp->page_token ? pp->page_token : "";
 	char *sp = memchr(line, ' ', len);
+	int step;
 
 	if (sp)
 		len = (size_t)(sp - line);
-	if (*token && !x->token_seen) {
-		/* everything up to and including the token is skipped */
-		x->token_seen = strlen(token) == len && !memcmp(token, line, len);
-		return 0;
-	}
-	if (pp && pp->limit > 0 && x->count >= pp->limit)
-		return -1;
-	x->count++;
+	step = rd_page_step(x->req->pagination_params, &x->token_seen, &x->count, line, len);
+	if (step)
+		return step < 0 ? -1 : 0;
 	if (rd_pipe_read(p, line, len, NULL, 0) < 0) {
 		rd_finish(&x->rd, GRPC_INTERNAL, "iterating objects: object reader failed");
 		return -1;
@@ -220,7 +197,6 @@ static void lc_object(struct rd_pipe *p, void *item, int status, const struct ca
 {
 	struct list_commits *x = container_of(p, struct list_commits, pipe);
 	Gitaly__GitCommit *c;
-	size_t sz;
 	(void)item;
 	if (status != 0 || info->type != CATFILE_COMMIT) {
 		rd_finish(&x->rd, GRPC_INTERNAL, "parsing commit: %s",
@@ -228,19 +204,13 @@ static void lc_object(struct rd_pipe *p, void *item, int status, const struct ca
 		return;
 	}
 	c = gitaly_commit_parse(info->oid, data->buf, data->len);
-	sz = protobuf_c_message_get_packed_size(&c->base);
-	/* upstream's chunker: cut before a message reaches 1 MiB */
-	if (x->nbatch && x->bytes + sz >= BATCH_BYTES)
-		lc_flush(x);
-	ALLOC_GROW(x->batch, x->nbatch + 1, x->alloc);
-	x->batch[x->nbatch++] = c;
-	x->bytes += sz;
+	rd_commits_add(&x->rd, &x->batch, c);
 }
 
 static void lc_end(struct rd_pipe *p, int status, const struct strbuf *err)
 {
 	struct list_commits *x = container_of(p, struct list_commits, pipe);
-	lc_flush(x);
+	rd_commits_flush(&x->rd, &x->batch);
 	if (status != 0) {
 		rd_finish(&x->rd, GRPC_INTERNAL, "iterating objects: rev-list pipeline command: exit status %d, stderr: %.*s",
 			  status, (int)err->len, err->buf);
@@ -300,6 +270,7 @@ static void list_commits(struct grpc_call *call, const uint8_t *buf, size_t len,
 	if (!x)
 		return;
 	x->req = req;
+	x->batch.resp = &gitaly__list_commits_response__descriptor;
 	x->rd.on_free = lc_free;
 	x->rd.on_writable = lc_writable;
 	strvec_init(&x->flags);

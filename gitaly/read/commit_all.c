@@ -19,8 +19,7 @@ struct list_all {
 	struct rd_pipe pipe;
 	int pipe_started, token_seen;
 	int32_t count;
-	Gitaly__GitCommit **batch;
-	size_t nbatch, alloc, bytes;
+	struct rd_commits batch;
 };
 
 static void la_free(struct rd *rd)
@@ -28,9 +27,7 @@ static void la_free(struct rd *rd)
 	struct list_all *x = (struct list_all *)rd;
 	if (x->pipe_started)
 		rd_pipe_release(&x->pipe);
-	for (size_t i = 0; i < x->nbatch; i++)
-		gitaly_commit_free(x->batch[i]);
-	free(x->batch);
+	rd_commits_release(&x->batch);
 }
 
 static void la_writable(struct rd *rd)
@@ -40,44 +37,28 @@ static void la_writable(struct rd *rd)
 		rd_pipe_writable(&x->pipe);
 }
 
-static void la_flush(struct list_all *x)
-{
-	Gitaly__ListAllCommitsResponse resp = GITALY__LIST_ALL_COMMITS_RESPONSE__INIT;
-	if (!x->nbatch)
-		return;
-	resp.commits = x->batch;
-	resp.n_commits = x->nbatch;
-	rd_send(&x->rd, &resp);
-	for (size_t i = 0; i < x->nbatch; i++)
-		gitaly_commit_free(x->batch[i]);
-	x->nbatch = 0;
-	x->bytes = 0;
-}
-
 /* "<oid> SP <type> SP <size>" */
 static int la_line(struct rd_pipe *p, char *line, size_t len)
 {
 	struct list_all *x = container_of(p, struct list_all, pipe);
-	const Gitaly__PaginationParameter *pp = x->req->pagination_params;
-	const char *token = pp && pp->page_token ? pp->page_token : "";
 	char *sp = memchr(line, ' ', len), *sp2;
 	size_t olen;
+	int step;
 	if (!sp) {
 		rd_finish(&x->rd, GRPC_INTERNAL, "iterating objects: invalid object info line");
 		return -1;
 	}
 	olen = (size_t)(sp - line);
 	sp2 = memchr(sp + 1, ' ', len - olen - 1);
-	if (*token && !x->token_seen) {
-		/* everything up to and including the token is skipped, whatever its type */
-		x->token_seen = strlen(token) == olen && !memcmp(token, line, olen);
-		return 0;
+	/* the token is any object, whatever its type: only commits count towards the limit */
+	if (x->token_seen || !x->req->pagination_params || !x->req->pagination_params->page_token ||
+	    !*x->req->pagination_params->page_token) {
+		if (!sp2 || (size_t)(sp2 - sp - 1) != 6 || memcmp(sp + 1, "commit", 6))
+			return 0;
 	}
-	if (!sp2 || (size_t)(sp2 - sp - 1) != 6 || memcmp(sp + 1, "commit", 6))
-		return 0;
-	if (pp && pp->limit > 0 && x->count >= pp->limit)
-		return -1;
-	x->count++;
+	step = rd_page_step(x->req->pagination_params, &x->token_seen, &x->count, line, olen);
+	if (step)
+		return step < 0 ? -1 : 0;
 	if (rd_pipe_read(p, line, olen, NULL, 0) < 0) {
 		rd_finish(&x->rd, GRPC_INTERNAL, "iterating objects: object reader failed");
 		return -1;
@@ -90,7 +71,6 @@ static void la_object(struct rd_pipe *p, void *item, int status, const struct ca
 {
 	struct list_all *x = container_of(p, struct list_all, pipe);
 	Gitaly__GitCommit *c;
-	size_t sz;
 	(void)item;
 	if (status != 0 || info->type != CATFILE_COMMIT) {
 		rd_finish(&x->rd, GRPC_INTERNAL, "iterating objects: %s",
@@ -98,13 +78,7 @@ static void la_object(struct rd_pipe *p, void *item, int status, const struct ca
 		return;
 	}
 	c = gitaly_commit_parse(info->oid, data->buf, data->len);
-	sz = protobuf_c_message_get_packed_size(&c->base);
-	/* upstream's chunker: cut before a message reaches 1 MiB */
-	if (x->nbatch && x->bytes + sz >= BATCH_BYTES)
-		la_flush(x);
-	ALLOC_GROW(x->batch, x->nbatch + 1, x->alloc);
-	x->batch[x->nbatch++] = c;
-	x->bytes += sz;
+	rd_commits_add(&x->rd, &x->batch, c);
 }
 
 static void la_end(struct rd_pipe *p, int status, const struct strbuf *err)
@@ -115,7 +89,7 @@ static void la_end(struct rd_pipe *p, int status, const struct strbuf *err)
 			  (int)err->len, err->buf);
 		return;
 	}
-	la_flush(x);
+	rd_commits_flush(&x->rd, &x->batch);
 	rd_ok(&x->rd);
 }
 
@@ -146,6 +120,7 @@ static void list_all_commits(struct grpc_call *call, const uint8_t *buf, size_t 
 	if (!x)
 		return;
 	x->req = req;
+	x->batch.resp = &gitaly__list_all_commits_response__descriptor;
 	x->rd.on_free = la_free;
 	x->rd.on_writable = la_writable;
 	rd_lease(&x->rd, la_leased);

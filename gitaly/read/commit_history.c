@@ -30,8 +30,7 @@ struct hist {
 	int shortstat, trailers, refs;
 	int first_record;
 	int64_t skip;                      /* records to drop before answering (--follow with an offset) */
-	Gitaly__GitCommit **batch;
-	size_t nbatch, alloc, bytes;
+	struct rd_commits batch;
 };
 
 /* What a log record carries besides the commit id. */
@@ -61,9 +60,7 @@ static void hist_free(struct rd *rd)
 	strvec_clear(&x->flags);
 	strvec_clear(&x->args);
 	strvec_clear(&x->paths);
-	for (size_t i = 0; i < x->nbatch; i++)
-		gitaly_commit_free(x->batch[i]);
-	free(x->batch);
+	rd_commits_release(&x->batch);
 	ref_ctx_release(rd);
 }
 
@@ -85,22 +82,9 @@ static struct hist *hist_start(struct gitaly *g, struct grpc_call *call, void *r
 	strvec_init(&x->args);
 	strvec_init(&x->paths);
 	x->delim = '\n';
+	/* FindCommitsResponse, FindAllCommitsResponse and CommitsByMessageResponse are alike on the wire */
+	x->batch.resp = &gitaly__find_commits_response__descriptor;
 	return x;
-}
-
-/* FindCommitsResponse, FindAllCommitsResponse and CommitsByMessageResponse are alike on the wire. */
-static void hist_flush(struct hist *x)
-{
-	Gitaly__FindCommitsResponse resp = GITALY__FIND_COMMITS_RESPONSE__INIT;
-	if (!x->nbatch)
-		return;
-	resp.commits = x->batch;
-	resp.n_commits = x->nbatch;
-	rd_send(&x->ref.rd, &resp);
-	for (size_t i = 0; i < x->nbatch; i++)
-		gitaly_commit_free(x->batch[i]);
-	x->nbatch = 0;
-	x->bytes = 0;
 }
 
 static void trim_space(const char **s, size_t *len)
@@ -290,7 +274,6 @@ static void hist_object(struct rd_pipe *p, void *arg, int status, const struct c
 	struct hist *x = container_of(p, struct hist, pipe);
 	struct hist_item *it = arg;
 	Gitaly__GitCommit *c;
-	size_t sz;
 	if (status != 0 || info->type != CATFILE_COMMIT) {
 		rd_finish(&x->ref.rd, GRPC_INTERNAL, "error streaming commits: cat-file get commit: %s",
 			  status < 0 ? strerror(-status) : "object not found");
@@ -313,20 +296,14 @@ static void hist_object(struct rd_pipe *p, void *arg, int status, const struct c
 		}
 	}
 	item_free(it);
-	sz = protobuf_c_message_get_packed_size(&c->base);
-	/* upstream's chunker: cut before a message reaches 1 MiB */
-	if (x->nbatch && x->bytes + sz >= BATCH_BYTES)
-		hist_flush(x);
-	ALLOC_GROW(x->batch, x->nbatch + 1, x->alloc);
-	x->batch[x->nbatch++] = c;
-	x->bytes += sz;
+	rd_commits_add(&x->ref.rd, &x->batch, c);
 }
 
 static void hist_end(struct rd_pipe *p, int status, const struct strbuf *err)
 {
 	struct hist *x = container_of(p, struct hist, pipe);
 	(void)err;
-	hist_flush(x);
+	rd_commits_flush(&x->ref.rd, &x->batch);
 	/* git's own failures are ignored (unknown revisions); our cap on record size is not */
 	if (status == -E2BIG) {
 		rd_finish(&x->ref.rd, GRPC_INTERNAL, "error streaming commits: log record too long");

@@ -634,3 +634,57 @@ void rd_pipe_release(struct rd_pipe *p)
 	}
 	strbuf_release(&p->err);
 }
+
+/* --- commit batches and page tokens --- */
+
+void rd_commits_flush(struct rd *rd, struct rd_commits *b)
+{
+	const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(b->resp, "commits");
+	ProtobufCMessage *m;
+	if (!b->n)
+		return;
+	/* the repeated field's count and array, set the way generated code reads them */
+	m = xcalloc(1, b->resp->sizeof_message);
+	protobuf_c_message_init(b->resp, m);
+	*(size_t *)((char *)m + f->quantifier_offset) = b->n;
+	*(Gitaly__GitCommit ***)((char *)m + f->offset) = b->v;
+	rd_send(rd, m);
+	free(m);
+	for (size_t i = 0; i < b->n; i++)
+		gitaly_commit_free(b->v[i]);
+	b->n = 0;
+	b->bytes = 0;
+}
+
+void rd_commits_add(struct rd *rd, struct rd_commits *b, Gitaly__GitCommit *c)
+{
+	size_t sz = protobuf_c_message_get_packed_size(&c->base);
+	if (b->n && b->bytes + sz >= BATCH_BYTES)
+		rd_commits_flush(rd, b);
+	ALLOC_GROW(b->v, b->n + 1, b->alloc);
+	b->v[b->n++] = c;
+	b->bytes += sz;
+}
+
+void rd_commits_release(struct rd_commits *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		gitaly_commit_free(b->v[i]);
+	free(b->v);
+	b->v = NULL;
+	b->n = b->alloc = b->bytes = 0;
+}
+
+int rd_page_step(const Gitaly__PaginationParameter *pp, int *token_seen, int32_t *count, const char *id,
+		 size_t len)
+{
+	const char *token = pp && pp->page_token ? pp->page_token : "";
+	if (*token && !*token_seen) {
+		*token_seen = strlen(token) == len && !memcmp(token, id, len);
+		return 1;
+	}
+	if (pp && pp->limit > 0 && *count >= pp->limit)
+		return -1;
+	(*count)++;
+	return 0;
+}

@@ -303,4 +303,32 @@ void go_path_clean(struct strbuf *out, const char *p, size_t len);
 void go_path_join(struct strbuf *out, const char *a, size_t alen, const char *b, size_t blen);
 void go_path_dir(struct strbuf *out, const char *p, size_t len);
 
+/* --- commit batches and page tokens, shared by the commit listings --- */
+
+/*
+ * Commits queued for a response whose repeated field `commits` carries them
+ * (ListCommitsResponse, FindCommitsResponse, ...): a message is cut before it
+ * reaches BATCH_BYTES, as upstream's chunker does.
+ */
+struct rd_commits {
+	const ProtobufCMessageDescriptor *resp;
+	Gitaly__GitCommit **v;
+	size_t n, alloc, bytes;
+};
+
+/* Queue `c` (owned from now on), first sending what is queued when `c` would overflow the message. */
+void rd_commits_add(struct rd *rd, struct rd_commits *b, Gitaly__GitCommit *c);
+/* Send what is queued, if anything, as one `b->resp` message. */
+void rd_commits_flush(struct rd *rd, struct rd_commits *b);
+void rd_commits_release(struct rd_commits *b);
+
+/*
+ * One item of a listing paginated by PaginationParameter: every item up to
+ * and including the page token is skipped (*token_seen records passing it),
+ * then at most `limit` items are taken (*count counts them). 1: skip this
+ * item; 0: take it; -1: the limit is reached, stop the listing.
+ */
+int rd_page_step(const Gitaly__PaginationParameter *pp, int *token_seen, int32_t *count, const char *id,
+		 size_t len);
+
 #endif

@@ -193,7 +193,7 @@ static void start_fetch(struct fsb *x)
 		reposvc_finishf(&x->op, GRPC_INTERNAL, "creating quarantine directory: %s", strerror(errno));
 		goto out;
 	}
-	reposvc_internal_fetch_env(x->op.g, x->op.call, x->req->source_repository, x->address, x->token, &env);
+	reposvc_ssh_env(x->op.g, x->op.call, x->req->source_repository, x->address, x->token, &env);
 	/* what the fetch brings lands in the quarantine; the repository's objects are its alternate */
 	strvec_pushf(&env, "GIT_OBJECT_DIRECTORY=%s", x->quarantine.buf);
 	strvec_pushf(&env, "GIT_ALTERNATE_OBJECT_DIRECTORIES=%s/%s", x->path,
@@ -406,7 +406,7 @@ void reposvc_fetch_source_branch(struct grpc_call *call, const uint8_t *buf, siz
 	strbuf_init(&x->oid, 0);
 	gitaly_call_watch(&x->op);
 	/* as upstream, the source's node must be known even when the source is this repository */
-	if (reposvc_gitaly_server(call, req->source_repository ? req->source_repository->storage_name : "",
+	if (reposvc_source_server(call, req->source_repository ? req->source_repository->storage_name : "",
 				  &x->address, &x->token, &msg) < 0) {
 		reposvc_finishf(&x->op, GRPC_INTERNAL, "remote repository: %s", msg.buf);
 		goto out;

@@ -43,6 +43,8 @@ static void repl_release(struct gitaly_call *op)
 	free(r->address);
 	free(r->token);
 	free(r->hooks_tmp);
+	free(r->pool_rel);
+	free(r->pool_path);
 	grpc_metadata_release(&r->fwd);
 	strbuf_release(&r->call_msg);
 	strbuf_release(&r->abort_msg);
@@ -240,45 +242,6 @@ static void remote_head_done(struct repl *r)
 
 /* --- step 8: refs and objects through gitaly-ssh --- */
 
-void reposvc_internal_fetch_env(struct gitaly *g, struct grpc_call *call, const Gitaly__Repository *source, const char *address,
-				const char *token, struct strvec *env)
-{
-	const struct grpc_metadata *in;
-	const char *corr;
-	struct strbuf flagsv = STRBUF_INIT;
-	json_t *payload = json_object(), *opts = json_array();
-	char *p;
-
-	in = grpc_call_metadata(call);
-	corr = grpc_metadata_value(in, "x-gitlab-correlation-id");
-	/* the source's upload-pack, reached through gitaly-ssh and the streaming SSHUploadPack RPC */
-	json_object_set_new(payload, "repository", gitaly_repository_json(source));
-	json_array_append_new(opts, json_string("uploadpack.allowAnySHA1InWant=true"));
-	json_object_set_new(payload, "gitConfigOptions", opts);
-	json_object_set_new(payload, "gitProtocol", json_string("version=2"));
-	p = json_dumps(payload, JSON_COMPACT);
-	json_decref(payload);
-	for (size_t i = 0; i < in->nr; i++) {
-		const char *k = in->v[i].key;
-		if (strncmp(k, "gitaly-feature-", 15))
-			continue;
-		if (flagsv.len)
-			strbuf_addch(&flagsv, ',');
-		strbuf_addf(&flagsv, "%s:%s", k + 15, in->v[i].value);
-	}
-	strvec_pushf(env, "GITALY_PAYLOAD=%s", p);
-	strvec_pushf(env, "GIT_SSH_COMMAND=%s/gitaly-ssh upload-pack", g->cfg.bin_dir);
-	strvec_pushf(env, "GITALY_ADDRESS=%s", address);
-	strvec_pushf(env, "GITALY_TOKEN=%s", token ? token : "");
-	strvec_pushf(env, "GITALY_FEATUREFLAGS=%s", flagsv.buf);
-	strvec_pushf(env, "CORRELATION_ID=%s", corr ? corr : "");
-	strvec_push(env, "GIT_SSH_VARIANT=simple");
-	strvec_pushf(env, "SSL_CERT_DIR=%s", getenv("SSL_CERT_DIR") ? getenv("SSL_CERT_DIR") : "");
-	strvec_pushf(env, "SSL_CERT_FILE=%s", getenv("SSL_CERT_FILE") ? getenv("SSL_CERT_FILE") : "");
-	free(p);
-	strbuf_release(&flagsv);
-}
-
 static void fetch_done(void *arg, int status, struct strbuf *out, struct strbuf *err)
 {
 	struct repl *r = arg;
@@ -329,7 +292,7 @@ static void sync_refs(struct repl *r)
 		repl_fail(r, GRPC_CANCELLED, "context canceled");
 		return;
 	}
-	reposvc_internal_fetch_env(r->op.g, r->op.call, r->req->source, r->address, r->token, &env);
+	reposvc_ssh_env(r->op.g, r->op.call, r->req->source, r->address, r->token, &env);
 
 	gc.git_dir = r->path;
 	gc.repo = r->req->repository;
@@ -347,44 +310,15 @@ static void sync_refs(struct repl *r)
 	strbuf_release(&msg);
 }
 
-/* --- step 7: object pools (only the trivial case: none on either side) --- */
-
-static void pool_done(struct repl *r)
-{
-	Gitaly__GetObjectPoolResponse *resp;
-	struct strbuf alt = STRBUF_INIT;
-	struct stat st;
-	int linked;
-
-	if (r->call_code != GRPC_OK) {
-		repl_fail(r, r->call_code, "replicating repository: synchronizing object pools: "
-			  "get source object pool: %s", r->call_msg.buf);
-		return;
-	}
-	resp = gitaly__get_object_pool_response__unpack(NULL, r->buf.len, (const uint8_t *)r->buf.buf);
-	strbuf_addf(&alt, "%s/objects/info/alternates", r->path);
-	linked = lstat(alt.buf, &st) == 0;
-	strbuf_release(&alt);
-	if (!resp || resp->object_pool || linked) {
-		gitaly__get_object_pool_response__free_unpacked(resp, NULL);
-		repl_fail(r, GRPC_INTERNAL, "replicating repository: synchronizing object pools: "
-			  "object pool replication is not supported by this node");
-		return;
-	}
-	gitaly__get_object_pool_response__free_unpacked(resp, NULL);
-	sync_refs(r);
-}
+/* --- step 7: object pools (replicate_pool.c) --- */
 
 static void after_attributes(struct repl *r)
 {
-	Gitaly__GetObjectPoolRequest req = GITALY__GET_OBJECT_POOL_REQUEST__INIT;
 	if (!r->req->replicate_object_deduplication_network_membership) {
 		sync_refs(r);
 		return;
 	}
-	req.repository = r->req->source;
-	if (repl_call_start(r, gitaly_out[OUT_GET_OBJECT_POOL], &req, 1, repl_collect_message, pool_done) < 0)
-		repl_fail(r, GRPC_INTERNAL, "replicating repository: synchronizing object pools: %s", r->call_msg.buf);
+	repl_sync_pool(r, sync_refs);
 }
 
 /* --- steps 5 and 6: config and info/attributes --- */
@@ -550,6 +484,7 @@ static void created(struct reposvc_create *rc, enum grpc_code code, const char *
 	struct repl *r = reposvc_create_data(rc);
 	r->rc = NULL;
 	if (code == GRPC_OK) {
+		r->created_here = 1;
 		if (gitaly_call_gone(&r->op))
 			repl_fail(r, GRPC_CANCELLED, "context canceled");
 		else
@@ -653,57 +588,6 @@ out:
 	strbuf_release(&msg);
 }
 
-/* gitaly-servers metadata: base64 of {"<storage>":{"address":...,"token":...}}. */
-int reposvc_gitaly_server(struct grpc_call *call, const char *storage, char **address, char **token,
-			 struct strbuf *msg)
-{
-	const char *v = grpc_metadata_value(grpc_call_metadata(call), "gitaly-servers");
-	struct strbuf dec = STRBUF_INIT;
-	json_t *j = NULL, *s;
-	int rc = -1;
-
-	if (!v || !*v) {
-		strbuf_addstr(msg, "empty gitaly-servers metadata");
-		goto out;
-	}
-	if (grpc_base64_decode(&dec, v, strlen(v)) < 0) {
-		strbuf_addstr(msg, "failed decoding base64");
-		goto out;
-	}
-	j = json_loadb(dec.buf, dec.len, 0, NULL);
-	if (!json_is_object(j)) {
-		strbuf_addstr(msg, "failed unmarshalling json");
-		goto out;
-	}
-	s = json_object_get(j, storage ? storage : "");
-	if (!json_is_object(s)) {
-		strbuf_addstr(msg, "storage name not found");
-		goto out;
-	}
-	*address = xstrdup(json_string_value(json_object_get(s, "address")) ?
-			   json_string_value(json_object_get(s, "address")) : "");
-	*token = xstrdup(json_string_value(json_object_get(s, "token")) ?
-			 json_string_value(json_object_get(s, "token")) : "");
-	rc = 0;
-out:
-	json_decref(j);
-	strbuf_release(&dec);
-	return rc;
-}
-
-/* Upstream addresses our channel understands: tcp://, unix:, host:port, dns:[//auth/]host:port. */
-const char *reposvc_channel_target(const char *address)
-{
-	if (!strncmp(address, "dns:", 4)) {
-		address += 4;
-		if (!strncmp(address, "//", 2)) {
-			const char *slash = strchr(address + 2, '/');
-			address = slash ? slash + 1 : address + 2;
-		}
-	}
-	return address;
-}
-
 void reposvc_replicate_repository(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	struct gitaly *g = data;
@@ -753,7 +637,7 @@ void reposvc_replicate_repository(struct grpc_call *call, const uint8_t *buf, si
 	strbuf_init(&r->cmd_err, 0);
 	strbuf_init(&r->remote_head, 0);
 
-	if (reposvc_gitaly_server(call, req->source->storage_name, &r->address, &r->token, &msg) < 0 ||
+	if (reposvc_source_server(call, req->source->storage_name, &r->address, &r->token, &msg) < 0 ||
 	    grpc_channel_new(g->loop, reposvc_channel_target(r->address), NULL, &r->ch) < 0) {
 		if (!msg.len)
 			strbuf_addf(&msg, "cannot dial \"%s\"", r->address);

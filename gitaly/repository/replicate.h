@@ -45,6 +45,13 @@ struct repl {
 	struct strbuf cmd_err;
 	int recv_paused;
 
+	/* step 7, object pools (replicate_pool.c) */
+	void (*pool_next)(struct repl *r);
+	Gitaly__Repository pool_repo;     /* the pool on the target: our storage, the source pool's path */
+	char *pool_rel, *pool_path;
+	int created_here;                 /* the target came from the source's snapshot in this call */
+	uv_work_t pool_work;              /* dropping loose objects the pool has */
+
 	int invalid_source;
 	char *hooks_tmp;
 	struct strbuf remote_head;
@@ -68,5 +75,13 @@ void repl_collect_message(struct repl *r, const uint8_t *msg, size_t len);
 /* Stream `method` into tar with `argv`; `end` runs once both are over. */
 int repl_feed_start(struct repl *r, const char *method, const void *req, int forward,
 		    const char *const *argv, void (*end)(struct repl *r));
+
+/*
+ * Step 7 (replicate_pool.c), when the request asks to replicate pool
+ * membership: link the target to the same pool the source uses (creating
+ * that pool on this node from the source pool's snapshot when missing), or
+ * disconnect it when the source has none; then `next`.
+ */
+void repl_sync_pool(struct repl *r, void (*next)(struct repl *r));
 
 #endif

@@ -550,6 +550,8 @@ void gitaly_register_repository(struct gitaly *g, struct grpc_server *s)
 		{ "FindLicense", reposvc_find_license },
 		{ "FetchRemote", reposvc_fetch_remote },
 		{ "FetchSourceBranch", reposvc_fetch_source_branch },
+		{ "CreateFork", reposvc_create_fork },
+		{ "ApplyGitattributes", reposvc_apply_gitattributes },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(methods); i++) {
 		struct strbuf path = STRBUF_INIT;

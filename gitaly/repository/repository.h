@@ -57,6 +57,25 @@ int reposvc_hash_file(EVP_MD_CTX *ctx, const char *path);
 /* The lower-case hex of 20 bytes into `out` (41 bytes). */
 void reposvc_hex(const uint8_t *in, size_t len, char *out);
 
+/* --- a repository on another node (node_source.c) --- */
+
+/*
+ * The address and token of `storage` from the call's gitaly-servers metadata
+ * (base64 of {"<storage>":{"address":...,"token":...}}). 0, or -1 with `msg`
+ * set ("empty gitaly-servers metadata", "storage name not found"...).
+ */
+int reposvc_source_server(struct grpc_call *call, const char *storage, char **address, char **token,
+			  struct strbuf *msg);
+/* The channel target for an upstream-style address (tcp://, unix:, dns:[//auth/]host:port). */
+const char *reposvc_channel_target(const char *address);
+/*
+ * Environment for `git fetch/clone ssh://gitaly/internal.git` that reaches
+ * `repo`'s upload-pack at `address` through gitaly-ssh (feature flags and
+ * correlation id of `call` passed on). Appends to `env`.
+ */
+void reposvc_ssh_env(struct gitaly *g, struct grpc_call *call, const Gitaly__Repository *repo, const char *address,
+		     const char *token, struct strvec *env);
+
 /* --- locked-file writes with votes (docs/technical/gitaly-node.md, "Votes") --- */
 
 /*
@@ -131,25 +150,6 @@ int reposvc_hooks_install(struct gitaly_call *op, const char *repo_path, const c
 
 /* --- remotes given by URL: repository/remote_config.h --- */
 
-/* --- repositories on other nodes (replicate.c) --- */
-
-/*
- * The address and token of the node serving `storage`, from the call's
- * gitaly-servers metadata (base64 of {"<storage>":{"address","token"}}).
- * 0, or -1 with upstream's message in `msg`; free both strings.
- */
-int reposvc_gitaly_server(struct grpc_call *call, const char *storage, char **address, char **token,
-			  struct strbuf *msg);
-/* An upstream address ("tcp://", "unix:", "dns:...") as lib/grpc/client.h takes it. */
-const char *reposvc_channel_target(const char *address);
-/*
- * The environment for `git fetch ssh://gitaly/internal.git ...` reaching
- * `source` through gitaly-ssh and SSHUploadPack on `address` (any object
- * may be wanted; the call's feature flags and correlation id passed on).
- */
-void reposvc_internal_fetch_env(struct gitaly *g, struct grpc_call *call, const Gitaly__Repository *source,
-				const char *address, const char *token, struct strvec *env);
-
 /* --- handlers (registered by repository.c) --- */
 
 /* Bytes of every file under `path` (a file removed meanwhile counts 0). 0 or -errno. */
@@ -189,6 +189,9 @@ void reposvc_fetch_remote(struct grpc_call *call, const uint8_t *req, size_t len
 void reposvc_fetch_source_branch(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 /* UpdateRemoteMirror (remote_mirror.c), registered by gitaly_register_remote() (remote.c). */
 void reposvc_register_remote_mirror(struct gitaly *g, struct grpc_server *s);
+/* CreateFork (fork.c), ApplyGitattributes (gitattributes.c). */
+void reposvc_create_fork(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+void reposvc_apply_gitattributes(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 /* FindLicense (license.c). */
 void reposvc_find_license(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 

@@ -7,6 +7,7 @@
 #include "base/fs.h"
 #include "base/util.h"
 #include "config/reader.h"
+#include "config/validate.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -15,8 +16,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_CONFIG_INPUT (4 * 1024 * 1024)
-#define VALIDATION_FAILED 2
 
 static const struct cmd_info validate_info = {
 	CMD_NO_CONFIG, NULL,
@@ -27,34 +26,12 @@ static const struct cli_command subcommands[] = {
 	{ "validate", NULL, "validates configuration", &validate_info },
 };
 
-static void print_json(json_t *errors)
-{
-	json_t *out = json_object();
-	char *text;
-	json_object_set(out, "errors", errors);
-	text = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	printf("%s\n", text);
-	free(text);
-	json_decref(out);
-}
-
-static void toml_error(json_t *errors, const char *err)
-{
-	struct strbuf sb = STRBUF_INIT;
-	json_t *e = json_object();
-	cfg_error_line_column(err, &sb);
-	json_object_set_new(e, "message", json_string(sb.buf));
-	json_array_append_new(errors, e);
-	strbuf_release(&sb);
-}
-
 static int validate(int argc, char **argv)
 {
 	struct strbuf in = STRBUF_INIT, err = STRBUF_INIT;
 	struct praefect_config cfg;
 	json_t *errors = json_array();
 	int next, rc = 0;
-	int n;
 
 	rc = cli_parse("validate", NULL, 0, CLI_STOP_AT_ARG, argc, argv, &next, &err);
 	strbuf_reset(&err);
@@ -72,11 +49,8 @@ static int validate(int argc, char **argv)
 		rc = 1;
 		goto out;
 	}
-	if ((n = fs_read_fd(0, MAX_CONFIG_INPUT, &in)) < 0) {
-		if (n == -EFBIG)
-			fprintf(stderr, "processing input data: more than %d bytes\n", MAX_CONFIG_INPUT);
-		else
-			fprintf(stderr, "processing input data: %s\n", strerror((int)-n));
+	if (cfg_validate_read(0, &in, &err) < 0) {
+		fputs(err.buf, stderr);
 		rc = 1;
 		goto out;
 	}
@@ -88,9 +62,9 @@ static int validate(int argc, char **argv)
 			fprintf(stderr, "processing input data: %s", msg);
 			rc = 1;
 		} else {
-			toml_error(errors, msg);
-			print_json(errors);
-			rc = VALIDATION_FAILED;
+			cfg_validate_add_parse_error(errors, msg);
+			cfg_validate_print(errors);
+			rc = CFG_VALIDATION_FAILED;
 		}
 		praefect_config_release(&cfg);
 		goto out;
@@ -98,8 +72,8 @@ static int validate(int argc, char **argv)
 	praefect_config_validate_all(&cfg, errors);
 	praefect_config_release(&cfg);
 	if (json_array_size(errors)) {
-		print_json(errors);
-		rc = VALIDATION_FAILED;
+		cfg_validate_print(errors);
+		rc = CFG_VALIDATION_FAILED;
 	}
 out:
 	json_decref(errors);

@@ -189,7 +189,19 @@ static void dest_message(struct grpc_client_call *cc, const uint8_t *msg, size_t
 		return; /* secondaries' responses are drained and dropped */
 	send_held_headers(d);
 	px->responded = 1;
-	grpc_call_send(px->call, msg, len);
+	if (px->m == px->p->calls.get_object_pool) {
+		struct strbuf out = STRBUF_INIT, err = STRBUF_INIT;
+		if (proxy_rewrite_pool_response(px, msg, len, &out, &err) < 0)
+			proxy_fail(px, GRPC_INTERNAL, "%s", err.buf);
+		else
+			grpc_call_send(px->call, out.buf, out.len);
+		strbuf_release(&out);
+		strbuf_release(&err);
+	} else {
+		grpc_call_send(px->call, msg, len);
+	}
+	if (!px->call || px->finished)
+		return;
 	if (grpc_call_send_full(px->call) && !d->paused) {
 		d->paused = 1;
 		grpc_client_call_pause_recv(cc);

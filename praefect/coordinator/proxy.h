@@ -93,6 +93,15 @@ void proxy_add_dest(struct proxy *px, struct node *n, int primary);
 /* Routing is decided: open the destinations and replay what the client sent meanwhile. */
 void proxy_forward(struct proxy *px);
 
+/*
+ * pool.c: GetObjectPool's answer names the pool as the node stores it; the
+ * client gets the pool's virtual storage and relative path instead
+ * (docs/technical/object-pools.md). Returns 0 with `out` set, or -1 with
+ * `msg` set (the call then fails with INTERNAL).
+ */
+int proxy_rewrite_pool_response(struct proxy *px, const uint8_t *msg, size_t len, struct strbuf *out,
+				struct strbuf *err);
+
 /* --- router/route.c: choose the destinations for the first message --- */
 void proxy_route(struct proxy *px);
 /* Another replica for an accessor whose replica failed (recorded in px->tried); NULL if none. */

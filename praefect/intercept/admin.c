@@ -15,36 +15,18 @@
 #include <string.h>
 
 struct admin_call {
-	struct praefect *p;
-	struct grpc_call *call;
+	struct intercept_pending pc;
 	char *vs, *path;
 };
-
-static void admin_closed(struct grpc_call *call, enum grpc_code code, void *arg)
-{
-	((struct admin_call *)arg)->call = NULL;
-}
 
 static struct admin_call *admin_call_new(struct praefect *p, struct grpc_call *call, const char *vs,
 					 const char *path)
 {
 	struct admin_call *a = xcalloc(1, sizeof(*a));
-	a->p = p;
-	a->call = call;
+	intercept_pending_start(&a->pc, p, call);
 	a->vs = xstrdup(vs);
 	a->path = xstrdup(path);
-	grpc_call_on_close(call, admin_closed, a);
 	return a;
-}
-
-/* The call if the client still waits (detached: the caller answers it now). */
-static struct grpc_call *admin_call_take(struct admin_call *a)
-{
-	struct grpc_call *call = a->call;
-	if (call)
-		grpc_call_on_close(call, NULL, NULL);
-	a->call = NULL;
-	return call;
 }
 
 static void admin_call_free(struct admin_call *a)
@@ -78,13 +60,13 @@ static void on_records_deleted(void *arg, int status, const char *msg, const cha
 			       const char *const *storages, size_t n)
 {
 	struct admin_call *a = arg;
-	struct grpc_call *call = admin_call_take(a);
+	struct grpc_call *call = intercept_pending_take(&a->pc);
 	struct repo *r;
 
 	if (status == 0) {
-		r = repo_by_path(a->p, a->vs, strlen(a->vs), a->path, strlen(a->path));
+		r = repo_by_path(a->pc.p, a->vs, strlen(a->vs), a->path, strlen(a->path));
 		if (r)
-			repo_remove(a->p, r);
+			repo_remove(a->pc.p, r);
 		log_msgf(LOG_INFO, "removed the records of %s/%s (replicas left on disk)", a->vs, a->path);
 	}
 	if (!call) {
@@ -125,7 +107,7 @@ static void remove_repository_records(struct grpc_call *call, const uint8_t *req
 static void on_purged(void *arg, int status, const char *msg, int64_t in_progress)
 {
 	struct admin_call *a = arg;
-	struct grpc_call *call = admin_call_take(a);
+	struct grpc_call *call = intercept_pending_take(&a->pc);
 
 	if (!call) {
 		/* nothing to tell */
@@ -222,7 +204,7 @@ static void track_free(struct track *t)
 
 static void track_reply(struct track *t)
 {
-	struct grpc_call *call = admin_call_take(&t->a);
+	struct grpc_call *call = intercept_pending_take(&t->a.pc);
 	if (call) {
 		Gitaly__TrackRepositoryResponse resp = GITALY__TRACK_REPOSITORY_RESPONSE__INIT;
 		resp.repository_id = t->id;
@@ -237,7 +219,7 @@ static void track_reply(struct track *t)
 
 static void track_fail(struct track *t, enum grpc_code code, const char *fmt, const char *what)
 {
-	struct grpc_call *call = admin_call_take(&t->a);
+	struct grpc_call *call = intercept_pending_take(&t->a.pc);
 	if (call)
 		grpc_call_finishf(call, code, fmt, what ? what : "store error");
 	track_free(t);
@@ -248,7 +230,7 @@ static void track_enqueue_next(struct track *t);
 static void on_track_job(void *arg, int status, const char *msg, int64_t id)
 {
 	struct track *t = arg;
-	struct vstorage *vs = praefect_vs(t->a.p, t->a.vs, strlen(t->a.vs));
+	struct vstorage *vs = praefect_vs(t->a.pc.p, t->a.vs, strlen(t->a.vs));
 	if (status == -EEXIST) {
 		track_reply(t); /* an identical job waits already: upstream stops here */
 		return;
@@ -257,14 +239,14 @@ static void on_track_job(void *arg, int status, const char *msg, int64_t id)
 		track_fail(t, GRPC_INTERNAL, "queueing replication job: %s", msg);
 		return;
 	}
-	replicator_kick(t->a.p, vs, t->secondaries.v[t->queued]);
+	replicator_kick(t->a.pc.p, vs, t->secondaries.v[t->queued]);
 	t->queued++;
 	track_enqueue_next(t);
 }
 
 static void track_enqueue_next(struct track *t)
 {
-	struct repo *r = repo_by_id(t->a.p, t->id);
+	struct repo *r = repo_by_id(t->a.pc.p, t->id);
 	struct repl_job j;
 
 	if (t->queued == t->secondaries.nr) {
@@ -276,7 +258,7 @@ static void track_enqueue_next(struct track *t)
 		return;
 	}
 	replicator_job_for(&j, r, "update", t->primary, t->secondaries.v[t->queued], "track-repository");
-	store_enqueue(t->a.p->store, &j, on_track_job, t);
+	store_enqueue(t->a.pc.p->store, &j, on_track_job, t);
 }
 
 static void on_track_created(void *arg, int status, const char *msg)
@@ -311,7 +293,7 @@ static void on_track_created(void *arg, int status, const char *msg)
 	sr.primary = t->primary;
 	sr.generation = 0;
 	sr.replicas = reps;
-	repo_insert(t->a.p, &sr);
+	repo_insert(t->a.pc.p, &sr);
 	free(reps);
 	log_msgf(LOG_INFO, "tracking %s/%s (replica path %s) from %s", t->a.vs, t->a.path, t->replica_path,
 		 t->primary);
@@ -324,7 +306,7 @@ static void on_track_reserved(void *arg, int status, const char *msg, int64_t id
 	struct repo *r;
 
 	if (status == -EEXIST) {
-		r = repo_by_path(t->a.p, t->a.vs, strlen(t->a.vs), t->a.path, strlen(t->a.path));
+		r = repo_by_path(t->a.pc.p, t->a.vs, strlen(t->a.vs), t->a.path, strlen(t->a.path));
 		if (!r) {
 			track_fail(t, GRPC_INTERNAL, "GetRepositoryID: %s", "repository not found");
 			return;
@@ -339,7 +321,7 @@ static void on_track_reserved(void *arg, int status, const char *msg, int64_t id
 		return;
 	}
 	t->id = id;
-	store_create_repository(t->a.p->store, id, t->a.vs, t->a.path, t->replica_path, t->primary, NULL, 0,
+	store_create_repository(t->a.pc.p->store, id, t->a.vs, t->a.path, t->replica_path, t->primary, NULL, 0,
 				(const char *const *)t->secondaries.v, t->secondaries.nr, 1, t->store_assignments,
 				on_track_created, t);
 }
@@ -375,11 +357,9 @@ static void track_repository(struct grpc_call *call, const uint8_t *req, size_t 
 		goto out;
 	}
 	t = xcalloc(1, sizeof(*t));
-	t->a.p = p;
-	t->a.call = call;
+	intercept_pending_start(&t->a.pc, p, call);
 	t->a.vs = xstrdup(q->virtual_storage);
 	t->a.path = xstrdup(q->relative_path);
-	grpc_call_on_close(call, admin_closed, &t->a);
 	t->replica_path = xstrdup(q->replica_path && *q->replica_path ? q->replica_path : q->relative_path);
 	t->primary = xstrdup(q->authoritative_storage);
 	strvec_init(&t->secondaries);

@@ -18,33 +18,6 @@
 #define CALCULATE_CHECKSUM "/gitaly.RepositoryService/CalculateChecksum"
 
 /* A call waiting for the store or the nodes: `call` is NULL once the client has gone. */
-struct pending_call {
-	struct praefect *p;
-	struct grpc_call *call;
-};
-
-static void pending_closed(struct grpc_call *call, enum grpc_code code, void *arg)
-{
-	((struct pending_call *)arg)->call = NULL;
-}
-
-static void pending_start(struct pending_call *pc, struct praefect *p, struct grpc_call *call)
-{
-	pc->p = p;
-	pc->call = call;
-	grpc_call_on_close(call, pending_closed, pc);
-}
-
-/* The client still waits: detach from the call, which the caller answers next. */
-static struct grpc_call *pending_take(struct pending_call *pc)
-{
-	struct grpc_call *call = pc->call;
-	if (call)
-		grpc_call_on_close(call, NULL, NULL);
-	pc->call = NULL;
-	return call;
-}
-
 static void shuffle(const char **v, size_t n)
 {
 	for (size_t i = n; i > 1; i--) {
@@ -63,7 +36,7 @@ static int cmp_str(const void *a, const void *b)
 /* --- SetReplicationFactor --- */
 
 struct set_rf {
-	struct pending_call pc;
+	struct intercept_pending pc;
 	int64_t repo_id;
 	struct strvec storages;     /* the new assignments, sorted */
 };
@@ -72,7 +45,7 @@ static void on_assignments_set(void *arg, int status, const char *msg)
 {
 	struct set_rf *s = arg;
 	struct repo *r = repo_by_id(s->pc.p, s->repo_id);
-	struct grpc_call *call = pending_take(&s->pc);
+	struct grpc_call *call = intercept_pending_take(&s->pc);
 
 	if (status == 0 && r) {
 		for (size_t i = 0; i < r->nr_replicas; i++)
@@ -193,7 +166,7 @@ static void set_replication_factor(struct grpc_call *call, const uint8_t *req, s
 		strvec_init(&s->storages);
 		s->repo_id = r->id;
 		choose_assignments(r, (size_t)q->replication_factor, &s->storages);
-		pending_start(&s->pc, p, call);
+		intercept_pending_start(&s->pc, p, call);
 		store_set_assignments(p->store, r->id, (const char *const *)s->storages.v, s->storages.nr,
 				      on_assignments_set, s);
 	}
@@ -204,8 +177,8 @@ static void set_replication_factor(struct grpc_call *call, const uint8_t *req, s
 
 static void on_unverified(void *arg, int status, const char *msg, int64_t count)
 {
-	struct pending_call *pc = arg;
-	struct grpc_call *call = pending_take(pc);
+	struct intercept_pending *pc = arg;
+	struct grpc_call *call = intercept_pending_take(pc);
 	if (call) {
 		if (status < 0) {
 			grpc_call_finishf(call, GRPC_UNKNOWN, "schedule verification: %s", msg ? msg : "store error");
@@ -222,7 +195,7 @@ static void mark_unverified(struct grpc_call *call, const uint8_t *req, size_t l
 {
 	struct praefect *p = data;
 	Gitaly__MarkUnverifiedRequest *q = gitaly__mark_unverified_request__unpack(NULL, len, req);
-	struct pending_call *pc;
+	struct intercept_pending *pc;
 
 	if (!q) {
 		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "cannot decode request", NULL);
@@ -231,17 +204,17 @@ static void mark_unverified(struct grpc_call *call, const uint8_t *req, size_t l
 	pc = xcalloc(1, sizeof(*pc));
 	switch (q->selector_case) {
 	case GITALY__MARK_UNVERIFIED_REQUEST__SELECTOR_REPOSITORY_ID:
-		pending_start(pc, p, call);
+		intercept_pending_start(pc, p, call);
 		/* an id that is no repository's marks nothing, as upstream's UPDATE */
 		store_mark_unverified(p->store, q->repository_id > 0 ? q->repository_id : INT64_MAX, NULL, NULL,
 				      on_unverified, pc);
 		break;
 	case GITALY__MARK_UNVERIFIED_REQUEST__SELECTOR_VIRTUAL_STORAGE:
-		pending_start(pc, p, call);
+		intercept_pending_start(pc, p, call);
 		store_mark_unverified(p->store, 0, q->virtual_storage ? q->virtual_storage : "", NULL, on_unverified, pc);
 		break;
 	case GITALY__MARK_UNVERIFIED_REQUEST__SELECTOR_STORAGE:
-		pending_start(pc, p, call);
+		intercept_pending_start(pc, p, call);
 		store_mark_unverified(p->store, 0,
 				      q->storage && q->storage->virtual_storage ? q->storage->virtual_storage : "",
 				      q->storage && q->storage->storage ? q->storage->storage : "", on_unverified, pc);
@@ -257,7 +230,7 @@ static void mark_unverified(struct grpc_call *call, const uint8_t *req, size_t l
 /* --- RepositoryReplicas: the checksum of every assigned replica, primary first --- */
 
 struct replicas_call {
-	struct pending_call pc;
+	struct intercept_pending pc;
 	char *relative_path;
 	size_t pending;
 	int failed;
@@ -281,7 +254,7 @@ static void replicas_maybe_done(struct replicas_call *rc)
 
 	if (--rc->pending)
 		return;
-	call = pending_take(&rc->pc);
+	call = intercept_pending_take(&rc->pc);
 	if (call && rc->failed) {
 		grpc_call_finish(call, GRPC_INTERNAL, rc->error.buf, NULL);
 	} else if (call) {
@@ -400,7 +373,7 @@ static void repository_replicas(struct grpc_call *call, const uint8_t *req, size
 	rc->repos = xcalloc(r->vs->nr_nodes, sizeof(*rc->repos));
 	rc->sums = xcalloc(r->vs->nr_nodes, sizeof(*rc->sums));
 	rc->pending = 1;
-	pending_start(&rc->pc, p, call);
+	intercept_pending_start(&rc->pc, p, call);
 	checksum_of(rc, r, 0, r->primary);
 	k = 1;
 	for (size_t i = 0; i < r->vs->nr_nodes; i++) {

@@ -1,6 +1,7 @@
 /*
  * RPCs praefect answers itself (docs/technical/praefect-routing.md): RepositoryExists
- * from its records, RemoveRepository (records first, then every replica),
+ * from its records, RemoveRepository (records first, then every replica;
+ * DeleteObjectPool, pools.c, shares that),
  * ServerInfo and DiskStatistics aggregated over the nodes, and
  * PraefectInfoService/GetRepositoryMetadata.
  */
@@ -28,6 +29,27 @@ int intercept_reply(struct grpc_call *call, const ProtobufCMessage *msg)
 	rc = grpc_call_reply(call, buf, n);
 	free(buf);
 	return rc;
+}
+
+static void pending_closed(struct grpc_call *call, enum grpc_code code, void *arg)
+{
+	((struct intercept_pending *)arg)->call = NULL;
+}
+
+void intercept_pending_start(struct intercept_pending *pc, struct praefect *p, struct grpc_call *call)
+{
+	pc->p = p;
+	pc->call = call;
+	grpc_call_on_close(call, pending_closed, pc);
+}
+
+struct grpc_call *intercept_pending_take(struct intercept_pending *pc)
+{
+	struct grpc_call *call = pc->call;
+	if (call)
+		grpc_call_on_close(call, NULL, NULL);
+	pc->call = NULL;
+	return call;
 }
 
 /* Validate the target repository the way the proxy does, with the same messages in the same order. */
@@ -78,30 +100,24 @@ static void repository_exists(struct grpc_call *call, const uint8_t *req, size_t
 /* --- RemoveRepository: delete the record, then every replica (failures only logged) --- */
 
 struct removal {
-	struct praefect *p;
-	struct grpc_call *call;
+	struct intercept_pending pc;
 	char *vs;
 	Gitaly__Repository *repo;      /* the request's repository, other fields kept */
-	Gitaly__RemoveRepositoryRequest *req;
+	ProtobufCMessage *req;         /* RemoveRepository's or DeleteObjectPool's request */
+	const struct rpc_method *method;
+	int error_on_not_found;
 	size_t pending;
 };
-
-static void removal_close(struct grpc_call *call, enum grpc_code code, void *arg)
-{
-	struct removal *rm = arg;
-	rm->call = NULL;
-}
 
 static void removal_maybe_done(struct removal *rm)
 {
 	Gitaly__RemoveRepositoryResponse resp = GITALY__REMOVE_REPOSITORY_RESPONSE__INIT;
 	if (rm->pending)
 		return;
-	if (rm->call) {
-		grpc_call_on_close(rm->call, NULL, NULL);
-		intercept_reply(rm->call, &resp.base);
-	}
-	gitaly__remove_repository_request__free_unpacked(rm->req, NULL);
+	struct grpc_call *call = intercept_pending_take(&rm->pc);
+	if (call)
+		intercept_reply(call, &resp.base);
+	protobuf_c_message_free_unpacked(rm->req, NULL);
 	free(rm->vs);
 	free(rm);
 }
@@ -124,7 +140,7 @@ static void on_node_removed(struct grpc_client_call *cc, enum grpc_code code, co
 {
 	struct replica_removal *rr = grpc_client_call_user(cc);
 	struct removal *rm = rr->rm;
-	struct vstorage *vs = praefect_vs(rm->p, rm->vs, strlen(rm->vs));
+	struct vstorage *vs = praefect_vs(rm->pc.p, rm->vs, strlen(rm->vs));
 
 	if (code != GRPC_OK && code != GRPC_NOT_FOUND) {
 		struct repl_job j = { 0 };
@@ -139,9 +155,9 @@ static void on_node_removed(struct grpc_client_call *cc, enum grpc_code code, co
 		j.source_storage = "";
 		j.target_storage = rr->storage;
 		j.correlation_id = "remove-repository";
-		store_enqueue(rm->p->store, &j, on_retry_queued, NULL);
+		store_enqueue(rm->pc.p->store, &j, on_retry_queued, NULL);
 		if (vs)
-			replicator_kick(rm->p, vs, rr->storage);
+			replicator_kick(rm->pc.p, vs, rr->storage);
 	}
 	free(rr->storage);
 	free(rr->replica_path);
@@ -156,33 +172,28 @@ static void on_record_deleted(void *arg, int status, const char *msg, const char
 			      const char *const *storages, size_t n)
 {
 	struct removal *rm = arg;
-	struct vstorage *vs = praefect_vs(rm->p, rm->vs, strlen(rm->vs));
+	struct vstorage *vs = praefect_vs(rm->pc.p, rm->vs, strlen(rm->vs));
+	struct grpc_call *call;
 	struct repo *r;
 	int64_t repo_id;
 
 	if (status == -ENOENT) {
-		if (rm->call) {
-			grpc_call_on_close(rm->call, NULL, NULL);
-			grpc_call_finish(rm->call, GRPC_NOT_FOUND, "repository does not exist", NULL);
-		}
+		if (rm->error_on_not_found && (call = intercept_pending_take(&rm->pc)))
+			grpc_call_finish(call, GRPC_NOT_FOUND, "repository does not exist", NULL);
 		rm->pending = 0;
-		rm->call = NULL;
-		removal_maybe_done(rm);
+		removal_maybe_done(rm);   /* without the error: an empty answer */
 		return;
 	}
 	if (status < 0) {
-		if (rm->call) {
-			grpc_call_on_close(rm->call, NULL, NULL);
-			grpc_call_finishf(rm->call, GRPC_INTERNAL, "deleting repository records: %s", msg ? msg : "");
-		}
-		rm->call = NULL;
+		if ((call = intercept_pending_take(&rm->pc)))
+			grpc_call_finishf(call, GRPC_INTERNAL, "deleting repository records: %s", msg ? msg : "");
 		removal_maybe_done(rm);
 		return;
 	}
-	r = repo_by_path(rm->p, rm->vs, strlen(rm->vs), rm->repo->relative_path, strlen(rm->repo->relative_path));
+	r = repo_by_path(rm->pc.p, rm->vs, strlen(rm->vs), rm->repo->relative_path, strlen(rm->repo->relative_path));
 	repo_id = r ? r->id : 0;
 	if (r)
-		repo_remove(rm->p, r);
+		repo_remove(rm->pc.p, r);
 	/* fan out with the replica path on every storage that had a replica, one 10 s deadline */
 	rm->pending = 1;
 	for (size_t i = 0; vs && i < n; i++) {
@@ -199,19 +210,19 @@ static void on_record_deleted(void *arg, int status, const char *msg, const char
 			char *orig_storage = rm->repo->storage_name, *orig_path = rm->repo->relative_path;
 			rm->repo->storage_name = (char *)storages[i];
 			rm->repo->relative_path = (char *)replica_path;
-			len = gitaly__remove_repository_request__get_packed_size(rm->req);
+			len = protobuf_c_message_get_packed_size(rm->req);
 			buf = xmalloc(len ? len : 1);
-			gitaly__remove_repository_request__pack(rm->req, buf);
+			protobuf_c_message_pack(rm->req, buf);
 			rm->repo->storage_name = orig_storage;
 			rm->repo->relative_path = orig_path;
 		}
-		node_call_metadata(node, rm->call ? grpc_call_metadata(rm->call) : NULL, &md);
+		node_call_metadata(node, rm->pc.call ? grpc_call_metadata(rm->pc.call) : NULL, &md);
 		rr = xcalloc(1, sizeof(*rr));
 		rr->rm = rm;
 		rr->repo_id = repo_id;
 		rr->storage = xstrdup(storages[i]);
 		rr->replica_path = xstrdup(replica_path);
-		if (grpc_channel_call(node->ch, rm->p->calls.remove_repository->name, &md, 10000, 0,
+		if (grpc_channel_call(node->ch, rm->method->name, &md, 10000, 0,
 				      &node_remove_ops, rr, &cc) == 0) {
 			rm->pending++;
 			grpc_client_call_send(cc, buf, len);
@@ -231,7 +242,6 @@ static void on_record_deleted(void *arg, int status, const char *msg, const char
 static void remove_repository(struct grpc_call *call, const uint8_t *req, size_t len, void *data)
 {
 	struct praefect *p = data;
-	struct removal *rm;
 	Gitaly__RemoveRepositoryRequest *r = gitaly__remove_repository_request__unpack(NULL, len, req);
 	if (!r) {
 		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "cannot decode request", NULL);
@@ -241,13 +251,19 @@ static void remove_repository(struct grpc_call *call, const uint8_t *req, size_t
 		gitaly__remove_repository_request__free_unpacked(r, NULL);
 		return;
 	}
-	rm = xcalloc(1, sizeof(*rm));
-	rm->p = p;
-	rm->call = call;
-	rm->req = r;
-	rm->repo = r->repository;
-	rm->vs = xstrdup(r->repository->storage_name);
-	grpc_call_on_close(call, removal_close, rm);
+	intercept_remove(p, call, &r->base, r->repository, p->calls.remove_repository, 1);
+}
+
+void intercept_remove(struct praefect *p, struct grpc_call *call, ProtobufCMessage *req, Gitaly__Repository *repo,
+		      const struct rpc_method *m, int error_on_not_found)
+{
+	struct removal *rm = xcalloc(1, sizeof(*rm));
+	intercept_pending_start(&rm->pc, p, call);
+	rm->req = req;
+	rm->repo = repo;
+	rm->method = m;
+	rm->error_on_not_found = error_on_not_found;
+	rm->vs = xstrdup(repo->storage_name ? repo->storage_name : "");
 	store_delete_repository(p->store, rm->vs, rm->repo->relative_path, on_record_deleted, rm);
 }
 
@@ -530,6 +546,7 @@ void intercept_register(struct praefect *p)
 	praefect_add_unary(p->server, "/gitaly.SmartHTTPService/PostUploadPackWithSidechannel", sidechannel_refused, p);
 	praefect_add_unary(p->server, "/gitaly.RepositoryService/RepositoryExists", repository_exists, p);
 	praefect_add_unary(p->server, "/gitaly.RepositoryService/RemoveRepository", remove_repository, p);
+	praefect_add_unary(p->server, "/gitaly.ObjectPoolService/DeleteObjectPool", intercept_delete_object_pool, p);
 	praefect_add_unary(p->server, "/gitaly.ServerService/ServerInfo", server_info, p);
 	praefect_add_unary(p->server, "/gitaly.PraefectInfoService/GetRepositoryMetadata",
 			      get_repository_metadata, p);

@@ -6,6 +6,7 @@
 #include "grpc/auth.h"
 #include "backchannel/backchannel.h"
 #include "health.pb-c.h"
+#include "shared.pb-c.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -201,6 +202,32 @@ int node_unary(struct node *n, const char *method, const void *req, size_t len, 
 	grpc_client_call_send(cc, req, len);
 	grpc_client_call_close_send(cc);
 	return 0;
+}
+
+int node_unary_repo(struct node *n, const char *method, const ProtobufCMessageDescriptor *req,
+		    const char *replica_path, uint64_t timeout_ms, node_unary_done *done, void *arg)
+{
+	const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(req, "repository");
+	Gitaly__Repository repo = GITALY__REPOSITORY__INIT;
+	ProtobufCMessage *m;
+	uint8_t *buf;
+	size_t len;
+	int rc;
+
+	if (!f || f->type != PROTOBUF_C_TYPE_MESSAGE)
+		return -1;
+	repo.storage_name = (char *)n->cfg->storage;
+	repo.relative_path = (char *)replica_path;
+	m = xcalloc(1, req->sizeof_message);
+	protobuf_c_message_init(req, m);
+	*(Gitaly__Repository **)((char *)m + f->offset) = &repo;
+	len = protobuf_c_message_get_packed_size(m);
+	buf = xmalloc(len + 1);
+	protobuf_c_message_pack(m, buf);
+	rc = node_unary(n, method, buf, len, timeout_ms, done, arg);
+	free(buf);
+	free(m);
+	return rc;
 }
 
 void nodes_init(struct praefect *p)

@@ -389,6 +389,12 @@ static void replicate(struct worker *w, struct repl_job *j, struct repo *r)
 	from.relative_path = r->replica_path;
 	req.repository = &target;
 	req.source = &from;
+	/*
+	 * Ours, beyond upstream's replicator: a repaired replica of a pool member
+	 * links to the pool's replica on its node instead of copying the pool's
+	 * objects (docs/technical/object-pools.md, "Replication").
+	 */
+	req.replicate_object_deduplication_network_membership = 1;
 	len = gitaly__replicate_repository_request__get_packed_size(&req);
 	buf = xmalloc(len ? len : 1);
 	gitaly__replicate_repository_request__pack(&req, buf);

@@ -172,7 +172,7 @@ int repos_load(struct praefect *p, struct strbuf *err)
 }
 
 /* Rails object pool paths "@pools/aa/bb/<64 hex>.git" whose hash starts with aabb get pool replica paths. */
-static int is_rails_pool_path(const char *path)
+int repos_is_rails_pool(const char *path)
 {
 	static regex_t re;
 	static int compiled;
@@ -193,7 +193,7 @@ void replica_path_for(int64_t id, const char *relative_path, struct strbuf *out)
 	unsigned char h[SHA256_DIGEST_LENGTH];
 	snprintf(dec, sizeof(dec), "%lld", (long long)id);
 	SHA256((const unsigned char *)dec, strlen(dec), h);
-	strbuf_addf(out, "@cluster/%s/%02x/%02x/%s", is_rails_pool_path(relative_path) ? "pools" : "repositories",
+	strbuf_addf(out, "@cluster/%s/%02x/%02x/%s", repos_is_rails_pool(relative_path) ? "pools" : "repositories",
 		    h[0], h[1], dec);
 }
 

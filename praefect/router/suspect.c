@@ -57,7 +57,6 @@ struct suspect {
 	int rebuild_stalled;              /* checked again after a rebuild that did not catch up */
 	uint64_t next_ms;                 /* earliest time of the next step */
 	struct praefect *p;
-	struct strbuf resp;
 };
 
 static void id_key(char *key, size_t size, int64_t id)
@@ -122,14 +121,12 @@ static void suspect_add(struct praefect *p, struct node *n, int64_t repo_id, int
 	s->avoid = avoid;
 	s->urgent = urgent;
 	s->next_ms = now_ms();
-	strbuf_init(&s->resp, 0);
 	id_key(key, sizeof(key), repo_id);
 	hashmap_put(&n->suspects, key, strlen(key), s);
 }
 
 static void suspect_free(struct suspect *s)
 {
-	strbuf_release(&s->resp);
 	free(s);
 }
 
@@ -238,17 +235,9 @@ static void scan_node(struct praefect *p, struct node *n)
 		log_msgf(LOG_INFO, "checking the %zu other replicas on %s", added, n->cfg->storage);
 }
 
-static void on_fsck_message(struct grpc_client_call *cc, const uint8_t *msg, size_t len)
+static void on_fsck_done(void *arg, enum grpc_code code, const char *message, const uint8_t *msg, size_t len)
 {
-	struct suspect *s = grpc_client_call_user(cc);
-	strbuf_reset(&s->resp);
-	strbuf_add(&s->resp, msg, len);
-}
-
-static void on_fsck_done(struct grpc_client_call *cc, enum grpc_code code, const char *message,
-			 const struct grpc_metadata *trailers)
-{
-	struct suspect *s = grpc_client_call_user(cc);
+	struct suspect *s = arg;
 	Gitaly__FsckResponse *r = NULL;
 	uint64_t now = now_ms();
 
@@ -258,7 +247,7 @@ static void on_fsck_done(struct grpc_client_call *cc, enum grpc_code code, const
 		return;
 	}
 	if (code == GRPC_OK)
-		r = gitaly__fsck_response__unpack(NULL, s->resp.len, (const uint8_t *)s->resp.buf);
+		r = gitaly__fsck_response__unpack(NULL, len, msg);
 	if (code == GRPC_OK && r && !r->error.len) {
 		log_msgf(LOG_INFO, "replica of repository %lld on %s verified: healthy", (long long)s->repo_id,
 			 s->node->cfg->storage);
@@ -301,35 +290,15 @@ static void on_fsck_done(struct grpc_client_call *cc, enum grpc_code code, const
 	schedule_kick(s->p, TASK_VERIFY_REPLICAS);
 }
 
-static const struct grpc_client_ops fsck_ops = { .on_message = on_fsck_message, .on_close = on_fsck_done };
-
 static void start_fsck(struct suspect *s, struct repo *r)
 {
-	Gitaly__FsckRequest req = GITALY__FSCK_REQUEST__INIT;
-	Gitaly__Repository repo = GITALY__REPOSITORY__INIT;
-	struct grpc_metadata md = GRPC_METADATA_INIT;
-	struct grpc_client_call *cc;
-	uint8_t *buf;
-	size_t len;
-
-	repo.storage_name = (char *)s->node->cfg->storage;
-	repo.relative_path = r->replica_path;
-	req.repository = &repo;
-	len = gitaly__fsck_request__get_packed_size(&req);
-	buf = xmalloc(len ? len : 1);
-	gitaly__fsck_request__pack(&req, buf);
-	auth_v2_add(&md, s->node->cfg->token);
-	if (grpc_channel_call(s->node->ch, s->p->fsck->name, &md, FSCK_TIMEOUT_MS, 0, &fsck_ops, s, &cc) == 0) {
+	if (node_unary_repo(s->node, s->p->fsck->name, &gitaly__fsck_request__descriptor, r->replica_path,
+			    FSCK_TIMEOUT_MS, on_fsck_done, s) == 0) {
 		s->busy = 1;
 		s->state = SUSPECT_VERIFYING;
-		strbuf_reset(&s->resp);
-		grpc_client_call_send(cc, buf, len);
-		grpc_client_call_close_send(cc);
 	} else {
 		s->next_ms = now_ms() + FSCK_RETRY_MS;
 	}
-	grpc_metadata_release(&md);
-	free(buf);
 }
 
 /* --- repair: delete the replica, then replicate it again --- */

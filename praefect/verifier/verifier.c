@@ -38,7 +38,6 @@
 #define EXISTS_TIMEOUT_MS 30000
 #define CHECKSUM_TIMEOUT_MS (5 * 60 * 1000)
 #define FSCK_TIMEOUT_MS (10 * 60 * 1000)
-#define MAX_RESPONSE 65536              /* a Fsck error text beyond this is cut */
 
 enum step { STEP_EXISTS, STEP_SUMS, STEP_FSCK };
 enum outcome { OUT_VALID, OUT_INVALID, OUT_ERROR, OUT_HELD };
@@ -61,7 +60,6 @@ struct check {
 	int64_t generation;             /* the repository's when the checksums were asked */
 	struct peer_sum *sums;          /* sums[0] is this replica's */
 	size_t nr_sums;
-	struct strbuf resp;             /* the current call's last message */
 };
 
 struct verifier {
@@ -76,7 +74,6 @@ struct verifier {
 struct sum_call {
 	struct check *c;
 	size_t which;
-	struct strbuf resp;             /* its answer (the calls of a check run at once) */
 };
 
 static void step_on(struct check *c);
@@ -111,7 +108,6 @@ static void check_free(struct check *c)
 	free(c->sums);
 	free(c->relative_path);
 	free(c->replica_path);
-	strbuf_release(&c->resp);
 	free(c);
 }
 
@@ -163,51 +159,17 @@ static void finish(struct check *c, enum outcome out)
 
 /* --- calls to the node --- */
 
-static void on_message(struct grpc_client_call *cc, const uint8_t *msg, size_t len)
-{
-	struct check *c = grpc_client_call_user(cc);
-	strbuf_reset(&c->resp);
-	strbuf_add(&c->resp, msg, len < MAX_RESPONSE ? len : MAX_RESPONSE);
-}
-
-/* Start `method` on `n` with the packed request; 0, or -1 when it could not start. */
-static int call(struct check *c, struct node *n, const struct rpc_method *m, const uint8_t *req, size_t len,
-		uint64_t timeout_ms, const struct grpc_client_ops *ops, void *user)
-{
-	struct grpc_metadata md = GRPC_METADATA_INIT;
-	struct grpc_client_call *cc;
-	int rc;
-
-	auth_v2_add(&md, n->cfg->token);
-	rc = grpc_channel_call(n->ch, m->name, &md, timeout_ms, 0, ops, user, &cc);
-	grpc_metadata_release(&md);
-	if (rc < 0)
-		return -1;
-	grpc_client_call_send(cc, req, len);
-	grpc_client_call_close_send(cc);
-	return 0;
-}
-
-/* The request's repository field, for `n`'s replica. */
-static void set_repo(Gitaly__Repository *repo, const struct node *n, const char *replica_path)
-{
-	gitaly__repository__init(repo);
-	repo->storage_name = (char *)n->cfg->storage;
-	repo->relative_path = (char *)replica_path;
-}
-
 /* --- step 1: does the replica exist? --- */
 
-static void on_exists(struct grpc_client_call *cc, enum grpc_code code, const char *message,
-		      const struct grpc_metadata *trailers)
+static void on_exists(void *arg, enum grpc_code code, const char *message, const uint8_t *msg, size_t len)
 {
-	struct check *c = grpc_client_call_user(cc);
+	struct check *c = arg;
 	Gitaly__RepositoryExistsResponse *resp = NULL;
 	int exists;
 
 	c->pending = 0;
 	if (code == GRPC_OK)
-		resp = gitaly__repository_exists_response__unpack(NULL, c->resp.len, (const uint8_t *)c->resp.buf);
+		resp = gitaly__repository_exists_response__unpack(NULL, len, msg);
 	if (code != GRPC_OK || !resp) {
 		if (!c->v->stopping)
 			log_msgf(LOG_WARN, "failed to verify replica's existence: repository %lld on %s: %s",
@@ -226,27 +188,14 @@ static void on_exists(struct grpc_client_call *cc, enum grpc_code code, const ch
 	step_on(c);
 }
 
-static const struct grpc_client_ops exists_ops = { .on_message = on_message, .on_close = on_exists };
-
 static void ask_exists(struct check *c)
 {
-	Gitaly__RepositoryExistsRequest req = GITALY__REPOSITORY_EXISTS_REQUEST__INIT;
-	Gitaly__Repository repo;
-	size_t len;
-	uint8_t *buf;
-
-	set_repo(&repo, c->node, c->replica_path);
-	req.repository = &repo;
-	len = gitaly__repository_exists_request__get_packed_size(&req);
-	buf = xmalloc(len + 1);
-	gitaly__repository_exists_request__pack(&req, buf);
 	c->pending = 1;
-	strbuf_reset(&c->resp);
-	if (call(c, c->node, c->v->exists, buf, len, EXISTS_TIMEOUT_MS, &exists_ops, c) < 0) {
+	if (node_unary_repo(c->node, c->v->exists->name, &gitaly__repository_exists_request__descriptor, c->replica_path,
+			    EXISTS_TIMEOUT_MS, on_exists, c) < 0) {
 		c->pending = 0;
 		finish(c, OUT_ERROR);
 	}
-	free(buf);
 }
 
 /* --- step 2: are its references those of its up-to-date peers? --- */
@@ -334,36 +283,24 @@ static void sums_done(struct check *c)
 	replicator_enqueue_jobs(p, r, src->cfg->storage, &target, 1, 1, "background-verification", on_repair_queued, c);
 }
 
-static void on_sum_close(struct grpc_client_call *cc, enum grpc_code code, const char *message,
-			 const struct grpc_metadata *trailers)
+static void on_sum(void *arg, enum grpc_code code, const char *message, const uint8_t *msg, size_t len)
 {
-	struct sum_call *sc = grpc_client_call_user(cc);
+	struct sum_call *sc = arg;
 	struct check *c = sc->c;
 	struct peer_sum *ps = &c->sums[sc->which];
 	Gitaly__CalculateChecksumResponse *resp = NULL;
 
-	if (code == GRPC_OK && (resp = gitaly__calculate_checksum_response__unpack(NULL, sc->resp.len,
-										     (const uint8_t *)sc->resp.buf))) {
+	if (code == GRPC_OK && (resp = gitaly__calculate_checksum_response__unpack(NULL, len, msg))) {
 		ps->sum = xstrdup(resp->checksum ? resp->checksum : "");
 		gitaly__calculate_checksum_response__free_unpacked(resp, NULL);
 	} else if (code == GRPC_OK) {
 		code = GRPC_INTERNAL;
 	}
 	ps->code = code;
-	strbuf_release(&sc->resp);
 	free(sc);
 	if (--c->pending == 0)
 		sums_done(c);
 }
-
-static void on_sum_message(struct grpc_client_call *cc, const uint8_t *msg, size_t len)
-{
-	struct sum_call *sc = grpc_client_call_user(cc);
-	strbuf_reset(&sc->resp);
-	strbuf_add(&sc->resp, msg, len < MAX_RESPONSE ? len : MAX_RESPONSE);
-}
-
-static const struct grpc_client_ops sum_ops = { .on_message = on_sum_message, .on_close = on_sum_close };
 
 static void ask_sums(struct check *c)
 {
@@ -391,27 +328,16 @@ static void ask_sums(struct check *c)
 	}
 	c->pending = (int)c->nr_sums + 1; /* and this function until every call is started */
 	for (size_t i = 0; i < c->nr_sums; i++) {
-		Gitaly__CalculateChecksumRequest req = GITALY__CALCULATE_CHECKSUM_REQUEST__INIT;
-		Gitaly__Repository repo;
 		struct sum_call *sc = xcalloc(1, sizeof(*sc));
-		size_t len;
-		uint8_t *buf;
 
-		set_repo(&repo, c->sums[i].node, r->replica_path);
-		req.repository = &repo;
-		len = gitaly__calculate_checksum_request__get_packed_size(&req);
-		buf = xmalloc(len + 1);
-		gitaly__calculate_checksum_request__pack(&req, buf);
 		sc->c = c;
 		sc->which = i;
-		strbuf_init(&sc->resp, 0);
-		if (call(c, c->sums[i].node, c->v->checksum, buf, len, CHECKSUM_TIMEOUT_MS, &sum_ops, sc) < 0) {
+		if (node_unary_repo(c->sums[i].node, c->v->checksum->name, &gitaly__calculate_checksum_request__descriptor,
+				    r->replica_path, CHECKSUM_TIMEOUT_MS, on_sum, sc) < 0) {
 			c->sums[i].code = GRPC_UNAVAILABLE;
-			strbuf_release(&sc->resp);
 			free(sc);
 			c->pending--;
 		}
-		free(buf);
 	}
 	if (--c->pending == 0)
 		sums_done(c);
@@ -419,10 +345,9 @@ static void ask_sums(struct check *c)
 
 /* --- step 3: are its objects sound? --- */
 
-static void on_fsck(struct grpc_client_call *cc, enum grpc_code code, const char *message,
-		    const struct grpc_metadata *trailers)
+static void on_fsck(void *arg, enum grpc_code code, const char *message, const uint8_t *msg, size_t len)
 {
-	struct check *c = grpc_client_call_user(cc);
+	struct check *c = arg;
 	struct verifier *v = c->v;
 	Gitaly__FsckResponse *resp = NULL;
 	struct repo *r;
@@ -441,7 +366,7 @@ static void on_fsck(struct grpc_client_call *cc, enum grpc_code code, const char
 		return;
 	}
 	if (code == GRPC_OK)
-		resp = gitaly__fsck_response__unpack(NULL, c->resp.len, (const uint8_t *)c->resp.buf);
+		resp = gitaly__fsck_response__unpack(NULL, len, msg);
 	if (!resp) {
 		if (!v->stopping)
 			log_msgf(LOG_WARN, "Fsck of repository %lld on %s failed: %s", (long long)c->repo_id,
@@ -468,27 +393,14 @@ static void on_fsck(struct grpc_client_call *cc, enum grpc_code code, const char
 	finish(c, r ? OUT_HELD : OUT_ERROR);
 }
 
-static const struct grpc_client_ops fsck_ops = { .on_message = on_message, .on_close = on_fsck };
-
 static void ask_fsck(struct check *c)
 {
-	Gitaly__FsckRequest req = GITALY__FSCK_REQUEST__INIT;
-	Gitaly__Repository repo;
-	size_t len;
-	uint8_t *buf;
-
-	set_repo(&repo, c->node, c->replica_path);
-	req.repository = &repo;
-	len = gitaly__fsck_request__get_packed_size(&req);
-	buf = xmalloc(len + 1);
-	gitaly__fsck_request__pack(&req, buf);
 	c->pending = 1;
-	strbuf_reset(&c->resp);
-	if (call(c, c->node, c->v->fsck, buf, len, FSCK_TIMEOUT_MS, &fsck_ops, c) < 0) {
+	if (node_unary_repo(c->node, c->v->fsck->name, &gitaly__fsck_request__descriptor, c->replica_path,
+			    FSCK_TIMEOUT_MS, on_fsck, c) < 0) {
 		c->pending = 0;
 		finish(c, OUT_ERROR);
 	}
-	free(buf);
 }
 
 static void step_on(struct check *c)
@@ -546,7 +458,6 @@ static void on_leased(void *arg, int status, const char *msg, const struct repl_
 		c->repo_id = j->repository_id;
 		c->relative_path = xstrdup(j->relative_path ? j->relative_path : "");
 		c->replica_path = xstrdup(j->replica_path ? j->replica_path : "");
-		strbuf_init(&c->resp, 0);
 		c->next = v->checks;
 		v->checks = c;
 		c->step = STEP_EXISTS;
