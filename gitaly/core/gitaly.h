@@ -98,6 +98,14 @@ enum grpc_code gitaly_storage(struct gitaly *g, const char *name, const struct g
 /* <storage>/+gitaly/tmp, created on demand. */
 int gitaly_tmp_dir(struct gitaly *g, const struct gitaly_storage *s, struct strbuf *out);
 
+/*
+ * Move every file below the object directory `src` into `dst`, in
+ * lib/git/objfiles.h's order (no reader sees a pack index before what it
+ * indexes); objects `dst` has already stay. `src` is removed. 0, or -1
+ * with `err` set.
+ */
+int gitaly_migrate_objects(const char *src, const char *dst, struct strbuf *err);
+
 /* Revision validation (docs/technical/gitaly-node.md, "Revisions"): 0, or -1 with msg set. */
 int gitaly_check_revision(const char *rev, size_t len, struct strbuf *msg);
 
@@ -237,6 +245,8 @@ void gitaly_register_operations(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_hook(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_objectpool(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_bfg(struct gitaly *g, struct grpc_server *s);
+/* RemoteService (repository/remote.c, repository/remote_mirror.c). */
+void gitaly_register_remote(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_analysis(struct gitaly *g, struct grpc_server *s);
 
 #endif

@@ -25,6 +25,7 @@ const char *const gitaly_out[OUT_METHODS_NR] = {
 	[OUT_GET_OBJECT_POOL] = "/gitaly.ObjectPoolService/GetObjectPool",
 	[OUT_FIND_DEFAULT_BRANCH_NAME] = "/gitaly.RefService/FindDefaultBranchName",
 	[OUT_GET_CUSTOM_HOOKS] = "/gitaly.RepositoryService/GetCustomHooks",
+	[OUT_FIND_COMMIT] = "/gitaly.CommitService/FindCommit",
 };
 
 /* Upstream limits ReplicateRepository to one call per repository unless configured otherwise. */
@@ -453,6 +454,7 @@ void gitaly_register_services(struct gitaly *g, struct grpc_server *s)
 	gitaly_register_hook(g, s);
 	gitaly_register_objectpool(g, s);
 	gitaly_register_bfg(g, s);
+	gitaly_register_remote(g, s);
 	for (size_t i = 0; limits && i < limits->nr; i++)
 		if (!limits->v[i].fn && !limits->v[i].start)
 			log_msgf(LOG_WARN, "[[concurrency]] rpc \"%s\": this node serves no such method, not limited",

@@ -42,6 +42,7 @@ enum gitaly_out_method {
 	OUT_GET_OBJECT_POOL,
 	OUT_FIND_DEFAULT_BRANCH_NAME,
 	OUT_GET_CUSTOM_HOOKS,
+	OUT_FIND_COMMIT,
 	OUT_METHODS_NR,
 };
 extern const char *const gitaly_out[OUT_METHODS_NR];

@@ -4,7 +4,6 @@
 #include "base/log.h"
 #include "base/pb.h"
 #include "base/util.h"
-#include "git/objfiles.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -539,61 +538,6 @@ void op_signature_date(const struct op_signature *sig, struct strbuf *out)
 	strbuf_addf(out, "%lld %c%02d%02d", (long long)sig->when, sig->tz_minutes < 0 ? '-' : '+', m / 60, m % 60);
 }
 
-/* Link (or rename) quarantined objects into place; what exists already stays. */
-static int migrate_dir(const char *src, const char *dst, struct strbuf *err)
-{
-	DIR *d = opendir(src);
-	struct dirent *de;
-	struct strvec names = STRVEC_INIT;
-	int rc = 0;
-
-	if (!d) {
-		strbuf_addf(err, "reading directory: %s", strerror(errno));
-		return -1;
-	}
-	while ((de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-			strvec_push(&names, de->d_name);
-	closedir(d);
-	if (names.nr)
-		git_objfiles_sort(names.v, names.nr);
-	for (size_t i = 0; i < names.nr && rc == 0; i++) {
-		struct strbuf s = STRBUF_INIT, t = STRBUF_INIT;
-		struct stat st;
-		strbuf_addf(&s, "%s/%s", src, names.v[i]);
-		strbuf_addf(&t, "%s/%s", dst, names.v[i]);
-		if (lstat(s.buf, &st) < 0) {
-			strbuf_addf(err, "stat %s: %s", s.buf, strerror(errno));
-			rc = -1;
-		} else if (S_ISDIR(st.st_mode)) {
-			if (mkdir(t.buf, 0755) < 0 && errno != EEXIST) {
-				strbuf_addf(err, "creating target directory \"%s\": %s", t.buf, strerror(errno));
-				rc = -1;
-			} else {
-				rc = migrate_dir(s.buf, t.buf, err);
-				if (rc == 0)
-					fs_fsync_dir(t.buf);
-			}
-		} else if (link(s.buf, t.buf) == 0 || errno == EEXIST) {
-			unlink(s.buf);
-		} else if (rename(s.buf, t.buf) < 0 && errno != EEXIST) {
-			strbuf_addf(err, "migrating object file \"%s\": %s", s.buf, strerror(errno));
-			rc = -1;
-		}
-		strbuf_release(&s);
-		strbuf_release(&t);
-	}
-	strvec_clear(&names);
-	if (rc == 0) {
-		fs_fsync_dir(dst);
-		if (rmdir(src) < 0) {
-			strbuf_addf(err, "removing source directory: %s", strerror(errno));
-			rc = -1;
-		}
-	}
-	return rc;
-}
-
 int op_quarantine_migrate(struct op *op, struct strbuf *err)
 {
 	struct strbuf target = STRBUF_INIT;
@@ -601,7 +545,7 @@ int op_quarantine_migrate(struct op *op, struct strbuf *err)
 	int rc;
 	strbuf_addf(&target, "%s/%s", op->path.buf,
 		    r->git_object_directory && *r->git_object_directory ? r->git_object_directory : "objects");
-	rc = migrate_dir(op->qdir.buf, target.buf, err);
+	rc = gitaly_migrate_objects(op->qdir.buf, target.buf, err);
 	strbuf_release(&target);
 	if (rc == 0)
 		strbuf_reset(&op->qdir);   /* gone: nothing left to remove */

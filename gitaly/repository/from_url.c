@@ -5,7 +5,6 @@
 #include "base/util.h"
 #include "repository.pb-c.h"
 
-#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 #include "base/banned.h"
@@ -16,7 +15,7 @@ struct from_url_op {
 	struct git_cmd *cmd;
 	char *url;
 	int mirror;
-	struct strvec env;             /* credentials as GIT_CONFIG_* */
+	struct reposvc_remote remote;  /* credentials as GIT_CONFIG_* (remote_config.c) */
 	struct strbuf tmp_path;
 	const Gitaly__Repository *tmp_repo;
 };
@@ -25,7 +24,7 @@ static void from_url_release(struct gitaly_call *op)
 {
 	struct from_url_op *f = container_of(op, struct from_url_op, op);
 	free(f->url);
-	strvec_clear(&f->env);
+	reposvc_remote_release(&f->remote);
 	strbuf_release(&f->tmp_path);
 	free(f);
 }
@@ -37,25 +36,6 @@ static void from_url_cancel(struct gitaly_call *op)
 	reposvc_kill(f->cmd);
 }
 
-static void percent_decode(struct strbuf *out, const char *s, size_t len)
-{
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '%' && i + 2 < len && hex_digit(s[i + 1]) >= 0 && hex_digit(s[i + 2]) >= 0) {
-			strbuf_addch(out, hex_digit(s[i + 1]) * 16 + hex_digit(s[i + 2]));
-			i += 2;
-		} else {
-			strbuf_addch(out, s[i]);
-		}
-	}
-}
-
-static void add_config_env(struct strvec *env, size_t *nr, const char *key, const char *value)
-{
-	strvec_pushf(env, "GIT_CONFIG_KEY_%zu=%s", *nr, key);
-	strvec_pushf(env, "GIT_CONFIG_VALUE_%zu=%s", *nr, value);
-	(*nr)++;
-}
-
 /*
  * Take credentials out of the URL into an Authorization header, pin DNS when
  * asked, and pass the secrets through the environment (never argv).
@@ -63,123 +43,46 @@ static void add_config_env(struct strvec *env, size_t *nr, const char *key, cons
 static int prepare_clone(struct from_url_op *f, const Gitaly__CreateRepositoryFromURLRequest *req,
 			 struct strbuf *err)
 {
-	const char *url = req->url, *scheme_end = strstr(url, "://");
-	struct strbuf u = STRBUF_INIT, header = STRBUF_INIT, creds = STRBUF_INIT;
-	size_t nr = 0;
+	const char *url = req->url, *host = NULL;
+	struct strbuf u = STRBUF_INIT, header = STRBUF_INIT, user = STRBUF_INIT, pass = STRBUF_INIT;
 	int rc = 0;
 
 	strbuf_addstr(&u, url);
-	if (scheme_end) {
-		const char *auth = scheme_end + 3;
-		size_t alen = strcspn(auth, "/?#");
-		const char *at = NULL;
-		for (size_t i = 0; i < alen; i++)
-			if (auth[i] == '@')
-				at = auth + i;
-		if (at) {
-			const char *colon = memchr(auth, ':', (size_t)(at - auth));
-			if (colon) {
-				percent_decode(&creds, auth, (size_t)(colon - auth));
-				strbuf_addch(&creds, ':');
-				percent_decode(&creds, colon + 1, (size_t)(at - colon - 1));
-			} else {
-				percent_decode(&creds, auth, (size_t)(at - auth));
-			}
-			strbuf_reset(&u);
-			strbuf_add(&u, url, (size_t)(auth - url));
-			strbuf_addstr(&u, at + 1);
-			strbuf_addstr(&header, "Authorization: Basic ");
-			{
-				struct strbuf b64 = STRBUF_INIT;
-				grpc_base64_encode(&b64, creds.buf, creds.len);
-				while (b64.len % 4)
-					strbuf_addch(&b64, '=');
-				strbuf_add(&header, b64.buf, b64.len);
-				strbuf_release(&b64);
-			}
+	reposvc_remote_secret_url(&f->remote, url);
+	if (reposvc_remote_userinfo(url, &user, &pass, &host)) {
+		struct strbuf creds = STRBUF_INIT, b64 = STRBUF_INIT;
+		const char *auth = strstr(url, "://") + 3;
+		strbuf_add(&creds, user.buf, user.len);
+		if (memchr(auth, ':', (size_t)(host - 1 - auth))) {
+			strbuf_addch(&creds, ':');
+			strbuf_add(&creds, pass.buf, pass.len);
 		}
+		strbuf_reset(&u);
+		strbuf_add(&u, url, (size_t)(strstr(url, "://") + 3 - url));
+		strbuf_addstr(&u, host);
+		grpc_base64_encode(&b64, creds.buf, creds.len);
+		while (b64.len % 4)
+			strbuf_addch(&b64, '=');
+		strbuf_addstr(&header, "Authorization: Basic ");
+		strbuf_add(&header, b64.buf, b64.len);
+		reposvc_remote_secret(&f->remote, b64.buf);
+		strbuf_release(&creds);
+		strbuf_release(&b64);
 	}
-	if (!header.len && req->http_authorization_header && *req->http_authorization_header)
+	if (!header.len && req->http_authorization_header && *req->http_authorization_header) {
 		strbuf_addf(&header, "Authorization: %s", req->http_authorization_header);
-	if (header.len)
-		add_config_env(&f->env, &nr, "http.extraHeader", header.buf);
-
-	if (req->resolved_address && *req->resolved_address) {
-		const char *ra = req->resolved_address;
-		unsigned char ip[16];
-		if (inet_pton(AF_INET, ra, ip) != 1 && inet_pton(AF_INET6, ra, ip) != 1) {
-			strbuf_addstr(err, "couldn't get curloptResolve config: resolved address has invalid IPv4/IPv6 address");
-			rc = -1;
-			goto out;
-		}
-		if (!strncmp(u.buf, "http://", 7) || !strncmp(u.buf, "https://", 8) || !strncmp(u.buf, "git://", 6)) {
-			const char *host = strstr(u.buf, "://") + 3;
-			size_t hl = strcspn(host, "/?#");
-			struct strbuf hp = STRBUF_INIT, kv = STRBUF_INIT;
-			const char *port;
-			strbuf_add(&hp, host, hl);
-			/* [v6]:port or host:port */
-			port = hp.buf[0] == '[' ? strstr(hp.buf, "]:") : strrchr(hp.buf, ':');
-			if (port && hp.buf[0] == '[')
-				port++;
-			if (port) {
-				strbuf_addf(&kv, "%.*s:%s:%s", (int)(port - hp.buf), hp.buf, port + 1, ra);
-			} else {
-				const char *def = !strncmp(u.buf, "https", 5) ? "443" : !strncmp(u.buf, "git", 3) ? "9418" : "80";
-				strbuf_addf(&kv, "%s:%s:%s", hp.buf, def, ra);
-			}
-			/* http.curloptResolve wants the bare host, without IPv6 brackets */
-			if (kv.buf[0] == '[') {
-				char *close = strchr(kv.buf, ']');
-				if (close) {
-					memmove(close, close + 1, strlen(close + 1) + 1);
-					memmove(kv.buf, kv.buf + 1, strlen(kv.buf));
-				}
-			}
-			add_config_env(&f->env, &nr, "http.curloptResolve", kv.buf);
-			strbuf_release(&hp);
-			strbuf_release(&kv);
-		} else if (!strncmp(u.buf, "ssh://", 6)) {
-			const char *host = u.buf + 6;
-			size_t hl = strcspn(host, "/?#");
-			const char *at = memchr(host, '@', hl);
-			const char *h = at ? at + 1 : host;
-			size_t rest = hl - (size_t)(h - host);
-			const char *colon = memchr(h, ':', rest);
-			struct strbuf n = STRBUF_INIT;
-			strbuf_add(&n, u.buf, (size_t)(h - u.buf));
-			strbuf_addstr(&n, ra);
-			if (colon)
-				strbuf_add(&n, colon, rest - (size_t)(colon - h));
-			strbuf_addstr(&n, h + rest);
-			strbuf_reset(&u);
-			strbuf_add(&u, n.buf, n.len);
-			strbuf_release(&n);
-		} else {
-			const char *colon = strchr(u.buf, ':');
-			const char *at = strchr(u.buf, '@');
-			struct strbuf n = STRBUF_INIT;
-			if (!colon || memchr(u.buf, '/', (size_t)(colon - u.buf))) {
-				strbuf_addf(err, "couldn't get curloptResolve config: invalid protocol/URL encountered: %s",
-					    u.buf);
-				rc = -1;
-				goto out;
-			}
-			if (at && at < colon)
-				strbuf_add(&n, u.buf, (size_t)(at - u.buf) + 1);
-			strbuf_addf(&n, "%s%s", ra, colon);
-			strbuf_reset(&u);
-			strbuf_add(&u, n.buf, n.len);
-			strbuf_release(&n);
-		}
+		reposvc_remote_secret(&f->remote, req->http_authorization_header);
 	}
-	if (nr)
-		strvec_pushf(&f->env, "GIT_CONFIG_COUNT=%zu", nr);
-	f->url = strbuf_detach(&u, NULL);
-out:
+	if (header.len)
+		reposvc_remote_config(&f->remote, "http.extraHeader", header.buf);
+	if (reposvc_remote_resolve(&f->remote, u.buf, req->resolved_address, err) < 0)
+		rc = -1;
+	else
+		f->url = xstrdup(f->remote.url.buf);
 	strbuf_release(&u);
 	strbuf_release(&header);
-	strbuf_release(&creds);
+	strbuf_release(&user);
+	strbuf_release(&pass);
 	return rc;
 }
 
@@ -249,7 +152,7 @@ static void clone_seed(struct reposvc_create *rc, const char *tmp_path, const Gi
 	gc.subcmd = "clone";
 	gc.flags = flags;
 	gc.args = args;
-	gc.env = f->env.v;
+	gc.env = reposvc_remote_env(&f->remote);
 	/* hooks disabled: nothing to vote on in a repository nobody can see yet */
 	if (gitaly_git_capture(f->op.g, &gc, NULL, 0, 64 * 1024, clone_done, f, &f->cmd, &m) < 0)
 		reposvc_create_seeded(rc, GRPC_INTERNAL, m.buf);
@@ -293,7 +196,7 @@ void reposvc_create_from_url(struct grpc_call *call, const uint8_t *buf, size_t 
 	reposvc_init(&f->op, g, call, from_url_release);
 	f->op.cancel = from_url_cancel;
 	f->mirror = req->mirror;
-	strvec_init(&f->env);
+	reposvc_remote_init(&f->remote);
 	strbuf_init(&f->tmp_path, 0);
 	if (prepare_clone(f, req, &msg) < 0) {
 		grpc_call_finishf(call, GRPC_INVALID_ARGUMENT, "creating repository: %s", msg.buf);

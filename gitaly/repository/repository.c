@@ -548,6 +548,8 @@ void gitaly_register_repository(struct gitaly *g, struct grpc_server *s)
 		{ "SetFullPath", reposvc_set_full_path },
 		{ "GetRawChanges", reposvc_get_raw_changes },
 		{ "FindLicense", reposvc_find_license },
+		{ "FetchRemote", reposvc_fetch_remote },
+		{ "FetchSourceBranch", reposvc_fetch_source_branch },
 		{ "CreateFork", reposvc_create_fork },
 		{ "ApplyGitattributes", reposvc_apply_gitattributes },
 	};

@@ -12,6 +12,7 @@
 #include "core/gitaly.h"
 #include "core/vote.h"
 #include "core/call.h"
+#include "repository/remote_config.h"
 
 /* --- one asynchronous RPC --- */
 
@@ -147,6 +148,8 @@ typedef void (*reposvc_hooks_installed_fn)(struct gitaly_call *op, enum grpc_cod
 int reposvc_hooks_install(struct gitaly_call *op, const char *repo_path, const char *tmp_dir,
 			  reposvc_hooks_installed_fn done, struct strbuf *msg);
 
+/* --- remotes given by URL: repository/remote_config.h --- */
+
 /* --- handlers (registered by repository.c) --- */
 
 /* Bytes of every file under `path` (a file removed meanwhile counts 0). 0 or -errno. */
@@ -181,6 +184,11 @@ void reposvc_full_path(struct grpc_call *call, const uint8_t *req, size_t len, v
 void reposvc_set_full_path(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 /* GetRawChanges (raw_changes.c). */
 void reposvc_get_raw_changes(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+/* FetchRemote (fetch_remote.c), FetchSourceBranch (fetch_source_branch.c). */
+void reposvc_fetch_remote(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+void reposvc_fetch_source_branch(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+/* UpdateRemoteMirror (remote_mirror.c), registered by gitaly_register_remote() (remote.c). */
+void reposvc_register_remote_mirror(struct gitaly *g, struct grpc_server *s);
 /* CreateFork (fork.c), ApplyGitattributes (gitattributes.c). */
 void reposvc_create_fork(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 void reposvc_apply_gitattributes(struct grpc_call *call, const uint8_t *req, size_t len, void *data);

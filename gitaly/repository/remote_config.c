@@ -1,0 +1,264 @@
+/*
+ * How we hand a remote to git: configuration through GIT_CONFIG_* variables
+ * (never argv), DNS pinning from resolved_address, and the redaction of
+ * credentials from every message git's output reaches
+ * (docs/technical/remotes.md, "Credentials" and "Resolved addresses").
+ */
+#include "repository/remote_config.h"
+#include "base/util.h"
+
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+#include "base/banned.h"
+
+#define REDACTED "[FILTERED]"
+
+void reposvc_remote_init(struct reposvc_remote *r)
+{
+	strvec_init(&r->keys);
+	strvec_init(&r->values);
+	strvec_init(&r->env);
+	strvec_init(&r->secrets);
+	strbuf_init(&r->url, 0);
+}
+
+void reposvc_remote_release(struct reposvc_remote *r)
+{
+	strvec_clear(&r->keys);
+	strvec_clear(&r->values);
+	strvec_clear(&r->env);
+	strvec_clear(&r->secrets);
+	strbuf_release(&r->url);
+}
+
+void reposvc_remote_config(struct reposvc_remote *r, const char *key, const char *value)
+{
+	strvec_push(&r->keys, key);
+	strvec_push(&r->values, value);
+}
+
+const char *const *reposvc_remote_env(struct reposvc_remote *r)
+{
+	strvec_clear(&r->env);
+	for (size_t i = 0; i < r->keys.nr; i++) {
+		strvec_pushf(&r->env, "GIT_CONFIG_KEY_%zu=%s", i, r->keys.v[i]);
+		strvec_pushf(&r->env, "GIT_CONFIG_VALUE_%zu=%s", i, r->values.v[i]);
+	}
+	if (r->keys.nr)
+		strvec_pushf(&r->env, "GIT_CONFIG_COUNT=%zu", r->keys.nr);
+	return r->env.v;
+}
+
+static void percent_decode(struct strbuf *out, const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '%' && i + 2 < len && hex_digit(s[i + 1]) >= 0 && hex_digit(s[i + 2]) >= 0) {
+			strbuf_addch(out, hex_digit(s[i + 1]) * 16 + hex_digit(s[i + 2]));
+			i += 2;
+		} else {
+			strbuf_addch(out, s[i]);
+		}
+	}
+}
+
+static void add_secret(struct reposvc_remote *r, const char *s, size_t len)
+{
+	struct strbuf sb = STRBUF_INIT;
+	if (!len)
+		return;
+	strbuf_add(&sb, s, len);
+	strvec_push(&r->secrets, sb.buf);
+	strbuf_release(&sb);
+}
+
+int reposvc_remote_userinfo(const char *url, struct strbuf *user, struct strbuf *pass, const char **host)
+{
+	const char *scheme_end = strstr(url, "://"), *auth, *at = NULL, *colon;
+	size_t alen;
+	if (!scheme_end)
+		return 0;
+	auth = scheme_end + 3;
+	alen = strcspn(auth, "/?#");
+	for (size_t i = 0; i < alen; i++)
+		if (auth[i] == '@')
+			at = auth + i;
+	if (!at)
+		return 0;
+	colon = memchr(auth, ':', (size_t)(at - auth));
+	if (colon) {
+		percent_decode(user, auth, (size_t)(colon - auth));
+		percent_decode(pass, colon + 1, (size_t)(at - colon - 1));
+	} else {
+		percent_decode(user, auth, (size_t)(at - auth));
+	}
+	if (host)
+		*host = at + 1;
+	return 1;
+}
+
+void reposvc_remote_secret_url(struct reposvc_remote *r, const char *url)
+{
+	struct strbuf user = STRBUF_INIT, pass = STRBUF_INIT;
+	const char *host = NULL, *scheme_end = strstr(url, "://");
+	if (reposvc_remote_userinfo(url, &user, &pass, &host)) {
+		const char *auth = scheme_end + 3;
+		const char *colon = memchr(auth, ':', (size_t)(host - 1 - auth));
+		/* the raw userinfo first (longest), then its parts as written and decoded */
+		add_secret(r, auth, (size_t)(host - 1 - auth));
+		if (colon)
+			add_secret(r, colon + 1, (size_t)(host - 1 - colon - 1));
+		add_secret(r, pass.buf, pass.len);
+		if (!colon)
+			add_secret(r, user.buf, user.len);
+	}
+	strbuf_release(&user);
+	strbuf_release(&pass);
+}
+
+void reposvc_remote_secret(struct reposvc_remote *r, const char *s)
+{
+	if (s)
+		add_secret(r, s, strlen(s));
+}
+
+void reposvc_remote_redact(const struct reposvc_remote *r, struct strbuf *sb)
+{
+	for (size_t i = 0; i < r->secrets.nr; i++) {
+		const char *s = r->secrets.v[i];
+		size_t n = strlen(s), pos = 0;
+		struct strbuf out = STRBUF_INIT;
+		const char *hit;
+		if (!n)
+			continue;
+		while ((hit = memmem(sb->buf + pos, sb->len - pos, s, n))) {
+			strbuf_add(&out, sb->buf + pos, (size_t)(hit - (sb->buf + pos)));
+			strbuf_addstr(&out, REDACTED);
+			pos = (size_t)(hit - sb->buf) + n;
+		}
+		if (out.len || pos) {
+			strbuf_add(&out, sb->buf + pos, sb->len - pos);
+			strbuf_reset(sb);
+			strbuf_add(sb, out.buf, out.len);
+		}
+		strbuf_release(&out);
+	}
+}
+
+/*
+ * resolved_address: pin the URL's host to an address without touching DNS.
+ * http(s) and git URLs keep their host and gain http.curloptResolve
+ * "host:port:address"; ssh:// and scp-like URLs get the address in place of
+ * the host.
+ */
+int reposvc_remote_resolve(struct reposvc_remote *r, const char *url, const char *ra, struct strbuf *err)
+{
+	unsigned char ip[16];
+	struct strbuf u = STRBUF_INIT;
+	int rc = 0;
+
+	strbuf_addstr(&u, url);
+	if (!ra || !*ra)
+		goto out;
+	if (inet_pton(AF_INET, ra, ip) != 1 && inet_pton(AF_INET6, ra, ip) != 1) {
+		strbuf_addstr(err, "couldn't get curloptResolve config: resolved address has invalid IPv4/IPv6 address");
+		rc = -1;
+		goto out;
+	}
+	if (!strncmp(u.buf, "http://", 7) || !strncmp(u.buf, "https://", 8) || !strncmp(u.buf, "git://", 6)) {
+		const char *host = strstr(u.buf, "://") + 3;
+		size_t hl = strcspn(host, "/?#");
+		const char *at = memchr(host, '@', hl);
+		struct strbuf hp = STRBUF_INIT, kv = STRBUF_INIT;
+		const char *port;
+		if (at) {
+			hl -= (size_t)(at + 1 - host);
+			host = at + 1;
+		}
+		strbuf_add(&hp, host, hl);
+		/* [v6]:port or host:port */
+		port = hp.buf[0] == '[' ? strstr(hp.buf, "]:") : strrchr(hp.buf, ':');
+		if (port && hp.buf[0] == '[')
+			port++;
+		if (port) {
+			strbuf_addf(&kv, "%.*s:%s:%s", (int)(port - hp.buf), hp.buf, port + 1, ra);
+		} else {
+			const char *def = !strncmp(u.buf, "https", 5) ? "443" : !strncmp(u.buf, "git", 3) ? "9418" : "80";
+			strbuf_addf(&kv, "%s:%s:%s", hp.buf, def, ra);
+		}
+		/* http.curloptResolve wants the bare host, without IPv6 brackets */
+		if (kv.buf[0] == '[') {
+			char *close = strchr(kv.buf, ']');
+			if (close) {
+				memmove(close, close + 1, strlen(close + 1) + 1);
+				memmove(kv.buf, kv.buf + 1, strlen(kv.buf));
+			}
+		}
+		reposvc_remote_config(r, "http.curloptResolve", kv.buf);
+		strbuf_release(&hp);
+		strbuf_release(&kv);
+	} else if (!strncmp(u.buf, "ssh://", 6)) {
+		const char *host = u.buf + 6;
+		size_t hl = strcspn(host, "/?#");
+		const char *at = memchr(host, '@', hl);
+		const char *h = at ? at + 1 : host;
+		size_t rest = hl - (size_t)(h - host);
+		const char *colon = memchr(h, ':', rest);
+		struct strbuf n = STRBUF_INIT;
+		strbuf_add(&n, u.buf, (size_t)(h - u.buf));
+		strbuf_addstr(&n, ra);
+		if (colon)
+			strbuf_add(&n, colon, rest - (size_t)(colon - h));
+		strbuf_addstr(&n, h + rest);
+		strbuf_reset(&u);
+		strbuf_add(&u, n.buf, n.len);
+		strbuf_release(&n);
+	} else {
+		const char *colon = strchr(u.buf, ':');
+		const char *at = strchr(u.buf, '@');
+		struct strbuf n = STRBUF_INIT;
+		if (!colon || memchr(u.buf, '/', (size_t)(colon - u.buf))) {
+			strbuf_addf(err, "couldn't get curloptResolve config: invalid protocol/URL encountered: %s", u.buf);
+			rc = -1;
+			goto out;
+		}
+		if (at && at < colon)
+			strbuf_add(&n, u.buf, (size_t)(at - u.buf) + 1);
+		strbuf_addf(&n, "%s%s", ra, colon);
+		strbuf_reset(&u);
+		strbuf_add(&u, n.buf, n.len);
+		strbuf_release(&n);
+	}
+out:
+	strbuf_reset(&r->url);
+	strbuf_add(&r->url, u.buf, u.len);
+	strbuf_release(&u);
+	return rc;
+}
+
+int reposvc_remote_setup(struct reposvc_remote *r, const char *name, const char *url, const char *auth_header,
+			 const char *resolved, struct strbuf *err)
+{
+	struct strbuf k = STRBUF_INIT, v = STRBUF_INIT;
+	reposvc_remote_secret_url(r, url);
+	if (auth_header && *auth_header)
+		reposvc_remote_secret(r, auth_header);
+	if (reposvc_remote_resolve(r, url, resolved, err) < 0) {
+		reposvc_remote_redact(r, err);
+		return -1;
+	}
+	if (name) {
+		strbuf_addf(&k, "remote.%s.url", name);
+		reposvc_remote_config(r, k.buf, r->url.buf);
+	}
+	if (auth_header && *auth_header) {
+		/* scoped to the URL as given, as upstream does */
+		strbuf_reset(&k);
+		strbuf_addf(&k, "http.%s.extraHeader", url);
+		strbuf_addf(&v, "Authorization: %s", auth_header);
+		reposvc_remote_config(r, k.buf, v.buf);
+	}
+	strbuf_release(&k);
+	strbuf_release(&v);
+	return 0;
+}
