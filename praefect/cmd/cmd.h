@@ -63,6 +63,8 @@ int cmd_dial_nodes(int argc, char **argv, void *ctx);      /* dial_nodes.c */
 int cmd_check(int argc, char **argv, void *ctx);           /* check.c */
 int cmd_sql_ping(int argc, char **argv, void *ctx);        /* sql.c */
 int cmd_sql_migrate_status(int argc, char **argv, void *ctx); /* sql.c */
+int cmd_sql_migrate(int argc, char **argv, void *ctx);      /* sql_migrate.c */
+int cmd_sql_migrate_down(int argc, char **argv, void *ctx); /* sql_migrate.c */
 int cmd_configuration(int argc, char **argv, void *ctx);   /* configuration.c */
 
 /*
@@ -83,6 +85,11 @@ int cmd_check_run(const struct praefect_config *cfg, size_t i, struct strbuf *er
 
 /* The tracking-store checks of `praefect check` (sql.c): 0, or -1 with the check's error in `err`. */
 int cmd_db_pending_migrations(const struct praefect_config *cfg, size_t *pending, struct strbuf *err);
+/* The ids of those migrations, in order (free each and the array). */
+int cmd_db_pending_ids(const struct praefect_config *cfg, char ***ids, size_t *n, struct strbuf *err);
+/* A connection to the configured PostgreSQL store (sql_migrate.c); NULL with `err` set. */
+struct pg_conn;
+struct pg_conn *cmd_pg_connect(const struct praefect_config *cfg, struct strbuf *err);
 int cmd_db_read_write(const struct praefect_config *cfg, int quiet, struct strbuf *err);
 int cmd_db_unavailable(const struct praefect_config *cfg, int quiet, struct strbuf *err);
 

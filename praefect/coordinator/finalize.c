@@ -115,7 +115,8 @@ static void on_generation_bumped(void *arg, int status, const char *msg, int64_t
 	if (status < 0) {
 		/* nothing was recorded: keep the intent, so a restart verifies the replicas */
 		write_done(px);
-		proxy_fail(px, status == -ESTALE ? GRPC_UNKNOWN : GRPC_INTERNAL, "%s",
+		/* -ENOTCONN: the PostgreSQL store is reconnecting (docs/technical/store.md) */
+		proxy_fail(px, status == -ESTALE ? GRPC_UNKNOWN : status == -ENOTCONN ? GRPC_UNAVAILABLE : GRPC_INTERNAL, "%s",
 			   msg ? msg : "updating generation failed");
 		proxy_unref(px);
 		return;
