@@ -50,7 +50,14 @@ int store_pg_migrate(PGconn *c, int ignore_unknown, store_pg_progress_fn cb, voi
  */
 int store_pg_migrate_down(PGconn *c, int max, int apply, char ***ids, size_t *n, struct strbuf *err);
 
-/* 0 when every known migration is applied and no unknown one is, else -1 saying what to do. */
+/*
+ * 0 when every one of upstream's migrations is applied and no unknown one
+ * is, else -1 saying what to do. Ours may be missing: they only add (a
+ * table, a nullable column), and serve applies them itself, so that a
+ * database upstream praefect migrated is used with no admin step.
+ */
 int store_pg_check_schema(PGconn *c, struct strbuf *err);
+/* After store_pg_check_schema(): apply our own missing migrations; count or -1. */
+int store_pg_migrate_ours(PGconn *c, struct strbuf *err);
 
 #endif

@@ -403,8 +403,8 @@ int store_pg_migrate_plan(PGconn *c, int ignore_unknown, char ***ids, size_t *n,
 int store_pg_check_schema(PGconn *c, struct strbuf *err)
 {
 	struct strbuf why = STRBUF_INIT;
+	size_t n, missing_upstream = 0;
 	char **ids;
-	size_t n;
 
 	if (store_pg_migrate_plan(c, 0, &ids, &n, &why) < 0) {
 		strbuf_addf(err, "tracking database: %s", why.buf);
@@ -412,11 +412,19 @@ int store_pg_check_schema(PGconn *c, struct strbuf *err)
 		return -1;
 	}
 	strbuf_release(&why);
-	if (n)
+	for (size_t i = 0; i < n; i++)
+		if ((size_t)known_index(ids[i]) < NR_UPSTREAM)
+			missing_upstream++;
+	if (missing_upstream)
 		strbuf_addf(err, "tracking database: %zu migration%s not applied (first: %s): run `praefect sql-migrate`",
-			    n, n == 1 ? "" : "s", ids[0]);
+			    missing_upstream, missing_upstream == 1 ? "" : "s", ids[0]);
 	free_ids(ids, n);
-	return n ? -1 : 0;
+	return missing_upstream ? -1 : 0;
+}
+
+int store_pg_migrate_ours(PGconn *c, struct strbuf *err)
+{
+	return store_pg_migrate(c, 0, NULL, NULL, err);
 }
 
 /* Serialises migrators of one database (two praefects starting sql-migrate at once). */

@@ -395,8 +395,8 @@ int store_open_pg(uv_loop_t *loop, const struct store_pg_params *p, struct store
 	*out = NULL;
 	if (!(c = store_pg_connect(p, err)))
 		return -1;
-	/* serve never migrates: the admin runs `praefect sql-migrate`, as upstream */
-	if (store_pg_check_schema(c, err) < 0) {
+	/* upstream's migrations are the admin's (`praefect sql-migrate`); our additive ones are applied here */
+	if (store_pg_check_schema(c, err) < 0 || store_pg_migrate_ours(c, err) < 0) {
 		PQfinish(c);
 		return -1;
 	}

@@ -129,7 +129,8 @@ class Praefect:
 
 
 class Cluster:
-    def __init__(self, tmp, n=3, replication_factor=0, addresses=None, extra=""):
+    def __init__(self, tmp, n=3, replication_factor=0, addresses=None, extra="", database=None, migrate=True,
+                 start=True):
         self.tmp = str(tmp)
         self.nodes = {}
         for i in range(1, n + 1):
@@ -137,7 +138,9 @@ class Cluster:
             self.nodes[name] = GitalyNode(os.path.join(self.tmp, name), storages=(name,), token=NODE_TOKEN).start()
         addrs = addresses(self) if callable(addresses) else addresses
         self.praefect = Praefect(os.path.join(self.tmp, "praefect"), self.nodes, replication_factor,
-                                 extra=extra, addresses=addrs).start()
+                                 extra=extra, addresses=addrs, database=database, migrate=migrate)
+        if start:
+            self.praefect.start()
 
     def node_stub(self, name, service):
         return self.nodes[name].stub(service, secret=NODE_TOKEN)
