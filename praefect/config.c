@@ -141,13 +141,6 @@ static void validate(struct praefect_config *cfg, struct strbuf *err)
 			    cfg->election_strategy);
 }
 
-int praefect_config_store_check(const struct praefect_config *cfg, struct strbuf *err)
-{
-	(void)cfg;
-	(void)err;
-	return 0;
-}
-
 void praefect_config_pg_params(const struct praefect_config *cfg, struct store_pg_params *p, char port[16])
 {
 	const struct praefect_db_conn *c = &cfg->db;

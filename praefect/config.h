@@ -123,8 +123,6 @@ void praefect_config_release(struct praefect_config *cfg);
  */
 struct store_pg_params;
 void praefect_config_pg_params(const struct praefect_config *cfg, struct store_pg_params *p, char port[16]);
-/* 0 when the configured tracking store is usable (SQLite or PostgreSQL), else -1 with why in `err`. */
-int praefect_config_store_check(const struct praefect_config *cfg, struct strbuf *err);
 const struct praefect_vs_cfg *praefect_config_vs(const struct praefect_config *cfg, const char *name,
 						  size_t len);
 const struct praefect_node_cfg *praefect_config_node(const struct praefect_vs_cfg *vs, const char *storage);

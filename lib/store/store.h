@@ -88,9 +88,10 @@ struct strbuf;
 int store_open_sqlite(uv_loop_t *loop, const char *path, struct store **out, struct strbuf *err);
 /*
  * Connect to the PostgreSQL store (upstream's schema and [database] keys,
- * store/pg-admin.h). Never migrates: -1 with `err` telling the admin to run
- * `praefect sql-migrate` when a migration is missing. A connection lost later
- * is re-established with back-off; ops fail with -ENOTCONN meanwhile.
+ * store/pg-admin.h). Upstream's migrations are never applied here: -1 with
+ * `err` telling the admin to run `praefect sql-migrate` when one is missing;
+ * our own (additive) ones are. A connection lost later is re-established with
+ * back-off; ops fail with -ENOTCONN meanwhile.
  */
 struct store_pg_params;
 int store_open_pg(uv_loop_t *loop, const struct store_pg_params *p, struct store **out, struct strbuf *err);

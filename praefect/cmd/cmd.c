@@ -217,12 +217,6 @@ int praefect_cli(int argc, char **argv)
 		strbuf_release(&err);
 		return 1;
 	}
-	if (!(info_of(cmd)->flags & CMD_NO_STORE) && praefect_config_store_check(&cfg, &err) < 0) {
-		fprintf(stderr, "%s\n", err.buf);
-		praefect_config_release(&cfg);
-		strbuf_release(&err);
-		return 1;
-	}
 	strbuf_release(&err);
 	configure_logging(&cfg, serving);
 	rc = cmd->run(argc - i, argv + i, &cfg);

@@ -23,9 +23,10 @@ int praefect_cli(int argc, char **argv);
 
 /*
  * What a table entry's `data` may point to (NULL: the defaults). A command
- * reads its -config with the classic validation unless CMD_NO_CONFIG; it is
- * refused a PostgreSQL [database] unless CMD_NO_STORE (it never opens the
- * tracking store). `usage` and `description` go into its -h text.
+ * reads its -config with the classic validation unless CMD_NO_CONFIG.
+ * CMD_NO_STORE marks a command that never opens the tracking store (kept as
+ * documentation: both stores are supported, so nothing is refused on it).
+ * `usage` and `description` go into its -h text.
  */
 #define CMD_NO_CONFIG 0x1
 #define CMD_NO_STORE  0x2

@@ -22,10 +22,7 @@
 
 static int open_db(const struct praefect_config *cfg, int writable, sqlite3 **db, struct strbuf *err)
 {
-	int rc;
-	if (praefect_config_store_check(cfg, err) < 0)
-		return -1;
-	rc = sqlite3_open_v2(cfg->sqlite_path, db, writable ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY, NULL);
+	int rc = sqlite3_open_v2(cfg->sqlite_path, db, writable ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY, NULL);
 	if (rc != SQLITE_OK) {
 		strbuf_addf(err, "%s: %s", cfg->sqlite_path, *db ? sqlite3_errmsg(*db) : sqlite3_errstr(rc));
 		sqlite3_close(*db);
@@ -106,8 +103,6 @@ static int read_applied(const struct praefect_config *cfg, struct applied **out,
 		free(a);
 		return 0;
 	}
-	if (praefect_config_store_check(cfg, err) < 0)
-		return -1;
 	if (access(cfg->sqlite_path, F_OK) < 0)
 		return 0;
 	if (open_db(cfg, 0, &db, err) < 0)
@@ -344,7 +339,7 @@ int cmd_db_read_write(const struct praefect_config *cfg, int quiet, struct strbu
 	if (cfg->db_postgres)
 		return pg_read_write(cfg, quiet, err);
 
-	if (praefect_config_store_check(cfg, err) < 0 || open_db(cfg, 1, &db, err) < 0) {
+	if (open_db(cfg, 1, &db, err) < 0) {
 		struct strbuf m = STRBUF_INIT;
 		strbuf_addf(&m, "error opening database connection: %s", err->buf);
 		strbuf_reset(err);

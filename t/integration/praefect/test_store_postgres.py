@@ -186,3 +186,21 @@ def test_a_database_upstream_praefect_migrated_is_served_as_it_is(postgres, tmp_
         assert postgres.psql(db, "SELECT to_regclass('write_intents') IS NOT NULL").stdout.strip() == "t"
     finally:
         cluster.stop()
+
+
+def test_sql_migrate_on_the_sqlite_store_reports_what_opening_applies(tmp_path):
+    path = tmp_path / "praefect.toml"
+    path.write_text("\n".join([
+        'listen_addr = "127.0.0.1:0"', "", "[database]", 'sqlite_path = "%s"' % (tmp_path / "s.db"),
+        "", "[[virtual_storage]]", 'name = "default"',
+        "", "[[virtual_storage.node]]", 'storage = "gitaly-1"', 'address = "tcp://127.0.0.1:1"', ""]))
+    cfg = str(path)
+    known = list(status_rows(cfg))
+    res = praefect(cfg, "sql-migrate")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("praefect sql-migrate: migrations to apply: %d\n\n" % len(known))
+    assert res.stdout.endswith("\npraefect sql-migrate: OK (applied %d migrations)\n" % len(known))
+    assert "== " in res.stdout and set(status_rows(cfg).values()) != {"no"}
+    assert praefect(cfg, "sql-migrate").stdout == "praefect sql-migrate: all migrations are up\n"
+    res = praefect(cfg, "sql-migrate-down", "-f", "1")
+    assert res.returncode == 1 and "the SQLite tracking store has no down migrations" in res.stderr
