@@ -34,12 +34,20 @@ class PgServer:
         subprocess.run(_as_server_user([os.path.join(PG_BIN, "initdb"), "-D", self.data, "-A", "trust",
                                         "-U", SUPERUSER, "--no-sync", "-E", "UTF8", "--locale=C"]),
                        check=True, capture_output=True, cwd=self.dir)
+        self.start()
+
+    def start(self):
         subprocess.run(_as_server_user([os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-w", "-t", "60",
                                         "-l", os.path.join(self.dir, "server.log"),
                                         "-o", "-k %s -c listen_addresses='' -c fsync=off "
                                               "-c synchronous_commit=off -c full_page_writes=off" % self.dir,
                                         "start"]),
                        check=True, capture_output=True, cwd=self.dir)
+
+    def halt(self):
+        """Stop the server, keeping its data (start() brings it back): clients see their connections drop."""
+        subprocess.run(_as_server_user([os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-m", "fast", "-w",
+                                        "stop"]), check=True, capture_output=True, cwd=self.dir)
 
     def psql(self, dbname, sql, check=True):
         return subprocess.run([os.path.join(PG_BIN, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", self.host,

@@ -6,9 +6,12 @@ import re
 import shutil
 import subprocess
 
+import grpc
+
+from pg_server import PgServer
 from praefect_itest import Cluster, wait_for
 from gitaly_itest import BUILD, git, make_bare_repo
-from test_praefect import gitaly_ssh_env, push, replicas_in_sync, work_repo
+from test_praefect import create_repo, gitaly_ssh_env, push, replicas_in_sync, work_repo
 
 PRAEFECT = os.path.join(BUILD, "praefect", "praefect")
 STAMP = r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d "
@@ -204,3 +207,37 @@ def test_sql_migrate_on_the_sqlite_store_reports_what_opening_applies(tmp_path):
     assert praefect(cfg, "sql-migrate").stdout == "praefect sql-migrate: all migrations are up\n"
     res = praefect(cfg, "sql-migrate-down", "-f", "1")
     assert res.returncode == 1 and "the SQLite tracking store has no down migrations" in res.stderr
+
+
+def test_a_lost_database_fails_writes_clearly_and_is_reconnected(tmp_path):
+    pg = PgServer()  # its own server: this test stops it
+    cluster = None
+    try:
+        cluster = Cluster(tmp_path, database=pg.database_config(pg.create_database()))
+        create_repo(cluster, "r.git")
+        src = work_repo(tmp_path)
+        push(cluster, src, "r.git", "--all")
+        wait_for(lambda: replicas_in_sync(cluster, "r.git"), what="replication")
+
+        pg.halt()
+        # routing goes on from praefect's model: reads are served
+        clone = str(tmp_path / "clone.git")
+        git("clone", "-q", "--bare", "ssh://gitaly/repo.git", clone,
+            env=gitaly_ssh_env(cluster.praefect, "r.git", "upload-pack"))
+        # a new repository needs the store: UNAVAILABLE, saying why
+        try:
+            create_repo(cluster, "new.git")
+            raise AssertionError("created a repository without a database")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.UNAVAILABLE, e
+            assert "database connection lost" in e.details() or "database unavailable" in e.details(), e.details()
+
+        pg.start()
+        # reconnected with back-off: the store works again
+        wait_for(lambda: create_repo(cluster, "new.git") or True, timeout=30, what="reconnection")
+        assert cluster.praefect.metadata("new.git").relative_path == "new.git"
+        assert cluster.praefect.proc.poll() is None
+    finally:
+        if cluster:
+            cluster.stop()
+        pg.stop()
