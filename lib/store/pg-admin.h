@@ -25,6 +25,13 @@ PGconn *store_pg_connect(const struct store_pg_params *p, struct strbuf *err);
 /* Every migration id this binary knows, in order (upstream's, then ours). */
 const char *const *store_pg_migrations(size_t *n);
 
+/*
+ * The SQL a migration runs, for `sql-migrate -verbose`. Upstream's ids are
+ * applied together as one schema: the first one carries it, the others
+ * NULL, as does an unknown id.
+ */
+const char *store_pg_migration_sql(const char *id);
+
 struct store_pg_applied {
 	char *id;
 	int64_t at_ms;             /* -1: time unknown */

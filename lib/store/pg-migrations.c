@@ -273,6 +273,18 @@ const char *const *store_pg_migrations(size_t *n)
 	return all_ids;
 }
 
+static int known_index(const char *id);
+
+const char *store_pg_migration_sql(const char *id)
+{
+	int k = known_index(id);
+	if (k < 0)
+		return NULL;
+	if ((size_t)k < NR_UPSTREAM)
+		return k == 0 ? upstream_schema : NULL;
+	return ours[k - NR_UPSTREAM].up;
+}
+
 static int known_index(const char *id)
 {
 	size_t n;

@@ -33,13 +33,16 @@ static const char *stamp(char buf[32])
 	return buf;
 }
 
+/* `arg`: non-NULL for -verbose, which prints each migration's SQL (upstream prints its text too) */
 static void progress(void *arg, const char *id, int done, int64_t ms)
 {
 	char t[32];
-	(void)arg;
-	if (!done)
+	if (!done) {
+		const char *sql = arg ? store_pg_migration_sql(id) : NULL;
 		printf("=  %s %s: migrating\n", stamp(t), id);
-	else
+		if (sql)
+			printf("\t%s\n", sql);
+	} else
 		printf("== %s %s: applied (%lldms)\n", stamp(t), id, (long long)ms);
 	fflush(stdout);
 }
@@ -122,7 +125,7 @@ int cmd_sql_migrate(int argc, char **argv, void *ctx)
 		return 0;
 	}
 	printf("praefect sql-migrate: migrations to apply: %zu\n\n", n);
-	applied = store_pg_migrate(c, ignore_unknown, progress, NULL, &err);
+	applied = store_pg_migrate(c, ignore_unknown, progress, verbose ? &verbose : NULL, &err);
 	PQfinish(c);
 	if (applied < 0) {
 		char t[32];

@@ -89,8 +89,9 @@ def test_sql_migrate_status_and_down_on_a_fresh_database(postgres, tmp_path):
     res = praefect(cfg, "sql-migrate-down")
     assert res.returncode == 1 and "sql-migrate-down requires a single positional argument" in res.stderr
 
-    res = praefect(cfg, "sql-migrate")
+    res = praefect(cfg, "sql-migrate", "-verbose")
     assert res.stdout.startswith("praefect sql-migrate: migrations to apply: 1\n\n=  "), res.stdout
+    assert "\tCREATE TABLE write_intents (" in res.stdout
     assert res.stdout.endswith("praefect sql-migrate: OK (applied 1 migrations)\n")
 
 
