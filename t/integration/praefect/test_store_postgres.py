@@ -15,7 +15,7 @@ from test_praefect import create_repo, gitaly_ssh_env, push, replicas_in_sync, w
 
 PRAEFECT = os.path.join(BUILD, "praefect", "praefect")
 STAMP = r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d "
-NR_UPSTREAM = 41
+NR_UPSTREAM = 42
 OURS = "20261207000000_gitalyc_write_intents"
 
 
@@ -118,7 +118,7 @@ def test_unknown_and_partial_migrations_are_refused(postgres, tmp_path):
     postgres.psql(db, "DELETE FROM schema_migrations WHERE id >= '2021'")
     res = praefect(cfg, "sql-migrate", "-ignore-unknown")
     assert res.returncode == 1
-    assert "the database has 18 of upstream's 41 migrations: migrate it with upstream's praefect" in res.stderr
+    assert "the database has 19 of upstream's 42 migrations: migrate it with upstream's praefect" in res.stderr
 
 
 def test_serve_refuses_a_database_without_upstreams_migrations(postgres, tmp_path):
@@ -184,9 +184,9 @@ def test_a_database_upstream_praefect_migrated_is_served_as_it_is(postgres, tmp_
         push(cluster, work, "@hashed/aa/bb/upstream.git", "HEAD:main")
         wait_for(lambda: replicas_in_sync(cluster, "@hashed/aa/bb/upstream.git"), what="replication")
         assert postgres.psql(db, "SELECT generation FROM repositories WHERE repository_id = 7").stdout.strip() == "3"
-        # serve added only our own table; upstream's 41 ids are as they were
+        # serve added only our own table; upstream's 42 ids are as they were
         assert postgres.psql(db, "SELECT count(*) FROM schema_migrations WHERE applied_at = "
-                                 "'2023-03-01 10:00:00+00'").stdout.strip() == "41"
+                                 "'2023-03-01 10:00:00+00'").stdout.strip() == "42"
         assert postgres.psql(db, "SELECT to_regclass('write_intents') IS NOT NULL").stdout.strip() == "t"
     finally:
         cluster.stop()

@@ -1,4 +1,4 @@
--- A database as upstream praefect (v14 to v16) leaves it after its 41
+-- A database as upstream praefect (v14 to v16) leaves it after its 42
 -- migrations, laid out the way pg_dump prints one: objects first, then
 -- defaults, constraints, indexes, triggers and foreign keys. Written by us
 -- from docs/technical/store.md ("PostgreSQL: the schema"), not taken from
@@ -227,7 +227,7 @@ ALTER TABLE ONLY public.storage_repositories
 
 INSERT INTO public.schema_migrations (id, applied_at)
 SELECT id, timestamptz '2023-03-01 10:00:00+00' FROM unnest(ARRAY[
-    '20200109161404_hello_world', '20200224220728_job_queue', '20200225220728_readd_job_queue',
+    '20200109161404_hello_world', '20200113151438_1_test_migration', '20200224220728_job_queue', '20200225220728_readd_job_queue',
     '20200324001604_add_sql_election_tables', '20200422131451_add_shard_read_only_column',
     '20200512131219_replication_job_indexing', '20200527103816_drop_old_gitaly_tables',
     '20200602154246_remember_previous_writable_primary', '20200707101830_repositories_table',
