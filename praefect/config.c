@@ -5,6 +5,7 @@
 #include "config/toml.h"
 #include "base/util.h"
 #include "base/log.h"
+#include "store/pg-admin.h"
 
 #include <jansson.h>
 
@@ -140,13 +141,44 @@ static void validate(struct praefect_config *cfg, struct strbuf *err)
 			    cfg->election_strategy);
 }
 
-int praefect_config_store_check(const struct praefect_config *cfg, struct strbuf *err)
+void praefect_config_pg_params(const struct praefect_config *cfg, struct store_pg_params *p, char port[16])
 {
-	if (!cfg->db_postgres)
-		return 0;
-	strbuf_addstr(err, "a PostgreSQL [database] is not supported yet: set [database] sqlite_path "
-		      "to use the embedded store");
-	return -1;
+	const struct praefect_db_conn *c = &cfg->db;
+
+	memset(p, 0, sizeof(*p));
+	p->host = c->host;
+	p->user = c->user;
+	p->password = c->password;
+	p->dbname = c->dbname;
+	p->sslmode = c->sslmode;
+	p->sslcert = c->sslcert;
+	p->sslkey = c->sslkey;
+	p->sslrootcert = c->sslrootcert;
+	if (c->port > 0) {
+		snprintf(port, 16, "%d", (int)c->port);
+		p->port = port;
+	}
+}
+
+static void read_db_conn(struct cfg_reader *r, struct toml_table *t, struct praefect_db_conn *c)
+{
+	cfg_string(r, t, "host", &c->host);
+	cfg_int(r, t, "port", 0, 65535, &c->port);
+	cfg_string(r, t, "user", &c->user);
+	cfg_string(r, t, "password", &c->password);
+	cfg_string(r, t, "dbname", &c->dbname);
+	cfg_string(r, t, "sslmode", &c->sslmode);
+	cfg_string(r, t, "sslcert", &c->sslcert);
+	cfg_string(r, t, "sslkey", &c->sslkey);
+	cfg_string(r, t, "sslrootcert", &c->sslrootcert);
+}
+
+static void release_db_conn(struct praefect_db_conn *c)
+{
+	char **strs[] = { &c->host, &c->user, &c->password, &c->dbname, &c->sslmode, &c->sslcert,
+			  &c->sslkey, &c->sslrootcert };
+	for (size_t i = 0; i < ARRAY_SIZE(strs); i++)
+		free(*strs[i]);
 }
 
 static void set_defaults(struct praefect_config *cfg, const char *name)
@@ -221,12 +253,14 @@ static int read_tree(struct praefect_config *cfg, struct toml_table *root, const
 			cfg_errorf(&r, t, "health_check_interval", "health check interval and timeout must be > 0");
 	}
 	if ((t = cfg_table(&r, root, "database"))) {
-		cfg_string(&r, t, "host", &cfg->db_host);
-		cfg_string(&r, t, "user", &cfg->db_user);
-		cfg_string(&r, t, "dbname", &cfg->db_dbname);
+		struct toml_table *sp;
+
+		read_db_conn(&r, t, &cfg->db);
+		if ((sp = cfg_table(&r, t, "session_pooled")))
+			read_db_conn(&r, sp, &cfg->db_session_pooled);
 		cfg_string(&r, t, "sqlite_path", &cfg->sqlite_path);
-		cfg->db_postgres = !cfg->sqlite_path && ((cfg->db_host && *cfg->db_host) ||
-							 (cfg->db_dbname && *cfg->db_dbname));
+		cfg->db_postgres = !cfg->sqlite_path && ((cfg->db.host && *cfg->db.host) ||
+							 (cfg->db.dbname && *cfg->db.dbname));
 	}
 	if ((t = cfg_table(&r, root, "replication"))) {
 		cfg_int(&r, t, "batch_size", INT32_MIN, INT32_MAX, &cfg->replication_batch_size);
@@ -312,11 +346,13 @@ void praefect_config_release(struct praefect_config *cfg)
 	char **strs[] = {
 		&cfg->file, &cfg->listen_addr, &cfg->tls_listen_addr, &cfg->socket_path,
 		&cfg->prometheus_listen_addr, &cfg->auth_token, &cfg->log_format, &cfg->log_level,
-		&cfg->election_strategy, &cfg->db_host, &cfg->db_user, &cfg->db_dbname, &cfg->sqlite_path,
+		&cfg->election_strategy, &cfg->sqlite_path,
 		&cfg->config_command, &cfg->log_dir,
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(strs); i++)
 		free(*strs[i]);
+	release_db_conn(&cfg->db);
+	release_db_conn(&cfg->db_session_pooled);
 	for (size_t i = 0; i < cfg->nr_vs; i++) {
 		for (size_t j = 0; j < cfg->vs[i].nr_nodes; j++) {
 			free(cfg->vs[i].nodes[j].storage);

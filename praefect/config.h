@@ -1,10 +1,10 @@
 /*
  * praefect's config.toml (upstream's keys, docs/technical/config.md), read once at
- * start-up. The tracking store is embedded SQLite: `[database] sqlite_path`
- * names the file; without it the default PRAEFECT_DEFAULT_DB is used. A
- * PostgreSQL [database] (host or dbname, no sqlite_path) loads, so that every
- * subcommand that does not need the store works; praefect_config_store_check()
- * refuses it for those that do. A `config_command` is run and its JSON output
+ * start-up. The tracking store is embedded SQLite by default: `[database]
+ * sqlite_path` names the file; without it PRAEFECT_DEFAULT_DB is used. A
+ * PostgreSQL [database] (host or dbname, and no sqlite_path) selects the
+ * PostgreSQL backend with upstream's schema (docs/technical/store.md).
+ * A `config_command` is run and its JSON output
  * merged before any key is read (lib/config/command.h).
  */
 #ifndef PRAEFECT_CONFIG_H
@@ -17,6 +17,12 @@
 #include "metrics/metrics.h"
 
 #define PRAEFECT_DEFAULT_DB "/var/lib/praefect/praefect.db"
+
+/* A PostgreSQL connection as upstream's config names it; NULL / 0: libpq's default. */
+struct praefect_db_conn {
+	char *host, *user, *password, *dbname, *sslmode, *sslcert, *sslkey, *sslrootcert;
+	int64_t port;
+};
 
 struct praefect_node_cfg {
 	char *storage;
@@ -59,7 +65,8 @@ struct praefect_config {
 	uint64_t health_check_timeout_ms;       /* [failover] health_check_timeout, default 500ms */
 	uint64_t unhealthy_after_ms;            /* [failover] unhealthy_after, default 1s */
 
-	char *db_host, *db_user, *db_dbname;    /* PostgreSQL keys: recognised, not supported yet */
+	/* [database] and [database.session_pooled]: upstream's PostgreSQL keys */
+	struct praefect_db_conn db, db_session_pooled;
 	bool db_postgres;                       /* they name a PostgreSQL database (and no sqlite_path) */
 	char *sqlite_path;
 
@@ -111,8 +118,12 @@ void praefect_config_validate_all(const struct praefect_config *cfg, struct json
 /* 0, or -1 with the upstream validation message in `err`. */
 int praefect_config_load(struct praefect_config *cfg, const char *path, struct strbuf *err);
 void praefect_config_release(struct praefect_config *cfg);
-/* 0 when the tracking store can be opened (embedded SQLite), else -1 with why in `err`. */
-int praefect_config_store_check(const struct praefect_config *cfg, struct strbuf *err);
+/*
+ * The libpq parameters of [database] (`port` is a buffer for its text).
+ * Pointers into `cfg`, valid while it is.
+ */
+struct store_pg_params;
+void praefect_config_pg_params(const struct praefect_config *cfg, struct store_pg_params *p, char port[16]);
 const struct praefect_vs_cfg *praefect_config_vs(const struct praefect_config *cfg, const char *name,
 						  size_t len);
 const struct praefect_node_cfg *praefect_config_node(const struct praefect_vs_cfg *vs, const char *storage);

@@ -11,6 +11,7 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "store/pg-admin.h"
 #include "grpc/auth.h"
 #include "upgrade/upgrade.h"
 
@@ -170,13 +171,20 @@ int praefect_serve(struct praefect_config *cfg)
 	}
 	log_msgf(LOG_INFO, "Starting Praefect %s", PRAEFECT_VERSION);
 
-	{
+	if (p->cfg.db_postgres) {
+		struct store_pg_params params;
+		char port[16];
+
+		praefect_config_pg_params(&p->cfg, &params, port);
+		if (store_open_pg(p->loop, &params, &p->store, &err) < 0)
+			die("opening the tracking store: %s", err.buf);
+	} else {
 		char *dir = xstrdup(p->cfg.sqlite_path);
 		fs_mkdir_p(dirname(dir), 0700);
 		free(dir);
+		if (store_open_sqlite(p->loop, p->cfg.sqlite_path, &p->store, &err) < 0)
+			die("opening the tracking store \"%s\": %s", p->cfg.sqlite_path, err.buf);
 	}
-	if (store_open_sqlite(p->loop, p->cfg.sqlite_path, &p->store, &err) < 0)
-		die("opening the tracking store \"%s\": %s", p->cfg.sqlite_path, err.buf);
 
 	nodes_init(p);
 	hashmap_init(&p->repos_by_path);

@@ -11,6 +11,7 @@
 #ifndef PRAEFECT_PRAEFECT_H
 #define PRAEFECT_PRAEFECT_H
 
+#include <errno.h>
 #include <stdint.h>
 #include <uv.h>
 #include <protobuf-c/protobuf-c.h>
@@ -376,5 +377,15 @@ void intercept_register_server(struct praefect *p);
 void intercept_register_remove_all(struct praefect *p);
 /* PraefectInfoService Dataloss and SetAuthoritativeStorage (info.c). */
 void info_register(struct praefect *p);
+
+/*
+ * The gRPC code for a failed store op that has no code of its own: a store
+ * that lost its database (-ENOTCONN, PostgreSQL reconnecting) is
+ * UNAVAILABLE, anything else INTERNAL (docs/technical/store.md).
+ */
+static inline int praefect_store_code(int status)
+{
+	return status == -ENOTCONN ? GRPC_UNAVAILABLE : GRPC_INTERNAL;
+}
 
 #endif

@@ -19,9 +19,9 @@
  * It fills the result fields of `op` named below; strings it returns must be
  * owned by the op (store_op_keep()).
  *
- * A postgres.c backend would open a libpq connection, fill the same vtable with
- * blocking libpq calls (BEGIN / SAVEPOINT / COMMIT work the same way) and call
- * store_start(); nothing in store.c or in callers changes.
+ * pg.c opens a libpq connection, fills the same vtable with blocking libpq
+ * calls (BEGIN / SAVEPOINT / COMMIT work the same way) and calls
+ * store_start(); nothing in store.c or in callers differs.
  */
 #ifndef STORE_BACKEND_H
 #define STORE_BACKEND_H

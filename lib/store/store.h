@@ -3,8 +3,8 @@
  * generations, assignments, the replication queue and node health, with the
  * semantics of upstream's PostgreSQL schema (docs/technical/store.md).
  *
- * One interface, several backends: sqlite.c (embedded, the default) and later
- * postgres.c (several praefects sharing one database). Callers only see
+ * One interface, several backends: sqlite.c (embedded, the default) and pg.c
+ * (upstream's PostgreSQL schema; several praefects sharing one database later). Callers only see
  * `struct store` and the functions below.
  *
  * Every operation is asynchronous: it is queued and `cb` fires exactly once,
@@ -86,6 +86,15 @@ typedef void (*store_count_fn)(void *arg, int status, const char *msg, int64_t c
  */
 struct strbuf;
 int store_open_sqlite(uv_loop_t *loop, const char *path, struct store **out, struct strbuf *err);
+/*
+ * Connect to the PostgreSQL store (upstream's schema and [database] keys,
+ * store/pg-admin.h). Upstream's migrations are never applied here: -1 with
+ * `err` telling the admin to run `praefect sql-migrate` when one is missing;
+ * our own (additive) ones are. A connection lost later is re-established with
+ * back-off; ops fail with -ENOTCONN meanwhile.
+ */
+struct store_pg_params;
+int store_open_pg(uv_loop_t *loop, const struct store_pg_params *p, struct store **out, struct strbuf *err);
 /*
  * Finish queued operations, then close. Their callbacks run before this
  * returns; an op submitted from one of them fails with -ECANCELED. The

@@ -23,9 +23,10 @@ int praefect_cli(int argc, char **argv);
 
 /*
  * What a table entry's `data` may point to (NULL: the defaults). A command
- * reads its -config with the classic validation unless CMD_NO_CONFIG; it is
- * refused a PostgreSQL [database] unless CMD_NO_STORE (it never opens the
- * tracking store). `usage` and `description` go into its -h text.
+ * reads its -config with the classic validation unless CMD_NO_CONFIG.
+ * CMD_NO_STORE marks a command that never opens the tracking store (kept as
+ * documentation: both stores are supported, so nothing is refused on it).
+ * `usage` and `description` go into its -h text.
  */
 #define CMD_NO_CONFIG 0x1
 #define CMD_NO_STORE  0x2
@@ -63,6 +64,8 @@ int cmd_dial_nodes(int argc, char **argv, void *ctx);      /* dial_nodes.c */
 int cmd_check(int argc, char **argv, void *ctx);           /* check.c */
 int cmd_sql_ping(int argc, char **argv, void *ctx);        /* sql.c */
 int cmd_sql_migrate_status(int argc, char **argv, void *ctx); /* sql.c */
+int cmd_sql_migrate(int argc, char **argv, void *ctx);      /* sql_migrate.c */
+int cmd_sql_migrate_down(int argc, char **argv, void *ctx); /* sql_migrate.c */
 int cmd_configuration(int argc, char **argv, void *ctx);   /* configuration.c */
 
 /*
@@ -83,6 +86,11 @@ int cmd_check_run(const struct praefect_config *cfg, size_t i, struct strbuf *er
 
 /* The tracking-store checks of `praefect check` (sql.c): 0, or -1 with the check's error in `err`. */
 int cmd_db_pending_migrations(const struct praefect_config *cfg, size_t *pending, struct strbuf *err);
+/* The ids of those migrations, in order (free each and the array). */
+int cmd_db_pending_ids(const struct praefect_config *cfg, char ***ids, size_t *n, struct strbuf *err);
+/* A connection to the configured PostgreSQL store (sql_migrate.c); NULL with `err` set. */
+struct pg_conn;
+struct pg_conn *cmd_pg_connect(const struct praefect_config *cfg, struct strbuf *err);
 int cmd_db_read_write(const struct praefect_config *cfg, int quiet, struct strbuf *err);
 int cmd_db_unavailable(const struct praefect_config *cfg, int quiet, struct strbuf *err);
 

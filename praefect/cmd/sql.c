@@ -1,11 +1,14 @@
 /*
- * The tracking-store subcommands for our embedded SQLite store: `sql-ping`,
- * `sql-migrate-status`, and the database checks of `praefect check`. They
- * open the file read-only or inside a rolled-back transaction, so none of
- * them migrates or changes it (docs/technical/praefect-cli.md).
+ * The tracking-store subcommands `sql-ping`, `sql-migrate-status`, and the
+ * database checks of `praefect check`, for both stores: the embedded SQLite
+ * file and upstream's PostgreSQL schema. They read, or write inside a
+ * rolled-back transaction, so none of them migrates or changes the store
+ * (docs/technical/praefect-cli.md). sql-migrate and sql-migrate-down are in
+ * sql_migrate.c.
  */
 #include "cmd/cmd.h"
 #include "store/store.h"
+#include "store/pg-admin.h"
 #include "base/util.h"
 
 #include <sqlite3.h>
@@ -19,10 +22,7 @@
 
 static int open_db(const struct praefect_config *cfg, int writable, sqlite3 **db, struct strbuf *err)
 {
-	int rc;
-	if (praefect_config_store_check(cfg, err) < 0)
-		return -1;
-	rc = sqlite3_open_v2(cfg->sqlite_path, db, writable ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY, NULL);
+	int rc = sqlite3_open_v2(cfg->sqlite_path, db, writable ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY, NULL);
 	if (rc != SQLITE_OK) {
 		strbuf_addf(err, "%s: %s", cfg->sqlite_path, *db ? sqlite3_errmsg(*db) : sqlite3_errstr(rc));
 		sqlite3_close(*db);
@@ -43,6 +43,22 @@ int cmd_sql_ping(int argc, char **argv, void *ctx)
 	if (cmd_flags("sql-ping", NULL, 0, 0, argc, argv, &next, &rc) < 0)
 		return rc;
 	rc = 0;
+	if (cfg->db_postgres) {
+		PGconn *c = cmd_pg_connect(cfg, &err);
+		PGresult *res = c ? PQexec(c, "SELECT 1") : NULL;
+		if (c && (!res || PQresultStatus(res) != PGRES_TUPLES_OK))
+			strbuf_addstr(&err, PQerrorMessage(c));
+		if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+			cmd_fatal("praefect sql-ping: fail: sql open: send ping: %s", err.buf);
+			rc = 1;
+		} else {
+			printf("praefect sql-ping: OK\n");
+		}
+		PQclear(res);
+		PQfinish(c);
+		strbuf_release(&err);
+		return rc;
+	}
 	if (open_db(cfg, 0, &db, &err) < 0 ||
 	    sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) != SQLITE_OK) {
 		if (db)
@@ -71,8 +87,22 @@ static int read_applied(const struct praefect_config *cfg, struct applied **out,
 
 	*out = NULL;
 	*nr = 0;
-	if (praefect_config_store_check(cfg, err) < 0)
-		return -1;
+	if (cfg->db_postgres) {
+		struct store_pg_applied *a;
+		PGconn *c = cmd_pg_connect(cfg, err);
+		int r = c ? store_pg_applied(c, &a, nr, err) : -1;
+
+		PQfinish(c);
+		if (r < 0)
+			return -1;
+		*out = xcalloc(*nr + 1, sizeof(**out));
+		for (size_t i = 0; i < *nr; i++) {
+			(*out)[i].id = a[i].id;
+			(*out)[i].at_ms = a[i].at_ms;
+		}
+		free(a);
+		return 0;
+	}
 	if (access(cfg->sqlite_path, F_OK) < 0)
 		return 0;
 	if (open_db(cfg, 0, &db, err) < 0)
@@ -96,6 +126,12 @@ static int read_applied(const struct praefect_config *cfg, struct applied **out,
 	return 0;
 }
 
+/* The migrations this binary knows for the configured store. */
+static const char *const *known_migrations(const struct praefect_config *cfg, size_t *n)
+{
+	return cfg->db_postgres ? store_pg_migrations(n) : store_migrations(n);
+}
+
 static void free_applied(struct applied *a, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -103,23 +139,36 @@ static void free_applied(struct applied *a, size_t n)
 	free(a);
 }
 
-int cmd_db_pending_migrations(const struct praefect_config *cfg, size_t *pending, struct strbuf *err)
+int cmd_db_pending_ids(const struct praefect_config *cfg, char ***pending, size_t *nr, struct strbuf *err)
 {
 	struct applied *a;
 	size_t n, known;
-	const char *const *ids = store_migrations(&known);
+	const char *const *ids = known_migrations(cfg, &known);
 
 	if (read_applied(cfg, &a, &n, err) < 0)
 		return -1;
-	*pending = 0;
+	*nr = 0;
+	*pending = xcalloc(known + 1, sizeof(**pending));
 	for (size_t i = 0; i < known; i++) {
 		size_t k;
 		for (k = 0; k < n && strcmp(a[k].id, ids[i]); k++)
 			;
 		if (k == n)
-			(*pending)++;
+			(*pending)[(*nr)++] = xstrdup(ids[i]);
 	}
 	free_applied(a, n);
+	return 0;
+}
+
+int cmd_db_pending_migrations(const struct praefect_config *cfg, size_t *pending, struct strbuf *err)
+{
+	char **ids;
+
+	if (cmd_db_pending_ids(cfg, &ids, pending, err) < 0)
+		return -1;
+	for (size_t i = 0; i < *pending; i++)
+		free(ids[i]);
+	free(ids);
 	return 0;
 }
 
@@ -179,7 +228,7 @@ int cmd_sql_migrate_status(int argc, char **argv, void *ctx)
 	struct strbuf err = STRBUF_INIT;
 	struct applied *a;
 	size_t n, known, nr_rows = 0, w0 = strlen("MIGRATION"), w1 = strlen("APPLIED");
-	const char *const *ids = store_migrations(&known);
+	const char *const *ids = known_migrations(cfg, &known);
 	const char **rows;
 	char **status;
 	int next, rc;
@@ -236,13 +285,61 @@ int cmd_sql_migrate_status(int argc, char **argv, void *ctx)
 	return 0;
 }
 
+/* The first failure of a sequence of statements, as "<what>: <message>"; 0 or -1. */
+static int pg_step(PGconn *c, const char *sql, ExecStatusType want, const char *what, struct strbuf *err)
+{
+	PGresult *res = PQexec(c, sql);
+	int ok = res && PQresultStatus(res) == want;
+
+	if (!ok)
+		strbuf_addf(err, "%s: %s", what, res ? PQresultErrorMessage(res) : PQerrorMessage(c));
+	if (ok && want == PGRES_COMMAND_OK && !strncmp(sql, "INSERT", 6) && strcmp(PQcmdTuples(res), "1")) {
+		strbuf_addstr(err, "failed to insert row");
+		ok = 0;
+	}
+	PQclear(res);
+	return ok ? 0 : -1;
+}
+
+static int pg_read_write(const struct praefect_config *cfg, int quiet, struct strbuf *err)
+{
+	PGconn *c;
+	int rc = -1;
+
+	if (!(c = cmd_pg_connect(cfg, err))) {
+		struct strbuf m = STRBUF_INIT;
+		strbuf_addf(&m, "error opening database connection: %s", err->buf);
+		strbuf_reset(err);
+		strbuf_add(err, m.buf, m.len);
+		strbuf_release(&m);
+		return -1;
+	}
+	if (pg_step(c, "BEGIN", PGRES_COMMAND_OK, "error starting transaction", err) < 0 ||
+	    pg_step(c, "SELECT id FROM hello_world", PGRES_TUPLES_OK, "error reading from table", err) < 0)
+		goto out;
+	if (!quiet)
+		printf("successfully read from database\n");
+	if (pg_step(c, "INSERT INTO hello_world (id) VALUES (1)", PGRES_COMMAND_OK, "error writing to table", err) < 0)
+		goto out;
+	if (!quiet)
+		printf("successfully wrote to database\n");
+	rc = 0;
+out:
+	PQclear(PQexec(c, "ROLLBACK"));
+	PQfinish(c);
+	return rc;
+}
+
 int cmd_db_read_write(const struct praefect_config *cfg, int quiet, struct strbuf *err)
 {
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
 	int rc = -1;
 
-	if (praefect_config_store_check(cfg, err) < 0 || open_db(cfg, 1, &db, err) < 0) {
+	if (cfg->db_postgres)
+		return pg_read_write(cfg, quiet, err);
+
+	if (open_db(cfg, 1, &db, err) < 0) {
 		struct strbuf m = STRBUF_INIT;
 		strbuf_addf(&m, "error opening database connection: %s", err->buf);
 		strbuf_reset(err);
@@ -297,6 +394,50 @@ static const char SQL_UNAVAILABLE[] =
 	"       AND a.storage = sr.storage)))"
 	" GROUP BY r.virtual_storage ORDER BY r.virtual_storage";
 
+/* SQL_UNAVAILABLE on upstream's schema, where health times are timestamptz */
+static const char SQL_PG_UNAVAILABLE[] =
+	"SELECT r.virtual_storage, count(*) FROM repositories r WHERE NOT EXISTS ("
+	"  SELECT 1 FROM storage_repositories sr WHERE sr.repository_id = r.repository_id"
+	"   AND sr.generation = r.generation"
+	"   AND EXISTS (SELECT 1 FROM node_status ns WHERE ns.shard_name = r.virtual_storage"
+	"     AND ns.node_name = sr.storage AND ns.last_contact_attempt_at >= now() - interval '10 seconds'"
+	"     AND ns.last_seen_active_at >= now() - interval '10 seconds')"
+	"   AND (NOT EXISTS (SELECT 1 FROM repository_assignments a WHERE a.repository_id = r.repository_id)"
+	"     OR EXISTS (SELECT 1 FROM repository_assignments a WHERE a.repository_id = r.repository_id"
+	"       AND a.storage = sr.storage)))"
+	" GROUP BY r.virtual_storage ORDER BY r.virtual_storage";
+
+static int report_unavailable(const struct praefect_config *cfg, int quiet, const char *vs, int64_t count)
+{
+	if (!praefect_config_vs(cfg, vs, strlen(vs)))
+		return 0;
+	if (!quiet)
+		printf("virtual-storage \"%s\" has %lld %s unavailable.\n", vs, (long long)count,
+		       count == 1 ? "repository that is" : "repositories that are");
+	return 1;
+}
+
+static int pg_unavailable(const struct praefect_config *cfg, int quiet, struct strbuf *err, int *found)
+{
+	PGconn *c = cmd_pg_connect(cfg, err);
+	PGresult *res;
+
+	if (!c)
+		return -1;
+	res = PQexec(c, SQL_PG_UNAVAILABLE);
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+		strbuf_addstr(err, res ? PQresultErrorMessage(res) : PQerrorMessage(c));
+		PQclear(res);
+		PQfinish(c);
+		return -1;
+	}
+	for (int i = 0; i < PQntuples(res); i++)
+		*found |= report_unavailable(cfg, quiet, PQgetvalue(res, i, 0), strtoll(PQgetvalue(res, i, 1), NULL, 10));
+	PQclear(res);
+	PQfinish(c);
+	return 0;
+}
+
 int cmd_db_unavailable(const struct praefect_config *cfg, int quiet, struct strbuf *err)
 {
 	sqlite3 *db = NULL;
@@ -304,6 +445,11 @@ int cmd_db_unavailable(const struct praefect_config *cfg, int quiet, struct strb
 	struct timespec ts;
 	int found = 0;
 
+	if (cfg->db_postgres) {
+		if (pg_unavailable(cfg, quiet, err, &found) < 0)
+			return -1;
+		goto done;
+	}
 	if (open_db(cfg, 0, &db, err) < 0) {
 		struct strbuf m = STRBUF_INIT;
 		strbuf_addf(&m, "error opening database connection: %s", err->buf);
@@ -319,18 +465,12 @@ int cmd_db_unavailable(const struct praefect_config *cfg, int quiet, struct strb
 	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	sqlite3_bind_int64(st, 1, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - HEALTHY_WINDOW_MS);
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		const char *vs = (const char *)sqlite3_column_text(st, 0);
-		int64_t count = sqlite3_column_int64(st, 1);
-		if (!praefect_config_vs(cfg, vs, strlen(vs)))
-			continue;
-		found = 1;
-		if (!quiet)
-			printf("virtual-storage \"%s\" has %lld %s unavailable.\n", vs, (long long)count,
-			       count == 1 ? "repository that is" : "repositories that are");
-	}
+	while (sqlite3_step(st) == SQLITE_ROW)
+		found |= report_unavailable(cfg, quiet, (const char *)sqlite3_column_text(st, 0),
+					    sqlite3_column_int64(st, 1));
 	sqlite3_finalize(st);
 	sqlite3_close(db);
+done:
 	if (!found) {
 		if (!quiet)
 			printf("All repositories are available.\n");

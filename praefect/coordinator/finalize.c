@@ -115,7 +115,7 @@ static void on_generation_bumped(void *arg, int status, const char *msg, int64_t
 	if (status < 0) {
 		/* nothing was recorded: keep the intent, so a restart verifies the replicas */
 		write_done(px);
-		proxy_fail(px, status == -ESTALE ? GRPC_UNKNOWN : GRPC_INTERNAL, "%s",
+		proxy_fail(px, status == -ESTALE ? GRPC_UNKNOWN : praefect_store_code(status), "%s",
 			   msg ? msg : "updating generation failed");
 		proxy_unref(px);
 		return;
@@ -138,7 +138,7 @@ static void on_created(void *arg, int status, const char *msg)
 {
 	struct proxy *px = arg;
 	if (status < 0) {
-		proxy_fail(px, status == -EEXIST ? GRPC_ALREADY_EXISTS : GRPC_INTERNAL, "%s",
+		proxy_fail(px, status == -EEXIST ? GRPC_ALREADY_EXISTS : praefect_store_code(status), "%s",
 			   msg ? msg : "recording repository failed");
 		proxy_unref(px);
 		return;

@@ -317,7 +317,7 @@ static void on_reserved(void *arg, int status, const char *msg, int64_t id)
 		if (status == -EEXIST)
 			proxy_fail(px, GRPC_ALREADY_EXISTS, "repository already exists");
 		else if (status < 0)
-			proxy_fail(px, GRPC_INTERNAL, "reserving repository id: %s", msg ? msg : "store error");
+			proxy_fail(px, praefect_store_code(status), "reserving repository id: %s", msg ? msg : "store error");
 		px->routing = 0;
 		proxy_unref(px);
 		return;

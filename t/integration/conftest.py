@@ -37,6 +37,15 @@ def _generate_stubs():
 _generate_stubs()
 
 import grpc_itest  # noqa: E402  (needs the stubs on sys.path)
+from pg_server import PgServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL 15 server per test process (pg_server.py); tests create their own databases."""
+    s = PgServer()
+    yield s
+    s.stop()
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
 cluster() starts N gitaly nodes (one storage each, named gitaly-1..N) and a
 praefect with virtual storage "default" over them, an embedded SQLite store
-and auth tokens on every hop. Stubs talk to praefect exactly as GitLab would.
+(or PostgreSQL: STORE below) and auth tokens on every hop. Stubs talk to
+praefect exactly as GitLab would.
 """
 import os
 import signal
@@ -18,10 +19,19 @@ from gitaly_itest import BUILD, GitalyNode, auth_md, check_sanitizer_log, pb, pb
 PRAEFECT_TOKEN = "praefect-secret"
 NODE_TOKEN = "node-secret"
 
+# The store of praefects built without an explicit `database`: None (SQLite), or
+# the [database] lines of a PostgreSQL database; conftest.py's `store_backend`
+# sets it for tests marked both_stores.
+STORE = {"database": None}
+
 
 class Praefect:
-    def __init__(self, workdir, nodes, replication_factor=0, extra="", addresses=None):
+    def __init__(self, workdir, nodes, replication_factor=0, extra="", addresses=None, database=None,
+                 migrate=True):
         self.dir = workdir
+        # PostgreSQL: serve never migrates, so the fixture runs sql-migrate once before the first start
+        self.database = database if database is not None else STORE["database"]
+        self._migrate = migrate and self.database is not None
         os.makedirs(workdir, exist_ok=True)
         self.nodes = nodes
         self.socket = os.path.join(workdir, "praefect.socket")
@@ -32,7 +42,8 @@ class Praefect:
             'listen_addr = "127.0.0.1:0"',
             "", "[auth]", 'token = "%s"' % PRAEFECT_TOKEN,
             "", "[logging]", 'format = "json"', 'level = "info"',
-            "", "[database]", 'sqlite_path = "%s"' % self.db,
+            "", "[database]",
+        ] + (self.database or ['sqlite_path = "%s"' % self.db]) + [
             "", "[[virtual_storage]]", 'name = "default"',
         ]
         if replication_factor:
@@ -52,6 +63,10 @@ class Praefect:
         self._channels = []
 
     def start(self):
+        if self._migrate:
+            self._migrate = False
+            subprocess.run([os.path.join(BUILD, "praefect", "praefect"), "-config", self.config_path, "sql-migrate"],
+                           check=True, capture_output=True)
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([os.path.join(BUILD, "praefect", "praefect"), "-config", self.config_path],
                                      stdout=self._log, stderr=self._log)
@@ -114,7 +129,8 @@ class Praefect:
 
 
 class Cluster:
-    def __init__(self, tmp, n=3, replication_factor=0, addresses=None, extra=""):
+    def __init__(self, tmp, n=3, replication_factor=0, addresses=None, extra="", database=None, migrate=True,
+                 start=True):
         self.tmp = str(tmp)
         self.nodes = {}
         for i in range(1, n + 1):
@@ -122,7 +138,9 @@ class Cluster:
             self.nodes[name] = GitalyNode(os.path.join(self.tmp, name), storages=(name,), token=NODE_TOKEN).start()
         addrs = addresses(self) if callable(addresses) else addresses
         self.praefect = Praefect(os.path.join(self.tmp, "praefect"), self.nodes, replication_factor,
-                                 extra=extra, addresses=addrs).start()
+                                 extra=extra, addresses=addrs, database=database, migrate=migrate)
+        if start:
+            self.praefect.start()
 
     def node_stub(self, name, service):
         return self.nodes[name].stub(service, secret=NODE_TOKEN)

@@ -170,14 +170,24 @@ def test_dash_h_on_a_subcommand_prints_its_usage(tmp_path):
 
 
 def test_a_postgres_database_loads_for_subcommands_without_the_store(tmp_path):
-    cfg = write_config(tmp_path, base(tmp_path, '[database]\nhost = "db.example"\nport = 5432\n'
-                                                'dbname = "praefect_production"\nuser = "praefect"\n'))
+    # every upstream [database] key, and [database.session_pooled] with the same ones
+    keys = ('host = "/nonexistent-pg-dir"\nport = 5432\ndbname = "praefect_production"\nuser = "praefect"\n'
+            'password = "secret"\nsslmode = "disable"\nsslcert = "/c.pem"\nsslkey = "/k.pem"\n'
+            'sslrootcert = "/ca.pem"\n')
+    cfg = write_config(tmp_path, base(tmp_path, "[database]\n" + keys + "[database.session_pooled]\n" + keys))
     r = run("-config", cfg, "list-storages")
     assert r.returncode == 0, r.stderr
     assert "gitaly-1" in r.stdout
+    r = run("configuration", "validate", input=open(cfg).read())
+    assert r.returncode == 0, r.stderr
+    # serve uses the PostgreSQL store, and says why it cannot
     r = run("-config", cfg, "serve", timeout=20)
     assert r.returncode == 1
-    assert "PostgreSQL [database] is not supported yet" in r.stderr
+    assert "opening the tracking store: cannot connect to database: " in r.stderr, r.stderr
+    assert "/nonexistent-pg-dir/.s.PGSQL.5432" in r.stderr, r.stderr
+    bad = write_config(tmp_path, base(tmp_path, '[database]\nhost = "h"\nport = "5432"\n'), name="bad.toml")
+    r = run("-config", bad, "list-storages")
+    assert r.returncode == 1 and "port" in r.stderr, r.stderr
 
 
 def test_repositories_cleanup_is_validated_as_upstream(tmp_path):

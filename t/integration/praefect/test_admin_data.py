@@ -61,6 +61,7 @@ def fast_cluster(tmp_path):
     c.stop()
 
 
+@pytest.mark.both_stores
 def test_metadata_prints_the_record_by_path_and_by_id(cluster, tmp_path):
     md = synced_repo(cluster, tmp_path, "meta/data.git")
     assert md.generation >= 0
@@ -71,6 +72,7 @@ def test_metadata_prints_the_record_by_path_and_by_id(cluster, tmp_path):
     assert by_id.stdout == by_path.stdout
 
 
+@pytest.mark.both_stores
 def test_metadata_selector_errors_and_unknown_repository(cluster):
     fails_with(praefect_cmd(cluster, "metadata"), "repository ID or virtual storage and relative path required")
     fails_with(praefect_cmd(cluster, "metadata", "-repository-id", "1", "-virtual-storage", "default"),

@@ -42,6 +42,7 @@ def try_push(cluster, src, relative_path):
     return r.returncode == 0
 
 
+@pytest.mark.both_stores
 def test_primary_killed_during_pushes_fails_over(tmp_path):
     cluster = Cluster(tmp_path)
     try:
@@ -118,6 +119,7 @@ def dataloss_lines(md_primary, in_sync, outdated):
 ALL_AVAILABLE = "Virtual storage: default\n  All repositories are available!\n"
 
 
+@pytest.mark.both_stores
 def test_dataloss_and_accept_dataloss(tmp_path):
     cluster = Cluster(tmp_path)
     try:

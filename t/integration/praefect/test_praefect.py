@@ -53,6 +53,7 @@ def replicas_in_sync(cluster, relative_path):
     return (md, sums) if ok else None
 
 
+@pytest.mark.both_stores
 def test_create_push_clone_replicates_everywhere(cluster, tmp_path):
     create_repo(cluster, "group/project.git")
     src = work_repo(tmp_path)
@@ -102,6 +103,7 @@ def test_reads_spread_over_up_to_date_replicas(cluster, tmp_path):
     assert served[md.primary] == 10
 
 
+@pytest.mark.both_stores
 def test_stopped_secondary_is_repaired(cluster, tmp_path):
     create_repo(cluster, "repair.git")
     src = work_repo(tmp_path)
@@ -121,6 +123,7 @@ def test_stopped_secondary_is_repaired(cluster, tmp_path):
     wait_for(lambda: replicas_in_sync(cluster, "repair.git"), what="repair of the stopped secondary")
 
 
+@pytest.mark.both_stores
 def test_queued_jobs_survive_a_praefect_crash(cluster, tmp_path):
     create_repo(cluster, "crash.git")
     src = work_repo(tmp_path)
@@ -138,6 +141,7 @@ def test_queued_jobs_survive_a_praefect_crash(cluster, tmp_path):
     wait_for(lambda: replicas_in_sync(cluster, "crash.git"), what="jobs run after restart")
 
 
+@pytest.mark.both_stores
 def test_repository_exists_and_remove(cluster, tmp_path):
     stub = cluster.praefect.stub("RepositoryService")
     create_repo(cluster, "gone.git")
@@ -169,6 +173,7 @@ def code_of(fn):
     return e.value.code(), e.value.details()
 
 
+@pytest.mark.both_stores
 def test_bad_input_gets_the_right_codes(cluster, tmp_path):
     ref = cluster.praefect.stub("RefService")
     R = pb("ref").FindDefaultBranchNameRequest

@@ -58,6 +58,7 @@ def long(tmp_path):
     c.stop()
 
 
+@pytest.mark.both_stores
 def test_healthy_replicas_are_verified_and_verify_makes_them_due_again(long, tmp_path):
     md = synced(long, tmp_path, "a.git")
     synced(long, tmp_path, "b.git")
@@ -122,6 +123,7 @@ def test_a_ref_changed_behind_praefects_back_is_found_and_repaired(short, tmp_pa
     assert git("rev-parse", "refs/heads/main", cwd=path) == git("rev-parse", "refs/heads/main", cwd=good)
 
 
+@pytest.mark.both_stores
 def test_a_replica_deleted_from_disk_loses_its_record_and_is_recreated(short, tmp_path):
     md = synced(short, tmp_path, "gone.git")
     wait_for(lambda: all_verified(short, "gone.git"), what="verified")
