@@ -275,6 +275,24 @@ int pg_delete_repository(struct store_backend *b, struct store_op *op)
 	return 0;
 }
 
+static const char SQL_COUNT_VS_REPOS[] = "SELECT COUNT(*) FROM repositories WHERE virtual_storage = $1";
+/* upstream's replica and assignment rows carry the virtual storage themselves: removed by name too */
+static const char SQL_DELETE_VS_REPLICAS[] = "DELETE FROM storage_repositories WHERE virtual_storage = $1";
+static const char SQL_DELETE_VS_ASSIGNMENTS[] = "DELETE FROM repository_assignments WHERE virtual_storage = $1";
+static const char SQL_DELETE_VS_REPOS[] = "DELETE FROM repositories WHERE virtual_storage = $1";
+
+int pg_delete_all_repositories(struct store_backend *b, struct store_op *op)
+{
+	struct pg_backend *g = pg_backend(b);
+	int r;
+	if ((r = pg_int(g, op, &op->value, 0, SQL_COUNT_VS_REPOS, "t", op->in.vs)) < 0 ||
+	    (r = pg_exec(g, op, SQL_DELETE_VS_REPLICAS, "t", op->in.vs)) < 0 ||
+	    (r = pg_exec(g, op, SQL_DELETE_VS_ASSIGNMENTS, "t", op->in.vs)) < 0 ||
+	    (r = pg_exec(g, op, SQL_DELETE_VS_REPOS, "t", op->in.vs)) < 0)
+		return r;
+	return 0;
+}
+
 static const char SQL_DELETE_REPLICA[] =
 	"DELETE FROM storage_repositories WHERE repository_id = $1 AND storage = $2";
 

@@ -360,6 +360,7 @@ static const struct store_backend_ops pg_ops = {
 		[STORE_OP_INCREMENT_GENERATION] = pg_increment_generation,
 		[STORE_OP_SET_GENERATION] = pg_set_generation,
 		[STORE_OP_DELETE_REPOSITORY] = pg_delete_repository,
+		[STORE_OP_DELETE_ALL_REPOSITORIES] = pg_delete_all_repositories,
 		[STORE_OP_DELETE_REPLICA] = pg_delete_replica,
 		[STORE_OP_DELETE_INVALID_REPLICA] = pg_delete_invalid_replica,
 		[STORE_OP_SET_AUTHORITATIVE] = pg_set_authoritative,

@@ -68,6 +68,7 @@ int pg_create_repository(struct store_backend *b, struct store_op *op);
 int pg_increment_generation(struct store_backend *b, struct store_op *op);
 int pg_set_generation(struct store_backend *b, struct store_op *op);
 int pg_delete_repository(struct store_backend *b, struct store_op *op);
+int pg_delete_all_repositories(struct store_backend *b, struct store_op *op);
 int pg_delete_replica(struct store_backend *b, struct store_op *op);
 int pg_delete_invalid_replica(struct store_backend *b, struct store_op *op);
 int pg_set_authoritative(struct store_backend *b, struct store_op *op);

@@ -96,6 +96,7 @@ def test_optimize_of_an_unknown_repository_through_praefect(cluster):
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+@pytest.mark.both_stores
 def test_remove_all_through_praefect_forgets_and_empties_every_node(cluster):
     svc = cluster.praefect.stub("RepositoryService")
     for rel in ("a.git", "group/b.git"):
