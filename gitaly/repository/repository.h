@@ -157,6 +157,8 @@ void reposvc_register_info(struct gitaly *g, struct grpc_server *s);
 void reposvc_register_objects_size(struct gitaly *g, struct grpc_server *s);
 /* SetCustomHooks and RestoreCustomHooks (set_custom_hooks.c). */
 void reposvc_register_set_custom_hooks(struct gitaly *g, struct grpc_server *s);
+/* CreateBundle, CreateBundleFromRefList, FetchBundle, CreateRepositoryFromBundle (bundle.c). */
+void reposvc_register_bundle(struct gitaly *g, struct grpc_server *s);
 
 void reposvc_create_repository(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 void reposvc_create_from_url(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
