@@ -260,17 +260,58 @@ static void head_written(struct gitaly_call *op, enum grpc_code code, const char
 }
 
 /*
- * Which branch the bundle's HEAD meant (a bundle records no symbolic refs):
- * refs/heads/main, then refs/heads/master, then the first branch in name
- * order that points at the same commit.
+ * Which branch a bundle's HEAD meant (a bundle records no symbolic refs):
+ * refs/heads/main, then refs/heads/master, then the first branch in `refs`
+ * ("<oid> <refname>" lines in name order) that points at `oid`.
  */
-static void branches_listed(void *arg, int status, struct strbuf *out, struct strbuf *err)
+int reposvc_guess_head(const char *refs, const char *oid, struct strbuf *out)
 {
 	static const char *const preferred[] = { "refs/heads/main", "refs/heads/master" };
+	size_t ol = strlen(oid);
+
+	for (size_t pass = 0; pass <= ARRAY_SIZE(preferred); pass++) {
+		for (const char *p = refs; *p;) {
+			size_t n = strcspn(p, "\n");
+			const char *sp = memchr(p, ' ', n);
+			if (sp && (size_t)(sp - p) == ol && !memcmp(p, oid, ol)) {
+				const char *name = sp + 1;
+				size_t nlen = n - (size_t)(name - p);
+				if (pass == ARRAY_SIZE(preferred) ||
+				    (nlen == strlen(preferred[pass]) && !memcmp(name, preferred[pass], nlen))) {
+					strbuf_add(out, name, nlen);
+					return 0;
+				}
+			}
+			p += n;
+			if (*p)
+				p++;
+		}
+	}
+	return -1;
+}
+
+/* The object id of "<oid> HEAD" in `git bundle list-heads` output into `oid` (65 bytes); 0, or -1 when absent. */
+int reposvc_bundle_head(const char *listing, char *oid)
+{
+	for (const char *p = listing; *p;) {
+		size_t n = strcspn(p, "\n");
+		const char *sp = memchr(p, ' ', n);
+		if (sp && n - (size_t)(sp - p) == 5 && !memcmp(sp + 1, "HEAD", 4) && ((sp - p) == 40 || (sp - p) == 64)) {
+			memcpy(oid, p, (size_t)(sp - p));
+			oid[sp - p] = '\0';
+			return 0;
+		}
+		p += n;
+		if (*p)
+			p++;
+	}
+	return -1;
+}
+
+static void branches_listed(void *arg, int status, struct strbuf *out, struct strbuf *err)
+{
 	struct bundle_in *x = arg;
-	struct strbuf head = STRBUF_INIT, content = STRBUF_INIT, msg = STRBUF_INIT;
-	const char *found = NULL;
-	size_t found_len = 0;
+	struct strbuf head = STRBUF_INIT, content = STRBUF_INIT, msg = STRBUF_INIT, branch = STRBUF_INIT;
 
 	x->cmd = NULL;
 	if (gitaly_call_gone(&x->op)) {
@@ -283,32 +324,11 @@ static void branches_listed(void *arg, int status, struct strbuf *out, struct st
 		fetch_fail(x, "%s", msg.buf);
 		goto out;
 	}
-	for (size_t pass = 0; pass <= ARRAY_SIZE(preferred) && !found; pass++) {
-		for (const char *p = out->buf; *p && !found;) {
-			const char *nl = strchr(p, '\n');
-			size_t n = nl ? (size_t)(nl - p) : strlen(p);
-			const char *sp = memchr(p, ' ', n);
-			if (sp && (size_t)(sp - p) == strlen(x->head_oid) && !memcmp(p, x->head_oid, (size_t)(sp - p))) {
-				const char *name = sp + 1;
-				size_t nlen = n - (size_t)(name - p);
-				if (pass == ARRAY_SIZE(preferred) ||
-				    (nlen == strlen(preferred[pass]) && !memcmp(name, preferred[pass], nlen))) {
-					found = name;
-					found_len = nlen;
-				}
-			}
-			p += n;
-			if (*p)
-				p++;
-		}
-	}
-	if (!found) {
+	if (reposvc_guess_head(out->buf, x->head_oid, &branch) < 0) {
 		fetch_fail(x, "update head from bundle: guess head: reference not found");
 		goto out;
 	}
-	strbuf_addstr(&content, "ref: ");
-	strbuf_add(&content, found, found_len);
-	strbuf_addch(&content, '\n');
+	strbuf_addf(&content, "ref: %s\n", branch.buf);
 	strbuf_addf(&head, "%s/HEAD", x->path.buf);
 	if (reposvc_write_locked(&x->op, head.buf, content.buf, content.len, 0644, head_written, &msg) < 0)
 		fetch_fail(x, "update head from bundle: %s", msg.buf);
@@ -316,6 +336,7 @@ out:
 	strbuf_release(&head);
 	strbuf_release(&content);
 	strbuf_release(&msg);
+	strbuf_release(&branch);
 }
 
 static void heads_listed(void *arg, int status, struct strbuf *out, struct strbuf *err)
@@ -325,7 +346,6 @@ static void heads_listed(void *arg, int status, struct strbuf *out, struct strbu
 	struct bundle_in *x = arg;
 	struct git_call gc = { 0 };
 	struct strbuf msg = STRBUF_INIT;
-	const char *p;
 
 	x->cmd = NULL;
 	if (gitaly_call_gone(&x->op)) {
@@ -338,20 +358,8 @@ static void heads_listed(void *arg, int status, struct strbuf *out, struct strbu
 		fetch_fail(x, "%s", msg.buf);
 		goto out;
 	}
-	/* "<oid> HEAD" lines; no HEAD in the bundle leaves HEAD alone */
-	for (p = out->buf; *p; ) {
-		size_t n = strcspn(p, "\n");
-		const char *sp = memchr(p, ' ', n);
-		if (sp && n - (size_t)(sp - p) == 5 && !memcmp(sp + 1, "HEAD", 4) &&
-		    ((sp - p) == 40 || (sp - p) == 64)) {
-			memcpy(x->head_oid, p, (size_t)(sp - p));
-			x->head_oid[sp - p] = '\0';
-			break;
-		}
-		p += n;
-		if (*p)
-			p++;
-	}
+	/* no HEAD in the bundle leaves HEAD alone */
+	reposvc_bundle_head(out->buf, x->head_oid);
 	if (!x->head_oid[0]) {
 		fetch_ok(x);
 		goto out;

@@ -562,4 +562,5 @@ void gitaly_register_repository(struct gitaly *g, struct grpc_server *s)
 	reposvc_register_walk_repos(g, s);
 	reposvc_register_set_custom_hooks(g, s);
 	reposvc_register_bundle(g, s);
+	reposvc_register_backup(g, s);
 }
