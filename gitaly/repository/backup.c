@@ -8,6 +8,7 @@
  * docs/technical/backups.md.
  */
 #include "repository/repository.h"
+#include "repository/backup_parse.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -24,7 +25,6 @@
 
 #define REFS_MAX (256 * 1024 * 1024)
 #define POINTER_MAX 4096
-#define MAX_STEPS 999
 
 struct backup_op {
 	struct gitaly_call op;
@@ -130,30 +130,13 @@ static int sink_write(const char *path, const void *data, size_t len)
 	return rc;
 }
 
-/* A LATEST pointer: its first line, which must be one path component. 0, -ENOENT or -EINVAL. */
+/* A LATEST pointer (backup_pointer_check()). 0, -ENOENT or -EINVAL. */
 static int read_pointer(const char *path, struct strbuf *out)
 {
 	int rc = fs_read_file(path, POINTER_MAX, out);
 	if (rc < 0)
 		return rc;
-	strbuf_setlen(out, strcspn(out->buf, "\r\n"));
-	if (!out->len || strchr(out->buf, '/') || !strcmp(out->buf, ".") || !strcmp(out->buf, ".."))
-		return -EINVAL;
-	return 0;
-}
-
-/* "001" -> 1; 0 when not a step number. */
-static unsigned step_number(const char *s)
-{
-	unsigned v = 0;
-	if (!*s)
-		return 0;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9' || v > MAX_STEPS)
-			return 0;
-		v = v * 10 + (unsigned)(*s - '0');
-	}
-	return v <= MAX_STEPS ? v : 0;
+	return backup_pointer_check(out) < 0 ? -EINVAL : 0;
 }
 
 static void step_path(struct strbuf *sb, const struct backup_op *b, unsigned step, const char *ext)
@@ -338,7 +321,7 @@ static void bk_begin(struct backup_op *b)
 			strbuf_addf(&b->dir, "%s/%s", b->base.buf, b->dir_id);
 			strbuf_reset(&p);
 			strbuf_addf(&p, "%s/LATEST", b->dir.buf);
-			if (read_pointer(p.buf, &v) < 0 || !(b->step = step_number(v.buf)) || b->step >= MAX_STEPS) {
+			if (read_pointer(p.buf, &v) < 0 || !(b->step = backup_step_number(v.buf)) || b->step >= BACKUP_MAX_STEPS) {
 				bk_fail(b, "pointer locator: begin incremental: determine increment ID: \"%s\"", v.buf);
 				goto out;
 			}
@@ -458,7 +441,7 @@ static void branches_known(void *arg, int status, struct strbuf *out, struct str
 		seed_failf(b, "restore bundle: guess head: exit status %d", status);
 		goto out;
 	}
-	if (reposvc_guess_head(out->buf, b->head_oid, &branch) == 0) {
+	if (bundle_guess_head(out->buf, b->head_oid, &branch) == 0) {
 		/* the temporary repository is ours alone: its HEAD is written directly, then voted with the rest */
 		strbuf_addf(&content, "ref: %s\n", branch.buf);
 		strbuf_addf(&head, "%s/HEAD", b->tmp_path.buf);
@@ -483,7 +466,7 @@ static void heads_known(void *arg, int status, struct strbuf *out, struct strbuf
 	struct strbuf msg = STRBUF_INIT;
 
 	b->cmd = NULL;
-	if (status != 0 || reposvc_bundle_head(out->buf, b->head_oid) < 0) {
+	if (status != 0 || bundle_list_head(out->buf, b->head_oid) < 0) {
 		reposvc_create_seeded(b->rc, GRPC_OK, NULL);   /* no HEAD recorded: git init's stays */
 		return;
 	}
@@ -709,7 +692,7 @@ static void restore_start(struct backup_op *b)
 		bk_skip(b, "pointer locator: find: find latest ID: doesn't exist");
 		goto out;
 	}
-	if (rc < 0 || !(b->step = step_number(v.buf))) {
+	if (rc < 0 || !(b->step = backup_step_number(v.buf))) {
 		bk_fail(b, "pointer locator: find: determine increment ID: \"%s\"", v.buf);
 		goto out;
 	}

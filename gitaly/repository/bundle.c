@@ -6,6 +6,7 @@
  * docs/technical/backups.md, "Bundles".
  */
 #include "repository/repository.h"
+#include "repository/backup_parse.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -259,55 +260,6 @@ static void head_written(struct gitaly_call *op, enum grpc_code code, const char
 		fetch_ok(x);
 }
 
-/*
- * Which branch a bundle's HEAD meant (a bundle records no symbolic refs):
- * refs/heads/main, then refs/heads/master, then the first branch in `refs`
- * ("<oid> <refname>" lines in name order) that points at `oid`.
- */
-int reposvc_guess_head(const char *refs, const char *oid, struct strbuf *out)
-{
-	static const char *const preferred[] = { "refs/heads/main", "refs/heads/master" };
-	size_t ol = strlen(oid);
-
-	for (size_t pass = 0; pass <= ARRAY_SIZE(preferred); pass++) {
-		for (const char *p = refs; *p;) {
-			size_t n = strcspn(p, "\n");
-			const char *sp = memchr(p, ' ', n);
-			if (sp && (size_t)(sp - p) == ol && !memcmp(p, oid, ol)) {
-				const char *name = sp + 1;
-				size_t nlen = n - (size_t)(name - p);
-				if (pass == ARRAY_SIZE(preferred) ||
-				    (nlen == strlen(preferred[pass]) && !memcmp(name, preferred[pass], nlen))) {
-					strbuf_add(out, name, nlen);
-					return 0;
-				}
-			}
-			p += n;
-			if (*p)
-				p++;
-		}
-	}
-	return -1;
-}
-
-/* The object id of "<oid> HEAD" in `git bundle list-heads` output into `oid` (65 bytes); 0, or -1 when absent. */
-int reposvc_bundle_head(const char *listing, char *oid)
-{
-	for (const char *p = listing; *p;) {
-		size_t n = strcspn(p, "\n");
-		const char *sp = memchr(p, ' ', n);
-		if (sp && n - (size_t)(sp - p) == 5 && !memcmp(sp + 1, "HEAD", 4) && ((sp - p) == 40 || (sp - p) == 64)) {
-			memcpy(oid, p, (size_t)(sp - p));
-			oid[sp - p] = '\0';
-			return 0;
-		}
-		p += n;
-		if (*p)
-			p++;
-	}
-	return -1;
-}
-
 static void branches_listed(void *arg, int status, struct strbuf *out, struct strbuf *err)
 {
 	struct bundle_in *x = arg;
@@ -324,7 +276,7 @@ static void branches_listed(void *arg, int status, struct strbuf *out, struct st
 		fetch_fail(x, "%s", msg.buf);
 		goto out;
 	}
-	if (reposvc_guess_head(out->buf, x->head_oid, &branch) < 0) {
+	if (bundle_guess_head(out->buf, x->head_oid, &branch) < 0) {
 		fetch_fail(x, "update head from bundle: guess head: reference not found");
 		goto out;
 	}
@@ -359,7 +311,7 @@ static void heads_listed(void *arg, int status, struct strbuf *out, struct strbu
 		goto out;
 	}
 	/* no HEAD in the bundle leaves HEAD alone */
-	reposvc_bundle_head(out->buf, x->head_oid);
+	bundle_list_head(out->buf, x->head_oid);
 	if (!x->head_oid[0]) {
 		fetch_ok(x);
 		goto out;

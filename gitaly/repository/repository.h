@@ -158,14 +158,6 @@ void reposvc_register_objects_size(struct gitaly *g, struct grpc_server *s);
 /* SetCustomHooks and RestoreCustomHooks (set_custom_hooks.c). */
 void reposvc_register_set_custom_hooks(struct gitaly *g, struct grpc_server *s);
 /* CreateBundle, CreateBundleFromRefList, FetchBundle, CreateRepositoryFromBundle (bundle.c). */
-/*
- * The branch a bundle's HEAD (`oid`) meant, from `refs` ("<oid> <refname>"
- * lines in name order): refs/heads/main, refs/heads/master, else the first
- * branch at `oid`. 0 with the name appended to `out`, or -1 when none.
- */
-int reposvc_guess_head(const char *refs, const char *oid, struct strbuf *out);
-/* The oid of the "<oid> HEAD" line of `git bundle list-heads` output into `oid` (65 bytes); 0, or -1. */
-int reposvc_bundle_head(const char *listing, char *oid);
 /* BackupRepository, RestoreRepository (backup.c): server-side backups into [backup] go_cloud_url. */
 void reposvc_register_backup(struct gitaly *g, struct grpc_server *s);
 void reposvc_register_bundle(struct gitaly *g, struct grpc_server *s);
