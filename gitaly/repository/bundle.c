@@ -179,6 +179,7 @@ struct bundle_in {
 	int fd;
 	uv_fs_t write;                  /* the write in flight */
 	struct strbuf pending;          /* bytes being written */
+	struct strbuf queued;           /* bytes that arrived meanwhile (a message already on its way) */
 	size_t written;
 	int writing, messages, half_closed, failed, proceeding;
 	/* FetchBundle */
@@ -205,6 +206,7 @@ static void bin_release(struct gitaly_call *op)
 	strbuf_release(&x->path);
 	strbuf_release(&x->bundle);
 	strbuf_release(&x->pending);
+	strbuf_release(&x->queued);
 	strbuf_release(&x->tmp_path);
 	free(x);
 }
@@ -527,6 +529,14 @@ static void write_done(uv_fs_t *req)
 		}
 		strbuf_reset(&x->pending);
 		x->written = 0;
+		if (x->queued.len && !x->failed) {
+			struct strbuf t = x->pending;
+			x->pending = x->queued;
+			x->queued = t;
+			start_write(x);
+			gitaly_call_drop(&x->op);
+			return;
+		}
 		if (x->op.call && !x->failed)
 			grpc_call_resume_recv(x->op.call);
 		bin_proceed(x);
@@ -634,7 +644,9 @@ static void bin_message(struct grpc_call *call, const uint8_t *buf, size_t len)
 		if (bin_first(x) < 0)
 			return;
 	}
-	if (data.len) {
+	if (data.len && x->writing) {
+		strbuf_add(&x->queued, data.data, data.len);   /* never into the buffer being written */
+	} else if (data.len) {
 		strbuf_add(&x->pending, data.data, data.len);
 		grpc_call_pause_recv(call);
 		start_write(x);
@@ -677,6 +689,7 @@ static void bin_start(struct grpc_call *call, struct gitaly *g, enum bundle_in_k
 	strbuf_init(&x->path, 0);
 	strbuf_init(&x->bundle, 0);
 	strbuf_init(&x->pending, 0);
+	strbuf_init(&x->queued, 0);
 	strbuf_init(&x->tmp_path, 0);
 	grpc_call_set_ops(call, &bin_ops, x);
 }
