@@ -123,3 +123,11 @@ def test_backup_and_restore_errors(node, tmp_path):
         assert e.value.details() == "backup repository: server-side backups are not configured"
     finally:
         plain.stop()
+
+
+def test_a_backup_sink_we_cannot_write_stops_the_start(tmp_path):
+    n = GitalyNode(str(tmp_path / "bad"), extra_config='\n[backup]\ngo_cloud_url = "s3://bucket/backups"\n')
+    with pytest.raises(RuntimeError) as e:
+        n.start()
+    assert 'unsupported backup sink "s3://bucket/backups"' in str(e.value)
+    n.stop()
