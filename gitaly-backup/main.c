@@ -2,10 +2,10 @@
  * gitaly-backup: `create` and `restore` for GitLab's backup task. Reads one
  * repository per line on stdin (job.h) and asks the server holding it (a
  * gitaly or a praefect) to back it up or restore it, -parallel calls at a
- * time and -parallel-storage per storage. Only server-side backups are
- * implemented (docs/technical/backups.md, "gitaly-backup").
+ * time and -parallel-storage per storage: server-side (-server-side) or
+ * client-side into -path (local.c); docs/technical/backups.md, "gitaly-backup".
  */
-#include "job.h"
+#include "backup.h"
 #include "base/strbuf.h"
 #include "base/util.h"
 #include "cli/cli.h"
@@ -29,27 +29,6 @@
 static const char BACKUP_METHOD[] = "/gitaly.RepositoryService/BackupRepository";
 static const char RESTORE_METHOD[] = "/gitaly.RepositoryService/RestoreRepository";
 static const char REMOVE_ALL_METHOD[] = "/gitaly.RepositoryService/RemoveAll";
-
-struct chan {
-	char *address;
-	struct grpc_channel *ch;
-};
-
-struct run {
-	uv_loop_t *loop;
-	int restore;
-	const char *backup_id;
-	int incremental;
-	long parallel, parallel_storage;
-	struct backup_job *jobs;
-	size_t nr_jobs, next;
-	int *state;                /* per job: 0 waiting, 1 running, 2 done */
-	size_t running;
-	struct chan *chans;
-	size_t nr_chans;
-	size_t failures;
-	int removing;              /* RemoveAll calls in flight */
-};
 
 /* --- logging: JSON lines on stdout, as upstream's logger --- */
 
@@ -86,7 +65,7 @@ static void log_line(const char *level, const char *msg, const struct backup_job
 
 /* --- calls --- */
 
-static struct grpc_channel *channel_for(struct run *r, const char *address)
+struct grpc_channel *backup_channel(struct run *r, const char *address)
 {
 	for (size_t i = 0; i < r->nr_chans; i++)
 		if (!strcmp(r->chans[i].address, address))
@@ -113,7 +92,6 @@ static void call_close(struct grpc_client_call *gc, enum grpc_code code, const c
 {
 	struct call *c = grpc_client_call_user(gc);
 	struct run *r = c->r;
-	const char *what = r->restore ? "restore" : "create";
 	struct strbuf m = STRBUF_INIT;
 
 	if (c->job == (size_t)-1) {
@@ -122,10 +100,28 @@ static void call_close(struct grpc_client_call *gc, enum grpc_code code, const c
 			strbuf_addf(&m, "rpc error: code = %s desc = %s", grpc_code_name(code), message ? message : "");
 			log_line("warning", "failed to remove all repositories", NULL, m.buf);
 		}
-	} else {
-		const struct backup_job *job = &r->jobs[c->job];
-		r->state[c->job] = 2;
-		r->running--;
+		strbuf_release(&m);
+		free(c);
+		pump(r);
+		return;
+	}
+	strbuf_release(&m);
+	{
+		size_t job = c->job;
+		free(c);
+		backup_job_done(r, job, code, message);
+	}
+}
+
+void backup_job_done(struct run *r, size_t i, int code, const char *message)
+{
+	const struct backup_job *job = &r->jobs[i];
+	const char *what = r->restore ? "restore" : "create";
+	struct strbuf m = STRBUF_INIT;
+
+	r->state[i] = 2;
+	r->running--;
+	{
 		if (code == GRPC_OK) {
 			strbuf_addf(&m, "completed %s", what);
 			log_line("info", m.buf, job, NULL);
@@ -137,43 +133,52 @@ static void call_close(struct grpc_client_call *gc, enum grpc_code code, const c
 		} else {
 			struct strbuf e = STRBUF_INIT;
 			r->failures++;
-			strbuf_addf(&e, "%s: rpc error: code = %s desc = %s", r->restore ? "restore repository" :
-				    "server-side create", grpc_code_name(code), message ? message : "");
+			strbuf_addf(&e, "%s: rpc error: code = %s desc = %s",
+				    r->path ? what : r->restore ? "restore repository" : "server-side create",
+				    grpc_code_name((enum grpc_code)code), message ? message : "");
 			strbuf_addf(&m, "%s failed", what);
 			log_line("error", m.buf, job, e.buf);
 			strbuf_release(&e);
 		}
 	}
 	strbuf_release(&m);
-	free(c);
 	pump(r);
 }
 
 static const struct grpc_client_ops call_ops = { .on_close = call_close };
 
-/* Start one unary call; 0, or -1 (reported). */
-static int start_call(struct run *r, struct call *c, const char *address, const char *token, const char *method,
-		      const ProtobufCMessage *req)
+int backup_call(struct run *r, const struct backup_job *job, const char *method, const struct grpc_client_ops *ops,
+		void *user, struct grpc_client_call **out)
 {
 	struct grpc_metadata md = GRPC_METADATA_INIT;
-	struct grpc_client_call *gc;
-	struct grpc_channel *ch = channel_for(r, address);
-	size_t len = protobuf_c_message_get_packed_size(req);
-	uint8_t *buf = xmalloc(len ? len : 1);
+	struct grpc_channel *ch = backup_channel(r, job->address);
 	int rc = -1;
 
-	protobuf_c_message_pack(req, buf);
 	if (!ch)
-		goto out;
-	if (token && *token)
-		auth_v2_add(&md, token);
-	if (grpc_channel_call(ch, method, &md, 0, GRPC_CALL_WAIT_FOR_READY, &call_ops, c, &gc) < 0)
-		goto out;
-	grpc_client_call_send(gc, buf, len);
-	grpc_client_call_close_send(gc);
-	rc = 0;
-out:
+		return -1;
+	if (job->token && *job->token)
+		auth_v2_add(&md, job->token);
+	if (grpc_channel_call(ch, method, &md, 0, GRPC_CALL_WAIT_FOR_READY, ops, user, out) == 0)
+		rc = 0;
 	grpc_metadata_release(&md);
+	return rc;
+}
+
+/* Start one unary call; 0, or -1 (nothing fires). */
+static int start_call(struct run *r, struct call *c, const struct backup_job *job, const char *method,
+		      const ProtobufCMessage *req)
+{
+	struct grpc_client_call *gc;
+	size_t len = protobuf_c_message_get_packed_size(req);
+	uint8_t *buf = xmalloc(len ? len : 1);
+	int rc;
+
+	protobuf_c_message_pack(req, buf);
+	rc = backup_call(r, job, method, &call_ops, c, &gc);
+	if (rc == 0) {
+		grpc_client_call_send(gc, buf, len);
+		grpc_client_call_close_send(gc);
+	}
 	free(buf);
 	return rc;
 }
@@ -204,20 +209,26 @@ static void start_job(struct run *r, size_t i)
 	r->running++;
 	strbuf_addf(&m, "started %s", r->restore ? "restore" : "create");
 	log_line("info", m.buf, job, NULL);
+	if (r->path) {
+		free(c);
+		strbuf_release(&m);
+		local_start(r, i);
+		return;
+	}
 	if (r->restore) {
 		Gitaly__RestoreRepositoryRequest req = GITALY__RESTORE_REPOSITORY_REQUEST__INIT;
 		req.repository = &repo;
 		req.vanity_repository = &repo;
 		req.backup_id = (char *)r->backup_id;
 		req.always_create = job->always_create;
-		rc = start_call(r, c, job->address, job->token, RESTORE_METHOD, &req.base);
+		rc = start_call(r, c, job, RESTORE_METHOD, &req.base);
 	} else {
 		Gitaly__BackupRepositoryRequest req = GITALY__BACKUP_REPOSITORY_REQUEST__INIT;
 		req.repository = &repo;
 		req.vanity_repository = &repo;
 		req.backup_id = (char *)r->backup_id;
 		req.incremental = r->incremental;
-		rc = start_call(r, c, job->address, job->token, BACKUP_METHOD, &req.base);
+		rc = start_call(r, c, job, BACKUP_METHOD, &req.base);
 	}
 	if (rc < 0) {
 		r->state[i] = 2;
@@ -267,7 +278,7 @@ static void remove_all(struct run *r, const char *list)
 				c->job = (size_t)-1;
 				req.storage_name = name;
 				r->removing++;
-				if (start_call(r, c, r->jobs[i].address, r->jobs[i].token, REMOVE_ALL_METHOD, &req.base) < 0) {
+				if (start_call(r, c, &r->jobs[i], REMOVE_ALL_METHOD, &req.base) < 0) {
 					r->removing--;
 					free(c);
 				}
@@ -386,16 +397,22 @@ static int run(int argc, char **argv, int restore)
 	if ((parallel && parse_count("parallel", parallel, &r.parallel) < 0) ||
 	    parse_count("parallel-storage", parallel_storage, &r.parallel_storage) < 0)
 		return 1;
-	if (!server_side) {
-		log_line("error", "client-side backups are not implemented: use -server-side", NULL, NULL);
-		fprintf(stderr, "%s: client-side backups are not implemented: use -server-side\n", what);
-		return 1;
-	}
-	if (path && *path) {
+	if (server_side && path && *path) {
 		log_line("error", restore ? "restore: path cannot be used with server-side backups" :
 			 "create: path cannot be used with server-side backups", NULL, NULL);
 		return 1;
 	}
+	if (!server_side && (!path || !*path)) {
+		log_line("error", restore ? "restore: resolve sink: empty path" : "create: resolve sink: empty path",
+			 NULL, NULL);
+		return 1;
+	}
+	if (!server_side && incremental) {
+		log_line("error", "create: client-side incremental backups are not implemented", NULL, NULL);
+		return 1;
+	}
+	if (!server_side)
+		r.path = path;
 	if (strcmp(layout, "pointer") && strcmp(layout, "legacy") && strcmp(layout, "manifest")) {
 		fprintf(stderr, "%s: resolve locator: unknown layout: \"%s\"\n", what, layout);
 		return 1;

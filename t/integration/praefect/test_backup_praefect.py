@@ -98,3 +98,46 @@ def test_gitaly_backup_create_then_restore_through_praefect(tmp_path):
         assert r.returncode == 1 and b"path cannot be used with server-side backups" in r.stdout
     finally:
         cluster.stop()
+
+
+def test_gitaly_backup_client_side_into_a_path_through_praefect(cluster, tmp_path):
+    path = str(tmp_path / "client-backups")
+    svc = cluster.praefect.stub("RepositoryService")
+    rels = ["@hashed/11/a.git", "@hashed/22/b.git", "@hashed/33/empty.git"]
+    for i, rel in enumerate(rels[:2]):
+        src = make_bare_repo(str(tmp_path / ("c%d.git" % i)), branches=("main", "x%d" % i), tags=("v%d" % i,))
+        bundle = str(tmp_path / ("c%d.bundle" % i))
+        git("--git-dir", src, "bundle", "create", bundle, "--all")
+        svc.CreateRepositoryFromBundle(iter([rp().CreateRepositoryFromBundleRequest(
+            repository=cluster.praefect.repo(rel)),
+            rp().CreateRepositoryFromBundleRequest(data=open(bundle, "rb").read())]), timeout=30)
+    svc.CreateRepository(rp().CreateRepositoryRequest(repository=cluster.praefect.repo(rels[2])), timeout=30)
+    svc.SetCustomHooks(iter([rp().SetCustomHooksRequest(repository=cluster.praefect.repo(rels[1])),
+                             rp().SetCustomHooksRequest(data=hooks_tar())]), timeout=30)
+    originals = {}
+    for rel in rels:
+        md = wait_for(lambda: in_sync(cluster, rel), what="replicas in sync")
+        originals[rel] = cluster.checksum("gitaly-1", md.replica_path)
+
+    r = run_backup(cluster, ["create", "-path", path, "-id", "c1", "-layout", "pointer"], rels + ["@hashed/44/none.git"])
+    assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
+    d = os.path.join(path, "@hashed", "11", "a", "c1")
+    assert open(os.path.join(path, "@hashed", "11", "a", "LATEST")).read() == "c1"
+    assert open(os.path.join(d, "LATEST")).read() == "001"
+    git("bundle", "list-heads", os.path.join(d, "001.bundle"))
+    assert os.path.exists(os.path.join(path, "@hashed", "22", "b", "c1", "001.custom_hooks.tar"))
+    assert os.path.getsize(os.path.join(path, "@hashed", "33", "empty", "c1", "001.refs")) == 0
+    assert "skipped create" in r.stdout.decode()
+
+    for rel in rels:
+        svc.RemoveRepository(rp().RemoveRepositoryRequest(repository=cluster.praefect.repo(rel)), timeout=30)
+    r = run_backup(cluster, ["restore", "-path", path, "-parallel-storage", "1"], rels, always_create=True)
+    assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
+    for rel in rels:
+        md = wait_for(lambda: in_sync(cluster, rel), what="replicas in sync")
+        sums = {n: cluster.checksum(n, md.replica_path) for n in cluster.nodes}
+        assert set(sums.values()) == {originals[rel]}, rel
+    md = cluster.praefect.metadata(rels[1])
+    hook = os.path.join(cluster.nodes["gitaly-1"].storages["gitaly-1"], md.replica_path, "custom_hooks",
+                        "post-receive")
+    assert open(hook, "rb").read() == b"#!/bin/sh\nexit 0\n"
