@@ -211,11 +211,17 @@ static void bin_release(struct gitaly_call *op)
 	free(x);
 }
 
+static void bin_fail(struct bundle_in *x, enum grpc_code code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 static void bin_cancel(struct gitaly_call *op)
 {
 	struct bundle_in *x = container_of(op, struct bundle_in, op);
 	reposvc_kill(x->cmd);
 	reposvc_create_cancel(x->rc);
+	/* still receiving, nothing in flight: no later step will see the close, so the work ends here */
+	if (!x->proceeding && !x->writing)
+		bin_fail(x, GRPC_CANCELLED, "context canceled");
 }
 
 static void bin_fail(struct bundle_in *x, enum grpc_code code, const char *fmt, ...)
@@ -529,6 +535,8 @@ static void write_done(uv_fs_t *req)
 		}
 		strbuf_reset(&x->pending);
 		x->written = 0;
+		if (gitaly_call_gone(&x->op) && !x->proceeding)
+			bin_fail(x, GRPC_CANCELLED, "context canceled");   /* cancelled while writing */
 		if (x->queued.len && !x->failed) {
 			struct strbuf t = x->pending;
 			x->pending = x->queued;

@@ -146,3 +146,28 @@ def test_create_repository_from_bundle_errors(gitaly_node):
     with pytest.raises(grpc.RpcError) as e:
         from_bundle(gitaly_node, "", data)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_cancelled_fetch_bundle_leaves_nothing_behind(gitaly_node, tmp_path):
+    import threading
+    from gitaly_itest import wait_for
+    make_bare_repo(gitaly_node.repo_path("c.git"))
+    before = refs(gitaly_node.repo_path("c.git"))
+    release = threading.Event()
+    sent = threading.Event()
+
+    def reqs():
+        yield rp().FetchBundleRequest(repository=gitaly_node.repo("c.git"), data=b"# v2 git bundle\n")
+        sent.set()
+        release.wait(10)
+
+    fut = gitaly_node.stub("RepositoryService").FetchBundle.future(reqs())
+    assert sent.wait(10)
+    tmp = os.path.join(gitaly_node.storages["default"], "+gitaly", "tmp")
+    wait_for(lambda: os.path.isdir(tmp) and os.listdir(tmp), what="the bundle being received")
+    fut.cancel()
+    release.set()
+    wait_for(lambda: not os.listdir(tmp), what="temporary bundle removed")
+    assert refs(gitaly_node.repo_path("c.git")) == before
+    # the node still serves
+    assert create_bundle(gitaly_node, "c.git").startswith(b"# v2 git bundle\n")
