@@ -533,6 +533,7 @@ void gitaly_register_repository(struct gitaly *g, struct grpc_server *s)
 		{ "CalculateChecksum", reposvc_calculate_checksum },
 		{ "GetSnapshot", reposvc_get_snapshot },
 		{ "CreateRepositoryFromSnapshot", reposvc_create_from_snapshot },
+		{ "RemoveAll", reposvc_remove_all },
 		{ "GetConfig", get_config },
 		{ "GetInfoAttributes", get_info_attributes },
 		{ "GetCustomHooks", reposvc_get_custom_hooks },

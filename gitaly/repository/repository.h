@@ -167,6 +167,8 @@ void reposvc_create_from_url(struct grpc_call *call, const uint8_t *req, size_t 
 void reposvc_remove_repository(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 void reposvc_calculate_checksum(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 void reposvc_get_snapshot(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+/* RemoveAll (remove_all.c). */
+void reposvc_remove_all(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 /* CreateRepositoryFromSnapshot (from_snapshot.c). */
 void reposvc_create_from_snapshot(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 void reposvc_get_custom_hooks(struct grpc_call *call, const uint8_t *req, size_t len, void *data);

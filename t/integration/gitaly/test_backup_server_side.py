@@ -131,3 +131,29 @@ def test_a_backup_sink_we_cannot_write_stops_the_start(tmp_path):
         n.start()
     assert 'unsupported backup sink "s3://bucket/backups"' in str(e.value)
     n.stop()
+
+
+def test_gitaly_backup_restore_after_remove_all_repositories_on_a_node(node):
+    import json
+    import subprocess
+    from gitaly_itest import BUILD
+    exe = os.path.join(BUILD, "gitaly-backup", "gitaly-backup")
+    rels = ["x/one.git", "x/two.git"]
+    for rel in rels:
+        make_bare_repo(node.repo_path(rel), branches=("main", "side"))
+    originals = {rel: refs(node.repo_path(rel)) for rel in rels}
+    make_bare_repo(node.repo_path("stray.git"))
+    lines = "".join(json.dumps({"address": "unix:" + node.socket, "token": node.token, "storage_name": "default",
+                                "relative_path": rel, "gl_project_path": rel}) + "\n" for rel in rels).encode()
+    r = subprocess.run([exe, "create", "-server-side", "-id", "n1"], input=lines, capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
+    r = subprocess.run([exe, "restore", "-server-side", "-remove-all-repositories", "default"], input=lines,
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
+    assert not os.path.exists(node.repo_path("stray.git"))
+    for rel in rels:
+        assert refs(node.repo_path(rel)) == originals[rel]
+    # RemoveAll of an unknown storage
+    with pytest.raises(grpc.RpcError) as e:
+        node.stub("RepositoryService").RemoveAll(rp().RemoveAllRequest(storage_name="nope"))
+    assert e.value.code() == grpc.StatusCode.INTERNAL
