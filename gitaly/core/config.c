@@ -497,6 +497,22 @@ int gitaly_config_load(struct gitaly_config *cfg, const char *path, struct strbu
 	if ((t = cfg_table(&r, root, "gitlab-shell")))
 		cfg_string(&r, t, "dir", &cfg->gitlab_shell_dir);
 	load_gitlab(&r, cfg, root);
+	if ((t = cfg_table(&r, root, "backup"))) {
+		cfg_string(&r, t, "go_cloud_url", &cfg->backup_go_cloud_url);
+		cfg_string(&r, t, "layout", &cfg->backup_layout);
+		if (!cfg_failed(&r) && cfg->backup_go_cloud_url && *cfg->backup_go_cloud_url) {
+			const char *u = cfg->backup_go_cloud_url;
+			if (!cfg->backup_layout)
+				cfg->backup_layout = xstrdup("pointer");
+			if (strncmp(u, "file://", 7) || u[7] != '/')
+				cfg_errorf(&r, t, "go_cloud_url", "unsupported backup sink \"%s\" (only file:///path)", u);
+			else if (strcmp(cfg->backup_layout, "pointer") && strcmp(cfg->backup_layout, "manifest"))
+				cfg_errorf(&r, t, "layout", "unknown backup layout \"%s\" (use \"pointer\" or \"manifest\")",
+					   cfg->backup_layout);
+			else
+				cfg->backup_root = xstrdup(u + 7);
+		}
+	}
 	if ((t = cfg_table(&r, root, "logging"))) {
 		cfg_string(&r, t, "dir", &cfg->log_dir);
 		cfg_string(&r, t, "format", &cfg->log_format);
@@ -556,6 +572,7 @@ void gitaly_config_release(struct gitaly_config *cfg)
 		&cfg->gitlab_relative_url_root, &cfg->gitlab_secret, &cfg->gitlab_http_user,
 		&cfg->gitlab_http_password, &cfg->gitlab_ca_file, &cfg->gitlab_ca_path,
 		&cfg->log_dir, &cfg->log_format, &cfg->log_level,
+		&cfg->backup_go_cloud_url, &cfg->backup_layout, &cfg->backup_root,
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(strs); i++) {
 		free(*strs[i]);

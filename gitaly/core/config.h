@@ -88,6 +88,11 @@ struct gitaly_config {
 	size_t nr_git_config;
 
 	char *custom_hooks_dir;
+
+	/* [backup]: server-side backups (docs/technical/backups.md) */
+	char *backup_go_cloud_url;              /* NULL: not configured */
+	char *backup_layout;                    /* "pointer" (default) or "manifest" */
+	char *backup_root;                      /* the file:// sink's directory */
 	char *gitlab_shell_dir;
 
 	char *gitlab_url;

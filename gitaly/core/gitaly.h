@@ -176,6 +176,7 @@ struct gitaly_pipe;
 
 struct gitaly_pipe_opts {
 	uint32_t stdin_field;      /* request field carrying stdin bytes (0: no stdin) */
+	int stdin_lines;           /* stdin_field is repeated: every occurrence, each plus "\n" */
 	uint32_t stdout_field;     /* response field for stdout chunks (0: discard) */
 	uint32_t stderr_field;     /* response field for stderr chunks (0: capture only) */
 	const void *prefix;        /* sent as stdout before git's output (e.g. info/refs header) */

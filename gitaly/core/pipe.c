@@ -118,6 +118,27 @@ void gitaly_pipe_kill(struct gitaly_pipe *p)
 		git_cmd_stop(p->cmd);
 }
 
+/* Every occurrence of a repeated bytes field, one line each (CreateBundleFromRefList's patterns). */
+static void write_lines(struct gitaly_pipe *p, struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	const uint8_t *cur = msg, *end = msg + len;
+	struct pb_field f;
+	int rc;
+
+	while ((rc = pb_next_field(&cur, end, &f)) == 1 && p->cmd) {
+		if (f.num != p->opts.stdin_field || f.wire != PB_LEN)
+			continue;
+		gitaly_pipe_write(p, f.data, f.len);
+		if (p->cmd)
+			gitaly_pipe_write(p, "\n", 1);
+	}
+	if (rc < 0 && p->cmd) {
+		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "cannot decode request", NULL);
+		git_cmd_detach(p->cmd);
+		p->cmd = NULL;
+	}
+}
+
 static void call_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 {
 	struct gitaly_pipe *p = grpc_call_user(call);
@@ -127,6 +148,10 @@ static void call_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 
 	if (!p->opts.stdin_field || !p->cmd)
 		return;
+	if (p->opts.stdin_lines) {
+		write_lines(p, call, msg, len);
+		return;
+	}
 	rc = pb_find_bytes(msg, len, p->opts.stdin_field, &data, &dlen);
 	if (rc < 0) {
 		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "cannot decode request", NULL);

@@ -532,6 +532,7 @@ void gitaly_register_repository(struct gitaly *g, struct grpc_server *s)
 		{ "RemoveRepository", reposvc_remove_repository },
 		{ "CalculateChecksum", reposvc_calculate_checksum },
 		{ "GetSnapshot", reposvc_get_snapshot },
+		{ "CreateRepositoryFromSnapshot", reposvc_create_from_snapshot },
 		{ "GetConfig", get_config },
 		{ "GetInfoAttributes", get_info_attributes },
 		{ "GetCustomHooks", reposvc_get_custom_hooks },
@@ -563,4 +564,6 @@ void gitaly_register_repository(struct gitaly *g, struct grpc_server *s)
 	reposvc_register_walk_repos(g, s);
 	reposvc_register_set_custom_hooks(g, s);
 	reposvc_register_housekeeping(g, s);
+	reposvc_register_bundle(g, s);
+	reposvc_register_backup(g, s);
 }

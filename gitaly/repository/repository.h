@@ -160,12 +160,20 @@ void reposvc_register_info(struct gitaly *g, struct grpc_server *s);
 void reposvc_register_objects_size(struct gitaly *g, struct grpc_server *s);
 /* SetCustomHooks and RestoreCustomHooks (set_custom_hooks.c). */
 void reposvc_register_set_custom_hooks(struct gitaly *g, struct grpc_server *s);
+/* CreateBundle, CreateBundleFromRefList, FetchBundle, CreateRepositoryFromBundle (bundle.c). */
+/* BackupRepository, RestoreRepository (backup.c): server-side backups into [backup] go_cloud_url. */
+void reposvc_register_backup(struct gitaly *g, struct grpc_server *s);
+void reposvc_register_bundle(struct gitaly *g, struct grpc_server *s);
 
 void reposvc_create_repository(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 void reposvc_create_from_url(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 void reposvc_remove_repository(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 void reposvc_calculate_checksum(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 void reposvc_get_snapshot(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+/* RemoveAll (remove_all.c). */
+void reposvc_remove_all(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
+/* CreateRepositoryFromSnapshot (from_snapshot.c). */
+void reposvc_create_from_snapshot(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 void reposvc_get_custom_hooks(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 void reposvc_write_ref(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 void reposvc_replicate_repository(struct grpc_call *call, const uint8_t *req, size_t len, void *data);

@@ -130,12 +130,13 @@ class Praefect:
 
 class Cluster:
     def __init__(self, tmp, n=3, replication_factor=0, addresses=None, extra="", database=None, migrate=True,
-                 start=True):
+                 start=True, node_extra=""):
         self.tmp = str(tmp)
         self.nodes = {}
         for i in range(1, n + 1):
             name = "gitaly-%d" % i
-            self.nodes[name] = GitalyNode(os.path.join(self.tmp, name), storages=(name,), token=NODE_TOKEN).start()
+            self.nodes[name] = GitalyNode(os.path.join(self.tmp, name), storages=(name,), token=NODE_TOKEN,
+                                          extra_config=node_extra).start()
         addrs = addresses(self) if callable(addresses) else addresses
         self.praefect = Praefect(os.path.join(self.tmp, "praefect"), self.nodes, replication_factor,
                                  extra=extra, addresses=addrs, database=database, migrate=migrate)
