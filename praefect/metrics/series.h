@@ -15,6 +15,9 @@ struct praefect;
 struct metrics_grpc;
 struct metrics_http;
 
+#define STATUS_BACKLOG_SAMPLES 60
+#define STATUS_FAILOVERS 10
+
 enum pm_family {
 	/* /metrics */
 	PM_TX_ACTIONS,        /* gitaly_praefect_transactions_total{action} */
@@ -42,6 +45,16 @@ struct praefect_metrics {
 	struct metrics_grpc *grpc, *grpc_bc;   /* p->server's calls, and the backchannel's */
 	struct metrics_http *http;
 	int refreshing;        /* a scrape waits for the next queue listing */
+	/* the status page's backlog chart: unfinished jobs, one sample a minute, the last hour */
+	int64_t backlog[STATUS_BACKLOG_SAMPLES];
+	size_t nr_backlog, backlog_next;
+	uint64_t backlog_at_ms;
+	/* the status page's recent failovers (status/page.c), newest at failovers[(next - 1) % N] */
+	struct status_failover {
+		int64_t at;          /* wall clock, seconds */
+		char *vs, *relative_path, *from, *to;
+	} failovers[STATUS_FAILOVERS];
+	size_t nr_failovers, failover_next;
 };
 
 /* Build the registries and count p->server's calls; die() on a bad [prometheus] setup. */
