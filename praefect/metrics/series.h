@@ -32,6 +32,9 @@ enum pm_family {
 	PM_READ_DIST,         /* gitaly_praefect_read_distribution{virtual_storage,storage} */
 	PM_METHOD_TYPES,      /* gitaly_praefect_method_types{method_type} */
 	PM_RECONCILE_SECONDS, /* gitaly_praefect_reconciliation_scheduling_seconds */
+	PM_VERIFY_DEQUEUED,   /* gitaly_praefect_verification_jobs_dequeued_total{virtual_storage,storage} */
+	PM_VERIFY_COMPLETED,  /* gitaly_praefect_verification_jobs_completed_total{virtual_storage,storage,result} */
+	PM_VERIFY_RELEASED,   /* gitaly_praefect_stale_verification_leases_released_total */
 	/* /db_metrics */
 	PM_UNAVAILABLE,       /* gitaly_praefect_unavailable_repositories{virtual_storage} */
 	PM_QUEUE_DEPTH,       /* gitaly_praefect_replication_queue_depth{virtual_storage,target_node,state} */

@@ -130,3 +130,35 @@ def test_a_failover_is_listed_with_both_primaries(cluster, tmp_path):
     page = wait_page(lambda: http_get(url)[2], lambda p: 'class="failover"' in p, "the failover listed")
     row = re.search(r'<tr class="failover"><td>[^<]*</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td>', page)
     assert row and row.groups() == ("default/fo.git", old, new), page
+
+
+def test_the_verifiers_upstream_series_count_dequeued_and_completed_jobs(tmp_path):
+    tmp = str(tmp_path)
+    nodes = {}
+    for i in range(1, 4):
+        name = "gitaly-%d" % i
+        nodes[name] = GitalyNode(os.path.join(tmp, name), storages=(name,), token=NODE_TOKEN).start()
+    praefect = Praefect(os.path.join(tmp, "praefect"), nodes,
+                        extra='\n[background_verification]\nverification_interval = "1h"\n')
+    port = free_port()
+    prepend(praefect.config_path, 'prometheus_listen_addr = "127.0.0.1:%d"' % port)
+    praefect.start()
+    try:
+        url = "http://127.0.0.1:%d/metrics" % port
+        text = http_get(url)[2]
+        # pre-registered at zero, as upstream
+        assert ('gitaly_praefect_verification_jobs_completed_total{result="invalid",storage="gitaly-1",'
+                'virtual_storage="default"} 0') in text, text
+        assert "gitaly_praefect_stale_verification_leases_released_total 0" in text
+        create_repo(type("C", (), {"praefect": praefect})(), "v.git")
+
+        def counted(p):
+            return all(('gitaly_praefect_verification_jobs_completed_total{result="valid",storage="%s",'
+                        'virtual_storage="default"} 1' % n) in p and
+                       ('gitaly_praefect_verification_jobs_dequeued_total{storage="%s",'
+                        'virtual_storage="default"} 1' % n) in p for n in nodes)
+        wait_page(lambda: http_get(url)[2], counted, "each replica dequeued and verified valid once", timeout=60)
+    finally:
+        praefect.stop()
+        for n in nodes.values():
+            n.stop()
