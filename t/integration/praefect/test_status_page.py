@@ -68,6 +68,12 @@ def repo_count(dom, state):
     return int(m.group(1))
 
 
+def backlog_now(dom):
+    m = re.search(r'<b id="backlog-now">(\d+)</b>', dom)
+    assert m, dom
+    return int(m.group(1))
+
+
 def wait_page(fetch, pred, what, timeout=30):
     deadline = time.time() + timeout
     while True:
@@ -105,8 +111,8 @@ def test_chromium_shows_a_stopped_node_and_the_replica_behind_it(cluster, tmp_pa
     wait_page(lambda: http_get(url)[2], lambda p: node_health(p, secondary) == "unhealthy",
               "the stopped node seen unhealthy")
     push(praefect, src, "late.git", "feature")
-    dom = wait_page(lambda: chromium_dump_dom(url), lambda d: repo_count(d, "outdated") == 1,
-                    "the repository outdated in the browser's DOM", timeout=60)
+    dom = wait_page(lambda: chromium_dump_dom(url), lambda d: repo_count(d, "outdated") == 1 and backlog_now(d) >= 1,
+                    "the repository outdated and its job in the backlog, in the browser's DOM", timeout=60)
     assert node_health(dom, secondary) == "unhealthy"
     assert node_health(dom, md.primary) == "healthy"
     assert repo_count(dom, "in sync") == 0 and repo_count(dom, "unavailable") == 0
