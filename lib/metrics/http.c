@@ -138,6 +138,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		pthread_mutex_lock(&h->lock);
 		strbuf_add(&body, h->page.buf, h->page.len);
 		pthread_mutex_unlock(&h->lock);
+		if (!body.len) {
+			/* the first refresh did not finish within scrape_timeout */
+			strbuf_addstr(&body, "status page not ready\n");
+			return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", &body);
+		}
 		return reply(c, MHD_HTTP_OK, "text/html; charset=utf-8", &body);
 	}
 	strbuf_addstr(&body, "404 page not found\n");
