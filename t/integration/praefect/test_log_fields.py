@@ -19,6 +19,14 @@ def finished(log, method):
     return None
 
 
+def line_of(log, entry):
+    """The raw line an entry was parsed from (to see a key is not written twice)."""
+    for line in log.splitlines():
+        if line.startswith("{") and json.loads(line) == entry:
+            return line
+    return ""
+
+
 def test_a_call_is_logged_with_upstreams_field_names(tmp_path):
     cluster = Cluster(tmp_path / "cluster")
     try:
@@ -44,6 +52,7 @@ def test_a_call_is_logged_with_upstreams_field_names(tmp_path):
             assert e["system"] == "grpc" and e["span.kind"] == "server", e
             assert e["level"] == "info" and e["msg"] == "finished call" and e["time"].endswith("Z"), e
             assert isinstance(e["pid"], int) and e["pid"] > 0, e
+            assert '"pid"' not in line_of(log(), e) .replace('"pid"', "", 1), "pid written twice"
             start = time.strptime(e["grpc.start_time"], "%Y-%m-%dT%H:%M:%SZ")
             assert before - 1 <= int(time.mktime(start) - time.timezone) <= int(time.time()) + 1, e
         # the node sees the rewritten repository and its gl_repository
