@@ -201,7 +201,8 @@ static void on_child_exit(uv_process_t *p, int64_t status, int term_signal)
 	wrapper.child_running = 0;
 	wrapper.child_status = term_signal ? 128 + term_signal : (int)status;
 	if (wlog_begin(&e, LOG_INFO, "spawned process exited")) {
-		log_int(&e, "pid", (int64_t)wrapper.child_pid);
+		/* "pid" is the wrapper's own on every line; the child is "process", as upstream names it */
+		log_int(&e, "process", (int64_t)wrapper.child_pid);
 		if (term_signal)
 			log_int(&e, "signal", term_signal);
 		else

@@ -37,6 +37,7 @@ struct node {
 	int healthy;                           /* this praefect's latest view */
 	int check_in_flight;
 	uint64_t last_check_ms;
+	uint64_t last_latency_us;              /* of the last finished check (status page) */
 	uint64_t last_ok_ms;                   /* last successful check */
 	uint64_t last_recorded_ms;             /* last node_status write */
 	int recorded_healthy;

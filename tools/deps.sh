@@ -18,6 +18,8 @@ packages=(
 	python3 python3-grpcio python3-protobuf python3-pytest python3-pytest-xdist protobuf-compiler-grpc
 	# the metrics tests scrape both daemons with a real Prometheus
 	prometheus
+	# the status page test loads praefect's page in headless Chromium
+	chromium
 	# the PostgreSQL store's tests start a real PostgreSQL 15 (t/integration/pg_server.py)
 	postgresql-15
 	# fuzzing: clang with libFuzzer and the sanitizer runtimes

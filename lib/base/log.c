@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 static struct {
 	enum log_format format;
@@ -88,11 +89,14 @@ int log_begin(struct log_entry *e, enum log_level level, const char *msg)
 		add_time(&e->sb);
 		strbuf_addf(&e->sb, "\",\"level\":\"%s\",\"msg\":", level_names[level]);
 		strbuf_add_json_string(&e->sb, msg, strlen(msg));
+		/* every line carries the process id, as upstream's (docs/technical/logging.md) */
+		strbuf_addf(&e->sb, ",\"pid\":%ld", (long)getpid());
 	} else {
 		strbuf_addstr(&e->sb, "time=\"");
 		add_time(&e->sb);
 		strbuf_addf(&e->sb, "\" level=%s msg=", level_names[level]);
 		strbuf_add_json_string(&e->sb, msg, strlen(msg));
+		strbuf_addf(&e->sb, " pid=%ld", (long)getpid());
 	}
 	return 1;
 }

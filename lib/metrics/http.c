@@ -45,7 +45,17 @@ struct metrics_http {
 	int in_flight;              /* a refresh was asked for and has not finished */
 	uint64_t done;              /* refreshes finished */
 	int stopping;
+	char *page_path;            /* NULL: no page */
+	struct strbuf page;         /* under lock */
 };
+
+void metrics_http_set_page(struct metrics_http *h, const char *html, size_t len)
+{
+	pthread_mutex_lock(&h->lock);
+	strbuf_reset(&h->page);
+	strbuf_add(&h->page, html, len);
+	pthread_mutex_unlock(&h->lock);
+}
 
 static void on_async(uv_async_t *a)
 {
@@ -123,6 +133,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			metrics_render(h->regs[i], &body);
 			return reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", &body);
 		}
+	if (h->page_path && !strcmp(url, h->page_path)) {
+		wait_refresh(h);
+		pthread_mutex_lock(&h->lock);
+		strbuf_add(&body, h->page.buf, h->page.len);
+		pthread_mutex_unlock(&h->lock);
+		if (!body.len) {
+			/* the first refresh did not finish within scrape_timeout */
+			strbuf_addstr(&body, "status page not ready\n");
+			return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", &body);
+		}
+		return reply(c, MHD_HTTP_OK, "text/html; charset=utf-8", &body);
+	}
 	strbuf_addstr(&body, "404 page not found\n");
 	return reply(c, MHD_HTTP_NOT_FOUND, "text/plain; charset=utf-8", &body);
 }
@@ -214,6 +236,9 @@ struct metrics_http *metrics_http_start(const struct metrics_http_opts *o, char 
 		h->paths[i] = xstrdup(o->paths[i]);
 		h->regs[i] = o->regs[i];
 	}
+	if (o->page_path)
+		h->page_path = xstrdup(o->page_path);
+	strbuf_init(&h->page, 0);
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->cond, NULL);
 	if (o->loop && o->refresh) {
@@ -258,6 +283,8 @@ void metrics_http_stop(struct metrics_http *h)
 		uv_close((uv_handle_t *)h->async, on_async_closed);
 	for (size_t i = 0; i < h->nr; i++)
 		free(h->paths[i]);
+	free(h->page_path);
+	strbuf_release(&h->page);
 	pthread_cond_destroy(&h->cond);
 	pthread_mutex_destroy(&h->lock);
 	free(h);

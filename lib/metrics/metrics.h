@@ -132,6 +132,12 @@ struct metrics_http_opts {
 	struct uv_loop_s *loop;
 	void (*refresh)(struct metrics_http *h, void *arg);
 	void *arg;
+	/*
+	 * Optional: GET page_path serves, as text/html, the last page given to
+	 * metrics_http_set_page() (after a refresh, as the registries). The page
+	 * is built on the loop thread, so it reads the loop's data without locks.
+	 */
+	const char *page_path;
 };
 
 /*
@@ -143,6 +149,8 @@ struct metrics_http_opts {
  */
 struct metrics_http *metrics_http_start(const struct metrics_http_opts *o, char *bound, size_t boundsz,
 					struct strbuf *err);
+/* From the loop thread: replace the page served at page_path (copied). */
+void metrics_http_set_page(struct metrics_http *h, const char *html, size_t len);
 /* From the loop thread: the refresh asked for is done. */
 void metrics_http_refreshed(struct metrics_http *h);
 /*

@@ -80,13 +80,10 @@ struct upgrade {
 
 /* --- helpers --- */
 
-/* Two processes share a log during an upgrade: every line says which one wrote it. */
+/* Two processes share a log during an upgrade: every line says which one wrote it (log_begin's "pid"). */
 static int ulog_begin(struct log_entry *e, enum log_level level, const char *msg)
 {
-	if (!log_begin(e, level, msg))
-		return 0;
-	log_int(e, "pid", (int64_t)getpid());
-	return 1;
+	return log_begin(e, level, msg);
 }
 
 static void ulogf(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -7,6 +7,7 @@
 #include "praefect.h"
 #include "base/util.h"
 #include "base/log.h"
+#include "status/page.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,8 @@ struct node *elect_primary(struct praefect *p, struct repo *r)
 		return cur; /* no valid primary: keep the stored one (the caller reports why) */
 	log_msgf(LOG_INFO, "primary node changed: repository %lld from %s to %s", (long long)r->id,
 		 r->primary ? r->primary : "(none)", chosen->cfg->storage);
+	if (r->primary)
+		status_record_failover(p, r, r->primary, chosen->cfg->storage);
 	free(r->primary);
 	r->primary = xstrdup(chosen->cfg->storage);
 	store_set_primary(p->store, r->id, r->primary, on_primary_stored, NULL);

@@ -12,6 +12,8 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "upgrade/upgrade.h"
+#include "status/page.h"
+#include "base/strbuf.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +49,14 @@ static struct metric_desc families[PM_NR] = {
 	[PM_RECONCILE_SECONDS] = { "gitaly_praefect_reconciliation_scheduling_seconds",
 				   "The time spent performing a single reconciliation scheduling run.",
 				   METRIC_HISTOGRAM, { NULL }, go_default_buckets, 11 },
+	/* the background verifier's (praefect/verifier), docs/technical/metrics.md */
+	[PM_VERIFY_DEQUEUED] = { "gitaly_praefect_verification_jobs_dequeued_total", "Number of verification jobs dequeud.",
+				 METRIC_COUNTER, { "virtual_storage", "storage" } },
+	[PM_VERIFY_COMPLETED] = { "gitaly_praefect_verification_jobs_completed_total",
+				  "Number of verification jobs completed and their result",
+				  METRIC_COUNTER, { "virtual_storage", "storage", "result" } },
+	[PM_VERIFY_RELEASED] = { "gitaly_praefect_stale_verification_leases_released_total",
+				 "Number of stale verification leases released.", METRIC_COUNTER, { NULL } },
 	[PM_UNAVAILABLE] = { "gitaly_praefect_unavailable_repositories",
 			     "Number of repositories that have no healthy, up to date replicas.",
 			     METRIC_GAUGE, { "virtual_storage" } },
@@ -113,7 +123,7 @@ void praefect_metrics_listen(struct praefect *p)
 {
 	struct metrics_http_opts o = { p->cfg.prometheus_listen_addr, { "/metrics", "/db_metrics" },
 				       { p->metrics->reg, p->metrics->db }, 2, p->cfg.prometheus.scrape_timeout_ms,
-				       upgrade_inherited(p->upgrade), p->loop, on_refresh, p };
+				       upgrade_inherited(p->upgrade), p->loop, on_refresh, p, "/" };
 	struct strbuf err = STRBUF_INIT;
 	char bound[256] = "";
 
@@ -150,6 +160,8 @@ void praefect_metrics_free(struct praefect *p)
 	metrics_grpc_free(pm->grpc_bc);
 	metrics_free(pm->reg);
 	metrics_free(pm->db);
+	for (size_t i = 0; i < STATUS_FAILOVERS; i++)
+		status_failover_release(&pm->failovers[i]);
 	free(pm);
 	p->metrics = NULL;
 }
@@ -205,14 +217,28 @@ static void on_jobs_listed(void *arg, int status, const char *msg, const struct 
 		metric_inc(f, METRIC_LV(jobs[i].virtual_storage, jobs[i].target_storage, job_state_name(jobs[i].state)));
 	metrics_unlock(p->metrics->db);
 	p->metrics->refreshing = 0;
-	if (p->metrics->http)
+	if (p->metrics->http) {
+		struct strbuf page = STRBUF_INIT;
+		status_page_render(p, &page);
+		metrics_http_set_page(p->metrics->http, page.buf, page.len);
+		strbuf_release(&page);
 		metrics_http_refreshed(p->metrics->http);
+	}
 }
 
 /* The depth operators have watched in the log: jobs not yet finished (ready, in_progress, failed). */
 static void on_queue_depth(void *arg, int status, const char *msg, int64_t depth)
 {
 	struct praefect *p = arg;
+	struct praefect_metrics *m = p->metrics;
+	uint64_t now = now_ms();
+
+	if (status == 0 && m && (!m->nr_backlog || now - m->backlog_at_ms >= 60000)) {
+		m->backlog[m->backlog_next] = depth;
+		m->backlog_next = (m->backlog_next + 1) % STATUS_BACKLOG_SAMPLES;
+		m->nr_backlog = MIN(m->nr_backlog + 1, (size_t)STATUS_BACKLOG_SAMPLES);
+		m->backlog_at_ms = now;
+	}
 	if (status == 0 && depth != p->metric_queue_depth) {
 		log_msgf(LOG_INFO, "replication queue depth: %lld", (long long)depth);
 		p->metric_queue_depth = depth;

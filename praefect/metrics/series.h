@@ -15,6 +15,9 @@ struct praefect;
 struct metrics_grpc;
 struct metrics_http;
 
+#define STATUS_BACKLOG_SAMPLES 60
+#define STATUS_FAILOVERS 10
+
 enum pm_family {
 	/* /metrics */
 	PM_TX_ACTIONS,        /* gitaly_praefect_transactions_total{action} */
@@ -29,6 +32,9 @@ enum pm_family {
 	PM_READ_DIST,         /* gitaly_praefect_read_distribution{virtual_storage,storage} */
 	PM_METHOD_TYPES,      /* gitaly_praefect_method_types{method_type} */
 	PM_RECONCILE_SECONDS, /* gitaly_praefect_reconciliation_scheduling_seconds */
+	PM_VERIFY_DEQUEUED,   /* gitaly_praefect_verification_jobs_dequeued_total{virtual_storage,storage} */
+	PM_VERIFY_COMPLETED,  /* gitaly_praefect_verification_jobs_completed_total{virtual_storage,storage,result} */
+	PM_VERIFY_RELEASED,   /* gitaly_praefect_stale_verification_leases_released_total */
 	/* /db_metrics */
 	PM_UNAVAILABLE,       /* gitaly_praefect_unavailable_repositories{virtual_storage} */
 	PM_QUEUE_DEPTH,       /* gitaly_praefect_replication_queue_depth{virtual_storage,target_node,state} */
@@ -42,6 +48,16 @@ struct praefect_metrics {
 	struct metrics_grpc *grpc, *grpc_bc;   /* p->server's calls, and the backchannel's */
 	struct metrics_http *http;
 	int refreshing;        /* a scrape waits for the next queue listing */
+	/* the status page's backlog chart: unfinished jobs, one sample a minute, the last hour */
+	int64_t backlog[STATUS_BACKLOG_SAMPLES];
+	size_t nr_backlog, backlog_next;
+	uint64_t backlog_at_ms;
+	/* the status page's recent failovers (status/page.c), newest at failovers[(next - 1) % N] */
+	struct status_failover {
+		int64_t at;          /* wall clock, seconds */
+		char *vs, *relative_path, *from, *to;
+	} failovers[STATUS_FAILOVERS];
+	size_t nr_failovers, failover_next;
 };
 
 /* Build the registries and count p->server's calls; die() on a bad [prometheus] setup. */

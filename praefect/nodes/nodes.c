@@ -74,7 +74,8 @@ static void on_check_done(struct grpc_client_call *call, enum grpc_code code, co
 	int ok = code == GRPC_OK && c->serving;
 
 	n->check_in_flight = 0;
-	metric_observe(pm(p, PM_NODE_LATENCY), METRIC_LV(n->cfg->storage), (double)(now_ns() - c->start_ns) / 1e9);
+	n->last_latency_us = (now_ns() - c->start_ns) / 1000;
+	metric_observe(pm(p, PM_NODE_LATENCY), METRIC_LV(n->cfg->storage), (double)n->last_latency_us / 1e6);
 	metric_set(pm(p, PM_NODE_UP), METRIC_LV(n->cfg->storage), ok);
 	if (ok) {
 		n->last_ok_ms = now;

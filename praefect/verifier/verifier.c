@@ -26,6 +26,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "grpc/auth.h"
+#include "metrics/series.h"
 #include "repository.pb-c.h"
 
 #include <stdio.h>
@@ -141,7 +142,14 @@ static void finish(struct check *c, enum outcome out)
 		[OUT_VALID] = STORE_VERIFY_VALID, [OUT_INVALID] = STORE_VERIFY_INVALID, [OUT_ERROR] = STORE_VERIFY_ERROR,
 	};
 
+	static const char *const result_names[] = {
+		[OUT_VALID] = "valid", [OUT_INVALID] = "invalid", [OUT_ERROR] = "error", [OUT_HELD] = "invalid",
+	};
+
 	c->outcome = out;
+	/* a replica held for repair was found wrong: upstream's "invalid" (docs/technical/metrics.md) */
+	metric_inc(pm(v->p, PM_VERIFY_COMPLETED),
+		   METRIC_LV(c->node->vs->cfg->name, c->node->cfg->storage, result_names[out]));
 	if (out == OUT_INVALID)
 		log_msgf(LOG_INFO, "%s metadata record of non-existent replica: repository %lld (\"%s\") on %s",
 			 v->p->cfg.delete_invalid_records ? "removing" : "keeping (delete_invalid_records off) the",
@@ -450,6 +458,7 @@ static void on_leased(void *arg, int status, const char *msg, const struct repl_
 						       on_unleased, NULL);
 			continue;
 		}
+		metric_inc(pm(p, PM_VERIFY_DEQUEUED), METRIC_LV(vs->cfg->name, node->cfg->storage));
 		if (running(v, j->repository_id, node))
 			continue; /* a verification that outlived its lease: it ends this one too */
 		c = xcalloc(1, sizeof(*c));
@@ -471,8 +480,10 @@ static void on_released(void *arg, int status, const char *msg, int64_t count)
 	v->releasing = 0;
 	if (status < 0)
 		log_msgf(LOG_WARN, "failed releasing expired leases: %s", msg ? msg : "store error");
-	else if (count > 0)
+	else if (count > 0) {
+		metric_add(pm(v->p, PM_VERIFY_RELEASED), NULL, (double)count);
 		log_msgf(LOG_INFO, "released %lld stale verification leases", (long long)count);
+	}
 }
 
 void verifier_run(struct praefect *p)
@@ -522,6 +533,15 @@ void verifier_init(struct praefect *p)
 	v->fsck = praefect_method("/gitaly.RepositoryService/Fsck");
 	v->released_ms = now_ms();
 	p->verifier = v;
+	/* upstream's series exist from the start for every storage (and result) */
+	for (size_t i = 0; p->metrics && i < p->nr_vs; i++)
+		for (size_t j = 0; j < p->vs[i].nr_nodes; j++) {
+			static const char *const results[] = { "error", "invalid", "valid" };
+			const char *vsn = p->vs[i].cfg->name, *st = p->vs[i].nodes[j].cfg->storage;
+			metric_touch(pm(p, PM_VERIFY_DEQUEUED), METRIC_LV(vsn, st));
+			for (size_t k = 0; k < ARRAY_SIZE(results); k++)
+				metric_touch(pm(p, PM_VERIFY_COMPLETED), METRIC_LV(vsn, st, results[k]));
+		}
 	if (p->cfg.verification_interval_ms)
 		log_msgf(LOG_INFO, "background verifier started: verification_interval %llums, delete_invalid_records %s, "
 			 "%lld verifications per node", (unsigned long long)p->cfg.verification_interval_ms,

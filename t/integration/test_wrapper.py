@@ -137,7 +137,7 @@ def test_spawns_when_pid_file_is_absent(node):
     # every line of the wrapper names it
     lines = wrapper_lines(text)
     assert lines and all("wrapper=%d" % w.pid in line for line in lines)
-    assert "monitoring process\" wrapper=%d process=%d" % (w.pid, pid) in text
+    assert "monitoring process\" pid=%d wrapper=%d process=%d" % (w.pid, w.pid, pid) in text
 
 
 @pytest.mark.parametrize("content", ["stale", "garbage", "other-program"])
