@@ -1,0 +1,69 @@
+"""The cluster's memory beside each replica (docs/technical/recovery.md): after a creation, a push
+and a replication, every replica the store holds at a generation carries gitaly-cluster.json with
+its virtual storage, relative path, repository id and that generation."""
+import json
+import os
+
+import pytest
+
+from praefect_itest import Cluster, wait_for
+from test_praefect import create_repo, push, replicas_in_sync, work_repo
+from test_failover import commit_on
+
+pytestmark = pytest.mark.xdist_group("timing")
+
+
+def replica_info(cluster, storage, replica_path):
+    path = os.path.join(cluster.nodes[storage].storages[storage], replica_path, "gitaly-cluster.json")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
+def infos_match_store(cluster, rel, storages=None):
+    md = cluster.praefect.metadata(rel)
+    want_vs = cluster.praefect.repo(rel).storage_name
+    for r in md.replicas:
+        if storages is not None and r.storage not in storages:
+            continue
+        info = replica_info(cluster, r.storage, md.replica_path)
+        if info != {"virtual_storage": want_vs, "relative_path": rel, "repository_id": md.repository_id,
+                    "generation": r.generation}:
+            return None
+    return md
+
+
+def test_replica_info_follows_creation_push_and_replication(tmp_path):
+    cluster = Cluster(tmp_path)
+    try:
+        rel = "group/info.git"
+        create_repo(cluster, rel)
+        md = wait_for(lambda: infos_match_store(cluster, rel), what="replica info after creation")
+        assert md.generation == 0 and len(md.replicas) == 3
+
+        src = work_repo(tmp_path, branches=("main",), tags=())
+        push(cluster, src, rel, "main")
+        md = wait_for(lambda: replicas_in_sync(cluster, rel), what="replication")[0]
+        md = wait_for(lambda: infos_match_store(cluster, rel), what="replica info after the push")
+        assert md.generation >= 1
+        before = md.generation
+
+        # a secondary misses a push: its record stays behind with it, the others move on
+        lagging = next(r.storage for r in md.replicas if r.storage != md.primary)
+        cluster.nodes[lagging].stop()
+        commit_on(src, 1)
+        push(cluster, src, rel, "main")
+        others = [r.storage for r in md.replicas if r.storage != lagging]
+        md = wait_for(lambda: (lambda m: m if m and m.generation > before else None)(
+            infos_match_store(cluster, rel, others)), what="replica info on the replicas that voted")
+        assert replica_info(cluster, lagging, md.replica_path)["generation"] == before
+
+        # replication brings the lagging replica and its record up to the generation
+        cluster.nodes[lagging].start()
+        md = wait_for(lambda: replicas_in_sync(cluster, rel), timeout=60, what="catch-up")[0]
+        md = wait_for(lambda: infos_match_store(cluster, rel), what="replica info after replication")
+        assert replica_info(cluster, lagging, md.replica_path)["generation"] == md.generation
+    finally:
+        cluster.stop()
