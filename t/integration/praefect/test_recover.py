@@ -4,9 +4,10 @@ its virtual storage, relative path, repository id and that generation."""
 import json
 import os
 
+import grpc
 import pytest
 
-from praefect_itest import Cluster, wait_for
+from praefect_itest import Cluster, NODE_TOKEN, pb, wait_for
 from test_praefect import create_repo, push, replicas_in_sync, work_repo
 from test_failover import commit_on
 
@@ -65,5 +66,46 @@ def test_replica_info_follows_creation_push_and_replication(tmp_path):
         md = wait_for(lambda: replicas_in_sync(cluster, rel), timeout=60, what="catch-up")[0]
         md = wait_for(lambda: infos_match_store(cluster, rel), what="replica info after replication")
         assert replica_info(cluster, lagging, md.replica_path)["generation"] == md.generation
+    finally:
+        cluster.stop()
+
+
+def test_set_replica_info_refuses_bad_input_and_writes_the_whole_record(tmp_path):
+    cluster = Cluster(tmp_path, n=1)
+    try:
+        rel = "bad/info.git"
+        create_repo(cluster, rel)
+        md = wait_for(lambda: infos_match_store(cluster, rel), what="replica info after creation")
+        node = cluster.nodes["gitaly-1"]
+        stub = node.stub("ClusterReplicaService", secret=NODE_TOKEN)
+        ipb = pb("internal")
+        repo = pb("shared").Repository(storage_name="gitaly-1", relative_path=md.replica_path)
+        good = ipb.ReplicaInfo(virtual_storage="vs \"quoted\"\n", relative_path="a/\u00e9.git",
+                               repository_id=42, generation=9)
+        for req, code in [
+            (ipb.SetReplicaInfoRequest(info=good), grpc.StatusCode.INVALID_ARGUMENT),
+            (ipb.SetReplicaInfoRequest(repository=pb("shared").Repository(storage_name="gitaly-1",
+                                                                          relative_path="nope.git"), info=good),
+             grpc.StatusCode.NOT_FOUND),
+            (ipb.SetReplicaInfoRequest(repository=repo), grpc.StatusCode.INVALID_ARGUMENT),
+            (ipb.SetReplicaInfoRequest(repository=repo, info=ipb.ReplicaInfo(
+                virtual_storage="vs", relative_path="x.git", repository_id=0, generation=1)),
+             grpc.StatusCode.INVALID_ARGUMENT),
+            (ipb.SetReplicaInfoRequest(repository=repo, info=ipb.ReplicaInfo(
+                virtual_storage="vs", relative_path="x.git", repository_id=1, generation=-1)),
+             grpc.StatusCode.INVALID_ARGUMENT),
+        ]:
+            with pytest.raises(grpc.RpcError) as e:
+                stub.SetReplicaInfo(req, timeout=10)
+            assert e.value.code() == code, (req, e.value.details())
+        # the refusals left the record alone
+        assert replica_info(cluster, "gitaly-1", md.replica_path)["repository_id"] == md.repository_id
+        stub.SetReplicaInfo(ipb.SetReplicaInfoRequest(repository=repo, info=good), timeout=10)
+        assert replica_info(cluster, "gitaly-1", md.replica_path) == {
+            "virtual_storage": "vs \"quoted\"\n", "relative_path": "a/\u00e9.git", "repository_id": 42,
+            "generation": 9}
+        leftovers = [f for f in os.listdir(os.path.join(node.storages["gitaly-1"], md.replica_path))
+                     if "gitaly-cluster" in f and f != "gitaly-cluster.json"]
+        assert leftovers == []
     finally:
         cluster.stop()
