@@ -109,3 +109,44 @@ def test_set_replica_info_refuses_bad_input_and_writes_the_whole_record(tmp_path
         assert leftovers == []
     finally:
         cluster.stop()
+
+
+def test_get_replica_info_reads_the_record_back_and_refuses_a_broken_one(tmp_path):
+    cluster = Cluster(tmp_path, n=1)
+    try:
+        rel = "read/info.git"
+        create_repo(cluster, rel)
+        md = wait_for(lambda: infos_match_store(cluster, rel), what="replica info after creation")
+        stub = cluster.nodes["gitaly-1"].stub("ClusterReplicaService", secret=NODE_TOKEN)
+        ipb = pb("internal")
+        repo = pb("shared").Repository(storage_name="gitaly-1", relative_path=md.replica_path)
+        info = stub.GetReplicaInfo(ipb.GetReplicaInfoRequest(repository=repo), timeout=10).info
+        assert (info.virtual_storage, info.relative_path, info.repository_id, info.generation) == (
+            cluster.praefect.repo(rel).storage_name, rel, md.repository_id, 0)
+
+        odd = ipb.ReplicaInfo(virtual_storage="vs \"q\"\t", relative_path="a/\u00e9\u2603.git",
+                              repository_id=2 ** 62, generation=5)
+        stub.SetReplicaInfo(ipb.SetReplicaInfoRequest(repository=repo, info=odd), timeout=10)
+        assert stub.GetReplicaInfo(ipb.GetReplicaInfoRequest(repository=repo), timeout=10).info == odd
+
+        path = os.path.join(cluster.nodes["gitaly-1"].storages["gitaly-1"], md.replica_path, "gitaly-cluster.json")
+        for broken in ['{"virtual_storage":"a","relative_path":"b","repository_id":1}',
+                       '{"virtual_storage":"a","relative_path":"b","repository_id":1,"generation":1,"x":1}',
+                       '{"virtual_storage":"a","relative_path":"b","repository_id":-1,"generation":1}',
+                       '{"virtual_storage":"a\\u0000","relative_path":"b","repository_id":1,"generation":1}',
+                       '{"virtual_storage":"a","relative_path":"b","repository_id":99999999999999999999,"generation":1}',
+                       'not json', '']:
+            with open(path, "w") as f:
+                f.write(broken)
+            with pytest.raises(grpc.RpcError) as e:
+                stub.GetReplicaInfo(ipb.GetReplicaInfoRequest(repository=repo), timeout=10)
+            assert e.value.code() == grpc.StatusCode.DATA_LOSS, broken
+        os.unlink(path)
+        with pytest.raises(grpc.RpcError) as e:
+            stub.GetReplicaInfo(ipb.GetReplicaInfoRequest(repository=repo), timeout=10)
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.RpcError) as e:
+            stub.GetReplicaInfo(ipb.GetReplicaInfoRequest(), timeout=10)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        cluster.stop()
