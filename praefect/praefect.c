@@ -118,6 +118,7 @@ static void resolve_calls(struct praefect *p)
 	p->calls.get_object_pool = praefect_method("/gitaly.ObjectPoolService/GetObjectPool");
 	p->calls.delete_object_pool = praefect_method("/gitaly.ObjectPoolService/DeleteObjectPool");
 	p->calls.remove_all = praefect_method("/gitaly.RepositoryService/RemoveAll");
+	p->calls.set_replica_info = praefect_method("/gitaly.ClusterReplicaService/SetReplicaInfo");
 }
 
 /* Free what the components left once the loop has nothing more to run. */

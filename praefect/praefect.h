@@ -122,6 +122,7 @@ struct praefect {
 	struct {
 		const struct rpc_method *health_check, *replicate_repository, *remove_repository, *server_info;
 		const struct rpc_method *get_object_pool, *delete_object_pool, *remove_all;
+		const struct rpc_method *set_replica_info;   /* ours: nodes/replica_info.c */
 	} calls;
 	struct grpc_server *bc_server;         /* serves RefTransaction on streams nodes open back */
 	struct bc_client *bc_client;
@@ -215,6 +216,13 @@ int node_unary(struct node *n, const char *method, const void *req, size_t len, 
  */
 int node_unary_repo(struct node *n, const char *method, const ProtobufCMessageDescriptor *req,
 		    const char *replica_path, uint64_t timeout_ms, node_unary_done *done, void *arg);
+
+/*
+ * Tell `storage`'s node that its replica of `r` is at `generation` now
+ * (nodes/replica_info.c): written beside the replica for rebuilding the
+ * tracking store (docs/technical/recovery.md). Fire and forget.
+ */
+void replica_info_send(struct praefect *p, const struct repo *r, const char *storage, int64_t generation);
 
 /* Health changed (nodes.c calls it): wakes replication and the reconciler. */
 void praefect_node_health_changed(struct praefect *p, struct node *n);

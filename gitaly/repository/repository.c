@@ -562,6 +562,7 @@ void gitaly_register_repository(struct gitaly *g, struct grpc_server *s)
 	}
 	reposvc_register_info(g, s);
 	reposvc_register_walk_repos(g, s);
+	reposvc_register_replica_info(g, s);
 	reposvc_register_set_custom_hooks(g, s);
 	reposvc_register_housekeeping(g, s);
 	reposvc_register_bundle(g, s);

@@ -180,6 +180,8 @@ void reposvc_replicate_repository(struct grpc_call *call, const uint8_t *req, si
 void reposvc_fsck(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 /* InternalGitaly/WalkRepos (walk_repos.c), registered with RepositoryService. */
 void reposvc_register_walk_repos(struct gitaly *g, struct grpc_server *s);
+/* ClusterReplicaService/SetReplicaInfo (replica_info.c, ours). */
+void reposvc_register_replica_info(struct gitaly *g, struct grpc_server *s);
 /* GetArchive (archive.c). */
 void reposvc_get_archive(struct grpc_call *call, const uint8_t *req, size_t len, void *data);
 /* SearchFilesByName, SearchFilesByContent (search.c). */

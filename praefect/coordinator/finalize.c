@@ -129,6 +129,10 @@ static void on_generation_bumped(void *arg, int status, const char *msg, int64_t
 				rep->generation = gen;
 		}
 		r->generation = gen;
+		/* every replica the store now holds at the new generation learns it (recovery.md) */
+		for (size_t i = 0; i < r->nr_replicas; i++)
+			if (r->replicas[i].generation == gen)
+				replica_info_send(px->p, r, r->replicas[i].storage, gen);
 	}
 	queue_jobs(px);
 	proxy_unref(px);
@@ -170,6 +174,10 @@ static void on_created(void *arg, int status, const char *msg)
 		sr.nr_replicas = n;
 		repo_insert(px->p, &sr);
 		free(reps);
+		/* the created replicas learn what they are (docs/technical/recovery.md) */
+		replica_info_send(px->p, repo_by_id(px->p, px->repo_id), px->primary, 0);
+		for (size_t i = 0; i < px->updated.nr; i++)
+			replica_info_send(px->p, repo_by_id(px->p, px->repo_id), px->updated.v[i], 0);
 	}
 	queue_jobs(px);
 	proxy_unref(px);

@@ -295,6 +295,7 @@ static void on_generation_set(void *arg, int status, const char *msg)
 		rep->generation = w->source_gen;
 		if (w->source_gen > r->generation)
 			r->generation = w->source_gen;
+		replica_info_send(w->p, r, j->target_storage, w->source_gen); /* recovery.md */
 	}
 	job_done(w, 1, NULL);
 }

@@ -70,6 +70,7 @@ SERVICE_FILES = {
     "ObjectPoolService": "objectpool", "InternalGitaly": "internal", "RemoteService": "remote",
     "DiffService": "diff", "AnalysisService": "analysis", "CleanupService": "cleanup",
     "ConflictsService": "conflicts",
+    "ClusterReplicaService": "internal",
 }
 
 
