@@ -117,6 +117,9 @@ int git_refs_packed_find(const char *buf, size_t len, const char *name, size_t n
 				out->oid[h] = '\0';
 			} else if (children && l - h - 1 > nlen + 1 && !memcmp(p + h + 1, name, nlen) &&
 				   p[h + 1 + nlen] == '/') {
+				/* for-each-ref would judge the entry below: only plain ones are ours */
+				if (git_refs_name_ok(p + h + 1, l - h - 1) < 0)
+					return GIT_REFS_UNSURE;
 				*children = 1;
 			}
 		}
