@@ -23,7 +23,10 @@ bench_build() {
 	local dir=$1
 	shift
 	if [ ! -d "$dir/meson-private" ]; then
-		meson setup "$dir" -Dbuildtype=release -Db_ndebug=true >"$work/meson-setup.log" 2>&1 ||
+		# -O3 makes GCC see an impossible overflow in praefect/config.c's
+		# duration printer (stringop-overflow): a warning there, not an error
+		meson setup "$dir" -Dbuildtype=release -Db_ndebug=true \
+			-Dc_args=-Wno-error=stringop-overflow >"$work/meson-setup.log" 2>&1 ||
 			{ cat "$work/meson-setup.log"; return 1; }
 	fi
 	ninja -C "$dir" "$@" >"$work/ninja.log" 2>&1 || { cat "$work/ninja.log"; return 1; }

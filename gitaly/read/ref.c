@@ -6,6 +6,7 @@
  */
 #include "read/ref.h"
 #include "base/util.h"
+#include "git/refs.h"
 #include "errors.pb-c.h"
 #include "ref.pb-c.h"
 
@@ -190,8 +191,18 @@ static void db_symref(struct rd *rd, int status, struct strbuf *out, struct strb
 void ref_default_branch(struct ref_ctx *x, int head_only,
 			void (*done)(struct ref_ctx *x, const char *name, size_t len))
 {
+	struct git_ref head;
 	x->head_only = head_only;
 	x->defbranch_done = done;
+	/* HEAD read from its file when it is a plain symbolic ref (docs/technical/ref-files.md) */
+	if (git_refs_read(x->rd.path.buf, "HEAD", 4, &head, NULL) == GIT_REFS_FOUND && head.target[0]) {
+		strbuf_addstr(&x->head, head.target);
+		if (head_only)
+			x->defbranch_done(x, x->head.buf, x->head.len);
+		else
+			rd_lease(&x->rd, db_leased);
+		return;
+	}
 	ref_git(x, "symbolic-ref", NULL, "HEAD", 1 << 20, db_symref);
 }
 
@@ -233,10 +244,40 @@ static void ref_exists_done(struct rd *rd, int status, struct strbuf *out, struc
 	rd_ok(rd);
 }
 
+static void ref_exists_slow(struct ref_ctx *x)
+{
+	static const char *const flags[] = { "--verify", "--quiet", NULL };
+	x->fast = 0;
+	ref_git(x, "show-ref", flags, x->name.buf, 1 << 20, ref_exists_done);
+}
+
+/* show-ref also insists that the object exists: ask the cached cat-file */
+static void ref_exists_object(void *arg, int status)
+{
+	struct ref_ctx *x = arg;
+	Gitaly__RefExistsResponse resp = GITALY__REF_EXISTS_RESPONSE__INIT;
+	if (status != 0) {
+		ref_exists_slow(x);   /* a broken ref: git says what that means */
+		return;
+	}
+	resp.value = 1;
+	rd_send(&x->rd, &resp);
+	rd_ok(&x->rd);
+}
+
+static const struct catfile_read_ops ref_exists_ops = { db_info, NULL, ref_exists_object };
+
+static void ref_exists_leased(struct rd *rd)
+{
+	struct ref_ctx *x = (struct ref_ctx *)rd;
+	if (catfile_info(rd->cf, x->oid, strlen(x->oid), &ref_exists_ops, x) < 0)
+		ref_exists_slow(x);
+}
+
 static void ref_exists(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	Gitaly__RefExistsRequest *req = msg_unpack(call, &gitaly__ref_exists_request__descriptor, buf, len);
-	static const char *const flags[] = { "--verify", "--quiet", NULL };
+	struct git_ref r;
 	struct ref_ctx *x;
 
 	if (!req)
@@ -249,7 +290,21 @@ static void ref_exists(struct grpc_call *call, const uint8_t *buf, size_t len, v
 		return;
 	}
 	strbuf_add(&x->name, req->ref.data, req->ref.len);
-	ref_git(x, "show-ref", flags, x->name.buf, 1 << 20, ref_exists_done);
+	switch (git_refs_resolve(x->rd.path.buf, x->name.buf, x->name.len, &r)) {
+	case GIT_REFS_MISSING: {
+		Gitaly__RefExistsResponse resp = GITALY__REF_EXISTS_RESPONSE__INIT;
+		rd_send(&x->rd, &resp);
+		rd_ok(&x->rd);
+		return;
+	}
+	case GIT_REFS_FOUND:
+		x->fast = 1;
+		x->oid = xstrdup(r.oid);
+		rd_lease(&x->rd, ref_exists_leased);
+		return;
+	default:
+		ref_exists_slow(x);
+	}
 }
 
 static void free_batch_item(struct ref_ctx *x, void *it)

@@ -24,6 +24,7 @@ struct ref_ctx {
 	int token_seen;
 	int64_t limit, count;
 	int kind;                          /* which RPC: REF_KIND_* */
+	int fast;                          /* answered from ref files so far (lib/git/refs.h) */
 	void **batch;
 	size_t nbatch, alloc, bytes;
 	/* ListRefs */

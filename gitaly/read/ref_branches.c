@@ -1,5 +1,6 @@
 /* RefService branch reads: FindLocalBranches, FindAllBranches, FindBranch. */
 #include "read/ref.h"
+#include "git/refs.h"
 #include "base/util.h"
 #include "errors.pb-c.h"
 #include "ref.pb-c.h"
@@ -166,11 +167,18 @@ void ref_find_all_branches(struct grpc_call *call, const uint8_t *buf, size_t le
 
 /* --- FindBranch --- */
 
+static void ref_find_branch_slow(struct ref_ctx *x);
+
 static void fb_commit(void *arg, int status, const struct catfile_info *info, struct strbuf *data)
 {
 	struct ref_ctx *x = arg;
 	Gitaly__FindBranchResponse resp = GITALY__FIND_BRANCH_RESPONSE__INIT;
 	Gitaly__Branch b = GITALY__BRANCH__INIT;
+	if (status != 0 && x->fast) {
+		/* from the ref files: a broken ref is for for-each-ref to judge */
+		ref_find_branch_slow(x);
+		return;
+	}
 	if (status != 0) {
 		rd_finish(&x->rd, GRPC_INTERNAL, "reading commit: %s",
 			  status < 0 ? strerror(-status) : "object not found");
@@ -237,13 +245,17 @@ static void fb_listed(struct rd *rd, int status, struct strbuf *out, struct strb
 	}
 	/* a symbolic ref is read through the name it points at */
 	x->oid = xstrdup(*f[2] ? f[2] : f[1]);
-	rd_lease(rd, fb_leased);
+	if (rd->cf)
+		fb_leased(rd);   /* still leased from the ref-file attempt */
+	else
+		rd_lease(rd, fb_leased);
 }
 
 void ref_find_branch(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	Gitaly__FindBranchRequest *req = msg_unpack(call, &gitaly__find_branch_request__descriptor, buf, len);
-	static const char *const flags[] = { "--format=%(refname)%00%(objectname)%00%(symref)", "--count=1", NULL };
+	struct git_ref ref;
+	int r, children;
 	struct ref_ctx *x;
 
 	if (!req)
@@ -260,6 +272,33 @@ void ref_find_branch(struct grpc_call *call, const uint8_t *buf, size_t len, voi
 	/* upstream always qualifies: "refs/heads/" + name, even for "refs/heads/x" */
 	strbuf_addstr(&x->name, "refs/heads/");
 	strbuf_add(&x->name, req->name.data, req->name.len);
+	/*
+	 * From the ref files when the answer is plain (docs/technical/ref-files.md):
+	 * a direct ref, or none and nothing below the name that for-each-ref's
+	 * prefix match would find. Anything else goes to git.
+	 */
+	r = git_refs_read(x->rd.path.buf, x->name.buf, x->name.len, &ref, &children);
+	if (r == GIT_REFS_MISSING && !children) {
+		Gitaly__FindBranchResponse resp = GITALY__FIND_BRANCH_RESPONSE__INIT;
+		rd_send(&x->rd, &resp);
+		rd_ok(&x->rd);
+		return;
+	}
+	if (r == GIT_REFS_FOUND && ref.oid[0]) {
+		x->fast = 1;
+		x->oid = xstrdup(ref.oid);
+		rd_lease(&x->rd, fb_leased);
+		return;
+	}
+	ref_find_branch_slow(x);
+}
+
+static void ref_find_branch_slow(struct ref_ctx *x)
+{
+	static const char *const flags[] = { "--format=%(refname)%00%(objectname)%00%(symref)", "--count=1", NULL };
+	x->fast = 0;
+	free(x->oid);
+	x->oid = NULL;
 	ref_git(x, "for-each-ref", flags, x->name.buf, 1 << 20, fb_listed);
 }
 
