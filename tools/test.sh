@@ -7,7 +7,7 @@
 # Environment:
 #   BUILD_PREFIX   build directory prefix (default "build": build, build-asan,
 #                  build-fuzz); set it to keep out of someone else's trees
-#   FUZZ_SECONDS   how long each fuzz target runs (default 20)
+#   FUZZ_SECONDS   how long each fuzz target runs (default 15)
 #   PYTEST_ARGS    extra arguments for pytest (e.g. "-k health -x")
 #   PYTEST_WORKERS parallel pytest workers (default 3; 1 runs serially)
 #
@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 prefix=$(realpath -m "${BUILD_PREFIX:-build}")
-fuzz_seconds=${FUZZ_SECONDS:-20}
+fuzz_seconds=${FUZZ_SECONDS:-15}
 python=/usr/bin/python3   # Debian's, which has grpcio; not whatever is first on PATH
 
 # Any sanitizer report fails the run: UBSan reports would otherwise only print.
