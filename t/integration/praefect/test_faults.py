@@ -123,7 +123,9 @@ def test_primary_kills_leave_the_repository_writable_and_lose_no_acknowledged_pu
             time.sleep(0.5)
             os.rename(node.log_path, node.log_path + ".%d" % len(kills))
             node.start()
-            time.sleep(2)
+            # long enough for a push to go through after the failover even under ASan on a busy
+            # machine (t/fault/run.py measures how soon it does)
+            time.sleep(3.5)
         last = time.time()
         time.sleep(1)
         for w in writers:
