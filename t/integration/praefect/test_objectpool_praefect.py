@@ -153,6 +153,9 @@ def test_a_repaired_replica_of_a_fork_links_to_the_pool_on_its_node(cluster, tmp
     # gitaly-3 misses a push, and its replica of the fork and of the pool are lost meanwhile
     victim = "gitaly-3"
     cluster.nodes[victim].stop()
+    # a push before praefect saw it go could still pick it as a voter and fail
+    wait_for(lambda: not {r.storage: r.healthy for r in cluster.praefect.metadata("group/fork.git").replicas}[victim],
+             what="gitaly-3 marked unhealthy")
     work = str(tmp_path / "work")
     git("clone", "-q", src, work)
     git("commit", "-q", "--allow-empty", "-m", "fork only", cwd=work)

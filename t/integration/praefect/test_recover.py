@@ -54,6 +54,9 @@ def test_replica_info_follows_creation_push_and_replication(tmp_path):
         # a secondary misses a push: its record stays behind with it, the others move on
         lagging = next(r.storage for r in md.replicas if r.storage != md.primary)
         cluster.nodes[lagging].stop()
+        # a push before praefect saw it go could still pick it as a voter and fail
+        wait_for(lambda: not {r.storage: r.healthy for r in cluster.praefect.metadata(rel).replicas}[lagging],
+                 what="%s marked unhealthy" % lagging)
         commit_on(src, 1)
         push(cluster, src, rel, "main")
         others = [r.storage for r in md.replicas if r.storage != lagging]
