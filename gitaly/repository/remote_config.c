@@ -64,12 +64,21 @@ static void percent_decode(struct strbuf *out, const char *s, size_t len)
 
 static void add_secret(struct reposvc_remote *r, const char *s, size_t len)
 {
-	struct strbuf sb = STRBUF_INIT;
-	if (!len)
-		return;
-	strbuf_add(&sb, s, len);
-	strvec_push(&r->secrets, sb.buf);
-	strbuf_release(&sb);
+	/* a decoded "%00" splits a secret: each non-empty piece is one (an empty one would match anything) */
+	while (len) {
+		const char *nul = memchr(s, '\0', len);
+		size_t n = nul ? (size_t)(nul - s) : len;
+		if (n) {
+			struct strbuf sb = STRBUF_INIT;
+			strbuf_add(&sb, s, n);
+			strvec_push(&r->secrets, sb.buf);
+			strbuf_release(&sb);
+		}
+		if (!nul)
+			break;
+		len -= n + 1;
+		s = nul + 1;
+	}
 }
 
 int reposvc_remote_userinfo(const char *url, struct strbuf *user, struct strbuf *pass, const char **host)
@@ -122,8 +131,9 @@ void reposvc_remote_secret(struct reposvc_remote *r, const char *s)
 		add_secret(r, s, strlen(s));
 }
 
-void reposvc_remote_redact(const struct reposvc_remote *r, struct strbuf *sb)
+static int redact_pass(const struct reposvc_remote *r, struct strbuf *sb)
 {
+	int found = 0;
 	for (size_t i = 0; i < r->secrets.nr; i++) {
 		const char *s = r->secrets.v[i];
 		size_t n = strlen(s), pos = 0;
@@ -137,12 +147,25 @@ void reposvc_remote_redact(const struct reposvc_remote *r, struct strbuf *sb)
 			pos = (size_t)(hit - sb->buf) + n;
 		}
 		if (out.len || pos) {
+			found = 1;
 			strbuf_add(&out, sb->buf + pos, sb->len - pos);
 			strbuf_reset(sb);
 			strbuf_add(sb, out.buf, out.len);
 		}
 		strbuf_release(&out);
 	}
+	return found;
+}
+
+void reposvc_remote_redact(const struct reposvc_remote *r, struct strbuf *sb)
+{
+	/* one secret's replacement can join the pieces of another: repeat until none is left */
+	for (int pass = 0; pass < 8; pass++)
+		if (!redact_pass(r, sb))
+			return;
+	/* still one left after that: say nothing rather than leak it */
+	strbuf_reset(sb);
+	strbuf_addstr(sb, REDACTED);
 }
 
 /*
