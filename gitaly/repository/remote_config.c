@@ -131,41 +131,42 @@ void reposvc_remote_secret(struct reposvc_remote *r, const char *s)
 		add_secret(r, s, strlen(s));
 }
 
-static int redact_pass(const struct reposvc_remote *r, struct strbuf *sb)
-{
-	int found = 0;
-	for (size_t i = 0; i < r->secrets.nr; i++) {
-		const char *s = r->secrets.v[i];
-		size_t n = strlen(s), pos = 0;
-		struct strbuf out = STRBUF_INIT;
-		const char *hit;
-		if (!n)
-			continue;
-		while ((hit = memmem(sb->buf + pos, sb->len - pos, s, n))) {
-			strbuf_add(&out, sb->buf + pos, (size_t)(hit - (sb->buf + pos)));
-			strbuf_addstr(&out, REDACTED);
-			pos = (size_t)(hit - sb->buf) + n;
-		}
-		if (out.len || pos) {
-			found = 1;
-			strbuf_add(&out, sb->buf + pos, sb->len - pos);
-			strbuf_reset(sb);
-			strbuf_add(sb, out.buf, out.len);
-		}
-		strbuf_release(&out);
-	}
-	return found;
-}
-
 void reposvc_remote_redact(const struct reposvc_remote *r, struct strbuf *sb)
 {
-	/* one secret's replacement can join the pieces of another: repeat until none is left */
-	for (int pass = 0; pass < 8; pass++)
-		if (!redact_pass(r, sb))
-			return;
-	/* still one left after that: say nothing rather than leak it */
-	strbuf_reset(sb);
-	strbuf_addstr(sb, REDACTED);
+	/*
+	 * One pass over the text as it was: at each position the longest
+	 * secret starting there becomes the marker, so a replacement never
+	 * joins the pieces of another secret and the text grows at most by
+	 * one marker per character (replacing secret after secret could
+	 * rescan the markers themselves and grow without bound).
+	 */
+	struct strbuf out = STRBUF_INIT;
+	size_t pos = 0;
+	int changed = 0;
+	while (pos < sb->len) {
+		size_t best = 0;
+		for (size_t i = 0; i < r->secrets.nr; i++) {
+			const char *s = r->secrets.v[i];
+			size_t n;
+			if (s[0] != sb->buf[pos])
+				continue;
+			n = strlen(s);
+			if (n > best && n <= sb->len - pos && !memcmp(sb->buf + pos, s, n))
+				best = n;
+		}
+		if (best) {
+			strbuf_addstr(&out, REDACTED);
+			pos += best;
+			changed = 1;
+		} else {
+			strbuf_addch(&out, sb->buf[pos++]);
+		}
+	}
+	if (changed) {
+		strbuf_reset(sb);
+		strbuf_add(sb, out.buf, out.len);
+	}
+	strbuf_release(&out);
 }
 
 /*
