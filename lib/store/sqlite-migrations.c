@@ -146,11 +146,25 @@ static const char m_write_intents[] =
 	"CREATE INDEX write_intents_repository_id_idx ON write_intents (repository_id);"
 	"ALTER TABLE replication_queue ADD COLUMN not_before INTEGER;";
 
+/*
+ * Ours: replicas to verify because a read failed on them as if their objects
+ * were corrupt (praefect/router/suspect.c), kept across restarts.
+ */
+static const char m_suspect_replicas[] =
+	"CREATE TABLE suspect_replicas ("
+	"  repository_id INTEGER NOT NULL REFERENCES repositories (repository_id) ON DELETE CASCADE,"
+	"  storage TEXT NOT NULL,"
+	"  avoid INTEGER NOT NULL,"
+	"  created_at INTEGER NOT NULL,"
+	"  PRIMARY KEY (repository_id, storage)"
+	");";
+
 #define MIGRATIONS(X) \
 	X("20240101000000_initial", m_initial) \
 	X("20240101000100_replication_queue", m_replication_queue) \
 	X("20240101000200_node_status", m_node_status) \
-	X("20261206000000_write_intents", m_write_intents)
+	X("20261206000000_write_intents", m_write_intents) \
+	X("20261207100000_suspect_replicas", m_suspect_replicas)
 
 #define MIGRATION_ID(id, sql) id,
 #define MIGRATION_SQL(id, sql) sql,
