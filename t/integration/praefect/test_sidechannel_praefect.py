@@ -316,3 +316,37 @@ def test_client_vanishing_mid_pack_leaves_praefect_serving(cluster, big, how):
     assert cluster.praefect.stub("RepositoryService").RepositoryExists(
         pb("repository").RepositoryExistsRequest(repository=cluster.praefect.repo("big.git")), timeout=10).exists
     assert cluster.praefect.proc.poll() is None
+
+
+def test_large_clone_through_praefect_keeps_its_memory_small(cluster, tmp_path):
+    """A ~200 MB clone with gitaly-ssh and the sidechannel through praefect: praefect's peak RSS stays
+    under 50 MB (the copy holds at most its windows, whatever the size of the pack)."""
+    from helpers_transport import rss_kib
+    with open("/proc/%d/maps" % cluster.praefect.proc.pid) as f:
+        if "libasan" in f.read():
+            pytest.skip("peak RSS is meaningless under ASan")
+    work = str(tmp_path / "w")
+    git("init", "-q", "-b", "main", work)
+    for i in range(4):
+        with open(os.path.join(work, "f%d.bin" % i), "wb") as f:
+            f.write(os.urandom(50 * 1024 * 1024))
+    # stored and packed without compression, so upload-pack sends the pack as it is
+    git("-c", "core.compression=0", "add", "-A", cwd=work)
+    git("-c", "core.compression=0", "commit", "-q", "-m", "big", cwd=work)
+    src = str(tmp_path / "src.git")
+    git("clone", "-q", "--bare", work, src)
+    git("-c", "pack.compression=0", "repack", "-a", "-d", "-q", cwd=src)
+    create_repo(cluster, "huge.git")
+    replica = cluster.praefect.metadata("huge.git").replica_path
+    for name, n in cluster.nodes.items():
+        # the same content on every replica, without pushing 200 MB three times
+        path = os.path.join(n.storages[name], replica)
+        subprocess.run(["rm", "-rf", path], check=True)
+        subprocess.run(["cp", "-al", src, path], check=True)
+    env = gitaly_ssh_env(cluster.praefect, "huge.git", "upload-pack")
+    env["GITALY_USE_SIDECHANNEL"] = "1"
+    dst = str(tmp_path / "clone")
+    git("clone", "-q", "--bare", "ssh://gitaly/huge.git", dst, env=env)
+    assert refs(dst) == refs(src)
+    peak = rss_kib(cluster.praefect.proc.pid, "VmHWM")
+    assert peak < 50 * 1024, "praefect's peak RSS %d KiB" % peak
