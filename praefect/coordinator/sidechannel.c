@@ -25,6 +25,8 @@
 /* Bytes written to one side and not yet handed to its transport: above HIGH we stop reading the other side. */
 #define SCP_INFLIGHT_HIGH (512 * 1024)
 #define SCP_INFLIGHT_LOW (128 * 1024)
+/* Reads that arrive while a write is in flight are gathered into one write of up to this much. */
+#define SCP_GATHER (128 * 1024)
 
 enum scp_state { SCP_WAITING, SCP_COPYING, SCP_DONE };
 
@@ -34,13 +36,15 @@ struct scproxy;
 struct scp_dir {
 	struct scproxy *sp;
 	int from_node;               /* 1: node -> client ("downstream"), 0: client -> node */
-	size_t inflight;
+	size_t inflight;             /* read and not yet handed to the other side's transport */
+	int writes;                  /* writes in flight */
+	struct scp_chunk *gather;    /* read while a write was in flight, written when it completes */
 	int paused;
 };
 
 struct scp_chunk {
 	struct scp_dir *dir;
-	size_t len;
+	size_t len, cap;
 	char buf[];
 };
 
@@ -71,6 +75,8 @@ static void sp_unref(struct scproxy *sp)
 {
 	if (--sp->refs)
 		return;
+	free(sp->down.gather);
+	free(sp->up.gather);
 	strbuf_release(&sp->msg);
 	grpc_metadata_release(&sp->trailers);
 	free(sp);
@@ -204,6 +210,35 @@ static const char *dir_name(const struct scp_dir *d)
 	return d->from_node ? "copy to downstream" : "copy to upstream";
 }
 
+static void on_chunk_written(struct io *io, int status, void *arg);
+
+/* Hand `c` to the other side's stream. */
+static void chunk_write(struct scp_dir *d, struct scp_chunk *c)
+{
+	struct scproxy *sp = d->sp;
+	struct io *to = dir_to(d);
+
+	sp->refs++;
+	d->writes++;
+	if (!to || io_write(to, c->buf, c->len, on_chunk_written, c) < 0) {
+		d->writes--;
+		d->inflight -= c->len;
+		free(c);
+		fail_copy(sp, UV_EPIPE, dir_name(d));
+		sp_unref(sp);
+	}
+}
+
+/* Write out what was gathered (before an end of stream is passed on). */
+static void gather_flush(struct scp_dir *d)
+{
+	struct scp_chunk *c = d->gather;
+	if (!c)
+		return;
+	d->gather = NULL;
+	chunk_write(d, c);
+}
+
 static void on_chunk_written(struct io *io, int status, void *arg)
 {
 	struct scp_chunk *c = arg;
@@ -211,25 +246,39 @@ static void on_chunk_written(struct io *io, int status, void *arg)
 	struct scproxy *sp = d->sp;
 
 	(void)io;
+	d->writes--;
 	d->inflight -= c->len;
 	free(c);
-	if (status < 0 && status != UV_ECANCELED)
+	if (status < 0 && status != UV_ECANCELED) {
 		fail_copy(sp, status, dir_name(d));
-	else if (d->paused && d->inflight < SCP_INFLIGHT_LOW && dir_from(d)) {
-		d->paused = 0;
-		io_read_start(dir_from(d));
+	} else if (status == 0) {
+		if (!d->writes)
+			gather_flush(d);
+		if (d->paused && d->inflight < SCP_INFLIGHT_LOW && dir_from(d)) {
+			d->paused = 0;
+			io_read_start(dir_from(d));
+		}
 	}
 	sp_unref(sp);
+}
+
+static struct scp_chunk *chunk_new(struct scp_dir *d, size_t cap)
+{
+	struct scp_chunk *c = xmalloc(sizeof(*c) + cap);
+	c->dir = d;
+	c->len = 0;
+	c->cap = cap;
+	return c;
 }
 
 static void on_copy_read(struct io *io, const char *buf, ssize_t n)
 {
 	struct scproxy *sp = io->data;
 	struct scp_dir *d = io == sp->node ? &sp->down : &sp->up;
-	struct io *to = dir_to(d);
 	struct scp_chunk *c;
 
 	if (n == UV_EOF) {
+		gather_flush(d);
 		if (d->from_node) {
 			/* the node is done: FIN to the client after what is queued, and we are done */
 			if (sp->client)
@@ -241,28 +290,32 @@ static void on_copy_read(struct io *io, const char *buf, ssize_t n)
 		return;
 	}
 	if (n < 0) {
-		fail_copy(sp, (int)n, d->from_node ? "copy to downstream" : "copy to upstream");
+		fail_copy(sp, (int)n, dir_name(d));
 		return;
 	}
-	if (n == 0)
-		return;
-	if (!to) {
-		return; /* the other side is gone; its close ends the copy */
+	if (n == 0 || !dir_to(d))
+		return; /* nothing, or the other side is gone (its close ends the copy) */
+	d->inflight += (size_t)n;
+	if (!d->writes) {
+		/* idle: write at once, so nothing waits */
+		c = chunk_new(d, (size_t)n);
+		memcpy(c->buf, buf, (size_t)n);
+		c->len = (size_t)n;
+		chunk_write(d, c);
+	} else {
+		/*
+		 * A write is in flight: gather (the node writes many small frames,
+		 * a sideband header apart from its payload), so the other side
+		 * gets few large frames and praefect makes few system calls.
+		 */
+		if (d->gather && d->gather->len + (size_t)n > d->gather->cap)
+			gather_flush(d);
+		if (!d->gather)
+			d->gather = chunk_new(d, MAX((size_t)n, (size_t)SCP_GATHER));
+		memcpy(d->gather->buf + d->gather->len, buf, (size_t)n);
+		d->gather->len += (size_t)n;
 	}
-	c = xmalloc(sizeof(*c) + (size_t)n);
-	c->dir = d;
-	c->len = (size_t)n;
-	memcpy(c->buf, buf, (size_t)n);
-	d->inflight += c->len;
-	sp->refs++;
-	if (io_write(to, c->buf, c->len, on_chunk_written, c) < 0) {
-		d->inflight -= c->len;
-		free(c);
-		sp_unref(sp);
-		fail_copy(sp, UV_EPIPE, dir_name(d));
-		return;
-	}
-	if (d->inflight > SCP_INFLIGHT_HIGH && !d->paused) {
+	if (d->inflight > SCP_INFLIGHT_HIGH && !d->paused && dir_from(d)) {
 		d->paused = 1;
 		io_read_stop(io);
 	}

@@ -338,11 +338,14 @@ def test_large_clone_through_praefect_keeps_its_memory_small(cluster, tmp_path):
     git("-c", "pack.compression=0", "repack", "-a", "-d", "-q", cwd=src)
     create_repo(cluster, "huge.git")
     replica = cluster.praefect.metadata("huge.git").replica_path
-    for name, n in cluster.nodes.items():
+    paths = [os.path.join(n.storages[name], replica) for name, n in cluster.nodes.items()]
+    wait_for(lambda: all(os.path.isdir(os.path.join(p, "objects", "pack")) for p in paths), what="replicas")
+    head = git("rev-parse", "refs/heads/main", cwd=src).strip()
+    for path in paths:
         # the same content on every replica, without pushing 200 MB three times
-        path = os.path.join(n.storages[name], replica)
-        subprocess.run(["rm", "-rf", path], check=True)
-        subprocess.run(["cp", "-al", src, path], check=True)
+        for f in os.listdir(os.path.join(src, "objects", "pack")):
+            os.link(os.path.join(src, "objects", "pack", f), os.path.join(path, "objects", "pack", f))
+        git("update-ref", "refs/heads/main", head, cwd=path)
     env = gitaly_ssh_env(cluster.praefect, "huge.git", "upload-pack")
     env["GITALY_USE_SIDECHANNEL"] = "1"
     dst = str(tmp_path / "clone")
