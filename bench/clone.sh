@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
-# git clone and git push of a large repository: straight from disk, through one
-# gitaly (gitaly-ssh), and through praefect in front of three gitaly nodes. One
-# run, ratios printed, with gitaly's and praefect's peak RSS and CPU seconds.
+# git clone of real and large repositories: straight from disk, through one
+# gitaly and through praefect in front of three gitaly nodes, each with the
+# streaming SSHUploadPack and with SSHUploadPackWithSidechannel (gitaly-ssh,
+# GITALY_USE_SIDECHANNEL). Prints wall seconds, the ratio to the clone from
+# disk, and the CPU seconds per GB cloned that gitaly (the nodes' own
+# processes, not their git children) and praefect spent, read from
+# /proc/PID/stat (utime + stime) before and after each clone.
 #
-# usage: bench/clone.sh   env: BENCH_REPO_MB (default 500), BUILD_DIR (build-bench), KEEP=1
+# usage: bench/clone.sh
+# env: BENCH_PROJECT  a bare repository with real history (default: a bare
+#                     clone of the upstream Gitaly mirror, if present)
+#      BENCH_BIG_MB   also a generated repository of this many MB (random
+#                     data, so nothing compresses; e.g. 500); 0 (default) skips it
+#      BENCH_RUNS     clones per path, the fastest reported (default 3)
+#      BUILD_DIR (build-bench), KEEP=1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 
-mb=${BENCH_REPO_MB:-500}
+big_mb=${BENCH_BIG_MB:-0}
+runs=${BENCH_RUNS:-3}
 build=$(realpath -m "${BUILD_DIR:-build-bench}")
 work=$(mktemp -d /tmp/bench-clone.XXXXXX)
 trap bench_cleanup EXIT
@@ -21,27 +32,58 @@ bench_build "$build" gitaly/gitaly praefect/praefect gitaly-ssh/gitaly-ssh gital
 mkdir -p "$work/bin"
 ln -s "$build/gitaly-hooks/gitaly-hooks" "$build/gitaly-ssh/gitaly-ssh" "$work/bin/"
 
-# The source repository: random (incompressible) files in several commits, cached between runs.
-src=/tmp/bench-repo-${mb}mb.git
-if [ ! -d "$src" ]; then
-	echo "generating a ${mb} MB repository in $src (once)"
-	w=$(mktemp -d /tmp/bench-gen.XXXXXX)
-	git init -q -b main "$w"
-	for c in $(seq 10); do
-		for f in $(seq 5); do head -c $((mb * 1024 * 1024 / 50)) /dev/urandom >"$w/c$c-f$f.bin"; done
-		git -C "$w" add -A && git -C "$w" -c core.compression=0 commit -q -m "commit $c"
-	done
-	git clone -q --bare "$w" "$src.tmp" && mv "$src.tmp" "$src"
-	rm -rf "$w"
+# --- the repositories, cached in /tmp between runs ---
+repos=()
+project=${BENCH_PROJECT:-}
+if [ -z "$project" ]; then
+	mirror=/work/.mirror/xuxiaowei-io+gitaly/repo
+	project=/tmp/bench-project-gitaly.git
+	if [ ! -d "$project" ] && [ -d "$mirror" ]; then
+		# The stored mirror lacks a few blobs (files the snapshot left out), so
+		# a plain clone cannot be served: its history is re-imported with those
+		# blobs read as empty, then packed on its own (same shape: every commit,
+		# tree, ref and tag; the hashes change).
+		echo "making $project from $mirror (once)"
+		rm -rf "$project.tmp"
+		git init -q --bare "$project.tmp"
+		echo "$mirror/objects" >"$project.tmp/objects/info/alternates"
+		empty=$(git -C "$project.tmp" hash-object -w --stdin </dev/null)
+		missing=$(git -C "$mirror" rev-list --objects --all --missing=print | sed -n 's/^?//p')
+		script=
+		for m in $missing; do script="$script s/\b$m\b/$empty/g;"; done
+		git -C "$mirror" fast-export --all --no-data --signed-tags=strip --tag-of-filtered-object=drop 2>/dev/null |
+			sed -e "${script:-p;d}" | git -C "$project.tmp" fast-import --quiet
+		git -C "$project.tmp" repack -a -d -q
+		rm "$project.tmp/objects/info/alternates"
+		mv "$project.tmp" "$project"
+	fi
 fi
-size=$(du -sm "$src" | cut -f1)
+[ -d "$project" ] && repos+=("project=$project") || echo "no project repository (set BENCH_PROJECT): skipped"
+if [ "$big_mb" -gt 0 ]; then
+	big=/tmp/bench-repo-${big_mb}mb.git
+	if [ ! -d "$big" ]; then
+		echo "generating a ${big_mb} MB repository in $big (once)"
+		w=$(mktemp -d /tmp/bench-gen.XXXXXX)
+		git init -q -b main "$w"
+		for c in $(seq 10); do
+			for f in $(seq 5); do head -c $((big_mb * 1024 * 1024 / 50)) /dev/urandom >"$w/c$c-f$f.bin"; done
+			git -C "$w" add -A && git -C "$w" -c core.compression=0 commit -q -m "commit $c"
+		done
+		git clone -q --bare "$w" "$big.tmp" && mv "$big.tmp" "$big"
+		rm -rf "$w"
+	fi
+	repos+=("big=$big")
+fi
+[ "${#repos[@]}" -gt 0 ] || { echo "nothing to clone"; exit 1; }
 
+# --- three nodes and praefect ---
 nodes=()
+gitaly_pids=()
 for n in gitaly-1 gitaly-2 gitaly-3; do
 	bench_gitaly $n "socket_path = \"$work/$n/sock\""
 	nodes+=("$n=unix:$work/$n/sock")
+	gitaly_pids+=("${bench_gitaly_pid[$n]}")
 done
-pid_gitaly_1=${bench_gitaly_pid[gitaly-1]}
 bench_praefect_config "socket_path = \"$work/praefect.sock\"" "${nodes[@]}"
 sleep 0.5
 "$build/praefect/praefect" -config "$work/praefect.toml" >"$work/praefect.log" 2>&1 &
@@ -49,70 +91,85 @@ praefect_pid=$!
 bench_pids+=($praefect_pid)
 for i in $(seq 100); do [ -S "$work/praefect.sock" ] && break; sleep 0.1; done
 
-ssh_env() { # ADDRESS TOKEN STORAGE PATH VERB
+ssh_env() { # ADDRESS TOKEN STORAGE PATH VERB SIDECHANNEL
 	export GIT_SSH_COMMAND="$work/bin/gitaly-ssh $5" GIT_SSH_VARIANT=simple GITALY_ADDRESS=$1 GITALY_TOKEN=$2
+	export GITALY_USE_SIDECHANNEL=${6:-0}
 	if [ "$5" = receive-pack ]; then
 		export GITALY_PAYLOAD="{\"repository\":{\"storageName\":\"$3\",\"relativePath\":\"$4\",\"glRepository\":\"project-1\"},\"glId\":\"user-1\",\"glRepository\":\"project-1\"}"
 	else
 		export GITALY_PAYLOAD="{\"repository\":{\"storageName\":\"$3\",\"relativePath\":\"$4\"}}"
 	fi
 }
-timed() { # command... -> seconds on stdout
-	local t0 t1
-	t0=$(date +%s.%N)
-	"$@" >/dev/null 2>&1
-	t1=$(date +%s.%N)
-	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }'
-}
-cpu_s() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat"; }
+now() { date +%s.%N; }
+cpu_s() { awk '{ printf "%.3f", ($14 + $15) / 100 }' "/proc/$1/stat"; }
+gitaly_cpu() { local t=0 p; for p in "${gitaly_pids[@]}"; do t=$(awk -v a="$t" -v b="$(cpu_s "$p")" 'BEGIN { print a + b }'); done; echo "$t"; }
 hwm_mb() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
+sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
-# direct gitaly: the repository in gitaly-1's storage
-cp -r "$src" "$work/gitaly-1/storage/big.git"
-# praefect: create it through praefect, then push (the push is itself measured)
-/usr/bin/python3 - "$work" <<'PY'
-import sys
-sys.path.insert(0, "t/integration/gitaly")
-from gitaly_itest import pb, pb_grpc, auth_md
-import grpc
-ch = grpc.insecure_channel("unix:%s/praefect.sock" % sys.argv[1])
-pb_grpc("repository").RepositoryServiceStub(ch).CreateRepository(pb("repository").CreateRepositoryRequest(
-    repository=pb("shared").Repository(storage_name="default", relative_path="big.git")), metadata=auth_md("praefect"), timeout=30)
-PY
-git init -q --bare "$work/gitaly-2/storage/pushed.git"
-git init -q --bare "$work/local-push.git"
+create_through_praefect() { # RELATIVE_PATH
+	/usr/bin/python3 - "$work" "$1" <<-'PY'
+	import sys
+	sys.path.insert(0, "t/integration/gitaly")
+	from gitaly_itest import pb, pb_grpc, auth_md
+	import grpc
+	ch = grpc.insecure_channel("unix:%s/praefect.sock" % sys.argv[1])
+	pb_grpc("repository").RepositoryServiceStub(ch).CreateRepository(pb("repository").CreateRepositoryRequest(
+	    repository=pb("shared").Repository(storage_name="default", relative_path=sys.argv[2])),
+	    metadata=auth_md("praefect"), timeout=30)
+	PY
+}
 
-echo "repository: ${size} MB on disk; times are wall seconds"
-echo
-t_direct=$(timed git clone -q --bare --no-local "$src" "$work/c-direct.git")
-c0=$(cpu_s "$pid_gitaly_1")
-ssh_env "unix:$work/gitaly-1/sock" node gitaly-1 big.git upload-pack
-t_gitaly=$(timed git clone -q --bare ssh://gitaly/big.git "$work/c-gitaly.git")
-c_gitaly=$(awk -v a="$c0" -v b="$(cpu_s "$pid_gitaly_1")" 'BEGIN { printf "%.2f", b - a }')
+# One path: RUNS clones, the fastest kept. Sets t_best, g_best, p_best (seconds, CPU s), gb.
+measure() { # NAME SRC (then the clone command is chosen by NAME)
+	local name=$1 src=$2 i t0 t1 g0 g1 p0 p1 t dst
+	t_best= g_best= p_best=
+	for i in $(seq "$runs"); do
+		dst="$work/clone-$name"
+		rm -rf "$dst"
+		g0=$(gitaly_cpu); p0=$(cpu_s "$praefect_pid"); t0=$(now)
+		case $name in
+		disk) git clone -q --bare --no-local "$src" "$dst" ;;
+		*) git clone -q --bare ssh://gitaly/repo.git "$dst" ;;
+		esac
+		t1=$(now); g1=$(gitaly_cpu); p1=$(cpu_s "$praefect_pid")
+		[ "$(git -C "$dst" for-each-ref | git hash-object --stdin)" = "$want_refs" ] ||
+			{ echo "$name: the clone's refs differ"; exit 1; }
+		t=$(sub "$t0" "$t1")
+		if [ -z "$t_best" ] || awk -v a="$t" -v b="$t_best" 'BEGIN { exit !(a < b) }'; then
+			t_best=$t g_best=$(sub "$g0" "$g1") p_best=$(sub "$p0" "$p1")
+		fi
+	done
+	gb=$(du -sk "$dst/objects" | awk '{ printf "%.4f", $1 / 1024 / 1024 }')
+}
 
-t_lpush=$(timed git -C "$src" push -q "$work/local-push.git" main)
-ssh_env "unix:$work/gitaly-2/sock" node gitaly-2 pushed.git receive-pack
-t_gpush=$(timed git -C "$src" push -q ssh://gitaly/pushed.git main)
+printf '\n%-9s %-30s %8s %8s %14s %16s\n' repo path seconds ratio "gitaly CPU s/GB" "praefect CPU s/GB"
+for r in "${repos[@]}"; do
+	name=${r%%=*} src=${r#*=}
+	rel=$name.git
+	# direct: a copy in gitaly-1's storage; praefect: created through it, then pushed (all three replicas)
+	cp -r "$src" "$work/gitaly-1/storage/$rel"
+	create_through_praefect "$rel"
+	ssh_env "unix:$work/praefect.sock" praefect default "$rel" receive-pack
+	git -C "$src" push -q --mirror ssh://gitaly/repo.git
+	want_refs=$(git -C "$src" for-each-ref | git hash-object --stdin)
+	git clone -q --bare --no-local "$src" "$work/warm" && rm -rf "$work/warm" # page cache
 
-p0=$(cpu_s "$praefect_pid")
-ssh_env "unix:$work/praefect.sock" praefect default big.git receive-pack
-t_ppush=$(timed git -C "$src" push -q ssh://gitaly/big.git main)
-ssh_env "unix:$work/praefect.sock" praefect default big.git upload-pack
-t_pclone=$(timed git clone -q --bare ssh://gitaly/big.git "$work/c-praefect.git")
-p_cpu=$(awk -v a="$p0" -v b="$(cpu_s "$praefect_pid")" 'BEGIN { printf "%.2f", b - a }')
-for c in c-direct c-gitaly c-praefect; do
-	[ "$(git -C "$work/$c.git" rev-parse main)" = "$(git -C "$src" rev-parse main)" ] || { echo "$c: wrong content"; exit 1; }
+	for path in disk gitaly-stream gitaly-sidechannel praefect-stream praefect-sidechannel; do
+		case $path in
+		gitaly-stream) ssh_env "unix:$work/gitaly-1/sock" node gitaly-1 "$rel" upload-pack 0 ;;
+		gitaly-sidechannel) ssh_env "unix:$work/gitaly-1/sock" node gitaly-1 "$rel" upload-pack 1 ;;
+		praefect-stream) ssh_env "unix:$work/praefect.sock" praefect default "$rel" upload-pack 0 ;;
+		praefect-sidechannel) ssh_env "unix:$work/praefect.sock" praefect default "$rel" upload-pack 1 ;;
+		esac
+		measure "$path" "$src"
+		[ "$path" = disk ] && t_disk=$t_best
+		ratio=$(awk -v a="$t_best" -v b="$t_disk" 'BEGIN { printf "%.2f", a / b }')
+		gs=$(awk -v c="$g_best" -v g="$gb" 'BEGIN { printf "%.3f", c / g }')
+		ps=$(awk -v c="$p_best" -v g="$gb" 'BEGIN { printf "%.3f", c / g }')
+		case $path in disk) gs=-; ps=- ;; gitaly-*) ps=- ;; esac
+		printf '%-9s %-30s %8.2f %8s %14s %16s\n' "$name" "$path" "$t_best" "$ratio" "$gs" "$ps"
+	done
+	echo "          ($(awk -v g="$gb" 'BEGIN { printf "%.0f", g * 1024 }') MB cloned each time)"
 done
-
-r() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
-printf '%-34s %8s %8s\n' "operation" "seconds" "ratio"
-printf '%-34s %8s %8s\n' "clone, git --no-local from disk" "$t_direct" "1.00"
-printf '%-34s %8s %8s\n' "clone through gitaly (gitaly-ssh)" "$t_gitaly" "$(r "$t_gitaly" "$t_direct")"
-printf '%-34s %8s %8s\n' "clone through praefect" "$t_pclone" "$(r "$t_pclone" "$t_direct")"
-printf '%-34s %8s %8s\n' "push, local bare repository" "$t_lpush" "1.00"
-printf '%-34s %8s %8s\n' "push through gitaly (gitaly-ssh)" "$t_gpush" "$(r "$t_gpush" "$t_lpush")"
-printf '%-34s %8s %8s\n' "push through praefect" "$t_ppush" "$(r "$t_ppush" "$t_lpush")"
 echo
-echo "gitaly (serving the clone): peak RSS $(hwm_mb "$pid_gitaly_1") MB, ${c_gitaly} CPU s during the clone"
-gb=$(awk -v m="$size" 'BEGIN { printf "%.3f", m * 2 / 1024 }')
-echo "praefect: peak RSS $(hwm_mb "$praefect_pid") MB, ${p_cpu} CPU s for ${gb} GB proxied (push + clone) = $(awk -v c="$p_cpu" -v g="$gb" 'BEGIN { printf "%.2f", c / g }') CPU s/GB"
+echo "peak RSS: gitaly-1 $(hwm_mb "${gitaly_pids[0]}") MB, praefect $(hwm_mb "$praefect_pid") MB"

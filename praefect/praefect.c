@@ -6,6 +6,7 @@
 #include "praefect.h"
 #include "cmd/cmd.h"
 #include "transactions/transactions.h"
+#include "coordinator/proxy.h"
 #include "metrics/series.h"
 #include "backchannel/backchannel.h"
 #include "base/fs.h"
@@ -119,6 +120,8 @@ static void resolve_calls(struct praefect *p)
 	p->calls.delete_object_pool = praefect_method("/gitaly.ObjectPoolService/DeleteObjectPool");
 	p->calls.remove_all = praefect_method("/gitaly.RepositoryService/RemoveAll");
 	p->calls.set_replica_info = praefect_method("/gitaly.ClusterReplicaService/SetReplicaInfo");
+	p->calls.ssh_upload_pack_sc = praefect_method("/gitaly.SSHService/SSHUploadPackWithSidechannel");
+	p->calls.post_upload_pack_sc = praefect_method("/gitaly.SmartHTTPService/PostUploadPackWithSidechannel");
 }
 
 /* Free what the components left once the loop has nothing more to run. */
@@ -134,6 +137,9 @@ static void praefect_free(struct praefect *p)
 		repo_remove(p, repos[i]);
 	free(repos);
 	hashmap_release(&p->repos_by_path);
+	hashmap_release(&p->sidechannels);
+	if (p->client_bc)
+		bc_server_free(p->client_bc);
 	hashmap_release(&p->repos_by_id);
 	hashmap_release(&p->reserved_paths);
 	hashmap_release(&p->reconcile_marked);
@@ -217,6 +223,12 @@ int praefect_serve(struct praefect_config *cfg)
 	p->bc_client->loop = p->loop;
 	p->bc_client->serve = p->bc_server;
 	p->bc_client->max_window = (uint32_t)p->cfg.yamux_max_window;
+	/* the nodes' streams to us: sidechannels, or gRPC (votes) for bc_server */
+	p->bc_client->on_stream = scproxy_node_stream;
+	p->bc_client->stream_data = p;
+	/* clients may connect with the backchannel handshake, for sidechannels */
+	hashmap_init(&p->sidechannels);
+	p->client_bc = bc_server_new(p->server, (uint32_t)p->cfg.yamux_max_window);
 	p->transactions = 1;
 	coordinator_register(p);
 

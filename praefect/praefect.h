@@ -123,9 +123,13 @@ struct praefect {
 		const struct rpc_method *health_check, *replicate_repository, *remove_repository, *server_info;
 		const struct rpc_method *get_object_pool, *delete_object_pool, *remove_all;
 		const struct rpc_method *set_replica_info;   /* ours: nodes/replica_info.c */
+		const struct rpc_method *ssh_upload_pack_sc, *post_upload_pack_sc;
 	} calls;
 	struct grpc_server *bc_server;         /* serves RefTransaction on streams nodes open back */
 	struct bc_client *bc_client;
+	struct bc_server *client_bc;           /* clients' backchannel connections (sidechannels) */
+	struct hashmap sidechannels;           /* our sidechannel id -> struct scproxy (coordinator/sidechannel.c) */
+	uint64_t next_sidechannel_id;
 	int transactions;                      /* nodes are dialed with a backchannel and can vote */
 	struct cron cron;                      /* runs every periodic task (schedule.c) */
 	struct cron_task tasks[PRAEFECT_NR_TASKS];

@@ -4,6 +4,7 @@
 #include "base/log.h"
 #include "base/pb.h"
 #include "base/util.h"
+#include "backchannel/backchannel.h"
 #include "grpc/metadata.h"
 #include "h2/io.h"
 #include "yamux/yamux.h"
@@ -16,9 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SC_MAGIC "sidechannel"
-#define SC_MAGIC_LEN 11
-#define SC_METADATA_KEY "gitaly-sidechannel-id"
+#define SC_METADATA_KEY SIDECHANNEL_METADATA_KEY
 #define SC_HANDSHAKE_MS 5000
 /* git's output in flight on the stream: above HIGH git's stdout pauses, below LOW it resumes. */
 #define SC_OUT_HIGH (1024 * 1024)
@@ -49,7 +48,7 @@ struct sc_rpc {
 
 	struct io *stream;          /* the sidechannel; NULL once closed */
 	int64_t id;
-	char hello[SC_MAGIC_LEN + 8];
+	char hello[SIDECHANNEL_HELLO_LEN];
 	char ok[2];
 	size_t ok_len;
 	int opened;                 /* "ok" arrived */
@@ -520,35 +519,10 @@ static void on_hs_timeout(uv_timer_t *t)
 	yamux_stream_reset(r->stream);
 }
 
-/* The client's id: the last gitaly-sidechannel-id value, parsed as Go's ParseInt does (junk reads as 0). */
-static int64_t parse_id(const char *s)
-{
-	int neg = 0;
-	uint64_t v = 0;
-	int over = 0;
-
-	if (*s == '+' || *s == '-')
-		neg = *s++ == '-';
-	if (!*s)
-		return 0;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9')
-			return 0;
-		if (v > (UINT64_MAX - 9) / 10)
-			over = 1;
-		else
-			v = v * 10 + (uint64_t)(*s - '0');
-	}
-	if (neg)
-		return over || v > (uint64_t)INT64_MAX + 1 ? INT64_MIN : (int64_t)(0 - v);
-	return over || v > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v;
-}
-
 static void open_sidechannel(struct sc_rpc *r)
 {
 	const char *idv = grpc_metadata_value(grpc_call_metadata(r->base.call), SC_METADATA_KEY);
 	struct yamux_session *s;
-	uint64_t id;
 	int rc;
 
 	if (!idv) {
@@ -560,7 +534,7 @@ static void open_sidechannel(struct sc_rpc *r)
 		open_failed(r, "fail to extract yamux session: %s", "non-multiplexed connection");
 		return;
 	}
-	r->id = parse_id(idv);
+	r->id = bc_sidechannel_id(idv);
 	rc = yamux_open_stream(s, &r->stream);
 	if (rc < 0) {
 		open_failed(r, "open stream: %s",
@@ -575,10 +549,7 @@ static void open_sidechannel(struct sc_rpc *r)
 	r->stream->on_close = on_stream_close;
 
 	/* "sidechannel", then the id as 8 big-endian bytes; the client answers "ok" */
-	memcpy(r->hello, SC_MAGIC, SC_MAGIC_LEN);
-	id = (uint64_t)r->id;
-	for (int i = 0; i < 8; i++)
-		r->hello[SC_MAGIC_LEN + i] = (char)(id >> (56 - 8 * i));
+	bc_sidechannel_hello(r->hello, r->id);
 	gitaly_call_hold(&r->base);
 	if (io_write(r->stream, r->hello, sizeof(r->hello), on_hello_written, r) < 0) {
 		gitaly_call_drop(&r->base);

@@ -209,6 +209,39 @@ struct grpc_channel *bc_channel(struct bc_server *b, uint64_t id)
 	return e->ch;
 }
 
+/* --- sidechannel ids --- */
+
+int64_t bc_sidechannel_id(const char *s)
+{
+	int neg = 0;
+	uint64_t v = 0;
+	int over = 0;
+
+	if (*s == '+' || *s == '-')
+		neg = *s++ == '-';
+	if (!*s)
+		return 0;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return 0;
+		if (v > (UINT64_MAX - 9) / 10)
+			over = 1;
+		else
+			v = v * 10 + (uint64_t)(*s - '0');
+	}
+	if (neg)
+		return over || v > (uint64_t)INT64_MAX + 1 ? INT64_MIN : (int64_t)(0 - v);
+	return over || v > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v;
+}
+
+void bc_sidechannel_hello(char out[SIDECHANNEL_HELLO_LEN], int64_t id)
+{
+	uint64_t u = (uint64_t)id;
+	memcpy(out, SIDECHANNEL_MAGIC, SIDECHANNEL_MAGIC_LEN);
+	for (int i = 0; i < 8; i++)
+		out[SIDECHANNEL_MAGIC_LEN + i] = (char)(u >> (56 - 8 * i));
+}
+
 /* --- client side --- */
 
 struct bc_conn {

@@ -27,6 +27,24 @@
 #define BACKCHANNEL_MAGIC "backchannel"
 #define BACKCHANNEL_MAGIC_LEN 11
 
+/*
+ * Sidechannels (docs/technical/sidechannel.md): the server opens a stream
+ * towards the client and writes this magic and the call's id as 8 big-endian
+ * bytes; the client answers "ok".
+ */
+#define SIDECHANNEL_MAGIC "sidechannel"
+#define SIDECHANNEL_MAGIC_LEN 11
+#define SIDECHANNEL_HELLO_LEN (SIDECHANNEL_MAGIC_LEN + 8)
+#define SIDECHANNEL_METADATA_KEY "gitaly-sidechannel-id"
+/*
+ * The id a call carries in SIDECHANNEL_METADATA_KEY, parsed as upstream's
+ * strconv.ParseInt(s, 10, 64): junk reads as 0, an out-of-range number as
+ * the nearest limit.
+ */
+int64_t bc_sidechannel_id(const char *s);
+/* Write the magic and `id` into `out`. */
+void bc_sidechannel_hello(char out[SIDECHANNEL_HELLO_LEN], int64_t id);
+
 struct bc_server;
 
 /* Sniff connections accepted by `srv`; `max_window` 0 means 16 MiB (gitaly's setting). */

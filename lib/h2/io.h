@@ -30,6 +30,11 @@ struct io_ops {
 	void (*close)(struct io *io);
 	/* Peer address for logs, e.g. "127.0.0.1:5000" or "unix" ("" if unknown). */
 	const char *(*peer)(struct io *io);
+	/*
+	 * Optional: write several buffers as one write (one callback; every
+	 * buffer stays valid until it). NULL where the io cannot gather.
+	 */
+	int (*writev)(struct io *io, const uv_buf_t *bufs, unsigned nbufs, io_write_cb cb, void *arg);
 };
 
 struct io {
@@ -45,6 +50,11 @@ static inline int io_read_stop(struct io *io) { return io->ops->read_stop(io); }
 static inline int io_write(struct io *io, const char *buf, size_t len, io_write_cb cb, void *arg)
 {
 	return io->ops->write(io, buf, len, cb, arg);
+}
+/* io_write of several buffers at once; UV_ENOSYS (and no callback) where the io has no writev. */
+static inline int io_writev(struct io *io, const uv_buf_t *bufs, unsigned nbufs, io_write_cb cb, void *arg)
+{
+	return io->ops->writev ? io->ops->writev(io, bufs, nbufs, cb, arg) : UV_ENOSYS;
 }
 void io_close(struct io *io);
 static inline const char *io_peer(struct io *io) { return io->ops->peer ? io->ops->peer(io) : ""; }

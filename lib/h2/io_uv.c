@@ -87,6 +87,23 @@ static int uv_write_(struct io *io, const char *buf, size_t len, io_write_cb cb,
 	return rc;
 }
 
+static int uv_writev_(struct io *io, const uv_buf_t *bufs, unsigned nbufs, io_write_cb cb, void *arg)
+{
+	struct io_uv *u = (struct io_uv *)io;
+	struct io_uv_write *w;
+	int rc;
+
+	if (io->closing)
+		return UV_EPIPE;
+	w = xmalloc(sizeof(*w));
+	w->cb = cb;
+	w->arg = arg;
+	rc = uv_write(&w->req, &u->h.stream, bufs, nbufs, on_uv_write);
+	if (rc < 0)
+		free(w);
+	return rc;
+}
+
 static void on_uv_close(uv_handle_t *h)
 {
 	struct io_uv *u = container_of(h, struct io_uv, h.handle);
@@ -112,6 +129,7 @@ static const struct io_ops io_uv_ops = {
 	.write = uv_write_,
 	.close = uv_close_,
 	.peer = uv_peer_,
+	.writev = uv_writev_,
 };
 
 uv_tcp_t *io_uv_alloc_tcp(void)

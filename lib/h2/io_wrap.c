@@ -116,6 +116,24 @@ static int wrap_write(struct io *io, const char *buf, size_t len, io_write_cb cb
 	return rc;
 }
 
+static int wrap_writev(struct io *io, const uv_buf_t *bufs, unsigned nbufs, io_write_cb cb, void *arg)
+{
+	struct io_wrap *w = (struct io_wrap *)io;
+	struct wrap_write *ww;
+	int rc;
+
+	if (!w->inner->ops->writev)
+		return UV_ENOSYS;
+	ww = xmalloc(sizeof(*ww));
+	ww->w = w;
+	ww->cb = cb;
+	ww->arg = arg;
+	rc = io_writev(w->inner, bufs, nbufs, on_inner_written, ww);
+	if (rc < 0)
+		free(ww);
+	return rc;
+}
+
 static void on_replay_closed(uv_handle_t *h)
 {
 	struct io_wrap *w = h->data;
@@ -141,6 +159,7 @@ static const struct io_ops wrap_ops = {
 	.write = wrap_write,
 	.close = wrap_close,
 	.peer = wrap_peer,
+	.writev = wrap_writev,
 };
 
 struct io *io_wrap(uv_loop_t *loop, struct io *inner, const char *prefix, size_t len,

@@ -191,6 +191,22 @@ static int emit(struct yamux_session *s, const uint8_t hdr[YAMUX_HDR_LEN], const
 	memcpy(tx->buf, hdr, YAMUX_HDR_LEN);
 	if (copy && plen)
 		memcpy(tx->buf + YAMUX_HDR_LEN, payload, plen);
+	if (!copy) {
+		/* header and payload in one system call where the transport can gather */
+		uv_buf_t b[2] = { uv_buf_init((char *)tx->buf, YAMUX_HDR_LEN), uv_buf_init((char *)payload, (unsigned)plen) };
+		tx->pending = 1;
+		rc = io_writev(s->transport, b, 2, on_tx_done, tx);
+		if (rc == 0) {
+			s->tx_bytes += tx->bytes;
+			req->refs++;
+			return 0;
+		}
+		tx->pending = 2;
+		if (rc != UV_ENOSYS) {
+			free(tx);
+			return rc;
+		}
+	}
 	rc = io_write(s->transport, (const char *)tx->buf, YAMUX_HDR_LEN + (copy ? plen : 0), on_tx_done, tx);
 	if (rc < 0) {
 		free(tx);

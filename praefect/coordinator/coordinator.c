@@ -27,6 +27,7 @@ static void linger_end(struct proxy *px);
 static void proxy_free(struct proxy *px)
 {
 	linger_end(px);
+	scproxy_release(px);
 	for (size_t i = 0; i < px->nr_dests; i++) {
 		strbuf_release(&px->dests[i].msg);
 		grpc_metadata_release(&px->dests[i].trailers);
@@ -222,9 +223,18 @@ static void dest_close(struct grpc_client_call *cc, enum grpc_code code, const c
 		       const struct grpc_metadata *trailers)
 {
 	struct dest *d = grpc_client_call_user(cc);
-	struct proxy *px = d->px;
 
 	d->cc = NULL;
+	if (scproxy_hold_close(d->px, d, code, message, trailers))
+		return; /* the sidechannel is still copying: the client gets the status after its last byte */
+	proxy_dest_close(d, code, message, trailers);
+}
+
+void proxy_dest_close(struct dest *d, enum grpc_code code, const char *message,
+		      const struct grpc_metadata *trailers)
+{
+	struct proxy *px = d->px;
+
 	d->closed = 1;
 	px->open_dests--;
 	if (px->kind == ROUTE_ACCESSOR && code != GRPC_OK) {
@@ -308,6 +318,7 @@ static int open_dest(struct proxy *px, struct dest *d)
 		return rc;
 	}
 	node_call_metadata(d->node, in, &md);
+	scproxy_metadata(px, &md);
 	if (px->txid) {
 		struct strbuf tx = STRBUF_INIT;
 		tx_metadata_value(px->txid, storage, d->primary, &tx);
@@ -409,6 +420,11 @@ void proxy_forward(struct proxy *px)
 	grpc_call_set_tag(px->call, "praefect.nodes", nodes.buf);
 	strbuf_release(&nodes);
 
+	if (scproxy_prepare(px) < 0) {
+		if (px->open_dests == 0)
+			proxy_finalize(px);
+		return;
+	}
 	rc = open_dests(px);
 	if (rc < 0) {
 		cancel_dests(px);
@@ -498,6 +514,7 @@ static void client_close(struct grpc_call *call, enum grpc_code code)
 {
 	struct proxy *px = grpc_call_user(call);
 	px->call = NULL;
+	scproxy_client_gone(px);
 	if (!px->finished)
 		cancel_dests(px); /* the client went away: stop the nodes' work */
 	proxy_unref(px);

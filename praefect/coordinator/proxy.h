@@ -20,6 +20,7 @@
 enum route_kind { ROUTE_ACCESSOR, ROUTE_MUTATOR, ROUTE_CREATE, ROUTE_MAINTENANCE, ROUTE_STORAGE };
 
 struct proxy;
+struct scproxy;
 
 struct dest {
 	struct proxy *px;
@@ -82,6 +83,7 @@ struct proxy {
 	int verify;                      /* the jobs for `outdated` are verifications (forced) */
 	int counted;                     /* counted in its repository's writes_in_flight */
 	struct proxy *next_held;         /* p->held_writes: waiting for a write barrier */
+	struct scproxy *sc;              /* the sidechannel proxied for this call (sidechannel.c) */
 };
 
 /* --- coordinator.c: lifetime and forwarding --- */
@@ -92,6 +94,33 @@ void proxy_fail(struct proxy *px, enum grpc_code code, const char *fmt, ...) __a
 void proxy_add_dest(struct proxy *px, struct node *n, int primary);
 /* Routing is decided: open the destinations and replay what the client sent meanwhile. */
 void proxy_forward(struct proxy *px);
+/* What a destination's close does, once any held sidechannel copy has ended. */
+void proxy_dest_close(struct dest *d, enum grpc_code code, const char *message,
+		      const struct grpc_metadata *trailers);
+
+/*
+ * sidechannel.c: proxying SSHUploadPackWithSidechannel's and
+ * PostUploadPackWithSidechannel's sidechannel (docs/technical/sidechannel.md).
+ *  - scproxy_prepare(), before the destinations open: a call of those methods
+ *    with a sidechannel id gets an id of ours, registered until the node's
+ *    stream with it arrives or the proxy is freed. Returns -1 after failing
+ *    the call (the client's connection is not multiplexed), else 0.
+ *  - scproxy_metadata(): swap the client's id for ours in a node's metadata.
+ *  - scproxy_hold_close(): 1 when the destination's close must wait for the
+ *    copy (it is stored and proxy_dest_close() runs once the copy ended).
+ *  - scproxy_client_gone(): the client's call closed: stop copying.
+ *  - scproxy_release(): from proxy_free().
+ *  - scproxy_node_stream(): the bc_client's on_stream hook: streams the
+ *    nodes open are a sidechannel or gRPC for p->bc_server (votes).
+ */
+int scproxy_method(const struct praefect *p, const struct rpc_method *m);
+int scproxy_prepare(struct proxy *px);
+void scproxy_metadata(struct proxy *px, struct grpc_metadata *md);
+int scproxy_hold_close(struct proxy *px, struct dest *d, enum grpc_code code, const char *message,
+		       const struct grpc_metadata *trailers);
+void scproxy_client_gone(struct proxy *px);
+void scproxy_release(struct proxy *px);
+void scproxy_node_stream(struct io *stream, void *data);
 
 /*
  * pool.c: GetObjectPool's answer names the pool as the node stores it; the

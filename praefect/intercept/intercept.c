@@ -525,25 +525,8 @@ static void get_repository_metadata(struct grpc_call *call, const uint8_t *req, 
 	store_get_repository(p->store, r->vs->cfg->name, r->relative_path, on_metadata_read, mc);
 }
 
-/*
- * The sidechannel clone RPCs need the client's connection to carry a yamux
- * session the node can open a stream back over; praefect does not proxy
- * that yet (docs/technical/sidechannel.md, "Not done yet"), so it says so
- * instead of letting the node fail half-way.
- */
-static void sidechannel_refused(struct grpc_call *call, const uint8_t *req, size_t len, void *data)
-{
-	(void)req;
-	(void)len;
-	(void)data;
-	grpc_call_finish(call, GRPC_UNIMPLEMENTED,
-			 "praefect does not proxy sidechannels yet: use SSHUploadPack or PostUploadPack", NULL);
-}
-
 void intercept_register(struct praefect *p)
 {
-	praefect_add_unary(p->server, "/gitaly.SSHService/SSHUploadPackWithSidechannel", sidechannel_refused, p);
-	praefect_add_unary(p->server, "/gitaly.SmartHTTPService/PostUploadPackWithSidechannel", sidechannel_refused, p);
 	praefect_add_unary(p->server, "/gitaly.RepositoryService/RepositoryExists", repository_exists, p);
 	praefect_add_unary(p->server, "/gitaly.RepositoryService/RemoveRepository", remove_repository, p);
 	praefect_add_unary(p->server, "/gitaly.ObjectPoolService/DeleteObjectPool", intercept_delete_object_pool, p);

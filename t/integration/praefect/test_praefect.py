@@ -249,23 +249,6 @@ def test_documented_example_config_loads():
     assert [l.split()[1] for l in out.stdout.splitlines()[1:]] == ["gitaly-1", "gitaly-2", "gitaly-3"]
 
 
-def test_sidechannel_rpcs_are_refused_clearly_through_praefect(cluster):
-    """praefect does not proxy sidechannels yet (docs/technical/sidechannel.md): a clear UNIMPLEMENTED,
-    not a node failing half-way."""
-    import grpc
-    create_repo(cluster, "side.git")
-    repo = cluster.praefect.repo("side.git")
-    calls = [(cluster.praefect.stub("SSHService").SSHUploadPackWithSidechannel,
-              pb("ssh").SSHUploadPackWithSidechannelRequest(repository=repo)),
-             (cluster.praefect.stub("SmartHTTPService").PostUploadPackWithSidechannel,
-              pb("smarthttp").PostUploadPackWithSidechannelRequest(repository=repo))]
-    for call, req in calls:
-        with pytest.raises(grpc.RpcError) as e:
-            call(req, metadata=[("gitaly-sidechannel-id", "1")], timeout=10)
-        assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
-        assert e.value.details() == "praefect does not proxy sidechannels yet: use SSHUploadPack or PostUploadPack"
-
-
 def test_replicate_repository_through_praefect_moves_a_repository_in(cluster, tmp_path):
     """A storage move as GitLab does it: ReplicateRepository through praefect from a gitaly outside
     the cluster, named in the client's gitaly-servers metadata. The repository is created on every
