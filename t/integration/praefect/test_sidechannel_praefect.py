@@ -319,17 +319,18 @@ def test_client_vanishing_mid_pack_leaves_praefect_serving(cluster, big, how):
 
 
 def test_large_clone_through_praefect_keeps_its_memory_small(cluster, tmp_path):
-    """A ~200 MB clone with gitaly-ssh and the sidechannel through praefect: praefect's peak RSS stays
-    under 50 MB (the copy holds at most its windows, whatever the size of the pack)."""
+    """An ~80 MB clone with gitaly-ssh and the sidechannel through praefect: praefect's peak RSS stays
+    under 50 MB (the copy holds at most its windows, whatever the size of the pack; a proxy that
+    buffered the pack would pass 80 MB). bench/clone.sh runs the larger sizes."""
     from helpers_transport import rss_kib
     with open("/proc/%d/maps" % cluster.praefect.proc.pid) as f:
         if "libasan" in f.read():
             pytest.skip("peak RSS is meaningless under ASan")
     work = str(tmp_path / "w")
     git("init", "-q", "-b", "main", work)
-    for i in range(4):
+    for i in range(2):
         with open(os.path.join(work, "f%d.bin" % i), "wb") as f:
-            f.write(os.urandom(50 * 1024 * 1024))
+            f.write(os.urandom(40 * 1024 * 1024))
     # stored and packed without compression, so upload-pack sends the pack as it is
     git("-c", "core.compression=0", "add", "-A", cwd=work)
     git("-c", "core.compression=0", "commit", "-q", "-m", "big", cwd=work)
@@ -342,7 +343,7 @@ def test_large_clone_through_praefect_keeps_its_memory_small(cluster, tmp_path):
     wait_for(lambda: all(os.path.isdir(os.path.join(p, "objects", "pack")) for p in paths), what="replicas")
     head = git("rev-parse", "refs/heads/main", cwd=src).strip()
     for path in paths:
-        # the same content on every replica, without pushing 200 MB three times
+        # the same content on every replica, without pushing 80 MB three times
         for f in os.listdir(os.path.join(src, "objects", "pack")):
             os.link(os.path.join(src, "objects", "pack", f), os.path.join(path, "objects", "pack", f))
         git("update-ref", "refs/heads/main", head, cwd=path)
