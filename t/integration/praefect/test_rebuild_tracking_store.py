@@ -182,3 +182,41 @@ def test_conflicting_and_missing_records_are_reported_and_skipped(cluster, tmp_p
     assert r.returncode == 1 and 'virtual storage "nope" not found' in r.stderr
     r = rebuild(cluster, "-force")
     assert r.returncode == 1 and "-force only goes with -apply" in r.stderr
+
+
+def test_assignments_come_back_and_a_node_that_cannot_be_walked_stops_the_rebuild(tmp_path):
+    from praefect_itest import Cluster
+    cluster = Cluster(tmp_path, replication_factor=2)
+    try:
+        rels = ("rf/a.git", "rf/b.git", "rf/c.git")
+        for rel in rels:
+            create_repo(cluster, rel)
+            wait_for(lambda: infos_match_store(cluster, rel), what="records of %s" % rel)
+        # settled: every assigned replica made and its record written (a failover under load can
+        # assign a new primary that gets its replica by replication)
+        settled = lambda: all(  # noqa: E731
+            (lambda m: m and all(r.generation == m.generation for r in m.replicas))(infos_match_store(cluster, rel))
+            for rel in rels)
+        wait_for(settled, timeout=60, what="replicas settled")
+        before = {rel: snapshot(cluster, rel) for rel in rels}
+        for want in before.values():
+            assert len(want["replicas"]) >= 2 and all(a for _, a in want["replicas"].values()), before
+        cluster.praefect.stop()
+        lose_the_store(cluster, None)
+
+        cluster.nodes["gitaly-3"].stop()
+        r = rebuild(cluster, "-apply")
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        assert 'storage "gitaly-3" of "default" cannot be walked' in r.stderr
+        assert "1 storage(s) could not be walked: nothing can be rebuilt" in r.stderr
+        assert not os.path.exists(cluster.praefect.db)  # nothing was written, not even an empty store
+        cluster.nodes["gitaly-3"].start()
+
+        r = rebuild(cluster, "-apply")
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        assert r.stdout.count("  Assigned: true\n") == sum(len(w["replicas"]) for w in before.values())
+        cluster.praefect.start()
+        after = wait_for(lambda: {rel: snapshot(cluster, rel) for rel in rels}, what="the rebuilt store served")
+        assert after == before
+    finally:
+        cluster.stop()
