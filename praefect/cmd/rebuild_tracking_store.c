@@ -366,6 +366,15 @@ static void on_done(void *arg, int status, const char *msg)
 	strbuf_addstr(&w->msg, msg ? msg : "");
 }
 
+static void on_deleted(void *arg, int status, const char *msg, const char *replica_path,
+		       const char *const *storages, size_t n)
+{
+	(void)replica_path;
+	(void)storages;
+	(void)n;
+	on_done(arg, status, msg);
+}
+
 static void on_listed(void *arg, int status, const char *msg, const struct store_repo *repos, size_t n)
 {
 	struct wait_op *w = arg;
@@ -481,7 +490,7 @@ static int record(struct store *s, uv_loop_t *loop, const struct rebuild *rb, co
 	struct wait_op w = { 0 };
 	const char **others = xcalloc(x->n, sizeof(*others));
 	size_t nr_others = 0;
-	int rc;
+	int rc, created;
 
 	strbuf_init(&w.msg, 0);
 	for (size_t k = 0; k < x->n; k++)
@@ -490,6 +499,7 @@ static int record(struct store *s, uv_loop_t *loop, const struct rebuild *rb, co
 	store_create_repository(s, f->id, rb->vs->name, f->relative_path, f->replica_path, x->primary->storage,
 				others, nr_others, NULL, 0, 1, assign, on_done, &w);
 	rc = wait_for(loop, &w);
+	created = !rc;
 	for (size_t k = 0; !rc && k < x->n; k++) {
 		w.done = 0;
 		store_set_generation(s, f->id, f[k].storage, f->relative_path, f[k].generation, on_done, &w);
@@ -497,6 +507,12 @@ static int record(struct store *s, uv_loop_t *loop, const struct rebuild *rb, co
 	}
 	if (rc < 0)
 		strbuf_addf(err, "recording \"%s\" (repository id %" PRId64 "): %s", f->relative_path, f->id, w.msg.buf);
+	if (rc < 0 && created) {
+		/* no half-recorded repository left behind: a later -apply -force adds it whole */
+		w.done = 0;
+		store_delete_repository(s, rb->vs->name, f->relative_path, on_deleted, &w);
+		wait_for(loop, &w);
+	}
 	strbuf_release(&w.msg);
 	free(others);
 	return rc < 0 ? -1 : 0;
