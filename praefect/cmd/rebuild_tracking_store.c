@@ -340,7 +340,8 @@ static void print_repo(const struct rebuild *rb, const struct rebuilt *x, int as
 	for (size_t k = 0; k < x->n; k++) {
 		const struct found *r = &f[k];
 		printf("- Storage: \"%s\"\n", r->storage);
-		printf("  Assigned: %s\n", assign ? "true" : "false");
+		/* without assignment rows every configured storage counts as assigned, as `metadata` shows */
+		printf("  Assigned: %s\n", assign ? "true" : "true (no assignments recorded)");
 		if (r->generation < x->generation)
 			printf("  Generation: %" PRId64 ", behind by %" PRId64 " changes\n", r->generation,
 			       x->generation - r->generation);

@@ -88,6 +88,7 @@ def test_a_lost_store_is_rebuilt_from_the_nodes(cluster, tmp_path, store_backend
     for rel, want in before.items():
         assert 'Relative Path: "%s"\nReplica Path: "%s"\n' % (rel, want["replica_path"]) in r.stdout
     assert "behind by 1 changes" in r.stdout
+    assert "  Assigned: true (no assignments recorded)\n" in r.stdout  # no replication factor: every node is
     assert "Conflicts" not in r.stdout and "Untracked" not in r.stdout
     r = rebuild(cluster, "-apply")
     assert r.returncode == 0, (r.stdout, r.stderr)  # the dry run left the store empty
