@@ -14,6 +14,7 @@
 #include "grpc/auth.h"
 #include "grpc/client.h"
 #include "internal.pb-c.h"
+#include "server.pb-c.h"
 #include "store/pg-admin.h"
 #include "store/store.h"
 
@@ -519,6 +520,21 @@ static int record(struct store *s, uv_loop_t *loop, const struct rebuild *rb, co
 	return rc < 0 ? -1 : 0;
 }
 
+/* Does a praefect answer on this configuration's address? */
+static int praefect_answers(struct praefect_config *cfg)
+{
+	Gitaly__ServerInfoRequest req = GITALY__SERVER_INFO_REQUEST__INIT;
+	struct strbuf resp = STRBUF_INIT, msg = STRBUF_INIT;
+	enum grpc_code code;
+	uint8_t buf[1];
+	size_t len = gitaly__server_info_request__pack(&req, buf);
+
+	code = cmd_call_praefect(cfg, "/gitaly.ServerService/ServerInfo", buf, len, cmd_keep_message, &resp, &msg);
+	strbuf_release(&resp);
+	strbuf_release(&msg);
+	return code == GRPC_OK;
+}
+
 static void rebuild_release(struct rebuild *rb)
 {
 	for (size_t i = 0; i < rb->nr_found; i++) {
@@ -605,7 +621,11 @@ int cmd_rebuild_tracking_store(int argc, char **argv, void *ctx)
 		goto done;
 	}
 
-	/* 3. write them */
+	/* 3. write them, praefect stopped: a running one would not see the rows and would write its own */
+	if (praefect_answers(cfg)) {
+		rc = cmd_fatal("praefect is running (it answers on its configured address): stop it before -apply");
+		goto out;
+	}
 	if (open_store(cfg, &loop, &s, &err) < 0) {
 		rc = cmd_fatal("opening the tracking store: %s", err.buf);
 		goto out;

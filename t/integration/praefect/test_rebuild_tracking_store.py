@@ -135,6 +135,8 @@ def test_conflicting_and_missing_records_are_reported_and_skipped(cluster, tmp_p
         create_repo(cluster, rel)
         wait_for(lambda: infos_match_store(cluster, rel), what="records of %s" % rel)
     one, two, three = (cluster.praefect.metadata(rel) for rel in ("c/one.git", "c/two.git", "c/three.git"))
+    r = rebuild(cluster, "-apply", "-force")
+    assert r.returncode == 1 and "praefect is running" in r.stderr, (r.stdout, r.stderr)
     cluster.praefect.stop()
 
     # on gitaly-2, two.git's replica claims one.git's relative path under its own id
