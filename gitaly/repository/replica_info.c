@@ -14,22 +14,55 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 #include "base/banned.h"
 
 #define REPLICA_INFO_FILE "gitaly-cluster.json"
 #define REPLICA_INFO_MAX (64 * 1024)
 
+/* The write runs on the thread pool: fsync must not hold up the event loop. */
+struct replica_info_op {
+	struct gitaly_call op;
+	uv_work_t work;
+	struct strbuf path, content;
+	int err;
+};
+
+static void replica_info_work(uv_work_t *w)
+{
+	struct replica_info_op *r = w->data;
+	r->err = fs_write_atomic(r->path.buf, r->content.buf, r->content.len, 0644);
+}
+
+static void replica_info_written(uv_work_t *w, int status)
+{
+	struct replica_info_op *r = w->data;
+	Gitaly__SetReplicaInfoResponse resp = GITALY__SET_REPLICA_INFO_RESPONSE__INIT;
+	(void)status;
+	if (r->err < 0)
+		reposvc_finishf(&r->op, GRPC_INTERNAL, "writing replica info: %s", strerror(-r->err));
+	else
+		reposvc_reply(&r->op, &resp);
+}
+
+static void replica_info_release(struct gitaly_call *op)
+{
+	struct replica_info_op *r = container_of(op, struct replica_info_op, op);
+	strbuf_release(&r->path);
+	strbuf_release(&r->content);
+	free(r);
+}
+
 static void set_replica_info(struct grpc_call *call, const uint8_t *buf, size_t len, void *data)
 {
 	struct gitaly *g = data;
 	Gitaly__SetReplicaInfoRequest *req = msg_unpack(call, &gitaly__set_replica_info_request__descriptor,
 							buf, len);
-	Gitaly__SetReplicaInfoResponse resp = GITALY__SET_REPLICA_INFO_RESPONSE__INIT;
 	struct strbuf path = STRBUF_INIT, msg = STRBUF_INIT, out = STRBUF_INIT;
 	const Gitaly__ReplicaInfo *in;
+	struct replica_info_op *r;
 	enum grpc_code code;
-	int rc;
 
 	if (!req)
 		return;
@@ -53,11 +86,16 @@ static void set_replica_info(struct grpc_call *call, const uint8_t *buf, size_t 
 	strbuf_addf(&out, ",\"repository_id\":%" PRId64 ",\"generation\":%" PRId64 "}\n", in->repository_id,
 		    in->generation);
 	strbuf_addstr(&path, "/" REPLICA_INFO_FILE);
-	rc = fs_write_atomic(path.buf, out.buf, out.len, 0644);
-	if (rc < 0)
-		grpc_call_finishf(call, GRPC_INTERNAL, "writing replica info: %s", strerror(-rc));
-	else
-		msg_reply(call, &resp);
+	r = xcalloc(1, sizeof(*r));
+	reposvc_init(&r->op, g, call, replica_info_release);
+	r->path = path;
+	r->content = out;
+	strbuf_init(&path, 0);
+	strbuf_init(&out, 0);
+	r->work.data = r;
+	gitaly_call_watch(&r->op);
+	if (uv_queue_work(g->loop, &r->work, replica_info_work, replica_info_written) < 0)
+		reposvc_finish(&r->op, GRPC_INTERNAL, "cannot queue work");
 out:
 	strbuf_release(&path);
 	strbuf_release(&msg);

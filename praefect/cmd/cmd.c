@@ -48,6 +48,12 @@ static const struct cmd_info sql_migrate_down_info = {
 static const struct cmd_info sql_status_info = {
 	CMD_NO_STORE, NULL, "List the tracking database's migrations and when each was applied.",
 };
+static const struct cmd_info rebuild_info = {
+	0, NULL,
+	"Rebuild the tracking database from the records beside every replica on the Gitaly\n"
+	"nodes (gitaly-cluster.json), with Praefect stopped. Prints what it would record;\n"
+	"-apply writes into an empty database, -apply -force merges into a non-empty one.",
+};
 static const struct cmd_info configuration_info = { CMD_NO_CONFIG, "command [command options]", NULL };
 
 static const struct cli_command commands[] = {
@@ -70,6 +76,8 @@ static const struct cli_command commands[] = {
 	{ "list-untracked-repositories", cmd_list_untracked_repositories, "list untracked repositories", &over_grpc_info },
 	{ "track-repository", cmd_track_repository, "start tracking a repository", &over_grpc_info },
 	{ "track-repositories", cmd_track_repositories, "process bulk requests to track repositories", &over_grpc_info },
+	{ "rebuild-tracking-store", cmd_rebuild_tracking_store, "rebuild the tracking database from the Gitaly nodes",
+	  &rebuild_info },
 };
 
 struct globals {
