@@ -398,3 +398,39 @@ int pg_record_node_status(struct store_backend *b, struct store_op *op)
 			pg_now_ms(g), op->in.healthy != 0);
 	return r < 0 ? r : 0;
 }
+
+/*
+ * Upstream's majority rule (docs/technical/multi-praefect.md) counts, per
+ * node, the praefects that saw it healthy within the failover window, out of
+ * the praefects active in the last minute. A vote here also needs the
+ * praefect's latest check to have found the node healthy (both columns hold
+ * the same instant then): a node every praefect sees dead loses its votes at
+ * once, not a window later. The caller adds its own live view.
+ */
+static const char SQL_NODE_VOTES[] =
+	"SELECT ns.shard_name, ns.node_name,"
+	"  count(*) FILTER (WHERE ns.last_seen_active_at >= " PG_TSZ("$2") " - $3::bigint * interval '1 millisecond'"
+	"   AND ns.last_seen_active_at >= ns.last_contact_attempt_at),"
+	"  (SELECT count(DISTINCT a.praefect_name) FROM node_status AS a"
+	"   WHERE a.shard_name = ns.shard_name AND a.praefect_name <> $1"
+	"   AND a.last_contact_attempt_at >= " PG_TSZ("$2") " - interval '1 minute')"
+	" FROM node_status AS ns"
+	" WHERE ns.praefect_name <> $1 AND ns.last_contact_attempt_at >= " PG_TSZ("$2") " - interval '1 minute'"
+	" GROUP BY ns.shard_name, ns.node_name";
+
+int pg_node_votes(struct store_backend *b, struct store_op *op)
+{
+	struct pg_backend *g = pg_backend(b);
+	PGresult *res;
+	int r = pg_query(g, op, &res, SQL_NODE_VOTES, "tll", op->in.praefect, pg_now_ms(g), op->in.interval_ms);
+	if (r < 0)
+		return r;
+	for (int i = 0; i < PQntuples(res); i++) {
+		struct store_node_vote *v = store_op_add_vote(op);
+		v->virtual_storage = pg_col_text(op, res, i, 0);
+		v->storage = pg_col_text(op, res, i, 1);
+		v->healthy_votes = pg_col_int(res, i, 2, 0);
+		v->active_praefects = pg_col_int(res, i, 3, 0);
+	}
+	return 0;
+}

@@ -121,6 +121,24 @@ struct repo *repo_insert(struct praefect *p, const struct store_repo *sr)
 	return r;
 }
 
+void repo_refresh(struct repo *r, const struct store_repo *sr)
+{
+	free(r->primary);
+	r->primary = sr->primary ? xstrdup(sr->primary) : NULL;
+	r->generation = sr->generation;
+	for (size_t i = 0; i < r->nr_replicas; i++) {
+		r->replicas[i].generation = GENERATION_UNKNOWN;
+		r->replicas[i].assigned = 0;
+	}
+	for (size_t i = 0; i < sr->nr_replicas; i++) {
+		struct replica *rep = repo_replica(r, sr->replicas[i].storage);
+		if (!rep)
+			rep = repo_replica_add(r, sr->replicas[i].storage);
+		rep->generation = sr->replicas[i].generation;
+		rep->assigned = sr->replicas[i].assigned;
+	}
+}
+
 void repo_remove(struct praefect *p, struct repo *r)
 {
 	struct strbuf key = STRBUF_INIT;

@@ -107,6 +107,31 @@ static int hold_read(struct proxy *px)
 	return 1;
 }
 
+/*
+ * Shared store: a primary this praefect just elected is not used before the
+ * database agrees (election/election.c): the call waits for the
+ * compare-and-set, then is routed again, to the winner's choice if another
+ * praefect's won. Held once at most; a call whose second routing elects
+ * again fails UNAVAILABLE (the client retries) rather than using an
+ * unconfirmed primary (docs/technical/multi-praefect.md).
+ */
+static int hold_election(struct proxy *px, struct repo *r)
+{
+	if (!r->electing)
+		return 0;
+	if (px->election_held || !px->call || px->finished) {
+		proxy_fail(px, GRPC_UNAVAILABLE, "primary is being elected: retry");
+		return 1;
+	}
+	px->election_held = 1;
+	px->routing = 1;
+	grpc_call_pause_recv(px->call);
+	px->refs++;
+	px->next_held_election = px->p->held_elections;
+	px->p->held_elections = px;
+	return 1;
+}
+
 struct node *route_accessor_retry(struct proxy *px)
 {
 	struct repo *r = repo_by_id(px->p, px->repo_id);
@@ -131,6 +156,8 @@ static void route_accessor(struct proxy *px, struct repo *r)
 	}
 	if (force_primary(px)) {
 		n = elect_primary(px->p, r);
+		if (hold_election(px, r))
+			return;
 		if (!n || !n->healthy) {
 			proxy_fail(px, GRPC_UNAVAILABLE, "primary gitaly is not healthy");
 			return;
@@ -240,6 +267,8 @@ static void route_mutator(struct proxy *px, struct repo *r)
 		return;
 	}
 	primary = elect_primary(px->p, r);
+	if (hold_election(px, r))
+		return;
 	if (!primary || !primary->healthy) {
 		proxy_fail(px, GRPC_UNAVAILABLE, "primary gitaly is not healthy");
 		return;
@@ -541,3 +570,31 @@ void proxy_route(struct proxy *px)
 	}
 }
 
+
+void route_release_held_elections(struct praefect *p, int64_t id)
+{
+	struct proxy **link = &p->held_elections;
+
+	while (*link) {
+		struct proxy *px = *link;
+		struct repo *r;
+		if (id && px->repo_id != id) {
+			link = &px->next_held_election;
+			continue;
+		}
+		*link = px->next_held_election;
+		px->next_held_election = NULL;
+		px->routing = 0;
+		r = repo_by_id(p, px->repo_id);
+		if (!px->call || px->finished)
+			px->finished = 1;
+		else if (!r)
+			proxy_fail(px, GRPC_NOT_FOUND, "repository not found");
+		else if (px->kind == ROUTE_MUTATOR)
+			route_mutator(px, r);
+		else
+			route_accessor(px, r);
+		proxy_unref(px);
+		link = &p->held_elections; /* routing may have held or released others */
+	}
+}
