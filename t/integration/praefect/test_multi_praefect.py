@@ -132,6 +132,9 @@ def test_node_dead_for_all_fails_over_once(tmp_path, postgres):
         changes = sum(len(re.findall(r"primary node changed: repository \d+ from %s" % old, p.log()))
                       for p in (a, b, c))
         assert changes >= 1
+        # B and C still had the old primary in their models: their compare-and-set lost, they adopted
+        for p in (b, c):
+            assert "primary node changed by another praefect" in p.log(), p.log()
         for p in (a, b, c):
             assert p.metadata("fo.git").primary == new
         # the latest push is on the primary the database names
