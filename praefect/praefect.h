@@ -169,6 +169,12 @@ struct repo *repo_by_path(struct praefect *p, const char *vs, size_t vslen, cons
 struct repo *repo_by_id(struct praefect *p, int64_t id);
 /* Take the store's primary, generations and assignments of a repository (another praefect changed them). */
 void repo_refresh(struct repo *r, const struct store_repo *sr);
+/*
+ * The store's record of (vs, relative path) -- NULL: none -- replaces the
+ * model's, unless a write, election or creation of this praefect on it is in
+ * flight (docs/technical/multi-praefect.md).
+ */
+void repo_adopt(struct praefect *p, const char *vs, const char *relative_path, const struct store_repo *sr);
 /* Take over a store record (copies it). */
 struct repo *repo_insert(struct praefect *p, const struct store_repo *r);
 void repo_remove(struct praefect *p, struct repo *r);

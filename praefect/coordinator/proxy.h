@@ -78,6 +78,7 @@ struct proxy {
 	/* calls held while the primary this praefect elected is compared-and-set (router/route.c) */
 	int election_held;               /* held once already: not again */
 	struct proxy *next_held_election; /* p->held_elections */
+	int db_read;                     /* shared store: the repository was read from the database */
 	/* finalize.c: the write intent and the jobs the finalizer queues */
 	int intent_state;                /* 0: none yet, 1: being recorded, 2: recorded (or not needed) */
 	int64_t intent;                  /* the store's intent id, 0 once deleted */

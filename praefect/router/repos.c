@@ -139,6 +139,32 @@ void repo_refresh(struct repo *r, const struct store_repo *sr)
 	}
 }
 
+void repo_adopt(struct praefect *p, const char *vs, const char *relative_path, const struct store_repo *sr)
+{
+	struct repo *r = repo_by_path(p, vs, strlen(vs), relative_path, strlen(relative_path));
+	struct strbuf key = STRBUF_INIT;
+	int reserved;
+
+	/* a write, election or creation of this praefect in flight owns the entry until it ends */
+	if (r && (r->writes_in_flight || r->electing))
+		return;
+	strbuf_addf(&key, "%s\x1f%s", vs, relative_path);
+	reserved = hashmap_get(&p->reserved_paths, key.buf, key.len) != NULL;
+	strbuf_release(&key);
+	if (reserved)
+		return;
+	if (r && (!sr || sr->id != r->id)) {
+		repo_remove(p, r);  /* deleted (or deleted and created again) through another praefect */
+		r = NULL;
+	}
+	if (!sr)
+		return;
+	if (r)
+		repo_refresh(r, sr);
+	else
+		repo_insert(p, sr);
+}
+
 void repo_remove(struct praefect *p, struct repo *r)
 {
 	struct strbuf key = STRBUF_INIT;

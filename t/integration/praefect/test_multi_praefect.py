@@ -13,7 +13,7 @@ import pytest
 
 from pg_server import PG_BIN
 from praefect_itest import Cluster, Praefect, wait_for, PRAEFECT_TOKEN
-from gitaly_itest import BUILD, git
+from gitaly_itest import BUILD, git, pb
 from test_praefect import gitaly_ssh_env, work_repo, create_repo, push, replicas_in_sync
 
 pytestmark = [
@@ -131,10 +131,8 @@ def test_node_dead_for_all_fails_over_once(tmp_path, postgres):
         assert new and new != old
         changes = sum(len(re.findall(r"primary node changed: repository \d+ from %s" % old, p.log()))
                       for p in (a, b, c))
-        assert changes >= 1
-        # B and C still had the old primary in their models: their compare-and-set lost, they adopted
-        for p in (b, c):
-            assert "primary node changed by another praefect" in p.log(), p.log()
+        # B and C read the repository from the database before routing: they take A's choice, no election
+        assert changes == 1, changes
         for p in (a, b, c):
             assert p.metadata("fo.git").primary == new
         # the latest push is on the primary the database names
@@ -163,12 +161,12 @@ def test_pushes_and_clones_through_haproxy_and_each_praefect(tmp_path, postgres)
     b = c = None
     proxy = None
     try:
-        # created before B and C start: they load it (following other praefects' changes is not built yet)
+        b = more_praefect(cluster, lines, "praefect-b")
+        c = more_praefect(cluster, lines, "praefect-c")
+        # created through A after B and C started: they read it from the database
         create_repo(cluster, "lb.git")
         src = work_repo(tmp_path, branches=("main",), tags=())
         push(cluster, src, "lb.git", "main")
-        b = more_praefect(cluster, lines, "praefect-b")
-        c = more_praefect(cluster, lines, "praefect-c")
         port = free_port()
         cfg = tmp_path / "haproxy.cfg"
         cfg.write_text("\n".join([
@@ -188,13 +186,47 @@ def test_pushes_and_clones_through_haproxy_and_each_praefect(tmp_path, postgres)
             cenv = dict(gitaly_ssh_env(a, "lb.git", "upload-pack"), GITALY_ADDRESS="tcp://127.0.0.1:%d" % port)
             git("clone", "-q", "ssh://gitaly/repo.git", out, env=dict(os.environ, **cenv))
             assert git("rev-parse", "main", cwd=out).strip() == head
-        # and through A directly
-        out = str(tmp_path / "clone-a")
-        git("clone", "-q", "ssh://gitaly/repo.git", out,
-            env=dict(os.environ, **gitaly_ssh_env(a, "lb.git", "upload-pack")))
-        assert git("rev-parse", "main", cwd=out).strip() == head
+        # and through each praefect directly
+        for i, p in enumerate((a, b, c)):
+            out = str(tmp_path / ("clone-p%d" % i))
+            git("clone", "-q", "ssh://gitaly/repo.git", out,
+                env=dict(os.environ, **gitaly_ssh_env(p, "lb.git", "upload-pack")))
+            assert git("rev-parse", "main", cwd=out).strip() == head
     finally:
         if proxy:
             proxy.terminate()
             proxy.wait(10)
         stop_all(cluster, *(p for p in (c, b) if p))
+
+
+def test_write_through_one_read_through_another_is_never_stale(tmp_path, postgres):
+    cluster, db, lines, a = start_cluster(tmp_path, postgres)
+    b = None
+    try:
+        b = more_praefect(cluster, lines, "praefect-b")
+        create_repo(cluster, "rw.git")
+        src = work_repo(tmp_path, branches=("main",), tags=())
+        for i in range(1, 6):
+            commit(src, i)
+        push(cluster, src, "rw.git", "main")
+        commits = git("rev-list", "main", cwd=src).split()
+        primary = a.metadata("rw.git").primary
+        victim = next(n for n in cluster.nodes if n != primary)
+        write = a.stub("RepositoryService").WriteRef
+        read = b.stub("RefService").FindBranch
+        repo = a.repo("rw.git")
+        stale = []
+        for i in range(90):
+            if i == 30:
+                cluster.nodes[victim].stop()
+            if i == 60:
+                cluster.nodes[victim].start()
+            target = commits[i % len(commits)]
+            req = pb("repository").WriteRefRequest(repository=repo, ref=b"refs/heads/x", revision=target.encode())
+            wait_for(lambda: write(req, timeout=10) is not None, timeout=15, what="write %d acknowledged" % i)
+            got = read(pb("ref").FindBranchRequest(repository=repo, name=b"x"), timeout=10)
+            if got.branch.target_commit.id != target:
+                stale.append((i, got.branch.target_commit.id, target))
+        assert not stale, stale
+    finally:
+        stop_all(cluster, *(p for p in (b,) if p))
