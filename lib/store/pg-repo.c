@@ -376,14 +376,18 @@ int pg_swap_primary(struct store_backend *b, struct store_op *op)
 	struct pg_backend *g = pg_backend(b);
 	PGresult *res;
 	int r = pg_exec(g, op, SQL_SWAP_PRIMARY, "ltt", op->in.id, op->in.expected, op->in.primary);
-	if (r != 0)
-		return r < 0 ? r : 0;
+	if (r < 0)
+		return r;
+	if (r > 0) {
+		op->value = 1; /* swapped */
+		return 0;
+	}
 	if ((r = pg_query(g, op, &res, SQL_GET_PRIMARY, "l", op->in.id)) < 0)
 		return r;
 	if (PQntuples(res) == 0)
 		return store_op_fail(op, -ENOENT, "repository not found");
 	op->current = pg_col_text(op, res, 0, 0);
-	return store_op_fail(op, -EAGAIN, "primary changed by another praefect");
+	return 0; /* lost: op->value stays 0, store.c reports -EAGAIN (a failed op keeps no result) */
 }
 
 static const char SQL_DELETE_ASSIGNMENTS[] = "DELETE FROM repository_assignments WHERE repository_id = $1";

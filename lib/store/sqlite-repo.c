@@ -387,15 +387,19 @@ int sq_swap_primary(struct store_backend *b, struct store_op *op)
 	struct sqlite_backend *q = sq_backend(b);
 	sqlite3_stmt *st;
 	int r = sq_exec(q, op, SQL_SWAP_PRIMARY, "ltt", op->in.id, op->in.expected, op->in.primary);
-	if (r != 0)
-		return r < 0 ? r : 0;
+	if (r < 0)
+		return r;
+	if (r > 0) {
+		op->value = 1; /* swapped */
+		return 0;
+	}
 	if ((r = sq_query(q, op, &st, SQL_GET_PRIMARY, "l", op->in.id)) < 0 || (r = sq_next(q, op, st)) < 0)
 		return r;
 	if (r == 0)
 		return store_op_fail(op, -ENOENT, "repository not found");
 	op->current = sq_text(op, st, 0);
 	sq_next(q, op, st);
-	return store_op_fail(op, -EAGAIN, "primary changed by another praefect");
+	return 0; /* lost: op->value stays 0, store.c reports -EAGAIN (a failed op keeps no result) */
 }
 
 static const char SQL_DELETE_ASSIGNMENTS[] =

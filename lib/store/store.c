@@ -335,7 +335,10 @@ static void deliver(struct store_op *op)
 		op->cb.count(op->arg, st, msg, st < 0 ? 0 : op->value);
 		break;
 	case CB_SWAP:
-		op->cb.swap(op->arg, st, msg, op->current);
+		if (st == 0 && !op->value)
+			op->cb.swap(op->arg, -EAGAIN, "primary changed by another praefect", op->current);
+		else
+			op->cb.swap(op->arg, st, msg, st < 0 ? NULL : op->current);
 		break;
 	case CB_VOTES:
 		op->cb.votes(op->arg, st, msg, op->votes, op->nr_votes);
