@@ -216,10 +216,10 @@ def test_write_through_one_read_through_another_is_never_stale(tmp_path, postgre
         read = b.stub("RefService").FindBranch
         repo = a.repo("rw.git")
         stale = []
-        for i in range(90):
-            if i == 30:
+        for i in range(60):
+            if i == 20:
                 cluster.nodes[victim].stop()
-            if i == 60:
+            if i == 40:
                 cluster.nodes[victim].start()
             target = commits[i % len(commits)]
             req = pb("repository").WriteRefRequest(repository=repo, ref=b"refs/heads/x", revision=target.encode())
