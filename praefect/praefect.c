@@ -45,6 +45,7 @@ static void on_stopped(struct grpc_server *s, void *arg)
 	coordinator_stop(p);
 	praefect_metrics_stop(p);
 	route_release_held_reads(p, 1);
+	route_release_held_elections(p, 0);
 	replicator_stop(p);
 	verifier_stop(p);
 	schedule_stop(p);

@@ -41,6 +41,8 @@ struct node {
 	uint64_t last_ok_ms;                   /* last successful check */
 	uint64_t last_recorded_ms;             /* last node_status write */
 	int recorded_healthy;
+	int64_t peer_votes;                    /* other praefects that see it healthy (shared store) */
+	int64_t peer_active;                   /* other praefects active on its virtual storage; 0: alone */
 	uint64_t routed_reads;                 /* accessor calls sent here (test hook, metrics) */
 	uint64_t routed_writes;
 	struct hashmap suspects;               /* repository id -> suspect replica here (router/suspect.c) */
@@ -80,6 +82,7 @@ struct repo {
 	uint64_t last_quorum_wait_ms;          /* a quorum wait last expired */
 	int barrier_for_quorum;                /* the barrier is a quorum wait, not a rejoin */
 	const char *rejoining;                 /* its storage (config string) */
+	int electing;                          /* a primary compare-and-set in flight (shared store) */
 };
 
 /* The periodic tasks (schedule.c holds their table). */
@@ -136,6 +139,8 @@ struct praefect {
 	uint64_t health_interval_ms;
 	uint64_t health_timeout_ms;
 	uint64_t unhealthy_after_ms;
+	int votes_in_flight;                   /* store_node_votes() pending (nodes.c) */
+	uint64_t votes_at_ms;                  /* when the peer votes last arrived */
 	int64_t metric_unavailable, metric_queue_depth;
 	struct praefect_metrics *metrics;      /* the Prometheus series (metrics/metrics.h) */
 	struct proxy *lingering;               /* calls waiting for secondaries (coordinator.c) */
@@ -143,6 +148,7 @@ struct praefect {
 	struct hashmap reconcile_marked;       /* decimal repository id -> non-NULL (reconciler_soon()) */
 	struct proxy *held_writes;             /* writes waiting for a barrier to end (finalize.c) */
 	struct proxy *held_reads;              /* reads waiting for a replica's Fsck (router/route.c) */
+	struct proxy *held_elections;          /* calls waiting for a primary's compare-and-set (router/route.c) */
 	struct verifier *verifier;             /* [background_verification] (verifier/verifier.c) */
 	struct cleaner *cleaner;               /* [repositories_cleanup] (cleaner/cleaner.c) */
 	struct rebalancer *rebalancer;         /* assignment moves in progress (reconciler/rebalance.c) */
@@ -165,6 +171,14 @@ struct node *vs_node(struct vstorage *vs, const char *storage);
 /* --- the repository model (repos.c) --- */
 struct repo *repo_by_path(struct praefect *p, const char *vs, size_t vslen, const char *path, size_t plen);
 struct repo *repo_by_id(struct praefect *p, int64_t id);
+/* Take the store's primary, generations and assignments of a repository (another praefect changed them). */
+void repo_refresh(struct repo *r, const struct store_repo *sr);
+/*
+ * The store's record of (vs, relative path) -- NULL: none -- replaces the
+ * model's, unless a write, election or creation of this praefect on it is in
+ * flight (docs/technical/multi-praefect.md).
+ */
+void repo_adopt(struct praefect *p, const char *vs, const char *relative_path, const struct store_repo *sr);
 /* Take over a store record (copies it). */
 struct repo *repo_insert(struct praefect *p, const struct store_repo *r);
 void repo_remove(struct praefect *p, struct repo *r);
@@ -278,6 +292,8 @@ void route_release_held_reads(struct praefect *p, int all);
  * previous run are verified again (0, or -1 with `err` set).
  */
 int suspects_load(struct praefect *p, struct strbuf *err);
+/* Route again the calls held while repository `id`'s election was stored (0: every one). */
+void route_release_held_elections(struct praefect *p, int64_t id);
 /* Free `n`'s suspects (nodes_free()). */
 void suspects_release(struct node *n);
 
@@ -314,6 +330,12 @@ void verifier_free(struct praefect *p);
  * new primary. NULL or an invalid node: none is valid (the caller says why).
  */
 struct node *elect_primary(struct praefect *p, struct repo *r);
+/*
+ * Healthy by the cluster's majority (docs/technical/multi-praefect.md): this
+ * praefect's live view plus the other praefects' latest ones; with no other
+ * praefect (SQLite, or alone on the database) the live view alone.
+ */
+int node_consensus_healthy(const struct node *n);
 
 /* --- the proxy (coordinator/) --- */
 void coordinator_register(struct praefect *p);

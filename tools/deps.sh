@@ -26,6 +26,8 @@ packages=(
 	clang libclang-rt-14-dev
 	# benches and the demo: h2load/nghttp, nginx (its grpc_pass), hyperfine
 	nghttp2-client nginx hyperfine procps
+	# several praefects behind one balancer (t/integration/praefect/test_multi_praefect.py)
+	haproxy
 )
 
 missing=()

@@ -69,6 +69,8 @@ enum store_op_kind {
 	STORE_OP_SUSPECT_ADD,
 	STORE_OP_SUSPECT_REMOVE,
 	STORE_OP_LIST_SUSPECTS,
+	STORE_OP_SWAP_PRIMARY,
+	STORE_OP_NODE_VOTES,
 	STORE_OP__NR
 };
 
@@ -90,6 +92,8 @@ struct store_op {
 		store_jobs_fn jobs;
 		store_count_fn count;
 		store_suspects_fn suspects;
+		store_swap_fn swap;
+		store_votes_fn votes;
 	} cb;
 	void *arg;
 
@@ -101,6 +105,7 @@ struct store_op {
 		const char *path2;              /* "to" for rename */
 		const char *replica_path;
 		const char *primary;
+		const char *expected;           /* swap_primary: the primary it replaces (NULL: none) */
 		const char *storage;
 		const char *praefect;
 		struct strvec storages;         /* storages / updated secondaries */
@@ -134,6 +139,9 @@ struct store_op {
 	struct strvec deleted_storages;
 	struct store_suspect *suspects;         /* list_suspects */
 	size_t nr_suspects, alloc_suspects;
+	const char *current;                    /* swap_primary: the stored primary after a lost race */
+	struct store_node_vote *votes;          /* node_votes */
+	size_t nr_votes, alloc_votes;
 
 	struct strvec keep;                     /* every string the op owns */
 };
@@ -149,6 +157,7 @@ void store_op_clear_result(struct store_op *op);
 struct store_repo *store_op_add_repo(struct store_op *op);
 struct repl_job *store_op_add_job(struct store_op *op);
 struct store_suspect *store_op_add_suspect(struct store_op *op);
+struct store_node_vote *store_op_add_vote(struct store_op *op);
 /* "ready", "in_progress", ...; NULL for an unknown value. */
 const char *store_job_state_name(enum job_state state);
 int store_job_state_parse(const char *s, enum job_state *out);
@@ -158,6 +167,7 @@ typedef int (*store_op_fn)(struct store_backend *b, struct store_op *op);
 
 struct store_backend_ops {
 	const char *name;
+	int shared;     /* several praefects may use one store (store_is_shared()) */
 
 	/*
 	 * Transaction bracket around a batch. `writes` is 0 when every op of

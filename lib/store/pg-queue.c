@@ -125,9 +125,11 @@ int pg_enqueue(struct store_backend *b, struct store_op *op)
 /* --- dequeue --- */
 
 /*
- * As sqlite-queue.c. One praefect per database for now, so the connection's
- * own transaction is enough; several would add FOR UPDATE SKIP LOCKED here
- * (upstream's Dequeue) -- docs/technical/store.md, "What several praefects need".
+ * As sqlite-queue.c, safe against other praefects dequeuing at the same time
+ * (docs/technical/multi-praefect.md): each candidate's lock row is locked
+ * (FOR UPDATE) and read again before its job is taken, so a lock another
+ * praefect acquired meanwhile makes us skip the job, and a job is only taken
+ * while it is still ready or failed (re-checked on the row's latest version).
  */
 static const char SQL_DEQUEUE_CANDIDATES[] =
 	"SELECT id FROM ("
@@ -143,10 +145,21 @@ static const char SQL_TAKE_JOB[] =
 	"UPDATE replication_queue SET"
 	" attempt = CASE WHEN job->>'change' = 'delete_replica' THEN attempt ELSE attempt - 1 END,"
 	" state = 'in_progress', updated_at = " PG_TS("$2")
-	" WHERE id = $1 RETURNING lock_id";
+	" WHERE id = $1 AND state IN ('ready', 'failed') RETURNING lock_id";
+static const char SQL_LOCK_OF_JOB[] =
+	"SELECT l.id, l.acquired FROM replication_queue_lock AS l JOIN replication_queue AS q ON q.lock_id = l.id"
+	" WHERE q.id = $1 FOR UPDATE OF l";
 static const char SQL_BIND_JOB_LOCK[] =
 	"INSERT INTO replication_queue_job_lock (job_id, lock_id, triggered_at) VALUES ($1, $2, " PG_TS("$3") ")";
 static const char SQL_ACQUIRE_LOCK[] = "UPDATE replication_queue_lock SET acquired = true WHERE id = $1";
+
+static int has_lock(const struct strvec *v, const char *lock_id)
+{
+	for (size_t i = 0; i < v->nr; i++)
+		if (!strcmp(v->v[i], lock_id))
+			return 1;
+	return 0;
+}
 
 static int cmp_id(const void *a, const void *b)
 {
@@ -158,6 +171,7 @@ int pg_dequeue(struct store_backend *b, struct store_op *op)
 {
 	struct pg_backend *g = pg_backend(b);
 	int64_t now = pg_now_ms(g), *ids = NULL, limit;
+	struct strvec taken = STRVEC_INIT;   /* lock ids this dequeue acquired */
 	size_t nr = 0;
 	PGresult *res;
 	int r;
@@ -174,12 +188,21 @@ int pg_dequeue(struct store_backend *b, struct store_op *op)
 	for (size_t i = 0; r == 0 && i < nr; i++) {
 		const char *lock_id;
 
+		if ((r = pg_query(g, op, &res, SQL_LOCK_OF_JOB, "l", ids[i])) < 0)
+			break;
+		/* another praefect took this lock (or the job) since the candidates were read */
+		if (!PQntuples(res) || (pg_col_int(res, 0, 1, 0) && !has_lock(&taken, PQgetvalue(res, 0, 0)))) {
+			ids[i] = 0;
+			continue;
+		}
 		if ((r = pg_query(g, op, &res, SQL_TAKE_JOB, "ll", ids[i], now)) < 0)
 			break;
 		if (!PQntuples(res) || !(lock_id = pg_col_text(op, res, 0, 0))) {
-			r = store_op_fail(op, -EIO, "replication job %lld vanished during dequeue", (long long)ids[i]);
-			break;
+			ids[i] = 0;
+			r = 0;
+			continue;
 		}
+		strvec_push(&taken, lock_id);
 		if ((r = pg_exec(g, op, SQL_BIND_JOB_LOCK, "ltl", ids[i], lock_id, now)) < 0 ||
 		    (r = pg_exec(g, op, SQL_ACQUIRE_LOCK, "t", lock_id)) < 0)
 			break;
@@ -188,11 +211,14 @@ int pg_dequeue(struct store_backend *b, struct store_op *op)
 	if (nr > 1)
 		qsort(ids, nr, sizeof(*ids), cmp_id);
 	for (size_t i = 0; r == 0 && i < nr; i++) {
+		if (!ids[i])
+			continue;
 		if ((r = pg_query(g, op, &res, SQL_JOB_BY_ID, "l", ids[i])) < 0)
 			break;
 		if (PQntuples(res))
 			read_job(op, res, 0);
 	}
+	strvec_clear(&taken);
 	free(ids);
 	return r < 0 ? r : 0;
 }
@@ -397,4 +423,40 @@ int pg_record_node_status(struct store_backend *b, struct store_op *op)
 	int r = pg_exec(g, op, SQL_NODE_STATUS, "tttld", op->in.praefect, op->in.vs, op->in.storage,
 			pg_now_ms(g), op->in.healthy != 0);
 	return r < 0 ? r : 0;
+}
+
+/*
+ * Upstream's majority rule (docs/technical/multi-praefect.md) counts, per
+ * node, the praefects that saw it healthy within the failover window, out of
+ * the praefects active in the last minute. A vote here also needs the
+ * praefect's latest check to have found the node healthy (both columns hold
+ * the same instant then): a node every praefect sees dead loses its votes at
+ * once, not a window later. The caller adds its own live view.
+ */
+static const char SQL_NODE_VOTES[] =
+	"SELECT ns.shard_name, ns.node_name,"
+	"  count(*) FILTER (WHERE ns.last_seen_active_at >= " PG_TSZ("$2") " - $3::bigint * interval '1 millisecond'"
+	"   AND ns.last_seen_active_at >= ns.last_contact_attempt_at),"
+	"  (SELECT count(DISTINCT a.praefect_name) FROM node_status AS a"
+	"   WHERE a.shard_name = ns.shard_name AND a.praefect_name <> $1"
+	"   AND a.last_contact_attempt_at >= " PG_TSZ("$2") " - interval '1 minute')"
+	" FROM node_status AS ns"
+	" WHERE ns.praefect_name <> $1 AND ns.last_contact_attempt_at >= " PG_TSZ("$2") " - interval '1 minute'"
+	" GROUP BY ns.shard_name, ns.node_name";
+
+int pg_node_votes(struct store_backend *b, struct store_op *op)
+{
+	struct pg_backend *g = pg_backend(b);
+	PGresult *res;
+	int r = pg_query(g, op, &res, SQL_NODE_VOTES, "tll", op->in.praefect, pg_now_ms(g), op->in.interval_ms);
+	if (r < 0)
+		return r;
+	for (int i = 0; i < PQntuples(res); i++) {
+		struct store_node_vote *v = store_op_add_vote(op);
+		v->virtual_storage = pg_col_text(op, res, i, 0);
+		v->storage = pg_col_text(op, res, i, 1);
+		v->healthy_votes = pg_col_int(res, i, 2, 0);
+		v->active_praefects = pg_col_int(res, i, 3, 0);
+	}
+	return 0;
 }

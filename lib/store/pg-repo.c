@@ -356,6 +356,40 @@ int pg_set_primary(struct store_backend *b, struct store_op *op)
 	return r < 0 ? r : 0;
 }
 
+/*
+ * The compare-and-set of an election: the row changes only while it still
+ * holds the primary the elector saw; a row lock orders racing electors, and
+ * the second one's condition is checked again on the row the first wrote
+ * (READ COMMITTED), so it changes nothing. The new primary must be up to
+ * date in the database, not only in the elector's model, which may lag
+ * (docs/technical/multi-praefect.md).
+ */
+static const char SQL_SWAP_PRIMARY[] =
+	"UPDATE repositories SET \"primary\" = $3"
+	" WHERE repository_id = $1 AND \"primary\" IS NOT DISTINCT FROM $2"
+	" AND ($3::text IS NULL OR EXISTS (SELECT FROM storage_repositories AS sr"
+	"  WHERE sr.repository_id = $1 AND sr.storage = $3 AND sr.generation = repositories.generation))";
+static const char SQL_GET_PRIMARY[] = "SELECT \"primary\" FROM repositories WHERE repository_id = $1";
+
+int pg_swap_primary(struct store_backend *b, struct store_op *op)
+{
+	struct pg_backend *g = pg_backend(b);
+	PGresult *res;
+	int r = pg_exec(g, op, SQL_SWAP_PRIMARY, "ltt", op->in.id, op->in.expected, op->in.primary);
+	if (r < 0)
+		return r;
+	if (r > 0) {
+		op->value = 1; /* swapped */
+		return 0;
+	}
+	if ((r = pg_query(g, op, &res, SQL_GET_PRIMARY, "l", op->in.id)) < 0)
+		return r;
+	if (PQntuples(res) == 0)
+		return store_op_fail(op, -ENOENT, "repository not found");
+	op->current = pg_col_text(op, res, 0, 0);
+	return 0; /* lost: op->value stays 0, store.c reports -EAGAIN (a failed op keeps no result) */
+}
+
 static const char SQL_DELETE_ASSIGNMENTS[] = "DELETE FROM repository_assignments WHERE repository_id = $1";
 static const char SQL_ASSIGN[] =
 	"INSERT INTO repository_assignments (repository_id, virtual_storage, relative_path, storage)"

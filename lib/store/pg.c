@@ -345,6 +345,7 @@ static void pg_close(struct store_backend *b)
 
 static const struct store_backend_ops pg_ops = {
 	.name = "postgres",
+	.shared = 1,
 	.begin = pg_begin,
 	.commit = pg_commit,
 	.rollback = pg_rollback,
@@ -375,6 +376,8 @@ static const struct store_backend_ops pg_ops = {
 		[STORE_OP_COUNT_JOBS] = pg_count_jobs,
 		[STORE_OP_LIST_JOBS] = pg_list_jobs,
 		[STORE_OP_RECORD_NODE_STATUS] = pg_record_node_status,
+		[STORE_OP_SWAP_PRIMARY] = pg_swap_primary,
+		[STORE_OP_NODE_VOTES] = pg_node_votes,
 		[STORE_OP_BEGIN_WRITE] = pg_begin_write,
 		[STORE_OP_END_WRITE] = pg_end_write,
 		[STORE_OP_RECOVER_WRITES] = pg_recover_writes,

@@ -377,6 +377,31 @@ int sq_set_primary(struct store_backend *b, struct store_op *op)
 	return r < 0 ? r : 0;
 }
 
+static const char SQL_SWAP_PRIMARY[] =
+	"UPDATE repositories SET \"primary\" = ?3 WHERE repository_id = ?1 AND \"primary\" IS ?2";
+static const char SQL_GET_PRIMARY[] = "SELECT \"primary\" FROM repositories WHERE repository_id = ?1";
+
+/* As pg_swap_primary(); with one praefect per SQLite store a lost race only follows an admin's change. */
+int sq_swap_primary(struct store_backend *b, struct store_op *op)
+{
+	struct sqlite_backend *q = sq_backend(b);
+	sqlite3_stmt *st;
+	int r = sq_exec(q, op, SQL_SWAP_PRIMARY, "ltt", op->in.id, op->in.expected, op->in.primary);
+	if (r < 0)
+		return r;
+	if (r > 0) {
+		op->value = 1; /* swapped */
+		return 0;
+	}
+	if ((r = sq_query(q, op, &st, SQL_GET_PRIMARY, "l", op->in.id)) < 0 || (r = sq_next(q, op, st)) < 0)
+		return r;
+	if (r == 0)
+		return store_op_fail(op, -ENOENT, "repository not found");
+	op->current = sq_text(op, st, 0);
+	sq_next(q, op, st);
+	return 0; /* lost: op->value stays 0, store.c reports -EAGAIN (a failed op keeps no result) */
+}
+
 static const char SQL_DELETE_ASSIGNMENTS[] =
 	"DELETE FROM repository_assignments WHERE repository_id = ?1";
 static const char SQL_ASSIGN[] =

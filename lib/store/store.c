@@ -30,7 +30,7 @@ struct store {
 	int closing;   /* loop thread: store_close() has begun */
 };
 
-enum cb_kind { CB_DONE, CB_ID, CB_GEN, CB_REPOS, CB_DELETED, CB_JOBS, CB_COUNT, CB_SUSPECTS };
+enum cb_kind { CB_DONE, CB_ID, CB_GEN, CB_REPOS, CB_DELETED, CB_JOBS, CB_COUNT, CB_SUSPECTS, CB_SWAP, CB_VOTES };
 
 static const struct {
 	enum cb_kind cb;
@@ -70,6 +70,8 @@ static const struct {
 	[STORE_OP_SUSPECT_ADD] = { CB_DONE, 1 },
 	[STORE_OP_SUSPECT_REMOVE] = { CB_DONE, 1 },
 	[STORE_OP_LIST_SUSPECTS] = { CB_SUSPECTS, 0 },
+	[STORE_OP_SWAP_PRIMARY] = { CB_SWAP, 1 },
+	[STORE_OP_NODE_VOTES] = { CB_VOTES, 0 },
 };
 
 /* --- the op record --- */
@@ -110,6 +112,13 @@ struct store_suspect *store_op_add_suspect(struct store_op *op)
 	return &op->suspects[op->nr_suspects++];
 }
 
+struct store_node_vote *store_op_add_vote(struct store_op *op)
+{
+	ALLOC_GROW(op->votes, op->nr_votes + 1, op->alloc_votes);
+	memset(&op->votes[op->nr_votes], 0, sizeof(op->votes[0]));
+	return &op->votes[op->nr_votes++];
+}
+
 /* Result strings stay in op->keep until the op is freed; a few stray copies are harmless. */
 void store_op_clear_result(struct store_op *op)
 {
@@ -126,6 +135,10 @@ void store_op_clear_result(struct store_op *op)
 	op->nr_suspects = op->alloc_suspects = 0;
 	op->deleted_replica_path = NULL;
 	strvec_clear(&op->deleted_storages);
+	free(op->votes);
+	op->votes = NULL;
+	op->nr_votes = op->alloc_votes = 0;
+	op->current = NULL;
 	op->value = 0;
 }
 
@@ -336,6 +349,15 @@ static void deliver(struct store_op *op)
 		break;
 	case CB_SUSPECTS:
 		op->cb.suspects(op->arg, st, msg, op->suspects, op->nr_suspects);
+		break;
+	case CB_SWAP:
+		if (st == 0 && !op->value)
+			op->cb.swap(op->arg, -EAGAIN, "primary changed by another praefect", op->current);
+		else
+			op->cb.swap(op->arg, st, msg, st < 0 ? NULL : op->current);
+		break;
+	case CB_VOTES:
+		op->cb.votes(op->arg, st, msg, op->votes, op->nr_votes);
 		break;
 	}
 }
@@ -620,6 +642,17 @@ void store_set_primary(struct store *s, int64_t id, const char *primary, store_d
 	submit(s, op);
 }
 
+void store_swap_primary(struct store *s, int64_t id, const char *expected, const char *primary,
+			store_swap_fn cb, void *arg)
+{
+	struct store_op *op = op_new(STORE_OP_SWAP_PRIMARY, arg);
+	op->cb.swap = cb;
+	op->in.id = id;
+	op->in.expected = store_op_keep(op, expected && *expected ? expected : NULL);
+	op->in.primary = store_op_keep(op, primary && *primary ? primary : NULL);
+	submit(s, op);
+}
+
 void store_set_assignments(struct store *s, int64_t id, const char *const *storages, size_t n,
 			   store_done_fn cb, void *arg)
 {
@@ -854,4 +887,18 @@ void store_record_node_status(struct store *s, const char *praefect_name, const 
 	op->in.storage = store_op_keep(op, storage ? storage : "");
 	op->in.healthy = healthy;
 	submit(s, op);
+}
+
+void store_node_votes(struct store *s, const char *praefect_name, int64_t window_ms, store_votes_fn cb, void *arg)
+{
+	struct store_op *op = op_new(STORE_OP_NODE_VOTES, arg);
+	op->cb.votes = cb;
+	op->in.praefect = store_op_keep(op, praefect_name ? praefect_name : "");
+	op->in.interval_ms = window_ms;
+	submit(s, op);
+}
+
+int store_is_shared(const struct store *s)
+{
+	return s->backend->ops->shared;
 }

@@ -66,6 +66,14 @@ struct repl_job {
 	int force;                   /* update: verify a target at the source's generation too (params) */
 };
 
+/* Other praefects' view of one node (store_node_votes()). */
+struct store_node_vote {
+	const char *virtual_storage;
+	const char *storage;
+	int64_t healthy_votes;       /* other praefects whose latest check, within the window, found it healthy */
+	int64_t active_praefects;    /* other praefects that checked this virtual storage's nodes in the last minute */
+};
+
 /* --- callbacks --- */
 typedef void (*store_done_fn)(void *arg, int status, const char *msg);
 typedef void (*store_id_fn)(void *arg, int status, const char *msg, int64_t id);
@@ -77,6 +85,8 @@ typedef void (*store_deleted_fn)(void *arg, int status, const char *msg, const c
 typedef void (*store_jobs_fn)(void *arg, int status, const char *msg,
 			      const struct repl_job *jobs, size_t n);
 typedef void (*store_count_fn)(void *arg, int status, const char *msg, int64_t count);
+typedef void (*store_swap_fn)(void *arg, int status, const char *msg, const char *current);
+typedef void (*store_votes_fn)(void *arg, int status, const char *msg, const struct store_node_vote *v, size_t n);
 
 /* --- lifecycle --- */
 
@@ -104,6 +114,12 @@ int store_open_pg(uv_loop_t *loop, const struct store_pg_params *p, struct store
 void store_close(struct store *s);
 /* Applied migration ids, for `praefect sql-migrate-status`-like tools. */
 const char *const *store_migrations(size_t *n);
+/*
+ * Whether several praefects may share this store (PostgreSQL): then health
+ * is decided by consensus and elections by compare-and-set
+ * (docs/technical/multi-praefect.md). SQLite serves one praefect.
+ */
+int store_is_shared(const struct store *s);
 
 /* --- repositories (upstream repository_store.go semantics) --- */
 
@@ -156,6 +172,14 @@ void store_delete_invalid_replica(struct store *s, int64_t id, const char *stora
 void store_set_authoritative(struct store *s, const char *vs, const char *relative_path,
 			     const char *storage, store_gen_fn cb, void *arg);
 void store_set_primary(struct store *s, int64_t id, const char *primary, store_done_fn cb, void *arg);
+/*
+ * Compare-and-set of a repository's primary: `primary` becomes the primary
+ * only if the stored one is still `expected` (NULL: none). Status 0 when it
+ * did; -EAGAIN when another praefect changed it first, and `current` (NULL:
+ * none) is the primary stored now; -ENOENT without the repository.
+ */
+void store_swap_primary(struct store *s, int64_t id, const char *expected, const char *primary,
+			store_swap_fn cb, void *arg);
 /* Replace the assignment rows of a repository. */
 void store_set_assignments(struct store *s, int64_t id, const char *const *storages, size_t n,
 			   store_done_fn cb, void *arg);
@@ -299,5 +323,13 @@ void store_list_jobs(struct store *s, store_jobs_fn cb, void *arg);
 
 void store_record_node_status(struct store *s, const char *praefect_name, const char *vs,
 			      const char *storage, int healthy, store_done_fn cb, void *arg);
+/*
+ * What every praefect but `praefect_name` saw of the nodes: for each
+ * (virtual storage, storage) in node_status, how many of the others found it
+ * healthy at their latest check, that check no older than `window_ms`, and
+ * how many others checked that virtual storage in the last minute. Nodes
+ * that no other praefect checked are absent (docs/technical/multi-praefect.md).
+ */
+void store_node_votes(struct store *s, const char *praefect_name, int64_t window_ms, store_votes_fn cb, void *arg);
 
 #endif

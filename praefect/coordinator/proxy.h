@@ -76,6 +76,10 @@ struct proxy {
 	/* reads held while a corrupt replica's siblings are verified (router/route.c) */
 	uint64_t hold_until_ms;          /* 0: never held */
 	struct proxy *next_held_read;    /* p->held_reads */
+	/* calls held while the primary this praefect elected is compared-and-set (router/route.c) */
+	int election_held;               /* held once already: not again */
+	struct proxy *next_held_election; /* p->held_elections */
+	int db_read;                     /* shared store: the repository was read from the database */
 	/* finalize.c: the write intent and the jobs the finalizer queues */
 	int intent_state;                /* 0: none yet, 1: being recorded, 2: recorded (or not needed) */
 	int64_t intent;                  /* the store's intent id, 0 once deleted */

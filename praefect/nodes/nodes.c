@@ -11,6 +11,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * How long another praefect's healthy vote counts: upstream's failover
+ * timeout. Votes also need that praefect's latest check to have succeeded
+ * (lib/store/pg-queue.c), so a node seen dead by all loses them at once; the
+ * window only bounds what a praefect that died keeps voting. Peer votes older
+ * than PEER_VOTES_STALE_MS (database unreachable) are ignored: each praefect
+ * falls back to its own view (docs/technical/multi-praefect.md).
+ */
+#define PEER_VOTE_WINDOW_MS 10000
+#define PEER_VOTES_STALE_MS 5000
+
 /* silence bounds of keepalive_for() (docs/technical/praefect-health.md) */
 #define NODE_UNIX_KEEPALIVE_MS 10000
 #define NODE_UNIX_KEEPALIVE_TIMEOUT_MS 20000
@@ -32,6 +43,37 @@ static const struct grpc_client_ops check_ops = {
 	.on_close = on_check_done,
 };
 
+static void on_status_recorded(void *arg, int status, const char *msg)
+{
+	if (status < 0)
+		log_msgf(LOG_WARN, "recording node status: %s", msg ? msg : "store error");
+}
+
+/* node_status rows (upstream's table) at most once a second, or at once on a change */
+static void record_status(struct praefect *p, struct node *n)
+{
+	uint64_t now = now_ms();
+	if (now - n->last_recorded_ms < 1000 && n->recorded_healthy == n->healthy)
+		return;
+	n->last_recorded_ms = now;
+	n->recorded_healthy = n->healthy;
+	store_record_node_status(p->store, p->name, n->vs->cfg->name, n->cfg->storage, n->healthy,
+				 on_status_recorded, NULL);
+}
+
+int node_consensus_healthy(const struct node *n)
+{
+	const struct praefect *p = n->vs->p;
+	int64_t votes, active;
+
+	if (!n->peer_active || now_ms() - p->votes_at_ms > PEER_VOTES_STALE_MS)
+		return n->healthy;
+	/* upstream's rule: at least half of the praefects active in the last minute */
+	votes = n->peer_votes + (n->healthy ? 1 : 0);
+	active = n->peer_active + 1;
+	return 2 * votes >= active;
+}
+
 static void set_health(struct praefect *p, struct node *n, int healthy, const char *why)
 {
 	if (n->healthy == healthy)
@@ -45,6 +87,7 @@ static void set_health(struct praefect *p, struct node *n, int healthy, const ch
 		coordinator_node_unhealthy(p, n);
 		replicator_node_unhealthy(p, n);
 	}
+	record_status(p, n);
 	praefect_node_health_changed(p, n);
 }
 
@@ -56,12 +99,6 @@ static void on_check_message(struct grpc_client_call *call, const uint8_t *msg, 
 		c->serving = r->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
 		grpc__health__v1__health_check_response__free_unpacked(r, NULL);
 	}
-}
-
-static void on_status_recorded(void *arg, int status, const char *msg)
-{
-	if (status < 0)
-		log_msgf(LOG_WARN, "recording node status: %s", msg ? msg : "store error");
 }
 
 static void on_check_done(struct grpc_client_call *call, enum grpc_code code, const char *message,
@@ -93,13 +130,7 @@ static void on_check_done(struct grpc_client_call *call, enum grpc_code code, co
 		 */
 		set_health(p, n, 0, code == GRPC_OK ? "not serving" : message);
 	}
-	/* node_status rows (upstream's table) at most once a second, or on change */
-	if (now - n->last_recorded_ms >= 1000 || n->recorded_healthy != n->healthy) {
-		n->last_recorded_ms = now;
-		n->recorded_healthy = n->healthy;
-		store_record_node_status(p->store, p->name, n->vs->cfg->name, n->cfg->storage, n->healthy,
-					 on_status_recorded, NULL);
-	}
+	record_status(p, n);
 	free(c);
 }
 
@@ -136,11 +167,46 @@ static void check_node(struct praefect *p, struct node *n)
 	grpc_metadata_release(&md);
 }
 
+static struct node *find_node(struct praefect *p, const char *vs, const char *storage)
+{
+	for (size_t i = 0; i < p->nr_vs; i++)
+		if (!strcmp(p->vs[i].cfg->name, vs))
+			return vs_node(&p->vs[i], storage);
+	return NULL;
+}
+
+static void on_votes(void *arg, int status, const char *msg, const struct store_node_vote *v, size_t nr)
+{
+	struct praefect *p = arg;
+
+	p->votes_in_flight = 0;
+	if (status < 0) {
+		log_msgf(LOG_WARN, "reading other praefects' node status: %s", msg ? msg : "store error");
+		return;
+	}
+	for (size_t i = 0; i < p->nr_vs; i++)
+		for (size_t j = 0; j < p->vs[i].nr_nodes; j++)
+			p->vs[i].nodes[j].peer_votes = p->vs[i].nodes[j].peer_active = 0;
+	for (size_t i = 0; i < nr; i++) {
+		struct node *n = find_node(p, v[i].virtual_storage, v[i].storage);
+		if (n) {
+			n->peer_votes = v[i].healthy_votes;
+			n->peer_active = v[i].active_praefects;
+		}
+	}
+	p->votes_at_ms = now_ms();
+}
+
 void nodes_check_all(struct praefect *p)
 {
 	for (size_t i = 0; i < p->nr_vs; i++)
 		for (size_t j = 0; j < p->vs[i].nr_nodes; j++)
 			check_node(p, &p->vs[i].nodes[j]);
+	/* the other praefects' views, on the store's thread like every query */
+	if (store_is_shared(p->store) && !p->votes_in_flight) {
+		p->votes_in_flight = 1;
+		store_node_votes(p->store, p->name, PEER_VOTE_WINDOW_MS, on_votes, p);
+	}
 }
 
 void node_call_metadata(struct node *n, const struct grpc_metadata *in, struct grpc_metadata *out)

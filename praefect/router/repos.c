@@ -121,6 +121,50 @@ struct repo *repo_insert(struct praefect *p, const struct store_repo *sr)
 	return r;
 }
 
+void repo_refresh(struct repo *r, const struct store_repo *sr)
+{
+	free(r->primary);
+	r->primary = sr->primary ? xstrdup(sr->primary) : NULL;
+	r->generation = sr->generation;
+	for (size_t i = 0; i < r->nr_replicas; i++) {
+		r->replicas[i].generation = GENERATION_UNKNOWN;
+		r->replicas[i].assigned = 0;
+	}
+	for (size_t i = 0; i < sr->nr_replicas; i++) {
+		struct replica *rep = repo_replica(r, sr->replicas[i].storage);
+		if (!rep)
+			rep = repo_replica_add(r, sr->replicas[i].storage);
+		rep->generation = sr->replicas[i].generation;
+		rep->assigned = sr->replicas[i].assigned;
+	}
+}
+
+void repo_adopt(struct praefect *p, const char *vs, const char *relative_path, const struct store_repo *sr)
+{
+	struct repo *r = repo_by_path(p, vs, strlen(vs), relative_path, strlen(relative_path));
+	struct strbuf key = STRBUF_INIT;
+	int reserved;
+
+	/* a write, election or creation of this praefect in flight owns the entry until it ends */
+	if (r && (r->writes_in_flight || r->electing))
+		return;
+	strbuf_addf(&key, "%s\x1f%s", vs, relative_path);
+	reserved = hashmap_get(&p->reserved_paths, key.buf, key.len) != NULL;
+	strbuf_release(&key);
+	if (reserved)
+		return;
+	if (r && (!sr || sr->id != r->id)) {
+		repo_remove(p, r);  /* deleted (or deleted and created again) through another praefect */
+		r = NULL;
+	}
+	if (!sr)
+		return;
+	if (r)
+		repo_refresh(r, sr);
+	else
+		repo_insert(p, sr);
+}
+
 void repo_remove(struct praefect *p, struct repo *r)
 {
 	struct strbuf key = STRBUF_INIT;

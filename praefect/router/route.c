@@ -107,6 +107,31 @@ static int hold_read(struct proxy *px)
 	return 1;
 }
 
+/*
+ * Shared store: a primary this praefect just elected is not used before the
+ * database agrees (election/election.c): the call waits for the
+ * compare-and-set, then is routed again, to the winner's choice if another
+ * praefect's won. Held once at most; a call whose second routing elects
+ * again fails UNAVAILABLE (the client retries) rather than using an
+ * unconfirmed primary (docs/technical/multi-praefect.md).
+ */
+static int hold_election(struct proxy *px, struct repo *r)
+{
+	if (!r->electing)
+		return 0;
+	if (px->election_held || !px->call || px->finished) {
+		proxy_fail(px, GRPC_UNAVAILABLE, "primary is being elected: retry");
+		return 1;
+	}
+	px->election_held = 1;
+	px->routing = 1;
+	grpc_call_pause_recv(px->call);
+	px->refs++;
+	px->next_held_election = px->p->held_elections;
+	px->p->held_elections = px;
+	return 1;
+}
+
 struct node *route_accessor_retry(struct proxy *px)
 {
 	struct repo *r = repo_by_id(px->p, px->repo_id);
@@ -131,6 +156,8 @@ static void route_accessor(struct proxy *px, struct repo *r)
 	}
 	if (force_primary(px)) {
 		n = elect_primary(px->p, r);
+		if (hold_election(px, r))
+			return;
 		if (!n || !n->healthy) {
 			proxy_fail(px, GRPC_UNAVAILABLE, "primary gitaly is not healthy");
 			return;
@@ -240,6 +267,8 @@ static void route_mutator(struct proxy *px, struct repo *r)
 		return;
 	}
 	primary = elect_primary(px->p, r);
+	if (hold_election(px, r))
+		return;
 	if (!primary || !primary->healthy) {
 		proxy_fail(px, GRPC_UNAVAILABLE, "primary gitaly is not healthy");
 		return;
@@ -424,6 +453,9 @@ static void drop_fields(struct proxy *px)
 	}
 }
 
+static void route_target(struct proxy *px);
+static void read_from_db(struct proxy *px);
+
 void proxy_route(struct proxy *px)
 {
 	const uint8_t *msg;
@@ -433,7 +465,6 @@ void proxy_route(struct proxy *px)
 	msg = (const uint8_t *)px->first.buf;
 	len = px->first.len;
 	struct rpc_repo t;
-	struct repo *r;
 	int rc;
 
 	if (px->m->scope == RPC_SCOPE_STORAGE) {
@@ -506,7 +537,53 @@ void proxy_route(struct proxy *px)
 	px->relative_path = xstrndup(t.relative_path, t.relative_path_len);
 	grpc_call_set_tag(px->call, "virtual_storage", px->vs->cfg->name);
 	grpc_call_set_tag(px->call, "relative_path", px->relative_path);
-	r = repo_by_path(px->p, t.storage, t.storage_len, t.relative_path, t.relative_path_len);
+	if (store_is_shared(px->p->store)) {
+		read_from_db(px);
+		return;
+	}
+	route_target(px);
+}
+
+/*
+ * Shared store: other praefects change repositories too, so each call reads
+ * its repository from the database before it is routed (as upstream's router
+ * asks the database for consistent storages on every call). A write
+ * acknowledged through another praefect has committed its generation bump
+ * before its acknowledgement, so this read sees it and routing sends the call
+ * only to replicas at that generation (docs/technical/multi-praefect.md).
+ */
+static void on_db_repo(void *arg, int status, const char *msg, const struct store_repo *repos, size_t n)
+{
+	struct proxy *px = arg;
+
+	if (status == 0 && n == 1)
+		repo_adopt(px->p, px->vs->cfg->name, px->relative_path, &repos[0]);
+	else if (status == -ENOENT)
+		repo_adopt(px->p, px->vs->cfg->name, px->relative_path, NULL);
+	else
+		log_msgf(LOG_WARN, "reading repository \"%s\" from the database: %s (routing with the cached view)",
+			 px->relative_path, msg ? msg : "store error");
+	px->routing = 0;
+	if (!px->call || px->finished)
+		px->finished = 1;
+	else
+		route_target(px);
+	proxy_unref(px);
+}
+
+static void read_from_db(struct proxy *px)
+{
+	px->db_read = 1;
+	px->routing = 1; /* client messages meanwhile are kept for the replay */
+	grpc_call_pause_recv(px->call);
+	px->refs++;
+	store_get_repository(px->p->store, px->vs->cfg->name, px->relative_path, on_db_repo, px);
+}
+
+static void route_target(struct proxy *px)
+{
+	struct repo *r = repo_by_path(px->p, px->vs->cfg->name, strlen(px->vs->cfg->name), px->relative_path,
+				      strlen(px->relative_path));
 
 	/* (router) = { creates_repository [updates_existing] } in proto/ */
 	if (px->m->op == RPC_OP_MUTATOR && px->m->creates_repository && !(r && px->m->updates_existing)) {
@@ -541,3 +618,31 @@ void proxy_route(struct proxy *px)
 	}
 }
 
+
+void route_release_held_elections(struct praefect *p, int64_t id)
+{
+	struct proxy **link = &p->held_elections;
+
+	while (*link) {
+		struct proxy *px = *link;
+		struct repo *r;
+		if (id && px->repo_id != id) {
+			link = &px->next_held_election;
+			continue;
+		}
+		*link = px->next_held_election;
+		px->next_held_election = NULL;
+		px->routing = 0;
+		r = repo_by_id(p, px->repo_id);
+		if (!px->call || px->finished)
+			px->finished = 1;
+		else if (!r)
+			proxy_fail(px, GRPC_NOT_FOUND, "repository not found");
+		else if (px->kind == ROUTE_MUTATOR)
+			route_mutator(px, r);
+		else
+			route_accessor(px, r);
+		proxy_unref(px);
+		link = &p->held_elections; /* routing may have held or released others */
+	}
+}

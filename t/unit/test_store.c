@@ -547,6 +547,35 @@ static void test_set_authoritative(void **state)
 	assert_int_equal(done_call(), -ENOENT);
 }
 
+static void on_swap(void *arg, int status, const char *msg, const char *current)
+{
+	struct res *r = arg;
+	res_fire(r, status, msg);
+	snprintf(r->text, sizeof(r->text), "%s", current ? current : "-");
+}
+
+/* store_swap_primary(): compare-and-set on the primary seen */
+static void test_swap_primary(void **state)
+{
+	assert_int_equal(create1(1, "a.git"), 0);
+	store_set_primary(F->s, 1, NULL, on_done, reset());
+	assert_int_equal(done_call(), 0);
+	store_swap_primary(F->s, 1, NULL, "s2", on_swap, reset());
+	assert_int_equal(done_call(), 0);
+	assert_string_equal(get("a.git"), "1 vs/a.git @cluster/repositories/1 primary=s2 gen=0 s1:0 s2:0");
+	/* a second elector that still saw no primary loses and learns the winner */
+	store_swap_primary(F->s, 1, NULL, "s1", on_swap, reset());
+	assert_int_equal(done_call(), -EAGAIN);
+	assert_string_equal(R.text, "s2");
+	assert_string_equal(get("a.git"), "1 vs/a.git @cluster/repositories/1 primary=s2 gen=0 s1:0 s2:0");
+	store_swap_primary(F->s, 1, "s2", "s1", on_swap, reset());
+	assert_int_equal(done_call(), 0);
+	assert_string_equal(get("a.git"), "1 vs/a.git @cluster/repositories/1 primary=s1 gen=0 s1:0 s2:0");
+	store_swap_primary(F->s, 99, NULL, "s1", on_swap, reset());
+	assert_int_equal(done_call(), -ENOENT);
+	(void)state;
+}
+
 static void test_primary_assignments_rename(void **state)
 {
 	int st;
@@ -1435,6 +1464,7 @@ int main(void)
 		T(test_delete_replicas),
 		T(test_set_authoritative),
 		T(test_primary_assignments_rename),
+		T(test_swap_primary),
 		T(test_enqueue_dedup),
 		T(test_dequeue),
 		T(test_one_job_per_lock_and_change),
