@@ -48,6 +48,12 @@ static const struct cmd_info sql_migrate_down_info = {
 static const struct cmd_info sql_status_info = {
 	CMD_NO_STORE, NULL, "List the tracking database's migrations and when each was applied.",
 };
+static const struct cmd_info replication_status_info = {
+	CMD_NO_STORE, NULL,
+	"Ours: per storage, the replication jobs queued, in progress and failed, the\n"
+	"recent throughput, an estimate of the time to in sync and the outdated replicas,\n"
+	"then the outdated repositories and for how long, from the running praefect.",
+};
 static const struct cmd_info configuration_info = { CMD_NO_CONFIG, "command [command options]", NULL };
 
 static const struct cli_command commands[] = {
@@ -70,6 +76,8 @@ static const struct cli_command commands[] = {
 	{ "list-untracked-repositories", cmd_list_untracked_repositories, "list untracked repositories", &over_grpc_info },
 	{ "track-repository", cmd_track_repository, "start tracking a repository", &over_grpc_info },
 	{ "track-repositories", cmd_track_repositories, "process bulk requests to track repositories", &over_grpc_info },
+	{ "replication-status", cmd_replication_status, "show the replication backlog and outdated replicas",
+	  &replication_status_info },
 };
 
 struct globals {
