@@ -78,6 +78,7 @@ struct replica {
 	int64_t generation;                    /* GENERATION_UNKNOWN: no replica */
 	int assigned;
 	int64_t outdated_since_ms;             /* wall clock when first seen behind; 0: in sync (metrics/status.c) */
+	int64_t outdated_since_stored;         /* the value the store holds (or was last sent) */
 };
 
 struct repo {

@@ -66,6 +66,7 @@ enum store_op_kind {
 	STORE_OP_END_VERIFICATION,
 	STORE_OP_RELEASE_VERIFICATION_LEASES,
 	STORE_OP_DELETE_ALL_REPOSITORIES,
+	STORE_OP_SET_OUTDATED_SINCE,
 	STORE_OP__NR
 };
 
@@ -115,6 +116,7 @@ struct store_op {
 		/* background verification: storages = virtual storages, storages2 = storages, ids = maxima */
 		int64_t interval_ms, lease_ms;
 		int verify_result, delete_invalid;
+		int64_t since_ms;               /* set_outdated_since (0: clear) */
 	} in;
 
 	/* Results. */

@@ -241,7 +241,8 @@ static const char *const upstream_ids[] = {
 /*
  * Ours, after upstream's (ids sort later; upstream praefect ignores them with
  * `sql-migrate -ignore-unknown`, and its queries never see our additions):
- * write intents (see sqlite-migrations.c) and the queue's not_before.
+ * write intents (see sqlite-migrations.c) and the queue's not_before, then
+ * replicas' outdated_since.
  */
 struct pg_migration {
 	const char *id, *up, *down;
@@ -257,6 +258,10 @@ static const struct pg_migration ours[] = {
 	  "ALTER TABLE replication_queue ADD COLUMN not_before timestamp;",
 	  "DROP TABLE write_intents;"
 	  "ALTER TABLE replication_queue DROP COLUMN not_before;" },
+	/* when a replica was first seen behind, NULL while in sync (docs/technical/replication-status.md) */
+	{ "20261207010000_gitalyc_outdated_since",
+	  "ALTER TABLE storage_repositories ADD COLUMN outdated_since timestamptz;",
+	  "ALTER TABLE storage_repositories DROP COLUMN outdated_since;" },
 };
 
 static const char *all_ids[NR_UPSTREAM + ARRAY_SIZE(ours) + 1];

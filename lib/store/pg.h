@@ -73,6 +73,7 @@ int pg_delete_replica(struct store_backend *b, struct store_op *op);
 int pg_delete_invalid_replica(struct store_backend *b, struct store_op *op);
 int pg_set_authoritative(struct store_backend *b, struct store_op *op);
 int pg_set_primary(struct store_backend *b, struct store_op *op);
+int pg_set_outdated_since(struct store_backend *b, struct store_op *op);
 int pg_set_assignments(struct store_backend *b, struct store_op *op);
 int pg_rename_repository(struct store_backend *b, struct store_op *op);
 int pg_mark_unverified(struct store_backend *b, struct store_op *op);

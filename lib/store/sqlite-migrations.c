@@ -146,11 +146,18 @@ static const char m_write_intents[] =
 	"CREATE INDEX write_intents_repository_id_idx ON write_intents (repository_id);"
 	"ALTER TABLE replication_queue ADD COLUMN not_before INTEGER;";
 
+/*
+ * Ours: when a replica was first seen behind its repository, Unix ms, NULL
+ * while in sync (docs/technical/replication-status.md).
+ */
+static const char m_outdated_since[] = "ALTER TABLE storage_repositories ADD COLUMN outdated_since INTEGER;";
+
 #define MIGRATIONS(X) \
 	X("20240101000000_initial", m_initial) \
 	X("20240101000100_replication_queue", m_replication_queue) \
 	X("20240101000200_node_status", m_node_status) \
-	X("20261206000000_write_intents", m_write_intents)
+	X("20261206000000_write_intents", m_write_intents) \
+	X("20261207010000_outdated_since", m_outdated_since)
 
 #define MIGRATION_ID(id, sql) id,
 #define MIGRATION_SQL(id, sql) sql,

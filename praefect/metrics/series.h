@@ -56,6 +56,7 @@ struct praefect_metrics {
 	int refreshing;        /* a scrape waits for the next queue listing */
 	int listing;           /* the metrics task's queue listing is under way */
 	uint64_t rstatus_at_ms; /* the last throughput sample (status.c), monotonic */
+	size_t rstatus_writes;  /* outdated_since writes left in this sample (status.c) */
 	/* the status page's backlog chart: unfinished jobs, one sample a minute, the last hour */
 	int64_t backlog[STATUS_BACKLOG_SAMPLES];
 	size_t nr_backlog, backlog_next;

@@ -8,6 +8,7 @@
 #include "praefect.h"
 #include "series.h"
 #include "base/util.h"
+#include "base/log.h"
 
 #include <math.h>
 #include <string.h>
@@ -17,6 +18,12 @@
 #define THROUGHPUT_TAU_S 60.0
 /* samples closer than this (a scrape right after a tick) do not move the throughput */
 #define THROUGHPUT_MIN_DT_MS 500
+/*
+ * outdated_since changes written to the store per sample: a node that goes
+ * away outdates all its replicas at once, and the store should not get one
+ * write per repository in one second; the rest follow in the next samples.
+ */
+#define OUTDATED_WRITES_PER_SAMPLE 256
 
 int64_t rstatus_wall_ms(void)
 {
@@ -25,8 +32,27 @@ int64_t rstatus_wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void on_outdated_since_stored(void *arg, int status, const char *msg)
+{
+	(void)arg;
+	if (status < 0)
+		log_msgf(LOG_WARN, "recording when a replica fell behind: %s", msg ? msg : "store error");
+}
+
+/* Keep the store's outdated_since in step with the record (replica rows only; budgeted). */
+static void store_outdated_since(struct praefect *p, struct repo *r, struct replica *rep)
+{
+	if (rep->outdated_since_stored == rep->outdated_since_ms || rep->generation == GENERATION_UNKNOWN ||
+	    !p->metrics->rstatus_writes)
+		return;
+	p->metrics->rstatus_writes--;
+	rep->outdated_since_stored = rep->outdated_since_ms;
+	store_set_outdated_since(p->store, r->id, rep->storage, rep->outdated_since_ms, on_outdated_since_stored, NULL);
+}
+
 void rstatus_begin(struct praefect *p)
 {
+	p->metrics->rstatus_writes = OUTDATED_WRITES_PER_SAMPLE;
 	for (size_t i = 0; i < p->nr_vs; i++)
 		for (size_t j = 0; j < p->vs[i].nr_nodes; j++) {
 			struct node_repl_status *s = &p->vs[i].nodes[j].repl;
@@ -38,7 +64,6 @@ void rstatus_begin(struct praefect *p)
 
 void rstatus_note_repo(struct praefect *p, struct repo *r, int64_t now)
 {
-	(void)p;
 	for (size_t i = 0; i < r->nr_replicas; i++) {
 		struct replica *rep = &r->replicas[i];
 		struct node *n;
@@ -48,10 +73,12 @@ void rstatus_note_repo(struct praefect *p, struct repo *r, int64_t now)
 
 		if (!behind) {
 			rep->outdated_since_ms = 0;
+			store_outdated_since(p, r, rep);
 			continue;
 		}
 		if (!rep->outdated_since_ms)
 			rep->outdated_since_ms = now;
+		store_outdated_since(p, r, rep);
 		n = vs_node(r->vs, rep->storage);
 		if (!n)
 			continue;

@@ -110,10 +110,18 @@ def test_a_stopped_node_shows_its_backlog_and_outdated_replicas_until_it_catches
     for other in ("gitaly-1", "gitaly-2"):
         assert storage_of(vs, other)["outdated_replicas"] == 0
     first = storage_of(vs, LAGGING)["oldest_outdated_seconds"]
+    since = time.time() - first           # when it fell behind, within a second
     # the age grows while the node stays away
     later = wait_for(lambda: (lambda v: v if v > first else None)(
         storage_of(status_json(cluster), LAGGING)["oldest_outdated_seconds"]), what="an older outdated age")
     assert later > first
+
+    # the store keeps when each replica fell behind: a restarted praefect does not start the count again
+    time.sleep(2)
+    cluster.praefect.stop()
+    cluster.praefect.start()
+    s = wait_for(lagging_view, what="the lagging storage after a restart")
+    assert time.time() - s["oldest_outdated_seconds"] <= since + 1.5, "the age restarted from zero"
 
     text = status_cmd(cluster).stdout
     assert "    %s (unhealthy):\n" % LAGGING in text

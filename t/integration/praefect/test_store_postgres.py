@@ -17,6 +17,8 @@ PRAEFECT = os.path.join(BUILD, "praefect", "praefect")
 STAMP = r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d "
 NR_UPSTREAM = 42
 OURS = "20261207000000_gitalyc_write_intents"
+OUTDATED_SINCE = "20261207010000_gitalyc_outdated_since"   # replication-status
+NR_OURS = 2
 
 
 def config(tmp_path, pg, dbname, extra="", name="praefect.toml"):
@@ -44,19 +46,19 @@ def status_rows(cfg):
 def test_sql_migrate_status_and_down_on_a_fresh_database(postgres, tmp_path):
     cfg = config(tmp_path, postgres, postgres.create_database())
     rows = status_rows(cfg)
-    assert len(rows) == NR_UPSTREAM + 1 and set(rows.values()) == {"no"}
-    assert list(rows)[0] == "20200109161404_hello_world" and list(rows)[-1] == OURS
+    assert len(rows) == NR_UPSTREAM + NR_OURS and set(rows.values()) == {"no"}
+    assert list(rows)[0] == "20200109161404_hello_world" and list(rows)[-2:] == [OURS, OUTDATED_SINCE]
 
     res = praefect(cfg, "sql-migrate")
     assert res.returncode == 0, res.stderr
     lines = res.stdout.split("\n")
-    assert lines[:2] == ["praefect sql-migrate: migrations to apply: %d" % (NR_UPSTREAM + 1), ""]
+    assert lines[:2] == ["praefect sql-migrate: migrations to apply: %d" % (NR_UPSTREAM + NR_OURS), ""]
     body = lines[2:-3]
-    assert len(body) == 2 * (NR_UPSTREAM + 1)
+    assert len(body) == 2 * (NR_UPSTREAM + NR_OURS)
     for i, mig in enumerate(rows):
         assert re.fullmatch(r"=  \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d %s: migrating" % mig, body[2 * i]), body[2 * i]
         assert re.fullmatch(r"== \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d %s: applied \(\d+ms\)" % mig, body[2 * i + 1])
-    assert lines[-3:] == ["", "praefect sql-migrate: OK (applied %d migrations)" % (NR_UPSTREAM + 1), ""]
+    assert lines[-3:] == ["", "praefect sql-migrate: OK (applied %d migrations)" % (NR_UPSTREAM + NR_OURS), ""]
     assert praefect(cfg, "sql-migrate").stdout == "praefect sql-migrate: all migrations are up\n"
     rows = status_rows(cfg)
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)? [+-]\d{4} \S+", v) for v in rows.values()), rows
@@ -72,7 +74,12 @@ def test_sql_migrate_status_and_down_on_a_fresh_database(postgres, tmp_path):
 
     res = praefect(cfg, "sql-migrate-down", "1")
     assert (res.returncode, res.stdout) == (0, "DRY RUN -- would roll back:\n\n- %s\n\n"
-                                                "To apply these migrations run with -f\n" % OURS), res.stderr
+                                                "To apply these migrations run with -f\n" % OUTDATED_SINCE), res.stderr
+    res = praefect(cfg, "sql-migrate-down", "-f", "1")
+    assert (res.returncode, res.stdout) == (0, 'OK (applied 1 "down" migrations)\n'), res.stderr
+    assert status_rows(cfg)[OUTDATED_SINCE] == "no"
+    assert postgres.psql(postgres_db(cfg), "SELECT count(*) FROM information_schema.columns WHERE "
+                         "column_name = 'outdated_since'").stdout.strip() == "0"
     assert status_rows(cfg)[OURS] != "no"
     res = praefect(cfg, "sql-migrate-down", "-f", "1")
     assert (res.returncode, res.stdout) == (0, 'OK (applied 1 "down" migrations)\n'), res.stderr
@@ -90,9 +97,10 @@ def test_sql_migrate_status_and_down_on_a_fresh_database(postgres, tmp_path):
     assert res.returncode == 1 and "sql-migrate-down requires a single positional argument" in res.stderr
 
     res = praefect(cfg, "sql-migrate", "-verbose")
-    assert res.stdout.startswith("praefect sql-migrate: migrations to apply: 1\n\n=  "), res.stdout
+    assert res.stdout.startswith("praefect sql-migrate: migrations to apply: 2\n\n=  "), res.stdout
     assert "\tCREATE TABLE write_intents (" in res.stdout
-    assert res.stdout.endswith("praefect sql-migrate: OK (applied 1 migrations)\n")
+    assert "\tALTER TABLE storage_repositories ADD COLUMN outdated_since timestamptz;" in res.stdout
+    assert res.stdout.endswith("praefect sql-migrate: OK (applied 2 migrations)\n")
 
 
 def postgres_db(cfg):
