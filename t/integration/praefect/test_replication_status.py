@@ -46,6 +46,14 @@ def scrape(url):
     return out
 
 
+def page_row(page, storage):
+    """(backlog jobs, outdated replicas, age of the oldest) in the status page's row of `storage`."""
+    m = re.search(r'<tr class="node" data-storage="%s".*?<td class="backlog[^"]*" data-jobs="(\d+)">'
+                  r'.*?<td class="outdated[^"]*" data-replicas="(\d+)" data-age="(\d+)">' % re.escape(storage), page)
+    assert m, page
+    return int(m.group(1)), int(m.group(2)), int(m.group(3))
+
+
 def commit_and_push(cluster, src, relative_path, n):
     work = "%s.w%d" % (src, n)
     git("clone", "-q", src, work)
@@ -69,6 +77,7 @@ def cluster(tmp_path):
     prepend(c.praefect.config_path, 'prometheus_listen_addr = "127.0.0.1:%d"' % port)
     c.praefect.start()
     c.metrics_url = "http://127.0.0.1:%d/metrics" % port
+    c.status_url = "http://127.0.0.1:%d/" % port
     yield c
     c.stop()
 
@@ -141,6 +150,12 @@ def test_a_stopped_node_shows_its_backlog_and_outdated_replicas_until_it_catches
         return m if ok else None
     m = wait_for(scraped_lagging, what="the series of the lagging storage")
     assert m[("gitaly_praefect_outdated_replicas", "gitaly-1")] == 0
+    # the status page's node row shows the same
+    page = wait_for(lambda: (lambda p: p if page_row(p, LAGGING)[1] == len(REPOS) else None)(
+        http_get(cluster.status_url)[2]), what="the status page's outdated count")
+    jobs, replicas, age = page_row(page, LAGGING)
+    assert jobs >= len(REPOS) and age >= 0
+    assert page_row(page, "gitaly-1")[:2] == (0, 0)
 
     cluster.nodes[LAGGING].start()
     for path in REPOS:
@@ -164,6 +179,7 @@ def test_a_stopped_node_shows_its_backlog_and_outdated_replicas_until_it_catches
                      and m.get(("gitaly_praefect_replication_backlog_jobs", LAGGING)) == 0
                      and m.get(("gitaly_praefect_outdated_replica_age_seconds", LAGGING)) == 0) else None
     m = wait_for(scraped_synced, what="the series back at zero")
+    assert page_row(http_get(cluster.status_url)[2], LAGGING) == (0, 0, 0)
     assert m[("gitaly_praefect_replication_throughput_jobs_per_second", LAGGING)] > 0
 
 
