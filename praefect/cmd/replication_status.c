@@ -112,6 +112,8 @@ static void print_text(const char *name, const rs_resp *r)
 			       duration(b1, sizeof(b1), age_s(r, o->outdated_since_ms)), o->assigned ? ", assigned host" : "");
 		}
 	}
+	if (r->repositories_omitted)
+		indent(2, "... and %lld more", (long long)r->repositories_omitted);
 }
 
 static json_t *to_json(const char *name, const rs_resp *r)
@@ -149,6 +151,7 @@ static json_t *to_json(const char *name, const rs_resp *r)
 	json_object_set_new(vs, "virtual_storage", json_string(name));
 	json_object_set_new(vs, "storages", storages);
 	json_object_set_new(vs, "outdated_repositories", repos);
+	json_object_set_new(vs, "outdated_repositories_omitted", json_integer(r->repositories_omitted));
 	return vs;
 }
 

@@ -12,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* repositories listed in one answer; the count of the rest is given (keeps the message small) */
+#define MAX_LISTED 5000
+
 typedef Gitaly__ReplicationStatusResponse__Storage rs_storage;
 typedef Gitaly__ReplicationStatusResponse__Repository rs_repo;
 typedef Gitaly__ReplicationStatusResponse__Repository__Outdated rs_outdated;
@@ -89,6 +92,14 @@ static void replication_status(struct grpc_call *call, const uint8_t *req, size_
 	}
 	if (n)
 		qsort(list, n, sizeof(*list), cmp_repo);
+	if (n > MAX_LISTED) {
+		resp.repositories_omitted = (int64_t)(n - MAX_LISTED);
+		n = MAX_LISTED;
+		nr_out = 0;
+		for (size_t i = 0; i < n; i++)
+			for (size_t k = 0; k < list[i]->nr_replicas; k++)
+				nr_out += behind(list[i], &list[i]->replicas[k]);
+	}
 
 	st = xcalloc(vs->nr_nodes + 1, sizeof(*st));
 	stp = xcalloc(vs->nr_nodes + 1, sizeof(*stp));

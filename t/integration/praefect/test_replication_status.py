@@ -114,6 +114,7 @@ def test_a_stopped_node_shows_its_backlog_and_outdated_replicas_until_it_catches
     assert s["oldest_outdated_relative_path"] in REPOS
     vs = status_json(cluster)
     assert [r["relative_path"] for r in vs["outdated_repositories"]] == sorted(REPOS)
+    assert vs["outdated_repositories_omitted"] == 0
     for r in vs["outdated_repositories"]:
         assert [(o["storage"], o["behind_by"]) for o in r["outdated_storages"]] == [(LAGGING, 1)]
     for other in ("gitaly-1", "gitaly-2"):
