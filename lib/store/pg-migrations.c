@@ -259,7 +259,7 @@ static const struct pg_migration ours[] = {
 	  "DROP TABLE write_intents;"
 	  "ALTER TABLE replication_queue DROP COLUMN not_before;" },
 	/* when a replica was first seen behind, NULL while in sync (docs/technical/replication-status.md) */
-	{ "20261207010000_gitalyc_outdated_since",
+	{ "20261207110000_gitalyc_outdated_since",
 	  "ALTER TABLE storage_repositories ADD COLUMN outdated_since timestamptz;",
 	  "ALTER TABLE storage_repositories DROP COLUMN outdated_since;" },
 };

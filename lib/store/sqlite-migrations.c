@@ -157,7 +157,7 @@ static const char m_outdated_since[] = "ALTER TABLE storage_repositories ADD COL
 	X("20240101000100_replication_queue", m_replication_queue) \
 	X("20240101000200_node_status", m_node_status) \
 	X("20261206000000_write_intents", m_write_intents) \
-	X("20261207010000_outdated_since", m_outdated_since)
+	X("20261207110000_outdated_since", m_outdated_since)
 
 #define MIGRATION_ID(id, sql) id,
 #define MIGRATION_SQL(id, sql) sql,

@@ -17,7 +17,7 @@ PRAEFECT = os.path.join(BUILD, "praefect", "praefect")
 STAMP = r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d "
 NR_UPSTREAM = 42
 OURS = "20261207000000_gitalyc_write_intents"
-OUTDATED_SINCE = "20261207010000_gitalyc_outdated_since"   # replication-status
+OUTDATED_SINCE = "20261207110000_gitalyc_outdated_since"   # replication-status
 NR_OURS = 2
 
 
