@@ -192,7 +192,7 @@ int praefect_serve(struct praefect_config *cfg)
 	hashmap_init(&p->repos_by_id);
 	hashmap_init(&p->reserved_paths);
 	hashmap_init(&p->reconcile_marked);
-	if (repos_load(p, &err) < 0)
+	if (repos_load(p, &err) < 0 || suspects_load(p, &err) < 0)
 		die("%s", err.buf);
 
 	p->server = grpc_server_new(p->loop, NULL);

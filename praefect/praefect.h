@@ -290,6 +290,11 @@ void suspects_verify(struct praefect *p);
  * ran out, go; the others wait on. `all`: every one goes (shutdown).
  */
 void route_release_held_reads(struct praefect *p, int all);
+/*
+ * Start-up, after the repositories: the suspects recorded in the store by a
+ * previous run are verified again (0, or -1 with `err` set).
+ */
+int suspects_load(struct praefect *p, struct strbuf *err);
 /* Free `n`'s suspects (nodes_free()). */
 void suspects_release(struct node *n);
 

@@ -66,6 +66,9 @@ enum store_op_kind {
 	STORE_OP_END_VERIFICATION,
 	STORE_OP_RELEASE_VERIFICATION_LEASES,
 	STORE_OP_DELETE_ALL_REPOSITORIES,
+	STORE_OP_SUSPECT_ADD,
+	STORE_OP_SUSPECT_REMOVE,
+	STORE_OP_LIST_SUSPECTS,
 	STORE_OP_SET_OUTDATED_SINCE,
 	STORE_OP__NR
 };
@@ -87,6 +90,7 @@ struct store_op {
 		store_deleted_fn deleted;
 		store_jobs_fn jobs;
 		store_count_fn count;
+		store_suspects_fn suspects;
 	} cb;
 	void *arg;
 
@@ -116,6 +120,7 @@ struct store_op {
 		/* background verification: storages = virtual storages, storages2 = storages, ids = maxima */
 		int64_t interval_ms, lease_ms;
 		int verify_result, delete_invalid;
+		int avoid;                      /* suspect_add */
 		int64_t since_ms;               /* set_outdated_since (0: clear) */
 	} in;
 
@@ -129,6 +134,8 @@ struct store_op {
 	size_t nr_jobs, alloc_jobs;
 	const char *deleted_replica_path;
 	struct strvec deleted_storages;
+	struct store_suspect *suspects;         /* list_suspects */
+	size_t nr_suspects, alloc_suspects;
 
 	struct strvec keep;                     /* every string the op owns */
 };
@@ -143,6 +150,7 @@ void store_op_clear_result(struct store_op *op);
 /* Append a zeroed repository / job to the op's result and return it. */
 struct store_repo *store_op_add_repo(struct store_op *op);
 struct repl_job *store_op_add_job(struct store_op *op);
+struct store_suspect *store_op_add_suspect(struct store_op *op);
 /* "ready", "in_progress", ...; NULL for an unknown value. */
 const char *store_job_state_name(enum job_state state);
 int store_job_state_parse(const char *s, enum job_state *out);
@@ -174,7 +182,7 @@ struct store_backend_ops {
 	 * set_authoritative: generation; enqueue and begin_write: id;
 	 * acknowledge_stale, count_jobs, recover_writes, mark_unverified,
 	 * purge_jobs, end_verification and release_verification_leases:
-	 * count), deleted_*
+	 * count), suspects (list_suspects), deleted_*
 	 * (delete_repository), jobs (dequeue, list_jobs, lease_verifications).
 	 */
 	store_op_fn op[STORE_OP__NR];

@@ -241,8 +241,8 @@ static const char *const upstream_ids[] = {
 /*
  * Ours, after upstream's (ids sort later; upstream praefect ignores them with
  * `sql-migrate -ignore-unknown`, and its queries never see our additions):
- * write intents (see sqlite-migrations.c) and the queue's not_before, then
- * replicas' outdated_since.
+ * write intents (see sqlite-migrations.c) and the queue's not_before; suspect
+ * replicas; replicas' outdated_since.
  */
 struct pg_migration {
 	const char *id, *up, *down;
@@ -258,6 +258,14 @@ static const struct pg_migration ours[] = {
 	  "ALTER TABLE replication_queue ADD COLUMN not_before timestamp;",
 	  "DROP TABLE write_intents;"
 	  "ALTER TABLE replication_queue DROP COLUMN not_before;" },
+	{ "20261207100000_gitalyc_suspect_replicas",
+	  "CREATE TABLE suspect_replicas ("
+	  " repository_id bigint NOT NULL REFERENCES repositories (repository_id) ON DELETE CASCADE,"
+	  " storage text NOT NULL,"
+	  " avoid boolean NOT NULL,"
+	  " created_at timestamp NOT NULL DEFAULT timezone('UTC', now()),"
+	  " PRIMARY KEY (repository_id, storage));",
+	  "DROP TABLE suspect_replicas;" },
 	/* when a replica was first seen behind, NULL while in sync (docs/technical/replication-status.md) */
 	{ "20261207110000_gitalyc_outdated_since",
 	  "ALTER TABLE storage_repositories ADD COLUMN outdated_since timestamptz;",

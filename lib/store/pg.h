@@ -90,6 +90,10 @@ int pg_purge_jobs(struct store_backend *b, struct store_op *op);
 int pg_begin_write(struct store_backend *b, struct store_op *op);
 int pg_end_write(struct store_backend *b, struct store_op *op);
 int pg_recover_writes(struct store_backend *b, struct store_op *op);
+/* pg-suspects.c */
+int pg_suspect_add(struct store_backend *b, struct store_op *op);
+int pg_suspect_remove(struct store_backend *b, struct store_op *op);
+int pg_list_suspects(struct store_backend *b, struct store_op *op);
 int pg_lease_verifications(struct store_backend *b, struct store_op *op);
 int pg_end_verification(struct store_backend *b, struct store_op *op);
 int pg_release_verification_leases(struct store_backend *b, struct store_op *op);

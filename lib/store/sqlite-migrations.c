@@ -147,6 +147,19 @@ static const char m_write_intents[] =
 	"ALTER TABLE replication_queue ADD COLUMN not_before INTEGER;";
 
 /*
+ * Ours: replicas to verify because a read failed on them as if their objects
+ * were corrupt (praefect/router/suspect.c), kept across restarts.
+ */
+static const char m_suspect_replicas[] =
+	"CREATE TABLE suspect_replicas ("
+	"  repository_id INTEGER NOT NULL REFERENCES repositories (repository_id) ON DELETE CASCADE,"
+	"  storage TEXT NOT NULL,"
+	"  avoid INTEGER NOT NULL,"
+	"  created_at INTEGER NOT NULL,"
+	"  PRIMARY KEY (repository_id, storage)"
+	");";
+
+/*
  * Ours: when a replica was first seen behind its repository, Unix ms, NULL
  * while in sync (docs/technical/replication-status.md).
  */
@@ -157,6 +170,7 @@ static const char m_outdated_since[] = "ALTER TABLE storage_repositories ADD COL
 	X("20240101000100_replication_queue", m_replication_queue) \
 	X("20240101000200_node_status", m_node_status) \
 	X("20261206000000_write_intents", m_write_intents) \
+	X("20261207100000_suspect_replicas", m_suspect_replicas) \
 	X("20261207110000_outdated_since", m_outdated_since)
 
 #define MIGRATION_ID(id, sql) id,

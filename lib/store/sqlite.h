@@ -91,6 +91,10 @@ int sq_record_node_status(struct store_backend *b, struct store_op *op);
 int sq_begin_write(struct store_backend *b, struct store_op *op);
 int sq_end_write(struct store_backend *b, struct store_op *op);
 int sq_recover_writes(struct store_backend *b, struct store_op *op);
+/* sqlite-suspects.c */
+int sq_suspect_add(struct store_backend *b, struct store_op *op);
+int sq_suspect_remove(struct store_backend *b, struct store_op *op);
+int sq_list_suspects(struct store_backend *b, struct store_op *op);
 int sq_postpone(struct store_backend *b, struct store_op *op);
 int sq_mark_unverified(struct store_backend *b, struct store_op *op);
 int sq_purge_jobs(struct store_backend *b, struct store_op *op);

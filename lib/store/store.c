@@ -30,7 +30,7 @@ struct store {
 	int closing;   /* loop thread: store_close() has begun */
 };
 
-enum cb_kind { CB_DONE, CB_ID, CB_GEN, CB_REPOS, CB_DELETED, CB_JOBS, CB_COUNT };
+enum cb_kind { CB_DONE, CB_ID, CB_GEN, CB_REPOS, CB_DELETED, CB_JOBS, CB_COUNT, CB_SUSPECTS };
 
 static const struct {
 	enum cb_kind cb;
@@ -68,6 +68,9 @@ static const struct {
 	[STORE_OP_END_VERIFICATION] = { CB_COUNT, 1 },
 	[STORE_OP_RELEASE_VERIFICATION_LEASES] = { CB_COUNT, 1 },
 	[STORE_OP_DELETE_ALL_REPOSITORIES] = { CB_COUNT, 1 },
+	[STORE_OP_SUSPECT_ADD] = { CB_DONE, 1 },
+	[STORE_OP_SUSPECT_REMOVE] = { CB_DONE, 1 },
+	[STORE_OP_LIST_SUSPECTS] = { CB_SUSPECTS, 0 },
 };
 
 /* --- the op record --- */
@@ -101,6 +104,13 @@ struct repl_job *store_op_add_job(struct store_op *op)
 	return &op->jobs[op->nr_jobs++];
 }
 
+struct store_suspect *store_op_add_suspect(struct store_op *op)
+{
+	ALLOC_GROW(op->suspects, op->nr_suspects + 1, op->alloc_suspects);
+	memset(&op->suspects[op->nr_suspects], 0, sizeof(op->suspects[0]));
+	return &op->suspects[op->nr_suspects++];
+}
+
 /* Result strings stay in op->keep until the op is freed; a few stray copies are harmless. */
 void store_op_clear_result(struct store_op *op)
 {
@@ -112,6 +122,9 @@ void store_op_clear_result(struct store_op *op)
 	free(op->jobs);
 	op->jobs = NULL;
 	op->nr_jobs = op->alloc_jobs = 0;
+	free(op->suspects);
+	op->suspects = NULL;
+	op->nr_suspects = op->alloc_suspects = 0;
 	op->deleted_replica_path = NULL;
 	strvec_clear(&op->deleted_storages);
 	op->value = 0;
@@ -321,6 +334,9 @@ static void deliver(struct store_op *op)
 		break;
 	case CB_COUNT:
 		op->cb.count(op->arg, st, msg, st < 0 ? 0 : op->value);
+		break;
+	case CB_SUSPECTS:
+		op->cb.suspects(op->arg, st, msg, op->suspects, op->nr_suspects);
 		break;
 	}
 }
@@ -710,6 +726,34 @@ void store_recover_writes(struct store *s, store_count_fn cb, void *arg)
 {
 	struct store_op *op = op_new(STORE_OP_RECOVER_WRITES, arg);
 	op->cb.count = cb;
+	submit(s, op);
+}
+
+/* --- suspect replicas --- */
+
+void store_suspect_add(struct store *s, int64_t id, const char *storage, int avoid, store_done_fn cb, void *arg)
+{
+	struct store_op *op = op_new(STORE_OP_SUSPECT_ADD, arg);
+	op->cb.done = cb;
+	op->in.id = id;
+	op->in.storage = store_op_keep(op, storage ? storage : "");
+	op->in.avoid = avoid != 0;
+	submit(s, op);
+}
+
+void store_suspect_remove(struct store *s, int64_t id, const char *storage, store_done_fn cb, void *arg)
+{
+	struct store_op *op = op_new(STORE_OP_SUSPECT_REMOVE, arg);
+	op->cb.done = cb;
+	op->in.id = id;
+	op->in.storage = store_op_keep(op, storage ? storage : "");
+	submit(s, op);
+}
+
+void store_list_suspects(struct store *s, store_suspects_fn cb, void *arg)
+{
+	struct store_op *op = op_new(STORE_OP_LIST_SUSPECTS, arg);
+	op->cb.suspects = cb;
 	submit(s, op);
 }
 

@@ -198,6 +198,27 @@ void store_end_write(struct store *s, int64_t intent, store_done_fn cb, void *ar
  */
 void store_recover_writes(struct store *s, store_count_fn cb, void *arg);
 
+/* --- suspect replicas (ours: docs/technical/praefect-health.md, "Suspect replicas") --- */
+
+/* A replica to verify: `avoid`, reads stay away from it until it is verified. */
+struct store_suspect {
+	int64_t repository_id;
+	const char *storage;
+	int avoid;
+};
+typedef void (*store_suspects_fn)(void *arg, int status, const char *msg,
+				  const struct store_suspect *suspects, size_t n);
+/*
+ * Record replica (`id`, `storage`) as suspect, or change its `avoid`; kept
+ * until store_suspect_remove() or the repository's deletion, so a restarted
+ * praefect still verifies it. -ENOENT when the repository is gone.
+ */
+void store_suspect_add(struct store *s, int64_t id, const char *storage, int avoid, store_done_fn cb, void *arg);
+/* Forget it (verified clean, repaired, or its replica gone); no row is not an error. */
+void store_suspect_remove(struct store *s, int64_t id, const char *storage, store_done_fn cb, void *arg);
+/* Every recorded suspect, by repository id and storage (start-up). */
+void store_list_suspects(struct store *s, store_suspects_fn cb, void *arg);
+
 /* --- background verification (upstream verifier.go's queries, docs/technical/praefect-health.md) --- */
 
 /* Where to take verifications from: at most `max` replicas on (virtual storage, storage). */

@@ -262,7 +262,9 @@ static void set_lists(struct proxy *px, struct strvec *updated, struct strvec *o
  *  - Else (the primary died, was cut off, or did not commit): the live
  *    voters that committed the last subtransaction move on if they are a
  *    quorum of the assigned replicas, the old primary included among those
- *    outdated.
+ *    outdated. A voter we cancelled counts only when that last vote was
+ *    one cast after its refs moved (tx_outcome.last_applied): cancelled
+ *    after a PREPARED vote, it may have stopped before applying anything.
  *  - Else nobody moves; if anyone committed anything, a node may have
  *    applied part of the change: every voter is verified against one of
  *    them (forced jobs), since they may now differ at equal generations.
@@ -323,7 +325,7 @@ static enum write_outcome sort_out_writers(struct proxy *px, struct dest *pd)
 	for (size_t i = 0; i < o.nr; i++) {
 		struct dest *d = dest_for(px, o.voters[i]);
 		int alive = d && d->code != GRPC_UNAVAILABLE && d->code != GRPC_DEADLINE_EXCEEDED;
-		int ran = alive && (d->code == GRPC_OK || cut_off(d->code) ||
+		int ran = alive && (d->code == GRPC_OK || (cut_off(d->code) && o.last_applied) ||
 				    (d->code == pd->code && !strcmp(d->msg.buf, pd->msg.buf)));
 		any_commit += o.committed[i];
 		if (o.results[i] == VOTE_COMMITTED && ran) {

@@ -538,8 +538,27 @@ static void sums_compared(struct worker *w)
 	 * Different content at an equal generation: the record is wrong. Mark
 	 * the target behind first, so no write is routed to it and no read
 	 * served from it while it is repaired, then replicate as for any
-	 * outdated replica.
+	 * outdated replica. In memory at once: two writes cut off together can
+	 * leave two verifications of the same pair in opposite directions
+	 * (each took a different reference), and the second must see that its
+	 * source is itself being repaired from its target. Repairing both
+	 * crosswise would swap their contents and leave them different again
+	 * (docs/technical/transactions.md, "The finalizer").
 	 */
+	{
+		struct repo *r = repo_by_id(w->p, j->repository_id);
+		struct replica *src = r ? repo_replica(r, w->source) : NULL;
+		struct replica *tgt;
+		if (!r || !src || src->generation < w->source_gen) {
+			log_msgf(LOG_INFO, "replica %s of %s differs from %s, which is being repaired from it: "
+				 "nothing to repair here", j->target_storage, j->relative_path, w->source);
+			job_done(w, 1, NULL);
+			return;
+		}
+		tgt = repo_replica_add(r, j->target_storage);
+		if (tgt->generation > w->source_gen - 1)
+			tgt->generation = w->source_gen - 1;
+	}
 	log_msgf(LOG_WARN, "replica %s of %s differs from %s at generation %lld: repairing it", j->target_storage,
 		 j->relative_path, w->source, (long long)w->source_gen);
 	store_set_generation(w->p->store, j->repository_id, j->target_storage, NULL, w->source_gen - 1,

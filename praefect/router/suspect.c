@@ -2,8 +2,10 @@
  * Suspect replicas: a replica on which a read failed as if objects were
  * corrupt or missing is avoided by reads until it is verified
  * (gitaly.RepositoryService/Fsck on its node); a corrupt one is deleted and
- * replicated again from a healthy replica. In memory only: after a restart
- * the next failed read marks it again. See docs/technical/praefect-health.md.
+ * replicated again from a healthy replica. Each suspect is also recorded in
+ * the tracking store (store_suspect_add()) until it is verified clean or
+ * repaired, so a restarted praefect verifies it again (suspects_load()).
+ * See docs/technical/praefect-health.md.
  *
  * Each node holds its suspects in `n->suspects` (repository id -> struct
  * suspect). The task verify-replicas (schedule.c) moves each one on a step:
@@ -56,6 +58,7 @@ struct suspect {
 	int deleted;                      /* DELETING: the replicator reported the deletion done */
 	int rebuild_stalled;              /* checked again after a rebuild that did not catch up */
 	uint64_t next_ms;                 /* earliest time of the next step */
+	int stored;                       /* in the store: -1 no, else the `avoid` recorded */
 	struct praefect *p;
 };
 
@@ -105,6 +108,29 @@ enum suspect_trust suspect_trust(const struct repo *r, const struct node *n)
 	return READ_TRUSTED;
 }
 
+static void on_stored(void *arg, int status, const char *msg)
+{
+	if (status < 0 && status != -ENOENT) /* -ENOENT: the repository went meanwhile */
+		log_msgf(LOG_WARN, "recording a suspect replica: %s", msg ? msg : "store error");
+}
+
+/*
+ * Bring the store in line with `s`: recorded while it is to be verified or
+ * repaired (with its `avoid`), forgotten once clean. Ops run in order, so the
+ * last call wins.
+ */
+static void store_sync(struct suspect *s)
+{
+	int want = s->state == SUSPECT_CLEAN ? -1 : s->avoid != 0;
+	if (want == s->stored || !s->node)
+		return;
+	if (want < 0)
+		store_suspect_remove(s->p->store, s->repo_id, s->node->cfg->storage, on_stored, NULL);
+	else
+		store_suspect_add(s->p->store, s->repo_id, s->node->cfg->storage, want, on_stored, NULL);
+	s->stored = want;
+}
+
 static void suspect_add(struct praefect *p, struct node *n, int64_t repo_id, int avoid, int urgent)
 {
 	char key[24];
@@ -112,6 +138,7 @@ static void suspect_add(struct praefect *p, struct node *n, int64_t repo_id, int
 	if (s) {
 		s->avoid |= avoid;
 		s->urgent |= urgent;
+		store_sync(s);
 		return;
 	}
 	s = xcalloc(1, sizeof(*s));
@@ -121,8 +148,10 @@ static void suspect_add(struct praefect *p, struct node *n, int64_t repo_id, int
 	s->avoid = avoid;
 	s->urgent = urgent;
 	s->next_ms = now_ms();
+	s->stored = -1;
 	id_key(key, sizeof(key), repo_id);
 	hashmap_put(&n->suspects, key, strlen(key), s);
+	store_sync(s);
 }
 
 static void suspect_free(struct suspect *s)
@@ -133,6 +162,8 @@ static void suspect_free(struct suspect *s)
 static void suspect_drop(struct suspect *s)
 {
 	char key[24];
+	if (s->stored >= 0)
+		store_suspect_remove(s->p->store, s->repo_id, s->node->cfg->storage, on_stored, NULL);
 	id_key(key, sizeof(key), s->repo_id);
 	hashmap_remove(&s->node->suspects, key, strlen(key));
 	suspect_free(s);
@@ -161,6 +192,7 @@ void suspect_found_corrupt(struct praefect *p, struct repo *r, struct node *n, c
 	struct suspect *s = suspect_get(n, r->id);
 	if (s && (s->busy || (s->state >= SUSPECT_CORRUPT && s->state != SUSPECT_CLEAN))) {
 		s->avoid = 1; /* already being verified or repaired: that goes on */
+		store_sync(s);
 		return;
 	}
 	log_msgf(LOG_WARN, "replica of repository %lld on %s is corrupt, repairing it: %s", (long long)r->id,
@@ -173,6 +205,7 @@ void suspect_found_corrupt(struct praefect *p, struct repo *r, struct node *n, c
 	s->avoid = 1;
 	s->rebuild_stalled = 0;
 	s->next_ms = now_ms();
+	store_sync(s);
 	/* as for a failed read: the source of its rebuild must have passed its own Fsck */
 	for (size_t i = 0; i < r->vs->nr_nodes; i++) {
 		struct node *o = &r->vs->nodes[i];
@@ -257,6 +290,7 @@ static void on_fsck_done(void *arg, enum grpc_code code, const char *message, co
 		s->avoid = 0;
 		s->urgent = 0;
 		s->next_ms = now + CLEAN_KEEP_MS;
+		store_sync(s);
 		schedule_kick(s->p, TASK_VERIFY_REPLICAS); /* reads held for it go on (route.c) */
 		return;
 	}
@@ -269,6 +303,7 @@ static void on_fsck_done(void *arg, enum grpc_code code, const char *message, co
 		s->rebuild_stalled = 0;
 		s->avoid = 1;
 		s->next_ms = now;
+		store_sync(s);
 		scan_node(s->p, s->node);
 	} else if (code == GRPC_UNIMPLEMENTED) {
 		if (!s->told_unimplemented)
@@ -427,6 +462,7 @@ static int step(struct suspect *s, uint64_t now, unsigned *fsck_budget)
 		s->state = SUSPECT_UNVERIFIED;
 		s->avoid = 1;
 		s->rebuild_stalled = 1;
+		store_sync(s);
 		break;
 	case SUSPECT_CLEAN:
 		if (now >= s->next_ms) {
@@ -468,6 +504,52 @@ void suspects_verify(struct praefect *p)
 		}
 	}
 	route_release_held_reads(p, 0); /* a step may have verified what they wait on */
+}
+
+/* --- start-up: the suspects a previous run left unverified --- */
+
+struct load_state {
+	struct praefect *p;
+	int done, status;
+	struct strbuf *err;
+	size_t n;
+};
+
+static void on_suspects_listed(void *arg, int status, const char *msg, const struct store_suspect *v, size_t n)
+{
+	struct load_state *ls = arg;
+	ls->done = 1;
+	ls->status = status;
+	if (status < 0) {
+		strbuf_addf(ls->err, "loading suspect replicas: %s", msg ? msg : "store error");
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct repo *r = repo_by_id(ls->p, v[i].repository_id);
+		struct node *node = r ? vs_node(r->vs, v[i].storage) : NULL;
+		struct suspect *s;
+		if (!node) {
+			/* its storage left the configuration: nothing here can verify it */
+			store_suspect_remove(ls->p->store, v[i].repository_id, v[i].storage, on_stored, NULL);
+			continue;
+		}
+		/* avoided ones first in line, as after the failed read that marked them */
+		suspect_add(ls->p, node, r->id, v[i].avoid, v[i].avoid);
+		s = suspect_get(node, r->id);
+		s->stored = v[i].avoid;
+		ls->n++;
+	}
+}
+
+int suspects_load(struct praefect *p, struct strbuf *err)
+{
+	struct load_state ls = { p, 0, 0, err, 0 };
+	store_list_suspects(p->store, on_suspects_listed, &ls);
+	while (!ls.done)
+		uv_run(p->loop, UV_RUN_ONCE);
+	if (ls.status == 0 && ls.n)
+		log_msgf(LOG_INFO, "%zu suspect replicas from the tracking store are verified again", ls.n);
+	return ls.status < 0 ? -1 : 0;
 }
 
 void suspects_release(struct node *n)

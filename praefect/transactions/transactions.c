@@ -451,6 +451,10 @@ void tx_cleanup(struct tx_manager *m, uint64_t id, struct tx_outcome *out)
 				break;
 			}
 		}
+		for (size_t i = 0; last < t->nr_subs && i < t->nr; i++)
+			if (t->subs[last]->result[i] == VOTE_COMMITTED)
+				out->last_applied = t->subs[last]->hash[i][20] ==
+						    GITALY__VOTE_TRANSACTION_REQUEST__PHASE__COMMITTED_PHASE;
 		for (size_t i = 0; i < t->nr; i++) {
 			out->voters[i] = t->voters[i]; /* ownership moves to the outcome */
 			out->results[i] = last < t->nr_subs ? t->subs[last]->result[i] : VOTE_UNDECIDED;

@@ -56,6 +56,14 @@ struct tx_outcome {
 	size_t nr;
 	size_t *committed;                 /* per voter: subtransactions it committed */
 	int *voted;                        /* per voter: it voted at least once */
+	/*
+	 * The votes committed in that last subtransaction were in phase
+	 * COMMITTED: git casts those after its refs moved (and gitaly its final
+	 * vote after git exited), so whoever committed them applied the change.
+	 * After a PREPARED vote a voter may still have been stopped before git
+	 * renamed its locks.
+	 */
+	int last_applied;
 };
 /*
  * End the transaction (undecided voters cancelled, waiters answered) and

@@ -891,6 +891,63 @@ static void test_recover_writes(void **state)
 	assert_int_equal(last_force[0], 0);
 }
 
+/* --- suspect replicas (ours) --- */
+
+static void on_suspects(void *arg, int status, const char *msg, const struct store_suspect *v, size_t n)
+{
+	struct res *r = arg;
+	struct strbuf sb = STRBUF_INIT;
+	res_fire(r, status, msg);
+	for (size_t i = 0; i < n; i++)
+		strbuf_addf(&sb, "%s%" PRId64 ":%s:%d", i ? " " : "", v[i].repository_id, v[i].storage, v[i].avoid);
+	snprintf(r->text, sizeof(r->text), "%s", sb.buf);
+	strbuf_release(&sb);
+}
+
+static const char *suspects(void)
+{
+	store_list_suspects(F->s, on_suspects, reset());
+	wait_for(&R);
+	assert_int_equal(R.status, 0);
+	return R.text;
+}
+
+static int suspect_add(int64_t id, const char *storage, int avoid)
+{
+	store_suspect_add(F->s, id, storage, avoid, on_done, reset());
+	return done_call();
+}
+
+static void test_suspects(void **state)
+{
+	assert_int_equal(create1(1, "a.git"), 0);
+	assert_int_equal(create1(2, "b.git"), 0);
+	assert_string_equal(suspects(), "");
+	assert_int_equal(suspect_add(2, "s1", 0), 0);
+	assert_int_equal(suspect_add(1, "s2", 0), 0);
+	assert_int_equal(suspect_add(1, "s1", 1), 0);
+	assert_string_equal(suspects(), "1:s1:1 1:s2:0 2:s1:0");
+	/* recorded again: its `avoid` changes, both ways */
+	assert_int_equal(suspect_add(1, "s2", 1), 0);
+	assert_int_equal(suspect_add(1, "s1", 0), 0);
+	assert_string_equal(suspects(), "1:s1:0 1:s2:1 2:s1:0");
+	assert_int_equal(suspect_add(42, "s1", 1), -ENOENT);
+	/* forgotten; twice is no error */
+	store_suspect_remove(F->s, 1, "s1", on_done, reset());
+	assert_int_equal(done_call(), 0);
+	store_suspect_remove(F->s, 1, "s1", on_done, reset());
+	assert_int_equal(done_call(), 0);
+	assert_string_equal(suspects(), "1:s2:1 2:s1:0");
+	/* kept across a reopen */
+	fx_close(F);
+	fx_open(F);
+	assert_string_equal(suspects(), "1:s2:1 2:s1:0");
+	/* and dropped with their repository */
+	store_delete_repository(F->s, "vs", "a.git", on_deleted, reset());
+	assert_int_equal(done_call(), 0);
+	assert_string_equal(suspects(), "2:s1:0");
+}
+
 /* A database from before write intents keeps its queue and gains the table and the column. */
 static void test_write_intents_migration(void **state)
 {
@@ -1426,6 +1483,7 @@ int main(void)
 		T(test_write_intents),
 		T(test_recover_writes),
 		T(test_write_intents_migration),
+		T(test_suspects),
 		T(test_forced_jobs),
 		T(test_postpone),
 		T(test_ordering),

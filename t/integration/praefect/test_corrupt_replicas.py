@@ -3,7 +3,9 @@ replica while nothing has reached the client, the failing replica is avoided by 
 with gitaly's Fsck, it is verified and rebuilt from a healthy one.
 See docs/technical/praefect-health.md."""
 import os
+import re
 import signal
+import sqlite3
 import subprocess
 import time
 
@@ -217,3 +219,59 @@ def test_two_corrupt_replicas_fail_only_the_first_clone(cluster, tmp_path):
     log = cluster.praefect.log()
     for name in (packed, loose):
         assert "on %s is corrupt" % name in log
+
+
+def stored_suspects(cluster, request):
+    """(repository id, storage, avoid) rows of the store's suspect_replicas table, either backend."""
+    if cluster.praefect.database:
+        pg = request.getfixturevalue("postgres")
+        db = re.search(r'dbname = "([^"]+)"', "\n".join(cluster.praefect.database)).group(1)
+        out = pg.psql(db, "SELECT repository_id, storage, avoid::int FROM suspect_replicas ORDER BY 1, 2").stdout
+        rows = [line.split("|") for line in out.split() if "|" in line]
+        return [(int(a), b, int(c)) for a, b, c in rows]
+    with sqlite3.connect("file:%s?mode=ro" % cluster.praefect.db, uri=True) as db:
+        return list(db.execute("SELECT repository_id, storage, avoid FROM suspect_replicas ORDER BY 1, 2"))
+
+
+@pytest.mark.both_stores
+def test_a_suspect_replica_is_still_verified_and_repaired_after_a_praefect_restart(cluster, tmp_path, request):
+    """Suspects live in the tracking store until verified: praefect killed while the only source
+    of a repair is away still repairs the replica after its restart, with no read failing again.
+    Needs gitaly's RepositoryService/Fsck."""
+    src, md = setup_repo(cluster, tmp_path, "remember.git")
+    if not fsck_implemented(cluster, md.primary, md.replica_path):
+        pytest.skip("gitaly has no RepositoryService/Fsck yet")
+    blob = git("rev-parse", "main:a.txt", cwd=src).strip()
+    bad = sorted(cluster.nodes)[0]
+    corrupt_loose_blob(cluster, bad, md.replica_path, blob)
+    path = replica_dir(cluster, bad, md.replica_path)
+    procs = only_healthy(cluster, "remember.git", bad)
+    try:
+        with pytest.raises(grpc.RpcError):
+            tree_entry(cluster, "remember.git")
+        # recorded: the failing replica avoided, its siblings to be checked
+        want = [(md.repository_id, n, int(n == bad)) for n in sorted(cluster.nodes)]
+        wait_for(lambda: stored_suspects(cluster, request) == want, what="the suspects recorded")
+        # no healthy replica to rebuild it from while the others are stopped: nothing repaired yet
+        assert "on %s repaired" % bad not in cluster.praefect.log()
+        cluster.praefect.kill()
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGCONT)
+
+    def new_log(since):
+        return cluster.praefect.log()[since:]
+
+    since = len(cluster.praefect.log())
+    cluster.praefect.start()
+    wait_for(lambda: "on %s repaired" % bad in new_log(since), timeout=60, what="the replica repaired")
+    log = new_log(since)
+    assert "3 suspect replicas from the tracking store are verified again" in log
+    assert "is suspect" not in log     # nothing had to fail again to find it
+    assert fsck_ok(path)
+    wait_for(lambda: replicas_in_sync(cluster, "remember.git"), timeout=30, what="in sync")
+    # repaired, and the siblings verified clean: the store forgets them all
+    wait_for(lambda: stored_suspects(cluster, request) == [], timeout=20, what="the suspects forgotten")
+    for name in cluster.nodes:
+        if name != bad:
+            assert "on %s is corrupt" % name not in cluster.praefect.log()

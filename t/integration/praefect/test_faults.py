@@ -221,3 +221,70 @@ def test_a_write_lacking_its_quorum_waits_for_a_returning_replica(cluster, tmp_p
     finally:
         cluster.nodes[other].proc.send_signal(signal.SIGCONT)
     wait_for(lambda: replicas_in_sync(cluster, "wait.git"), what="every replica in sync")
+
+
+def restart(node, suffix):
+    node.proc.wait()
+    node._log.close()
+    os.rename(node.log_path, node.log_path + "." + suffix)
+    node.start()
+
+
+def test_a_secondary_killed_just_before_a_push_does_not_fail_it(cluster, tmp_path):
+    """kill -9 of a secondary right before a push: praefect has not yet seen the node go, so it
+    may still route the push to it. The two others are a quorum: the push is acknowledged, the
+    dead replica is outdated and repaired once the node is back."""
+    create_repo(cluster, "deadsec.git")
+    base = make_bare_repo(str(tmp_path / "base.git"), branches=("main",), files={"f.txt": "0\n"})
+    push(cluster, base, "deadsec.git", "main")
+    md, _ = wait_for(lambda: replicas_in_sync(cluster, "deadsec.git"), what="replication")
+    work = str(tmp_path / "work")
+    git("clone", "-q", base, work)
+    secondaries = sorted(n for n in cluster.nodes if n != md.primary)
+    for k, name in enumerate(secondaries * 2):
+        with open(os.path.join(work, "f.txt"), "w") as f:
+            f.write("change %d\n" % k)
+        git("commit", "-q", "-a", "-m", "change %d" % k, cwd=work)
+        node = cluster.nodes[name]
+        node.proc.send_signal(signal.SIGKILL)
+        r = subprocess.run(["git", "push", "-q", "ssh://gitaly/repo.git", "HEAD:refs/heads/main"], cwd=work,
+                           env=push_env(cluster, "deadsec.git"), capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, "push %d with %s just killed: %s" % (k, name, r.stderr)
+        head = git("rev-parse", "HEAD", cwd=work).strip()
+        gens = {r.storage: r.generation for r in cluster.praefect.metadata("deadsec.git").replicas}
+        assert gens[name] < cluster.praefect.metadata("deadsec.git").generation
+        restart(node, str(k))
+        md, _ = wait_for(lambda: replicas_in_sync(cluster, "deadsec.git"), timeout=20,
+                         what="%s repaired after its restart" % name)
+        assert git("rev-parse", "refs/heads/main", cwd=replica(cluster, name, md.replica_path)).strip() == head
+
+
+def test_a_secondary_killed_during_a_push_does_not_fail_it(cluster, tmp_path):
+    """The same, with the node killed while the push is in flight (at several points of it): the
+    secondary is a voter that will never vote or whose call breaks; the other two commit."""
+    create_repo(cluster, "midsec.git")
+    base = make_bare_repo(str(tmp_path / "base.git"), branches=("main",), files={"f.txt": "0\n"})
+    push(cluster, base, "midsec.git", "main")
+    md, _ = wait_for(lambda: replicas_in_sync(cluster, "midsec.git"), what="replication")
+    work = str(tmp_path / "work")
+    git("clone", "-q", base, work)
+    secondaries = sorted(n for n in cluster.nodes if n != md.primary)
+    for k, delay in enumerate((0.0, 0.05, 0.15, 0.3)):
+        name = secondaries[k % 2]
+        with open(os.path.join(work, "big.bin"), "wb") as f:
+            f.write(os.urandom(2 << 20))
+        git("add", "-A", cwd=work)
+        git("commit", "-q", "-m", "change %d" % k, cwd=work)
+        p = subprocess.Popen(["git", "push", "-q", "ssh://gitaly/repo.git", "HEAD:refs/heads/main"], cwd=work,
+                             env=push_env(cluster, "midsec.git"), stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        node = cluster.nodes[name]
+        node.proc.send_signal(signal.SIGKILL)
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 0, "push %d with %s killed after %.2f s: %s" % (k, name, delay, err)
+        head = git("rev-parse", "HEAD", cwd=work).strip()
+        restart(node, str(k))
+        md, _ = wait_for(lambda: replicas_in_sync(cluster, "midsec.git"), timeout=20,
+                         what="%s repaired after its restart" % name)
+        for n in cluster.nodes:
+            assert git("rev-parse", "refs/heads/main", cwd=replica(cluster, n, md.replica_path)).strip() == head

@@ -192,3 +192,37 @@ def test_failed_replication_is_retried_with_back_off_until_the_replica_catches_u
     assert len(failures) >= 3, failures
     assert failures[-1] - failures[0] >= 9, failures
     assert len(failures) <= 12, failures
+
+
+def test_two_verifications_of_one_pair_in_opposite_directions_leave_it_equal(cluster, tmp_path):
+    """Writes cut off together by a primary's death can each queue a verification with its own
+    reference: A against B and B against A. Both find the difference; repairing both would swap
+    the contents and leave them different at one generation. One repair, the other stands down."""
+    import sqlite3
+    create_repo(cluster, "cross.git")
+    src = work_repo(tmp_path, branches=("main",), tags=())
+    push(cluster, src, "cross.git", "main")
+    md = wait_for(lambda: replicas_in_sync(cluster, "cross.git"), what="replication")[0]
+    a, b = sorted(r.storage for r in md.replicas if r.storage != md.primary)
+    cluster.praefect.stop()
+    # equal generations, other refs: b has a branch the others lack
+    git("update-ref", "refs/heads/only-on-b", "refs/heads/main", cwd=storage_path(cluster, b, md.replica_path))
+    now = int(time.time() * 1000)
+    with sqlite3.connect(cluster.praefect.db) as db:
+        for source, target in ((a, b), (b, a)):
+            lock = "default|%s|cross.git" % target
+            db.execute("INSERT INTO replication_queue_lock (id) VALUES (?) ON CONFLICT DO NOTHING", (lock,))
+            db.execute("INSERT INTO replication_queue (state, created_at, attempt, lock_id, change, repository_id,"
+                       " virtual_storage, relative_path, replica_path, source_node_storage, target_node_storage,"
+                       " correlation_id, params) VALUES ('ready', ?, 3, ?, 'update', ?, 'default', 'cross.git', '',"
+                       " ?, ?, 'test', '{\"force\":true}')", (now, lock, md.repository_id, source, target))
+    cluster.praefect.start()
+    wait_for(lambda: "of cross.git differs from" in cluster.praefect.log(), what="a difference found")
+
+    def pair_equal():
+        m = cluster.praefect.metadata("cross.git")
+        gens = {r.storage: r.generation for r in m.replicas}
+        return gens[a] == gens[b] == m.generation and \
+            cluster.checksum(a, m.replica_path) == cluster.checksum(b, m.replica_path)
+    # (the primary was left out of the pair's verifications: only the pair is compared)
+    wait_for(pair_equal, timeout=20, what="the pair equal at the repository's generation")

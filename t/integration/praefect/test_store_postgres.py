@@ -16,9 +16,9 @@ from test_praefect import create_repo, gitaly_ssh_env, push, replicas_in_sync, w
 PRAEFECT = os.path.join(BUILD, "praefect", "praefect")
 STAMP = r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d "
 NR_UPSTREAM = 42
-OURS = "20261207000000_gitalyc_write_intents"
-OUTDATED_SINCE = "20261207110000_gitalyc_outdated_since"   # replication-status
-NR_OURS = 2
+OURS = ["20261207000000_gitalyc_write_intents", "20261207100000_gitalyc_suspect_replicas",
+        "20261207110000_gitalyc_outdated_since"]   # the last: replication-status
+NR_ALL = NR_UPSTREAM + len(OURS)
 
 
 def config(tmp_path, pg, dbname, extra="", name="praefect.toml"):
@@ -46,19 +46,19 @@ def status_rows(cfg):
 def test_sql_migrate_status_and_down_on_a_fresh_database(postgres, tmp_path):
     cfg = config(tmp_path, postgres, postgres.create_database())
     rows = status_rows(cfg)
-    assert len(rows) == NR_UPSTREAM + NR_OURS and set(rows.values()) == {"no"}
-    assert list(rows)[0] == "20200109161404_hello_world" and list(rows)[-2:] == [OURS, OUTDATED_SINCE]
+    assert len(rows) == NR_ALL and set(rows.values()) == {"no"}
+    assert list(rows)[0] == "20200109161404_hello_world" and list(rows)[-len(OURS):] == OURS
 
     res = praefect(cfg, "sql-migrate")
     assert res.returncode == 0, res.stderr
     lines = res.stdout.split("\n")
-    assert lines[:2] == ["praefect sql-migrate: migrations to apply: %d" % (NR_UPSTREAM + NR_OURS), ""]
+    assert lines[:2] == ["praefect sql-migrate: migrations to apply: %d" % NR_ALL, ""]
     body = lines[2:-3]
-    assert len(body) == 2 * (NR_UPSTREAM + NR_OURS)
+    assert len(body) == 2 * NR_ALL
     for i, mig in enumerate(rows):
         assert re.fullmatch(r"=  \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d %s: migrating" % mig, body[2 * i]), body[2 * i]
         assert re.fullmatch(r"== \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d %s: applied \(\d+ms\)" % mig, body[2 * i + 1])
-    assert lines[-3:] == ["", "praefect sql-migrate: OK (applied %d migrations)" % (NR_UPSTREAM + NR_OURS), ""]
+    assert lines[-3:] == ["", "praefect sql-migrate: OK (applied %d migrations)" % NR_ALL, ""]
     assert praefect(cfg, "sql-migrate").stdout == "praefect sql-migrate: all migrations are up\n"
     rows = status_rows(cfg)
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)? [+-]\d{4} \S+", v) for v in rows.values()), rows
@@ -69,21 +69,25 @@ def test_sql_migrate_status_and_down_on_a_fresh_database(postgres, tmp_path):
     for t in ("repositories", "storage_repositories", "repository_assignments", "replication_queue",
               "replication_queue_lock", "replication_queue_job_lock", "node_status", "shard_primaries",
               "storage_cleanups", "virtual_storages", "valid_primaries", "healthy_storages", "schema_migrations",
-              "write_intents"):
+              "write_intents", "suspect_replicas"):
         assert t in tables, (t, tables)
 
     res = praefect(cfg, "sql-migrate-down", "1")
     assert (res.returncode, res.stdout) == (0, "DRY RUN -- would roll back:\n\n- %s\n\n"
-                                                "To apply these migrations run with -f\n" % OUTDATED_SINCE), res.stderr
+                                                "To apply these migrations run with -f\n" % OURS[-1]), res.stderr
+    assert status_rows(cfg)[OURS[-1]] != "no"
     res = praefect(cfg, "sql-migrate-down", "-f", "1")
     assert (res.returncode, res.stdout) == (0, 'OK (applied 1 "down" migrations)\n'), res.stderr
-    assert status_rows(cfg)[OUTDATED_SINCE] == "no"
+    assert status_rows(cfg)[OURS[-1]] == "no" and status_rows(cfg)[OURS[1]] != "no"
     assert postgres.psql(postgres_db(cfg), "SELECT count(*) FROM information_schema.columns WHERE "
                          "column_name = 'outdated_since'").stdout.strip() == "0"
-    assert status_rows(cfg)[OURS] != "no"
     res = praefect(cfg, "sql-migrate-down", "-f", "1")
     assert (res.returncode, res.stdout) == (0, 'OK (applied 1 "down" migrations)\n'), res.stderr
-    assert status_rows(cfg)[OURS] == "no"
+    assert status_rows(cfg)[OURS[1]] == "no" and status_rows(cfg)[OURS[0]] != "no"
+    assert postgres.psql(postgres_db(cfg), "SELECT to_regclass('suspect_replicas') IS NULL").stdout.strip() == "t"
+    res = praefect(cfg, "sql-migrate-down", "-f", "1")
+    assert (res.returncode, res.stdout) == (0, 'OK (applied 1 "down" migrations)\n'), res.stderr
+    assert status_rows(cfg)[OURS[0]] == "no"
     assert postgres.psql(postgres_db(cfg), "SELECT to_regclass('write_intents') IS NULL").stdout.strip() == "t"
 
     # upstream's migrations are one schema here: they are not rolled back one by one
@@ -97,10 +101,10 @@ def test_sql_migrate_status_and_down_on_a_fresh_database(postgres, tmp_path):
     assert res.returncode == 1 and "sql-migrate-down requires a single positional argument" in res.stderr
 
     res = praefect(cfg, "sql-migrate", "-verbose")
-    assert res.stdout.startswith("praefect sql-migrate: migrations to apply: 2\n\n=  "), res.stdout
-    assert "\tCREATE TABLE write_intents (" in res.stdout
+    assert res.stdout.startswith("praefect sql-migrate: migrations to apply: 3\n\n=  "), res.stdout
+    assert "\tCREATE TABLE write_intents (" in res.stdout and "\tCREATE TABLE suspect_replicas (" in res.stdout
     assert "\tALTER TABLE storage_repositories ADD COLUMN outdated_since timestamptz;" in res.stdout
-    assert res.stdout.endswith("praefect sql-migrate: OK (applied 2 migrations)\n")
+    assert res.stdout.endswith("praefect sql-migrate: OK (applied 3 migrations)\n")
 
 
 def postgres_db(cfg):
