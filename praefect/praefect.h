@@ -29,6 +29,24 @@ struct vstorage;
 struct bc_client;
 struct proxy;
 
+/*
+ * The replication state of one storage as the metrics task samples it once a
+ * second (metrics/status.c, docs/technical/replication-status.md): the queue
+ * from the store, the outdated replicas from the in-memory records, the
+ * throughput from the jobs the replicator completed.
+ */
+struct node_repl_status {
+	int64_t ready, in_progress, failed;    /* replication jobs targeting it */
+	int64_t oldest_job_ms;                 /* creation of the oldest of them, Unix ms; 0: none */
+	int64_t outdated;                      /* replicas behind their repository */
+	int64_t oldest_outdated_ms;            /* Unix ms; 0: none */
+	int64_t oldest_outdated_repo;          /* its repository id */
+	uint64_t completed;                    /* jobs completed since start (replicator.c) */
+	uint64_t completed_seen;               /* `completed` at the last sample */
+	double throughput;                     /* jobs/s, EWMA over about a minute */
+	int sampled;                           /* throughput has at least one sample interval */
+};
+
 /* One gitaly storage of a virtual storage, and our connection to it. */
 struct node {
 	struct vstorage *vs;
@@ -47,6 +65,7 @@ struct node {
 	uint64_t routed_writes;
 	struct hashmap suspects;               /* repository id -> suspect replica here (router/suspect.c) */
 	uint64_t scanned_ms;                   /* last check of all its replicas (router/suspect.c) */
+	struct node_repl_status repl;          /* metrics/status.c */
 };
 
 struct vstorage {
@@ -60,6 +79,8 @@ struct replica {
 	char *storage;
 	int64_t generation;                    /* GENERATION_UNKNOWN: no replica */
 	int assigned;
+	int64_t outdated_since_ms;             /* wall clock when first seen behind; 0: in sync (metrics/status.c) */
+	int64_t outdated_since_stored;         /* the value the store holds (or was last sent) */
 };
 
 struct repo {

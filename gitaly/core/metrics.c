@@ -30,6 +30,7 @@ enum {
 	GM_REQUESTS_DROPPED,
 	GM_HOUSEKEEPING_TASKS,
 	GM_HOUSEKEEPING_PRUNED,
+	GM_VOTE_DELAY,
 	GM_NR
 };
 
@@ -40,6 +41,9 @@ static const struct metric_desc families[GM_NR] = {
 				    { "housekeeping_task", "status", NULL } },
 	[GM_HOUSEKEEPING_PRUNED] = { "gitaly_housekeeping_pruned_files_total", "Total number of files pruned",
 				     METRIC_COUNTER, { "filetype", NULL } },
+	/* follows grpc_latency_buckets, as upstream */
+	[GM_VOTE_DELAY] = { "gitaly_hook_transaction_voting_delay_seconds",
+			    "Delay between calling out to transaction service and receiving a response", METRIC_HISTOGRAM },
 	[GM_COMMANDS_RUNNING] = { "gitaly_commands_running", "Total number of processes currently being executed",
 				  METRIC_GAUGE },
 	[GM_CATFILE_CACHE] = { "gitaly_catfile_cache_total", "Counter of catfile cache hit/miss", METRIC_COUNTER,
@@ -161,6 +165,12 @@ void gitaly_metrics_housekeeping_task(struct gitaly *g, const char *task, const 
 {
 	if (g->metrics)
 		metric_inc(g->metrics->f[GM_HOUSEKEEPING_TASKS], METRIC_LV(task, status));
+}
+
+void gitaly_metrics_vote_delay(struct gitaly *g, double seconds)
+{
+	if (g->metrics)
+		metric_observe(g->metrics->f[GM_VOTE_DELAY], NULL, seconds);
 }
 
 void gitaly_metrics_pruned_files(struct gitaly *g, const char *filetype, double n)

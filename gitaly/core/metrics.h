@@ -23,4 +23,7 @@ void gitaly_metrics_housekeeping_task(struct gitaly *g, const char *task, const 
 /* gitaly_housekeeping_pruned_files_total{filetype} + n */
 void gitaly_metrics_pruned_files(struct gitaly *g, const char *filetype, double n);
 
+/* gitaly_hook_transaction_voting_delay_seconds: one VoteTransaction's round trip to praefect */
+void gitaly_metrics_vote_delay(struct gitaly *g, double seconds);
+
 #endif

@@ -4,6 +4,7 @@
  * transaction every vote passes.
  */
 #include "core/vote.h"
+#include "core/metrics.h"
 #include "backchannel/backchannel.h"
 #include "base/util.h"
 #include "grpc/metadata.h"
@@ -25,6 +26,8 @@ struct pending_vote {
 	char msg[160];
 	struct strbuf resp;
 	int stop;
+	struct gitaly *g;
+	uint64_t voted_ns;           /* a VoteTransaction sent at this time (0: none), for its delay metric */
 };
 
 int vote_present(struct grpc_call *call)
@@ -62,6 +65,8 @@ static void on_vote_closed(uv_handle_t *h)
 static void on_vote_timer(uv_timer_t *t)
 {
 	struct pending_vote *v = t->data;
+	if (v->voted_ns)
+		gitaly_metrics_vote_delay(v->g, (double)(now_ns() - v->voted_ns) / 1e9);
 	v->done(v->arg, v->code, v->code == GRPC_OK ? NULL : v->msg);
 	uv_close((uv_handle_t *)&v->timer, on_vote_closed);
 }
@@ -78,6 +83,7 @@ static struct pending_vote *pending(struct gitaly *g, vote_done_fn done, void *a
 	struct pending_vote *v = xcalloc(1, sizeof(*v));
 	v->done = done;
 	v->arg = arg;
+	v->g = g;
 	strbuf_init(&v->resp, 0);
 	uv_timer_init(g->loop, &v->timer);
 	v->timer.data = v;
@@ -165,6 +171,7 @@ void vote_cast_info(struct gitaly *g, const struct txid *tx, enum vote_phase pha
 	req.reference_updates_hash.data = (uint8_t *)hash;
 	req.reference_updates_hash.len = 20;
 	req.phase = (Gitaly__VoteTransactionRequest__Phase)phase;
+	v->voted_ns = now_ns();   /* timed whatever the outcome, as upstream */
 	send_to_praefect(g, tx, gitaly_out[OUT_VOTE_TRANSACTION], &req.base, v);
 }
 

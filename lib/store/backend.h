@@ -71,6 +71,7 @@ enum store_op_kind {
 	STORE_OP_LIST_SUSPECTS,
 	STORE_OP_SWAP_PRIMARY,
 	STORE_OP_NODE_VOTES,
+	STORE_OP_SET_OUTDATED_SINCE,
 	STORE_OP__NR
 };
 
@@ -125,6 +126,7 @@ struct store_op {
 		int64_t interval_ms, lease_ms;
 		int verify_result, delete_invalid;
 		int avoid;                      /* suspect_add */
+		int64_t since_ms;               /* set_outdated_since (0: clear) */
 	} in;
 
 	/* Results. */

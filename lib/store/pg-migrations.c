@@ -242,7 +242,7 @@ static const char *const upstream_ids[] = {
  * Ours, after upstream's (ids sort later; upstream praefect ignores them with
  * `sql-migrate -ignore-unknown`, and its queries never see our additions):
  * write intents (see sqlite-migrations.c) and the queue's not_before; suspect
- * replicas.
+ * replicas; replicas' outdated_since.
  */
 struct pg_migration {
 	const char *id, *up, *down;
@@ -266,6 +266,10 @@ static const struct pg_migration ours[] = {
 	  " created_at timestamp NOT NULL DEFAULT timezone('UTC', now()),"
 	  " PRIMARY KEY (repository_id, storage));",
 	  "DROP TABLE suspect_replicas;" },
+	/* when a replica was first seen behind, NULL while in sync (docs/technical/replication-status.md) */
+	{ "20261207110000_gitalyc_outdated_since",
+	  "ALTER TABLE storage_repositories ADD COLUMN outdated_since timestamptz;",
+	  "ALTER TABLE storage_repositories DROP COLUMN outdated_since;" },
 };
 
 static const char *all_ids[NR_UPSTREAM + ARRAY_SIZE(ours) + 1];

@@ -20,10 +20,12 @@ static const char SQL_REPO_PATH[] =
 
 /* As the SQLite backend: the union of replica rows (generation >= 0) and assignment rows (-1). */
 #define REPLICAS(where) \
-	"SELECT repository_id, storage, MAX(generation), MAX(assigned), " PG_MSZ("MAX(verified_at)") " FROM (" \
-	" SELECT repository_id, storage, generation, 0 AS assigned, verified_at FROM storage_repositories " where \
+	"SELECT repository_id, storage, MAX(generation), MAX(assigned), " PG_MSZ("MAX(verified_at)") ", " \
+	PG_MSZ("MAX(outdated_since)") " FROM (" \
+	" SELECT repository_id, storage, generation, 0 AS assigned, verified_at, outdated_since" \
+	" FROM storage_repositories " where \
 	" UNION ALL" \
-	" SELECT repository_id, storage, -1, 1, NULL::timestamptz FROM repository_assignments " where \
+	" SELECT repository_id, storage, -1, 1, NULL::timestamptz, NULL::timestamptz FROM repository_assignments " where \
 	") AS u GROUP BY repository_id, storage ORDER BY repository_id, storage"
 
 static const char SQL_REPLICAS_ALL[] = REPLICAS("");
@@ -65,6 +67,7 @@ static void read_replicas(struct store_op *op, PGresult *res)
 		rep->generation = pg_col_int(res, row, 2, GENERATION_UNKNOWN);
 		rep->assigned = pg_col_int(res, row, 3, 0) != 0;
 		rep->verified_at_ms = pg_col_int(res, row, 4, 0);
+		rep->outdated_since_ms = pg_col_int(res, row, 5, 0);
 	}
 }
 
@@ -466,4 +469,16 @@ int pg_rename_repository(struct store_backend *b, struct store_op *op)
 	    (r = pg_exec(g, op, SQL_RENAME_REPLICAS, "ltt", id, op->in.path2, op->in.path)) < 0)
 		return r;
 	return 0;
+}
+
+/* Unix ms, NULL for 0 (docs/technical/replication-status.md) */
+static const char SQL_SET_OUTDATED_SINCE[] =
+	"UPDATE storage_repositories SET outdated_since ="
+	" CASE WHEN $3::bigint = 0 THEN NULL ELSE " PG_TSZ("$3") " END"
+	" WHERE repository_id = $1 AND storage = $2";
+
+int pg_set_outdated_since(struct store_backend *b, struct store_op *op)
+{
+	int r = pg_exec(pg_backend(b), op, SQL_SET_OUTDATED_SINCE, "ltl", op->in.id, op->in.storage, op->in.since_ms);
+	return r < 0 ? r : 0;
 }

@@ -366,6 +366,7 @@ static const struct store_backend_ops pg_ops = {
 		[STORE_OP_DELETE_INVALID_REPLICA] = pg_delete_invalid_replica,
 		[STORE_OP_SET_AUTHORITATIVE] = pg_set_authoritative,
 		[STORE_OP_SET_PRIMARY] = pg_set_primary,
+		[STORE_OP_SET_OUTDATED_SINCE] = pg_set_outdated_since,
 		[STORE_OP_SET_ASSIGNMENTS] = pg_set_assignments,
 		[STORE_OP_RENAME_REPOSITORY] = pg_rename_repository,
 		[STORE_OP_ENQUEUE] = pg_enqueue,

@@ -75,6 +75,7 @@ int pg_set_authoritative(struct store_backend *b, struct store_op *op);
 int pg_set_primary(struct store_backend *b, struct store_op *op);
 int pg_swap_primary(struct store_backend *b, struct store_op *op);
 int pg_node_votes(struct store_backend *b, struct store_op *op);
+int pg_set_outdated_since(struct store_backend *b, struct store_op *op);
 int pg_set_assignments(struct store_backend *b, struct store_op *op);
 int pg_rename_repository(struct store_backend *b, struct store_op *op);
 int pg_mark_unverified(struct store_backend *b, struct store_op *op);

@@ -24,10 +24,11 @@ static const char SQL_REPO_PATH[] =
  * Real generations are >= 0, so MAX() merges the two.
  */
 #define REPLICAS(where) \
-	"SELECT repository_id, storage, MAX(generation), MAX(assigned), MAX(verified_at) FROM (" \
-	" SELECT repository_id, storage, generation, 0 AS assigned, verified_at FROM storage_repositories " where \
+	"SELECT repository_id, storage, MAX(generation), MAX(assigned), MAX(verified_at), MAX(outdated_since) FROM (" \
+	" SELECT repository_id, storage, generation, 0 AS assigned, verified_at, outdated_since" \
+	" FROM storage_repositories " where \
 	" UNION ALL" \
-	" SELECT repository_id, storage, -1, 1, NULL FROM repository_assignments " where \
+	" SELECT repository_id, storage, -1, 1, NULL, NULL FROM repository_assignments " where \
 	") GROUP BY repository_id, storage ORDER BY repository_id, storage"
 
 static const char SQL_REPLICAS_ALL[] = REPLICAS("");
@@ -75,6 +76,7 @@ static int read_replicas(struct sqlite_backend *q, struct store_op *op, sqlite3_
 		rep->generation = sqlite3_column_int64(st, 2);
 		rep->assigned = sqlite3_column_int(st, 3) != 0;
 		rep->verified_at_ms = sqlite3_column_type(st, 4) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 4);
+		rep->outdated_since_ms = sqlite3_column_type(st, 5) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 5);
 	}
 	return r;
 }
@@ -482,4 +484,14 @@ int sq_rename_repository(struct store_backend *b, struct store_op *op)
 	    (r = sq_exec(q, op, SQL_RENAME_REPLICAS, "ltt", id, op->in.path2, op->in.path)) < 0)
 		return r;
 	return 0;
+}
+
+/* Unix ms, NULL for 0 (docs/technical/replication-status.md) */
+static const char SQL_SET_OUTDATED_SINCE[] =
+	"UPDATE storage_repositories SET outdated_since = NULLIF(?3, 0) WHERE repository_id = ?1 AND storage = ?2";
+
+int sq_set_outdated_since(struct store_backend *b, struct store_op *op)
+{
+	int r = sq_exec(sq_backend(b), op, SQL_SET_OUTDATED_SINCE, "ltl", op->in.id, op->in.storage, op->in.since_ms);
+	return r < 0 ? r : 0;
 }

@@ -279,6 +279,7 @@ static const struct store_backend_ops sqlite_ops = {
 		[STORE_OP_DELETE_INVALID_REPLICA] = sq_delete_invalid_replica,
 		[STORE_OP_SET_AUTHORITATIVE] = sq_set_authoritative,
 		[STORE_OP_SET_PRIMARY] = sq_set_primary,
+		[STORE_OP_SET_OUTDATED_SINCE] = sq_set_outdated_since,
 		[STORE_OP_SET_ASSIGNMENTS] = sq_set_assignments,
 		[STORE_OP_RENAME_REPOSITORY] = sq_rename_repository,
 		[STORE_OP_ENQUEUE] = sq_enqueue,

@@ -79,6 +79,7 @@ int sq_set_authoritative(struct store_backend *b, struct store_op *op);
 int sq_set_primary(struct store_backend *b, struct store_op *op);
 int sq_swap_primary(struct store_backend *b, struct store_op *op);
 int sq_node_votes(struct store_backend *b, struct store_op *op);
+int sq_set_outdated_since(struct store_backend *b, struct store_op *op);
 int sq_set_assignments(struct store_backend *b, struct store_op *op);
 int sq_rename_repository(struct store_backend *b, struct store_op *op);
 int sq_enqueue(struct store_backend *b, struct store_op *op);

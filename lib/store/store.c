@@ -62,6 +62,7 @@ static const struct {
 	[STORE_OP_RECOVER_WRITES] = { CB_COUNT, 1 },
 	[STORE_OP_POSTPONE] = { CB_DONE, 1 },
 	[STORE_OP_MARK_UNVERIFIED] = { CB_COUNT, 1 },
+	[STORE_OP_SET_OUTDATED_SINCE] = { CB_DONE, 1 },
 	[STORE_OP_PURGE_JOBS] = { CB_COUNT, 1 },
 	[STORE_OP_LEASE_VERIFICATIONS] = { CB_JOBS, 1 },
 	[STORE_OP_END_VERIFICATION] = { CB_COUNT, 1 },
@@ -671,6 +672,17 @@ void store_mark_unverified(struct store *s, int64_t id, const char *vs, const ch
 	op->in.id = id;
 	op->in.vs = store_op_keep(op, vs);
 	op->in.storage = store_op_keep(op, storage);
+	submit(s, op);
+}
+
+void store_set_outdated_since(struct store *s, int64_t id, const char *storage, int64_t since_ms,
+			      store_done_fn cb, void *arg)
+{
+	struct store_op *op = op_new(STORE_OP_SET_OUTDATED_SINCE, arg);
+	op->cb.done = cb;
+	op->in.id = id;
+	op->in.storage = store_op_keep(op, storage);
+	op->in.since_ms = since_ms;
 	submit(s, op);
 }
 

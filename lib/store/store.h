@@ -35,6 +35,7 @@ struct store_replica {
 	int64_t generation;          /* GENERATION_UNKNOWN when there is no replica row */
 	int assigned;                /* a repository_assignments row exists */
 	int64_t verified_at_ms;      /* last metadata verification, Unix ms; 0: unverified */
+	int64_t outdated_since_ms;   /* ours: when the replica was first seen behind, Unix ms; 0: in sync or unknown */
 };
 
 struct store_repo {
@@ -190,6 +191,13 @@ void store_set_assignments(struct store *s, int64_t id, const char *const *stora
  */
 void store_mark_unverified(struct store *s, int64_t id, const char *vs, const char *storage,
 			   store_count_fn cb, void *arg);
+/*
+ * Ours (docs/technical/replication-status.md): record when `storage`'s
+ * replica of repository `id` was first seen behind, Unix ms, or clear it
+ * with 0. A missing replica row is not an error (nothing to record on).
+ */
+void store_set_outdated_since(struct store *s, int64_t id, const char *storage, int64_t since_ms,
+			      store_done_fn cb, void *arg);
 /* Rename a repository (relative path), keeping its id and replica path. */
 void store_rename_repository(struct store *s, const char *vs, const char *from, const char *to,
 			     store_done_fn cb, void *arg);

@@ -54,6 +54,12 @@ static const struct cmd_info rebuild_info = {
 	"nodes (gitaly-cluster.json), with Praefect stopped. Prints what it would record;\n"
 	"-apply writes into an empty database, -apply -force merges into a non-empty one.",
 };
+static const struct cmd_info replication_status_info = {
+	CMD_NO_STORE, NULL,
+	"Ours: per storage, the replication jobs queued, in progress and failed, the\n"
+	"recent throughput, an estimate of the time to in sync and the outdated replicas,\n"
+	"then the outdated repositories and for how long, from the running praefect.",
+};
 static const struct cmd_info configuration_info = { CMD_NO_CONFIG, "command [command options]", NULL };
 
 static const struct cli_command commands[] = {
@@ -78,6 +84,8 @@ static const struct cli_command commands[] = {
 	{ "track-repositories", cmd_track_repositories, "process bulk requests to track repositories", &over_grpc_info },
 	{ "rebuild-tracking-store", cmd_rebuild_tracking_store, "rebuild the tracking database from the Gitaly nodes",
 	  &rebuild_info },
+	{ "replication-status", cmd_replication_status, "show the replication backlog and outdated replicas",
+	  &replication_status_info },
 };
 
 struct globals {

@@ -68,6 +68,7 @@ int cmd_sql_migrate(int argc, char **argv, void *ctx);      /* sql_migrate.c */
 int cmd_sql_migrate_down(int argc, char **argv, void *ctx); /* sql_migrate.c */
 int cmd_configuration(int argc, char **argv, void *ctx);   /* configuration.c */
 int cmd_rebuild_tracking_store(int argc, char **argv, void *ctx); /* rebuild_tracking_store.c */
+int cmd_replication_status(int argc, char **argv, void *ctx); /* replication_status.c */
 
 /*
  * Check every configured node once per distinct address, as dial-nodes

@@ -388,4 +388,5 @@ void admin_register(struct praefect *p)
 			   remove_repository_records, p);
 	praefect_add_unary(p->server, "/gitaly.PraefectAdminService/PurgeReplicationJobs",
 			   purge_replication_jobs, p);
+	rstatus_register(p);
 }

@@ -46,5 +46,7 @@ void intercept_delete_object_pool(struct grpc_call *call, const uint8_t *req, si
 void info_admin_register(struct praefect *p);
 /* Our PraefectAdminService, for the subcommands that upstream runs against its database (admin.c). */
 void admin_register(struct praefect *p);
+/* Its ReplicationStatus (repl_status.c). */
+void rstatus_register(struct praefect *p);
 
 #endif

@@ -57,6 +57,22 @@ static struct metric_desc families[PM_NR] = {
 				  METRIC_COUNTER, { "virtual_storage", "storage", "result" } },
 	[PM_VERIFY_RELEASED] = { "gitaly_praefect_stale_verification_leases_released_total",
 				 "Number of stale verification leases released.", METRIC_COUNTER, { NULL } },
+	/* ours: docs/technical/replication-status.md */
+	[PM_BACKLOG_JOBS] = { "gitaly_praefect_replication_backlog_jobs",
+			      "Replication jobs targeting the storage that are not finished (ready, in progress, failed and to be retried).",
+			      METRIC_GAUGE, { "virtual_storage", "storage" } },
+	[PM_BACKLOG_OLDEST] = { "gitaly_praefect_replication_backlog_oldest_seconds",
+				"Age of the oldest unfinished replication job targeting the storage, 0 when none.",
+				METRIC_GAUGE, { "virtual_storage", "storage" } },
+	[PM_THROUGHPUT] = { "gitaly_praefect_replication_throughput_jobs_per_second",
+			    "Replication jobs completed on the storage per second, exponentially weighted over about a minute.",
+			    METRIC_GAUGE, { "virtual_storage", "storage" } },
+	[PM_OUTDATED] = { "gitaly_praefect_outdated_replicas",
+			  "Replicas on the storage that are behind their repository's generation.",
+			  METRIC_GAUGE, { "virtual_storage", "storage" } },
+	[PM_OUTDATED_AGE] = { "gitaly_praefect_outdated_replica_age_seconds",
+			      "How long the storage's longest outdated replica has been behind, 0 when none is.",
+			      METRIC_GAUGE, { "virtual_storage", "storage" } },
 	[PM_UNAVAILABLE] = { "gitaly_praefect_unavailable_repositories",
 			     "Number of repositories that have no healthy, up to date replicas.",
 			     METRIC_GAUGE, { "virtual_storage" } },
@@ -211,6 +227,7 @@ static void on_jobs_listed(void *arg, int status, const char *msg, const struct 
 	}
 	f = pm(p, PM_QUEUE_DEPTH);
 	/* the family is rebuilt as a whole: a (storage, state) with no jobs left disappears, as upstream's GROUP BY */
+	rstatus_note_jobs(p, jobs, n);
 	metrics_lock(p->metrics->db);
 	metric_clear(f);
 	for (size_t i = 0; i < n; i++)
@@ -245,10 +262,32 @@ static void on_queue_depth(void *arg, int status, const char *msg, int64_t depth
 	}
 }
 
+/* The task's listing: the depth above, and the backlog per storage (status.c). */
+static void on_tick_jobs(void *arg, int status, const char *msg, const struct repl_job *jobs, size_t n)
+{
+	struct praefect *p = arg;
+	int64_t depth = 0;
+
+	if (!p->metrics)
+		return;
+	p->metrics->listing = 0;
+	if (status < 0) {
+		on_queue_depth(p, status, msg, 0);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		depth += jobs[i].state == JOB_READY || jobs[i].state == JOB_IN_PROGRESS || jobs[i].state == JOB_FAILED;
+	rstatus_note_jobs(p, jobs, n);
+	on_queue_depth(p, 0, NULL, depth);
+}
+
 void metrics_tick(struct praefect *p)
 {
 	sample(p);
-	store_count_jobs(p->store, on_queue_depth, p);
+	if (!p->metrics->listing) {
+		p->metrics->listing = 1;
+		store_list_jobs(p->store, on_tick_jobs, p);
+	}
 }
 
 static void sample(struct praefect *p)
@@ -256,9 +295,12 @@ static void sample(struct praefect *p)
 	const struct hashmap_entry *e;
 	int64_t unavailable = 0;
 	int64_t *per_vs = xcalloc(p->nr_vs + 1, sizeof(*per_vs));
+	int64_t now = rstatus_wall_ms();
 
+	rstatus_begin(p);
 	for (size_t i = 0; hashmap_next(&p->repos_by_id, &i, &e);) {
 		struct repo *r = e->value;
+		rstatus_note_repo(p, r, now);
 		if (!repo_available(r)) {
 			unavailable++;
 			per_vs[r->vs - p->vs]++;
@@ -273,6 +315,7 @@ static void sample(struct praefect *p)
 					   (double)vs->nodes[j].routed_reads);
 	}
 	free(per_vs);
+	rstatus_end(p, now);
 	if (unavailable != p->metric_unavailable) {
 		log_msgf(unavailable ? LOG_WARN : LOG_INFO, "unavailable repositories: %lld", (long long)unavailable);
 		p->metric_unavailable = unavailable;

@@ -35,6 +35,12 @@ enum pm_family {
 	PM_VERIFY_DEQUEUED,   /* gitaly_praefect_verification_jobs_dequeued_total{virtual_storage,storage} */
 	PM_VERIFY_COMPLETED,  /* gitaly_praefect_verification_jobs_completed_total{virtual_storage,storage,result} */
 	PM_VERIFY_RELEASED,   /* gitaly_praefect_stale_verification_leases_released_total */
+	/* ours (status.c, docs/technical/replication-status.md), all {virtual_storage,storage} */
+	PM_BACKLOG_JOBS,      /* gitaly_praefect_replication_backlog_jobs */
+	PM_BACKLOG_OLDEST,    /* gitaly_praefect_replication_backlog_oldest_seconds */
+	PM_THROUGHPUT,        /* gitaly_praefect_replication_throughput_jobs_per_second */
+	PM_OUTDATED,          /* gitaly_praefect_outdated_replicas */
+	PM_OUTDATED_AGE,      /* gitaly_praefect_outdated_replica_age_seconds (the oldest) */
 	/* /db_metrics */
 	PM_UNAVAILABLE,       /* gitaly_praefect_unavailable_repositories{virtual_storage} */
 	PM_QUEUE_DEPTH,       /* gitaly_praefect_replication_queue_depth{virtual_storage,target_node,state} */
@@ -48,6 +54,9 @@ struct praefect_metrics {
 	struct metrics_grpc *grpc, *grpc_bc;   /* p->server's calls, and the backchannel's */
 	struct metrics_http *http;
 	int refreshing;        /* a scrape waits for the next queue listing */
+	int listing;           /* the metrics task's queue listing is under way */
+	uint64_t rstatus_at_ms; /* the last throughput sample (status.c), monotonic */
+	size_t rstatus_writes;  /* outdated_since writes left in this sample (status.c) */
 	/* the status page's backlog chart: unfinished jobs, one sample a minute, the last hour */
 	int64_t backlog[STATUS_BACKLOG_SAMPLES];
 	size_t nr_backlog, backlog_next;
@@ -73,6 +82,21 @@ void praefect_metrics_free(struct praefect *p);
 /* gitaly_praefect_method_types: the call's operation type, unless praefect answers it itself. */
 struct grpc_call;
 void praefect_count_method_type(struct praefect *p, struct grpc_call *call);
+
+/*
+ * Replication status (status.c), refreshed where the model is sampled: a
+ * walk of the records is rstatus_begin(), rstatus_note_repo() per
+ * repository (setting each replica's outdated_since_ms), rstatus_end()
+ * (throughput, the series); a queue listing is rstatus_note_jobs(). Times
+ * are wall clock, Unix ms (rstatus_wall_ms()).
+ */
+struct repo;
+struct repl_job;
+int64_t rstatus_wall_ms(void);
+void rstatus_begin(struct praefect *p);
+void rstatus_note_repo(struct praefect *p, struct repo *r, int64_t now);
+void rstatus_end(struct praefect *p, int64_t now);
+void rstatus_note_jobs(struct praefect *p, const struct repl_job *jobs, size_t n);
 
 struct praefect_metrics *praefect_metrics_of(struct praefect *p);
 static inline struct metric *pm(struct praefect *p, enum pm_family f)

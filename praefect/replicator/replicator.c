@@ -227,6 +227,7 @@ static void job_done(struct worker *w, int ok, const char *why)
 	job_metrics_end(w, j, ok);
 	if (ok) {
 		struct replica *t = r ? repo_replica(r, j->target_storage) : NULL;
+		w->node->repl.completed++;   /* the throughput of replication-status (metrics/status.c) */
 		w->completed[w->nr_completed++] = j->id;
 		if (r && !strcmp(j->change, "update") && t && t->generation >= r->generation &&
 		    r->rejoining && !strcmp(r->rejoining, j->target_storage))

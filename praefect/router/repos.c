@@ -67,6 +67,7 @@ struct replica *repo_replica_add(struct repo *r, const char *storage)
 	rep->storage = xstrdup(storage);
 	rep->generation = GENERATION_UNKNOWN;
 	rep->assigned = 0;
+	rep->outdated_since_ms = rep->outdated_since_stored = 0;
 	return rep;
 }
 
@@ -112,6 +113,7 @@ struct repo *repo_insert(struct praefect *p, const struct store_repo *sr)
 		struct replica *rep = repo_replica_add(r, sr->replicas[i].storage);
 		rep->generation = sr->replicas[i].generation;
 		rep->assigned = sr->replicas[i].assigned;
+		rep->outdated_since_ms = rep->outdated_since_stored = sr->replicas[i].outdated_since_ms;
 	}
 	path_key(&key, vs->cfg->name, strlen(vs->cfg->name), r->relative_path, strlen(r->relative_path));
 	hashmap_put(&p->repos_by_path, key.buf, key.len, r);

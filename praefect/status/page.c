@@ -66,6 +66,35 @@ static const char style[] =
 	".addr{max-width:320px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap;color:#666}"
 	".note{color:#888;font-size:12px}";
 
+/*
+ * A node's replication backlog (jobs ready, in progress, failed) and its
+ * outdated replicas with the age of the oldest, as the metrics task last
+ * sampled them (docs/technical/replication-status.md).
+ */
+static void render_repl_status(struct strbuf *out, const struct node_repl_status *s)
+{
+	int64_t backlog = s->ready + s->in_progress + s->failed;
+	int64_t age = s->oldest_outdated_ms ? (rstatus_wall_ms() - s->oldest_outdated_ms) / 1000 : 0;
+
+	strbuf_addf(out, "<td class=\"backlog %s\" data-jobs=\"%lld\">%lld</td>", backlog ? "warn" : "",
+		    (long long)backlog, (long long)backlog);
+	if (!s->outdated) {
+		strbuf_addstr(out, "<td class=\"outdated ok\" data-replicas=\"0\" data-age=\"0\">none</td>");
+		return;
+	}
+	if (age < 0)
+		age = 0;
+	strbuf_addf(out, "<td class=\"outdated warn\" data-replicas=\"%lld\" data-age=\"%lld\">%lld, oldest for ",
+		    (long long)s->outdated, (long long)age, (long long)s->outdated);
+	if (age >= 3600)
+		strbuf_addf(out, "%lldh%lldm", (long long)(age / 3600), (long long)(age / 60 % 60));
+	else if (age >= 60)
+		strbuf_addf(out, "%lldm%llds", (long long)(age / 60), (long long)(age % 60));
+	else
+		strbuf_addf(out, "%llds", (long long)age);
+	strbuf_addstr(out, "</td>");
+}
+
 static void render_vstorage(struct praefect *p, struct vstorage *vs, struct strbuf *out, uint64_t now)
 {
 	size_t counts[STATE_NR] = { 0 };
@@ -86,7 +115,8 @@ static void render_vstorage(struct praefect *p, struct vstorage *vs, struct strb
 	strbuf_addstr(out, "\"><h2>Virtual storage ");
 	add_escaped(out, vs->cfg->name);
 	strbuf_addstr(out, "</h2><table class=\"nodes\"><tr><th>Node</th><th>Address</th><th>Health</th>"
-			   "<th>Latency</th><th>Last check</th><th>Primaries</th></tr>");
+			   "<th>Latency</th><th>Last check</th><th>Primaries</th><th>Backlog</th>"
+			   "<th>Outdated</th></tr>");
 	for (size_t j = 0; j < vs->nr_nodes; j++) {
 		struct node *n = &vs->nodes[j];
 		strbuf_addstr(out, "<tr class=\"node\" data-storage=\"");
@@ -105,7 +135,9 @@ static void render_vstorage(struct praefect *p, struct vstorage *vs, struct strb
 				    (double)(now > n->last_check_ms ? now - n->last_check_ms : 0) / 1000.0);
 		else
 			strbuf_addstr(out, "<td>never</td>");
-		strbuf_addf(out, "<td class=\"primaries\">%zu</td></tr>", primaries[j]);
+		strbuf_addf(out, "<td class=\"primaries\">%zu</td>", primaries[j]);
+		render_repl_status(out, &n->repl);
+		strbuf_addstr(out, "</tr>");
 	}
 	strbuf_addstr(out, "</table><h2 style=\"margin-top:12px\">Repositories</h2><p class=\"counts\">");
 	for (int s = 0; s < STATE_NR; s++)

@@ -1302,6 +1302,44 @@ static void on_verified_at(void *arg, int status, const char *msg, const struct 
 			 repos[0].replicas[i].storage, repos[0].replicas[i].verified_at_ms);
 }
 
+static void on_outdated_since(void *arg, int status, const char *msg, const struct store_repo *repos, size_t n)
+{
+	struct res *r = arg;
+	res_fire(r, status, msg);
+	r->text[0] = 0;
+	for (size_t i = 0; n == 1 && i < repos[0].nr_replicas; i++)
+		snprintf(r->text + strlen(r->text), sizeof(r->text) - strlen(r->text), "%s%s=%" PRId64, i ? " " : "",
+			 repos[0].replicas[i].storage, repos[0].replicas[i].outdated_since_ms);
+}
+
+static const char *outdated_since_of(const char *path)
+{
+	store_get_repository(F->s, "vs", path, on_outdated_since, reset());
+	wait_for(&R);
+	assert_int_equal(R.status, 0);
+	return R.text;
+}
+
+/* ours: when a replica fell behind, recorded, survives a reopen, cleared; no row is no error */
+static void test_outdated_since(void **state)
+{
+	assert_int_equal(create(1, "a.git", "s1", L("s2"), L("s3"), 1, 1), 0);
+	assert_string_equal(outdated_since_of("a.git"), "s1=0 s2=0 s3=0");
+	store_set_outdated_since(F->s, 1, "s2", 1765000000123, on_done, reset());
+	assert_int_equal(done_call(), 0);
+	/* s3 is only assigned: no replica row to record on */
+	store_set_outdated_since(F->s, 1, "s3", 1765000000456, on_done, reset());
+	assert_int_equal(done_call(), 0);
+	assert_string_equal(outdated_since_of("a.git"), "s1=0 s2=1765000000123 s3=0");
+	fx_reopen(F);
+	assert_string_equal(outdated_since_of("a.git"), "s1=0 s2=1765000000123 s3=0");
+	store_set_outdated_since(F->s, 1, "s2", 0, on_done, reset());
+	assert_int_equal(done_call(), 0);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM storage_repositories WHERE outdated_since IS NOT NULL"), 0);
+	store_set_outdated_since(F->s, 99, "s1", 5, on_done, reset());
+	assert_int_equal(done_call(), 0);
+}
+
 static void test_mark_unverified(void **state)
 {
 	assert_int_equal(create1(1, "a.git"), 0);
@@ -1486,6 +1524,7 @@ int main(void)
 		T(test_busy_waits),
 		T(test_node_status),
 		T(test_mark_unverified),
+		T(test_outdated_since),
 		T(test_verification_leases),
 		T(test_purge_jobs),
 	};

@@ -189,6 +189,11 @@ def test_a_push_shows_up_in_transactions_calls_and_replication(monitored, tmp_pa
                     "VoteTransaction calls counted")
     prom.wait_value('sum(gitaly_praefect_subtransactions_per_transaction_total_count)', lambda v: v >= 1,
                     "a finished transaction observed")
+    # and each node timed its votes' round trips to praefect, on its grpc_latency_buckets as upstream
+    prom.wait_value('sum(gitaly_hook_transaction_voting_delay_seconds_count{job=~"gitaly-.*"})', lambda v: v >= 3,
+                    "the nodes timed their votes")
+    # the nodes keep the default buckets: eleven and +Inf
+    assert prom.value('count(gitaly_hook_transaction_voting_delay_seconds_bucket{job="gitaly-1"})') == 12
     prom.wait_value('sum(gitaly_praefect_voters_per_transaction_total_bucket{le="3"})', lambda v: v >= 1,
                     "a transaction with three voters")
     prom.wait_value('sum(grpc_server_handling_seconds_count{job="praefect",grpc_method="SSHReceivePack"})',

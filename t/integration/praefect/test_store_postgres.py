@@ -16,7 +16,8 @@ from test_praefect import create_repo, gitaly_ssh_env, push, replicas_in_sync, w
 PRAEFECT = os.path.join(BUILD, "praefect", "praefect")
 STAMP = r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d "
 NR_UPSTREAM = 42
-OURS = ["20261207000000_gitalyc_write_intents", "20261207100000_gitalyc_suspect_replicas"]
+OURS = ["20261207000000_gitalyc_write_intents", "20261207100000_gitalyc_suspect_replicas",
+        "20261207110000_gitalyc_outdated_since"]   # the last: replication-status
 NR_ALL = NR_UPSTREAM + len(OURS)
 
 
@@ -77,7 +78,12 @@ def test_sql_migrate_status_and_down_on_a_fresh_database(postgres, tmp_path):
     assert status_rows(cfg)[OURS[-1]] != "no"
     res = praefect(cfg, "sql-migrate-down", "-f", "1")
     assert (res.returncode, res.stdout) == (0, 'OK (applied 1 "down" migrations)\n'), res.stderr
-    assert status_rows(cfg)[OURS[-1]] == "no" and status_rows(cfg)[OURS[0]] != "no"
+    assert status_rows(cfg)[OURS[-1]] == "no" and status_rows(cfg)[OURS[1]] != "no"
+    assert postgres.psql(postgres_db(cfg), "SELECT count(*) FROM information_schema.columns WHERE "
+                         "column_name = 'outdated_since'").stdout.strip() == "0"
+    res = praefect(cfg, "sql-migrate-down", "-f", "1")
+    assert (res.returncode, res.stdout) == (0, 'OK (applied 1 "down" migrations)\n'), res.stderr
+    assert status_rows(cfg)[OURS[1]] == "no" and status_rows(cfg)[OURS[0]] != "no"
     assert postgres.psql(postgres_db(cfg), "SELECT to_regclass('suspect_replicas') IS NULL").stdout.strip() == "t"
     res = praefect(cfg, "sql-migrate-down", "-f", "1")
     assert (res.returncode, res.stdout) == (0, 'OK (applied 1 "down" migrations)\n'), res.stderr
@@ -95,9 +101,10 @@ def test_sql_migrate_status_and_down_on_a_fresh_database(postgres, tmp_path):
     assert res.returncode == 1 and "sql-migrate-down requires a single positional argument" in res.stderr
 
     res = praefect(cfg, "sql-migrate", "-verbose")
-    assert res.stdout.startswith("praefect sql-migrate: migrations to apply: 2\n\n=  "), res.stdout
+    assert res.stdout.startswith("praefect sql-migrate: migrations to apply: 3\n\n=  "), res.stdout
     assert "\tCREATE TABLE write_intents (" in res.stdout and "\tCREATE TABLE suspect_replicas (" in res.stdout
-    assert res.stdout.endswith("praefect sql-migrate: OK (applied 2 migrations)\n")
+    assert "\tALTER TABLE storage_repositories ADD COLUMN outdated_since timestamptz;" in res.stdout
+    assert res.stdout.endswith("praefect sql-migrate: OK (applied 3 migrations)\n")
 
 
 def postgres_db(cfg):
