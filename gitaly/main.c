@@ -9,6 +9,7 @@
 #include "git/catfile.h"
 #include "backchannel/backchannel.h"
 #include "upgrade/upgrade.h"
+#include "h2/io.h"
 #include "loop/cron.h"
 #include "housekeeping/housekeeping.h"
 #include "cli.h"
@@ -389,6 +390,22 @@ static int cmd_serve(int argc, char **argv, void *ctx)
 		if (rc < 0)
 			die("cannot listen on \"%s\": %s", g->cfg.listen_addr, uv_strerror(rc));
 		log_msgf(LOG_INFO, "listening on %s", bound);
+	}
+	if (g->cfg.tls_listen_addr && *g->cfg.tls_listen_addr) {
+		/* docs/technical/tls.md: "host:port" served with [tls] certificate_path and key_path */
+		struct strbuf a = STRBUF_INIT;
+		char err[512];
+		struct ssl_ctx_st *ctx = tls_server_ctx_new(g->cfg.tls_cert_path, g->cfg.tls_key_path, err,
+							    sizeof(err));
+		if (!ctx)
+			die("cannot serve TLS on \"%s\": %s", g->cfg.tls_listen_addr, err);
+		grpc_server_set_tls(g->server, ctx);   /* lives as long as the process */
+		strbuf_addf(&a, "tls://%s", g->cfg.tls_listen_addr);
+		rc = upgrade_listen(g->upgrade, g->server, a.buf, bound, sizeof(bound));
+		if (rc < 0)
+			die("cannot listen on \"%s\": %s", g->cfg.tls_listen_addr, uv_strerror(rc));
+		log_msgf(LOG_INFO, "listening with TLS on %s", bound);
+		strbuf_release(&a);
 	}
 	{
 		struct strbuf a = STRBUF_INIT;
