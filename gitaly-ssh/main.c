@@ -872,7 +872,7 @@ static int channel_target(const char *addr, struct strbuf *target, struct strbuf
 		strbuf_addf(target, "tcp://%s", p);
 		return 0;
 	}
-	if (strncmp(addr, "unix:", 5) && strncmp(addr, "tcp://", 6)) {
+	if (strncmp(addr, "unix:", 5) && strncmp(addr, "tcp://", 6) && strncmp(addr, "tls://", 6)) {
 		strbuf_addf(err, "cannot dial \"%s\": unsupported address", addr);
 		return -1;
 	}
