@@ -258,3 +258,41 @@ def test_bad_node_certificates_mark_nodes_unhealthy(pki, tmp_path, monkeypatch):
         assert "1 of 3" in e.value.details()
     finally:
         stop_all(nodes, p)
+
+
+def test_sighup_upgrade_keeps_tls_listener(pki, tmp_path):
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+    from test_upgrade import GITALY, Wrapped, gitaly_serves
+    from gitaly_itest import alive
+    workdir = str(tmp_path / "g")
+    node = GitalyNode(workdir)
+    prepend_config(node.config_path, ['tls_listen_addr = "127.0.0.1:0"'])
+    with open(node.config_path, "a") as f:
+        f.write('\n[tls]\ncertificate_path = "%s"\nkey_path = "%s"\n' % (pki["cert"], pki["key"]))
+
+    def tls_serves(addr):
+        raw, ch = tls_channel(pki["ca"], addr, TOKEN)
+        try:
+            pb_grpc("repository").RepositoryServiceStub(ch).RepositoryExists(pb("repository").RepositoryExistsRequest(
+                repository=node.repo("x.git")), timeout=5)
+            return True
+        except grpc.RpcError:
+            return False
+        finally:
+            raw.close()
+
+    w = Wrapped([GITALY, node.config_path], os.path.join(workdir, "gitaly.pid"), node.log_path,
+                lambda: tls_addr(node.log_path) and gitaly_serves(node, TOKEN))
+    try:
+        w.start()
+        addr = tls_addr(node.log_path)
+        assert tls_serves(addr)
+        old, new = w.upgrade()
+        wait_for(lambda: "upgrade: took over inherited listener tls:127.0.0.1:0" in w.text(), what="TLS hand-over")
+        wait_for(lambda: not alive(old), what="the old gitaly to exit")
+        assert tls_addr(node.log_path) == addr  # the same socket
+        assert tls_serves(addr)
+    finally:
+        w.stop()
+        node.stop()
