@@ -510,16 +510,16 @@ static void validate_tls(const struct praefect_config *cfg, json_t *errors)
 		return;
 	}
 	snprintf(full, sizeof(full), "loading x509 keypair: %s", msg);
-	add_error(errors, full, "tls", strstr(msg, "certificate") ? "certificate_path" : "key_path",
+	add_error(errors, full, "tls", !strncmp(msg, "loading certificate", 19) ? "certificate_path" : "key_path",
 		  (const char *)NULL);
 }
 
 void praefect_config_validate_all(const struct praefect_config *cfg, json_t *errors)
 {
-	validate_tls(cfg, errors);
 	if (blank(cfg->socket_path) && blank(cfg->listen_addr) && blank(cfg->tls_listen_addr))
 		add_error(errors, "none of \"socket_path\", \"listen_addr\" or \"tls_listen_addr\" is set",
 			  (const char *)NULL);
+	validate_tls(cfg, errors);
 	min_int(errors, cfg->replication_batch_size, 1, "replication", "batch_size");
 	min_int(errors, cfg->replication_workers, 1, "replication", "parallel_storage_processing_workers");
 	if (cfg->failover_enabled && strcmp(cfg->election_strategy, "per_repository") &&

@@ -743,7 +743,8 @@ static void validate_tls(json_t *errors, struct toml_table *root)
 	{
 		struct strbuf sb = STRBUF_INIT;
 		strbuf_addf(&sb, "loading x509 keypair: %s", msg);
-		add_error(errors, sb.buf, "tls", strstr(msg, "certificate") ? "certificate_path" : "key_path", NULL);
+		add_error(errors, sb.buf, "tls",
+			  !strncmp(msg, "loading certificate", 19) ? "certificate_path" : "key_path", NULL);
 		strbuf_release(&sb);
 	}
 }
@@ -883,8 +884,8 @@ int gitaly_config_validate_text(const char *buf, size_t len, json_t *errors, str
 			dir_exists(errors, tree_string(t, "path"), "storage", idx, "path");
 		}
 	}
-	validate_gitlab(errors, root);
 	validate_tls(errors, root);
+	validate_gitlab(errors, root);
 	validate_daily(errors, root, storages);
 	validate_concurrency(errors, root);
 	toml_free(root);

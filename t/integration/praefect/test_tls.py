@@ -296,3 +296,44 @@ def test_sighup_upgrade_keeps_tls_listener(pki, tmp_path):
     finally:
         w.stop()
         node.stop()
+
+
+def test_configuration_validate_checks_tls_files(pki, tmp_path):
+    from test_admin_config import base, run as praefect_run
+    gitaly_bin = os.path.join(BUILD, "gitaly", "gitaly")
+    shell = tmp_path / "gitlab-shell"
+    shell.mkdir()
+    node = GitalyNode(str(tmp_path / "g"), extra_config='\n[gitlab]\nurl = "http://127.0.0.1:1"\nsecret = "s"\n'
+                      '[gitlab-shell]\ndir = "%s"\n' % shell)
+    good = 'tls_listen_addr = "127.0.0.1:0"\n' + open(node.config_path).read()
+    other_key = make_cert(pki["dir"], "other", "DNS:localhost")[1]
+    missing = str(tmp_path / "missing.pem")
+    cases = [
+        ((pki["cert"], pki["key"]), []),
+        ((missing, missing), [{"key": ["tls", "certificate_path"], "message": 'doesn\'t exist: "%s"' % missing},
+                              {"key": ["tls", "key_path"], "message": 'doesn\'t exist: "%s"' % missing}]),
+        ((pki["dir"], pki["key"]), [{"key": ["tls", "certificate_path"], "message": 'not a file: "%s"' % pki["dir"]}]),
+    ]
+    for (cert, key), want in cases:
+        tls = '\n[tls]\ncertificate_path = "%s"\nkey_path = "%s"\n' % (cert, key)
+        for argv, text in (([gitaly_bin, "configuration", "validate"], good + tls),
+                           ([None], base(tmp_path, tls))):
+            if argv[0] is None:
+                r = praefect_run("configuration", "validate", input=text)
+            else:
+                r = subprocess.run(argv, input=text, capture_output=True, text=True, timeout=30)
+            if not want:
+                assert (r.returncode, r.stdout, r.stderr) == (0, "", ""), r.stdout
+            else:
+                assert r.returncode == 2
+                import json
+                got = [e for e in json.loads(r.stdout)["errors"] if e.get("key", [""])[0] == "tls"]
+                assert got == want
+    # a key that does not belong to the certificate
+    tls = '\n[tls]\ncertificate_path = "%s"\nkey_path = "%s"\n' % (pki["cert"], other_key)
+    r = subprocess.run([gitaly_bin, "configuration", "validate"], input=good + tls, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 2
+    import json
+    (e,) = json.loads(r.stdout)["errors"]
+    assert e["key"] == ["tls", "key_path"] and e["message"].startswith("loading x509 keypair: ")
