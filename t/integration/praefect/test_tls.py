@@ -155,6 +155,7 @@ def test_bad_clients_do_not_disturb_tls_or_plain_listeners(pki, tmp_path):
             with socket.create_connection((phost, int(pport)), timeout=10) as s2:
                 with ctx.wrap_socket(s2, server_hostname="localhost") as ts:
                     ts.recv(1)
+        wait_for(lambda: "on a plaintext listener" in node.log(), what="TLS client on the plain port logged")
         # both listeners still serve
         raw, ch = tls_channel(pki["ca"], node.tls_addr, TOKEN)
         check_unary_and_stream(ch)
