@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -421,21 +422,26 @@ struct ssl_ctx_st *tls_server_ctx_new(const char *cert_path, const char *key_pat
 	return NULL;
 }
 
-struct ssl_ctx_st *tls_client_ctx(void)
-{
-	static SSL_CTX *ctx;
+static SSL_CTX *client_ctx;
 
-	if (ctx)
-		return ctx;
-	ctx = SSL_CTX_new(TLS_client_method());
+static void make_client_ctx(void)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 	if (!ctx)
-		return NULL;
+		return;
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	/* OpenSSL reads SSL_CERT_FILE / SSL_CERT_DIR here, in place of its defaults */
 	SSL_CTX_set_default_verify_paths(ctx);
 	ERR_clear_error();
-	return ctx;
+	client_ctx = ctx;
+}
+
+struct ssl_ctx_st *tls_client_ctx(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, make_client_ctx); /* channels live on several loops' threads */
+	return client_ctx;
 }
 
 void tls_ctx_free(struct ssl_ctx_st *ctx)
