@@ -25,6 +25,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* the context of the TLS listener (tls_listen_addr), if any */
+static struct ssl_ctx_st *server_tls_ctx;
+
 static const char *const env_allow[] = {
 	"HOME", "PATH", "LD_LIBRARY_PATH", "TZ", "GIT_EXEC_PATH", "SSL_CERT_FILE", "SSL_CERT_DIR",
 	"http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "all_proxy",
@@ -399,7 +402,8 @@ static int cmd_serve(int argc, char **argv, void *ctx)
 							    sizeof(err));
 		if (!ctx)
 			die("cannot serve TLS on \"%s\": %s", g->cfg.tls_listen_addr, err);
-		grpc_server_set_tls(g->server, ctx);   /* lives as long as the process */
+		grpc_server_set_tls(g->server, ctx);
+		server_tls_ctx = ctx;   /* freed with the server */
 		strbuf_addf(&a, "tls://%s", g->cfg.tls_listen_addr);
 		rc = upgrade_listen(g->upgrade, g->server, a.buf, bound, sizeof(bound));
 		if (rc < 0)
@@ -429,6 +433,7 @@ static int cmd_serve(int argc, char **argv, void *ctx)
 	upgrade_free(g->upgrade);
 
 	grpc_server_free(g->server);
+	tls_ctx_free(server_tls_ctx);
 	gitaly_limits_free(g->limits);     /* first: its tickets still tell the metrics' monitors */
 	gitaly_metrics_free(g);
 	catfile_cache_free(g->catfile);

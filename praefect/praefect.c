@@ -27,6 +27,9 @@
 
 #define STARTUP_HEALTH_WAIT_MS 3000
 
+/* the context of the TLS listener (tls_listen_addr), if any */
+static struct ssl_ctx_st *server_tls_ctx;
+
 static enum grpc_code on_call_start(struct grpc_call *call, struct strbuf *msg, void *data)
 {
 	struct praefect *p = data;
@@ -254,7 +257,8 @@ int praefect_serve(struct praefect_config *cfg)
 							    sizeof(err));
 		if (!ctx)
 			die("cannot serve TLS on \"%s\": %s", p->cfg.tls_listen_addr, err);
-		grpc_server_set_tls(p->server, ctx);   /* lives as long as the process */
+		grpc_server_set_tls(p->server, ctx);
+		server_tls_ctx = ctx;   /* freed with the server */
 		strbuf_addf(&a, "tls://%s", p->cfg.tls_listen_addr);
 		listen_or_die(p, a.buf);
 		strbuf_release(&a);
@@ -272,6 +276,7 @@ int praefect_serve(struct praefect_config *cfg)
 
 	store_close(p->store);
 	grpc_server_free(p->server);
+	tls_ctx_free(server_tls_ctx);
 	log_msgf(LOG_INFO, "Praefect shutdown");
 	praefect_free(p);
 	return 0;
