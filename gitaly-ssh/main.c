@@ -863,10 +863,6 @@ static int channel_target(const char *addr, struct strbuf *target, struct strbuf
 		strbuf_addstr(err, "gitaly address can not be empty");
 		return -1;
 	}
-	if (!strncmp(addr, "tls://", 6)) {
-		strbuf_addf(err, "cannot dial \"%s\": tls:// addresses are not supported by this gitaly-ssh", addr);
-		return -1;
-	}
 	if (!strncmp(addr, "dns:", 4)) {
 		const char *p = addr + 4;
 		if (!strncmp(p, "///", 3))
@@ -876,7 +872,7 @@ static int channel_target(const char *addr, struct strbuf *target, struct strbuf
 		strbuf_addf(target, "tcp://%s", p);
 		return 0;
 	}
-	if (strncmp(addr, "unix:", 5) && strncmp(addr, "tcp://", 6)) {
+	if (strncmp(addr, "unix:", 5) && strncmp(addr, "tcp://", 6) && strncmp(addr, "tls://", 6)) {
 		strbuf_addf(err, "cannot dial \"%s\": unsupported address", addr);
 		return -1;
 	}

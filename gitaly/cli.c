@@ -247,9 +247,7 @@ static int hooks_target(const struct gitaly_config *cfg, struct strbuf *out, str
 	} else if (cfg->listen_addr && *cfg->listen_addr) {
 		strbuf_addf(out, "tcp://%s%s", cfg->listen_addr[0] == ':' ? "127.0.0.1" : "", cfg->listen_addr);
 	} else if (cfg->tls_listen_addr && *cfg->tls_listen_addr) {
-		strbuf_addf(err, "get Gitaly address: cannot dial \"tls://%s\": TLS is not supported by this client",
-			    cfg->tls_listen_addr);
-		return -1;
+		strbuf_addf(out, "tls://%s%s", cfg->tls_listen_addr[0] == ':' ? "localhost" : "", cfg->tls_listen_addr);
 	} else {
 		strbuf_addstr(err, "get Gitaly address: no address configured");
 		return -1;

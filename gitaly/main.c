@@ -9,6 +9,7 @@
 #include "git/catfile.h"
 #include "backchannel/backchannel.h"
 #include "upgrade/upgrade.h"
+#include "h2/io.h"
 #include "loop/cron.h"
 #include "housekeeping/housekeeping.h"
 #include "cli.h"
@@ -23,6 +24,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+/* the context of the TLS listener (tls_listen_addr), if any */
+static struct ssl_ctx_st *server_tls_ctx;
 
 static const char *const env_allow[] = {
 	"HOME", "PATH", "LD_LIBRARY_PATH", "TZ", "GIT_EXEC_PATH", "SSL_CERT_FILE", "SSL_CERT_DIR",
@@ -390,6 +394,23 @@ static int cmd_serve(int argc, char **argv, void *ctx)
 			die("cannot listen on \"%s\": %s", g->cfg.listen_addr, uv_strerror(rc));
 		log_msgf(LOG_INFO, "listening on %s", bound);
 	}
+	if (g->cfg.tls_listen_addr && *g->cfg.tls_listen_addr) {
+		/* docs/technical/tls.md: "host:port" served with [tls] certificate_path and key_path */
+		struct strbuf a = STRBUF_INIT;
+		char err[512];
+		struct ssl_ctx_st *ctx = tls_server_ctx_new(g->cfg.tls_cert_path, g->cfg.tls_key_path, err,
+							    sizeof(err));
+		if (!ctx)
+			die("cannot serve TLS on \"%s\": %s", g->cfg.tls_listen_addr, err);
+		grpc_server_set_tls(g->server, ctx);
+		server_tls_ctx = ctx;   /* freed with the server */
+		strbuf_addf(&a, "tls://%s", g->cfg.tls_listen_addr);
+		rc = upgrade_listen(g->upgrade, g->server, a.buf, bound, sizeof(bound));
+		if (rc < 0)
+			die("cannot listen on \"%s\": %s", g->cfg.tls_listen_addr, uv_strerror(rc));
+		log_msgf(LOG_INFO, "listening with TLS on %s", bound);
+		strbuf_release(&a);
+	}
 	{
 		struct strbuf a = STRBUF_INIT;
 		strbuf_addf(&a, "unix:%s", g->internal_socket);
@@ -412,6 +433,7 @@ static int cmd_serve(int argc, char **argv, void *ctx)
 	upgrade_free(g->upgrade);
 
 	grpc_server_free(g->server);
+	tls_ctx_free(server_tls_ctx);
 	gitaly_limits_free(g->limits);     /* first: its tickets still tell the metrics' monitors */
 	gitaly_metrics_free(g);
 	catfile_cache_free(g->catfile);

@@ -6,6 +6,9 @@
 #include "base/util.h"
 #include "base/log.h"
 #include "store/pg-admin.h"
+#include "h2/io.h"
+
+#include <sys/stat.h>
 
 #include <jansson.h>
 
@@ -63,6 +66,10 @@ static void validate(struct praefect_config *cfg, struct strbuf *err)
 	}
 	if (blank(cfg->listen_addr) && blank(cfg->socket_path) && blank(cfg->tls_listen_addr)) {
 		strbuf_addstr(err, "no listen address or socket path configured");
+		return;
+	}
+	if (!blank(cfg->tls_listen_addr) && (blank(cfg->tls_cert_path) || blank(cfg->tls_key_path))) {
+		strbuf_addstr(err, "tls_listen_addr needs [tls] certificate_path and key_path");
 		return;
 	}
 	if (!cfg->nr_vs) {
@@ -225,6 +232,10 @@ static int read_tree(struct praefect_config *cfg, struct toml_table *root, const
 	cfg_reader_init(&r, name);
 	cfg_string(&r, root, "listen_addr", &cfg->listen_addr);
 	cfg_string(&r, root, "tls_listen_addr", &cfg->tls_listen_addr);
+	if ((t = cfg_table(&r, root, "tls"))) {
+		cfg_string(&r, t, "certificate_path", &cfg->tls_cert_path);
+		cfg_string(&r, t, "key_path", &cfg->tls_key_path);
+	}
 	cfg_string(&r, root, "socket_path", &cfg->socket_path);
 	cfg_string(&r, root, "prometheus_listen_addr", &cfg->prometheus_listen_addr);
 	cfg_duration(&r, root, "graceful_stop_timeout", &cfg->graceful_stop_timeout_ms);
@@ -345,6 +356,7 @@ void praefect_config_release(struct praefect_config *cfg)
 {
 	char **strs[] = {
 		&cfg->file, &cfg->listen_addr, &cfg->tls_listen_addr, &cfg->socket_path,
+		&cfg->tls_cert_path, &cfg->tls_key_path,
 		&cfg->prometheus_listen_addr, &cfg->auth_token, &cfg->log_format, &cfg->log_level,
 		&cfg->election_strategy, &cfg->sqlite_path,
 		&cfg->config_command, &cfg->log_dir,
@@ -465,11 +477,49 @@ static void min_duration(json_t *errors, uint64_t v, uint64_t min, const char *k
 	strbuf_release(&sb);
 }
 
+/* upstream's TLS.Validate `doesn't exist` / `not a file` (docs/technical/tls.md) */
+static int tls_file(json_t *errors, const char *path, const char *key)
+{
+	struct stat st;
+	char msg[600];
+	if (stat(path, &st) < 0)
+		snprintf(msg, sizeof(msg), "doesn't exist: \"%s\"", path);
+	else if (!S_ISREG(st.st_mode))
+		snprintf(msg, sizeof(msg), "not a file: \"%s\"", path);
+	else
+		return 0;
+	add_error(errors, msg, "tls", key, (const char *)NULL);
+	return -1;
+}
+
+static void validate_tls(const struct praefect_config *cfg, json_t *errors)
+{
+	char msg[512], full[600];
+	struct ssl_ctx_st *ctx;
+	int bad = 0;
+
+	if (blank(cfg->tls_cert_path) && blank(cfg->tls_key_path))
+		return;
+	bad |= tls_file(errors, cfg->tls_cert_path ? cfg->tls_cert_path : "", "certificate_path");
+	bad |= tls_file(errors, cfg->tls_key_path ? cfg->tls_key_path : "", "key_path");
+	if (bad)
+		return;
+	ctx = tls_server_ctx_new(cfg->tls_cert_path, cfg->tls_key_path, msg, sizeof(msg));
+	if (ctx) {
+		tls_ctx_free(ctx);
+		return;
+	}
+	snprintf(full, sizeof(full), "loading x509 keypair: %s", msg);
+	add_error(errors, full, "tls", !strncmp(msg, "loading certificate", 19) ? "certificate_path" : "key_path",
+		  (const char *)NULL);
+}
+
 void praefect_config_validate_all(const struct praefect_config *cfg, json_t *errors)
 {
 	if (blank(cfg->socket_path) && blank(cfg->listen_addr) && blank(cfg->tls_listen_addr))
 		add_error(errors, "none of \"socket_path\", \"listen_addr\" or \"tls_listen_addr\" is set",
 			  (const char *)NULL);
+	validate_tls(cfg, errors);
 	min_int(errors, cfg->replication_batch_size, 1, "replication", "batch_size");
 	min_int(errors, cfg->replication_workers, 1, "replication", "parallel_storage_processing_workers");
 	if (cfg->failover_enabled && strcmp(cfg->election_strategy, "per_repository") &&

@@ -40,6 +40,7 @@ struct praefect_vs_cfg {
 struct praefect_config {
 	char *file;
 	char *listen_addr, *tls_listen_addr, *socket_path, *prometheus_listen_addr;
+	char *tls_cert_path, *tls_key_path;     /* [tls] certificate_path, key_path */
 	struct metrics_config prometheus;       /* [prometheus] */
 	uint64_t graceful_stop_timeout_ms;      /* default 1m */
 	char *auth_token;

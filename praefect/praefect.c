@@ -15,6 +15,7 @@
 #include "store/pg-admin.h"
 #include "grpc/auth.h"
 #include "upgrade/upgrade.h"
+#include "h2/io.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -26,6 +27,9 @@
 #include <unistd.h>
 
 #define STARTUP_HEALTH_WAIT_MS 3000
+
+/* the context of the TLS listener (tls_listen_addr), if any */
+static struct ssl_ctx_st *server_tls_ctx;
 
 static enum grpc_code on_call_start(struct grpc_call *call, struct strbuf *msg, void *data)
 {
@@ -79,7 +83,7 @@ static void listen_or_die(struct praefect *p, const char *addr)
 	int rc = upgrade_listen(p->upgrade, p->server, addr, bound, sizeof(bound));
 	if (rc < 0)
 		die("cannot listen on \"%s\": %s", addr, uv_strerror(rc));
-	log_msgf(LOG_INFO, "listening on %s", bound);
+	log_msgf(LOG_INFO, !strncmp(addr, "tls://", 6) ? "listening with TLS on %s" : "listening on %s", bound);
 }
 
 /* Wait until every node answered a health check, for at most STARTUP_HEALTH_WAIT_MS. */
@@ -258,8 +262,20 @@ int praefect_serve(struct praefect_config *cfg)
 	}
 	if (p->cfg.listen_addr && *p->cfg.listen_addr)
 		listen_or_die(p, p->cfg.listen_addr);
-	if (p->cfg.tls_listen_addr && *p->cfg.tls_listen_addr)
-		die("TLS listeners are not supported yet (tls_listen_addr)");
+	if (p->cfg.tls_listen_addr && *p->cfg.tls_listen_addr) {
+		/* docs/technical/tls.md: "host:port" served with [tls] certificate_path and key_path */
+		struct strbuf a = STRBUF_INIT;
+		char err[512];
+		struct ssl_ctx_st *ctx = tls_server_ctx_new(p->cfg.tls_cert_path, p->cfg.tls_key_path, err,
+							    sizeof(err));
+		if (!ctx)
+			die("cannot serve TLS on \"%s\": %s", p->cfg.tls_listen_addr, err);
+		grpc_server_set_tls(p->server, ctx);
+		server_tls_ctx = ctx;   /* freed with the server */
+		strbuf_addf(&a, "tls://%s", p->cfg.tls_listen_addr);
+		listen_or_die(p, a.buf);
+		strbuf_release(&a);
+	}
 	praefect_metrics_listen(p);
 
 	uv_signal_init(p->loop, &p->sig_term);
@@ -273,6 +289,7 @@ int praefect_serve(struct praefect_config *cfg)
 
 	store_close(p->store);
 	grpc_server_free(p->server);
+	tls_ctx_free(server_tls_ctx);
 	log_msgf(LOG_INFO, "Praefect shutdown");
 	praefect_free(p);
 	return 0;

@@ -5,6 +5,7 @@
 #include "config/toml.h"
 #include "base/util.h"
 #include "base/log.h"
+#include "h2/io.h"
 
 #include <jansson.h>
 
@@ -480,6 +481,10 @@ int gitaly_config_load(struct gitaly_config *cfg, const char *path, struct strbu
 	cfg_string(&r, root, "socket_path", &cfg->socket_path);
 	cfg_string(&r, root, "listen_addr", &cfg->listen_addr);
 	cfg_string(&r, root, "tls_listen_addr", &cfg->tls_listen_addr);
+	if ((t = cfg_table(&r, root, "tls"))) {
+		cfg_string(&r, t, "certificate_path", &cfg->tls_cert_path);
+		cfg_string(&r, t, "key_path", &cfg->tls_key_path);
+	}
 	cfg_string(&r, root, "prometheus_listen_addr", &cfg->prometheus_listen_addr);
 	cfg_string(&r, root, "bin_dir", &cfg->bin_dir);
 	cfg_string(&r, root, "runtime_dir", &cfg->runtime_dir);
@@ -539,8 +544,10 @@ int gitaly_config_load(struct gitaly_config *cfg, const char *path, struct strbu
 			cfg_errorf(&r, NULL, NULL, "\"bin_dir\" is required");
 		else if (stat(cfg->bin_dir, &st) < 0 || !S_ISDIR(st.st_mode))
 			cfg_errorf(&r, root, "bin_dir", "\"%s\" is not a directory", cfg->bin_dir);
-		else if (cfg->tls_listen_addr && *cfg->tls_listen_addr)
-			cfg_errorf(&r, root, "tls_listen_addr", "TLS listeners are not supported yet");
+		else if (cfg->tls_listen_addr && *cfg->tls_listen_addr &&
+			 (!cfg->tls_cert_path || !*cfg->tls_cert_path || !cfg->tls_key_path || !*cfg->tls_key_path))
+			cfg_errorf(&r, root, "tls_listen_addr",
+				   "tls_listen_addr needs [tls] certificate_path and key_path");
 	}
 	if (!cfg_failed(&r)) {
 		char *abs = absolute_path(cfg->bin_dir);
@@ -567,6 +574,7 @@ void gitaly_config_release(struct gitaly_config *cfg)
 {
 	char **strs[] = {
 		&cfg->file, &cfg->socket_path, &cfg->listen_addr, &cfg->tls_listen_addr,
+		&cfg->tls_cert_path, &cfg->tls_key_path,
 		&cfg->prometheus_listen_addr, &cfg->bin_dir, &cfg->runtime_dir, &cfg->auth_token,
 		&cfg->git_bin_path, &cfg->custom_hooks_dir, &cfg->gitlab_shell_dir, &cfg->gitlab_url,
 		&cfg->gitlab_relative_url_root, &cfg->gitlab_secret, &cfg->gitlab_http_user,
@@ -709,6 +717,38 @@ static void validate_git(json_t *errors, struct toml_table *root)
 	}
 }
 
+/* upstream's TLS.Validate (docs/technical/tls.md): both files exist, then they load as a pair. */
+static void validate_tls(json_t *errors, struct toml_table *root)
+{
+	struct toml_table *t = NULL;
+	const char *cert, *key;
+	size_t before = json_array_size(errors);
+	char msg[512];
+	struct ssl_ctx_st *ctx;
+
+	toml_get_table(root, "tls", &t);
+	cert = tree_string(t, "certificate_path");
+	key = tree_string(t, "key_path");
+	if ((!cert || !*cert) && (!key || !*key))
+		return;
+	file_exists(errors, cert ? cert : "", "tls", "certificate_path", NULL);
+	file_exists(errors, key ? key : "", "tls", "key_path", NULL);
+	if (json_array_size(errors) != before)
+		return;
+	ctx = tls_server_ctx_new(cert, key, msg, sizeof(msg));
+	if (ctx) {
+		tls_ctx_free(ctx);
+		return;
+	}
+	{
+		struct strbuf sb = STRBUF_INIT;
+		strbuf_addf(&sb, "loading x509 keypair: %s", msg);
+		add_error(errors, sb.buf, "tls",
+			  !strncmp(msg, "loading certificate", 19) ? "certificate_path" : "key_path", NULL);
+		strbuf_release(&sb);
+	}
+}
+
 static void validate_gitlab(json_t *errors, struct toml_table *root)
 {
 	struct toml_table *gl = NULL, *shell = NULL;
@@ -844,6 +884,7 @@ int gitaly_config_validate_text(const char *buf, size_t len, json_t *errors, str
 			dir_exists(errors, tree_string(t, "path"), "storage", idx, "path");
 		}
 	}
+	validate_tls(errors, root);
 	validate_gitlab(errors, root);
 	validate_daily(errors, root, storages);
 	validate_concurrency(errors, root);

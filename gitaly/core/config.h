@@ -70,6 +70,7 @@ struct gitaly_config {
 	char *socket_path;
 	char *listen_addr;
 	char *tls_listen_addr;
+	char *tls_cert_path, *tls_key_path;     /* [tls] certificate_path, key_path */
 	char *prometheus_listen_addr;
 	struct metrics_config prometheus;    /* [prometheus] */
 	char *bin_dir;

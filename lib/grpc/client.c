@@ -682,7 +682,11 @@ static void on_dialed(void *arg, struct io *io, int status)
 	}
 	uv_timer_stop(&ch->timer);
 	if (status < 0 || !io) {
-		connect_failed(ch, uv_strerror(status < 0 ? status : UV_ECONNREFUSED));
+		if (ch->addr.kind == ADDR_TLS && (status == UV_EPROTO || status == UV_ETIMEDOUT) &&
+		    *io_tls_last_error())
+			connect_failed(ch, io_tls_last_error());
+		else
+			connect_failed(ch, uv_strerror(status < 0 ? status : UV_ECONNREFUSED));
 		return;
 	}
 	conn_start(ch, io);
@@ -748,8 +752,6 @@ int grpc_channel_new(uv_loop_t *loop, const char *target, const struct grpc_chan
 		memset(&a, 0, sizeof(a));
 		a.kind = ADDR_UNIX;
 	}
-	if (a.kind == ADDR_TLS && !(opts && opts->dial))
-		return -ENOTSUP;
 	ch = xcalloc(1, sizeof(*ch));
 	ch->loop = loop;
 	ch->target = xstrdup(target);

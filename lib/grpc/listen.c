@@ -20,8 +20,17 @@ struct glisten_sock {
 		uv_pipe_t pipe;
 	} h;
 	char *unix_path;    /* removed at close */
+	int tls;            /* handshake with g->tls_ctx before on_accept */
 	struct glisten_sock *next;
 };
+
+/* A failed handshake is logged by io_tls.c; the listener keeps accepting. */
+static void on_handshake(void *arg, struct io *io, int status)
+{
+	struct glisten *g = arg;
+	if (io)
+		g->on_accept(g, io);
+}
 
 static void on_connection(uv_stream_t *server, int status)
 {
@@ -43,7 +52,10 @@ static void on_connection(uv_stream_t *server, int status)
 		io_uv_discard(client);
 		return;
 	}
-	l->g->on_accept(l->g, io_uv_wrap(client));
+	if (l->tls)
+		io_tls_handshake(l->g->loop, io_uv_wrap(client), l->g->tls_ctx, NULL, on_handshake, l->g);
+	else
+		l->g->on_accept(l->g, io_uv_wrap(client));
 }
 
 static void sock_link(struct glisten *g, struct glisten_sock *l)
@@ -69,9 +81,10 @@ int glisten_add(struct glisten *g, const char *addrstr, char *bound, size_t boun
 
 	if (addr_parse(addrstr, &a) < 0)
 		return -EINVAL;
-	if (a.kind == ADDR_TLS)
+	if (a.kind == ADDR_TLS && !g->tls_ctx)
 		return -ENOTSUP;
 	l = xcalloc(1, sizeof(*l));
+	l->tls = a.kind == ADDR_TLS;
 	if (a.kind == ADDR_UNIX) {
 		struct stat st;
 		uv_pipe_init(g->loop, &l->h.pipe, 0);
@@ -125,9 +138,14 @@ int glisten_add(struct glisten *g, const char *addrstr, char *bound, size_t boun
 	return 0;
 }
 
-int glisten_add_fd(struct glisten *g, int fd)
+int glisten_add_fd(struct glisten *g, int fd, int tls)
 {
-	struct glisten_sock *l = xcalloc(1, sizeof(*l));
+	struct glisten_sock *l;
+
+	if (tls && !g->tls_ctx)
+		return -ENOTSUP;
+	l = xcalloc(1, sizeof(*l));
+	l->tls = tls;
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 	int rc;

@@ -22,15 +22,17 @@ struct glisten {
 	void (*on_closed)(struct glisten *g);
 	struct glisten_sock *socks;
 	int pending_closes;
+	struct ssl_ctx_st *tls_ctx;   /* for "tls://" listeners; not owned */
 };
 
 /*
- * Listen on "unix:/path", "unix:///path", "tcp://host:port" or "host:port",
+ * Listen on "unix:/path", "unix:///path", "tcp://host:port", "host:port" or
+ * "tls://host:port" (needs tls_ctx),
  * as grpc_server_listen() (server.h) describes. 0 or a negative errno.
  */
 int glisten_add(struct glisten *g, const char *addr, char *bound, size_t boundsz);
-/* Listen on an already bound and listening socket. */
-int glisten_add_fd(struct glisten *g, int fd);
+/* Listen on an already bound and listening socket; `tls`: serve TLS on it. */
+int glisten_add_fd(struct glisten *g, int fd, int tls);
 size_t glisten_fds(const struct glisten *g, int *fds, size_t max);
 void glisten_close(struct glisten *g);
 int glisten_busy(const struct glisten *g);

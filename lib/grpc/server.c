@@ -801,7 +801,17 @@ int grpc_server_listen(struct grpc_server *s, const char *addr, char *bound, siz
 
 int grpc_server_listen_fd(struct grpc_server *s, int fd)
 {
-	return glisten_add_fd(&s->listen, fd);
+	return glisten_add_fd(&s->listen, fd, 0);
+}
+
+int grpc_server_listen_fd_tls(struct grpc_server *s, int fd)
+{
+	return glisten_add_fd(&s->listen, fd, 1);
+}
+
+void grpc_server_set_tls(struct grpc_server *s, struct ssl_ctx_st *ctx)
+{
+	s->listen.tls_ctx = ctx;
 }
 
 size_t grpc_server_listen_fds(struct grpc_server *s, int *fds, size_t max)

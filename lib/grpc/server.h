@@ -116,14 +116,22 @@ void grpc_log_call_extra(struct grpc_call *call, enum grpc_code code, uint64_t d
 void grpc_server_add_health(struct grpc_server *s);
 
 /*
- * Listen on "unix:/path", "unix:///path", "tcp://host:port" or "host:port"
- * (port 0 picks a free port). A stale Unix socket file is replaced. The
+ * Listen on "unix:/path", "unix:///path", "tcp://host:port", "host:port" or,
+ * with grpc_server_set_tls(), "tls://host:port" (port 0 picks a free port). A stale Unix socket file is replaced. The
  * address actually bound is written to `bound` when it is not NULL, as
  * "unix:/path" or "host:port". Returns 0 or a negative errno.
  */
 int grpc_server_listen(struct grpc_server *s, const char *addr, char *bound, size_t boundsz);
 /* Listen on an already bound and listening socket (inherited across upgrades). */
 int grpc_server_listen_fd(struct grpc_server *s, int fd);
+/*
+ * TLS (docs/technical/tls.md): the context "tls://host:port" listeners
+ * serve with (set it before listening; the caller keeps it alive), and
+ * listening with it on an inherited socket.
+ */
+struct ssl_ctx_st;
+void grpc_server_set_tls(struct grpc_server *s, struct ssl_ctx_st *ctx);
+int grpc_server_listen_fd_tls(struct grpc_server *s, int fd);
 /* The file descriptors of all listeners, for handing to a new process. */
 size_t grpc_server_listen_fds(struct grpc_server *s, int *fds, size_t max);
 /*

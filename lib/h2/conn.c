@@ -135,6 +135,9 @@ void h2_conn_recv(struct h2_conn *c, const char *buf, ssize_t n)
 		return;
 	if (rv < 0) {
 		/* nghttp2 queued a GOAWAY for protocol errors; try to send it */
+		if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC && c->bytes_in == (uint64_t)n && buf[0] == 0x16)
+			log_msgf(LOG_WARN, "TLS handshake from %s on a plaintext listener (docs/technical/tls.md)",
+				 io_peer(c->io));
 		log_msgf(LOG_DEBUG, "http/2 error from %s: %s", io_peer(c->io), nghttp2_strerror((int)rv));
 		h2_conn_close_after_flush(c);
 	}

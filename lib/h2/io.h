@@ -112,4 +112,34 @@ int addr_parse(const char *s, struct addr *out);
 int io_connect(uv_loop_t *loop, const struct addr *a, void (*done)(void *arg, struct io *io, int status),
 	       void *arg);
 
+/* --- TLS over another io (io_tls.c; docs/technical/tls.md) --- */
+
+struct ssl_ctx_st;
+
+/*
+ * A server context from a PEM certificate chain and a PEM private key:
+ * TLS 1.2 or newer, ALPN "h2". NULL with a message in `err` on failure.
+ */
+struct ssl_ctx_st *tls_server_ctx_new(const char *cert_path, const char *key_path, char *err, size_t errsz);
+/*
+ * The process's client context, made on first use: TLS 1.2 or newer, ALPN
+ * "h2", peers verified against the system store, or SSL_CERT_FILE and
+ * SSL_CERT_DIR when set. NULL when it cannot be made.
+ */
+struct ssl_ctx_st *tls_client_ctx(void);
+void tls_ctx_free(struct ssl_ctx_st *ctx);
+
+/*
+ * Take over `inner` and run a TLS handshake on it: as a client verifying the
+ * certificate for `host` (SNI and name or IP checks) when host is not NULL,
+ * else as a server. `done` fires once, from the loop, with the TLS io (now
+ * owned by the callee, not yet reading) or with NULL and a negative error
+ * once `inner` is closed. A handshake that takes longer than 10 s fails.
+ * Failures are logged with the peer and OpenSSL's reason.
+ */
+void io_tls_handshake(uv_loop_t *loop, struct io *inner, struct ssl_ctx_st *ctx, const char *host,
+		      void (*done)(void *arg, struct io *io, int status), void *arg);
+/* The reason of this thread's last failed handshake ("" if none). */
+const char *io_tls_last_error(void);
+
 #endif

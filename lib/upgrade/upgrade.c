@@ -124,7 +124,7 @@ static int addr_key(const char *addr, struct strbuf *key)
 	else if (a.kind == ADDR_TCP)
 		strbuf_addf(key, strchr(a.host, ':') ? "tcp:[%s]:%d" : "tcp:%s:%d", a.host, a.port);
 	else
-		return -ENOTSUP;
+		strbuf_addf(key, strchr(a.host, ':') ? "tls:[%s]:%d" : "tls:%s:%d", a.host, a.port);
 	return 0;
 }
 
@@ -683,7 +683,8 @@ int upgrade_listen(struct upgrade *u, struct grpc_server *s, const char *addr, c
 		struct sock *in = &u->inherited[i];
 		if (in->claimed || in->fd < 0 || strcmp(in->key, key.buf))
 			continue;
-		rc = grpc_server_listen_fd(s, in->fd);
+		rc = !strncmp(key.buf, "tls:", 4) ? grpc_server_listen_fd_tls(s, in->fd)
+						   : grpc_server_listen_fd(s, in->fd);
 		if (rc < 0) {
 			/* binding anew would replace the parent's Unix socket file */
 			strbuf_release(&key);
