@@ -17,6 +17,7 @@ enum lang_type lang_type(const char *name);
 void lang_color(const char *name, char out[8]);
 int lang_is_vendored(const char *path);
 int lang_is_documentation(const char *path);
+/* By path alone (read/generated.c without content). */
 int lang_is_generated(const char *path);
 
 #endif

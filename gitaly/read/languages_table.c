@@ -5,6 +5,7 @@
  * once on first use (docs/technical/languages.md, "Path rules").
  */
 #include "read/languages.h"
+#include "read/generated.h"
 
 #include <openssl/evp.h>
 #include <regex.h>
@@ -45,10 +46,6 @@ static const char *const doc_pats[] = {
 #include "read/languages.def"
 };
 
-static const char *const generated_pats[] = {
-#define GENERATED(p) p,
-#include "read/languages.def"
-};
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -145,7 +142,6 @@ static int pat_match(struct pat_set *s, const char *path)
 
 static struct pat_set vendor_set = { vendor_pats, N(vendor_pats), NULL, NULL };
 static struct pat_set doc_set = { doc_pats, N(doc_pats), NULL, NULL };
-static struct pat_set gen_set = { generated_pats, N(generated_pats), NULL, NULL };
 
 int lang_is_vendored(const char *path)
 {
@@ -159,5 +155,6 @@ int lang_is_documentation(const char *path)
 
 int lang_is_generated(const char *path)
 {
-	return pat_match(&gen_set, path);
+	/* go-enry's rules with no content: only those that look at the path apply */
+	return gen_is_generated(path, "", 0);
 }
