@@ -17,13 +17,13 @@ import yaml
 LANGS = """
 JavaScript TypeScript Python Java Go Ruby PHP C C++ C# Shell Kotlin Swift Rust Scala
 Objective-C Objective-C++ Perl Lua R Dart Elixir Erlang Haskell Clojure Groovy
-PowerShell Batchfile Makefile CMake Dockerfile HCL Nix Vim~Script Emacs~Lisp
+PowerShell Batchfile Makefile CMake Dockerfile HCL Nix Emacs~Lisp
 Common~Lisp Scheme Racket OCaml F# Elm Julia Fortran MATLAB Assembly Zig Nim
 Crystal D V Visual~Basic~.NET VBA Pascal Ada COBOL Prolog Tcl Awk Smalltalk
-CoffeeScript LiveScript PureScript ReScript Hack Vala Solidity GLSL HLSL CUDA
+CoffeeScript LiveScript PureScript ReScript Hack Vala Solidity GLSL HLSL
 Jupyter~Notebook PLpgSQL PLSQL TSQL Starlark Meson Roff Yacc Lex
 HTML CSS SCSS Sass Less Stylus Vue Svelte Haml Slim Pug Twig Smarty Handlebars
-Mustache EJS ERB TeX XSLT Astro Blade Liquid Jinja
+Mustache EJS TeX XSLT Astro Blade Liquid Jinja
 JSON YAML XML TOML INI SQL CSV SVG Protocol~Buffer GraphQL Diff
 Markdown Text reStructuredText AsciiDoc Org
 """
