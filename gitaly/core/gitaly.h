@@ -244,6 +244,8 @@ void gitaly_register_update_references(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_diff(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_operations(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_hook(struct gitaly *g, struct grpc_server *s);
+/* HookService/ProcReceiveHook: hooks/proc_receive.c. */
+void gitaly_register_proc_receive(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_objectpool(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_bfg(struct gitaly *g, struct grpc_server *s);
 /* RemoteService (repository/remote.c, repository/remote_mirror.c). */

@@ -452,6 +452,7 @@ void gitaly_register_services(struct gitaly *g, struct grpc_server *s)
 	gitaly_register_operations(g, s);
 	gitaly_register_analysis(g, s);
 	gitaly_register_hook(g, s);
+	gitaly_register_proc_receive(g, s);
 	gitaly_register_objectpool(g, s);
 	gitaly_register_bfg(g, s);
 	gitaly_register_remote(g, s);

@@ -36,6 +36,7 @@ struct hook_payload {
 	int has_user;                      /* "user_details" was an object */
 	char *username, *userid, *protocol, *remote_ip;
 	Gitaly__Repository *repo;          /* never NULL after a successful parse */
+	uint64_t transaction_id;           /* "transaction_id": the storage transaction, 0 when none */
 };
 
 #define HOOK_PAYLOAD_ENV "GITALY_HOOKS_PAYLOAD"

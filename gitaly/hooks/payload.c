@@ -152,6 +152,8 @@ int hook_payload_parse(const char *b64, size_t len, struct hook_payload *p, stru
 	p->internal_socket_token = json_str_dup(o, "internal_socket_token");
 	v = json_object_get(o, "transaction");
 	p->has_tx = txid_from_json(v, &p->tx) == 0;
+	v = json_object_get(o, "transaction_id");
+	p->transaction_id = json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
 	v = json_object_get(o, "user_details");
 	if (json_is_object(v)) {
 		p->has_user = 1;

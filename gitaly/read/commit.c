@@ -342,6 +342,7 @@ void gitaly_register_commit(struct gitaly *g, struct grpc_server *s)
 	gitaly_register_commit_history(g, s);
 	gitaly_register_commit_lookup(g, s);
 	gitaly_register_commit_stats(g, s);
+	gitaly_register_commit_languages(g, s);
 	gitaly_register_tree_files(g, s);
 	gitaly_register_commit_exists(g, s);
 	gitaly_register_blame(g, s);

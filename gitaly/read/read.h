@@ -50,6 +50,8 @@ void gitaly_register_commit_history(struct gitaly *g, struct grpc_server *s);
 void gitaly_register_commit_lookup(struct gitaly *g, struct grpc_server *s);
 /* CommitStats: read/commit_stats.c. */
 void gitaly_register_commit_stats(struct gitaly *g, struct grpc_server *s);
+/* CommitLanguages: read/languages.c. */
+void gitaly_register_commit_languages(struct gitaly *g, struct grpc_server *s);
 /* ListFiles: read/tree_files.c. */
 void gitaly_register_tree_files(struct gitaly *g, struct grpc_server *s);
 /* CheckObjectsExist: read/commit_exists.c. */
