@@ -168,6 +168,8 @@ static void run_pack_objects(struct po_call *p, int sock, const struct strbuf *i
 {
 	int pin[2] = { -1, -1 }, pout[2] = { -1, -1 }, perr[2] = { -1, -1 };
 	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t sa;
+	sigset_t none, dfl;
 	struct strbuf errtext = STRBUF_INIT;
 	size_t off = 0;
 	pid_t pid;
@@ -181,13 +183,22 @@ static void run_pack_objects(struct po_call *p, int sock, const struct strbuf *i
 	posix_spawn_file_actions_adddup2(&fa, pin[0], 0);
 	posix_spawn_file_actions_adddup2(&fa, pout[1], 1);
 	posix_spawn_file_actions_adddup2(&fa, perr[1], 2);
+	/* git gets default signal handling, not the node's (SIGPIPE is ignored here) */
+	posix_spawnattr_init(&sa);
+	sigemptyset(&none);
+	sigemptyset(&dfl);
+	sigaddset(&dfl, SIGPIPE);
+	posix_spawnattr_setsigmask(&sa, &none);
+	posix_spawnattr_setsigdefault(&sa, &dfl);
+	posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 	pthread_mutex_lock(&p->lock);
 	rc = atomic_load(&p->cancelled) ? ECANCELED
-		: posix_spawn(&pid, p->argv.v[0], &fa, NULL, (char *const *)p->argv.v, (char *const *)p->env.v);
+		: posix_spawn(&pid, p->argv.v[0], &fa, &sa, (char *const *)p->argv.v, (char *const *)p->env.v);
 	if (!rc)
 		p->pid = pid;
 	pthread_mutex_unlock(&p->lock);
 	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&sa);
 	close(pin[0]); pin[0] = -1;
 	close(pout[1]); pout[1] = -1;
 	close(perr[1]); perr[1] = -1;
