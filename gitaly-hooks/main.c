@@ -11,12 +11,17 @@
 #include "txid/txid.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdnoreturn.h>
+#include <stdarg.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -342,6 +347,194 @@ static char **push_options(size_t *nr)
 	return v;
 }
 
+/* --- pack-objects (docs/technical/pack-objects-cache.md) --- */
+
+/*
+ * git upload-pack runs "gitaly-hooks git [--shallow-file ''] pack-objects
+ * ...". We listen on a fresh Unix socket named in the call's
+ * "gitaly-sidechannel-socket" metadata; the node connects, reads our stdin
+ * until we half-close, then sends pack-objects' stdout and stderr as
+ * side-band pkt-lines (band 1 and 2) until it closes.
+ */
+struct po_side {
+	int listen_fd;
+	char dir[4096], sock[4200];
+	char err[256];                 /* empty: the exchange went well */
+	int accepted;
+};
+
+static void po_cleanup(struct po_side *s)
+{
+	unlink(s->sock);
+	rmdir(s->dir);
+}
+
+static int read_full(int fd, void *buf, size_t len)
+{
+	char *b = buf;
+	while (len) {
+		ssize_t n = read(fd, b, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -1 : (b == buf ? 0 : -1);
+		b += n;
+		len -= (size_t)n;
+	}
+	return 1;
+}
+
+static void po_set_err(struct po_side *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void po_set_err(struct po_side *s, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(s->err, sizeof(s->err), fmt, ap);
+	va_end(ap);
+}
+
+static void *po_side_run(void *arg)
+{
+	struct po_side *s = arg;
+	char buf[65536];
+	int c;
+
+	do
+		c = accept(s->listen_fd, NULL, NULL);
+	while (c < 0 && errno == EINTR);
+	if (c < 0) {
+		po_set_err(s, "accept: %s", strerror(errno));
+		return NULL;
+	}
+	s->accepted = 1;
+	/* gone from the file system as soon as the node is connected */
+	po_cleanup(s);
+	for (;;) {
+		ssize_t n = read(0, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			po_set_err(s, "copy stdin: %s", strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		write_all(c, (const uint8_t *)buf, (size_t)n);
+	}
+	if (shutdown(c, SHUT_WR) < 0) {
+		po_set_err(s, "close write: %s", strerror(errno));
+		goto out;
+	}
+	for (;;) {
+		char hdr[5] = { 0 };
+		unsigned long n;
+		char *end;
+		int rc = read_full(c, hdr, 4);
+		if (rc == 0)
+			break;
+		if (rc < 0) {
+			po_set_err(s, "demux response: read pkt-line header");
+			goto out;
+		}
+		n = strtoul(hdr, &end, 16);
+		if (end != hdr + 4) {
+			po_set_err(s, "demux response: invalid pkt-line length %.4s", hdr);
+			goto out;
+		}
+		if (n == 0)
+			continue;   /* a flush carries nothing */
+		if (n < 5 || n > 65520 || read_full(c, buf, n - 4) <= 0) {
+			po_set_err(s, "demux response: bad pkt-line");
+			goto out;
+		}
+		if (buf[0] == 1)
+			write_all(1, (const uint8_t *)buf + 1, n - 5);
+		else if (buf[0] == 2)
+			write_all(2, (const uint8_t *)buf + 1, n - 5);
+		else {
+			po_set_err(s, "demux response: unexpected side band: %d", buf[0]);
+			goto out;
+		}
+	}
+out:
+	close(c);
+	return NULL;
+}
+
+static noreturn void pack_objects(struct payload *p, struct run *r, struct grpc_metadata *md, char **args,
+				  size_t nargs)
+{
+	Gitaly__PackObjectsHookWithSidechannelRequest req = GITALY__PACK_OBJECTS_HOOK_WITH_SIDECHANNEL_REQUEST__INIT;
+	const char *method = "/gitaly.HookService/PackObjectsHookWithSidechannel";
+	const char *rd = json_string_value(json_object_get(p->root, "runtime_dir"));
+	const char *proto = getenv("GIT_PROTOCOL");
+	struct grpc_client_call *call;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct po_side s = { .listen_fd = -1 };
+	pthread_t th;
+	int rc;
+
+	if (rd && *rd) {
+		snprintf(s.dir, sizeof(s.dir), "%s/chan.d", rd);
+		if (mkdir(s.dir, 0700) < 0 && errno != EEXIST)
+			fail("pack-objects: creating %s: %s", s.dir, strerror(errno));
+		snprintf(s.dir, sizeof(s.dir), "%s/chan.d/XXXXXX", rd);
+	} else {
+		const char *tmp = getenv("TMPDIR");
+		snprintf(s.dir, sizeof(s.dir), "%s/gitalyXXXXXX", tmp && *tmp ? tmp : "/tmp");
+	}
+	if (!mkdtemp(s.dir))
+		fail("pack-objects: creating the sidechannel directory: %s", strerror(errno));
+	snprintf(s.sock, sizeof(s.sock), "%s/sidechannel", s.dir);
+	if (strlen(s.sock) >= sizeof(sa.sun_path)) {
+		rmdir(s.dir);
+		fail("pack-objects: sidechannel path too long: %s", s.sock);
+	}
+	memcpy(sa.sun_path, s.sock, strlen(s.sock) + 1);
+	s.listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s.listen_fd < 0 || bind(s.listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    listen(s.listen_fd, 1) < 0) {
+		po_cleanup(&s);
+		fail("pack-objects: listening on %s: %s", s.sock, strerror(errno));
+	}
+	if (pthread_create(&th, NULL, po_side_run, &s)) {
+		po_cleanup(&s);
+		fail("pack-objects: cannot start a thread");
+	}
+	grpc_metadata_addstr(md, "gitaly-sidechannel-socket", s.sock);
+
+	req.repository = &p->repo;
+	req.args = args;
+	req.n_args = nargs;
+	req.gl_id = p->has_user ? p->userid : (char *)"";
+	req.gl_username = p->has_user ? p->username : (char *)"";
+	req.remote_ip = p->has_user ? p->remote_ip : (char *)"";
+	req.git_protocol = (char *)(proto ? proto : "");
+	rc = grpc_channel_call(r->ch, method, md, 0, 0, &call_ops, r, &call);
+	if (rc < 0) {
+		po_cleanup(&s);
+		fail("call PackObjectsHookWithSidechannel: %s", strerror(-rc));
+	}
+	pack_send(call, &req.base);
+	grpc_client_call_close_send(call);
+	while (!r->done)
+		uv_run(r->loop, UV_RUN_ONCE);
+	if (r->code != GRPC_OK) {
+		po_cleanup(&s);
+		fail("call PackObjectsHookWithSidechannel: rpc error: code = %s desc = %s", grpc_code_name(r->code),
+		     r->err.buf);
+	}
+	if (!s.accepted) {
+		po_cleanup(&s);
+		fail("pack-objects: the node never connected to the sidechannel");
+	}
+	pthread_join(th, NULL);
+	if (*s.err)
+		fail("pack-objects: %s", s.err);
+	fflush(stdout);
+	exit(0);
+}
+
 int main(int argc, char **argv)
 {
 	extern char **environ;
@@ -362,8 +555,18 @@ int main(int argc, char **argv)
 		if (!strcmp(name, hooks[i].name))
 			idx = i;
 	if (idx == ARRAY_SIZE(hooks)) {
-		if (!strcmp(name, "gitaly-hooks") && argc >= 2 && !strcmp(argv[1], "git"))
-			fail("pack-objects hook is not supported");
+		if (!strcmp(name, "gitaly-hooks") && argc >= 2 && !strcmp(argv[1], "git")) {
+			if (!b64)
+				fail("error when getting hooks payload: no hooks payload found in environment");
+			parse_payload(b64, &p);
+			r.loop = uv_default_loop();
+			strbuf_init(&r.err, 0);
+			strbuf_addf(&target, "unix:%s", p.socket);
+			if (grpc_channel_new(r.loop, target.buf, NULL, &r.ch) < 0)
+				fail("error when connecting to gitaly: invalid socket \"%s\"", p.socket);
+			build_metadata(&p, &md);
+			pack_objects(&p, &r, &md, argv + 2, (size_t)(argc - 2));
+		}
 		fail("subcommand name invalid: \"%s\"", name);
 	}
 	if (!rpc_lookup(hooks[idx].method, strlen(hooks[idx].method)))

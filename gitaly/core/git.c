@@ -245,6 +245,11 @@ int gitaly_git_spec(struct gitaly *g, const struct git_call *c, struct strvec *a
 		strvec_push(argv, "-c");
 		strvec_pushf(argv, "%s=%s", g->cfg.git_config[i].key, g->cfg.git_config[i].value);
 	}
+	/* upload-pack packs through gitaly-hooks (docs/technical/pack-objects-cache.md) */
+	if (!strcmp(c->subcmd, "upload-pack") && g->cfg.bin_dir) {
+		strvec_push(argv, "-c");
+		strvec_pushf(argv, "uploadpack.packObjectsHook=%s/gitaly-hooks", g->cfg.bin_dir);
+	}
 	strvec_push(argv, c->subcmd);
 	strvec_pushv(argv, c->flags);
 	if (!(d && d->no_end_of_options))
@@ -276,8 +281,13 @@ int gitaly_git_spec(struct gitaly *g, const struct git_call *c, struct strvec *a
 	}
 	if (c->git_protocol && (!strcmp(c->git_protocol, "version=2") || !strcmp(c->git_protocol, "version=1")))
 		strvec_pushf(env, "GIT_PROTOCOL=%s", c->git_protocol);
-	if (c->hooks)
+	if (c->hooks) {
 		add_hooks_env(g, c, env);
+	} else if (!strcmp(c->subcmd, "upload-pack") && g->cfg.bin_dir) {
+		struct git_call pc = *c;
+		pc.hooks = HOOK_PACK_OBJECTS;
+		add_hooks_env(g, &pc, env);
+	}
 	strvec_pushv(env, c->env);
 	return 0;
 }

@@ -117,6 +117,7 @@ int gitaly_check_revision(const char *rev, size_t len, struct strbuf *msg);
 #define HOOK_PRE_RECEIVE 4
 #define HOOK_POST_RECEIVE 8
 #define HOOK_RECEIVE_PACK 15
+#define HOOK_PACK_OBJECTS 16
 
 struct gitaly_user_details {
 	const char *userid, *username, *protocol, *remote_ip;

@@ -173,6 +173,9 @@ void gitlab_cancel(struct gitlab_req *r);
 /* The "Gitlab-Shell-Api-Request" token: HS256 JWT, issuer gitlab-shell, valid one minute. */
 void gitlab_jwt(const char *secret, time_t now, struct strbuf *out);
 
+/* PackObjectsHookWithSidechannel (pack_objects.c); gitaly_register_hook() calls it. */
+void gitaly_register_pack_objects_hook(struct gitaly *g, struct grpc_server *s);
+
 /* --- helpers --- */
 
 /* Append `s` quoted as Go's %q does (the error texts upstream produces). */

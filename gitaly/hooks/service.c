@@ -349,4 +349,5 @@ void gitaly_register_hook(struct gitaly *g, struct grpc_server *s)
 	gitaly_add_method(s, "/gitaly.HookService/PostReceiveHook", start_post_receive, g);
 	gitaly_add_method(s, "/gitaly.HookService/ReferenceTransactionHook", start_reference_transaction, g);
 	gitaly_add_unary(s, "/gitaly.HookService/UpdateHook", update_hook, g);
+	gitaly_register_pack_objects_hook(g, s);
 }
