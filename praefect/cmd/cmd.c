@@ -240,3 +240,32 @@ int praefect_cli(int argc, char **argv)
 		praefect_config_release(&cfg); /* the daemon owns it from praefect_serve() on */
 	return rc;
 }
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+const char **cmd_vs_names(const struct praefect_config *cfg, const char *only, size_t *nr)
+{
+	const char **names = xcalloc(cfg->nr_vs + 1, sizeof(*names));
+	size_t n = 0;
+	if (only && *only)
+		names[n++] = only;
+	else
+		for (size_t i = 0; i < cfg->nr_vs; i++)
+			names[n++] = cfg->vs[i].name;
+	qsort(names, n, sizeof(*names), cmp_name);
+	*nr = n;
+	return names;
+}
+
+void cmd_indent(int level, const char *fmt, ...)
+{
+	va_list ap;
+	printf("%*s", level * 2, "");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+}

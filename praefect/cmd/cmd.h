@@ -41,6 +41,13 @@ struct cmd_info {
  * stderr, or for -h the command's help printed to stdout. Returns 0 to go on,
  * or -1 with the exit code in *exit_code (0 after help, 1 after an error).
  */
+/* printf() one line, indented by `level` steps of two spaces (dataloss' layout). */
+void cmd_indent(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/*
+ * The virtual storages a subcommand reports on, sorted by name: `only` when
+ * given, else every configured one. Sets *nr; free() the array.
+ */
+const char **cmd_vs_names(const struct praefect_config *cfg, const char *only, size_t *nr);
 int cmd_flags(const char *name, const struct cli_flag *flags, size_t nr, unsigned opts, int argc, char **argv,
 	      int *next, int *exit_code);
 /* Print the -h text of `name` (to `out`). */

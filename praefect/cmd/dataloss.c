@@ -16,17 +16,6 @@ struct dataloss_print {
 	int found;
 };
 
-static void indent(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void indent(int level, const char *fmt, ...)
-{
-	va_list ap;
-	printf("%*s", level * 2, "");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-}
-
 static void print_dataloss(void *arg, const uint8_t *msg, size_t len)
 {
 	struct dataloss_print *dp = arg;
@@ -34,34 +23,29 @@ static void print_dataloss(void *arg, const uint8_t *msg, size_t len)
 	if (!r)
 		return;
 	if (r->n_repositories)
-		indent(1, "Repositories:");
+		cmd_indent(1, "Repositories:");
 	for (size_t i = 0; i < r->n_repositories; i++) {
 		Gitaly__DatalossResponse__Repository *repo = r->repositories[i];
 		dp->found = 1;
-		indent(2, "%s%s:", repo->relative_path, repo->unavailable ? " (unavailable)" : "");
-		indent(3, "Primary: %s", repo->primary && *repo->primary ? repo->primary : "No Primary");
-		indent(3, "In-Sync Storages:");
+		cmd_indent(2, "%s%s:", repo->relative_path, repo->unavailable ? " (unavailable)" : "");
+		cmd_indent(3, "Primary: %s", repo->primary && *repo->primary ? repo->primary : "No Primary");
+		cmd_indent(3, "In-Sync Storages:");
 		for (size_t k = 0; k < repo->n_storages; k++) {
 			Gitaly__DatalossResponse__Repository__Storage *s = repo->storages[k];
 			if (s->behind_by == 0)
-				indent(4, "%s%s%s", s->name, s->assigned ? ", assigned host" : "",
+				cmd_indent(4, "%s%s%s", s->name, s->assigned ? ", assigned host" : "",
 				       s->healthy ? "" : ", unhealthy");
 		}
-		indent(3, "Outdated Storages:");
+		cmd_indent(3, "Outdated Storages:");
 		for (size_t k = 0; k < repo->n_storages; k++) {
 			Gitaly__DatalossResponse__Repository__Storage *s = repo->storages[k];
 			if (s->behind_by != 0)
-				indent(4, "%s is behind by %lld change%s or less%s%s", s->name, (long long)s->behind_by,
+				cmd_indent(4, "%s is behind by %lld change%s or less%s%s", s->name, (long long)s->behind_by,
 				       s->behind_by > 1 ? "s" : "", s->assigned ? ", assigned host" : "",
 				       s->healthy ? "" : ", unhealthy");
 		}
 	}
 	gitaly__dataloss_response__free_unpacked(r, NULL);
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 int cmd_dataloss(int argc, char **argv, void *ctx)
@@ -82,13 +66,7 @@ int cmd_dataloss(int argc, char **argv, void *ctx)
 
 	if (cmd_flags("dataloss", flags, ARRAY_SIZE(flags), 0, argc, argv, &next, &rc) < 0)
 		return rc;
-	names = xcalloc(cfg->nr_vs + 1, sizeof(*names));
-	if (only && *only)
-		names[n++] = only;
-	else
-		for (size_t i = 0; i < cfg->nr_vs; i++)
-			names[n++] = cfg->vs[i].name;
-	qsort(names, n, sizeof(*names), cmp_str);
+	names = cmd_vs_names(cfg, only, &n);
 	for (size_t i = 0; i < n; i++) {
 		Gitaly__DatalossRequest req = GITALY__DATALOSS_REQUEST__INIT;
 		struct dataloss_print dp = { 0 };
@@ -102,7 +80,7 @@ int cmd_dataloss(int argc, char **argv, void *ctx)
 			return 1;
 		}
 		len = gitaly__dataloss_request__pack(&req, buf);
-		indent(0, "Virtual storage: %s", names[i]);
+		cmd_indent(0, "Virtual storage: %s", names[i]);
 		fflush(stdout);
 		strbuf_reset(&err);
 		code = cmd_call_praefect(cfg, "/gitaly.PraefectInfoService/Dataloss", buf, len, print_dataloss, &dp, &err);
@@ -114,7 +92,7 @@ int cmd_dataloss(int argc, char **argv, void *ctx)
 			return 1;
 		}
 		if (!dp.found)
-			indent(1, "%s", partial ? "All repositories are fully available on all assigned storages!"
+			cmd_indent(1, "%s", partial ? "All repositories are fully available on all assigned storages!"
 						: "All repositories are available!");
 	}
 	free(names);

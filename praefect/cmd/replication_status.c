@@ -22,17 +22,6 @@ typedef Gitaly__ReplicationStatusResponse__Storage rs_storage;
 /* below this many jobs per second there is no throughput to estimate from */
 #define MIN_THROUGHPUT 0.001
 
-static void indent(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void indent(int level, const char *fmt, ...)
-{
-	va_list ap;
-	printf("%*s", level * 2, "");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-}
-
 /* Whole seconds as Go prints a time.Duration: "0s", "42s", "3m12s", "2h0m5s". */
 static const char *duration(char *buf, size_t sz, int64_t s)
 {
@@ -72,48 +61,48 @@ static void print_text(const char *name, const rs_resp *r)
 {
 	char b1[64], b2[64];
 
-	indent(0, "Virtual storage: %s", name);
-	indent(1, "Storages:");
+	cmd_indent(0, "Virtual storage: %s", name);
+	cmd_indent(1, "Storages:");
 	for (size_t i = 0; i < r->n_storages; i++) {
 		const rs_storage *s = r->storages[i];
 		int64_t t = time_to_sync(s);
-		indent(2, "%s%s:", s->storage, s->healthy ? "" : " (unhealthy)");
-		indent(3, "Jobs: %lld queued, %lld in progress, %lld failed and retrying", (long long)s->ready,
+		cmd_indent(2, "%s%s:", s->storage, s->healthy ? "" : " (unhealthy)");
+		cmd_indent(3, "Jobs: %lld queued, %lld in progress, %lld failed and retrying", (long long)s->ready,
 		       (long long)s->in_progress, (long long)s->failed);
 		if (s->oldest_job_created_ms)
-			indent(3, "Oldest job: queued %s ago", duration(b1, sizeof(b1), age_s(r, s->oldest_job_created_ms)));
-		indent(3, "Throughput: %.2f jobs/s over the last minute", s->throughput);
+			cmd_indent(3, "Oldest job: queued %s ago", duration(b1, sizeof(b1), age_s(r, s->oldest_job_created_ms)));
+		cmd_indent(3, "Throughput: %.2f jobs/s over the last minute", s->throughput);
 		if (t == 0)
-			indent(3, "Time to in sync: in sync");
+			cmd_indent(3, "Time to in sync: in sync");
 		else if (t < 0)
-			indent(3, "Time to in sync: unknown");
+			cmd_indent(3, "Time to in sync: unknown");
 		else
-			indent(3, "Time to in sync: about %s", duration(b1, sizeof(b1), t));
+			cmd_indent(3, "Time to in sync: about %s", duration(b1, sizeof(b1), t));
 		if (s->outdated)
-			indent(3, "Outdated replicas: %lld, the oldest %s outdated for %s", (long long)s->outdated,
+			cmd_indent(3, "Outdated replicas: %lld, the oldest %s outdated for %s", (long long)s->outdated,
 			       s->oldest_outdated_relative_path, duration(b2, sizeof(b2), age_s(r, s->oldest_outdated_since_ms)));
 		else
-			indent(3, "Outdated replicas: 0");
+			cmd_indent(3, "Outdated replicas: 0");
 	}
 	if (!r->n_repositories) {
-		indent(1, "All repositories are in sync on all storages!");
+		cmd_indent(1, "All repositories are in sync on all storages!");
 		return;
 	}
-	indent(1, "Outdated repositories:");
+	cmd_indent(1, "Outdated repositories:");
 	for (size_t i = 0; i < r->n_repositories; i++) {
 		const Gitaly__ReplicationStatusResponse__Repository *repo = r->repositories[i];
-		indent(2, "%s:", repo->relative_path);
-		indent(3, "Primary: %s", *repo->primary ? repo->primary : "No Primary");
-		indent(3, "Outdated Storages:");
+		cmd_indent(2, "%s:", repo->relative_path);
+		cmd_indent(3, "Primary: %s", *repo->primary ? repo->primary : "No Primary");
+		cmd_indent(3, "Outdated Storages:");
 		for (size_t k = 0; k < repo->n_outdated; k++) {
 			const Gitaly__ReplicationStatusResponse__Repository__Outdated *o = repo->outdated[k];
-			indent(4, "%s is behind by %lld change%s or less, outdated for %s%s", o->storage,
+			cmd_indent(4, "%s is behind by %lld change%s or less, outdated for %s%s", o->storage,
 			       (long long)o->behind_by, o->behind_by > 1 ? "s" : "",
 			       duration(b1, sizeof(b1), age_s(r, o->outdated_since_ms)), o->assigned ? ", assigned host" : "");
 		}
 	}
 	if (r->repositories_omitted)
-		indent(2, "... and %lld more", (long long)r->repositories_omitted);
+		cmd_indent(2, "... and %lld more", (long long)r->repositories_omitted);
 }
 
 static json_t *to_json(const char *name, const rs_resp *r)
@@ -155,11 +144,6 @@ static json_t *to_json(const char *name, const rs_resp *r)
 	return vs;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 int cmd_replication_status(int argc, char **argv, void *ctx)
 {
 	struct praefect_config *cfg = ctx;
@@ -180,13 +164,7 @@ int cmd_replication_status(int argc, char **argv, void *ctx)
 		json_decref(all);
 		return rc;
 	}
-	names = xcalloc(cfg->nr_vs + 1, sizeof(*names));
-	if (only && *only)
-		names[n++] = only;
-	else
-		for (size_t i = 0; i < cfg->nr_vs; i++)
-			names[n++] = cfg->vs[i].name;
-	qsort(names, n, sizeof(*names), cmp_str);
+	names = cmd_vs_names(cfg, only, &n);
 	for (size_t i = 0; i < n && !rc; i++) {
 		Gitaly__ReplicationStatusRequest req = GITALY__REPLICATION_STATUS_REQUEST__INIT;
 		rs_resp *r;
