@@ -535,6 +535,27 @@ static noreturn void pack_objects(struct payload *p, struct run *r, struct grpc_
 	exit(0);
 }
 
+/* The payload from GITALY_HOOKS_PAYLOAD (`b64`), or a failure naming its absence. */
+static void load_payload(const char *b64, struct payload *p)
+{
+	if (!b64)
+		fail("error when getting hooks payload: no hooks payload found in environment");
+	parse_payload(b64, p);
+}
+
+/* A channel to the gitaly named in the payload, and the metadata every call carries. */
+static void connect_gitaly(const struct payload *p, struct run *r, struct grpc_metadata *md)
+{
+	struct strbuf target = STRBUF_INIT;
+	r->loop = uv_default_loop();
+	strbuf_init(&r->err, 0);
+	strbuf_addf(&target, "unix:%s", p->socket);
+	if (grpc_channel_new(r->loop, target.buf, NULL, &r->ch) < 0)
+		fail("error when connecting to gitaly: invalid socket \"%s\"", p->socket);
+	strbuf_release(&target);
+	build_metadata(p, md);
+}
+
 int main(int argc, char **argv)
 {
 	extern char **environ;
@@ -545,7 +566,7 @@ int main(int argc, char **argv)
 	struct run r = { 0 };
 	struct grpc_metadata md = GRPC_METADATA_INIT;
 	struct grpc_client_call *call;
-	struct strbuf in = STRBUF_INIT, target = STRBUF_INIT;
+	struct strbuf in = STRBUF_INIT;
 	size_t env_nr = 0, idx = ARRAY_SIZE(hooks), npo = 0;
 	char **po = NULL;
 	int rc;
@@ -556,35 +577,21 @@ int main(int argc, char **argv)
 			idx = i;
 	if (idx == ARRAY_SIZE(hooks)) {
 		if (!strcmp(name, "gitaly-hooks") && argc >= 2 && !strcmp(argv[1], "git")) {
-			if (!b64)
-				fail("error when getting hooks payload: no hooks payload found in environment");
-			parse_payload(b64, &p);
-			r.loop = uv_default_loop();
-			strbuf_init(&r.err, 0);
-			strbuf_addf(&target, "unix:%s", p.socket);
-			if (grpc_channel_new(r.loop, target.buf, NULL, &r.ch) < 0)
-				fail("error when connecting to gitaly: invalid socket \"%s\"", p.socket);
-			build_metadata(&p, &md);
+			load_payload(b64, &p);
+			connect_gitaly(&p, &r, &md);
 			pack_objects(&p, &r, &md, argv + 2, (size_t)(argc - 2));
 		}
 		fail("subcommand name invalid: \"%s\"", name);
 	}
 	if (!rpc_lookup(hooks[idx].method, strlen(hooks[idx].method)))
 		fail("method \"%s\" is not in the RPC registry (proto/*.proto)", hooks[idx].method);
-	if (!b64)
-		fail("error when getting hooks payload: no hooks payload found in environment");
-	parse_payload(b64, &p);
+	load_payload(b64, &p);
 	if (!(p.requested & hooks[idx].bit))
 		exit(0);
 
 	while (environ[env_nr])
 		env_nr++;
-	r.loop = uv_default_loop();
-	strbuf_init(&r.err, 0);
-	strbuf_addf(&target, "unix:%s", p.socket);
-	if (grpc_channel_new(r.loop, target.buf, NULL, &r.ch) < 0)
-		fail("error when connecting to gitaly: invalid socket \"%s\"", p.socket);
-	build_metadata(&p, &md);
+	connect_gitaly(&p, &r, &md);
 
 	switch (hooks[idx].bit) {
 	case H_UPDATE: {
