@@ -1,6 +1,7 @@
 /* gitaly: the storage node. Command line (lib/cli), config, runtime directory, then serve. */
 #include "core/gitaly.h"
 #include "core/metrics.h"
+#include "hooks/pack_cache.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "base/fs.h"
@@ -362,6 +363,14 @@ static int cmd_serve(int argc, char **argv, void *ctx)
 	setup_runtime_dir(g);
 	for (size_t i = 0; i < g->cfg.nr_storages; i++)
 		write_storage_metadata(&g->cfg.storages[i]);
+	if (g->cfg.pack_objects_cache.enabled) {
+		struct strbuf err = STRBUF_INIT;
+		g->pack_cache = pack_cache_new(g->cfg.pack_objects_cache.dir, g->cfg.pack_objects_cache.max_age_ms,
+					       g->cfg.pack_objects_cache.min_occurrences, &err);
+		if (!g->pack_cache)
+			die("%s", err.buf);
+		strbuf_release(&err);
+	}
 
 	g->server = grpc_server_new(g->loop, NULL);
 	{
@@ -437,6 +446,7 @@ static int cmd_serve(int argc, char **argv, void *ctx)
 	gitaly_limits_free(g->limits);     /* first: its tickets still tell the metrics' monitors */
 	gitaly_metrics_free(g);
 	catfile_cache_free(g->catfile);
+	pack_cache_free(g->pack_cache);
 	fs_remove_tree(g->runtime_dir);
 	log_msgf(LOG_INFO, "Gitaly stopped");
 	gitaly_free(g);

@@ -452,6 +452,51 @@ void gitaly_config_log_unknown(const struct gitaly_config *cfg)
 		log_msgf(LOG_DEBUG, "%s", cfg->unknown_keys.v[i]);
 }
 
+/*
+ * [pack_objects_cache] as upstream loads it (docs/technical/pack-objects-cache.md):
+ * checked only when enabled; a negative max_age is an error, 0 means 5m, the
+ * directory defaults under the first storage and must be absolute.
+ */
+static void load_pack_objects_cache(struct cfg_reader *r, struct gitaly_config *cfg, struct toml_table *root)
+{
+	struct toml_table *t = cfg_table(r, root, "pack_objects_cache");
+	struct toml_value *v;
+	const char *s;
+	size_t len;
+	uint64_t ns;
+	struct strbuf d = STRBUF_INIT;
+
+	cfg->pack_objects_cache.min_occurrences = 1;
+	if (!t)
+		return;
+	cfg_bool(r, t, "enabled", &cfg->pack_objects_cache.enabled);
+	cfg_string(r, t, "dir", &cfg->pack_objects_cache.dir);
+	cfg_int(r, t, "min_occurrences", INT64_MIN, INT64_MAX, &cfg->pack_objects_cache.min_occurrences);
+	v = cfg_failed(r) ? NULL : toml_get(t, "max_age");
+	if (v && toml_value_string(v, &s, &len) == 0 && s[0] == '-' && parse_go_duration(s + 1, &ns) == 0) {
+		if (ns && cfg->pack_objects_cache.enabled)
+			cfg_errorf(r, t, "max_age", "pack_objects_cache.max_age cannot be negative");
+	} else {
+		cfg_duration(r, t, "max_age", &cfg->pack_objects_cache.max_age_ms);
+	}
+	if (cfg_failed(r) || !cfg->pack_objects_cache.enabled)
+		return;
+	if (!cfg->pack_objects_cache.max_age_ms)
+		cfg->pack_objects_cache.max_age_ms = 5 * 60 * 1000;
+	if (!cfg->pack_objects_cache.dir || !*cfg->pack_objects_cache.dir) {
+		free(cfg->pack_objects_cache.dir);
+		cfg->pack_objects_cache.dir = NULL;
+		if (!cfg->nr_storages) {
+			cfg_errorf(r, t, NULL, "pack_objects_cache: cannot pick default cache directory: no storages");
+			return;
+		}
+		strbuf_addf(&d, "%s/+gitaly/PackObjectsCache", cfg->storages[0].path);
+		cfg->pack_objects_cache.dir = strbuf_detach(&d, NULL);
+	}
+	if (cfg->pack_objects_cache.dir[0] != '/')
+		cfg_errorf(r, t, "dir", "pack_objects_cache: storage directory must be absolute path");
+}
+
 int gitaly_config_load(struct gitaly_config *cfg, const char *path, struct strbuf *err)
 {
 	struct toml_table *root = NULL;
@@ -534,6 +579,7 @@ int gitaly_config_load(struct gitaly_config *cfg, const char *path, struct strbu
 	}
 	load_concurrency(&r, cfg, root);
 	load_daily_maintenance(&r, cfg, root);
+	load_pack_objects_cache(&r, cfg, root);
 
 	if (!cfg_failed(&r)) {
 		if (!cfg->socket_path && !cfg->listen_addr && !cfg->tls_listen_addr)
@@ -581,6 +627,7 @@ void gitaly_config_release(struct gitaly_config *cfg)
 		&cfg->gitlab_http_password, &cfg->gitlab_ca_file, &cfg->gitlab_ca_path,
 		&cfg->log_dir, &cfg->log_format, &cfg->log_level,
 		&cfg->backup_go_cloud_url, &cfg->backup_layout, &cfg->backup_root,
+		&cfg->pack_objects_cache.dir,
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(strs); i++) {
 		free(*strs[i]);
@@ -853,6 +900,29 @@ static void validate_daily(json_t *errors, struct toml_table *root, struct toml_
 	}
 }
 
+/* [pack_objects_cache] as upstream's StreamCacheConfig.Validate: only when enabled, max_age >= 0. */
+static void validate_pack_objects_cache(json_t *errors, struct toml_table *root)
+{
+	struct toml_table *t = NULL;
+	bool enabled = false;
+	const char *s;
+	uint64_t ns = 0;
+
+	if (toml_get_table(root, "pack_objects_cache", &t) < 0 || !t)
+		return;
+	toml_get_bool(t, "enabled", &enabled);
+	if (!enabled)
+		return;
+	if ((s = tree_string(t, "max_age")) && s[0] == '-' && parse_go_duration(s + 1, &ns) == 0 && ns) {
+		struct strbuf d = STRBUF_INIT, msg = STRBUF_INIT;
+		go_duration_string(&d, -(int64_t)ns);
+		strbuf_addf(&msg, "not in range: %s is not greater than or equal to 0s", d.buf);
+		add_error(errors, msg.buf, "pack_objects_cache", "max_age", NULL);
+		strbuf_release(&d);
+		strbuf_release(&msg);
+	}
+}
+
 int gitaly_config_validate_text(const char *buf, size_t len, json_t *errors, struct strbuf *err)
 {
 	struct toml_table *root = NULL;
@@ -888,6 +958,7 @@ int gitaly_config_validate_text(const char *buf, size_t len, json_t *errors, str
 	validate_gitlab(errors, root);
 	validate_daily(errors, root, storages);
 	validate_concurrency(errors, root);
+	validate_pack_objects_cache(errors, root);
 	toml_free(root);
 	return 0;
 }

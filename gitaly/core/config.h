@@ -117,6 +117,14 @@ struct gitaly_config {
 
 	struct gitaly_daily_maintenance daily_maintenance;
 
+	/* [pack_objects_cache] (docs/technical/pack-objects-cache.md) */
+	struct {
+		bool enabled;
+		char *dir;                      /* default <first storage>/+gitaly/PackObjectsCache */
+		uint64_t max_age_ms;            /* default 5m */
+		int64_t min_occurrences;        /* default 1 */
+	} pack_objects_cache;
+
 	struct strvec unknown_keys;             /* "file:line: ignoring unknown config key ..." */
 };
 

@@ -42,6 +42,7 @@ struct upgrade;
 struct cleanup;
 struct housekeeping;
 struct cron;
+struct pack_cache;
 
 struct gitaly {
 	struct gitaly_config cfg;
@@ -57,6 +58,7 @@ struct gitaly {
 	struct cron *cron;             /* the node's periodic tasks (lib/loop/cron.h) */
 	struct strvec base_env;        /* allow-listed environment for children */
 	struct catfile_cache *catfile; /* long-lived cat-file processes (lib/git/catfile.h) */
+	struct pack_cache *pack_cache; /* [pack_objects_cache], NULL when disabled (hooks/pack_cache.h) */
 	struct bc_server *bc;          /* backchannel sessions of praefects (lib/backchannel) */
 	char *version;                 /* our server version */
 	struct gitaly_limits *limits;  /* [[concurrency]] limiters (core/methods.h) */

@@ -7,6 +7,7 @@
 #include "core/limit.h"
 #include "core/methods.h"
 #include "core/metrics.h"
+#include "hooks/pack_cache.h"
 #include "metrics/grpc.h"
 #include "git/catfile.h"
 #include "git/cmd.h"
@@ -31,6 +32,12 @@ enum {
 	GM_HOUSEKEEPING_TASKS,
 	GM_HOUSEKEEPING_PRUNED,
 	GM_VOTE_DELAY,
+	GM_PACK_CACHE_ENABLED,
+	GM_PACK_CACHE_LOOKUPS,
+	GM_PACK_GENERATED,
+	GM_PACK_SERVED,
+	GM_STREAMCACHE_DISK,
+	GM_STREAMCACHE_ENTRIES,
 	GM_NR
 };
 
@@ -44,6 +51,21 @@ static const struct metric_desc families[GM_NR] = {
 	/* follows grpc_latency_buckets, as upstream */
 	[GM_VOTE_DELAY] = { "gitaly_hook_transaction_voting_delay_seconds",
 			    "Delay between calling out to transaction service and receiving a response", METRIC_HISTOGRAM },
+	/* the pack-objects cache (docs/technical/pack-objects-cache.md) */
+	[GM_PACK_CACHE_ENABLED] = { "gitaly_pack_objects_cache_enabled",
+				    "If set to 1, indicates that the cache for PackObjectsHook has been enabled in this process",
+				    METRIC_GAUGE, { "dir", "max_age" } },
+	[GM_PACK_CACHE_LOOKUPS] = { "gitaly_pack_objects_cache_lookups_total",
+				    "Number of lookups in the PackObjectsHook cache, divided by hit/miss", METRIC_COUNTER,
+				    { "result" } },
+	[GM_PACK_GENERATED] = { "gitaly_pack_objects_generated_bytes_total",
+				"Number of bytes generated in PackObjectsHook by running git-pack-objects", METRIC_COUNTER },
+	[GM_PACK_SERVED] = { "gitaly_pack_objects_served_bytes_total",
+			     "Number of bytes of git-pack-objects data served to clients", METRIC_COUNTER },
+	[GM_STREAMCACHE_DISK] = { "gitaly_streamcache_filestore_disk_usage_bytes", "Disk usage per filestore",
+				  METRIC_GAUGE, { "dir" } },
+	[GM_STREAMCACHE_ENTRIES] = { "gitaly_streamcache_index_entries", "Number of index entries in streamcache",
+				     METRIC_GAUGE, { "dir" } },
 	[GM_COMMANDS_RUNNING] = { "gitaly_commands_running", "Total number of processes currently being executed",
 				  METRIC_GAUGE },
 	[GM_CATFILE_CACHE] = { "gitaly_catfile_cache_total", "Counter of catfile cache hit/miss", METRIC_COUNTER,
@@ -202,6 +224,21 @@ static void on_refresh(struct metrics_http *h, void *arg)
 					   (double)catfile_cache_lookups(cc, t));
 		if (catfile_cache_lookups(cc, -1))
 			metric_set(gm->f[GM_CATFILE_LOOKUPS], METRIC_LV("info"), (double)catfile_cache_lookups(cc, -1));
+	}
+	metric_set(gm->f[GM_PACK_GENERATED], NULL, (double)pack_objects_generated_bytes());
+	metric_set(gm->f[GM_PACK_SERVED], NULL, (double)pack_objects_served_bytes());
+	if (gm->g->pack_cache) {
+		const char *dir = gm->g->cfg.pack_objects_cache.dir;
+		struct pack_cache_stats st;
+		char age[32];
+		pack_cache_stats(gm->g->pack_cache, &st);
+		/* upstream's label: whole seconds */
+		snprintf(age, sizeof(age), "%llu", (unsigned long long)(gm->g->cfg.pack_objects_cache.max_age_ms / 1000));
+		metric_set(gm->f[GM_PACK_CACHE_ENABLED], METRIC_LV(dir, age), 1);
+		metric_set(gm->f[GM_PACK_CACHE_LOOKUPS], METRIC_LV("hit"), (double)st.hits);
+		metric_set(gm->f[GM_PACK_CACHE_LOOKUPS], METRIC_LV("miss"), (double)st.misses);
+		metric_set(gm->f[GM_STREAMCACHE_DISK], METRIC_LV(dir), (double)st.disk_bytes);
+		metric_set(gm->f[GM_STREAMCACHE_ENTRIES], METRIC_LV(dir), (double)st.entries);
 	}
 	metrics_unlock(gm->reg);
 	metrics_http_refreshed(h);

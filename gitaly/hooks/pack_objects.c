@@ -9,9 +9,14 @@
  * The exchange on the socket is blocking by nature (the peer is a single
  * gitaly-hooks process), so each call runs it on a thread of its own and
  * reports back to the loop through a uv_async_t.
+ *
+ * With [pack_objects_cache] enabled, the side-band stream goes to a cache
+ * file (hooks/pack_cache.h) written by a producer thread of its own, and every
+ * call with the same key, the first included, copies that file as it grows.
  */
 #include "core/gitaly.h"
 #include "hooks/hooks.h"
+#include "hooks/pack_cache.h"
 #include "hooks/pack_objects_args.h"
 #include "base/pb.h"
 #include "base/strvec.h"
@@ -20,6 +25,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -40,43 +46,70 @@
 #define SIDEBAND_MAX 65515
 #define STDERR_KEEP 4096
 
+/* One pack-objects run: its command, its process, its outcome. */
+struct po_run {
+	struct strvec argv, env;
+	enum grpc_code code;
+	struct strbuf msg;
+	pthread_mutex_t lock;         /* pid, and the call's sock, shared with cancellation */
+	pid_t pid;
+	atomic_int cancelled;
+};
+
 struct po_call {
 	struct gitaly_call base;
 	uv_async_t async;
 	pthread_t thread;
-	struct strvec argv, env;
+	/* code and msg are set by the thread, read on the loop after the async fired */
+	struct po_run run;
 	char *socket_path;
-	/* set by the thread, read on the loop after the async fired */
-	enum grpc_code code;
-	struct strbuf msg;
-	/* shared with cancellation */
-	pthread_mutex_t lock;
-	pid_t pid;
+	struct pack_cache *cache;     /* NULL: [pack_objects_cache] is disabled */
+	struct strbuf key_prefix;     /* {repository, args, git_protocol}, packed */
 	int sock;                     /* the sidechannel, -1 when not connected */
-	atomic_int cancelled;
 };
+
+/* A cache producer: runs pack-objects for an entry whoever waits for it. */
+struct po_gen {
+	struct po_run run;
+	struct strbuf in;
+	struct pack_entry *entry;
+};
+
+static void run_init(struct po_run *r)
+{
+	strvec_init(&r->argv);
+	strvec_init(&r->env);
+	strbuf_init(&r->msg, 0);
+	pthread_mutex_init(&r->lock, NULL);
+}
+
+static void run_release(struct po_run *r)
+{
+	strvec_clear(&r->argv);
+	strvec_clear(&r->env);
+	strbuf_release(&r->msg);
+	pthread_mutex_destroy(&r->lock);
+}
 
 static void po_release(struct gitaly_call *c)
 {
 	struct po_call *p = container_of(c, struct po_call, base);
-	strvec_clear(&p->argv);
-	strvec_clear(&p->env);
+	run_release(&p->run);
 	free(p->socket_path);
-	strbuf_release(&p->msg);
-	pthread_mutex_destroy(&p->lock);
+	strbuf_release(&p->key_prefix);
 	free(p);
 }
 
 static void po_cancel(struct gitaly_call *c)
 {
 	struct po_call *p = container_of(c, struct po_call, base);
-	atomic_store(&p->cancelled, 1);
-	pthread_mutex_lock(&p->lock);
-	if (p->pid > 0)
-		kill(p->pid, SIGKILL);
+	atomic_store(&p->run.cancelled, 1);
+	pthread_mutex_lock(&p->run.lock);
+	if (p->run.pid > 0)
+		kill(p->run.pid, SIGKILL);
 	if (p->sock >= 0)
 		shutdown(p->sock, SHUT_RDWR);   /* unblocks a thread still reading stdin */
-	pthread_mutex_unlock(&p->lock);
+	pthread_mutex_unlock(&p->run.lock);
 }
 
 static int write_full(int fd, const void *buf, size_t len)
@@ -94,15 +127,33 @@ static int write_full(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+/* Where a run's side-band stream goes: 0, or -1 with errno. */
+typedef int po_sink(void *ctx, const char *buf, size_t len);
+
+/* Straight to the sidechannel: generated and served at once. */
+static int sock_sink(void *ctx, const char *buf, size_t len)
+{
+	if (write_full(*(int *)ctx, buf, len) < 0)
+		return -1;
+	pack_objects_count_generated(len);
+	pack_objects_count_served(len);
+	return 0;
+}
+
+static int entry_sink(void *ctx, const char *buf, size_t len)
+{
+	return pack_entry_append(ctx, buf, len);
+}
+
 /* One side-band packet: 4 hex digits of length, the band, the data. */
-static int send_band(int fd, int band, const char *data, size_t len)
+static int send_band(po_sink *sink, void *ctx, int band, const char *data, size_t len)
 {
 	while (len) {
 		size_t n = MIN(len, (size_t)SIDEBAND_MAX);
 		char hdr[6];
 		snprintf(hdr, sizeof(hdr), "%04zx", n + 5);
 		hdr[4] = (char)band;
-		if (write_full(fd, hdr, 5) < 0 || write_full(fd, data, n) < 0)
+		if (sink(ctx, hdr, 5) < 0 || sink(ctx, data, n) < 0)
 			return -1;
 		data += n;
 		len -= n;
@@ -110,9 +161,9 @@ static int send_band(int fd, int band, const char *data, size_t len)
 	return 0;
 }
 
-static void set_err(struct po_call *p, enum grpc_code code, const char *fmt, ...)
+static void set_err(struct po_run *p, enum grpc_code code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-static void set_err(struct po_call *p, enum grpc_code code, const char *fmt, ...)
+static void set_err(struct po_run *p, enum grpc_code code, const char *fmt, ...)
 {
 	va_list ap;
 	if (p->code != GRPC_OK)
@@ -163,8 +214,8 @@ static int read_stdin(int fd, struct strbuf *in)
 	}
 }
 
-/* Run pack-objects on `in`, relaying its output to `sock`. */
-static void run_pack_objects(struct po_call *p, int sock, const struct strbuf *in)
+/* Run pack-objects on `in`, its output as side-band packets to `sink`. */
+static void run_pack_objects(struct po_run *p, const struct strbuf *in, po_sink *sink, void *ctx)
 {
 	int pin[2] = { -1, -1 }, pout[2] = { -1, -1 }, perr[2] = { -1, -1 };
 	posix_spawn_file_actions_t fa;
@@ -248,7 +299,7 @@ static void run_pack_objects(struct po_call *p, int sock, const struct strbuf *i
 			}
 			if (k && errtext.len < STDERR_KEEP)
 				strbuf_add(&errtext, buf, MIN((size_t)n, STDERR_KEEP - errtext.len));
-			if (!sock_broken && send_band(sock, k ? 2 : 1, buf, (size_t)n) < 0) {
+			if (!sock_broken && send_band(sink, ctx, k ? 2 : 1, buf, (size_t)n) < 0) {
 				/* the client went away: stop git rather than pack for nobody */
 				sock_broken = errno ? errno : EPIPE;
 				kill(pid, SIGKILL);
@@ -281,27 +332,103 @@ out:
 	strbuf_release(&errtext);
 }
 
+static void *gen_thread(void *arg)
+{
+	struct po_gen *gen = arg;
+	run_pack_objects(&gen->run, &gen->in, entry_sink, gen->entry);
+	pack_entry_finish(gen->entry, gen->run.code, gen->run.msg.buf);
+	run_release(&gen->run);
+	strbuf_release(&gen->in);
+	free(gen);
+	return NULL;
+}
+
+/* Start the producer of `e` with the call's command and stdin. */
+static void start_producer(struct po_call *p, struct pack_entry *e, const struct strbuf *in)
+{
+	struct po_gen *gen = xcalloc(1, sizeof(*gen));
+	pthread_attr_t attr;
+	pthread_t t;
+	int rc;
+
+	run_init(&gen->run);
+	strvec_pushv(&gen->run.argv, p->run.argv.v);
+	strvec_pushv(&gen->run.env, p->run.env.v);
+	strbuf_init(&gen->in, 0);
+	strbuf_add(&gen->in, in->buf, in->len);
+	gen->entry = e;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&t, &attr, gen_thread, gen);
+	pthread_attr_destroy(&attr);
+	if (rc) {
+		pack_entry_finish(e, GRPC_INTERNAL, "pack objects hook: cannot start a thread");
+		run_release(&gen->run);
+		strbuf_release(&gen->in);
+		free(gen);
+	}
+}
+
+/* Serve the request from the cache: the key, the entry, its stream. */
+static void serve_cached(struct po_call *p, int sock, const struct strbuf *in)
+{
+	unsigned char key[PACK_CACHE_KEY_LEN];
+	struct pack_entry *e;
+	enum grpc_code code = GRPC_OK;
+	struct strbuf msg = STRBUF_INIT;
+	EVP_MD_CTX *sha = EVP_MD_CTX_new();
+	int generate;
+
+	if (!sha || !EVP_DigestInit_ex(sha, EVP_sha256(), NULL) ||
+	    !EVP_DigestUpdate(sha, p->key_prefix.buf, p->key_prefix.len) || !EVP_DigestUpdate(sha, in->buf, in->len) ||
+	    !EVP_DigestFinal_ex(sha, key, NULL)) {
+		EVP_MD_CTX_free(sha);
+		set_err(&p->run, GRPC_INTERNAL, "pack objects hook: cache key: sha256 failed");
+		return;
+	}
+	EVP_MD_CTX_free(sha);
+	e = pack_cache_lookup(p->cache, key, &generate);
+	if (!e) {
+		run_pack_objects(&p->run, in, sock_sink, &sock);
+		return;
+	}
+	if (generate)
+		start_producer(p, e, in);
+	if (pack_entry_serve(e, sock, &p->run.cancelled, &code, &msg) < 0) {
+		if (errno == EPIPE || errno == ECANCELED)
+			set_err(&p->run, GRPC_CANCELLED, "pack objects hook: write: broken pipe");
+		else
+			set_err(&p->run, GRPC_INTERNAL, "pack objects hook: write: %s", strerror(errno));
+	} else if (code != GRPC_OK) {
+		set_err(&p->run, code, "%s", msg.buf);
+	}
+	strbuf_release(&msg);
+	pack_entry_release(e);
+}
+
 static void *po_thread(void *arg)
 {
 	struct po_call *p = arg;
 	struct strbuf in = STRBUF_INIT;
 	int sock = dial(p->socket_path);
 
-	pthread_mutex_lock(&p->lock);
+	pthread_mutex_lock(&p->run.lock);
 	p->sock = sock;
-	if (sock >= 0 && atomic_load(&p->cancelled))
+	if (sock >= 0 && atomic_load(&p->run.cancelled))
 		shutdown(sock, SHUT_RDWR);
-	pthread_mutex_unlock(&p->lock);
+	pthread_mutex_unlock(&p->run.lock);
 	if (sock < 0) {
-		set_err(p, GRPC_INTERNAL, "get side-channel: dial unix %s: %s", p->socket_path, strerror(errno));
+		set_err(&p->run, GRPC_INTERNAL, "get side-channel: dial unix %s: %s", p->socket_path, strerror(errno));
 	} else if (read_stdin(sock, &in) < 0) {
-		set_err(p, GRPC_INTERNAL, "pack objects hook: read stdin: %s", strerror(errno));
+		set_err(&p->run, GRPC_INTERNAL, "pack objects hook: read stdin: %s", strerror(errno));
+	} else if (p->cache) {
+		serve_cached(p, sock, &in);
 	} else {
-		run_pack_objects(p, sock, &in);
+		run_pack_objects(&p->run, &in, sock_sink, &sock);
 	}
-	pthread_mutex_lock(&p->lock);
+	pthread_mutex_lock(&p->run.lock);
 	p->sock = -1;
-	pthread_mutex_unlock(&p->lock);
+	pthread_mutex_unlock(&p->run.lock);
 	if (sock >= 0)
 		close(sock);
 	strbuf_release(&in);
@@ -320,11 +447,11 @@ static void po_async(uv_async_t *a)
 	struct po_call *p = a->data;
 	pthread_join(p->thread, NULL);
 	if (!gitaly_call_gone(&p->base)) {
-		if (p->code == GRPC_OK) {
+		if (p->run.code == GRPC_OK) {
 			grpc_call_send(p->base.call, "", 0);   /* PackObjectsHookWithSidechannelResponse{} */
 			gitaly_call_finish(&p->base, GRPC_OK, NULL, NULL);
 		} else {
-			gitaly_call_finish(&p->base, p->code, p->msg.buf, NULL);
+			gitaly_call_finish(&p->base, p->run.code, p->run.msg.buf, NULL);
 		}
 	}
 	uv_close((uv_handle_t *)&p->async, po_async_closed);
@@ -385,10 +512,20 @@ static void pack_objects_hook(struct grpc_call *call, const uint8_t *buf, size_t
 	p = xcalloc(1, sizeof(*p));
 	gitaly_call_init(&p->base, g, call, po_release);
 	p->base.cancel = po_cancel;
-	strvec_init(&p->argv);
-	strvec_init(&p->env);
-	strbuf_init(&p->msg, 0);
-	pthread_mutex_init(&p->lock, NULL);
+	run_init(&p->run);
+	strbuf_init(&p->key_prefix, 0);
+	p->cache = g->pack_cache;
+	if (p->cache) {
+		/* upstream's key covers these three fields of the request, then stdin */
+		Gitaly__PackObjectsHookWithSidechannelRequest k = GITALY__PACK_OBJECTS_HOOK_WITH_SIDECHANNEL_REQUEST__INIT;
+		k.repository = req->repository;
+		k.n_args = req->n_args;
+		k.args = req->args;
+		k.git_protocol = req->git_protocol;
+		strbuf_grow(&p->key_prefix, protobuf_c_message_get_packed_size(&k.base));
+		strbuf_setlen(&p->key_prefix,
+			      protobuf_c_message_pack(&k.base, (uint8_t *)p->key_prefix.buf));
+	}
 	p->socket_path = xstrdup(addr);
 	p->sock = -1;
 	gitaly_call_watch(&p->base);
@@ -402,23 +539,23 @@ static void pack_objects_hook(struct grpc_call *call, const uint8_t *buf, size_t
 	gc.flags = (const char *const *)flags.v;
 	gc.git_protocol = req->git_protocol;
 	gc.rpc = call;
-	if (gitaly_git_spec(g, &gc, &argv, &p->env, &msg) < 0) {
+	if (gitaly_git_spec(g, &gc, &argv, &p->run.env, &msg) < 0) {
 		gitaly_call_finish(&p->base, GRPC_INVALID_ARGUMENT, msg.buf, NULL);
 	} else {
 		/* `--shallow-file ""` is a global option: right after the git executable */
-		strvec_push(&p->argv, argv.v[0]);
+		strvec_push(&p->run.argv, argv.v[0]);
 		if (a.shallow_file) {
-			strvec_push(&p->argv, "--shallow-file");
-			strvec_push(&p->argv, "");
+			strvec_push(&p->run.argv, "--shallow-file");
+			strvec_push(&p->run.argv, "");
 		}
 		for (size_t i = 1; i < argv.nr; i++)
-			strvec_push(&p->argv, argv.v[i]);
+			strvec_push(&p->run.argv, argv.v[i]);
 		uv_async_init(g->loop, &p->async, po_async);
 		p->async.data = p;
 		gitaly_call_hold(&p->base);
 		if (pthread_create(&p->thread, NULL, po_thread, p)) {
-			p->code = GRPC_INTERNAL;
-			strbuf_addstr(&p->msg, "pack objects hook: cannot start a thread");
+			p->run.code = GRPC_INTERNAL;
+			strbuf_addstr(&p->run.msg, "pack objects hook: cannot start a thread");
 			uv_async_send(&p->async);
 		}
 	}
