@@ -12,6 +12,7 @@
 #include "base/fs.h"
 #include "base/util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,7 +147,10 @@ static int sig_load_keys(struct signatures *x, struct strbuf *msg)
 		int err;
 		strbuf_reset(&buf);
 		if ((err = fs_read_file(path, KEY_FILE_MAX, &buf)) < 0) {
-			strbuf_addf(msg, "failed to parse signing key: open file: open %s: %s", path, strerror(-err));
+			const char *why = strerror(-err);
+			/* Go's error texts are lower case ("no such file or directory") */
+			strbuf_addf(msg, "failed to parse signing key: open file: open %s: %c%s", path,
+				    tolower((unsigned char)why[0]), why + 1);
 			break;
 		}
 		x->nr_keys++;

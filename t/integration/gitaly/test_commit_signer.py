@@ -118,6 +118,18 @@ def test_an_unusable_signing_key_fails_the_call_and_a_missing_one_the_start(tmp_
         assert e.code() == grpc.StatusCode.UNKNOWN and e.details().startswith("failed to parse signing key: ")
     finally:
         node.stop()
+    # readable at start-up, gone by the time of the call: the call fails, as upstream's does
+    gone = os.path.join(world["base"], "key_gone")
+    with open(world["keys"]["ed25519"]) as src, open(gone, "w") as dst:
+        dst.write(src.read())
+    node = _node(tmp_path, world, "f", gone)
+    try:
+        os.unlink(gone)
+        e = rpc_error(lambda: _signers(node, [world["ids"]["ed25519"]]))
+        assert e.code() == grpc.StatusCode.UNKNOWN and e.details() == \
+            "failed to parse signing key: open file: open %s: no such file or directory" % gone
+    finally:
+        node.stop()
     missing = os.path.join(world["base"], "no_such_key")
     for extra in ('\n[git]\nsigning_key = "%s"\n' % missing,
                   '\n[git]\nsigning_key = "%s"\nrotated_signing_keys = ["%s"]\n' % (world["keys"]["rsa"], missing),
