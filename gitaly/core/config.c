@@ -167,6 +167,43 @@ static void load_storages(struct cfg_reader *r, struct gitaly_config *cfg, struc
 		}
 }
 
+/*
+ * [git] signing_key and rotated_signing_keys: paths of key files. Upstream
+ * reads them only when a call needs them; we also refuse at start-up a path
+ * that cannot be read, so that a typo shows before the first signature check
+ * (docs/technical/commit-signing.md).
+ */
+static void check_key_file(struct cfg_reader *r, struct toml_table *t, const char *key, const char *path)
+{
+	if (!*path)
+		cfg_errorf(r, t, key, "empty signing key path");
+	else if (access(path, R_OK) < 0)
+		cfg_errorf(r, t, key, "cannot read signing key \"%s\": %s", path, strerror(errno));
+}
+
+static void load_signing_keys(struct cfg_reader *r, struct gitaly_config *cfg, struct toml_table *git)
+{
+	struct toml_array *arr;
+	if (cfg_string(r, git, "signing_key", &cfg->git_signing_key) == 0 && cfg->git_signing_key)
+		check_key_file(r, git, "signing_key", cfg->git_signing_key);
+	if (cfg_failed(r) || !toml_get(git, "rotated_signing_keys"))
+		return;
+	if (toml_get_array(git, "rotated_signing_keys", &arr) < 0) {
+		cfg_errorf(r, git, "rotated_signing_keys", "expected an array of key paths");
+		return;
+	}
+	for (size_t i = 0; i < toml_array_len(arr) && !cfg_failed(r); i++) {
+		const char *s;
+		size_t len;
+		if (toml_value_string(toml_array_at(arr, i), &s, &len) < 0) {
+			cfg_errorf(r, git, "rotated_signing_keys", "expected an array of key paths");
+			break;
+		}
+		check_key_file(r, git, "rotated_signing_keys", s);
+		strvec_push(&cfg->git_rotated_signing_keys, s);
+	}
+}
+
 static void load_git(struct cfg_reader *r, struct gitaly_config *cfg, struct toml_table *root)
 {
 	struct toml_table *git = cfg_table(r, root, "git");
@@ -175,6 +212,7 @@ static void load_git(struct cfg_reader *r, struct gitaly_config *cfg, struct tom
 		return;
 	cfg_string(r, git, "bin_path", &cfg->git_bin_path);
 	cfg_int(r, git, "catfile_cache_size", 0, 100000, &cfg->catfile_cache_size);
+	load_signing_keys(r, cfg, git);
 	arr = cfg_tables(r, git, "config");
 	if (!arr)
 		return;
@@ -507,6 +545,7 @@ int gitaly_config_load(struct gitaly_config *cfg, const char *path, struct strbu
 	memset(cfg, 0, sizeof(*cfg));
 	strvec_init(&cfg->unknown_keys);
 	strvec_init(&cfg->daily_maintenance.storages);
+	strvec_init(&cfg->git_rotated_signing_keys);
 	cfg->file = xstrdup(path);
 	cfg->graceful_restart_timeout_ms = 60000;
 	cfg->catfile_cache_size = 100;
@@ -622,7 +661,7 @@ void gitaly_config_release(struct gitaly_config *cfg)
 		&cfg->file, &cfg->socket_path, &cfg->listen_addr, &cfg->tls_listen_addr,
 		&cfg->tls_cert_path, &cfg->tls_key_path,
 		&cfg->prometheus_listen_addr, &cfg->bin_dir, &cfg->runtime_dir, &cfg->auth_token,
-		&cfg->git_bin_path, &cfg->custom_hooks_dir, &cfg->gitlab_shell_dir, &cfg->gitlab_url,
+		&cfg->git_bin_path, &cfg->git_signing_key, &cfg->custom_hooks_dir, &cfg->gitlab_shell_dir, &cfg->gitlab_url,
 		&cfg->gitlab_relative_url_root, &cfg->gitlab_secret, &cfg->gitlab_http_user,
 		&cfg->gitlab_http_password, &cfg->gitlab_ca_file, &cfg->gitlab_ca_path,
 		&cfg->log_dir, &cfg->log_format, &cfg->log_level,
@@ -648,6 +687,7 @@ void gitaly_config_release(struct gitaly_config *cfg)
 	free(cfg->concurrency);
 	strvec_clear(&cfg->unknown_keys);
 	strvec_clear(&cfg->daily_maintenance.storages);
+	strvec_clear(&cfg->git_rotated_signing_keys);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

@@ -85,6 +85,9 @@ struct gitaly_config {
 
 	char *git_bin_path;
 	int64_t catfile_cache_size;             /* default 100 */
+	/* [git] signing_key, rotated_signing_keys (docs/technical/commit-signing.md) */
+	char *git_signing_key;
+	struct strvec git_rotated_signing_keys;
 	struct gitaly_git_config *git_config;
 	size_t nr_git_config;
 

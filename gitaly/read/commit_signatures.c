@@ -3,12 +3,16 @@
  * signed text of commits) and FilterShasWithSignatures (which commits are
  * signed) (docs/technical/gitaly-reads.md, "Signatures"). Commits come from
  * the leased cat-file process, one at a time in request order; nothing is
- * read while the call's send queue is full. No signature is verified here:
- * every signer is reported as SIGNER_USER (see the doc for what is left).
+ * read while the call's send queue is full. A signature that gitaly's own
+ * signing keys made is reported as SIGNER_SYSTEM, any other as SIGNER_USER
+ * (docs/technical/commit-signing.md).
  */
 #include "read/read.h"
+#include "read/sshsig.h"
+#include "base/fs.h"
 #include "base/util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,7 +111,68 @@ struct signatures {
 	Gitaly__GetCommitSignaturesRequest *req;
 	size_t next;
 	int waiting;
+	/* [git] signing_key first, then rotated_signing_keys; NULL for a GPG key */
+	struct sshsig_key **keys;
+	size_t nr_keys;
 };
+
+static void sig_free(struct rd *rd)
+{
+	struct signatures *x = (struct signatures *)rd;
+	for (size_t i = 0; i < x->nr_keys; i++)
+		sshsig_key_free(x->keys[i]);
+	free(x->keys);
+}
+
+/* Key files are small; anything larger is not a key. */
+#define KEY_FILE_MAX (1u << 20)
+
+/*
+ * Read every configured key, as upstream does on each call. A file that
+ * cannot be read or an SSH key that does not parse fails the call; a GPG key
+ * is kept as NULL: we cannot check OpenPGP signatures, so it never matches
+ * (docs/technical/commit-signing.md, "What is left").
+ */
+static int sig_load_keys(struct signatures *x, struct strbuf *msg)
+{
+	const struct gitaly_config *cfg = &x->rd.base.g->cfg;
+	struct strbuf buf = STRBUF_INIT;
+	size_t n;
+	if (!cfg->git_signing_key)
+		return 0;
+	n = 1 + cfg->git_rotated_signing_keys.nr;
+	x->keys = xcalloc(n, sizeof(*x->keys));
+	for (size_t i = 0; i < n; i++) {
+		const char *path = i ? cfg->git_rotated_signing_keys.v[i - 1] : cfg->git_signing_key;
+		int err;
+		strbuf_reset(&buf);
+		if ((err = fs_read_file(path, KEY_FILE_MAX, &buf)) < 0) {
+			const char *why = strerror(-err);
+			/* Go's error texts are lower case ("no such file or directory") */
+			strbuf_addf(msg, "failed to parse signing key: open file: open %s: %c%s", path,
+				    tolower((unsigned char)why[0]), why + 1);
+			break;
+		}
+		x->nr_keys++;
+		if (!sshsig_is_ssh_key(buf.buf, buf.len))
+			continue;
+		if (!(x->keys[i] = sshsig_key_parse(buf.buf, buf.len))) {
+			strbuf_addf(msg, "failed to parse signing key: parse private key: \"%s\" is not an unencrypted OpenSSH key", path);
+			break;
+		}
+	}
+	strbuf_release(&buf);
+	return msg->len ? -1 : 0;
+}
+
+static Gitaly__GetCommitSignaturesResponse__Signer sig_signer(struct signatures *x, const struct strbuf *sig,
+							      const struct strbuf *text)
+{
+	for (size_t i = 0; i < x->nr_keys; i++)
+		if (x->keys[i] && !sshsig_verify(x->keys[i], sig->buf, sig->len, text->buf, text->len))
+			return GITALY__GET_COMMIT_SIGNATURES_RESPONSE__SIGNER__SIGNER_SYSTEM;
+	return GITALY__GET_COMMIT_SIGNATURES_RESPONSE__SIGNER__SIGNER_USER;
+}
 
 static void sig_next(struct signatures *x);
 
@@ -132,7 +197,7 @@ static void sig_read(void *arg, int status, const struct catfile_info *info, str
 		resp.commit_id = (char *)id;
 		resp.signature.data = (uint8_t *)sig.buf;
 		resp.signature.len = sig.len;
-		resp.signer = GITALY__GET_COMMIT_SIGNATURES_RESPONSE__SIGNER__SIGNER_USER;
+		resp.signer = sig_signer(x, &sig, &text);
 		rd_send(&x->rd, &resp);
 		/* then the signed text alone, in chunks */
 		resp.commit_id = (char *)"";
@@ -207,6 +272,11 @@ static void sig_format(struct rd *rd, int status, struct strbuf *out, struct str
 			return;
 		}
 	}
+	if (sig_load_keys(x, &msg) < 0) {
+		rd_finish(rd, GRPC_UNKNOWN, "%s", msg.buf);
+		strbuf_release(&msg);
+		return;
+	}
 	rd_lease(rd, sig_leased);
 }
 
@@ -224,6 +294,7 @@ static void get_commit_signatures(struct grpc_call *call, const uint8_t *buf, si
 		return;
 	x->req = req;
 	x->rd.on_writable = sig_writable;
+	x->rd.on_free = sig_free;
 	rd_git_call(&x->rd, &gc, "rev-parse");
 	gc.flags = flags;
 	rd_capture(&x->rd, &gc, 4096, sig_format);

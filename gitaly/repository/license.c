@@ -27,7 +27,12 @@ struct license {
 	const char *absent;       /* a phrase that must not be */
 };
 
-/* Most specific first: the first one whose phrases are all there wins. */
+/*
+ * The one table of license facts: SPDX id (lower case, as upstream answers),
+ * SPDX name, SPDX's first reference URL, choosealicense's nickname (only the
+ * ones upstream knows), and the phrases we recognise the text by.
+ * Most specific first: the first one whose phrases are all there wins.
+ */
 static const struct license licenses[] = {
 	{ "agpl-3.0", "GNU Affero General Public License v3.0", "https://www.gnu.org/licenses/agpl.txt", "GNU AGPLv3",
 	  { "gnu affero general public license version 3 19 november 2007", NULL, NULL }, NULL },
@@ -49,18 +54,49 @@ static const struct license licenses[] = {
 	  { "apache license", "version 2 0", "terms and conditions for use reproduction and distribution" }, NULL },
 	{ "mpl-2.0", "Mozilla Public License 2.0", "https://www.mozilla.org/MPL/2.0/", "",
 	  { "mozilla public license version 2 0", NULL, NULL }, NULL },
+	{ "epl-2.0", "Eclipse Public License 2.0", "https://www.eclipse.org/legal/epl-2.0", "",
+	  { "eclipse public license v 2 0", NULL, NULL }, NULL },
+	{ "epl-1.0", "Eclipse Public License 1.0", "http://www.eclipse.org/legal/epl-v10.html", "",
+	  { "eclipse public license v 1 0", NULL, NULL }, NULL },
+	{ "odbl-1.0", "Open Data Commons Open Database License v1.0", "http://www.opendatacommons.org/licenses/odbl/1.0/",
+	  "ODbL", { "open data commons open database license odbl", NULL, NULL }, NULL },
+	{ "cc-by-sa-4.0", "Creative Commons Attribution Share Alike 4.0 International",
+	  "https://creativecommons.org/licenses/by-sa/4.0/legalcode", "",
+	  { "creative commons attribution sharealike 4 0 international public license", NULL, NULL }, NULL },
+	{ "cc-by-4.0", "Creative Commons Attribution 4.0 International",
+	  "https://creativecommons.org/licenses/by/4.0/legalcode", "",
+	  { "creative commons attribution 4 0 international public license", NULL, NULL }, NULL },
+	{ "bsl-1.0", "Boost Software License 1.0", "http://www.boost.org/LICENSE_1_0.txt", "",
+	  { "boost software license version 1 0 august 17th 2003", NULL, NULL }, NULL },
+	{ "wtfpl", "Do What The F*ck You Want To Public License", "http://www.wtfpl.net/about/", "",
+	  { "do what the fuck you want to public license", NULL, NULL }, NULL },
+	{ "zlib", "zlib License", "http://www.zlib.net/zlib_license.html", "",
+	  { "altered source versions must be plainly marked as such and must not be misrepresented as being the original software",
+	    "this notice may not be removed or altered from any source distribution", NULL }, NULL },
+	/* NCSA grants like MIT and conditions like BSD: before both */
+	{ "ncsa", "University of Illinois/NCSA Open Source License", "http://otm.illinois.edu/uiuc_openSource", "UIUC/NCSA",
+	  { "permission is hereby granted free of charge to any person obtaining a copy",
+	    "neither the names of", "nor the names of its contributors may be used to endorse or promote products" }, NULL },
 	{ "mit", "MIT License", "https://opensource.org/licenses/MIT", "",
 	  { "permission is hereby granted free of charge to any person obtaining a copy",
 	    "the above copyright notice and this permission notice shall be included", NULL }, NULL },
 	{ "mit-0", "MIT No Attribution", "https://github.com/aws/mit-0", "",
 	  { "permission is hereby granted free of charge to any person obtaining a copy", NULL, NULL }, NULL },
+	/* the Clear BSD text is BSD-3-Clause plus a patent sentence */
+	{ "bsd-3-clause-clear", "BSD 3-Clause Clear License", "http://labs.metacarta.com/license-explanation.html#license",
+	  "Clear BSD", { "redistribution and use in source and binary forms with or without modification are permitted",
+	  "no express or implied licenses to any party s patent rights are granted by this license", NULL }, NULL },
 	{ "bsd-3-clause", "BSD 3-Clause \"New\" or \"Revised\" License", "https://opensource.org/licenses/BSD-3-Clause", "",
 	  { "redistribution and use in source and binary forms with or without modification are permitted",
 	    "neither the name of", NULL }, NULL },
 	{ "bsd-2-clause", "BSD 2-Clause \"Simplified\" License", "https://opensource.org/licenses/BSD-2-Clause", "",
 	  { "redistribution and use in source and binary forms with or without modification are permitted", NULL, NULL },
 	  "neither the name of" },
+	/* ISC and 0BSD share the grant; only ISC asks for the notice to be kept */
 	{ "isc", "ISC License", "https://www.isc.org/licenses/", "",
+	  { "permission to use copy modify and or distribute this software for any purpose with or without fee is hereby granted",
+	    "provided that the above copyright notice and this permission notice appear in all copies", NULL }, NULL },
+	{ "0bsd", "BSD Zero Clause License", "http://landley.net/toybox/license.html", "",
 	  { "permission to use copy modify and or distribute this software for any purpose with or without fee is hereby granted",
 	    NULL, NULL }, NULL },
 	{ "unlicense", "The Unlicense", "https://unlicense.org/", "",

@@ -94,3 +94,38 @@ def test_empty_and_missing_repositories(gitaly_node):
     e = rpc_error(lambda: n.stub("RepositoryService").FindLicense(R().FindLicenseRequest(
         repository=n.repo("missing.git"))))
     assert e.code() == grpc.StatusCode.NOT_FOUND
+
+
+ISC_GRANT = ("Permission to use, copy, modify, and/or distribute this software for any\n"
+             "purpose with or without fee is hereby granted")
+NOTICES = {
+    "isc": ISC_GRANT + ", provided that the above\ncopyright notice and this permission notice appear in all copies.\n",
+    "0bsd": ISC_GRANT + ".\n\nTHE SOFTWARE IS PROVIDED \"AS IS\".\n",
+    "bsd-3-clause-clear": BSD3 + "\nNO EXPRESS OR IMPLIED LICENSES TO ANY PARTY'S PATENT RIGHTS ARE GRANTED BY\n"
+                                 "THIS LICENSE.\n",
+    "ncsa": "University of Illinois/NCSA Open Source License\n\n" + MIT.split("\n\n")[2] +
+            "\n\n* Neither the names of Example, nor the names of its contributors may be used to\n"
+            "  endorse or promote products derived from this Software.\n",
+    "odbl-1.0": "## ODC Open Database License (ODbL)\n\nThis is the Open Data Commons Open Database License\n"
+                "(ODbL), version 1.0.\n",
+    "bsl-1.0": "Boost Software License - Version 1.0 - August 17th, 2003\n",
+    "zlib": "3. Altered source versions must be plainly marked as such, and must not be\n"
+            "   misrepresented as being the original software.\n"
+            "4. This notice may not be removed or altered from any source distribution.\n",
+    "epl-2.0": "Eclipse Public License - v 2.0\n",
+    "cc-by-4.0": "Creative Commons Attribution 4.0 International Public License\n",
+    "cc-by-sa-4.0": "Creative Commons Attribution-ShareAlike 4.0 International Public License\n",
+}
+
+
+def test_more_licenses_with_upstream_names_urls_and_nicknames(gitaly_node):
+    n = gitaly_node
+    got = {want: fields(find(n, want + ".git", {"LICENSE": text})) for want, text in NOTICES.items()}
+    assert {k: v[0] for k, v in got.items()} == {k: k for k in NOTICES}
+    assert got["bsd-3-clause-clear"][1:] == ("BSD 3-Clause Clear License",
+                                             "http://labs.metacarta.com/license-explanation.html#license",
+                                             "LICENSE", "Clear BSD")
+    assert got["ncsa"][1] == "University of Illinois/NCSA Open Source License" and got["ncsa"][4] == "UIUC/NCSA"
+    assert got["odbl-1.0"][4] == "ODbL"
+    assert got["isc"][1:3] == ("ISC License", "https://www.isc.org/licenses/")
+    assert got["0bsd"][1] == "BSD Zero Clause License" and got["0bsd"][4] == ""

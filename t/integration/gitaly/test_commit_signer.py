@@ -1,0 +1,140 @@
+"""GetCommitSignatures' signer: SIGNER_SYSTEM for commits signed with gitaly's own [git] signing keys."""
+import os
+import subprocess
+
+import grpc
+import pytest
+
+from gitaly_itest import GitalyNode, git, pb
+from helpers_reads import rpc_error
+
+C = lambda: pb("commit")  # noqa: E731
+SYSTEM = 2
+USER = 1
+
+
+def _key(base, kind):
+    path = os.path.join(base, "key_" + kind)
+    args = {"ed25519": ["-t", "ed25519"], "rsa": ["-t", "rsa", "-b", "2048"], "ecdsa": ["-t", "ecdsa", "-b", "256"],
+            "ecdsa384": ["-t", "ecdsa", "-b", "384"]}[kind]
+    subprocess.run(["ssh-keygen", "-q", *args, "-N", "", "-C", kind, "-f", path], check=True, capture_output=True)
+    return path
+
+
+def _signed_commit(bare, parent, key, message, hashalg=None):
+    """A commit object whose gpgsig header ssh-keygen made over the rest of it, as git does."""
+    tree = git("--git-dir", bare, "rev-parse", parent + "^{tree}").strip()
+    text = ("tree %s\nparent %s\nauthor A <a@example.com> 1600000000 +0000\n"
+            "committer A <a@example.com> 1600000000 +0000\n\n%s\n" % (tree, parent, message)).encode()
+    cmd = ["ssh-keygen", "-q", "-Y", "sign", "-n", "git", "-f", key]
+    if hashalg:
+        cmd += ["-O", "hashalg=" + hashalg]
+    sig = subprocess.run(cmd, input=text, capture_output=True, check=True).stdout.decode().rstrip("\n")
+    head, body = text.decode().split("\n\n", 1)
+    raw = head + "\ngpgsig " + sig.replace("\n", "\n ") + "\n\n" + body
+    return subprocess.run(["git", "--git-dir", bare, "hash-object", "-t", "commit", "-w", "--stdin"],
+                          input=raw.encode(), capture_output=True, check=True).stdout.decode().strip()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    base = str(tmp_path_factory.mktemp("signer"))
+    keys = {k: _key(base, k) for k in ("ed25519", "rsa", "ecdsa", "ecdsa384")}
+    work, bare = os.path.join(base, "work"), os.path.join(base, "repo.git")
+    git("init", "-q", "-b", "main", work)
+    with open(os.path.join(work, "f"), "w") as f:
+        f.write("x\n")
+    git("add", "f", cwd=work)
+    git("commit", "-q", "-m", "init", cwd=work)
+    # one commit signed by git itself (gpg.format=ssh) with the ed25519 key
+    git("-c", "gpg.format=ssh", "-c", "user.signingkey=" + keys["ed25519"], "commit", "-q", "-S",
+        "--allow-empty", "-m", "signed by git", cwd=work)
+    git("clone", "-q", "--bare", work, bare)
+    init = git("--git-dir", bare, "rev-parse", "main~1").strip()
+    ids = {"init": init, "git_ed25519": git("--git-dir", bare, "rev-parse", "main").strip()}
+    for k in keys:
+        ids[k] = _signed_commit(bare, init, keys[k], "signed with " + k)
+    ids["ed25519_sha256"] = _signed_commit(bare, init, keys["ed25519"], "sha256 hash", hashalg="sha256")
+    # a key gitaly cannot use: encrypted with a passphrase
+    enc = os.path.join(base, "key_encrypted")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "secret", "-f", enc], check=True, capture_output=True)
+    gpg = os.path.join(base, "key.gpg")
+    with open(gpg, "w") as f:
+        f.write("-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nnot checked by us\n-----END PGP PRIVATE KEY BLOCK-----\n")
+    return {"base": base, "bare": bare, "keys": keys, "ids": ids, "encrypted": enc, "gpg": gpg}
+
+
+def _node(tmp_path, world, name, primary, rotated=()):
+    cfg = '\n[git]\nsigning_key = "%s"\n' % primary
+    if rotated:
+        cfg += "rotated_signing_keys = [%s]\n" % ", ".join('"%s"' % r for r in rotated)
+    node = GitalyNode(str(tmp_path / name), extra_config=cfg).start()
+    subprocess.run(["git", "clone", "-q", "--bare", world["bare"], node.repo_path("r.git")], check=True)
+    return node
+
+
+def _signers(node, ids):
+    out = {}
+    for r in node.stub("CommitService").GetCommitSignatures(C().GetCommitSignaturesRequest(
+            repository=node.repo("r.git"), commit_ids=ids)):
+        if r.commit_id:
+            out[r.commit_id] = r.signer
+    return out
+
+
+def test_commits_signed_with_the_signing_key_or_a_rotated_key_are_system_signed(tmp_path, world):
+    k, ids = world["keys"], world["ids"]
+    node = _node(tmp_path, world, "a", k["ed25519"], rotated=[world["gpg"], k["rsa"]])
+    try:
+        got = _signers(node, [ids[n] for n in ("init", "git_ed25519", "ed25519", "rsa", "ecdsa", "ecdsa384")])
+        assert got == {ids["git_ed25519"]: SYSTEM, ids["ed25519"]: SYSTEM, ids["rsa"]: SYSTEM,
+                       ids["ecdsa"]: USER, ids["ecdsa384"]: USER}
+        # upstream hashes the signed text with SHA-512 whatever the signature says: sha256 ones never match
+        assert _signers(node, [ids["ed25519_sha256"]]) == {ids["ed25519_sha256"]: USER}
+    finally:
+        node.stop()
+
+
+def test_ecdsa_signing_keys_and_nodes_without_keys(tmp_path, world):
+    k, ids = world["keys"], world["ids"]
+    node = _node(tmp_path, world, "b", k["ecdsa"], rotated=[k["ecdsa384"]])
+    try:
+        assert _signers(node, [ids["ecdsa"], ids["ecdsa384"], ids["ed25519"]]) == \
+            {ids["ecdsa"]: SYSTEM, ids["ecdsa384"]: SYSTEM, ids["ed25519"]: USER}
+    finally:
+        node.stop()
+    # a GPG key is accepted, but we cannot check OpenPGP signatures: every SSH signature is the user's
+    node = _node(tmp_path, world, "c", world["gpg"])
+    try:
+        assert _signers(node, [ids["ed25519"]]) == {ids["ed25519"]: USER}
+    finally:
+        node.stop()
+
+
+def test_an_unusable_signing_key_fails_the_call_and_a_missing_one_the_start(tmp_path, world):
+    node = _node(tmp_path, world, "d", world["encrypted"])
+    try:
+        e = rpc_error(lambda: _signers(node, [world["ids"]["ed25519"]]))
+        assert e.code() == grpc.StatusCode.UNKNOWN and e.details().startswith("failed to parse signing key: ")
+    finally:
+        node.stop()
+    # readable at start-up, gone by the time of the call: the call fails, as upstream's does
+    gone = os.path.join(world["base"], "key_gone")
+    with open(world["keys"]["ed25519"]) as src, open(gone, "w") as dst:
+        dst.write(src.read())
+    node = _node(tmp_path, world, "f", gone)
+    try:
+        os.unlink(gone)
+        e = rpc_error(lambda: _signers(node, [world["ids"]["ed25519"]]))
+        assert e.code() == grpc.StatusCode.UNKNOWN and e.details() == \
+            "failed to parse signing key: open file: open %s: no such file or directory" % gone
+    finally:
+        node.stop()
+    missing = os.path.join(world["base"], "no_such_key")
+    for extra in ('\n[git]\nsigning_key = "%s"\n' % missing,
+                  '\n[git]\nsigning_key = "%s"\nrotated_signing_keys = ["%s"]\n' % (world["keys"]["rsa"], missing),
+                  '\n[git]\nrotated_signing_keys = "%s"\n' % missing):
+        node = GitalyNode(str(tmp_path / ("e%d" % len(extra))), extra_config=extra)
+        with pytest.raises(RuntimeError) as e:
+            node.start()
+        assert "signing" in str(e.value)
