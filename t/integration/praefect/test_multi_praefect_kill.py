@@ -78,7 +78,7 @@ def test_praefect_killed_mid_push_loses_no_acknowledged_push(tmp_path, postgres)
         victim = next(n for n in cluster.nodes if n != primary)
 
         proxy, address = haproxy(tmp_path, (a, b, c))
-        env = dict(os.environ, **gitaly_ssh_env(a, "k.git", "receive-pack"), GITALY_ADDRESS=address)
+        env = dict(os.environ, **dict(gitaly_ssh_env(a, "k.git", "receive-pack"), GITALY_ADDRESS=address))
         acked, failed, stop = [], [], threading.Event()
 
         def pusher():
@@ -113,7 +113,7 @@ def test_praefect_killed_mid_push_loses_no_acknowledged_push(tmp_path, postgres)
         # every acknowledged push is in main, read through a survivor (HAProxy: A or B)
         out = str(tmp_path / "clone")
         git("clone", "-q", "ssh://gitaly/repo.git", out,
-            env=dict(os.environ, **gitaly_ssh_env(a, "k.git", "upload-pack"), GITALY_ADDRESS=address))
+            env=dict(os.environ, **dict(gitaly_ssh_env(a, "k.git", "upload-pack"), GITALY_ADDRESS=address)))
         assert git("rev-parse", "main", cwd=out).strip() == acked[-1]
         for head in acked:
             subprocess.run(["git", "merge-base", "--is-ancestor", head, "main"], cwd=out, check=True)
