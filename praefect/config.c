@@ -200,6 +200,7 @@ static void set_defaults(struct praefect_config *cfg, const char *name)
 	cfg->election_strategy = xstrdup("per_repository");
 	cfg->replication_batch_size = 10;
 	cfg->replication_workers = 1;
+	cfg->replication_stale_ms = 60000;
 	cfg->reconciliation_interval_ms = 5 * 60 * 1000;
 	cfg->rebalance_moves = 2;
 	cfg->yamux_max_window = 262144;
@@ -276,6 +277,7 @@ static int read_tree(struct praefect_config *cfg, struct toml_table *root, const
 	if ((t = cfg_table(&r, root, "replication"))) {
 		cfg_int(&r, t, "batch_size", INT32_MIN, INT32_MAX, &cfg->replication_batch_size);
 		cfg_int(&r, t, "parallel_storage_processing_workers", 0, 1024, &cfg->replication_workers);
+		cfg_duration(&r, t, "stale_job_timeout", &cfg->replication_stale_ms);
 	}
 	if ((t = cfg_table(&r, root, "repositories_cleanup"))) {
 		cfg_duration(&r, t, "check_interval", &cfg->cleanup_check_interval_ms);
@@ -522,6 +524,7 @@ void praefect_config_validate_all(const struct praefect_config *cfg, json_t *err
 	validate_tls(cfg, errors);
 	min_int(errors, cfg->replication_batch_size, 1, "replication", "batch_size");
 	min_int(errors, cfg->replication_workers, 1, "replication", "parallel_storage_processing_workers");
+	min_duration(errors, cfg->replication_stale_ms, 1000, "replication", "stale_job_timeout");
 	if (cfg->failover_enabled && strcmp(cfg->election_strategy, "per_repository") &&
 	    strcmp(cfg->election_strategy, "sql") && strcmp(cfg->election_strategy, "local")) {
 		struct strbuf sb = STRBUF_INIT;

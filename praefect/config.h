@@ -79,6 +79,12 @@ struct praefect_config {
 	 * (docs/technical/config.md), so the value is only read and checked.
 	 */
 	int64_t replication_workers;
+	/*
+	 * Ours, [replication] stale_job_timeout, default 1m (upstream's fixed
+	 * period): a job whose lock no praefect refreshed for that long is
+	 * released for another to take (docs/technical/multi-praefect.md).
+	 */
+	uint64_t replication_stale_ms;
 	uint64_t reconciliation_interval_ms;    /* default 5m, 0 disables */
 	int64_t rebalance_moves;                /* ours: replicas moved at once per virtual storage, 0 disables (default 2) */
 

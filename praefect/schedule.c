@@ -20,8 +20,15 @@
 
 static uint64_t health_every(const struct praefect *p) { return p->health_interval_ms; }
 static uint64_t reconcile_every(const struct praefect *p) { return p->cfg.reconciliation_interval_ms; }
-static uint64_t heartbeat_every(const struct praefect *p) { return REPL_HEARTBEAT_MS; }
-static uint64_t stale_every(const struct praefect *p) { return REPL_STALE_CHECK_MS; }
+/* a lease is refreshed several times and checked twice within the stale period, however short it is */
+static uint64_t heartbeat_every(const struct praefect *p)
+{
+	return p->cfg.replication_stale_ms / 4 < REPL_HEARTBEAT_MS ? p->cfg.replication_stale_ms / 4 : REPL_HEARTBEAT_MS;
+}
+static uint64_t stale_every(const struct praefect *p)
+{
+	return p->cfg.replication_stale_ms / 2 < REPL_STALE_CHECK_MS ? p->cfg.replication_stale_ms / 2 : REPL_STALE_CHECK_MS;
+}
 static uint64_t metrics_every(const struct praefect *p) { return METRICS_INTERVAL_MS; }
 static uint64_t verify_every(const struct praefect *p) { return VERIFY_INTERVAL_MS; }
 static uint64_t verifier_every(const struct praefect *p) { return p->cfg.verification_interval_ms ? VERIFIER_TICK_MS : 0; }

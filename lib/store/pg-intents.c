@@ -9,12 +9,14 @@
 #include "base/banned.h"
 
 static const char SQL_INSERT_INTENT[] =
-	"INSERT INTO write_intents (repository_id, created_at) VALUES ($1, " PG_TS("$2") ") RETURNING id";
+	"INSERT INTO write_intents (repository_id, created_at, praefect_name) VALUES ($1, " PG_TS("$2") ", $3)"
+	" RETURNING id";
 
 int pg_begin_write(struct store_backend *b, struct store_op *op)
 {
 	struct pg_backend *g = pg_backend(b);
-	int r = pg_int(g, op, &op->value, 0, SQL_INSERT_INTENT, "ll", op->in.id, pg_now_ms(g));
+	int r = pg_int(g, op, &op->value, 0, SQL_INSERT_INTENT, "llt", op->in.id, pg_now_ms(g),
+		       op->in.praefect);
 
 	/* foreign_key_violation: the repository is gone */
 	if (r < 0 && !strcmp(g->sqlstate, "23503"))
@@ -30,7 +32,9 @@ int pg_end_write(struct store_backend *b, struct store_op *op)
 	return r < 0 ? r : 0;
 }
 
-static const char SQL_INTENT_REPOS[] = "SELECT DISTINCT repository_id FROM write_intents ORDER BY repository_id";
+/* this praefect's intents, and those from before intents had an owner ('') */
+static const char SQL_INTENT_REPOS[] =
+	"SELECT DISTINCT repository_id FROM write_intents WHERE praefect_name IN ($1, '') ORDER BY repository_id";
 static const char SQL_INTENT_REPO[] =
 	"SELECT virtual_storage, relative_path, generation, \"primary\" FROM repositories WHERE repository_id = $1";
 static const char SQL_INTENT_SOURCE[] =
@@ -38,7 +42,7 @@ static const char SQL_INTENT_SOURCE[] =
 	" ORDER BY (storage IS NOT DISTINCT FROM $3::text) DESC, storage LIMIT 1";
 static const char SQL_INTENT_TARGETS[] =
 	"SELECT storage FROM storage_repositories WHERE repository_id = $1 AND storage <> $2 ORDER BY storage";
-static const char SQL_DELETE_INTENTS[] = "DELETE FROM write_intents";
+static const char SQL_DELETE_INTENTS[] = "DELETE FROM write_intents WHERE praefect_name IN ($1, '')";
 
 static int verify_repository(struct pg_backend *g, struct store_op *op, int64_t id, int64_t *queued)
 {
@@ -82,7 +86,7 @@ int pg_recover_writes(struct store_backend *b, struct store_op *op)
 	PGresult *res;
 	int r, nr;
 
-	if ((r = pg_query(g, op, &res, SQL_INTENT_REPOS, "")) < 0)
+	if ((r = pg_query(g, op, &res, SQL_INTENT_REPOS, "t", op->in.praefect)) < 0)
 		return r;
 	nr = PQntuples(res);
 	ids = xcalloc((size_t)nr + 1, sizeof(*ids));
@@ -91,7 +95,7 @@ int pg_recover_writes(struct store_backend *b, struct store_op *op)
 	for (int i = 0; r == 0 && i < nr; i++)
 		r = verify_repository(g, op, ids[i], &queued);
 	free(ids);
-	if (r < 0 || (r = pg_exec(g, op, SQL_DELETE_INTENTS, "")) < 0)
+	if (r < 0 || (r = pg_exec(g, op, SQL_DELETE_INTENTS, "t", op->in.praefect)) < 0)
 		return r;
 	strbuf_reset(&op->msg);
 	op->value = queued;

@@ -270,6 +270,10 @@ static const struct pg_migration ours[] = {
 	{ "20261207110000_gitalyc_outdated_since",
 	  "ALTER TABLE storage_repositories ADD COLUMN outdated_since timestamptz;",
 	  "ALTER TABLE storage_repositories DROP COLUMN outdated_since;" },
+	/* whose write intent it is: recover_writes takes only its own ('' before this column) */
+	{ "20261207120000_gitalyc_write_intents_praefect",
+	  "ALTER TABLE write_intents ADD COLUMN praefect_name text NOT NULL DEFAULT '';",
+	  "ALTER TABLE write_intents DROP COLUMN praefect_name;" },
 };
 
 static const char *all_ids[NR_UPSTREAM + ARRAY_SIZE(ours) + 1];

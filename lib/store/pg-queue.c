@@ -336,7 +336,8 @@ int pg_heartbeat(struct store_backend *b, struct store_op *op)
 }
 
 static const char SQL_STALE_JOB_LOCKS[] =
-	"SELECT job_id, lock_id FROM replication_queue_job_lock WHERE triggered_at < " PG_TS("$1");
+	"SELECT job_id, lock_id FROM replication_queue_job_lock WHERE triggered_at < " PG_TS("$1")
+	" FOR UPDATE SKIP LOCKED";
 static const char SQL_STALE_FAIL[] =
 	"UPDATE replication_queue SET state = 'failed' WHERE id = $1 AND attempt >= 1";
 static const char SQL_STALE_DELETE[] = "DELETE FROM replication_queue WHERE id = $1 AND attempt <= 0";

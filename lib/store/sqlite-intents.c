@@ -9,12 +9,12 @@
 #include "base/banned.h"
 
 static const char SQL_INSERT_INTENT[] =
-	"INSERT INTO write_intents (repository_id, created_at) VALUES (?1, ?2)";
+	"INSERT INTO write_intents (repository_id, created_at, praefect_name) VALUES (?1, ?2, ?3)";
 
 int sq_begin_write(struct store_backend *b, struct store_op *op)
 {
 	struct sqlite_backend *q = sq_backend(b);
-	int r = sq_exec(q, op, SQL_INSERT_INTENT, "ll", op->in.id, sq_now_ms(q));
+	int r = sq_exec(q, op, SQL_INSERT_INTENT, "llt", op->in.id, sq_now_ms(q), op->in.praefect);
 
 	/* the foreign key: the repository is gone */
 	if (r == -EIO && strstr(op->msg.buf, "FOREIGN KEY"))
@@ -33,8 +33,9 @@ int sq_end_write(struct store_backend *b, struct store_op *op)
 	return r < 0 ? r : 0;
 }
 
+/* this praefect's intents, and those from before intents had an owner ('') */
 static const char SQL_INTENT_REPOS[] =
-	"SELECT DISTINCT repository_id FROM write_intents ORDER BY repository_id";
+	"SELECT DISTINCT repository_id FROM write_intents WHERE praefect_name IN (?1, '') ORDER BY repository_id";
 static const char SQL_INTENT_REPO[] =
 	"SELECT virtual_storage, relative_path, generation, \"primary\" FROM repositories WHERE repository_id = ?1";
 /* the primary when it is at the repository's generation, else the first replica that is */
@@ -43,7 +44,7 @@ static const char SQL_INTENT_SOURCE[] =
 	" ORDER BY storage IS ?3 DESC, storage LIMIT 1";
 static const char SQL_INTENT_TARGETS[] =
 	"SELECT storage FROM storage_repositories WHERE repository_id = ?1 AND storage <> ?2 ORDER BY storage";
-static const char SQL_DELETE_INTENTS[] = "DELETE FROM write_intents";
+static const char SQL_DELETE_INTENTS[] = "DELETE FROM write_intents WHERE praefect_name IN (?1, '')";
 
 /* Forced jobs from the repository's best source to every other replica; counts them in `queued`. */
 static int verify_repository(struct sqlite_backend *q, struct store_op *op, int64_t id, int64_t *queued)
@@ -98,7 +99,7 @@ int sq_recover_writes(struct store_backend *b, struct store_op *op)
 	sqlite3_stmt *st;
 	int r;
 
-	if ((r = sq_query(q, op, &st, SQL_INTENT_REPOS, "")) < 0)
+	if ((r = sq_query(q, op, &st, SQL_INTENT_REPOS, "t", op->in.praefect)) < 0)
 		return r;
 	while ((r = sq_next(q, op, st)) > 0) {
 		ALLOC_GROW(ids, nr + 1, alloc);
@@ -107,7 +108,7 @@ int sq_recover_writes(struct store_backend *b, struct store_op *op)
 	for (size_t i = 0; r == 0 && i < nr; i++)
 		r = verify_repository(q, op, ids[i], &queued);
 	free(ids);
-	if (r < 0 || (r = sq_exec(q, op, SQL_DELETE_INTENTS, "")) < 0)
+	if (r < 0 || (r = sq_exec(q, op, SQL_DELETE_INTENTS, "t", op->in.praefect)) < 0)
 		return r;
 	strbuf_reset(&op->msg);
 	op->value = queued;

@@ -165,13 +165,21 @@ static const char m_suspect_replicas[] =
  */
 static const char m_outdated_since[] = "ALTER TABLE storage_repositories ADD COLUMN outdated_since INTEGER;";
 
+/*
+ * Ours: the praefect that recorded a write intent, so that a praefect
+ * starting recovers only its own ('' for intents from before the column).
+ */
+static const char m_write_intents_praefect[] =
+	"ALTER TABLE write_intents ADD COLUMN praefect_name TEXT NOT NULL DEFAULT '';";
+
 #define MIGRATIONS(X) \
 	X("20240101000000_initial", m_initial) \
 	X("20240101000100_replication_queue", m_replication_queue) \
 	X("20240101000200_node_status", m_node_status) \
 	X("20261206000000_write_intents", m_write_intents) \
 	X("20261207100000_suspect_replicas", m_suspect_replicas) \
-	X("20261207110000_outdated_since", m_outdated_since)
+	X("20261207110000_outdated_since", m_outdated_since) \
+	X("20261207120000_write_intents_praefect", m_write_intents_praefect)
 
 #define MIGRATION_ID(id, sql) id,
 #define MIGRATION_SQL(id, sql) sql,

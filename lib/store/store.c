@@ -739,10 +739,11 @@ void store_release_verification_leases(struct store *s, int64_t grace_ms, store_
 
 /* --- write intents --- */
 
-void store_begin_write(struct store *s, int64_t id, store_id_fn cb, void *arg)
+void store_begin_write(struct store *s, const char *praefect_name, int64_t id, store_id_fn cb, void *arg)
 {
 	struct store_op *op = op_new(STORE_OP_BEGIN_WRITE, arg);
 	op->cb.id = cb;
+	op->in.praefect = store_op_keep(op, praefect_name ? praefect_name : "");
 	op->in.id = id;
 	submit(s, op);
 }
@@ -755,10 +756,11 @@ void store_end_write(struct store *s, int64_t intent, store_done_fn cb, void *ar
 	submit(s, op);
 }
 
-void store_recover_writes(struct store *s, store_count_fn cb, void *arg)
+void store_recover_writes(struct store *s, const char *praefect_name, store_count_fn cb, void *arg)
 {
 	struct store_op *op = op_new(STORE_OP_RECOVER_WRITES, arg);
 	op->cb.count = cb;
+	op->in.praefect = store_op_keep(op, praefect_name ? praefect_name : "");
 	submit(s, op);
 }
 

@@ -211,16 +211,19 @@ void store_rename_repository(struct store *s, const char *vs, const char *from, 
  * (store_end_write()). Intents left over were writes in flight when the
  * process died: their replicas may differ at equal generations.
  */
-void store_begin_write(struct store *s, int64_t id, store_id_fn cb, void *arg);
+void store_begin_write(struct store *s, const char *praefect_name, int64_t id, store_id_fn cb, void *arg);
 /* Delete intent `intent` (no row is not an error). */
 void store_end_write(struct store *s, int64_t intent, store_done_fn cb, void *arg);
 /*
- * Start-up: turn every leftover intent into forced `update` jobs (verify)
- * from the repository's primary, or the first replica at the repository's
- * generation when the primary is not, to every other replica; then delete
- * the intents. One transaction. `cb` gets the number of jobs queued.
+ * Start-up: turn every leftover intent of praefect `praefect_name` (and those
+ * recorded without a name, before the column existed) into forced `update`
+ * jobs (verify) from the repository's primary, or the first replica at the
+ * repository's generation when the primary is not, to every other replica;
+ * then delete those intents. Other praefects' intents are writes they may
+ * still have in flight and are left alone. One transaction. `cb` gets the
+ * number of jobs queued.
  */
-void store_recover_writes(struct store *s, store_count_fn cb, void *arg);
+void store_recover_writes(struct store *s, const char *praefect_name, store_count_fn cb, void *arg);
 
 /* --- suspect replicas (ours: docs/technical/praefect-health.md, "Suspect replicas") --- */
 

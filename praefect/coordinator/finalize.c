@@ -594,7 +594,7 @@ int proxy_record_intent(struct proxy *px)
 		px->counted = 1;
 	}
 	px->intent_state = 1;
-	store_begin_write(px->p->store, px->repo_id, on_intent, px);
+	store_begin_write(px->p->store, px->p->name, px->repo_id, on_intent, px);
 	return 1;
 }
 

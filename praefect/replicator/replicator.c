@@ -21,7 +21,6 @@
 
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 5000
-#define STALE_AFTER_MS 60000
 #define JOB_CALL_TIMEOUT_MS (60 * 60 * 1000)
 #define CHECKSUM_TIMEOUT_MS 60000
 #define RETRY_MIN_MS 1000          /* a failed job runs again after 1 s, 2 s, 4 s... */
@@ -888,7 +887,7 @@ static void on_stale_released(void *arg, int status, const char *msg, int64_t n)
 
 void replicator_release_stale(struct praefect *p)
 {
-	store_acknowledge_stale(p->store, STALE_AFTER_MS, on_stale_released, p);
+	store_acknowledge_stale(p->store, p->cfg.replication_stale_ms, on_stale_released, p);
 }
 
 static void on_writes_recovered(void *arg, int status, const char *msg, int64_t n)
@@ -932,10 +931,14 @@ int replicator_start(struct praefect *p)
 	 * progress belong to a previous run of ours that died, and so do write
 	 * intents: the replicas of those writes may differ at equal
 	 * generations, so each becomes verification jobs. Both before the
-	 * workers' first dequeue (the store keeps the order).
+	 * workers' first dequeue (the store keeps the order). On a shared
+	 * store the intents are only our own (by praefect name) and the jobs in
+	 * progress may be other praefects' live ones: only those whose lock
+	 * went unrefreshed for the stale period are released.
 	 */
-	store_recover_writes(p->store, on_writes_recovered, p);
-	store_acknowledge_stale(p->store, 0, on_stale_released, p);
+	store_recover_writes(p->store, p->name, on_writes_recovered, p);
+	store_acknowledge_stale(p->store, store_is_shared(p->store) ? p->cfg.replication_stale_ms : 0,
+				on_stale_released, p);
 	for (size_t i = 0; i < rp->nr; i++)
 		worker_wake_in(&rp->workers[i], 0);
 	return 0;

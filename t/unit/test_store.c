@@ -821,12 +821,17 @@ static void test_stale_after_crash(void **state)
 
 /* --- write intents and forced jobs (ours) --- */
 
-static int64_t begin_write(int64_t id, int *status)
+static int64_t begin_write_as(const char *praefect, int64_t id, int *status)
 {
-	store_begin_write(F->s, id, on_val, reset());
+	store_begin_write(F->s, praefect, id, on_val, reset());
 	wait_for(&R);
 	*status = R.status;
 	return R.val;
+}
+
+static int64_t begin_write(int64_t id, int *status)
+{
+	return begin_write_as("p1", id, status);
 }
 
 static int64_t enqueue_forced(const char *path, const char *source, const char *target, int *status)
@@ -897,11 +902,16 @@ static void test_recover_writes(void **state)
 	/* a forced job already waiting for one of the replicas is not doubled */
 	enqueue_forced("a.git", "s1", "s3", &st);
 	assert_int_equal(st, 0);
+	/* c.git: another praefect's write, maybe still in flight, is not ours to recover */
+	assert_int_equal(create(3, "c.git", "s1", L("s2"), NULL, 1, 0), 0);
+	begin_write_as("p2", 3, &st);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM write_intents WHERE praefect_name = 'p2'"), 1);
 
-	store_recover_writes(F->s, on_val, reset());
+	store_recover_writes(F->s, "p1", on_val, reset());
 	assert_int_equal(done_call(), 0);
 	assert_int_equal(R.val, 3);
-	assert_int_equal(sql_int("SELECT COUNT(*) FROM write_intents"), 0);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM write_intents"), 1);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM write_intents WHERE praefect_name = 'p2'"), 1);
 	assert_string_equal(jobs(), "update vs/a.git s1->s3 ready 3\n"
 				    "update vs/a.git s1->s2 ready 3\n"
 				    "update vs/b.git s2->s1 ready 3\n"
@@ -909,9 +919,16 @@ static void test_recover_writes(void **state)
 	assert_int_equal(sql_int("SELECT COUNT(*) FROM replication_queue WHERE json_extract(params, '$.force')"), 4);
 
 	/* nothing left: a second start-up queues nothing */
-	store_recover_writes(F->s, on_val, reset());
+	store_recover_writes(F->s, "p1", on_val, reset());
 	assert_int_equal(done_call(), 0);
 	assert_int_equal(R.val, 0);
+	/* p2 starting takes its own, and an intent from before the column ('') goes to whoever starts */
+	sql_exec("UPDATE write_intents SET praefect_name = ''");
+	store_recover_writes(F->s, "p2", on_val, reset());
+	assert_int_equal(done_call(), 0);
+	assert_int_equal(R.val, 1);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM write_intents"), 0);
+	sql_exec("DELETE FROM replication_queue WHERE relative_path = 'c.git'");
 	/* and the flag comes back with the job */
 	assert_string_equal(dequeue("vs", "s2", 10), "update vs/a.git s1->s2 in_progress 2");
 	assert_int_equal(last_force[0], 1);
@@ -985,13 +1002,23 @@ static void test_write_intents_migration(void **state)
 	enqueue("update", "a.git", "s1", "s2", &st);
 	fx_close(F);
 	sql_exec("DROP TABLE write_intents; ALTER TABLE replication_queue DROP COLUMN not_before;"
-		 "DELETE FROM schema_migrations WHERE id = '20261206000000_write_intents'");
+		 "DELETE FROM schema_migrations WHERE id IN ('20261206000000_write_intents',"
+		 " '20261207120000_write_intents_praefect')");
 	fx_open(F);
 	assert_int_equal(sql_int("SELECT COUNT(*) FROM pragma_table_info('replication_queue') WHERE name = 'not_before'"), 1);
 	assert_int_equal(sql_int("SELECT COUNT(*) FROM schema_migrations WHERE id = '20261206000000_write_intents'"), 1);
 	assert_string_equal(dequeue("vs", "s2", 10), "update vs/a.git s1->s2 in_progress 2");
 	assert_true(begin_write(1, &st) > 0);
 	assert_int_equal(st, 0);
+
+	/* an intent from before praefect_name existed gets '' (any praefect starting recovers it) */
+	fx_close(F);
+	sql_exec("ALTER TABLE write_intents DROP COLUMN praefect_name;"
+		 "DELETE FROM schema_migrations WHERE id = '20261207120000_write_intents_praefect'");
+	fx_open(F);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM write_intents WHERE praefect_name = ''"), 1);
+	assert_true(begin_write(1, &st) > 0);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM write_intents WHERE praefect_name = 'p1'"), 1);
 }
 
 static int forced_of(int64_t id)

@@ -353,6 +353,17 @@ def test_configuration_validate_reports_problems_as_json(tmp_path):
     assert r.stdout.startswith("NAME:\n   praefect configuration validate - validates configuration\n")
 
 
+
+def test_stale_job_timeout_is_checked(tmp_path):
+    # ours: [replication] stale_job_timeout (docs/technical/config.md), at least 1s
+    r = run("configuration", "validate", input=base(tmp_path, '[replication]\nstale_job_timeout = "500ms"\n'))
+    assert r.returncode == 2
+    assert json.loads(r.stdout)["errors"] == [
+        {"key": ["replication", "stale_job_timeout"],
+         "message": "not in range: 500ms is not greater than or equal to 1s"}]
+    r = run("configuration", "validate", input=base(tmp_path, '[replication]\nstale_job_timeout = "2s"\n'))
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+
 def test_help_of_commands_that_read_no_config(tmp_path):
     r = run("configuration", "validate", "-h", input="")
     assert r.returncode == 0 and r.stderr == ""
