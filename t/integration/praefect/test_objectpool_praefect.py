@@ -195,7 +195,8 @@ def test_a_pool_starts_on_its_origins_primary_so_linking_right_away_works(tmp_pa
     the pool there (with one replica each, a pool on another node could not be linked at all)."""
     import hashlib
     from praefect_itest import Cluster
-    cluster = Cluster(tmp_path, replication_factor=1)
+    # no rebalancing: it would move origins (not their pools) between nodes under the test
+    cluster = Cluster(tmp_path, replication_factor=1, extra="[reconciliation]\nrebalance_moves = 0\n")
     try:
         ops = cluster.praefect.stub("ObjectPoolService")
         for i in range(1, 7):
