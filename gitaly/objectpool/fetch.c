@@ -3,11 +3,15 @@
  * reference of the origin lands under refs/remotes/origin/ of the pool
  * (pruned when gone from the origin, in the same atomic, voted fetch), then
  * objects nothing references any more are kept alive under
- * refs/dangling/<oid>: a member may still need them.
+ * refs/dangling/<oid>: a member may still need them. Last, as upstream, the
+ * pool is optimized as OptimizeRepository would (housekeeping/, heuristics
+ * for a pool; a pool being optimized already counts as done).
  */
 #include "objectpool/pool.h"
+#include "housekeeping/housekeeping.h"
 #include "base/util.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include "base/banned.h"
@@ -21,6 +25,42 @@ static void fetched_end(struct objpool_call *c)
 	objpool_end(c, GRPC_OK, NULL, &resp);
 }
 
+static void pool_optimized(void *arg, int rc, const char *msg)
+{
+	struct objpool_call *c = arg;
+	struct strbuf m = STRBUF_INIT;
+	c->hk = NULL;
+	if (rc == -ECANCELED || gitaly_call_gone(&c->op)) {
+		objpool_end(c, GRPC_CANCELLED, "context canceled", NULL);
+	} else if (rc < 0) {
+		strbuf_addf(&m, "optimizing pool repo: %s", msg ? msg : "failed");
+		objpool_end(c, GRPC_INTERNAL, m.buf, NULL);
+	} else {
+		fetched_end(c);
+	}
+	strbuf_release(&m);
+}
+
+static void optimize_pool(struct objpool_call *c)
+{
+	struct strbuf m = STRBUF_INIT, msg = STRBUF_INIT;
+	int rc;
+
+	if (gitaly_call_gone(&c->op)) {
+		objpool_end(c, GRPC_CANCELLED, "context canceled", NULL);
+		return;
+	}
+	rc = hk_optimize(c->op.g, c->pool_repo, c->pool_path, HK_HEURISTICAL, pool_optimized, c, &c->hk, &msg);
+	if (rc == HK_BUSY) {
+		fetched_end(c);
+	} else if (rc < 0) {
+		strbuf_addf(&m, "optimizing pool repo: %s", msg.buf);
+		objpool_end(c, GRPC_INTERNAL, m.buf, NULL);
+	}
+	strbuf_release(&m);
+	strbuf_release(&msg);
+}
+
 static void dangling_written(void *arg, int status, struct strbuf *out, struct strbuf *err)
 {
 	struct objpool_call *c = arg;
@@ -32,7 +72,7 @@ static void dangling_written(void *arg, int status, struct strbuf *out, struct s
 		strbuf_addf(&m, ", stderr: \"%.*s\"", (int)MIN(err->len, 4096), err->buf);
 		objpool_end(c, GRPC_INTERNAL, m.buf, NULL);
 	} else {
-		fetched_end(c);
+		optimize_pool(c);
 	}
 	strbuf_release(&m);
 }
@@ -76,7 +116,7 @@ static void fsck_done(void *arg, int status, struct strbuf *out, struct strbuf *
 		strbuf_addf(&c->aux, "create refs/dangling/%.*s %.*s\n", (int)oid_len, oid, (int)oid_len, oid);
 	}
 	if (!c->aux.len) {
-		fetched_end(c);
+		optimize_pool(c);
 		return;
 	}
 	gc.git_dir = c->pool_path;

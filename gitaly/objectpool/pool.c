@@ -1,5 +1,6 @@
 /* ObjectPoolService's shared pieces: the call base, pool paths, alternates (pool.h). */
 #include "objectpool/pool.h"
+#include "housekeeping/housekeeping.h"
 #include "read/read.h"
 #include "base/fs.h"
 #include "base/log.h"
@@ -25,6 +26,7 @@ static void objpool_cancel(struct gitaly_call *op)
 {
 	struct objpool_call *c = container_of(op, struct objpool_call, op);
 	reposvc_kill(c->cmd);
+	hk_cancel(c->hk);
 	reposvc_create_cancel(c->rc);
 }
 

@@ -17,6 +17,8 @@
 #include "objectpool/pool_path.h"
 #include "objectpool.pb-c.h"
 
+struct hk_run;
+
 struct objpool_call {
 	struct gitaly_call op;
 	void *req;                       /* the decoded request (msg_free) */
@@ -24,6 +26,7 @@ struct objpool_call {
 	char *repo_path;                 /* absolute path of the member or origin */
 	const Gitaly__Repository *pool_repo, *repo;  /* point into req */
 	struct git_cmd *cmd;
+	struct hk_run *hk;               /* FetchIntoObjectPool: the pool's optimization */
 	struct reposvc_create *rc;
 	uv_work_t work;
 	int work_rc;

@@ -700,7 +700,8 @@ void reposvc_fetch_remote(struct grpc_call *call, const uint8_t *buf, size_t len
 	add_refspecs(&x->remote, req->remote_params);
 	if (reposvc_remote_setup(&x->remote, "inmemory", req->remote_params->url,
 				 req->remote_params->http_authorization_header, req->remote_params->resolved_address,
-				 &msg) < 0) {
+				 &msg) < 0 ||
+	    reposvc_remote_ssh(&x->remote, g->runtime_dir, req->ssh_key, req->known_hosts, &msg) < 0) {
 		reposvc_finish(&x->op, GRPC_INTERNAL, msg.buf);
 		goto out;
 	}

@@ -8,8 +8,11 @@
 #include "base/util.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "base/banned.h"
 
 #define REDACTED "[FILTERED]"
@@ -21,6 +24,25 @@ void reposvc_remote_init(struct reposvc_remote *r)
 	strvec_init(&r->env);
 	strvec_init(&r->secrets);
 	strbuf_init(&r->url, 0);
+	strbuf_init(&r->ssh, 0);
+	strbuf_init(&r->ssh_dir, 0);
+}
+
+static const char *const ssh_files[] = { "ssh-key", "known-hosts" };
+
+static void remove_ssh_dir(struct reposvc_remote *r)
+{
+	struct strbuf p = STRBUF_INIT;
+	if (!r->ssh_dir.len)
+		return;
+	for (size_t i = 0; i < sizeof(ssh_files) / sizeof(*ssh_files); i++) {
+		strbuf_reset(&p);
+		strbuf_addf(&p, "%s/%s", r->ssh_dir.buf, ssh_files[i]);
+		unlink(p.buf);
+	}
+	rmdir(r->ssh_dir.buf);
+	strbuf_reset(&r->ssh_dir);
+	strbuf_release(&p);
 }
 
 void reposvc_remote_release(struct reposvc_remote *r)
@@ -30,6 +52,9 @@ void reposvc_remote_release(struct reposvc_remote *r)
 	strvec_clear(&r->env);
 	strvec_clear(&r->secrets);
 	strbuf_release(&r->url);
+	remove_ssh_dir(r);
+	strbuf_release(&r->ssh);
+	strbuf_release(&r->ssh_dir);
 }
 
 void reposvc_remote_config(struct reposvc_remote *r, const char *key, const char *value)
@@ -47,7 +72,96 @@ const char *const *reposvc_remote_env(struct reposvc_remote *r)
 	}
 	if (r->keys.nr)
 		strvec_pushf(&r->env, "GIT_CONFIG_COUNT=%zu", r->keys.nr);
+	if (r->ssh.len)
+		strvec_pushf(&r->env, "GIT_SSH_COMMAND=%s", r->ssh.buf);
 	return r->env.v;
+}
+
+/* Write `content` as a new file `name` of the ssh directory, mode 0400; its path in `path`. */
+static int write_private(struct reposvc_remote *r, const char *name, const char *content, struct strbuf *path,
+			 struct strbuf *err)
+{
+	size_t len = strlen(content), off = 0;
+	int fd;
+
+	strbuf_reset(path);
+	strbuf_addf(path, "%s/%s", r->ssh_dir.buf, name);
+	fd = open(path->buf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
+	if (fd < 0) {
+		strbuf_addf(err, "create %s file: %s", !strcmp(name, "ssh-key") ? "ssh key" : "known hosts",
+			    strerror(errno));
+		return -1;
+	}
+	while (off < len) {
+		ssize_t n = write(fd, content + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			strbuf_addf(err, "create %s file: %s", !strcmp(name, "ssh-key") ? "ssh key" : "known hosts",
+				    strerror(n < 0 ? errno : EIO));
+			close(fd);
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	if (close(fd) < 0) {
+		strbuf_addf(err, "create %s file: %s", !strcmp(name, "ssh-key") ? "ssh key" : "known hosts",
+			    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Append `s` to the shell command line `sb` in single quotes. */
+static void sq_quote(struct strbuf *sb, const char *s)
+{
+	strbuf_addch(sb, '\'');
+	for (; *s; s++) {
+		if (*s == '\'')
+			strbuf_addstr(sb, "'\\''");
+		else
+			strbuf_addch(sb, *s);
+	}
+	strbuf_addch(sb, '\'');
+}
+
+int reposvc_remote_ssh(struct reposvc_remote *r, const char *tmp_root, const char *key, const char *known_hosts,
+		       struct strbuf *err)
+{
+	struct strbuf path = STRBUF_INIT;
+	int rc = -1;
+
+	strbuf_reset(&r->ssh);
+	strbuf_addstr(&r->ssh, "ssh");
+	if ((!key || !*key) && (!known_hosts || !*known_hosts))
+		return 0;
+	remove_ssh_dir(r);
+	strbuf_addf(&r->ssh_dir, "%s/gitaly-ssh-invocation-XXXXXX", tmp_root);
+	if (!mkdtemp(r->ssh_dir.buf)) {
+		strbuf_addf(err, "create temporary directory: %s", strerror(errno));
+		strbuf_reset(&r->ssh_dir);
+		goto out;
+	}
+	if (key && *key) {
+		if (write_private(r, ssh_files[0], key, &path, err) < 0)
+			goto out;
+		strbuf_addstr(&r->ssh, " -oIdentitiesOnly=yes -oIdentityFile=");
+		sq_quote(&r->ssh, path.buf);
+	}
+	if (known_hosts && *known_hosts) {
+		if (write_private(r, ssh_files[1], known_hosts, &path, err) < 0)
+			goto out;
+		strbuf_addstr(&r->ssh, " -oStrictHostKeyChecking=yes -oCheckHostIP=no -oUserKnownHostsFile=");
+		sq_quote(&r->ssh, path.buf);
+	}
+	rc = 0;
+out:
+	if (rc < 0) {
+		remove_ssh_dir(r);
+		strbuf_reset(&r->ssh);
+	}
+	strbuf_release(&path);
+	return rc;
 }
 
 static void percent_decode(struct strbuf *out, const char *s, size_t len)

@@ -22,6 +22,8 @@ struct reposvc_remote {
 	struct strvec env;       /* built by reposvc_remote_env() */
 	struct strvec secrets;
 	struct strbuf url;       /* the URL for git (reposvc_remote_resolve()) */
+	struct strbuf ssh;       /* GIT_SSH_COMMAND (reposvc_remote_ssh()); empty: not set */
+	struct strbuf ssh_dir;   /* the private directory of its files, removed on release */
 };
 void reposvc_remote_init(struct reposvc_remote *r);
 void reposvc_remote_release(struct reposvc_remote *r);
@@ -51,5 +53,15 @@ int reposvc_remote_resolve(struct reposvc_remote *r, const char *url, const char
  */
 int reposvc_remote_setup(struct reposvc_remote *r, const char *name, const char *url, const char *auth_header,
 			 const char *resolved, struct strbuf *err);
+/*
+ * Upstream's ssh invocation (remotes.md): GIT_SSH_COMMAND is "ssh", plus,
+ * with a private key, -oIdentitiesOnly=yes -oIdentityFile=<file>, and with
+ * known hosts, -oStrictHostKeyChecking=yes -oCheckHostIP=no
+ * -oUserKnownHostsFile=<file>. The files (mode 0400) sit in a new mode 0700
+ * directory under `tmp_root`, removed by reposvc_remote_release(). 0, or -1
+ * with `err` set.
+ */
+int reposvc_remote_ssh(struct reposvc_remote *r, const char *tmp_root, const char *key, const char *known_hosts,
+		       struct strbuf *err);
 
 #endif

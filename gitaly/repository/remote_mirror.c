@@ -465,6 +465,11 @@ static void mirror_start(struct mirror *m)
 		strbuf_release(&err);
 		return;
 	}
+	if (reposvc_remote_ssh(&m->remote, m->op.g->runtime_dir, m->first->ssh_key, m->first->known_hosts, &err) < 0) {
+		mirror_fail(m, GRPC_INTERNAL, "build ssh invocation: %s", err.buf);
+		strbuf_release(&err);
+		return;
+	}
 	strbuf_release(&err);
 	gc.subcmd = "ls-remote";
 	gc.args = args;

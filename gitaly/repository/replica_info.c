@@ -1,6 +1,7 @@
 /*
  * ClusterReplicaService/SetReplicaInfo (ours): praefect's record of a replica
- * (virtual storage, relative path, repository id, generation) written beside
+ * (virtual storage, relative path, repository id, generation, the primary it
+ * knew and when) written beside
  * it as <repo>/gitaly-cluster.json, through a temporary file, fsync and
  * rename, so a reader sees the old record or the new one, never a mix.
  * GetReplicaInfo reads it back (replica_info_parse.c parses it).
@@ -13,7 +14,6 @@
 #include "internal.pb-c.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include "base/banned.h"
@@ -61,6 +61,7 @@ static void set_replica_info(struct grpc_call *call, const uint8_t *buf, size_t 
 							buf, len);
 	struct strbuf path = STRBUF_INIT, msg = STRBUF_INIT, out = STRBUF_INIT;
 	const Gitaly__ReplicaInfo *in;
+	struct replica_record rec;
 	struct replica_info_op *r;
 	enum grpc_code code;
 
@@ -73,18 +74,23 @@ static void set_replica_info(struct grpc_call *call, const uint8_t *buf, size_t 
 	}
 	in = req->info;
 	if (!in || !in->virtual_storage || !*in->virtual_storage || !in->relative_path ||
-	    !*in->relative_path || in->repository_id <= 0 || in->generation < 0) {
+	    !*in->relative_path || in->repository_id <= 0 || in->generation < 0 || in->primary_epoch < 0) {
 		grpc_call_finish(call, GRPC_INVALID_ARGUMENT,
 				 "replica info needs a virtual storage, a relative path, a positive repository id "
 				 "and a generation of 0 or more", NULL);
 		goto out;
 	}
-	strbuf_addstr(&out, "{\"virtual_storage\":");
-	strbuf_add_json_string(&out, in->virtual_storage, strlen(in->virtual_storage));
-	strbuf_addstr(&out, ",\"relative_path\":");
-	strbuf_add_json_string(&out, in->relative_path, strlen(in->relative_path));
-	strbuf_addf(&out, ",\"repository_id\":%" PRId64 ",\"generation\":%" PRId64 "}\n", in->repository_id,
-		    in->generation);
+	replica_record_init(&rec);
+	strbuf_addstr(&rec.virtual_storage, in->virtual_storage);
+	strbuf_addstr(&rec.relative_path, in->relative_path);
+	rec.repository_id = in->repository_id;
+	rec.generation = in->generation;
+	if (in->primary && *in->primary) {
+		strbuf_addstr(&rec.primary, in->primary);
+		rec.primary_epoch = in->primary_epoch;
+	}
+	replica_record_format(&rec, &out);
+	replica_record_release(&rec);
 	strbuf_addstr(&path, "/" REPLICA_INFO_FILE);
 	r = xcalloc(1, sizeof(*r));
 	reposvc_init(&r->op, g, call, replica_info_release);
@@ -136,6 +142,8 @@ static void get_replica_info(struct grpc_call *call, const uint8_t *buf, size_t 
 		info.relative_path = rec.relative_path.buf;
 		info.repository_id = rec.repository_id;
 		info.generation = rec.generation;
+		info.primary = rec.primary.buf;
+		info.primary_epoch = rec.primary_epoch;
 		resp.info = &info;
 		msg_reply(call, &resp);
 	}

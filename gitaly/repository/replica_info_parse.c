@@ -1,6 +1,7 @@
 /* Parsing the replica record (replica_info.h): read from disk, so any bytes are refused cleanly. */
 #include "repository/replica_info.h"
 
+#include <inttypes.h>
 #include <string.h>
 #include "base/banned.h"
 
@@ -114,12 +115,14 @@ void replica_record_init(struct replica_record *r)
 	memset(r, 0, sizeof(*r));
 	strbuf_init(&r->virtual_storage, 0);
 	strbuf_init(&r->relative_path, 0);
+	strbuf_init(&r->primary, 0);
 }
 
 void replica_record_release(struct replica_record *r)
 {
 	strbuf_release(&r->virtual_storage);
 	strbuf_release(&r->relative_path);
+	strbuf_release(&r->primary);
 }
 
 int replica_record_parse(const char *buf, size_t len, struct replica_record *rec, struct strbuf *err)
@@ -150,6 +153,14 @@ int replica_record_parse(const char *buf, size_t len, struct replica_record *rec
 			bit = 8;
 			if (parse_int(&r, &rec->generation) < 0)
 				goto bad;
+		} else if (!strcmp(key.buf, "primary")) {
+			bit = 16;
+			if (parse_string(&r, &rec->primary) < 0)
+				goto bad;
+		} else if (!strcmp(key.buf, "primary_epoch")) {
+			bit = 32;
+			if (parse_int(&r, &rec->primary_epoch) < 0)
+				goto bad;
 		} else {
 			goto bad;
 		}
@@ -166,8 +177,9 @@ int replica_record_parse(const char *buf, size_t len, struct replica_record *rec
 	if (expect(&r, '}') < 0)
 		goto bad;
 	skip_ws(&r);
-	if (r.p != r.end || seen != 15 || !rec->virtual_storage.len || !rec->relative_path.len ||
-	    rec->repository_id <= 0)
+	/* the primary comes with its epoch, or neither is there */
+	if (r.p != r.end || (seen != 15 && seen != 63) || !rec->virtual_storage.len || !rec->relative_path.len ||
+	    rec->repository_id <= 0 || (seen == 63 && !rec->primary.len))
 		goto bad;
 	rc = 0;
 	goto out;
@@ -176,4 +188,20 @@ bad:
 out:
 	strbuf_release(&key);
 	return rc;
+}
+
+void replica_record_format(const struct replica_record *r, struct strbuf *out)
+{
+	strbuf_addstr(out, "{\"virtual_storage\":");
+	strbuf_add_json_string(out, r->virtual_storage.buf, r->virtual_storage.len);
+	strbuf_addstr(out, ",\"relative_path\":");
+	strbuf_add_json_string(out, r->relative_path.buf, r->relative_path.len);
+	strbuf_addf(out, ",\"repository_id\":%" PRId64 ",\"generation\":%" PRId64, r->repository_id,
+		    r->generation);
+	if (r->primary.len) {
+		strbuf_addstr(out, ",\"primary\":");
+		strbuf_add_json_string(out, r->primary.buf, r->primary.len);
+		strbuf_addf(out, ",\"primary_epoch\":%" PRId64, r->primary_epoch);
+	}
+	strbuf_addstr(out, "}\n");
 }

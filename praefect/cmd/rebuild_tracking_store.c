@@ -36,6 +36,8 @@ struct found {
 	char *replica_path;           /* where it sits on the node */
 	char *relative_path;          /* from the record */
 	int64_t id, generation;
+	char *primary;                /* the primary its record names; NULL: none */
+	int64_t primary_epoch;
 	int skip;                     /* part of a conflict */
 };
 
@@ -172,6 +174,10 @@ static void read_record(struct rebuild *rb, struct grpc_channel *ch, size_t ni, 
 		f->relative_path = xstrdup(r->info->relative_path);
 		f->id = r->info->repository_id;
 		f->generation = r->info->generation;
+		if (r->info->primary && *r->info->primary) {
+			f->primary = xstrdup(r->info->primary);
+			f->primary_epoch = r->info->primary_epoch;
+		}
 	}
 	if (r)
 		gitaly__get_replica_info_response__free_unpacked(r, NULL);
@@ -297,10 +303,32 @@ static void find_conflicts(struct rebuild *rb)
 }
 
 /*
- * The repositories to record. The generation is the highest of the records;
- * the primary the first replica at it in the configuration's node order
- * (every node answered, so every one is healthy).
+ * The primary among the replicas [i, j) at generation `gen`: the one named by
+ * the latest record (highest epoch) among them, when it is itself up to date;
+ * else the first of them in the configuration's node order (every node
+ * answered, so every one is healthy). docs/technical/recovery.md.
  */
+static const struct found *pick_primary(const struct rebuild *rb, size_t i, size_t j, int64_t gen)
+{
+	const struct found *claim = NULL, *first = NULL;
+
+	for (size_t k = i; k < j; k++) {
+		const struct found *f = &rb->found[k];
+		if (f->generation != gen)
+			continue;
+		if (!first)
+			first = f;
+		if (f->primary && (!claim || f->primary_epoch > claim->primary_epoch))
+			claim = f;
+	}
+	if (claim)
+		for (size_t k = i; k < j; k++)
+			if (rb->found[k].generation == gen && !strcmp(rb->found[k].storage, claim->primary))
+				return &rb->found[k];
+	return first;
+}
+
+/* The repositories to record. The generation is the highest of the records. */
 static size_t group(struct rebuild *rb, struct rebuilt **out)
 {
 	struct rebuilt *r = NULL;
@@ -317,12 +345,10 @@ static size_t group(struct rebuild *rb, struct rebuilt **out)
 		x->first = i;
 		x->n = j - i;
 		x->generation = -1;
-		x->primary = NULL;
 		for (size_t k = i; k < j; k++)
-			if (rb->found[k].generation > x->generation) {
+			if (rb->found[k].generation > x->generation)
 				x->generation = rb->found[k].generation;
-				x->primary = &rb->found[k];
-			}
+		x->primary = pick_primary(rb, i, j, x->generation);
 	}
 	*out = r;
 	return n;
@@ -540,6 +566,7 @@ static void rebuild_release(struct rebuild *rb)
 	for (size_t i = 0; i < rb->nr_found; i++) {
 		free(rb->found[i].replica_path);
 		free(rb->found[i].relative_path);
+		free(rb->found[i].primary);
 	}
 	free(rb->found);
 	rb->found = NULL;

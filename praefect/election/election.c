@@ -64,6 +64,11 @@ static void on_primary_stored(void *arg, int status, const char *msg, const char
 		}
 	} else if (status < 0 && status != -EAGAIN) {
 		log_msgf(LOG_WARN, "storing elected primary: %s", msg ? msg : "store error");
+	} else if (status == 0 && r && r->primary && !strcmp(r->primary, w->mine)) {
+		/* the up-to-date replicas' records name the new primary (docs/technical/recovery.md) */
+		for (size_t i = 0; i < r->nr_replicas; i++)
+			if (r->replicas[i].generation == r->generation)
+				replica_info_send(w->p, r, r->replicas[i].storage, r->generation);
 	}
 	if (r)
 		r->electing = 0;

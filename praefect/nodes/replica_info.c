@@ -2,7 +2,9 @@
  * Telling a node what the tracking store now says about its replica
  * (ClusterReplicaService/SetReplicaInfo, ours): sent after the store
  * recorded a replica's generation (a write's bump, a creation, a
- * replication), off the client's path: the caller does not wait for it.
+ * replication, an election), off the client's path: the caller does not
+ * wait for it. Each record names the primary praefect knew then, with
+ * praefect's wall clock as its epoch, so a rebuild can restore it.
  * What a lost call leaves behind (a record one generation behind) is
  * described in docs/technical/recovery.md.
  */
@@ -13,6 +15,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "base/banned.h"
 
 #define REPLICA_INFO_TIMEOUT_MS 10000
@@ -33,6 +36,14 @@ static void on_replica_info(void *arg, enum grpc_code code, const char *message,
 	free(storage);
 }
 
+/* Milliseconds since 1970: epochs must compare across praefect restarts and praefects. */
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 void replica_info_send(struct praefect *p, const struct repo *r, const char *storage, int64_t generation)
 {
 	Gitaly__SetReplicaInfoRequest req = GITALY__SET_REPLICA_INFO_REQUEST__INIT;
@@ -51,6 +62,10 @@ void replica_info_send(struct praefect *p, const struct repo *r, const char *sto
 	info.relative_path = r->relative_path;
 	info.repository_id = r->id;
 	info.generation = generation;
+	if (r->primary) {
+		info.primary = r->primary;
+		info.primary_epoch = wall_ms();
+	}
 	req.repository = &repo;
 	req.info = &info;
 	len = gitaly__set_replica_info_request__get_packed_size(&req);

@@ -333,6 +333,55 @@ static void shuffle(struct node **v, size_t n)
 	}
 }
 
+/*
+ * A creation with a tracked additional repository (CreateObjectPool's origin)
+ * is routed as upstream does: the new repository goes to the nodes of the
+ * additional one, since the call reads it on each node; its primary becomes
+ * the new primary, its healthy up-to-date replicas the secondaries, its other
+ * replicas replication targets. So a pool starts on its origin's primary, and
+ * linking the origin right away finds it there (object-pools.md). Returns 1
+ * when `px` was routed or failed, 0 when there is no such repository.
+ */
+static int assign_like_additional(struct proxy *px)
+{
+	struct rpc_repo add;
+	struct repo *ar;
+	struct node *primary;
+	const char *vs = px->vs->cfg->name;
+
+	if (rpc_find_additional(px->m, (const uint8_t *)px->first.buf, px->first.len, &add) < 0 ||
+	    add.storage_len != strlen(vs) || memcmp(add.storage, vs, add.storage_len) ||
+	    !(ar = repo_by_path(px->p, vs, strlen(vs), add.relative_path, add.relative_path_len)) || !ar->primary)
+		return 0;
+	primary = vs_node(px->vs, ar->primary);
+	if (!primary || !primary->healthy) {
+		proxy_fail(px, GRPC_UNAVAILABLE, "primary gitaly is not healthy");
+		px->routing = 0;
+		return 1;
+	}
+	px->store_assignments = px->vs->cfg->default_replication_factor > 0;
+	px->primary = xstrdup(primary->cfg->storage);
+	proxy_add_dest(px, primary, 1);
+	for (size_t i = 0; i < ar->nr_replicas; i++) {
+		const char *s = ar->replicas[i].storage;
+		struct node *n = vs_node(px->vs, s);
+		if (!n || n == primary || ar->replicas[i].generation == GENERATION_UNKNOWN || !repo_assigned(ar, s))
+			continue;
+		if (is_transactional(px) && n->healthy && repo_up_to_date(ar, s)) {
+			strvec_push(&px->secondaries, s);
+			proxy_add_dest(px, n, 0);
+		} else {
+			strvec_push(&px->outdated, s);
+		}
+	}
+	if (is_transactional(px) && register_tx(px, NULL) < 0) {
+		px->routing = 0;
+		return 1;
+	}
+	proxy_forward(px);
+	return 1;
+}
+
 static void on_reserved(void *arg, int status, const char *msg, int64_t id)
 {
 	struct proxy *px = arg;
@@ -354,6 +403,10 @@ static void on_reserved(void *arg, int status, const char *msg, int64_t id)
 	px->repo_id = id;
 	replica_path_for(id, px->relative_path, &rp);
 	px->replica_path = strbuf_detach(&rp, NULL);
+	if (assign_like_additional(px)) {
+		proxy_unref(px);
+		return;
+	}
 
 	/* choose nodes: a random healthy primary, replicas by replication factor (praefect-routing.md) */
 	others = xcalloc(px->vs->nr_nodes, sizeof(*others));

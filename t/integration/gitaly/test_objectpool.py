@@ -1,6 +1,7 @@
 """ObjectPoolService against a real gitaly: a pool cloned from its origin, members linked to
 it through objects/info/alternates, fetched into, disconnected and deleted, with real git."""
 import os
+import shutil
 
 import grpc
 import pytest
@@ -302,3 +303,24 @@ def test_replication_refuses_a_target_in_another_pool(make_gitaly):
 
 def refs_of(path):
     return git("for-each-ref", "--format=%(objectname) %(refname)", cwd=path)
+
+
+def test_fetch_into_object_pool_optimizes_the_pool_afterwards(gitaly_node):
+    """As upstream, the fetch ends with the pool's housekeeping: a pool without a commit-graph
+    has one (a split chain with bloom filters) once FetchIntoObjectPool answered."""
+    origin, pool = make_pool(gitaly_node)
+    graphs = os.path.join(pool, "objects", "info", "commit-graphs")
+    shutil.rmtree(graphs, ignore_errors=True)
+    single = os.path.join(pool, "objects", "info", "commit-graph")
+    if os.path.exists(single):
+        os.unlink(single)
+    work = str(gitaly_node.repo_path("work-opt"))
+    git("clone", "-q", origin, work)
+    git("commit", "-q", "--allow-empty", "-m", "more", cwd=work)
+    git("push", "-q", origin, "HEAD:refs/heads/more", cwd=work)
+    svc(gitaly_node).FetchIntoObjectPool(op().FetchIntoObjectPoolRequest(
+        object_pool=pool_msg(gitaly_node), origin=gitaly_node.repo(ORIGIN)))
+    chain = os.path.join(graphs, "commit-graph-chain")
+    assert os.path.exists(chain)
+    git("commit-graph", "verify", cwd=pool)
+    fsck_ok(pool)

@@ -392,3 +392,99 @@ def test_fetch_source_branch_from_another_node(make_gitaly):
         assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT, msg)
     e = rpc_error(fetch_source, b, None, source, b"main", b"refs/heads/x", md)
     assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "repository not set")
+
+
+# --- ssh_key and known_hosts ----------------------------------------------------------------------
+
+FAKE_SSH = r'''#!/usr/bin/env python3
+# Stands in for ssh (no sshd here): records its options and the files they name, then runs the
+# remote command locally, as sshd would on the far side.
+import json, os, stat, subprocess, sys
+args = sys.argv[1:]
+files = {}
+for a in args:
+    for opt in ("-oIdentityFile=", "-oUserKnownHostsFile="):
+        if a.startswith(opt):
+            p = a[len(opt):]
+            st = os.stat(p)
+            files[opt] = {"path": p, "content": open(p).read(), "mode": stat.S_IMODE(st.st_mode),
+                          "dir_mode": stat.S_IMODE(os.stat(os.path.dirname(p)).st_mode)}
+with open(os.environ.get("FAKE_SSH_LOG", os.path.join(os.path.dirname(sys.argv[0]), "log")), "a") as f:
+    f.write(json.dumps({"args": args, "files": files}) + "\n")
+sys.exit(subprocess.call(["sh", "-c", args[-1]]))
+'''
+
+KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n"
+KNOWN = "example.invalid ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFakeFakeFakeFakeFakeFake\n"
+
+
+@pytest.fixture
+def ssh_node(tmp_path, make_gitaly, monkeypatch):
+    """A gitaly whose PATH finds the fake ssh first; yields (node, read_log)."""
+    bindir = tmp_path / "fakebin"
+    bindir.mkdir()
+    (bindir / "ssh").write_text(FAKE_SSH)
+    (bindir / "ssh").chmod(0o755)
+    log = bindir / "log"
+    monkeypatch.setenv("PATH", "%s:%s" % (bindir, os.environ["PATH"]))
+    node = make_gitaly("sshnode")
+
+    def read_log():
+        lines = log.read_text().splitlines() if log.exists() else []
+        if log.exists():
+            log.unlink()
+        return [__import__("json").loads(l) for l in lines]
+    return node, read_log
+
+
+def assert_ssh_options(calls, key, known):
+    assert calls, "ssh was not run"
+    for c in calls:
+        args, files = c["args"], c["files"]
+        assert ("-oIdentitiesOnly=yes" in args) == bool(key), args
+        assert ("-oStrictHostKeyChecking=yes" in args and "-oCheckHostIP=no" in args) == bool(known), args
+        if key:
+            f = files["-oIdentityFile="]
+            assert (f["content"], f["mode"], f["dir_mode"]) == (key, 0o400, 0o700)
+            assert not os.path.exists(f["path"])      # removed once the call ended
+        if known:
+            f = files["-oUserKnownHostsFile="]
+            assert (f["content"], f["mode"]) == (known, 0o400)
+            assert not os.path.exists(os.path.dirname(f["path"]))
+        if not key and not known:
+            assert files == {}
+
+
+def test_fetch_remote_over_ssh_with_a_key_and_known_hosts(ssh_node, remote_root):
+    node, read_log = ssh_node
+    src = make_bare_repo(os.path.join(remote_root, "src.git"), branches=("main", "feature"), tags=("v1",))
+    dst = make_bare_repo(node.repo_path("dst.git"), branches=("other",))
+    url = "ssh://git@example.invalid" + src
+    fetch(node, "dst.git", url, ssh_key=KEY, known_hosts=KNOWN)
+    assert refs(dst) == refs(src)
+    assert_ssh_options(read_log(), KEY, KNOWN)
+    # the key alone, then neither: plain "ssh"
+    commit_on(src, "feature", "more")
+    fetch(node, "dst.git", url, ssh_key=KEY)
+    assert refs(dst) == refs(src)
+    assert_ssh_options(read_log(), KEY, "")
+    commit_on(src, "feature", "again")
+    fetch(node, "dst.git", url)
+    assert refs(dst) == refs(src)
+    assert_ssh_options(read_log(), "", "")
+
+
+def test_update_remote_mirror_over_ssh_with_a_key_and_known_hosts(ssh_node, remote_root):
+    node, read_log = ssh_node
+    src = make_bare_repo(node.repo_path("src.git"), branches=("main", "feature"), tags=("v1",))
+    git("symbolic-ref", "HEAD", "refs/heads/main", cwd=src)
+    dst = os.path.join(remote_root, "mirror.git")
+    git("init", "-q", "--bare", dst)
+    R = pb("remote").UpdateRemoteMirrorRequest
+    req = R(repository=node.repo("src.git"), remote=R.Remote(url="ssh://git@example.invalid" + dst),
+            ssh_key=KEY, known_hosts=KNOWN)
+    node.stub("RemoteService").UpdateRemoteMirror(iter([req]), timeout=60)
+    assert heads_and_tags(dst) == heads_and_tags(src)
+    calls = read_log()
+    assert len(calls) >= 2  # ls-remote, then the push
+    assert_ssh_options(calls, KEY, KNOWN)

@@ -187,3 +187,34 @@ def test_apply_gitattributes_through_praefect_is_voted_onto_every_replica(cluste
         assert r.generation == md.generation, r.storage
         with open(os.path.join(on_disk(cluster, r.storage, md.replica_path), "info", "attributes")) as f:
             assert f.read() == "*.bin -diff\n"
+
+
+def test_a_pool_starts_on_its_origins_primary_so_linking_right_away_works(tmp_path):
+    """As upstream routes a creation with an additional repository: the pool goes to the origin's
+    nodes, its primary is the origin's primary, so GitLab's link right after the creation finds
+    the pool there (with one replica each, a pool on another node could not be linked at all)."""
+    import hashlib
+    from praefect_itest import Cluster
+    # no rebalancing: it would move origins (not their pools) between nodes under the test
+    cluster = Cluster(tmp_path, replication_factor=1, extra="[reconciliation]\nrebalance_moves = 0\n")
+    try:
+        ops = cluster.praefect.stub("ObjectPoolService")
+        for i in range(1, 7):
+            origin = "spread/origin-%d.git" % i
+            h = hashlib.sha256(str(100 + i).encode()).hexdigest()
+            pool = "@pools/%s/%s/%s.git" % (h[:2], h[2:4], h)
+            create_repo(cluster, origin)
+            src = make_bare_repo(str(tmp_path / ("src%d.git" % i)), branches=("main",), tags=(),
+                                 files={"f.txt": "%d\n" % i})
+            push(cluster, src, origin, "--all")
+            pool_repo = pb("shared").ObjectPool(repository=cluster.praefect.repo(pool))
+            ops.CreateObjectPool(op().CreateObjectPoolRequest(object_pool=pool_repo,
+                                                              origin=cluster.praefect.repo(origin)), timeout=60)
+            ops.LinkRepositoryToObjectPool(op().LinkRepositoryToObjectPoolRequest(
+                object_pool=pool_repo, repository=cluster.praefect.repo(origin)), timeout=60)
+            omd, pmd = cluster.praefect.metadata(origin), cluster.praefect.metadata(pool)
+            assert pmd.primary == omd.primary, (origin, pmd.primary, omd.primary)
+            assert [r.storage for r in pmd.replicas] == [omd.primary]
+            assert_shares_the_pool(cluster, omd.primary, omd.replica_path, pmd.replica_path)
+    finally:
+        cluster.stop()

@@ -31,6 +31,7 @@ def rebuild(cluster, *args):
 def snapshot(cluster, rel):
     md = cluster.praefect.metadata(rel)
     return {"id": md.repository_id, "replica_path": md.replica_path, "generation": md.generation,
+            "primary": md.primary,
             "replicas": {r.storage: (r.generation, r.assigned) for r in md.replicas}}
 
 
@@ -56,6 +57,18 @@ def test_a_lost_store_is_rebuilt_from_the_nodes(cluster, tmp_path, store_backend
     create_repo(cluster, PLAIN)
     src = work_repo(tmp_path, name="plain")
     push(cluster, src, PLAIN, "--all")
+    # PLAIN's primary is not the first node: a rebuild must take it from the records, not the node order
+    first = next(iter(cluster.nodes))
+    if cluster.praefect.metadata(PLAIN).primary == first:
+        cluster.nodes[first].stop()
+        wait_for(lambda: not {r.storage: r.healthy for r in cluster.praefect.metadata(PLAIN).replicas}[first],
+                 what="%s marked unhealthy" % first)
+        git("tag", "failover", "main", cwd=src)
+        push(cluster, src, PLAIN, "refs/tags/failover")
+        cluster.nodes[first].start()
+        wait_for(lambda: {r.storage: r.healthy for r in cluster.praefect.metadata(PLAIN).replicas}[first],
+                 what="%s healthy again" % first)
+        assert cluster.praefect.metadata(PLAIN).primary != first
     pooled_fork(cluster, tmp_path)
     create_repo(cluster, LAGGING)
     lsrc = work_repo(tmp_path, name="lsrc", branches=("main",), tags=())

@@ -30,8 +30,14 @@ def infos_match_store(cluster, rel, storages=None):
         if storages is not None and r.storage not in storages:
             continue
         info = replica_info(cluster, r.storage, md.replica_path)
+        if info is None:
+            return None
+        epoch = info.pop("primary_epoch", None)
+        # the record names the primary praefect knew when it wrote it, with its wall clock
         if info != {"virtual_storage": want_vs, "relative_path": rel, "repository_id": md.repository_id,
-                    "generation": r.generation}:
+                    "generation": r.generation, "primary": md.primary}:
+            return None
+        if not isinstance(epoch, int) or epoch <= 0:
             return None
     return md
 
@@ -107,6 +113,18 @@ def test_set_replica_info_refuses_bad_input_and_writes_the_whole_record(tmp_path
         assert replica_info(cluster, "gitaly-1", md.replica_path) == {
             "virtual_storage": "vs \"quoted\"\n", "relative_path": "a/\u00e9.git", "repository_id": 42,
             "generation": 9}
+        # a primary is written with its epoch; a negative epoch is refused
+        with_primary = ipb.ReplicaInfo(virtual_storage="vs", relative_path="a.git", repository_id=3, generation=1,
+                                       primary="gitaly-\u00e9", primary_epoch=1765000000000)
+        with pytest.raises(grpc.RpcError) as e:
+            stub.SetReplicaInfo(ipb.SetReplicaInfoRequest(repository=repo, info=ipb.ReplicaInfo(
+                virtual_storage="vs", relative_path="a.git", repository_id=3, generation=1, primary="x",
+                primary_epoch=-1)), timeout=10)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        stub.SetReplicaInfo(ipb.SetReplicaInfoRequest(repository=repo, info=with_primary), timeout=10)
+        assert replica_info(cluster, "gitaly-1", md.replica_path) == {
+            "virtual_storage": "vs", "relative_path": "a.git", "repository_id": 3, "generation": 1,
+            "primary": "gitaly-\u00e9", "primary_epoch": 1765000000000}
         leftovers = [f for f in os.listdir(os.path.join(node.storages["gitaly-1"], md.replica_path))
                      if "gitaly-cluster" in f and f != "gitaly-cluster.json"]
         assert leftovers == []
@@ -131,6 +149,9 @@ def test_get_replica_info_reads_the_record_back_and_refuses_a_broken_one(tmp_pat
                               repository_id=2 ** 62, generation=5)
         stub.SetReplicaInfo(ipb.SetReplicaInfoRequest(repository=repo, info=odd), timeout=10)
         assert stub.GetReplicaInfo(ipb.GetReplicaInfoRequest(repository=repo), timeout=10).info == odd
+        odd.primary, odd.primary_epoch = "gitaly-\"2\"", 2 ** 41
+        stub.SetReplicaInfo(ipb.SetReplicaInfoRequest(repository=repo, info=odd), timeout=10)
+        assert stub.GetReplicaInfo(ipb.GetReplicaInfoRequest(repository=repo), timeout=10).info == odd
 
         path = os.path.join(cluster.nodes["gitaly-1"].storages["gitaly-1"], md.replica_path, "gitaly-cluster.json")
         for broken in ['{"virtual_storage":"a","relative_path":"b","repository_id":1}',
@@ -138,6 +159,11 @@ def test_get_replica_info_reads_the_record_back_and_refuses_a_broken_one(tmp_pat
                        '{"virtual_storage":"a","relative_path":"b","repository_id":-1,"generation":1}',
                        '{"virtual_storage":"a\\u0000","relative_path":"b","repository_id":1,"generation":1}',
                        '{"virtual_storage":"a","relative_path":"b","repository_id":99999999999999999999,"generation":1}',
+                       # a primary comes with its epoch and is never empty
+                       '{"virtual_storage":"a","relative_path":"b","repository_id":1,"generation":1,"primary":"p"}',
+                       '{"virtual_storage":"a","relative_path":"b","repository_id":1,"generation":1,"primary_epoch":5}',
+                       '{"virtual_storage":"a","relative_path":"b","repository_id":1,"generation":1,"primary":"",'
+                       '"primary_epoch":5}',
                        'not json', '']:
             with open(path, "w") as f:
                 f.write(broken)
