@@ -177,8 +177,18 @@ int praefect_serve(struct praefect_config *cfg)
 	p->unhealthy_after_ms = p->cfg.unhealthy_after_ms;
 	gethostname(host, sizeof(host) - 1);
 	{
+		/* Upstream's name: host and listen address (or socket path), stable across restarts,
+		 * so health votes and write intents (recover_writes) stay this praefect's own after
+		 * a restart. See docs/technical/multi-praefect.md. */
 		struct strbuf name = STRBUF_INIT;
-		strbuf_addf(&name, "%s:%d", host, (int)getpid());
+		const char *addr = p->cfg.listen_addr && *p->cfg.listen_addr ? p->cfg.listen_addr
+			: p->cfg.socket_path ? p->cfg.socket_path : "";
+		size_t n = strlen(addr);
+
+		if (n >= 2 && !strcmp(addr + n - 2, ":0")) /* a port picked at start-up names no one */
+			strbuf_addf(&name, "%s:%s#%d", host, addr, (int)getpid());
+		else
+			strbuf_addf(&name, "%s:%s", host, addr);
 		p->name = strbuf_detach(&name, NULL);
 	}
 	log_msgf(LOG_INFO, "Starting Praefect %s", PRAEFECT_VERSION);

@@ -34,7 +34,7 @@ int pg_end_write(struct store_backend *b, struct store_op *op)
 
 /* this praefect's intents, and those from before intents had an owner ('') */
 static const char SQL_INTENT_REPOS[] =
-	"SELECT DISTINCT repository_id FROM write_intents WHERE praefect_name IN ($1, '') ORDER BY repository_id";
+	"SELECT DISTINCT repository_id FROM write_intents WHERE $1::text IS NULL OR praefect_name IN ($1, '') ORDER BY repository_id";
 static const char SQL_INTENT_REPO[] =
 	"SELECT virtual_storage, relative_path, generation, \"primary\" FROM repositories WHERE repository_id = $1";
 static const char SQL_INTENT_SOURCE[] =
@@ -42,7 +42,7 @@ static const char SQL_INTENT_SOURCE[] =
 	" ORDER BY (storage IS NOT DISTINCT FROM $3::text) DESC, storage LIMIT 1";
 static const char SQL_INTENT_TARGETS[] =
 	"SELECT storage FROM storage_repositories WHERE repository_id = $1 AND storage <> $2 ORDER BY storage";
-static const char SQL_DELETE_INTENTS[] = "DELETE FROM write_intents WHERE praefect_name IN ($1, '')";
+static const char SQL_DELETE_INTENTS[] = "DELETE FROM write_intents WHERE $1::text IS NULL OR praefect_name IN ($1, '')";
 
 static int verify_repository(struct pg_backend *g, struct store_op *op, int64_t id, int64_t *queued)
 {

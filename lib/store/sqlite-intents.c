@@ -35,7 +35,7 @@ int sq_end_write(struct store_backend *b, struct store_op *op)
 
 /* this praefect's intents, and those from before intents had an owner ('') */
 static const char SQL_INTENT_REPOS[] =
-	"SELECT DISTINCT repository_id FROM write_intents WHERE praefect_name IN (?1, '') ORDER BY repository_id";
+	"SELECT DISTINCT repository_id FROM write_intents WHERE ?1 IS NULL OR praefect_name IN (?1, '') ORDER BY repository_id";
 static const char SQL_INTENT_REPO[] =
 	"SELECT virtual_storage, relative_path, generation, \"primary\" FROM repositories WHERE repository_id = ?1";
 /* the primary when it is at the repository's generation, else the first replica that is */
@@ -44,7 +44,7 @@ static const char SQL_INTENT_SOURCE[] =
 	" ORDER BY storage IS ?3 DESC, storage LIMIT 1";
 static const char SQL_INTENT_TARGETS[] =
 	"SELECT storage FROM storage_repositories WHERE repository_id = ?1 AND storage <> ?2 ORDER BY storage";
-static const char SQL_DELETE_INTENTS[] = "DELETE FROM write_intents WHERE praefect_name IN (?1, '')";
+static const char SQL_DELETE_INTENTS[] = "DELETE FROM write_intents WHERE ?1 IS NULL OR praefect_name IN (?1, '')";
 
 /* Forced jobs from the repository's best source to every other replica; counts them in `queued`. */
 static int verify_repository(struct sqlite_backend *q, struct store_op *op, int64_t id, int64_t *queued)

@@ -760,7 +760,7 @@ void store_recover_writes(struct store *s, const char *praefect_name, store_coun
 {
 	struct store_op *op = op_new(STORE_OP_RECOVER_WRITES, arg);
 	op->cb.count = cb;
-	op->in.praefect = store_op_keep(op, praefect_name ? praefect_name : "");
+	op->in.praefect = praefect_name ? store_op_keep(op, praefect_name) : NULL; /* NULL: every one */
 	submit(s, op);
 }
 

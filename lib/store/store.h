@@ -220,7 +220,9 @@ void store_end_write(struct store *s, int64_t intent, store_done_fn cb, void *ar
  * jobs (verify) from the repository's primary, or the first replica at the
  * repository's generation when the primary is not, to every other replica;
  * then delete those intents. Other praefects' intents are writes they may
- * still have in flight and are left alone. One transaction. `cb` gets the
+ * still have in flight and are left alone; a NULL `praefect_name` takes every
+ * intent (the embedded store, whose one praefect wrote them all under
+ * whatever name each of its runs had). One transaction. `cb` gets the
  * number of jobs queued.
  */
 void store_recover_writes(struct store *s, const char *praefect_name, store_count_fn cb, void *arg);

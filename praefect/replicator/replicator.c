@@ -936,7 +936,7 @@ int replicator_start(struct praefect *p)
 	 * progress may be other praefects' live ones: only those whose lock
 	 * went unrefreshed for the stale period are released.
 	 */
-	store_recover_writes(p->store, p->name, on_writes_recovered, p);
+	store_recover_writes(p->store, store_is_shared(p->store) ? p->name : NULL, on_writes_recovered, p);
 	store_acknowledge_stale(p->store, store_is_shared(p->store) ? p->cfg.replication_stale_ms : 0,
 				on_stale_released, p);
 	for (size_t i = 0; i < rp->nr; i++)

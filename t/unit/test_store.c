@@ -929,6 +929,14 @@ static void test_recover_writes(void **state)
 	assert_int_equal(R.val, 1);
 	assert_int_equal(sql_int("SELECT COUNT(*) FROM write_intents"), 0);
 	sql_exec("DELETE FROM replication_queue WHERE relative_path = 'c.git'");
+	/* no name (the embedded store's one praefect, restarted under another name) takes them all */
+	begin_write_as("p2", 3, &st);
+	begin_write_as("p3", 3, &st);
+	store_recover_writes(F->s, NULL, on_val, reset());
+	assert_int_equal(done_call(), 0);
+	assert_int_equal(R.val, 1);
+	assert_int_equal(sql_int("SELECT COUNT(*) FROM write_intents"), 0);
+	sql_exec("DELETE FROM replication_queue WHERE relative_path = 'c.git'");
 	/* and the flag comes back with the job */
 	assert_string_equal(dequeue("vs", "s2", 10), "update vs/a.git s1->s2 in_progress 2");
 	assert_int_equal(last_force[0], 1);
