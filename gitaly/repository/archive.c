@@ -214,12 +214,12 @@ static void ar_run(struct archive *x)
  * Upstream has git smudge the archived LFS pointers through its
  * gitaly-lfs-smudge filter, which fetches each object from GitLab's internal
  * API. We fetch them first, from the loop: the pointers in the archived tree
- * (blobs of at most 200 bytes that read as pointers), one GET
+ * (blobs of at most 1024 bytes, git-lfs's cut-off, that read as pointers), one GET
  * /lfs?gl_repository=...&oid=... each, a 200 answer's body saved in a
  * directory of this call; then git archive runs with a smudge filter that
  * prints the saved object for a pointer and the input itself otherwise.
  */
-#define LFS_POINTER_MAX 200
+#define LFS_POINTER_MAX 1024
 #define LFS_LISTING_MAX (64u * 1024 * 1024)
 
 /* The "oid sha256:<64 hex>" of a Git LFS pointer; 0 when `b` is not one. */
