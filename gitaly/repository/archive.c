@@ -373,6 +373,10 @@ static void lfs_read(void *arg, int status, struct strbuf *out, struct strbuf *e
 		char oid[65];
 		if (!nl || !(sp = memrchr(p, ' ', (size_t)(nl - p))))
 			break;
+		if (nl - sp - 1 == 7 && !memcmp(sp + 1, "missing", 7)) {
+			p = nl + 1;   /* "<oid> missing": no data follows */
+			continue;
+		}
 		size = strtoul(sp + 1, NULL, 10);
 		p = nl + 1;
 		if (size > (size_t)(end - p))
