@@ -28,6 +28,8 @@ packages=(
 	nghttp2-client nginx hyperfine procps
 	# several praefects behind one balancer (t/integration/praefect/test_multi_praefect.py)
 	haproxy
+	# GPG signing keys and signed commits (t/integration/gitaly/test_commit_signer.py)
+	gnupg
 )
 
 missing=()

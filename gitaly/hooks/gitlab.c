@@ -10,6 +10,7 @@
 #include <openssl/hmac.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Rails answers are small JSON documents; anything bigger is not one. */
 #define GITLAB_MAX_BODY (1024 * 1024)
@@ -34,6 +35,7 @@ struct gitlab_req {
 	struct strbuf url, unix_path, json;
 	char errbuf[CURL_ERROR_SIZE];
 	int too_big;
+	int out_fd;                /* >= 0: the body goes to this file, uncapped */
 	gitlab_done_fn done;
 	void *arg;
 };
@@ -241,6 +243,18 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userp)
 {
 	struct gitlab_req *r = userp;
 	size_t n = size * nmemb;
+	if (r->out_fd >= 0) {
+		/* a local file: a short write is a full disk, and ends the transfer */
+		for (size_t off = 0; off < n;) {
+			ssize_t w = write(r->out_fd, data + off, n - off);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				return 0;
+			off += (size_t)w;
+		}
+		return n;
+	}
 	if (r->body.len + n > GITLAB_MAX_BODY) {
 		r->too_big = 1;
 		return 0;
@@ -298,8 +312,8 @@ static int build_url(struct gitaly *g, const char *path, struct strbuf *url, str
 	return 0;
 }
 
-struct gitlab_req *gitlab_post(struct gitaly *g, const char *path, const char *json,
-			       gitlab_done_fn done, void *arg, struct strbuf *err)
+static struct gitlab_req *req_start(struct gitaly *g, const char *path, const char *json, int out_fd,
+				    gitlab_done_fn done, void *arg, struct strbuf *err)
 {
 	struct gitlab_req *r = xcalloc(1, sizeof(*r));
 	struct strbuf hdr = STRBUF_INIT, tok = STRBUF_INIT;
@@ -307,6 +321,7 @@ struct gitlab_req *gitlab_post(struct gitaly *g, const char *path, const char *j
 							 : GITLAB_DEFAULT_TIMEOUT_MS;
 
 	r->g = g;
+	r->out_fd = out_fd;
 	r->done = done;
 	r->arg = arg;
 	strbuf_init(&r->body, 0);
@@ -394,6 +409,18 @@ struct gitlab_req *gitlab_post(struct gitaly *g, const char *path, const char *j
 		return NULL;
 	}
 	return r;
+}
+
+struct gitlab_req *gitlab_post(struct gitaly *g, const char *path, const char *json,
+			       gitlab_done_fn done, void *arg, struct strbuf *err)
+{
+	return req_start(g, path, json, -1, done, arg, err);
+}
+
+struct gitlab_req *gitlab_get_file(struct gitaly *g, const char *path, int fd, gitlab_done_fn done, void *arg,
+				   struct strbuf *err)
+{
+	return req_start(g, path, NULL, fd, done, arg, err);
 }
 
 void gitlab_cancel(struct gitlab_req *r)

@@ -169,6 +169,13 @@ int gitlab_configured(const struct gitaly *g);
  */
 struct gitlab_req *gitlab_post(struct gitaly *g, const char *path, const char *json,
 			       gitlab_done_fn done, void *arg, struct strbuf *err);
+/*
+ * GET <url>/api/v4/internal<path> as gitlab_post() does, the body written to
+ * `fd` (a file the caller opened and closes) instead of kept: no cap, and
+ * `body` in `done` is empty. A failed write ends the request with an error.
+ */
+struct gitlab_req *gitlab_get_file(struct gitaly *g, const char *path, int fd, gitlab_done_fn done, void *arg,
+				   struct strbuf *err);
 void gitlab_cancel(struct gitlab_req *r);
 /* The "Gitlab-Shell-Api-Request" token: HS256 JWT, issuer gitlab-shell, valid one minute. */
 void gitlab_jwt(const char *secret, time_t now, struct strbuf *out);

@@ -8,6 +8,7 @@
  * (docs/technical/commit-signing.md).
  */
 #include "read/read.h"
+#include "read/pgpsig.h"
 #include "read/sshsig.h"
 #include "base/fs.h"
 #include "base/util.h"
@@ -16,6 +17,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Go's %q for an ASCII-ish string: quotes, backslash escapes, \xNN for the rest. */
 static void go_quote(struct strbuf *sb, const char *s, size_t len)
@@ -111,16 +113,21 @@ struct signatures {
 	Gitaly__GetCommitSignaturesRequest *req;
 	size_t next;
 	int waiting;
-	/* [git] signing_key first, then rotated_signing_keys; NULL for a GPG key */
-	struct sshsig_key **keys;
+	/* [git] signing_key first, then rotated_signing_keys; one of each pair is set */
+	struct sig_key {
+		struct sshsig_key *ssh;
+		struct pgpsig_key *pgp;
+	} *keys;
 	size_t nr_keys;
 };
 
 static void sig_free(struct rd *rd)
 {
 	struct signatures *x = (struct signatures *)rd;
-	for (size_t i = 0; i < x->nr_keys; i++)
-		sshsig_key_free(x->keys[i]);
+	for (size_t i = 0; i < x->nr_keys; i++) {
+		sshsig_key_free(x->keys[i].ssh);
+		pgpsig_key_free(x->keys[i].pgp);
+	}
 	free(x->keys);
 }
 
@@ -129,9 +136,8 @@ static void sig_free(struct rd *rd)
 
 /*
  * Read every configured key, as upstream does on each call. A file that
- * cannot be read or an SSH key that does not parse fails the call; a GPG key
- * is kept as NULL: we cannot check OpenPGP signatures, so it never matches
- * (docs/technical/commit-signing.md, "What is left").
+ * cannot be read or a key that does not parse fails the call
+ * (docs/technical/commit-signing.md).
  */
 static int sig_load_keys(struct signatures *x, struct strbuf *msg)
 {
@@ -154,9 +160,15 @@ static int sig_load_keys(struct signatures *x, struct strbuf *msg)
 			break;
 		}
 		x->nr_keys++;
-		if (!sshsig_is_ssh_key(buf.buf, buf.len))
+		if (!sshsig_is_ssh_key(buf.buf, buf.len)) {
+			const char *why = "";
+			if (!(x->keys[i].pgp = pgpsig_key_parse((const uint8_t *)buf.buf, buf.len, &why))) {
+				strbuf_addf(msg, "failed to parse signing key: read entity: %s", why);
+				break;
+			}
 			continue;
-		if (!(x->keys[i] = sshsig_key_parse(buf.buf, buf.len))) {
+		}
+		if (!(x->keys[i].ssh = sshsig_key_parse(buf.buf, buf.len))) {
 			strbuf_addf(msg, "failed to parse signing key: parse private key: \"%s\" is not an unencrypted OpenSSH key", path);
 			break;
 		}
@@ -168,9 +180,13 @@ static int sig_load_keys(struct signatures *x, struct strbuf *msg)
 static Gitaly__GetCommitSignaturesResponse__Signer sig_signer(struct signatures *x, const struct strbuf *sig,
 							      const struct strbuf *text)
 {
-	for (size_t i = 0; i < x->nr_keys; i++)
-		if (x->keys[i] && !sshsig_verify(x->keys[i], sig->buf, sig->len, text->buf, text->len))
+	int64_t now = (int64_t)time(NULL);
+	for (size_t i = 0; i < x->nr_keys; i++) {
+		const struct sig_key *k = &x->keys[i];
+		if ((k->ssh && !sshsig_verify(k->ssh, sig->buf, sig->len, text->buf, text->len)) ||
+		    (k->pgp && !pgpsig_verify(k->pgp, sig->buf, sig->len, text->buf, text->len, now)))
 			return GITALY__GET_COMMIT_SIGNATURES_RESPONSE__SIGNER__SIGNER_SYSTEM;
+	}
 	return GITALY__GET_COMMIT_SIGNATURES_RESPONSE__SIGNER__SIGNER_USER;
 }
 

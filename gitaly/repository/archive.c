@@ -7,11 +7,19 @@
  */
 #include "repository/repository.h"
 #include "read/read.h"
+#include "hooks/hooks.h"
+#include "base/fs.h"
+#include "base/log.h"
 #include "base/util.h"
 #include "repository.pb-c.h"
 
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Output of the existence check: one short line per looked-up name. */
 #define CHECK_OUT_MAX (1024 * 1024)
@@ -24,7 +32,16 @@ struct archive {
 	struct strvec names;         /* what was looked up, in order */
 	struct git_cmd *cmd;         /* git archive, NULL once it exited */
 	int paused, failed;
+	/* include_lfs_blobs (docs/technical/gitaly-repository.md, "Archives") */
+	struct strbuf lfs_dir;       /* the objects fetched for this call; removed at the end */
+	struct strvec lfs_oids;      /* distinct pointer oids, fetched in order */
+	size_t lfs_next;
+	int lfs_fd;
+	struct gitlab_req *lfs_req;
+	struct strbuf lfs_smudge;    /* filter.lfs.smudge=... */
 };
+
+static void lfs_remove_dir(struct archive *x);
 
 static void ar_free(struct rd *rd)
 {
@@ -33,6 +50,10 @@ static void ar_free(struct rd *rd)
 	strvec_clear(&x->exclude);
 	strbuf_release(&x->check_in);
 	strvec_clear(&x->names);
+	lfs_remove_dir(x);
+	strbuf_release(&x->lfs_dir);
+	strvec_clear(&x->lfs_oids);
+	strbuf_release(&x->lfs_smudge);
 }
 
 static void ar_cancel(struct gitaly_call *c)
@@ -40,6 +61,14 @@ static void ar_cancel(struct gitaly_call *c)
 	struct archive *x = container_of(c, struct archive, rd.base);
 	if (x->cmd)
 		git_cmd_stop(x->cmd);
+	if (x->lfs_req) {
+		gitlab_cancel(x->lfs_req);   /* its callback never fires: drop its hold here */
+		x->lfs_req = NULL;
+		if (x->lfs_fd >= 0)
+			close(x->lfs_fd);
+		x->lfs_fd = -1;
+		gitaly_call_drop(&x->rd.base);
+	}
 }
 
 /*
@@ -124,7 +153,7 @@ static void ar_run(struct archive *x)
 	Gitaly__GetArchiveRequest *req = x->rd.req;
 	struct strvec flags = STRVEC_INIT, args = STRVEC_INIT, paths = STRVEC_INIT;
 	struct strbuf msg = STRBUF_INIT;
-	const char *config[1];
+	const char *config[3];
 	struct git_call gc;
 	size_t nr_config = 0;
 
@@ -144,6 +173,10 @@ static void ar_run(struct archive *x)
 	default:
 		strvec_push(&flags, "--format=zip");
 		break;
+	}
+	if (x->lfs_smudge.len) {
+		config[nr_config++] = x->lfs_smudge.buf;
+		config[nr_config++] = "filter.lfs.required=false";
 	}
 	strvec_pushf(&flags, "--prefix=%s/", req->prefix ? req->prefix : "");
 	if (!req->elide_path) {
@@ -173,6 +206,272 @@ static void ar_run(struct archive *x)
 	strvec_clear(&args);
 	strvec_clear(&paths);
 	strbuf_release(&msg);
+}
+
+/*
+ * --- include_lfs_blobs ---
+ *
+ * Upstream has git smudge the archived LFS pointers through its
+ * gitaly-lfs-smudge filter, which fetches each object from GitLab's internal
+ * API. We fetch them first, from the loop: the pointers in the archived tree
+ * (blobs of at most 1024 bytes, git-lfs's cut-off, that read as pointers), one GET
+ * /lfs?gl_repository=...&oid=... each, a 200 answer's body saved in a
+ * directory of this call; then git archive runs with a smudge filter that
+ * prints the saved object for a pointer and the input itself otherwise.
+ */
+#define LFS_POINTER_MAX 1024
+#define LFS_LISTING_MAX (64u * 1024 * 1024)
+
+/* The "oid sha256:<64 hex>" of a Git LFS pointer; 0 when `b` is not one. */
+static int lfs_pointer_oid(const char *b, size_t len, char oid[65])
+{
+	static const char version[] = "version https://git-lfs.github.com/spec/v1\n";
+	static const char key[] = "\noid sha256:";
+	const char *p, *size;
+	if (len < sizeof(version) - 1 || memcmp(b, version, sizeof(version) - 1) || b[len - 1] != '\n')
+		return 0;
+	for (p = b; p + sizeof(key) - 1 + 65 <= b + len; p++)
+		if (!memcmp(p, key, sizeof(key) - 1))
+			break;
+	if (p + sizeof(key) - 1 + 65 > b + len)
+		return 0;
+	p += sizeof(key) - 1;
+	for (int i = 0; i < 64; i++)
+		if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+			return 0;
+	if (p[64] != '\n')
+		return 0;
+	/* and a size line with digits */
+	if (!(size = memmem(b, len, "\nsize ", 6)) || size + 7 >= b + len || size[6] < '0' || size[6] > '9')
+		return 0;
+	memcpy(oid, p, 64);
+	oid[64] = '\0';
+	return 1;
+}
+
+static void lfs_remove_dir(struct archive *x)
+{
+	if (x->lfs_dir.len)
+		fs_remove_tree(x->lfs_dir.buf);
+	strbuf_reset(&x->lfs_dir);
+}
+
+/* Single quotes for sh. */
+static void sq_quote(struct strbuf *sb, const char *s)
+{
+	strbuf_addch(sb, '\'');
+	for (; *s; s++) {
+		if (*s == '\'')
+			strbuf_addstr(sb, "'\\''");
+		else
+			strbuf_addch(sb, *s);
+	}
+	strbuf_addch(sb, '\'');
+}
+
+/* Every object fetched (or not): the filter, then git archive. */
+static void lfs_fetched(struct archive *x)
+{
+	static const char script[] =
+		"d=\"$(dirname \"$0\")\"; t=\"$(mktemp \"$d/in.XXXXXX\")\" || exit 1; cat >\"$t\" || exit 1\n"
+		"o=\"$(sed -n 's/^oid sha256:\\([0-9a-f]\\{64\\}\\)$/\\1/p' \"$t\" | head -n 1)\"\n"
+		"if [ -n \"$o\" ] && [ -f \"$d/obj-$o\" ]; then cat \"$d/obj-$o\"; else cat \"$t\"; fi\n"
+		"r=$?; rm -f \"$t\"; exit $r\n";
+	struct strbuf path = STRBUF_INIT;
+	int rc;
+	strbuf_addf(&path, "%s/smudge.sh", x->lfs_dir.buf);
+	if ((rc = fs_write_atomic(path.buf, script, sizeof(script) - 1, 0600)) < 0) {
+		rd_finish(&x->rd, GRPC_INTERNAL, "setting up smudge environment: %s", strerror(-rc));
+	} else {
+		strbuf_addstr(&x->lfs_smudge, "filter.lfs.smudge=sh ");
+		sq_quote(&x->lfs_smudge, path.buf);
+		ar_run(x);
+	}
+	strbuf_release(&path);
+}
+
+static void lfs_get_next(struct archive *x);
+
+static void lfs_got(void *arg, long status, const char *content_type, const struct strbuf *body, const char *error)
+{
+	struct archive *x = arg;
+	const char *oid = x->lfs_oids.v[x->lfs_next++];
+	struct strbuf part = STRBUF_INIT, final = STRBUF_INIT;
+	(void)content_type, (void)body;
+	x->lfs_req = NULL;
+	close(x->lfs_fd);
+	x->lfs_fd = -1;
+	strbuf_addf(&part, "%s/part-%s", x->lfs_dir.buf, oid);
+	strbuf_addf(&final, "%s/obj-%s", x->lfs_dir.buf, oid);
+	/* upstream keeps the pointer when GitLab does not answer 200 */
+	if (status == 200 && !error) {
+		if (rename(part.buf, final.buf) < 0)
+			unlink(part.buf);
+	} else {
+		unlink(part.buf);
+		log_msgf(LOG_WARN, "GetArchive: LFS object %s not fetched: %s%ld", oid, error ? error : "status ",
+			 error ? 0L : status);
+	}
+	strbuf_release(&part);
+	strbuf_release(&final);
+	if (x->rd.base.call)
+		lfs_get_next(x);
+	gitaly_call_drop(&x->rd.base);
+}
+
+static void lfs_get_next(struct archive *x)
+{
+	const Gitaly__Repository *repo = x->rd.repo;
+	struct strbuf path = STRBUF_INIT, err = STRBUF_INIT;
+	char *gl, *oid;
+	if (x->lfs_next == x->lfs_oids.nr) {
+		lfs_fetched(x);
+		return;
+	}
+	strbuf_addf(&path, "%s/part-%s", x->lfs_dir.buf, x->lfs_oids.v[x->lfs_next]);
+	x->lfs_fd = open(path.buf, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (x->lfs_fd < 0) {
+		rd_finish(&x->rd, GRPC_INTERNAL, "saving LFS object: %s", strerror(errno));
+		goto out;
+	}
+	/* url.Values.Encode: keys sorted, values query-escaped */
+	gl = curl_easy_escape(NULL, repo && repo->gl_repository ? repo->gl_repository : "", 0);
+	oid = curl_easy_escape(NULL, x->lfs_oids.v[x->lfs_next], 0);
+	strbuf_reset(&path);
+	strbuf_addf(&path, "/lfs?gl_repository=%s&oid=%s", gl ? gl : "", oid ? oid : "");
+	curl_free(gl);
+	curl_free(oid);
+	gitaly_call_hold(&x->rd.base);
+	if (!(x->lfs_req = gitlab_get_file(x->rd.base.g, path.buf, x->lfs_fd, lfs_got, x, &err))) {
+		x->rd.base.holds--;
+		close(x->lfs_fd);
+		x->lfs_fd = -1;
+		rd_finish(&x->rd, GRPC_INTERNAL, "error loading LFS object: %s", err.buf);
+	}
+out:
+	strbuf_release(&path);
+	strbuf_release(&err);
+}
+
+/* `git cat-file --batch` of the small blobs: keep the pointers' oids. */
+static void lfs_read(void *arg, int status, struct strbuf *out, struct strbuf *err)
+{
+	struct archive *x = arg;
+	const char *p = out->buf, *end = out->buf + out->len;
+	struct strbuf dir = STRBUF_INIT, msg = STRBUF_INIT;
+	const struct gitaly_storage *st;
+	(void)err;
+	if (!x->rd.base.call)
+		goto out;
+	if (status != 0) {
+		rd_finish(&x->rd, GRPC_INTERNAL, "reading LFS pointers: cat-file exited with %d", status);
+		goto out;
+	}
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p)), *sp;
+		unsigned long size;
+		char oid[65];
+		if (!nl || !(sp = memrchr(p, ' ', (size_t)(nl - p))))
+			break;
+		if (nl - sp - 1 == 7 && !memcmp(sp + 1, "missing", 7)) {
+			p = nl + 1;   /* "<oid> missing": no data follows */
+			continue;
+		}
+		size = strtoul(sp + 1, NULL, 10);
+		p = nl + 1;
+		if (size > (size_t)(end - p))
+			break;
+		if (lfs_pointer_oid(p, size, oid)) {
+			int seen = 0;
+			for (size_t i = 0; i < x->lfs_oids.nr && !seen; i++)
+				seen = !strcmp(x->lfs_oids.v[i], oid);
+			if (!seen)
+				strvec_push(&x->lfs_oids, oid);
+		}
+		p += size + 1;
+	}
+	if (!x->lfs_oids.nr) {
+		ar_run(x);
+		goto out;
+	}
+	if (gitaly_storage(x->rd.base.g, x->rd.repo->storage_name, &st, &msg) != GRPC_OK ||
+	    gitaly_tmp_dir(x->rd.base.g, st, &dir) < 0) {
+		rd_finish(&x->rd, GRPC_INTERNAL, "setting up smudge environment: no temporary directory");
+		goto out;
+	}
+	strbuf_addf(&x->lfs_dir, "%s/archive-lfs-XXXXXX", dir.buf);
+	if (!mkdtemp(x->lfs_dir.buf)) {
+		strbuf_reset(&x->lfs_dir);
+		rd_finish(&x->rd, GRPC_INTERNAL, "setting up smudge environment: %s", strerror(errno));
+		goto out;
+	}
+	lfs_get_next(x);
+out:
+	strbuf_release(&dir);
+	strbuf_release(&msg);
+	gitaly_call_drop(&x->rd.base);
+}
+
+/* `git ls-tree -r -l -z` of what is archived: the blobs small enough to be pointers. */
+static void lfs_listed(struct rd *rd, int status, struct strbuf *out, struct strbuf *err)
+{
+	static const char *const flags[] = { "--batch", NULL };
+	struct archive *x = (struct archive *)rd;
+	const char *p = out->buf, *end = out->buf + out->len;
+	struct strbuf msg = STRBUF_INIT;
+	struct git_call gc;
+	(void)err;
+	if (status != 0) {
+		rd_finish(rd, GRPC_INTERNAL, "listing LFS pointers: ls-tree exited with %d", status);
+		return;
+	}
+	strbuf_reset(&x->check_in);
+	/* "<mode> SP <type> SP <oid> SP <size>\t<path>\0" */
+	while (p < end) {
+		const char *z = memchr(p, '\0', (size_t)(end - p)), *t1, *t2, *t3;
+		if (!z)
+			break;
+		t1 = memchr(p, ' ', (size_t)(z - p));
+		t2 = t1 ? memchr(t1 + 1, ' ', (size_t)(z - t1 - 1)) : NULL;
+		t3 = t2 ? memchr(t2 + 1, ' ', (size_t)(z - t2 - 1)) : NULL;
+		if (t3 && t2 - t1 - 1 == 4 && !memcmp(t1 + 1, "blob", 4)) {
+			const char *sz = t3 + 1;
+			while (*sz == ' ')
+				sz++;
+			if (strtoul(sz, NULL, 10) <= LFS_POINTER_MAX) {
+				strbuf_add(&x->check_in, t2 + 1, (size_t)(t3 - t2 - 1));
+				strbuf_addch(&x->check_in, '\n');
+			}
+		}
+		p = z + 1;
+	}
+	if (!x->check_in.len) {
+		ar_run(x);
+		return;
+	}
+	rd_git_call(rd, &gc, "cat-file");
+	gc.flags = flags;
+	gitaly_call_hold(&rd->base);
+	if (gitaly_git_capture(rd->base.g, &gc, x->check_in.buf, x->check_in.len, LFS_LISTING_MAX, lfs_read, x,
+			       NULL, &msg) < 0) {
+		rd->base.holds--;
+		rd_finish(rd, GRPC_INTERNAL, "%s", msg.buf);
+	}
+	strbuf_release(&msg);
+}
+
+static void lfs_list(struct archive *x)
+{
+	static const char *const flags[] = { "-r", "-l", "-z", "--full-tree", NULL };
+	Gitaly__GetArchiveRequest *req = x->rd.req;
+	const char *args[2] = { req->commit_id, NULL };
+	const char *paths[2] = { x->path.buf, NULL };
+	struct git_call gc;
+	rd_git_call(&x->rd, &gc, "ls-tree");
+	gc.flags = flags;
+	gc.args = args;
+	gc.paths = paths;
+	rd_capture(&x->rd, &gc, LFS_LISTING_MAX, lfs_listed);
 }
 
 /* --- preconditions: the path and each exclude exist in the commit --- */
@@ -255,7 +554,10 @@ static void checked(void *arg, int status, struct strbuf *out, struct strbuf *er
 		}
 		strbuf_release(&prefix);
 	}
-	ar_run(x);
+	if (req->include_lfs_blobs && gitlab_configured(x->rd.base.g))
+		lfs_list(x);
+	else
+		ar_run(x);
 out:
 	gitaly_call_drop(&x->rd.base);
 }
@@ -301,6 +603,10 @@ void reposvc_get_archive(struct grpc_call *call, const uint8_t *buf, size_t len,
 	strvec_init(&x->exclude);
 	strbuf_init(&x->check_in, 0);
 	strvec_init(&x->names);
+	strbuf_init(&x->lfs_dir, 0);
+	strvec_init(&x->lfs_oids);
+	strbuf_init(&x->lfs_smudge, 0);
+	x->lfs_fd = -1;
 	x->rd.on_free = ar_free;
 	x->rd.on_writable = ar_writable;
 	x->rd.base.cancel = ar_cancel;
@@ -323,11 +629,6 @@ void reposvc_get_archive(struct grpc_call *call, const uint8_t *buf, size_t len,
 		rd_finish(&x->rd, GRPC_INVALID_ARGUMENT, "invalid format");
 		goto out;
 	}
-	/*
-	 * include_lfs_blobs: upstream smudges LFS pointers with objects fetched
-	 * from GitLab's internal API, and keeps a pointer whose object cannot be
-	 * fetched. We have no such client: pointers stay as they are.
-	 */
 	ar_check(x);
 out:
 	strbuf_release(&msg);

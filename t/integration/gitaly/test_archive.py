@@ -121,7 +121,7 @@ def test_paths_excludes_and_elision(node, facts):
     assert "/subdir/subsubdir/subsubfile" in names(data)
 
 
-def test_lfs_pointers_are_kept(node, facts):
+def test_lfs_pointers_are_kept_by_a_node_without_a_gitlab_url(node, facts):
     data = archive(node, commit_id=facts["commit"], prefix="p", format=F().TAR, include_lfs_blobs=True)
     assert contents(data)["p/pointer.lfs"] == POINTER
 

@@ -58,10 +58,58 @@ def world(tmp_path_factory):
     # a key gitaly cannot use: encrypted with a passphrase
     enc = os.path.join(base, "key_encrypted")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "secret", "-f", enc], check=True, capture_output=True)
-    gpg = os.path.join(base, "key.gpg")
-    with open(gpg, "w") as f:
-        f.write("-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nnot checked by us\n-----END PGP PRIVATE KEY BLOCK-----\n")
-    return {"base": base, "bare": bare, "keys": keys, "ids": ids, "encrypted": enc, "gpg": gpg}
+    gpg = _gpg_world(base, work, bare, ids)
+    return {"base": base, "bare": bare, "keys": keys, "ids": ids, "encrypted": enc, "gpg": gpg["ed25519"],
+            "gpgkeys": gpg}
+
+
+def _gpg_world(base, work, bare, ids):
+    """GPG keys made by gpg in a throw-away GNUPGHOME, exported as binary key files, and commits git signed with them."""
+    home = os.path.join(base, "gnupg")
+    os.mkdir(home, 0o700)
+    env = dict(os.environ, GNUPGHOME=home)
+    # the expired key is made and used in 2020 (gpg's faked clock), valid for a day
+    wrap = os.path.join(base, "gpg-2020")
+    with open(wrap, "w") as f:
+        f.write('#!/bin/sh\nexec gpg --faked-system-time 20200101T000000 "$@"\n')
+    os.chmod(wrap, 0o755)
+
+    def gpg(*args, prog="gpg"):
+        return subprocess.run([prog, "--batch", "--pinentry-mode", "loopback", "--passphrase", "", *args],
+                              env=env, check=True, capture_output=True).stdout
+
+    def fpr(uid):
+        for line in gpg("--with-colons", "--list-keys", uid).decode().splitlines():
+            if line.startswith("fpr:"):
+                return line.split(":")[9]
+
+    made = {"ed25519": ("ed25519", "sign"), "rsa": ("rsa2048", "sign"), "other": ("ed25519", "sign"),
+            "sub": ("ed25519", "cert"), "expired": ("ed25519", "sign")}
+    files, fprs = {}, {}
+    for name, (algo, usage) in made.items():
+        uid = "%s <%s@example.com>" % (name, name)
+        gpg("--quick-gen-key", uid, algo, usage, "1d" if name == "expired" else "never",
+            prog=wrap if name == "expired" else "gpg")
+        fprs[name] = fpr(uid)
+    # "sub": a certify-only primary key with an ECDSA signing subkey, which gpg signs with
+    gpg("--quick-add-key", fprs["sub"], "nistp256/ecdsa", "sign", "never")
+    for name in made:
+        files[name] = os.path.join(base, "gpg_" + name)
+        with open(files[name], "wb") as f:
+            f.write(gpg("--export-secret-keys", fprs[name]))
+    files["ed25519_public"] = os.path.join(base, "gpg_ed25519_public")
+    with open(files["ed25519_public"], "wb") as f:
+        f.write(gpg("--export", fprs["ed25519"]))
+    files["armored"] = os.path.join(base, "gpg_armored")
+    with open(files["armored"], "wb") as f:
+        f.write(gpg("--armor", "--export-secret-keys", fprs["ed25519"]))
+    for name in made:
+        prog = wrap if name == "expired" else "gpg"
+        subprocess.run(["git", "-c", "gpg.program=" + prog, "-c", "user.signingkey=" + fprs[name], "commit", "-q",
+                        "-S", "--allow-empty", "-m", "gpg " + name], cwd=work, env=env, check=True)
+        ids["gpg_" + name] = git("rev-parse", "HEAD", cwd=work).strip()
+    git("--git-dir", bare, "fetch", "-q", work, "+main:refs/heads/main")
+    return files
 
 
 def _node(tmp_path, world, name, primary, rotated=()):
@@ -103,10 +151,47 @@ def test_ecdsa_signing_keys_and_nodes_without_keys(tmp_path, world):
             {ids["ecdsa"]: SYSTEM, ids["ecdsa384"]: SYSTEM, ids["ed25519"]: USER}
     finally:
         node.stop()
-    # a GPG key is accepted, but we cannot check OpenPGP signatures: every SSH signature is the user's
+    # a GPG signing key never matches an SSH signature
     node = _node(tmp_path, world, "c", world["gpg"])
     try:
         assert _signers(node, [ids["ed25519"]]) == {ids["ed25519"]: USER}
+    finally:
+        node.stop()
+
+
+def test_commits_git_signed_with_a_gpg_signing_key_or_a_rotated_one_are_system_signed(tmp_path, world):
+    g, ids = world["gpgkeys"], world["ids"]
+    names = ["gpg_ed25519", "gpg_rsa", "gpg_other", "gpg_sub", "gpg_expired", "ed25519"]
+    node = _node(tmp_path, world, "g1", g["ed25519"], rotated=[world["keys"]["ed25519"], g["rsa"], g["sub"],
+                                                                g["expired"]])
+    try:
+        got = _signers(node, [ids[n] for n in names])
+        # another GPG key's signature is the user's; so is one by a key that has expired since
+        assert got == {ids["gpg_ed25519"]: SYSTEM, ids["gpg_rsa"]: SYSTEM, ids["gpg_other"]: USER,
+                       ids["gpg_sub"]: SYSTEM, ids["gpg_expired"]: USER, ids["ed25519"]: SYSTEM}
+    finally:
+        node.stop()
+    # the public half alone is a key too; a commit whose signed text was changed is the user's
+    node = _node(tmp_path, world, "g2", g["ed25519_public"])
+    try:
+        signed = ids["gpg_ed25519"]
+        raw = git("--git-dir", world["bare"], "cat-file", "commit", signed)
+        forged = subprocess.run(["git", "--git-dir", node.repo_path("r.git"), "hash-object", "-t", "commit", "-w",
+                                 "--stdin"], input=raw.replace("gpg ed25519", "gpg ed25518").encode(),
+                                capture_output=True, check=True).stdout.decode().strip()
+        assert _signers(node, [signed, forged, ids["gpg_rsa"]]) == {signed: SYSTEM, forged: USER,
+                                                                   ids["gpg_rsa"]: USER}
+    finally:
+        node.stop()
+
+
+def test_an_armored_gpg_key_fails_the_call_as_upstreams_binary_key_reader_does(tmp_path, world):
+    node = _node(tmp_path, world, "g3", world["gpgkeys"]["armored"])
+    try:
+        e = rpc_error(lambda: _signers(node, [world["ids"]["gpg_ed25519"]]))
+        assert e.code() == grpc.StatusCode.UNKNOWN
+        assert e.details() == "failed to parse signing key: read entity: openpgp: invalid data: " \
+            "tag byte does not have MSB set"
     finally:
         node.stop()
 
