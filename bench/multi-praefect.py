@@ -6,9 +6,10 @@ Three gitaly nodes; praefect with SQLite, and praefects A, B, C on one PostgreSQ
 over connections). Every scenario gets the same load: LOADERS bench/unary-load processes (one
 HTTP/2 connection each, so HAProxy spreads them over the praefects) keeping CONCURRENCY calls of
 RefService/FindDefaultBranchName in flight each, for BENCH_SECONDS. Printed per scenario: calls/s
-(summed), p50 (the median of the loaders' p50s) and p99 (the largest), the ratio to SQLite, and the
-database transactions per routed call: the xact_commit delta of pg_stat_database over the run,
-minus what the idle cluster commits in the same time (health records and votes), per call.
+(summed), p50 (the median of the loaders' p50s) and p99 (the largest), the ratio to SQLite, and per
+routed call: the database's committed transactions (pg_stat_database xact_commit, background work
+included; the idle rate is printed) and its reads of a repository (index and sequential scans of
+`repositories` in pg_stat_user_tables, which the idle cluster does not touch).
 
 usage: /usr/bin/python3 bench/multi-praefect.py
 env: BUILD_DIR (default build), BENCH_SECONDS (5), CONCURRENCY (8), LOADERS (3), KEEP=1
@@ -72,6 +73,7 @@ def haproxy(tmp, groups):
 
 
 def load(port, body):
+    """(calls/s summed, median p50, largest p99, errors)."""
     procs = [subprocess.Popen([os.path.join(BUILD, "bench", "unary-load"), "tcp://127.0.0.1:%d" % port, METHOD,
                                body, str(SECS), str(CONC), PRAEFECT_TOKEN], stdout=subprocess.PIPE, text=True)
              for _ in range(LOADERS)]
@@ -87,17 +89,37 @@ def load(port, body):
     return rate, p50, p99, errors
 
 
-def commits(pg, db):
+def handled(praefects):
+    """FindDefaultBranchName calls the praefects finished (grpc_server_handled_total on their /metrics)."""
+    import re
+    import urllib.request
+    n = 0
+    for p in praefects:
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % p.metrics_port, timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("grpc_server_handled_total{") and 'grpc_method="FindDefaultBranchName"' in line:
+                    n += float(line.rsplit(" ", 1)[1])
+    return n
+
+
+def with_metrics(p):
+    p.metrics_port = free_port()
+    with open(p.config_path) as f:
+        text = f.read()
+    with open(p.config_path, "w") as f:
+        f.write('prometheus_listen_addr = "127.0.0.1:%d"\n' % p.metrics_port + text)
+    return p
+
+
+def counters(pg, db):
+    """(transactions committed in the database, scans of the repositories table): a read of a repository by
+    path is one index scan of it; the idle cluster's background work (health records and votes, the queue)
+    does not touch that table."""
     time.sleep(2.5)   # backends report their counts at most once a second
-    return int(pg.psql(db, "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()").stdout)
-
-
-def wait_synced(praefect):
-    class C:
-        pass
-    c = C()
-    c.praefect = praefect
-    wait_for(lambda: replicas_in_sync(c, REPO), timeout=60, what="replicas in sync")
+    out = pg.psql(db, "SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()),"
+                      " (SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_user_tables"
+                      "  WHERE relname = 'repositories')").stdout.strip().split("|")
+    return int(out[0]), int(out[1])
 
 
 def main():
@@ -109,22 +131,25 @@ def main():
     pg = PgServer()
     db = pg.create_database()
     lines = pg.database_config(db)
-    cluster = Cluster(tmp, database=lines)           # praefect A on PostgreSQL (migrates), three nodes
-    a = cluster.praefect
+    cluster = Cluster(tmp, database=lines, start=False)   # praefect A on PostgreSQL (migrates), three nodes
+    a = with_metrics(cluster.praefect)
+    a.start()
     others, proxy = [], None
-    sqlite = Praefect(os.path.join(tmp, "praefect-sqlite"), cluster.nodes, database=None)
+    sqlite = with_metrics(Praefect(os.path.join(tmp, "praefect-sqlite"), cluster.nodes, database=None))
     try:
         # both stores put replicas on the same nodes under @cluster/.../<id>: keep the ids apart
         pg.psql(db, "SELECT setval('repositories_repository_id_seq', 1000)")
         create_repo(cluster, REPO)
-        wait_synced(a)
+        wait_for(lambda: replicas_in_sync(cluster, REPO), timeout=60, what="replicas in sync")
         sqlite.start()
         sqlite.stub("RepositoryService").CreateRepository(
             pb("repository").CreateRepositoryRequest(repository=sqlite.repo(REPO + ".sqlite")), timeout=30)
         for name in ("praefect-b", "praefect-c"):
-            others.append(Praefect(os.path.join(tmp, name), cluster.nodes, database=lines, migrate=False).start())
+            others.append(with_metrics(Praefect(os.path.join(tmp, name), cluster.nodes, database=lines,
+                                                migrate=False)).start())
         b, c = others
-        proxy, ports = haproxy(tmp, {"sqlite": [sqlite], "pg1": [a], "pg2": [a, b], "pg3": [a, b, c]})
+        groups = {"sqlite": [sqlite], "pg1": [a], "pg2": [a, b], "pg3": [a, b, c]}
+        proxy, ports = haproxy(tmp, groups)
         bodies = {}
         for name, path in (("pg", REPO), ("sqlite", REPO + ".sqlite")):
             bodies[name] = os.path.join(tmp, name + ".bin")
@@ -135,31 +160,34 @@ def main():
               % (LOADERS, CONC, SECS, METHOD, BUILD))
         results = {}
         # the idle cluster's own transactions (3 praefects: health votes and records), per second
-        t0, x0 = time.time(), commits(pg, db)
+        t0, (x0, r0) = time.time(), counters(pg, db)
         time.sleep(SECS)
-        x1 = commits(pg, db)
-        idle_per_s = (x1 - x0 - 1) / (time.time() - t0 - 2.5)
+        x1, r1 = counters(pg, db)
+        idle_per_s = (x1 - x0 - 1) / (time.time() - t0)
+        idle_reads = r1 - r0
         for name in ("sqlite", "pg1", "pg2", "pg3"):
-            x0 = commits(pg, db)
-            t0 = time.time()
+            x0, r0 = counters(pg, db)
+            h0 = handled(groups[name])
             rate, p50, p99, errors = load(ports[name], bodies["sqlite" if name == "sqlite" else "pg"])
-            x1 = commits(pg, db)
-            elapsed = time.time() - t0
-            calls = rate * SECS
-            net = max(0.0, (x1 - x0 - 1) - idle_per_s * elapsed)
-            results[name] = (rate, p50, p99, errors, net / calls if calls else 0.0, (x1 - x0 - 1) / calls)
+            x1, r1 = counters(pg, db)
+            calls = handled(groups[name]) - h0
+            results[name] = (rate, p50, p99, errors, (x1 - x0 - 1) / calls if calls else 0.0,
+                             (r1 - r0) / calls if calls else 0.0)
         base = results["sqlite"][0]
         print()
-        print("%-22s %10s %9s %9s %7s %8s %12s %12s" % ("store", "calls/s", "p50 us", "p99 us", "errors",
-                                                     "vs sqlite", "xact/call", "(raw)"))
+        print("%-24s %9s %9s %9s %6s %9s %10s %10s" % ("store", "calls/s", "p50 us", "p99 us", "errors",
+                                                     "vs sqlite", "xact/call", "reads/call"))
         labels = {"sqlite": "SQLite, 1 praefect", "pg1": "PostgreSQL, 1 praefect", "pg2": "PostgreSQL, 2 praefects",
                   "pg3": "PostgreSQL, 3 praefects"}
-        for name, (rate, p50, p99, errors, per_call, raw) in results.items():
-            print("%-22s %10.0f %9.0f %9.0f %7d %8.2fx %12s %12s" % (
+        for name, (rate, p50, p99, errors, xact, reads) in results.items():
+            print("%-24s %9.0f %9.0f %9.0f %6d %8.2fx %10s %10s" % (
                 labels[name], rate, p50, p99, errors, rate / base if base else 0,
-                "-" if name == "sqlite" else "%.3f" % per_call, "-" if name == "sqlite" else "%.3f" % raw))
+                "-" if name == "sqlite" else "%.3f" % xact, "-" if name == "sqlite" else "%.3f" % reads))
         print()
-        print("idle cluster: %.1f transactions/s (subtracted from xact/call; raw: not subtracted)" % idle_per_s)
+        print("per call, calls counted by the praefects (grpc_server_handled_total, warm-up calls included)")
+        print("xact/call: transactions committed in the database during the run per call, background included")
+        print("  (the idle cluster commits %.1f/s); reads/call: repository lookups per call (idle: %d in %.0f s)"
+              % (idle_per_s, idle_reads, SECS + 2.5))
     finally:
         if proxy:
             proxy.terminate()
