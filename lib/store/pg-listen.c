@@ -27,6 +27,7 @@ struct queued_ev {
 	char *channel, *msg;
 	struct pg_notify_entry *entries;
 	size_t nr_entries;
+	int lost;
 };
 
 struct pg_listener {
@@ -173,9 +174,10 @@ static void *listener_main(void *arg)
 	for (;;) {
 		struct strbuf err = STRBUF_INIT;
 		PGconn *c = connect_and_listen(l, &err);
-		int stop;
+		int stop, lost = 0;
 
 		if (c) {
+			lost = 1;
 			backoff = 0;
 			reported = 0;
 			push_simple(l, PG_LISTEN_CONNECTED, NULL, NULL);
@@ -188,7 +190,11 @@ static void *listener_main(void *arg)
 		}
 		/* one DISCONNECTED per outage, not one per failed attempt */
 		if (!reported) {
-			push_simple(l, PG_LISTEN_DISCONNECTED, NULL, err.buf);
+			struct queued_ev *ev = xcalloc(1, sizeof(*ev));
+			ev->type = PG_LISTEN_DISCONNECTED;
+			ev->msg = xstrdup(err.buf);
+			ev->lost = lost;
+			push(l, ev);
 			reported = 1;
 		}
 		strbuf_release(&err);
@@ -219,6 +225,7 @@ static void on_async(uv_async_t *h)
 		out.msg = ev->msg;
 		out.entries = ev->entries;
 		out.nr_entries = ev->nr_entries;
+		out.lost = ev->lost;
 		l->cb(l->arg, &out);
 		free_ev(ev);
 	}

@@ -39,7 +39,7 @@ void pg_notify_entries_free(struct pg_notify_entry *e, size_t n);
 
 enum pg_listen_event {
 	PG_LISTEN_CONNECTED,      /* LISTEN is in place: anything before may have been missed */
-	PG_LISTEN_DISCONNECTED,   /* the connection failed or was lost (`msg`); retried with back-off */
+	PG_LISTEN_DISCONNECTED,   /* the connection was lost (`lost`) or could not be made (`msg`); retried */
 	PG_LISTEN_CHANGED,        /* a notification: `entries` */
 	PG_LISTEN_BAD_PAYLOAD,    /* a notification that did not parse (`msg`): what changed is unknown */
 };
@@ -50,6 +50,7 @@ struct pg_listen_ev {
 	const char *msg;          /* DISCONNECTED, BAD_PAYLOAD */
 	const struct pg_notify_entry *entries;
 	size_t nr_entries;
+	int lost;                 /* DISCONNECTED: an established connection was lost */
 };
 
 /* Called on the loop thread; `ev` is valid during the call. */

@@ -185,8 +185,11 @@ static void on_event(void *arg, const struct pg_listen_ev *ev)
 		start_reload(l);
 		break;
 	case PG_LISTEN_DISCONNECTED:
-		count_reconnect(l, "disconnected");
-		log_msgf(LOG_WARN, "listening for repository changes was interrupted: %s", ev->msg ? ev->msg : "");
+		/* as upstream: counted when a connection that listened is lost, not when one cannot be made */
+		if (ev->lost)
+			count_reconnect(l, "disconnected");
+		log_msgf(LOG_WARN, ev->lost ? "listening for repository changes was interrupted: %s" :
+			 "cannot listen for repository changes: %s", ev->msg ? ev->msg : "");
 		break;
 	case PG_LISTEN_BAD_PAYLOAD:
 		log_msgf(LOG_ERROR, "notification on \"%s\" cannot be processed (%s): reloading every repository",
