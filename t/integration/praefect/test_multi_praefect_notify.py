@@ -1,7 +1,8 @@
 """Praefect B's in-memory model follows what praefect A does to the shared database without any call through B
 (docs/technical/multi-praefect.md, "The listener"): creations, generation bumps, primary changes and deletions
 arrive by LISTEN/NOTIFY and show on B's status page, and a change made while B's listener was not hearing is
-picked up by the full reload after the listener's connection is killed and comes back."""
+picked up by the full reload after the listener's connection is killed and comes back, or after a
+notification that does not parse."""
 import os
 import re
 
@@ -40,6 +41,17 @@ def reconnects(url):
         if m:
             out[m.group(1)] = float(m.group(2))
     return out
+
+
+def silent_delete(postgres, db, path):
+    """Delete a repository with every notifying trigger off: no praefect is told."""
+    postgres.psql(db, "BEGIN; ALTER TABLE repositories DISABLE TRIGGER USER;"
+                      " ALTER TABLE storage_repositories DISABLE TRIGGER USER;"
+                      " ALTER TABLE repository_assignments DISABLE TRIGGER USER;"
+                      " DELETE FROM repositories WHERE relative_path = '%s';"
+                      " ALTER TABLE repositories ENABLE TRIGGER USER;"
+                      " ALTER TABLE storage_repositories ENABLE TRIGGER USER;"
+                      " ALTER TABLE repository_assignments ENABLE TRIGGER USER; COMMIT;" % path)
 
 
 def total(url):
@@ -94,13 +106,7 @@ def test_changes_through_a_reach_bs_model_and_a_lost_listener_reloads(tmp_path, 
         wait_for(lambda: total(url) == 2, what="B sees n2.git gone")
 
         # a deletion nobody is told about (triggers off): B cannot know of it ...
-        postgres.psql(db, "BEGIN; ALTER TABLE repositories DISABLE TRIGGER USER;"
-                          " ALTER TABLE storage_repositories DISABLE TRIGGER USER;"
-                          " ALTER TABLE repository_assignments DISABLE TRIGGER USER;"
-                          " DELETE FROM repositories WHERE relative_path = 'n3.git';"
-                          " ALTER TABLE repositories ENABLE TRIGGER USER;"
-                          " ALTER TABLE storage_repositories ENABLE TRIGGER USER;"
-                          " ALTER TABLE repository_assignments ENABLE TRIGGER USER; COMMIT;")
+        silent_delete(postgres, db, "n3.git")
         create_repo(cluster, "n4.git")     # (a notified change after it, to know B heard everything before)
         wait_for(lambda: total(url) == 3, what="B sees n4.git")
         assert total(url) == 3             # n3.git still there
@@ -117,5 +123,11 @@ def test_changes_through_a_reach_bs_model_and_a_lost_listener_reloads(tmp_path, 
         # still listening after the reconnection
         create_repo(cluster, "n5.git")
         wait_for(lambda: total(url) == 3, what="B sees n5.git")
+
+        # a payload that does not parse: what changed is unknown, so B reloads everything
+        silent_delete(postgres, db, "n5.git")
+        postgres.psql(db, "SELECT pg_notify('repositories_updates', '[{\"virtual_storage\": 1}]')")
+        wait_for(lambda: total(url) == 2, what="B reloaded after a bad payload: n5.git gone")
+        assert "cannot be processed" in b.log()
     finally:
         stop_all(cluster, *(p for p in (b,) if p))
