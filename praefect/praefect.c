@@ -47,6 +47,7 @@ static void on_stopped(struct grpc_server *s, void *arg)
 {
 	struct praefect *p = arg;
 	coordinator_stop(p);
+	listener_stop(p);
 	praefect_metrics_stop(p);
 	route_release_held_reads(p, 1);
 	route_release_held_elections(p, 0);
@@ -222,6 +223,7 @@ int praefect_serve(struct praefect_config *cfg)
 		grpc_server_set_hooks(p->server, &hooks);
 	}
 	praefect_metrics_init(p);
+	listener_start(p);
 	grpc_server_add_health(p->server);
 	intercept_register(p);
 	intercept_register_server(p);

@@ -415,6 +415,11 @@ void replicator_enqueue_jobs(struct praefect *p, struct repo *r, const char *sou
 			     const char *const *targets, size_t n, int force, const char *correlation_id,
 			     void (*done)(void *arg, int status), void *arg);
 
+/* --- the database listener (listener/listener.c, docs/technical/multi-praefect.md) --- */
+/* On a shared store: LISTEN for other praefects' repository changes and apply them to the model. */
+void listener_start(struct praefect *p);
+void listener_stop(struct praefect *p);
+
 /* --- the reconciler (reconciler/reconciler.c) --- */
 /* Queue the repairs the in-memory model calls for (task reconcile). */
 void reconciler_run(struct praefect *p);

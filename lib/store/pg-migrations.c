@@ -242,7 +242,8 @@ static const char *const upstream_ids[] = {
  * Ours, after upstream's (ids sort later; upstream praefect ignores them with
  * `sql-migrate -ignore-unknown`, and its queries never see our additions):
  * write intents (see sqlite-migrations.c) and the queue's not_before; suspect
- * replicas; replicas' outdated_since.
+ * replicas; replicas' outdated_since; notifications of primary and assignment
+ * changes.
  */
 struct pg_migration {
 	const char *id, *up, *down;
@@ -274,6 +275,50 @@ static const struct pg_migration ours[] = {
 	{ "20261207120000_gitalyc_write_intents_praefect",
 	  "ALTER TABLE write_intents ADD COLUMN praefect_name text NOT NULL DEFAULT '';",
 	  "ALTER TABLE write_intents DROP COLUMN praefect_name;" },
+	/*
+	 * Upstream's triggers do not notify primary or assignment changes; other
+	 * praefects' models need them (docs/technical/multi-praefect.md, "The
+	 * listener"). Same channel and payload as upstream's repositories_updates,
+	 * so an upstream praefect listening only drops a cache entry more.
+	 */
+	{ "20261207130000_gitalyc_notify_primary_assignments",
+	  "CREATE FUNCTION gitalyc_notify_repository_change() RETURNS trigger LANGUAGE plpgsql AS $fn$"
+	  " DECLARE payload jsonb;"
+	  " BEGIN"
+	  "  IF TG_OP = 'UPDATE' THEN"
+	  "   SELECT jsonb_agg(o) INTO payload FROM ("
+	  "    SELECT jsonb_build_object('virtual_storage', n.virtual_storage,"
+	  "     'relative_paths', array_agg(DISTINCT n.relative_path)) AS o"
+	  "    FROM new AS n JOIN old AS o2 USING (repository_id)"
+	  "    WHERE n.\"primary\" IS DISTINCT FROM o2.\"primary\""
+	  "    GROUP BY n.virtual_storage) AS t;"
+	  "  ELSIF TG_OP = 'INSERT' THEN"
+	  "   SELECT jsonb_agg(o) INTO payload FROM ("
+	  "    SELECT jsonb_build_object('virtual_storage', virtual_storage,"
+	  "     'relative_paths', array_agg(DISTINCT relative_path)) AS o"
+	  "    FROM new GROUP BY virtual_storage) AS t;"
+	  "  ELSE"
+	  "   SELECT jsonb_agg(o) INTO payload FROM ("
+	  "    SELECT jsonb_build_object('virtual_storage', virtual_storage,"
+	  "     'relative_paths', array_agg(DISTINCT relative_path)) AS o"
+	  "    FROM old GROUP BY virtual_storage) AS t;"
+	  "  END IF;"
+	  "  IF jsonb_array_length(payload) > 0 THEN"
+	  "   PERFORM pg_notify('repositories_updates', payload::text);"
+	  "  END IF;"
+	  "  RETURN NULL;"
+	  " END $fn$;"
+	  "CREATE TRIGGER gitalyc_notify_on_update AFTER UPDATE ON repositories"
+	  " REFERENCING OLD TABLE AS old NEW TABLE AS new"
+	  " FOR EACH STATEMENT EXECUTE PROCEDURE gitalyc_notify_repository_change();"
+	  "CREATE TRIGGER gitalyc_notify_on_insert AFTER INSERT ON repository_assignments REFERENCING NEW TABLE AS new"
+	  " FOR EACH STATEMENT EXECUTE PROCEDURE gitalyc_notify_repository_change();"
+	  "CREATE TRIGGER gitalyc_notify_on_delete AFTER DELETE ON repository_assignments REFERENCING OLD TABLE AS old"
+	  " FOR EACH STATEMENT EXECUTE PROCEDURE gitalyc_notify_repository_change();",
+	  "DROP TRIGGER gitalyc_notify_on_update ON repositories;"
+	  "DROP TRIGGER gitalyc_notify_on_insert ON repository_assignments;"
+	  "DROP TRIGGER gitalyc_notify_on_delete ON repository_assignments;"
+	  "DROP FUNCTION gitalyc_notify_repository_change();" },
 };
 
 static const char *all_ids[NR_UPSTREAM + ARRAY_SIZE(ours) + 1];

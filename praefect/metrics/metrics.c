@@ -57,6 +57,9 @@ static struct metric_desc families[PM_NR] = {
 				  METRIC_COUNTER, { "virtual_storage", "storage", "result" } },
 	[PM_VERIFY_RELEASED] = { "gitaly_praefect_stale_verification_leases_released_total",
 				 "Number of stale verification leases released.", METRIC_COUNTER, { NULL } },
+	[PM_NOTIFY_RECONNECTS] = { "gitaly_praefect_notifications_reconnects_total",
+				   "Counts amount of reconnects to listen for notification from PostgreSQL",
+				   METRIC_COUNTER, { "state" } },
 	/* ours: docs/technical/replication-status.md */
 	[PM_BACKLOG_JOBS] = { "gitaly_praefect_replication_backlog_jobs",
 			      "Replication jobs targeting the storage that are not finished (ready, in progress, failed and to be retried).",

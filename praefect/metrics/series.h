@@ -35,6 +35,7 @@ enum pm_family {
 	PM_VERIFY_DEQUEUED,   /* gitaly_praefect_verification_jobs_dequeued_total{virtual_storage,storage} */
 	PM_VERIFY_COMPLETED,  /* gitaly_praefect_verification_jobs_completed_total{virtual_storage,storage,result} */
 	PM_VERIFY_RELEASED,   /* gitaly_praefect_stale_verification_leases_released_total */
+	PM_NOTIFY_RECONNECTS, /* gitaly_praefect_notifications_reconnects_total{state} (listener/listener.c) */
 	/* ours (status.c, docs/technical/replication-status.md), all {virtual_storage,storage} */
 	PM_BACKLOG_JOBS,      /* gitaly_praefect_replication_backlog_jobs */
 	PM_BACKLOG_OLDEST,    /* gitaly_praefect_replication_backlog_oldest_seconds */

@@ -18,7 +18,8 @@ STAMP = r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d "
 NR_UPSTREAM = 42
 OURS = ["20261207000000_gitalyc_write_intents", "20261207100000_gitalyc_suspect_replicas",
         "20261207110000_gitalyc_outdated_since",   # replication-status
-        "20261207120000_gitalyc_write_intents_praefect"]
+        "20261207120000_gitalyc_write_intents_praefect",
+        "20261207130000_gitalyc_notify_primary_assignments"]
 NR_ALL = NR_UPSTREAM + len(OURS)
 
 
@@ -79,6 +80,11 @@ def test_sql_migrate_status_and_down_on_a_fresh_database(postgres, tmp_path):
     assert status_rows(cfg)[OURS[-1]] != "no"
     res = praefect(cfg, "sql-migrate-down", "-f", "1")
     assert (res.returncode, res.stdout) == (0, 'OK (applied 1 "down" migrations)\n'), res.stderr
+    assert status_rows(cfg)[OURS[4]] == "no" and status_rows(cfg)[OURS[3]] != "no"
+    assert postgres.psql(postgres_db(cfg), "SELECT count(*) FROM pg_trigger WHERE "
+                         "tgname LIKE 'gitalyc_notify%'").stdout.strip() == "0"
+    res = praefect(cfg, "sql-migrate-down", "-f", "1")
+    assert (res.returncode, res.stdout) == (0, 'OK (applied 1 "down" migrations)\n'), res.stderr
     assert status_rows(cfg)[OURS[3]] == "no" and status_rows(cfg)[OURS[2]] != "no"
     assert postgres.psql(postgres_db(cfg), "SELECT count(*) FROM information_schema.columns WHERE "
                          "table_name = 'write_intents' AND column_name = 'praefect_name'").stdout.strip() == "0"
@@ -107,11 +113,11 @@ def test_sql_migrate_status_and_down_on_a_fresh_database(postgres, tmp_path):
     assert res.returncode == 1 and "sql-migrate-down requires a single positional argument" in res.stderr
 
     res = praefect(cfg, "sql-migrate", "-verbose")
-    assert res.stdout.startswith("praefect sql-migrate: migrations to apply: 4\n\n=  "), res.stdout
+    assert res.stdout.startswith("praefect sql-migrate: migrations to apply: %d\n\n=  " % len(OURS)), res.stdout
     assert "\tCREATE TABLE write_intents (" in res.stdout and "\tCREATE TABLE suspect_replicas (" in res.stdout
     assert "\tALTER TABLE storage_repositories ADD COLUMN outdated_since timestamptz;" in res.stdout
     assert "\tALTER TABLE write_intents ADD COLUMN praefect_name text NOT NULL DEFAULT '';" in res.stdout
-    assert res.stdout.endswith("praefect sql-migrate: OK (applied 4 migrations)\n")
+    assert res.stdout.endswith("praefect sql-migrate: OK (applied %d migrations)\n" % len(OURS))
 
 
 def postgres_db(cfg):
