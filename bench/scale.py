@@ -166,12 +166,25 @@ def rss_bytes(pid):
     return 0
 
 
-def rate(fn, seconds):
-    n, t0 = 0, time.monotonic()
+def cpu_ns(pid):
+    """CPU time of all of pid's threads, ns (schedstat: finer than the 10 ms ticks of stat)."""
+    total = 0
+    for t in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            pass
+    return total
+
+
+def rate(fn, seconds, pid):
+    """calls/s, and praefect's CPU microseconds per call (what a loaded machine does not distort)"""
+    n, t0, c0 = 0, time.monotonic(), cpu_ns(pid)
     while time.monotonic() - t0 < seconds:
         fn(n)
         n += 1
-    return n / (time.monotonic() - t0)
+    return n / (time.monotonic() - t0), (cpu_ns(pid) - c0) / 1000 / max(n, 1)
 
 
 def measure(binary, config, target, n, work, secs):
@@ -215,8 +228,8 @@ def measure(binary, config, target, n, work, secs):
             if not rstub.RepositoryExists(reqs[k % len(reqs)], metadata=md, timeout=10).exists:
                 sys.exit("repository %d not found through praefect" % ids[k % len(ids)])
         md = auth_md("praefect")  # a v2 token: fresh for each measurement
-        rate(exists, 0.5)
-        ex = rate(exists, secs)
+        rate(exists, 0.5, proc.pid)
+        ex, ex_us = rate(exists, secs, proc.pid)
         refs = pb_grpc("ref").RefServiceStub(ch)
         dreq = pb("ref").FindDefaultBranchNameRequest
         dreqs = [dreq(repository=repo(storage_name="default", relative_path=rel_path(i))) for i in ids]
@@ -230,10 +243,11 @@ def measure(binary, config, target, n, work, secs):
                 raise
             sys.exit("FindDefaultBranchName found repository %d on disk" % ids[k % len(ids)])
         md = auth_md("praefect")
-        rate(routed, 0.5)
-        ro = rate(routed, secs)
+        rate(routed, 0.5, proc.pid)
+        ro, ro_us = rate(routed, secs, proc.pid)
         ch.close()
-        return dict(listen=listen, loaded=loaded, cpu=start_cpu, rss=rss, bpr=rss / (3 * n), idle=idle, exists=ex, routed=ro)
+        return dict(listen=listen, loaded=loaded, cpu=start_cpu, rss=rss, bpr=rss / (3 * n), idle=idle, exists=ex, exists_us=ex_us, routed=ro,
+                    routed_us=ro_us)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -284,8 +298,8 @@ def main():
             for name, path in bins:
                 results[(name, n)] = measure(path, config, target, n, d, a.seconds)
                 r = results[(name, n)]
-                print("  %s: listen %.2f s, loaded %.2f s, start-up CPU %.2f s, RSS %.0f MiB, idle %.1f%%, %.0f exists/s, %.0f routed/s"
-                      % (name, r["listen"], r["loaded"], r["cpu"], r["rss"] / 2**20, r["idle"], r["exists"], r["routed"]),
+                print("  %s: listen %.2f s, loaded %.2f s, start-up CPU %.2f s, RSS %.0f MiB, idle %.1f%%, %.0f exists/s (%.0f us), %.0f routed/s (%.0f us)"
+                      % (name, r["listen"], r["loaded"], r["cpu"], r["rss"] / 2**20, r["idle"], r["exists"], r["exists_us"], r["routed"], r["routed_us"]),
                       flush=True)
             if not pg:
                 os.unlink(os.path.join(d, "praefect.db"))
@@ -299,18 +313,28 @@ def main():
             shutil.rmtree(work, ignore_errors=True)
     print()
     print("store: %s; ratios (x) are against %d repositories of the same binary" % (a.store, sizes[0]))
-    hdr = "%-10s %9s %9s %9s %9s %9s %8s %9s %7s %9s %7s %9s %7s" % (
-        "binary", "repos", "listen s", "loaded s", "start CPU", "RSS MiB", "B/repl", "idle %", "x", "exists/s", "x",
-        "routed/s", "x")
-    print(hdr)
+    print("x: the ratio to the first size; for calls, praefect CPU us per call at N over that at the first size")
+    print("%-8s %8s %8s %8s %9s %8s %7s %7s %6s %9s %7s %6s %9s %7s %6s" % (
+        "binary", "repos", "listen s", "loaded s", "start CPU", "RSS MiB", "B/repl", "idle %", "x",
+        "exists/s", "us/call", "x", "routed/s", "us/call", "x"))
     for name, _ in bins:
         base = results[(name, sizes[0])]
         for n in sizes:
             r = results[(name, n)]
-            print("%-10s %9d %9.2f %9.2f %9.2f %9.0f %8.0f %9.1f %7.2f %9.0f %7.2f %9.0f %7.2f" % (
+            print("%-8s %8d %8.2f %8.2f %9.2f %8.0f %7.0f %7.1f %6.2f %9.0f %7.0f %6.2f %9.0f %7.0f %6.2f" % (
                 name, n, r["listen"], r["loaded"], r["cpu"], r["rss"] / 2**20, r["bpr"], r["idle"],
-                r["idle"] / base["idle"] if base["idle"] else float("nan"), r["exists"],
-                base["exists"] / r["exists"], r["routed"], base["routed"] / r["routed"]))
+                r["idle"] / base["idle"] if base["idle"] else float("nan"),
+                r["exists"], r["exists_us"], r["exists_us"] / base["exists_us"],
+                r["routed"], r["routed_us"], r["routed_us"] / base["routed_us"]))
+    if len(bins) > 1:
+        print()
+        print("%s over %s, same size:" % (bins[-1][0], bins[0][0]))
+        for n in sizes:
+            a, b = results[(bins[0][0], n)], results[(bins[-1][0], n)]
+            print("  %8d repos: start CPU %.2fx, RSS %.2fx, idle CPU %.2fx, exists us/call %.2fx, routed us/call %.2fx"
+                  % (n, b["cpu"] / a["cpu"] if a["cpu"] else float("nan"), b["rss"] / a["rss"],
+                     b["idle"] / a["idle"] if a["idle"] else float("nan"), b["exists_us"] / a["exists_us"],
+                     b["routed_us"] / a["routed_us"]))
 
 
 if __name__ == "__main__":
