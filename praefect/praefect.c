@@ -133,20 +133,10 @@ static void resolve_calls(struct praefect *p)
 /* Free what the components left once the loop has nothing more to run. */
 static void praefect_free(struct praefect *p)
 {
-	const struct hashmap_entry *e;
-	struct repo **repos = xcalloc(p->repos_by_id.nr + 1, sizeof(*repos));
-	size_t n = 0;
-
-	for (size_t i = 0; hashmap_next(&p->repos_by_id, &i, &e);)
-		repos[n++] = e->value;
-	for (size_t i = 0; i < n; i++)
-		repo_remove(p, repos[i]);
-	free(repos);
-	hashmap_release(&p->repos_by_path);
+	repos_free(p);
 	hashmap_release(&p->sidechannels);
 	if (p->client_bc)
 		bc_server_free(p->client_bc);
-	hashmap_release(&p->repos_by_id);
 	hashmap_release(&p->reserved_paths);
 	hashmap_release(&p->reconcile_marked);
 	replicator_free(p);
@@ -210,8 +200,7 @@ int praefect_serve(struct praefect_config *cfg)
 	}
 
 	nodes_init(p);
-	hashmap_init(&p->repos_by_path);
-	hashmap_init(&p->repos_by_id);
+	hashmap_init(&p->interned);
 	hashmap_init(&p->reserved_paths);
 	hashmap_init(&p->reconcile_marked);
 	if (repos_load(p, &err) < 0 || suspects_load(p, &err) < 0)

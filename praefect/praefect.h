@@ -75,23 +75,30 @@ struct vstorage {
 	size_t nr_nodes;
 };
 
+/*
+ * The model's records (router/repos.c, docs/technical/repository-model.md):
+ * one allocation per repository holds the struct, its first replicas and its
+ * two paths; storage and primary names are interned (one copy per name per
+ * process, never freed one by one); the two indexes are arrays of pointers.
+ */
 struct replica {
-	char *storage;
+	char *storage;                         /* interned: repos_intern() */
 	int64_t generation;                    /* GENERATION_UNKNOWN: no replica */
-	int assigned;
 	int64_t outdated_since_ms;             /* wall clock when first seen behind; 0: in sync (metrics/status.c) */
-	int64_t outdated_since_stored;         /* the value the store holds (or was last sent) */
+	uint8_t assigned;
+	uint8_t outdated_unsaved;              /* outdated_since_ms differs from what the store holds (or was sent) */
 };
 
 struct repo {
 	int64_t id;
 	struct vstorage *vs;
-	char *relative_path;
+	char *relative_path;                   /* both in the repository's own allocation */
 	char *replica_path;
-	char *primary;                         /* may be NULL */
+	char *primary;                         /* interned (repo_set_primary()); may be NULL */
 	int64_t generation;
-	struct replica *replicas;
-	size_t nr_replicas, alloc_replicas;
+	struct replica *replicas;              /* inline ones at first, a heap array once grown */
+	uint32_t nr_replicas, alloc_replicas;
+	uint32_t path_hash;                    /* of (vs, relative path): the path index */
 	/*
 	 * Writes forwarded and not finished, and the write barrier: while a
 	 * replica that kept falling behind takes its last catch-up, new writes
@@ -101,9 +108,16 @@ struct repo {
 	uint64_t barrier_until_ms;             /* loop time; 0: no barrier */
 	uint64_t last_barrier_ms;              /* a rejoin barrier last expired */
 	uint64_t last_quorum_wait_ms;          /* a quorum wait last expired */
-	int barrier_for_quorum;                /* the barrier is a quorum wait, not a rejoin */
 	const char *rejoining;                 /* its storage (config string) */
+	int barrier_for_quorum;                /* the barrier is a quorum wait, not a rejoin */
 	int electing;                          /* a primary compare-and-set in flight (shared store) */
+	struct replica inline_replicas[];      /* the replicas the record had when it was made */
+};
+
+/* The two indexes of the repositories: open addressing, linear probing, no tombstones. */
+struct repo_index {
+	struct repo **by_id, **by_path;        /* `cap` slots each; NULL: empty */
+	size_t cap, nr;
 };
 
 /* The periodic tasks (schedule.c holds their table). */
@@ -134,8 +148,13 @@ struct praefect {
 	struct store *store;
 	struct vstorage *vs;
 	size_t nr_vs;
-	struct hashmap repos_by_path;          /* "<vs>\x1f<relative path>" -> struct repo */
-	struct hashmap repos_by_id;            /* decimal id -> struct repo */
+	struct repo_index repos;               /* every repository (router/repos.c) */
+	struct hashmap interned;               /* storage and primary names of the records (repos_intern()) */
+	uint64_t model_epoch;                  /* bumped by every change of a record (repo_changed()) */
+	struct {                               /* the last periodic reconciler run (reconciler/reconciler.c) */
+		int idle;                      /* it found nothing to queue */
+		uint64_t epoch, health;        /* what it saw */
+	} reconciled;
 	struct hashmap reserved_paths;         /* creations in flight: key -> non-NULL */
 	char *name;                            /* praefect_name for node_status */
 	struct replicator *replicator;
@@ -192,6 +211,23 @@ struct node *vs_node(struct vstorage *vs, const char *storage);
 /* --- the repository model (repos.c) --- */
 struct repo *repo_by_path(struct praefect *p, const char *vs, size_t vslen, const char *path, size_t plen);
 struct repo *repo_by_id(struct praefect *p, int64_t id);
+/* Every repository, in no particular order: `for (size_t i = 0; (r = repos_next(p, &i));)`. No removal meanwhile. */
+struct repo *repos_next(struct praefect *p, size_t *i);
+static inline size_t repos_count(const struct praefect *p) { return p->repos.nr; }
+/* Free every repository and the indexes (shutdown). */
+void repos_free(struct praefect *p);
+/* The process's one copy of the name `s` (storages, primaries): never freed before repos_free(). */
+char *repos_intern(struct praefect *p, const char *s);
+/* Set (or clear: NULL) the primary of `r`. */
+void repo_set_primary(struct repo *r, const char *storage);
+/*
+ * A record's generations, assignments, primary or health inputs changed
+ * outside repos.c: what is derived from the whole model (metrics/metrics.c)
+ * is computed again at its next sample. repos.c calls it for its own changes.
+ */
+static inline void repo_changed(struct praefect *p) { p->model_epoch++; }
+/* Folds every node's health: what a walk of the model saw beside p->model_epoch. */
+uint64_t praefect_health_signature(const struct praefect *p);
 /* Take the store's primary, generations and assignments of a repository (another praefect changed them). */
 void repo_refresh(struct repo *r, const struct store_repo *sr);
 /*

@@ -123,6 +123,7 @@ static void on_generation_bumped(void *arg, int status, const char *msg, int64_t
 	if (r) {
 		/* the store bumped exactly the replicas that were at the old generation */
 		int64_t old = r->generation;
+		repo_changed(px->p);
 		for (size_t i = 0; i < px->updated.nr; i++) {
 			struct replica *rep = repo_replica_add(r, px->updated.v[i]);
 			if (rep->generation == old)

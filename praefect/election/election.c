@@ -56,8 +56,7 @@ static void on_primary_stored(void *arg, int status, const char *msg, const char
 	if (status == -EAGAIN && r) {
 		log_msgf(LOG_INFO, "primary node changed by another praefect: repository %lld is on %s, not %s",
 			 (long long)r->id, current ? current : "(none)", w->mine);
-		free(r->primary);
-		r->primary = current ? xstrdup(current) : NULL;
+		repo_set_primary(r, current);
 		if (r->electing) {
 			store_get_repository(w->p->store, r->vs->cfg->name, r->relative_path, on_refreshed, w);
 			return;
@@ -108,7 +107,6 @@ struct node *elect_primary(struct praefect *p, struct repo *r)
 	/* shared store: calls wait for the database's agreement (router/route.c hold_election()) */
 	r->electing = store_is_shared(p->store);
 	store_swap_primary(p->store, r->id, r->primary, w->mine, on_primary_stored, w);
-	free(r->primary);
-	r->primary = xstrdup(chosen->cfg->storage);
+	repo_set_primary(r, chosen->cfg->storage);
 	return chosen;
 }

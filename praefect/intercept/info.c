@@ -111,7 +111,6 @@ static void dataloss(struct grpc_call *call, const uint8_t *req, size_t len, voi
 	struct vstorage *vs;
 	struct repo **list = NULL;
 	size_t n = 0, alloc = 0;
-	const struct hashmap_entry *e;
 	int partial;
 
 	if (!q) {
@@ -128,8 +127,10 @@ static void dataloss(struct grpc_call *call, const uint8_t *req, size_t len, voi
 	}
 	gitaly__dataloss_request__free_unpacked(q, NULL);
 
-	for (size_t i = 0; hashmap_next(&p->repos_by_id, &i, &e);) {
-		struct repo *r = e->value;
+	for (size_t i = 0; i < p->repos.cap; i++) {
+		struct repo *r = p->repos.by_id[i];
+		if (!r)
+			continue;
 		int assigned_invalid = 0, any_valid = 0;
 		if (r->vs != vs)
 			continue;

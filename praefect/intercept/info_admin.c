@@ -48,6 +48,7 @@ static void on_assignments_set(void *arg, int status, const char *msg)
 	struct grpc_call *call = intercept_pending_take(&s->pc);
 
 	if (status == 0 && r) {
+		repo_changed(s->pc.p);
 		for (size_t i = 0; i < r->nr_replicas; i++)
 			r->replicas[i].assigned = 0;
 		for (size_t i = 0; i < s->storages.nr; i++)

@@ -64,11 +64,12 @@ static const struct grpc_client_ops node_ops = { .on_close = on_node_done };
 /* Forget the virtual storage's repositories in the in-memory model too. */
 static void forget_repositories(struct praefect *p, struct vstorage *vs)
 {
-	const struct hashmap_entry *e;
 	struct repo **gone = NULL;
 	size_t nr = 0, alloc = 0;
-	for (size_t i = 0; hashmap_next(&p->repos_by_path, &i, &e);) {
-		struct repo *r = e->value;
+	for (size_t i = 0; i < p->repos.cap; i++) {
+		struct repo *r = p->repos.by_id[i];
+		if (!r)
+			continue;
 		if (r->vs == vs) {
 			ALLOC_GROW(gone, nr + 1, alloc);
 			gone[nr++] = r;

@@ -54,7 +54,6 @@ static void replication_status(struct grpc_call *call, const uint8_t *req, size_
 	struct praefect *p = data;
 	Gitaly__ReplicationStatusRequest *q = gitaly__replication_status_request__unpack(NULL, len, req);
 	Gitaly__ReplicationStatusResponse resp = GITALY__REPLICATION_STATUS_RESPONSE__INIT;
-	const struct hashmap_entry *e;
 	struct vstorage *vs;
 	struct repo **list = NULL;
 	size_t n = 0, alloc = 0, nr_out = 0, next_out = 0;
@@ -78,8 +77,10 @@ static void replication_status(struct grpc_call *call, const uint8_t *req, size_
 	}
 	gitaly__replication_status_request__free_unpacked(q, NULL);
 
-	for (size_t i = 0; hashmap_next(&p->repos_by_id, &i, &e);) {
-		struct repo *r = e->value;
+	for (size_t i = 0; i < p->repos.cap; i++) {
+		struct repo *r = p->repos.by_id[i];
+		if (!r)
+			continue;
 		size_t k0 = nr_out;
 		if (r->vs != vs)
 			continue;

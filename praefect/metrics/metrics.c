@@ -181,6 +181,7 @@ void praefect_metrics_free(struct praefect *p)
 	metrics_free(pm->db);
 	for (size_t i = 0; i < STATUS_FAILOVERS; i++)
 		status_failover_release(&pm->failovers[i]);
+	free(pm->unavailable_vs);
 	free(pm);
 	p->metrics = NULL;
 }
@@ -295,29 +296,36 @@ void metrics_tick(struct praefect *p)
 
 static void sample(struct praefect *p)
 {
-	const struct hashmap_entry *e;
+	struct praefect_metrics *m = p->metrics;
+	uint64_t health = praefect_health_signature(p);
 	int64_t unavailable = 0;
-	int64_t *per_vs = xcalloc(p->nr_vs + 1, sizeof(*per_vs));
 	int64_t now = rstatus_wall_ms();
 
-	rstatus_begin(p);
-	for (size_t i = 0; hashmap_next(&p->repos_by_id, &i, &e);) {
-		struct repo *r = e->value;
-		rstatus_note_repo(p, r, now);
-		if (!repo_available(r)) {
-			unavailable++;
-			per_vs[r->vs - p->vs]++;
+	if (!m->unavailable_vs)
+		m->unavailable_vs = xcalloc(p->nr_vs + 1, sizeof(*m->unavailable_vs));
+	/* idle: the records and health are as the last walk saw them, so are its counts */
+	if (!m->walked || m->walked_epoch != p->model_epoch || m->walked_health != health || !m->rstatus_writes) {
+		struct repo *r;
+		memset(m->unavailable_vs, 0, p->nr_vs * sizeof(*m->unavailable_vs));
+		rstatus_begin(p);
+		for (size_t i = 0; (r = repos_next(p, &i));) {
+			rstatus_note_repo(p, r, now);
+			if (!repo_available(r))
+				m->unavailable_vs[r->vs - p->vs]++;
 		}
+		m->walked = 1;
+		m->walked_epoch = p->model_epoch;
+		m->walked_health = health;
 	}
 	for (size_t i = 0; i < p->nr_vs; i++) {
 		struct vstorage *vs = &p->vs[i];
-		metric_set(pm(p, PM_UNAVAILABLE), METRIC_LV(vs->cfg->name), (double)per_vs[i]);
+		unavailable += m->unavailable_vs[i];
+		metric_set(pm(p, PM_UNAVAILABLE), METRIC_LV(vs->cfg->name), (double)m->unavailable_vs[i]);
 		for (size_t j = 0; j < vs->nr_nodes; j++)
 			if (vs->nodes[j].routed_reads)
 				metric_set(pm(p, PM_READ_DIST), METRIC_LV(vs->cfg->name, vs->nodes[j].cfg->storage),
 					   (double)vs->nodes[j].routed_reads);
 	}
-	free(per_vs);
 	rstatus_end(p, now);
 	if (unavailable != p->metric_unavailable) {
 		log_msgf(unavailable ? LOG_WARN : LOG_INFO, "unavailable repositories: %lld", (long long)unavailable);

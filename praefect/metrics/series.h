@@ -58,6 +58,14 @@ struct praefect_metrics {
 	int listing;           /* the metrics task's queue listing is under way */
 	uint64_t rstatus_at_ms; /* the last throughput sample (status.c), monotonic */
 	size_t rstatus_writes;  /* outdated_since writes left in this sample (status.c) */
+	/*
+	 * The last walk of the records (metrics.c sample()): taken again only
+	 * when a record changed (p->model_epoch), a node's health changed, or it
+	 * left outdated_since writes for later; otherwise its counts stand.
+	 */
+	int walked;
+	uint64_t walked_epoch, walked_health;
+	int64_t *unavailable_vs; /* per virtual storage, from the last walk */
 	/* the status page's backlog chart: unfinished jobs, one sample a minute, the last hour */
 	int64_t backlog[STATUS_BACKLOG_SAMPLES];
 	size_t nr_backlog, backlog_next;

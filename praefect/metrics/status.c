@@ -42,11 +42,10 @@ static void on_outdated_since_stored(void *arg, int status, const char *msg)
 /* Keep the store's outdated_since in step with the record (replica rows only; budgeted). */
 static void store_outdated_since(struct praefect *p, struct repo *r, struct replica *rep)
 {
-	if (rep->outdated_since_stored == rep->outdated_since_ms || rep->generation == GENERATION_UNKNOWN ||
-	    !p->metrics->rstatus_writes)
+	if (!rep->outdated_unsaved || rep->generation == GENERATION_UNKNOWN || !p->metrics->rstatus_writes)
 		return;
 	p->metrics->rstatus_writes--;
-	rep->outdated_since_stored = rep->outdated_since_ms;
+	rep->outdated_unsaved = 0;
 	store_set_outdated_since(p->store, r->id, rep->storage, rep->outdated_since_ms, on_outdated_since_stored, NULL);
 }
 
@@ -72,12 +71,15 @@ void rstatus_note_repo(struct praefect *p, struct repo *r, int64_t now)
 			     (rep->generation != GENERATION_UNKNOWN || repo_assigned(r, rep->storage));
 
 		if (!behind) {
+			rep->outdated_unsaved |= rep->outdated_since_ms != 0;
 			rep->outdated_since_ms = 0;
 			store_outdated_since(p, r, rep);
 			continue;
 		}
-		if (!rep->outdated_since_ms)
+		if (!rep->outdated_since_ms) {
 			rep->outdated_since_ms = now;
+			rep->outdated_unsaved = 1;
+		}
 		store_outdated_since(p, r, rep);
 		n = vs_node(r->vs, rep->storage);
 		if (!n)

@@ -93,6 +93,7 @@ static void on_released(void *arg, int status, const char *msg)
 	}
 	if (r) {
 		struct replica *rep = repo_replica(r, m->from);
+		repo_changed(p);
 		if (rep)
 			rep->assigned = 0;
 		log_msgf(LOG_INFO, "rebalanced repository %lld (\"%s\"): its replica on %s moved to %s", (long long)r->id,
@@ -166,10 +167,11 @@ static void balance_vs(struct rebalancer *rb, struct vstorage *vs)
 	struct praefect *p = rb->p;
 	size_t n = vs->nr_nodes, nrepos = 0, in_flight = 0, allowed;
 	int64_t *count = xcalloc(n, sizeof(*count));
-	const struct hashmap_entry *e;
 
-	for (size_t i = 0; hashmap_next(&p->repos_by_id, &i, &e);) {
-		const struct repo *r = e->value;
+	for (size_t i = 0; i < p->repos.cap; i++) {
+		const struct repo *r = p->repos.by_id[i];
+		if (!r)
+			continue;
 		if (r->vs != vs)
 			continue;
 		nrepos++;
@@ -200,8 +202,10 @@ static void balance_vs(struct rebalancer *rb, struct vstorage *vs)
 		}
 		if (hi == n || count[hi] - count[lo] <= (int64_t)allowed)
 			break;
-		for (size_t i = 0; !pick && hashmap_next(&p->repos_by_id, &i, &e);) {
-			struct repo *r = e->value;
+		for (size_t i = 0; !pick && i < p->repos.cap; i++) {
+			struct repo *r = p->repos.by_id[i];
+			if (!r)
+				continue;
 			if (r->vs == vs && !moving(rb, r->id) &&
 			    movable(r, vs->nodes[hi].cfg->storage, vs->nodes[lo].cfg->storage))
 				pick = r;

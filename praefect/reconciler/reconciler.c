@@ -22,6 +22,7 @@ struct recon_run {
 	struct praefect *p;
 	size_t pending;
 	size_t scheduled;
+	size_t queued;         /* jobs it asked for (queued or already there) */
 	uint64_t start_ns;     /* a periodic run, timed for its metric; 0: a targeted one */
 };
 
@@ -51,6 +52,7 @@ static void queue(struct recon_run *run, struct repo *r, const char *change, con
 	struct repl_job j;
 	replicator_job_for(&j, r, change, source, target, "reconciler");
 	run->pending++;
+	run->queued++;
 	store_enqueue(run->p->store, &j, on_job_queued, run);
 }
 
@@ -143,19 +145,36 @@ void reconciler_run_marked(struct praefect *p)
 
 void reconciler_run(struct praefect *p)
 {
-	struct recon_run *run = xcalloc(1, sizeof(*run));
-	const struct hashmap_entry *e;
+	struct recon_run *run;
+	uint64_t health = praefect_health_signature(p);
+	uint64_t start_ns = now_ns();
+
+	/*
+	 * What a run queues follows from the records and the nodes' health alone
+	 * when it queues nothing (suspects only narrow the sources of jobs): a
+	 * run that found nothing, over the same records and health, is not repeated.
+	 */
+	if (p->reconciled.idle && p->reconciled.epoch == p->model_epoch && p->reconciled.health == health) {
+		metric_observe(pm(p, PM_RECONCILE_SECONDS), NULL, (double)(now_ns() - start_ns) / 1e9);
+		return;
+	}
+	run = xcalloc(1, sizeof(*run));
 	run->p = p;
-	run->start_ns = now_ns();
+	run->start_ns = start_ns;
 	run->pending = 1; /* held until the walk is over */
-	for (size_t i = 0; hashmap_next(&p->repos_by_id, &i, &e);) {
-		struct repo *r = e->value;
+	for (size_t i = 0; i < p->repos.cap; i++) {
+		struct repo *r = p->repos.by_id[i];
 		int healthy = 0;
+		if (!r)
+			continue;
 		for (size_t k = 0; k < r->vs->nr_nodes; k++)
 			healthy += r->vs->nodes[k].healthy;
 		if (healthy >= 2)
 			reconcile_repo(run, r);
 	}
+	p->reconciled.idle = !run->queued;
+	p->reconciled.epoch = p->model_epoch;
+	p->reconciled.health = health;
 	on_job_queued(run, -EEXIST, NULL, 0);
 }
 

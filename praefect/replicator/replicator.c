@@ -308,6 +308,7 @@ static void on_invalid_source_deleted(void *arg, int status, const char *msg)
 	if (r) {
 		struct replica *rep = repo_replica(r, w->source);
 		int others = 0;
+		repo_changed(w->p);
 		if (rep)
 			rep->generation = GENERATION_UNKNOWN;
 		for (size_t i = 0; i < r->nr_replicas; i++)
@@ -715,6 +716,7 @@ static void on_replica_deleted(void *arg, int status, const char *msg)
 	struct repo *r = repo_by_id(w->p, j->repository_id);
 	if (status == 0 && r) {
 		struct replica *rep = repo_replica(r, j->target_storage);
+		repo_changed(w->p);
 		if (rep)
 			rep->generation = GENERATION_UNKNOWN;
 		suspect_replica_deleted(w->node, j->repository_id);

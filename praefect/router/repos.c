@@ -3,6 +3,7 @@
 #include "base/util.h"
 #include "base/log.h"
 
+#include <malloc.h>
 #include <openssl/sha.h>
 #include <regex.h>
 #include <stdio.h>
@@ -25,34 +26,173 @@ struct node *vs_node(struct vstorage *vs, const char *storage)
 	return NULL;
 }
 
-static void path_key(struct strbuf *key, const char *vs, size_t vslen, const char *path, size_t plen)
+/* --- the indexes --- */
+
+static uint64_t mix64(uint64_t h)
 {
-	strbuf_add(key, vs, vslen);
-	strbuf_addch(key, 0x1f);
-	strbuf_add(key, path, plen);
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	return h;
+}
+
+static uint32_t path_hash(const char *vs, size_t vslen, const char *path, size_t plen)
+{
+	/* FNV-1a over "<vs>\x1f<path>", mixed so that the low bits index the table */
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < vslen; i++)
+		h = (h ^ (unsigned char)vs[i]) * 1099511628211ull;
+	h = (h ^ 0x1f) * 1099511628211ull;
+	for (size_t i = 0; i < plen; i++)
+		h = (h ^ (unsigned char)path[i]) * 1099511628211ull;
+	return (uint32_t)mix64(h);
+}
+
+static size_t id_slot(const struct repo_index *x, int64_t id)
+{
+	return mix64((uint64_t)id) & (x->cap - 1);
+}
+
+static void index_place(struct repo_index *x, struct repo *r)
+{
+	size_t mask = x->cap - 1, i;
+	for (i = id_slot(x, r->id); x->by_id[i]; i = (i + 1) & mask)
+		;
+	x->by_id[i] = r;
+	for (i = r->path_hash & mask; x->by_path[i]; i = (i + 1) & mask)
+		;
+	x->by_path[i] = r;
+}
+
+/* Keep the load at most 1/2: probes stay short, and 16 bytes a slot pair is what an entry costs at most. */
+static void index_grow(struct repo_index *x)
+{
+	struct repo **old = x->by_id, **old_path = x->by_path;
+	size_t oldcap = x->cap;
+
+	x->cap = oldcap ? oldcap * 2 : 64;
+	x->by_id = xcalloc(x->cap, sizeof(*x->by_id));
+	x->by_path = xcalloc(x->cap, sizeof(*x->by_path));
+	for (size_t i = 0; i < oldcap; i++)
+		if (old[i])
+			index_place(x, old[i]);
+	free(old);
+	free(old_path);
+}
+
+/*
+ * Remove slot `i` of `t` (linear probing, no tombstones): the entries after
+ * it in its run move back when their home slot allows.
+ */
+static void slot_delete(struct repo **t, size_t mask, size_t i, int by_id)
+{
+	size_t j = i;
+	t[i] = NULL;
+	for (;;) {
+		size_t home;
+		j = (j + 1) & mask;
+		if (!t[j])
+			return;
+		home = by_id ? mix64((uint64_t)t[j]->id) & mask : t[j]->path_hash & mask;
+		/* t[j] may fill the hole at i unless its home lies cyclically in (i, j] */
+		if (i <= j ? (home <= i || home > j) : (home <= i && home > j)) {
+			t[i] = t[j];
+			t[j] = NULL;
+			i = j;
+		}
+	}
+}
+
+static void index_remove(struct repo_index *x, struct repo *r)
+{
+	size_t mask = x->cap - 1, i;
+	for (i = id_slot(x, r->id); x->by_id[i] != r; i = (i + 1) & mask)
+		if (!x->by_id[i])
+			return;
+	slot_delete(x->by_id, mask, i, 1);
+	for (i = r->path_hash & mask; x->by_path[i] != r; i = (i + 1) & mask)
+		if (!x->by_path[i])
+			return;
+	slot_delete(x->by_path, mask, i, 0);
+	x->nr--;
 }
 
 struct repo *repo_by_path(struct praefect *p, const char *vs, size_t vslen, const char *path, size_t plen)
 {
-	struct strbuf key = STRBUF_INIT;
-	struct repo *r;
-	path_key(&key, vs, vslen, path, plen);
-	r = hashmap_get(&p->repos_by_path, key.buf, key.len);
-	strbuf_release(&key);
-	return r;
+	const struct repo_index *x = &p->repos;
+	uint32_t h;
+	size_t mask;
+
+	if (!x->cap)
+		return NULL;
+	h = path_hash(vs, vslen, path, plen);
+	mask = x->cap - 1;
+	for (size_t i = h & mask; x->by_path[i]; i = (i + 1) & mask) {
+		struct repo *r = x->by_path[i];
+		const char *name = r->vs->cfg->name;
+		if (r->path_hash == h && !strncmp(r->relative_path, path, plen) && !r->relative_path[plen] &&
+		    !strncmp(name, vs, vslen) && !name[vslen])
+			return r;
+	}
+	return NULL;
 }
 
 struct repo *repo_by_id(struct praefect *p, int64_t id)
 {
-	char key[24];
-	snprintf(key, sizeof(key), "%lld", (long long)id);
-	return hashmap_get(&p->repos_by_id, key, strlen(key));
+	const struct repo_index *x = &p->repos;
+	if (!x->cap)
+		return NULL;
+	for (size_t i = id_slot(x, id); x->by_id[i]; i = (i + 1) & (x->cap - 1))
+		if (x->by_id[i]->id == id)
+			return x->by_id[i];
+	return NULL;
 }
+
+struct repo *repos_next(struct praefect *p, size_t *i)
+{
+	const struct repo_index *x = &p->repos;
+	while (*i < x->cap) {
+		struct repo *r = x->by_id[(*i)++];
+		if (r)
+			return r;
+	}
+	return NULL;
+}
+
+char *repos_intern(struct praefect *p, const char *s)
+{
+	size_t len = strlen(s);
+	char *v = hashmap_get(&p->interned, s, len);
+	if (!v) {
+		v = xstrdup(s);
+		hashmap_put(&p->interned, s, len, v);
+	}
+	return v;
+}
+
+void repo_set_primary(struct repo *r, const char *storage)
+{
+	r->primary = storage ? repos_intern(r->vs->p, storage) : NULL;
+	repo_changed(r->vs->p);
+}
+
+uint64_t praefect_health_signature(const struct praefect *p)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < p->nr_vs; i++)
+		for (size_t j = 0; j < p->vs[i].nr_nodes; j++)
+			h = (h ^ (uint64_t)(p->vs[i].nodes[j].healthy ? 2 : 1)) * 1099511628211ull;
+	return h;
+}
+
+/* --- the records --- */
 
 struct replica *repo_replica(struct repo *r, const char *storage)
 {
 	for (size_t i = 0; i < r->nr_replicas; i++)
-		if (!strcmp(r->replicas[i].storage, storage))
+		if (r->replicas[i].storage == storage || !strcmp(r->replicas[i].storage, storage))
 			return &r->replicas[i];
 	return NULL;
 }
@@ -60,21 +200,32 @@ struct replica *repo_replica(struct repo *r, const char *storage)
 struct replica *repo_replica_add(struct repo *r, const char *storage)
 {
 	struct replica *rep = repo_replica(r, storage);
+	repo_changed(r->vs->p);
 	if (rep)
 		return rep;
-	ALLOC_GROW(r->replicas, r->nr_replicas + 1, r->alloc_replicas);
+	if (r->nr_replicas == r->alloc_replicas) {
+		/* the inline replicas stay where they are, unused, once the array moves to the heap */
+		uint32_t alloc = r->alloc_replicas * 2 + 2;
+		struct replica *grown = xcalloc(alloc, sizeof(*grown));
+		memcpy(grown, r->replicas, r->nr_replicas * sizeof(*grown));
+		if (r->replicas != r->inline_replicas)
+			free(r->replicas);
+		r->replicas = grown;
+		r->alloc_replicas = alloc;
+	}
 	rep = &r->replicas[r->nr_replicas++];
-	rep->storage = xstrdup(storage);
+	rep->storage = repos_intern(r->vs->p, storage);
 	rep->generation = GENERATION_UNKNOWN;
 	rep->assigned = 0;
-	rep->outdated_since_ms = rep->outdated_since_stored = 0;
+	rep->outdated_since_ms = 0;
+	rep->outdated_unsaved = 0;
 	return rep;
 }
 
 int repo_up_to_date(const struct repo *r, const char *storage)
 {
 	for (size_t i = 0; i < r->nr_replicas; i++)
-		if (!strcmp(r->replicas[i].storage, storage))
+		if (r->replicas[i].storage == storage || !strcmp(r->replicas[i].storage, storage))
 			return r->replicas[i].generation == r->generation && r->generation != GENERATION_UNKNOWN;
 	return 0;
 }
@@ -93,49 +244,72 @@ int repo_assigned(const struct repo *r, const char *storage)
 	return !any && vs_node(r->vs, storage) != NULL;
 }
 
-struct repo *repo_insert(struct praefect *p, const struct store_repo *sr)
+/* `fresh`: the start-up listing into an empty model, whose ids and paths the store keeps unique */
+static struct repo *insert(struct praefect *p, const struct store_repo *sr, int fresh)
 {
 	struct vstorage *vs = praefect_vs(p, sr->virtual_storage, strlen(sr->virtual_storage));
+	const char *replica_path = sr->replica_path ? sr->replica_path : sr->relative_path;
+	size_t rlen = strlen(sr->relative_path), clen = strlen(replica_path);
+	size_t nr = sr->nr_replicas ? sr->nr_replicas : 1;
+	size_t head = sizeof(struct repo) + nr * sizeof(struct replica);
 	struct repo *r;
-	struct strbuf key = STRBUF_INIT;
-	char id[24];
 
 	if (!vs)
 		return NULL; /* a virtual storage no longer configured: not routable */
-	r = xcalloc(1, sizeof(*r));
+	/* one allocation: the struct, its replicas, then both paths */
+	r = xcalloc(1, head + rlen + 1 + clen + 1);
 	r->id = sr->id;
 	r->vs = vs;
-	r->relative_path = xstrdup(sr->relative_path);
-	r->replica_path = xstrdup(sr->replica_path ? sr->replica_path : sr->relative_path);
-	r->primary = sr->primary ? xstrdup(sr->primary) : NULL;
+	r->relative_path = (char *)r + head;
+	memcpy(r->relative_path, sr->relative_path, rlen + 1);
+	r->replica_path = r->relative_path + rlen + 1;
+	memcpy(r->replica_path, replica_path, clen + 1);
+	r->primary = sr->primary ? repos_intern(p, sr->primary) : NULL;
 	r->generation = sr->generation;
+	r->replicas = r->inline_replicas;
+	r->alloc_replicas = (uint32_t)nr;
+	r->path_hash = path_hash(vs->cfg->name, strlen(vs->cfg->name), r->relative_path, rlen);
 	for (size_t i = 0; i < sr->nr_replicas; i++) {
 		struct replica *rep = repo_replica_add(r, sr->replicas[i].storage);
 		rep->generation = sr->replicas[i].generation;
 		rep->assigned = sr->replicas[i].assigned;
-		rep->outdated_since_ms = rep->outdated_since_stored = sr->replicas[i].outdated_since_ms;
+		rep->outdated_since_ms = sr->replicas[i].outdated_since_ms;
 	}
-	path_key(&key, vs->cfg->name, strlen(vs->cfg->name), r->relative_path, strlen(r->relative_path));
-	hashmap_put(&p->repos_by_path, key.buf, key.len, r);
-	strbuf_release(&key);
-	snprintf(id, sizeof(id), "%lld", (long long)r->id);
-	hashmap_put(&p->repos_by_id, id, strlen(id), r);
+	/*
+	 * A record of the same id or path leaves the indexes for the new one; it
+	 * is not freed, a call in flight may still point at it.
+	 */
+	if (!fresh) {
+		struct repo *old = repo_by_id(p, r->id);
+		if (old)
+			index_remove(&p->repos, old);
+		old = repo_by_path(p, vs->cfg->name, strlen(vs->cfg->name), r->relative_path, rlen);
+		if (old)
+			index_remove(&p->repos, old);
+	}
+	if ((p->repos.nr + 1) * 2 > p->repos.cap)
+		index_grow(&p->repos);
+	index_place(&p->repos, r);
+	p->repos.nr++;
+	repo_changed(p);
 	return r;
+}
+
+struct repo *repo_insert(struct praefect *p, const struct store_repo *sr)
+{
+	return insert(p, sr, 0);
 }
 
 void repo_refresh(struct repo *r, const struct store_repo *sr)
 {
-	free(r->primary);
-	r->primary = sr->primary ? xstrdup(sr->primary) : NULL;
+	repo_set_primary(r, sr->primary);
 	r->generation = sr->generation;
 	for (size_t i = 0; i < r->nr_replicas; i++) {
 		r->replicas[i].generation = GENERATION_UNKNOWN;
 		r->replicas[i].assigned = 0;
 	}
 	for (size_t i = 0; i < sr->nr_replicas; i++) {
-		struct replica *rep = repo_replica(r, sr->replicas[i].storage);
-		if (!rep)
-			rep = repo_replica_add(r, sr->replicas[i].storage);
+		struct replica *rep = repo_replica_add(r, sr->replicas[i].storage);
 		rep->generation = sr->replicas[i].generation;
 		rep->assigned = sr->replicas[i].assigned;
 	}
@@ -169,20 +343,28 @@ void repo_adopt(struct praefect *p, const char *vs, const char *relative_path, c
 
 void repo_remove(struct praefect *p, struct repo *r)
 {
-	struct strbuf key = STRBUF_INIT;
-	char id[24];
-	path_key(&key, r->vs->cfg->name, strlen(r->vs->cfg->name), r->relative_path, strlen(r->relative_path));
-	hashmap_remove(&p->repos_by_path, key.buf, key.len);
-	strbuf_release(&key);
-	snprintf(id, sizeof(id), "%lld", (long long)r->id);
-	hashmap_remove(&p->repos_by_id, id, strlen(id));
-	for (size_t i = 0; i < r->nr_replicas; i++)
-		free(r->replicas[i].storage);
-	free(r->replicas);
-	free(r->relative_path);
-	free(r->replica_path);
-	free(r->primary);
+	index_remove(&p->repos, r);
+	if (r->replicas != r->inline_replicas)
+		free(r->replicas);
 	free(r);
+	repo_changed(p);
+}
+
+void repos_free(struct praefect *p)
+{
+	const struct hashmap_entry *e;
+	for (size_t i = 0; i < p->repos.cap; i++) {
+		struct repo *r = p->repos.by_id[i];
+		if (r && r->replicas != r->inline_replicas)
+			free(r->replicas);
+		free(r);
+	}
+	free(p->repos.by_id);
+	free(p->repos.by_path);
+	memset(&p->repos, 0, sizeof(p->repos));
+	for (size_t i = 0; hashmap_next(&p->interned, &i, &e);)
+		free(e->value);
+	hashmap_release(&p->interned);
 }
 
 struct load_state {
@@ -201,8 +383,11 @@ static void on_loaded(void *arg, int status, const char *msg, const struct store
 		strbuf_addf(ls->err, "loading repositories: %s", msg ? msg : "store error");
 		return;
 	}
+	/* the index at its final size at once: no regrowth while a million records go in */
+	while (ls->p->repos.cap < 2 * (ls->p->repos.nr + n))
+		index_grow(&ls->p->repos);
 	for (size_t i = 0; i < n; i++)
-		if (repo_insert(ls->p, &repos[i]))
+		if (insert(ls->p, &repos[i], ls->p->repos.nr == ls->n))
 			ls->n++;
 }
 
@@ -212,6 +397,12 @@ int repos_load(struct praefect *p, struct strbuf *err)
 	store_list_repositories(p->store, NULL, on_loaded, &ls);
 	while (!ls.done)
 		uv_run(p->loop, UV_RUN_ONCE);
+	/*
+	 * The listing's rows were copied into the records and freed, in the
+	 * store thread's malloc arena as much as in ours: hand the free pages
+	 * back, or the resident set keeps the listing's size for good.
+	 */
+	malloc_trim(0);
 	if (ls.status == 0)
 		log_msgf(LOG_INFO, "loaded %zu repositories from the tracking store", ls.n);
 	return ls.status < 0 ? -1 : 0;
@@ -246,7 +437,7 @@ void replica_path_for(int64_t id, const char *relative_path, struct strbuf *out)
 size_t repos_untracked(struct praefect *p, const struct vstorage *vs, const char *storage, const char *const *paths,
 		       size_t n, char **out)
 {
-	const struct hashmap_entry *e;
+	struct repo *r;
 	struct hashmap batch;
 	size_t nr = 0;
 	int untracked = 0;                /* the value of a path nothing tracks so far */
@@ -255,8 +446,7 @@ size_t repos_untracked(struct praefect *p, const struct vstorage *vs, const char
 	hashmap_init(&batch);
 	for (size_t i = 0; i < n; i++)
 		hashmap_put(&batch, paths[i], strlen(paths[i]), &untracked);
-	for (size_t i = 0; hashmap_next(&p->repos_by_id, &i, &e);) {
-		struct repo *r = e->value;
+	for (size_t i = 0; (r = repos_next(p, &i));) {
 		struct replica *rep;
 		if (r->vs != vs || !hashmap_get(&batch, r->replica_path, strlen(r->replica_path)))
 			continue;

@@ -248,14 +248,15 @@ int suspect_read_error(enum grpc_code code, const char *msg)
  */
 static void scan_node(struct praefect *p, struct node *n)
 {
-	const struct hashmap_entry *e;
 	uint64_t now = now_ms();
 	size_t added = 0;
 	if (n->scanned_ms && now - n->scanned_ms < NODE_SCAN_EVERY_MS)
 		return;
 	n->scanned_ms = now;
-	for (size_t i = 0; hashmap_next(&p->repos_by_id, &i, &e);) {
-		struct repo *r = e->value;
+	for (size_t i = 0; i < p->repos.cap; i++) {
+		struct repo *r = p->repos.by_id[i];
+		if (!r)
+			continue;
 		struct replica *rep;
 		if (r->vs != n->vs || !(rep = repo_replica(r, n->cfg->storage)) || rep->generation < 0)
 			continue;

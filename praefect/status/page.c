@@ -99,10 +99,11 @@ static void render_vstorage(struct praefect *p, struct vstorage *vs, struct strb
 {
 	size_t counts[STATE_NR] = { 0 };
 	size_t *primaries = xcalloc(vs->nr_nodes + 1, sizeof(*primaries));
-	const struct hashmap_entry *e;
 
-	for (size_t i = 0; hashmap_next(&p->repos_by_id, &i, &e);) {
-		struct repo *r = e->value;
+	for (size_t i = 0; i < p->repos.cap; i++) {
+		struct repo *r = p->repos.by_id[i];
+		if (!r)
+			continue;
 		if (r->vs != vs)
 			continue;
 		counts[state_of(r)]++;

@@ -126,6 +126,7 @@ static void on_ended(void *arg, int status, const char *msg, int64_t changed)
 	else if (c->outcome == OUT_INVALID && changed && v->p->cfg.delete_invalid_records &&
 		 (r = repo_by_id(v->p, c->repo_id))) {
 		struct replica *rep = repo_replica(r, c->node->cfg->storage);
+		repo_changed(v->p);
 		if (rep)
 			rep->generation = GENERATION_UNKNOWN;
 		reconciler_soon(v->p, c->repo_id); /* an assigned replica is created again */
