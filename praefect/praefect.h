@@ -415,6 +415,13 @@ int coordinator_raise_barrier(struct praefect *p, struct repo *r, const char *st
  * wait, 0 when it should be refused now (a wait just ran out without help).
  */
 int coordinator_wait_for_quorum(struct praefect *p, struct repo *r, const char *storage, uint64_t ms);
+/*
+ * A replica of `r` was just replicated onto `storage`: if it belongs to a
+ * pool that praefect tracks and that has no up-to-date replica there, the
+ * pool is assigned there too and replicated (object-pools.md, "A member
+ * moves"). Asynchronous; nothing happens for a pool or a repository without one.
+ */
+void coordinator_pool_follows(struct praefect *p, struct repo *r, const char *storage);
 /* The barrier of `r` is over (the replica caught up, or time ran out): forward what waited. */
 void coordinator_lower_barrier(struct praefect *p, struct repo *r);
 /* Task write-barrier: release the writes whose barrier ended or expired. */

@@ -224,6 +224,19 @@ static int sort_out_creators(struct proxy *px, struct dest *pd)
 	return 1;
 }
 
+/*
+ * A creation that is not voted but went to secondaries too (CreateObjectPool,
+ * router/route.c): each secondary that succeeded holds the new repository as
+ * the primary does, the others get a replication job (object-pools.md).
+ */
+static void sort_out_unvoted_creators(struct proxy *px)
+{
+	for (size_t i = 0; i < px->secondaries.nr; i++) {
+		struct dest *d = dest_for(px, px->secondaries.v[i]);
+		strvec_push(d && d->code == GRPC_OK ? &px->updated : &px->outdated, px->secondaries.v[i]);
+	}
+}
+
 /* The call did not run to its end on that node: it died, we cancelled it, or time ran out. */
 static int cut_off(enum grpc_code code)
 {
@@ -621,6 +634,8 @@ void proxy_finalize(struct proxy *px)
 			finish_with_primary(px);
 			return;
 		}
+		if (!px->txid)
+			sort_out_unvoted_creators(px);
 		px->refs++;
 		store_create_repository(px->p->store, px->repo_id, px->vs->cfg->name, px->relative_path,
 					px->replica_path, px->primary, px->updated.v, px->updated.nr,

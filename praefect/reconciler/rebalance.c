@@ -154,6 +154,9 @@ static int movable(const struct repo *r, const char *from, const char *to)
 {
 	if (r->writes_in_flight || !repo_assigned(r, from) || repo_assigned(r, to))
 		return 0;
+	/* a pool stays where its members link to it; it follows them instead (object-pools.md) */
+	if (!strncmp(r->replica_path, "@cluster/pools/", 15))
+		return 0;
 	for (size_t i = 0; i < r->vs->nr_nodes; i++) {
 		const char *s = r->vs->nodes[i].cfg->storage;
 		if (repo_assigned(r, s) && !repo_up_to_date(r, s))

@@ -296,6 +296,8 @@ static void on_generation_set(void *arg, int status, const char *msg)
 		if (w->source_gen > r->generation)
 			r->generation = w->source_gen;
 		replica_info_send(w->p, r, j->target_storage, w->source_gen); /* recovery.md */
+		/* a pool member's new replica: its pool must be there too (object-pools.md) */
+		coordinator_pool_follows(w->p, r, j->target_storage);
 	}
 	job_done(w, 1, NULL);
 }

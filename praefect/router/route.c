@@ -338,8 +338,11 @@ static void shuffle(struct node **v, size_t n)
  * is routed as upstream does: the new repository goes to the nodes of the
  * additional one, since the call reads it on each node; its primary becomes
  * the new primary, its healthy up-to-date replicas the secondaries, its other
- * replicas replication targets. So a pool starts on its origin's primary, and
- * linking the origin right away finds it there (object-pools.md). Returns 1
+ * replicas replication targets. So a pool starts on its origin's nodes, and
+ * linking the origin right away finds it there (object-pools.md). Ours: a
+ * creation that is not voted goes to the secondaries too, each node making
+ * the pool from its own replica of the origin, so that the link finds the
+ * pool on every replica at once, not only after replication. Returns 1
  * when `px` was routed or failed, 0 when there is no such repository.
  */
 static int assign_like_additional(struct proxy *px)
@@ -367,7 +370,8 @@ static int assign_like_additional(struct proxy *px)
 		struct node *n = vs_node(px->vs, s);
 		if (!n || n == primary || ar->replicas[i].generation == GENERATION_UNKNOWN || !repo_assigned(ar, s))
 			continue;
-		if (is_transactional(px) && n->healthy && repo_up_to_date(ar, s)) {
+		/* a creation that is not voted (CreateObjectPool) runs on each from its own copy */
+		if ((is_transactional(px) || px->m->not_voted) && n->healthy && repo_up_to_date(ar, s)) {
 			strvec_push(&px->secondaries, s);
 			proxy_add_dest(px, n, 0);
 		} else {

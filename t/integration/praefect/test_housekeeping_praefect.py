@@ -10,6 +10,7 @@ import pytest
 
 from praefect_itest import wait_for
 from gitaly_itest import git, make_bare_repo, pb
+from test_praefect import gitaly_ssh_env, refs
 
 
 def in_sync(cluster, rel):
@@ -52,6 +53,7 @@ def test_optimize_through_praefect_runs_on_every_replica_and_keeps_generations(c
     md, dirs = seeded(cluster, tmp_path, "opt.git")
     assert all(loose(p) for p in dirs.values())
     before = {r.storage: r.generation for r in md.replicas}
+    before_refs = refs(dirs["gitaly-1"])
 
     cluster.praefect.stub("RepositoryService").OptimizeRepository(
         pb("repository").OptimizeRepositoryRequest(repository=cluster.praefect.repo("opt.git"),
@@ -62,8 +64,13 @@ def test_optimize_through_praefect_runs_on_every_replica_and_keeps_generations(c
         assert loose(path) == [], name
         assert glob.glob(os.path.join(path, "objects", "pack", "*.pack")), name
         assert calls(cluster.nodes[name], "OptimizeRepository") == 1, name
-        r = git("fsck", "--no-dangling", cwd=path, check=False)
-        assert "error" not in r
+        git("fsck", "--no-dangling", cwd=path)  # raises on any error
+        assert refs(path) == before_refs, name
+    # and praefect serves every ref from the optimized replicas
+    served = str(tmp_path / "served.git")
+    git("clone", "-q", "--mirror", "ssh://gitaly/repo.git", served,
+        env=gitaly_ssh_env(cluster.praefect, "opt.git", "upload-pack"))
+    assert refs(served) == before_refs
     after = cluster.praefect.metadata("opt.git")
     assert {r.storage: r.generation for r in after.replicas} == before
     assert after.generation == md.generation

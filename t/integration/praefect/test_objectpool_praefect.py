@@ -11,7 +11,7 @@ import pytest
 
 from praefect_itest import PRAEFECT_TOKEN, wait_for
 from gitaly_itest import git, make_bare_repo, pb
-from test_praefect import create_repo, push, refs, replicas_in_sync
+from test_praefect import create_repo, gitaly_ssh_env, push, refs, replicas_in_sync
 
 POOL = "@pools/6b/86/6b86b273ff34fce19d6b804eff5a3f5747ada4eaa22f1d49c01e52ddb7875b4b.git"
 
@@ -123,6 +123,13 @@ def test_the_fork_survives_the_deletion_of_its_source_and_disconnects_before_the
         fork = on_disk(cluster, name, fork_md.replica_path)
         git("fsck", cwd=fork)
         assert refs(fork) == refs(src)
+    # as upstream promises, the pool keeps the objects: the fork is served whole through praefect
+    clone = str(tmp_path / "fork-clone.git")
+    git("clone", "-q", "--mirror", "ssh://gitaly/repo.git", clone,
+        env=gitaly_ssh_env(cluster.praefect, "group/fork.git", "upload-pack"))
+    git("fsck", cwd=clone)
+    assert refs(clone) == refs(src)
+    assert "z" * 1000 in git("show", "main:big.txt", cwd=clone)
     # the fork leaves the pool: self-contained on every replica, then the pool can go
     cluster.praefect.stub("ObjectPoolService").DisconnectGitAlternates(op().DisconnectGitAlternatesRequest(
         repository=cluster.praefect.repo("group/fork.git")), timeout=60)
