@@ -490,6 +490,7 @@ static void release(struct proxy *px)
 	for (size_t i = 0; i < px->nr_dests; i++) {
 		strbuf_release(&px->dests[i].msg);
 		grpc_metadata_release(&px->dests[i].trailers);
+		grpc_metadata_release(&px->dests[i].headers);
 	}
 	free(px->dests);
 	px->dests = NULL;
@@ -571,6 +572,14 @@ static void write_done(struct proxy *px)
 		return;
 	/* the last write routed without it is over: its catch-up can now end at the generation */
 	replicator_kick(px->p, r->vs, r->rejoining);
+}
+
+void proxy_route_again(struct proxy *px)
+{
+	end_intent(px); /* nothing was applied anywhere: no verification needed */
+	write_done(px);
+	px->refs++; /* release() drops a held write's reference */
+	release(px);
 }
 
 int proxy_record_intent(struct proxy *px)
