@@ -379,6 +379,18 @@ static enum write_outcome sort_out_writers(struct proxy *px, struct dest *pd)
 	for (size_t i = 0; i < o.nr; i++)
 		if (o.voted[i] && (ssize_t)i != source)
 			strvec_push(&outdated, o.voters[i]);
+	{
+		/*
+		 * A replica routing left out (its node was unhealthy) at the
+		 * generation the voters had: the change may now be on some
+		 * voters and not on it, at one generation. Verified too, or
+		 * once the voters are made equal it differs from them unseen.
+		 */
+		struct repo *r = repo_by_id(px->p, px->repo_id);
+		for (size_t i = 0; r && i < px->outdated.nr; i++)
+			if (repo_up_to_date(r, px->outdated.v[i]) && !in_list(&outdated, px->outdated.v[i]))
+				strvec_push(&outdated, px->outdated.v[i]);
+	}
 	set_lists(px, &updated, &outdated, 0);
 	px->job_source = NULL;
 	if (source >= 0) {
