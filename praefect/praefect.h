@@ -393,6 +393,12 @@ struct node *elect_primary(struct praefect *p, struct repo *r);
  * praefect (SQLite, or alone on the database) the live view alone.
  */
 int node_consensus_healthy(const struct node *n);
+/*
+ * The kernel said `n` is gone (a call to it was refused or its connection
+ * reset before anything was written): unhealthy now, without waiting for a
+ * health check; the next successful check makes it healthy again.
+ */
+void node_mark_dead(struct praefect *p, struct node *n, const char *why);
 
 /* --- the proxy (coordinator/) --- */
 void coordinator_register(struct praefect *p);

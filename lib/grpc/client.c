@@ -28,6 +28,9 @@ struct grpc_client_call {
 	void *user;
 
 	int close_send;
+	int submitted;                   /* given a stream on a connection */
+	uint64_t wire_mark;              /* its bytes start after this many of the connection's */
+	int unsent;                      /* its connection died before any of its bytes was written */
 
 	struct grpc_metadata headers;
 	struct grpc_metadata trailers;
@@ -256,6 +259,8 @@ static int call_submit(struct grpc_client_call *call, struct cli_conn *conn)
 		return id;
 	call->s.id = id;
 	call->s.conn = &conn->gc;
+	call->submitted = 1;
+	call->wire_mark = conn->gc.h2.bytes_written + conn->gc.h2.inflight.len + conn->gc.h2.out.len;
 	list_add(&conn->calls, call);
 	conn->ncalls++;
 	h2_conn_flush(&conn->gc.h2);
@@ -285,6 +290,7 @@ int grpc_client_call_close_send(struct grpc_client_call *call)
 size_t grpc_client_call_send_queued(const struct grpc_client_call *call) { return call->s.out.bytes; }
 int grpc_client_call_send_full(const struct grpc_client_call *call) { return gstream_send_full(&call->s); }
 void *grpc_client_call_user(const struct grpc_client_call *call) { return call->user; }
+int grpc_client_call_unsent(const struct grpc_client_call *call) { return !call->submitted || call->unsent; }
 
 static void rst_and_notify(struct grpc_client_call *call, enum grpc_code code, const char *msg)
 {
@@ -554,8 +560,10 @@ static void conn_on_closed(struct h2_conn *h2, int reason)
 			call_unlink(call);
 			continue;
 		}
-		if (!call->s.notified)
+		if (!call->s.notified) {
+			call->unsent = h2->bytes_written <= call->wire_mark;
 			call_notify(call, GRPC_UNAVAILABLE, m.buf);
+		}
 		call_unlink(call);
 		if (!call->in_dead)
 			call_free(call);

@@ -100,6 +100,12 @@ int grpc_channel_call(struct grpc_channel *ch, const char *path, const struct gr
 		      void *user, struct grpc_client_call **out);
 
 void *grpc_client_call_user(const struct grpc_client_call *call);
+/*
+ * From on_close: 1 when no byte of the call can have reached the server:
+ * it never got a stream (the connection was refused, or never there), or
+ * its connection broke before any write holding its bytes succeeded.
+ */
+int grpc_client_call_unsent(const struct grpc_client_call *call);
 int grpc_client_call_send(struct grpc_client_call *call, const void *msg, size_t len);
 int grpc_client_call_close_send(struct grpc_client_call *call);
 size_t grpc_client_call_send_queued(const struct grpc_client_call *call);

@@ -163,6 +163,8 @@ static void on_write_done(struct io *io, int status, void *arg)
 	struct h2_conn *c = arg;
 	c->writing = 0;
 	c->bytes_out += c->inflight.len;
+	if (status >= 0)
+		c->bytes_written += c->inflight.len;
 	strbuf_reset(&c->inflight);
 	if (c->closing)
 		return;

@@ -63,6 +63,7 @@ struct h2_conn {
 	uint64_t ping_sent_ms;         /* 0: no ping outstanding */
 
 	uint64_t bytes_in, bytes_out;
+	uint64_t bytes_written;        /* of bytes_out, those whose write succeeded */
 };
 
 /*

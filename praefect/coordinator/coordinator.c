@@ -36,6 +36,7 @@ static void proxy_free(struct proxy *px)
 	free(px->dests);
 	strbuf_release(&px->first);
 	strbuf_release(&px->pending);
+	strbuf_release(&px->replay);
 	free(px->relative_path);
 	free(px->replica_path);
 	free(px->primary);
@@ -170,6 +171,8 @@ static void dest_headers(struct grpc_client_call *cc, const struct grpc_metadata
 		d->headers_held = 1;
 		return;
 	}
+	d->px->headers_sent = 1;
+	reroute_responded(d->px);
 	grpc_call_send_headers(d->px->call, md);
 }
 
@@ -190,6 +193,7 @@ static void dest_message(struct grpc_client_call *cc, const uint8_t *msg, size_t
 		return; /* secondaries' responses are drained and dropped */
 	send_held_headers(d);
 	px->responded = 1;
+	reroute_responded(px);
 	if (px->m == px->p->calls.get_object_pool) {
 		struct strbuf out = STRBUF_INIT, err = STRBUF_INIT;
 		if (proxy_rewrite_pool_response(px, msg, len, &out, &err) < 0)
@@ -225,6 +229,7 @@ static void dest_close(struct grpc_client_call *cc, enum grpc_code code, const c
 	struct dest *d = grpc_client_call_user(cc);
 
 	d->cc = NULL;
+	d->unsent = grpc_client_call_unsent(cc);
 	if (scproxy_hold_close(d->px, d, code, message, trailers))
 		return; /* the sidechannel is still copying: the client gets the status after its last byte */
 	proxy_dest_close(d, code, message, trailers);
@@ -251,6 +256,13 @@ void proxy_dest_close(struct dest *d, enum grpc_code code, const char *message,
 	d->code = code;
 	strbuf_addstr(&d->msg, message ? message : "");
 	grpc_metadata_copy(&d->trailers, trailers);
+	if (px->rerouting || reroute_begin(px, d, code, message)) {
+		/* nothing reached the primary: the call is routed again once every destination closed */
+		if (px->open_dests == 0)
+			reroute_go(px);
+		proxy_unref(px);
+		return;
+	}
 	if (d->primary && code != GRPC_OK && px->kind != ROUTE_MAINTENANCE)
 		cancel_dests(px);
 	if (d->primary && code == GRPC_OK && px->txid && px->open_dests) {
@@ -453,6 +465,7 @@ void proxy_forward(struct proxy *px)
 static void forward_message(struct proxy *px, const uint8_t *msg, size_t len)
 {
 	px->forwarded++;
+	reroute_keep(px, msg, len);
 	for (size_t i = 0; i < px->nr_dests; i++)
 		if (px->dests[i].cc && !px->dests[i].closed)
 			grpc_client_call_send(px->dests[i].cc, msg, len);
@@ -546,6 +559,7 @@ static void proxy_start(struct grpc_call *call, void *data)
 	px->start_ms = now_ms();
 	strbuf_init(&px->first, 0);
 	strbuf_init(&px->pending, 0);
+	strbuf_init(&px->replay, 0);
 	strvec_init(&px->outdated);
 	strvec_init(&px->secondaries);
 	strvec_init(&px->updated);

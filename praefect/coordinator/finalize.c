@@ -393,6 +393,18 @@ static enum write_outcome sort_out_writers(struct proxy *px, struct dest *pd)
 	for (size_t i = 0; i < o.nr; i++)
 		if (o.voted[i] && (ssize_t)i != source)
 			strvec_push(&outdated, o.voters[i]);
+	{
+		/*
+		 * A replica routing left out (its node was unhealthy) at the
+		 * generation the voters had: the change may now be on some
+		 * voters and not on it, at one generation. Verified too, or
+		 * once the voters are made equal it differs from them unseen.
+		 */
+		struct repo *r = repo_by_id(px->p, px->repo_id);
+		for (size_t i = 0; r && i < px->outdated.nr; i++)
+			if (repo_up_to_date(r, px->outdated.v[i]) && !in_list(&outdated, px->outdated.v[i]))
+				strvec_push(&outdated, px->outdated.v[i]);
+	}
 	set_lists(px, &updated, &outdated, 0);
 	px->job_source = NULL;
 	if (source >= 0) {
@@ -504,6 +516,7 @@ static void release(struct proxy *px)
 	for (size_t i = 0; i < px->nr_dests; i++) {
 		strbuf_release(&px->dests[i].msg);
 		grpc_metadata_release(&px->dests[i].trailers);
+		grpc_metadata_release(&px->dests[i].headers);
 	}
 	free(px->dests);
 	px->dests = NULL;
@@ -585,6 +598,14 @@ static void write_done(struct proxy *px)
 		return;
 	/* the last write routed without it is over: its catch-up can now end at the generation */
 	replicator_kick(px->p, r->vs, r->rejoining);
+}
+
+void proxy_route_again(struct proxy *px)
+{
+	end_intent(px); /* nothing was applied anywhere: no verification needed */
+	write_done(px);
+	px->refs++; /* release() drops a held write's reference */
+	release(px);
 }
 
 int proxy_record_intent(struct proxy *px)

@@ -35,6 +35,7 @@ struct dest {
 
 	struct grpc_metadata headers;    /* an accessor's response headers, held until its first message */
 	int headers_held;
+	int unsent;                      /* closed before any byte of the call reached the node */
 };
 
 struct proxy {
@@ -88,6 +89,12 @@ struct proxy {
 	int counted;                     /* counted in its repository's writes_in_flight */
 	struct proxy *next_held;         /* p->held_writes: waiting for a write barrier */
 	struct scproxy *sc;              /* the sidechannel proxied for this call (sidechannel.c) */
+	/* a write routed again when its primary refused it (reroute.c) */
+	int headers_sent;                /* response headers reached the client */
+	int reroutes;                    /* times routed again */
+	int rerouting;                   /* waiting for the other destinations to close */
+	int replay_dropped;              /* too much forwarded to keep: no reroute */
+	struct strbuf replay;            /* messages forwarded after the first, 4-byte length prefix */
 };
 
 /* --- coordinator.c: lifetime and forwarding --- */
@@ -135,6 +142,21 @@ void scproxy_node_stream(struct io *stream, void *data);
 int proxy_rewrite_pool_response(struct proxy *px, const uint8_t *msg, size_t len, struct strbuf *out,
 				struct strbuf *err);
 
+/*
+ * reroute.c: a mutator whose primary refused it is routed again
+ * (docs/technical/praefect-routing.md, "A refused primary").
+ *  - reroute_keep(): from forward_message(), keep a copy while a reroute
+ *    is possible (bounded; beyond it the call is no longer rerouted).
+ *  - reroute_responded(): something reached the client: drop the copy.
+ *  - reroute_begin(): from proxy_dest_close(), after `d` closed. Returns 1
+ *    when the call is being rerouted: the other destinations are cancelled,
+ *    their closes are ignored, and reroute_go() runs after the last one.
+ */
+void reroute_keep(struct proxy *px, const uint8_t *msg, size_t len);
+void reroute_responded(struct proxy *px);
+int reroute_begin(struct proxy *px, struct dest *d, enum grpc_code code, const char *message);
+void reroute_go(struct proxy *px);
+
 /* --- router/route.c: choose the destinations for the first message --- */
 void proxy_route(struct proxy *px);
 /* Another replica for an accessor whose replica failed (recorded in px->tried); NULL if none. */
@@ -149,5 +171,10 @@ void proxy_finalize(struct proxy *px);
  * 0 to go on now.
  */
 int proxy_record_intent(struct proxy *px);
+/*
+ * A write that reached no node yet (reroute.c): drop its intent and its
+ * count, then route it from scratch as a write released from a barrier is.
+ */
+void proxy_route_again(struct proxy *px);
 
 #endif

@@ -134,6 +134,11 @@ static void on_check_done(struct grpc_client_call *call, enum grpc_code code, co
 	free(c);
 }
 
+void node_mark_dead(struct praefect *p, struct node *n, const char *why)
+{
+	set_health(p, n, 0, why);
+}
+
 /* A broken connection is a failure signal of its own: no need to wait for checks. */
 static void on_channel_state(struct grpc_channel *ch, enum grpc_channel_state st, void *data)
 {

@@ -288,3 +288,169 @@ def test_a_secondary_killed_during_a_push_does_not_fail_it(cluster, tmp_path):
                          what="%s repaired after its restart" % name)
         for n in cluster.nodes:
             assert git("rev-parse", "refs/heads/main", cwd=replica(cluster, n, md.replica_path)).strip() == head
+
+
+class Relay(threading.Thread):
+    """A Unix socket between praefect and one gitaly, passing everything through unchanged
+    until refuse(): then the node's side of praefect's connection gets an HTTP/2 GOAWAY (so
+    praefect opens a new connection for its next call, while the node still counts as
+    healthy), and the socket refuses every new connection (bound, not listening:
+    ECONNREFUSED), as a node that just died does in the moment before praefect notices.
+
+    praefect talks to a node over a backchannel: yamux frames (12-byte header: version, type,
+    flags, stream id, length; only data frames, type 0, carry `length` bytes), praefect's own
+    HTTP/2 connection on the first stream it opens (id 1). The node's side is passed on one
+    whole yamux frame at a time, and the GOAWAY goes in as a yamux data frame of stream 1
+    where an HTTP/2 frame of that stream ends."""
+
+    def __init__(self, path, target):
+        super().__init__(daemon=True)
+        import selectors
+        import socket
+        self.socket_mod, self.path, self.target = socket, path, target
+        self.sel = selectors.DefaultSelector()
+        self.lock = threading.Lock()
+        self.pairs = {}        # fd -> (sock, peer, node side state or None)
+        self.goaway_due = False
+        self.refusing = False
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(16)
+        self.sel.register(self.listener, selectors.EVENT_READ)
+        self.start()
+
+    def refuse(self):
+        with self.lock:
+            self.goaway_due = True
+
+    @staticmethod
+    def _goaway():
+        import struct
+        # HTTP/2 GOAWAY (type 7, stream 0): last stream id 2^31-1 (nothing in flight refused), NO_ERROR
+        h2 = struct.pack(">I", 8)[1:] + bytes([7, 0]) + struct.pack(">III", 0, 0x7fffffff, 0)
+        return struct.pack(">BBHII", 0, 0, 0, 1, len(h2)) + h2
+
+    def _node_side(self, st, peer):
+        """Forward the whole yamux frames in st["buf"]; inject the GOAWAY when due and possible."""
+        b = st["buf"]
+        off = 0
+        while len(b) - off >= 12:
+            typ = b[off + 1]
+            sid = int.from_bytes(b[off + 4:off + 8], "big")
+            ln = int.from_bytes(b[off + 8:off + 12], "big")
+            n = 12 + (ln if typ == 0 else 0)
+            if len(b) - off < n:
+                break
+            if typ == 0 and sid == 1:
+                # follow HTTP/2 frame boundaries through the stream's bytes
+                for byte in b[off + 12:off + n]:
+                    if st["skip"]:
+                        st["skip"] -= 1
+                        continue
+                    st["hdr"].append(byte)
+                    if len(st["hdr"]) == 9:
+                        st["skip"] = int.from_bytes(st["hdr"][:3], "big")
+                        st["hdr"].clear()
+            off += n
+        peer.sendall(bytes(b[:off]))
+        del b[:off]
+        if self.goaway_due and not st["sent"] and not st["skip"] and not st["hdr"]:
+            st["sent"] = True
+            peer.sendall(self._goaway())
+
+    def run(self):
+        import selectors
+        socket = self.socket_mod
+        while True:
+            with self.lock:
+                due = self.goaway_due
+            if due and not self.refusing:
+                self.refusing = True
+                self.sel.unregister(self.listener)
+                self.listener.close()
+                os.unlink(self.path)
+                self.dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.dead.bind(self.path)   # never listens: connect() is refused
+            if due:
+                for sock, peer, st in list(self.pairs.values()):
+                    if st is not None and not st["sent"]:
+                        self._node_side(st, peer)
+            for key, _ in self.sel.select(0.05):
+                s = key.fileobj
+                if s is self.listener:
+                    c, _ = s.accept()
+                    n = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    n.connect(self.target)
+                    self.pairs[c.fileno()] = (c, n, None)
+                    self.pairs[n.fileno()] = (n, c, {"buf": bytearray(), "hdr": bytearray(), "skip": 0,
+                                                     "sent": False})
+                    self.sel.register(c, selectors.EVENT_READ)
+                    self.sel.register(n, selectors.EVENT_READ)
+                    continue
+                if s.fileno() not in self.pairs:
+                    continue
+                sock, peer, st = self.pairs[s.fileno()]
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    for x in (sock, peer):
+                        if x.fileno() in self.pairs:
+                            del self.pairs[x.fileno()]
+                            self.sel.unregister(x)
+                            x.close()
+                    continue
+                try:
+                    if st is None:
+                        peer.sendall(data)
+                    else:
+                        st["buf"] += data
+                        self._node_side(st, peer)
+                except OSError:
+                    pass
+
+
+@pytest.mark.parametrize("call", ["push", "unary"])
+def test_a_write_refused_by_its_primary_is_routed_again(tmp_path, call):
+    """The primary's socket refuses the write (it died a moment ago) while praefect still counts
+    it healthy: nothing of the call reached it, so praefect routes the call again, to the new
+    primary, instead of failing it with "connection refused"."""
+    import tempfile
+    relays = {}
+    short = tempfile.mkdtemp(prefix="relay")  # Unix socket paths are short
+
+    def addresses(cluster):
+        for name, node in cluster.nodes.items():
+            relays[name] = Relay(os.path.join(short, name + ".sock"), node.socket)
+        return {name: "unix:" + os.path.join(short, name + ".sock") for name in cluster.nodes}
+
+    # health checks far apart: only the write itself finds the refusing socket
+    cluster = Cluster(tmp_path, addresses=addresses,
+                      extra='\n[failover]\nhealth_check_interval = "60s"\n')
+    try:
+        create_repo(cluster, "refused.git")
+        src = make_bare_repo(str(tmp_path / "src.git"), branches=("main",))
+        push(cluster, src, "refused.git", "main")
+        old = cluster.praefect.metadata("refused.git").primary
+        head = git("rev-parse", "main", cwd=src).strip()
+        relays[old].refuse()
+        wait_for(lambda: relays[old].refusing, what="the relay refusing")
+        time.sleep(0.2)  # the GOAWAY reached praefect
+        if call == "push":
+            r = subprocess.run(["git", "push", "-q", "ssh://gitaly/repo.git", "main:refs/heads/rerouted"], cwd=src,
+                               env=push_env(cluster, "refused.git"), capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
+        else:
+            from gitaly_itest import pb
+            cluster.praefect.stub("RepositoryService").WriteRef(
+                pb("repository").WriteRefRequest(repository=cluster.praefect.repo("refused.git"),
+                                                 ref=b"refs/heads/rerouted", revision=head.encode()), timeout=20)
+        log = cluster.praefect.log()
+        assert "refused the call before receiving any of it" in log
+        md = cluster.praefect.metadata("refused.git")
+        assert md.primary != old
+        new_replica = replica(cluster, md.primary, md.replica_path)
+        assert git("rev-parse", "refs/heads/rerouted", cwd=new_replica).strip() == head
+    finally:
+        cluster.stop()
