@@ -118,7 +118,7 @@ static void on_reloaded(void *arg, int status, const char *msg, const struct sto
 {
 	struct listener *l = arg;
 	struct hashmap seen;
-	const struct hashmap_entry *e;
+	struct repo *r;
 	struct repo **gone;
 	size_t nr_gone = 0;
 
@@ -144,10 +144,14 @@ static void on_reloaded(void *arg, int status, const char *msg, const struct sto
 		strbuf_release(&key);
 	}
 	/* the ones the database no longer has (repo_adopt() keeps those with work of ours in flight) */
-	gone = xcalloc(l->p->repos_by_path.nr + 1, sizeof(*gone));
-	for (size_t i = 0; hashmap_next(&l->p->repos_by_path, &i, &e);)
-		if (!hashmap_get(&seen, e->key, e->klen))
-			gone[nr_gone++] = e->value;
+	gone = xcalloc(l->p->repos.nr + 1, sizeof(*gone));
+	for (size_t i = 0; (r = repos_next(l->p, &i));) {
+		struct strbuf key = STRBUF_INIT;
+		strbuf_addf(&key, "%s\x1f%s", r->vs->cfg->name, r->relative_path);
+		if (!hashmap_get(&seen, key.buf, key.len))
+			gone[nr_gone++] = r;
+		strbuf_release(&key);
+	}
 	for (size_t i = 0; i < nr_gone; i++) {
 		char *vs = xstrdup(gone[i]->vs->cfg->name), *path = xstrdup(gone[i]->relative_path);
 		repo_adopt(l->p, vs, path, NULL);
