@@ -23,7 +23,9 @@ phases, medians over the N pushes, per path (see bench/README.md):
   hooks   processes git ran as hooks per push per node
   start   one gitaly-hooks process start-up (exec to exit, no RPC), median
 
-usage: /usr/bin/python3 bench/push-latency.py [N] [LARGE_MB]   env: BUILD_DIR (default build)
+usage: /usr/bin/python3 bench/push-latency.py [N] [LARGE_MB]
+env: BUILD_DIR (default build); COMPARE_BUILD=<other build dir> measures that
+build too, pass by pass in turn with BUILD_DIR's, and prints both (before/after).
 """
 import glob
 import json
@@ -40,9 +42,19 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "t/integration/gitaly"))
 sys.path.insert(0, os.path.join(ROOT, "t/integration/praefect"))
 
+import gitaly_itest  # noqa: E402
+import praefect_itest  # noqa: E402
 from gitaly_itest import BUILD, GitalyNode, git  # noqa: E402
 from praefect_itest import Cluster  # noqa: E402
 from test_praefect import create_repo  # noqa: E402
+
+CUR = {"build": BUILD}
+
+
+def use_build(path):
+    """Point the fixtures (and us) at the binaries of `path`."""
+    path = os.path.abspath(path)
+    CUR["build"] = gitaly_itest.BUILD = praefect_itest.BUILD = path
 
 PHASES = ("spawn", "recv", "pre", "upd", "prep", "comm", "post", "rest", "lag", "tail")
 HOOK_COL = {"pre-receive": "pre", "update": "upd", "post-receive": "post"}
@@ -57,7 +69,7 @@ def client_env():
 def ssh_env(address, token, storage, path):
     payload = {"repository": {"storageName": storage, "relativePath": path, "glRepository": "project-1"},
                "glId": "user-1", "glRepository": "project-1"}
-    return dict(client_env(), GIT_SSH_COMMAND=os.path.join(BUILD, "gitaly-ssh", "gitaly-ssh") + " receive-pack",
+    return dict(client_env(), GIT_SSH_COMMAND=os.path.join(CUR["build"], "gitaly-ssh", "gitaly-ssh") + " receive-pack",
                 GIT_SSH_VARIANT="simple", GITALY_PAYLOAD=json.dumps(payload), GITALY_ADDRESS=address,
                 GITALY_TOKEN=token)
 
@@ -174,7 +186,7 @@ def breakdown(spans, rps, primary_path):
 def hook_startup(tmp, n=20):
     """gitaly-hooks exec to exit without an RPC: a name it does not know fails before any work."""
     link = os.path.join(tmp, "no-such-hook")
-    os.symlink(os.path.join(BUILD, "gitaly-hooks", "gitaly-hooks"), link)
+    os.symlink(os.path.join(CUR["build"], "gitaly-hooks", "gitaly-hooks"), link)
     times = []
     for _ in range(n):
         t0 = time.time()
@@ -229,12 +241,10 @@ def run_pass(n, mb, trace_dir=None):
     return res, tmp
 
 
-def main():
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 30
-    mb = int(sys.argv[2]) if len(sys.argv) > 2 else 50
-    res, _ = run_pass(n, mb)
+def report(label, n, mb, res, tres, rps, startup):
     med = {k: stats([t1 - t0 for t0, t1 in res[k]["small"]]) for k in ("local", "direct", "praefect")}
     (lm, l90), (dm, d90), (pm, p90) = med["local"], med["direct"], med["praefect"]
+    print("== %s" % label)
     print("small push (one commit), %d each:" % n)
     print("  local git push to a bare repo: median %6.1f ms  p90 %6.1f ms" % (lm * 1000, l90 * 1000))
     print("  direct to one gitaly:          median %6.1f ms  p90 %6.1f ms  -> %.2fx local" %
@@ -248,11 +258,6 @@ def main():
               (res["direct"]["large"], res["direct"]["large"] / res["local"]["large"]))
         print("  praefect, 3 voting replicas:   %6.2f s  -> %.2fx direct" %
               (res["praefect"]["large"], res["praefect"]["large"] / res["direct"]["large"]))
-
-    trace = tempfile.mkdtemp(prefix="bench-trace2-")
-    tres, ttmp = run_pass(n, 0, trace)
-    rps = receive_packs(trace)
-    startup = hook_startup(ttmp)
     print("traced pass (GIT_TRACE2_EVENT on the nodes), medians in ms over %d small pushes:" % n)
     print("  %-9s %6s " % ("path", "total") + " ".join("%5s" % p for p in PHASES) + " hooks start")
     for k in ("direct", "praefect"):
@@ -261,8 +266,29 @@ def main():
         cols, nh = breakdown(spans, rps, tres[k]["primary"])
         print("  %-9s %6.1f " % (k, total) + " ".join("%5.1f" % cols[p] for p in PHASES) +
               " %5d %5.1f" % (nh, startup))
-    shutil.rmtree(trace, ignore_errors=True)
-    shutil.rmtree(ttmp, ignore_errors=True)
+
+
+def main():
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+    mb = int(sys.argv[2]) if len(sys.argv) > 2 else 50
+    builds = [("build %s" % BUILD, BUILD)]
+    if os.environ.get("COMPARE_BUILD"):
+        builds.insert(0, ("before: build %s" % os.environ["COMPARE_BUILD"], os.environ["COMPARE_BUILD"]))
+        builds[1] = ("after: build %s" % BUILD, BUILD)
+    out = {}
+    for label, b in builds:
+        use_build(b)
+        out[label] = {"res": run_pass(n, mb)[0]}
+    for label, b in builds:
+        use_build(b)
+        trace = tempfile.mkdtemp(prefix="bench-trace2-")
+        tres, ttmp = run_pass(n, 0, trace)
+        out[label].update(tres=tres, rps=receive_packs(trace), startup=hook_startup(ttmp))
+        shutil.rmtree(trace, ignore_errors=True)
+        shutil.rmtree(ttmp, ignore_errors=True)
+    for label, _ in builds:
+        o = out[label]
+        report(label, n, mb, o["res"], o["tres"], o["rps"], o["startup"])
 
 
 if __name__ == "__main__":
