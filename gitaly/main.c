@@ -137,6 +137,8 @@ static void setup_runtime_dir(struct gitaly *g)
 	const char *parent = g->cfg.runtime_dir;
 	char tmpl[] = "/tmp/gitaly-runtime-XXXXXX";
 	static const char *const hooks[] = { "pre-receive", "post-receive", "update", "reference-transaction" };
+	static const unsigned hook_bits[] = { HOOK_PRE_RECEIVE, HOOK_POST_RECEIVE, HOOK_UPDATE,
+					      HOOK_REFERENCE_TRANSACTION };
 
 	if (!parent) {
 		const char *tmp = getenv("TMPDIR");
@@ -191,6 +193,25 @@ static void setup_runtime_dir(struct gitaly *g)
 			die("cannot create hook link \"%s\": %s", link.buf, strerror(errno));
 		strbuf_release(&target);
 		strbuf_release(&link);
+	}
+	/* <hooks_dir>/<mask>: only the hooks of a smaller HOOK_* set (core/git.c, core.hooksPath) */
+	for (unsigned mask = 1; mask < HOOK_RECEIVE_PACK; mask++) {
+		struct strbuf dir = STRBUF_INIT;
+		strbuf_addf(&dir, "%s/%u", g->hooks_dir, mask);
+		if (mkdir(dir.buf, 0700) < 0)
+			die("cannot create hooks directory \"%s\": %s", dir.buf, strerror(errno));
+		for (size_t i = 0; i < ARRAY_SIZE(hooks); i++) {
+			struct strbuf target = STRBUF_INIT, link = STRBUF_INIT;
+			if (!(mask & hook_bits[i]))
+				continue;
+			strbuf_addf(&target, "%s/gitaly-hooks", g->cfg.bin_dir);
+			strbuf_addf(&link, "%s/%s", dir.buf, hooks[i]);
+			if (symlink(target.buf, link.buf) < 0)
+				die("cannot create hook link \"%s\": %s", link.buf, strerror(errno));
+			strbuf_release(&target);
+			strbuf_release(&link);
+		}
+		strbuf_release(&dir);
 	}
 }
 

@@ -2,6 +2,7 @@
  * (docs/technical/gitaly-node.md, "Git command lines"; the hooks payload: hooks.md). */
 #include "core/gitaly.h"
 #include "core/vote.h"
+#include "hooks/hooks.h"
 #include "base/util.h"
 #include "grpc/metadata.h"
 
@@ -166,14 +167,15 @@ static json_t *transaction_json(struct gitaly *g, struct grpc_call *rpc)
 	return txid_to_json(&tx);
 }
 
-static void add_hooks_env(struct gitaly *g, const struct git_call *c, struct strvec *env)
+static void add_hooks_env(struct gitaly *g, const struct git_call *c, unsigned hooks, struct strvec *env)
 {
 	json_t *p = json_object();
 	json_t *tx = transaction_json(g, c->rpc);
 	char *repo = repository_json(c->repo);
 	struct strbuf b64 = STRBUF_INIT;
 
-	json_object_set_new(p, "requested_hooks", json_integer(c->hooks));
+	/* 0 would read as "all hooks": with nothing left to run, git finds no hooks anyway */
+	json_object_set_new(p, "requested_hooks", json_integer(hooks ? hooks : c->hooks));
 	json_object_set_new(p, "object_format", json_string("sha1"));
 	json_object_set_new(p, "runtime_dir", json_string(g->runtime_dir));
 	json_object_set_new(p, "internal_socket", json_string(g->internal_socket));
@@ -204,6 +206,7 @@ int gitaly_git_spec(struct gitaly *g, const struct git_call *c, struct strvec *a
 		    struct strvec *env, struct strbuf *msg)
 {
 	const struct subcmd_defaults *d = find_subcmd(c->subcmd);
+	unsigned hooks = 0;
 
 	/* per-call config is validated before anything is built */
 	for (size_t i = 0; i < c->nr_config; i++) {
@@ -239,8 +242,18 @@ int gitaly_git_spec(struct gitaly *g, const struct git_call *c, struct strvec *a
 	}
 	for (size_t i = 0; i < c->nr_config; i++)
 		push_config(argv, c->config[i]);
+	/* only the hooks with work: git starts no process for the others (hooks/hooks.h) */
+	if (c->hooks) {
+		struct txid tx;
+		hooks = hook_mask_needed(g, c->hooks, c->rpc && vote_txid_from_call(g, c->rpc, &tx) == 0, c->git_dir);
+	}
 	strvec_push(argv, "-c");
-	strvec_pushf(argv, "core.hooksPath=%s", c->hooks ? g->hooks_dir : "/dev/null");
+	if (!(hooks & HOOK_RECEIVE_PACK))
+		strvec_push(argv, "core.hooksPath=/dev/null");
+	else if ((hooks & HOOK_RECEIVE_PACK) == HOOK_RECEIVE_PACK)
+		strvec_pushf(argv, "core.hooksPath=%s", g->hooks_dir);
+	else
+		strvec_pushf(argv, "core.hooksPath=%s/%u", g->hooks_dir, hooks & HOOK_RECEIVE_PACK);
 	for (size_t i = 0; i < g->cfg.nr_git_config; i++) {
 		strvec_push(argv, "-c");
 		strvec_pushf(argv, "%s=%s", g->cfg.git_config[i].key, g->cfg.git_config[i].value);
@@ -282,11 +295,11 @@ int gitaly_git_spec(struct gitaly *g, const struct git_call *c, struct strvec *a
 	if (c->git_protocol && (!strcmp(c->git_protocol, "version=2") || !strcmp(c->git_protocol, "version=1")))
 		strvec_pushf(env, "GIT_PROTOCOL=%s", c->git_protocol);
 	if (c->hooks) {
-		add_hooks_env(g, c, env);
+		add_hooks_env(g, c, hooks, env);
 	} else if (!strcmp(c->subcmd, "upload-pack") && g->cfg.bin_dir) {
 		struct git_call pc = *c;
 		pc.hooks = HOOK_PACK_OBJECTS;
-		add_hooks_env(g, &pc, env);
+		add_hooks_env(g, &pc, HOOK_PACK_OBJECTS, env);
 	}
 	strvec_pushv(env, c->env);
 	return 0;

@@ -273,3 +273,64 @@ void hook_step_custom(struct hook_run *r)
 	run_next_custom_hook(r);
 }
 
+
+/* --- which hooks have work (hook_mask_needed) --- */
+
+/* 1 unless `dir` is missing or empty: what is inside is looked at when the hook runs. */
+static int dir_has_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int found = 0;
+	if (!d)
+		return errno != ENOENT && errno != ENOTDIR;   /* unreadable: let the hook report it */
+	while (!found && (de = readdir(d)))
+		found = strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
+	closedir(d);
+	return found;
+}
+
+static int custom_hooks_present(struct gitaly *g, const char *repo_dir, enum hook_kind k)
+{
+	const char *name = hook_name(k);
+	struct strbuf p = STRBUF_INIT;
+	struct stat st;
+	int found;
+
+	strbuf_addf(&p, "%s/custom_hooks/%s", repo_dir, name);
+	found = lstat(p.buf, &st) == 0;
+	if (!found) {
+		strbuf_addstr(&p, ".d");
+		found = dir_has_entries(p.buf);
+	}
+	if (!found && g->cfg.custom_hooks_dir && *g->cfg.custom_hooks_dir) {
+		strbuf_reset(&p);
+		strbuf_addf(&p, "%s/%s.d", g->cfg.custom_hooks_dir, name);
+		found = dir_has_entries(p.buf);
+	}
+	strbuf_release(&p);
+	return found;
+}
+
+unsigned hook_mask_needed(struct gitaly *g, unsigned requested, int has_tx, const char *repo_dir)
+{
+	static const struct {
+		unsigned bit;
+		enum hook_kind kind;
+	} receive[] = {
+		{ HOOK_PRE_RECEIVE, HOOK_KIND_PRE_RECEIVE },
+		{ HOOK_UPDATE, HOOK_KIND_UPDATE },
+		{ HOOK_POST_RECEIVE, HOOK_KIND_POST_RECEIVE },
+	};
+	unsigned mask = requested;
+
+	if (has_tx)
+		return mask;
+	mask &= ~(unsigned)HOOK_REFERENCE_TRANSACTION;
+	if (gitlab_configured(g))
+		return mask;
+	for (size_t i = 0; i < ARRAY_SIZE(receive); i++)
+		if ((mask & receive[i].bit) && !(repo_dir && custom_hooks_present(g, repo_dir, receive[i].kind)))
+			mask &= ~receive[i].bit;
+	return mask;
+}

@@ -126,6 +126,18 @@ void hook_run_cancel(struct hook_run *r);
 void hook_run_pause_output(struct hook_run *r);
 void hook_run_resume_output(struct hook_run *r);
 
+/*
+ * The hooks of `requested` (HOOK_* bits, core/gitaly.h) that a git command
+ * run on the repository at `repo_dir` has work for, so that git is not made
+ * to start a gitaly-hooks process that would only exit 0 (docs/technical/hooks.md,
+ * "Hooks with nothing to do"). In a transaction every hook stays: each node
+ * casts the same votes in the same order, synchronisation votes included.
+ * Without one, reference-transaction has nothing to vote on, and pre-receive,
+ * update and post-receive run only for GitLab or for custom hooks that exist.
+ * Other bits (pack-objects) pass through.
+ */
+unsigned hook_mask_needed(struct gitaly *g, unsigned requested, int has_tx, const char *repo_dir);
+
 /* --- reference-transaction (docs/technical/hooks.md, "reference-transaction") --- */
 
 enum hook_reftx_state { HOOK_REFTX_PREPARED = 0, HOOK_REFTX_COMMITTED = 1, HOOK_REFTX_ABORTED = 2 };

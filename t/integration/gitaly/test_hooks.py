@@ -412,8 +412,59 @@ def test_push_runs_hooks_on_standalone_node(gitaly_node, repo, tmp_path):
     assert open(os.path.join(path, "pre.txt")).read() == "%s %s refs/heads/main\nuser-1 ssh\n" % (old, new)
     assert open(os.path.join(path, "update.txt")).read() == "refs/heads/main %s %s\n" % (old, new)
     calls = hook_calls(gitaly_node)
-    for m in ("PreReceiveHook", "UpdateHook", "ReferenceTransactionHook", "PostReceiveHook"):
+    for m in ("PreReceiveHook", "UpdateHook", "PostReceiveHook"):
         assert m in calls
+    # no transaction: the reference-transaction hook would have nothing to vote on
+    assert "ReferenceTransactionHook" not in calls
+
+
+def test_push_without_custom_hooks_starts_no_hook(gitaly_node, repo, tmp_path):
+    """No GitLab, no transaction, no custom hooks: git is given no hook to start."""
+    work, new = new_commit(tmp_path, gitaly_node, "r.git")
+    r = push(gitaly_node, work, "r.git", "HEAD:refs/heads/main")
+    assert r.returncode == 0, r.stderr
+    assert head(gitaly_node) == new
+    assert hook_calls(gitaly_node) == []
+
+
+def test_push_runs_only_the_hooks_that_exist(gitaly_node, repo, tmp_path):
+    path = gitaly_node.repo_path("r.git")
+    write_custom_hook(path, "a", "#!/bin/sh\necho \"$1\" > update.txt\n", subdir="update.d")
+    work, new = new_commit(tmp_path, gitaly_node, "r.git")
+    r = push(gitaly_node, work, "r.git", "HEAD:refs/heads/main")
+    assert r.returncode == 0, r.stderr
+    assert open(os.path.join(path, "update.txt")).read() == "refs/heads/main\n"
+    assert hook_calls(gitaly_node) == ["UpdateHook"]
+    # a hook added later is found by the next push
+    write_custom_hook(path, "post-receive", "#!/bin/sh\necho post says hi\n")
+    with open(os.path.join(work, "new.txt"), "w") as f:
+        f.write("newer\n")
+    git("commit", "-q", "-am", "third", cwd=work)
+    r = push(gitaly_node, work, "r.git", "HEAD:refs/heads/main")
+    assert r.returncode == 0, r.stderr
+    assert b"remote: post says hi" in r.stderr
+    assert hook_calls(gitaly_node) == ["UpdateHook", "UpdateHook", "PostReceiveHook"]
+
+
+def test_push_runs_global_custom_hooks(tmp_path):
+    hooks_dir = str(tmp_path / "global-hooks")
+    os.makedirs(os.path.join(hooks_dir, "pre-receive.d"))
+    marker = str(tmp_path / "global-pre.txt")
+    script = os.path.join(hooks_dir, "pre-receive.d", "log")
+    with open(script, "w") as f:
+        f.write("#!/bin/sh\ncat > %s\n" % marker)
+    os.chmod(script, 0o755)
+    node = GitalyNode(str(tmp_path / "n"), extra_config='[hooks]\ncustom_hooks_dir = "%s"\n' % hooks_dir).start()
+    try:
+        make_bare_repo(node.repo_path("r.git"))
+        old = head(node)
+        work, new = new_commit(tmp_path, node, "r.git")
+        r = push(node, work, "r.git", "HEAD:refs/heads/main")
+        assert r.returncode == 0, r.stderr
+        assert open(marker).read() == "%s %s refs/heads/main\n" % (old, new)
+        assert hook_calls(node) == ["PreReceiveHook"]
+    finally:
+        node.stop()
 
 
 def test_push_refused_by_custom_hook(gitaly_node, repo, tmp_path):
