@@ -6,7 +6,8 @@
 # concurrency 1, 16 and 64. One run, ratios printed. See README.md.
 #
 # usage: bench/cheap-unary.sh   env: BENCH_SECONDS (default 3), BUILD_DIR (build-bench),
-#                                    CONCURRENCY ("1 16 64"), RPCS (all), KEEP=1
+#                                    CONCURRENCY ("1 16 64"), RPCS (all), KEEP=1,
+#                                    COST_SECONDS (default 2; 0 skips the cost lines)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -36,6 +37,7 @@ bench_praefect_config "listen_addr = \"127.0.0.1:$pport\"" "${nodes[@]}"
 sleep 0.5
 "$build/praefect/praefect" -config "$work/praefect.toml" >"$work/praefect.log" 2>&1 &
 bench_pids+=($!)
+praefect_pid=$!
 for i in $(seq 100); do grep -q "listening on" "$work/praefect.log" && break; sleep 0.1; done
 
 # Create the repository through praefect, push one commit to it with git over
@@ -120,4 +122,56 @@ for rpc in $rpcs; do
 		done
 	done
 done
+
+# Cost per call, which load on the machine changes less than rates: CPU time
+# of praefect and of the primary from /proc/PID/task/*/schedstat (ns on CPU)
+# over a FindCommit run at concurrency 1, direct and through praefect; then
+# praefect's system calls under `strace -c -f` (strace slows it; the count
+# per call is what matters). Each is measured once more over the same time
+# with no calls and that background (health checks, store writes) is
+# subtracted before dividing by the calls.
+cost_secs=${COST_SECONDS:-2}
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d", s }'; }
+cost_run() { # TARGET BODY SECRET -> sets calls
+	local rate rest
+	read -r rate rest < <("$build/bench/unary-load" "$1" /gitaly.CommitService/FindCommit "$2" "$cost_secs" 1 "$3")
+	calls=$(awk -v r="$rate" -v s="$cost_secs" 'BEGIN { printf "%d", r * s }')
+}
+strace_counts() { # OUT CMD...: praefect's syscall counts while CMD runs, "name count" lines
+	local out=$1 spid
+	shift
+	strace -c -f -p "$praefect_pid" -o "$out.raw" 2>/dev/null &
+	spid=$!
+	sleep 0.5
+	"$@"
+	kill -INT "$spid"
+	wait "$spid" 2>/dev/null || true
+	# rows: % time, seconds, usecs/call, calls, [errors], syscall
+	awk '$1 ~ /^[0-9.]+$/ && $NF != "total" { print $NF, $4 }' "$out.raw" >"$out"
+}
+if [ "$cost_secs" != 0 ] && [[ " $rpcs " == *" FindCommit "* ]]; then
+	gpid=${bench_gitaly_pid[$primary]}
+	echo
+	p0=$(cpu_ns "$praefect_pid") g0=$(cpu_ns "$gpid")
+	sleep "$cost_secs"
+	p1=$(cpu_ns "$praefect_pid") g1=$(cpu_ns "$gpid")
+	pidle=$((p1 - p0)) gidle=$((g1 - g0))
+	g0=$(cpu_ns "$gpid")
+	cost_run "tcp://${addr[$primary]}" "$work/FindCommit.direct.bin" node
+	g1=$(cpu_ns "$gpid")
+	awk -v c="$calls" -v g="$((g1 - g0 - gidle))" 'BEGIN { printf "cost FindCommit direct:   %d calls, gitaly %.0f us CPU/call\n", c, g / 1e3 / (c ? c : 1) }'
+	p0=$(cpu_ns "$praefect_pid") g0=$(cpu_ns "$gpid")
+	cost_run "tcp://127.0.0.1:$pport" "$work/FindCommit.praefect.bin" praefect
+	p1=$(cpu_ns "$praefect_pid") g1=$(cpu_ns "$gpid")
+	awk -v c="$calls" -v p="$((p1 - p0 - pidle))" -v g="$((g1 - g0 - gidle))" 'BEGIN { printf "cost FindCommit praefect: %d calls, praefect %.0f us CPU/call, gitaly %.0f us CPU/call\n", c, p / 1e3 / (c ? c : 1), g / 1e3 / (c ? c : 1) }'
+	if command -v strace >/dev/null; then
+		strace_counts "$work/strace.idle" sleep "$cost_secs"
+		strace_counts "$work/strace.load" cost_run "tcp://127.0.0.1:$pport" "$work/FindCommit.praefect.bin" praefect
+		awk -v c="$calls" 'FNR == NR { idle[$1] = $2; next }
+			{ n = $2 - idle[$1]; if (n < 0) n = 0; total += n
+			  if (n / (c ? c : 1) >= 0.05) parts = parts sprintf(" %s %.1f", $1, n / (c ? c : 1)) }
+			END { printf "syscalls FindCommit praefect: %d calls under strace, %.1f per call:%s\n", c, total / (c ? c : 1), parts }' \
+			"$work/strace.idle" "$work/strace.load"
+	fi
+fi
 [ "$failed" = 0 ] || { echo "warning: some calls failed (logs: KEEP=1)"; exit 1; }

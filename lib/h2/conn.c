@@ -41,12 +41,30 @@ static void conn_maybe_finish_close(struct h2_conn *c)
 		c->hooks->on_closed(c, c->close_reason); /* may free c */
 }
 
-static void on_flush_idle(uv_idle_t *h)
+/*
+ * A deferred flush runs from whichever of its two handles comes first: the
+ * idle one in the next loop round (it also makes that round's poll not
+ * block), or the prepare one still in this round when the flush was asked
+ * for from a timer, a write callback or another idle handle (a yamux
+ * session delivering a node's answer): then the bytes leave before the loop
+ * polls, with no extra round.
+ */
+static void flush_due(struct h2_conn *c)
 {
-	struct h2_conn *c = h->data;
 	uv_idle_stop(&c->flush_idle);
+	uv_prepare_stop(&c->flush_prepare);
 	c->flush_scheduled = 0;
 	do_flush(c);
+}
+
+static void on_flush_idle(uv_idle_t *h)
+{
+	flush_due(h->data);
+}
+
+static void on_flush_prepare(uv_prepare_t *h)
+{
+	flush_due(h->data);
 }
 
 static void on_ka_timer(uv_timer_t *t)
@@ -95,6 +113,8 @@ void h2_conn_init(struct h2_conn *c, uv_loop_t *loop, struct io *io, nghttp2_ses
 
 	uv_idle_init(loop, &c->flush_idle);
 	c->flush_idle.data = c;
+	uv_prepare_init(loop, &c->flush_prepare);
+	c->flush_prepare.data = c;
 	uv_timer_init(loop, &c->ka_timer);
 	c->ka_timer.data = c;
 	if (keepalive_ms)
@@ -155,6 +175,7 @@ void h2_conn_flush(struct h2_conn *c)
 	if (!c->flush_scheduled) {
 		c->flush_scheduled = 1;
 		uv_idle_start(&c->flush_idle, on_flush_idle);
+		uv_prepare_start(&c->flush_prepare, on_flush_prepare);
 	}
 }
 
@@ -175,40 +196,76 @@ static void on_write_done(struct io *io, int status, void *arg)
 	do_flush(c);
 }
 
-/* Pull frames from nghttp2 and keep one write in flight. Never inside nghttp2. */
+/*
+ * Hand c->out to the io: first what goes out at once (io_try_write, no
+ * request and no callback), then the rest as the one write in flight.
+ * Returns 1 when everything went out at once, 0 when a write is in flight,
+ * or a negative error.
+ */
+static int write_out(struct h2_conn *c)
+{
+	struct strbuf tmp;
+	ssize_t n = io_try_write(c->io, c->out.buf, c->out.len);
+	int rc;
+
+	if (n < 0)
+		return (int)n;
+	c->bytes_out += (uint64_t)n;
+	if ((size_t)n == c->out.len) {
+		strbuf_reset(&c->out);
+		return 1;
+	}
+	if (n > 0)
+		strbuf_remove_front(&c->out, (size_t)n);
+	tmp = c->inflight;
+	c->inflight = c->out;
+	c->out = tmp;
+	strbuf_reset(&c->out);
+	c->writing = 1;
+	rc = io_write(c->io, c->inflight.buf, c->inflight.len, on_write_done, c);
+	if (rc < 0) {
+		c->writing = 0;
+		return rc;
+	}
+	return 0;
+}
+
+/*
+ * Pull frames from nghttp2 and write them: everything one round produces
+ * (all the frames of a call, often) goes out in one system call, and a
+ * write that completes at once needs no callback or loop round. At most one
+ * write in flight. Never inside nghttp2.
+ */
 static void do_flush(struct h2_conn *c)
 {
 	if (c->closing || c->in_flush || c->in_recv)
 		return;
 	c->in_flush = 1;
 	do {
+		int rc = 1;
 		c->flush_again = 0;
-		while (c->out.len < H2_OUT_CAP) {
-			const uint8_t *data;
-			ssize_t n = nghttp2_session_mem_send(c->session, &data);
-			if (n < 0) {
-				c->in_flush = 0;
-				h2_conn_close(c, (int)n);
-				return;
+		while (rc == 1) {
+			while (c->out.len < H2_OUT_CAP) {
+				const uint8_t *data;
+				ssize_t n = nghttp2_session_mem_send(c->session, &data);
+				if (n < 0) {
+					c->in_flush = 0;
+					h2_conn_close(c, (int)n);
+					return;
+				}
+				if (n == 0)
+					break;
+				strbuf_add(&c->out, data, (size_t)n);
 			}
-			if (n == 0)
+			if (c->writing || !c->out.len)
 				break;
-			strbuf_add(&c->out, data, (size_t)n);
-		}
-		if (!c->writing && c->out.len) {
-			struct strbuf tmp = c->inflight;
-			int rc;
-			c->inflight = c->out;
-			c->out = tmp;
-			strbuf_reset(&c->out);
-			c->writing = 1;
-			rc = io_write(c->io, c->inflight.buf, c->inflight.len, on_write_done, c);
+			rc = write_out(c);
 			if (rc < 0) {
-				c->writing = 0;
 				c->in_flush = 0;
 				h2_conn_close(c, rc);
 				return;
 			}
+			/* all written at once: nghttp2 may have more (the buffer was full) */
 		}
 		if (c->hooks->after_flush) {
 			c->in_flush = 0;
@@ -242,8 +299,9 @@ void h2_conn_close(struct h2_conn *c, int reason)
 		return;
 	c->closing = 1;
 	c->close_reason = reason;
-	c->pending_handles = 3;
+	c->pending_handles = 4;
 	uv_close((uv_handle_t *)&c->flush_idle, on_handle_close);
+	uv_close((uv_handle_t *)&c->flush_prepare, on_handle_close);
 	uv_close((uv_handle_t *)&c->ka_timer, on_handle_close);
 	io_close(c->io);
 }

@@ -54,7 +54,8 @@ struct h2_conn {
 	int close_reason;
 	int pending_handles;           /* handles still closing */
 
-	uv_idle_t flush_idle;
+	uv_idle_t flush_idle;          /* keeps the loop from blocking while a flush is due */
+	uv_prepare_t flush_prepare;    /* runs it before this round's poll when asked from idle or timers */
 	int flush_scheduled;
 
 	uv_timer_t ka_timer;

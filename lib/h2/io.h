@@ -35,6 +35,15 @@ struct io_ops {
 	 * buffer stays valid until it). NULL where the io cannot gather.
 	 */
 	int (*writev)(struct io *io, const uv_buf_t *bufs, unsigned nbufs, io_write_cb cb, void *arg);
+	/*
+	 * Optional: write what can go out now without blocking or queuing
+	 * (libuv's uv_try_write): the number of bytes written (0 when none could
+	 * be, including while an earlier write is still queued, so order holds)
+	 * or a negative error. No callback. Writing this way skips the write
+	 * request, its completion on the next loop round and, for libuv, the
+	 * epoll_ctl that re-arms the socket after every completed uv_write.
+	 */
+	ssize_t (*try_write)(struct io *io, const char *buf, size_t len);
 };
 
 struct io {
@@ -55,6 +64,11 @@ static inline int io_write(struct io *io, const char *buf, size_t len, io_write_
 static inline int io_writev(struct io *io, const uv_buf_t *bufs, unsigned nbufs, io_write_cb cb, void *arg)
 {
 	return io->ops->writev ? io->ops->writev(io, bufs, nbufs, cb, arg) : UV_ENOSYS;
+}
+/* io_try_write: 0 (nothing written) where the io cannot write without a request. */
+static inline ssize_t io_try_write(struct io *io, const char *buf, size_t len)
+{
+	return io->ops->try_write && !io->closing ? io->ops->try_write(io, buf, len) : 0;
 }
 void io_close(struct io *io);
 static inline const char *io_peer(struct io *io) { return io->ops->peer ? io->ops->peer(io) : ""; }

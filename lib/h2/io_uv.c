@@ -104,6 +104,17 @@ static int uv_writev_(struct io *io, const uv_buf_t *bufs, unsigned nbufs, io_wr
 	return rc;
 }
 
+static ssize_t uv_try_write_(struct io *io, const char *buf, size_t len)
+{
+	struct io_uv *u = (struct io_uv *)io;
+	uv_buf_t b = uv_buf_init((char *)buf, (unsigned)MIN(len, (size_t)INT32_MAX));
+	int rc = uv_try_write(&u->h.stream, &b, 1);
+
+	if (rc == UV_EAGAIN || rc == UV_ENOSYS)
+		return 0; /* a uv_write is queued, or the socket is full: queue behind it */
+	return rc;
+}
+
 static void on_uv_close(uv_handle_t *h)
 {
 	struct io_uv *u = container_of(h, struct io_uv, h.handle);
@@ -130,6 +141,7 @@ static const struct io_ops io_uv_ops = {
 	.close = uv_close_,
 	.peer = uv_peer_,
 	.writev = uv_writev_,
+	.try_write = uv_try_write_,
 };
 
 uv_tcp_t *io_uv_alloc_tcp(void)

@@ -134,6 +134,11 @@ static int wrap_writev(struct io *io, const uv_buf_t *bufs, unsigned nbufs, io_w
 	return rc;
 }
 
+static ssize_t wrap_try_write(struct io *io, const char *buf, size_t len)
+{
+	return io_try_write(((struct io_wrap *)io)->inner, buf, len);
+}
+
 static void on_replay_closed(uv_handle_t *h)
 {
 	struct io_wrap *w = h->data;
@@ -160,6 +165,7 @@ static const struct io_ops wrap_ops = {
 	.close = wrap_close,
 	.peer = wrap_peer,
 	.writev = wrap_writev,
+	.try_write = wrap_try_write,
 };
 
 struct io *io_wrap(uv_loop_t *loop, struct io *inner, const char *prefix, size_t len,

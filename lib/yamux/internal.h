@@ -180,6 +180,12 @@ void yamux__sched(struct yamux_session *s);
 void yamux__timer_update(struct yamux_session *s);
 void yamux__maybe_free(struct yamux_session *s);
 void yamux__slot_release(struct yamux_stream *st);
+/*
+ * One data frame for `st` straight to the transport when that can be done
+ * now (see try_emit): 1 when it is out (or its rest queued), 0 when the
+ * caller must queue it, or a negative error (the session is dying).
+ */
+int yamux__emit_data_now(struct yamux_stream *st, const char *payload, size_t plen);
 
 /* stream.c */
 struct yamux_stream *yamux__stream_new(struct yamux_session *s, uint32_t id);

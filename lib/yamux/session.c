@@ -170,6 +170,69 @@ static void on_tx_done(struct io *io, int status, void *arg)
 }
 
 /*
+ * A small frame straight to the transport when nothing is queued there
+ * (io_try_write: no request, no callback, no loop round). Returns 1 when the
+ * frame is out, or its rest queued behind the part that went; 0 when none of
+ * it could go now; or a negative error.
+ */
+static int try_emit(struct yamux_session *s, const uint8_t hdr[YAMUX_HDR_LEN], const char *payload, size_t plen,
+		    struct yamux_stream *st)
+{
+	uint8_t now[YAMUX_HDR_LEN + YAMUX_INLINE_MAX];
+	size_t len = YAMUX_HDR_LEN + plen;
+	struct yamux_tx *tx;
+	ssize_t n;
+	int rc;
+
+	if (plen > YAMUX_INLINE_MAX || s->tx_bytes || !s->transport || s->transport_closing ||
+	    !s->transport->ops->try_write)
+		return 0;
+	memcpy(now, hdr, YAMUX_HDR_LEN);
+	if (plen)
+		memcpy(now + YAMUX_HDR_LEN, payload, plen);
+	n = io_try_write(s->transport, (const char *)now, len);
+	if (n <= 0)
+		return (int)n;
+	if ((size_t)n == len) {
+		s->bytes_out += (uint64_t)n;
+		return 1;
+	}
+	/* the rest as a queued write; counted as the whole frame once it is out */
+	tx = xmalloc(sizeof(*tx) + len - (size_t)n);
+	tx->s = s;
+	tx->st = st;
+	tx->req = NULL;
+	tx->bytes = len;
+	tx->pending = 1;
+	tx->status = 0;
+	tx->close_after = 0;
+	memcpy(tx->buf, now + n, len - (size_t)n);
+	rc = io_write(s->transport, (const char *)tx->buf, len - (size_t)n, on_tx_done, tx);
+	if (rc < 0) {
+		free(tx);
+		return rc;
+	}
+	s->tx_bytes += tx->bytes;
+	return 1;
+}
+
+int yamux__emit_data_now(struct yamux_stream *st, const char *payload, size_t plen)
+{
+	struct yamux_session *s = st->s;
+	struct yamux_hdr h = { YAMUX_VERSION, YAMUX_DATA, 0, st->id, (uint32_t)plen };
+	uint8_t buf[YAMUX_HDR_LEN];
+	int rc;
+
+	if (s->dying || s->in_flush || s->goaway_code >= 0)
+		return 0;
+	yamux_hdr_encode(buf, &h);
+	rc = try_emit(s, buf, payload, plen, st);
+	if (rc < 0)
+		session_die(s, rc, -1);
+	return rc;
+}
+
+/*
  * Hand one frame to the transport. Small payloads are copied next to the
  * header; larger ones are written from the owner's buffer, which `req`
  * keeps alive until the transport is done with it.
@@ -178,9 +241,15 @@ static int emit(struct yamux_session *s, const uint8_t hdr[YAMUX_HDR_LEN], const
 		struct yamux_stream *st, struct yamux_req *req, int close_after)
 {
 	int copy = plen <= YAMUX_INLINE_MAX;
-	struct yamux_tx *tx = xmalloc(sizeof(*tx) + YAMUX_HDR_LEN + (copy ? plen : 0));
+	struct yamux_tx *tx;
 	int rc;
 
+	if (copy && !close_after) {
+		rc = try_emit(s, hdr, payload, plen, st);
+		if (rc)
+			return rc < 0 ? rc : 0;
+	}
+	tx = xmalloc(sizeof(*tx) + YAMUX_HDR_LEN + (copy ? plen : 0));
 	tx->s = s;
 	tx->st = st;
 	tx->req = copy ? NULL : req;

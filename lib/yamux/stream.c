@@ -358,6 +358,28 @@ static int st_write(struct io *io, const char *buf, size_t len, io_write_cb cb, 
 	return 0;
 }
 
+/*
+ * A write that is one small data frame and can leave at once: nothing of
+ * this stream queued or due before it (SYN, ACK, earlier writes), the send
+ * window open for all of it, the transport idle. Returns the bytes taken
+ * (all of `len`) or 0 to queue the write as usual.
+ */
+static ssize_t st_try_write(struct io *io, const char *buf, size_t len)
+{
+	struct yamux_stream *st = to_stream(io);
+	int rc;
+
+	if (io->closing || st->user_closed || st->fin_wanted || st->reqs || !len || len > YAMUX_INLINE_MAX ||
+	    len > st->send_window || st->need_syn || st->need_ack || st->syn_waiting || st->rst_wanted ||
+	    st->rst_recv || st->dead || st->off_wire || yamux__stream_ctl_due(st))
+		return 0;
+	rc = yamux__emit_data_now(st, buf, len);
+	if (rc <= 0)
+		return rc;
+	st->send_window -= (uint32_t)len;
+	return (ssize_t)len;
+}
+
 static void st_close(struct io *io)
 {
 	struct yamux_stream *st = to_stream(io);
@@ -391,6 +413,7 @@ static const struct io_ops stream_ops = {
 	.read_start = st_read_start,
 	.read_stop = st_read_stop,
 	.write = st_write,
+	.try_write = st_try_write,
 	.close = st_close,
 	.peer = st_peer,
 };
