@@ -15,6 +15,11 @@
 #define YAMUX_INLINE_MAX 4096
 /* Bytes handed to the transport and not yet written, at most (then we wait). */
 #define YAMUX_TX_CAP (256 * 1024)
+/* One transport write gathers at most this many buffers, and this many bytes of headers and small payloads. */
+#define YAMUX_BATCH_BUFS 64
+#define YAMUX_BATCH_INLINE (16 * 1024)
+/* One data frame gathers at most this many queued writes of its stream. */
+#define YAMUX_FRAME_PIECES 16
 /* Session-level control frames (pongs, refusals, our pings) queued at most. */
 #define YAMUX_CTLQ_CAP 256
 /* How long a go-away may take to leave before the transport is closed anyway. */
@@ -64,6 +69,7 @@ struct yamux_stream {
 	uint32_t id;
 	uint32_t send_window;
 	uint32_t recv_window;
+	uint32_t max_window;           /* what recv_window grows to: the session's, or more (grow_window) */
 
 	struct strbuf rbuf;            /* received while the owner was not reading */
 	size_t roff;                   /* delivered part of rbuf */
@@ -146,6 +152,7 @@ struct yamux_session {
 	uint8_t ctlq[YAMUX_CTLQ_CAP][YAMUX_HDR_LEN];
 	unsigned ctlq_head, ctlq_nr;
 	size_t tx_bytes;
+	struct yamux_tx *batch;        /* frames gathered by the write pump, not yet handed to the transport */
 	int in_flush;
 
 	/* lifecycle */

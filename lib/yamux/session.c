@@ -12,16 +12,28 @@ static void flush(struct yamux_session *s);
 static void session_die(struct yamux_session *s, int reason, int goaway);
 static void on_idle(uv_idle_t *h);
 
-/* A frame queued for sending, as it will go out. */
+/*
+ * Frames queued for sending, gathered into one transport write (one writev
+ * where the transport can gather): headers and small payloads are copied
+ * into `inl`, larger payloads are written from their owner's buffer, which
+ * each `refs` entry keeps alive until the transport is done with it.
+ */
+struct yamux_tx_ref {
+	struct yamux_stream *st;
+	struct yamux_req *req;
+};
+
 struct yamux_tx {
 	struct yamux_session *s;
-	struct yamux_stream *st;     /* set with req */
-	struct yamux_req *req;       /* payload written from the owner's buffer */
 	size_t bytes;
 	int pending;                 /* transport writes not completed */
 	int status;
 	int close_after;             /* the final go-away: close the transport once out */
-	uint8_t buf[];
+	unsigned nbufs, nrefs;
+	size_t inl_len;
+	uv_buf_t bufs[YAMUX_BATCH_BUFS];
+	struct yamux_tx_ref refs[YAMUX_BATCH_BUFS];
+	uint8_t inl[YAMUX_BATCH_INLINE];
 };
 
 void yamux_opts_default(struct yamux_opts *o)
@@ -139,28 +151,39 @@ static int ctlq_push(struct yamux_session *s, uint8_t type, uint16_t flags, uint
 	return 0;
 }
 
+/* The transport is done with `tx` (status: the first failure): release what it held. */
+static void tx_release(struct yamux_tx *tx)
+{
+	struct yamux_session *s = tx->s;
+
+	s->tx_bytes -= tx->bytes;
+	if (!tx->status)
+		s->bytes_out += tx->bytes;
+	for (unsigned i = 0; i < tx->nrefs; i++) {
+		struct yamux_req *req = tx->refs[i].req;
+
+		req->refs--;
+		if (tx->status < 0 && !req->status)
+			req->status = tx->status;
+		yamux__stream_kick(tx->refs[i].st);
+	}
+	free(tx);
+}
+
 static void on_tx_done(struct io *io, int status, void *arg)
 {
 	struct yamux_tx *tx = arg;
 	struct yamux_session *s = tx->s;
 	int close_after;
 
+	(void)io;
 	if (status < 0 && !tx->status)
 		tx->status = status;
 	if (--tx->pending)
 		return;
-	s->tx_bytes -= tx->bytes;
-	if (!tx->status)
-		s->bytes_out += tx->bytes;
-	if (tx->req) {
-		tx->req->refs--;
-		if (tx->status < 0 && !tx->req->status)
-			tx->req->status = tx->status;
-		yamux__stream_kick(tx->st);
-	}
 	close_after = tx->close_after;
 	status = tx->status;
-	free(tx);
+	tx_release(tx);
 	if (close_after)
 		close_transport(s);
 	else if (status < 0)
@@ -169,130 +192,134 @@ static void on_tx_done(struct io *io, int status, void *arg)
 		flush(s);
 }
 
-/*
- * A small frame straight to the transport when nothing is queued there
- * (io_try_write: no request, no callback, no loop round). Returns 1 when the
- * frame is out, or its rest queued behind the part that went; 0 when none of
- * it could go now; or a negative error.
- */
-static int try_emit(struct yamux_session *s, const uint8_t hdr[YAMUX_HDR_LEN], const char *payload, size_t plen,
-		    struct yamux_stream *st)
+/* Hand the gathered frames to the transport. */
+static int tx_submit(struct yamux_session *s)
 {
-	uint8_t now[YAMUX_HDR_LEN + YAMUX_INLINE_MAX];
-	size_t len = YAMUX_HDR_LEN + plen;
-	struct yamux_tx *tx;
-	ssize_t n;
+	struct yamux_tx *tx = s->batch;
 	int rc;
 
-	if (plen > YAMUX_INLINE_MAX || s->tx_bytes || !s->transport || s->transport_closing ||
-	    !s->transport->ops->try_write)
+	if (!tx)
 		return 0;
-	memcpy(now, hdr, YAMUX_HDR_LEN);
-	if (plen)
-		memcpy(now + YAMUX_HDR_LEN, payload, plen);
-	n = io_try_write(s->transport, (const char *)now, len);
-	if (n <= 0)
-		return (int)n;
-	if ((size_t)n == len) {
-		s->bytes_out += (uint64_t)n;
-		return 1;
-	}
-	/* the rest as a queued write; counted as the whole frame once it is out */
-	tx = xmalloc(sizeof(*tx) + len - (size_t)n);
-	tx->s = s;
-	tx->st = st;
-	tx->req = NULL;
-	tx->bytes = len;
+	s->batch = NULL;
 	tx->pending = 1;
-	tx->status = 0;
-	tx->close_after = 0;
-	memcpy(tx->buf, now + n, len - (size_t)n);
-	rc = io_write(s->transport, (const char *)tx->buf, len - (size_t)n, on_tx_done, tx);
-	if (rc < 0) {
-		free(tx);
+	rc = io_writev(s->transport, tx->bufs, tx->nbufs, on_tx_done, tx);
+	if (rc != UV_ENOSYS) {
+		if (rc < 0) {
+			tx->status = rc;
+			tx_release(tx);
+		}
 		return rc;
 	}
-	s->tx_bytes += tx->bytes;
-	return 1;
+	/* one write a buffer, in order */
+	tx->pending = (int)tx->nbufs + 1;
+	for (unsigned i = 0; i < tx->nbufs; i++) {
+		rc = io_write(s->transport, tx->bufs[i].base, tx->bufs[i].len, on_tx_done, tx);
+		if (rc < 0) {
+			/* the writes already queued complete later and release tx */
+			tx->pending -= (int)(tx->nbufs - i);
+			tx->status = rc;
+			break;
+		}
+	}
+	if (!--tx->pending)
+		tx_release(tx);
+	return rc < 0 ? rc : 0;
 }
 
+/* Part of a frame's payload: bytes of one write request. */
+struct yamux_piece {
+	const char *p;
+	size_t n;
+	struct yamux_req *req;
+};
+
+/*
+ * Queue one frame in the current batch (sent when the write pump stops, or
+ * when the batch is full). Its payload may gather several write requests
+ * of `st`: small pieces are copied next to the header, larger ones are
+ * written from the owner's buffer, which a reference on the request keeps
+ * alive until the transport is done with it.
+ */
+static int emit(struct yamux_session *s, const uint8_t hdr[YAMUX_HDR_LEN], struct yamux_piece *pc,
+		unsigned npc, struct yamux_stream *st, int close_after)
+{
+	struct yamux_tx *tx = s->batch;
+	size_t plen = 0;
+	int rc;
+
+	if (tx && (tx->nbufs + 1 + 2 * npc > YAMUX_BATCH_BUFS || tx->inl_len + YAMUX_HDR_LEN > sizeof(tx->inl))) {
+		rc = tx_submit(s);
+		if (rc < 0)
+			return rc;
+		tx = NULL;
+	}
+	if (!tx) {
+		tx = xmalloc(sizeof(*tx));
+		tx->s = s;
+		tx->bytes = 0;
+		tx->pending = 0;
+		tx->status = 0;
+		tx->close_after = 0;
+		tx->nbufs = tx->nrefs = 0;
+		tx->inl_len = 0;
+		s->batch = tx;
+	}
+	for (unsigned i = 0; i <= npc; i++) {
+		const char *p = i ? pc[i - 1].p : (const char *)hdr;
+		size_t n = i ? pc[i - 1].n : YAMUX_HDR_LEN;
+		uv_buf_t *last = tx->nbufs ? &tx->bufs[tx->nbufs - 1] : NULL;
+
+		if (!i || (n <= YAMUX_INLINE_MAX && tx->inl_len + n <= sizeof(tx->inl))) {
+			uint8_t *at = tx->inl + tx->inl_len;
+
+			memcpy(at, p, n);
+			tx->inl_len += n;
+			if (last && last->base + last->len == (char *)at)
+				last->len += n;   /* right after the previous inline bytes: one buffer */
+			else
+				tx->bufs[tx->nbufs++] = uv_buf_init((char *)at, (unsigned)n);
+		} else {
+			tx->bufs[tx->nbufs++] = uv_buf_init((char *)p, (unsigned)n);
+			tx->refs[tx->nrefs++] = (struct yamux_tx_ref){ st, pc[i - 1].req };
+			pc[i - 1].req->refs++;
+		}
+		plen += n;
+	}
+	tx->bytes += plen;
+	s->tx_bytes += plen;
+	if (close_after) {
+		tx->close_after = 1;
+		return tx_submit(s);
+	}
+	return 0;
+}
+
+/*
+ * One small data frame of `st` out now, outside the write pump, when the
+ * transport has nothing of ours in flight and no batch is open: a unary
+ * call's message then leaves in the same loop round instead of waiting for
+ * the pump's idle round. 1: handed to the transport; 0: the caller queues
+ * it as usual; negative: the session died.
+ */
 int yamux__emit_data_now(struct yamux_stream *st, const char *payload, size_t plen)
 {
 	struct yamux_session *s = st->s;
 	struct yamux_hdr h = { YAMUX_VERSION, YAMUX_DATA, 0, st->id, (uint32_t)plen };
-	uint8_t buf[YAMUX_HDR_LEN];
+	struct yamux_piece pc = { payload, plen, NULL };
+	uint8_t hdr[YAMUX_HDR_LEN];
 	int rc;
 
-	if (s->dying || s->in_flush || s->goaway_code >= 0)
-		return 0;
-	yamux_hdr_encode(buf, &h);
-	rc = try_emit(s, buf, payload, plen, st);
-	if (rc < 0)
+	if (s->dying || s->in_flush || s->batch || s->tx_bytes || s->goaway_code >= 0 || !s->transport ||
+	    s->transport_closing || plen > YAMUX_INLINE_MAX)
+		return 0;   /* inline only: pc.req is NULL, so emit() must copy the payload */
+	yamux_hdr_encode(hdr, &h);
+	if ((rc = emit(s, hdr, &pc, 1, st, 0)) >= 0)
+		rc = tx_submit(s);
+	if (rc < 0) {
 		session_die(s, rc, -1);
-	return rc;
-}
-
-/*
- * Hand one frame to the transport. Small payloads are copied next to the
- * header; larger ones are written from the owner's buffer, which `req`
- * keeps alive until the transport is done with it.
- */
-static int emit(struct yamux_session *s, const uint8_t hdr[YAMUX_HDR_LEN], const char *payload, size_t plen,
-		struct yamux_stream *st, struct yamux_req *req, int close_after)
-{
-	int copy = plen <= YAMUX_INLINE_MAX;
-	struct yamux_tx *tx;
-	int rc;
-
-	if (copy && !close_after) {
-		rc = try_emit(s, hdr, payload, plen, st);
-		if (rc)
-			return rc < 0 ? rc : 0;
-	}
-	tx = xmalloc(sizeof(*tx) + YAMUX_HDR_LEN + (copy ? plen : 0));
-	tx->s = s;
-	tx->st = st;
-	tx->req = copy ? NULL : req;
-	tx->bytes = YAMUX_HDR_LEN + plen;
-	tx->pending = copy ? 1 : 2;
-	tx->status = 0;
-	tx->close_after = close_after;
-	memcpy(tx->buf, hdr, YAMUX_HDR_LEN);
-	if (copy && plen)
-		memcpy(tx->buf + YAMUX_HDR_LEN, payload, plen);
-	if (!copy) {
-		/* header and payload in one system call where the transport can gather */
-		uv_buf_t b[2] = { uv_buf_init((char *)tx->buf, YAMUX_HDR_LEN), uv_buf_init((char *)payload, (unsigned)plen) };
-		tx->pending = 1;
-		rc = io_writev(s->transport, b, 2, on_tx_done, tx);
-		if (rc == 0) {
-			s->tx_bytes += tx->bytes;
-			req->refs++;
-			return 0;
-		}
-		tx->pending = 2;
-		if (rc != UV_ENOSYS) {
-			free(tx);
-			return rc;
-		}
-	}
-	rc = io_write(s->transport, (const char *)tx->buf, YAMUX_HDR_LEN + (copy ? plen : 0), on_tx_done, tx);
-	if (rc < 0) {
-		free(tx);
 		return rc;
 	}
-	s->tx_bytes += tx->bytes;
-	if (copy)
-		return 0;
-	req->refs++;
-	rc = io_write(s->transport, payload, plen, on_tx_done, tx);
-	if (rc < 0) {
-		/* The header write completes later and releases tx and the request. */
-		tx->pending--;
-		tx->status = rc;
-		return rc;
-	}
-	return 0;
+	return 1;
 }
 
 /* SYN, ACK, FIN, RST and window updates of one stream, in one frame. */
@@ -325,7 +352,7 @@ static int emit_stream_ctl(struct yamux_session *s, struct yamux_stream *st)
 		if (!st->fin_recv) {
 			uint32_t delta = yamux__stream_window_delta(st);
 			/* SYN and ACK always say how far our window goes beyond the initial one. */
-			if ((h.flags & (YAMUX_SYN | YAMUX_ACK)) || delta >= s->opts.max_stream_window / 2) {
+			if ((h.flags & (YAMUX_SYN | YAMUX_ACK)) || delta >= st->max_window / 2) {
 				h.length = delta;
 				st->recv_window += delta;
 			}
@@ -337,28 +364,45 @@ static int emit_stream_ctl(struct yamux_session *s, struct yamux_stream *st)
 	if (!h.flags && !h.length)
 		return 0;
 	yamux_hdr_encode(buf, &h);
-	rc = emit(s, buf, NULL, 0, NULL, NULL, 0);
+	rc = emit(s, buf, NULL, 0, NULL, 0);
 	return rc;
 }
 
+/*
+ * One data frame of up to YAMUX_MAX_FRAME (and the send window) from the
+ * stream's queued writes: small writes queued one after another (a header
+ * apart from its payload) share a frame instead of one frame each.
+ */
 static int emit_stream_data(struct yamux_session *s, struct yamux_stream *st)
 {
-	struct yamux_req *r = st->emit;
+	struct yamux_piece pc[YAMUX_FRAME_PIECES];
+	struct yamux_req *r;
 	struct yamux_hdr h;
 	uint8_t buf[YAMUX_HDR_LEN];
-	size_t n;
+	size_t budget, n = 0;
+	unsigned npc = 0;
 	int rc;
 
 	if (!yamux__stream_data_due(st))
 		return 0;
-	n = MIN(r->len - r->off, (size_t)st->send_window);
-	n = MIN(n, (size_t)YAMUX_MAX_FRAME);
+	budget = MIN((size_t)st->send_window, (size_t)YAMUX_MAX_FRAME);
+	for (r = st->emit; r && n < budget && npc < YAMUX_FRAME_PIECES; r = r->next) {
+		size_t k = MIN(r->len - r->off, budget - n);
+
+		if (!k)
+			continue;   /* an empty write: completes once framed */
+		pc[npc++] = (struct yamux_piece){ r->buf + r->off, k, r };
+		n += k;
+		if (r->off + k < r->len)
+			break;
+	}
 	h = (struct yamux_hdr){ YAMUX_VERSION, YAMUX_DATA, 0, st->id, (uint32_t)n };
 	yamux_hdr_encode(buf, &h);
-	rc = emit(s, buf, r->buf + r->off, n, st, r, 0);
+	rc = emit(s, buf, pc, npc, st, 0);
 	if (rc < 0)
 		return rc;
-	r->off += n;
+	for (unsigned i = 0; i < npc; i++)
+		pc[i].req->off += pc[i].n;
 	st->send_window -= (uint32_t)n;
 	yamux__stream_update(st);   /* back to the end of the data list: round robin */
 	return 0;
@@ -385,7 +429,7 @@ static void flush(struct yamux_session *s)
 			yamux_hdr_encode(buf, &h);
 			s->goaway_code = -1;
 			s->goaway_sent = 1;
-			rc = emit(s, buf, NULL, 0, NULL, NULL, s->dying);
+			rc = emit(s, buf, NULL, 0, NULL, s->dying);
 			if (rc < 0 && s->dying)
 				close_transport(s);
 			continue;
@@ -396,7 +440,7 @@ static void flush(struct yamux_session *s)
 			memcpy(buf, s->ctlq[s->ctlq_head], YAMUX_HDR_LEN);
 			s->ctlq_head = (s->ctlq_head + 1) % YAMUX_CTLQ_CAP;
 			s->ctlq_nr--;
-			rc = emit(s, buf, NULL, 0, NULL, NULL, 0);
+			rc = emit(s, buf, NULL, 0, NULL, 0);
 			continue;
 		}
 		if (!yamux_link_empty(&s->ctl)) {
@@ -414,6 +458,14 @@ static void flush(struct yamux_session *s)
 			continue;
 		}
 		break;
+	}
+	if (rc >= 0) {
+		rc = tx_submit(s);
+	} else if (s->batch) {
+		/* the session dies: what was gathered is never written */
+		s->batch->status = rc;
+		tx_release(s->batch);
+		s->batch = NULL;
 	}
 	s->in_flush = 0;
 	if (rc < 0)

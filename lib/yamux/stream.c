@@ -25,11 +25,18 @@ static int protocol_done(const struct yamux_stream *st)
 	return st->off_wire || st->dead || st->rst_sent || st->rst_recv || (st->fin_sent && st->fin_recv);
 }
 
-/* What a window update may grant now: the window minus what the peer may still send and what we hold. */
+/*
+ * What a window update may grant now: the window minus what the peer may
+ * still send, what we hold, and the rest of a data frame whose header has
+ * been charged but whose payload is still arriving.
+ */
 uint32_t yamux__stream_window_delta(const struct yamux_stream *st)
 {
-	uint64_t max = st->s->opts.max_stream_window;
+	uint64_t max = st->max_window;
 	uint64_t have = (uint64_t)st->recv_window + yamux__stream_buffered(st);
+
+	if (st->s->payload_st == st)
+		have += st->s->payload_left;
 
 	return have >= max ? 0 : (uint32_t)(max - have);
 }
@@ -45,7 +52,7 @@ int yamux__stream_ctl_due(const struct yamux_stream *st)
 	if (st->fin_wanted && !st->fin_sent && !st->emit)
 		return 1;
 	/* As hashicorp/yamux: update once half the window has been consumed. */
-	return !st->fin_recv && yamux__stream_window_delta(st) >= st->s->opts.max_stream_window / 2;
+	return !st->fin_recv && yamux__stream_window_delta(st) >= st->max_window / 2;
 }
 
 int yamux__stream_data_due(const struct yamux_stream *st)
@@ -97,6 +104,7 @@ struct yamux_stream *yamux__stream_new(struct yamux_session *s, uint32_t id)
 	st->id = id;
 	st->send_window = YAMUX_INITIAL_WINDOW;
 	st->recv_window = YAMUX_INITIAL_WINDOW;
+	st->max_window = s->opts.max_stream_window;
 	strbuf_init(&st->rbuf, 0);
 	st->reqs_tail = &st->reqs;
 	yamux_link_init(&st->all);
@@ -446,6 +454,20 @@ int yamux_stream_shutdown(struct io *io)
 		yamux__stream_update(st);
 	}
 	return 0;
+}
+
+void yamux_stream_grow_window(struct io *io, uint32_t max)
+{
+	struct yamux_stream *st;
+
+	if (!yamux_stream_session(io))
+		return;
+	st = to_stream(io);
+	max = MIN(max, (uint32_t)YAMUX_MAX_WINDOW);
+	if (max <= st->max_window)
+		return;
+	st->max_window = max;
+	yamux__stream_update(st);   /* the update goes out once half of it is due, as always */
 }
 
 void yamux_stream_reset(struct io *io)

@@ -231,6 +231,15 @@ uint32_t yamux_stream_id(const struct io *io);
 int yamux_stream_shutdown(struct io *io);
 
 /*
+ * Let the peer send up to `max` bytes ahead on this stream (at most
+ * YAMUX_MAX_WINDOW) instead of the session's max_stream_window, for a
+ * stream that carries bulk data (a sidechannel): fewer, larger window
+ * updates and reads. Only grows; the update leaves once half of the new
+ * window is due, as every update does.
+ */
+void yamux_stream_grow_window(struct io *io, uint32_t max);
+
+/*
  * Abort: RST to the peer, pending writes fail with UV_ECANCELED, and the io
  * is closed (on_close fires from the loop).
  */

@@ -27,6 +27,14 @@
 #define SCP_INFLIGHT_LOW (128 * 1024)
 /* Reads that arrive while a write is in flight are gathered into one write of up to this much. */
 #define SCP_GATHER (128 * 1024)
+/* Written buffers kept per direction for the next writes, instead of freed and allocated again. */
+#define SCP_SPARE 4
+/*
+ * How far ahead the node may send on its sidechannel stream (our receive
+ * window on it, instead of the 256 KiB of [yamux]): fewer, larger reads and
+ * window updates on the bulk path. Bounds what one clone buffers here.
+ */
+#define SCP_NODE_WINDOW (4 * 1024 * 1024)
 
 enum scp_state { SCP_WAITING, SCP_COPYING, SCP_DONE };
 
@@ -39,6 +47,8 @@ struct scp_dir {
 	size_t inflight;             /* read and not yet handed to the other side's transport */
 	int writes;                  /* writes in flight */
 	struct scp_chunk *gather;    /* read while a write was in flight, written when it completes */
+	struct scp_chunk *spare[SCP_SPARE]; /* written chunks of SCP_GATHER bytes, for reuse */
+	int nspare;
 	int paused;
 };
 
@@ -77,6 +87,10 @@ static void sp_unref(struct scproxy *sp)
 		return;
 	free(sp->down.gather);
 	free(sp->up.gather);
+	while (sp->down.nspare)
+		free(sp->down.spare[--sp->down.nspare]);
+	while (sp->up.nspare)
+		free(sp->up.spare[--sp->up.nspare]);
 	strbuf_release(&sp->msg);
 	grpc_metadata_release(&sp->trailers);
 	free(sp);
@@ -212,6 +226,15 @@ static const char *dir_name(const struct scp_dir *d)
 
 static void on_chunk_written(struct io *io, int status, void *arg);
 
+/* Done with `c`: kept for the next write when it has the usual size, else freed. */
+static void chunk_free(struct scp_dir *d, struct scp_chunk *c)
+{
+	if (c->cap == SCP_GATHER && d->nspare < SCP_SPARE)
+		d->spare[d->nspare++] = c;
+	else
+		free(c);
+}
+
 /* Hand `c` to the other side's stream. */
 static void chunk_write(struct scp_dir *d, struct scp_chunk *c)
 {
@@ -223,7 +246,7 @@ static void chunk_write(struct scp_dir *d, struct scp_chunk *c)
 	if (!to || io_write(to, c->buf, c->len, on_chunk_written, c) < 0) {
 		d->writes--;
 		d->inflight -= c->len;
-		free(c);
+		chunk_free(d, c);
 		fail_copy(sp, UV_EPIPE, dir_name(d));
 		sp_unref(sp);
 	}
@@ -248,7 +271,7 @@ static void on_chunk_written(struct io *io, int status, void *arg)
 	(void)io;
 	d->writes--;
 	d->inflight -= c->len;
-	free(c);
+	chunk_free(d, c);
 	if (status < 0 && status != UV_ECANCELED) {
 		fail_copy(sp, status, dir_name(d));
 	} else if (status == 0) {
@@ -264,7 +287,15 @@ static void on_chunk_written(struct io *io, int status, void *arg)
 
 static struct scp_chunk *chunk_new(struct scp_dir *d, size_t cap)
 {
-	struct scp_chunk *c = xmalloc(sizeof(*c) + cap);
+	struct scp_chunk *c;
+
+	if (cap <= SCP_GATHER && d->nspare) {
+		c = d->spare[--d->nspare];
+		c->len = 0;
+		return c;
+	}
+	cap = MAX(cap, (size_t)SCP_GATHER);
+	c = xmalloc(sizeof(*c) + cap);
 	c->dir = d;
 	c->len = 0;
 	c->cap = cap;
@@ -355,6 +386,7 @@ static void attach(struct scproxy *sp, struct io *node)
 	sp->node = node;
 	sp->refs += 2;
 	node->data = sp;
+	yamux_stream_grow_window(node, SCP_NODE_WINDOW);
 	node->on_read = on_copy_read;
 	node->on_close = on_stream_closed;
 	sp->client->data = sp;

@@ -851,6 +851,16 @@ static const uint8_t *hdr(uint8_t type, uint16_t flags, uint32_t id, uint32_t le
 	return buf;
 }
 
+static int has_n_writes(void *arg)
+{
+	return ((struct ep *)arg)->writes_done == 6;
+}
+
+static int got_3m(void *arg)
+{
+	return ((struct ep *)arg)->in.len >= 3 * 1024 * 1024;
+}
+
 static void test_wire_bytes_client(void **state)
 {
 	static const uint8_t syn[] = { 0, 1, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0 };
@@ -958,6 +968,73 @@ static void test_wire_bytes_server(void **state)
 	C.accept_mode = ACCEPT_RESET;
 	raw_write_frame(YAMUX_WINDOW_UPDATE, YAMUX_SYN, 3, 0, NULL, 0);
 	raw_expect(rst3, NULL);
+	teardown();
+}
+
+/* Small writes queued together share data frames (a header apart from its payload), up to the frame size. */
+static void test_wire_small_writes_share_frames(void **state)
+{
+	static const uint8_t syn[] = { 0, 1, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0 };
+	struct strbuf payload = STRBUF_INIT, want = STRBUF_INIT;
+	char *big = xmalloc(40000);
+	struct io *io;
+	struct ep *e;
+
+	loop_setup();
+	raw_new(1, NULL);
+	assert_int_equal(yamux_open_stream(C.cli, &io), 0);
+	e = ep_new(io);
+	fill_pattern(big, 40000, 7);
+	ep_send(e, "0009\001", 5);
+	ep_send(e, "abcd", 4);
+	ep_send(e, "", 0);
+	ep_send(e, big, 6000);          /* referenced, not copied */
+	ep_send(e, "0005\001", 5);
+	ep_send(e, big, 40000);         /* crosses the frame size */
+	strbuf_add(&want, "0009\001abcd", 9);
+	strbuf_add(&want, big, 6000);
+	strbuf_add(&want, "0005\001", 5);
+	strbuf_add(&want, big, 40000);
+	raw_expect(syn, NULL);
+	raw_expect(hdr(YAMUX_DATA, 0, 1, 32 * 1024), &payload);
+	raw_expect(hdr(YAMUX_DATA, 0, 1, (uint32_t)(want.len - 32 * 1024)), &payload);
+	assert_int_equal(payload.len, want.len);
+	assert_memory_equal(payload.buf, want.buf, want.len);
+	assert_true(run_until(has_n_writes, e, 2000));
+	assert_int_equal(e->write_err, 0);
+	assert_true(raw_quiet());
+	free(big);
+	strbuf_release(&payload);
+	strbuf_release(&want);
+	teardown();
+}
+
+/* A stream's window grown beyond the session's: one update for the difference, then updates in half-window steps. */
+static void test_grow_window(void **state)
+{
+	static const uint8_t ack[] = { 0, 1, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0 };
+	size_t n = 3 * 1024 * 1024;
+	char *buf = xcalloc(1, n);
+	struct ep *e;
+
+	loop_setup();
+	C.accept_mode = ACCEPT_KEEP;
+	raw_new(0, NULL);
+	raw_write_frame(YAMUX_WINDOW_UPDATE, YAMUX_SYN, 1, 0, NULL, 0);
+	raw_expect(ack, NULL);
+	e = C.accepted[0];
+	yamux_stream_grow_window(e->io, 4 * 1024 * 1024);
+	raw_expect(hdr(YAMUX_WINDOW_UPDATE, 0, 1, 4 * 1024 * 1024 - YAMUX_INITIAL_WINDOW), NULL);
+	yamux_stream_grow_window(e->io, 1024 * 1024);   /* only grows */
+	assert_true(raw_quiet());
+	/* 3 MiB fit the window without reading; once read, 2 MiB were consumed: one update */
+	raw_write_frame(YAMUX_DATA, 0, 1, (uint32_t)n, buf, n);
+	assert_true(raw_quiet());
+	assert_int_equal(io_read_start(e->io), 0);
+	assert_true(run_until(got_3m, e, 5000));
+	raw_expect(hdr(YAMUX_WINDOW_UPDATE, 0, 1, (uint32_t)n), NULL);
+	assert_true(raw_quiet());
+	free(buf);
 	teardown();
 }
 
@@ -1240,6 +1317,8 @@ int main(void)
 		cmocka_unit_test(test_close_fails_streams),
 		cmocka_unit_test(test_wire_bytes_client),
 		cmocka_unit_test(test_wire_bytes_server),
+		cmocka_unit_test(test_wire_small_writes_share_frames),
+		cmocka_unit_test(test_grow_window),
 		cmocka_unit_test(test_accept_backlog),
 		cmocka_unit_test(test_close_timeout),
 		cmocka_unit_test(test_keepalive_timeout),
