@@ -5,6 +5,7 @@
  * down in docs/technical/commit-signing.md.
  */
 #include "read/pgpsig.h"
+#include "read/pkey.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -145,19 +146,6 @@ static int next_packet(struct rd *r, unsigned *tag, struct rd *body)
 	return get(r, len, body);
 }
 
-static EVP_PKEY *pkey_fromdata(const char *alg, OSSL_PARAM_BLD *bld)
-{
-	OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
-	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, alg, NULL);
-	EVP_PKEY *pkey = NULL;
-	if (params && ctx && EVP_PKEY_fromdata_init(ctx) > 0)
-		if (EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0)
-			pkey = NULL;
-	EVP_PKEY_CTX_free(ctx);
-	OSSL_PARAM_free(params);
-	return pkey;
-}
-
 static const uint8_t oid_ed25519[] = { 0x2b, 0x06, 0x01, 0x04, 0x01, 0xda, 0x47, 0x0f, 0x01 };
 static const struct { uint8_t oid[8]; size_t len; const char *group; } curves[] = {
 	{ { 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 }, 8, "P-256" },
@@ -187,7 +175,7 @@ static EVP_PKEY *make_pkey(int algo, const struct rd *a, const struct rd *b)
 		BIGNUM *n = BN_bin2bn(a->p, (int)a->n, NULL), *e = BN_bin2bn(b->p, (int)b->n, NULL);
 		if (n && e && a->n && b->n && OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) &&
 		    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))
-			pkey = pkey_fromdata("RSA", bld);
+			pkey = pkey_from_params("RSA", bld);
 		BN_free(n);
 		BN_free(e);
 	} else if (algo == ALG_ECDSA) {
@@ -195,7 +183,7 @@ static EVP_PKEY *make_pkey(int algo, const struct rd *a, const struct rd *b)
 			if (oid_is(a, curves[i].oid, curves[i].len) && b->n &&
 			    OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, curves[i].group, 0) &&
 			    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, b->p, b->n)) {
-				pkey = pkey_fromdata("EC", bld);
+				pkey = pkey_from_params("EC", bld);
 				break;
 			}
 	}

@@ -4,6 +4,7 @@
  * upstream's quirks in docs/technical/commit-signing.md.
  */
 #include "read/sshsig.h"
+#include "read/pkey.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -140,19 +141,6 @@ static BIGNUM *mpint(const struct rd *s)
 	return BN_bin2bn(s->p, (int)s->n, NULL);
 }
 
-static EVP_PKEY *pkey_fromdata(const char *alg, OSSL_PARAM_BLD *bld)
-{
-	OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
-	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, alg, NULL);
-	EVP_PKEY *pkey = NULL;
-	if (params && ctx && EVP_PKEY_fromdata_init(ctx) > 0)
-		if (EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0)
-			pkey = NULL;
-	EVP_PKEY_CTX_free(ctx);
-	OSSL_PARAM_free(params);
-	return pkey;
-}
-
 /* A public key blob (string type, then the type's fields, nothing after). */
 static struct sshsig_key *parse_public(struct rd blob)
 {
@@ -175,7 +163,7 @@ static struct sshsig_key *parse_public(struct rd blob)
 			BIGNUM *e = mpint(&a), *n = mpint(&b);
 			if (e && n && OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) &&
 			    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))
-				k->pkey = pkey_fromdata("RSA", bld);
+				k->pkey = pkey_from_params("RSA", bld);
 			BN_free(e);
 			BN_free(n);
 			OSSL_PARAM_BLD_free(bld);
@@ -193,7 +181,7 @@ static struct sshsig_key *parse_public(struct rd blob)
 				k->ec_md = curves[i].bits == 256 ? EVP_sha256() : curves[i].bits == 384 ? EVP_sha384() : EVP_sha512();
 				if (OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, curves[i].group, 0) &&
 				    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, b.p, b.n))
-					k->pkey = pkey_fromdata("EC", bld);
+					k->pkey = pkey_from_params("EC", bld);
 				OSSL_PARAM_BLD_free(bld);
 			}
 	}

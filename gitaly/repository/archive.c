@@ -256,19 +256,6 @@ static void lfs_remove_dir(struct archive *x)
 	strbuf_reset(&x->lfs_dir);
 }
 
-/* Single quotes for sh. */
-static void sq_quote(struct strbuf *sb, const char *s)
-{
-	strbuf_addch(sb, '\'');
-	for (; *s; s++) {
-		if (*s == '\'')
-			strbuf_addstr(sb, "'\\''");
-		else
-			strbuf_addch(sb, *s);
-	}
-	strbuf_addch(sb, '\'');
-}
-
 /* Every object fetched (or not): the filter, then git archive. */
 static void lfs_fetched(struct archive *x)
 {
@@ -284,7 +271,7 @@ static void lfs_fetched(struct archive *x)
 		rd_finish(&x->rd, GRPC_INTERNAL, "setting up smudge environment: %s", strerror(-rc));
 	} else {
 		strbuf_addstr(&x->lfs_smudge, "filter.lfs.smudge=sh ");
-		sq_quote(&x->lfs_smudge, path.buf);
+		strbuf_add_sh_quoted(&x->lfs_smudge, path.buf);
 		ar_run(x);
 	}
 	strbuf_release(&path);

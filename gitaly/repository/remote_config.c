@@ -112,19 +112,6 @@ static int write_private(struct reposvc_remote *r, const char *name, const char 
 	return 0;
 }
 
-/* Append `s` to the shell command line `sb` in single quotes. */
-static void sq_quote(struct strbuf *sb, const char *s)
-{
-	strbuf_addch(sb, '\'');
-	for (; *s; s++) {
-		if (*s == '\'')
-			strbuf_addstr(sb, "'\\''");
-		else
-			strbuf_addch(sb, *s);
-	}
-	strbuf_addch(sb, '\'');
-}
-
 int reposvc_remote_ssh(struct reposvc_remote *r, const char *tmp_root, const char *key, const char *known_hosts,
 		       struct strbuf *err)
 {
@@ -146,13 +133,13 @@ int reposvc_remote_ssh(struct reposvc_remote *r, const char *tmp_root, const cha
 		if (write_private(r, ssh_files[0], key, &path, err) < 0)
 			goto out;
 		strbuf_addstr(&r->ssh, " -oIdentitiesOnly=yes -oIdentityFile=");
-		sq_quote(&r->ssh, path.buf);
+		strbuf_add_sh_quoted(&r->ssh, path.buf);
 	}
 	if (known_hosts && *known_hosts) {
 		if (write_private(r, ssh_files[1], known_hosts, &path, err) < 0)
 			goto out;
 		strbuf_addstr(&r->ssh, " -oStrictHostKeyChecking=yes -oCheckHostIP=no -oUserKnownHostsFile=");
-		sq_quote(&r->ssh, path.buf);
+		strbuf_add_sh_quoted(&r->ssh, path.buf);
 	}
 	rc = 0;
 out:

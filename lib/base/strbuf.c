@@ -153,3 +153,15 @@ void strbuf_add_json_string(struct strbuf *sb, const char *s, size_t len)
 	}
 	strbuf_addch(sb, '"');
 }
+
+void strbuf_add_sh_quoted(struct strbuf *sb, const char *s)
+{
+	strbuf_addch(sb, '\'');
+	for (; *s; s++) {
+		if (*s == '\'')
+			strbuf_addstr(sb, "'\\''");
+		else
+			strbuf_addch(sb, *s);
+	}
+	strbuf_addch(sb, '\'');
+}

@@ -41,5 +41,7 @@ void strbuf_vaddf(struct strbuf *sb, const char *fmt, va_list ap);
 void strbuf_remove_front(struct strbuf *sb, size_t n);
 /* Append `s` as a JSON string literal, quotes included. */
 void strbuf_add_json_string(struct strbuf *sb, const char *s, size_t len);
+/* `s` in single quotes for sh (a quote inside becomes '\''), appended to `sb`. */
+void strbuf_add_sh_quoted(struct strbuf *sb, const char *s);
 
 #endif
