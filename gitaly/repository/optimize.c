@@ -171,7 +171,11 @@ static void remove_all_work(uv_work_t *w)
 	for (size_t i = 0; i < nr && !c->rc; i++) {
 		struct strbuf p = STRBUF_INIT;
 		strbuf_addf(&p, "%s/%s", c->storage_path, names[i]);
-		if ((rc = fs_remove_tree(p.buf)) < 0 && rc != -ENOENT) {
+		/* a job still writing into the tree can refill a directory between the walk and its
+		 * rmdir: walk it again, a few times */
+		for (int tries = 0; (rc = fs_remove_tree(p.buf)) == -ENOTEMPTY && tries < 5; tries++)
+			;
+		if (rc < 0 && rc != -ENOENT) {
 			c->rc = rc;
 			strbuf_addf(&c->msg, "remove all: unlinkat %s: %s", p.buf, strerror(-rc));
 		}
