@@ -111,10 +111,16 @@ def test_paths_excludes_and_elision(node, facts):
     assert "p/subdir/" not in names(data) and "p/big.bin" not in names(data)
     assert contents(data)["p/LICENSE"] == "license content"
     # elided: the subtree is the root of the archive, excludes relative to it
-    data = archive(node, commit_id=c, prefix="p", format=F().TAR, path=b"subdir/", elide_path=True,
-                   exclude=[b"subdir/subsubdir"])
+    # git archives a tree (elided) with the current time as mtime, so both runs must fall in one
+    # second: a pair that straddles a second boundary is taken again
+    for _ in range(3):
+        data = archive(node, commit_id=c, prefix="p", format=F().TAR, path=b"subdir/", elide_path=True,
+                       exclude=[b"subdir/subsubdir"])
+        want = git_archive(facts, "--format=tar", "--prefix=p/", c + ":subdir", "--", ":(exclude)subsubdir")
+        if data == want:
+            break
     assert names(data) == ["p/", "p/subfile"]
-    assert data == git_archive(facts, "--format=tar", "--prefix=p/", c + ":subdir", "--", ":(exclude)subsubdir")
+    assert data == want
     # an empty prefix gives entries under "/", as upstream's
     data = archive(node, commit_id=c, format=F().TAR, path=b"subdir/subsubdir")
     assert names(data)[0] == "/"
