@@ -474,9 +474,7 @@ static uint8_t *unarmor(const char *buf, size_t len, size_t *out_len)
 {
 	const char *b, *e, *p;
 	char *clean;
-	uint8_t *out;
-	size_t n = 0, pad = 0;
-	int dec;
+	size_t n = 0;
 	if (len > ARMOR_MAX || !(b = find(buf, len, SIG_BEGIN)))
 		return NULL;
 	b += strlen(SIG_BEGIN);
@@ -510,24 +508,7 @@ static uint8_t *unarmor(const char *buf, size_t len, size_t *out_len)
 			continue;
 		clean[n++] = *p;
 	}
-	if (n == 0 || n % 4) {
-		free(clean);
-		return NULL;
-	}
-	while (pad < 2 && clean[n - 1 - pad] == '=')
-		pad++;
-	if (!(out = malloc(n / 4 * 3 + 1))) {
-		free(clean);
-		return NULL;
-	}
-	dec = EVP_DecodeBlock(out, (const unsigned char *)clean, (int)n);
-	free(clean);
-	if (dec < 0 || (size_t)dec < pad) {
-		free(out);
-		return NULL;
-	}
-	*out_len = (size_t)dec - pad;
-	return out;
+	return pkey_b64_decode(clean, n, out_len);
 }
 
 static const EVP_MD *hash_md(unsigned id)

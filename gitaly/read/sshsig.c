@@ -89,9 +89,7 @@ static uint8_t *unarmor(const char *buf, size_t len, const char *begin, const ch
 {
 	const char *b, *e, *p, *tail;
 	char *clean;
-	uint8_t *out;
-	size_t n = 0, pad = 0;
-	int dec;
+	size_t n = 0;
 	if (len > ARMOR_MAX || !(b = find(buf, len, begin)))
 		return NULL;
 	if (strict)
@@ -112,25 +110,7 @@ static uint8_t *unarmor(const char *buf, size_t len, const char *begin, const ch
 			continue;
 		clean[n++] = *p;
 	}
-	if (n == 0 || n % 4) {
-		free(clean);
-		return NULL;
-	}
-	while (pad < 2 && clean[n - 1 - pad] == '=')
-		pad++;
-	out = malloc(n / 4 * 3 + 1);
-	if (!out) {
-		free(clean);
-		return NULL;
-	}
-	dec = EVP_DecodeBlock(out, (const unsigned char *)clean, (int)n);
-	free(clean);
-	if (dec < 0 || (size_t)dec < pad) {
-		free(out);
-		return NULL;
-	}
-	*out_len = (size_t)dec - pad;
-	return out;
+	return pkey_b64_decode(clean, n, out_len);
 }
 
 static BIGNUM *mpint(const struct rd *s)
