@@ -444,7 +444,7 @@ static int other_source(struct worker *w, const struct repl_job *j, struct repo 
  * Task replication-source-watch of a worker (one-shot): the source of its
  * ReplicateRepository is unhealthy. Slow is not dead, so the call is left
  * alone until praefect has heard nothing from that node for
- * SOURCE_SILENT_MS; then, if another healthy replica is at the generation,
+ * SOURCE_SILENT_MS (or has no connection to it left); then, if another healthy replica is at the generation,
  * the call is cancelled (the target kills its fetch) and the job runs again
  * at once from another source, its attempt kept. A verification keeps to its
  * own source and is never moved.
@@ -455,7 +455,7 @@ static void on_watch(struct cron_task *t)
 	struct repl_job *j;
 	struct repo *r;
 	struct node *src;
-	uint64_t silent;
+	uint64_t silent, last;
 
 	if (!w->call || w->abandoned || w->next >= w->nr_jobs || !w->source)
 		return;
@@ -463,8 +463,9 @@ static void on_watch(struct cron_task *t)
 	src = vs_node(w->vs, w->source);
 	if (!src || src->healthy || j->force)
 		return;
-	silent = now_ms() - grpc_channel_last_read_ms(src->ch);
-	if (silent < SOURCE_SILENT_MS) {
+	last = grpc_channel_last_read_ms(src->ch); /* 0: no open connection to the node */
+	silent = last ? now_ms() - last : SOURCE_SILENT_MS;
+	if (last && silent < SOURCE_SILENT_MS) {
 		cron_soon(&w->watch, SOURCE_SILENT_MS - silent + DUE_SLACK_MS);
 		return;
 	}
@@ -473,9 +474,13 @@ static void on_watch(struct cron_task *t)
 		cron_soon(&w->watch, SOURCE_SILENT_MS / 4); /* no other source yet: look again soon */
 		return;
 	}
-	log_msgf(LOG_WARN, "replication job %lld (%s -> %s, %s): source silent for %llu ms, replicating from "
-		 "another replica", (long long)j->id, w->source, j->target_storage, j->relative_path,
-		 (unsigned long long)silent);
+	if (last)
+		log_msgf(LOG_WARN, "replication job %lld (%s -> %s, %s): source silent for %llu ms, replicating from "
+			 "another replica", (long long)j->id, w->source, j->target_storage, j->relative_path,
+			 (unsigned long long)silent);
+	else
+		log_msgf(LOG_WARN, "replication job %lld (%s -> %s, %s): connection to the source lost, replicating "
+			 "from another replica", (long long)j->id, w->source, j->target_storage, j->relative_path);
 	w->abandoned = 1;
 	grpc_client_call_cancel(w->call); /* on_replicated() comes later, from the loop */
 }
