@@ -411,33 +411,6 @@ char *praefect_config_dial_address(const struct praefect_config *cfg)
 
 /* --- the structured validator (`praefect configuration validate`) --- */
 
-/* Go's time.Duration String() of a whole number of milliseconds: "0s", "500ms", "1m0s", "1h30m0s", "1.5s". */
-static void go_duration(struct strbuf *sb, uint64_t ms)
-{
-	uint64_t h = ms / 3600000, m = ms / 60000 % 60, s = ms / 1000 % 60, frac = ms % 1000;
-	if (!ms) {
-		strbuf_addstr(sb, "0s");
-		return;
-	}
-	if (ms < 1000) {
-		strbuf_addf(sb, "%llums", (unsigned long long)ms);
-		return;
-	}
-	if (h)
-		strbuf_addf(sb, "%lluh", (unsigned long long)h);
-	if (h || m)
-		strbuf_addf(sb, "%llum", (unsigned long long)m);
-	strbuf_addf(sb, "%llu", (unsigned long long)s);
-	if (frac) {
-		char f[8];
-		snprintf(f, sizeof(f), ".%03llu", (unsigned long long)frac);
-		for (size_t l = strlen(f); f[l - 1] == '0'; l--)
-			f[l - 1] = '\0';
-		strbuf_addstr(sb, f);
-	}
-	strbuf_addch(sb, 's');
-}
-
 /* Append {"key": [k...], "message": msg}; the key list ends with NULL. */
 static void add_error(json_t *errors, const char *msg, ...)
 {
@@ -472,9 +445,9 @@ static void min_duration(json_t *errors, uint64_t v, uint64_t min, const char *k
 	if (v >= min)
 		return;
 	strbuf_addstr(&sb, "not in range: ");
-	go_duration(&sb, v);
+	format_go_duration(&sb, (int64_t)v * 1000000);
 	strbuf_addstr(&sb, " is not greater than or equal to ");
-	go_duration(&sb, min);
+	format_go_duration(&sb, (int64_t)min * 1000000);
 	add_error(errors, sb.buf, k1, k2, (const char *)NULL);
 	strbuf_release(&sb);
 }

@@ -193,3 +193,46 @@ void cfg_error_line_column(const char *err, struct strbuf *out)
 	else
 		strbuf_addstr(out, err);
 }
+
+/* Go's time.Duration.String() of `ns` nanoseconds: "1m0s", "1.5s", "500ms", "-2m0s". */
+void format_go_duration(struct strbuf *sb, int64_t ns)
+{
+	uint64_t u = ns < 0 ? (uint64_t)0 - (uint64_t)ns : (uint64_t)ns;
+	const char *unit = "s";
+	uint64_t div = 1000000000u, whole, frac;
+	int digits = 9;
+
+	if (ns < 0)
+		strbuf_addch(sb, '-');
+	if (u == 0) {
+		strbuf_addstr(sb, "0s");
+		return;
+	}
+	if (u < 1000000000u) {
+		if (u < 1000u) {
+			strbuf_addf(sb, "%lluns", (unsigned long long)u);
+			return;
+		}
+		unit = u < 1000000u ? "\xc2\xb5s" : "ms";
+		div = u < 1000000u ? 1000u : 1000000u;
+		digits = u < 1000000u ? 3 : 6;
+	} else {
+		uint64_t h = u / 3600000000000u, m = u / 60000000000u % 60;
+		if (h)
+			strbuf_addf(sb, "%lluh", (unsigned long long)h);
+		if (h || m)
+			strbuf_addf(sb, "%llum", (unsigned long long)m);
+		u %= 60000000000u;
+	}
+	whole = u / div;
+	frac = u % div;
+	strbuf_addf(sb, "%llu", (unsigned long long)whole);
+	if (frac) {
+		char buf[16];
+		int n = snprintf(buf, sizeof(buf), "%0*llu", digits, (unsigned long long)frac);
+		while (n > 0 && buf[n - 1] == '0')
+			buf[--n] = '\0';
+		strbuf_addf(sb, ".%s", buf);
+	}
+	strbuf_addstr(sb, unit);
+}

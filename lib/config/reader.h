@@ -52,4 +52,7 @@ void cfg_error_line_column(const char *err, struct strbuf *out);
 /* Parse a Go duration: "300ms", "1.5h", "2h45m", "0". Returns 0 or -EINVAL. */
 int parse_go_duration(const char *s, uint64_t *out_ns);
 
+/* Append Go's time.Duration.String() of `ns` nanoseconds: "1m0s", "1.5s", "500ms", "-2m0s". */
+void format_go_duration(struct strbuf *sb, int64_t ns);
+
 #endif
