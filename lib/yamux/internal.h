@@ -184,9 +184,15 @@ struct yamux_session {
 
 /* session.c */
 void yamux__sched(struct yamux_session *s);
+void yamux__close_transport(struct yamux_session *s);
+void yamux__session_die(struct yamux_session *s, int reason, int goaway);
 void yamux__timer_update(struct yamux_session *s);
 void yamux__maybe_free(struct yamux_session *s);
 void yamux__slot_release(struct yamux_stream *st);
+
+/* write.c */
+int yamux__ctlq_push(struct yamux_session *s, uint8_t type, uint16_t flags, uint32_t id, uint32_t length);
+void yamux__flush(struct yamux_session *s);
 /*
  * One data frame for `st` straight to the transport when that can be done
  * now (see try_emit): 1 when it is out (or its rest queued), 0 when the
