@@ -47,15 +47,6 @@ static void load_vs(struct cfg_reader *r, struct praefect_config *cfg, struct to
 	}
 }
 
-static int blank(const char *s)
-{
-	if (!s)
-		return 1;
-	while (*s == ' ' || *s == '\t')
-		s++;
-	return !*s;
-}
-
 /* Upstream's classic validator: its checks in its order and words, the first failure wins (docs/technical/config.md). */
 static void validate(struct praefect_config *cfg, struct strbuf *err)
 {
@@ -64,11 +55,11 @@ static void validate(struct praefect_config *cfg, struct strbuf *err)
 		strbuf_addf(err, "invalid election strategy: \"%s\"", cfg->election_strategy);
 		return;
 	}
-	if (blank(cfg->listen_addr) && blank(cfg->socket_path) && blank(cfg->tls_listen_addr)) {
+	if (cfg_blank(cfg->listen_addr) && cfg_blank(cfg->socket_path) && cfg_blank(cfg->tls_listen_addr)) {
 		strbuf_addstr(err, "no listen address or socket path configured");
 		return;
 	}
-	if (!blank(cfg->tls_listen_addr) && (blank(cfg->tls_cert_path) || blank(cfg->tls_key_path))) {
+	if (!cfg_blank(cfg->tls_listen_addr) && (cfg_blank(cfg->tls_cert_path) || cfg_blank(cfg->tls_key_path))) {
 		strbuf_addstr(err, "tls_listen_addr needs [tls] certificate_path and key_path");
 		return;
 	}
@@ -83,7 +74,7 @@ static void validate(struct praefect_config *cfg, struct strbuf *err)
 	}
 	for (size_t i = 0; i < cfg->nr_vs; i++) {
 		struct praefect_vs_cfg *vs = &cfg->vs[i];
-		if (blank(vs->name)) {
+		if (cfg_blank(vs->name)) {
 			strbuf_addstr(err, "virtual storages must have a name");
 			return;
 		}
@@ -98,11 +89,11 @@ static void validate(struct praefect_config *cfg, struct strbuf *err)
 				return;
 			}
 		for (size_t j = 0; j < vs->nr_nodes; j++) {
-			if (blank(vs->nodes[j].storage)) {
+			if (cfg_blank(vs->nodes[j].storage)) {
 				strbuf_addf(err, "virtual storage \"%s\": all gitaly nodes must have a storage", vs->name);
 				return;
 			}
-			if (blank(vs->nodes[j].address)) {
+			if (cfg_blank(vs->nodes[j].address)) {
 				strbuf_addf(err, "virtual storage \"%s\": all gitaly nodes must have an address", vs->name);
 				return;
 			}
@@ -473,7 +464,7 @@ static void validate_tls(const struct praefect_config *cfg, json_t *errors)
 	struct ssl_ctx_st *ctx;
 	int bad = 0;
 
-	if (blank(cfg->tls_cert_path) && blank(cfg->tls_key_path))
+	if (cfg_blank(cfg->tls_cert_path) && cfg_blank(cfg->tls_key_path))
 		return;
 	bad |= tls_file(errors, cfg->tls_cert_path ? cfg->tls_cert_path : "", "certificate_path");
 	bad |= tls_file(errors, cfg->tls_key_path ? cfg->tls_key_path : "", "key_path");
@@ -491,7 +482,7 @@ static void validate_tls(const struct praefect_config *cfg, json_t *errors)
 
 void praefect_config_validate_all(const struct praefect_config *cfg, json_t *errors)
 {
-	if (blank(cfg->socket_path) && blank(cfg->listen_addr) && blank(cfg->tls_listen_addr))
+	if (cfg_blank(cfg->socket_path) && cfg_blank(cfg->listen_addr) && cfg_blank(cfg->tls_listen_addr))
 		add_error(errors, "none of \"socket_path\", \"listen_addr\" or \"tls_listen_addr\" is set",
 			  (const char *)NULL);
 	validate_tls(cfg, errors);
@@ -518,17 +509,17 @@ void praefect_config_validate_all(const struct praefect_config *cfg, json_t *err
 		const struct praefect_vs_cfg *vs = &cfg->vs[i];
 		char vi[32];
 		snprintf(vi, sizeof(vi), "[%zu]", i);
-		if (blank(vs->name))
+		if (cfg_blank(vs->name))
 			add_error(errors, "blank or empty", "virtual_storage", vi, "name", (const char *)NULL);
 		if (!vs->nr_nodes)
 			add_error(errors, "not set", "virtual_storage", vi, "node", (const char *)NULL);
 		for (size_t j = 0; j < vs->nr_nodes; j++) {
 			char ni[32];
 			snprintf(ni, sizeof(ni), "[%zu]", j);
-			if (blank(vs->nodes[j].storage))
+			if (cfg_blank(vs->nodes[j].storage))
 				add_error(errors, "blank or empty", "virtual_storage", vi, "node", ni, "storage",
 					  (const char *)NULL);
-			if (blank(vs->nodes[j].address))
+			if (cfg_blank(vs->nodes[j].address))
 				add_error(errors, "blank or empty", "virtual_storage", vi, "node", ni, "address",
 					  (const char *)NULL);
 		}

@@ -51,15 +51,6 @@ static void dir_exists(json_t *errors, const char *path, const char *k1, const c
 	strbuf_release(&sb);
 }
 
-static int blank(const char *s)
-{
-	if (!s)
-		return 1;
-	while (*s == ' ' || *s == '\t')
-		s++;
-	return !*s;
-}
-
 /* upstream's FileExists: `doesn't exist: "<path>"` or `not a file: "<path>"` */
 static void file_exists(json_t *errors, const char *path, const char *k1, const char *k2, const char *k3)
 {
@@ -159,7 +150,7 @@ static void validate_gitlab(json_t *errors, struct toml_table *root)
 	secret = tree_string(gl, "secret");
 	secret_file = tree_string(gl, "secret_file");
 	shell_dir = tree_string(shell, "dir");
-	if (blank(url))
+	if (cfg_blank(url))
 		add_error(errors, "blank or empty", "gitlab", "url", NULL);
 	if (secret && *secret && secret_file && *secret_file)
 		add_error(errors, "ambiguous secret configuration", "gitlab", "secret", "secret_file");

@@ -236,3 +236,12 @@ void format_go_duration(struct strbuf *sb, int64_t ns)
 	}
 	strbuf_addstr(sb, unit);
 }
+
+int cfg_blank(const char *s)
+{
+	if (!s)
+		return 1;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	return !*s;
+}

@@ -52,6 +52,9 @@ void cfg_error_line_column(const char *err, struct strbuf *out);
 /* Parse a Go duration: "300ms", "1.5h", "2h45m", "0". Returns 0 or -EINVAL. */
 int parse_go_duration(const char *s, uint64_t *out_ns);
 
+/* A value Go's validators treat as unset: NULL, empty, or only spaces and tabs. */
+int cfg_blank(const char *s);
+
 /* Append Go's time.Duration.String() of `ns` nanoseconds: "1m0s", "1.5s", "500ms", "-2m0s". */
 void format_go_duration(struct strbuf *sb, int64_t ns);
 
