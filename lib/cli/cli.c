@@ -2,7 +2,9 @@
 #include "cli/cli.h"
 #include "base/strbuf.h"
 
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static const struct cli_flag *find_flag(const struct cli_flag *flags, size_t nr, const char *name, size_t len)
 {
@@ -176,4 +178,31 @@ void cli_usage_subcommand(struct strbuf *out, const char *prog, const struct cli
 			strbuf_addf(out, "   %s\n", sb.buf);
 	}
 	strbuf_release(&sb);
+}
+
+void cli_go_time(struct strbuf *sb, int64_t secs, long nanos, int utc)
+{
+	time_t t = (time_t)secs;
+	struct tm tm;
+	char date[64], zone[64];
+
+	if (utc)
+		gmtime_r(&t, &tm);
+	else
+		localtime_r(&t, &tm);
+	strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
+	strbuf_addstr(sb, date);
+	if (nanos > 0 && nanos < 1000000000L) {
+		char frac[16];
+		int n = snprintf(frac, sizeof(frac), ".%09ld", nanos);
+		while (n > 1 && frac[n - 1] == '0')
+			frac[--n] = '\0';
+		strbuf_addstr(sb, frac);
+	}
+	if (utc)
+		strbuf_addstr(sb, " +0000 UTC");
+	else {
+		strftime(zone, sizeof(zone), "%z %Z", &tm);
+		strbuf_addf(sb, " %s", zone);
+	}
 }

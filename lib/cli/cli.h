@@ -32,6 +32,9 @@
 #define CLI_CLI_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+struct strbuf;
 
 struct strbuf;
 
@@ -128,5 +131,13 @@ void cli_usage_flags(struct strbuf *out, const struct cli_flag *flags, size_t nr
  */
 void cli_usage_subcommand(struct strbuf *out, const char *prog, const struct cli_command *cmd,
 			  const char *usage, const char *description, const struct cli_flag *flags, size_t nr);
+
+/*
+ * Go's time.Time String() of `secs` + `nanos` since the epoch, as upstream's
+ * CLI output shows times: "2024-01-05 15:14:53.48 +0100 CET" in local time,
+ * or "2021-04-01 10:04:20.5 +0000 UTC" with `utc`; the fraction without
+ * trailing zeros, none when zero.
+ */
+void cli_go_time(struct strbuf *sb, int64_t secs, long nanos, int utc);
 
 #endif

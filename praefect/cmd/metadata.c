@@ -10,25 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-/* Go's time.Time String() of a UTC time: "2021-04-01 10:04:20.5 +0000 UTC". */
-static void print_time(const Google__Protobuf__Timestamp *ts)
-{
-	char date[32], frac[16] = "";
-	time_t secs = (time_t)ts->seconds;
-	struct tm tm;
-
-	gmtime_r(&secs, &tm);
-	strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
-	if (ts->nanos > 0) {
-		size_t n;
-		snprintf(frac, sizeof(frac), ".%09d", (int)ts->nanos);
-		for (n = strlen(frac); frac[n - 1] == '0'; n--)
-			frac[n - 1] = 0;
-	}
-	printf("%s%s +0000 UTC\n", date, frac);
-}
 
 /* Go's %q for the strings we print (paths and names): escapes for quotes, backslashes, control bytes. */
 static void print_quoted(const char *label, const char *s)
@@ -73,8 +54,12 @@ static void print_metadata(const Gitaly__GetRepositoryMetadataResponse *m)
 		printf("  Healthy: %s\n", r->healthy ? "true" : "false");
 		printf("  Valid Primary: %s\n", r->valid_primary ? "true" : "false");
 		printf("  Verified At: ");
-		if (r->verified_at)
-			print_time(r->verified_at);
+		if (r->verified_at) {
+			struct strbuf sb = STRBUF_INIT;
+			cli_go_time(&sb, r->verified_at->seconds, (long)r->verified_at->nanos, 1);
+			printf("%s\n", sb.buf);
+			strbuf_release(&sb);
+		}
 		else
 			printf("unverified\n");
 	}

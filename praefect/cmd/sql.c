@@ -172,28 +172,6 @@ int cmd_db_pending_migrations(const struct praefect_config *cfg, size_t *pending
 	return 0;
 }
 
-/* Go's time.Time String(): "2024-01-05 15:14:53.48 +0100 CET" (local time, fraction without trailing zeros). */
-static void go_time(struct strbuf *sb, int64_t ms)
-{
-	time_t secs = (time_t)(ms / 1000);
-	struct tm tm;
-	char date[64], zone[64];
-	int frac = (int)(ms % 1000);
-
-	localtime_r(&secs, &tm);
-	strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
-	strftime(zone, sizeof(zone), "%z %Z", &tm);
-	strbuf_addstr(sb, date);
-	if (frac) {
-		char f[8];
-		snprintf(f, sizeof(f), ".%03d", frac);
-		for (size_t l = strlen(f); f[l - 1] == '0'; l--)
-			f[l - 1] = '\0';
-		strbuf_addstr(sb, f);
-	}
-	strbuf_addf(sb, " %s", zone);
-}
-
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -266,7 +244,7 @@ int cmd_sql_migrate_status(int argc, char **argv, void *ctx)
 		else if (a[k].at_ms < 0)
 			strbuf_addstr(&sb, "yes");
 		else
-			go_time(&sb, a[k].at_ms);
+			cli_go_time(&sb, a[k].at_ms / 1000, (long)(a[k].at_ms % 1000) * 1000000L, 0);
 		status[i] = strbuf_detach(&sb, NULL);
 		w0 = MAX(w0, strlen(rows[i]));
 		w1 = MAX(w1, strlen(status[i]));

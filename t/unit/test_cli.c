@@ -3,7 +3,9 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "base/strbuf.h"
@@ -249,6 +251,27 @@ static void test_help_is_known_to_every_table(void **state)
 	strbuf_release(&err);
 }
 
+/* Go's time.Time String(): fraction without trailing zeros, none when zero; UTC or the local zone. */
+static void test_go_time(void **state)
+{
+	struct strbuf sb = STRBUF_INIT;
+	(void)state;
+	cli_go_time(&sb, 1617271460, 500000000, 1);
+	assert_string_equal(sb.buf, "2021-04-01 10:04:20.5 +0000 UTC");
+	strbuf_reset(&sb);
+	cli_go_time(&sb, 1617271460, 0, 1);
+	assert_string_equal(sb.buf, "2021-04-01 10:04:20 +0000 UTC");
+	strbuf_reset(&sb);
+	cli_go_time(&sb, 1617271460, 123456789, 1);
+	assert_string_equal(sb.buf, "2021-04-01 10:04:20.123456789 +0000 UTC");
+	strbuf_reset(&sb);
+	setenv("TZ", "CET-1", 1);
+	tzset();
+	cli_go_time(&sb, 1704464093, 480000000, 0);
+	assert_string_equal(sb.buf, "2024-01-05 15:14:53.48 +0100 CET");
+	strbuf_release(&sb);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -258,6 +281,7 @@ int main(void)
 		cmocka_unit_test(test_required_flags),
 		cmocka_unit_test(test_commands_and_usage),
 		cmocka_unit_test(test_help_is_known_to_every_table),
+		cmocka_unit_test(test_go_time),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
