@@ -68,6 +68,8 @@ static const char *const spelling[][2] = {
 	{ "whilst", "while" }, { "wilful", "wilfull" },
 };
 
+static size_t spelling_len[ARRAY_SIZE(spelling)];
+
 static int is_alnum(unsigned char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
@@ -187,8 +189,8 @@ static void lic_words(const char *text, size_t len, word_fn fn, void *arg)
 			if (wl < sizeof(w)) {
 				for (n = 0; n < wl; n++)
 					w[n] = (char)lower((unsigned char)word[n]);
-				for (size_t k = 0; k < ARRAY_SIZE(spelling); k++)
-					if (strlen(spelling[k][0]) == n && !memcmp(w, spelling[k][0], n)) {
+				for (size_t k = 0; n >= 5 && k < ARRAY_SIZE(spelling); k++)
+					if (spelling_len[k] == n && !memcmp(w, spelling[k][0], n)) {
 						n = strlen(spelling[k][1]);
 						memcpy(w, spelling[k][1], n);
 						break;
@@ -264,6 +266,8 @@ static const struct {
 
 static void db_build(void)
 {
+	for (size_t k = 0; k < ARRAY_SIZE(spelling); k++)
+		spelling_len[k] = strlen(spelling[k][0]);
 	hashmap_init(&db.vocab);
 	db.nr = ARRAY_SIZE(text_rows);
 	db.texts = xcalloc(db.nr, sizeof(*db.texts));
@@ -360,11 +364,22 @@ static long uniq_index(const struct lic_text *t, int id)
 static size_t edit_distance(const int *a, size_t n, const struct lic_text *t, uint64_t *peq, uint64_t *pv,
 			    uint64_t *mv)
 {
-	size_t blocks = (t->nr + 63) / 64, m = t->nr, dist = m;
-	unsigned last = (unsigned)((m - 1) % 64);
+	const int *w = t->words;
+	size_t m = t->nr, blocks, dist;
+	unsigned last;
+	/* a common beginning and end cost nothing: only the middle is computed */
+	while (n && m && a[0] == w[0])
+		a++, w++, n--, m--;
+	while (n && m && a[n - 1] == w[m - 1])
+		n--, m--;
+	if (!n || !m)
+		return n + m;
+	blocks = (m + 63) / 64;
+	dist = m;
+	last = (unsigned)((m + 63) % 64);
 	memset(peq, 0, t->nuniq * blocks * sizeof(*peq));
 	for (size_t i = 0; i < m; i++)
-		peq[(size_t)uniq_index(t, t->words[i]) * blocks + i / 64] |= UINT64_C(1) << (i % 64);
+		peq[(size_t)uniq_index(t, w[i]) * blocks + i / 64] |= UINT64_C(1) << (i % 64);
 	for (size_t b = 0; b < blocks; b++)
 		pv[b] = ~UINT64_C(0), mv[b] = 0;
 	for (size_t j = 0; j < n; j++) {
@@ -388,6 +403,47 @@ static size_t edit_distance(const int *a, size_t n, const struct lic_text *t, ui
 		dist = (size_t)((long)dist + h);
 	}
 	return dist;
+}
+
+size_t lic_edit_distance(const int *a, size_t n, const int *b, size_t m)
+{
+	struct lic_text t = { 0 };
+	uint32_t *sorted;
+	uint64_t *peq;
+	size_t blocks = (m + 63) / 64, d;
+	int *bb;
+	if (!m)
+		return n;
+	/* word ids here are any ints: shift them to be >= 0, with -1 (matching nothing) kept apart */
+	bb = xmalloc(m * sizeof(*bb));
+	sorted = xmalloc(m * sizeof(*sorted));
+	for (size_t i = 0; i < m; i++)
+		sorted[i] = (uint32_t)b[i];
+	qsort(sorted, m, sizeof(*sorted), cmp_u32);
+	t.uniq = xmalloc(m * sizeof(*t.uniq));
+	for (size_t i = 0; i < m; i++)
+		if (!t.nuniq || t.uniq[t.nuniq - 1] != sorted[i])
+			t.uniq[t.nuniq++] = sorted[i];
+	for (size_t i = 0; i < m; i++)
+		bb[i] = (int)uniq_index(&t, b[i]);
+	/* the rows are now indices into uniq: map a the same way */
+	{
+		int *aa = xmalloc((n + 1) * sizeof(*aa));
+		for (size_t j = 0; j < n; j++)
+			aa[j] = (int)uniq_index(&t, a[j]);
+		for (size_t i = 0; i < t.nuniq; i++)
+			t.uniq[i] = (uint32_t)i;
+		t.words = bb;
+		t.nr = m;
+		peq = xmalloc((t.nuniq * blocks + 2 * blocks) * sizeof(*peq));
+		d = edit_distance(aa, n, &t, peq, peq + t.nuniq * blocks, peq + t.nuniq * blocks + blocks);
+		free(aa);
+	}
+	free(peq);
+	free(t.uniq);
+	free(sorted);
+	free(bb);
+	return d;
 }
 
 struct best {

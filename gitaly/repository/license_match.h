@@ -25,4 +25,11 @@ struct lic_answer {
  */
 const struct lic_answer *lic_classify(const char *text, size_t len, double *confidence);
 
+/*
+ * Word-level edit distance (insert, delete or substitute one word) between
+ * the id sequences a and b, as the classifier computes it: ids of b are >= 0,
+ * an id of a that b does not hold (-1, say) matches nothing.
+ */
+size_t lic_edit_distance(const int *a, size_t n, const int *b, size_t m);
+
 #endif
