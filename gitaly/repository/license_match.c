@@ -41,6 +41,9 @@ struct lic_db {
 	struct lic_variant *variants;
 	size_t nvariants;
 	size_t min_words;
+	/* for each word id, the texts using it and how often: post[post_at[id] .. post_at[id + 1]) */
+	size_t *post_at;
+	struct lic_post { uint32_t text, count; } *post;
 };
 
 struct lic_tok {
@@ -304,6 +307,19 @@ static void db_build(void)
 		}
 		free(sorted);
 	}
+	db.post_at = xcalloc(db.nvocab + 2, sizeof(*db.post_at));
+	for (size_t i = 0; i < db.nr; i++)
+		for (size_t u = 0; u < db.texts[i].nuniq; u++)
+			db.post_at[db.texts[i].uniq[u] + 2]++;
+	for (size_t v = 2; v <= db.nvocab + 1; v++)
+		db.post_at[v] += db.post_at[v - 1];
+	db.post = xmalloc((db.post_at[db.nvocab + 1] + 1) * sizeof(*db.post));
+	for (size_t i = 0; i < db.nr; i++)
+		for (size_t u = 0; u < db.texts[i].nuniq; u++) {
+			struct lic_post *q = &db.post[db.post_at[db.texts[i].uniq[u] + 1]++];
+			q->text = (uint32_t)i;
+			q->count = db.texts[i].count[u];
+		}
 	db.nvariants = ARRAY_SIZE(variant_rows);
 	db.variants = xcalloc(db.nvariants + 1, sizeof(*db.variants));
 	for (size_t i = 0; i < db.nvariants; i++) {
@@ -499,29 +515,32 @@ static void score_part(const struct lic_toks *toks, size_t b, size_t e, uint32_t
 		       size_t from, size_t to)
 {
 	struct bound *bounds = xmalloc((to - from + 1) * sizeof(*bounds));
-	size_t nb = 0;
-	int *seq = xmalloc((e - b + 1) * sizeof(*seq));
+	size_t nb = 0, ndistinct = 0, *overlap = xcalloc(db.nr, sizeof(*overlap)), *used = xcalloc(db.nr, sizeof(*used));
+	int *seq = xmalloc((e - b + 1) * sizeof(*seq)), *distinct = xmalloc((e - b + 1) * sizeof(*distinct));
 	for (size_t i = b; i < e; i++)
-		if (toks->v[i].id >= 0)
-			counts[toks->v[i].id]++;
+		if (toks->v[i].id >= 0 && !counts[toks->v[i].id]++)
+			distinct[ndistinct++] = toks->v[i].id;
+	for (size_t k = 0; k < ndistinct; k++) {
+		uint32_t c = counts[distinct[k]];
+		for (size_t q = db.post_at[distinct[k]]; q < db.post_at[distinct[k] + 1]; q++) {
+			overlap[db.post[q].text] += MIN(db.post[q].count, c);
+			used[db.post[q].text] += c;
+		}
+	}
 	for (size_t l = from; l < to; l++) {
 		const struct lic_text *t = &db.texts[l];
-		size_t overlap = 0, used = 0, n, lb;
-		for (size_t u = 0; u < t->nuniq; u++) {
-			overlap += MIN(t->count[u], counts[t->uniq[u]]);
-			used += counts[t->uniq[u]];
-		}
-		/* the part has `used` words t knows and at most one other between two of them */
-		n = MIN(e - b, 2 * used + 1);
-		lb = MAX(t->nr, used) - overlap;
+		/* the part has used[l] words t knows and at most one other between two of them */
+		size_t n = MIN(e - b, 2 * used[l] + 1), lb = MAX(t->nr, used[l]) - overlap[l];
 		bounds[nb].text = l;
 		bounds[nb].ub = n ? 1.0 - (double)lb / (double)n : 0;
 		if (bounds[nb].ub >= LIC_THRESHOLD)
 			nb++;
 	}
-	for (size_t i = b; i < e; i++)
-		if (toks->v[i].id >= 0)
-			counts[toks->v[i].id] = 0;
+	for (size_t k = 0; k < ndistinct; k++)
+		counts[distinct[k]] = 0;
+	free(distinct);
+	free(overlap);
+	free(used);
 	qsort(bounds, nb, sizeof(*bounds), by_bound);
 	for (size_t k = 0; k < nb; k++) {
 		const struct lic_text *t = &db.texts[bounds[k].text];
