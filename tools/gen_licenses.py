@@ -92,11 +92,11 @@ COPYRIGHT = re.compile(rb"^[ \t]*(copyright|\(c\)|\xc2\xa9|all rights reserved)"
 
 
 def normalise(text):
-    """Lines of words, as license_match.c's lic_normalise() makes them."""
+    """Lines of words, as license_match.c's lic_words() makes them."""
     out = []
     for line in text.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
         line = line.lower()
-        if COPYRIGHT.match(line):
+        if COPYRIGHT.match(line) or re.fullmatch(rb"[^a-z0-9]*licen[cs]e[^a-z0-9]*", line):
             continue
         line = BULLET.sub(b"", line, count=1)
         words = [SPELLING.get(w, w) for w in re.findall(rb"[a-z0-9]+", line)]

@@ -12,6 +12,7 @@
 #include "repository.pb-c.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <regex.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +124,9 @@ static void fl_object(void *arg, int status, const struct catfile_info *info, st
 			goto out;
 		}
 		fl_consider(x, x->reading, data->buf, data->len);
+	} else if (status == -EFBIG && info && info->type == CATFILE_BLOB && !x->first_buf.len) {
+		/* larger than any license text: a license file all the same, named by nothing */
+		strbuf_addstr(&x->first_buf, x->reading);
 	}
 	x->next++;
 	fl_read_next(x);

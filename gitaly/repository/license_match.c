@@ -154,27 +154,28 @@ static void lic_words(const char *text, size_t len, word_fn fn, void *arg)
 	const char *s = text, *end = text + len;
 	char w[64];
 	while (s < end) {
-		const char *nl = memchr(s, '\n', (size_t)(end - s)), *e = nl ? nl : end, *p, *next = nl ? nl + 1 : end;
-		const char *cr = next;
+		const char *e = s, *p, *next, *t, *u;
 		int first = 1, title = 0;
-		if (e > s && e[-1] == '\r')
-			e--;
-		else if (!nl && (cr = memchr(s, '\r', (size_t)(end - s))) != NULL)
-			e = cr, next = cr + 1;
-		if (is_copyright_line(s, e)) {
+		while (e < end && *e != '\n' && *e != '\r')
+			e++;
+		next = e < end ? e + 1 + (*e == '\r' && e + 1 < end && e[1] == '\n') : end;
+		/* the line's text without the punctuation around it */
+		for (t = s; t < e && !is_alnum((unsigned char)*t); t++)
+			;
+		for (u = e; u > t && !is_alnum((unsigned char)u[-1]); u--)
+			;
+		/* copyright lines, and a line that only says "License", are left out as upstream leaves them */
+		if (is_copyright_line(s, e) ||
+		    (u - t == 7 && (starts_with_ci(t, u, "license") || starts_with_ci(t, u, "licence")))) {
 			s = next;
 			continue;
 		}
 		/* "... license" followed by a blank line heads a license: upstream cuts there */
-		{
-			const char *t = e, *b = next;
-			while (t > s && !is_alnum((unsigned char)t[-1]))
-				t--;
-			while (b < end && (*b == ' ' || *b == '\t' || *b == '\r'))
+		if (u - t >= 7 && (starts_with_ci(u - 7, u, "license") || starts_with_ci(u - 7, u, "licence"))) {
+			const char *b = next;
+			while (b < end && (*b == ' ' || *b == '\t'))
 				b++;
-			if (t - s >= 7 && (starts_with_ci(t - 7, t, "license") || starts_with_ci(t - 7, t, "licence")) &&
-			    (b >= end || *b == '\n'))
-				title = 1;
+			title = b >= end || *b == '\n' || *b == '\r';
 		}
 		p = skip_bullet(s, e);
 		while (p < e) {
@@ -218,21 +219,19 @@ struct ids {
 	struct lic_db *db;
 	int add;                       /* add unknown words to the vocabulary */
 	int *v;
-	size_t nr, alloc, first_line;
-	int lines;
+	size_t nr, alloc;
 };
 
 static void collect_id(void *arg, const char *w, size_t len, int line_start, int title)
 {
 	struct ids *x = arg;
 	int id = len ? word_id(&x->db->vocab, w, len) : -1;
+	(void)line_start;
 	(void)title;
 	if (id < 0 && x->add && len) {
 		id = (int)x->db->nvocab++;
 		hashmap_put(&x->db->vocab, w, len, (void *)(uintptr_t)(id + 1));
 	}
-	if (line_start && ++x->lines == 2)
-		x->first_line = x->nr;
 	ALLOC_GROW(x->v, x->nr + 1, x->alloc);
 	x->v[x->nr++] = id;
 }
@@ -243,11 +242,12 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-#define LICENSE_TEXT(key, id, name, url, nick, first, words) { key, { id, name, url, nick }, words },
+#define LICENSE_TEXT(key, id, name, url, nick, first, words) { key, { id, name, url, nick }, first, words },
 #define LICENSE_VARIANT(key, id, name, url, nick, marker, times)
 static const struct {
 	const char *key;
 	struct lic_answer answer;
+	size_t first;
 	const char *words;
 } text_rows[] = {
 #include "repository/licenses.def"
@@ -276,13 +276,14 @@ static void db_build(void)
 	db.texts = xcalloc(db.nr, sizeof(*db.texts));
 	for (size_t i = 0; i < db.nr; i++) {
 		struct lic_text *t = &db.texts[i];
-		struct ids x = { &db, 1, NULL, 0, 0, 0, 0 };
+		struct ids x = { &db, 1, NULL, 0, 0 };
 		lic_words(text_rows[i].words, strlen(text_rows[i].words), collect_id, &x);
 		t->key = text_rows[i].key;
 		t->answer = text_rows[i].answer;
 		t->words = x.v;
 		t->nr = x.nr;
-		t->first = x.lines >= 2 ? x.first_line : x.nr;
+		/* a first line of one word (MulanPSL's, its Chinese gone) would cut anywhere */
+		t->first = text_rows[i].first >= 2 ? MIN(text_rows[i].first, x.nr) : 0;
 		t->variant = -1;
 		if (!db.min_words || t->nr < db.min_words)
 			db.min_words = t->nr;
@@ -323,7 +324,7 @@ static void db_build(void)
 	db.nvariants = ARRAY_SIZE(variant_rows);
 	db.variants = xcalloc(db.nvariants + 1, sizeof(*db.variants));
 	for (size_t i = 0; i < db.nvariants; i++) {
-		struct ids x = { &db, 0, NULL, 0, 0, 0, 0 };
+		struct ids x = { &db, 0, NULL, 0, 0 };
 		lic_words(variant_rows[i].marker, strlen(variant_rows[i].marker), collect_id, &x);
 		db.variants[i].answer = variant_rows[i].answer;
 		db.variants[i].words = x.v;

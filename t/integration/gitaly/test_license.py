@@ -149,6 +149,12 @@ def test_lightly_edited_licenses_are_named(gitaly_node):
     assert find(n, "mit-wrapped.git", {"LICENSE.txt": rewrapped}).license_short_name == "mit"
     apache = common("Apache-2.0").replace("Licensor", "Licenser", 3).replace("\n", " ", 40)
     assert find(n, "apache-edited.git", {"LICENSE": apache}).license_short_name == "apache-2.0"
+    # a long preface made of license words: only the part from MIT's first line on is like a license
+    rnd = random.Random(3)
+    gpl_words = common("GPL-3").split()
+    preface = "\n".join(" ".join(rnd.sample(gpl_words, 12)) for _ in range(200))
+    titled = "MIT License\nCopyright (c) 2020 Somebody\n\n" + MIT.split("\n\n", 2)[2]
+    assert find(n, "mit-preface.git", {"LICENSE": preface + "\n" + titled}).license_short_name == "mit"
     # a project's own header above the MIT text
     assert find(n, "mit-header.git", {"COPYING": "The foo project\n\n" + MIT}).license_short_name == "mit"
 
@@ -168,6 +174,9 @@ def test_large_non_license_named_license(gitaly_node):
     rnd = random.Random(7)
     junk = "\n".join(" ".join("w%d" % rnd.randrange(100000) for _ in range(12)) for _ in range(60000))
     assert fields(find(n, "junk.git", {"LICENSE": junk[:1000000]})) == ("other", "Other", "", "LICENSE", "LICENSE")
+    # larger than the 1 MiB we read: a license file all the same, like none
+    assert fields(find(n, "huge.git", {"LICENSE": junk + "\n" + junk + "\n" + MIT})) == (
+        "other", "Other", "", "LICENSE", "LICENSE")
     # the same license a thousand times over, each copy under its title
     many = ("MIT License\n\n" + MIT.split("\n", 2)[2]) * 900
     assert find(n, "many.git", {"LICENSE": many[:1000000]}).license_short_name == "mit"
