@@ -90,6 +90,9 @@ def test_empty_and_missing_repositories(gitaly_node):
     e = rpc_error(lambda: n.stub("RepositoryService").FindLicense(R().FindLicenseRequest(
         repository=n.repo("missing.git"))))
     assert e.code() == grpc.StatusCode.NOT_FOUND
+    # upstream's validation case: no repository at all
+    e = rpc_error(lambda: n.stub("RepositoryService").FindLicense(R().FindLicenseRequest()))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def carried_texts():
