@@ -21,7 +21,8 @@ struct lic_answer {
 /*
  * The carried license `text` (any bytes, `len` of them) is most like, with its
  * confidence in [LIC_THRESHOLD, 1]; NULL when none reaches the threshold.
- * Builds the read-only table on first use.
+ * Builds the read-only table on first use: a process-wide static, so call it
+ * from one thread (FindLicense runs on the event loop).
  */
 const struct lic_answer *lic_classify(const char *text, size_t len, double *confidence);
 

@@ -162,6 +162,15 @@ def test_lightly_edited_licenses_are_named(gitaly_node):
     assert find(n, "mit-header.git", {"COPYING": "The foo project\n\n" + MIT}).license_short_name == "mit"
 
 
+def test_url_names_a_license(gitaly_node):
+    n = gitaly_node
+    # no text to score, but the license's own URL: upstream counts that as certain
+    resp = find(n, "url.git", {"LICENSE": "This project is licensed under https://opensource.org/licenses/MIT\n"})
+    assert fields(resp) == ("mit", "MIT License", "https://opensource.org/licenses/MIT", "LICENSE", "")
+    resp = find(n, "url-apache.git", {"COPYING": "See <http://www.apache.org/licenses/LICENSE-2.0>.\n"})
+    assert resp.license_short_name == "apache-2.0"
+
+
 def test_threshold(gitaly_node):
     n = gitaly_node
     words = MIT.split()
