@@ -162,6 +162,17 @@ def test_lightly_edited_licenses_are_named(gitaly_node):
     assert find(n, "mit-header.git", {"COPYING": "The foo project\n\n" + MIT}).license_short_name == "mit"
 
 
+def test_most_confident_file_wins(gitaly_node):
+    n = gitaly_node
+    # both exact: the smaller id, as upstream sorts its ties
+    resp = find(n, "two.git", {"LICENSE": MIT, "COPYING": common("GPL-3")})
+    assert (resp.license_short_name, resp.license_path) == ("gpl-3.0+", "COPYING")
+    # an edited MIT against an exact Apache: Apache
+    edited = MIT.replace("free of charge", "without any charge at all")
+    resp = find(n, "two-edited.git", {"LICENSE": edited, "LICENSE-APACHE": common("Apache-2.0")})
+    assert (resp.license_short_name, resp.license_path) == ("apache-2.0", "LICENSE-APACHE")
+
+
 def test_url_names_a_license(gitaly_node):
     n = gitaly_node
     # no text to score, but the license's own URL: upstream counts that as certain
