@@ -1,16 +1,18 @@
 /*
  * RepositoryService/FindLicense: the license of HEAD's root tree. Files are
  * chosen as upstream's license detector chooses them (by name, a short file
- * naming another file is followed); their text is classified by the phrases
- * that make each common license what it is. docs/technical/gitaly-repository.md,
- * "Licenses", says what differs from upstream's similarity classifier.
+ * naming another file is followed); their text is scored against the license
+ * texts by repository/license_match.c. docs/technical/gitaly-repository.md,
+ * "Licenses".
  */
 #include "repository/repository.h"
+#include "repository/license_match.h"
 #include "read/read.h"
 #include "base/util.h"
 #include "repository.pb-c.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <regex.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,139 +22,6 @@
 #define LISTING_MAX (64u * 1024 * 1024)
 /* A candidate shorter than this may name the real license file. */
 #define POINTER_MAX 128
-
-struct license {
-	const char *id, *name, *url, *nickname;
-	const char *need[3];      /* phrases that must all be there (normalised text) */
-	const char *absent;       /* a phrase that must not be */
-};
-
-/*
- * The one table of license facts: SPDX id (lower case, as upstream answers),
- * SPDX name, SPDX's first reference URL, choosealicense's nickname (only the
- * ones upstream knows), and the phrases we recognise the text by.
- * Most specific first: the first one whose phrases are all there wins.
- */
-static const struct license licenses[] = {
-	{ "agpl-3.0", "GNU Affero General Public License v3.0", "https://www.gnu.org/licenses/agpl.txt", "GNU AGPLv3",
-	  { "gnu affero general public license version 3 19 november 2007", NULL, NULL }, NULL },
-	{ "lgpl-3.0", "GNU Lesser General Public License v3.0 only",
-	  "https://www.gnu.org/licenses/lgpl-3.0-standalone.html", "GNU LGPLv3",
-	  { "gnu lesser general public license version 3 29 june 2007", NULL, NULL }, NULL },
-	{ "lgpl-2.1", "GNU Lesser General Public License v2.1 only",
-	  "https://www.gnu.org/licenses/old-licenses/lgpl-2.1-standalone.html", "GNU LGPLv2.1",
-	  { "gnu lesser general public license version 2 1 february 1999", NULL, NULL }, NULL },
-	{ "gpl-3.0+", "GNU General Public License v3.0 or later", "https://www.gnu.org/licenses/gpl-3.0-standalone.html",
-	  "", { "gnu general public license version 3 29 june 2007", NULL, NULL }, NULL },
-	{ "gpl-2.0+", "GNU General Public License v2.0 or later",
-	  "https://www.gnu.org/licenses/old-licenses/gpl-2.0-standalone.html", "",
-	  { "gnu general public license version 2 june 1991", "or at your option any later version", NULL }, NULL },
-	{ "gpl-2.0", "GNU General Public License v2.0 only",
-	  "https://www.gnu.org/licenses/old-licenses/gpl-2.0-standalone.html", "GNU GPLv2",
-	  { "gnu general public license version 2 june 1991", NULL, NULL }, NULL },
-	{ "apache-2.0", "Apache License 2.0", "https://www.apache.org/licenses/LICENSE-2.0", "",
-	  { "apache license", "version 2 0", "terms and conditions for use reproduction and distribution" }, NULL },
-	{ "mpl-2.0", "Mozilla Public License 2.0", "https://www.mozilla.org/MPL/2.0/", "",
-	  { "mozilla public license version 2 0", NULL, NULL }, NULL },
-	{ "epl-2.0", "Eclipse Public License 2.0", "https://www.eclipse.org/legal/epl-2.0", "",
-	  { "eclipse public license v 2 0", NULL, NULL }, NULL },
-	{ "epl-1.0", "Eclipse Public License 1.0", "http://www.eclipse.org/legal/epl-v10.html", "",
-	  { "eclipse public license v 1 0", NULL, NULL }, NULL },
-	{ "odbl-1.0", "Open Data Commons Open Database License v1.0", "http://www.opendatacommons.org/licenses/odbl/1.0/",
-	  "ODbL", { "open data commons open database license odbl", NULL, NULL }, NULL },
-	{ "cc-by-sa-4.0", "Creative Commons Attribution Share Alike 4.0 International",
-	  "https://creativecommons.org/licenses/by-sa/4.0/legalcode", "",
-	  { "creative commons attribution sharealike 4 0 international public license", NULL, NULL }, NULL },
-	{ "cc-by-4.0", "Creative Commons Attribution 4.0 International",
-	  "https://creativecommons.org/licenses/by/4.0/legalcode", "",
-	  { "creative commons attribution 4 0 international public license", NULL, NULL }, NULL },
-	{ "bsl-1.0", "Boost Software License 1.0", "http://www.boost.org/LICENSE_1_0.txt", "",
-	  { "boost software license version 1 0 august 17th 2003", NULL, NULL }, NULL },
-	{ "wtfpl", "Do What The F*ck You Want To Public License", "http://www.wtfpl.net/about/", "",
-	  { "do what the fuck you want to public license", NULL, NULL }, NULL },
-	{ "zlib", "zlib License", "http://www.zlib.net/zlib_license.html", "",
-	  { "altered source versions must be plainly marked as such and must not be misrepresented as being the original software",
-	    "this notice may not be removed or altered from any source distribution", NULL }, NULL },
-	/* NCSA grants like MIT and conditions like BSD: before both */
-	{ "ncsa", "University of Illinois/NCSA Open Source License", "http://otm.illinois.edu/uiuc_openSource", "UIUC/NCSA",
-	  { "permission is hereby granted free of charge to any person obtaining a copy",
-	    "neither the names of", "nor the names of its contributors may be used to endorse or promote products" }, NULL },
-	{ "mit", "MIT License", "https://opensource.org/licenses/MIT", "",
-	  { "permission is hereby granted free of charge to any person obtaining a copy",
-	    "the above copyright notice and this permission notice shall be included", NULL }, NULL },
-	{ "mit-0", "MIT No Attribution", "https://github.com/aws/mit-0", "",
-	  { "permission is hereby granted free of charge to any person obtaining a copy", NULL, NULL }, NULL },
-	/* the Clear BSD text is BSD-3-Clause plus a patent sentence */
-	{ "bsd-3-clause-clear", "BSD 3-Clause Clear License", "http://labs.metacarta.com/license-explanation.html#license",
-	  "Clear BSD", { "redistribution and use in source and binary forms with or without modification are permitted",
-	  "no express or implied licenses to any party s patent rights are granted by this license", NULL }, NULL },
-	{ "bsd-3-clause", "BSD 3-Clause \"New\" or \"Revised\" License", "https://opensource.org/licenses/BSD-3-Clause", "",
-	  { "redistribution and use in source and binary forms with or without modification are permitted",
-	    "neither the name of", NULL }, NULL },
-	{ "bsd-2-clause", "BSD 2-Clause \"Simplified\" License", "https://opensource.org/licenses/BSD-2-Clause", "",
-	  { "redistribution and use in source and binary forms with or without modification are permitted", NULL, NULL },
-	  "neither the name of" },
-	/* ISC and 0BSD share the grant; only ISC asks for the notice to be kept */
-	{ "isc", "ISC License", "https://www.isc.org/licenses/", "",
-	  { "permission to use copy modify and or distribute this software for any purpose with or without fee is hereby granted",
-	    "provided that the above copyright notice and this permission notice appear in all copies", NULL }, NULL },
-	{ "0bsd", "BSD Zero Clause License", "http://landley.net/toybox/license.html", "",
-	  { "permission to use copy modify and or distribute this software for any purpose with or without fee is hereby granted",
-	    NULL, NULL }, NULL },
-	{ "unlicense", "The Unlicense", "https://unlicense.org/", "",
-	  { "this is free and unencumbered software released into the public domain", NULL, NULL }, NULL },
-	{ "cc0-1.0", "Creative Commons Zero v1.0 Universal", "https://creativecommons.org/publicdomain/zero/1.0/legalcode", "",
-	  { "cc0 1 0 universal", NULL, NULL }, NULL },
-};
-
-/* Lower case, every run of non-alphanumerics one space: markup and line breaks do not matter. */
-static void normalise(const char *s, size_t len, struct strbuf *out)
-{
-	int space = 1;
-	strbuf_reset(out);
-	strbuf_addch(out, ' ');
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (isalnum(c)) {
-			strbuf_addch(out, (char)tolower(c));
-			space = 0;
-		} else if (!space) {
-			strbuf_addch(out, ' ');
-			space = 1;
-		}
-	}
-	if (!space)
-		strbuf_addch(out, ' ');
-}
-
-static int has_phrase(const struct strbuf *text, const char *phrase)
-{
-	struct strbuf p = STRBUF_INIT;
-	int yes;
-	strbuf_addf(&p, " %s ", phrase);
-	yes = strstr(text->buf, p.buf) != NULL;
-	strbuf_release(&p);
-	return yes;
-}
-
-static const struct license *classify(const char *data, size_t len)
-{
-	struct strbuf text = STRBUF_INIT;
-	const struct license *found = NULL;
-	normalise(data, len, &text);
-	for (size_t i = 0; i < ARRAY_SIZE(licenses) && !found; i++) {
-		const struct license *l = &licenses[i];
-		int ok = 1;
-		for (size_t k = 0; k < 3 && l->need[k] && ok; k++)
-			ok = has_phrase(&text, l->need[k]);
-		if (ok && l->absent && has_phrase(&text, l->absent))
-			ok = 0;
-		if (ok)
-			found = l;
-	}
-	strbuf_release(&text);
-	return found;
-}
 
 /* --- the call --- */
 
@@ -166,7 +35,8 @@ struct find_license {
 	struct strbuf pointer_text;    /* the file a short candidate names */
 	struct strbuf short_text;      /* the short candidate's content */
 	struct strbuf first_buf;       /* the first license file read ("Other" names it) */
-	const struct license *best;
+	const struct lic_answer *best;
+	double best_conf;
 	struct strbuf best_path;
 	regex_t name_re, readme_re;
 	int have_re;
@@ -196,7 +66,7 @@ static void fl_reply(struct find_license *x)
 		resp.license_nickname = (char *)x->best->nickname;
 		resp.license_path = x->best_path.buf;
 	} else if (x->first_buf.len) {
-		/* a license file no rule knows */
+		/* a license file no carried text is like */
 		resp.license_short_name = (char *)"other";
 		resp.license_name = (char *)"Other";
 		resp.license_nickname = (char *)"LICENSE";
@@ -211,10 +81,12 @@ static void fl_read(struct find_license *x, const char *path);
 
 static void fl_consider(struct find_license *x, const char *path, const char *data, size_t len)
 {
-	const struct license *l = classify(data, len);
-	/* upstream takes the most confident match, ties by name: ours are all certain */
-	if (l && (!x->best || strcmp(l->id, x->best->id) < 0)) {
+	double conf = 0;
+	const struct lic_answer *l = lic_classify(data, len, &conf);
+	/* upstream takes the most confident match, ties by name; a text we carry without its facts is "other" */
+	if (l && l->id[0] && (!x->best || conf > x->best_conf || (conf == x->best_conf && strcmp(l->id, x->best->id) < 0))) {
 		x->best = l;
+		x->best_conf = conf;
 		strbuf_reset(&x->best_path);
 		strbuf_addstr(&x->best_path, path);
 	}
@@ -252,6 +124,9 @@ static void fl_object(void *arg, int status, const struct catfile_info *info, st
 			goto out;
 		}
 		fl_consider(x, x->reading, data->buf, data->len);
+	} else if (status == -EFBIG && info && info->type == CATFILE_BLOB && !x->first_buf.len) {
+		/* larger than any license text: a license file all the same, named by nothing */
+		strbuf_addstr(&x->first_buf, x->reading);
 	}
 	x->next++;
 	fl_read_next(x);
