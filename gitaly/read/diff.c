@@ -181,10 +181,10 @@ static void cd_done(struct commit_diff *x)
 	rd_ok(&x->rd);
 }
 
-static void cd_line(struct rd *rd, char *line, size_t len)
+/* After the parser took a line or a piece of one. */
+static void cd_parsed(struct rd *rd, int rc)
 {
 	struct commit_diff *x = (struct commit_diff *)rd;
-	int rc = diff_parser_line(&x->parser, line, len);
 	if (!rd->base.call)
 		return;
 	if (rc < 0) {
@@ -199,6 +199,19 @@ static void cd_line(struct rd *rd, char *line, size_t len)
 	}
 	if (rd_full(rd))
 		rd_lines_pause(rd);
+}
+
+static void cd_line(struct rd *rd, char *line, size_t len)
+{
+	struct commit_diff *x = (struct commit_diff *)rd;
+	cd_parsed(rd, diff_parser_line(&x->parser, line, len));
+}
+
+/* Patch lines can be as long as a file under core.bigFileThreshold: they come in pieces. */
+static void cd_fragment(struct rd *rd, char *buf, size_t len)
+{
+	struct commit_diff *x = (struct commit_diff *)rd;
+	cd_parsed(rd, diff_parser_fragment(&x->parser, buf, len));
 }
 
 static void cd_end(struct rd *rd, int status, const struct strbuf *err)
@@ -244,7 +257,8 @@ static void cd_run(struct commit_diff *x, size_t hexsz)
 	gc.paths = x->n_paths ? x->pathv.v : NULL;
 	gc.config = config;
 	gc.nr_config = 1;
-	rd_lines_start(&x->rd, &gc, '\n', cd_line, cd_end);
+	if (rd_lines_start(&x->rd, &gc, '\n', cd_line, cd_end) == 0)
+		rd_lines_fragments(&x->rd, cd_fragment);
 }
 
 void diff_object_format(struct rd *rd, rd_capture_fn cb)
