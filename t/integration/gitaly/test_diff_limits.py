@@ -374,3 +374,37 @@ def test_long_lines(gitaly_node, tmp_path, size):
     files = commit_diff(gitaly_node, "main~1", "main", enforce_limits=True, **dict(BIG, max_patch_bytes=100000))
     assert [(f["too_large"], f["patch"] == b"") for f in files] == [(True, True), (False, False)]
     assert files[1]["patch"] == b"@@ -1 +1 @@\n-small\n+small changed\n"
+
+
+def test_revisions_starting_with_dash(node, repo):
+    """Upstream refuses them while building git's command line: INTERNAL `cmd: ...` (GetPatchID: no code)."""
+    s = stub(node)
+    good = repo["trio_r"]
+    why = "positional arg \"%s\" cannot start with dash '-': invalid argument"
+    calls = {
+        "CommitDiff": lambda l, r: list(s.CommitDiff(D().CommitDiffRequest(
+            repository=node.diff_repo, left_commit_id=l, right_commit_id=r))),
+        "CommitDelta": lambda l, r: list(s.CommitDelta(D().CommitDeltaRequest(
+            repository=node.diff_repo, left_commit_id=l, right_commit_id=r))),
+        "DiffStats": lambda l, r: list(s.DiffStats(D().DiffStatsRequest(
+            repository=node.diff_repo, left_commit_id=l, right_commit_id=r))),
+        "RawDiff": lambda l, r: list(s.RawDiff(D().RawDiffRequest(
+            repository=node.diff_repo, left_commit_id=l, right_commit_id=r))),
+    }
+    for name, call in calls.items():
+        for left, right, bad in (("-R", good, "-R"), (good, "--stat", "--stat"), ("-a", "-b", "-a")):
+            e = rpc_error(lambda: call(left, right))
+            assert (e.code(), e.details()) == (grpc.StatusCode.INTERNAL, "cmd: " + why % bad), name
+    e = rpc_error(lambda: list(s.RawPatch(D().RawPatchRequest(
+        repository=node.diff_repo, left_commit_id="-x", right_commit_id=good))))
+    assert (e.code(), e.details()) == (grpc.StatusCode.INTERNAL, "cmd: " + why % ("-x.." + good))
+    # the right one alone starts no argument of format-patch's with a dash: git answers
+    e = rpc_error(lambda: list(s.RawPatch(D().RawPatchRequest(
+        repository=node.diff_repo, left_commit_id=good, right_commit_id="-x"))))
+    assert (e.code(), e.details()) == (grpc.StatusCode.UNKNOWN, "exit status 128")
+    e = rpc_error(lambda: s.GetPatchID(D().GetPatchIDRequest(
+        repository=node.diff_repo, old_revision=repo["trio_l"].encode(), new_revision=b"-p")))
+    assert (e.code(), e.details()) == (grpc.StatusCode.UNKNOWN, "spawning diff: " + why % "-p")
+    # the checks on empty ids come first
+    e = rpc_error(lambda: calls["CommitDiff"]("-x", ""))
+    assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "empty RightCommitId")
