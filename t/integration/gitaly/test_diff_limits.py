@@ -408,3 +408,14 @@ def test_revisions_starting_with_dash(node, repo):
     # the checks on empty ids come first
     e = rpc_error(lambda: calls["CommitDiff"]("-x", ""))
     assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "empty RightCommitId")
+
+
+def test_no_difference_is_an_empty_stream(node, repo):
+    r = repo["trio_r"]
+    s = stub(node)
+    assert list(s.CommitDiff(D().CommitDiffRequest(repository=node.diff_repo, left_commit_id=r,
+                                                   right_commit_id=r, enforce_limits=True))) == []
+    assert list(s.CommitDelta(D().CommitDeltaRequest(repository=node.diff_repo, left_commit_id=r,
+                                                     right_commit_id=r))) == []
+    assert list(s.DiffStats(D().DiffStatsRequest(repository=node.diff_repo, left_commit_id=r,
+                                                 right_commit_id=r))) == []
