@@ -419,3 +419,10 @@ def test_no_difference_is_an_empty_stream(node, repo):
                                                      right_commit_id=r))) == []
     assert list(s.DiffStats(D().DiffStatsRequest(repository=node.diff_repo, left_commit_id=r,
                                                  right_commit_id=r))) == []
+
+
+def test_negative_limits(node, repo):
+    """Negative numbers are kept (only upper bounds apply): each is already passed by the first file."""
+    assert trio(node, repo, enforce_limits=True, **dict(BIG, max_files=-1)) == [("", True, False, False, False)]
+    assert [g[3] for g in trio(node, repo, enforce_limits=True, **dict(BIG, max_patch_bytes=-5))] == [True] * 3
+    assert [g[2] for g in trio(node, repo, collapse_diffs=True, **dict(SAFE, safe_max_lines=-1))] == [True] * 3
