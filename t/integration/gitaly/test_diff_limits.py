@@ -426,3 +426,18 @@ def test_negative_limits(node, repo):
     assert trio(node, repo, enforce_limits=True, **dict(BIG, max_files=-1)) == [("", True, False, False, False)]
     assert [g[3] for g in trio(node, repo, enforce_limits=True, **dict(BIG, max_patch_bytes=-5))] == [True] * 3
     assert [g[2] for g in trio(node, repo, collapse_diffs=True, **dict(SAFE, safe_max_lines=-1))] == [True] * 3
+
+
+def test_line_reader_takes_lines_over_1_mib(gitaly_node, tmp_path):
+    """The shared line reader used to stop git for good once 1 MiB of one line was buffered (a hang);
+    RawBlame, which has no pieces, shows a 2 MiB line now."""
+    work = str(tmp_path / "blame")
+    git("init", "-q", "-b", "main", work)
+    line = b"z" * (2 * 1024 * 1024)
+    _write(work, "wide.txt", line + b"\n")
+    _commit(work, "wide")
+    git("clone", "-q", "--bare", work, gitaly_node.repo_path("wide.git"))
+    resps = gitaly_node.stub("CommitService").RawBlame(pb("commit").RawBlameRequest(
+        repository=gitaly_node.repo("wide.git"), revision=b"main", path=b"wide.txt"), timeout=60)
+    out = b"".join(r.data for r in resps)
+    assert out.endswith(b"\t" + line + b"\n")
