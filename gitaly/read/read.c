@@ -309,7 +309,8 @@ static void lines_stdout(struct git_cmd *cmd, const char *buf, size_t len)
 {
 	struct rd_lines *l = git_cmd_user(cmd);
 	strbuf_add(&l->buf, buf, len);
-	if (!l->on_fragment && l->buf.len - l->off > LINE_MAX_LEN && !memchr(l->buf.buf + l->off, l->delim, l->buf.len - l->off)) {
+	if (!l->on_fragment && l->buf.len - l->off > LINE_MAX_LEN &&
+	    !memchr(l->buf.buf + l->off, l->delim, l->buf.len - l->off)) {
 		l->too_long = 1;
 		git_cmd_stop(cmd);
 		strbuf_reset(&l->buf);
