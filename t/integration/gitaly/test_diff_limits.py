@@ -441,3 +441,15 @@ def test_line_reader_takes_lines_over_1_mib(gitaly_node, tmp_path):
         repository=gitaly_node.repo("wide.git"), revision=b"main", path=b"wide.txt"), timeout=60)
     out = b"".join(r.data for r in resps)
     assert out.endswith(b"\t" + line + b"\n")
+
+
+def test_unset_repository_everywhere(node, repo):
+    s, r = stub(node), repo["trio_r"]
+    for call in (lambda: list(s.CommitDiff(D().CommitDiffRequest(left_commit_id=r, right_commit_id=r))),
+                 lambda: list(s.CommitDelta(D().CommitDeltaRequest(left_commit_id=r, right_commit_id=r))),
+                 lambda: list(s.DiffStats(D().DiffStatsRequest(left_commit_id=r, right_commit_id=r))),
+                 lambda: list(s.RawDiff(D().RawDiffRequest(left_commit_id=r, right_commit_id=r))),
+                 lambda: list(s.RawPatch(D().RawPatchRequest(left_commit_id=r, right_commit_id=r))),
+                 lambda: s.GetPatchID(D().GetPatchIDRequest(old_revision=b"a", new_revision=b"b"))):
+        e = rpc_error(call)
+        assert (e.code(), e.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "repository not set")
