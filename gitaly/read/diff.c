@@ -13,6 +13,7 @@
 #include "read/diff.h"
 #include "read/diff_parse.h"
 #include "base/util.h"
+#include "hooks/hooks.h"
 #include "diff.pb-c.h"
 
 #include <errno.h>
@@ -35,6 +36,30 @@ int diff_check_commits(struct rd *rd, const char *left, const char *right)
 		return -1;
 	}
 	return 0;
+}
+
+int diff_dash_arg(const char *const *args, struct strbuf *msg)
+{
+	for (; *args; args++) {
+		if (**args == '-') {
+			strbuf_addstr(msg, "positional arg ");
+			hooks_quote(msg, *args, strlen(*args));
+			strbuf_addstr(msg, " cannot start with dash '-': invalid argument");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* diff_dash_arg() as upstream's `cmd: ` INTERNAL error: -1 after finishing. */
+static int rd_dash_arg(struct rd *rd, const char *const *args)
+{
+	struct strbuf msg = STRBUF_INIT;
+	int rc = diff_dash_arg(args, &msg);
+	if (rc < 0)
+		rd_finish(rd, GRPC_INTERNAL, "cmd: %s", msg.buf);
+	strbuf_release(&msg);
+	return rc;
 }
 
 void diff_git_failed(struct rd *rd, enum grpc_code code, const char *prefix, int status)
@@ -181,10 +206,10 @@ static void cd_done(struct commit_diff *x)
 	rd_ok(&x->rd);
 }
 
-static void cd_line(struct rd *rd, char *line, size_t len)
+/* After the parser took a line or a piece of one. */
+static void cd_parsed(struct rd *rd, int rc)
 {
 	struct commit_diff *x = (struct commit_diff *)rd;
-	int rc = diff_parser_line(&x->parser, line, len);
 	if (!rd->base.call)
 		return;
 	if (rc < 0) {
@@ -199,6 +224,19 @@ static void cd_line(struct rd *rd, char *line, size_t len)
 	}
 	if (rd_full(rd))
 		rd_lines_pause(rd);
+}
+
+static void cd_line(struct rd *rd, char *line, size_t len)
+{
+	struct commit_diff *x = (struct commit_diff *)rd;
+	cd_parsed(rd, diff_parser_line(&x->parser, line, len));
+}
+
+/* Patch lines can be as long as a file under core.bigFileThreshold: they come in pieces. */
+static void cd_fragment(struct rd *rd, char *buf, size_t len)
+{
+	struct commit_diff *x = (struct commit_diff *)rd;
+	cd_parsed(rd, diff_parser_fragment(&x->parser, buf, len));
 }
 
 static void cd_end(struct rd *rd, int status, const struct strbuf *err)
@@ -229,13 +267,15 @@ static void cd_run(struct commit_diff *x, size_t hexsz)
 	static const char *const config[] = { "diff.noprefix=false" };
 	struct git_call gc;
 
+	strvec_push(&x->args, x->left);
+	strvec_push(&x->args, x->right);
+	if (rd_dash_arg(&x->rd, x->args.v) < 0)
+		return;
 	diff_parser_init(&x->parser, hexsz, &x->lim, cd_file, x);
 	x->parser_ready = 1;
 	strvec_pushf(&x->flags, "--abbrev=%zu", hexsz);
 	strvec_push(&x->flags, "--full-index");
 	strvec_push(&x->flags, x->delta ? "--find-renames" : "--find-renames=30%");
-	strvec_push(&x->args, x->left);
-	strvec_push(&x->args, x->right);
 	for (size_t i = 0; i < x->n_paths; i++)
 		strvec_pushf(&x->pathv, "%.*s", (int)x->paths[i].len, (const char *)x->paths[i].data);
 	rd_git_call(&x->rd, &gc, "diff");
@@ -244,7 +284,8 @@ static void cd_run(struct commit_diff *x, size_t hexsz)
 	gc.paths = x->n_paths ? x->pathv.v : NULL;
 	gc.config = config;
 	gc.nr_config = 1;
-	rd_lines_start(&x->rd, &gc, '\n', cd_line, cd_end);
+	if (rd_lines_start(&x->rd, &gc, '\n', cd_line, cd_end) == 0)
+		rd_lines_fragments(&x->rd, cd_fragment);
 }
 
 void diff_object_format(struct rd *rd, rd_capture_fn cb)
@@ -538,6 +579,8 @@ static void diff_stats(struct grpc_call *call, const uint8_t *buf, size_t len, v
 	args[0] = req->left_commit_id;
 	args[1] = req->right_commit_id;
 	args[2] = NULL;
+	if (rd_dash_arg(&x->rd, args) < 0)
+		return;
 	rd_git_call(&x->rd, &gc, "diff");
 	gc.flags = flags;
 	gc.args = args;
@@ -594,6 +637,13 @@ static void raw_run(struct gitaly *g, struct grpc_call *call, const Gitaly__Repo
 		args[1] = right;
 		args[2] = NULL;
 	}
+	strbuf_reset(&msg);
+	strbuf_addstr(&msg, "cmd: ");
+	if (diff_dash_arg(args, &msg) < 0) {
+		grpc_call_finish(call, GRPC_INTERNAL, msg.buf, NULL);
+		goto out;
+	}
+	strbuf_reset(&msg);
 	gc.git_dir = path.buf;
 	gc.repo = repo;
 	gc.subcmd = patch ? "format-patch" : "diff";

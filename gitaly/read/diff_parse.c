@@ -61,6 +61,7 @@ void diff_parser_init(struct diff_parser *p, size_t hexsz, const struct diff_lim
 	strbuf_init(&p->cur.to_path, 0);
 	strbuf_init(&p->cur.patch, 0);
 	strbuf_init(&p->err, 0);
+	strbuf_init(&p->held, 0);
 }
 
 void diff_parser_release(struct diff_parser *p)
@@ -72,6 +73,7 @@ void diff_parser_release(struct diff_parser *p)
 	strbuf_release(&p->cur.to_path);
 	strbuf_release(&p->cur.patch);
 	strbuf_release(&p->err);
+	strbuf_release(&p->held);
 }
 
 /* --- unescaping --- */
@@ -440,30 +442,59 @@ static int on_header(struct diff_parser *p, const char *line, size_t len)
 	return rc;
 }
 
-static int add_patch_line(struct diff_parser *p, const char *line, size_t len, int stats)
+/* What a patch line is: not kept, kept (a hunk header), or kept and counted towards the limits. */
+enum line_kind { LINE_DROP = 1, LINE_KEEP, LINE_COUNT, LINE_HELD };
+
+static enum line_kind classify(struct diff_parser *p, const char *line, size_t len)
+{
+	if (starts(line, len, "@@"))
+		return LINE_KEEP;
+	if ((starts(line, len, "---") || starts(line, len, "+++")) && !p->cur.patch.len)
+		return LINE_DROP;
+	if (len == 1 && line[0] == '~')
+		return LINE_COUNT;
+	if (starts(line, len, "Binary")) {
+		p->cur.binary = 1;
+		return LINE_COUNT;
+	}
+	if (len && (line[0] == '-' || line[0] == '+' || line[0] == ' ' || line[0] == '\\'))
+		return LINE_COUNT;
+	/* extended header lines (index, modes, similarity) are not part of the patch */
+	return LINE_DROP;
+}
+
+/* Bytes of a patch line (all of it, or a piece); its end is line_end(). */
+static int line_bytes(struct diff_parser *p, enum line_kind kind, const char *s, size_t len)
 {
 	struct diff_file *d = &p->cur;
+	if (kind == LINE_DROP)
+		return 0;
 	if (!p->stop_patches) {
 		if (d->patch.len + len + 1 > DIFF_PATCH_MAX)
 			return fail(p, "patch too large", d->from_path.buf, d->from_path.len);
-		strbuf_add(&d->patch, line, len);
-		strbuf_addch(&d->patch, '\n');
+		strbuf_add(&d->patch, s, len);
 	}
-	if (stats) {
-		p->bytes += (int64_t)len + 1;
-		d->line_count++;
-		p->lines++;
-	}
+	if (kind == LINE_COUNT)
+		p->bytes += (int64_t)len;
 	return 0;
 }
 
-int diff_parser_line(struct diff_parser *p, const char *line, size_t len)
+static void line_end(struct diff_parser *p, enum line_kind kind)
 {
-	struct diff_file *d = &p->cur;
-	if (p->failed)
-		return -1;
-	if (p->finished)
-		return 1;
+	if (kind == LINE_DROP)
+		return;
+	if (!p->stop_patches)
+		strbuf_addch(&p->cur.patch, '\n');
+	if (kind == LINE_COUNT) {
+		p->bytes++;
+		p->cur.line_count++;
+		p->lines++;
+	}
+}
+
+static int one_line(struct diff_parser *p, const char *line, size_t len)
+{
+	enum line_kind kind;
 	if (p->in_raw) {
 		struct strbuf raw;
 		if (!len || line[0] != ':') {
@@ -492,20 +523,62 @@ int diff_parser_line(struct diff_parser *p, const char *line, size_t len)
 			return rc;
 		return on_header(p, line, len);
 	}
-	if (starts(line, len, "@@"))
-		return add_patch_line(p, line, len, 0);
-	if ((starts(line, len, "---") || starts(line, len, "+++")) && !d->patch.len)
-		return 0;
-	if (len == 1 && line[0] == '~')
-		return add_patch_line(p, line, len, 1);
-	if (starts(line, len, "Binary")) {
-		d->binary = 1;
-		return add_patch_line(p, line, len, 1);
-	}
-	if (len && (line[0] == '-' || line[0] == '+' || line[0] == ' ' || line[0] == '\\'))
-		return add_patch_line(p, line, len, 1);
-	/* extended header lines (index, modes, similarity) are not part of the patch */
+	kind = classify(p, line, len);
+	if (line_bytes(p, kind, line, len) < 0)
+		return -1;
+	line_end(p, kind);
 	return 0;
+}
+
+int diff_parser_line(struct diff_parser *p, const char *line, size_t len)
+{
+	enum line_kind kind = p->partial;
+	int rc;
+	if (p->failed)
+		return -1;
+	if (p->finished)
+		return 1;
+	if (!kind)
+		return one_line(p, line, len);
+	p->partial = 0;
+	if (kind != LINE_HELD) {
+		if (line_bytes(p, kind, line, len) < 0)
+			return -1;
+		line_end(p, kind);
+		return 0;
+	}
+	if (p->held.len + len > DIFF_LINE_MAX)
+		return fail(p, "line too long", NULL, 0);
+	strbuf_add(&p->held, line, len);
+	rc = one_line(p, p->held.buf, p->held.len);
+	strbuf_reset(&p->held);
+	return rc;
+}
+
+/*
+ * A piece of a long line. A patch line goes into the patch as it comes, once
+ * its first 10 bytes tell its kind; any other line is held whole, up to
+ * DIFF_LINE_MAX, and parsed when it ends.
+ */
+int diff_parser_fragment(struct diff_parser *p, const char *s, size_t len)
+{
+	int rc;
+	if (p->failed)
+		return -1;
+	if (p->finished)
+		return 1;
+	if (p->partial && p->partial != LINE_HELD)
+		return line_bytes(p, p->partial, s, len);
+	p->partial = LINE_HELD;
+	if (p->held.len + len > DIFF_LINE_MAX)
+		return fail(p, "line too long", NULL, 0);
+	strbuf_add(&p->held, s, len);
+	if (p->in_raw || !p->collecting || p->held.len < 10 || starts(p->held.buf, p->held.len, "diff --git"))
+		return 0;
+	p->partial = classify(p, p->held.buf, p->held.len);
+	rc = line_bytes(p, p->partial, p->held.buf, p->held.len);
+	strbuf_reset(&p->held);
+	return rc;
 }
 
 int diff_parser_end(struct diff_parser *p)
@@ -515,6 +588,8 @@ int diff_parser_end(struct diff_parser *p)
 		return -1;
 	if (p->finished)
 		return 1;
+	if (p->partial && (rc = diff_parser_line(p, "", 0)) != 0)
+		return rc;   /* a last line without its newline */
 	if (p->collecting && (rc = finish_file(p)) != 0)
 		return rc;
 	/* files left had no patch at all */

@@ -13,6 +13,7 @@
  *	struct diff_parser p;
  *	diff_parser_init(&p, 40, &limits, on_file, ctx);
  *	for each line (without its '\n'): rc = diff_parser_line(&p, line, len);
+ *	    (a long line may come first in pieces: diff_parser_fragment())
  *	    rc < 0: p.err says why;  rc > 0: done, the rest of git's output is not needed
  *	at EOF: rc = diff_parser_end(&p);
  *	diff_parser_release(&p);
@@ -29,6 +30,7 @@
 
 #define DIFF_RAW_MAX (64u * 1024 * 1024)
 #define DIFF_PATCH_MAX (128u * 1024 * 1024)
+#define DIFF_LINE_MAX (16u * 1024 * 1024)   /* a line that is not patch content (raw, header) */
 #define DIFF_HEXSZ_MAX 64
 
 /* Limits as CommitDiffRequest carries them; 0 where the request set nothing. */
@@ -74,6 +76,8 @@ struct diff_parser {
 	int stop_patches;             /* collect_all_paths past the limits */
 	int64_t files, lines, bytes;       /* Go ints upstream: never overflow here */
 	struct diff_file cur;
+	int partial;                  /* a line given in pieces is under way (its kind) */
+	struct strbuf held;           /* such a line, when it is not patch content */
 	struct strbuf err;
 };
 
@@ -81,6 +85,12 @@ void diff_parser_init(struct diff_parser *p, size_t hexsz, const struct diff_lim
 		      void *arg);
 /* One line of git's output, its '\n' excluded. 0, 1 (done), or -1 (p->err). */
 int diff_parser_line(struct diff_parser *p, const char *line, size_t len);
+/*
+ * A piece of a line whose end has not come yet: the rest follows through more
+ * pieces and then diff_parser_line() (or diff_parser_end()). Same returns.
+ * Patch lines of any length are taken this way without being held twice.
+ */
+int diff_parser_fragment(struct diff_parser *p, const char *s, size_t len);
 /* git's output ended. 0, 1 (stopped), or -1 (p->err). */
 int diff_parser_end(struct diff_parser *p);
 void diff_parser_release(struct diff_parser *p);

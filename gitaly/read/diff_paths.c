@@ -622,6 +622,14 @@ static void get_patch_id(struct grpc_call *call, const uint8_t *buf, size_t len,
 	}
 	strbuf_add(&oldrev, req->old_revision.data, req->old_revision.len);
 	strbuf_add(&newrev, req->new_revision.data, req->new_revision.len);
+	args[0] = oldrev.buf;
+	args[1] = newrev.buf;
+	args[2] = NULL;
+	/* upstream builds the diff command first: it is refused before anything runs, without a code */
+	if (diff_dash_arg(args, &msg) < 0) {
+		rd_finish(&x->rd, GRPC_UNKNOWN, "spawning diff: %s", msg.buf);
+		goto out;
+	}
 
 	/* patch-id reads no repository */
 	rd_git_call(&x->rd, &gc, "patch-id");
@@ -635,9 +643,6 @@ static void get_patch_id(struct grpc_call *call, const uint8_t *buf, size_t len,
 		rd_finish(&x->rd, GRPC_INTERNAL, "spawning patch-id: %s", msg.buf);
 		goto out;
 	}
-	args[0] = oldrev.buf;
-	args[1] = newrev.buf;
-	args[2] = NULL;
 	rd_git_call(&x->rd, &gc, "diff");
 	gc.flags = diff_flags;
 	gc.args = args;

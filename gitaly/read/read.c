@@ -222,8 +222,9 @@ void rd_capture(struct rd *rd, const struct git_call *gc, size_t max, rd_capture
 
 /* --- line listings --- */
 
-#define LINES_BUF_HIGH (1024 * 1024)
 #define LINE_MAX_LEN (16 * 1024 * 1024)
+/* With rd_lines_fragments(), a line without its delimiter yet goes on in pieces of at least this much. */
+#define LINE_FRAGMENT_LEN (64 * 1024)
 
 struct rd_lines {
 	struct rd *rd;
@@ -234,6 +235,7 @@ struct rd_lines {
 	int paused, exited, status, draining, stopped, ended, too_long;
 	struct strbuf err;
 	rd_line_fn on_line;
+	rd_line_fn on_fragment;       /* rd_lines_fragments() */
 	rd_end_fn on_end;
 };
 
@@ -261,8 +263,14 @@ static void lines_drain(struct rd_lines *l)
 			l->on_line(l->rd, start, (size_t)(nl - start));
 			continue;
 		}
-		if (!l->exited)
+		if (!l->exited) {
+			if (l->on_fragment && avail >= LINE_FRAGMENT_LEN) {
+				l->off += avail;
+				l->on_fragment(l->rd, start, avail);
+				continue;
+			}
 			break;
+		}
 		if (avail) {
 			/* a last line without its delimiter */
 			l->off += avail;
@@ -280,8 +288,13 @@ static void lines_drain(struct rd_lines *l)
 			strbuf_remove_front(&l->buf, l->off);
 			l->off = 0;
 		}
+		/*
+		 * Not paused, every complete line is out: what is left is the
+		 * start of a line (bounded by LINE_MAX_LEN), and git must go on
+		 * for it to end.
+		 */
 		if (l->cmd) {
-			if (!l->paused && l->buf.len < LINES_BUF_HIGH)
+			if (!l->paused)
 				git_cmd_resume_stdout(l->cmd);
 			else
 				git_cmd_pause_stdout(l->cmd);
@@ -296,7 +309,8 @@ static void lines_stdout(struct git_cmd *cmd, const char *buf, size_t len)
 {
 	struct rd_lines *l = git_cmd_user(cmd);
 	strbuf_add(&l->buf, buf, len);
-	if (l->buf.len - l->off > LINE_MAX_LEN && !memchr(l->buf.buf + l->off, l->delim, l->buf.len - l->off)) {
+	if (!l->on_fragment && l->buf.len - l->off > LINE_MAX_LEN &&
+	    !memchr(l->buf.buf + l->off, l->delim, l->buf.len - l->off)) {
 		l->too_long = 1;
 		git_cmd_stop(cmd);
 		strbuf_reset(&l->buf);
@@ -346,6 +360,12 @@ int rd_lines_start(struct rd *rd, const struct git_call *gc, char delim, rd_line
 	strbuf_release(&msg);
 	rd->lines = l;
 	return 0;
+}
+
+void rd_lines_fragments(struct rd *rd, rd_line_fn on_fragment)
+{
+	if (rd->lines)
+		rd->lines->on_fragment = on_fragment;
 }
 
 void rd_lines_pause(struct rd *rd)

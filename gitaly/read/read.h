@@ -201,6 +201,13 @@ typedef void (*rd_line_fn)(struct rd *rd, char *line, size_t len);
 typedef void (*rd_end_fn)(struct rd *rd, int status, const struct strbuf *err);
 int rd_lines_start(struct rd *rd, const struct git_call *gc, char delim, rd_line_fn on_line,
 		   rd_end_fn on_end);
+/*
+ * After rd_lines_start(): a line still without its delimiter once at least
+ * 64 KiB of it are buffered goes to on_fragment as it arrives (any number of
+ * pieces), its end to on_line as usual; without this a line over 16 MiB
+ * ends the listing with on_end(-E2BIG).
+ */
+void rd_lines_fragments(struct rd *rd, rd_line_fn on_fragment);
 void rd_lines_pause(struct rd *rd);
 void rd_lines_resume(struct rd *rd);
 void rd_lines_stop(struct rd *rd);

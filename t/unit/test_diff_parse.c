@@ -177,6 +177,116 @@ static void test_bad_input_fails(void **state)
 	got_release(&g);
 }
 
+/* Like run(), but every line longer than `piece` comes in pieces of `piece` bytes first. */
+static int run_pieces(const char *text, size_t piece, const struct diff_limits *lim, struct got *g,
+		      struct strbuf *err)
+{
+	struct diff_parser p;
+	const char *s = text;
+	int rc = 0;
+	diff_parser_init(&p, 40, lim, keep, g);
+	while (*s && rc == 0) {
+		const char *nl = strchr(s, '\n');
+		size_t len = nl ? (size_t)(nl - s) : strlen(s), off = 0;
+		while (rc == 0 && len - off > piece) {
+			rc = diff_parser_fragment(&p, s + off, piece);
+			off += piece;
+		}
+		if (rc == 0)
+			rc = diff_parser_line(&p, s + off, len - off);
+		s += len + (nl ? 1 : 0);
+	}
+	if (rc == 0)
+		rc = diff_parser_end(&p);
+	if (err)
+		strbuf_add(err, p.err.buf, p.err.len);
+	diff_parser_release(&p);
+	return rc;
+}
+
+static void test_lines_in_pieces(void **state)
+{
+	static const char text[] =
+		":100644 100644 " A40 " " B40 " M\tsome/long/path/name.txt\n"
+		":000000 100644 " Z40 " " B40 " A\tbin\n"
+		"\n"
+		"diff --git a/some/long/path/name.txt b/some/long/path/name.txt\n"
+		"index 1111..2222 100644\n"
+		"--- a/some/long/path/name.txt\n"
+		"+++ b/some/long/path/name.txt\n"
+		"@@ -1,2 +1,2 @@ a function context\n"
+		" a context line that is long enough\n"
+		"-a removed line that is long enough\n"
+		"+an added line that is long enough too\n"
+		"diff --git a/bin b/bin\n"
+		"Binary files /dev/null and b/bin differ\n";
+	struct diff_limits lim = { .enforce = 1, .max_files = 10, .max_lines = 4, .max_bytes = 1000,
+				   .max_patch_bytes = 1000 };
+	struct got whole = { 0 };
+	(void)state;
+	assert_int_equal(run(text, NULL, &whole, NULL), 0);
+	assert_int_equal(whole.n, 2);
+	for (size_t piece = 1; piece <= 12; piece++) {
+		struct got g = { 0 }, gl = { 0 }, wl = { 0 };
+		assert_int_equal(run_pieces(text, piece, NULL, &g, NULL), 0);
+		assert_int_equal(g.n, 2);
+		for (int i = 0; i < 2; i++) {
+			assert_string_equal(g.f[i].to_path.buf, whole.f[i].to_path.buf);
+			assert_int_equal(g.f[i].patch.len, whole.f[i].patch.len);
+			assert_memory_equal(g.f[i].patch.buf, whole.f[i].patch.buf, whole.f[i].patch.len);
+			assert_int_equal(g.f[i].binary, whole.f[i].binary);
+		}
+		assert_true(g.f[1].binary);
+		/* the counts are the same: the binary line is the fourth counted line, an overflow */
+		assert_int_equal(run(text, &lim, &wl, NULL), 1);
+		assert_int_equal(run_pieces(text, piece, &lim, &gl, NULL), 1);
+		assert_int_equal(gl.n, wl.n);
+		assert_true(gl.f[gl.n - 1].overflow && wl.f[wl.n - 1].overflow);
+		got_release(&g);
+		got_release(&gl);
+		got_release(&wl);
+	}
+	got_release(&whole);
+}
+
+static void test_long_lines(void **state)
+{
+	size_t big = DIFF_LINE_MAX + 10, piece = 64 * 1024;
+	struct diff_parser p;
+	struct got g = { 0 };
+	char *fill = malloc(piece);
+	int rc = 0;
+	(void)state;
+	memset(fill, 'x', piece);
+	diff_parser_init(&p, 40, NULL, keep, &g);
+	const char *raw = ":100644 100644 " A40 " " B40 " M\tf";
+	assert_int_equal(diff_parser_line(&p, raw, strlen(raw)), 0);
+	assert_int_equal(diff_parser_line(&p, "", 0), 0);
+	assert_int_equal(diff_parser_line(&p, "diff --git a/f b/f", 18), 0);
+	assert_int_equal(diff_parser_line(&p, "@@ -1 +1 @@", 11), 0);
+	/* a patch line far over DIFF_LINE_MAX is taken: it goes into the patch as it comes */
+	assert_int_equal(diff_parser_fragment(&p, "+", 1), 0);
+	for (size_t n = 0; n < big; n += piece)
+		assert_int_equal(diff_parser_fragment(&p, fill, piece), 0);
+	assert_int_equal(diff_parser_line(&p, "end", 3), 0);
+	assert_int_equal(diff_parser_end(&p), 0);
+	assert_int_equal(g.n, 1);
+	assert_int_equal(g.f[0].patch.len, 12 + 1 + ((big + piece - 1) / piece) * piece + 3 + 1);
+	assert_int_equal(g.f[0].patch.buf[g.f[0].patch.len - 1], '\n');
+	diff_parser_release(&p);
+	got_release(&g);
+	/* a raw line is held whole: over DIFF_LINE_MAX it fails */
+	g.n = 0;
+	diff_parser_init(&p, 40, NULL, keep, &g);
+	assert_int_equal(diff_parser_fragment(&p, ":", 1), 0);
+	for (size_t n = 0; n < big && rc == 0; n += piece)
+		rc = diff_parser_fragment(&p, fill, piece);
+	assert_int_equal(rc, -1);
+	assert_string_equal(p.err.buf, "line too long");
+	diff_parser_release(&p);
+	free(fill);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -186,6 +296,8 @@ int main(void)
 		cmocka_unit_test(test_max_files_overflow_ends_the_parse),
 		cmocka_unit_test(test_extension_limit_by_base_name),
 		cmocka_unit_test(test_bad_input_fails),
+		cmocka_unit_test(test_lines_in_pieces),
+		cmocka_unit_test(test_long_lines),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

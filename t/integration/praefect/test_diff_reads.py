@@ -90,3 +90,52 @@ def test_repository_reads_through_praefect(cluster, tmp_path):
     served = sum(1 for n in cluster.nodes.values() for line in open(n.log_path)
                  if '"grpc.method":"RepositoryInfo"' in line)
     assert served == 1
+
+
+def test_diff_limits_and_long_patches_through_praefect(cluster, tmp_path):
+    """CommitDiff's limits, a long patch in 5120-byte pieces, a patch line of several MiB, DiffStats batches and
+    the dash refusal pass the router unchanged."""
+    from gitaly_itest import git
+    work = str(tmp_path / "lw")
+    git("init", "-q", "-b", "main", work)
+    for i in range(1001):
+        os.makedirs(os.path.join(work, "s"), exist_ok=True)
+        with open(os.path.join(work, "s", "f%04d" % i), "w") as f:
+            f.write("%d\n" % i)
+    git("add", "-A", cwd=work)
+    git("commit", "-q", "-m", "many", cwd=work)
+    with open(os.path.join(work, "long.txt"), "w") as f:
+        f.write("x" * (3 * 1024 * 1024) + "\n")
+    git("add", "-A", cwd=work)
+    git("commit", "-q", "-m", "long line", cwd=work)
+    create_repo(cluster, "limits.git")
+    push(cluster, work, "limits.git", "main")
+    wait_for(lambda: replicas_in_sync(cluster, "limits.git"), what="replication")
+    repo = cluster.praefect.repo("limits.git")
+    s = cluster.praefect.stub("DiffService")
+
+    msgs = list(s.CommitDiff(D().CommitDiffRequest(repository=repo, left_commit_id="main~1", right_commit_id="main")))
+    assert msgs[0].to_path == b"long.txt" and not msgs[0].end_of_patch and msgs[-1].end_of_patch
+    patch = b"".join(m.raw_patch_data for m in msgs)
+    assert patch == b"@@ -0,0 +1 @@\n+" + b"x" * (3 * 1024 * 1024) + b"\n"
+    assert all(len(m.raw_patch_data) == 5120 for m in msgs[:-1]) and len(msgs) == (len(patch) + 5119) // 5120
+    msgs = list(s.CommitDiff(D().CommitDiffRequest(repository=repo, left_commit_id="main~1", right_commit_id="main",
+                                                   enforce_limits=True, max_files=10, max_lines=10, max_bytes=10 ** 8,
+                                                   max_patch_bytes=100000)))
+    assert [(m.to_path, m.too_large, m.raw_patch_data, m.end_of_patch) for m in msgs] == [
+        (b"long.txt", True, b"", True)]
+
+    first = git("rev-list", "--max-parents=0", "main", cwd=work).strip()
+    stats = list(s.DiffStats(D().DiffStatsRequest(repository=repo, left_commit_id=first + "~0",
+                                                  right_commit_id="main")))
+    assert [len(m.stats) for m in stats] == [1]    # first..main: long.txt only
+    empty = git("hash-object", "-t", "tree", "/dev/null", cwd=work).strip()
+    stats = list(s.DiffStats(D().DiffStatsRequest(repository=repo, left_commit_id=empty, right_commit_id="main")))
+    assert [len(m.stats) for m in stats] == [1000, 2]
+
+    try:
+        list(s.CommitDiff(D().CommitDiffRequest(repository=repo, left_commit_id="--cached", right_commit_id="main")))
+        raise AssertionError("dash revision accepted")
+    except grpc.RpcError as e:
+        assert (e.code(), e.details()) == (grpc.StatusCode.INTERNAL, "cmd: positional arg \"--cached\" cannot start "
+                                           "with dash '-': invalid argument")
