@@ -24,6 +24,7 @@
  * dead primary caused, as it did before.
  */
 #include "coordinator/proxy.h"
+#include "coordinator/advert.h"
 #include "base/log.h"
 #include "transactions/transactions.h"
 #include "ssh.pb-c.h"
@@ -68,41 +69,11 @@ void resume_sent(struct proxy *px, const uint8_t *msg, size_t len)
 		gitaly__sshreceive_pack_response__free_unpacked(r, NULL);
 }
 
-/* The length of the pkt-line at `p` (4 hex digits), or -1. */
-static long pkt_len(const char *p)
-{
-	long n = 0;
-	for (int i = 0; i < 4; i++) {
-		char c = p[i];
-		int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-		if (v < 0)
-			return -1;
-		n = n * 16 + v;
-	}
-	return n;
-}
-
-/* The bytes are whole pkt-lines and the first flush-pkt is the last of them (or there are none). */
-static int advertisement_only(const struct strbuf *sb)
-{
-	size_t off = 0;
-	while (off < sb->len) {
-		long n;
-		if (sb->len - off < 4 || (n = pkt_len(sb->buf + off)) < 0)
-			return 0;
-		if (n == 0)
-			return off + 4 == sb->len;
-		if (n < 4 || (size_t)n > sb->len - off)
-			return 0;
-		off += (size_t)n;
-	}
-	return sb->len == 0;
-}
-
 int resume_begin(struct proxy *px, struct dest *d, enum grpc_code code, const char *message)
 {
 	if (!d->primary || code != GRPC_UNAVAILABLE || !px->txid || !resume_possible(px) || !px->call ||
-	    px->finished || !advertisement_only(&px->resume_sent) || !tx_applied_nothing(px->p->txm, px->txid))
+	    px->finished || !advert_complete(px->resume_sent.buf, px->resume_sent.len) ||
+	    !tx_applied_nothing(px->p->txm, px->txid))
 		return 0;
 	px->reroutes++;
 	px->rerouting = 1;
@@ -149,21 +120,6 @@ static void gate_fail(struct proxy *px, const char *why)
 	proxy_fail(px, GRPC_UNAVAILABLE, "%s", px->resume_error.buf);
 }
 
-/* The capabilities of an advertisement: what follows the NUL of its first pkt-line, without its LF. */
-static int capabilities(const struct strbuf *adv, const char **caps, size_t *len)
-{
-	long n;
-	const char *nul;
-	if (adv->len < 8 || (n = pkt_len(adv->buf)) <= 4 || (size_t)n > adv->len ||
-	    !(nul = memchr(adv->buf + 4, '\0', (size_t)n - 4)))
-		return -1;
-	*caps = nul + 1;
-	*len = (size_t)(adv->buf + n - *caps);
-	if (*len && (*caps)[*len - 1] == '\n')
-		(*len)--;
-	return 0;
-}
-
 /*
  * The whole advertisement of the next primary is in: resume if it is the
  * client's, or if only refs differ (a concurrent push moved one) with the
@@ -182,7 +138,8 @@ static void gate_check(struct proxy *px)
 	size_t alen, blen;
 	if (px->gate_buf.len == px->resume_sent.len && !memcmp(px->gate_buf.buf, px->resume_sent.buf, px->gate_buf.len)) {
 		log_msgf(LOG_INFO, "%s: the next primary's advertisement is the one the client has: resuming", px->m->method);
-	} else if (capabilities(&px->gate_buf, &a, &alen) == 0 && capabilities(&px->resume_sent, &b, &blen) == 0 &&
+	} else if (advert_capabilities(px->gate_buf.buf, px->gate_buf.len, &a, &alen) == 0 &&
+		   advert_capabilities(px->resume_sent.buf, px->resume_sent.len, &b, &blen) == 0 &&
 		   alen == blen && !memcmp(a, b, alen)) {
 		log_msgf(LOG_INFO, "%s: the next primary advertises other refs with the same capabilities: resuming "
 			 "(git checks every command against its refs)", px->m->method);
@@ -210,7 +167,7 @@ int resume_gate(struct proxy *px, const uint8_t *msg, size_t len)
 	strbuf_add(&px->gate_buf, r->stdout.data, r->stdout.len);
 	gitaly__sshreceive_pack_response__free_unpacked(r, NULL);
 	/* the node waits for the client's commands after its flush-pkt: this is all of it */
-	if (advertisement_only(&px->gate_buf))
+	if (advert_complete(px->gate_buf.buf, px->gate_buf.len))
 		gate_check(px);
 	return 1;
 }
