@@ -236,6 +236,7 @@ static void dest_close(struct grpc_client_call *cc, enum grpc_code code, const c
 
 	d->cc = NULL;
 	d->unsent = grpc_client_call_unsent(cc);
+	d->conn_lost = grpc_client_call_conn_lost(cc);
 	if (scproxy_hold_close(d->px, d, code, message, trailers))
 		return; /* the sidechannel is still copying: the client gets the status after its last byte */
 	proxy_dest_close(d, code, message, trailers);

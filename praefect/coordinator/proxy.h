@@ -36,6 +36,7 @@ struct dest {
 	struct grpc_metadata headers;    /* an accessor's response headers, held until its first message */
 	int headers_held;
 	int unsent;                      /* closed before any byte of the call reached the node */
+	int conn_lost;                   /* closed because the connection to the node died */
 };
 
 struct proxy {

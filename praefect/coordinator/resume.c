@@ -3,7 +3,7 @@
  * next primary (docs/technical/transactions.md, "A primary killed
  * mid-push"). reroute.c moves a write that reached no node; this moves
  * SSHReceivePack and PostReceivePack calls that already ran on the primary,
- * as long as
+ * when the connection to the primary died (not a status it sent), as long as
  *
  *  - no vote other than a hook synchronisation was committed
  *    (tx_applied_nothing()): no node moved a ref, wrote a file, or ran its
@@ -71,7 +71,7 @@ void resume_sent(struct proxy *px, const uint8_t *msg, size_t len)
 
 int resume_begin(struct proxy *px, struct dest *d, enum grpc_code code, const char *message)
 {
-	if (!d->primary || code != GRPC_UNAVAILABLE || !px->txid || !resume_possible(px) || !px->call ||
+	if (!d->primary || code != GRPC_UNAVAILABLE || !d->conn_lost || !px->txid || !resume_possible(px) || !px->call ||
 	    px->finished || !advert_complete(px->resume_sent.buf, px->resume_sent.len) ||
 	    !tx_applied_nothing(px->p->txm, px->txid))
 		return 0;
