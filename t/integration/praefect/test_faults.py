@@ -14,6 +14,7 @@ import pytest
 from praefect_itest import Cluster, wait_for
 from gitaly_itest import git, make_bare_repo
 from test_praefect import create_repo, gitaly_ssh_env, push, replicas_in_sync
+from helpers_transport import SmartHTTP
 
 pytestmark = pytest.mark.xdist_group("timing")
 
@@ -457,11 +458,12 @@ def test_a_write_refused_by_its_primary_is_routed_again(tmp_path, call):
 
 
 
-def _push_with_primary_killed_in_pre_receive(cluster, tmp_path, rel, meanwhile=None):
+def _push_with_primary_killed_in_pre_receive(cluster, tmp_path, rel, meanwhile=None, http=False):
     """A push of refs/heads/inflight whose primary is SIGKILLed while its custom pre-receive hook
     runs (installed on the primary's replica only, it stalls that ref's pushes): no vote but hook
     synchronisation can have been committed, nothing is applied anywhere. `meanwhile(md, base)`
-    runs while it is stalled. Returns (exit status, stderr, metadata before, pushed sha)."""
+    runs while it is stalled; `http`: through smart HTTP (PostReceivePack) rather than SSH.
+    Returns (exit status, stderr, metadata before, pushed sha)."""
     create_repo(cluster, rel)
     base = make_bare_repo(str(tmp_path / "base.git"), branches=("main",), files={"f.txt": "0\n"})
     push(cluster, base, rel, "main")
@@ -478,33 +480,42 @@ def _push_with_primary_killed_in_pre_receive(cluster, tmp_path, rel, meanwhile=N
         f.write("1\n")
     git("commit", "-q", "-a", "-m", "in flight", cwd=work)
     sha = git("rev-parse", "HEAD", cwd=work).strip()
-    p = subprocess.Popen(["git", "push", "-q", "ssh://gitaly/repo.git", "HEAD:refs/heads/inflight"], cwd=work,
-                         env=push_env(cluster, rel), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: os.path.exists(marker), timeout=30, what="the primary's pre-receive hook running")
-    if meanwhile:
-        meanwhile(md, base)
-    node = cluster.nodes[md.primary]
-    node.proc.send_signal(signal.SIGKILL)
-    node.proc.wait()
-    out, err = p.communicate(timeout=60)
+    front = SmartHTTP(cluster.praefect) if http else None
+    url, env = (front.url + "/" + rel, None) if http else ("ssh://gitaly/repo.git", push_env(cluster, rel))
+    try:
+        p = subprocess.Popen(["git", "push", "-q", url, "HEAD:refs/heads/inflight"], cwd=work, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: os.path.exists(marker), timeout=30, what="the primary's pre-receive hook running")
+        if meanwhile:
+            meanwhile(md, base)
+        node = cluster.nodes[md.primary]
+        node.proc.send_signal(signal.SIGKILL)
+        node.proc.wait()
+        out, err = p.communicate(timeout=60)
+    finally:
+        if front:
+            front.close()
     return p.returncode, err, md, sha
 
 
-@pytest.mark.parametrize("concurrent", [False, True], ids=["same-advertisement", "another-push-meanwhile"])
-def test_a_push_whose_primary_dies_before_anything_was_applied_is_resumed(cluster, tmp_path, concurrent):
+@pytest.mark.parametrize("concurrent,http", [(False, False), (True, False), (False, True)],
+                         ids=["same-advertisement", "another-push-meanwhile", "smart-http"])
+def test_a_push_whose_primary_dies_before_anything_was_applied_is_resumed(cluster, tmp_path, concurrent, http):
     """The primary dies in its pre-receive hook: nothing is applied anywhere, so praefect resumes
     the push on the next primary (coordinator/resume.c) and the client sees it acknowledged. With
     another push acknowledged meanwhile, the next primary advertises one more ref than the client
-    was shown, with the same capabilities: resumed too (git checks the commands)."""
+    was shown, with the same capabilities: resumed too (git checks the commands). Through smart
+    HTTP (PostReceivePack) nothing reached the client yet: resumed without a gate."""
     def other_push(md, base):
         push(cluster, base, "resume.git", "main:refs/heads/other")
 
     rc, err, md, sha = _push_with_primary_killed_in_pre_receive(cluster, tmp_path, "resume.git",
-                                                                other_push if concurrent else None)
+                                                                other_push if concurrent else None, http)
     assert rc == 0, err
     log = cluster.praefect.log()
     assert "resuming the call on the next primary" in log
-    assert ("other refs with the same capabilities" if concurrent else "is the one the client has") in log
+    if not http:
+        assert ("other refs with the same capabilities" if concurrent else "is the one the client has") in log
     after = cluster.praefect.metadata("resume.git")
     assert after.primary != md.primary
     for r in after.replicas:
