@@ -71,8 +71,8 @@ void resume_sent(struct proxy *px, const uint8_t *msg, size_t len)
 
 int resume_begin(struct proxy *px, struct dest *d, enum grpc_code code, const char *message)
 {
-	if (!d->primary || code != GRPC_UNAVAILABLE || !d->conn_lost || !px->txid || !resume_possible(px) || !px->call ||
-	    px->finished || !advert_complete(px->resume_sent.buf, px->resume_sent.len) ||
+	if (!d->primary || code != GRPC_UNAVAILABLE || !d->conn_lost || !px->txid || !resume_possible(px) ||
+	    !px->call || px->finished || !advert_complete(px->resume_sent.buf, px->resume_sent.len) ||
 	    !tx_applied_nothing(px->p->txm, px->txid))
 		return 0;
 	px->reroutes++;
