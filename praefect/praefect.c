@@ -128,6 +128,8 @@ static void resolve_calls(struct praefect *p)
 	p->calls.set_replica_info = praefect_method("/gitaly.ClusterReplicaService/SetReplicaInfo");
 	p->calls.ssh_upload_pack_sc = praefect_method("/gitaly.SSHService/SSHUploadPackWithSidechannel");
 	p->calls.post_upload_pack_sc = praefect_method("/gitaly.SmartHTTPService/PostUploadPackWithSidechannel");
+	p->calls.ssh_receive_pack = praefect_method("/gitaly.SSHService/SSHReceivePack");
+	p->calls.post_receive_pack = praefect_method("/gitaly.SmartHTTPService/PostReceivePack");
 }
 
 /* Free what the components left once the loop has nothing more to run. */

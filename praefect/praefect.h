@@ -167,6 +167,7 @@ struct praefect {
 		const struct rpc_method *get_object_pool, *delete_object_pool, *remove_all;
 		const struct rpc_method *set_replica_info;   /* ours: nodes/replica_info.c */
 		const struct rpc_method *ssh_upload_pack_sc, *post_upload_pack_sc;
+		const struct rpc_method *ssh_receive_pack, *post_receive_pack; /* coordinator/resume.c */
 	} calls;
 	struct grpc_server *bc_server;         /* serves RefTransaction on streams nodes open back */
 	struct bc_client *bc_client;

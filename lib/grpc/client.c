@@ -31,6 +31,7 @@ struct grpc_client_call {
 	int submitted;                   /* given a stream on a connection */
 	uint64_t wire_mark;              /* its bytes start after this many of the connection's */
 	int unsent;                      /* its connection died before any of its bytes was written */
+	int conn_lost;                   /* it ended because its connection died, not by a status */
 
 	struct grpc_metadata headers;
 	struct grpc_metadata trailers;
@@ -291,6 +292,7 @@ size_t grpc_client_call_send_queued(const struct grpc_client_call *call) { retur
 int grpc_client_call_send_full(const struct grpc_client_call *call) { return gstream_send_full(&call->s); }
 void *grpc_client_call_user(const struct grpc_client_call *call) { return call->user; }
 int grpc_client_call_unsent(const struct grpc_client_call *call) { return !call->submitted || call->unsent; }
+int grpc_client_call_conn_lost(const struct grpc_client_call *call) { return call->conn_lost; }
 
 static void rst_and_notify(struct grpc_client_call *call, enum grpc_code code, const char *msg)
 {
@@ -562,6 +564,7 @@ static void conn_on_closed(struct h2_conn *h2, int reason)
 		}
 		if (!call->s.notified) {
 			call->unsent = h2->bytes_written <= call->wire_mark;
+			call->conn_lost = 1;
 			call_notify(call, GRPC_UNAVAILABLE, m.buf);
 		}
 		call_unlink(call);

@@ -106,6 +106,8 @@ void *grpc_client_call_user(const struct grpc_client_call *call);
  * its connection broke before any write holding its bytes succeeded.
  */
 int grpc_client_call_unsent(const struct grpc_client_call *call);
+/* From on_close: 1 when the call ended because its connection died (UNAVAILABLE), not by the server's status. */
+int grpc_client_call_conn_lost(const struct grpc_client_call *call);
 int grpc_client_call_send(struct grpc_client_call *call, const void *msg, size_t len);
 int grpc_client_call_close_send(struct grpc_client_call *call);
 size_t grpc_client_call_send_queued(const struct grpc_client_call *call);

@@ -211,6 +211,7 @@ static int write_out(struct h2_conn *c)
 	if (n < 0)
 		return (int)n;
 	c->bytes_out += (uint64_t)n;
+	c->bytes_written += (uint64_t)n; /* accepted at once: as written as an asynchronous write that completed */
 	if ((size_t)n == c->out.len) {
 		strbuf_reset(&c->out);
 		return 1;

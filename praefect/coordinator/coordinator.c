@@ -37,6 +37,7 @@ static void proxy_free(struct proxy *px)
 	strbuf_release(&px->first);
 	strbuf_release(&px->pending);
 	strbuf_release(&px->replay);
+	resume_release(px);
 	free(px->relative_path);
 	free(px->replica_path);
 	free(px->primary);
@@ -171,6 +172,8 @@ static void dest_headers(struct grpc_client_call *cc, const struct grpc_metadata
 		d->headers_held = 1;
 		return;
 	}
+	if (d->px->headers_sent)
+		return; /* a resumed call (resume.c): the client has the first primary's */
 	d->px->headers_sent = 1;
 	reroute_responded(d->px);
 	grpc_call_send_headers(d->px->call, md);
@@ -191,6 +194,8 @@ static void dest_message(struct grpc_client_call *cc, const uint8_t *msg, size_t
 	struct proxy *px = d->px;
 	if (!d->primary || !px->call || px->finished)
 		return; /* secondaries' responses are drained and dropped */
+	if (resume_gate(px, msg, len))
+		return;
 	send_held_headers(d);
 	px->responded = 1;
 	reroute_responded(px);
@@ -203,6 +208,7 @@ static void dest_message(struct grpc_client_call *cc, const uint8_t *msg, size_t
 		strbuf_release(&out);
 		strbuf_release(&err);
 	} else {
+		resume_sent(px, msg, len);
 		grpc_call_send(px->call, msg, len);
 	}
 	if (!px->call || px->finished)
@@ -217,7 +223,7 @@ static void dest_writable(struct grpc_client_call *cc)
 {
 	struct dest *d = grpc_client_call_user(cc);
 	struct proxy *px = d->px;
-	if (px->client_paused && px->call && !any_dest_full(px)) {
+	if (px->client_paused && px->call && !px->gating && !any_dest_full(px)) {
 		px->client_paused = 0;
 		grpc_call_resume_recv(px->call);
 	}
@@ -230,6 +236,7 @@ static void dest_close(struct grpc_client_call *cc, enum grpc_code code, const c
 
 	d->cc = NULL;
 	d->unsent = grpc_client_call_unsent(cc);
+	d->conn_lost = grpc_client_call_conn_lost(cc);
 	if (scproxy_hold_close(d->px, d, code, message, trailers))
 		return; /* the sidechannel is still copying: the client gets the status after its last byte */
 	proxy_dest_close(d, code, message, trailers);
@@ -256,7 +263,7 @@ void proxy_dest_close(struct dest *d, enum grpc_code code, const char *message,
 	d->code = code;
 	strbuf_addstr(&d->msg, message ? message : "");
 	grpc_metadata_copy(&d->trailers, trailers);
-	if (px->rerouting || reroute_begin(px, d, code, message)) {
+	if (px->rerouting || reroute_begin(px, d, code, message) || resume_begin(px, d, code, message)) {
 		/* nothing reached the primary: the call is routed again once every destination closed */
 		if (px->open_dests == 0)
 			reroute_go(px);
@@ -445,6 +452,13 @@ void proxy_forward(struct proxy *px)
 			proxy_finalize(px);
 		return;
 	}
+	if (px->gating)
+		return; /* resume.c: the client's messages wait until the new primary repeated what it has */
+	proxy_send_pending(px);
+}
+
+void proxy_send_pending(struct proxy *px)
+{
 	/* messages that arrived while routing (stored with a 4-byte length prefix) */
 	for (size_t off = 0; off < px->pending.len;) {
 		uint32_t n;
@@ -485,7 +499,7 @@ static void client_message(struct grpc_call *call, const uint8_t *msg, size_t le
 		proxy_route(px);
 		return;
 	}
-	if (px->routing) {
+	if (px->routing || px->gating) {
 		/* cannot happen while paused, but keep the bytes if it does */
 		uint32_t n = (uint32_t)len;
 		strbuf_add(&px->pending, &n, 4);
@@ -505,7 +519,7 @@ static void client_half_close(struct grpc_call *call)
 		proxy_fail(px, GRPC_INVALID_ARGUMENT, "repository not set");
 		return;
 	}
-	if (px->routed)
+	if (px->routed && !px->gating)
 		for (size_t i = 0; i < px->nr_dests; i++)
 			if (px->dests[i].cc)
 				grpc_client_call_close_send(px->dests[i].cc);
@@ -560,6 +574,9 @@ static void proxy_start(struct grpc_call *call, void *data)
 	strbuf_init(&px->first, 0);
 	strbuf_init(&px->pending, 0);
 	strbuf_init(&px->replay, 0);
+	strbuf_init(&px->resume_sent, 0);
+	strbuf_init(&px->resume_error, 0);
+	strbuf_init(&px->gate_buf, 0);
 	strvec_init(&px->outdated);
 	strvec_init(&px->secondaries);
 	strvec_init(&px->updated);

@@ -36,6 +36,7 @@ struct dest {
 	struct grpc_metadata headers;    /* an accessor's response headers, held until its first message */
 	int headers_held;
 	int unsent;                      /* closed before any byte of the call reached the node */
+	int conn_lost;                   /* closed because the connection to the node died */
 };
 
 struct proxy {
@@ -95,6 +96,12 @@ struct proxy {
 	int rerouting;                   /* waiting for the other destinations to close */
 	int replay_dropped;              /* too much forwarded to keep: no reroute */
 	struct strbuf replay;            /* messages forwarded after the first, 4-byte length prefix */
+	/* a push resumed on the next primary when its primary died before anything was applied (resume.c) */
+	int resume_off;                  /* something reached the client that cannot be matched */
+	struct strbuf resume_sent;       /* the primary's stdout bytes the client got */
+	struct strbuf resume_error;      /* the error the dead primary caused: the answer if the resume fails */
+	int gating;                      /* the client's messages wait for the new primary to repeat resume_sent */
+	struct strbuf gate_buf;          /* the new primary's advertisement, until complete */
 };
 
 /* --- coordinator.c: lifetime and forwarding --- */
@@ -105,6 +112,8 @@ void proxy_fail(struct proxy *px, enum grpc_code code, const char *fmt, ...) __a
 void proxy_add_dest(struct proxy *px, struct node *n, int primary);
 /* Routing is decided: open the destinations and replay what the client sent meanwhile. */
 void proxy_forward(struct proxy *px);
+/* Send the client's messages kept in px->pending, half-close if the client did, resume reading it. */
+void proxy_send_pending(struct proxy *px);
 /* What a destination's close does, once any held sidechannel copy has ended. */
 void proxy_dest_close(struct dest *d, enum grpc_code code, const char *message,
 		      const struct grpc_metadata *trailers);
@@ -152,10 +161,28 @@ int proxy_rewrite_pool_response(struct proxy *px, const uint8_t *msg, size_t len
  *    when the call is being rerouted: the other destinations are cancelled,
  *    their closes are ignored, and reroute_go() runs after the last one.
  */
+/* Reroutes and resumes of one call: each marks a primary dead, so more than two means something else is wrong. */
+#define REROUTE_MAX 2
 void reroute_keep(struct proxy *px, const uint8_t *msg, size_t len);
 void reroute_responded(struct proxy *px);
 int reroute_begin(struct proxy *px, struct dest *d, enum grpc_code code, const char *message);
 void reroute_go(struct proxy *px);
+
+/*
+ * resume.c: SSHReceivePack / PostReceivePack resumed on the next primary when
+ * the primary died before any node applied anything (docs/technical/transactions.md).
+ *  - resume_possible(): the call may still be resumed (reroute.c keeps its buffer).
+ *  - resume_sent(): from dest_message(), each primary response forwarded to the client.
+ *  - resume_begin(): from proxy_dest_close(), like reroute_begin(); returns 1 when resuming.
+ *  - resume_gate(): from dest_message(), the new primary's responses while the gate is
+ *    closed; returns 1 when it consumed the message (kept, or the call failed).
+ *  - resume_release(): from proxy_free().
+ */
+int resume_possible(const struct proxy *px);
+void resume_sent(struct proxy *px, const uint8_t *msg, size_t len);
+int resume_begin(struct proxy *px, struct dest *d, enum grpc_code code, const char *message);
+int resume_gate(struct proxy *px, const uint8_t *msg, size_t len);
+void resume_release(struct proxy *px);
 
 /* --- router/route.c: choose the destinations for the first message --- */
 void proxy_route(struct proxy *px);

@@ -19,8 +19,6 @@
 
 /* Request bytes kept for a reroute beyond the first message; more and the call cannot be rerouted. */
 #define REROUTE_BUFFER_MAX (1024 * 1024)
-/* Reroutes of one call: each marks a primary dead, so more than two means something else is wrong. */
-#define REROUTE_MAX 2
 
 static int reroutable(const struct proxy *px)
 {
@@ -33,7 +31,7 @@ void reroute_keep(struct proxy *px, const uint8_t *msg, size_t len)
 	uint32_t n = (uint32_t)len;
 	if (px->kind != ROUTE_MUTATOR || px->replay_dropped)
 		return;
-	if (!reroutable(px) || px->replay.len + 4 + len > REROUTE_BUFFER_MAX) {
+	if ((!reroutable(px) && !resume_possible(px)) || px->replay.len + 4 + len > REROUTE_BUFFER_MAX) {
 		px->replay_dropped = 1;
 		strbuf_release(&px->replay);
 		return;
@@ -44,8 +42,10 @@ void reroute_keep(struct proxy *px, const uint8_t *msg, size_t len)
 
 void reroute_responded(struct proxy *px)
 {
-	if (px->replay.alloc)
+	if (px->replay.alloc && !resume_possible(px)) {
+		px->replay_dropped = 1;
 		strbuf_release(&px->replay);
+	}
 }
 
 int reroute_begin(struct proxy *px, struct dest *d, enum grpc_code code, const char *message)

@@ -406,6 +406,19 @@ void tx_cancel_voter(struct tx_manager *m, uint64_t id, const char *node)
 	}
 }
 
+int tx_applied_nothing(struct tx_manager *m, uint64_t id)
+{
+	struct transaction *t = tx_get(m, id);
+	if (!t || t->state != TX_OPEN)
+		return 0;
+	for (size_t i = 0; i < t->nr_subs; i++)
+		for (size_t v = 0; v < t->nr; v++)
+			if (t->subs[i]->result[v] == VOTE_COMMITTED &&
+			    t->subs[i]->hash[v][20] != GITALY__VOTE_TRANSACTION_REQUEST__PHASE__SYNCHRONIZED_PHASE)
+				return 0;
+	return 1;
+}
+
 void tx_cleanup(struct tx_manager *m, uint64_t id, struct tx_outcome *out)
 {
 	struct transaction *t = tx_get(m, id);

@@ -40,6 +40,13 @@ uint64_t tx_register(struct tx_manager *m, const char *primary, const char *cons
 		     size_t nr_secondaries, unsigned quorum);
 /* A secondary's stream failed: its vote is cancelled and its weight no longer counts. */
 void tx_cancel_voter(struct tx_manager *m, uint64_t id, const char *node);
+/*
+ * 1 when no voter of the open transaction `id` has had a vote committed
+ * other than a SYNCHRONIZED one (hook synchronisation, which changes
+ * nothing): no node applied anything of the call yet. 0 otherwise, or
+ * when the transaction is not open.
+ */
+int tx_applied_nothing(struct tx_manager *m, uint64_t id);
 
 struct tx_outcome {
 	size_t subtransactions;

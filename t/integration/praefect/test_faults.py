@@ -14,6 +14,7 @@ import pytest
 from praefect_itest import Cluster, wait_for
 from gitaly_itest import git, make_bare_repo
 from test_praefect import create_repo, gitaly_ssh_env, push, replicas_in_sync
+from helpers_transport import SmartHTTP
 
 pytestmark = pytest.mark.xdist_group("timing")
 
@@ -454,3 +455,94 @@ def test_a_write_refused_by_its_primary_is_routed_again(tmp_path, call):
         assert git("rev-parse", "refs/heads/rerouted", cwd=new_replica).strip() == head
     finally:
         cluster.stop()
+
+
+
+def _push_with_primary_killed_in_pre_receive(cluster, tmp_path, rel, meanwhile=None, http=False):
+    """A push of refs/heads/inflight whose primary is SIGKILLed while its custom pre-receive hook
+    runs (installed on the primary's replica only, it stalls that ref's pushes): no vote but hook
+    synchronisation can have been committed, nothing is applied anywhere. `meanwhile(md, base)`
+    runs while it is stalled; `http`: through smart HTTP (PostReceivePack) rather than SSH.
+    Returns (exit status, stderr, metadata before, pushed sha)."""
+    create_repo(cluster, rel)
+    base = make_bare_repo(str(tmp_path / "base.git"), branches=("main",), files={"f.txt": "0\n"})
+    push(cluster, base, rel, "main")
+    md, _ = wait_for(lambda: replicas_in_sync(cluster, rel), what="replication")
+    marker = str(tmp_path / "in-pre-receive")
+    hooks = os.path.join(replica(cluster, md.primary, md.replica_path), "custom_hooks")
+    os.makedirs(hooks)
+    with open(os.path.join(hooks, "pre-receive"), "w") as f:
+        f.write("#!/bin/sh\ngrep -q ' refs/heads/inflight$' || exit 0\ntouch '%s'\nexec sleep 30\n" % marker)
+    os.chmod(os.path.join(hooks, "pre-receive"), 0o755)
+    work = str(tmp_path / "work")
+    git("clone", "-q", base, work)
+    with open(os.path.join(work, "f.txt"), "w") as f:
+        f.write("1\n")
+    git("commit", "-q", "-a", "-m", "in flight", cwd=work)
+    sha = git("rev-parse", "HEAD", cwd=work).strip()
+    front = SmartHTTP(cluster.praefect) if http else None
+    url, env = (front.url + "/" + rel, None) if http else ("ssh://gitaly/repo.git", push_env(cluster, rel))
+    try:
+        p = subprocess.Popen(["git", "push", "-q", url, "HEAD:refs/heads/inflight"], cwd=work, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: os.path.exists(marker), timeout=30, what="the primary's pre-receive hook running")
+        if meanwhile:
+            meanwhile(md, base)
+        node = cluster.nodes[md.primary]
+        node.proc.send_signal(signal.SIGKILL)
+        node.proc.wait()
+        out, err = p.communicate(timeout=60)
+    finally:
+        if front:
+            front.close()
+    return p.returncode, err, md, sha
+
+
+@pytest.mark.parametrize("concurrent,http", [(False, False), (True, False), (False, True)],
+                         ids=["same-advertisement", "another-push-meanwhile", "smart-http"])
+def test_a_push_whose_primary_dies_before_anything_was_applied_is_resumed(cluster, tmp_path, concurrent, http):
+    """The primary dies in its pre-receive hook: nothing is applied anywhere, so praefect resumes
+    the push on the next primary (coordinator/resume.c) and the client sees it acknowledged. With
+    another push acknowledged meanwhile, the next primary advertises one more ref than the client
+    was shown, with the same capabilities: resumed too (git checks the commands). Through smart
+    HTTP (PostReceivePack) nothing reached the client yet: resumed without a gate."""
+    def other_push(md, base):
+        push(cluster, base, "resume.git", "main:refs/heads/other")
+
+    rc, err, md, sha = _push_with_primary_killed_in_pre_receive(cluster, tmp_path, "resume.git",
+                                                                other_push if concurrent else None, http)
+    assert rc == 0, err
+    log = cluster.praefect.log()
+    assert "resuming the call on the next primary" in log
+    if not http:
+        assert ("other refs with the same capabilities" if concurrent else "is the one the client has") in log
+    after = cluster.praefect.metadata("resume.git")
+    assert after.primary != md.primary
+    for r in after.replicas:
+        if r.storage != md.primary:
+            assert r.generation == after.generation
+            assert git("rev-parse", "refs/heads/inflight",
+                       cwd=replica(cluster, r.storage, md.replica_path)).strip() == sha
+    restart(cluster.nodes[md.primary], "killed")
+    md, _ = wait_for(lambda: replicas_in_sync(cluster, "resume.git"), timeout=30, what="the old primary repaired")
+    assert git("rev-parse", "refs/heads/inflight", cwd=replica(cluster, md.primary, md.replica_path)).strip() == sha
+
+
+def test_a_push_is_not_resumed_on_a_primary_with_other_capabilities(cluster, tmp_path):
+    """The same kill, but the secondaries do not advertise `atomic` (configured behind praefect's
+    back): the client chose its protocol from the dead primary's capabilities, so the push fails
+    as it did before resuming existed, and nothing of it lands anywhere."""
+    def no_atomic(md, base):
+        for r in md.replicas:
+            if r.storage != md.primary:
+                git("config", "receive.advertiseAtomic", "false", cwd=replica(cluster, r.storage, md.replica_path))
+
+    rc, err, md, sha = _push_with_primary_killed_in_pre_receive(cluster, tmp_path, "noresume.git", no_atomic)
+    assert rc != 0
+    assert "Unavailable" in err and "lost" in err, err
+    assert "its capabilities differ from the ones the client has" in cluster.praefect.log()
+    for r in md.replicas:
+        if r.storage != md.primary:
+            path = replica(cluster, r.storage, md.replica_path)
+            assert subprocess.run(["git", "rev-parse", "-q", "--verify", "refs/heads/inflight"], cwd=path,
+                                  capture_output=True).returncode != 0
