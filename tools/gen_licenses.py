@@ -10,9 +10,11 @@ code normalises the table again at start-up, so its rules are the ones that
 count; this pass only keeps the file small), and writes one row per text.
 The answer for a text (id, name, URL, nickname) is what upstream Gitaly's
 detector reports for it: FACTS below, taken from the table license.c held
-before this generator existed. A text without an entry there is carried so
-that it can win against its neighbours, but is answered "other": we do not
-hold upstream's SPDX name and URL for it. docs/technical/gitaly-repository.md,
+before this generator existed, and for 17 more texts from an SPDX license
+list of 2020. A text without an entry there (CERN-OHL-P/S/W-2.0,
+MulanPSL-2.0: newer than that list; GFDL-1.3, whose SPDX id is deprecated in
+favour of -only/-or-later, so which one upstream answers is not known) is
+carried so that it can win against its neighbours, but is answered "other". docs/technical/gitaly-repository.md,
 "Licenses".
 """
 import re
@@ -57,6 +59,31 @@ FACTS = {
     "Unlicense": ("unlicense", "The Unlicense", "https://unlicense.org/"),
     "CC0-1.0": ("cc0-1.0", "Creative Commons Zero v1.0 Universal",
                 "https://creativecommons.org/publicdomain/zero/1.0/legalcode"),
+    # The rest of the carried texts, with the SPDX name and first reference URL of an SPDX license
+    # list from 2020 (the rows above are upstream's own answers): the ids and names are stable
+    # across SPDX releases, a URL may have been updated since in the list upstream bundles.
+    "AFL-3.0": ("afl-3.0", "Academic Free License v3.0", "http://www.rosenlaw.com/AFL3.0.htm"),
+    "Artistic-2.0": ("artistic-2.0", "Artistic License 2.0", "http://www.perlfoundation.org/artistic_license_2_0"),
+    "BlueOak-1.0.0": ("blueoak-1.0.0", "Blue Oak Model License 1.0.0", "https://blueoakcouncil.org/license/1.0.0"),
+    "BSD-2-Clause-Patent": ("bsd-2-clause-patent", "BSD-2-Clause Plus Patent License",
+                            "https://opensource.org/licenses/BSDplusPatent"),
+    "BSD-4-Clause": ("bsd-4-clause", "BSD 4-Clause \"Original\" or \"Old\" License",
+                     "http://directory.fsf.org/wiki/License:BSD_4Clause"),
+    "CECILL-2.1": ("cecill-2.1", "CeCILL Free Software License Agreement v2.1",
+                   "http://www.cecill.info/licences/Licence_CeCILL_V2.1-en.html"),
+    "ECL-2.0": ("ecl-2.0", "Educational Community License v2.0", "https://opensource.org/licenses/ECL-2.0"),
+    "EUPL-1.1": ("eupl-1.1", "European Union Public License 1.1",
+                 "https://joinup.ec.europa.eu/software/page/eupl/licence-eupl"),
+    "EUPL-1.2": ("eupl-1.2", "European Union Public License 1.2", "https://joinup.ec.europa.eu/page/eupl-text-11-12"),
+    "LPPL-1.3c": ("lppl-1.3c", "LaTeX Project Public License v1.3c", "http://www.latex-project.org/lppl/lppl-1-3c.txt"),
+    "MS-PL": ("ms-pl", "Microsoft Public License", "http://www.microsoft.com/opensource/licenses.mspx"),
+    "MS-RL": ("ms-rl", "Microsoft Reciprocal License", "http://www.microsoft.com/opensource/licenses.mspx"),
+    "OFL-1.1": ("ofl-1.1", "SIL Open Font License 1.1", "http://scripts.sil.org/cms/scripts/page.php?item_id=OFL_web"),
+    "OSL-3.0": ("osl-3.0", "Open Software License 3.0",
+                "https://web.archive.org/web/20120101081418/http://rosenlaw.com:80/OSL3.0.htm"),
+    "PostgreSQL": ("postgresql", "PostgreSQL License", "http://www.postgresql.org/about/licence"),
+    "UPL-1.0": ("upl-1.0", "Universal Permissive License v1.0", "https://opensource.org/licenses/UPL"),
+    "Vim": ("vim", "Vim License", "http://vimdoc.sourceforge.net/htmldoc/uganda.html"),
 }
 
 # Upstream's nicknames exist only for these answers (its nicknameByLicenseIdentifier);
