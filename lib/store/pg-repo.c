@@ -15,9 +15,10 @@ static const char SQL_REPOS_ALL[] =
 	"SELECT " REPO_COLUMNS " FROM repositories ORDER BY repository_id";
 static const char SQL_REPOS_VS[] =
 	"SELECT " REPO_COLUMNS " FROM repositories WHERE virtual_storage = $1 ORDER BY repository_id";
-/* a page of the start-up listing: $1 the last id of the page before, $2 the page's size */
+/* A page of the start-up listing: ids in ($1, $2] */
 static const char SQL_REPOS_PAGE[] =
-	"SELECT " REPO_COLUMNS " FROM repositories WHERE repository_id > $1 ORDER BY repository_id LIMIT $2";
+	"SELECT " REPO_COLUMNS " FROM repositories WHERE repository_id > $1 AND repository_id <= $2"
+	" ORDER BY repository_id";
 static const char SQL_REPO_PATH[] =
 	"SELECT " REPO_COLUMNS " FROM repositories WHERE virtual_storage = $1 AND relative_path = $2";
 
@@ -34,7 +35,7 @@ static const char SQL_REPO_PATH[] =
 static const char SQL_REPLICAS_ALL[] = REPLICAS("");
 static const char SQL_REPLICAS_VS[] = REPLICAS("WHERE virtual_storage = $1");
 static const char SQL_REPLICAS_ID[] = REPLICAS("WHERE repository_id = $1");
-/* the replicas of a page: ids in ($1, $2], $2 the page's last id */
+/* the replicas of a page: the same range */
 static const char SQL_REPLICAS_RANGE[] = REPLICAS("WHERE repository_id > $1 AND repository_id <= $2");
 
 static void read_repos(struct store_op *op, PGresult *res)
@@ -83,14 +84,13 @@ int pg_list_repositories(struct store_backend *b, struct store_op *op)
 	int r;
 
 	if (op->in.max) {
-		/* a page (store_list_repositories_page()): ids after in.id, at most in.max of them */
-		if ((r = pg_query(g, op, &res, SQL_REPOS_PAGE, "ll", op->in.id, (int64_t)op->in.max)) < 0)
+		/* a page (store_list_repositories_page()): ids in (in.id, in.last_id] */
+		if ((r = pg_query(g, op, &res, SQL_REPOS_PAGE, "ll", op->in.id, op->in.last_id)) < 0)
 			return r;
 		read_repos(op, res);
 		if (!op->nr_repos)
 			return 0;
-		if ((r = pg_query(g, op, &res, SQL_REPLICAS_RANGE, "ll", op->in.id,
-				  op->repos[op->nr_repos - 1].id)) < 0)
+		if ((r = pg_query(g, op, &res, SQL_REPLICAS_RANGE, "ll", op->in.id, op->in.last_id)) < 0)
 			return r;
 		read_replicas(op, res);
 		return 0;
@@ -113,6 +113,14 @@ int pg_list_repositories(struct store_backend *b, struct store_op *op)
 }
 
 static const char SQL_COUNT_REPOS[] = "SELECT COUNT(*) FROM repositories";
+
+static const char SQL_LAST_REPO_ID[] = "SELECT COALESCE(MAX(repository_id), 0) FROM repositories";
+
+int pg_last_repository_id(struct store_backend *b, struct store_op *op)
+{
+	int r = pg_int(pg_backend(b), op, &op->value, 0, SQL_LAST_REPO_ID, "");
+	return r < 0 ? r : 0;
+}
 
 int pg_count_repositories(struct store_backend *b, struct store_op *op)
 {

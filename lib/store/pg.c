@@ -380,6 +380,7 @@ static const struct store_backend_ops pg_ops = {
 		[STORE_OP_SWAP_PRIMARY] = pg_swap_primary,
 		[STORE_OP_NODE_VOTES] = pg_node_votes,
 		[STORE_OP_COUNT_REPOSITORIES] = pg_count_repositories,
+		[STORE_OP_LAST_REPOSITORY_ID] = pg_last_repository_id,
 		[STORE_OP_BEGIN_WRITE] = pg_begin_write,
 		[STORE_OP_END_WRITE] = pg_end_write,
 		[STORE_OP_RECOVER_WRITES] = pg_recover_writes,

@@ -15,9 +15,10 @@ static const char SQL_REPOS_ALL[] =
 	"SELECT " REPO_COLUMNS " FROM repositories ORDER BY repository_id";
 static const char SQL_REPOS_VS[] =
 	"SELECT " REPO_COLUMNS " FROM repositories WHERE virtual_storage = ?1 ORDER BY repository_id";
-/* A page of the start-up listing: ?1 the last id of the page before, ?2 the page's size */
+/* A page of the start-up listing: ids in (?1, ?2] */
 static const char SQL_REPOS_PAGE[] =
-	"SELECT " REPO_COLUMNS " FROM repositories WHERE repository_id > ?1 ORDER BY repository_id LIMIT ?2";
+	"SELECT " REPO_COLUMNS " FROM repositories WHERE repository_id > ?1 AND repository_id <= ?2"
+	" ORDER BY repository_id";
 static const char SQL_REPO_PATH[] =
 	"SELECT " REPO_COLUMNS " FROM repositories WHERE virtual_storage = ?1 AND relative_path = ?2";
 
@@ -37,7 +38,7 @@ static const char SQL_REPO_PATH[] =
 static const char SQL_REPLICAS_ALL[] = REPLICA_ROWS("");
 static const char SQL_REPLICAS_VS[] = REPLICA_ROWS("WHERE virtual_storage = ?1");
 static const char SQL_REPLICAS_ID[] = REPLICA_ROWS("WHERE repository_id = ?1");
-/* the replicas of a page: ids in (?1, ?2], ?2 the page's last id */
+/* the replicas of a page: the same range */
 static const char SQL_REPLICAS_RANGE[] = REPLICA_ROWS("WHERE repository_id > ?1 AND repository_id <= ?2");
 static const char SQL_ASSIGNED_ALL[] = ASSIGNMENT_ROWS("");
 static const char SQL_ASSIGNED_VS[] = ASSIGNMENT_ROWS("WHERE virtual_storage = ?1");
@@ -189,14 +190,13 @@ int sq_list_repositories(struct store_backend *b, struct store_op *op)
 	int r;
 
 	if (op->in.max) {
-		/* a page (store_list_repositories_page()): ids after in.id, at most in.max of them */
-		int64_t range[2] = { op->in.id, 0 };
-		if ((r = sq_query(q, op, &st, SQL_REPOS_PAGE, "ll", op->in.id, (int64_t)op->in.max)) < 0 ||
+		/* a page (store_list_repositories_page()): ids in (in.id, in.last_id] */
+		int64_t range[2] = { op->in.id, op->in.last_id };
+		if ((r = sq_query(q, op, &st, SQL_REPOS_PAGE, "ll", range[0], range[1])) < 0 ||
 		    (r = read_repos(q, op, st)) < 0)
 			return r;
 		if (!op->nr_repos)
 			return 0;
-		range[1] = op->repos[op->nr_repos - 1].id;
 		return read_all_replicas(q, op, SQL_REPLICAS_RANGE, SQL_ASSIGNED_RANGE, "ll", range);
 	}
 	if (op->in.vs)
@@ -211,6 +211,14 @@ int sq_list_repositories(struct store_backend *b, struct store_op *op)
 }
 
 static const char SQL_COUNT_REPOS[] = "SELECT COUNT(*) FROM repositories";
+
+static const char SQL_LAST_REPO_ID[] = "SELECT COALESCE(MAX(repository_id), 0) FROM repositories";
+
+int sq_last_repository_id(struct store_backend *b, struct store_op *op)
+{
+	int r = sq_int(sq_backend(b), op, &op->value, 0, SQL_LAST_REPO_ID, "");
+	return r < 0 ? r : 0;
+}
 
 int sq_count_repositories(struct store_backend *b, struct store_op *op)
 {

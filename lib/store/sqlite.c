@@ -293,6 +293,7 @@ static const struct store_backend_ops sqlite_ops = {
 		[STORE_OP_SWAP_PRIMARY] = sq_swap_primary,
 		[STORE_OP_NODE_VOTES] = sq_node_votes,
 		[STORE_OP_COUNT_REPOSITORIES] = sq_count_repositories,
+		[STORE_OP_LAST_REPOSITORY_ID] = sq_last_repository_id,
 		[STORE_OP_BEGIN_WRITE] = sq_begin_write,
 		[STORE_OP_END_WRITE] = sq_end_write,
 		[STORE_OP_RECOVER_WRITES] = sq_recover_writes,

@@ -378,20 +378,36 @@ void repos_free(struct praefect *p)
 }
 
 /*
- * The start-up load reads the store a page at a time and asks for the next
- * page before copying the one it got: the store thread reads page k + 1 while
- * the loop copies page k, and only two pages of listing are alive at once (a
- * whole listing of a million repositories was another model's worth of
- * memory, allocated, touched and freed again).
+ * The start-up load reads the store a page at a time, LOAD_AHEAD pages
+ * queued at once: the store thread reads the next pages while the loop
+ * copies the one it got, and only those pages of listing are alive (a whole
+ * listing of a million repositories was another model's worth of memory,
+ * allocated, touched and freed again). A page is a range of ids, so that
+ * pages can be queued before the one before arrives; its width spreads the
+ * ids up to the last one over pages of about LOAD_PAGE repositories.
  */
 #define LOAD_PAGE 4096
+#define LOAD_AHEAD 4
 
 struct load_state {
 	struct praefect *p;
 	int pending, status;
 	struct strbuf *err;
+	int64_t count, last_id;   /* from the store before the first page */
+	int64_t next_id;          /* the next page starts after this id */
+	int64_t width;            /* ids per page */
 	size_t n;
 };
+
+static void on_page(void *arg, int status, const char *msg, const struct store_repo *repos, size_t n);
+
+static void queue_page(struct load_state *ls)
+{
+	int64_t after = ls->next_id;
+	ls->next_id = after < ls->last_id - ls->width ? after + ls->width : ls->last_id;
+	ls->pending++;
+	store_list_repositories_page(ls->p->store, after, ls->next_id, on_page, ls);
+}
 
 static void on_page(void *arg, int status, const char *msg, const struct store_repo *repos, size_t n)
 {
@@ -404,40 +420,64 @@ static void on_page(void *arg, int status, const char *msg, const struct store_r
 		strbuf_addf(ls->err, "loading repositories: %s", msg ? msg : "store error");
 		return;
 	}
-	if (n == LOAD_PAGE) {
-		ls->pending++;
-		store_list_repositories_page(ls->p->store, repos[n - 1].id, LOAD_PAGE, on_page, ls);
-	}
-	/* grown once per page at most, not per record */
+	if (ls->next_id < ls->last_id)
+		queue_page(ls);
+	/* grown once per page at most, not per record (more than the count: created meanwhile elsewhere) */
 	while (ls->p->repos.cap < 2 * (ls->p->repos.nr + n))
 		index_grow(&ls->p->repos);
 	/*
-	 * Ids are unique across pages (each page starts after the last id of the
-	 * one before), but in a store other praefects write, a path may come back
-	 * under a new id in a later page: that page's record is the newer and
-	 * replaces the earlier one.
+	 * Ids are unique across pages (their ranges do not overlap), but in a
+	 * store other praefects write, a path may come back under a new id in a
+	 * later page: that page's record is the newer and replaces the earlier one.
 	 */
 	for (size_t i = 0; i < n; i++)
 		if (insert(ls->p, &repos[i], !store_is_shared(ls->p->store)))
 			ls->n++;
 }
 
-/* The index at the listing's size before the first page: no rehash of a growing index while it loads. */
+/* The count sizes the index before the first page (no rehash of a growing index); the last id ends the pages. */
 static void on_count(void *arg, int status, const char *msg, int64_t count)
 {
 	struct load_state *ls = arg;
-	(void)msg;  /* a store that cannot count fails the first page too, with its message */
 	ls->pending--;
-	while (status == 0 && count > 0 && ls->p->repos.cap < 2 * (size_t)count)
+	if (ls->status < 0)
+		return;
+	if (status < 0) {
+		ls->status = status;
+		strbuf_addf(ls->err, "counting repositories: %s", msg ? msg : "store error");
+		return;
+	}
+	ls->count = count;
+	while (count > 0 && ls->p->repos.cap < 2 * (size_t)count)
 		index_grow(&ls->p->repos);
+}
+
+static void on_last_id(void *arg, int status, const char *msg, int64_t last_id)
+{
+	struct load_state *ls = arg;
+	int64_t per_repo;
+	ls->pending--;
+	if (ls->status < 0)
+		return;
+	if (status < 0) {
+		ls->status = status;
+		strbuf_addf(ls->err, "loading repositories: %s", msg ? msg : "store error");
+		return;
+	}
+	ls->last_id = last_id;
+	/* ids spread evenly: LOAD_PAGE repositories a page; clustered ids make some pages larger, none wrong */
+	per_repo = ls->count > 0 && last_id / ls->count > 1 ? last_id / ls->count : 1;
+	ls->width = per_repo > last_id / LOAD_PAGE ? last_id : per_repo * LOAD_PAGE;
+	for (int i = 0; i < LOAD_AHEAD && ls->next_id < ls->last_id; i++)
+		queue_page(ls);
 }
 
 int repos_load(struct praefect *p, struct strbuf *err)
 {
-	struct load_state ls = { p, 2, 0, err, 0 };
-	/* ops run and call back in submission order: the count comes first */
+	struct load_state ls = { .p = p, .pending = 2, .err = err };
+	/* ops run and call back in submission order: the count, then the last id, then the pages */
 	store_count_repositories(p->store, on_count, &ls);
-	store_list_repositories_page(p->store, 0, LOAD_PAGE, on_page, &ls);
+	store_last_repository_id(p->store, on_last_id, &ls);
 	while (ls.pending)
 		uv_run(p->loop, UV_RUN_ONCE);
 	/*
