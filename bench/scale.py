@@ -12,8 +12,10 @@ the script measures, per praefect binary given:
   start CPU  user+system CPU seconds praefect used by then (on a loaded machine
              the honest start-up figure: wall time there is mostly waiting for a core)
   loaded s   start to the "loaded N repositories" log line
-  RSS MiB    resident set 2 s after listening; B/replica is RSS / (3 N)
-  idle CPU   user+system over 10 s with no client, % of one core
+  RSS MiB    resident set after the settle; B/replica is RSS / (3 N)
+  idle CPU   user+system over --idle seconds (30) with no client, % of one core, taken
+             --settle seconds (20) after listening (the first reconciler run and
+             metrics walk after start-up are not idle)
   exists/s   RepositoryExists calls/s from one Python client, random repositories
              among the N (praefect answers these from its records, no node is called)
   (calls: praefect's CPU microseconds per call are net of its idle CPU rate)
@@ -26,6 +28,7 @@ the script measures, per praefect binary given:
 and prints a table with each column's ratio to the smallest size of the same binary.
 
 usage: bench/scale.py [--sizes 1000,100000,1000000] [--bin NAME=PATH ...] [--store sqlite|postgres]
+                      [--settle 20] [--idle 30] [--seconds 3]
 env:   BUILD_DIR (default build) for gitaly and the default praefect, KEEP=1 keeps the scratch dir.
 See bench/README.md.
 """
@@ -202,7 +205,7 @@ def rate(fn, seconds, pid, idle):
     return n / dt, max(busy_ns, 0) / 1000 / max(n, 1)
 
 
-def measure(binary, config, target, n, work, secs):
+def measure(binary, config, target, n, work, secs, settle, idle_secs):
     log = open(os.path.join(work, "praefect.log"), "w+")
     t0 = time.monotonic()
     proc = subprocess.Popen([binary, "-config", config], stdout=log, stderr=subprocess.STDOUT)
@@ -228,10 +231,10 @@ def measure(binary, config, target, n, work, secs):
             time.sleep(0.005)
         ch = grpc.insecure_channel(target)
         grpc.channel_ready_future(ch).result(timeout=60)
-        time.sleep(2)
+        time.sleep(settle)
         rss = rss_bytes(proc.pid)
         c0, w0 = cpu_ticks(proc.pid), time.monotonic()
-        time.sleep(10)
+        time.sleep(idle_secs)
         idle = (cpu_ticks(proc.pid) - c0) / CLK_TCK / (time.monotonic() - w0) * 100
         repo = pb("shared").Repository
         rstub = pb_grpc("repository").RepositoryServiceStub(ch)
@@ -287,6 +290,8 @@ def main():
     ap.add_argument("--bin", action="append", default=[], help="NAME=PATH of a praefect binary (repeatable)")
     ap.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
     ap.add_argument("--seconds", type=float, default=3.0, help="per throughput measurement")
+    ap.add_argument("--settle", type=float, default=20.0, help="wait after listening before the idle window")
+    ap.add_argument("--idle", type=float, default=30.0, help="length of the idle CPU window, s")
     a = ap.parse_args()
     build = os.path.realpath(os.environ.get("BUILD_DIR", os.path.join(ROOT, "build")))
     bins = [tuple(b.split("=", 1)) for b in a.bin] or [("praefect", os.path.join(build, "praefect/praefect"))]
@@ -319,10 +324,11 @@ def main():
                 fill_sqlite(os.path.join(d, "praefect.db"), n)
             print("filled %d repositories (%s) in %.1f s" % (n, a.store, time.monotonic() - t), flush=True)
             for name, path in bins:
-                results[(name, n)] = measure(path, config, target, n, d, a.seconds)
+                results[(name, n)] = measure(path, config, target, n, d, a.seconds, a.settle, a.idle)
                 r = results[(name, n)]
-                print("  %s: listen %.2f s, loaded %.2f s, start-up CPU %.2f s, RSS %.0f MiB, idle %.1f%%, %.0f exists/s (%.0f us), %.0f routed/s (%.0f us)"
-                      % (name, r["listen"], r["loaded"], r["cpu"], r["rss"] / 2**20, r["idle"], r["exists"], r["exists_us"], r["routed"], r["routed_us"]),
+                print("  %s: listen %.2f s, loaded %.2f s, start-up CPU %.2f s, RSS %.0f MiB, idle %.1f%%, %.0f exists/s (%.0f us), %.0f routed/s (%.0f us); load average %.1f"
+                      % (name, r["listen"], r["loaded"], r["cpu"], r["rss"] / 2**20, r["idle"], r["exists"], r["exists_us"], r["routed"], r["routed_us"],
+                         os.getloadavg()[0]),
                       flush=True)
             if not pg:
                 os.unlink(os.path.join(d, "praefect.db"))

@@ -71,6 +71,8 @@ enum store_op_kind {
 	STORE_OP_LIST_SUSPECTS,
 	STORE_OP_SWAP_PRIMARY,
 	STORE_OP_NODE_VOTES,
+	STORE_OP_COUNT_REPOSITORIES,
+	STORE_OP_LAST_REPOSITORY_ID,
 	STORE_OP_SET_OUTDATED_SINCE,
 	STORE_OP__NR
 };
@@ -120,6 +122,7 @@ struct store_op {
 		int64_t *ids;
 		size_t nr_ids;
 		int64_t intent;                 /* write intent id (0: none) */
+		int64_t last_id;                /* list_repositories_page: ids in (id, last_id] */
 		int64_t delay_ms;               /* postpone */
 		int refund;                     /* postpone */
 		/* background verification: storages = virtual storages, storages2 = storages, ids = maxima */

@@ -15,6 +15,10 @@ static const char SQL_REPOS_ALL[] =
 	"SELECT " REPO_COLUMNS " FROM repositories ORDER BY repository_id";
 static const char SQL_REPOS_VS[] =
 	"SELECT " REPO_COLUMNS " FROM repositories WHERE virtual_storage = $1 ORDER BY repository_id";
+/* A page of the start-up listing: ids in ($1, $2] */
+static const char SQL_REPOS_PAGE[] =
+	"SELECT " REPO_COLUMNS " FROM repositories WHERE repository_id > $1 AND repository_id <= $2"
+	" ORDER BY repository_id";
 static const char SQL_REPO_PATH[] =
 	"SELECT " REPO_COLUMNS " FROM repositories WHERE virtual_storage = $1 AND relative_path = $2";
 
@@ -31,6 +35,8 @@ static const char SQL_REPO_PATH[] =
 static const char SQL_REPLICAS_ALL[] = REPLICAS("");
 static const char SQL_REPLICAS_VS[] = REPLICAS("WHERE virtual_storage = $1");
 static const char SQL_REPLICAS_ID[] = REPLICAS("WHERE repository_id = $1");
+/* the replicas of a page: the same range */
+static const char SQL_REPLICAS_RANGE[] = REPLICAS("WHERE repository_id > $1 AND repository_id <= $2");
 
 static void read_repos(struct store_op *op, PGresult *res)
 {
@@ -77,6 +83,18 @@ int pg_list_repositories(struct store_backend *b, struct store_op *op)
 	PGresult *res;
 	int r;
 
+	if (op->in.max) {
+		/* a page (store_list_repositories_page()): ids in (in.id, in.last_id] */
+		if ((r = pg_query(g, op, &res, SQL_REPOS_PAGE, "ll", op->in.id, op->in.last_id)) < 0)
+			return r;
+		read_repos(op, res);
+		if (!op->nr_repos)
+			return 0;
+		if ((r = pg_query(g, op, &res, SQL_REPLICAS_RANGE, "ll", op->in.id, op->in.last_id)) < 0)
+			return r;
+		read_replicas(op, res);
+		return 0;
+	}
 	if (op->in.vs)
 		r = pg_query(g, op, &res, SQL_REPOS_VS, "t", op->in.vs);
 	else
@@ -92,6 +110,22 @@ int pg_list_repositories(struct store_backend *b, struct store_op *op)
 		return r;
 	read_replicas(op, res);
 	return 0;
+}
+
+static const char SQL_COUNT_REPOS[] = "SELECT COUNT(*) FROM repositories";
+
+static const char SQL_LAST_REPO_ID[] = "SELECT COALESCE(MAX(repository_id), 0) FROM repositories";
+
+int pg_last_repository_id(struct store_backend *b, struct store_op *op)
+{
+	int r = pg_int(pg_backend(b), op, &op->value, 0, SQL_LAST_REPO_ID, "");
+	return r < 0 ? r : 0;
+}
+
+int pg_count_repositories(struct store_backend *b, struct store_op *op)
+{
+	int r = pg_int(pg_backend(b), op, &op->value, 0, SQL_COUNT_REPOS, "");
+	return r < 0 ? r : 0;
 }
 
 int pg_get_repository(struct store_backend *b, struct store_op *op)

@@ -62,6 +62,8 @@ int64_t pg_wall_ms(void);
 #define PG_MSZ(col) "(extract(epoch FROM " col ") * 1000)::bigint"
 
 int pg_list_repositories(struct store_backend *b, struct store_op *op);
+int pg_count_repositories(struct store_backend *b, struct store_op *op);
+int pg_last_repository_id(struct store_backend *b, struct store_op *op);
 int pg_get_repository(struct store_backend *b, struct store_op *op);
 int pg_reserve_id(struct store_backend *b, struct store_op *op);
 int pg_create_repository(struct store_backend *b, struct store_op *op);

@@ -15,6 +15,10 @@ static const char SQL_REPOS_ALL[] =
 	"SELECT " REPO_COLUMNS " FROM repositories ORDER BY repository_id";
 static const char SQL_REPOS_VS[] =
 	"SELECT " REPO_COLUMNS " FROM repositories WHERE virtual_storage = ?1 ORDER BY repository_id";
+/* A page of the start-up listing: ids in (?1, ?2] */
+static const char SQL_REPOS_PAGE[] =
+	"SELECT " REPO_COLUMNS " FROM repositories WHERE repository_id > ?1 AND repository_id <= ?2"
+	" ORDER BY repository_id";
 static const char SQL_REPO_PATH[] =
 	"SELECT " REPO_COLUMNS " FROM repositories WHERE virtual_storage = ?1 AND relative_path = ?2";
 
@@ -34,9 +38,12 @@ static const char SQL_REPO_PATH[] =
 static const char SQL_REPLICAS_ALL[] = REPLICA_ROWS("");
 static const char SQL_REPLICAS_VS[] = REPLICA_ROWS("WHERE virtual_storage = ?1");
 static const char SQL_REPLICAS_ID[] = REPLICA_ROWS("WHERE repository_id = ?1");
+/* the replicas of a page: the same range */
+static const char SQL_REPLICAS_RANGE[] = REPLICA_ROWS("WHERE repository_id > ?1 AND repository_id <= ?2");
 static const char SQL_ASSIGNED_ALL[] = ASSIGNMENT_ROWS("");
 static const char SQL_ASSIGNED_VS[] = ASSIGNMENT_ROWS("WHERE virtual_storage = ?1");
 static const char SQL_ASSIGNED_ID[] = ASSIGNMENT_ROWS("WHERE repository_id = ?1");
+static const char SQL_ASSIGNED_RANGE[] = ASSIGNMENT_ROWS("WHERE repository_id > ?1 AND repository_id <= ?2");
 
 /*
  * Names repeated on every row (virtual storages, storages, primaries): kept
@@ -146,7 +153,22 @@ static int read_assignments(struct sqlite_backend *q, struct store_op *op, sqlit
 	return r;
 }
 
-/* The replicas of op->repos: `in`'s types and its one value, if any, select them as `rows` and `assigned` do. */
+/*
+ * The replicas of op->repos: `in`'s types and its values select them as `rows`
+ * and `assigned` do: "" none, "t" one text, "l" one id, "ll" two ids.
+ */
+static int query_by(struct sqlite_backend *q, struct store_op *op, sqlite3_stmt **st, const char *sql,
+		    const char *types, const void *in)
+{
+	if (!*types)
+		return sq_query(q, op, st, sql, "");
+	if (*types == 't')
+		return sq_query(q, op, st, sql, "t", (const char *)in);
+	if (!types[1])
+		return sq_query(q, op, st, sql, "l", *(const int64_t *)in);
+	return sq_query(q, op, st, sql, "ll", ((const int64_t *)in)[0], ((const int64_t *)in)[1]);
+}
+
 static int read_all_replicas(struct sqlite_backend *q, struct store_op *op, const char *rows, const char *assigned,
 			     const char *types, const void *in)
 {
@@ -154,21 +176,9 @@ static int read_all_replicas(struct sqlite_backend *q, struct store_op *op, cons
 	sqlite3_stmt *st;
 	int r;
 
-	if (!*types)
-		r = sq_query(q, op, &st, rows, "");
-	else if (*types == 't')
-		r = sq_query(q, op, &st, rows, "t", (const char *)in);
-	else
-		r = sq_query(q, op, &st, rows, "l", *(const int64_t *)in);
-	if (r < 0 || (r = read_replicas(q, op, st, &names)) < 0)
+	if ((r = query_by(q, op, &st, rows, types, in)) < 0 || (r = read_replicas(q, op, st, &names)) < 0)
 		return r;
-	if (!*types)
-		r = sq_query(q, op, &st, assigned, "");
-	else if (*types == 't')
-		r = sq_query(q, op, &st, assigned, "t", (const char *)in);
-	else
-		r = sq_query(q, op, &st, assigned, "l", *(const int64_t *)in);
-	if (r < 0 || (r = read_assignments(q, op, st, &names)) < 0)
+	if ((r = query_by(q, op, &st, assigned, types, in)) < 0 || (r = read_assignments(q, op, st, &names)) < 0)
 		return r;
 	return 0;
 }
@@ -179,6 +189,16 @@ int sq_list_repositories(struct store_backend *b, struct store_op *op)
 	sqlite3_stmt *st;
 	int r;
 
+	if (op->in.max) {
+		/* a page (store_list_repositories_page()): ids in (in.id, in.last_id] */
+		int64_t range[2] = { op->in.id, op->in.last_id };
+		if ((r = sq_query(q, op, &st, SQL_REPOS_PAGE, "ll", range[0], range[1])) < 0 ||
+		    (r = read_repos(q, op, st)) < 0)
+			return r;
+		if (!op->nr_repos)
+			return 0;
+		return read_all_replicas(q, op, SQL_REPLICAS_RANGE, SQL_ASSIGNED_RANGE, "ll", range);
+	}
 	if (op->in.vs)
 		r = sq_query(q, op, &st, SQL_REPOS_VS, "t", op->in.vs);
 	else
@@ -188,6 +208,22 @@ int sq_list_repositories(struct store_backend *b, struct store_op *op)
 	if (op->in.vs)
 		return read_all_replicas(q, op, SQL_REPLICAS_VS, SQL_ASSIGNED_VS, "t", op->in.vs);
 	return read_all_replicas(q, op, SQL_REPLICAS_ALL, SQL_ASSIGNED_ALL, "", NULL);
+}
+
+static const char SQL_COUNT_REPOS[] = "SELECT COUNT(*) FROM repositories";
+
+static const char SQL_LAST_REPO_ID[] = "SELECT COALESCE(MAX(repository_id), 0) FROM repositories";
+
+int sq_last_repository_id(struct store_backend *b, struct store_op *op)
+{
+	int r = sq_int(sq_backend(b), op, &op->value, 0, SQL_LAST_REPO_ID, "");
+	return r < 0 ? r : 0;
+}
+
+int sq_count_repositories(struct store_backend *b, struct store_op *op)
+{
+	int r = sq_int(sq_backend(b), op, &op->value, 0, SQL_COUNT_REPOS, "");
+	return r < 0 ? r : 0;
 }
 
 int sq_get_repository(struct store_backend *b, struct store_op *op)

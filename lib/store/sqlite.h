@@ -66,6 +66,8 @@ int sq_migrate(sqlite3 *db, struct strbuf *err);
 
 /* Operation functions (sqlite-repo.c, sqlite-queue.c, sqlite-intents.c, sqlite-verify.c). */
 int sq_list_repositories(struct store_backend *b, struct store_op *op);
+int sq_count_repositories(struct store_backend *b, struct store_op *op);
+int sq_last_repository_id(struct store_backend *b, struct store_op *op);
 int sq_get_repository(struct store_backend *b, struct store_op *op);
 int sq_reserve_id(struct store_backend *b, struct store_op *op);
 int sq_create_repository(struct store_backend *b, struct store_op *op);

@@ -73,6 +73,8 @@ static const struct {
 	[STORE_OP_LIST_SUSPECTS] = { CB_SUSPECTS, 0 },
 	[STORE_OP_SWAP_PRIMARY] = { CB_SWAP, 1 },
 	[STORE_OP_NODE_VOTES] = { CB_VOTES, 0 },
+	[STORE_OP_COUNT_REPOSITORIES] = { CB_COUNT, 0 },
+	[STORE_OP_LAST_REPOSITORY_ID] = { CB_COUNT, 0 },
 };
 
 /* --- the op record --- */
@@ -511,6 +513,30 @@ void store_list_repositories(struct store *s, const char *virtual_storage, store
 	struct store_op *op = op_new(STORE_OP_LIST_REPOSITORIES, arg);
 	op->cb.repos = cb;
 	op->in.vs = store_op_keep(op, virtual_storage);
+	submit(s, op);
+}
+
+void store_list_repositories_page(struct store *s, int64_t after_id, int64_t last_id, store_repos_fn cb, void *arg)
+{
+	struct store_op *op = op_new(STORE_OP_LIST_REPOSITORIES, arg);
+	op->cb.repos = cb;
+	op->in.id = after_id;
+	op->in.last_id = last_id > after_id ? last_id : after_id;
+	op->in.max = 1;  /* paged */
+	submit(s, op);
+}
+
+void store_count_repositories(struct store *s, store_count_fn cb, void *arg)
+{
+	struct store_op *op = op_new(STORE_OP_COUNT_REPOSITORIES, arg);
+	op->cb.count = cb;
+	submit(s, op);
+}
+
+void store_last_repository_id(struct store *s, store_count_fn cb, void *arg)
+{
+	struct store_op *op = op_new(STORE_OP_LAST_REPOSITORY_ID, arg);
+	op->cb.count = cb;
 	submit(s, op);
 }
 

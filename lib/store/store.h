@@ -127,6 +127,17 @@ int store_is_shared(const struct store *s);
 /* Every repository with its replicas and assignments (start-up cache fill). */
 void store_list_repositories(struct store *s, const char *virtual_storage /* NULL: all */,
 			     store_repos_fn cb, void *arg);
+/*
+ * A page of that listing over every virtual storage: the repositories with
+ * ids in (after_id, last_id], in id order, each with its replicas and
+ * assignments, read in one transaction (praefect's start-up load,
+ * docs/technical/repository-model.md).
+ */
+void store_list_repositories_page(struct store *s, int64_t after_id, int64_t last_id, store_repos_fn cb, void *arg);
+/* How many repositories the store tracks, over every virtual storage (sizing the start-up load). */
+void store_count_repositories(struct store *s, store_count_fn cb, void *arg);
+/* The highest repository id tracked, 0 when none (where the start-up load's pages end). */
+void store_last_repository_id(struct store *s, store_count_fn cb, void *arg);
 /* One repository by (virtual storage, relative path); -ENOENT if absent. */
 void store_get_repository(struct store *s, const char *vs, const char *relative_path,
 			  store_repos_fn cb, void *arg);

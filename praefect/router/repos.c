@@ -38,16 +38,25 @@ static uint64_t mix64(uint64_t h)
 	return h;
 }
 
+/* Eight bytes a step (the tail zero-padded, its length folded in): a path is hashed once per lookup. */
+static uint64_t hash_words(uint64_t h, const char *s, size_t n)
+{
+	uint64_t w;
+	for (; n >= 8; s += 8, n -= 8) {
+		memcpy(&w, s, 8);
+		h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+		h ^= h >> 29;
+	}
+	w = (uint64_t)n << 56;
+	memcpy(&w, s, n);   /* little or big endian alike: the same bytes give the same word */
+	h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+	return h ^ (h >> 29);
+}
+
 static uint32_t path_hash(const char *vs, size_t vslen, const char *path, size_t plen)
 {
-	/* FNV-1a over "<vs>\x1f<path>", mixed so that the low bits index the table */
-	uint64_t h = 1469598103934665603ull;
-	for (size_t i = 0; i < vslen; i++)
-		h = (h ^ (unsigned char)vs[i]) * 1099511628211ull;
-	h = (h ^ 0x1f) * 1099511628211ull;
-	for (size_t i = 0; i < plen; i++)
-		h = (h ^ (unsigned char)path[i]) * 1099511628211ull;
-	return (uint32_t)mix64(h);
+	/* "<vs>" then "<path>", each with its length, mixed so that the low bits index the table */
+	return (uint32_t)mix64(hash_words(hash_words(0x1f, vs, vslen), path, plen));
 }
 
 static size_t id_slot(const struct repo_index *x, int64_t id)
@@ -244,7 +253,12 @@ int repo_assigned(const struct repo *r, const char *storage)
 	return !any && vs_node(r->vs, storage) != NULL;
 }
 
-/* `fresh`: the start-up listing into an empty model, whose ids and paths the store keeps unique */
+/*
+ * `fresh`: a page of the start-up load from a store only this praefect
+ * writes. Its ids and paths are new to the model (pages do not overlap in
+ * ids, and nothing wrote the store between them), so the lookups for a
+ * record to replace are skipped: they were most of the load's CPU.
+ */
 static struct repo *insert(struct praefect *p, const struct store_repo *sr, int fresh)
 {
 	struct vstorage *vs = praefect_vs(p, sr->virtual_storage, strlen(sr->virtual_storage));
@@ -252,7 +266,7 @@ static struct repo *insert(struct praefect *p, const struct store_repo *sr, int 
 	size_t rlen = strlen(sr->relative_path), clen = strlen(replica_path);
 	size_t nr = sr->nr_replicas ? sr->nr_replicas : 1;
 	size_t head = sizeof(struct repo) + nr * sizeof(struct replica);
-	struct repo *r;
+	struct repo *r, *old;
 
 	if (!vs)
 		return NULL; /* a virtual storage no longer configured: not routable */
@@ -279,14 +293,10 @@ static struct repo *insert(struct praefect *p, const struct store_repo *sr, int 
 	 * A record of the same id or path leaves the indexes for the new one; it
 	 * is not freed, a call in flight may still point at it.
 	 */
-	if (!fresh) {
-		struct repo *old = repo_by_id(p, r->id);
-		if (old)
-			index_remove(&p->repos, old);
-		old = repo_by_path(p, vs->cfg->name, strlen(vs->cfg->name), r->relative_path, rlen);
-		if (old)
-			index_remove(&p->repos, old);
-	}
+	if (!fresh && (old = repo_by_id(p, r->id)))
+		index_remove(&p->repos, old);
+	if (!fresh && (old = repo_by_path(p, vs->cfg->name, strlen(vs->cfg->name), r->relative_path, rlen)))
+		index_remove(&p->repos, old);
 	if ((p->repos.nr + 1) * 2 > p->repos.cap)
 		index_grow(&p->repos);
 	index_place(&p->repos, r);
@@ -367,40 +377,112 @@ void repos_free(struct praefect *p)
 	hashmap_release(&p->interned);
 }
 
+/*
+ * The start-up load reads the store a page at a time, LOAD_AHEAD pages
+ * queued at once: the store thread reads the next pages while the loop
+ * copies the one it got, and only those pages of listing are alive (a whole
+ * listing of a million repositories was another model's worth of memory,
+ * allocated, touched and freed again). A page is a range of ids, so that
+ * pages can be queued before the one before arrives; its width spreads the
+ * ids up to the last one over pages of about LOAD_PAGE repositories.
+ */
+#define LOAD_PAGE 4096
+#define LOAD_AHEAD 4
+
 struct load_state {
 	struct praefect *p;
-	int done, status;
+	int pending, status;
 	struct strbuf *err;
+	int64_t count, last_id;   /* from the store before the first page */
+	int64_t next_id;          /* the next page starts after this id */
+	int64_t width;            /* ids per page */
 	size_t n;
 };
 
-static void on_loaded(void *arg, int status, const char *msg, const struct store_repo *repos, size_t n)
+static void on_page(void *arg, int status, const char *msg, const struct store_repo *repos, size_t n);
+
+static void queue_page(struct load_state *ls)
+{
+	int64_t after = ls->next_id;
+	ls->next_id = after < ls->last_id - ls->width ? after + ls->width : ls->last_id;
+	ls->pending++;
+	store_list_repositories_page(ls->p->store, after, ls->next_id, on_page, ls);
+}
+
+static void on_page(void *arg, int status, const char *msg, const struct store_repo *repos, size_t n)
 {
 	struct load_state *ls = arg;
-	ls->done = 1;
-	ls->status = status;
+	ls->pending--;
+	if (ls->status < 0)
+		return;
 	if (status < 0) {
+		ls->status = status;
 		strbuf_addf(ls->err, "loading repositories: %s", msg ? msg : "store error");
 		return;
 	}
-	/* the index at its final size at once: no regrowth while a million records go in */
+	if (ls->next_id < ls->last_id)
+		queue_page(ls);
+	/* grown once per page at most, not per record (more than the count: created meanwhile elsewhere) */
 	while (ls->p->repos.cap < 2 * (ls->p->repos.nr + n))
 		index_grow(&ls->p->repos);
+	/*
+	 * Ids are unique across pages (their ranges do not overlap), but in a
+	 * store other praefects write, a path may come back under a new id in a
+	 * later page: that page's record is the newer and replaces the earlier one.
+	 */
 	for (size_t i = 0; i < n; i++)
-		if (insert(ls->p, &repos[i], ls->p->repos.nr == ls->n))
+		if (insert(ls->p, &repos[i], !store_is_shared(ls->p->store)))
 			ls->n++;
+}
+
+/* The count sizes the index before the first page (no rehash of a growing index); the last id ends the pages. */
+static void on_count(void *arg, int status, const char *msg, int64_t count)
+{
+	struct load_state *ls = arg;
+	ls->pending--;
+	if (ls->status < 0)
+		return;
+	if (status < 0) {
+		ls->status = status;
+		strbuf_addf(ls->err, "counting repositories: %s", msg ? msg : "store error");
+		return;
+	}
+	ls->count = count;
+	while (count > 0 && ls->p->repos.cap < 2 * (size_t)count)
+		index_grow(&ls->p->repos);
+}
+
+static void on_last_id(void *arg, int status, const char *msg, int64_t last_id)
+{
+	struct load_state *ls = arg;
+	int64_t per_repo;
+	ls->pending--;
+	if (ls->status < 0)
+		return;
+	if (status < 0) {
+		ls->status = status;
+		strbuf_addf(ls->err, "loading repositories: %s", msg ? msg : "store error");
+		return;
+	}
+	ls->last_id = last_id;
+	/* ids spread evenly: LOAD_PAGE repositories a page; clustered ids make some pages larger, none wrong */
+	per_repo = ls->count > 0 && last_id / ls->count > 1 ? last_id / ls->count : 1;
+	ls->width = per_repo > last_id / LOAD_PAGE ? last_id : per_repo * LOAD_PAGE;
+	for (int i = 0; i < LOAD_AHEAD && ls->next_id < ls->last_id; i++)
+		queue_page(ls);
 }
 
 int repos_load(struct praefect *p, struct strbuf *err)
 {
-	struct load_state ls = { p, 0, 0, err, 0 };
-	store_list_repositories(p->store, NULL, on_loaded, &ls);
-	while (!ls.done)
+	struct load_state ls = { .p = p, .pending = 2, .err = err };
+	/* ops run and call back in submission order: the count, then the last id, then the pages */
+	store_count_repositories(p->store, on_count, &ls);
+	store_last_repository_id(p->store, on_last_id, &ls);
+	while (ls.pending)
 		uv_run(p->loop, UV_RUN_ONCE);
 	/*
-	 * The listing's rows were copied into the records and freed, in the
-	 * store thread's malloc arena as much as in ours: hand the free pages
-	 * back, or the resident set keeps the listing's size for good.
+	 * The pages were copied into the records and freed, in the store
+	 * thread's malloc arena as much as in ours: hand the free pages back.
 	 */
 	malloc_trim(0);
 	if (ls.status == 0)

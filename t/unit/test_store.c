@@ -439,6 +439,50 @@ static void test_repository_basics(void **state)
 	assert_int_equal(R.val, 2);
 }
 
+/* The start-up load's pages: a range of ids, in id order, each with its replicas and assignments. */
+static void test_list_pages(void **state)
+{
+	assert_int_equal(create1(1, "a.git"), 0);
+	assert_int_equal(create(2, "b.git", "s1", L("s2"), L("s3"), 1, 1), 0);
+	assert_int_equal(create1(5, "c.git"), 0);
+	assert_int_equal(create(9, "d.git", "s2", NULL, L("s3"), 1, 1), 0);
+	assert_int_equal(create1(10, "e.git"), 0);
+
+	store_count_repositories(F->s, on_val, reset());
+	wait_for(&R);
+	assert_int_equal(R.status, 0);
+	assert_int_equal(R.val, 5);
+	store_last_repository_id(F->s, on_val, reset());
+	wait_for(&R);
+	assert_int_equal(R.status, 0);
+	assert_int_equal(R.val, 10);
+
+	store_list_repositories_page(F->s, 0, 2, on_repos, reset());
+	wait_for(&R);
+	assert_int_equal(R.status, 0);
+	assert_string_equal(R.text, "1 vs/a.git @cluster/repositories/1 primary=s1 gen=0 s1:0 s2:0\n"
+				    "2 vs/b.git @cluster/repositories/2 primary=s1 gen=0 s1:0* s2:0* s3:-1*");
+	/* a range that starts and ends between ids; replicas of ids outside the page stay out */
+	store_list_repositories_page(F->s, 3, 9, on_repos, reset());
+	wait_for(&R);
+	assert_string_equal(R.text, "5 vs/c.git @cluster/repositories/5 primary=s1 gen=0 s1:0 s2:0\n"
+				    "9 vs/d.git @cluster/repositories/9 primary=s2 gen=0 s2:0* s3:-1*");
+	store_list_repositories_page(F->s, 9, 12, on_repos, reset());
+	wait_for(&R);
+	assert_int_equal(R.val, 1);
+	assert_string_equal(R.text, "10 vs/e.git @cluster/repositories/10 primary=s1 gen=0 s1:0 s2:0");
+	store_list_repositories_page(F->s, 10, 20, on_repos, reset());
+	wait_for(&R);
+	assert_int_equal(R.status, 0);
+	assert_int_equal(R.val, 0);
+	/* an empty store: no last id */
+	sql_exec("DELETE FROM repositories");
+	store_last_repository_id(F->s, on_val, reset());
+	wait_for(&R);
+	assert_int_equal(R.status, 0);
+	assert_int_equal(R.val, 0);
+}
+
 static void test_create_with_assignments(void **state)
 {
 	assert_int_equal(create(1, "a.git", "s1", L("s2"), L("s3"), 0, 1), 0);
@@ -1530,6 +1574,7 @@ int main(void)
 		T(test_open_error),
 		T(test_persistence),
 		T(test_repository_basics),
+		T(test_list_pages),
 		T(test_create_with_assignments),
 		T(test_increment_generation),
 		T(test_set_generation),
