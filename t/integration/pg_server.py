@@ -3,7 +3,8 @@
 PgServer() runs initdb in a fresh directory under /tmp and starts postgres on a
 unix socket in that directory only (no TCP), with fsync off. As root (CI) the
 server runs as user `nobody`, which owns the directory. create_database() gives
-each test its own database; psql() runs SQL against one.
+each test its own database (a copy of a template one when asked); psql() runs SQL
+against one.
 """
 import itertools
 import os
@@ -59,9 +60,10 @@ class PgServer:
                                "-U", SUPERUSER, "-d", dbname, "-f", path],
                               capture_output=True, text=True, check=True)
 
-    def create_database(self):
+    def create_database(self, template=None):
+        """A new, empty database; or a copy of `template` (which must have no connections)."""
         name = "praefect_%d_%d" % (os.getpid(), next(self._counter))
-        self.psql("postgres", "CREATE DATABASE %s" % name)
+        self.psql("postgres", "CREATE DATABASE %s" % name + (" TEMPLATE %s" % template if template else ""))
         return name
 
     def database_config(self, dbname):

@@ -160,11 +160,8 @@ def test_repository_exists_and_remove(cluster, tmp_path):
         stub.RemoveRepository(pb("repository").RemoveRepositoryRequest(repository=cluster.praefect.repo("gone.git")))
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
     # no rows left in the store either
-    out = subprocess.run(["sqlite3", cluster.praefect.db,
-                          "select count(*) from repositories; select count(*) from storage_repositories;"],
-                         capture_output=True, text=True)
-    if out.returncode == 0:
-        assert out.stdout.split() == ["0", "0"]
+    assert cluster.praefect.sql("SELECT (SELECT count(*) FROM repositories), "
+                                "(SELECT count(*) FROM storage_repositories)") == [("0", "0")]
 
 
 def code_of(fn):
