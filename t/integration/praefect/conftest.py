@@ -6,7 +6,10 @@ Every test runs once per tracking-store backend, `[sqlite]` and `[postgres]`
 whatever it says. Exceptions:
   - a test that takes the `postgres` fixture itself picks its store (multi-praefect
     tests, test_store_postgres) and is not parametrised;
-  - `sqlite_only(reason)`: the test is about the SQLite file itself.
+  - `sqlite_only(reason)`: the test is about the SQLite file itself;
+  - `no_store(reason)`: the test starts no praefect on the suite's store (its own
+    config, or none), so a second run would repeat the first. A `[postgres]` run in
+    which no praefect took the suite's database fails, asking for this marker.
 """
 import os
 import sys
@@ -32,7 +35,7 @@ def _stores():
     return names
 
 
-STORES = _stores()
+STORES = list(BACKENDS)  # pytest_configure reads GITALYC_STORES
 
 
 @pytest.fixture
@@ -44,18 +47,22 @@ def cluster(tmp_path, store_backend):
 
 
 def pytest_configure(config):
+    STORES[:] = _stores()
     config.addinivalue_line("markers", "both_stores: run the test on both stores even when GITALYC_STORES "
                                        "names only one")
     config.addinivalue_line("markers", "sqlite_only(reason): the test is about the SQLite store itself")
+    config.addinivalue_line("markers", "no_store(reason): the test starts no praefect on the suite's store")
 
 
 def pytest_generate_tests(metafunc):
     if "postgres" in metafunc.fixturenames:
         return  # picks its store itself
-    only = metafunc.definition.get_closest_marker("sqlite_only")
+    only = metafunc.definition.get_closest_marker("sqlite_only") or metafunc.definition.get_closest_marker("no_store")
     if only is not None:
         if not only.args:
-            raise pytest.UsageError("%s: sqlite_only needs a reason" % metafunc.definition.nodeid)
+            raise pytest.UsageError("%s: %s needs a reason" % (metafunc.definition.nodeid, only.name))
+        if only.name == "no_store":
+            return  # one run, on the default (SQLite) settings
         backends = ["sqlite"]
     elif metafunc.definition.get_closest_marker("both_stores"):
         backends = list(BACKENDS)
@@ -92,6 +99,10 @@ def store_backend(request):
         template = request.getfixturevalue("pg_template")
         name = pg.create_database(template=template)
         praefect_itest.STORE.update(database=pg.database_config(name), migrated=True, server=pg, dbname=name,
-                                    template=template)
+                                    template=template, used=False)
     yield backend
-    praefect_itest.STORE.update(database=None, migrated=False, server=None, dbname=None, template=None)
+    used = praefect_itest.STORE["used"]
+    praefect_itest.STORE.update(database=None, migrated=False, server=None, dbname=None, template=None, used=False)
+    if backend == "postgres" and not used:
+        pytest.fail("no praefect of this test used the PostgreSQL store: the [postgres] run repeats the "
+                    "[sqlite] one; mark the test no_store(reason)", pytrace=False)

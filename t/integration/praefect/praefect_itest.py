@@ -23,7 +23,7 @@ NODE_TOKEN = "node-secret"
 # the [database] lines of a PostgreSQL database (`migrated`: a copy of the
 # migrated template, so no sql-migrate; `server`, `dbname`: the pg_server.PgServer
 # and the database, for sql()); conftest.py's `store_backend` sets it.
-STORE = {"database": None, "migrated": False, "server": None, "dbname": None, "template": None}
+STORE = {"database": None, "migrated": False, "server": None, "dbname": None, "template": None, "used": False}
 
 
 def fresh_store():
@@ -32,6 +32,7 @@ def fresh_store():
     server = STORE["server"]
     if server is None:
         return None
+    STORE["used"] = True
     return server.database_config(server.create_database(template=STORE["template"]))
 
 
@@ -44,6 +45,7 @@ class Praefect:
         self.database = database if own else STORE["database"]
         self._migrate = migrate and self.database is not None and (own or not STORE["migrated"])
         self._pg = None if own or self.database is None else (STORE["server"], STORE["dbname"])
+        STORE["used"] = STORE["used"] or self._pg is not None
         os.makedirs(workdir, exist_ok=True)
         self.nodes = nodes
         self.socket = os.path.join(workdir, "praefect.socket")

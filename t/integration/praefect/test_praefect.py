@@ -238,6 +238,7 @@ def test_replicate_repository_through_praefect_creates_it_everywhere(cluster, tm
         assert refs(os.path.join(node.storages[name], md.replica_path)) == want
 
 
+@pytest.mark.no_store("loads docs/config.praefect.toml; list-storages opens no store")
 def test_documented_example_config_loads():
     example = os.path.join(os.path.dirname(__file__), "..", "..", "..", "docs", "config.praefect.toml")
     out = subprocess.run([os.path.join(BUILD, "praefect", "praefect"), "-config", example, "list-storages"],
