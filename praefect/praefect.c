@@ -178,7 +178,10 @@ int praefect_serve(struct praefect_config *cfg)
 			: p->cfg.socket_path ? p->cfg.socket_path : "";
 		size_t n = strlen(addr);
 
-		if (n >= 2 && !strcmp(addr + n - 2, ":0")) /* a port picked at start-up names no one */
+		/* a port picked at start-up names no one: the socket path does, else only this run */
+		if (n >= 2 && !strcmp(addr + n - 2, ":0") && p->cfg.socket_path && *p->cfg.socket_path)
+			strbuf_addf(&name, "%s:%s", host, p->cfg.socket_path);
+		else if (n >= 2 && !strcmp(addr + n - 2, ":0"))
 			strbuf_addf(&name, "%s:%s#%d", host, addr, (int)getpid());
 		else
 			strbuf_addf(&name, "%s:%s", host, addr);

@@ -19,6 +19,15 @@ struct store_pg_params {
 	const char *host, *port, *user, *password, *dbname, *sslmode, *sslcert, *sslkey, *sslrootcert;
 };
 
+/*
+ * The libpq keywords and values of a connection (NULL-terminated, at most
+ * `room` - 1 pairs): the [database] keys set, praefect's application name, a
+ * connect timeout and TCP keepalives unless a service file sets them. Values
+ * point into `p` or static strings. Returns the number of pairs.
+ */
+#define STORE_PG_CONNINFO_MAX 20
+size_t store_pg_conninfo(const struct store_pg_params *p, const char **keys, const char **values, size_t room);
+
 /* A connection, or NULL with `err` set ("cannot connect to database: ..."). */
 PGconn *store_pg_connect(const struct store_pg_params *p, struct strbuf *err);
 

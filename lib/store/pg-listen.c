@@ -38,7 +38,7 @@ struct pg_listener {
 	struct queued_ev *head, **tail;  /* events for the loop, under `lock` */
 	int wake[2];                     /* the loop writes to wake[1] to stop the thread */
 	int stopping;                    /* under `lock` */
-	char *keys[12], *values[12];     /* the connection parameters, owned */
+	char *keys[STORE_PG_CONNINFO_MAX], *values[STORE_PG_CONNINFO_MAX]; /* the connection parameters, owned */
 	size_t nr_params;
 	char *listen_sql;
 	pg_listen_fn cb;
@@ -98,7 +98,7 @@ static void quiet_notices(void *arg, const char *message)
 
 static PGconn *connect_and_listen(struct pg_listener *l, struct strbuf *err)
 {
-	const char *keys[13], *values[13];
+	const char *keys[STORE_PG_CONNINFO_MAX + 1], *values[STORE_PG_CONNINFO_MAX + 1];
 	PGconn *c;
 	PGresult *res;
 
@@ -250,17 +250,12 @@ struct pg_listener *pg_listener_start(uv_loop_t *loop, const struct store_pg_par
 	l->cb = cb;
 	l->arg = arg;
 	l->tail = &l->head;
-	add_param(l, "host", p->host);
-	add_param(l, "port", p->port);
-	add_param(l, "user", p->user);
-	add_param(l, "password", p->password);
-	add_param(l, "dbname", p->dbname);
-	add_param(l, "sslmode", p->sslmode);
-	add_param(l, "sslcert", p->sslcert);
-	add_param(l, "sslkey", p->sslkey);
-	add_param(l, "sslrootcert", p->sslrootcert);
-	add_param(l, "application_name", "praefect");
-	add_param(l, "connect_timeout", "10");
+	{
+		const char *keys[STORE_PG_CONNINFO_MAX], *values[STORE_PG_CONNINFO_MAX];
+		size_t n = store_pg_conninfo(p, keys, values, ARRAY_SIZE(keys));
+		for (size_t i = 0; i < n; i++)
+			add_param(l, keys[i], values[i]);
+	}
 	for (size_t i = 0; i < nr_channels; i++)
 		strbuf_addf(&sql, "LISTEN %s;", channels[i]);   /* fixed names (pg-notify.h): nothing to quote */
 	l->listen_sql = strbuf_detach(&sql, NULL);

@@ -41,13 +41,36 @@ static void quiet_notices(void *arg, const char *message)
 	(void)message;
 }
 
-PGconn *store_pg_connect(const struct store_pg_params *p, struct strbuf *err)
-{
-	const char *keys[16], *values[16];
-	size_t n = 0;
-	PGconn *c;
+/*
+ * TCP keepalives on every connection (the store's and the listener's), so a
+ * server host that vanishes without a FIN is noticed in about 30 s rather than
+ * the kernel's 2 hours: 15 s idle, then a probe every 5 s, 3 unanswered; data
+ * unacknowledged for 30 s ends the connection too. libpq ignores them on a
+ * Unix socket. docs/technical/store.md, "PostgreSQL".
+ */
+static const struct { const char *key, *value; } keepalives[] = {
+	{ "keepalives", "1" },
+	{ "keepalives_idle", "15" },
+	{ "keepalives_interval", "5" },
+	{ "keepalives_count", "3" },
+	{ "tcp_user_timeout", "30000" },
+};
 
-#define PARAM(k, v) do { if ((v) && *(v)) { keys[n] = (k); values[n] = (v); n++; } } while (0)
+/* Keys the environment sets (a service file named by PGSERVICE): the admin's choice stands. */
+static int set_by_admin(const PQconninfoOption *defaults, const char *key)
+{
+	for (const PQconninfoOption *o = defaults; o && o->keyword; o++)
+		if (!strcmp(o->keyword, key))
+			return o->val && *o->val;
+	return 0;
+}
+
+size_t store_pg_conninfo(const struct store_pg_params *p, const char **keys, const char **values, size_t room)
+{
+	PQconninfoOption *defaults = PQconndefaults();
+	size_t n = 0;
+
+#define PARAM(k, v) do { if ((v) && *(v) && n + 1 < room) { keys[n] = (k); values[n] = (v); n++; } } while (0)
 	PARAM("host", p->host);
 	PARAM("port", p->port);
 	PARAM("user", p->user);
@@ -59,8 +82,21 @@ PGconn *store_pg_connect(const struct store_pg_params *p, struct strbuf *err)
 	PARAM("sslrootcert", p->sslrootcert);
 	PARAM("application_name", "praefect");
 	PARAM("connect_timeout", "10");
+	for (size_t i = 0; i < ARRAY_SIZE(keepalives); i++)
+		if (!set_by_admin(defaults, keepalives[i].key))
+			PARAM(keepalives[i].key, keepalives[i].value);
 #undef PARAM
+	PQconninfoFree(defaults);
 	keys[n] = values[n] = NULL;
+	return n;
+}
+
+PGconn *store_pg_connect(const struct store_pg_params *p, struct strbuf *err)
+{
+	const char *keys[STORE_PG_CONNINFO_MAX], *values[STORE_PG_CONNINFO_MAX];
+	PGconn *c;
+
+	store_pg_conninfo(p, keys, values, ARRAY_SIZE(keys));
 	c = PQconnectdbParams(keys, values, 0);
 	if (!c) {
 		strbuf_addstr(err, "cannot connect to database: out of memory");

@@ -20,9 +20,20 @@ PRAEFECT_TOKEN = "praefect-secret"
 NODE_TOKEN = "node-secret"
 
 # The store of praefects built without an explicit `database`: None (SQLite), or
-# the [database] lines of a PostgreSQL database; conftest.py's `store_backend`
-# sets it for tests marked both_stores.
-STORE = {"database": None}
+# the [database] lines of a PostgreSQL database (`migrated`: a copy of the
+# migrated template, so no sql-migrate; `server`, `dbname`: the pg_server.PgServer
+# and the database, for sql()); conftest.py's `store_backend` sets it.
+STORE = {"database": None, "migrated": False, "server": None, "dbname": None, "template": None, "used": False}
+
+
+def fresh_store():
+    """[database] lines of another, empty store for a test's second cluster: a new PostgreSQL database
+    (migrated), or None on SQLite, where every praefect has its own file already."""
+    server = STORE["server"]
+    if server is None:
+        return None
+    STORE["used"] = True
+    return server.database_config(server.create_database(template=STORE["template"]))
 
 
 class Praefect:
@@ -30,8 +41,11 @@ class Praefect:
                  migrate=True):
         self.dir = workdir
         # PostgreSQL: serve never migrates, so the fixture runs sql-migrate once before the first start
-        self.database = database if database is not None else STORE["database"]
-        self._migrate = migrate and self.database is not None
+        own = database is not None
+        self.database = database if own else STORE["database"]
+        self._migrate = migrate and self.database is not None and (own or not STORE["migrated"])
+        self._pg = None if own or self.database is None else (STORE["server"], STORE["dbname"])
+        STORE["used"] = STORE["used"] or self._pg is not None
         os.makedirs(workdir, exist_ok=True)
         self.nodes = nodes
         self.socket = os.path.join(workdir, "praefect.socket")
@@ -126,6 +140,28 @@ class Praefect:
 
     def log(self):
         return open(self.log_path).read()
+
+    def store_kind(self):
+        return "postgres" if self.database is not None else "sqlite"
+
+    def sql(self, query, postgres=None):
+        """Run `query` (one or more statements, no parameters) on this praefect's store, SQLite or the
+        PostgreSQL database the suite gave it, or `postgres` there when the schemas differ (the
+        queue's job is JSON, times are timestamps, not Unix ms); the last statement's rows as
+        tuples of strings (NULL as "")."""
+        if self._pg:
+            query = postgres or query
+            server, dbname = self._pg
+            out = server.psql(dbname, query).stdout
+            return [tuple(line.split("|")) for line in out.splitlines()]
+        if self.database is not None:
+            raise RuntimeError("sql(): a praefect with its own [database] lines runs its SQL itself")
+        import sqlite3
+        with sqlite3.connect(self.db, timeout=30) as db:
+            *head, last = [q for q in query.split(";") if q.strip()]
+            for q in head:
+                db.execute(q)
+            return [tuple("" if v is None else str(v) for v in row) for row in db.execute(last)]
 
 
 class Cluster:

@@ -87,6 +87,7 @@ def base(tmp_path, extra=""):
     return BASE.format(sock=tmp_path / "p.sock") + extra
 
 
+@pytest.mark.no_store("config loading and validation on a config of its own")
 def test_a_bogus_election_strategy_is_refused(tmp_path):
     cfg = write_config(tmp_path, base(tmp_path, '[failover]\nelection_strategy = "bogus"\n'))
     r = run("-config", cfg, "list-storages")
@@ -112,6 +113,7 @@ def test_failover_disabled_is_accepted_and_warned_about(cluster):
     assert stub.RepositoryExists(pb("repository").RepositoryExistsRequest(repository=p.repo("f.git"))).exists
 
 
+@pytest.mark.no_store("config loading and validation on a config of its own")
 def test_config_command_output_is_merged_over_the_file(tmp_path):
     script = tmp_path / "gen.sh"
     script.write_text('#!/bin/sh\necho \'{"virtual_storage": [{"name": "from-command", "node": ['
@@ -126,6 +128,7 @@ def test_config_command_output_is_merged_over_the_file(tmp_path):
         ("from-command", "s1", "tcp://10.0.0.1:8075"), ("from-command", "s2", "tcp://10.0.0.2:8075")]
 
 
+@pytest.mark.no_store("config loading and validation on a config of its own")
 def test_a_failing_config_command_stops_loading_with_its_stderr(tmp_path):
     script = tmp_path / "fail.sh"
     script.write_text('#!/bin/sh\necho "no vault" >&2\nexit 3\n')
@@ -148,6 +151,7 @@ def test_a_failing_config_command_stops_loading_with_its_stderr(tmp_path):
                                 "no such file or directory" % (tmp_path / "missing"))
 
 
+@pytest.mark.no_store("config loading and validation on a config of its own")
 def test_logging_dir_is_accepted_but_must_be_a_string(tmp_path):
     cfg = write_config(tmp_path, base(tmp_path, '[logging]\ndir = "/var/log/praefect"\n'))
     assert run("-config", cfg, "list-storages").returncode == 0
@@ -156,6 +160,7 @@ def test_logging_dir_is_accepted_but_must_be_a_string(tmp_path):
     assert r.returncode == 1 and '"dir"' in r.stderr
 
 
+@pytest.mark.no_store("config loading and validation on a config of its own")
 def test_dash_h_on_a_subcommand_prints_its_usage(tmp_path):
     cfg = write_config(tmp_path, base(tmp_path))
     for flag in ("-h", "--help", "-help"):
@@ -169,6 +174,7 @@ def test_dash_h_on_a_subcommand_prints_its_usage(tmp_path):
     assert r.returncode == 0 and "--partially-unavailable" in r.stdout
 
 
+@pytest.mark.no_store("its own config names a database that the subcommands never dial")
 def test_a_postgres_database_loads_for_subcommands_without_the_store(tmp_path):
     # every upstream [database] key, and [database.session_pooled] with the same ones
     keys = ('host = "/nonexistent-pg-dir"\nport = 5432\ndbname = "praefect_production"\nuser = "praefect"\n'
@@ -190,6 +196,7 @@ def test_a_postgres_database_loads_for_subcommands_without_the_store(tmp_path):
     assert r.returncode == 1 and "port" in r.stderr, r.stderr
 
 
+@pytest.mark.no_store("config loading and validation on a config of its own")
 def test_repositories_cleanup_is_validated_as_upstream(tmp_path):
     cfg = write_config(tmp_path, base(tmp_path, '[repositories_cleanup]\ncheck_interval = "30s"\n'))
     r = run("-config", cfg, "list-storages")
@@ -330,6 +337,7 @@ def test_sql_ping_and_migrate_status_read_the_embedded_store(cluster, tmp_path):
     assert r.returncode == 1 and "praefect sql-ping: fail: " in r.stderr
 
 
+@pytest.mark.no_store("config loading and validation on a config of its own")
 def test_configuration_validate_reports_problems_as_json(tmp_path):
     r = run("configuration", "validate", input="")
     assert r.returncode == 2
@@ -354,6 +362,7 @@ def test_configuration_validate_reports_problems_as_json(tmp_path):
 
 
 
+@pytest.mark.no_store("config loading and validation on a config of its own")
 def test_stale_job_timeout_is_checked(tmp_path):
     # ours: [replication] stale_job_timeout (docs/technical/config.md), at least 1s
     r = run("configuration", "validate", input=base(tmp_path, '[replication]\nstale_job_timeout = "500ms"\n'))
@@ -364,6 +373,7 @@ def test_stale_job_timeout_is_checked(tmp_path):
     r = run("configuration", "validate", input=base(tmp_path, '[replication]\nstale_job_timeout = "2s"\n'))
     assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
 
+@pytest.mark.no_store("config loading and validation on a config of its own")
 def test_help_of_commands_that_read_no_config(tmp_path):
     r = run("configuration", "validate", "-h", input="")
     assert r.returncode == 0 and r.stderr == ""

@@ -2,7 +2,6 @@
 set-replication-factor, verify and remove-repository, with upstream's output, errors and exit codes."""
 import os
 import re
-import sqlite3
 import subprocess
 
 import pytest
@@ -24,10 +23,6 @@ def fails_with(res, message):
     """Exit 1 and `message` on stderr after Go's log timestamp."""
     assert res.returncode == 1, (res.stdout, res.stderr)
     assert re.fullmatch(STAMP + re.escape(message) + "\n", res.stderr), res.stderr
-
-
-def db(cluster):
-    return sqlite3.connect(cluster.praefect.db, timeout=30)
 
 
 def replica_dir(cluster, storage, replica_path):
@@ -89,14 +84,18 @@ def test_metadata_selector_errors_and_unknown_repository(cluster):
     assert res.returncode == 1 and 'invalid value "one" for flag -repository-id' in res.stderr
 
 
+def set_verified_at(cluster, unix_ms, where):
+    cluster.praefect.sql("UPDATE storage_repositories SET verified_at = %d WHERE %s" % (unix_ms, where),
+                         postgres="UPDATE storage_repositories SET verified_at = to_timestamp(%d / 1000.0) WHERE %s"
+                                  % (unix_ms, where))
+
+
 def test_verify_marks_verified_replicas_unverified(cluster, tmp_path):
     md = synced_repo(cluster, tmp_path, "verify.git")
     other = synced_repo(cluster, tmp_path, "other.git")
     # verification times as a verifier records them (Unix ms): 2021-04-01 10:04:20 UTC, one with a fraction
-    with db(cluster) as c:
-        c.execute("UPDATE storage_repositories SET verified_at = 1617271460000 WHERE storage = 'gitaly-1'")
-        c.execute("UPDATE storage_repositories SET verified_at = 1617271460250 WHERE storage = 'gitaly-2'"
-                  " AND repository_id = ?", (md.repository_id,))
+    set_verified_at(cluster, 1617271460000, "storage = 'gitaly-1'")
+    set_verified_at(cluster, 1617271460250, "storage = 'gitaly-2' AND repository_id = %d" % md.repository_id)
     out = praefect_cmd(cluster, "metadata", "-repository-id", str(md.repository_id)).stdout
     assert out == expected_metadata(md, {"gitaly-1": "2021-04-01 10:04:20 +0000 UTC",
                                          "gitaly-2": "2021-04-01 10:04:20.25 +0000 UTC"})
@@ -111,9 +110,7 @@ def test_verify_marks_verified_replicas_unverified(cluster, tmp_path):
     assert res.stdout == "0 replicas marked unverified\n"
     res = praefect_cmd(cluster, "verify", "-virtual-storage", "default", "-storage", "gitaly-1")
     assert res.stdout == "1 replicas marked unverified\n"
-    with db(cluster) as c:
-        c.execute("UPDATE storage_repositories SET verified_at = 1617271460000 WHERE repository_id = ?",
-                  (other.repository_id,))
+    set_verified_at(cluster, 1617271460000, "repository_id = %d" % other.repository_id)
     assert praefect_cmd(cluster, "verify", "-virtual-storage", "default").stdout == "3 replicas marked unverified\n"
 
     fails_with(praefect_cmd(cluster, "verify"), "(repository id), (virtual storage) or (virtual storage, storage) required")
@@ -174,18 +171,23 @@ def test_set_replication_factor_errors(cluster, tmp_path):
     assert res.returncode == 1 and 'Required flag "virtual-storage" not set' in res.stderr
 
 
+def count(cluster, table, where, postgres_where=None):
+    """Rows of `table` matching `where` (`postgres_where` on PostgreSQL, whose queue keeps a job as JSON)."""
+    q = "SELECT COUNT(*) FROM %s WHERE " % table
+    return int(cluster.praefect.sql(q + where, postgres=q + (postgres_where or where))[0][0])
+
+
 def rows(cluster, relative_path):
-    with db(cluster) as c:
-        return {table: c.execute("SELECT COUNT(*) FROM %s WHERE relative_path = ?" % table,
-                                 (relative_path,)).fetchone()[0]
-                for table in ("repositories", "storage_repositories", "repository_assignments",
-                              "replication_queue")}
+    counts = {table: count(cluster, table, "relative_path = '%s'" % relative_path)
+              for table in ("repositories", "storage_repositories", "repository_assignments")}
+    counts["replication_queue"] = count(cluster, "replication_queue", "relative_path = '%s'" % relative_path,
+                                        "job->>'relative_path' = '%s'" % relative_path)
+    return counts
 
 
 def jobs(cluster, relative_path, change):
-    with db(cluster) as c:
-        return c.execute("SELECT COUNT(*) FROM replication_queue WHERE relative_path = ? AND change = ?",
-                         (relative_path, change)).fetchone()[0]
+    return count(cluster, "replication_queue", "relative_path = '%s' AND change = '%s'" % (relative_path, change),
+                 "job->>'relative_path' = '%s' AND job->>'change' = '%s'" % (relative_path, change))
 
 
 def test_remove_repository_dry_run_then_apply_leaves_nothing(cluster, tmp_path):
@@ -241,8 +243,9 @@ def test_remove_repository_with_a_node_down_removes_its_replica_when_it_returns(
     cluster.nodes[down].start()
     wait_for(lambda: on_disk(cluster, md.replica_path) == [], timeout=60, what="the late replica removed")
     wait_for(lambda: rows(cluster, "rm/later.git")["replication_queue"] ==
-             db(cluster).execute("SELECT COUNT(*) FROM replication_queue WHERE relative_path = 'rm/later.git'"
-                                 " AND state = 'completed'").fetchone()[0], what="the retry job completed")
+             count(cluster, "replication_queue", "relative_path = 'rm/later.git' AND state = 'completed'",
+                   "job->>'relative_path' = 'rm/later.git' AND state = 'completed'"),
+             what="the retry job completed")
 
 
 def test_remove_repository_db_only_keeps_the_replicas(cluster, tmp_path):

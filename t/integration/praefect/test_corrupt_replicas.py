@@ -3,9 +3,7 @@ replica while nothing has reached the client, the failing replica is avoided by 
 with gitaly's Fsck, it is verified and rebuilt from a healthy one.
 See docs/technical/praefect-health.md."""
 import os
-import re
 import signal
-import sqlite3
 import subprocess
 import time
 
@@ -223,14 +221,9 @@ def test_two_corrupt_replicas_fail_only_the_first_clone(cluster, tmp_path):
 
 def stored_suspects(cluster, request):
     """(repository id, storage, avoid) rows of the store's suspect_replicas table, either backend."""
-    if cluster.praefect.database:
-        pg = request.getfixturevalue("postgres")
-        db = re.search(r'dbname = "([^"]+)"', "\n".join(cluster.praefect.database)).group(1)
-        out = pg.psql(db, "SELECT repository_id, storage, avoid::int FROM suspect_replicas ORDER BY 1, 2").stdout
-        rows = [line.split("|") for line in out.split() if "|" in line]
-        return [(int(a), b, int(c)) for a, b, c in rows]
-    with sqlite3.connect("file:%s?mode=ro" % cluster.praefect.db, uri=True) as db:
-        return list(db.execute("SELECT repository_id, storage, avoid FROM suspect_replicas ORDER BY 1, 2"))
+    rows = cluster.praefect.sql("SELECT repository_id, storage, avoid FROM suspect_replicas ORDER BY 1, 2",
+                                postgres="SELECT repository_id, storage, avoid::int FROM suspect_replicas ORDER BY 1, 2")
+    return [(int(a), b, int(c)) for a, b, c in rows]
 
 
 @pytest.mark.both_stores

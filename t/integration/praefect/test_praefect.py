@@ -160,11 +160,8 @@ def test_repository_exists_and_remove(cluster, tmp_path):
         stub.RemoveRepository(pb("repository").RemoveRepositoryRequest(repository=cluster.praefect.repo("gone.git")))
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
     # no rows left in the store either
-    out = subprocess.run(["sqlite3", cluster.praefect.db,
-                          "select count(*) from repositories; select count(*) from storage_repositories;"],
-                         capture_output=True, text=True)
-    if out.returncode == 0:
-        assert out.stdout.split() == ["0", "0"]
+    assert cluster.praefect.sql("SELECT (SELECT count(*) FROM repositories), "
+                                "(SELECT count(*) FROM storage_repositories)") == [("0", "0")]
 
 
 def code_of(fn):
@@ -241,6 +238,7 @@ def test_replicate_repository_through_praefect_creates_it_everywhere(cluster, tm
         assert refs(os.path.join(node.storages[name], md.replica_path)) == want
 
 
+@pytest.mark.no_store("loads docs/config.praefect.toml; list-storages opens no store")
 def test_documented_example_config_loads():
     example = os.path.join(os.path.dirname(__file__), "..", "..", "..", "docs", "config.praefect.toml")
     out = subprocess.run([os.path.join(BUILD, "praefect", "praefect"), "-config", example, "list-storages"],

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from praefect_itest import BUILD, STORE, wait_for
+from praefect_itest import BUILD, wait_for
 from gitaly_itest import git
 from test_praefect import create_repo, push, replicas_in_sync, work_repo
 from test_failover import commit_on
@@ -35,15 +35,21 @@ def snapshot(cluster, rel):
             "replicas": {r.storage: (r.generation, r.assigned) for r in md.replicas}}
 
 
-def lose_the_store(cluster, postgres):
-    if STORE["database"] is None:
+def lose_the_store(cluster):
+    if cluster.praefect.store_kind() == "sqlite":
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(cluster.praefect.db + suffix):
                 os.unlink(cluster.praefect.db + suffix)
     else:
-        dbname = re.search(r'dbname = "([^"]+)"', "\n".join(STORE["database"])).group(1)
-        postgres.psql(dbname, "TRUNCATE repositories, storage_repositories, repository_assignments, "
-                              "replication_queue, replication_queue_job_lock, replication_queue_lock CASCADE")
+        cluster.praefect.sql("TRUNCATE repositories, storage_repositories, repository_assignments, "
+                             "replication_queue, replication_queue_job_lock, replication_queue_lock CASCADE")
+
+
+def store_is_empty(cluster):
+    """Nothing written since lose_the_store(): no SQLite file at all, no PostgreSQL rows."""
+    if cluster.praefect.store_kind() == "sqlite":
+        return not os.path.exists(cluster.praefect.db)
+    return cluster.praefect.sql("SELECT count(*) FROM repositories") == [("0",)]
 
 
 def tracked(cluster):
@@ -52,8 +58,7 @@ def tracked(cluster):
 
 
 @pytest.mark.both_stores
-def test_a_lost_store_is_rebuilt_from_the_nodes(cluster, tmp_path, store_backend, request):
-    postgres = request.getfixturevalue("postgres") if store_backend == "postgres" else None
+def test_a_lost_store_is_rebuilt_from_the_nodes(cluster, tmp_path):
     create_repo(cluster, PLAIN)
     src = work_repo(tmp_path, name="plain")
     push(cluster, src, PLAIN, "--all")
@@ -92,7 +97,7 @@ def test_a_lost_store_is_rebuilt_from_the_nodes(cluster, tmp_path, store_backend
 
     cluster.praefect.stop()
     cluster.nodes[behind].start()
-    lose_the_store(cluster, postgres)
+    lose_the_store(cluster)
 
     # dry run: everything printed, nothing written
     r = rebuild(cluster)
@@ -179,9 +184,7 @@ def test_conflicting_and_missing_records_are_reported_and_skipped(cluster, tmp_p
     assert "Dry run: 1 repositories found" in r.stdout
 
     # -apply records what is not in conflict; the exit code still says that some were skipped
-    for suffix in ("", "-wal", "-shm"):
-        if os.path.exists(cluster.praefect.db + suffix):
-            os.unlink(cluster.praefect.db + suffix)
+    lose_the_store(cluster)
     r = rebuild(cluster, "-apply")
     assert r.returncode == 2 and "Recorded 1 repositories" in r.stdout, (r.stdout, r.stderr)
 
@@ -218,14 +221,14 @@ def test_assignments_come_back_and_a_node_that_cannot_be_walked_stops_the_rebuil
         for want in before.values():
             assert len(want["replicas"]) >= 2 and all(a for _, a in want["replicas"].values()), before
         cluster.praefect.stop()
-        lose_the_store(cluster, None)
+        lose_the_store(cluster)
 
         cluster.nodes["gitaly-3"].stop()
         r = rebuild(cluster, "-apply")
         assert r.returncode == 1, (r.stdout, r.stderr)
         assert 'storage "gitaly-3" of "default" cannot be walked' in r.stderr
         assert "1 storage(s) could not be walked: nothing can be rebuilt" in r.stderr
-        assert not os.path.exists(cluster.praefect.db)  # nothing was written, not even an empty store
+        assert store_is_empty(cluster)  # nothing was written, not even an empty store
         cluster.nodes["gitaly-3"].start()
 
         r = rebuild(cluster, "-apply")

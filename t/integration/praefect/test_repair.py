@@ -198,7 +198,6 @@ def test_two_verifications_of_one_pair_in_opposite_directions_leave_it_equal(clu
     """Writes cut off together by a primary's death can each queue a verification with its own
     reference: A against B and B against A. Both find the difference; repairing both would swap
     the contents and leave them different at one generation. One repair, the other stands down."""
-    import sqlite3
     create_repo(cluster, "cross.git")
     src = work_repo(tmp_path, branches=("main",), tags=())
     push(cluster, src, "cross.git", "main")
@@ -208,14 +207,21 @@ def test_two_verifications_of_one_pair_in_opposite_directions_leave_it_equal(clu
     # equal generations, other refs: b has a branch the others lack
     git("update-ref", "refs/heads/only-on-b", "refs/heads/main", cwd=storage_path(cluster, b, md.replica_path))
     now = int(time.time() * 1000)
-    with sqlite3.connect(cluster.praefect.db) as db:
-        for source, target in ((a, b), (b, a)):
-            lock = "default|%s|cross.git" % target
-            db.execute("INSERT INTO replication_queue_lock (id) VALUES (?) ON CONFLICT DO NOTHING", (lock,))
-            db.execute("INSERT INTO replication_queue (state, created_at, attempt, lock_id, change, repository_id,"
-                       " virtual_storage, relative_path, replica_path, source_node_storage, target_node_storage,"
-                       " correlation_id, params) VALUES ('ready', ?, 3, ?, 'update', ?, 'default', 'cross.git', '',"
-                       " ?, ?, 'test', '{\"force\":true}')", (now, lock, md.repository_id, source, target))
+    for source, target in ((a, b), (b, a)):
+        lock = "default|%s|cross.git" % target
+        values = (md.repository_id, source, target)
+        cluster.praefect.sql(
+            "INSERT INTO replication_queue_lock (id) VALUES ('%s') ON CONFLICT DO NOTHING;"
+            "INSERT INTO replication_queue (state, created_at, attempt, lock_id, change, repository_id,"
+            " virtual_storage, relative_path, replica_path, source_node_storage, target_node_storage,"
+            " correlation_id, params) VALUES ('ready', %d, 3, '%s', 'update', %d, 'default', 'cross.git', '',"
+            " '%s', '%s', 'test', '{\"force\":true}')" % ((lock, now, lock) + values),
+            postgres="INSERT INTO replication_queue_lock (id) VALUES ('%s') ON CONFLICT DO NOTHING;"
+            "INSERT INTO replication_queue (state, created_at, attempt, lock_id, job, meta) VALUES ('ready',"
+            " to_timestamp(%d / 1000.0) AT TIME ZONE 'UTC', 3, '%s', jsonb_build_object('change', 'update',"
+            " 'repository_id', %d, 'virtual_storage', 'default', 'relative_path', 'cross.git', 'replica_path', '',"
+            " 'source_node_storage', '%s', 'target_node_storage', '%s', 'params', '{\"force\": true}'::jsonb),"
+            " '{\"correlation_id\": \"test\"}'::jsonb)" % ((lock, now, lock) + values))
     cluster.praefect.start()
     wait_for(lambda: "of cross.git differs from" in cluster.praefect.log(), what="a difference found")
 

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from praefect_itest import PRAEFECT_TOKEN, Cluster, wait_for
+from praefect_itest import PRAEFECT_TOKEN, Cluster, fresh_store, wait_for
 from gitaly_itest import BUILD, git, make_bare_repo, pb
 from test_praefect import create_repo, push, refs
 from test_custom_hooks_praefect import count_calls, hooks_tar, node_hooks
@@ -166,7 +166,7 @@ def test_a_server_side_backup_restores_into_a_new_empty_cluster(tmp_path):
     finally:
         old.stop()
 
-    new = Cluster(tmp_path / "new", node_extra=extra)
+    new = Cluster(tmp_path / "new", node_extra=extra, database=fresh_store())
     try:
         assert new.praefect.stub("RepositoryService").RepositoryExists(
             rp().RepositoryExistsRequest(repository=new.praefect.repo(rels[0])), timeout=10).exists is False

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 
 import grpc
+import pytest
 
 from pg_server import PgServer
 from praefect_itest import Cluster, wait_for
@@ -217,6 +218,7 @@ def test_a_database_upstream_praefect_migrated_is_served_as_it_is(postgres, tmp_
         cluster.stop()
 
 
+@pytest.mark.sqlite_only("sql-migrate on the SQLite file itself")
 def test_sql_migrate_on_the_sqlite_store_reports_what_opening_applies(tmp_path):
     path = tmp_path / "praefect.toml"
     path.write_text("\n".join([
@@ -235,6 +237,7 @@ def test_sql_migrate_on_the_sqlite_store_reports_what_opening_applies(tmp_path):
     assert res.returncode == 1 and "the SQLite tracking store has no down migrations" in res.stderr
 
 
+@pytest.mark.no_store("starts its own PostgreSQL server, which it stops")
 def test_a_lost_database_fails_writes_clearly_and_is_reconnected(tmp_path):
     pg = PgServer()  # its own server: this test stops it
     cluster = None

@@ -110,6 +110,7 @@ def check_unary_and_stream(ch, make_repo=True, storage="default"):
     assert refs is not None
 
 
+@pytest.mark.no_store("gitaly's TLS listener alone: no praefect")
 def test_gitaly_tls_listener_unary_and_streaming(pki, tmp_path):
     node = tls_node(str(tmp_path / "g"), pki["cert"], pki["key"])
     try:
@@ -124,6 +125,7 @@ def test_gitaly_tls_listener_unary_and_streaming(pki, tmp_path):
         node.stop()
 
 
+@pytest.mark.no_store("gitaly's TLS listener alone: no praefect")
 def test_bad_clients_do_not_disturb_tls_or_plain_listeners(pki, tmp_path):
     node = tls_node(str(tmp_path / "g"), pki["cert"], pki["key"])
     try:
@@ -261,6 +263,7 @@ def test_bad_node_certificates_mark_nodes_unhealthy(pki, tmp_path, monkeypatch):
         stop_all(nodes, p)
 
 
+@pytest.mark.no_store("gitaly's TLS listener alone: no praefect")
 def test_sighup_upgrade_keeps_tls_listener(pki, tmp_path):
     import sys
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -299,6 +302,7 @@ def test_sighup_upgrade_keeps_tls_listener(pki, tmp_path):
         node.stop()
 
 
+@pytest.mark.no_store("gitaly's TLS listener alone: no praefect")
 def test_configuration_validate_checks_tls_files(pki, tmp_path):
     from test_admin_config import base, run as praefect_run
     gitaly_bin = os.path.join(BUILD, "gitaly", "gitaly")
