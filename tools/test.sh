@@ -10,6 +10,7 @@
 #   FUZZ_SECONDS   how long each fuzz target runs (default 15)
 #   PYTEST_ARGS    extra arguments for pytest (e.g. "-k health -x")
 #   PYTEST_WORKERS parallel pytest workers (default 3; 1 runs serially)
+#   GITALYC_STORES the praefect suite's stores (default both; the asan pass: sqlite)
 #
 # Works on a fresh clone: each tree is configured (or reconfigured) here. The
 # last line is "summary: N passed, N failed"; the exit status is non-zero when
@@ -244,7 +245,9 @@ kinds=("$@")
 for kind in "${kinds[@]}"; do
 	case $kind in
 	plain) run_tree plain "$prefix" -Dbuildtype=debugoptimized -Db_sanitize=none -Dfuzzing=false ;;
-	asan) run_tree asan "$prefix-asan" -Dbuildtype=debugoptimized -Db_sanitize=address,undefined \
+	# Under the sanitizers the praefect suite runs on SQLite (plus its both_stores tests on
+	# PostgreSQL): the store-independent C is the same, and the plain pass runs it all on both.
+	asan) GITALYC_STORES=${GITALYC_STORES:-sqlite} run_tree asan "$prefix-asan" -Dbuildtype=debugoptimized -Db_sanitize=address,undefined \
 		-Db_lundef=false -Dfuzzing=false ;;
 	fuzz) run_fuzz "$prefix-fuzz" ;;
 	*) echo "usage: tools/test.sh [plain] [asan] [fuzz]" >&2; exit 2 ;;

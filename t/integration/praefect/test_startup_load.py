@@ -39,6 +39,7 @@ def fill(db, far):
 
 
 # 9999 stays (dense ids: ranges of 4,096), or moves to 30,000: ranges of 3 x 4,096 ids, the second one empty
+@pytest.mark.sqlite_only("fills the SQLite file directly with 8,600 repositories; the paged load query of PostgreSQL is covered by test_store_postgres and the suite's [postgres] runs")
 @pytest.mark.parametrize("far", [9999, 30000])
 def test_a_store_of_several_pages_loads_every_repository_once(tmp_path, far):
     c = Cluster(tmp_path, start=False)
